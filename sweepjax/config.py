@@ -1,0 +1,208 @@
+"""Configuration as data: frozen dataclasses, validated on construction.
+
+Static settings (shapes, step counts, widths) live here; swept values (learning rate,
+L2 strength, ...) live in :class:`sweepjax.hparams.HParams` as arrays, so changing them
+never recompiles.
+
+Ranges are given in real units with an explicit scale (``Range(1e-4, 1.0)`` is searched
+log-uniformly), never as exponents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from sweepjax.errors import ConfigError
+
+MODELS = ("softmax", "mlp")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data to load and how to split it.
+
+    Attributes:
+      dataset: ``mnist`` | ``fashion-mnist`` | ``mnist-sample`` | ``npz:PATH``.
+      data_dir: a directory searched first for the dataset files.
+      val_fraction: fraction of the training set carved out (seeded) for validation.
+      seed: seed of the validation split.
+      download: whether a missing ``mnist`` / ``fashion-mnist`` may be downloaded.
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    download: bool = True
+
+    def __post_init__(self):
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(
+                f"val_fraction must be in (0, 1), got {self.val_fraction}; try 0.1"
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network every member shares.
+
+    Attributes:
+      kind: ``softmax`` (the lecture's linear classifier) or ``mlp`` (one hidden ReLU layer).
+      hidden: hidden width of the MLP (static: a new width compiles a new program).
+    """
+
+    kind: str = "softmax"
+    hidden: int = 100
+
+    def __post_init__(self):
+        if self.kind not in MODELS:
+            raise ConfigError(f"unknown model {self.kind!r}; choose one of {', '.join(MODELS)}")
+        if self.hidden < 1:
+            raise ConfigError(f"hidden width must be >= 1, got {self.hidden}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Static training settings shared by the whole population.
+
+    Attributes:
+      optimizer: ``sgd`` (the lecture's default), ``momentum`` or ``adam``.
+      momentum: momentum coefficient of the ``momentum`` optimizer.
+      steps: total optimizer steps per member.
+      batch_size: minibatch size; every member sees the same minibatch at a step.
+      eval_every: steps between evaluations; ``None`` picks about 20 evaluations.
+      chunk_steps: steps per compiled call (host work such as progress and checkpoints
+        happens only between chunks); rounded to a multiple of ``eval_every``.
+      explode_factor: a member diverges when its loss exceeds this many times its
+        initial loss, or is not finite (the lecture's "3x the original cost" rule).
+      train_eval_size: size of the fixed training subset used for training accuracy.
+      eval_batch_size: rows per slice when evaluating the validation set (bounds memory).
+      memory_budget_mb: device memory one compiled program may use; a larger population
+        is split into several groups trained one after another.
+      seed: root seed; member ``i`` is initialised from ``fold_in(seed, id_i)``.
+    """
+
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    steps: int = 1000
+    batch_size: int = 256
+    eval_every: int | None = None
+    chunk_steps: int = 500
+    explode_factor: float = 3.0
+    train_eval_size: int = 1000
+    eval_batch_size: int = 1000
+    memory_budget_mb: int = 2048
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        for name in ("steps", "batch_size", "chunk_steps", "train_eval_size",
+                     "eval_batch_size", "memory_budget_mb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.eval_every is not None and self.steps % self.eval_every:
+            raise ConfigError(
+                f"steps ({self.steps}) must be a multiple of eval_every ({self.eval_every}); "
+                "change one of them or leave eval_every unset"
+            )
+        if not self.explode_factor > 1.0:
+            raise ConfigError(f"explode_factor must be > 1, got {self.explode_factor}")
+
+    @property
+    def resolved_eval_every(self) -> int:
+        """Steps between evaluations: the configured value, or the largest divisor of
+        ``steps`` that gives at least 20 evaluations (at least 1)."""
+        if self.eval_every is not None:
+            return self.eval_every
+        target = max(1, self.steps // 20)
+        for e in range(target, 0, -1):
+            if self.steps % e == 0:
+                return e
+        return 1
+
+    @property
+    def resolved_chunk_steps(self) -> int:
+        """Steps per compiled call: ``chunk_steps`` rounded to a multiple of eval_every."""
+        e = self.resolved_eval_every
+        return max(e, (min(self.chunk_steps, self.steps) // e) * e)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A search interval in real units; ``log=True`` searches it log-uniformly."""
+
+    lo: float
+    hi: float
+    log: bool = True
+
+    def __post_init__(self):
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            raise ConfigError(f"range bounds must be finite numbers, got [{self.lo}, {self.hi}]")
+        if self.lo >= self.hi:
+            raise ConfigError(
+                f"range lower bound {self.lo:g} must be below upper bound {self.hi:g}; "
+                "swap them or widen the range"
+            )
+        if self.log and self.lo <= 0:
+            raise ConfigError(
+                f"log-scale range needs positive bounds, got [{self.lo:g}, {self.hi:g}]; "
+                "use e.g. 1e-6 instead of 0"
+            )
+
+    def to_unit(self, x):
+        """Map values in the range to [0, 1] (in log space when ``log``)."""
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float64)
+        if self.log:
+            return (np.log(x) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
+        return (x - self.lo) / (self.hi - self.lo)
+
+    def from_unit(self, u):
+        """Inverse of :meth:`to_unit`."""
+        import numpy as np
+
+        u = np.asarray(u, dtype=np.float64)
+        if self.log:
+            return np.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
+        return self.lo + u * (self.hi - self.lo)
+
+    def as_list(self) -> list[float]:
+        return [float(self.lo), float(self.hi)]
+
+
+# Defaults chosen for sweepjax's preprocessing (features centred and scaled to unit
+# overall variance). The lecture's 1e-7..1e-3 learning rates suited raw 0-255 pixels;
+# with unit-scale inputs plain SGD on the softmax classifier learns from ~1e-4 and
+# explodes above ~1, so the default box brackets both edges.
+DEFAULT_LR = Range(1e-4, 3.0)
+DEFAULT_L2 = Range(1e-6, 1.0)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The box searched over. ``lr_decay`` (per-epoch multiplier) is fixed at 1 when None."""
+
+    lr: Range = DEFAULT_LR
+    l2: Range = DEFAULT_L2
+    lr_decay: Range | None = None
+
+    def axes(self) -> dict[str, Range]:
+        out = {"lr": self.lr, "l2": self.l2}
+        if self.lr_decay is not None:
+            out["lr_decay"] = self.lr_decay
+        return out
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {k: r.as_list() for k, r in self.axes().items()}

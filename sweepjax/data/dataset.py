@@ -1,0 +1,72 @@
+"""The Dataset container handed from the data layer to the trainer."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DatasetInfo(NamedTuple):
+    """Identity of the data a sweep really used (recorded with every result).
+
+    Attributes:
+      name: the source name actually used (``mnist``, ``mnist-sample``, ``npz:...``).
+      requested: the name the user asked for (differs from ``name`` after a fallback).
+      origin: where it was read from (a path, or ``bundled``).
+      n_train, n_val, n_test: split sizes.
+      num_classes: number of label values.
+      input_shape: shape of one example before flattening, e.g. ``(28, 28)``.
+      sha256: hash of the raw arrays (images and labels, train and test) as loaded.
+      note: a one-line remark for the user (e.g. the offline fallback), or None.
+    """
+
+    name: str
+    requested: str
+    origin: str
+    n_train: int
+    n_val: int
+    n_test: int
+    num_classes: int
+    input_shape: tuple[int, ...]
+    sha256: str
+    note: str | None = None
+
+    def as_dict(self) -> dict:
+        d = self._asdict()
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+class Dataset(NamedTuple):
+    """Preprocessed, flattened splits as host arrays.
+
+    Attributes:
+      x_train: ``[n_train, D]`` float32, zero-centred with the training mean and scaled.
+      y_train: ``[n_train]`` int32 labels in ``[0, num_classes)``.
+      x_val, y_val: the seeded validation split carved from the training set.
+      x_test, y_test: the held-out test set (used only to report winners).
+      mean: ``[D]`` float32 training mean subtracted from every split.
+      scale: the scalar every split was divided by after centring.
+      info: :class:`DatasetInfo`.
+      raw_train_images: a few raw training images ``[k, *input_shape]`` for pictures.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    scale: float
+    info: DatasetInfo
+    raw_train_images: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.info.num_classes)

@@ -1,0 +1,38 @@
+"""Errors a person can act on.
+
+Every error carries a one-line message that names the problem and the fix, and the
+exit code the command line uses for it. The CLI prints ``str(err)`` and exits with
+``err.exit_code``; no traceback is shown for these.
+"""
+
+from __future__ import annotations
+
+
+class SweepjaxError(Exception):
+    """Base class: a failure the user can fix. Exit code 1 (runtime failure)."""
+
+    exit_code = 1
+
+
+class ConfigError(SweepjaxError):
+    """A bad flag, range or config file (exit code 2)."""
+
+    exit_code = 2
+
+
+class DataError(SweepjaxError):
+    """Missing, corrupt or inconsistent data (exit code 2)."""
+
+    exit_code = 2
+
+
+class StoreError(SweepjaxError):
+    """A missing sweep, a file that is not a store, a newer schema (exit code 2)."""
+
+    exit_code = 2
+
+
+class AllDivergedError(SweepjaxError):
+    """Every member of a sweep diverged (exit code 3)."""
+
+    exit_code = 3
