@@ -1,0 +1,100 @@
+"""The networks every member shares, written with flax for ONE member.
+
+Nothing here knows about populations: the trainer adds the member axis with a single
+``jax.vmap``. Because every member sees the same minibatch (``in_axes=None`` for the
+data), XLA turns the population's forward pass into one matmul
+``[B, D] @ [D, M*K]`` and the weight gradient into another.
+
+Initialisation is small at the output so the initial loss is about ``ln(num_classes)``,
+the lecture's first sanity check.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sweepjax.config import ModelConfig
+
+# Output weights ~ N(0, 1e-3): logits start near zero, so softmax is near uniform and
+# the loss near ln(K). (The lecture's "W = 0.001 * randn".)
+OUTPUT_INIT_STD = 1e-3
+
+
+class Dense(nn.Module):
+    """A dense layer for one member with its kernel stored ``[out, in]`` (as PyTorch does).
+
+    Why not ``flax.linen.Dense`` (``[in, out]``)? Stacked over members, an ``[out, in]``
+    kernel is ``[M, K, D]`` = ``[M*K, D]`` in memory, so the shared-batch forward pass
+    ``x[B, D] @ W[M*K, D].T`` and the weight gradient ``g[B, M*K].T @ x`` are each one
+    matmul with no copy. With ``[in, out]`` kernels XLA transposes every ``[M, D, K]``
+    kernel at every step: measured at about half the matmul rate on the 2-core CPU.
+    It also makes row ``k`` of a softmax kernel the class-``k`` template image.
+    """
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        # Initialisers see the [in, out] shape they expect (fan-in first), then transpose.
+        kernel = self.param(
+            "kernel",
+            lambda key, shape: self.kernel_init(key, shape[::-1]).T,
+            (self.features, x.shape[-1]),
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return x @ kernel.T + bias
+
+
+class Softmax(nn.Module):
+    """The lecture's linear classifier: ``logits = x @ W + b``."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x):
+        return Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.normal(OUTPUT_INIT_STD),
+            name="out",
+        )(x)
+
+
+class MLP(nn.Module):
+    """One hidden ReLU layer (He-initialised), then a small-init linear read-out."""
+
+    hidden: int
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, *, return_hidden: bool = False):
+        h = nn.relu(Dense(self.hidden, kernel_init=nn.initializers.he_normal(),
+                             name="hidden")(x))
+        logits = Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.normal(OUTPUT_INIT_STD),
+            name="out",
+        )(h)
+        return (logits, h) if return_hidden else logits
+
+
+def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    """The flax module for ``cfg``; ``apply(params, x[D]) -> logits[K]`` for one member."""
+    if cfg.kind == "softmax":
+        return Softmax(num_classes=num_classes)
+    return MLP(hidden=cfg.hidden, num_classes=num_classes)
+
+
+def init_params(model: nn.Module, key: jax.Array, num_features: int):
+    """Parameters of one member (no batch axis anywhere)."""
+    return model.init(key, jnp.zeros((num_features,), jnp.float32))["params"]
+
+
+def l2_penalty(params) -> jax.Array:
+    """``sum(w**2) / 2`` over weight matrices only (biases are not regularised),
+    as ``tf.nn.l2_loss`` and the lecture's ``0.5 * reg * sum(W*W)``."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    kernels = [leaf for path, leaf in leaves if getattr(path[-1], "key", None) == "kernel"]
+    return 0.5 * sum(jnp.sum(jnp.square(k)) for k in kernels)

@@ -1,0 +1,585 @@
+"""The population trainer: one member's step, vmapped once, scanned per chunk.
+
+Shape conventions: ``M`` members, ``B`` batch, ``D`` features, ``K`` classes,
+``E`` evaluations. Everything under ``_member_*`` is written for ONE member; the
+member axis is added in exactly one place, :func:`_over_members`.
+
+A chunk of ``n_blocks * eval_every`` steps is one compiled XLA program: ``lax.scan``
+over steps, minibatch indices drawn from a PRNG key inside the scan, the data resident
+on the device, the state buffers donated. Host code runs only between chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sweepjax.config import ModelConfig, TrainConfig
+from sweepjax.data.dataset import Dataset
+from sweepjax.hparams import HParams
+from sweepjax.models import build_model, init_params, l2_penalty
+
+# Incremented each time the population program is traced; tests assert that new
+# hyperparameter values do not increase it (the values are traced arrays).
+TRACE_COUNT = 0
+
+
+# --------------------------------------------------------------------------- containers
+class MemberState(NamedTuple):
+    """State of one member (the trainer stacks a leading ``[M]`` axis on every leaf)."""
+
+    params: Any
+    opt_state: Any
+    alive: jax.Array  # bool: False once diverged; the member is then frozen
+    diverged_at: jax.Array  # int32 step at which it diverged, -1 if alive
+    initial_loss: jax.Array  # float32 loss of the first minibatch (the "original cost")
+    best_val_acc: jax.Array  # float32
+    best_step: jax.Array  # int32 steps completed when best_val_acc was reached
+
+
+class EvalMetrics(NamedTuple):
+    """One evaluation of one member (stacked to ``[M, E]`` in :class:`Curves`)."""
+
+    train_loss: jax.Array  # mean minibatch objective (data loss + L2) over the block
+    val_loss: jax.Array  # mean cross-entropy on the whole validation set
+    val_acc: jax.Array
+    train_acc: jax.Array  # accuracy on a fixed training subset
+    update_ratio: jax.Array  # ||update|| / ||params|| at the block's last step
+
+
+class Curves(NamedTuple):
+    """Every evaluation of every member. ``step[E]``; each metric ``[M, E]``.
+
+    Entries after a member diverged are NaN.
+    """
+
+    step: np.ndarray
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    train_acc: np.ndarray
+    update_ratio: np.ndarray
+
+    @classmethod
+    def empty(cls, num_members: int) -> Curves:
+        z = np.zeros((num_members, 0), np.float32)
+        return cls(np.zeros((0,), np.int64), z, z, z, z, z)
+
+    def append(self, steps: np.ndarray, m: EvalMetrics) -> Curves:
+        return Curves(
+            np.concatenate([self.step, steps]),
+            *(np.concatenate([old, np.asarray(new)], axis=1) for old, new in zip(
+                self[1:], m, strict=True)),
+        )
+
+
+class Timing(NamedTuple):
+    compile_s: float  # ahead-of-time compilation of the population programs
+    train_s: float  # wall time of the compiled calls (blocked until ready)
+    model_steps_per_s: float  # members x steps / train_s
+    num_groups: int  # programs the population was split into (memory budget)
+    group_size: int
+
+
+class Checkpoint(NamedTuple):
+    """Everything needed to continue training exactly where it stopped.
+
+    ``states`` is a host pytree of :class:`MemberState` with a leading ``[M]`` axis.
+    """
+
+    step: int
+    states: Any
+    curves: Curves
+
+
+class ChunkReport(NamedTuple):
+    """Handed to ``on_chunk`` after every chunk (all groups at the same step)."""
+
+    step: int
+    total_steps: int
+    alive: int
+    num_members: int
+    best_val_acc: float
+    elapsed_s: float
+    checkpoint: Checkpoint
+
+
+class PopulationResult(NamedTuple):
+    """What :func:`train_population` returns. Per-member arrays are ``[M]``."""
+
+    member_ids: np.ndarray
+    hparams: HParams
+    alive: np.ndarray
+    diverged_at: np.ndarray
+    initial_loss: np.ndarray
+    best_val_acc: np.ndarray
+    best_step: np.ndarray
+    final_train_loss: np.ndarray
+    final_val_loss: np.ndarray
+    final_val_acc: np.ndarray
+    final_train_acc: np.ndarray
+    curves: Curves
+    params: Any  # host pytree, leading [M] axis
+    timing: Timing
+    completed: bool  # False when on_chunk asked to stop early
+    checkpoint: Checkpoint
+
+    @property
+    def num_members(self) -> int:
+        return int(self.member_ids.shape[0])
+
+    @property
+    def status(self) -> list[str]:
+        return ["ok" if a else "diverged" for a in self.alive]
+
+
+class DeviceData(NamedTuple):
+    """Data shared by every member, resident on the device."""
+
+    x_train: jax.Array  # [N, D]
+    y_train: jax.Array  # [N]
+    x_val: jax.Array  # [S, Eb, D] validation set in slices (padded)
+    y_val: jax.Array  # [S, Eb]
+    m_val: jax.Array  # [S, Eb] 1.0 for real rows, 0.0 for padding
+    x_tev: jax.Array  # fixed training subset, same layout as the validation slices
+    y_tev: jax.Array
+    m_tev: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkSpec:
+    """Static (hashable) description of one compiled chunk program."""
+
+    model: ModelConfig
+    num_classes: int
+    optimizer: str
+    momentum: float
+    batch_size: int
+    eval_every: int
+    n_blocks: int
+    explode_factor: float
+    steps_per_epoch: int
+
+
+# --------------------------------------------------------------------------- one member
+def _direction(spec: ChunkSpec) -> optax.GradientTransformation:
+    """The optimizer without its learning rate; the (traced, per-member, decayed) rate
+    multiplies its output, so one program serves every learning rate."""
+    if spec.optimizer == "sgd":
+        return optax.identity()
+    if spec.optimizer == "momentum":
+        return optax.trace(decay=spec.momentum)
+    return optax.scale_by_adam()
+
+
+def _objective(params, x, y, l2, model):
+    """Mean cross-entropy + ``l2 * sum(w**2)/2`` for one member on a batch."""
+    logits = model.apply({"params": params}, x)
+    data = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return data + l2 * l2_penalty(params)
+
+
+def _member_evaluate(params, xs, ys, ms, model):
+    """Mean cross-entropy and accuracy of one member over sliced, masked data."""
+
+    def body(acc, slc):
+        x, y, m = slc
+        logits = model.apply({"params": params}, x)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        return (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m)), None
+
+    (ce_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, ms))
+    n = jnp.sum(ms)
+    return ce_sum / n, correct / n
+
+
+def _member_init(member_key, hp: HParams, num_features: int, spec: ChunkSpec) -> MemberState:
+    del hp  # initial weights do not depend on hyperparameters
+    model = build_model(spec.model, spec.num_classes)
+    params = init_params(model, member_key, num_features)
+    return MemberState(
+        params=params,
+        opt_state=_direction(spec).init(params),
+        alive=jnp.array(True),
+        diverged_at=jnp.array(-1, jnp.int32),
+        initial_loss=jnp.array(jnp.nan, jnp.float32),
+        best_val_acc=jnp.array(0.0, jnp.float32),
+        best_step=jnp.array(0, jnp.int32),
+    )
+
+
+def _member_step(st: MemberState, hp: HParams, data: DeviceData, t, data_key,
+                 spec: ChunkSpec, measure: bool = False):
+    """One SGD/momentum/Adam step of one member at global step ``t``.
+
+    Returns the new state, the minibatch objective (0 once diverged) and, when
+    ``measure``, the update/weight norm ratio (else 0). Only the last step of an
+    evaluation block measures: the ratio needs the update tensor materialised, which
+    the ordinary step fuses away.
+    """
+    model = build_model(spec.model, spec.num_classes)
+    tx = _direction(spec)
+    # Same indices for every member: t and data_key carry no member axis, so the
+    # gather and the matmuls are shared across the population.
+    idx = jax.random.randint(jax.random.fold_in(data_key, t), (spec.batch_size,), 0,
+                             data.x_train.shape[0])
+    x, y = data.x_train[idx], data.y_train[idx]
+    loss, grads = jax.value_and_grad(_objective)(st.params, x, y, hp.l2, model)
+    direction, opt_state = tx.update(grads, st.opt_state, st.params)
+    lr_t = hp.lr * hp.lr_decay ** (t // spec.steps_per_epoch).astype(jnp.float32)
+    updates = jax.tree.map(lambda d: -lr_t * d, direction)
+    new_params = optax.apply_updates(st.params, updates)
+
+    initial = jnp.where(t == 0, loss, st.initial_loss)
+    exploded = ~jnp.isfinite(loss) | (loss > spec.explode_factor * initial)
+    newly = st.alive & exploded
+    alive = st.alive & ~exploded
+
+    if measure:
+        ratio = optax.global_norm(updates) / (optax.global_norm(st.params) + 1e-12)
+    else:
+        ratio = jnp.zeros((), jnp.float32)
+
+    # Frozen once diverged: keep the old values, so a NaN never spreads further.
+    keep = lambda new, old: jnp.where(alive, new, old)  # noqa: E731
+    st = st._replace(
+        params=jax.tree.map(keep, new_params, st.params),
+        opt_state=jax.tree.map(keep, opt_state, st.opt_state),
+        alive=alive,
+        diverged_at=jnp.where(newly, t, st.diverged_at),
+        initial_loss=initial,
+    )
+    return st, jnp.where(alive, loss, 0.0), ratio
+
+
+def _member_eval(st: MemberState, hp: HParams, data: DeviceData, done, extra,
+                 spec: ChunkSpec):
+    """Evaluate one member after ``done`` steps; ``extra = (mean train loss, ratio)``.
+
+    Updates the member's best validation accuracy; metrics are NaN once diverged.
+    """
+    del hp
+    model = build_model(spec.model, spec.num_classes)
+    train_loss, ratio = extra
+    val_loss, val_acc = _member_evaluate(st.params, data.x_val, data.y_val, data.m_val, model)
+    _, train_acc = _member_evaluate(st.params, data.x_tev, data.y_tev, data.m_tev, model)
+    better = st.alive & (val_acc > st.best_val_acc)
+    st = st._replace(
+        best_val_acc=jnp.where(better, val_acc, st.best_val_acc),
+        best_step=jnp.where(better, done, st.best_step),
+    )
+    nan = jnp.float32(jnp.nan)
+    metrics = EvalMetrics(*(jnp.where(st.alive, v, nan) for v in
+                            (train_loss, val_loss, val_acc, train_acc, ratio)))
+    return st, metrics
+
+
+# --------------------------------------------------------------------------- population
+def _over_members(fn, spec: ChunkSpec, extra_axis, num_outputs: int):
+    """THE place the member axis appears. ``fn(state, hparams, data, t, extra, spec)`` is
+    written for one member; the result maps it over the population. Data and the step
+    index are shared by all members (no member axis); ``extra`` is shared when
+    ``extra_axis`` is None and per member when it is 0."""
+    return jax.vmap(functools.partial(fn, spec=spec),
+                    in_axes=(0, 0, None, None, extra_axis),
+                    out_axes=(0,) * num_outputs)
+
+
+def _population_init(keys, hps, num_features, spec):
+    # Initialisation draws one key per member; it is not part of the training program.
+    return jax.vmap(lambda k, h: _member_init(k, h, num_features, spec))(keys, hps)
+
+
+def _population_chunk(states, hps, data, start_step, data_key, spec):
+    """``spec.n_blocks`` evaluation blocks of ``spec.eval_every`` steps, for all members.
+
+    Returns the new states (member axis leading) and ``EvalMetrics`` of ``[M, n_blocks]``.
+    """
+    global TRACE_COUNT
+    TRACE_COUNT += 1  # runs at trace time only
+    step = _over_members(_member_step, spec, extra_axis=None, num_outputs=3)
+    measured_step = _over_members(functools.partial(_member_step, measure=True), spec,
+                                  extra_axis=None, num_outputs=3)
+    evaluate = _over_members(_member_eval, spec, extra_axis=0, num_outputs=2)
+
+    def one_step(carry, t):
+        st, loss_sum = carry
+        st, loss, _ = step(st, hps, data, t, data_key)
+        return (st, loss_sum + loss), None
+
+    def block(st, b):
+        t0 = start_step + b * spec.eval_every
+        zeros = jnp.zeros(hps.lr.shape, jnp.float32)
+        (st, loss_sum), _ = jax.lax.scan(one_step, (st, zeros),
+                                         t0 + jnp.arange(spec.eval_every - 1))
+        last = t0 + spec.eval_every - 1
+        st, loss, ratio = measured_step(st, hps, data, last, data_key)
+        return evaluate(st, hps, data, last + 1,
+                        ((loss_sum + loss) / spec.eval_every, ratio))
+
+    states, metrics = jax.lax.scan(block, states, jnp.arange(spec.n_blocks))
+    return states, jax.tree.map(lambda a: a.T, metrics)  # [n_blocks, M] -> [M, n_blocks]
+
+
+_init_jit = jax.jit(_population_init, static_argnames=("num_features", "spec"))
+_chunk_jit = jax.jit(_population_chunk, static_argnames=("spec",), donate_argnums=(0,))
+_COMPILED: dict = {}
+
+
+def _compiled_chunk(states, hps, data, start_step, data_key, spec):
+    """Ahead-of-time compiled chunk program, cached by (spec, shapes); returns
+    ``(executable, seconds spent compiling)``."""
+    key = (spec, jax.tree.map(lambda a: (a.shape, a.dtype), (states, hps, data)))
+    key = (spec, str(key[1]))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    exe = _chunk_jit.lower(states, hps, data, start_step, data_key, spec=spec).compile()
+    _COMPILED[key] = exe
+    return exe, time.perf_counter() - t0
+
+
+def _slices(x: np.ndarray, y: np.ndarray, rows: int):
+    """``[n, D]`` -> ``[S, rows, D]`` zero-padded, with a ``[S, rows]`` mask."""
+    n = x.shape[0]
+    rows = max(1, min(rows, n))
+    s = math.ceil(n / rows)
+    pad = s * rows - n
+    xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
+    ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows)
+    ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
+    return xs, ys, ms
+
+
+def device_data(dataset: Dataset, config: TrainConfig) -> DeviceData:
+    """Put the shared data on the device once (sliced for evaluation)."""
+    rng = np.random.default_rng(config.seed)
+    n_tev = min(config.train_eval_size, dataset.x_train.shape[0])
+    tev = np.sort(rng.permutation(dataset.x_train.shape[0])[:n_tev])
+    xv, yv, mv = _slices(dataset.x_val, dataset.y_val, config.eval_batch_size)
+    xt, yt, mt = _slices(dataset.x_train[tev], dataset.y_train[tev], config.eval_batch_size)
+    host = DeviceData(dataset.x_train.astype(np.float32), dataset.y_train.astype(np.int32),
+                      xv.astype(np.float32), yv.astype(np.int32), mv,
+                      xt.astype(np.float32), yt.astype(np.int32), mt)
+    return jax.device_put(host)
+
+
+def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> int:
+    if model_cfg.kind == "softmax":
+        return num_features * num_classes + num_classes
+    h = model_cfg.hidden
+    return num_features * h + h + h * num_classes + num_classes
+
+
+def member_bytes(model_cfg: ModelConfig, config: TrainConfig, num_features: int,
+                 num_classes: int) -> int:
+    """Rough device bytes one member needs inside a chunk program (params, optimizer
+    slots, gradient and update temporaries, per-member activations)."""
+    p = num_params(model_cfg, num_features, num_classes)
+    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
+    return 4 * (p * (4 + slots) + config.batch_size * width * 4
+                + config.eval_batch_size * width * 2)
+
+
+def group_size(num_members: int, model_cfg: ModelConfig, config: TrainConfig,
+               num_features: int, num_classes: int) -> int:
+    """Members per compiled program under ``config.memory_budget_mb``."""
+    per = member_bytes(model_cfg, config, num_features, num_classes)
+    fit = max(1, (config.memory_budget_mb * 2**20) // per)
+    return int(min(num_members, fit))
+
+
+def _spec(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig,
+          n_blocks: int) -> ChunkSpec:
+    return ChunkSpec(
+        model=model_cfg,
+        num_classes=dataset.num_classes,
+        optimizer=config.optimizer,
+        momentum=float(config.momentum),
+        batch_size=min(config.batch_size, dataset.x_train.shape[0]),
+        eval_every=config.resolved_eval_every,
+        n_blocks=n_blocks,
+        explode_factor=float(config.explode_factor),
+        steps_per_epoch=max(1, dataset.x_train.shape[0] // config.batch_size),
+    )
+
+
+def _root_keys(seed: int):
+    root = jax.random.key(seed)
+    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)  # (init, data)
+
+
+def init_states(dataset: Dataset, hparams: HParams, model_cfg: ModelConfig,
+                config: TrainConfig, member_ids=None):
+    """Initial population state (host pytree, leading ``[M]`` axis).
+
+    Member ``i`` is initialised from ``fold_in(init_key, member_ids[i])``, so its weights do
+    not depend on which other members run with it.
+    """
+    m = hparams.num_members
+    ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
+    init_key, _ = _root_keys(config.seed)
+    keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(jnp.asarray(ids, jnp.uint32))
+    spec = _spec(dataset, model_cfg, config, 1)
+    return jax.device_get(_init_jit(keys, jax.device_put(hparams), num_features=
+                                    dataset.num_features, spec=spec))
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
+
+
+def _put_rows(tree, idx, rows):
+    def put(a, r):
+        a[idx] = np.asarray(r)[: len(idx)]
+        return a
+
+    return jax.tree.map(put, tree, rows)
+
+
+def train_population(
+    dataset: Dataset,
+    hparams: HParams,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    *,
+    member_ids=None,
+    on_chunk: Callable[[ChunkReport], bool | None] | None = None,
+    resume: Checkpoint | None = None,
+) -> PopulationResult:
+    """Train every member of ``hparams`` at once.
+
+    Args:
+      dataset: preprocessed splits (see :func:`sweepjax.data.load_dataset`).
+      hparams: ``[M]`` per-member values; new values never recompile.
+      model_cfg, config: static settings shared by all members.
+      member_ids: stable ids ``[M]`` used to derive each member's initial weights
+        (default ``arange(M)``).
+      on_chunk: called after every chunk with a :class:`ChunkReport` (progress and a
+        host checkpoint). Returning ``False`` stops training at that boundary.
+      resume: a checkpoint from an earlier, interrupted call with the same arguments.
+
+    Returns:
+      :class:`PopulationResult`.
+
+    Example::
+
+      hp = HParams.create(lr=np.geomspace(1e-3, 1, 64), l2=1e-4)
+      res = train_population(ds, hp, ModelConfig(), TrainConfig(steps=500))
+      res.best_val_acc.argmax()
+    """
+    m = hparams.num_members
+    ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
+    if ids.shape != (m,):
+        raise ValueError(f"member_ids must have shape ({m},), got {ids.shape}")
+    eval_every = config.resolved_eval_every
+    chunk = config.resolved_chunk_steps
+    total = config.steps
+    _, data_key = _root_keys(config.seed)
+    data = device_data(dataset, config)
+
+    if resume is not None:
+        step, states, curves = resume.step, resume.states, resume.curves
+    else:
+        step, curves = 0, Curves.empty(m)
+        states = init_states(dataset, hparams, model_cfg, config, ids)
+
+    gsize = group_size(m, model_cfg, config, dataset.num_features, dataset.num_classes)
+    ngroups = math.ceil(m / gsize)
+    # Pad every group to the same size (repeating row 0) so one program serves all;
+    # the padding rows' results are dropped.
+    groups, counts = [], []
+    for g in range(ngroups):
+        real = np.arange(g * gsize, min((g + 1) * gsize, m))
+        groups.append(np.concatenate([real, np.zeros(gsize - len(real), np.int64)]))
+        counts.append(len(real))
+
+    on_device = None
+    if ngroups == 1:  # keep the whole population on the device between chunks
+        on_device = jax.device_put(states)
+    compile_s = train_s = 0.0
+    t_start = time.perf_counter()
+    completed = True
+    first_step = step
+    while step < total:
+        n_steps = min(chunk, total - step)
+        spec = _spec(dataset, model_cfg, config, n_steps // eval_every)
+        metrics_rows = []
+        for g, idx in enumerate(groups):
+            st = on_device if on_device is not None else jax.device_put(_take(states, idx))
+            hp = jax.device_put(hparams.take(idx))
+            args = (st, hp, data, jnp.int32(step), data_key)
+            exe, c = _compiled_chunk(*args, spec=spec)
+            compile_s += c
+            t0 = time.perf_counter()
+            st, met = exe(*args)
+            jax.block_until_ready(st)
+            train_s += time.perf_counter() - t0
+            met = jax.device_get(met)
+            metrics_rows.append(jax.tree.map(lambda a, n=counts[g]: a[:n], met))
+            if on_device is not None:
+                on_device = st
+            else:
+                states = _put_rows(states, idx[: counts[g]], jax.device_get(st))
+        if on_device is not None:
+            states = jax.device_get(on_device)
+        met = jax.tree.map(lambda *a: np.concatenate(a, axis=0), *metrics_rows)
+        steps = step + eval_every * np.arange(1, spec.n_blocks + 1)
+        curves = curves.append(steps, met)
+        step += n_steps
+        ckpt = Checkpoint(step=step, states=states, curves=curves)
+        if on_chunk is not None:
+            best = np.nanmax(np.where(states.alive, states.best_val_acc, np.nan), initial=0.0)
+            report = ChunkReport(step, total, int(np.sum(states.alive)), m, float(best),
+                                 time.perf_counter() - t_start, ckpt)
+            if on_chunk(report) is False and step < total:
+                completed = False
+                break
+
+    def last(a):
+        return a[:, -1] if a.shape[1] else np.full((m,), np.nan, np.float32)
+
+    return PopulationResult(
+        member_ids=ids,
+        hparams=hparams,
+        alive=np.asarray(states.alive),
+        diverged_at=np.asarray(states.diverged_at),
+        initial_loss=np.asarray(states.initial_loss),
+        best_val_acc=np.asarray(states.best_val_acc),
+        best_step=np.asarray(states.best_step),
+        final_train_loss=last(curves.train_loss),
+        final_val_loss=last(curves.val_loss),
+        final_val_acc=last(curves.val_acc),
+        final_train_acc=last(curves.train_acc),
+        curves=curves,
+        params=states.params,
+        timing=Timing(compile_s, train_s,
+                      m * (step - first_step) / train_s if train_s else 0.0,
+                      ngroups, gsize),
+        completed=completed,
+        checkpoint=Checkpoint(step=step, states=states, curves=curves),
+    )
+
+
+def member_params(result: PopulationResult, i: int):
+    """Parameters of member row ``i`` (no member axis)."""
+    return jax.tree.map(lambda a: np.asarray(a)[i], result.params)
+
+
+def accuracy(params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray,
+             y: np.ndarray) -> float:
+    """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set)."""
+    model = build_model(model_cfg, num_classes)
+    logits = jax.jit(model.apply)({"params": params}, jnp.asarray(x))
+    return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)))
