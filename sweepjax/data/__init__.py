@@ -20,8 +20,7 @@ from sweepjax.data.sources import NAMES, load_raw
 
 SOURCES = NAMES
 
-__all__ = ["SOURCES", "Dataset", "DatasetInfo", "RawData", "load_dataset", "load_raw",
-           "raw_sha256"]
+__all__ = ["SOURCES", "Dataset", "DatasetInfo", "RawData", "load_dataset", "load_raw", "raw_sha256"]
 
 
 def raw_sha256(raw: RawData) -> str:
@@ -46,5 +45,11 @@ def load_dataset(cfg: DataConfig, opener: Opener | None = None) -> Dataset:
     """
     raw = load_raw(cfg.dataset, cfg.data_dir, cfg.download, opener=opener)
     fixed = 10 if raw.name in ("mnist", "fashion-mnist", "mnist-sample") else None
-    return build_dataset(raw, cfg.val_fraction, cfg.seed, requested=cfg.dataset,
-                         sha256=raw_sha256(raw), num_classes=fixed)
+    return build_dataset(
+        raw,
+        cfg.val_fraction,
+        cfg.seed,
+        requested=cfg.dataset,
+        sha256=raw_sha256(raw),
+        num_classes=fixed,
+    )

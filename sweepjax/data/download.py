@@ -43,27 +43,28 @@ FASHION_IDX_MIRRORS = (
 # content matches upstream. MNIST: not computable on the build machine (no copy); these
 # are the widely published values, cross-checked across several independent projects
 # that pin them. Each image file must also have the exact size below.
+# (``sha256sum`` format, so a user can check their own copy with ``sha256sum -c``.)
+_MNIST_SHA256 = """
+ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-idx3-ubyte
+65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5  train-labels-idx1-ubyte
+0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7  t10k-images-idx3-ubyte
+ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-idx1-ubyte
+"""
+_FASHION_SHA256 = """
+c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888  train-images-idx3-ubyte
+bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9  train-labels-idx1-ubyte
+5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b  t10k-images-idx3-ubyte
+0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34  t10k-labels-idx1-ubyte
+"""
+
+
+def _parse_sums(text: str) -> dict[str, str | None]:
+    return {name: digest for digest, name in (line.split() for line in text.strip().splitlines())}
+
+
 IDX_SHA256: dict[str, dict[str, str | None]] = {
-    "mnist": {
-        "train-images-idx3-ubyte":
-            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train-labels-idx1-ubyte":
-            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "t10k-images-idx3-ubyte":
-            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "t10k-labels-idx1-ubyte":
-            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte":
-            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte":
-            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte":
-            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte":
-            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
+    "mnist": _parse_sums(_MNIST_SHA256),
+    "fashion-mnist": _parse_sums(_FASHION_SHA256),
 }
 # Decompressed sizes (identical for both datasets): 16-byte header + 60000*784, etc.
 IDX_SIZES = {
@@ -99,15 +100,18 @@ def _default_opener(url: str, timeout: float) -> BinaryIO:
 def remote_files(name: str) -> tuple[tuple[RemoteFile, ...], ...]:
     """Alternative file sets for ``name``, tried in order (one complete set is enough)."""
     if name == "mnist":
-        npz = (RemoteFile("mnist.npz", (KERAS_MNIST_URL,), KERAS_MNIST_SHA256,
-                          KERAS_MNIST_SIZE),)
+        npz = (RemoteFile("mnist.npz", (KERAS_MNIST_URL,), KERAS_MNIST_SHA256, KERAS_MNIST_SIZE),)
         mirrors = MNIST_IDX_MIRRORS
     elif name == "fashion-mnist":
         npz, mirrors = None, FASHION_IDX_MIRRORS
     else:
         raise ValueError(f"nothing to download for {name!r}")
-    idx = tuple(RemoteFile(f"{s}.gz", tuple(m + f"{s}.gz" for m in mirrors),
-                           IDX_SHA256[name].get(s), IDX_SIZES[s]) for s in IDX_STEMS)
+    idx = tuple(
+        RemoteFile(
+            f"{s}.gz", tuple(m + f"{s}.gz" for m in mirrors), IDX_SHA256[name].get(s), IDX_SIZES[s]
+        )
+        for s in IDX_STEMS
+    )
     return (npz, idx) if npz else (idx,)
 
 
@@ -116,15 +120,16 @@ def content_digest(path: Path) -> tuple[str, int]:
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
     h, size = hashlib.sha256(), 0
-    with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if gz else open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
 
 
-def fetch(remote: RemoteFile, dest_dir: Path, opener: Opener | None = None,
-          timeout: float = 60.0) -> Path:
+def fetch(
+    remote: RemoteFile, dest_dir: Path, opener: Opener | None = None, timeout: float = 60.0
+) -> Path:
     """Download ``remote`` into ``dest_dir`` atomically and verify it.
 
     Tries each mirror in turn. Raises DownloadError when no mirror answers, and DataError
@@ -135,8 +140,7 @@ def fetch(remote: RemoteFile, dest_dir: Path, opener: Opener | None = None,
     final = dest_dir / remote.filename
     net_errors, bad = [], []
     for url in remote.urls:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".part",
-                                        dir=dest_dir)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".part", dir=dest_dir)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -159,8 +163,10 @@ def fetch(remote: RemoteFile, dest_dir: Path, opener: Opener | None = None,
                 bad.append(f"{url} sent {size} bytes, expected {remote.size}")
                 continue
             if remote.sha256 is not None and digest != remote.sha256:
-                bad.append(f"{url} sent content with sha256 {digest[:16]}..., expected "
-                           f"{remote.sha256[:16]}...")
+                bad.append(
+                    f"{url} sent content with sha256 {digest[:16]}..., expected "
+                    f"{remote.sha256[:16]}..."
+                )
                 continue
             os.replace(tmp, final)
             _fsync_dir(dest_dir)
@@ -168,8 +174,10 @@ def fetch(remote: RemoteFile, dest_dir: Path, opener: Opener | None = None,
         finally:
             tmp.unlink(missing_ok=True)
     if bad:
-        raise DataError(f"download of {remote.filename} failed verification: {bad[0]}; "
-                        "retry later or download it yourself into " + str(dest_dir))
+        raise DataError(
+            f"download of {remote.filename} failed verification: {bad[0]}; "
+            "retry later or download it yourself into " + str(dest_dir)
+        )
     raise DownloadError(net_errors[0] if net_errors else f"no mirror for {remote.filename}")
 
 
@@ -187,8 +195,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def download_dataset(name: str, dest_dir: str | Path, opener: Opener | None = None,
-                     timeout: float = 60.0) -> Path:
+def download_dataset(
+    name: str, dest_dir: str | Path, opener: Opener | None = None, timeout: float = 60.0
+) -> Path:
     """Fetch ``mnist`` or ``fashion-mnist`` into ``dest_dir``; returns ``dest_dir``.
 
     Files already present are kept (each was verified when it was written), so an

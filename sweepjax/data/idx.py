@@ -32,8 +32,9 @@ def read_bytes(path: str | Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}; check the path and "
-                        "permissions") from e
+        raise DataError(
+            f"cannot read {path}: {e.strerror or e}; check the path and permissions"
+        ) from e
     if data[:2] != _GZIP_MAGIC:
         return data
     try:
@@ -63,18 +64,23 @@ def parse_idx(data: bytes, kind: str, where: str | Path) -> np.ndarray:
     ndim = expect & 0xFF
     header = 4 * (1 + ndim)
     if len(data) < header:
-        raise DataError(f"{where}: only {len(data)} bytes, too short for an IDX {kind} "
-                        f"header; {_FIX}")
+        raise DataError(
+            f"{where}: only {len(data)} bytes, too short for an IDX {kind} header; {_FIX}"
+        )
     magic, *dims = np.frombuffer(data, dtype=">u4", count=1 + ndim).tolist()
     if magic != expect:
-        raise DataError(f"{where}: IDX magic number 0x{magic:08x} is not 0x{expect:08x} "
-                        f"(uint8 {kind}); is this the right file? {_FIX}")
+        raise DataError(
+            f"{where}: IDX magic number 0x{magic:08x} is not 0x{expect:08x} "
+            f"(uint8 {kind}); is this the right file? {_FIX}"
+        )
     if kind == "images" and (dims[1] == 0 or dims[2] == 0):
         raise DataError(f"{where}: image size {dims[1]}x{dims[2]} is empty; {_FIX}")
     payload = int(np.prod(dims, dtype=np.int64))
     if len(data) - header != payload:
-        raise DataError(f"{where}: header says {'x'.join(map(str, dims))} = {payload} bytes "
-                        f"but the file holds {len(data) - header}; {_FIX}")
+        raise DataError(
+            f"{where}: header says {'x'.join(map(str, dims))} = {payload} bytes "
+            f"but the file holds {len(data) - header}; {_FIX}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 

@@ -31,8 +31,10 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     """
     n_val = max(1, int(round(n * val_fraction)))
     if n - n_val < 1:
-        raise DataError(f"only {n} training examples: nothing left after carving "
-                        f"{n_val} for validation; lower val_fraction or add data")
+        raise DataError(
+            f"only {n} training examples: nothing left after carving "
+            f"{n_val} for validation; lower val_fraction or add data"
+        )
     perm = np.random.Generator(np.random.PCG64(seed)).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
@@ -46,7 +48,7 @@ def fit_scaling(x: np.ndarray) -> tuple[np.ndarray, float]:
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
     sq = 0.0
     for i in range(0, len(x), _ROWS):
-        block = x[i:i + _ROWS].astype(np.float64) - mean
+        block = x[i : i + _ROWS].astype(np.float64) - mean
         sq += float(np.einsum("ij,ij->", block, block))
     std = float(np.sqrt(sq / x.size))
     if not np.isfinite(std) or std <= 0.0:
@@ -62,8 +64,14 @@ def apply_scaling(x: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def build_dataset(raw: RawData, val_fraction: float, seed: int, requested: str,
-                  sha256: str, num_classes: int | None = None) -> Dataset:
+def build_dataset(
+    raw: RawData,
+    val_fraction: float,
+    seed: int,
+    requested: str,
+    sha256: str,
+    num_classes: int | None = None,
+) -> Dataset:
     """Split ``raw`` into train / val / test, preprocess, and describe it.
 
     Args:
@@ -80,9 +88,16 @@ def build_dataset(raw: RawData, val_fraction: float, seed: int, requested: str,
     mean, scale = fit_scaling(x_tr)
     k = int(num_classes if num_classes is not None else int(raw.train_labels.max()) + 1)
     info = DatasetInfo(
-        name=raw.name, requested=requested, origin=raw.origin, n_train=len(tr),
-        n_val=len(va), n_test=len(raw.test_images), num_classes=k,
-        input_shape=raw.input_shape, sha256=sha256, note=raw.note,
+        name=raw.name,
+        requested=requested,
+        origin=raw.origin,
+        n_train=len(tr),
+        n_val=len(va),
+        n_test=len(raw.test_images),
+        num_classes=k,
+        input_shape=raw.input_shape,
+        sha256=sha256,
+        note=raw.note,
     )
     return Dataset(
         x_train=apply_scaling(x_tr, mean, scale),

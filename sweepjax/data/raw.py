@@ -49,16 +49,20 @@ def _labels(y: np.ndarray, what: str, where: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:  # column vectors from pandas / sklearn
         y = y[:, 0]
     if y.ndim != 1:
-        raise DataError(f"{where}: {what} must be 1-D [n], got shape {y.shape}; save integer "
-                        "class ids, not one-hot rows")
+        raise DataError(
+            f"{where}: {what} must be 1-D [n], got shape {y.shape}; save integer "
+            "class ids, not one-hot rows"
+        )
     if y.dtype.kind in "iu":
         return y
     if y.dtype.kind == "b":
         return y.astype(np.int64)
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         return y.astype(np.int64)  # integral floats, e.g. written by pandas
-    raise DataError(f"{where}: {what} must be integer class ids, got dtype {y.dtype} with "
-                    "non-integer values; convert them with np.asarray(y, dtype=int)")
+    raise DataError(
+        f"{where}: {what} must be integer class ids, got dtype {y.dtype} with "
+        "non-integer values; convert them with np.asarray(y, dtype=int)"
+    )
 
 
 def _features(x: np.ndarray, what: str, where: str) -> np.ndarray:
@@ -88,19 +92,27 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
     yte = _labels(raw.test_labels, "y_test", where)
     for x, y, split in ((xtr, ytr, "train"), (xte, yte, "test")):
         if len(x) != len(y):
-            raise DataError(f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}; "
-                            "images and labels must pair up one to one")
+            raise DataError(
+                f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}; "
+                "images and labels must pair up one to one"
+            )
     if len(xtr) == 0:
         raise DataError(f"{where}: the training set is empty")
     if xtr.shape[1:] != xte.shape[1:]:
-        raise DataError(f"{where}: train examples have shape {xtr.shape[1:]} but test examples "
-                        f"{xte.shape[1:]}; both splits must share one shape")
+        raise DataError(
+            f"{where}: train examples have shape {xtr.shape[1:]} but test examples "
+            f"{xte.shape[1:]}; both splits must share one shape"
+        )
     limit = MAX_CLASSES - 1 if max_label is None else max_label
     for y, split in ((ytr, "y_train"), (yte, "y_test")):
         if len(y) and (y.min() < 0 or y.max() > limit):
-            raise DataError(f"{where}: {split} has labels in [{y.min()}, {y.max()}], outside "
-                            f"[0, {limit}]; labels must be class ids 0..K-1")
+            raise DataError(
+                f"{where}: {split} has labels in [{y.min()}, {y.max()}], outside "
+                f"[0, {limit}]; labels must be class ids 0..K-1"
+            )
     if len(yte) and yte.max() > ytr.max():
-        raise DataError(f"{where}: y_test has label {yte.max()} but y_train only goes up to "
-                        f"{ytr.max()}; every test class must appear in training")
+        raise DataError(
+            f"{where}: y_test has label {yte.max()} but y_train only goes up to "
+            f"{ytr.max()}; every test class must appear in training"
+        )
     return raw._replace(train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte)

@@ -24,8 +24,9 @@ TEST_PER_CLASS = 100
 SAMPLE_TEST_SEED = 5_000
 
 
-def stratified_test_split(labels: np.ndarray, per_class: int,
-                          seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_test_split(
+    labels: np.ndarray, per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train_idx, test_idx): ``per_class`` seeded test indices from each class."""
     rng = np.random.Generator(np.random.PCG64(seed))
     test = []
@@ -58,6 +59,13 @@ def load_sample(note: str | None = None, path: Path = SAMPLE_PATH) -> RawData:
     if h.hexdigest() != SAMPLE_SHA256:
         raise DataError(f"bundled sample {path} does not match its checksum; reinstall sweepjax")
     tr, te = stratified_test_split(labels, TEST_PER_CLASS, SAMPLE_TEST_SEED)
-    raw = RawData(images[tr], labels[tr], images[te], labels[te], name="mnist-sample",
-                  origin="bundled", note=note)
+    raw = RawData(
+        images[tr],
+        labels[tr],
+        images[te],
+        labels[te],
+        name="mnist-sample",
+        origin="bundled",
+        note=note,
+    )
     return validate_raw(raw, str(path), max_label=9)

@@ -37,8 +37,12 @@ SYSTEM_DIRS: dict[str, tuple[str, ...]] = {
     "mnist": ("/usr/share/datasets/mnist",),
     "fashion-mnist": ("/usr/share/datasets/fashion-mnist",),
 }
-_SPLITS = (("train-images", 3, "images"), ("train-labels", 1, "labels"),
-           ("t10k-images", 3, "images"), ("t10k-labels", 1, "labels"))
+_SPLITS = (
+    ("train-images", 3, "images"),
+    ("train-labels", 1, "labels"),
+    ("t10k-images", 3, "images"),
+    ("t10k-labels", 1, "labels"),
+)
 
 
 def cache_dir() -> Path:
@@ -90,9 +94,11 @@ def verify_known(name: str, raw: RawData, where: Path, npz_sha: str | None = Non
         key = f"{stem}-idx{dim}-ubyte"
         want = dl.IDX_SHA256.get(name, {}).get(key)
         if want is not None and (arr.dtype != np.uint8 or idx_digest(arr) != want):
-            raise DataError(f"{where}: {key} is not the published {name} data (checksum "
-                            "mismatch); it is corrupt or another dataset: delete it and rerun "
-                            "to re-download, or pass --data-dir with the right files")
+            raise DataError(
+                f"{where}: {key} is not the published {name} data (checksum "
+                "mismatch); it is corrupt or another dataset: delete it and rerun "
+                "to re-download, or pass --data-dir with the right files"
+            )
 
 
 def read_dir(name: str, d: Path) -> RawData | None:
@@ -115,8 +121,12 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def load_raw(name: str, data_dir: str | Path | None = None, download: bool = True,
-             opener: dl.Opener | None = None) -> RawData:
+def load_raw(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    opener: dl.Opener | None = None,
+) -> RawData:
     """Load the raw arrays of a named dataset.
 
     Args:
@@ -139,8 +149,10 @@ def load_raw(name: str, data_dir: str | Path | None = None, download: bool = Tru
     if name.startswith("npz:"):
         path = Path(name[4:]).expanduser()
         if not name[4:] or not path.is_file():
-            raise DataError(f"npz:{name[4:]}: no such file (searched {path.resolve()}); pass "
-                            "npz:/path/to/file.npz with x_train, y_train [, x_test, y_test]")
+            raise DataError(
+                f"npz:{name[4:]}: no such file (searched {path.resolve()}); pass "
+                "npz:/path/to/file.npz with x_train, y_train [, x_test, y_test]"
+            )
         return read_npz(path, name=name)
     if name not in ("mnist", "fashion-mnist"):
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
@@ -164,11 +176,16 @@ def load_raw(name: str, data_dir: str | Path | None = None, download: bool = Tru
         reason = "download disabled"
     searched = ", ".join(str(d) for d in dirs)
     if name == "mnist":
-        note = (f"sweepjax: full MNIST not found in [{searched}] and {reason}; using the "
-                "bundled 5,000-digit sample (mnist-sample). Put mnist.npz in "
-                f"{cache_dir()} or pass --data-dir.")
+        note = (
+            f"sweepjax: full MNIST not found in [{searched}] and {reason}; using the "
+            "bundled 5,000-digit sample (mnist-sample). Put mnist.npz in "
+            f"{cache_dir()} or pass --data-dir."
+        )
         return load_sample(note=_one_line(note))
-    raise DataError(_one_line(
-        f"fashion-mnist not found in [{searched}] and {reason}; install it with "
-        "`apt-get install dataset-fashion-mnist`, put the four IDX files in "
-        f"{target}, or pass --data-dir"))
+    raise DataError(
+        _one_line(
+            f"fashion-mnist not found in [{searched}] and {reason}; install it with "
+            "`apt-get install dataset-fashion-mnist`, put the four IDX files in "
+            f"{target}, or pass --data-dir"
+        )
+    )
