@@ -1,0 +1,41 @@
+"""Shared test fixtures: tiny fake datasets written in the real on-disk layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sweepjax.data.idx import write_idx
+
+STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def fake_arrays(seed: int = 0, n_train: int = 60, n_test: int = 20, shape=(4, 5)):
+    """(x_train, y_train, x_test, y_test) uint8, every class 0..9 present in train."""
+    rng = np.random.default_rng(seed)
+    xtr = rng.integers(0, 256, (n_train, *shape), dtype=np.uint8)
+    ytr = (np.arange(n_train) % 10).astype(np.uint8)
+    xte = rng.integers(0, 256, (n_test, *shape), dtype=np.uint8)
+    yte = rng.integers(0, 10, n_test, dtype=np.uint8)
+    return xtr, ytr, xte, yte
+
+
+def write_idx_dir(d: Path, arrays, gz: bool = True, dotted: bool = False) -> Path:
+    """Write the four IDX files into ``d``; ``dotted`` uses ``train-images.idx3-ubyte``."""
+    d.mkdir(parents=True, exist_ok=True)
+    for stem, a in zip(STEMS, arrays, strict=True):
+        name = stem.replace("-idx", ".idx") if dotted else stem
+        write_idx(d / (name + (".gz" if gz else "")), a)
+    return d
+
+
+def write_npz(path: Path, arrays) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
+    return path
