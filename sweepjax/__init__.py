@@ -1,0 +1,39 @@
+"""sweepjax: vectorized hyperparameter sweeps in JAX.
+
+Hundreds of (learning rate, L2 lambda, ...) softmax-regression or MLP members are trained
+at once as one jitted XLA program (``jax.vmap`` over members, ``lax.scan`` over steps).
+"""
+
+from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
+from sweepjax.data import Dataset, DatasetInfo, load_dataset
+from sweepjax.errors import (
+    AllDivergedError,
+    ConfigError,
+    DataError,
+    StoreError,
+    SweepjaxError,
+)
+from sweepjax.hparams import HParams
+from sweepjax.train import PopulationResult, train_population
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllDivergedError",
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "Dataset",
+    "DatasetInfo",
+    "HParams",
+    "ModelConfig",
+    "PopulationResult",
+    "Range",
+    "SearchSpace",
+    "StoreError",
+    "SweepjaxError",
+    "TrainConfig",
+    "__version__",
+    "load_dataset",
+    "train_population",
+]

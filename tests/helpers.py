@@ -39,3 +39,27 @@ def write_npz(path: Path, arrays) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
     return path
+
+
+def toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0, noise=0.5):
+    """A small linearly separable-ish ``Dataset`` for fast trainer tests.
+
+    Features are unit-scale Gaussians; labels come from a fixed random linear teacher
+    plus noise, so softmax regression can learn it well above chance.
+    """
+    from sweepjax.data.dataset import Dataset, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    teacher = rng.normal(size=(d, k))
+
+    def split(n):
+        x = rng.normal(size=(n, d)).astype(np.float32)
+        y = np.argmax(x @ teacher + noise * rng.normal(size=(n, k)), axis=1).astype(np.int32)
+        return x, y
+
+    xtr, ytr = split(n_train)
+    xv, yv = split(n_val)
+    xte, yte = split(n_test)
+    info = DatasetInfo("toy", "toy", "memory", n_train, n_val, n_test, k, (d,), "toy")
+    return Dataset(xtr, ytr, xv, yv, xte, yte, np.zeros(d, np.float32), 1.0, info,
+                   xtr[:36].reshape(-1, d))

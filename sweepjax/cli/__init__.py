@@ -1,0 +1,53 @@
+"""The command line: ``python -m sweepjax <command>`` (also the ``sweepjax`` script).
+
+Each command lives in a small module of this package that exposes
+``register(subparsers)``; the module adds its parser and sets ``func`` to a function
+``(args) -> int``. This is the only package that parses flags and prints.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
+3 every member diverged, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sweepjax.errors import SweepjaxError
+
+# Modules that register subcommands, in the order they appear in --help.
+COMMAND_MODULES = ("sweep", "inspect", "babysit", "report_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sweepjax import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sweepjax",
+        description="Vectorized hyperparameter sweeps: train hundreds of models at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"sweepjax {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"sweepjax.cli.{name}")
+        except ModuleNotFoundError as e:  # a command module not written yet
+            if e.name != f"sweepjax.cli.{name}":
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SweepjaxError as e:
+        print(f"sweepjax: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("sweepjax: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,133 @@
+"""Typed records of a finished (or interrupted) sweep.
+
+These are what the Python API returns, what the store writes and reads, what the JSON
+output is made from, and what the report draws. They hold host data only (numpy,
+floats, strings): nothing here knows about jit or SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sweepjax.train import Curves
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One member's hyperparameters and outcome (a row of the results table)."""
+
+    id: int
+    lr: float
+    l2: float
+    lr_decay: float
+    status: str  # "ok" | "diverged"
+    diverged_at: int | None
+    best_val_acc: float
+    best_step: int
+    final_train_loss: float | None
+    final_val_loss: float | None
+    final_train_acc: float | None
+    final_val_acc: float | None
+    test_acc: float | None = None  # filled for winners only
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BoundaryFlag:
+    """A top member lies in the outer band of an axis of the searched box."""
+
+    param: str  # "lr" | "l2" | ...
+    side: str  # "low" | "high"
+    member: int  # member id
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Winner:
+    id: int
+    lr: float
+    l2: float
+    val_acc: float
+    test_acc: float | None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TimingRecord:
+    compile_s: float
+    train_s: float
+    model_steps_per_s: float
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SweepResult:
+    """Everything known about one sweep.
+
+    Attributes:
+      sweep_id: stable id in the store.
+      kind: ``"coarse"`` or ``"fine"``.
+      parent: the sweep this one refined, or None.
+      dataset: ``DatasetInfo.as_dict()`` of the data really used.
+      space: searched box, ``{"lr": [lo, hi], "l2": [lo, hi], ...}`` in real units.
+      config: the resolved configuration (model, train, data, search settings).
+      members: one record per member, in id order.
+      winner: the member with the best validation accuracy, with its test accuracy.
+      boundary: flags of top members on the edge of the box.
+      timing: compile / train time and throughput.
+      curves: every evaluation of every member (rows in ``members`` order), or None.
+      winner_params: the winner's parameters (host pytree), for the weight pictures.
+      parent_spaces: boxes of the ancestors, oldest first, as ``(sweep_id, space)``.
+      refinement: a one-line explanation of how a fine box was chosen (fine only).
+      status: ``"finished"`` | ``"running"`` | ``"interrupted"``.
+      report: path of the HTML report, or None.
+    """
+
+    sweep_id: str
+    kind: str
+    parent: str | None
+    dataset: dict
+    space: dict[str, list[float]]
+    config: dict
+    members: list[MemberRecord]
+    winner: Winner | None
+    boundary: list[BoundaryFlag]
+    timing: TimingRecord
+    curves: Curves | None = None
+    winner_params: Any = None
+    parent_spaces: list[tuple[str, dict[str, list[float]]]] = field(default_factory=list)
+    refinement: str | None = None
+    status: str = "finished"
+    report: str | None = None
+
+    def member_array(self, name: str) -> np.ndarray:
+        """A column of the members table, e.g. ``member_array("lr")`` -> ``[M]``."""
+        return np.array([getattr(m, name) for m in self.members], dtype=float)
+
+    def to_json(self) -> dict:
+        """The documented JSON document (``--format json``)."""
+        return {
+            "sweep_id": self.sweep_id,
+            "kind": self.kind,
+            "parent": self.parent,
+            "dataset": {k: self.dataset.get(k) for k in
+                        ("name", "n_train", "n_val", "n_test", "sha256")},
+            "space": self.space,
+            "members": [m.as_dict() for m in self.members],
+            "winner": self.winner.as_dict() if self.winner else None,
+            "boundary": [b.as_dict() for b in self.boundary],
+            "timing": self.timing.as_dict(),
+            "report": self.report,
+        }
