@@ -181,6 +181,13 @@ def _direction(spec: ChunkSpec) -> optax.GradientTransformation:
     return optax.scale_by_adam()
 
 
+def minibatch_indices(data_key, t, batch_size: int, n_train: int) -> jax.Array:
+    """Rows of the minibatch at global step ``t``: drawn with replacement, as the
+    lecture's ``np.random.choice(num_train, batch_size)``, from ``fold_in(data_key, t)``
+    so they depend only on the seed and the step (not on chunking or population)."""
+    return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n_train)
+
+
 def _objective(params, x, y, l2, model):
     """Mean cross-entropy + ``l2 * sum(w**2)/2`` for one member on a batch."""
     logits = model.apply({"params": params}, x)
@@ -231,8 +238,7 @@ def _member_step(st: MemberState, hp: HParams, data: DeviceData, t, data_key,
     tx = _direction(spec)
     # Same indices for every member: t and data_key carry no member axis, so the
     # gather and the matmuls are shared across the population.
-    idx = jax.random.randint(jax.random.fold_in(data_key, t), (spec.batch_size,), 0,
-                             data.x_train.shape[0])
+    idx = minibatch_indices(data_key, t, spec.batch_size, data.x_train.shape[0])
     x, y = data.x_train[idx], data.y_train[idx]
     loss, grads = jax.value_and_grad(_objective)(st.params, x, y, hp.l2, model)
     direction, opt_state = tx.update(grads, st.opt_state, st.params)
@@ -416,6 +422,7 @@ def _spec(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig,
 
 
 def _root_keys(seed: int):
+    """(init key, data key) derived from the one root seed."""
     root = jax.random.key(seed)
     return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)  # (init, data)
 
@@ -516,6 +523,8 @@ def train_population(
         n_steps = min(chunk, total - step)
         spec = _spec(dataset, model_cfg, config, n_steps // eval_every)
         metrics_rows = []
+        if on_device is None:  # fresh host copy: checkpoints already handed out stay intact
+            states = jax.tree.map(np.array, states)
         for g, idx in enumerate(groups):
             st = on_device if on_device is not None else jax.device_put(_take(states, idx))
             hp = jax.device_put(hparams.take(idx))
