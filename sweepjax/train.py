@@ -22,9 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec
 
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
+from sweepjax.distributed import AXIS, SINGLE, Placement, put_members, put_replicated, to_host
 from sweepjax.hparams import HParams
 from sweepjax.models import build_model, init_params, l2_penalty
 
@@ -306,13 +308,15 @@ def _population_init(keys, hps, num_features, spec):
     return jax.vmap(lambda k, h: _member_init(k, h, num_features, spec))(keys, hps)
 
 
-def _population_chunk(states, hps, data, start_step, data_key, spec):
+def _population_chunk(states, hps, data, start_step, data_key_bits, spec):
     """``spec.n_blocks`` evaluation blocks of ``spec.eval_every`` steps, for all members.
 
     Returns the new states (member axis leading) and ``EvalMetrics`` of ``[M, n_blocks]``.
     """
     global TRACE_COUNT
     TRACE_COUNT += 1  # runs at trace time only
+    # The key travels as raw bits (a plain uint32 array) so every process can pass it.
+    data_key = jax.random.wrap_key_data(data_key_bits)
     step = _over_members(_member_step, spec, extra_axis=None, num_outputs=3)
     measured_step = _over_members(functools.partial(_member_step, measure=True), spec,
                                   extra_axis=None, num_outputs=3)
@@ -338,19 +342,30 @@ def _population_chunk(states, hps, data, start_step, data_key, spec):
 
 
 _init_jit = jax.jit(_population_init, static_argnames=("num_features", "spec"))
-_chunk_jit = jax.jit(_population_chunk, static_argnames=("spec",), donate_argnums=(0,))
 _COMPILED: dict = {}
 
 
-def _compiled_chunk(states, hps, data, start_step, data_key, spec):
-    """Ahead-of-time compiled chunk program, cached by (spec, shapes); returns
+def _chunk_program(spec: ChunkSpec, where: Placement):
+    """The jitted population program; over a mesh, each device runs it on its own slice
+    of members (``shard_map``), with the data and the step index replicated."""
+    fn = functools.partial(_population_chunk, spec=spec)
+    if where.mesh is not None:
+        member, shared = PartitionSpec(AXIS), PartitionSpec()
+        fn = jax.shard_map(fn, mesh=where.mesh,
+                           in_specs=(member, member, shared, shared, shared),
+                           out_specs=(member, member), check_vma=False)
+    return jax.jit(fn, donate_argnums=(0,))
+
+
+def _compiled_chunk(args, spec: ChunkSpec, where: Placement):
+    """Ahead-of-time compiled chunk program, cached by (spec, placement, shapes); returns
     ``(executable, seconds spent compiling)``."""
-    key = (spec, jax.tree.map(lambda a: (a.shape, a.dtype), (states, hps, data)))
-    key = (spec, str(key[1]))
+    shapes = str(jax.tree.map(lambda a: (a.shape, a.dtype), args[:3]))
+    key = (spec, where.key, shapes)
     if key in _COMPILED:
         return _COMPILED[key], 0.0
     t0 = time.perf_counter()
-    exe = _chunk_jit.lower(states, hps, data, start_step, data_key, spec=spec).compile()
+    exe = _chunk_program(spec, where).lower(*args).compile()
     _COMPILED[key] = exe
     return exe, time.perf_counter() - t0
 
@@ -367,7 +382,8 @@ def _slices(x: np.ndarray, y: np.ndarray, rows: int):
     return xs, ys, ms
 
 
-def device_data(dataset: Dataset, config: TrainConfig) -> DeviceData:
+def device_data(dataset: Dataset, config: TrainConfig,
+                where: Placement = SINGLE) -> DeviceData:
     """Put the shared data on the device once (sliced for evaluation)."""
     rng = np.random.default_rng(config.seed)
     n_tev = min(config.train_eval_size, dataset.x_train.shape[0])
@@ -377,7 +393,7 @@ def device_data(dataset: Dataset, config: TrainConfig) -> DeviceData:
     host = DeviceData(dataset.x_train.astype(np.float32), dataset.y_train.astype(np.int32),
                       xv.astype(np.float32), yv.astype(np.int32), mv,
                       xt.astype(np.float32), yt.astype(np.int32), mt)
-    return jax.device_put(host)
+    return put_replicated(host, where)
 
 
 def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> int:
@@ -437,10 +453,13 @@ def init_states(dataset: Dataset, hparams: HParams, model_cfg: ModelConfig,
     m = hparams.num_members
     ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
     init_key, _ = _root_keys(config.seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(jnp.asarray(ids, jnp.uint32))
+    with jax.default_device(jax.local_devices()[0]):
+        keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(
+            jnp.asarray(ids, jnp.uint32))
     spec = _spec(dataset, model_cfg, config, 1)
-    return jax.device_get(_init_jit(keys, jax.device_put(hparams), num_features=
-                                    dataset.num_features, spec=spec))
+    with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
+        return jax.device_get(_init_jit(keys, hparams, num_features=dataset.num_features,
+                                        spec=spec))
 
 
 def _take(tree, idx):
@@ -464,6 +483,7 @@ def train_population(
     member_ids=None,
     on_chunk: Callable[[ChunkReport], bool | None] | None = None,
     resume: Checkpoint | None = None,
+    placement: Placement | None = None,
 ) -> PopulationResult:
     """Train every member of ``hparams`` at once.
 
@@ -476,6 +496,8 @@ def train_population(
       on_chunk: called after every chunk with a :class:`ChunkReport` (progress and a
         host checkpoint). Returning ``False`` stops training at that boundary.
       resume: a checkpoint from an earlier, interrupted call with the same arguments.
+      placement: devices to spread the members over (:func:`sweepjax.distributed.placement`);
+        default: one device. Results match the one-device run up to float rounding.
 
     Returns:
       :class:`PopulationResult`.
@@ -493,8 +515,10 @@ def train_population(
     eval_every = config.resolved_eval_every
     chunk = config.resolved_chunk_steps
     total = config.steps
+    where = SINGLE if placement is None else placement
     _, data_key = _root_keys(config.seed)
-    data = device_data(dataset, config)
+    key_bits = np.asarray(jax.random.key_data(data_key))
+    data = device_data(dataset, config, where)
 
     if resume is not None:
         step, states, curves = resume.step, resume.states, resume.curves
@@ -503,6 +527,8 @@ def train_population(
         states = init_states(dataset, hparams, model_cfg, config, ids)
 
     gsize = group_size(m, model_cfg, config, dataset.num_features, dataset.num_classes)
+    # Each program's members split evenly over the devices (padding rows as needed).
+    gsize = math.ceil(gsize / where.num_devices) * where.num_devices
     ngroups = math.ceil(m / gsize)
     # Pad every group to the same size (repeating row 0) so one program serves all;
     # the padding rows' results are dropped.
@@ -514,7 +540,7 @@ def train_population(
 
     on_device = None
     if ngroups == 1:  # keep the whole population on the device between chunks
-        on_device = jax.device_put(states)
+        on_device = put_members(_take(states, groups[0]), where)
     compile_s = train_s = 0.0
     t_start = time.perf_counter()
     completed = True
@@ -526,23 +552,23 @@ def train_population(
         if on_device is None:  # fresh host copy: checkpoints already handed out stay intact
             states = jax.tree.map(np.array, states)
         for g, idx in enumerate(groups):
-            st = on_device if on_device is not None else jax.device_put(_take(states, idx))
-            hp = jax.device_put(hparams.take(idx))
-            args = (st, hp, data, jnp.int32(step), data_key)
-            exe, c = _compiled_chunk(*args, spec=spec)
+            st = on_device if on_device is not None else put_members(_take(states, idx), where)
+            hp = put_members(hparams.take(idx), where)
+            args = (st, hp, data, np.int32(step), key_bits)
+            exe, c = _compiled_chunk(args, spec, where)
             compile_s += c
             t0 = time.perf_counter()
             st, met = exe(*args)
             jax.block_until_ready(st)
             train_s += time.perf_counter() - t0
-            met = jax.device_get(met)
+            met = to_host(met, where)
             metrics_rows.append(jax.tree.map(lambda a, n=counts[g]: a[:n], met))
             if on_device is not None:
                 on_device = st
             else:
-                states = _put_rows(states, idx[: counts[g]], jax.device_get(st))
+                states = _put_rows(states, idx[: counts[g]], to_host(st, where))
         if on_device is not None:
-            states = jax.device_get(on_device)
+            states = _take(to_host(on_device, where), np.arange(m))
         met = jax.tree.map(lambda *a: np.concatenate(a, axis=0), *metrics_rows)
         steps = step + eval_every * np.arange(1, spec.n_blocks + 1)
         curves = curves.append(steps, met)

@@ -111,7 +111,7 @@ def test_new_hyperparameter_values_do_not_recompile(ds):
         hp2 = HParams.create(lr=np.geomspace(seed_lr, 1.0, 8), l2=np.geomspace(1e-6, 1, 8),
                              lr_decay=np.linspace(0.5, 1.0, 8))
         train.train_population(ds, hp2, SOFTMAX, CFG)
-    assert train.TRACE_COUNT == before
+    assert before == train.TRACE_COUNT
 
 
 def test_diverged_member_is_frozen_and_does_not_touch_others(ds):

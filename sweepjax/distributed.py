@@ -1,0 +1,128 @@
+"""Spreading the member axis over every device and host, with JAX's own runtime.
+
+Members are independent and the data is replicated, so the population program runs
+under ``shard_map`` with the member axis split over a 1-D device mesh: each device
+trains its slice of members on its own copy of the data, with no communication
+inside a chunk. Between chunks the states are gathered to every host (for progress,
+checkpoints and the final results), so every process ends with the same results.
+
+Several hosts: every process runs the same command; :func:`initialize` wires them
+together through ``jax.distributed`` (explicit coordinator address, or whatever
+``jax.distributed.initialize()`` detects on Slurm / TPU pods).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from sweepjax.errors import ConfigError
+
+AXIS = "members"
+
+
+class Placement(NamedTuple):
+    """Where the population runs. ``mesh`` is None for a single device."""
+
+    mesh: Mesh | None
+    num_devices: int
+    process_index: int
+    process_count: int
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity for compile caches."""
+        if self.mesh is None:
+            return ()
+        return tuple(d.id for d in self.mesh.devices.flat)
+
+    def member_sharding(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P(AXIS))
+
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """Join a multi-process run (call before any other JAX work).
+
+    With no arguments, ``jax.distributed.initialize()`` auto-detects Slurm / TPU / MPI
+    environments. On CPU hosts the cross-process collectives go through gloo.
+    """
+    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+        # Harmless on GPU/TPU; needed for CPU-only processes to exchange results.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {}
+    if coordinator is not None:
+        kwargs = dict(coordinator_address=coordinator, num_processes=num_processes,
+                      process_id=process_id)
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (RuntimeError, ValueError) as e:  # bad address, wrong ids, unreachable peer
+        raise ConfigError(
+            f"could not join the multi-process run ({e}); check --coordinator HOST:PORT, "
+            "--num-processes and --process-id (0..N-1) on every process"
+        ) from e
+
+
+def placement(devices: int | None = None) -> Placement:
+    """A 1-D mesh over ``devices`` devices (default: every device of every process)."""
+    all_devices = jax.devices()
+    n = len(all_devices) if devices is None else devices
+    if n < 1 or n > len(all_devices):
+        raise ConfigError(
+            f"--devices {n} is not available: this run sees {len(all_devices)} device(s) "
+            f"({all_devices[0].platform}); pass a number from 1 to {len(all_devices)}"
+        )
+    if jax.process_count() > 1 and n != len(all_devices):
+        raise ConfigError("--devices must be left unset in a multi-process run; every "
+                          "process contributes all of its local devices")
+    mesh = Mesh(np.array(all_devices[:n]), (AXIS,)) if n > 1 else None
+    return Placement(mesh, n, jax.process_index(), jax.process_count())
+
+
+SINGLE = Placement(None, 1, 0, 1)
+
+
+def put_members(tree: Any, where: Placement) -> Any:
+    """Host pytree with a leading member axis -> device arrays split over the mesh."""
+    if where.mesh is None:
+        return jax.device_put(tree, jax.local_devices()[0])
+    sharding = where.member_sharding()
+    return jax.tree.map(lambda a: _global(np.asarray(a), sharding), tree)
+
+
+def put_replicated(tree: Any, where: Placement) -> Any:
+    """Host pytree -> a full copy on every device (the shared data)."""
+    if where.mesh is None:
+        return jax.device_put(tree, jax.local_devices()[0])
+    sharding = where.replicated()
+    return jax.tree.map(lambda a: _global(np.asarray(a), sharding), tree)
+
+
+def to_host(tree: Any, where: Placement) -> Any:
+    """Device arrays -> host numpy on every process (gathering remote shards)."""
+    if where.process_count > 1:
+        from jax.experimental import multihost_utils
+
+        return jax.tree.map(
+            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
+    return jax.device_get(tree)
+
+
+def _global(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    # Every process holds the full host array (same seed, same data), so each can
+    # supply whichever slices its own devices need.
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def env_process_info() -> dict[str, str]:
+    """Variables that describe a launcher's process layout, for error messages."""
+    keys = ("SLURM_PROCID", "SLURM_NTASKS", "TPU_WORKER_ID", "OMPI_COMM_WORLD_RANK")
+    return {k: os.environ[k] for k in keys if k in os.environ}

@@ -1,0 +1,43 @@
+"""Run by tests/test_distributed.py in a subprocess: train the toy population on the
+devices / processes this process was started with, and save the results as .npz.
+
+Usage: python -m tests.dist_worker OUT.npz DEVICES [COORDINATOR NUM_PROCESSES PROCESS_ID]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def main(argv: list[str]) -> None:
+    out, devices = argv[0], int(argv[1])
+    from sweepjax import distributed
+
+    if len(argv) > 2:
+        distributed.initialize(argv[2], int(argv[3]), int(argv[4]))
+    import jax
+
+    from sweepjax import train
+    from sweepjax.config import ModelConfig, TrainConfig
+    from sweepjax.hparams import HParams
+    from tests.helpers import toy_dataset
+
+    ds = toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0)
+    m = 10  # not a multiple of 4: exercises padding
+    hp = HParams.create(lr=np.geomspace(1e-2, 3e2, m), l2=np.geomspace(1e-5, 1e-1, m))
+    cfg = TrainConfig(steps=40, batch_size=32, eval_every=10, chunk_steps=20, seed=3,
+                      train_eval_size=200, eval_batch_size=100)
+    where = distributed.placement(None if len(argv) > 2 else devices)
+    res = train.train_population(ds, hp, ModelConfig("softmax"), cfg,
+                                 member_ids=np.arange(m) + 7, placement=where)
+    np.savez(out, kernel=res.params["out"]["kernel"], alive=res.alive,
+             diverged_at=res.diverged_at, val_acc=res.curves.val_acc,
+             train_loss=res.curves.train_loss, best=res.best_val_acc,
+             best_step=res.best_step, devices=where.num_devices,
+             processes=jax.process_count())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
