@@ -45,7 +45,8 @@ class Dense(nn.Module):
             (self.features, x.shape[-1]),
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return x @ kernel.T + bias
+        # Explicit reshape: the tests run with implicit rank promotion disabled.
+        return x @ kernel.T + jnp.reshape(bias, (1,) * (x.ndim - 1) + (-1,))
 
 
 class Softmax(nn.Module):
