@@ -48,8 +48,8 @@ OVERFIT_STEPS = 100
 OVERFIT_LRS = (1e-2, 1e-1, 1.0)
 # "Near zero": under 2% of ln(10).
 OVERFIT_MAX_LOSS = 0.05
-# The learning-rate finder: 40 rates over eight decades at lambda 1e-6 for 300 steps.
-LR_FINDER_LO, LR_FINDER_HI, LR_FINDER_N = 1e-6, 1e2, 40
+# The learning-rate finder: 32 rates over eight decades at lambda 1e-6 for 300 steps.
+LR_FINDER_LO, LR_FINDER_HI, LR_FINDER_N = 1e-6, 1e2, 32
 LR_FINDER_STEPS = 300
 LR_FINDER_L2 = 1e-6
 # A non-diverged rate is "good" when its loss fell by at least this fraction of the
@@ -128,30 +128,6 @@ class SanityReport(NamedTuple):
 
 
 # --------------------------------------------------------------------------- measurements
-def initial_losses(
-    dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, big_l2: float = BIG_L2
-) -> InitialLosses:
-    """The first minibatch's objective at lambda 0 and at ``big_l2`` (two members, lr 0).
-
-    Both members share member id 0, so they start from the same weights and the only
-    difference is the L2 term.
-    """
-    cfg = config.replace(steps=1, eval_every=1)
-    res = train_population(
-        dataset,
-        HParams.create(lr=[0.0, 0.0], l2=[0.0, big_l2]),
-        model_cfg,
-        cfg,
-        member_ids=np.zeros(2, np.int64),
-    )
-    return InitialLosses(
-        float(res.initial_loss[0]),
-        float(res.initial_loss[1]),
-        float(big_l2),
-        math.log(dataset.num_classes),
-    )
-
-
 def small_subset(dataset: Dataset, n: int = OVERFIT_EXAMPLES) -> Dataset:
     """The first ``n`` training examples as train, validation and test (the overfit set)."""
     x, y = dataset.x_train[:n], dataset.y_train[:n]
@@ -236,16 +212,15 @@ def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_
     return labels
 
 
-def _lr_population(dataset, model_cfg, config, lrs, l2, steps, probe_l2=None):
-    """Train ``lrs`` at ``l2``; with ``probe_l2``, append two lr-0 members at lambda 0 and
-    ``probe_l2`` sharing one initialisation (the initial-loss probes ride along for free
-    instead of compiling a program of their own). Returns (LrRange-ready arrays, probes)."""
+def _lr_population(dataset, model_cfg, config, lrs, l2, steps, probe_l2=BIG_L2):
+    """Train ``lrs`` at ``l2`` together with two lr-0 probes at lambda 0 and ``probe_l2``
+    sharing one initialisation. The probes give the initial-loss checks for free, and
+    keeping them in every finder run means ``sanity`` and ``auto_lr_range`` compile one
+    program shape. Returns ``(LrRange, InitialLosses)``."""
     n = len(lrs)
-    lr_all, l2_all, ids = list(lrs), [l2] * n, list(range(n))
-    if probe_l2 is not None:
-        lr_all += [0.0, 0.0]
-        l2_all += [0.0, probe_l2]
-        ids += [n, n]
+    lr_all = [*lrs, 0.0, 0.0]
+    l2_all = [l2] * n + [0.0, probe_l2]
+    ids = [*range(n), n, n]
     cfg = config.replace(steps=steps, eval_every=None, chunk_steps=steps)
     res = train_population(
         dataset, HParams.create(lr=lr_all, l2=l2_all), model_cfg, cfg, member_ids=np.asarray(ids)
@@ -263,14 +238,12 @@ def _lr_population(dataset, model_cfg, config, lrs, l2, steps, probe_l2=None):
         steps=steps,
         swept=(float(lrs[0]), float(lrs[-1])),
     )
-    probes = None
-    if probe_l2 is not None:
-        probes = InitialLosses(
-            float(res.initial_loss[n]),
-            float(res.initial_loss[n + 1]),
-            float(probe_l2),
-            math.log(dataset.num_classes),
-        )
+    probes = InitialLosses(
+        float(res.initial_loss[n]),
+        float(res.initial_loss[n + 1]),
+        float(probe_l2),
+        math.log(dataset.num_classes),
+    )
     return lr_range, probes
 
 
@@ -309,7 +282,12 @@ def auto_lr_range(
     one finder step on either side of it.
     """
     steps = min(train_cfg.steps, LR_FINDER_STEPS)
-    r = find_lr_range(dataset, model_cfg, train_cfg, steps=steps)
+    return lr_box(find_lr_range(dataset, model_cfg, train_cfg, steps=steps))
+
+
+def lr_box(r: LrRange) -> tuple[float, float]:
+    """``(lo, hi)`` of the good rates; one finder step either side of a lone good rate.
+    Raises SweepjaxError when no rate was good."""
     if r.lo is None:
         raise SweepjaxError(
             "the learning-rate finder found no rate that trains (all too low or diverged); "
@@ -387,9 +365,7 @@ def run_sanity(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig) ->
     """All four checks, in the lecture's order (two populations: the learning-rate sweep
     with the initial-loss probes riding along, and the 20-example overfit run)."""
     lrs = np.geomspace(LR_FINDER_LO, LR_FINDER_HI, LR_FINDER_N)
-    lr, init = _lr_population(
-        dataset, model_cfg, config, lrs, LR_FINDER_L2, LR_FINDER_STEPS, probe_l2=BIG_L2
-    )
+    lr, init = _lr_population(dataset, model_cfg, config, lrs, LR_FINDER_L2, LR_FINDER_STEPS)
     over = overfit_small(dataset, model_cfg, config)
     checks = [
         check_initial_loss(init),
