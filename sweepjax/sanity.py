@@ -128,9 +128,14 @@ class SanityReport(NamedTuple):
 
 
 # --------------------------------------------------------------------------- measurements
-def small_subset(dataset: Dataset, n: int = OVERFIT_EXAMPLES) -> Dataset:
-    """The first ``n`` training examples as train, validation and test (the overfit set)."""
-    x, y = dataset.x_train[:n], dataset.y_train[:n]
+def small_subset(dataset: Dataset, n: int = OVERFIT_EXAMPLES, seed: int = 0) -> Dataset:
+    """``n`` training examples drawn at random (seeded) as train, validation and test.
+
+    Random, not the first ``n``: a training set stored sorted by class (the bundled
+    sample is) would give 20 zeros, which one step separates trivially.
+    """
+    idx = np.sort(np.random.default_rng(seed).choice(len(dataset.y_train), n, replace=False))
+    x, y = dataset.x_train[idx], dataset.y_train[idx]
     return dataset._replace(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
 
 
@@ -152,7 +157,7 @@ def overfit_small(
     Reports the learning rate (of ``lrs``, trained as one population) that first reaches
     both 100% training accuracy and a loss under ``OVERFIT_MAX_LOSS``.
     """
-    sub = small_subset(dataset, n)
+    sub = small_subset(dataset, n, config.seed)
     cfg = config.replace(
         optimizer="sgd",
         steps=steps,
