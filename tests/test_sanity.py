@@ -110,10 +110,32 @@ def test_sanity_json_schema_and_exit_code(capsys, report):
     assert (lo, hi) == pytest.approx((report.lr_range.lo, report.lr_range.hi))
 
 
-def test_auto_lr_range_is_the_finder_range(mnist, report):
-    # Same step budget (min(1000, 300)) and program shape as the sanity run: no compile.
-    lo, hi = auto_lr_range(mnist, ModelConfig(), TrainConfig())
-    assert (lo, hi) == pytest.approx((report.lr_range.lo, report.lr_range.hi))
+def test_auto_lr_range_is_the_finder_range(mnist, report, monkeypatch):
+    import sweepjax.sanity as sanity
+
+    calls = []
+
+    def finder(dataset, model_cfg, config, *, steps):
+        calls.append((config.optimizer, steps))
+        return report.lr_range
+
+    monkeypatch.setattr(sanity, "find_lr_range", finder)
+    lo, hi = auto_lr_range(mnist, ModelConfig(), TrainConfig(optimizer="momentum", steps=120))
+    assert (lo, hi) == (report.lr_range.lo, report.lr_range.hi)
+    # The coarse run's optimizer, and its step budget capped at the finder's 300.
+    assert calls == [("momentum", 120)]
+    auto_lr_range(mnist, ModelConfig(), TrainConfig(steps=1000))
+    assert calls[-1] == ("sgd", 300)
+
+
+def test_sanity_exit_code_1_when_a_check_fails(mnist, report, monkeypatch, capsys):
+    import sweepjax.sanity as sanity
+
+    bad = report._replace(checks=[report.checks[0]._replace(passed=False), *report.checks[1:]])
+    monkeypatch.setattr(sanity, "run_sanity", lambda *a, **k: bad)
+    assert main(["sanity", "--dataset", "mnist-sample"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  initial_loss" in out and "3 passed, 1 failed" in out
 
 
 def _range(labels):
