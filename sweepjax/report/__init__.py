@@ -1,0 +1,311 @@
+"""The command center: a self-contained HTML report of a sweep, plus its PNGs.
+
+Entry point: :func:`write_report`. Figures are in :mod:`sweepjax.report.figures`, the
+page in :mod:`sweepjax.report.html`. The report reads a ``SweepResult`` (from the flows
+or the store) and never trains or touches the store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot; the report never opens windows
+
+import numpy as np  # noqa: E402
+
+from sweepjax.diagnose import diagnose_sweep  # noqa: E402
+from sweepjax.report import figures  # noqa: E402
+from sweepjax.report.html import Panel, esc, render, table  # noqa: E402
+
+__all__ = ["chosen_members", "write_report"]
+
+# Members shown side by side: the winner and the next best.
+NUM_CHOSEN = 5
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not np.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    return str(v)
+
+
+def chosen_members(
+    result, k: int = NUM_CHOSEN
+) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """The top ``k`` members side by side: ``(header, rows, classes)`` where a cell's
+    class is ``"diff"`` when it differs from the winner's (first column's) value."""
+    rows_idx = figures.top_rows(result, k)
+    members = [result.members[i] for i in rows_idx]
+    header = ["field"] + [
+        ("winner " if j == 0 else f"#{j + 1} ") + f"(id {m.id})" for j, m in enumerate(members)
+    ]
+    fields = [
+        "lr",
+        "l2",
+        "lr_decay",
+        "best_val_acc",
+        "best_step",
+        "final_train_acc",
+        "final_val_acc",
+        "final_train_loss",
+        "final_val_loss",
+        "status",
+        "test_acc",
+    ]
+    rows, classes = [], []
+    for f in fields:
+        vals = [getattr(m, f) for m in members]
+        # Highlight what differs from the winner: hyperparameters at 3 significant digits.
+        key = [_fmt(v) for v in vals]
+        rows.append([f] + key)
+        classes.append(
+            [""] + ["diff" if j > 0 and key[j] != key[0] else "" for j in range(len(vals))]
+        )
+    gap = [
+        m.final_train_acc - m.final_val_acc
+        if m.final_train_acc is not None and m.final_val_acc is not None
+        else None
+        for m in members
+    ]
+    rows.append(["train - val acc"] + [_fmt(g) for g in gap])
+    classes.append([""] * (len(members) + 1))
+    return header, rows, classes
+
+
+def _flatten(d, prefix="") -> list[tuple[str, str]]:
+    out = []
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", json.dumps(v) if isinstance(v, list | tuple) else _fmt(v)))
+    return out
+
+
+def _summary(result, diagnoses) -> str:
+    ok = sum(m.status == "ok" for m in result.members)
+    w = result.winner
+    ds = result.dataset or {}
+    rows = [
+        ["sweep", f"{result.sweep_id} ({result.kind}, {result.status})"],
+        ["parent", result.parent or "-"],
+        [
+            "dataset",
+            f"{ds.get('name', '?')}: {ds.get('n_train', '?')} train / "
+            f"{ds.get('n_val', '?')} val / {ds.get('n_test', '?')} test",
+        ],
+        [
+            "searched box",
+            ", ".join(f"{k} [{v[0]:.3g}, {v[1]:.3g}]" for k, v in result.space.items()),
+        ],
+        ["members", f"{len(result.members)} ({ok} ok, {len(result.members) - ok} diverged)"],
+        [
+            "winner",
+            "-"
+            if w is None
+            else f"id {w.id}: lr {w.lr:.3g}, lambda {w.l2:.3g}, val acc {w.val_acc:.4f}"
+            + ("" if w.test_acc is None else f", test acc {w.test_acc:.4f}"),
+        ],
+        [
+            "timing",
+            f"compile {result.timing.compile_s:.1f} s, train "
+            f"{result.timing.train_s:.1f} s, "
+            f"{result.timing.model_steps_per_s:,.0f} model-steps/s",
+        ],
+    ]
+    if result.refinement:
+        rows.append(["refinement", result.refinement])
+    counts: dict[str, int] = {}
+    for ds_list in diagnoses.values():
+        for d in ds_list:
+            counts[d.kind] = counts.get(d.kind, 0) + 1
+    if counts:
+        rows.append(["diagnoses", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))])
+    return table(None, rows)
+
+
+def _flags_and_diagnoses(result, diagnoses, rows) -> str:
+    parts = []
+    if result.boundary:
+        items = "".join(
+            f'<li class="flag">member {b.member} lies in the {esc(b.side)} 10% of '
+            f"{esc(b.param)}: the best value may be outside the box; widen it to the "
+            f"{'lower' if b.side == 'low' else 'higher'} side</li>"
+            for b in result.boundary
+        )
+        parts.append(f"<p><b>Boundary flags</b></p><ul>{items}</ul>")
+    else:
+        parts.append("<p><b>Boundary flags</b>: none (the top members are inside the box)</p>")
+    items = []
+    for i in rows:
+        m = result.members[i]
+        ds = diagnoses.get(m.id, [])
+        txt = "; ".join(esc(d.message) for d in ds) or "healthy: no diagnosis"
+        items.append(f"<li>member {m.id} (lr {m.lr:.3g}, lambda {m.l2:.3g}): {txt}</li>")
+    parts.append(f"<p><b>Diagnoses of the chosen members</b></p><ul>{''.join(items)}</ul>")
+    return "".join(parts)
+
+
+def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -> str:
+    """Write ``index.html`` (self-contained) and one PNG per figure into ``out_dir``.
+
+    Args:
+      result: the ``SweepResult`` to show.
+      parents: its ancestors' ``SweepResult``s, oldest first (their members are drawn
+        faintly on the response surface; may be empty).
+      out_dir: created if needed.
+      dataset_images: ``[n, H, W]`` raw training images for the data check (the flows
+        pass ``dataset.raw_train_images``); the panel is skipped with a note when None.
+      x_sample: ``[N, D]`` preprocessed examples for the MLP's hidden-activation
+        statistics (e.g. ``dataset.x_val[:1000]``); skipped with a note when None.
+
+    Returns:
+      The path of ``index.html``.
+
+    Example::
+
+      path = write_report(result, [], "reports/abc123", dataset.raw_train_images)
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    diagnoses = diagnose_sweep(result)
+    top = figures.top_rows(result, 3)
+    fails = figures.failure_rows(result, diagnoses)
+    panels: list[Panel] = []
+    files: dict[str, bytes] = {}
+
+    def fig(name: str, f) -> tuple[bytes, str]:
+        files[name] = _png(f)
+        return files[name]
+
+    panels.append(Panel("Summary", [], _summary(result, diagnoses)))
+
+    if dataset_images is not None and len(dataset_images):
+        png = fig("data.png", figures.data_grid(dataset_images))
+        panels.append(Panel("Data check", [(png, "the first training images, as loaded")]))
+    else:
+        panels.append(
+            Panel(
+                "Data check",
+                [],
+                note="no training images were passed to the "
+                "report (the sweep flows pass dataset.raw_train_images)",
+            )
+        )
+
+    png = fig("response_surface.png", figures.response_surface(result, parents))
+    panels.append(
+        Panel(
+            "Response surface",
+            [
+                (
+                    png,
+                    (
+                        "every member at its (lr, lambda), colored by best validation "
+                        "accuracy; red x = diverged; solid box = this search, dashed = "
+                        "ancestors; shaded = boundary band (outer 10% of each log axis): a "
+                        "winner there means the box should grow"
+                    ),
+                )
+            ],
+        )
+    )
+
+    if result.curves is not None and len(result.curves.step):
+        imgs = [
+            (
+                fig("loss.png", figures.loss_curves(result, top, fails)),
+                "training loss of the top members and of typical failures (log scale)",
+            ),
+            (
+                fig("accuracy.png", figures.accuracy_gap(result, top)),
+                "training vs validation accuracy of the top members",
+            ),
+            (
+                fig("update_ratio.png", figures.update_ratio(result, top, fails)),
+                "update/weight norm ratio; about 1e-3 is healthy",
+            ),
+        ]
+        panels.append(Panel("Curves", imgs))
+    else:
+        panels.append(Panel("Curves", [], note="this result holds no curves"))
+
+    if result.winner_params is not None:
+        shape = (result.dataset or {}).get("input_shape")
+        imgs = [
+            (
+                fig("weights.png", figures.weight_images(result.winner_params, shape)),
+                "the winner's learned weights as images",
+            )
+        ]
+        note = None
+        if "hidden" in result.winner_params:
+            if x_sample is not None:
+                imgs.append(
+                    (
+                        fig("hidden.png", figures.hidden_stats(result.winner_params, x_sample)),
+                        "hidden-unit activity and correlation on a data sample",
+                    )
+                )
+            else:
+                note = (
+                    "no data sample was passed (x_sample), so hidden-activation "
+                    "statistics are not shown"
+                )
+        panels.append(Panel("Learned weights", imgs, note=note))
+    else:
+        panels.append(
+            Panel("Learned weights", [], note="the winner's parameters are not in this result")
+        )
+
+    header, rows, classes = chosen_members(result)
+    shared = _flatten(result.config)
+    html_members = table(header, rows, classes=classes)
+    if shared:
+        html_members += "<p><b>Shared configuration</b></p>" + table(
+            ["setting", "value"], [list(r) for r in shared]
+        )
+    panels.append(
+        Panel(
+            "Chosen members side by side (differences from the winner highlighted)",
+            [],
+            html_members,
+        )
+    )
+    panels.append(
+        Panel(
+            "Boundary flags and diagnoses",
+            [],
+            _flags_and_diagnoses(
+                result, diagnoses, figures.top_rows(result, NUM_CHOSEN) + list(fails.values())
+            ),
+        )
+    )
+
+    page = render(
+        f"sweepjax command center: {result.kind} sweep {result.sweep_id}",
+        f"{len(result.members)} members on {(result.dataset or {}).get('name', '?')}",
+        panels,
+    )
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    index = out / "index.html"
+    tmp = out / "index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, index)  # a reader never sees half a page
+    return str(index)

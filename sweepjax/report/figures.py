@@ -1,0 +1,364 @@
+"""The command center's pictures: one function per figure, each returning a Figure.
+
+Inputs are plain arrays or a :class:`sweepjax.results.SweepResult`; nothing here trains,
+reads the store or writes files. Figures are built with ``matplotlib.figure.Figure``
+directly (no pyplot), so there is no global state and no GUI backend involved.
+
+Artists that tests count carry a ``gid``: ``"members"`` / ``"diverged"`` (response
+surface points), ``"band"`` (boundary strips), ``"box"`` (searched boxes), ``"weights"``
+(weight image panels).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+# The lecture's target update/weight ratio and the band diagnose.py accepts around it.
+RATIO_TARGET, RATIO_BAND = 1e-3, (1e-4, 1e-2)
+BAND_FRACTION = 0.1  # outer 10% of each axis's log width: the boundary rule's band
+TOP_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b")
+FAIL_COLORS = {"too low": "#7f7f7f", "exploded": "#d62728"}
+
+
+# --------------------------------------------------------------------------- selections
+def top_rows(result, k: int = 3) -> list[int]:
+    """Rows of the ``k`` best non-diverged members by best validation accuracy."""
+    acc = np.array([m.best_val_acc if m.status == "ok" else -np.inf for m in result.members])
+    order = np.argsort(-acc, kind="stable")
+    return [int(i) for i in order[:k] if np.isfinite(acc[i])]
+
+
+def failure_rows(result, diagnoses: dict | None = None) -> dict[str, int]:
+    """Typical failures: ``{"too low": row, "exploded": row}`` where present.
+
+    "too low" is the lowest-lr member diagnosed ``lr_too_low`` (or, without diagnoses,
+    the lowest-lr member that did not diverge); "exploded" is the diverged member with
+    the lowest lr (the one just past the edge).
+    """
+    lr = result.member_array("lr")
+    out = {}
+    if diagnoses is not None:
+        low = [
+            i
+            for i, m in enumerate(result.members)
+            if any(d.kind == "lr_too_low" for d in diagnoses.get(m.id, []))
+        ]
+    else:
+        low = [i for i, m in enumerate(result.members) if m.status == "ok"]
+    if low:
+        out["too low"] = min(low, key=lambda i: lr[i])
+    boom = [i for i, m in enumerate(result.members) if m.status == "diverged"]
+    if boom:
+        out["exploded"] = min(boom, key=lambda i: lr[i])
+    return out
+
+
+def _label(m) -> str:
+    return f"#{m.id} lr={m.lr:.2g} l2={m.l2:.2g}"
+
+
+# --------------------------------------------------------------------------- data
+def data_grid(images: np.ndarray, n: int = 36, labels=None) -> Figure:
+    """The first ``n`` training images ``[n, H, W]`` in a square grid (the data check)."""
+    images = np.asarray(images)[:n]
+    side = math.ceil(math.sqrt(len(images)))
+    fig = Figure(figsize=(0.9 * side, 0.9 * side + 0.3), dpi=100)
+    for i, img in enumerate(images):
+        ax = fig.add_subplot(side, side, i + 1)
+        ax.imshow(img, cmap="gray", interpolation="nearest")
+        ax.set_axis_off()
+        if labels is not None:
+            ax.set_title(str(labels[i]), fontsize=7, pad=1)
+    fig.suptitle(f"first {len(images)} training images", fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------- search
+def band_rects(space: dict, fraction: float = BAND_FRACTION) -> list[tuple[str, str, tuple]]:
+    """The boundary band of a log lr x log l2 box: ``(axis, side, (x0, x1, y0, y1))`` for
+    the outer ``fraction`` of each axis's log width."""
+    (xl, xh), (yl, yh) = space["lr"], space["l2"]
+    fx, fy = (xh / xl) ** fraction, (yh / yl) ** fraction
+    return [
+        ("lr", "low", (xl, xl * fx, yl, yh)),
+        ("lr", "high", (xh / fx, xh, yl, yh)),
+        ("l2", "low", (xl, xh, yl, yl * fy)),
+        ("l2", "high", (xl, xh, yh / fy, yh)),
+    ]
+
+
+def _box(ax, space, **kw):
+    (xl, xh), (yl, yh) = space["lr"], space["l2"]
+    ax.add_patch(Rectangle((xl, yl), xh - xl, yh - yl, fill=False, gid="box", **kw))
+
+
+def response_surface(result, parents=(), top: int = 3) -> Figure:
+    """log lr x log lambda: every member a point colored by best validation accuracy,
+    diverged members as red x, the searched boxes (this sweep solid, ancestors dashed),
+    the boundary band shaded and the top members labeled by rank."""
+    fig = Figure(figsize=(7.5, 5.8), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for p in parents:  # ancestors' members, faint, for context
+        ax.scatter(
+            p.member_array("lr"),
+            p.member_array("l2"),
+            s=8,
+            c="#c8c8c8",
+            gid="parent-members",
+            zorder=1,
+        )
+    for _, side_space in result.parent_spaces:
+        _box(ax, side_space, ls="--", lw=1.2, ec="#555555", zorder=2)
+    for sid, side_space in result.parent_spaces:
+        ax.annotate(
+            f"searched by {sid}",
+            (side_space["lr"][0], side_space["l2"][1]),
+            xytext=(3, -11),
+            textcoords="offset points",
+            fontsize=8,
+            color="#555555",
+        )
+    _box(ax, result.space, ls="-", lw=1.8, ec="black", zorder=2)
+    for _, _, (x0, x1, y0, y1) in band_rects(result.space):
+        ax.add_patch(
+            Rectangle(
+                (x0, y0), x1 - x0, y1 - y0, fc="#ffb000", alpha=0.15, lw=0, gid="band", zorder=0
+            )
+        )
+    lr, l2 = result.member_array("lr"), result.member_array("l2")
+    acc = result.member_array("best_val_acc")
+    ok = np.array([m.status == "ok" for m in result.members])
+    sc = ax.scatter(
+        lr[ok],
+        l2[ok],
+        c=acc[ok],
+        cmap="viridis",
+        s=28,
+        edgecolors="k",
+        linewidths=0.3,
+        gid="members",
+        zorder=3,
+    )
+    ax.scatter(
+        lr[~ok],
+        l2[~ok],
+        marker="x",
+        c="#d62728",
+        s=30,
+        linewidths=1.2,
+        gid="diverged",
+        zorder=3,
+        label=f"diverged ({int((~ok).sum())})",
+    )
+    if ok.any():
+        fig.colorbar(sc, ax=ax, label="best validation accuracy")
+    flagged = {b.member for b in result.boundary}
+    for rank, i in enumerate(top_rows(result, top), start=1):
+        m = result.members[i]
+        ring = "#d62728" if m.id in flagged else "black"
+        ax.scatter([m.lr], [m.l2], s=140, facecolors="none", edgecolors=ring, lw=1.5, zorder=4)
+        ax.annotate(
+            f"{'winner' if rank == 1 else f'#{rank}'} {m.best_val_acc:.3f}",
+            (m.lr, m.l2),
+            xytext=(8, 6),
+            textcoords="offset points",
+            fontsize=9,
+            fontweight="bold" if rank == 1 else "normal",
+            zorder=5,
+        )
+    # Show every box in full.
+    boxes = [result.space] + [s for _, s in result.parent_spaces]
+    xs = [v for b in boxes for v in b["lr"]] + list(lr)
+    ys = [v for b in boxes for v in b["l2"]] + list(l2)
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+    ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
+    ax.set_xlabel("learning rate (log)")
+    ax.set_ylabel("L2 lambda (log)")
+    n_flag = len(result.boundary)
+    ax.set_title(
+        f"{result.kind} sweep {result.sweep_id}: {len(result.members)} members; "
+        f"shaded = boundary band (10%)"
+        + (f"; {n_flag} boundary flag(s), red ring" if n_flag else ""),
+        fontsize=9,
+    )
+    if (~ok).any():
+        ax.legend(loc="lower left", fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------- curves
+def _curve_members(result, rows_top, failures):
+    out = [
+        (
+            r,
+            TOP_COLORS[k % len(TOP_COLORS)],
+            "-",
+            f"{'winner' if k == 0 else f'#{k + 1}'} {_label(result.members[r])}",
+        )
+        for k, r in enumerate(rows_top)
+    ]
+    out += [
+        (r, FAIL_COLORS[name], ":", f"{name}: {_label(result.members[r])}")
+        for name, r in failures.items()
+    ]
+    return out
+
+
+def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Figure:
+    """Training loss (log scale) of the top members and of typical failures; an exploded
+    member ends in an x at the step it diverged (placed at 3x its start: the rule)."""
+    c = result.curves
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_yscale("log")
+    for r, color, ls, label in _curve_members(result, rows_top, failures or {}):
+        y = c.train_loss[r]
+        fin = np.isfinite(y)
+        ax.plot(c.step[fin], y[fin], color=color, ls=ls, lw=1.6, label=label)
+        m = result.members[r]
+        if m.diverged_at is not None and m.diverged_at >= 0:
+            start = y[fin][0] if fin.any() else math.log(result.dataset.get("num_classes") or 10)
+            ax.plot([max(m.diverged_at, 1)], [3 * start], "x", color=color, ms=10, mew=2)
+            ax.annotate(
+                f"exploded at step {m.diverged_at}",
+                (max(m.diverged_at, 1), 3 * start),
+                xytext=(8, -4),
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+            )
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (log)")
+    ax.set_title("loss curves: top members and typical failures", fontsize=10)
+    ax.legend(fontsize=7.5, loc="best")
+    ax.grid(True, which="both", alpha=0.25)
+    return fig
+
+
+def accuracy_gap(result, rows_top) -> Figure:
+    """Training (dashed) vs validation (solid) accuracy of the top members: the gap."""
+    c = result.curves
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, r in enumerate(rows_top):
+        color = TOP_COLORS[k % len(TOP_COLORS)]
+        m = result.members[r]
+        ax.plot(c.step, c.val_acc[r], color=color, lw=1.8, label=f"val   {_label(m)}")
+        ax.plot(c.step, c.train_acc[r], color=color, lw=1.4, ls="--", label=f"train {_label(m)}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy")
+    ax.set_title(
+        "training (dashed) vs validation (solid) accuracy: big gap -> raise "
+        "lambda; no gap -> more capacity",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7.5, loc="lower right", ncol=1)
+    ax.grid(True, alpha=0.25)
+    return fig
+
+
+def update_ratio(result, rows_top, failures: dict[str, int] | None = None) -> Figure:
+    """||update|| / ||weights|| over time (log), with the 1e-3 reference and its band."""
+    c = result.curves
+    fig = Figure(figsize=(7.5, 4.0), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_yscale("log")
+    ax.axhspan(*RATIO_BAND, color="#2ca02c", alpha=0.08, lw=0)
+    ax.axhline(RATIO_TARGET, color="k", ls="--", lw=1, label="1e-3 reference")
+    for r, color, ls, label in _curve_members(result, rows_top, failures or {}):
+        y = c.update_ratio[r]
+        fin = np.isfinite(y) & (y > 0)
+        ax.plot(c.step[fin], y[fin], color=color, ls=ls, lw=1.5, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("update / weight norm (log)")
+    ax.set_title("update/weight ratio (shaded: 1e-4..1e-2)", fontsize=10)
+    ax.legend(fontsize=7.5, loc="best")
+    ax.grid(True, which="both", alpha=0.25)
+    return fig
+
+
+# --------------------------------------------------------------------------- weights
+def _image_shape(d: int, input_shape=None) -> tuple[int, int]:
+    if input_shape is not None and len(input_shape) >= 2 and int(np.prod(input_shape)) == d:
+        return int(input_shape[0]), int(np.prod(input_shape[1:]))
+    s = math.isqrt(d)
+    return (s, s) if s * s == d else (1, d)
+
+
+def weight_images(params, input_shape=None, max_units: int = 36) -> Figure:
+    """The winner's weights as images. Softmax (``params["out"]["kernel"]`` ``[K, D]``):
+    one template per class. MLP: the first ``max_units`` rows of the hidden kernel
+    ``[H, D]``. Each panel has its own symmetric color scale (red +, blue -)."""
+    mlp = "hidden" in params
+    w = np.asarray(params["hidden" if mlp else "out"]["kernel"], dtype=np.float32)
+    w = w[:max_units] if mlp else w
+    h, wd = _image_shape(w.shape[1], input_shape)
+    cols = min(len(w), 5 if not mlp else 9)
+    rows = math.ceil(len(w) / cols)
+    size = 1.5 if not mlp else 1.0
+    fig = Figure(figsize=(size * cols, (size + 0.15) * rows + 0.4), dpi=100)
+    for k, row in enumerate(w):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        v = float(np.abs(row).max()) or 1.0
+        ax.imshow(
+            row.reshape(h, wd),
+            cmap="RdBu_r",
+            vmin=-v,
+            vmax=v,
+            gid="weights",
+            interpolation="nearest",
+        )
+        ax.set_axis_off()
+        ax.set_title(f"unit {k}" if mlp else f"class {k}", fontsize=7, pad=2)
+    what = (
+        f"first-layer weights of {len(w)} hidden units"
+        if mlp
+        else f"{len(w)} class templates (rows of the softmax weights)"
+    )
+    fig.suptitle(f"winner's learned weights: {what}", fontsize=10)
+    return fig
+
+
+def hidden_activations(params, x_sample: np.ndarray) -> tuple[np.ndarray, dict]:
+    """ReLU activations ``[N, H]`` of the MLP's hidden layer on ``x_sample`` ``[N, D]`` and
+    their statistics. Plain numpy (``relu(x @ W.T + b)``, the models.MLP hidden layer)
+    so the report needs no jit."""
+    w = np.asarray(params["hidden"]["kernel"], np.float32)
+    b = np.asarray(params["hidden"]["bias"], np.float32)
+    act = np.maximum(np.asarray(x_sample, np.float32) @ w.T + b, 0.0)
+    active = (act > 0).mean(axis=0)  # [H] fraction of examples each unit fires on
+    return act, {
+        "active_fraction": active,
+        "dead": int((active == 0).sum()),
+        "units": int(w.shape[0]),
+    }
+
+
+def hidden_stats(params, x_sample: np.ndarray, max_units: int = 64) -> Figure:
+    """MLP hidden layer on a data sample: how often each unit fires (dead units never do)
+    and the correlation between units (redundant units correlate)."""
+    act, st = hidden_activations(params, x_sample)
+    fig = Figure(figsize=(9, 3.8), dpi=100)
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax1.hist(st["active_fraction"], bins=20, range=(0, 1), color="#1f77b4")
+    ax1.set_xlabel("fraction of examples where the unit is active")
+    ax1.set_ylabel("units")
+    ax1.set_title(f"dead units: {st['dead']} of {st['units']}", fontsize=10)
+    ax2 = fig.add_subplot(1, 2, 2)
+    a = act[:, :max_units]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(a, rowvar=False) if a.shape[0] > 1 else np.eye(a.shape[1])
+    corr = np.nan_to_num(np.atleast_2d(corr))  # dead units have no variance
+    im = ax2.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax2)
+    ax2.set_title(f"correlation between the first {a.shape[1]} units", fontsize=10)
+    ax2.set_xlabel("unit")
+    ax2.set_ylabel("unit")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,129 @@
+"""Diagnoses on synthetic curves: one member per kind, plus the healthy one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sweepjax.diagnose import Thresholds, diagnose_member, diagnose_sweep
+from sweepjax.results import MemberRecord, SweepResult, TimingRecord
+from sweepjax.train import Curves
+
+E = 10
+STEP = np.arange(1, E + 1) * 50
+LN10 = math.log(10)
+
+
+def _curves(rows):
+    """rows: list of dicts with train_loss, train_acc, val_acc, update_ratio ([E] each)."""
+    cols = {
+        k: np.array([r[k] for r in rows], np.float32)
+        for k in ("train_loss", "val_loss", "val_acc", "train_acc", "update_ratio")
+    }
+    return Curves(STEP, **cols)
+
+
+def _row(loss_end=0.3, train_acc=0.95, val_acc=0.92, ratio=1e-3, loss_start=1.5):
+    return {
+        "train_loss": np.geomspace(loss_start, loss_end, E),
+        "val_loss": np.geomspace(loss_start, loss_end, E),
+        "train_acc": np.linspace(0.5, train_acc, E),
+        "val_acc": np.linspace(0.5, val_acc, E),
+        "update_ratio": np.full(E, ratio),
+    }
+
+
+HEALTHY = _row()
+TOO_LOW = _row(loss_start=2.30, loss_end=2.20, train_acc=0.3, val_acc=0.3, ratio=2e-5)
+OVERFIT = _row(loss_end=0.01, train_acc=1.0, val_acc=0.85)
+UNDERFIT = _row(loss_end=0.9, train_acc=0.80, val_acc=0.795)
+RATIO_HIGH = _row(ratio=0.05)
+EXPLODED = {k: np.where(np.arange(E) < 3, v, np.nan) for k, v in _row().items()}
+
+
+def _kinds(curves, row, diverged_at=None):
+    return [d.kind for d in diagnose_member(curves, row, diverged_at, initial_loss=LN10)]
+
+
+def test_each_kind_from_its_curves():
+    c = _curves([HEALTHY, TOO_LOW, OVERFIT, UNDERFIT, RATIO_HIGH, EXPLODED])
+    assert _kinds(c, 0) == []
+    # The loss fell 2.30 -> 2.20 (4.3% < 10%); the low-accuracy "underfitting" it implies
+    # is not repeated, the ratio 2e-5 < 1e-4 is.
+    assert _kinds(c, 1) == ["lr_too_low", "update_ratio_low"]
+    assert _kinds(c, 2) == ["overfitting"]
+    assert _kinds(c, 3) == ["underfitting"]
+    assert _kinds(c, 4) == ["update_ratio_high"]
+    assert _kinds(c, 5, diverged_at=160) == ["lr_too_high"]
+
+
+def test_evidence_numbers():
+    c = _curves([TOO_LOW, OVERFIT, EXPLODED])
+    low = diagnose_member(c, 0, initial_loss=LN10)[0]
+    assert np.isclose(low.evidence["start"], LN10)  # max(2.30 first point, ln 10)
+    assert np.isclose(low.evidence["relative_decrease"], (LN10 - 2.20) / LN10, rtol=1e-5)
+    over = diagnose_member(c, 1)[0]
+    assert np.isclose(over.evidence["gap"], 0.15, atol=1e-6)
+    assert "raise lambda" in over.message
+    boom = diagnose_member(c, 2, 160)[0]
+    assert boom.evidence == {"diverged_at": 160} and "step 160" in boom.message
+
+
+def test_reference_loss_protects_fast_learners():
+    # The first evaluation is a block mean: a fast learner already sits at 0.35 and then
+    # ends at 0.33 (6% below its first point), but 86% below ln 10.
+    fast = _row(loss_start=0.35, loss_end=0.33)
+    c = _curves([fast])
+    assert "lr_too_low" in [d.kind for d in diagnose_member(c, 0)]
+    assert _kinds(c, 0) == []
+
+
+def test_thresholds_are_settings():
+    c = _curves([_row(train_acc=0.97, val_acc=0.92)])  # gap 0.05
+    assert _kinds(c, 0) == []
+    strict = diagnose_member(c, 0, initial_loss=LN10, th=Thresholds(overfit_gap=0.03))
+    assert [d.kind for d in strict] == ["overfitting"]
+
+
+def _member(i, diverged_at=None):
+    return MemberRecord(
+        i,
+        0.1,
+        1e-4,
+        1.0,
+        "diverged" if diverged_at else "ok",
+        diverged_at,
+        0.9,
+        100,
+        0.3,
+        0.3,
+        0.95,
+        0.92,
+    )
+
+
+def test_diagnose_sweep_by_member_id():
+    c = _curves([HEALTHY, TOO_LOW, EXPLODED])
+    members = [_member(7), _member(8), _member(9, diverged_at=120)]
+    res = SweepResult(
+        "s1",
+        "coarse",
+        None,
+        {"num_classes": 10},
+        {"lr": [1e-4, 1.0]},
+        {},
+        members,
+        None,
+        [],
+        TimingRecord(1.0, 1.0, 1.0),
+        curves=c,
+    )
+    d = diagnose_sweep(res)
+    assert sorted(d) == [7, 8, 9]
+    assert [x.kind for x in d[7]] == []
+    assert [x.kind for x in d[8]] == ["lr_too_low", "update_ratio_low"]
+    assert [x.kind for x in d[9]] == ["lr_too_high"]
+    # Without curves only divergence is known.
+    d2 = diagnose_sweep(res.__class__(**{**res.__dict__, "curves": None}))
+    assert {k: [x.kind for x in v] for k, v in d2.items()} == {7: [], 8: [], 9: ["lr_too_high"]}

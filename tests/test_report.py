@@ -1,0 +1,354 @@
+"""The command center: figures from synthetic sweeps, and the page as a browser sees it."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweepjax.report import chosen_members, figures, write_report
+from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.train import Curves
+
+M, E = 12, 8
+CHROMIUM = "/usr/bin/chromium"
+
+
+def synthetic(kind="softmax", hidden=16, diverged=(10, 11), parent_spaces=None, seed=0):
+    """A fine sweep of M members: lr log-spaced over [1e-4, 3], two diverged at the top,
+    validation accuracy peaking near lr 0.1; curves that decay; MNIST-shaped weights."""
+    rng = np.random.default_rng(seed)
+    lr = np.geomspace(1e-4, 3.0, M)
+    l2 = np.exp(rng.uniform(np.log(1e-6), np.log(1.0), M))
+    acc = 0.92 - 0.05 * (np.log10(lr) + 1) ** 2 / 4
+    step = np.arange(1, E + 1) * 25
+    t = np.arange(E) / (E - 1)
+    train_loss = np.stack([2.3 * np.exp(-t * min(5 * lr[i] ** 0.3, 4)) for i in range(M)])
+    val_acc = np.stack([a * (0.8 + 0.2 * t) for a in acc])
+    train_acc = val_acc + 0.03
+    ratio = np.stack([np.full(E, 1e-2 * lr[i] ** 0.5) for i in range(M)])
+    members = []
+    for i in range(M):
+        dv = 40 if i in diverged else None
+        members.append(
+            MemberRecord(
+                i,
+                float(lr[i]),
+                float(l2[i]),
+                1.0,
+                "diverged" if dv else "ok",
+                dv,
+                float(acc[i]),
+                200,
+                float(train_loss[i, -1]),
+                float(train_loss[i, -1]),
+                float(train_acc[i, -1]),
+                float(val_acc[i, -1]),
+            )
+        )
+    for i in diverged:  # NaN after divergence, as the trainer writes them
+        for a in (train_loss, val_acc, train_acc, ratio):
+            a[i, 2:] = np.nan
+    curves = Curves(
+        step,
+        train_loss.astype(np.float32),
+        train_loss.astype(np.float32),
+        val_acc.astype(np.float32),
+        train_acc.astype(np.float32),
+        ratio.astype(np.float32),
+    )
+    w = int(np.nanargmax(np.where([m.status == "ok" for m in members], acc, -1)))
+    if kind == "softmax":
+        params = {
+            "out": {
+                "kernel": rng.normal(size=(10, 784)).astype(np.float32),
+                "bias": np.zeros(10, np.float32),
+            }
+        }
+    else:
+        params = {
+            "hidden": {
+                "kernel": rng.normal(size=(hidden, 784)).astype(np.float32),
+                "bias": np.zeros(hidden, np.float32),
+            },
+            "out": {
+                "kernel": rng.normal(size=(10, hidden)).astype(np.float32),
+                "bias": np.zeros(10, np.float32),
+            },
+        }
+    space = {"lr": [1e-4, 3.0], "l2": [1e-6, 1.0]}
+    return SweepResult(
+        "fine01",
+        "fine",
+        "coarse01",
+        {
+            "name": "synthetic",
+            "n_train": 100,
+            "n_val": 20,
+            "n_test": 20,
+            "num_classes": 10,
+            "input_shape": [28, 28],
+        },
+        space,
+        {"model": {"kind": kind, "hidden": hidden}, "train": {"steps": 200}},
+        members,
+        Winner(w, float(lr[w]), float(l2[w]), float(acc[w]), 0.91),
+        [BoundaryFlag("lr", "high", 9)],
+        TimingRecord(1.5, 2.5, 1000.0),
+        curves=curves,
+        winner_params=params,
+        parent_spaces=parent_spaces
+        if parent_spaces is not None
+        else [("coarse01", {"lr": [1e-6, 10.0], "l2": [1e-8, 10.0]})],
+        refinement="box shrunk around the top 10%",
+    )
+
+
+# --------------------------------------------------------------------------- figures
+def _gid(fig, gid):
+    ax = fig.axes[0]
+    return [a for a in ax.get_children() if a.get_gid() == gid]
+
+
+def test_response_surface_plots_every_member_once():
+    res = synthetic()
+    fig = figures.response_surface(res, parents=[])
+    pts = sum(len(c.get_offsets()) for c in _gid(fig, "members") + _gid(fig, "diverged"))
+    assert pts == M
+    assert sum(len(c.get_offsets()) for c in _gid(fig, "diverged")) == 2
+    assert len(_gid(fig, "box")) == 1 + len(res.parent_spaces)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+
+
+def test_band_is_ten_percent_of_log_width():
+    res = synthetic()
+    fig = figures.response_surface(res)
+    bands = _gid(fig, "band")
+    assert len(bands) == 4
+    (xl, xh), (yl, yh) = res.space["lr"], res.space["l2"]
+    wx, wy = math.log10(xh / xl), math.log10(yh / yl)
+    for r in bands:
+        x0, y0 = r.get_x(), r.get_y()
+        x1, y1 = x0 + r.get_width(), y0 + r.get_height()
+        dx, dy = math.log10(x1 / x0), math.log10(y1 / y0)
+        # Each strip spans 10% of one axis and all of the other.
+        assert (dx == pytest.approx(0.1 * wx) and dy == pytest.approx(wy)) or (
+            dy == pytest.approx(0.1 * wy) and dx == pytest.approx(wx)
+        )
+    sides = {(a, s) for a, s, _ in figures.band_rects(res.space)}
+    assert sides == {("lr", "low"), ("lr", "high"), ("l2", "low"), ("l2", "high")}
+
+
+def test_softmax_weights_are_ten_28x28_templates():
+    res = synthetic()
+    fig = figures.weight_images(res.winner_params, res.dataset["input_shape"])
+    ims = [im for ax in fig.axes for im in ax.get_images() if im.get_gid() == "weights"]
+    assert len(ims) == 10
+    assert all(im.get_array().shape == (28, 28) for im in ims)
+    # Row k of the [K, D] kernel is class k's template.
+    np.testing.assert_array_equal(
+        ims[3].get_array(), res.winner_params["out"]["kernel"][3].reshape(28, 28)
+    )
+    # Without input_shape the side comes from sqrt(D).
+    fig2 = figures.weight_images(res.winner_params, None)
+    assert fig2.axes[0].get_images()[0].get_array().shape == (28, 28)
+
+
+def test_mlp_first_layer_images_and_hidden_stats():
+    res = synthetic("mlp", hidden=16)
+    fig = figures.weight_images(res.winner_params, [28, 28])
+    ims = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(ims) == 16 and ims[0].get_array().shape == (28, 28)
+    params = res.winner_params
+    params["hidden"]["bias"][:5] = -1e6  # five units that can never fire
+    x = np.random.default_rng(1).normal(size=(50, 784)).astype(np.float32)
+    act, st = figures.hidden_activations(params, x)
+    assert act.shape == (50, 16)
+    assert st["dead"] == 5 and st["units"] == 16
+    np.testing.assert_allclose(
+        act, np.maximum(x @ params["hidden"]["kernel"].T + params["hidden"]["bias"], 0)
+    )
+    fig = figures.hidden_stats(params, x)
+    assert "dead units: 5 of 16" in fig.axes[0].get_title()
+    assert fig.axes[1].get_images()[0].get_array().shape == (16, 16)
+
+
+def test_curve_figures_show_top_members_and_failures():
+    res = synthetic()
+    top = figures.top_rows(res, 3)
+    # Best validation accuracy peaks near lr 0.1 (rows 7 and 8 of the grid).
+    assert res.members[top[0]].best_val_acc == max(
+        m.best_val_acc for m in res.members if m.status == "ok"
+    )
+    fails = figures.failure_rows(res)
+    assert fails == {"too low": 0, "exploded": 10}
+    fig = figures.loss_curves(res, top, fails)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    curves = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
+    assert len(curves) == 5
+    exploded = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 1]
+    assert exploded[0].get_xdata()[0] == 40  # the x at the divergence step
+    fig = figures.accuracy_gap(res, top)
+    assert len(fig.axes[0].get_lines()) == 2 * len(top)
+    fig = figures.update_ratio(res, top, fails)
+    refs = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "1e-3 reference"]
+    assert refs and refs[0].get_ydata()[0] == 1e-3
+    assert figures.data_grid(np.zeros((40, 28, 28))).axes.__len__() == 36
+
+
+def test_chosen_members_highlight_differences():
+    res = synthetic()
+    header, rows, classes = chosen_members(res, 3)
+    assert header[1].startswith("winner")
+    by = {r[0]: (r, c) for r, c in zip(rows, classes, strict=True)}
+    # Learning rates differ between members; lr_decay is 1.0 everywhere.
+    assert by["lr"][1][2:] == ["diff", "diff"]
+    assert by["lr_decay"][1][1:] == ["", "", ""]
+
+
+# --------------------------------------------------------------------------- the page
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+@pytest.fixture(scope="module")
+def mlp_report(tmp_path_factory):
+    """One full MLP report (every panel) shared by the page tests."""
+    x = np.random.default_rng(0).normal(size=(40, 784)).astype(np.float32)
+    out = tmp_path_factory.mktemp("report")
+    return Path(
+        write_report(
+            synthetic("mlp"),
+            [synthetic(seed=1)],
+            out / "r",
+            dataset_images=np.zeros((36, 28, 28)),
+            x_sample=x,
+        )
+    )
+
+
+PNGS = [
+    "accuracy.png",
+    "data.png",
+    "hidden.png",
+    "loss.png",
+    "response_surface.png",
+    "update_ratio.png",
+    "weights.png",
+]
+
+
+def test_write_report_is_self_contained(mlp_report):
+    path = mlp_report
+    assert path.name == "index.html" and path.exists()
+    page = path.read_text()
+    p = _Links()
+    p.feed(page)
+    assert p.urls and all(u.startswith("data:image/png;base64,") for u in p.urls)
+    assert not re.search(r"https?://", page)
+    assert sorted(f.name for f in path.parent.glob("*.png")) == PNGS
+    assert len(p.urls) == len(PNGS)
+    assert "member 9 lies in the high 10% of lr" in page
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_missing_inputs_give_notes(tmp_path):
+    res = synthetic("mlp")
+    res.curves = None
+    page = Path(write_report(res, [], tmp_path)).read_text()
+    assert "the sweep flows pass dataset.raw_train_images" in page
+    assert "this result holds no curves" in page
+    assert "hidden-activation statistics are not shown" in page
+    assert sorted(f.name for f in tmp_path.glob("*.png")) == ["response_surface.png", "weights.png"]
+
+
+def _chromium(args, cwd):
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={cwd / 'profile'}",
+        # Any host name fails to resolve: nothing can leave the machine.
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+    ]
+    return subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"{CHROMIUM} is missing (CI installs it with apt-get install chromium)",
+)
+def test_report_in_headless_chromium(tmp_path, mlp_report):
+    url = mlp_report.as_uri()
+    dom = _chromium(["--virtual-time-budget=5000", "--dump-dom", url], tmp_path).stdout
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    total = int(re.search(r'data-images-total="(\d+)"', body).group(1))
+    ok = int(re.search(r'data-images-ok="(\d+)"', body).group(1))
+    resources = re.search(r'data-resources="([^"]*)"', body).group(1)
+    assert total == ok == len(PNGS)
+    assert all(u.startswith("data:") for u in json.loads(html.unescape(resources)))
+    shot = tmp_path / "report.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1280,2000", url], tmp_path)
+    assert shot.exists() and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)  # the browser profile is big
+
+
+def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
+    """`sweepjax report` against the store's API (Store.open, newest, load_sweep): the
+    newest sweep, its ancestors, and the default output next to the store."""
+    import sys
+    import types
+
+    from sweepjax.cli import main
+
+    fine = synthetic()
+    fine.curves = None  # keep it quick: the page itself is tested above
+    coarse = synthetic(seed=1, parent_spaces=[])
+    coarse.sweep_id, coarse.kind, coarse.parent = "coarse01", "coarse", None
+    sweeps = {"fine01": fine, "coarse01": coarse}
+    loaded = []
+
+    class FakeStore:
+        @classmethod
+        def open(cls, path):
+            return cls()
+
+        def newest(self, kind):
+            return {"fine": "fine01", "coarse": "coarse01"}[kind]
+
+        def load_sweep(self, sweep_id):
+            loaded.append(sweep_id)
+            return sweeps[sweep_id]
+
+    monkeypatch.setitem(sys.modules, "sweepjax.store", types.SimpleNamespace(Store=FakeStore))
+    rc = main(["report", "--store", str(tmp_path / "s.db")])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert out.strip() == str(tmp_path / "reports" / "fine01" / "index.html")
+    assert "coarse01" in loaded  # the parent was read for the response surface
+    assert "data pictures skipped" in err  # "synthetic" is no dataset on disk
+    page = Path(out.strip()).read_text()
+    assert "fine sweep fine01" in page
