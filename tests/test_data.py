@@ -323,7 +323,7 @@ def test_preprocess_same_transform_everywhere_and_no_leak(npz_cfg):
     # mean comes from the training split only
     np.testing.assert_allclose(ds.mean, flat[tr_idx].mean(0), rtol=0, atol=1e-4)
     assert np.array_equal(back(ds.x_test), x[:30].reshape(30, -1))
-    assert np.array_equal(ds.raw_train_images, x[np.sort(tr_idx)[:36]])
+    assert np.array_equal(ds.raw_train_images, x[np.array(tr_idx)[:36]])
     assert np.all(ds.x_train[:, 0] == 0.0)  # constant feature centred to exactly 0
 
 
