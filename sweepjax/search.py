@@ -22,6 +22,7 @@ from sweepjax.results import BoundaryFlag, SweepResult
 DEFAULT_BAND = 0.1  # outer fraction of an axis's (log-)width that counts as "the edge"
 DEFAULT_MARGIN = 0.1  # fine box = top-K span widened by this fraction of the parent box
 DEFAULT_TOP_K = 5
+MIN_WIDTH = 0.02  # a refined box is at least this fraction of the parent's (log-)width
 
 
 def as_space(space: SearchSpace | Mapping[str, list[float]]) -> SearchSpace:
@@ -170,7 +171,8 @@ def refine(
     1 = high edge; log scale for log axes):
 
     1. Take the span of the best ``top_k`` surviving members and widen it by ``margin``
-       on each side (so a single winner still gets a box ``2 * margin`` wide).
+       on each side (so a single winner still gets a box ``2 * margin`` wide; never
+       narrower than ``MIN_WIDTH``).
     2. Clip it to the parent's box, EXCEPT on a side where the parent's winner lay in
        that edge's band (``band``): there the optimum may be outside, so the new box
        extends past the edge by half its own width (at least ``margin``) instead.
@@ -198,19 +200,22 @@ def refine(
         vals = np.array([getattr(parent.members[i], name) for i in rows], dtype=float)
         u = rng.to_unit(vals)
         lo_u, hi_u = float(u.min()) - margin, float(u.max()) + margin
+        if hi_u - lo_u < MIN_WIDTH:  # one member and no margin: keep a usable box
+            mid = (lo_u + hi_u) / 2.0
+            lo_u, hi_u = mid - MIN_WIDTH / 2.0, mid + MIN_WIDTH / 2.0
         width = hi_u - lo_u
         past = max(width / 2.0, margin)
         notes = []
         if (name, "low") in winner_flags:
             lo_u = min(lo_u, -past)
             notes.append("winner in the low band: extended below")
-        else:
-            lo_u = max(lo_u, 0.0)
+        elif lo_u < 0.0:
+            lo_u, hi_u = 0.0, max(hi_u, MIN_WIDTH)
         if (name, "high") in winner_flags:
             hi_u = max(hi_u, 1.0 + past)
             notes.append("winner in the high band: extended above")
-        else:
-            hi_u = min(hi_u, 1.0)
+        elif hi_u > 1.0:
+            lo_u, hi_u = min(lo_u, 1.0 - MIN_WIDTH), 1.0
         lo, hi = (float(x) for x in rng.from_unit([lo_u, hi_u]))
         # Exact edges and members survive the exp/log round trip: keep them inside.
         lo = rng.lo if lo_u == 0.0 else min(lo, float(vals.min()))
