@@ -21,12 +21,25 @@ def synthetic(space: SearchSpace, lr, l2, acc, status=None) -> SweepResult:
     """A finished SweepResult with the given members (ids = row order)."""
     status = status or ["ok"] * len(lr)
     members = [
-        MemberRecord(i, float(a), float(b), 1.0, s, None if s == "ok" else 5, float(c), 10,
-                     0.1, 0.1, 0.9, float(c))
+        MemberRecord(
+            i,
+            float(a),
+            float(b),
+            1.0,
+            s,
+            None if s == "ok" else 5,
+            float(c),
+            10,
+            0.1,
+            0.1,
+            0.9,
+            float(c),
+        )
         for i, (a, b, c, s) in enumerate(zip(lr, l2, acc, status, strict=True))
     ]
-    return SweepResult("c1", "coarse", None, {}, space.as_dict(), {}, members, None, [],
-                       TimingRecord(0, 0, 0))
+    return SweepResult(
+        "c1", "coarse", None, {}, space.as_dict(), {}, members, None, [], TimingRecord(0, 0, 0)
+    )
 
 
 def log_width(r: Range) -> float:
@@ -167,8 +180,9 @@ def test_refine_needs_a_survivor():
 
 @settings(max_examples=80, deadline=None)
 @given(
-    units=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
-                   min_size=1, max_size=30),
+    units=st.lists(
+        st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=30
+    ),
     top_k=st.integers(1, 10),
     margin=st.floats(0, 0.5),
     band=st.floats(0, 0.3),

@@ -23,31 +23,56 @@ def make_result(sid: str, m: int = 6, e: int = 4, seed: int = 0) -> SweepResult:
     )
     curves.val_loss[1, 2:] = np.nan  # member 1 diverged after its 2nd evaluation
     members = [
-        MemberRecord(i, float(10 ** -rng.uniform(1, 3)), float(10 ** -rng.uniform(2, 6)), 1.0,
-                     "diverged" if i == 1 else "ok", 25 if i == 1 else None,
-                     float(rng.random()), 30, None if i == 1 else 0.5, 0.6, 0.7, 0.8,
-                     0.9 if i == 0 else None)
+        MemberRecord(
+            i,
+            float(10 ** -rng.uniform(1, 3)),
+            float(10 ** -rng.uniform(2, 6)),
+            1.0,
+            "diverged" if i == 1 else "ok",
+            25 if i == 1 else None,
+            float(rng.random()),
+            30,
+            None if i == 1 else 0.5,
+            0.6,
+            0.7,
+            0.8,
+            0.9 if i == 0 else None,
+        )
         for i in range(m)
     ]
     w = members[0]
     return SweepResult(
-        sid, "coarse", None, {"name": "toy", "sha256": "ab"}, {"lr": [1e-3, 1e-1],
-                                                              "l2": [1e-6, 1e-2]},
-        {"trials": m}, members, Winner(w.id, w.lr, w.l2, w.best_val_acc, 0.9),
-        [BoundaryFlag("lr", "high", 0)], TimingRecord(1.0, 2.0, 3.0), curves,
+        sid,
+        "coarse",
+        None,
+        {"name": "toy", "sha256": "ab"},
+        {"lr": [1e-3, 1e-1], "l2": [1e-6, 1e-2]},
+        {"trials": m},
+        members,
+        Winner(w.id, w.lr, w.l2, w.best_val_acc, 0.9),
+        [BoundaryFlag("lr", "high", 0)],
+        TimingRecord(1.0, 2.0, 3.0),
+        curves,
         refinement=None,
     )
 
 
 def new_sweep(st: Store, res: SweepResult, name=None, parent=None) -> str:
-    return st.create_sweep(res.kind, res.config, res.dataset, res.space, len(res.members),
-                           40, parent=parent, name=name)
+    return st.create_sweep(
+        res.kind, res.config, res.dataset, res.space, len(res.members), 40, parent=parent, name=name
+    )
 
 
 def test_round_trip(tmp_path):
     res = make_result("ignored")
-    params = {0: {"out": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
-                          "bias": np.zeros(2, np.float32)}}}
+    params = {
+        0: {
+            "out": {
+                "kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+                "bias": np.zeros(2, np.float32),
+            }
+        }
+    }
     with Store.open(tmp_path / "s.db", create=True) as st:
         sid = new_sweep(st, res)
         assert sid == "c1"
@@ -63,12 +88,16 @@ def test_round_trip(tmp_path):
         assert back.space == res.space and back.config == res.config
         for a, b in zip(back.curves, res.curves, strict=True):
             np.testing.assert_array_equal(a, b)  # exact, NaN included
-        np.testing.assert_array_equal(back.winner_params["out"]["kernel"],
-                                      params[0]["out"]["kernel"])
+        np.testing.assert_array_equal(
+            back.winner_params["out"]["kernel"], params[0]["out"]["kernel"]
+        )
         assert st.newest("coarse") == "c1" and st.newest("fine") is None
         row = st.list_sweeps()[0]
-        assert (row.id, row.status, row.best_val_acc) == ("c1", "finished",
-                                                          res.members[0].best_val_acc)
+        assert (row.id, row.status, row.best_val_acc) == (
+            "c1",
+            "finished",
+            res.members[0].best_val_acc,
+        )
         assert row.versions["numpy"] == np.__version__
 
 
@@ -99,10 +128,12 @@ class State(NamedTuple):
 
 def test_checkpoint_round_trip_exact_and_replaced(tmp_path):
     rng = np.random.default_rng(1)
-    states = State(rng.normal(size=(5, 3, 2)).astype(np.float32), np.array([1, 0, 1, 1, 0], bool),
-                   np.arange(5, dtype=np.int32))
-    curves = Curves(np.array([10, 20]), *(rng.random((5, 2), dtype=np.float32)
-                                          for _ in range(5)))
+    states = State(
+        rng.normal(size=(5, 3, 2)).astype(np.float32),
+        np.array([1, 0, 1, 1, 0], bool),
+        np.arange(5, dtype=np.int32),
+    )
+    curves = Curves(np.array([10, 20]), *(rng.random((5, 2), dtype=np.float32) for _ in range(5)))
     with Store.open(tmp_path / "s.db", create=True) as st:
         sid = new_sweep(st, make_result("x", m=5))
         assert st.load_checkpoint(sid, states) is None
@@ -179,8 +210,11 @@ def test_refusals_leave_files_untouched(tmp_path):
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     con.commit()
     con.close()
-    for path, msg in ((junk, "not an SQLite"), (other, "not a sweepjax store"),
-                      (newer, "newer than this sweepjax")):
+    for path, msg in (
+        (junk, "not an SQLite"),
+        (other, "not a sweepjax store"),
+        (newer, "newer than this sweepjax"),
+    ):
         before = path.read_bytes()
         for create in (False, True):
             with pytest.raises(StoreError, match=msg):
