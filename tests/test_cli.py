@@ -384,3 +384,31 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, capsys):
         ca, cb = a.load_sweep("c1").curves, b.load_sweep("c1").curves
         for x, y in zip(ca, cb, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+def test_report_hook_sets_the_report_path(tmp_path, capsys, monkeypatch):
+    """When ``sweepjax.report`` is importable its ``write_report`` is called at the end
+    with the result and its parents; its path lands in the JSON and the store."""
+    import types
+
+    calls = []
+
+    def write_report(result, parents, out_dir):
+        calls.append((result.sweep_id, [p.sweep_id for p in parents], out_dir))
+        out_dir.mkdir(parents=True)
+        (out_dir / "index.html").write_text("<html></html>")
+        return out_dir / "index.html"
+
+    monkeypatch.setitem(
+        sys.modules, "sweepjax.report", types.SimpleNamespace(write_report=write_report)
+    )
+    store = tmp_path / "r.db"
+    argv = [a for a in BASE if a != "--no-report"]
+    doc = run_json(capsys, "coarse", *argv, "--store", str(store))
+    expected = tmp_path / "r-reports" / "c1" / "index.html"
+    assert doc["report"] == str(expected) and expected.exists()
+    assert calls == [("c1", [], tmp_path / "r-reports" / "c1")]
+    with Store.open(store) as st:
+        assert st.sweep_row("c1").report == str(expected)
+    run_json(capsys, "coarse", *BASE, "--store", str(store))  # --no-report: not called
+    assert len(calls) == 1
