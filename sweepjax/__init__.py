@@ -14,6 +14,8 @@ from sweepjax.errors import (
     SweepjaxError,
 )
 from sweepjax.hparams import HParams
+from sweepjax.results import SweepResult
+from sweepjax.sweep import coarse, fine
 from sweepjax.train import PopulationResult, train_population
 
 __version__ = "0.1.0"
@@ -31,9 +33,12 @@ __all__ = [
     "Range",
     "SearchSpace",
     "StoreError",
+    "SweepResult",
     "SweepjaxError",
     "TrainConfig",
     "__version__",
+    "coarse",
+    "fine",
     "load_dataset",
     "train_population",
 ]

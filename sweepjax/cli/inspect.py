@@ -1,0 +1,270 @@
+"""``sweepjax list | show SWEEP | export SWEEP --format csv|json``, and the results table
+that ``coarse`` / ``fine`` print (the lecture's ``Try i/N Best val accuracy: ..., lr: ...,
+Lambda: ...`` lines, as a table sorted by best validation accuracy)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+
+from sweepjax import search
+from sweepjax.results import SweepResult
+from sweepjax.store import Store, SweepRow
+
+TOP_ROWS = 15
+
+
+# --------------------------------------------------------------------------- rendering
+def json_clean(obj):
+    """Replace NaN / inf by None (JSON has no NaN) and numpy scalars by Python numbers."""
+    if isinstance(obj, dict):
+        return {k: json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json_text(result: SweepResult) -> str:
+    return json.dumps(json_clean(result.to_json()), indent=2, allow_nan=False)
+
+
+def _box(space: dict) -> str:
+    return "  ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in space.items())
+
+
+def _boundary_lines(result: SweepResult) -> list[str]:
+    if not result.boundary:
+        return []
+    rank = {result.members[i].id: r + 1 for r, i in enumerate(search.ranking(result))}
+    winner = result.winner.id if result.winner else None
+    out = []
+    for f in result.boundary:
+        lo, hi = result.space[f.param]
+        edge = lo if f.side == "low" else hi
+        who = "the winner" if f.member == winner else f"rank {rank.get(f.member, '?')}"
+        out.append(
+            f"  member {f.member} ({who}) is in the {f.side} band of {f.param} "
+            f"[{lo:.3g}, {hi:.3g}]: the best {f.param} may lie "
+            f"{'below' if f.side == 'low' else 'above'} {edge:.3g}"
+        )
+    again = f"sweepjax fine --from {result.sweep_id}"
+    flagged = sorted({f.param for f in result.boundary})
+    widen = " / ".join(f"--{p}" for p in flagged)
+    out.append(
+        f"  -> run `{again}` (its box extends past a flagged winner's edge) or widen {widen}"
+    )
+    return out
+
+
+def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
+    """The human-readable summary of a sweep (table, winner, flags, timing, where)."""
+    lines = []
+    cfg = result.config or {}
+    tr = cfg.get("train", {})
+    ds = result.dataset
+    lines.append(
+        f"{result.kind} sweep {result.sweep_id}"
+        + (f" (refines {result.parent})" if result.parent else "")
+        + f": {len(result.members)} members x {tr.get('steps', '?')} steps, batch "
+        f"{tr.get('batch_size', '?')}, {tr.get('optimizer', '?')}, "
+        f"{cfg.get('model', {}).get('kind', '?')} on {ds.get('name')} "
+        f"({ds.get('n_train')}/{ds.get('n_val')}/{ds.get('n_test')})"
+    )
+    lines.append(
+        f"box: {_box(result.space)}  ({'grid' if cfg.get('grid') else 'random, log-uniform'})"
+    )
+    if result.refinement:
+        lines.append(f"why: {result.refinement}")
+    if result.status != "finished":
+        lines.append(f"status: {result.status} (no results yet)")
+        return "\n".join(lines)
+    order = search.ranking(result)
+    flags: dict[int, list[str]] = {}
+    for f in result.boundary:
+        flags.setdefault(f.member, []).append(f"{f.param} {f.side}")
+    lines.append("")
+    lines.append(
+        f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'at step':>7}  "
+        f"{'lr':>9}  {'lambda (l2)':>11}  status"
+    )
+    n = len(result.members)
+    for r, i in enumerate(order[:top]):
+        m = result.members[i]
+        status = "ok" if m.status == "ok" else f"diverged at step {m.diverged_at}"
+        edge = f"  [edge: {', '.join(flags[m.id])}]" if m.id in flags else ""
+        lines.append(
+            f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {m.best_step:>7}  "
+            f"{m.lr:>9.3g}  {m.l2:>11.3g}  {status}{edge}"
+        )
+    diverged = sum(m.status == "diverged" for m in result.members)
+    if n > top:
+        rest = [result.members[i] for i in order[top:]]
+        d_rest = sum(m.status == "diverged" for m in rest)
+        lines.append(f"   ... and {n - top} more ({d_rest} of them diverged)")
+    lines.append("")
+    w = result.winner
+    if w is not None:
+        test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
+        lines.append(
+            f"winner: try {w.id}  val acc {w.val_acc:.4f}  test acc {test}  "
+            f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
+        )
+    else:
+        lines.append("winner: none (every member diverged)")
+    if result.boundary:
+        lines.append("boundary:")
+        lines += _boundary_lines(result)
+    else:
+        lines.append("boundary: no top member in the outer band of any axis")
+    lines.append(f"diverged: {diverged} of {n}")
+    t = result.timing
+    lines.append(
+        f"timing: compile {t.compile_s:.1f} s, train {t.train_s:.1f} s, "
+        f"{t.model_steps_per_s:,.0f} model-steps/s"
+    )
+    where = f" in {store_path}" if store_path else ""
+    lines.append(
+        f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}; "
+        f"refine: sweepjax fine --from {result.sweep_id})"
+    )
+    if result.report:
+        lines.append(f"report: {result.report}")
+    return "\n".join(lines)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def render_list(rows: list[SweepRow]) -> str:
+    if not rows:
+        return "no sweeps yet; run `sweepjax coarse`"
+    out = [
+        f"{'id':<10} {'kind':<6} {'parent':<8} {'status':<11} {'members':>7} "
+        f"{'steps':>11} {'best val':>8}  {'dataset':<14} created"
+    ]
+    for r in rows:
+        steps = f"{r.total_steps}" if r.status == "finished" else f"{r.steps_done}/{r.total_steps}"
+        best = f"{r.best_val_acc:.4f}" if r.best_val_acc is not None else "-"
+        out.append(
+            f"{r.id:<10} {r.kind:<6} {r.parent or '-':<8} {r.status:<11} "
+            f"{r.num_members:>7} {steps:>11} {best:>8}  "
+            f"{str(r.dataset.get('name')):<14} {_when(r.created)}"
+        )
+    return "\n".join(out)
+
+
+CSV_COLUMNS = (
+    "id",
+    "lr",
+    "l2",
+    "lr_decay",
+    "status",
+    "diverged_at",
+    "best_val_acc",
+    "best_step",
+    "final_train_loss",
+    "final_val_loss",
+    "final_train_acc",
+    "final_val_acc",
+    "test_acc",
+)
+
+
+def to_csv_text(result: SweepResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for m in result.members:
+        d = json_clean(m.as_dict())
+        w.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- commands
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="PATH",
+        help="the sweepjax store (default: $SWEEPJAX_STORE or ./sweepjax.db)",
+    )
+
+
+def _one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def error(message: str):
+        print(f"{p.prog}: error: {message}; see {p.prog} --help", file=sys.stderr)
+        raise SystemExit(2)
+
+    p.error = error
+    return p
+
+
+def register(sub) -> None:
+    p = _one_line_errors(
+        sub.add_parser(
+            "list", help="list the sweeps in the store", description="List the sweeps in the store."
+        )
+    )
+    _store_arg(p)
+    p.set_defaults(func=run_list)
+
+    p = _one_line_errors(
+        sub.add_parser(
+            "show",
+            help="show one sweep's results table",
+            description="Show one sweep's results table.",
+        )
+    )
+    p.add_argument("sweep", metavar="SWEEP", help="sweep id, e.g. c1")
+    p.add_argument("--top", type=int, default=TOP_ROWS, help="rows of the table to show")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _store_arg(p)
+    p.set_defaults(func=run_show)
+
+    p = _one_line_errors(
+        sub.add_parser(
+            "export",
+            help="write one sweep's members as CSV or its JSON document to stdout",
+            description="Write one sweep's members table (csv) or JSON document to stdout.",
+        )
+    )
+    p.add_argument("sweep", metavar="SWEEP", help="sweep id, e.g. c1")
+    p.add_argument("--format", choices=("csv", "json"), default="json")
+    _store_arg(p)
+    p.set_defaults(func=run_export)
+
+
+def run_list(args) -> int:
+    with Store.open(args.store) as st:
+        print(render_list(st.list_sweeps()))
+    return 0
+
+
+def run_show(args) -> int:
+    with Store.open(args.store) as st:
+        res = st.load_sweep(args.sweep, curves=False)
+        row = st.sweep_row(args.sweep)
+    if args.format == "json":
+        print(to_json_text(res))
+        return 0
+    text = render_result(res, str(st.path), top=args.top)
+    if res.status != "finished":
+        text += f"\nprogress: step {row.steps_done}/{row.total_steps}"
+    print(text)
+    return 0
+
+
+def run_export(args) -> int:
+    with Store.open(args.store) as st:
+        res = st.load_sweep(args.sweep, curves=False)
+    sys.stdout.write(to_csv_text(res) if args.format == "csv" else to_json_text(res) + "\n")
+    return 0

@@ -1,0 +1,56 @@
+"""A one-line progress display for a running sweep, updated in place on a terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from sweepjax.train import ChunkReport
+
+
+def _duration(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class Progress:
+    """``c1  chunk 4/10  step 120/300  ETA 12s  alive 250/256  best val 0.9125``.
+
+    Enabled only when ``stream`` is a terminal (and the caller did not ask for quiet
+    output, e.g. ``--format json``); otherwise every method does nothing.
+    """
+
+    def __init__(self, stream: TextIO = sys.stderr, enabled: bool | None = None):
+        self.stream = stream
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        self.enabled = tty if enabled is None else (enabled and tty)
+        self.start = 0
+        self.total = 1
+        self.chunk = 1
+        self.width = 0
+
+    def begin(self, sweep_id: str, start_step: int, total_steps: int, chunk_steps: int) -> None:
+        self.start, self.total, self.chunk = start_step, total_steps, max(1, chunk_steps)
+
+    def __call__(self, sweep_id: str, rep: ChunkReport) -> None:
+        if not self.enabled:
+            return
+        done = rep.step - self.start
+        eta = rep.elapsed_s / done * (rep.total_steps - rep.step) if done > 0 else 0.0
+        n = -(-rep.total_steps // self.chunk)
+        k = -(-rep.step // self.chunk)
+        line = (
+            f"{sweep_id}  chunk {k}/{n}  step {rep.step}/{rep.total_steps}  "
+            f"ETA {_duration(eta)}  alive {rep.alive}/{rep.num_members}  "
+            f"best val {rep.best_val_acc:.4f}"
+        )
+        pad = max(0, self.width - len(line))
+        self.width = len(line)
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0

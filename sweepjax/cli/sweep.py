@@ -1,0 +1,367 @@
+"""``sweepjax coarse`` and ``sweepjax fine``: parse flags (and ``--config FILE.toml``),
+run :func:`sweepjax.sweep.coarse` / :func:`sweepjax.sweep.fine`, print the results."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the tomli backport has the same API
+    import tomli as tomllib
+
+from sweepjax import search
+from sweepjax import sweep as flows
+from sweepjax.cli.inspect import _one_line_errors, render_result, to_json_text
+from sweepjax.cli.progress import Progress
+from sweepjax.config import DEFAULT_L2, DEFAULT_LR
+from sweepjax.errors import AllDivergedError, ConfigError
+from sweepjax.store import default_path
+
+EPILOG = """\
+exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
+3 every member diverged (results are still stored), 130 interrupted (resume with --resume).
+
+resume: a sweep is checkpointed in the store after every chunk. Ctrl-C stops at the next
+chunk boundary; after Ctrl-C or a crash, rerun the SAME command plus --resume. It continues
+the unfinished sweep named --name or, without --name, the newest unfinished sweep of this
+kind whose settings equal the command's, and ends with exactly the results of an
+uninterrupted run. Different settings are refused.
+
+--config FILE.toml takes the same keys as the flags (e.g. trials = 64, lr = [1e-3, 1.0],
+batch_size = 128); flags given on the command line win."""
+
+# Flag keys (argparse dests) a TOML file may set, per command.
+COMMON_KEYS = (
+    "dataset",
+    "data_dir",
+    "model",
+    "hidden",
+    "optimizer",
+    "trials",
+    "steps",
+    "batch_size",
+    "lr",
+    "l2",
+    "grid",
+    "seed",
+    "store",
+    "name",
+    "format",
+    "no_report",
+    "resume",
+    "eval_every",
+    "chunk_steps",
+    "band",
+)
+FINE_KEYS = ("from_", "top", "margin")
+# Flag dest -> keyword of the flow function.
+RENAME = {"from_": "parent", "top": "top_k"}
+CLI_ONLY = ("store", "format", "no_report", "config", "resume", "name", "func", "command")
+
+
+def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
+    inherit = " (default: the parent's)" if fine else ""
+    g = p.add_argument_group("data and model")
+    g.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="mnist | mnist-sample | fashion-mnist | npz:PATH "
+        + (
+            "(default: the data the parent used)"
+            if fine
+            else "(default: mnist; offline it falls back to the bundled mnist-sample)"
+        ),
+    )
+    g.add_argument("--data-dir", metavar="DIR", help="directory searched first for the data")
+    g.add_argument("--model", choices=("softmax", "mlp"), help="default: softmax" + inherit)
+    g.add_argument("--hidden", type=int, metavar="N", help="MLP hidden width (default 100)")
+    g.add_argument(
+        "--optimizer", choices=("sgd", "momentum", "adam"), help="default: sgd" + inherit
+    )
+
+    g = p.add_argument_group("search")
+    g.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help=f"members trained at once (default {flows.DEFAULT_TRIALS}"
+        + (", or the parent's)" if fine else ")"),
+    )
+    g.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help=(
+            f"optimizer steps per member (default {flows.FINE_STEPS_FACTOR}x the parent's)"
+            if fine
+            else f"optimizer steps per member (default {flows.DEFAULT_STEPS})"
+        ),
+    )
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help=f"minibatch size (default {flows.DEFAULT_BATCH})" + inherit,
+    )
+    g.add_argument(
+        "--lr",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help=(
+            "replace the refined learning-rate box"
+            if fine
+            else f"learning-rate box, searched in log space (default "
+            f"{DEFAULT_LR.lo:g} {DEFAULT_LR.hi:g}: sweepjax centres and scales "
+            "the pixels, so the lecture's 1e-7..1e-3 for raw 0-255 pixels "
+            "would barely move)"
+        ),
+    )
+    g.add_argument(
+        "--l2",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help=(
+            "replace the refined L2 box"
+            if fine
+            else f"L2 strength (lambda) box, log space (default {DEFAULT_L2.lo:g} "
+            f"{DEFAULT_L2.hi:g})"
+        ),
+    )
+    g.add_argument(
+        "--grid",
+        action="store_true",
+        default=None,
+        help="evenly spaced grid in log space instead of random (trials rounded "
+        "to a perfect square)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="root seed: same seed and flags give the same members and results",
+    )
+    g.add_argument(
+        "--band",
+        type=float,
+        metavar="F",
+        help=f"boundary band: a top member within this fraction of an axis's "
+        f"log-width from an edge is flagged (default {search.DEFAULT_BAND})",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        metavar="N",
+        help="steps between evaluations (default: about 20 per sweep)",
+    )
+    g.add_argument(
+        "--chunk-steps",
+        type=int,
+        metavar="N",
+        help="steps per compiled call = checkpoint interval (default: ~1/10 of the steps)",
+    )
+
+    g = p.add_argument_group("output and store")
+    g.add_argument(
+        "--store", metavar="PATH", help="results store (default: $SWEEPJAX_STORE or ./sweepjax.db)"
+    )
+    g.add_argument("--name", metavar="ID", help="sweep id to use instead of c<n> / f<n>")
+    g.add_argument(
+        "--format",
+        choices=("text", "json"),
+        help="text table (default) or one JSON document on stdout",
+    )
+    g.add_argument(
+        "--no-report", action="store_true", default=None, help="do not write the HTML report"
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue an interrupted sweep (see below)",
+    )
+    g.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="read settings from a TOML file (same keys as the flags)",
+    )
+
+
+def register(sub) -> None:
+    p = _one_line_errors(
+        sub.add_parser(
+            "coarse",
+            help="random log-space search over a wide box",
+            description="Coarse search: sample --trials members log-uniformly over the --lr x "
+            "--l2 box, train them all at once for --steps, print them sorted by best "
+            "validation accuracy, flag winners on the edge of the box, store everything.",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    _add_common(p, fine=False)
+    p.set_defaults(func=run, kind="coarse")
+
+    p = _one_line_errors(
+        sub.add_parser(
+            "fine",
+            help="refine around the best region of a previous sweep, train longer",
+            description="Fine search around a parent sweep (default: the newest coarse one). "
+            "The new box, per axis, is the span of the parent's --top best members widened "
+            f"by --margin (default {search.DEFAULT_MARGIN:g}) of the parent's log-width and "
+            "clipped to the parent's box; where the parent's winner sat in an edge's band the "
+            "box extends past that edge instead. It trains "
+            f"{flows.FINE_STEPS_FACTOR}x the parent's steps unless --steps is given and reuses "
+            "the parent's data, model and optimizer unless flags override. --from a fine "
+            "sweep chains rounds.",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    p.add_argument(
+        "--from",
+        dest="from_",
+        metavar="SWEEP",
+        help="parent sweep id (default: the newest finished coarse sweep)",
+    )
+    p.add_argument(
+        "--top",
+        type=int,
+        metavar="K",
+        help=f"members whose span defines the new box (default {search.DEFAULT_TOP_K})",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        metavar="F",
+        help=f"widening on each side, fraction of the parent's log-width "
+        f"(default {search.DEFAULT_MARGIN:g})",
+    )
+    _add_common(p, fine=True)
+    p.set_defaults(func=run, kind="fine")
+
+
+def _read_toml(path: str, kind: str) -> dict:
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; check the --config path") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path} ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
+    allowed = COMMON_KEYS + (FINE_KEYS if kind == "fine" else ())
+    out = {}
+    for key, value in data.items():
+        k = key.replace("-", "_")
+        k = "from_" if k == "from" else k
+        if k == "report":
+            k, value = "no_report", not value
+        if k not in allowed:
+            names = ", ".join(sorted(a.rstrip("_") for a in allowed))
+            raise ConfigError(f"unknown key {key!r} in {path}; known keys: {names}")
+        out[k] = value
+    return out
+
+
+def resolve(args: argparse.Namespace) -> dict:
+    """Flags over TOML over defaults -> the settings dict (flag dest names)."""
+    settings = _read_toml(args.config, args.kind) if args.config else {}
+    for k, v in vars(args).items():
+        if v is not None and k not in ("config", "func", "command", "kind"):
+            settings[k] = v
+    return settings
+
+
+@contextmanager
+def _stop_on_sigint(progress: Progress):
+    """First Ctrl-C: finish the current chunk, checkpoint, stop. Second: abort now."""
+    state = {"stop": False}
+
+    def handler(signum, frame):
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        progress.close()
+        print(
+            "sweepjax: stopping after this chunk (Ctrl-C again to abort now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (e.g. embedded): no handler, Ctrl-C aborts
+        old = None
+    try:
+        yield lambda: state["stop"]
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = resolve(args)
+    fmt = s.get("format", "text")
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"format must be text or json, got {fmt!r}")
+    store = s.get("store") or default_path()
+    kwargs = {RENAME.get(k, k): v for k, v in s.items() if k not in CLI_ONLY}
+    for k in ("lr", "l2"):
+        if k in kwargs:
+            kwargs[k] = tuple(kwargs[k])
+    progress = Progress(sys.stderr, enabled=fmt != "json")
+
+    def note(msg: str) -> None:
+        progress.close()
+        print(msg, file=sys.stderr, flush=True)
+
+    flow = flows.coarse if args.kind == "coarse" else flows.fine
+    with _stop_on_sigint(progress) as stop:
+        cb = flows.Callbacks(note=note, progress=progress, stop=stop, begin=progress.begin)
+        try:
+            result = flow(
+                store=store,
+                name=s.get("name"),
+                report=not s.get("no_report"),
+                resume=bool(s.get("resume")),
+                callbacks=cb,
+                **kwargs,
+            )
+            code = 0
+        except flows.SweepInterrupted as e:
+            progress.close()
+            print(f"sweepjax: {e}", file=sys.stderr)
+            print(
+                f"sweepjax: to continue: python -m sweepjax {e.kind} <same flags> --resume"
+                f"  (or add --name {e.sweep_id} --resume)",
+                file=sys.stderr,
+            )
+            return 130
+        except AllDivergedError as e:
+            progress.close()
+            result, code = getattr(e, "result", None), e.exit_code
+            if result is None:
+                raise
+            _print(result, fmt, store)
+            print(f"sweepjax: error: {e}", file=sys.stderr)
+            return code
+        finally:
+            progress.close()
+    _print(result, fmt, store)
+    return code
+
+
+def _print(result, fmt: str, store: str) -> None:
+    if fmt == "json":
+        print(to_json_text(result))
+    else:
+        print(render_result(result, store))

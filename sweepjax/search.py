@@ -1,0 +1,232 @@
+"""Where to look: log-uniform / grid sampling, refinement of a box, boundary flags.
+
+Pure functions on numbers and dataclasses: nothing here trains, prints or stores.
+
+Positions inside a box are measured in *unit coordinates* of each axis: 0 at the lower
+bound, 1 at the upper bound, linear in log space for log axes (``Range.to_unit``). The
+band and margin settings below are fractions of that width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from sweepjax.config import Range, SearchSpace
+from sweepjax.errors import ConfigError
+from sweepjax.hparams import HParams
+from sweepjax.results import BoundaryFlag, SweepResult
+
+DEFAULT_BAND = 0.1  # outer fraction of an axis's (log-)width that counts as "the edge"
+DEFAULT_MARGIN = 0.1  # fine box = top-K span widened by this fraction of the parent box
+DEFAULT_TOP_K = 5
+MIN_WIDTH = 0.02  # a refined box is at least this fraction of the parent's (log-)width
+
+
+def as_space(space: SearchSpace | Mapping[str, list[float]]) -> SearchSpace:
+    """A :class:`SearchSpace` from itself or its ``{"lr": [lo, hi], ...}`` dict form
+    (axes given as a dict are read as log axes: sweepjax only searches log axes)."""
+    if isinstance(space, SearchSpace):
+        return space
+    axes = {k: Range(float(v[0]), float(v[1])) for k, v in space.items()}
+    return SearchSpace(**axes)
+
+
+def grid_points_per_axis(n: int, num_axes: int) -> int:
+    """Points per axis of the grid closest to ``n`` members (at least 1)."""
+    return max(1, round(n ** (1.0 / num_axes)))
+
+
+def sample(
+    space: SearchSpace, n: int, key_or_seed: int, grid: bool = False
+) -> tuple[HParams, np.ndarray]:
+    """Draw ``n`` members from ``space``.
+
+    Random mode draws each axis independently and uniformly in unit coordinates
+    (log-uniform on log axes: Bergstra & Bengio 2012, random beats grid when only some
+    axes matter) from ``numpy.random.default_rng(seed)``; the same seed gives the same
+    members. Grid mode takes the product of evenly spaced points (cell centres, so no
+    point sits on an edge) along each axis; ``n`` is rounded to the nearest perfect grid
+    ``k ** num_axes`` (see :func:`grid_points_per_axis`), so check ``num_members``.
+
+    Returns:
+      ``(hparams, member_ids)`` with ``hparams`` fields ``[M]`` and ids ``arange(M)``
+      (member ``i`` is the ``i``-th draw, so ids are stable for a fixed seed and flags).
+
+    Example::
+
+      hp, ids = sample(SearchSpace(), 256, seed=0)
+      hp.lr.min() >= 1e-4  # True
+    """
+    if n < 1:
+        raise ConfigError(f"number of trials must be >= 1, got {n}; try --trials 256")
+    axes = space.axes()
+    if grid:
+        k = grid_points_per_axis(n, len(axes))
+        ticks = (np.arange(k) + 0.5) / k
+        mesh = np.meshgrid(*([ticks] * len(axes)), indexing="ij")
+        units = {name: m.ravel() for name, m in zip(axes, mesh, strict=True)}
+        m = k ** len(axes)
+    else:
+        rng = np.random.default_rng(int(key_or_seed))
+        # One [n, A] draw: row i is member i, so the first n members of a larger
+        # sweep with the same seed are the members of the smaller one.
+        u = rng.random((n, len(axes)))
+        units = {name: u[:, j] for j, name in enumerate(axes)}
+        m = n
+    values = {name: r.from_unit(units[name]) for name, r in axes.items()}
+    # Round to float32 first, then clip: float32 rounding must not push a value outside.
+    for name, r in axes.items():
+        v = values[name].astype(np.float32)
+        lo, hi = np.float32(r.lo), np.float32(r.hi)
+        lo = np.nextafter(lo, np.float32(np.inf)) if lo < r.lo else lo
+        hi = np.nextafter(hi, np.float32(-np.inf)) if hi > r.hi else hi
+        values[name] = np.clip(v, lo, hi)
+    hp = HParams.create(lr=values["lr"], l2=values["l2"], lr_decay=values.get("lr_decay"))
+    return hp, np.arange(m, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- ranking
+def ranking(result: SweepResult) -> np.ndarray:
+    """Row indices of ``result.members``, best first: surviving members before diverged
+    ones, then by best validation accuracy (descending), then by id (ties)."""
+    ok = np.array([m.status == "ok" for m in result.members], dtype=bool)
+    acc = np.nan_to_num(result.member_array("best_val_acc"), nan=-1.0)
+    ids = np.array([m.id for m in result.members])
+    return np.lexsort((ids, -acc, ~ok)) if len(ids) else np.zeros(0, np.int64)
+
+
+def top_members(result: SweepResult, top_k: int) -> list[int]:
+    """Row indices of the best ``top_k`` surviving members (fewer if fewer survived)."""
+    order = ranking(result)
+    return [int(i) for i in order[:top_k] if result.members[i].status == "ok"]
+
+
+# --------------------------------------------------------------------------- boundary
+def boundary_flags(
+    result_or_arrays: SweepResult | Mapping[str, np.ndarray],
+    space: SearchSpace | Mapping[str, list[float]],
+    top_k: int = 1,
+    band: float = DEFAULT_BAND,
+) -> list[BoundaryFlag]:
+    """Flag top members that sit in the outer band of an axis of ``space``.
+
+    A value is in the low band when its unit coordinate is ``< band`` and in the high
+    band when it is ``> 1 - band`` (for a log axis: within ``band`` of the box's
+    log-width from the edge). Flags warn that the optimum may lie outside the box.
+
+    Args:
+      result_or_arrays: a :class:`SweepResult` (its best ``top_k`` surviving members are
+        checked, best first), or a mapping ``{"lr": [R], "l2": [R], "id": [R]}`` whose
+        rows are already ranked best first (``id`` optional: defaults to the row).
+      space: the box that was searched.
+      top_k: how many of the best members to check (the winner is the first).
+      band: fraction of each axis's width that counts as its edge, in ``[0, 0.5]``.
+
+    Returns:
+      ``BoundaryFlag(param, side, member)`` list, in rank order then axis order.
+
+    Example::
+
+      boundary_flags({"lr": [2.9], "l2": [1e-3]}, SearchSpace(), top_k=1)
+      # [BoundaryFlag(param='lr', side='high', member=0)]
+    """
+    if not 0.0 <= band <= 0.5:
+        raise ConfigError(f"boundary band must be in [0, 0.5], got {band}; try 0.1")
+    space = as_space(space)
+    if isinstance(result_or_arrays, SweepResult):
+        rows = top_members(result_or_arrays, top_k)
+        members = result_or_arrays.members
+        values = {
+            a: np.array([getattr(members[i], a) for i in rows], dtype=float) for a in space.axes()
+        }
+        ids = [members[i].id for i in rows]
+    else:
+        values = {a: np.asarray(result_or_arrays[a], dtype=float)[:top_k] for a in space.axes()}
+        n = len(next(iter(values.values())))
+        ids = list(np.asarray(result_or_arrays.get("id", np.arange(n)))[:n])
+    flags = []
+    for r, member in enumerate(ids):
+        for name, rng in space.axes().items():
+            u = float(rng.to_unit(values[name][r]))
+            if u < band:
+                flags.append(BoundaryFlag(name, "low", int(member)))
+            elif u > 1.0 - band:
+                flags.append(BoundaryFlag(name, "high", int(member)))
+    return flags
+
+
+# --------------------------------------------------------------------------- refinement
+def refine(
+    parent: SweepResult,
+    top_k: int = DEFAULT_TOP_K,
+    margin: float = DEFAULT_MARGIN,
+    band: float = DEFAULT_BAND,
+) -> tuple[SearchSpace, str]:
+    """The box a fine sweep searches after ``parent``, and a one-line explanation.
+
+    The rule, per axis, in unit coordinates of the parent's box (0 = low edge,
+    1 = high edge; log scale for log axes):
+
+    1. Take the span of the best ``top_k`` surviving members and widen it by ``margin``
+       on each side (so a single winner still gets a box ``2 * margin`` wide; never
+       narrower than ``MIN_WIDTH``).
+    2. Clip it to the parent's box, EXCEPT on a side where the parent's winner lay in
+       that edge's band (``band``): there the optimum may be outside, so the new box
+       extends past the edge by half its own width (at least ``margin``) instead.
+
+    The new box always contains the top-K members and keeps positive bounds on log
+    axes. With an interior, clustered top-K it is narrower than the parent's.
+
+    Raises:
+      ConfigError: the parent has no surviving member to refine around.
+    """
+    if top_k < 1:
+        raise ConfigError(f"--top must be >= 1, got {top_k}; try --top 5")
+    if not 0.0 <= margin <= 1.0:
+        raise ConfigError(f"margin must be in [0, 1], got {margin}; try 0.1")
+    rows = top_members(parent, top_k)
+    if not rows:
+        raise ConfigError(
+            f"sweep {parent.sweep_id} has no surviving member to refine around; rerun "
+            "coarse with a lower --lr range"
+        )
+    space = as_space(parent.space)
+    winner_flags = {(f.param, f.side) for f in boundary_flags(parent, space, 1, band)}
+    new_axes, why = {}, []
+    for name, rng in space.axes().items():
+        vals = np.array([getattr(parent.members[i], name) for i in rows], dtype=float)
+        u = rng.to_unit(vals)
+        lo_u, hi_u = float(u.min()) - margin, float(u.max()) + margin
+        if hi_u - lo_u < MIN_WIDTH:  # one member and no margin: keep a usable box
+            mid = (lo_u + hi_u) / 2.0
+            lo_u, hi_u = mid - MIN_WIDTH / 2.0, mid + MIN_WIDTH / 2.0
+        width = hi_u - lo_u
+        past = max(width / 2.0, margin)
+        notes = []
+        if (name, "low") in winner_flags:
+            lo_u = min(lo_u, -past)
+            notes.append("winner in the low band: extended below")
+        elif lo_u < 0.0:
+            lo_u, hi_u = 0.0, max(hi_u, MIN_WIDTH)
+        if (name, "high") in winner_flags:
+            hi_u = max(hi_u, 1.0 + past)
+            notes.append("winner in the high band: extended above")
+        elif hi_u > 1.0:
+            lo_u, hi_u = min(lo_u, 1.0 - MIN_WIDTH), 1.0
+        lo, hi = (float(x) for x in rng.from_unit([lo_u, hi_u]))
+        # Exact edges and members survive the exp/log round trip: keep them inside.
+        lo = rng.lo if lo_u == 0.0 else min(lo, float(vals.min()))
+        hi = rng.hi if hi_u == 1.0 else max(hi, float(vals.max()))
+        if not (hi > lo and (lo > 0 or not rng.log) and math.isfinite(hi)):
+            raise ConfigError(f"cannot refine {name}: degenerate box [{lo:g}, {hi:g}]")
+        new_axes[name] = Range(lo, hi, rng.log)
+        ratio = hi_u - lo_u
+        why.append(
+            f"{name}: top-{len(rows)} span {vals.min():.3g}..{vals.max():.3g} "
+            f"+{margin:.0%} margin -> [{lo:.3g}, {hi:.3g}] ({ratio:.0%} of the parent's "
+            f"{'log-' if rng.log else ''}width" + (f"; {', '.join(notes)}" if notes else "") + ")"
+        )
+    return SearchSpace(**new_axes), "; ".join(why)

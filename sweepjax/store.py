@@ -1,0 +1,648 @@
+"""The results store: one SQLite file (stdlib ``sqlite3``), the only module that writes it.
+
+Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
+``PRAGMA application_id``):
+
+- ``sweeps``: id, kind, parent, the resolved config (JSON), dataset identity, library
+  versions, status (``running`` | ``interrupted`` | ``finished``), times, and the
+  summary (space, winner, boundary flags, timing, refinement, report path).
+- ``members``: one row per member: hyperparameters, status, metrics, test accuracy
+  (winner only).
+- ``curves``: one row per member; every evaluation as float32 blobs ``[E]`` (the
+  evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
+- ``params``: learned parameters (msgpack) of the winner and the next few members.
+- ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
+  after every chunk and dropped when the sweep finishes.
+
+Every write is one transaction, and ``status = 'finished'`` is set in the same
+transaction as the results, so a crash never leaves a half-written sweep that looks
+finished. WAL journaling lets ``list`` / ``show`` / ``report`` read while a sweep runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from flax import serialization
+
+from sweepjax.errors import StoreError
+from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.train import Checkpoint, Curves
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x53574A58  # "SWJX"
+DEFAULT_PATH = "sweepjax.db"
+CURVE_FIELDS = Curves._fields[1:]  # train_loss, val_loss, val_acc, train_acc, update_ratio
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+_SCHEMA = """
+CREATE TABLE sweeps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    parent TEXT,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    space TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    finished REAL,
+    host TEXT,
+    pid INTEGER,
+    num_members INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    steps_done INTEGER NOT NULL DEFAULT 0,
+    winner INTEGER,
+    boundary TEXT,
+    timing TEXT,
+    refinement TEXT,
+    curve_steps BLOB,
+    report TEXT
+);
+CREATE TABLE members (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    id INTEGER NOT NULL,
+    lr REAL NOT NULL, l2 REAL NOT NULL, lr_decay REAL NOT NULL,
+    status TEXT NOT NULL,
+    diverged_at INTEGER,
+    best_val_acc REAL, best_step INTEGER,
+    final_train_loss REAL, final_val_loss REAL, final_train_acc REAL, final_val_acc REAL,
+    test_acc REAL,
+    PRIMARY KEY (sweep, id)
+);
+CREATE TABLE curves (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    member INTEGER NOT NULL,
+    train_loss BLOB, val_loss BLOB, val_acc BLOB, train_acc BLOB, update_ratio BLOB,
+    PRIMARY KEY (sweep, member)
+);
+CREATE TABLE params (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    member INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (sweep, member)
+);
+CREATE TABLE checkpoints (
+    sweep TEXT PRIMARY KEY REFERENCES sweeps(id),
+    step INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+class SweepRow(NamedTuple):
+    """A sweep's summary row (what ``list`` shows; cheap to read while it runs)."""
+
+    id: str
+    kind: str
+    parent: str | None
+    status: str
+    config: dict
+    dataset: dict
+    space: dict
+    versions: dict
+    created: float
+    updated: float
+    finished: float | None
+    host: str | None
+    pid: int | None
+    num_members: int
+    total_steps: int
+    steps_done: int
+    winner: int | None
+    best_val_acc: float | None
+    report: str | None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that produced a result (recorded with every sweep)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("jax", "jaxlib", "optax", "flax", "numpy", "sweepjax"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def default_path() -> str:
+    """``$SWEEPJAX_STORE`` or ``./sweepjax.db``."""
+    return os.environ.get("SWEEPJAX_STORE") or DEFAULT_PATH
+
+
+def _f(x) -> float | None:
+    """A float for SQLite/JSON: NaN and None become NULL."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _blob(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype=np.float32).tobytes()
+
+
+def _unblob(b: bytes | None) -> np.ndarray:
+    return np.frombuffer(b, dtype=np.float32) if b is not None else np.zeros(0, np.float32)
+
+
+def _nan(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _tree_to_dict(tree: Any) -> dict[str, np.ndarray]:
+    """A pytree's leaves as ``{"0": leaf0, "1": leaf1, ...}`` (tree order), for msgpack."""
+    import jax
+
+    return {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(tree))}
+
+
+def _tree_from_dict(stored: dict, like: Any) -> Any:
+    """Inverse of :func:`_tree_to_dict`, given a pytree ``like`` of the same structure
+    (shapes and dtypes are checked, so a checkpoint of another config is refused)."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten(like)
+    mismatch = StoreError(
+        "the stored checkpoint does not match this configuration; run without --resume"
+    )
+    if len(stored) != len(leaves):
+        raise mismatch
+    out = []
+    for i, ref in enumerate(leaves):
+        a = np.asarray(stored[str(i)])
+        if a.shape != np.shape(ref) or a.dtype != np.asarray(ref).dtype:
+            raise mismatch
+        out.append(a)
+    return jax.tree.unflatten(treedef, out)
+
+
+class Store:
+    """A sweepjax SQLite store. Open with :meth:`open`; use as a context manager.
+
+    Example::
+
+      with Store.open("sweepjax.db") as st:
+          for row in st.list_sweeps():
+              print(row.id, row.status)
+          result = st.load_sweep("c1")
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+
+    # ------------------------------------------------------------------ open / close
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, create: bool = False) -> Store:
+        """Open the store at ``path`` (default :func:`default_path`).
+
+        With ``create=False`` a missing file is an error; with ``create=True`` it is
+        created (schema, WAL). An existing file is checked before anything is written:
+        not SQLite, not a sweepjax store, or a newer schema raise :class:`StoreError`
+        and leave the file untouched.
+        """
+        path = Path(path if path is not None else default_path())
+        exists = path.exists() and path.stat().st_size > 0
+        if path.is_dir():
+            raise StoreError(f"store path {path} is a directory; pass --store FILE.db")
+        if not exists and not create:
+            raise StoreError(
+                f"no sweepjax store at {path}; run `sweepjax coarse` first or pass --store PATH"
+            )
+        if not exists and not path.parent.is_dir():
+            raise StoreError(
+                f"cannot create store {path}: directory {path.parent} does not "
+                "exist; create it or pass another --store"
+            )
+        try:
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open store {path} ({e}); pass another --store") from None
+        try:
+            if exists:
+                cls._check(conn, path)
+            else:
+                cls._create(conn)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @staticmethod
+    def _check(conn: sqlite3.Connection, path: Path) -> None:
+        try:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            ver = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise StoreError(
+                f"{path} is not a sweepjax store (not an SQLite database); pass another --store"
+            ) from None
+        if app != APPLICATION_ID:
+            raise StoreError(
+                f"{path} is an SQLite file but not a sweepjax store; pass another --store"
+            )
+        if ver > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {path} has schema version {ver}, newer than this sweepjax supports "
+                f"({SCHEMA_VERSION}); upgrade sweepjax (pip install -U sweepjax)"
+            )
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        with _transaction(conn):
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with _transaction(self.conn) as c:
+            yield c
+
+    # ------------------------------------------------------------------ ids
+    def exists(self, sweep_id: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM sweeps WHERE id=?", (sweep_id,)).fetchone() is not None
+        )
+
+    def _next_id(self, kind: str) -> str:
+        prefix = kind[0]
+        n = self.conn.execute("SELECT COUNT(*) FROM sweeps WHERE kind=?", (kind,)).fetchone()[0]
+        while self.exists(f"{prefix}{n + 1}"):
+            n += 1
+        return f"{prefix}{n + 1}"
+
+    # ------------------------------------------------------------------ writes
+    def create_sweep(
+        self,
+        kind: str,
+        config: dict,
+        dataset: dict,
+        space: dict,
+        num_members: int,
+        total_steps: int,
+        parent: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Insert a ``running`` sweep and return its id (``name``, or ``c<n>``/``f<n>``).
+
+        Raises StoreError when ``name`` is taken or not a short typable name.
+        """
+        if name is not None and not NAME_RE.match(name):
+            raise StoreError(
+                f"sweep name {name!r} is not valid; use letters, digits, '_', '.', '-' "
+                "(at most 64, starting with a letter or digit)"
+            )
+        now = time.time()
+        with self.transaction() as c:
+            if name is not None and self.exists(name):
+                raise StoreError(
+                    f"a sweep named {name!r} already exists in {self.path}; "
+                    "pick another --name, or add --resume to continue it"
+                )
+            sweep_id = name or self._next_id(kind)
+            c.execute(
+                "INSERT INTO sweeps (id, kind, parent, status, config, dataset, space, "
+                "versions, created, updated, host, pid, num_members, total_steps) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sweep_id,
+                    kind,
+                    parent,
+                    json.dumps(config, sort_keys=True),
+                    json.dumps(dataset),
+                    json.dumps(space),
+                    json.dumps(library_versions()),
+                    now,
+                    now,
+                    socket.gethostname(),
+                    os.getpid(),
+                    num_members,
+                    total_steps,
+                ),
+            )
+        return sweep_id
+
+    def mark_running(self, sweep_id: str) -> None:
+        """Claim an unfinished sweep for this process (on resume)."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE sweeps SET status='running', host=?, pid=?, updated=? WHERE id=?",
+                (socket.gethostname(), os.getpid(), time.time(), sweep_id),
+            )
+
+    def mark_interrupted(self, sweep_id: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE sweeps SET status='interrupted', updated=? WHERE id=?",
+                (time.time(), sweep_id),
+            )
+
+    def save_checkpoint(self, sweep_id: str, ckpt: Checkpoint) -> None:
+        """Replace the sweep's checkpoint with ``ckpt`` (atomically)."""
+        blob = serialization.msgpack_serialize(
+            {
+                "states": _tree_to_dict(ckpt.states),
+                "curves": {
+                    "step": np.asarray(ckpt.curves.step, np.int64),
+                    **{f: np.asarray(getattr(ckpt.curves, f)) for f in CURVE_FIELDS},
+                },
+            }
+        )
+        now = time.time()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO checkpoints (sweep, step, blob, updated) "
+                "VALUES (?, ?, ?, ?)",
+                (sweep_id, int(ckpt.step), blob, now),
+            )
+            c.execute(
+                "UPDATE sweeps SET steps_done=?, updated=? WHERE id=?",
+                (int(ckpt.step), now, sweep_id),
+            )
+
+    def load_checkpoint(self, sweep_id: str, like_states: Any) -> Checkpoint | None:
+        """The sweep's latest checkpoint (``states`` shaped like ``like_states``), or None."""
+        row = self.conn.execute(
+            "SELECT step, blob FROM checkpoints WHERE sweep=?", (sweep_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        d = serialization.msgpack_restore(row[1])
+        states = _tree_from_dict(d["states"], like_states)
+        c = d["curves"]
+        curves = Curves(np.asarray(c["step"]), *(np.asarray(c[f]) for f in CURVE_FIELDS))
+        return Checkpoint(step=int(row[0]), states=states, curves=curves)
+
+    def save_results(self, result: SweepResult, params: dict[int, Any] | None = None) -> None:
+        """Write members, curves, params and the summary; mark the sweep finished.
+
+        One transaction: either all of it is visible, or the sweep stays unfinished.
+        ``params`` maps member id -> parameter pytree (winner first, then the next few).
+        """
+        sid = result.sweep_id
+        members = [
+            (
+                sid,
+                m.id,
+                m.lr,
+                m.l2,
+                m.lr_decay,
+                m.status,
+                m.diverged_at,
+                _f(m.best_val_acc),
+                m.best_step,
+                _f(m.final_train_loss),
+                _f(m.final_val_loss),
+                _f(m.final_train_acc),
+                _f(m.final_val_acc),
+                _f(m.test_acc),
+            )
+            for m in result.members
+        ]
+        curve_rows = []
+        if result.curves is not None:
+            cols = [np.asarray(getattr(result.curves, f), np.float32) for f in CURVE_FIELDS]
+            curve_rows = [
+                (sid, m.id, *(col[i].tobytes() for col in cols))
+                for i, m in enumerate(result.members)
+            ]
+        steps = (
+            np.asarray(result.curves.step, np.int64).tobytes()
+            if result.curves is not None
+            else None
+        )
+        param_rows = [
+            (sid, int(mid), rank, dump_params(p))
+            for rank, (mid, p) in enumerate((params or {}).items())
+        ]
+        now = time.time()
+        with self.transaction() as c:
+            for table in ("members", "curves", "params"):
+                c.execute(f"DELETE FROM {table} WHERE sweep=?", (sid,))
+            c.executemany("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members)
+            c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
+            c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
+            c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
+            c.execute(
+                "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
+                "dataset=?, winner=?, boundary=?, timing=?, refinement=?, curve_steps=?, "
+                "report=?, steps_done=total_steps WHERE id=?",
+                (
+                    now,
+                    now,
+                    json.dumps(result.space),
+                    json.dumps(result.dataset),
+                    result.winner.id if result.winner else None,
+                    json.dumps([b.as_dict() for b in result.boundary]),
+                    json.dumps(result.timing.as_dict()),
+                    result.refinement,
+                    steps,
+                    result.report,
+                    sid,
+                ),
+            )
+
+    def set_report(self, sweep_id: str, path: str | None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE sweeps SET report=? WHERE id=?", (path, sweep_id))
+
+    # ------------------------------------------------------------------ reads
+    def _row(self, sweep_id: str) -> sqlite3.Row:
+        self.conn.row_factory = sqlite3.Row
+        try:
+            row = self.conn.execute("SELECT * FROM sweeps WHERE id=?", (sweep_id,)).fetchone()
+        finally:
+            self.conn.row_factory = None
+        if row is None:
+            known = [r.id for r in self.list_sweeps()][-5:]
+            hint = f" (newest: {', '.join(known)})" if known else " (the store is empty)"
+            raise StoreError(
+                f"no sweep {sweep_id!r} in {self.path}{hint}; run `sweepjax list` to see the ids"
+            )
+        return row
+
+    def _summary(self, row: sqlite3.Row) -> SweepRow:
+        best = None
+        if row["winner"] is not None:
+            r = self.conn.execute(
+                "SELECT best_val_acc FROM members WHERE sweep=? AND id=?",
+                (row["id"], row["winner"]),
+            ).fetchone()
+            best = r[0] if r else None
+        return SweepRow(
+            row["id"],
+            row["kind"],
+            row["parent"],
+            row["status"],
+            json.loads(row["config"]),
+            json.loads(row["dataset"]),
+            json.loads(row["space"]),
+            json.loads(row["versions"]),
+            row["created"],
+            row["updated"],
+            row["finished"],
+            row["host"],
+            row["pid"],
+            row["num_members"],
+            row["total_steps"],
+            row["steps_done"],
+            row["winner"],
+            best,
+            row["report"],
+        )
+
+    def sweep_row(self, sweep_id: str) -> SweepRow:
+        return self._summary(self._row(sweep_id))
+
+    def list_sweeps(self) -> list[SweepRow]:
+        """Every sweep, oldest first."""
+        self.conn.row_factory = sqlite3.Row
+        try:
+            rows = self.conn.execute("SELECT * FROM sweeps ORDER BY seq").fetchall()
+        finally:
+            self.conn.row_factory = None
+        return [self._summary(r) for r in rows]
+
+    def newest(self, kind: str | None = None, status: str | None = "finished") -> str | None:
+        """Id of the newest sweep of ``kind`` (any kind if None) with ``status``."""
+        q, args = "SELECT id FROM sweeps WHERE 1=1", []
+        if kind is not None:
+            q, args = q + " AND kind=?", [*args, kind]
+        if status is not None:
+            q, args = q + " AND status=?", [*args, status]
+        row = self.conn.execute(q + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return row[0] if row else None
+
+    def unfinished(self, kind: str | None = None) -> list[SweepRow]:
+        """Sweeps that are running or were interrupted, newest first."""
+        return [
+            r
+            for r in reversed(self.list_sweeps())
+            if r.status != "finished" and (kind is None or r.kind == kind)
+        ]
+
+    def load_params(self, sweep_id: str) -> dict[int, Any]:
+        """Stored parameters, ``{member id: pytree of numpy arrays}`` in rank order."""
+        rows = self.conn.execute(
+            "SELECT member, blob FROM params WHERE sweep=? ORDER BY rank", (sweep_id,)
+        ).fetchall()
+        return {int(m): serialization.msgpack_restore(b) for m, b in rows}
+
+    def load_sweep(self, sweep_id: str, curves: bool = True) -> SweepResult:
+        """The stored :class:`SweepResult` (members empty while a sweep is unfinished)."""
+        row = self._row(sweep_id)
+        cols = (
+            "id, lr, l2, lr_decay, status, diverged_at, best_val_acc, best_step, "
+            "final_train_loss, final_val_loss, final_train_acc, final_val_acc, test_acc"
+        )
+        members = [
+            MemberRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], _nan(r[6]), int(r[7]), *r[8:13])
+            for r in self.conn.execute(
+                f"SELECT {cols} FROM members WHERE sweep=? ORDER BY id", (sweep_id,)
+            )
+        ]
+        by_id = {m.id: m for m in members}
+        winner = None
+        if row["winner"] is not None and row["winner"] in by_id:
+            w = by_id[row["winner"]]
+            winner = Winner(w.id, w.lr, w.l2, w.best_val_acc, w.test_acc)
+        curve_obj = None
+        if curves and members and row["curve_steps"] is not None:
+            data = {
+                int(r[0]): r[1:]
+                for r in self.conn.execute(
+                    "SELECT member, train_loss, val_loss, val_acc, train_acc, update_ratio "
+                    "FROM curves WHERE sweep=?",
+                    (sweep_id,),
+                )
+            }
+            steps = np.frombuffer(row["curve_steps"], dtype=np.int64)
+            cols_ = [
+                np.stack([_unblob(data[m.id][j]) for m in members])
+                if data
+                else np.zeros((len(members), 0), np.float32)
+                for j in range(len(CURVE_FIELDS))
+            ]
+            curve_obj = Curves(steps, *cols_)
+        params = self.load_params(sweep_id) if winner is not None else {}
+        timing = json.loads(row["timing"]) if row["timing"] else {}
+        parent_spaces = []
+        p = row["parent"]
+        seen = set()
+        while p is not None and p not in seen and self.exists(p):
+            seen.add(p)
+            prow = self.conn.execute("SELECT space, parent FROM sweeps WHERE id=?", (p,)).fetchone()
+            parent_spaces.insert(0, (p, json.loads(prow[0])))
+            p = prow[1]
+        return SweepResult(
+            sweep_id=row["id"],
+            kind=row["kind"],
+            parent=row["parent"],
+            dataset=json.loads(row["dataset"]),
+            space=json.loads(row["space"]),
+            config=json.loads(row["config"]),
+            members=members,
+            winner=winner,
+            boundary=[BoundaryFlag(**b) for b in json.loads(row["boundary"] or "[]")],
+            timing=TimingRecord(
+                timing.get("compile_s", 0.0),
+                timing.get("train_s", 0.0),
+                timing.get("model_steps_per_s", 0.0),
+            ),
+            curves=curve_obj,
+            winner_params=params.get(winner.id) if winner else None,
+            parent_spaces=parent_spaces,
+            refinement=row["refinement"],
+            status=row["status"],
+            report=row["report"],
+        )
+
+
+def dump_params(params: Any) -> bytes:
+    """A flax params dict (nested dict of arrays) -> msgpack bytes, keeping its keys."""
+    return serialization.msgpack_serialize(serialization.to_state_dict(params))
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")

@@ -1,0 +1,598 @@
+"""The coarse -> fine flows: sample, train, store, flag, refine, resume.
+
+``coarse(...)`` and ``fine(...)`` are what ``python -m sweepjax coarse|fine`` run, callable
+from a notebook. They never print: remarks go to ``Callbacks.note`` (default: the
+``sweepjax`` logger), progress to ``Callbacks.progress``.
+
+Resume rule: a sweep's population is checkpointed in the store after every chunk. With
+``resume=True`` the flow continues the unfinished (running-but-dead or interrupted)
+sweep of the same kind named ``name`` or, without a name, the newest unfinished one
+whose resolved config equals this call's; it refuses (ConfigError, one line naming the
+differing settings) when the config differs, and it ends with exactly the results of an
+uninterrupted run (same chunks, same compiled programs, same minibatches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sweepjax import search
+from sweepjax.config import (
+    DEFAULT_L2,
+    DEFAULT_LR,
+    DataConfig,
+    ModelConfig,
+    Range,
+    SearchSpace,
+    TrainConfig,
+)
+from sweepjax.data import Dataset, load_dataset
+from sweepjax.errors import AllDivergedError, ConfigError, StoreError, SweepjaxError
+from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.store import Store
+from sweepjax.train import (
+    ChunkReport,
+    PopulationResult,
+    accuracy,
+    init_states,
+    member_params,
+    train_population,
+)
+
+log = logging.getLogger("sweepjax")
+
+# Defaults of ``python -m sweepjax coarse`` with no flags: 256 members x 300 steps of
+# batch 256 on the bundled sample take ~20 s on 2 CPU cores (compile included).
+DEFAULT_TRIALS = 256
+DEFAULT_STEPS = 300
+DEFAULT_BATCH = 256
+FINE_STEPS_FACTOR = 3  # a fine round trains this many times the parent's steps
+CHUNKS_PER_SWEEP = 10  # default checkpoint / progress granularity
+PARAMS_KEPT = 5  # members whose learned weights are stored (winner first)
+
+
+class SweepInterrupted(SweepjaxError):
+    """Training stopped at a chunk boundary on request (Ctrl-C); the checkpoint is stored."""
+
+    exit_code = 130
+
+    def __init__(self, sweep_id: str, step: int, total: int, kind: str):
+        self.sweep_id, self.step, self.total, self.kind = sweep_id, step, total, kind
+        super().__init__(
+            f"sweep {sweep_id} interrupted at step {step}/{total} (checkpoint stored); "
+            f"continue it with the same command plus --resume"
+        )
+
+
+@dataclass
+class Callbacks:
+    """Hooks for the caller (the CLI prints; the library never does).
+
+    Attributes:
+      note: one-line remarks (data fallback, grid rounding, resume, chosen box).
+      progress: ``(sweep_id, ChunkReport)`` after every chunk.
+      stop: polled after every chunk; returning True stops at that boundary and raises
+        :class:`SweepInterrupted` once the checkpoint is stored.
+      begin: ``(sweep_id, start_step, total_steps, chunk_steps)`` as training starts.
+    """
+
+    note: Callable[[str], None] | None = None
+    progress: Callable[[str, ChunkReport], None] | None = None
+    stop: Callable[[], bool] | None = None
+    begin: Callable[[str, int, int, int], None] | None = None
+
+    def say(self, msg: str) -> None:
+        (self.note or log.info)(msg)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines a sweep's results (stored as its resolved config)."""
+
+    kind: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    space: SearchSpace
+    trials: int
+    grid: bool = False
+    parent: str | None = None
+    top_k: int = search.DEFAULT_TOP_K
+    margin: float = search.DEFAULT_MARGIN
+    band: float = search.DEFAULT_BAND
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "data": dataclasses.asdict(self.data),
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "space": self.space.as_dict(),
+            "trials": self.trials,
+            "grid": self.grid,
+            "parent": self.parent,
+            "top_k": self.top_k,
+            "margin": self.margin,
+            "band": self.band,
+        }
+
+
+# --------------------------------------------------------------------------- config
+def _range(name: str, value, default: Range) -> Range:
+    if value is None:
+        return default
+    if isinstance(value, Range):
+        return value
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name} needs two numbers LO HI, got {value!r}") from None
+    try:
+        return Range(lo, hi)
+    except ConfigError as e:
+        raise ConfigError(f"--{name}: {e}") from None
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+
+
+def _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps) -> TrainConfig:
+    for n, v in (
+        ("steps", steps),
+        ("batch-size", batch_size),
+        ("eval-every", eval_every),
+        ("chunk-steps", chunk_steps),
+    ):
+        _positive(n, v)
+    probe = TrainConfig(
+        optimizer=optimizer, steps=steps, batch_size=batch_size, eval_every=eval_every, seed=seed
+    )
+    if chunk_steps is None:
+        # About CHUNKS_PER_SWEEP equal chunks: progress and checkpoints that often, and
+        # one compiled program serves every chunk.
+        e = probe.resolved_eval_every
+        blocks = steps // e
+        per = -(-blocks // CHUNKS_PER_SWEEP)
+        while blocks % per:
+            per += 1
+        chunk_steps = per * e
+    return probe.replace(chunk_steps=chunk_steps)
+
+
+def _check_band(band: float) -> None:
+    if not 0.0 <= band <= 0.5:
+        raise ConfigError(f"--band must be in [0, 0.5], got {band}; try 0.1")
+
+
+def _check_dataset_name(name: str) -> None:
+    from sweepjax.data import SOURCES
+
+    if not (name in SOURCES or name.startswith("npz:")):
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)} or npz:PATH"
+        )
+
+
+# --------------------------------------------------------------------------- flows
+def coarse(
+    *,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    model: str = "softmax",
+    hidden: int = 100,
+    optimizer: str = "sgd",
+    trials: int = DEFAULT_TRIALS,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH,
+    lr: tuple[float, float] | Range | None = None,
+    l2: tuple[float, float] | Range | None = None,
+    grid: bool = False,
+    seed: int = 0,
+    eval_every: int | None = None,
+    chunk_steps: int | None = None,
+    top_k: int = search.DEFAULT_TOP_K,
+    band: float = search.DEFAULT_BAND,
+    store: str | os.PathLike | None = None,
+    name: str | None = None,
+    report: bool = True,
+    resume: bool = False,
+    callbacks: Callbacks | None = None,
+) -> SweepResult:
+    """A coarse sweep: ``trials`` members drawn log-uniformly from the ``lr`` x ``l2`` box
+    (default ``DEFAULT_LR`` x ``DEFAULT_L2``), trained ``steps`` steps at once, stored.
+
+    Returns the :class:`SweepResult` (also stored; ``result.sweep_id`` names it).
+    Raises ConfigError / DataError / StoreError (nothing written), SweepInterrupted,
+    AllDivergedError (after storing the results).
+
+    Example::
+
+      res = sweepjax.coarse(dataset="mnist-sample", trials=64, steps=200, store="s.db")
+      res.winner.val_acc  # ~0.9
+    """
+    cb = callbacks or Callbacks()
+    _positive("trials", trials)
+    _positive("top", top_k)
+    _check_dataset_name(dataset)
+    cfg = SweepConfig(
+        kind="coarse",
+        data=DataConfig(dataset=dataset, data_dir=data_dir, seed=seed),
+        model=ModelConfig(kind=model, hidden=hidden),
+        train=_train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps),
+        space=SearchSpace(lr=_range("lr", lr, DEFAULT_LR), l2=_range("l2", l2, DEFAULT_L2)),
+        trials=trials,
+        grid=grid,
+        top_k=top_k,
+        band=band,
+    )
+    _check_band(band)
+    ds = _load(cfg.data, cb)
+    with Store.open(store, create=True) as st:
+        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report)
+
+
+def fine(
+    *,
+    parent: str | None = None,
+    top_k: int = search.DEFAULT_TOP_K,
+    margin: float = search.DEFAULT_MARGIN,
+    band: float = search.DEFAULT_BAND,
+    trials: int | None = None,
+    steps: int | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    model: str | None = None,
+    hidden: int | None = None,
+    optimizer: str | None = None,
+    batch_size: int | None = None,
+    lr: tuple[float, float] | Range | None = None,
+    l2: tuple[float, float] | Range | None = None,
+    grid: bool | None = None,
+    seed: int | None = None,
+    eval_every: int | None = None,
+    chunk_steps: int | None = None,
+    store: str | os.PathLike | None = None,
+    name: str | None = None,
+    report: bool = True,
+    resume: bool = False,
+    callbacks: Callbacks | None = None,
+) -> SweepResult:
+    """A fine sweep around the best region of ``parent`` (default: the newest finished
+    coarse sweep in the store); ``fine(parent=<a fine sweep>)`` chains rounds.
+
+    The box is :func:`sweepjax.search.refine` of the parent: the span of its best
+    ``top_k`` members widened by ``margin`` (fraction of the parent's log-width) and
+    clipped to the parent's box, except where the parent's winner sat in an edge's band
+    (``band``): there the box extends past that edge. ``lr`` / ``l2`` replace an axis of
+    that box. Every other setting is the parent's unless given; ``steps`` defaults to
+    ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's.
+    """
+    cb = callbacks or Callbacks()
+    for n, v in (("trials", trials), ("top", top_k)):
+        _positive(n, v)
+    _check_band(band)
+    if not 0.0 <= margin <= 1.0:
+        raise ConfigError(f"--margin must be in [0, 1], got {margin}; try 0.1")
+    lr_r = _range("lr", lr, DEFAULT_LR) if lr is not None else None
+    l2_r = _range("l2", l2, DEFAULT_L2) if l2 is not None else None
+    if dataset is not None:
+        _check_dataset_name(dataset)
+    with Store.open(store, create=False) as st:
+        if parent is None:
+            parent = st.newest("coarse")
+            if parent is None:
+                raise StoreError(
+                    f"no finished coarse sweep in {st.path} to refine; run "
+                    "`sweepjax coarse` first or pass --from SWEEP"
+                )
+        prow = st.sweep_row(parent)
+        if prow.status != "finished":
+            raise StoreError(
+                f"sweep {parent} is {prow.status}, not finished; resume it "
+                "with --resume first or pass another --from"
+            )
+        par = st.load_sweep(parent, curves=False)
+        pc = par.config
+        pd, pm, pt = pc["data"], pc["model"], pc["train"]
+        space, why = search.refine(par, top_k, margin, band)
+        if lr_r is not None or l2_r is not None:
+            space = SearchSpace(lr=lr_r or space.lr, l2=l2_r or space.l2, lr_decay=space.lr_decay)
+            why += "; replaced by the given " + " and ".join(
+                f"--{a}" for a, r in (("lr", lr_r), ("l2", l2_r)) if r is not None
+            )
+        # The data the parent really used (after any offline fallback), so rounds compare.
+        used = par.dataset.get("name") or pd["dataset"]
+        seed_ = pt["seed"] if seed is None else seed
+        cfg = SweepConfig(
+            kind="fine",
+            data=DataConfig(
+                dataset=dataset or used,
+                data_dir=data_dir if data_dir is not None else pd["data_dir"],
+                val_fraction=pd["val_fraction"],
+                seed=seed_,
+                download=pd["download"],
+            ),
+            model=ModelConfig(
+                kind=model or pm["kind"], hidden=hidden if hidden is not None else pm["hidden"]
+            ),
+            train=_train_config(
+                optimizer or pt["optimizer"],
+                steps if steps is not None else FINE_STEPS_FACTOR * pt["steps"],
+                batch_size if batch_size is not None else pt["batch_size"],
+                seed_,
+                eval_every,
+                chunk_steps,
+            ),
+            space=space,
+            trials=trials if trials is not None else pc["trials"],
+            grid=pc["grid"] if grid is None else grid,
+            parent=parent,
+            top_k=top_k,
+            margin=margin,
+            band=band,
+        )
+        ds = _load(cfg.data, cb)
+        if ds.info.sha256 != par.dataset.get("sha256"):
+            cb.say(
+                f"note: the data differs from parent {parent}'s "
+                f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
+            )
+        cb.say(f"fine box from {parent}: {why}")
+        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why)
+
+
+# --------------------------------------------------------------------------- internals
+def _load(cfg: DataConfig, cb: Callbacks) -> Dataset:
+    ds = load_dataset(cfg)
+    if ds.info.note:
+        (cb.note or log.warning)(ds.info.note)
+    return ds
+
+
+def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a} -> {b}")
+    return out
+
+
+def _pid_alive(row) -> bool:
+    if row.host != socket.gethostname() or not row.pid or row.pid == os.getpid():
+        return False
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) -> str:
+    """The unfinished sweep to continue (see the module docstring), or a ConfigError."""
+    if name is not None:
+        if not st.exists(name):
+            raise ConfigError(
+                f"no sweep named {name!r} to resume in {st.path}; drop --resume to start it"
+            )
+        rows = [st.sweep_row(name)]
+        if rows[0].status == "finished":
+            raise ConfigError(
+                f"sweep {name} already finished; nothing to resume "
+                "(drop --resume and pick a new --name)"
+            )
+    else:
+        rows = st.unfinished(kind)
+        if not rows:
+            raise ConfigError(
+                f"no interrupted {kind} sweep in {st.path} to resume; "
+                "drop --resume to start a new one"
+            )
+        same = [r for r in rows if r.config == cfg]
+        rows = same[:1] or rows[:1]
+    row = rows[0]
+    diff = _config_diff(row.config, cfg)
+    if diff:
+        raise ConfigError(
+            f"flags differ from interrupted sweep {row.id} ({'; '.join(diff[:3])}); "
+            "rerun with its flags, or drop --resume to start a new sweep"
+        )
+    if row.dataset.get("sha256") != sha:
+        raise ConfigError(
+            f"the data differs from sweep {row.id}'s (sha256 changed); "
+            "restore it, or drop --resume to start a new sweep"
+        )
+    if row.status == "running" and _pid_alive(row):
+        raise ConfigError(
+            f"sweep {row.id} is still running (pid {row.pid}); wait for it or stop it first"
+        )
+    return row.id
+
+
+def _run(
+    cfg: SweepConfig,
+    ds: Dataset,
+    st: Store,
+    cb: Callbacks,
+    *,
+    name: str | None,
+    resume: bool,
+    report: bool,
+    refinement: str | None = None,
+) -> SweepResult:
+    hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid)
+    if cfg.grid and hp.num_members != cfg.trials:
+        k = search.grid_points_per_axis(cfg.trials, len(cfg.space.axes()))
+        cb.say(
+            f"note: --grid rounds {cfg.trials} trials to a {k}x{k} grid of {hp.num_members} members"
+        )
+    cfg_dict = cfg.as_dict()
+    info = ds.info.as_dict()
+    ckpt = None
+    if resume:
+        sid = _find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        like = init_states(ds, hp, cfg.model, cfg.train, ids)
+        ckpt = st.load_checkpoint(sid, like)
+        st.mark_running(sid)
+        at = ckpt.step if ckpt is not None else 0
+        cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
+    else:
+        sid = st.create_sweep(
+            cfg.kind,
+            cfg_dict,
+            info,
+            cfg.space.as_dict(),
+            hp.num_members,
+            cfg.train.steps,
+            parent=cfg.parent,
+            name=name,
+        )
+    cb.say(
+        f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
+        f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}) on "
+        f"{ds.info.name}; results -> {st.path}"
+    )
+
+    def on_chunk(rep: ChunkReport) -> bool:
+        st.save_checkpoint(sid, rep.checkpoint)
+        if cb.progress is not None:
+            cb.progress(sid, rep)
+        return not (cb.stop is not None and cb.stop())
+
+    if cb.begin is not None:
+        cb.begin(
+            sid,
+            ckpt.step if ckpt is not None else 0,
+            cfg.train.steps,
+            cfg.train.resolved_chunk_steps,
+        )
+    try:
+        res = train_population(
+            ds, hp, cfg.model, cfg.train, member_ids=ids, on_chunk=on_chunk, resume=ckpt
+        )
+    except BaseException:
+        st.mark_interrupted(sid)  # the last chunk's checkpoint stays resumable
+        raise
+    if not res.completed:
+        st.mark_interrupted(sid)
+        raise SweepInterrupted(sid, res.checkpoint.step, cfg.train.steps, cfg.kind)
+
+    parent_spaces = []
+    if cfg.parent is not None:
+        par = st.load_sweep(cfg.parent, curves=False)
+        parent_spaces = [*par.parent_spaces, (par.sweep_id, par.space)]
+    result, params = build_result(sid, cfg, res, ds, refinement, parent_spaces)
+    st.save_results(result, params)
+    if report:
+        try:
+            result.report = write_report_hook(result, st)
+        except Exception as e:  # the results are stored; a broken report must not lose them
+            cb.say(f"note: report not written ({type(e).__name__}: {e})")
+        if result.report is not None:
+            st.set_report(sid, result.report)
+    if result.winner is None:
+        err = AllDivergedError(
+            f"every member of sweep {sid} diverged (stored); lower the --lr range, e.g. "
+            f"--lr {cfg.space.lr.lo / 100:g} {cfg.space.lr.lo:g}"
+        )
+        err.result = result  # the CLI still shows the table
+        raise err
+    return result
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def build_result(
+    sid: str,
+    cfg: SweepConfig,
+    res: PopulationResult,
+    ds: Dataset,
+    refinement: str | None = None,
+    parent_spaces: list | None = None,
+) -> tuple[SweepResult, dict[int, Any]]:
+    """The :class:`SweepResult` of a finished population, and ``{member id: params}`` of
+    the best few surviving members (winner first)."""
+    hp = res.hparams
+    members = [
+        MemberRecord(
+            id=int(res.member_ids[i]),
+            lr=float(hp.lr[i]),
+            l2=float(hp.l2[i]),
+            lr_decay=float(hp.lr_decay[i]),
+            status="ok" if res.alive[i] else "diverged",
+            diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
+            best_val_acc=float(res.best_val_acc[i]),
+            best_step=int(res.best_step[i]),
+            final_train_loss=_num(res.final_train_loss[i]),
+            final_val_loss=_num(res.final_val_loss[i]),
+            final_train_acc=_num(res.final_train_acc[i]),
+            final_val_acc=_num(res.final_val_acc[i]),
+        )
+        for i in range(res.num_members)
+    ]
+    t = res.timing
+    result = SweepResult(
+        sweep_id=sid,
+        kind=cfg.kind,
+        parent=cfg.parent,
+        dataset=ds.info.as_dict(),
+        space=cfg.space.as_dict(),
+        config=cfg.as_dict(),
+        members=members,
+        winner=None,
+        boundary=[],
+        timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s),
+        curves=res.curves,
+        parent_spaces=parent_spaces or [],
+        refinement=refinement,
+    )
+    top = search.top_members(result, max(PARAMS_KEPT, 1))
+    params = {members[i].id: member_params(res, i) for i in top}
+    if top:
+        w = top[0]
+        test = accuracy(params[members[w].id], cfg.model, ds.num_classes, ds.x_test, ds.y_test)
+        members[w] = dataclasses.replace(members[w], test_acc=test)
+        m = members[w]
+        result.winner = Winner(m.id, m.lr, m.l2, m.best_val_acc, test)
+        result.winner_params = params[m.id]
+    result.boundary = search.boundary_flags(result, cfg.space, cfg.top_k, cfg.band)
+    return result, params
+
+
+# --------------------------------------------------------------------------- report hook
+def report_dir(store_path: str | os.PathLike, sweep_id: str) -> Path:
+    """Where a sweep's report goes: ``<store>-reports/<sweep_id>/`` next to the store."""
+    p = Path(store_path)
+    return p.with_name(p.stem + "-reports") / sweep_id
+
+
+def write_report_hook(result: SweepResult, st: Store) -> str | None:
+    """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report`` when that
+    package is installed; returns its path, or None when it is absent."""
+    try:
+        from sweepjax.report import write_report
+    except ImportError:
+        return None
+    parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
+    return str(write_report(result, parents, report_dir(st.path, result.sweep_id)))
+
+
+__all__ = ["Callbacks", "SweepConfig", "SweepInterrupted", "build_result", "coarse", "fine"]

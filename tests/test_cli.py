@@ -1,0 +1,414 @@
+"""The command line end to end on the bundled mnist-sample: coarse -> fine, resume after
+Ctrl-C and kill -9, inspection commands, and every bad input (exit 2, one line).
+
+Every in-process sweep uses the same population shape (12 members, 60 steps, batch 64)
+so the compiled chunk program is reused across tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sweepjax
+from sweepjax.cli import main
+from sweepjax.store import Store
+from sweepjax.sweep import Callbacks, SweepInterrupted
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = [
+    "--dataset",
+    "mnist-sample",
+    "--trials",
+    "12",
+    "--steps",
+    "60",
+    "--batch-size",
+    "64",
+    "--no-report",
+]
+
+
+def run_json(capsys, *argv) -> dict:
+    capsys.readouterr()
+    assert main(list(argv) + ["--format", "json"]) == 0
+    out = capsys.readouterr().out
+
+    def no_nan(x):
+        raise AssertionError(f"non-JSON constant {x} in output")
+
+    return json.loads(out, parse_constant=no_nan)
+
+
+def best_ok(doc: dict) -> dict:
+    ok = [m for m in doc["members"] if m["status"] == "ok"]
+    return max(ok, key=lambda m: (m["best_val_acc"], -m["id"]))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One coarse sweep and one fine sweep in a store, run through main()."""
+    d = tmp_path_factory.mktemp("cli")
+    store = str(d / "s.db")
+    from contextlib import redirect_stdout  # capsys is function-scoped: capture by hand
+    from io import StringIO
+
+    docs = {}
+    for name, argv in (
+        ("coarse", ["coarse", *BASE, "--store", store, "--format", "json"]),
+        # same eval/chunk sizes as the coarse run: one compiled program
+        (
+            "fine",
+            [
+                "fine",
+                "--store",
+                store,
+                "--format",
+                "json",
+                "--no-report",
+                "--eval-every",
+                "3",
+                "--chunk-steps",
+                "6",
+            ],
+        ),
+    ):
+        buf = StringIO()
+        with redirect_stdout(buf):
+            assert main(argv) == 0
+        docs[name] = json.loads(buf.getvalue())
+    return store, docs
+
+
+def test_coarse_json_document(swept):
+    store, docs = swept
+    doc = docs["coarse"]
+    assert set(doc) >= {
+        "sweep_id",
+        "kind",
+        "parent",
+        "dataset",
+        "space",
+        "members",
+        "winner",
+        "boundary",
+        "timing",
+        "report",
+    }
+    assert (doc["sweep_id"], doc["kind"], doc["parent"]) == ("c1", "coarse", None)
+    assert doc["dataset"]["name"] == "mnist-sample"
+    assert (doc["dataset"]["n_train"], doc["dataset"]["n_val"]) == (3600, 400)
+    assert len(doc["dataset"]["sha256"]) == 64
+    assert doc["space"] == {"lr": [1e-4, 3.0], "l2": [1e-6, 1.0]}
+    assert [m["id"] for m in doc["members"]] == list(range(12))
+    for m in doc["members"]:
+        assert set(m) >= {
+            "id",
+            "lr",
+            "l2",
+            "status",
+            "diverged_at",
+            "best_val_acc",
+            "best_step",
+            "final_train_loss",
+            "final_val_loss",
+        }
+        assert 1e-4 <= m["lr"] <= 3.0 and 1e-6 <= m["l2"] <= 1.0
+        assert (m["status"] == "diverged") == (m["diverged_at"] is not None)
+    w = doc["winner"]
+    assert w["id"] == best_ok(doc)["id"]
+    assert w["val_acc"] == best_ok(doc)["best_val_acc"]
+    assert w["val_acc"] > 0.8 and w["test_acc"] > 0.8  # chance is 0.1
+    assert set(doc["timing"]) == {"compile_s", "train_s", "model_steps_per_s"}
+    assert doc["report"] is None  # --no-report
+
+
+def test_same_seed_same_members_via_toml_config(swept, tmp_path, capsys):
+    """Ids and results are stable: same seed and flags (here from a TOML file, with a
+    flag overriding one key) give identical members."""
+    _, docs = swept
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'dataset = "mnist-sample"\ntrials = 12\nsteps = 60\nbatch-size = 64\n'
+        "seed = 5\nreport = false\n"
+    )
+    doc = run_json(
+        capsys, "coarse", "--config", str(cfg), "--seed", "0", "--store", str(tmp_path / "t.db")
+    )
+    assert doc["members"] == docs["coarse"]["members"]
+    assert doc["winner"] == docs["coarse"]["winner"]
+
+
+def test_fine_refines_an_interior_winner(swept):
+    store, docs = swept
+    c, f = docs["coarse"], docs["fine"]
+    assert (f["sweep_id"], f["kind"], f["parent"]) == ("f1", "fine", "c1")
+    winner_flags = [b for b in c["boundary"] if b["member"] == c["winner"]["id"]]
+    assert winner_flags == []  # seed 0: an interior winner ...
+    for axis in ("lr", "l2"):  # ... so the box shrinks around it
+        (lo, hi), (plo, phi) = f["space"][axis], c["space"][axis]
+        assert plo <= lo < hi <= phi and np.log(hi / lo) < np.log(phi / plo)
+        assert lo <= c["winner"][axis] <= hi
+    assert f["winner"]["id"] == best_ok(f)["id"]
+    assert f["winner"]["val_acc"] > 0.85
+    with Store.open(store) as st:
+        row = st.sweep_row("f1")
+        assert row.config["train"]["steps"] == 180  # 3x the parent's
+        assert row.config["data"]["dataset"] == "mnist-sample"
+        res = st.load_sweep("f1")
+        assert res.refinement and "top-5 span" in res.refinement
+        assert res.winner_params["out"]["kernel"].shape == (10, 784)
+        assert res.curves.val_acc.shape == (12, 60)  # --eval-every 3
+
+
+def test_fine_chains_and_text_output(swept, capsys):
+    store, _ = swept
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "fine",
+                "--from",
+                "f1",
+                "--store",
+                store,
+                "--steps",
+                "60",
+                "--no-report",
+                "--batch-size",
+                "64",
+            ]
+        )
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert "fine sweep f2 (refines f1)" in out
+    assert "rank" in out and "best val acc" in out and "lambda (l2)" in out
+    assert "winner: try" in out and "test acc" in out and "stored: sweep f2" in out
+    assert "fine box from f1: lr: top-5 span" in err
+    with Store.open(store) as st:
+        f2 = st.load_sweep("f2", curves=False)
+    assert [p for p, _ in f2.parent_spaces] == ["c1", "f1"]
+
+
+def test_list_show_export(swept, capsys):
+    store, docs = swept
+    capsys.readouterr()
+    assert main(["list", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "c1" in out and "f1" in out and "finished" in out
+    assert main(["show", "c1", "--store", store]) == 0
+    assert "coarse sweep c1" in capsys.readouterr().out
+    assert main(["export", "c1", "--store", store, "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("id,lr,l2") and len(rows) == 13
+    doc = run_json(capsys, "export", "c1", "--store", store)
+    assert doc["members"] == docs["coarse"]["members"]
+
+
+def test_ctrl_c_then_resume_equals_uninterrupted(swept, tmp_path, capsys):
+    """Stopping at a chunk boundary (what Ctrl-C does) and resuming gives bit-identical
+    results; resuming with different flags is refused."""
+    _, docs = swept
+    store = str(tmp_path / "r.db")
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(SweepInterrupted) as e:
+        sweepjax.coarse(
+            dataset="mnist-sample",
+            trials=12,
+            steps=60,
+            batch_size=64,
+            store=store,
+            report=False,
+            callbacks=Callbacks(stop=stop, note=print),
+        )
+    assert e.value.exit_code == 130 and e.value.step == 18
+    with Store.open(store) as st:
+        assert st.sweep_row("c1").status == "interrupted"
+    capsys.readouterr()
+    assert main(["coarse", *BASE, "--store", store, "--steps", "90", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "flags differ from interrupted sweep c1" in err and "train.steps: 60 -> 90" in err
+    doc = run_json(capsys, "coarse", *BASE, "--store", store, "--resume")
+    assert doc["sweep_id"] == "c1"
+    assert doc["members"] == docs["coarse"]["members"]
+
+
+def test_all_diverged_exit_3_results_stored(tmp_path, capsys):
+    store = tmp_path / "d.db"
+    argv = ["coarse", *BASE, "--lr", "1e3", "1e4", "--store", str(store)]
+    capsys.readouterr()
+    assert main(argv) == 3
+    out, err = capsys.readouterr()
+    assert "diverged: 12 of 12" in out and "every member of sweep c1 diverged" in err
+    with Store.open(store) as st:
+        res = st.load_sweep("c1")
+    assert res.status == "finished" and res.winner is None
+    assert all(m.status == "diverged" and m.diverged_at is not None for m in res.members)
+
+
+# --------------------------------------------------------------------------- bad input
+def _bad(tmp_path, capsys, argv, match, store=None):
+    store = store or tmp_path / "bad.db"
+    before = store.read_bytes() if store.exists() else None
+    capsys.readouterr()
+    try:
+        code = main([*argv, "--store", str(store)])
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert match in lines[0], lines[0]
+    assert (store.read_bytes() if store.exists() else None) == before
+
+
+def test_bad_inputs(tmp_path, capsys):
+    ms = ["--dataset", "mnist-sample"]
+    _bad(tmp_path, capsys, ["coarse", *ms, "--lr", "1", "0.1"], "below upper bound")
+    _bad(tmp_path, capsys, ["coarse", *ms, "--l2", "0", "1"], "positive bounds")
+    _bad(tmp_path, capsys, ["coarse", *ms, "--trials", "0"], "--trials must be")
+    _bad(tmp_path, capsys, ["coarse", *ms, "--steps", "0"], "--steps must be")
+    _bad(tmp_path, capsys, ["coarse", "--dataset", "cifar"], "unknown dataset 'cifar'")
+    _bad(tmp_path, capsys, ["coarse", "--dataset", f"npz:{tmp_path}/none.npz"], "no such file")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file")
+    _bad(tmp_path, capsys, ["coarse", "--dataset", f"npz:{junk}"], str(junk.name))
+    toml = tmp_path / "c.toml"
+    toml.write_text("trails = 3\n")
+    _bad(tmp_path, capsys, ["coarse", "--config", str(toml)], "unknown key 'trails'")
+    _bad(tmp_path, capsys, ["coarse", "--lr", "1"], "expected 2 arguments")
+    _bad(tmp_path, capsys, ["fine"], "no sweepjax store")
+    _bad(tmp_path, capsys, ["show", "c1"], "no sweepjax store")
+    _bad(
+        tmp_path,
+        capsys,
+        ["coarse", *ms, "--resume"],
+        "no interrupted coarse sweep",
+        store=_empty_store(tmp_path),
+    )
+    _bad(tmp_path, capsys, ["fine"], "no finished coarse sweep", store=_empty_store(tmp_path))
+    _bad(tmp_path, capsys, ["fine", "--from", "c7"], "no sweep 'c7'", store=_empty_store(tmp_path))
+    _bad(tmp_path, capsys, ["show", "c9"], "no sweep 'c9'", store=_empty_store(tmp_path))
+    notdb = tmp_path / "notdb.db"
+    notdb.write_bytes(b"hello" * 50)
+    _bad(tmp_path, capsys, ["coarse", *ms], "not a sweepjax store", store=notdb)
+    _bad(tmp_path, capsys, ["list"], "not a sweepjax store", store=notdb)
+    newer = _empty_store(tmp_path, "newer.db")
+    con = sqlite3.connect(newer)
+    con.execute("PRAGMA user_version = 99")
+    con.commit()
+    con.close()
+    _bad(tmp_path, capsys, ["list"], "newer than this sweepjax", store=newer)
+    _bad(tmp_path, capsys, ["coarse", *ms], "newer than this sweepjax", store=newer)
+
+
+def _empty_store(tmp_path, name="empty.db") -> Path:
+    p = tmp_path / name
+    if not p.exists():
+        Store.open(p, create=True).close()
+    return p
+
+
+# --------------------------------------------------------------------------- kill -9
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, capsys):
+    """A sweep killed with SIGKILL mid-run continues with --resume to exactly the
+    results of an uninterrupted run."""
+    # the shape of the other tests' sweeps (one compiled program), run 5x longer
+    argv = [
+        "coarse",
+        *BASE,
+        "--steps",
+        "300",
+        "--eval-every",
+        "3",
+        "--chunk-steps",
+        "6",
+        "--format",
+        "json",
+    ]
+    store = tmp_path / "k.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    log = (tmp_path / "stderr.txt").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweepjax", *argv, "--store", str(store)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    step = 0
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if store.exists():
+                try:
+                    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)
+                    row = con.execute("SELECT step FROM checkpoints").fetchone()
+                    con.close()
+                except sqlite3.Error:
+                    row = None
+                if row and row[0] >= 30:
+                    step = row[0]
+                    break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        log.close()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()
+    assert 30 <= step < 300
+    with Store.open(store) as st:
+        assert st.sweep_row("c1").status == "running"  # dead, unfinished, resumable
+
+    resumed = run_json(capsys, *argv[:-2], "--store", str(store), "--resume")
+    fresh = run_json(capsys, *argv[:-2], "--store", str(tmp_path / "fresh.db"))
+    assert resumed["sweep_id"] == "c1"
+    assert resumed["members"] == fresh["members"]
+    assert resumed["winner"] == fresh["winner"]
+    with Store.open(store) as a, Store.open(tmp_path / "fresh.db") as b:
+        ca, cb = a.load_sweep("c1").curves, b.load_sweep("c1").curves
+        for x, y in zip(ca, cb, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_report_hook_sets_the_report_path(tmp_path, capsys, monkeypatch):
+    """When ``sweepjax.report`` is importable its ``write_report`` is called at the end
+    with the result and its parents; its path lands in the JSON and the store."""
+    import types
+
+    calls = []
+
+    def write_report(result, parents, out_dir):
+        calls.append((result.sweep_id, [p.sweep_id for p in parents], out_dir))
+        out_dir.mkdir(parents=True)
+        (out_dir / "index.html").write_text("<html></html>")
+        return out_dir / "index.html"
+
+    monkeypatch.setitem(
+        sys.modules, "sweepjax.report", types.SimpleNamespace(write_report=write_report)
+    )
+    store = tmp_path / "r.db"
+    argv = [a for a in BASE if a != "--no-report"]
+    doc = run_json(capsys, "coarse", *argv, "--store", str(store))
+    expected = tmp_path / "r-reports" / "c1" / "index.html"
+    assert doc["report"] == str(expected) and expected.exists()
+    assert calls == [("c1", [], tmp_path / "r-reports" / "c1")]
+    with Store.open(store) as st:
+        assert st.sweep_row("c1").report == str(expected)
+    run_json(capsys, "coarse", *BASE, "--store", str(store))  # --no-report: not called
+    assert len(calls) == 1

@@ -1,0 +1,222 @@
+"""The SQLite store: round trips, atomic writes, refusals that leave files untouched."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+from sweepjax.errors import StoreError
+from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.store import SCHEMA_VERSION, Store
+from sweepjax.train import Checkpoint, Curves
+
+
+def make_result(sid: str, m: int = 6, e: int = 4, seed: int = 0) -> SweepResult:
+    rng = np.random.default_rng(seed)
+    curves = Curves(
+        np.arange(1, e + 1, dtype=np.int64) * 10,
+        *(rng.random((m, e), dtype=np.float32) for _ in range(5)),
+    )
+    curves.val_loss[1, 2:] = np.nan  # member 1 diverged after its 2nd evaluation
+    members = [
+        MemberRecord(
+            i,
+            float(10 ** -rng.uniform(1, 3)),
+            float(10 ** -rng.uniform(2, 6)),
+            1.0,
+            "diverged" if i == 1 else "ok",
+            25 if i == 1 else None,
+            float(rng.random()),
+            30,
+            None if i == 1 else 0.5,
+            0.6,
+            0.7,
+            0.8,
+            0.9 if i == 0 else None,
+        )
+        for i in range(m)
+    ]
+    w = members[0]
+    return SweepResult(
+        sid,
+        "coarse",
+        None,
+        {"name": "toy", "sha256": "ab"},
+        {"lr": [1e-3, 1e-1], "l2": [1e-6, 1e-2]},
+        {"trials": m},
+        members,
+        Winner(w.id, w.lr, w.l2, w.best_val_acc, 0.9),
+        [BoundaryFlag("lr", "high", 0)],
+        TimingRecord(1.0, 2.0, 3.0),
+        curves,
+        refinement=None,
+    )
+
+
+def new_sweep(st: Store, res: SweepResult, name=None, parent=None) -> str:
+    return st.create_sweep(
+        res.kind, res.config, res.dataset, res.space, len(res.members), 40, parent=parent, name=name
+    )
+
+
+def test_round_trip(tmp_path):
+    res = make_result("ignored")
+    params = {
+        0: {
+            "out": {
+                "kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+                "bias": np.zeros(2, np.float32),
+            }
+        }
+    }
+    with Store.open(tmp_path / "s.db", create=True) as st:
+        sid = new_sweep(st, res)
+        assert sid == "c1"
+        res.sweep_id = sid
+        st.save_results(res, params)
+    with Store.open(tmp_path / "s.db") as st:
+        back = st.load_sweep("c1")
+        assert back.status == "finished"
+        assert back.members == res.members
+        assert back.winner == res.winner
+        assert back.boundary == res.boundary
+        assert back.timing == res.timing
+        assert back.space == res.space and back.config == res.config
+        for a, b in zip(back.curves, res.curves, strict=True):
+            np.testing.assert_array_equal(a, b)  # exact, NaN included
+        np.testing.assert_array_equal(
+            back.winner_params["out"]["kernel"], params[0]["out"]["kernel"]
+        )
+        assert st.newest("coarse") == "c1" and st.newest("fine") is None
+        row = st.list_sweeps()[0]
+        assert (row.id, row.status, row.best_val_acc) == (
+            "c1",
+            "finished",
+            res.members[0].best_val_acc,
+        )
+        assert row.versions["numpy"] == np.__version__
+
+
+def test_ids_names_and_parents(tmp_path):
+    res = make_result("x")
+    with Store.open(tmp_path / "s.db", create=True) as st:
+        assert new_sweep(st, res) == "c1"
+        assert new_sweep(st, res, name="c2") == "c2"  # a name that looks like an id
+        assert new_sweep(st, res) == "c3"  # auto ids skip taken names
+        with pytest.raises(StoreError, match="already exists"):
+            new_sweep(st, res, name="c2")
+        with pytest.raises(StoreError, match="not valid"):
+            new_sweep(st, res, name="bad name!")
+        f = st.create_sweep("fine", {}, {}, {"lr": [1e-2, 1e-1]}, 1, 10, parent="c1")
+        assert f == "f1"
+        res.sweep_id, res.kind, res.parent = f, "fine", "c1"
+        st.save_results(res)
+        assert st.load_sweep("f1").parent_spaces == [("c1", res.space)]
+        with pytest.raises(StoreError, match="no sweep 'zz'"):
+            st.load_sweep("zz")
+
+
+class State(NamedTuple):
+    w: np.ndarray
+    alive: np.ndarray
+    step: np.ndarray
+
+
+def test_checkpoint_round_trip_exact_and_replaced(tmp_path):
+    rng = np.random.default_rng(1)
+    states = State(
+        rng.normal(size=(5, 3, 2)).astype(np.float32),
+        np.array([1, 0, 1, 1, 0], bool),
+        np.arange(5, dtype=np.int32),
+    )
+    curves = Curves(np.array([10, 20]), *(rng.random((5, 2), dtype=np.float32) for _ in range(5)))
+    with Store.open(tmp_path / "s.db", create=True) as st:
+        sid = new_sweep(st, make_result("x", m=5))
+        assert st.load_checkpoint(sid, states) is None
+        st.save_checkpoint(sid, Checkpoint(10, states, curves))
+        st.save_checkpoint(sid, Checkpoint(20, states, curves))
+        ck = st.load_checkpoint(sid, states)
+        assert ck.step == 20 and st.sweep_row(sid).steps_done == 20
+        for a, b in zip(ck.states, states, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(ck.curves, curves, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert st.conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 1
+        with pytest.raises(StoreError, match="does not match"):
+            st.load_checkpoint(sid, State(states.w[:, :2], states.alive, states.step))
+
+
+def test_large_sweep_writes_fast(tmp_path):
+    """1000 members x 50 evaluations (curves, members) commit in well under a second."""
+    res = make_result("x", m=1000, e=50)
+    with Store.open(tmp_path / "s.db", create=True) as st:
+        res.sweep_id = new_sweep(st, res)
+        t0 = time.perf_counter()
+        st.save_results(res)
+        dt = time.perf_counter() - t0
+        back = st.load_sweep(res.sweep_id)
+    assert dt < 0.5, dt
+    np.testing.assert_array_equal(back.curves.val_acc, res.curves.val_acc)
+
+
+def test_failed_write_leaves_sweep_unfinished(tmp_path):
+    """A crash in the middle of writing results never leaves a finished-looking sweep."""
+    res = make_result("x")
+    with Store.open(tmp_path / "s.db", create=True) as st:
+        res.sweep_id = new_sweep(st, res)
+        bad = make_result(res.sweep_id)
+        bad.members.append(bad.members[0])  # duplicate (sweep, id): fails mid-transaction
+        bad.curves = None
+        with pytest.raises(sqlite3.IntegrityError):
+            st.save_results(bad)
+        back = st.load_sweep(res.sweep_id)
+        assert back.status == "running" and back.members == [] and back.winner is None
+
+
+def test_readers_see_committed_state_while_a_writer_holds_a_transaction(tmp_path):
+    path = tmp_path / "s.db"
+    with Store.open(path, create=True) as writer, Store.open(path) as reader:
+        res = make_result("x")
+        res.sweep_id = new_sweep(writer, res)
+        with writer.transaction() as c:
+            c.execute("UPDATE sweeps SET status='finished' WHERE id=?", (res.sweep_id,))
+            # WAL: the reader is not blocked and sees the last committed state
+            assert [r.status for r in reader.list_sweeps()] == ["running"]
+        assert [r.status for r in reader.list_sweeps()] == ["finished"]
+        assert writer.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_refusals_leave_files_untouched(tmp_path):
+    missing = tmp_path / "none.db"
+    with pytest.raises(StoreError, match="no sweepjax store"):
+        Store.open(missing)
+    assert not missing.exists()
+
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    newer = tmp_path / "newer.db"
+    Store.open(newer, create=True).close()
+    con = sqlite3.connect(newer)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.commit()
+    con.close()
+    for path, msg in (
+        (junk, "not an SQLite"),
+        (other, "not a sweepjax store"),
+        (newer, "newer than this sweepjax"),
+    ):
+        before = path.read_bytes()
+        for create in (False, True):
+            with pytest.raises(StoreError, match=msg):
+                Store.open(path, create=create)
+        assert path.read_bytes() == before
