@@ -500,7 +500,7 @@ def _run(
     st.save_results(result, params)
     if report:
         try:
-            result.report = write_report_hook(result, st)
+            result.report = write_report_hook(result, st, ds)
         except Exception as e:  # the results are stored; a broken report must not lose them
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
@@ -584,7 +584,7 @@ def report_dir(store_path: str | os.PathLike, sweep_id: str) -> Path:
     return p.with_name(p.stem + "-reports") / sweep_id
 
 
-def write_report_hook(result: SweepResult, st: Store) -> str | None:
+def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str | None:
     """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report`` when that
     package is installed; returns its path, or None when it is absent."""
     try:
@@ -592,7 +592,10 @@ def write_report_hook(result: SweepResult, st: Store) -> str | None:
     except ImportError:
         return None
     parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
-    return str(write_report(result, parents, report_dir(st.path, result.sweep_id)))
+    images = ds.raw_train_images if ds is not None else None
+    sample = ds.x_val[:1000] if ds is not None else None
+    return str(write_report(result, parents, report_dir(st.path, result.sweep_id),
+                            dataset_images=images, x_sample=sample))
 
 
 __all__ = ["Callbacks", "SweepConfig", "SweepInterrupted", "build_result", "coarse", "fine"]

@@ -46,6 +46,7 @@ class MemberState(NamedTuple):
     initial_loss: jax.Array  # float32 loss of the first minibatch (the "original cost")
     best_val_acc: jax.Array  # float32
     best_step: jax.Array  # int32 steps completed when best_val_acc was reached
+    best_params: Any  # the parameters at best_val_acc (early stopping's choice)
 
 
 class EvalMetrics(NamedTuple):
@@ -130,7 +131,8 @@ class PopulationResult(NamedTuple):
     final_val_acc: np.ndarray
     final_train_acc: np.ndarray
     curves: Curves
-    params: Any  # host pytree, leading [M] axis
+    params: Any  # final parameters, host pytree, leading [M] axis
+    best_params: Any  # parameters at each member's best validation accuracy
     timing: Timing
     completed: bool  # False when on_chunk asked to stop early
     checkpoint: Checkpoint
@@ -224,6 +226,7 @@ def _member_init(member_key, hp: HParams, num_features: int, spec: ChunkSpec) ->
         initial_loss=jnp.array(jnp.nan, jnp.float32),
         best_val_acc=jnp.array(0.0, jnp.float32),
         best_step=jnp.array(0, jnp.int32),
+        best_params=params,
     )
 
 
@@ -285,6 +288,8 @@ def _member_eval(st: MemberState, hp: HParams, data: DeviceData, done, extra,
     st = st._replace(
         best_val_acc=jnp.where(better, val_acc, st.best_val_acc),
         best_step=jnp.where(better, done, st.best_step),
+        best_params=jax.tree.map(lambda p, b: jnp.where(better, p, b), st.params,
+                                 st.best_params),
     )
     nan = jnp.float32(jnp.nan)
     metrics = EvalMetrics(*(jnp.where(st.alive, v, nan) for v in
@@ -303,9 +308,14 @@ def _over_members(fn, spec: ChunkSpec, extra_axis, num_outputs: int):
                     out_axes=(0,) * num_outputs)
 
 
-def _population_init(keys, hps, num_features, spec):
-    # Initialisation draws one key per member; it is not part of the training program.
-    return jax.vmap(lambda k, h: _member_init(k, h, num_features, spec))(keys, hps)
+def _init_block(init_key_bits, ids, num_features, spec):
+    """Initial states of a fixed-size block of members (ids ``[INIT_BLOCK]``).
+
+    A fixed block size means one small compiled program serves any population size.
+    """
+    init_key = jax.random.wrap_key_data(init_key_bits)
+    keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
+    return jax.vmap(lambda k: _member_init(k, None, num_features, spec))(keys)
 
 
 def _population_chunk(states, hps, data, start_step, data_key_bits, spec):
@@ -341,7 +351,8 @@ def _population_chunk(states, hps, data, start_step, data_key_bits, spec):
     return states, jax.tree.map(lambda a: a.T, metrics)  # [n_blocks, M] -> [M, n_blocks]
 
 
-_init_jit = jax.jit(_population_init, static_argnames=("num_features", "spec"))
+INIT_BLOCK = 64
+_init_jit = jax.jit(_init_block, static_argnames=("num_features", "spec"))
 _COMPILED: dict = {}
 
 
@@ -405,12 +416,12 @@ def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> i
 
 def member_bytes(model_cfg: ModelConfig, config: TrainConfig, num_features: int,
                  num_classes: int) -> int:
-    """Rough device bytes one member needs inside a chunk program (params, optimizer
-    slots, gradient and update temporaries, per-member activations)."""
+    """Rough device bytes one member needs inside a chunk program (params, best params,
+    optimizer slots, gradient and update temporaries, per-member activations)."""
     p = num_params(model_cfg, num_features, num_classes)
     slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
     width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
-    return 4 * (p * (4 + slots) + config.batch_size * width * 4
+    return 4 * (p * (5 + slots) + config.batch_size * width * 4
                 + config.eval_batch_size * width * 2)
 
 
@@ -453,13 +464,16 @@ def init_states(dataset: Dataset, hparams: HParams, model_cfg: ModelConfig,
     m = hparams.num_members
     ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
     init_key, _ = _root_keys(config.seed)
-    with jax.default_device(jax.local_devices()[0]):
-        keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(
-            jnp.asarray(ids, jnp.uint32))
+    bits = np.asarray(jax.random.key_data(init_key))
     spec = _spec(dataset, model_cfg, config, 1)
+    padded = np.resize(ids, math.ceil(m / INIT_BLOCK) * INIT_BLOCK).astype(np.uint32)
+    blocks = []
     with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
-        return jax.device_get(_init_jit(keys, hparams, num_features=dataset.num_features,
-                                        spec=spec))
+        for start in range(0, len(padded), INIT_BLOCK):
+            blocks.append(jax.device_get(_init_jit(
+                bits, padded[start:start + INIT_BLOCK], num_features=dataset.num_features,
+                spec=spec)))
+    return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
 
 
 def _take(tree, idx):
@@ -599,6 +613,7 @@ def train_population(
         final_train_acc=last(curves.train_acc),
         curves=curves,
         params=states.params,
+        best_params=states.best_params,
         timing=Timing(compile_s, train_s,
                       m * (step - first_step) / train_s if train_s else 0.0,
                       ngroups, gsize),
@@ -607,9 +622,11 @@ def train_population(
     )
 
 
-def member_params(result: PopulationResult, i: int):
-    """Parameters of member row ``i`` (no member axis)."""
-    return jax.tree.map(lambda a: np.asarray(a)[i], result.params)
+def member_params(result: PopulationResult, i: int, *, best: bool = True):
+    """Parameters of member row ``i`` (no member axis): at its best validation accuracy
+    (default, the early-stopping choice used for test accuracy), or its final ones."""
+    tree = result.best_params if best else result.params
+    return jax.tree.map(lambda a: np.asarray(a)[i], tree)
 
 
 def accuracy(params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray,

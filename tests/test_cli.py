@@ -393,7 +393,8 @@ def test_report_hook_sets_the_report_path(tmp_path, capsys, monkeypatch):
 
     calls = []
 
-    def write_report(result, parents, out_dir):
+    def write_report(result, parents, out_dir, dataset_images=None, x_sample=None):
+        assert dataset_images.shape == (36, 28, 28) and x_sample.shape == (400, 784)
         calls.append((result.sweep_id, [p.sweep_id for p in parents], out_dir))
         out_dir.mkdir(parents=True)
         (out_dir / "index.html").write_text("<html></html>")

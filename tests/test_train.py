@@ -260,3 +260,12 @@ def test_update_ratio_is_norm_of_last_update_over_weights(ds):
     w = np.sqrt(sum(np.sum(before.params[k][n][0] ** 2)
                     for k in before.params for n in before.params[k]))
     assert after.curves.update_ratio[0, -1] == pytest.approx(upd / w, rel=1e-3)
+
+
+def test_best_params_reproduce_best_val_accuracy(ds):
+    hp = HParams.create(lr=np.geomspace(1e-2, 3.0, 6), l2=1e-3)
+    res = train.train_population(ds, hp, SOFTMAX, CFG)
+    for i in range(6):
+        acc = train.accuracy(train.member_params(res, i), SOFTMAX, 4, ds.x_val, ds.y_val)
+        assert acc == pytest.approx(res.best_val_acc[i], abs=1e-6)
+        assert res.best_val_acc[i] == pytest.approx(np.nanmax(res.curves.val_acc[i]), abs=1e-7)
