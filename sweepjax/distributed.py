@@ -122,6 +122,14 @@ def _global(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
+def barrier(name: str) -> None:
+    """Wait until every process reaches this point (no-op in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def env_process_info() -> dict[str, str]:
     """Variables that describe a launcher's process layout, for error messages."""
     keys = ("SLURM_PROCID", "SLURM_NTASKS", "TPU_WORKER_ID", "OMPI_COMM_WORLD_RANK")

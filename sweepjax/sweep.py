@@ -18,14 +18,17 @@ import dataclasses
 import logging
 import os
 import socket
+import sqlite3
+import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sweepjax import search
+from sweepjax import distributed, search
 from sweepjax.config import (
     DEFAULT_L2,
     DEFAULT_LR,
@@ -38,7 +41,7 @@ from sweepjax.config import (
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.errors import AllDivergedError, ConfigError, StoreError, SweepjaxError
 from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner
-from sweepjax.store import Store
+from sweepjax.store import Store, default_path
 from sweepjax.train import (
     ChunkReport,
     PopulationResult,
@@ -195,7 +198,7 @@ def coarse(
     trials: int = DEFAULT_TRIALS,
     steps: int = DEFAULT_STEPS,
     batch_size: int = DEFAULT_BATCH,
-    lr: tuple[float, float] | Range | None = None,
+    lr: tuple[float, float] | Range | str | None = None,
     l2: tuple[float, float] | Range | None = None,
     grid: bool = False,
     seed: int = 0,
@@ -208,9 +211,15 @@ def coarse(
     report: bool = True,
     resume: bool = False,
     callbacks: Callbacks | None = None,
+    devices: int | None = None,
 ) -> SweepResult:
     """A coarse sweep: ``trials`` members drawn log-uniformly from the ``lr`` x ``l2`` box
     (default ``DEFAULT_LR`` x ``DEFAULT_L2``), trained ``steps`` steps at once, stored.
+
+    ``lr="auto"`` takes the box from the learning-rate finder
+    (:func:`sweepjax.sanity.auto_lr_range`, a short vectorized sweep at tiny lambda).
+    ``devices`` spreads the members over that many devices (default: all of them; in a
+    multi-process run every process calls this with the same arguments).
 
     Returns the :class:`SweepResult` (also stored; ``result.sweep_id`` names it).
     Raises ConfigError / DataError / StoreError (nothing written), SweepInterrupted,
@@ -225,21 +234,35 @@ def coarse(
     _positive("trials", trials)
     _positive("top", top_k)
     _check_dataset_name(dataset)
+    auto = isinstance(lr, str)
+    if auto and lr != "auto":
+        raise ConfigError(f"--lr takes LO HI or 'auto', got {lr!r}")
+    data_cfg = DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
+    model_cfg = ModelConfig(kind=model, hidden=hidden)
+    train_cfg = _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps)
+    l2_r = _range("l2", l2, DEFAULT_L2)
+    _check_band(band)
+    where = distributed.placement(devices)
+    ds = _load(data_cfg, cb)
+    if auto:
+        from sweepjax.sanity import auto_lr_range
+
+        lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
+        cb.say(f"--lr auto: the learning-rate finder suggests [{lo:.3g}, {hi:.3g}]")
+        lr = (lo, hi)
     cfg = SweepConfig(
         kind="coarse",
-        data=DataConfig(dataset=dataset, data_dir=data_dir, seed=seed),
-        model=ModelConfig(kind=model, hidden=hidden),
-        train=_train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps),
-        space=SearchSpace(lr=_range("lr", lr, DEFAULT_LR), l2=_range("l2", l2, DEFAULT_L2)),
+        data=data_cfg,
+        model=model_cfg,
+        train=train_cfg,
+        space=SearchSpace(lr=_range("lr", lr, DEFAULT_LR), l2=l2_r),
         trials=trials,
         grid=grid,
         top_k=top_k,
         band=band,
     )
-    _check_band(band)
-    ds = _load(cfg.data, cb)
-    with Store.open(store, create=True) as st:
-        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report)
+    with _open_store(store, True, where) as st:
+        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report, where=where)
 
 
 def fine(
@@ -267,6 +290,7 @@ def fine(
     report: bool = True,
     resume: bool = False,
     callbacks: Callbacks | None = None,
+    devices: int | None = None,
 ) -> SweepResult:
     """A fine sweep around the best region of ``parent`` (default: the newest finished
     coarse sweep in the store); ``fine(parent=<a fine sweep>)`` chains rounds.
@@ -288,7 +312,8 @@ def fine(
     l2_r = _range("l2", l2, DEFAULT_L2) if l2 is not None else None
     if dataset is not None:
         _check_dataset_name(dataset)
-    with Store.open(store, create=False) as st:
+    where = distributed.placement(devices)
+    with _open_store(store, False, where) as st:
         if parent is None:
             parent = st.newest("coarse")
             if parent is None:
@@ -349,10 +374,44 @@ def fine(
                 f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
             )
         cb.say(f"fine box from {parent}: {why}")
-        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why)
+        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why,
+                    where=where)
 
 
 # --------------------------------------------------------------------------- internals
+@contextmanager
+def _open_store(path, create: bool, where: distributed.Placement):
+    """The store for this process. Process 0 (or a single process) opens the real one;
+    in a multi-process run the others work on a private copy taken before anyone
+    writes (so they read the same parents and checkpoints and assign the same ids),
+    and their writes are discarded: only process 0 writes the store."""
+    if where.process_count == 1 or where.process_index == 0:
+        if where.process_count > 1:
+            distributed.barrier("sweepjax-store-copied")
+        with Store.open(path, create=create) as st:
+            yield st
+        return
+    real = Path(path if path is not None else default_path())
+    with tempfile.TemporaryDirectory(prefix="sweepjax-p") as tmp:
+        copy = Path(tmp) / real.name
+        if real.exists():
+            src = sqlite3.connect(real)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
+        distributed.barrier("sweepjax-store-copied")
+        with Store.open(copy, create=create) as st:
+            st.real_path = str(real)
+            yield st
+
+
+def _real_path(st: Store) -> str:
+    return getattr(st, "real_path", None) or str(st.path)
+
+
 def _load(cfg: DataConfig, cb: Callbacks) -> Dataset:
     ds = load_dataset(cfg)
     if ds.info.note:
@@ -434,6 +493,7 @@ def _run(
     resume: bool,
     report: bool,
     refinement: str | None = None,
+    where: distributed.Placement = distributed.SINGLE,
 ) -> SweepResult:
     hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid)
     if cfg.grid and hp.num_members != cfg.trials:
@@ -465,7 +525,7 @@ def _run(
     cb.say(
         f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
         f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}) on "
-        f"{ds.info.name}; results -> {st.path}"
+        f"{ds.info.name}; results -> {_real_path(st)}"
     )
 
     def on_chunk(rep: ChunkReport) -> bool:
@@ -483,7 +543,8 @@ def _run(
         )
     try:
         res = train_population(
-            ds, hp, cfg.model, cfg.train, member_ids=ids, on_chunk=on_chunk, resume=ckpt
+            ds, hp, cfg.model, cfg.train, member_ids=ids, on_chunk=on_chunk, resume=ckpt,
+            placement=where,
         )
     except BaseException:
         st.mark_interrupted(sid)  # the last chunk's checkpoint stays resumable
@@ -498,7 +559,10 @@ def _run(
         parent_spaces = [*par.parent_spaces, (par.sweep_id, par.space)]
     result, params = build_result(sid, cfg, res, ds, refinement, parent_spaces)
     st.save_results(result, params)
-    if report:
+    if report and where.process_index != 0:
+        # Process 0 writes the report; the others name the same path in their JSON.
+        result.report = str(report_dir(_real_path(st), sid) / "index.html")
+    elif report:
         try:
             result.report = write_report_hook(result, st, ds)
         except Exception as e:  # the results are stored; a broken report must not lose them

@@ -68,3 +68,36 @@ def test_two_processes_match_one_process(one_device, tmp_path):
         r = np.load(tmp_path / f"p{i}.npz")
         assert int(r["processes"]) == 2 and int(r["devices"]) == 2
         _same(r, one_device)
+
+
+def test_cli_two_processes_print_the_same_json_and_only_process_0_writes(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = ["coarse", "--dataset", "mnist-sample", "--trials", "6", "--steps", "20",
+            "--batch-size", "32", "--store", "s.db", "--format", "json", "--no-report"]
+    multi = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "sweepjax", *argv, *multi,
+                               "--process-id", str(i)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    import json
+
+    docs = [json.loads(o) for o, _ in outs]
+    for d in docs:
+        d.pop("timing")
+    assert docs[0] == docs[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]  # no second store
+    single = tmp_path / "single"
+    single.mkdir()
+    one = subprocess.run([sys.executable, "-m", "sweepjax", *argv], cwd=single, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr
+    ref = json.loads(one.stdout)
+    assert [m["id"] for m in ref["members"]] == [m["id"] for m in docs[0]["members"]]
+    for a, b in zip(ref["members"], docs[0]["members"], strict=True):
+        assert a["status"] == b["status"]
+        assert abs(a["best_val_acc"] - b["best_val_acc"]) <= 1e-6

@@ -4,6 +4,7 @@ run :func:`sweepjax.sweep.coarse` / :func:`sweepjax.sweep.fine`, print the resul
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the tomli backport has the same API
     import tomli as tomllib
 
-from sweepjax import search
+from sweepjax import distributed, search
 from sweepjax import sweep as flows
 from sweepjax.cli.inspect import _one_line_errors, render_result, to_json_text
 from sweepjax.cli.progress import Progress
@@ -57,11 +58,13 @@ COMMON_KEYS = (
     "eval_every",
     "chunk_steps",
     "band",
+    "devices",
 )
 FINE_KEYS = ("from_", "top", "margin")
 # Flag dest -> keyword of the flow function.
 RENAME = {"from_": "parent", "top": "top_k"}
-CLI_ONLY = ("store", "format", "no_report", "config", "resume", "name", "func", "command")
+CLI_ONLY = ("store", "format", "no_report", "config", "resume", "name", "func", "command",
+            "coordinator", "num_processes", "process_id", "distributed")
 
 
 def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
@@ -110,16 +113,16 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
     )
     g.add_argument(
         "--lr",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
+        nargs="+",
+        metavar="LO HI" if fine else "LO HI | auto",
         help=(
             "replace the refined learning-rate box"
             if fine
             else f"learning-rate box, searched in log space (default "
             f"{DEFAULT_LR.lo:g} {DEFAULT_LR.hi:g}: sweepjax centres and scales "
             "the pixels, so the lecture's 1e-7..1e-3 for raw 0-255 pixels "
-            "would barely move)"
+            "would barely move); 'auto' takes the box from the learning-rate finder "
+            "(as `sweepjax sanity` reports it)"
         ),
     )
     g.add_argument(
@@ -166,6 +169,18 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         metavar="N",
         help="steps per compiled call = checkpoint interval (default: ~1/10 of the steps)",
     )
+
+    g = p.add_argument_group("devices and hosts (results do not depend on these)")
+    g.add_argument("--devices", type=int, metavar="N",
+                   help="spread the members over N local devices (default: all)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="multi-process run: process 0's address (every process runs the "
+                   "same command; process 0 writes the store)")
+    g.add_argument("--num-processes", type=int, metavar="N", help="multi-process run: N")
+    g.add_argument("--process-id", type=int, metavar="I", help="multi-process run: 0..N-1")
+    g.add_argument("--distributed", action="store_true", default=None,
+                   help="join a multi-process run from the launcher's environment "
+                   "(Slurm, TPU pod, MPI) via jax.distributed.initialize()")
 
     g = p.add_argument_group("output and store")
     g.add_argument(
@@ -317,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {RENAME.get(k, k): v for k, v in s.items() if k not in CLI_ONLY}
     for k in ("lr", "l2"):
         if k in kwargs:
-            kwargs[k] = tuple(kwargs[k])
+            kwargs[k] = _box(k, kwargs[k], allow_auto=(k == "lr" and args.kind == "coarse"))
+    _join_processes(s)
     progress = Progress(sys.stderr, enabled=fmt != "json")
 
     def note(msg: str) -> None:
@@ -358,6 +374,44 @@ def run(args: argparse.Namespace) -> int:
             progress.close()
     _print(result, fmt, store)
     return code
+
+
+def _box(name: str, value, allow_auto: bool):
+    """``--lr LO HI`` / ``--lr auto`` (flags give strings, TOML numbers or a string)."""
+    if isinstance(value, str):
+        value = [value]
+    if allow_auto and len(value) == 1 and str(value[0]).lower() == "auto":
+        return "auto"
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        hint = " or 'auto'" if allow_auto else ""
+        raise ConfigError(
+            f"--{name} takes two numbers LO HI{hint}, got {' '.join(map(str, value))!r}; "
+            f"e.g. --{name} 1e-4 1"
+        ) from None
+    return lo, hi
+
+
+def _join_processes(s: dict) -> None:
+    """Join a multi-process run before any JAX work, if asked to."""
+    multi = [s.get(k) for k in ("coordinator", "num_processes", "process_id")]
+    if any(v is not None for v in multi):
+        if any(v is None for v in multi):
+            raise ConfigError(
+                "a multi-process run needs all of --coordinator HOST:PORT, "
+                "--num-processes N and --process-id I (or --distributed under a launcher)"
+            )
+        distributed.initialize(*multi)
+    elif s.get("distributed"):
+        distributed.initialize()
+    else:
+        return
+    # The collectives library prints connection lines on fd 1; keep stdout for our JSON
+    # by giving Python a private copy of it and pointing fd 1 at stderr.
+    sys.stdout.flush()
+    sys.stdout = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
 
 
 def _print(result, fmt: str, store: str) -> None:
