@@ -139,13 +139,15 @@ def update_ratio(ratio: np.ndarray, th: Thresholds = DEFAULT) -> Diagnosis | Non
     if r > th.ratio_hi:
         return Diagnosis(
             "update_ratio_high",
-            f"update/weight ratio {r:.1e} (want about 1e-3): learning rate too high",
+            f"update/weight ratio {r:.1e} (rule of thumb: about 1e-3): "
+            "the learning rate may be too high",
             ev,
         )
     if r < th.ratio_lo:
         return Diagnosis(
             "update_ratio_low",
-            f"update/weight ratio {r:.1e} (want about 1e-3): learning rate too low",
+            f"update/weight ratio {r:.1e} (rule of thumb: about 1e-3): "
+            "the learning rate may be too low",
             ev,
         )
     return None

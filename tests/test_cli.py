@@ -207,7 +207,16 @@ def test_list_show_export(swept, capsys):
     out = capsys.readouterr().out
     assert "c1" in out and "f1" in out and "finished" in out
     assert main(["show", "c1", "--store", store]) == 0
-    assert "coarse sweep c1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "coarse sweep c1" in out and "diagnoses (top members):" in out
+    doc = run_json(capsys, "show", "c1", "--store", store)
+    from sweepjax.diagnose import diagnose_sweep
+    from sweepjax.store import Store
+
+    with Store.open(store) as st:
+        want = diagnose_sweep(st.load_sweep("c1", curves=True))
+    assert doc["diagnoses"] == {str(k): [dict(d._asdict()) for d in v]
+                                for k, v in want.items() if v}
     assert main(["export", "c1", "--store", store, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("id,lr,l2") and len(rows) == 13
@@ -292,7 +301,7 @@ def test_bad_inputs(tmp_path, capsys):
     toml = tmp_path / "c.toml"
     toml.write_text("trails = 3\n")
     _bad(tmp_path, capsys, ["coarse", "--config", str(toml)], "unknown key 'trails'")
-    _bad(tmp_path, capsys, ["coarse", "--lr", "1"], "expected 2 arguments")
+    _bad(tmp_path, capsys, ["coarse", "--lr", "1"], "takes two numbers LO HI")
     _bad(tmp_path, capsys, ["fine"], "no sweepjax store")
     _bad(tmp_path, capsys, ["show", "c1"], "no sweepjax store")
     _bad(
@@ -413,3 +422,19 @@ def test_report_hook_sets_the_report_path(tmp_path, capsys, monkeypatch):
         assert st.sweep_row("c1").report == str(expected)
     run_json(capsys, "coarse", *BASE, "--store", str(store))  # --no-report: not called
     assert len(calls) == 1
+
+
+def test_coarse_lr_auto_uses_the_finder_range(tmp_path, capsys, monkeypatch):
+    import sweepjax.sanity
+
+    seen = []
+
+    def fake(ds, model_cfg, train_cfg):
+        seen.append((ds.info.name, model_cfg.kind, train_cfg.steps))
+        return 0.02, 0.5
+
+    monkeypatch.setattr(sweepjax.sanity, "auto_lr_range", fake)
+    doc = run_json(capsys, "coarse", *BASE, "--lr", "auto", "--store", str(tmp_path / "a.db"))
+    assert seen == [("mnist-sample", "softmax", 60)]
+    assert doc["space"]["lr"] == [0.02, 0.5]
+    assert all(0.02 <= m["lr"] <= 0.5 for m in doc["members"])

@@ -13,6 +13,7 @@ import sys
 import time
 
 from sweepjax import search
+from sweepjax.diagnose import diagnose_sweep
 from sweepjax.results import SweepResult
 from sweepjax.store import Store, SweepRow
 
@@ -251,16 +252,40 @@ def run_list(args) -> int:
 
 def run_show(args) -> int:
     with Store.open(args.store) as st:
-        res = st.load_sweep(args.sweep, curves=False)
+        res = st.load_sweep(args.sweep, curves=True)
         row = st.sweep_row(args.sweep)
+    diags = diagnose_sweep(res) if res.status == "finished" else {}
     if args.format == "json":
-        print(to_json_text(res))
+        doc = json.loads(to_json_text(res))
+        doc["diagnoses"] = {str(k): [d._asdict() for d in v] for k, v in diags.items() if v}
+        print(json.dumps(json_clean(doc), indent=2))
         return 0
     text = render_result(res, str(st.path), top=args.top)
     if res.status != "finished":
         text += f"\nprogress: step {row.steps_done}/{row.total_steps}"
+    else:
+        text += "\n" + render_diagnoses(res, diags, args.top)
     print(text)
     return 0
+
+
+def render_diagnoses(result: SweepResult, diags: dict, top: int) -> str:
+    """The diagnoses of the top members, then a count of each kind over the population."""
+    lines = ["", "diagnoses (top members):"]
+    for i in search.ranking(result)[:top]:
+        m = result.members[i]
+        for d in diags.get(m.id, []):
+            lines.append(f"  try {m.id}: {d.message}")
+    if len(lines) == 2:
+        lines.append("  none: the top members' curves look healthy")
+    counts: dict[str, int] = {}
+    for v in diags.values():
+        for d in v:
+            counts[d.kind] = counts.get(d.kind, 0) + 1
+    if counts:
+        lines.append("population: " + ", ".join(
+            f"{k.replace('_', ' ')} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
 
 
 def run_export(args) -> int:
