@@ -40,9 +40,7 @@ class DataConfig:
 
     def __post_init__(self):
         if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(
-                f"val_fraction must be in (0, 1), got {self.val_fraction}; try 0.1"
-            )
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}; try 0.1")
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,14 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
             )
-        for name in ("steps", "batch_size", "chunk_steps", "train_eval_size",
-                     "eval_batch_size", "memory_budget_mb"):
+        for name in (
+            "steps",
+            "batch_size",
+            "chunk_steps",
+            "train_eval_size",
+            "eval_batch_size",
+            "memory_budget_mb",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every is not None and self.eval_every < 1:

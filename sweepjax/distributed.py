@@ -48,8 +48,9 @@ class Placement(NamedTuple):
         return NamedSharding(self.mesh, P())
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Join a multi-process run (call before any other JAX work).
 
     With no arguments, ``jax.distributed.initialize()`` auto-detects Slurm / TPU / MPI
@@ -60,8 +61,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}
     if coordinator is not None:
-        kwargs = dict(coordinator_address=coordinator, num_processes=num_processes,
-                      process_id=process_id)
+        kwargs = dict(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+        )
     try:
         jax.distributed.initialize(**kwargs)
     except (RuntimeError, ValueError) as e:  # bad address, wrong ids, unreachable peer
@@ -81,8 +83,10 @@ def placement(devices: int | None = None) -> Placement:
             f"({all_devices[0].platform}); pass a number from 1 to {len(all_devices)}"
         )
     if jax.process_count() > 1 and n != len(all_devices):
-        raise ConfigError("--devices must be left unset in a multi-process run; every "
-                          "process contributes all of its local devices")
+        raise ConfigError(
+            "--devices must be left unset in a multi-process run; every "
+            "process contributes all of its local devices"
+        )
     mesh = Mesh(np.array(all_devices[:n]), (AXIS,)) if n > 1 else None
     return Placement(mesh, n, jax.process_index(), jax.process_count())
 
@@ -112,7 +116,8 @@ def to_host(tree: Any, where: Placement) -> Any:
         from jax.experimental import multihost_utils
 
         return jax.tree.map(
-            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
+            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree
+        )
     return jax.device_get(tree)
 
 

@@ -71,8 +71,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, return_hidden: bool = False):
-        h = nn.relu(Dense(self.hidden, kernel_init=nn.initializers.he_normal(),
-                             name="hidden")(x))
+        h = nn.relu(Dense(self.hidden, kernel_init=nn.initializers.he_normal(), name="hidden")(x))
         logits = Dense(
             self.num_classes,
             kernel_init=nn.initializers.normal(OUTPUT_INIT_STD),

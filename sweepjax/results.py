@@ -122,8 +122,9 @@ class SweepResult:
             "sweep_id": self.sweep_id,
             "kind": self.kind,
             "parent": self.parent,
-            "dataset": {k: self.dataset.get(k) for k in
-                        ("name", "n_train", "n_val", "n_test", "sha256")},
+            "dataset": {
+                k: self.dataset.get(k) for k in ("name", "n_train", "n_val", "n_test", "sha256")
+            },
             "space": self.space,
             "members": [m.as_dict() for m in self.members],
             "winner": self.winner.as_dict() if self.winner else None,

@@ -374,8 +374,9 @@ def fine(
                 f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
             )
         cb.say(f"fine box from {parent}: {why}")
-        return _run(cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why,
-                    where=where)
+        return _run(
+            cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why, where=where
+        )
 
 
 # --------------------------------------------------------------------------- internals
@@ -543,7 +544,13 @@ def _run(
         )
     try:
         res = train_population(
-            ds, hp, cfg.model, cfg.train, member_ids=ids, on_chunk=on_chunk, resume=ckpt,
+            ds,
+            hp,
+            cfg.model,
+            cfg.train,
+            member_ids=ids,
+            on_chunk=on_chunk,
+            resume=ckpt,
             placement=where,
         )
     except BaseException:
@@ -658,8 +665,15 @@ def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None)
     parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
     images = ds.raw_train_images if ds is not None else None
     sample = ds.x_val[:1000] if ds is not None else None
-    return str(write_report(result, parents, report_dir(st.path, result.sweep_id),
-                            dataset_images=images, x_sample=sample))
+    return str(
+        write_report(
+            result,
+            parents,
+            report_dir(st.path, result.sweep_id),
+            dataset_images=images,
+            x_sample=sample,
+        )
+    )
 
 
 __all__ = ["Callbacks", "SweepConfig", "SweepInterrupted", "build_result", "coarse", "fine"]

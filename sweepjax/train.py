@@ -80,8 +80,10 @@ class Curves(NamedTuple):
     def append(self, steps: np.ndarray, m: EvalMetrics) -> Curves:
         return Curves(
             np.concatenate([self.step, steps]),
-            *(np.concatenate([old, np.asarray(new)], axis=1) for old, new in zip(
-                self[1:], m, strict=True)),
+            *(
+                np.concatenate([old, np.asarray(new)], axis=1)
+                for old, new in zip(self[1:], m, strict=True)
+            ),
         )
 
 
@@ -230,8 +232,15 @@ def _member_init(member_key, hp: HParams, num_features: int, spec: ChunkSpec) ->
     )
 
 
-def _member_step(st: MemberState, hp: HParams, data: DeviceData, t, data_key,
-                 spec: ChunkSpec, measure: bool = False):
+def _member_step(
+    st: MemberState,
+    hp: HParams,
+    data: DeviceData,
+    t,
+    data_key,
+    spec: ChunkSpec,
+    measure: bool = False,
+):
     """One SGD/momentum/Adam step of one member at global step ``t``.
 
     Returns the new state, the minibatch objective (0 once diverged) and, when
@@ -273,8 +282,7 @@ def _member_step(st: MemberState, hp: HParams, data: DeviceData, t, data_key,
     return st, jnp.where(alive, loss, 0.0), ratio
 
 
-def _member_eval(st: MemberState, hp: HParams, data: DeviceData, done, extra,
-                 spec: ChunkSpec):
+def _member_eval(st: MemberState, hp: HParams, data: DeviceData, done, extra, spec: ChunkSpec):
     """Evaluate one member after ``done`` steps; ``extra = (mean train loss, ratio)``.
 
     Updates the member's best validation accuracy; metrics are NaN once diverged.
@@ -288,12 +296,12 @@ def _member_eval(st: MemberState, hp: HParams, data: DeviceData, done, extra,
     st = st._replace(
         best_val_acc=jnp.where(better, val_acc, st.best_val_acc),
         best_step=jnp.where(better, done, st.best_step),
-        best_params=jax.tree.map(lambda p, b: jnp.where(better, p, b), st.params,
-                                 st.best_params),
+        best_params=jax.tree.map(lambda p, b: jnp.where(better, p, b), st.params, st.best_params),
     )
     nan = jnp.float32(jnp.nan)
-    metrics = EvalMetrics(*(jnp.where(st.alive, v, nan) for v in
-                            (train_loss, val_loss, val_acc, train_acc, ratio)))
+    metrics = EvalMetrics(
+        *(jnp.where(st.alive, v, nan) for v in (train_loss, val_loss, val_acc, train_acc, ratio))
+    )
     return st, metrics
 
 
@@ -303,9 +311,11 @@ def _over_members(fn, spec: ChunkSpec, extra_axis, num_outputs: int):
     written for one member; the result maps it over the population. Data and the step
     index are shared by all members (no member axis); ``extra`` is shared when
     ``extra_axis`` is None and per member when it is 0."""
-    return jax.vmap(functools.partial(fn, spec=spec),
-                    in_axes=(0, 0, None, None, extra_axis),
-                    out_axes=(0,) * num_outputs)
+    return jax.vmap(
+        functools.partial(fn, spec=spec),
+        in_axes=(0, 0, None, None, extra_axis),
+        out_axes=(0,) * num_outputs,
+    )
 
 
 def _init_block(init_key_bits, ids, num_features, spec):
@@ -328,8 +338,9 @@ def _population_chunk(states, hps, data, start_step, data_key_bits, spec):
     # The key travels as raw bits (a plain uint32 array) so every process can pass it.
     data_key = jax.random.wrap_key_data(data_key_bits)
     step = _over_members(_member_step, spec, extra_axis=None, num_outputs=3)
-    measured_step = _over_members(functools.partial(_member_step, measure=True), spec,
-                                  extra_axis=None, num_outputs=3)
+    measured_step = _over_members(
+        functools.partial(_member_step, measure=True), spec, extra_axis=None, num_outputs=3
+    )
     evaluate = _over_members(_member_eval, spec, extra_axis=0, num_outputs=2)
 
     def one_step(carry, t):
@@ -340,12 +351,12 @@ def _population_chunk(states, hps, data, start_step, data_key_bits, spec):
     def block(st, b):
         t0 = start_step + b * spec.eval_every
         zeros = jnp.zeros(hps.lr.shape, jnp.float32)
-        (st, loss_sum), _ = jax.lax.scan(one_step, (st, zeros),
-                                         t0 + jnp.arange(spec.eval_every - 1))
+        (st, loss_sum), _ = jax.lax.scan(
+            one_step, (st, zeros), t0 + jnp.arange(spec.eval_every - 1)
+        )
         last = t0 + spec.eval_every - 1
         st, loss, ratio = measured_step(st, hps, data, last, data_key)
-        return evaluate(st, hps, data, last + 1,
-                        ((loss_sum + loss) / spec.eval_every, ratio))
+        return evaluate(st, hps, data, last + 1, ((loss_sum + loss) / spec.eval_every, ratio))
 
     states, metrics = jax.lax.scan(block, states, jnp.arange(spec.n_blocks))
     return states, jax.tree.map(lambda a: a.T, metrics)  # [n_blocks, M] -> [M, n_blocks]
@@ -362,9 +373,13 @@ def _chunk_program(spec: ChunkSpec, where: Placement):
     fn = functools.partial(_population_chunk, spec=spec)
     if where.mesh is not None:
         member, shared = PartitionSpec(AXIS), PartitionSpec()
-        fn = jax.shard_map(fn, mesh=where.mesh,
-                           in_specs=(member, member, shared, shared, shared),
-                           out_specs=(member, member), check_vma=False)
+        fn = jax.shard_map(
+            fn,
+            mesh=where.mesh,
+            in_specs=(member, member, shared, shared, shared),
+            out_specs=(member, member),
+            check_vma=False,
+        )
     return jax.jit(fn, donate_argnums=(0,))
 
 
@@ -393,17 +408,23 @@ def _slices(x: np.ndarray, y: np.ndarray, rows: int):
     return xs, ys, ms
 
 
-def device_data(dataset: Dataset, config: TrainConfig,
-                where: Placement = SINGLE) -> DeviceData:
+def device_data(dataset: Dataset, config: TrainConfig, where: Placement = SINGLE) -> DeviceData:
     """Put the shared data on the device once (sliced for evaluation)."""
     rng = np.random.default_rng(config.seed)
     n_tev = min(config.train_eval_size, dataset.x_train.shape[0])
     tev = np.sort(rng.permutation(dataset.x_train.shape[0])[:n_tev])
     xv, yv, mv = _slices(dataset.x_val, dataset.y_val, config.eval_batch_size)
     xt, yt, mt = _slices(dataset.x_train[tev], dataset.y_train[tev], config.eval_batch_size)
-    host = DeviceData(dataset.x_train.astype(np.float32), dataset.y_train.astype(np.int32),
-                      xv.astype(np.float32), yv.astype(np.int32), mv,
-                      xt.astype(np.float32), yt.astype(np.int32), mt)
+    host = DeviceData(
+        dataset.x_train.astype(np.float32),
+        dataset.y_train.astype(np.int32),
+        xv.astype(np.float32),
+        yv.astype(np.int32),
+        mv,
+        xt.astype(np.float32),
+        yt.astype(np.int32),
+        mt,
+    )
     return put_replicated(host, where)
 
 
@@ -414,27 +435,35 @@ def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> i
     return num_features * h + h + h * num_classes + num_classes
 
 
-def member_bytes(model_cfg: ModelConfig, config: TrainConfig, num_features: int,
-                 num_classes: int) -> int:
+def member_bytes(
+    model_cfg: ModelConfig, config: TrainConfig, num_features: int, num_classes: int
+) -> int:
     """Rough device bytes one member needs inside a chunk program (params, best params,
     optimizer slots, gradient and update temporaries, per-member activations)."""
     p = num_params(model_cfg, num_features, num_classes)
     slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
     width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
-    return 4 * (p * (5 + slots) + config.batch_size * width * 4
-                + config.eval_batch_size * width * 2)
+    return 4 * (
+        p * (5 + slots) + config.batch_size * width * 4 + config.eval_batch_size * width * 2
+    )
 
 
-def group_size(num_members: int, model_cfg: ModelConfig, config: TrainConfig,
-               num_features: int, num_classes: int) -> int:
+def group_size(
+    num_members: int,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    num_features: int,
+    num_classes: int,
+) -> int:
     """Members per compiled program under ``config.memory_budget_mb``."""
     per = member_bytes(model_cfg, config, num_features, num_classes)
     fit = max(1, (config.memory_budget_mb * 2**20) // per)
     return int(min(num_members, fit))
 
 
-def _spec(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig,
-          n_blocks: int) -> ChunkSpec:
+def _spec(
+    dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, n_blocks: int
+) -> ChunkSpec:
     return ChunkSpec(
         model=model_cfg,
         num_classes=dataset.num_classes,
@@ -454,8 +483,9 @@ def _root_keys(seed: int):
     return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)  # (init, data)
 
 
-def init_states(dataset: Dataset, hparams: HParams, model_cfg: ModelConfig,
-                config: TrainConfig, member_ids=None):
+def init_states(
+    dataset: Dataset, hparams: HParams, model_cfg: ModelConfig, config: TrainConfig, member_ids=None
+):
     """Initial population state (host pytree, leading ``[M]`` axis).
 
     Member ``i`` is initialised from ``fold_in(init_key, member_ids[i])``, so its weights do
@@ -470,9 +500,16 @@ def init_states(dataset: Dataset, hparams: HParams, model_cfg: ModelConfig,
     blocks = []
     with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
         for start in range(0, len(padded), INIT_BLOCK):
-            blocks.append(jax.device_get(_init_jit(
-                bits, padded[start:start + INIT_BLOCK], num_features=dataset.num_features,
-                spec=spec)))
+            blocks.append(
+                jax.device_get(
+                    _init_jit(
+                        bits,
+                        padded[start : start + INIT_BLOCK],
+                        num_features=dataset.num_features,
+                        spec=spec,
+                    )
+                )
+            )
     return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
 
 
@@ -590,8 +627,15 @@ def train_population(
         ckpt = Checkpoint(step=step, states=states, curves=curves)
         if on_chunk is not None:
             best = np.nanmax(np.where(states.alive, states.best_val_acc, np.nan), initial=0.0)
-            report = ChunkReport(step, total, int(np.sum(states.alive)), m, float(best),
-                                 time.perf_counter() - t_start, ckpt)
+            report = ChunkReport(
+                step,
+                total,
+                int(np.sum(states.alive)),
+                m,
+                float(best),
+                time.perf_counter() - t_start,
+                ckpt,
+            )
             if on_chunk(report) is False and step < total:
                 completed = False
                 break
@@ -614,9 +658,13 @@ def train_population(
         curves=curves,
         params=states.params,
         best_params=states.best_params,
-        timing=Timing(compile_s, train_s,
-                      m * (step - first_step) / train_s if train_s else 0.0,
-                      ngroups, gsize),
+        timing=Timing(
+            compile_s,
+            train_s,
+            m * (step - first_step) / train_s if train_s else 0.0,
+            ngroups,
+            gsize,
+        ),
         completed=completed,
         checkpoint=Checkpoint(step=step, states=states, curves=curves),
     )
@@ -629,8 +677,9 @@ def member_params(result: PopulationResult, i: int, *, best: bool = True):
     return jax.tree.map(lambda a: np.asarray(a)[i], tree)
 
 
-def accuracy(params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray,
-             y: np.ndarray) -> float:
+def accuracy(
+    params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray, y: np.ndarray
+) -> float:
     """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set)."""
     model = build_model(model_cfg, num_classes)
     logits = jax.jit(model.apply)({"params": params}, jnp.asarray(x))

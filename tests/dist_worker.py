@@ -27,16 +27,31 @@ def main(argv: list[str]) -> None:
     ds = toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0)
     m = 10  # not a multiple of 4: exercises padding
     hp = HParams.create(lr=np.geomspace(1e-2, 3e2, m), l2=np.geomspace(1e-5, 1e-1, m))
-    cfg = TrainConfig(steps=40, batch_size=32, eval_every=10, chunk_steps=20, seed=3,
-                      train_eval_size=200, eval_batch_size=100)
+    cfg = TrainConfig(
+        steps=40,
+        batch_size=32,
+        eval_every=10,
+        chunk_steps=20,
+        seed=3,
+        train_eval_size=200,
+        eval_batch_size=100,
+    )
     where = distributed.placement(None if len(argv) > 2 else devices)
-    res = train.train_population(ds, hp, ModelConfig("softmax"), cfg,
-                                 member_ids=np.arange(m) + 7, placement=where)
-    np.savez(out, kernel=res.params["out"]["kernel"], alive=res.alive,
-             diverged_at=res.diverged_at, val_acc=res.curves.val_acc,
-             train_loss=res.curves.train_loss, best=res.best_val_acc,
-             best_step=res.best_step, devices=where.num_devices,
-             processes=jax.process_count())
+    res = train.train_population(
+        ds, hp, ModelConfig("softmax"), cfg, member_ids=np.arange(m) + 7, placement=where
+    )
+    np.savez(
+        out,
+        kernel=res.params["out"]["kernel"],
+        alive=res.alive,
+        diverged_at=res.diverged_at,
+        val_acc=res.curves.val_acc,
+        train_loss=res.curves.train_loss,
+        best=res.best_val_acc,
+        best_step=res.best_step,
+        devices=where.num_devices,
+        processes=jax.process_count(),
+    )
 
 
 if __name__ == "__main__":

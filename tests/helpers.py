@@ -61,5 +61,6 @@ def toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0, noise=0.5
     xv, yv = split(n_val)
     xte, yte = split(n_test)
     info = DatasetInfo("toy", "toy", "memory", n_train, n_val, n_test, k, (d,), "toy")
-    return Dataset(xtr, ytr, xv, yv, xte, yte, np.zeros(d, np.float32), 1.0, info,
-                   xtr[:36].reshape(-1, d))
+    return Dataset(
+        xtr, ytr, xv, yv, xte, yte, np.zeros(d, np.float32), 1.0, info, xtr[:36].reshape(-1, d)
+    )

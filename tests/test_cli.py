@@ -215,8 +215,9 @@ def test_list_show_export(swept, capsys):
 
     with Store.open(store) as st:
         want = diagnose_sweep(st.load_sweep("c1", curves=True))
-    assert doc["diagnoses"] == {str(k): [dict(d._asdict()) for d in v]
-                                for k, v in want.items() if v}
+    assert doc["diagnoses"] == {
+        str(k): [dict(d._asdict()) for d in v] for k, v in want.items() if v
+    }
     assert main(["export", "c1", "--store", store, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("id,lr,l2") and len(rows) == 13

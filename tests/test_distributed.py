@@ -21,9 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(args, env_extra=None, timeout=240):
     env = {**os.environ, **(env_extra or {}), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tests.dist_worker", *map(str, args)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.dist_worker", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait(proc, timeout=240):
@@ -75,13 +80,34 @@ def test_cli_two_processes_print_the_same_json_and_only_process_0_writes(tmp_pat
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    argv = ["coarse", "--dataset", "mnist-sample", "--trials", "6", "--steps", "20",
-            "--batch-size", "32", "--store", "s.db", "--format", "json", "--no-report"]
+    argv = [
+        "coarse",
+        "--dataset",
+        "mnist-sample",
+        "--trials",
+        "6",
+        "--steps",
+        "20",
+        "--batch-size",
+        "32",
+        "--store",
+        "s.db",
+        "--format",
+        "json",
+        "--no-report",
+    ]
     multi = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    procs = [subprocess.Popen([sys.executable, "-m", "sweepjax", *argv, *multi,
-                               "--process-id", str(i)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweepjax", *argv, *multi, "--process-id", str(i)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     import json
@@ -93,8 +119,14 @@ def test_cli_two_processes_print_the_same_json_and_only_process_0_writes(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]  # no second store
     single = tmp_path / "single"
     single.mkdir()
-    one = subprocess.run([sys.executable, "-m", "sweepjax", *argv], cwd=single, env=env,
-                         capture_output=True, text=True, timeout=240)
+    one = subprocess.run(
+        [sys.executable, "-m", "sweepjax", *argv],
+        cwd=single,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert one.returncode == 0, one.stderr
     ref = json.loads(one.stdout)
     assert [m["id"] for m in ref["members"]] == [m["id"] for m in docs[0]["members"]]

@@ -17,8 +17,15 @@ from tests.helpers import toy_dataset
 
 SOFTMAX = ModelConfig("softmax")
 # One config shape for most tests so the compiled program is reused across tests.
-CFG = TrainConfig(steps=40, batch_size=32, eval_every=10, chunk_steps=20, seed=3,
-                  train_eval_size=200, eval_batch_size=100)
+CFG = TrainConfig(
+    steps=40,
+    batch_size=32,
+    eval_every=10,
+    chunk_steps=20,
+    seed=3,
+    train_eval_size=200,
+    eval_batch_size=100,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +45,12 @@ def test_objective_matches_numpy_reference(ds):
     model = build_model(SOFTMAX, 4)
     params = init_params(model, jax.random.key(0), 20)
     rng = np.random.default_rng(1)
-    params = {"out": {"kernel": rng.normal(size=(4, 20)).astype(np.float32),
-                      "bias": rng.normal(size=4).astype(np.float32)}}
+    params = {
+        "out": {
+            "kernel": rng.normal(size=(4, 20)).astype(np.float32),
+            "bias": rng.normal(size=4).astype(np.float32),
+        }
+    }
     x, y = ds.x_train[:50], ds.y_train[:50]
     got = float(train._objective(params, x, y, 0.3, model))
     want = _np_objective(params["out"]["kernel"], params["out"]["bias"], x, y, 0.3)
@@ -73,8 +84,9 @@ def test_optimizers_match_optax_reference_loop(ds, optimizer):
     lr, l2 = 0.05, 1e-3
     res = train.train_population(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg)
     model = build_model(SOFTMAX, 4)
-    params = jax.tree.map(lambda a: a[0], train.init_states(
-        ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg).params)
+    params = jax.tree.map(
+        lambda a: a[0], train.init_states(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg).params
+    )
     tx = optax.sgd(lr, momentum=0.9) if optimizer == "momentum" else optax.adam(lr)
     opt = tx.init(params)
     _, data_key = train._root_keys(cfg.seed)
@@ -83,8 +95,9 @@ def test_optimizers_match_optax_reference_loop(ds, optimizer):
         g = jax.grad(train._objective)(params, ds.x_train[idx], ds.y_train[idx], l2, model)
         upd, opt = tx.update(g, opt, params)
         params = optax.apply_updates(params, upd)
-    np.testing.assert_allclose(res.params["out"]["kernel"][0], params["out"]["kernel"],
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        res.params["out"]["kernel"][0], params["out"]["kernel"], rtol=1e-4, atol=1e-6
+    )
 
 
 def test_member_in_population_equals_member_alone(ds):
@@ -95,11 +108,11 @@ def test_member_in_population_equals_member_alone(ds):
     pop = train.train_population(ds, hp, SOFTMAX, CFG, member_ids=np.arange(8) + 100)
     for i in (0, 5):
         alone = train.train_population(ds, hp.take([i]), SOFTMAX, CFG, member_ids=[100 + i])
-        np.testing.assert_allclose(alone.params["out"]["kernel"][0],
-                                   pop.params["out"]["kernel"][i], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            alone.params["out"]["kernel"][0], pop.params["out"]["kernel"][i], rtol=1e-4, atol=1e-5
+        )
         np.testing.assert_allclose(alone.curves.val_acc[0], pop.curves.val_acc[i], atol=1e-6)
-        np.testing.assert_allclose(alone.curves.train_loss[0], pop.curves.train_loss[i],
-                                   rtol=1e-4)
+        np.testing.assert_allclose(alone.curves.train_loss[0], pop.curves.train_loss[i], rtol=1e-4)
         assert alone.best_step[0] == pop.best_step[i]
 
 
@@ -108,8 +121,11 @@ def test_new_hyperparameter_values_do_not_recompile(ds):
     train.train_population(ds, hp, SOFTMAX, CFG)
     before = train.TRACE_COUNT
     for seed_lr in (0.01, 0.3):
-        hp2 = HParams.create(lr=np.geomspace(seed_lr, 1.0, 8), l2=np.geomspace(1e-6, 1, 8),
-                             lr_decay=np.linspace(0.5, 1.0, 8))
+        hp2 = HParams.create(
+            lr=np.geomspace(seed_lr, 1.0, 8),
+            l2=np.geomspace(1e-6, 1, 8),
+            lr_decay=np.linspace(0.5, 1.0, 8),
+        )
         train.train_population(ds, hp2, SOFTMAX, CFG)
     assert before == train.TRACE_COUNT
 
@@ -128,11 +144,13 @@ def test_diverged_member_is_frozen_and_does_not_touch_others(ds):
     e = np.searchsorted(r_bad.curves.step, r_bad.diverged_at[3] + 1)
     assert np.isnan(r_bad.curves.val_acc[3, e:]).all()
     others = np.array([0, 1, 2, 4, 5, 6, 7])
-    np.testing.assert_array_equal(r_bad.params["out"]["kernel"][others],
-                                  r_ok.params["out"]["kernel"][others])
+    np.testing.assert_array_equal(
+        r_bad.params["out"]["kernel"][others], r_ok.params["out"]["kernel"][others]
+    )
     for f in ("train_loss", "val_loss", "val_acc", "train_acc", "update_ratio"):
-        np.testing.assert_array_equal(getattr(r_bad.curves, f)[others],
-                                      getattr(r_ok.curves, f)[others])
+        np.testing.assert_array_equal(
+            getattr(r_bad.curves, f)[others], getattr(r_ok.curves, f)[others]
+        )
     np.testing.assert_array_equal(r_bad.best_val_acc[others], r_ok.best_val_acc[others])
 
 
@@ -149,25 +167,35 @@ def test_explode_factor_rule(ds):
     replay = train.train_population(ds, hp.take([1]), SOFTMAX, cfg_t, member_ids=[1])
     assert replay.diverged_at[0] == t
     if t > 0:
-        before = train.train_population(ds, hp.take([1]), SOFTMAX,
-                                        CFG.replace(steps=t, eval_every=t, chunk_steps=t),
-                                        member_ids=[1])
+        before = train.train_population(
+            ds,
+            hp.take([1]),
+            SOFTMAX,
+            CFG.replace(steps=t, eval_every=t, chunk_steps=t),
+            member_ids=[1],
+        )
         assert before.alive[0]
 
 
 def test_initial_loss_is_ln_num_classes_and_l2_raises_it(ds):
     hp = HParams.create(lr=[1e-3, 1e-3], l2=[0.0, 1e4])
-    res = train.train_population(ds, hp, SOFTMAX, CFG.replace(steps=10, eval_every=10,
-                                                               chunk_steps=10))
+    res = train.train_population(
+        ds, hp, SOFTMAX, CFG.replace(steps=10, eval_every=10, chunk_steps=10)
+    )
     assert res.initial_loss[0] == pytest.approx(math.log(4), abs=0.01)
     assert res.initial_loss[1] > res.initial_loss[0] + 0.01
 
 
 def test_overfits_20_examples_to_100_percent(ds):
-    tiny = ds._replace(x_train=ds.x_train[:20], y_train=ds.y_train[:20],
-                       x_val=ds.x_train[:20], y_val=ds.y_train[:20])
-    cfg = TrainConfig(steps=200, batch_size=20, eval_every=50, chunk_steps=200,
-                      train_eval_size=20, seed=0)
+    tiny = ds._replace(
+        x_train=ds.x_train[:20],
+        y_train=ds.y_train[:20],
+        x_val=ds.x_train[:20],
+        y_val=ds.y_train[:20],
+    )
+    cfg = TrainConfig(
+        steps=200, batch_size=20, eval_every=50, chunk_steps=200, train_eval_size=20, seed=0
+    )
     res = train.train_population(tiny, HParams.create(lr=[1.0], l2=[0.0]), SOFTMAX, cfg)
     assert res.final_train_acc[0] == 1.0
     assert res.final_train_loss[0] < 0.05
@@ -175,8 +203,9 @@ def test_overfits_20_examples_to_100_percent(ds):
 
 def test_mlp_learns_toy_problem(ds):
     cfg = CFG.replace(optimizer="adam", steps=100, eval_every=50, chunk_steps=100)
-    res = train.train_population(ds, HParams.create(lr=[1e-2, 3e-2], l2=1e-4),
-                                 ModelConfig("mlp", hidden=16), cfg)
+    res = train.train_population(
+        ds, HParams.create(lr=[1e-2, 3e-2], l2=1e-4), ModelConfig("mlp", hidden=16), cfg
+    )
     assert res.alive.all()
     assert res.best_val_acc.min() > 0.7  # chance is ~0.25
 
@@ -187,12 +216,12 @@ def test_results_do_not_depend_on_chunking_or_groups(ds):
     other_chunks = train.train_population(ds, hp, SOFTMAX, CFG.replace(chunk_steps=10))
     tiny_budget = CFG.replace(memory_budget_mb=1)  # forces several programs
     per = train.member_bytes(SOFTMAX, tiny_budget, 20, 4)
-    grouped = train.train_population(
-        ds, hp, SOFTMAX, tiny_budget.replace(memory_budget_mb=1))
+    grouped = train.train_population(ds, hp, SOFTMAX, tiny_budget.replace(memory_budget_mb=1))
     assert per > 0
     for r in (other_chunks, grouped):
-        np.testing.assert_allclose(r.params["out"]["kernel"], base.params["out"]["kernel"],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            r.params["out"]["kernel"], base.params["out"]["kernel"], rtol=1e-5, atol=1e-6
+        )
         np.testing.assert_allclose(r.curves.val_acc, base.curves.val_acc, atol=1e-6)
 
 
@@ -204,14 +233,22 @@ def test_population_is_split_by_memory_budget(ds):
     big = toy_dataset(n_train=600, n_val=200, n_test=200, d=400, k=10, seed=1)
     per_big = train.member_bytes(SOFTMAX, cfg, 400, 10)
     m = 2**20 // per_big + 3  # just over one group
-    res = train.train_population(big, HParams.create(lr=np.full(m, 0.05), l2=0.0), SOFTMAX,
-                                 cfg.replace(steps=20, eval_every=10, chunk_steps=20))
+    res = train.train_population(
+        big,
+        HParams.create(lr=np.full(m, 0.05), l2=0.0),
+        SOFTMAX,
+        cfg.replace(steps=20, eval_every=10, chunk_steps=20),
+    )
     assert res.timing.num_groups == 2
     assert res.alive.all() and res.curves.val_acc.shape == (m, 2)
     # Identical members (same id) in different groups give identical results.
-    res2 = train.train_population(big, HParams.create(lr=np.full(m, 0.05), l2=0.0), SOFTMAX,
-                                  cfg.replace(steps=20, eval_every=10, chunk_steps=20),
-                                  member_ids=np.zeros(m, int))
+    res2 = train.train_population(
+        big,
+        HParams.create(lr=np.full(m, 0.05), l2=0.0),
+        SOFTMAX,
+        cfg.replace(steps=20, eval_every=10, chunk_steps=20),
+        member_ids=np.zeros(m, int),
+    )
     np.testing.assert_allclose(res2.curves.val_acc[0], res2.curves.val_acc[-1], atol=1e-6)
 
 
@@ -242,23 +279,32 @@ def test_lr_decay_multiplies_lr_once_per_epoch(ds):
     cfg = CFG.replace(batch_size=100, steps=12, eval_every=6, chunk_steps=12)  # 6 steps/epoch
     hp = HParams.create(lr=[0.5, 0.5], l2=0.0, lr_decay=[1.0, 0.0])
     res = train.train_population(ds, hp, SOFTMAX, cfg)
-    one_epoch = train.train_population(ds, hp.take([1]), SOFTMAX,
-                                       cfg.replace(steps=6, chunk_steps=6), member_ids=[1])
-    np.testing.assert_array_equal(res.params["out"]["kernel"][1],
-                                  one_epoch.params["out"]["kernel"][0])
+    one_epoch = train.train_population(
+        ds, hp.take([1]), SOFTMAX, cfg.replace(steps=6, chunk_steps=6), member_ids=[1]
+    )
+    np.testing.assert_array_equal(
+        res.params["out"]["kernel"][1], one_epoch.params["out"]["kernel"][0]
+    )
     assert not np.allclose(res.params["out"]["kernel"][0], res.params["out"]["kernel"][1])
 
 
 def test_update_ratio_is_norm_of_last_update_over_weights(ds):
     cfg = CFG.replace(steps=10, eval_every=10, chunk_steps=10)
     hp = HParams.create(lr=[0.1], l2=0.0)
-    before = train.train_population(ds, hp, SOFTMAX, cfg.replace(steps=9, eval_every=9,
-                                                                 chunk_steps=9))
+    before = train.train_population(
+        ds, hp, SOFTMAX, cfg.replace(steps=9, eval_every=9, chunk_steps=9)
+    )
     after = train.train_population(ds, hp, SOFTMAX, cfg)
-    upd = np.sqrt(sum(np.sum((after.params[k][n][0] - before.params[k][n][0]) ** 2)
-                      for k in after.params for n in after.params[k]))
-    w = np.sqrt(sum(np.sum(before.params[k][n][0] ** 2)
-                    for k in before.params for n in before.params[k]))
+    upd = np.sqrt(
+        sum(
+            np.sum((after.params[k][n][0] - before.params[k][n][0]) ** 2)
+            for k in after.params
+            for n in after.params[k]
+        )
+    )
+    w = np.sqrt(
+        sum(np.sum(before.params[k][n][0] ** 2) for k in before.params for n in before.params[k])
+    )
     assert after.curves.update_ratio[0, -1] == pytest.approx(upd / w, rel=1e-3)
 
 

@@ -283,8 +283,13 @@ def render_diagnoses(result: SweepResult, diags: dict, top: int) -> str:
         for d in v:
             counts[d.kind] = counts.get(d.kind, 0) + 1
     if counts:
-        lines.append("population: " + ", ".join(
-            f"{k.replace('_', ' ')} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+        lines.append(
+            "population: "
+            + ", ".join(
+                f"{k.replace('_', ' ')} {n}"
+                for k, n in sorted(counts.items(), key=lambda kv: -kv[1])
+            )
+        )
     return "\n".join(lines)
 
 

@@ -63,8 +63,20 @@ COMMON_KEYS = (
 FINE_KEYS = ("from_", "top", "margin")
 # Flag dest -> keyword of the flow function.
 RENAME = {"from_": "parent", "top": "top_k"}
-CLI_ONLY = ("store", "format", "no_report", "config", "resume", "name", "func", "command",
-            "coordinator", "num_processes", "process_id", "distributed")
+CLI_ONLY = (
+    "store",
+    "format",
+    "no_report",
+    "config",
+    "resume",
+    "name",
+    "func",
+    "command",
+    "coordinator",
+    "num_processes",
+    "process_id",
+    "distributed",
+)
 
 
 def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
@@ -171,16 +183,27 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
     )
 
     g = p.add_argument_group("devices and hosts (results do not depend on these)")
-    g.add_argument("--devices", type=int, metavar="N",
-                   help="spread the members over N local devices (default: all)")
-    g.add_argument("--coordinator", metavar="HOST:PORT",
-                   help="multi-process run: process 0's address (every process runs the "
-                   "same command; process 0 writes the store)")
+    g.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="spread the members over N local devices (default: all)",
+    )
+    g.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="multi-process run: process 0's address (every process runs the "
+        "same command; process 0 writes the store)",
+    )
     g.add_argument("--num-processes", type=int, metavar="N", help="multi-process run: N")
     g.add_argument("--process-id", type=int, metavar="I", help="multi-process run: 0..N-1")
-    g.add_argument("--distributed", action="store_true", default=None,
-                   help="join a multi-process run from the launcher's environment "
-                   "(Slurm, TPU pod, MPI) via jax.distributed.initialize()")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        default=None,
+        help="join a multi-process run from the launcher's environment "
+        "(Slurm, TPU pod, MPI) via jax.distributed.initialize()",
+    )
 
     g = p.add_argument_group("output and store")
     g.add_argument(
