@@ -24,6 +24,7 @@ size. Writes ``results/peers-<backend>.json``, ``.md`` and ``.png``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import resource
@@ -49,6 +50,7 @@ from sweepjax.train import (  # noqa: E402
     _objective,
     _root_keys,
     accuracy,
+    init_states,
     member_params,
     train_population,
 )
@@ -147,6 +149,17 @@ def run_optuna(ds, hp: HParams, ids, steps: int, space: dict[str, Range], seed: 
 
 
 # --------------------------------------------------------------------------- PyTorch
+def torch_thread_probe(ds, candidates=(2, 1), steps: int = 60) -> dict:
+    """Milliseconds per step of the PyTorch loop for each thread count. Two OpenMP threads
+    spin-wait badly when a neighbour holds the other core (10x slower measured on a
+    loaded 2-core machine), so the loop runs with whichever count is faster here."""
+    out = {}
+    for th in candidates:
+        run = run_torch(ds, HParams.create(lr=[0.1], l2=[1e-4]), [0], steps, threads=th)
+        out[th] = run["run_s"] / steps * 1e3
+    return out
+
+
 def run_torch(ds, hp: HParams, ids, steps: int, threads: int = 2) -> dict:
     """The loop a reader of the lecture writes: one ``nn.Linear`` at a time, minibatches
     drawn with replacement, L2 on the weight only (``weight_decay`` on SGD's weight group
@@ -200,7 +213,7 @@ def torch_test_acc(model, ds) -> float:
 
 
 # --------------------------------------------------------------------------- scikit-learn
-def run_sklearn(ds, lambdas, max_iter: int = 200) -> dict:
+def run_sklearn(ds, lambdas, max_iter: int = 100) -> dict:
     """``LogisticRegression`` (lbfgs: multinomial for several classes) per lambda, with
     ``C = 1 / (lambda * n)``: sklearn minimises ``||W||^2 / 2 + C * sum(loss)``, which is
     ``n C`` times sweepjax's ``mean(loss) + lambda ||W||^2 / 2``; the intercept is not
@@ -259,6 +272,7 @@ def coarse_fine_standin(
     box = refine_box(coarse_hp, coarse_res.final_val_acc, top_k, space)
     hp = log_uniform(box, fine_members, seed + 1)
     cfg = TrainConfig(steps=fine_steps, batch_size=BATCH)
+    init_states(ds, hp, ModelConfig(), cfg)  # compiled apart, as for the coarse stage
     t0 = time.perf_counter()
     res = train_population(
         ds, hp, ModelConfig(), cfg, member_ids=np.arange(fine_members) + coarse_hp.num_members
@@ -274,6 +288,7 @@ def coarse_fine_standin(
         "fine_steps": fine_steps,
         "fine_compile_s": res.timing.compile_s,
         "fine_wall_s": wall,
+        "fine_run_s": wall - res.timing.compile_s,
         "winner": {
             "lr": float(hp.lr[w]),
             "l2": float(hp.l2[w]),
@@ -291,7 +306,7 @@ def coarse_fine_library(ds_cfg: DataConfig) -> dict | None:
     try:
         c = sweepjax.coarse(ds_cfg)
         f = sweepjax.fine(c)
-    except TypeError as e:  # an API this script does not know yet: say so, use the stand-in
+    except Exception as e:  # an API this script does not know yet: say so, use the stand-in
         return {
             "error": f"sweepjax.coarse/fine present but not callable as coarse(DataConfig)"
             f", fine(parent): {e}"
@@ -306,15 +321,37 @@ def coarse_fine_library(ds_cfg: DataConfig) -> dict | None:
 
 
 # --------------------------------------------------------------------------- scaling
+def _proc_status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def scale_one(m: int, steps: int, budget_mb: int | None, dataset: str) -> dict:
     """Run in a fresh subprocess: one population size, its rate and peak memory."""
     ds = load_dataset(DataConfig(dataset=dataset))
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cfg = head_config(steps)
+    # One evaluation at the end on 256 validation rows (about one step's work), as in
+    # bench_engine.py, so short runs of big populations measure steps.
+    ds = ds._replace(x_val=ds.x_val[:256], y_val=ds.y_val[:256])
+    gc.collect()
+    rss_data = _proc_status_mb("VmRSS")
+    # Loading peaks far above what it keeps (decompression, float64 intermediates):
+    # reset the high-water mark so the peak below is the training's (Linux >= 4.0).
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        peak_kind = "VmHWM after reset"
+    except OSError:
+        peak_kind = "ru_maxrss (includes loading)"
+    cfg = head_config(steps).replace(train_eval_size=256, eval_batch_size=256)
     if budget_mb:
         cfg = cfg.replace(memory_budget_mb=budget_mb)
     hp = log_uniform({"lr": Range(1e-3, 0.3), "l2": Range(1e-6, 1e-2)}, m, 0)
     res = train_population(ds, hp, ModelConfig(), cfg)
+    if peak_kind.startswith("VmHWM"):
+        peak = _proc_status_mb("VmHWM")
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "members": m,
         "steps": steps,
@@ -324,7 +361,8 @@ def scale_one(m: int, steps: int, budget_mb: int | None, dataset: str) -> dict:
         "model_steps_per_s": res.timing.model_steps_per_s,
         "num_groups": res.timing.num_groups,
         "group_size": res.timing.group_size,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak,
+        "peak_rss_kind": peak_kind,
         "rss_after_data_mb": rss_data,
     }
 
@@ -332,7 +370,7 @@ def scale_one(m: int, steps: int, budget_mb: int | None, dataset: str) -> dict:
 def run_scaling(sizes, dataset: str, target_member_steps: int, progress=print) -> list[dict]:
     rows = []
     for m, budget in sizes:
-        steps = max(20, int(math.ceil(target_member_steps / m / 10) * 10))
+        steps = max(10, int(math.ceil(target_member_steps / m / 10) * 10))
         cmd = [
             sys.executable,
             __file__,
@@ -374,6 +412,7 @@ def bench(
     scaling_sizes,
     scaling_target: int,
     dataset: str,
+    sklearn_max_iter: int = 100,
     seed: int = 0,
     skip=(),
     progress=print,
@@ -383,7 +422,10 @@ def bench(
     ids = np.arange(min(peer_members, members))
     rows = []
 
-    # sweepjax, the whole population (the stand-in coarse stage as well).
+    # sweepjax, the whole population (the stand-in coarse stage as well). The initial
+    # state program is compiled first (it is not counted in Timing.compile_s), so the
+    # wall time minus Timing.compile_s is what running the sweep costs.
+    init_states(ds, hp, ModelConfig(), head_config(steps))
     t0 = time.perf_counter()
     res = train_population(ds, hp, ModelConfig(), head_config(steps))
     wall = time.perf_counter() - t0
@@ -454,9 +496,13 @@ def bench(
 
     if "torch" not in skip:
         try:
-            tr = run_torch(ds, hp, ids, steps)
+            probe = torch_thread_probe(ds)
+            threads = min(probe, key=probe.get)
+            progress(f"PyTorch ms/step by thread count: {probe}; using {threads}")
+            tr = run_torch(ds, hp, ids, steps, threads=threads)
             r = peer_row("PyTorch loop", tr, lambda b: torch_test_acc(tr["models"][b], ds))
             r["torch"], r["threads"] = tr["torch"], tr["threads"]
+            r["ms_per_step_by_threads"] = probe
         except ImportError as e:
             progress(f"PyTorch loop skipped: {e}")
     if "optuna" not in skip:
@@ -469,7 +515,7 @@ def bench(
     sk = None
     if "sklearn" not in skip:
         try:
-            sk = run_sklearn(ds, lambdas)
+            sk = run_sklearn(ds, lambdas, sklearn_max_iter)
             rows.append(
                 {
                     "approach": "scikit-learn grid",
@@ -822,8 +868,86 @@ def markdown(res: dict, cmd: str) -> str:
             f"({g['wall_s']:.1f} s vs {g['sklearn_wall_s']:.1f} s): "
             f"{'met' if g['met'] else 'missed'}."
         )
-    lines += ["", "<!-- limits -->", ""]
+    lines += ["", "## What limits the ratios", "", *limits(res), ""]
     return "\n".join(lines)
+
+
+def limits(res: dict) -> list[str]:
+    """Where each goal stands and why, from this run's own numbers."""
+    by = {r["approach"]: r for r in res["rows"]}
+    st, v = res["settings"], res["verdict"]
+    sj = by["sweepjax"]
+    per_sj = sj["sweep_s"] / (st["members"] * st["steps"]) * 1e6
+    out = [
+        f"- sweepjax spends {per_sj:.0f} us per member-step at M={st['members']} "
+        "(everything included: data transfer, initialisation, the final evaluation)."
+    ]
+    seq = by.get("sequential JAX")
+    if seq:
+        per = seq["per_member_s"] / st["steps"] * 1e6
+        out.append(
+            f"- Sequential JAX: {per:.0f} us per step of one member. Both are bound by the "
+            "same two matmuls per step; what one member wastes is the difference between a "
+            "thin matmul ([256,784] @ [784,10]) and a wide one ([256,784] @ [784,M*10]) on "
+            "this CPU, a ceiling measured in engine-cpu.md (the 6x goal needs hardware where "
+            "a thin matmul wastes more, e.g. a GPU: benchmarks/gpu_check.sh)."
+            if not v["vs_sequential_jax"]["met"]
+            else f"- Sequential JAX: {per:.0f} us per step of one member."
+        )
+    tr = by.get("PyTorch loop")
+    if tr:
+        per = tr["per_member_s"] / st["steps"] * 1e6
+        out.append(
+            f"- PyTorch loop: {per:.0f} us per step with {tr['threads']} thread(s) "
+            f"(probe, ms/step by threads: {tr.get('ms_per_step_by_threads')}). Eager PyTorch "
+            "pays Python and dispatch costs on every step (forward, loss, backward, "
+            "optimizer: a few dozen small kernels), which sweepjax pays once per chunk. "
+            + (
+                ""
+                if v["vs_pytorch_loop"]["met"]
+                else "On 2 CPU cores, PyTorch's per-step overhead is small next to the step's "
+                "own matmuls, so the ratio is bounded like the sequential JAX one; the 20x "
+                "goal needs the accelerator case, where per-step overhead dominates a lone "
+                "member."
+            )
+        )
+    op = by.get("Optuna + JAX")
+    if op and seq:
+        extra = (op["per_member_s"] - seq["per_member_s"]) * 1e3
+        out.append(
+            f"- Optuna + JAX: Optuna's own cost is {extra:.1f} ms per trial over the bare "
+            "sequential JAX loop (same jitted trainer); the rest of the ratio is the "
+            "sequential one. "
+            + (
+                ""
+                if v["vs_optuna_jax"]["met"]
+                else "Optuna adds per-trial cost, so its ratio is a little above sequential "
+                "JAX's and shares its ceiling."
+            )
+        )
+    if "search_beats_sklearn" in v:
+        g = v["search_beats_sklearn"]
+        sk = res["sklearn"]
+        fit = sk["run_s"] / len(sk["fits"])
+        out.append(
+            f"- scikit-learn: {fit:.1f} s per lbfgs fit (full-batch, float64 loss on "
+            f"{res['dataset']['n_train']:,} x 784) up to {sk['max_iter']} iterations. "
+            + (
+                "The search wins on both counts."
+                if g["met"]
+                else (
+                    "The search's winner "
+                    + ("beats" if g["test_acc"] > g["sklearn_test_acc"] else "does not beat")
+                    + " the grid's test accuracy and takes "
+                    + ("less" if g["wall_s"] < g["sklearn_wall_s"] else "more")
+                    + " wall time. A softmax classifier trained with SGD for a few epochs "
+                    "approaches but rarely passes the exact L2-regularised optimum that "
+                    "lbfgs finds; what it would take is more fine steps (or a learning-rate "
+                    "decay) at the cost of time."
+                )
+            )
+        )
+    return out
 
 
 def main(argv=None) -> int:
@@ -852,6 +976,7 @@ def main(argv=None) -> int:
             steps=a.steps or 50,
             peer_members=a.peer_members or 2,
             lambdas=[1e-4, 1e-2],
+            sklearn_max_iter=10,
             fine_members=16,
             fine_steps=100,
             top_k=4,
@@ -863,7 +988,8 @@ def main(argv=None) -> int:
             members=a.members or 256,
             steps=a.steps or 500,
             peer_members=a.peer_members or 12,
-            lambdas=list(np.geomspace(1e-6, 1e-1, 6)),
+            lambdas=[1e-5, 1e-4, 1e-3, 1e-2],
+            sklearn_max_iter=100,
             fine_members=64,
             fine_steps=2000,
             top_k=8,
