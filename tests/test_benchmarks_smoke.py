@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweepjax import HParams, ModelConfig, TrainConfig
+from sweepjax import HParams, ModelConfig
 from sweepjax.train import train_population
 from tests.helpers import toy_dataset
 
@@ -27,15 +27,26 @@ def quiet(*_a, **_k):
 
 def test_engine_bench_rates_are_members_times_steps_over_time():
     ds = toy_dataset(n_train=600, n_val=50, n_test=50, d=20, k=4)
-    res = bench_engine.bench(ds, ms=(1, 4), reps=1, target_s=0.01, n_seq=2, min_steps=10,
-                             progress=quiet)
+    res = bench_engine.bench(
+        ds, ms=(1, 4), reps=1, target_s=0.01, n_seq=2, min_steps=10, progress=quiet
+    )
     for r in res["rows"]:
         assert r["model_steps_per_s"] == pytest.approx(
-            r["members"] * r["steps"] / r["train_s_median"])
+            r["members"] * r["steps"] / r["train_s_median"]
+        )
         assert r["num_groups"] == 1
     assert res["sequential"]["members"] == 2
-    res = {"machine": {"backend": "cpu", "cpu": "x", "cpu_cores_usable": 2, "jax": "j",
-                       "jaxlib": "j", "date": "d"}, **res}
+    res = {
+        "machine": {
+            "backend": "cpu",
+            "cpu": "x",
+            "cpu_cores_usable": 2,
+            "jax": "j",
+            "jaxlib": "j",
+            "date": "d",
+        },
+        **res,
+    }
     res["verdict"] = bench_engine.verdict(res)
     assert "Reproduce: `cmd`" in bench_engine.markdown(res, "cmd")
 
@@ -48,8 +59,9 @@ def test_sequential_jax_trainer_reproduces_sweepjax_members():
     res = train_population(ds, hp, ModelConfig(), bench_peers.head_config(30))
     out = bench_peers.run_sequential_jax(ds, hp, [0, 1, 2], 30)
     np.testing.assert_allclose(out["val_acc"], res.final_val_acc, atol=1e-6)
-    np.testing.assert_allclose(out["params"][1]["out"]["kernel"],
-                               res.params["out"]["kernel"][1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        out["params"][1]["out"]["kernel"], res.params["out"]["kernel"][1], rtol=1e-4, atol=1e-6
+    )
 
 
 def test_refine_box_is_the_widened_hull_of_the_top_members_inside_the_box():
