@@ -1,0 +1,439 @@
+"""Population throughput of the sweepjax engine on the CPU, against the same engine run
+one member after another and against this machine's own matmul rate.
+
+    python benchmarks/bench_engine.py            # full run, ~2-3 min on 2 cores
+    python benchmarks/bench_engine.py --quick    # smoke run, seconds
+
+Writes ``results/engine-<backend>.json`` and ``.md``. Every ratio is taken within one run:
+the repetitions of every configuration are interleaved and the median is kept, so a
+neighbour's burst of load hits all configurations alike.
+
+What is timed: ``Timing.train_s`` of :func:`sweepjax.train_population` (the compiled
+chunk calls, blocked until ready); compilation is reported apart (``Timing.compile_s``)
+and a warm-up repetition runs every configuration once before the timed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# This checkout's sweepjax (not whichever copy is installed), and the helpers beside us.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+import common  # noqa: E402
+
+from sweepjax import DataConfig, HParams, ModelConfig, TrainConfig, load_dataset  # noqa: E402
+from sweepjax.train import train_population  # noqa: E402
+
+BATCH = 256
+EVAL_ROWS = 256  # validation rows kept for the throughput runs (see throughput_dataset)
+
+
+def throughput_dataset(ds, eval_rows: int = EVAL_ROWS):
+    """The full training set with the validation set cut to ``eval_rows`` rows.
+
+    Each timed run ends with exactly one evaluation (``eval_every = steps``). On the full
+    6,000-row validation set that evaluation costs as much as ~14 training steps, which
+    would dominate the short runs of a large population; cut to 256 rows it costs about
+    one step. The training steps themselves are unchanged (54,000 training rows).
+    """
+    return ds._replace(x_val=ds.x_val[:eval_rows], y_val=ds.y_val[:eval_rows])
+
+
+def population(m: int, seed: int = 0) -> HParams:
+    """``m`` members log-uniform in a box where plain SGD neither stalls nor explodes, so
+    every member does every step's work (a diverged member is frozen, not skipped)."""
+    rng = np.random.default_rng(seed)
+    return HParams.create(
+        lr=np.exp(rng.uniform(np.log(1e-3), np.log(0.3), m)),
+        l2=np.exp(rng.uniform(np.log(1e-6), np.log(1e-2), m)),
+    )
+
+
+def train_config(steps: int) -> TrainConfig:
+    return TrainConfig(
+        steps=steps,
+        batch_size=BATCH,
+        eval_every=steps,
+        chunk_steps=steps,
+        train_eval_size=EVAL_ROWS,
+        eval_batch_size=EVAL_ROWS,
+    )
+
+
+def flops_per_member_step(ds) -> int:
+    """Forward ``x @ W.T`` and weight gradient ``g.T @ x``: 2 matmuls x 2 B D K FLOPs."""
+    return 4 * BATCH * ds.num_features * ds.num_classes
+
+
+@functools.cache
+def bare_chunk(m: int, d: int, k: int, steps: int):
+    """The same SGD softmax step with nothing but its arithmetic (no divergence masks,
+    no loss bookkeeping, no flax): a reference for what the two matmuls plus the
+    element-wise work cost when XLA fuses them. Returns a jitted ``f(W, b, X, Y, key)``."""
+
+    def chunk(w, b, x_all, y_all, key, lr, l2):
+        def step(carry, t):
+            w, b = carry
+            idx = jax.random.randint(jax.random.fold_in(key, t), (BATCH,), 0, x_all.shape[0])
+            x, y = x_all[idx], y_all[idx]
+            logits = (x @ w.T + b).reshape(BATCH, m, k)
+            p = jax.nn.softmax(logits, -1) - jax.nn.one_hot(y, k)[:, None, :]
+            g = (p / BATCH).reshape(BATCH, m * k)
+            gw = g.T @ x + jnp.repeat(l2, k)[:, None] * w
+            return (w - jnp.repeat(lr, k)[:, None] * gw, b - jnp.repeat(lr, k) * g.sum(0)), None
+
+        (w, b), _ = jax.lax.scan(step, (w, b), jnp.arange(steps))
+        return w, b
+
+    return jax.jit(chunk, donate_argnums=(0, 1))
+
+
+def plan_steps(ms, target_s: float, gflops: float, fpms: int, min_steps: int) -> dict:
+    """Steps per population size so each timed run lasts about ``target_s``, from a prior
+    of 70% of the measured matmul rate (a third of that for a lone member)."""
+    out = {}
+    for m in ms:
+        rate = 0.7 * gflops * 1e9 / fpms * (1 / 3 if m == 1 else 1)
+        out[m] = max(min_steps, int(math.ceil(target_s * rate / m / 10) * 10))
+    return out
+
+
+def bench(
+    ds,
+    ms=(1, 16, 64, 256, 1024),
+    reps: int = 3,
+    target_s: float = 2.5,
+    n_seq: int = 8,
+    min_steps: int = 20,
+    progress=print,
+) -> dict:
+    """Time every population size, the member-after-member loop and the matmuls,
+    interleaved over ``reps`` repetitions after one warm-up repetition."""
+    model = ModelConfig(kind="softmax")
+    d, k = ds.num_features, ds.num_classes
+    fpms = flops_per_member_step(ds)
+    gflops0 = common.square_matmul_gflops(2048 if target_s >= 1 else 512, reps=3)
+    # Ratios are paired within a repetition (same minute of machine load), then the
+    # median over repetitions is kept.
+    steps = plan_steps(ms, target_s, gflops0, fpms, min_steps)
+    seq_steps = max(min_steps, steps[1] // n_seq) if 1 in steps else min_steps * 5
+    progress(f"plan: steps {steps}, sequential loop {n_seq} x {seq_steps} steps")
+
+    runs = {m: {"compile_s": 0.0, "train_s": [], "groups": None} for m in ms}
+    seq = {"compile_s": 0.0, "train_s": [], "wall_s": []}
+    bare = {m: [] for m in ms}
+    square, shapes = [], {m: [] for m in ms}
+    square_by = {m: [] for m in ms}
+    sq_n = 2048 if target_s >= 1 else 512
+    x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+
+    for rep in range(reps + 1):
+        tag = "warm-up" if rep == 0 else f"rep {rep}/{reps}"
+        for m in ms:
+            res = train_population(ds, population(m), model, train_config(steps[m]))
+            runs[m]["compile_s"] += res.timing.compile_s
+            runs[m]["groups"] = (res.timing.num_groups, res.timing.group_size)
+            if rep:
+                runs[m]["train_s"].append(res.timing.train_s)
+            progress(
+                f"[{tag}] M={m:5d} steps={steps[m]:5d} compile {res.timing.compile_s:5.2f}s"
+                f" run {res.timing.train_s:6.2f}s  {res.timing.model_steps_per_s:9,.0f}"
+                " model-steps/s"
+            )
+            # The same work with only the arithmetic: the reference for overheads.
+            f = bare_chunk(m, d, k, steps[m])
+            lr, l2 = jnp.asarray(population(m).lr), jnp.asarray(population(m).l2)
+            w, b = jnp.zeros((m * k, d)), jnp.zeros((m * k,))
+            key = jax.random.key(0)
+            if rep == 0:
+                jax.block_until_ready(f(w, b, x_dev, y_dev, key, lr, l2))
+                w, b = jnp.zeros((m * k, d)), jnp.zeros((m * k,))
+            else:
+                t0 = time.perf_counter()
+                jax.block_until_ready(f(w, b, x_dev, y_dev, key, lr, l2))
+                bare[m].append(time.perf_counter() - t0)
+                shapes[m].append(common.step_matmul_seconds(BATCH, d, m * k, reps=5))
+                # (b) this machine's dense float32 matmul rate, right next to the run it
+                # is compared with (the load of a shared machine drifts within seconds).
+                square.append(common.square_matmul_gflops(sq_n, reps=3))
+                square_by[m].append(square[-1])
+
+        # (a) the same engine, one member at a time: jit once, loop over members.
+        hp = population(n_seq)
+        t0 = time.perf_counter()
+        train_s = compile_s = 0.0
+        for i in range(n_seq):
+            r = train_population(ds, hp.take([i]), model, train_config(seq_steps), member_ids=[i])
+            train_s += r.timing.train_s
+            compile_s += r.timing.compile_s
+        wall = time.perf_counter() - t0 - compile_s
+        seq["compile_s"] += compile_s
+        if rep:
+            seq["train_s"].append(train_s)
+            seq["wall_s"].append(wall)
+        progress(
+            f"[{tag}] sequential {n_seq} x {seq_steps} steps: compiled calls "
+            f"{train_s:.2f}s, loop wall {wall:.2f}s ({n_seq * seq_steps / train_s:,.0f}"
+            " model-steps/s)"
+        )
+        if rep:
+            progress(
+                f"[{tag}] square matmul {', '.join(f'{g:.1f}' for g in square[-len(ms) :])} GFLOP/s"
+            )
+
+    peak = common.median(square)
+    seq_rate = n_seq * seq_steps / common.median(seq["train_s"])
+    rows = []
+    for m in ms:
+        t = common.median(runs[m]["train_s"])
+        rate = m * steps[m] / t
+        rates = [m * steps[m] / x for x in runs[m]["train_s"]]
+        seq_rates = [n_seq * seq_steps / x for x in seq["train_s"]]
+        speedup = common.median([a / b for a, b in zip(rates, seq_rates, strict=True)])
+        fraction = common.median(
+            [a * fpms / 1e9 / g for a, g in zip(rates, square_by[m], strict=True)]
+        )
+        sh = {key: common.median([s[key] for s in shapes[m]]) for key in shapes[m][0]}
+        rows.append(
+            {
+                "members": m,
+                "steps": steps[m],
+                "compile_s": runs[m]["compile_s"],
+                "train_s_median": t,
+                "train_s_all": runs[m]["train_s"],
+                "model_steps_per_s": rate,
+                "speedup_vs_sequential": speedup,
+                "gflops": rate * fpms / 1e9,
+                "fraction_of_square_matmul": fraction,
+                "square_matmul_gflops_paired": square_by[m],
+                "step_ms": t / steps[m] * 1e3,
+                "step_matmuls_ms": sh["both_s"] * 1e3,
+                "step_matmuls_gflops": sh["both_gflops"],
+                "fraction_of_step_matmuls": rate * fpms / 1e9 / sh["both_gflops"],
+                "fwd_matmul_gflops": sh["fwd_gflops"],
+                "grad_matmul_gflops": sh["grad_gflops"],
+                "bare_step_ms": common.median(bare[m]) / steps[m] * 1e3,
+                "num_groups": runs[m]["groups"][0],
+                "group_size": runs[m]["groups"][1],
+            }
+        )
+    return {
+        "settings": {
+            "batch_size": BATCH,
+            "model": "softmax",
+            "optimizer": "sgd",
+            "features": d,
+            "classes": k,
+            "n_train": int(ds.x_train.shape[0]),
+            "eval_rows": int(ds.x_val.shape[0]),
+            "evaluations_per_run": 1,
+            "reps": reps,
+            "warmup_reps": 1,
+            "flops_per_member_step": fpms,
+        },
+        "square_matmul_gflops": peak,
+        "square_matmul_gflops_all": square,
+        "sequential": {
+            "members": n_seq,
+            "steps": seq_steps,
+            "compile_s": seq["compile_s"],
+            "train_s_median": common.median(seq["train_s"]),
+            "loop_wall_s_median": common.median(seq["wall_s"]),
+            "model_steps_per_s": seq_rate,
+        },
+        "rows": rows,
+    }
+
+
+def verdict(res: dict, m: int = 256) -> dict:
+    row = next((r for r in res["rows"] if r["members"] == m), res["rows"][-1])
+    return {
+        "at_members": row["members"],
+        "speedup_vs_sequential": row["speedup_vs_sequential"],
+        "speedup_target": 6.0,
+        "speedup_met": row["speedup_vs_sequential"] >= 6.0,
+        "fraction_of_matmul": row["fraction_of_square_matmul"],
+        "fraction_target": 0.85,
+        "fraction_met": row["fraction_of_square_matmul"] >= 0.85,
+    }
+
+
+def markdown(res: dict, cmd: str) -> str:
+    mach, st, seq = res["machine"], res["settings"], res["sequential"]
+    v = res["verdict"]
+    rows = [
+        [
+            r["members"],
+            r["steps"],
+            r["compile_s"],
+            r["train_s_median"],
+            r["model_steps_per_s"],
+            r["speedup_vs_sequential"],
+            r["gflops"],
+            f"{100 * r['fraction_of_square_matmul']:.0f}%",
+            r["step_ms"],
+            r["step_matmuls_ms"],
+            r["bare_step_ms"],
+            r["num_groups"],
+        ]
+        for r in res["rows"]
+    ]
+    head = [
+        "members M",
+        "steps",
+        "compile s",
+        "run s (median)",
+        "model-steps/s",
+        "x sequential",
+        "GFLOP/s",
+        "of square matmul",
+        "ms/step",
+        "ms 2 matmuls alone",
+        "ms bare step",
+        "groups",
+    ]
+    fwd = {r["members"]: (r["fwd_matmul_gflops"], r["grad_matmul_gflops"]) for r in res["rows"]}
+    one = fwd.get(1)
+    big = res["rows"][-1]
+    lines = [
+        f"# Engine throughput ({mach['backend']})",
+        "",
+        f"Machine: {common.machine_line(mach)}.",
+        "",
+        f"Reproduce: `{cmd}`",
+        "",
+        f"Softmax regression, SGD, batch {st['batch_size']}, {st['n_train']:,} training rows "
+        f"of {st['features']} features, {st['classes']} classes. Each run ends with one "
+        f"evaluation (eval_every = steps) on {st['eval_rows']} validation rows, about one "
+        "step's work, so evaluation does not pollute the step rate. Run time is "
+        "`Timing.train_s` (compiled calls, blocked until ready), the median of "
+        f"{st['reps']} interleaved repetitions after a warm-up; compile time is apart. "
+        f"FLOPs counted: 4 x batch x inputs x classes = {st['flops_per_member_step']:,} per "
+        "member-step (forward and weight-gradient matmuls).",
+        "",
+        common.md_table(head, rows),
+        "",
+        f"- Sequential loop (the same engine with M=1, compiled once, {seq['members']} members "
+        f"one after another, {seq['steps']} steps each): {seq['model_steps_per_s']:,.0f} "
+        f"model-steps/s (compiled calls {seq['train_s_median']:.2f} s; the whole loop's wall "
+        f"time without compiling {seq['loop_wall_s_median']:.2f} s, the difference being "
+        "per-call host work that a hand-written loop could avoid, so the ratio uses the "
+        "compiled calls only, in the loop's favour).",
+        f"- Square float32 matmul (2048^2) through JAX: {res['square_matmul_gflops']:.1f} "
+        f"GFLOP/s (median; all reps "
+        f"{', '.join(format(g, '.1f') for g in res['square_matmul_gflops_all'])}).",
+        "- 'x sequential' and 'of square matmul' are medians of ratios paired within each "
+        "repetition (the square matmul is timed right after each run), so load that drifts "
+        "between repetitions cancels.",
+        "- 'ms 2 matmuls alone': the step's forward `x[256,784] @ W[M*10,784].T` and gradient "
+        "`g[256,M*10].T @ x` timed in isolation with the engine's layouts. 'ms bare step': the "
+        "same SGD step written with only its arithmetic (no divergence masks, no flax), "
+        "scanned like the engine.",
+        "",
+        "## Targets at M={} ".format(v["at_members"]),
+        "",
+        f"- Speedup over the member-after-member loop: {v['speedup_vs_sequential']:.1f}x "
+        f"(target {v['speedup_target']:.0f}x): {'met' if v['speedup_met'] else 'missed'}.",
+        f"- Fraction of the square-matmul FLOP rate: {100 * v['fraction_of_matmul']:.0f}% "
+        f"(target {100 * v['fraction_target']:.0f}%): "
+        f"{'met' if v['fraction_met'] else 'missed'}.",
+    ]
+    tgt = next((r for r in res["rows"] if r["members"] == v["at_members"]), big)
+    if one:
+        lone = next(r for r in res["rows"] if r["members"] == 1)
+        lines += [
+            f"- What bounds the speedup: a lone member's step is two thin matmuls "
+            f"(10 output columns) that run at {one[0]:.1f} / {one[1]:.1f} GFLOP/s "
+            f"(forward / gradient) in isolation, {lone['step_matmuls_ms']:.2f} ms of its "
+            f"{lone['step_ms']:.2f} ms step: the lone member is matmul-bound too, just on "
+            f"thin matmuls. At M={tgt['members']} the same two matmuls run at "
+            f"{tgt['step_matmuls_gflops']:.1f} GFLOP/s, so a population step made of nothing "
+            "but its matmuls would be about "
+            f"{tgt['step_matmuls_gflops'] / lone['step_matmuls_gflops']:.1f}x faster per "
+            "member than the lone step (isolated timings; on a shared machine they move by "
+            "tens of percent)."
+            + (
+                ""
+                if v["speedup_met"]
+                else " On this CPU the 6x target sits at or above what the matmuls allow; "
+                "it needs a device where a thin matmul wastes more of the hardware (a GPU: "
+                "see gpu_check.sh)."
+            ),
+        ]
+    for r in dict.fromkeys([tgt["members"], big["members"]]):
+        row = next(x for x in res["rows"] if x["members"] == r)
+        lines.append(
+            f"- What bounds the fraction at M={r}: the step's two matmuls alone take "
+            f"{row['step_matmuls_ms']:.1f} ms ({row['step_matmuls_gflops']:.1f} GFLOP/s at "
+            f"these shapes); the engine's step takes {row['step_ms']:.1f} ms and the bare "
+            f"step {row['bare_step_ms']:.1f} ms: the matmuls are "
+            f"{100 * row['step_matmuls_ms'] / row['step_ms']:.0f}% of the step; the rest is "
+            "element-wise, memory-bound work on "
+            "the [M*10, 784] weights (L2 term, update, keeping diverged members frozen, "
+            "softmax), which grows with M just as the matmuls do, so a larger population "
+            "does not amortise it."
+        )
+    if not v["fraction_met"]:
+        lines.append(
+            "- What it would take: fewer passes over the weights per step (the bare step, "
+            "with no engine bookkeeping, still takes well over the matmuls alone: XLA on the CPU "
+            "does not fuse the L2 term and the update into the gradient matmul), or more "
+            "FLOPs per weight byte: the element-wise work is per weight, the matmul work per "
+            "weight x batch row, so a batch of 1024 would amortise the same element-wise "
+            "work over 4x the FLOPs."
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--out", type=Path, default=common.RESULTS, help="results directory")
+    p.add_argument("--reps", type=int, default=None)
+    p.add_argument(
+        "--target-s",
+        type=float,
+        default=None,
+        help="seconds each timed run should last (default 2.5, quick 0.2)",
+    )
+    p.add_argument("--dataset", default="fashion-mnist")
+    a = p.parse_args(argv)
+    t_all = time.perf_counter()
+    mach = common.machine()
+    ds = load_dataset(DataConfig(dataset=a.dataset))
+    if ds.info.note:
+        print(ds.info.note, file=sys.stderr)
+    ms = (1, 16, 64) if a.quick else (1, 16, 64, 256, 1024)
+    reps = a.reps or (1 if a.quick else 3)
+    target = a.target_s or (0.2 if a.quick else 2.5)
+    res = bench(
+        throughput_dataset(ds),
+        ms=ms,
+        reps=reps,
+        target_s=target,
+        n_seq=2 if a.quick else 8,
+        min_steps=10 if a.quick else 20,
+    )
+    res = {"machine": mach, "dataset": ds.info.as_dict(), "quick": a.quick, **res}
+    res["verdict"] = verdict(res)
+    res["total_wall_s"] = time.perf_counter() - t_all
+    cmd = "python benchmarks/bench_engine.py" + (" --quick" if a.quick else "")
+    name = f"engine-{mach['backend']}" + ("-quick" if a.quick else "")
+    common.write_json(a.out / f"{name}.json", res)
+    (a.out / f"{name}.md").write_text(markdown(res, cmd))
+    print(f"wrote {a.out / name}.json and .md in {res['total_wall_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
