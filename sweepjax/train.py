@@ -153,7 +153,7 @@ class DeviceData(NamedTuple):
 
     x_train: jax.Array  # [N, D]
     y_train: jax.Array  # [N]
-    x_val: jax.Array  # [S, Eb, D] validation set in slices (padded)
+    x_val: jax.Array  # [S, D, Eb] validation set in features-first slices (padded)
     y_val: jax.Array  # [S, Eb]
     m_val: jax.Array  # [S, Eb] 1.0 for real rows, 0.0 for padding
     x_tev: jax.Array  # fixed training subset, same layout as the validation slices
@@ -194,21 +194,31 @@ def minibatch_indices(data_key, t, batch_size: int, n_train: int) -> jax.Array:
     return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n_train)
 
 
+def _cross_entropy_t(logits_t, y):
+    """Per-example cross-entropy of features-first logits ``[K, B]`` and labels ``[B]``."""
+    picked = jnp.take_along_axis(logits_t, y[None, :], axis=0)[0]
+    return jax.nn.logsumexp(logits_t, axis=0) - picked
+
+
 def _objective(params, x, y, l2, model):
-    """Mean cross-entropy + ``l2 * sum(w**2)/2`` for one member on a batch."""
-    logits = model.apply({"params": params}, x)
-    data = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return data + l2 * l2_penalty(params)
+    """Mean cross-entropy + ``l2 * sum(w**2)/2`` for one member on a batch ``x[B, D]``.
+
+    The model runs features-first (``x.T``, see :class:`sweepjax.models.Dense`): the
+    transpose is of the shared minibatch, once per step, not of any member's weights.
+    """
+    logits_t = model.apply({"params": params}, x.T, True)
+    return _cross_entropy_t(logits_t, y).mean() + l2 * l2_penalty(params)
 
 
 def _member_evaluate(params, xs, ys, ms, model):
-    """Mean cross-entropy and accuracy of one member over sliced, masked data."""
+    """Mean cross-entropy and accuracy of one member over sliced, masked data
+    (``xs[S, D, rows]`` features-first, ``ys`` and ``ms`` ``[S, rows]``)."""
 
     def body(acc, slc):
-        x, y, m = slc
-        logits = model.apply({"params": params}, x)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        x_t, y, m = slc
+        logits_t = model.apply({"params": params}, x_t, True)
+        ce = _cross_entropy_t(logits_t, y)
+        correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
         return (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m)), None
 
     (ce_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, ms))
@@ -397,12 +407,14 @@ def _compiled_chunk(args, spec: ChunkSpec, where: Placement):
 
 
 def _slices(x: np.ndarray, y: np.ndarray, rows: int):
-    """``[n, D]`` -> ``[S, rows, D]`` zero-padded, with a ``[S, rows]`` mask."""
+    """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a
+    ``[S, rows]`` mask."""
     n = x.shape[0]
     rows = max(1, min(rows, n))
     s = math.ceil(n / rows)
     pad = s * rows - n
     xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
+    xs = np.ascontiguousarray(xs.transpose(0, 2, 1))
     ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows)
     ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
     return xs, ys, ms
