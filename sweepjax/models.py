@@ -84,8 +84,11 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x, features_first: bool = False, *, return_hidden: bool = False):
-        h = nn.relu(Dense(self.hidden, kernel_init=nn.initializers.he_normal(),
-                          name="hidden")(x, features_first))
+        h = nn.relu(
+            Dense(self.hidden, kernel_init=nn.initializers.he_normal(), name="hidden")(
+                x, features_first
+            )
+        )
         logits = Dense(
             self.num_classes,
             kernel_init=nn.initializers.normal(OUTPUT_INIT_STD),

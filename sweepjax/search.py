@@ -220,6 +220,9 @@ def refine(
         # Exact edges and members survive the exp/log round trip: keep them inside.
         lo = rng.lo if lo_u == 0.0 else min(lo, float(vals.min()))
         hi = rng.hi if hi_u == 1.0 else max(hi, float(vals.max()))
+        if name == "lr_decay" and hi > 1.0:  # a multiplier above 1 would grow the rate
+            hi = 1.0
+            notes.append("capped at 1 (constant rate)")
         if not (hi > lo and (lo > 0 or not rng.log) and math.isfinite(hi)):
             raise ConfigError(f"cannot refine {name}: degenerate box [{lo:g}, {hi:g}]")
         new_axes[name] = Range(lo, hi, rng.log)

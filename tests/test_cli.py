@@ -162,12 +162,13 @@ def test_fine_refines_an_interior_winner(swept):
     assert f["winner"]["val_acc"] > 0.85
     with Store.open(store) as st:
         row = st.sweep_row("f1")
-        assert row.config["train"]["steps"] == 180  # 3x the parent's
+        assert row.config["train"]["steps"] == sweepjax.sweep.FINE_STEPS_FACTOR * 60
+        assert f["space"]["lr_decay"] == [0.5, 1.0]  # fine also searches the decay
         assert row.config["data"]["dataset"] == "mnist-sample"
         res = st.load_sweep("f1")
         assert res.refinement and "top-5 span" in res.refinement
         assert res.winner_params["out"]["kernel"].shape == (10, 784)
-        assert res.curves.val_acc.shape == (12, 60)  # --eval-every 3
+        assert res.curves.val_acc.shape == (12, 60 * sweepjax.sweep.FINE_STEPS_FACTOR // 3)
 
 
 def test_fine_chains_and_text_output(swept, capsys):

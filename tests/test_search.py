@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -207,3 +208,15 @@ def test_refine_properties(units, top_k, margin, band):
             assert w > 1 - band
         if new_r.lo < old_r.lo * (1 - 1e-9):
             assert w < band
+
+
+def test_refine_caps_the_lr_decay_axis_at_one():
+    """A winner in the high band of lr_decay would extend the box past 1 (a growing rate):
+    the refined box stops at 1 instead."""
+    space = SearchSpace(lr=Range(1e-3, 1.0), l2=Range(1e-6, 1.0), lr_decay=Range(0.5, 1.0))
+    parent = synthetic(space, [0.03, 0.01], [1e-4, 1e-3], [0.9, 0.5])
+    parent.members[0] = dataclasses.replace(parent.members[0], lr_decay=0.99)
+    parent.members[1] = dataclasses.replace(parent.members[1], lr_decay=0.7)
+    new, why = refine(parent, top_k=1)
+    assert new.lr_decay.hi == 1.0 and new.lr_decay.lo < 0.99
+    assert "capped at 1" in why

@@ -48,6 +48,7 @@ COMMON_KEYS = (
     "batch_size",
     "lr",
     "l2",
+    "lr_decay",
     "grid",
     "seed",
     "store",
@@ -147,6 +148,19 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
             if fine
             else f"L2 strength (lambda) box, log space (default {DEFAULT_L2.lo:g} "
             f"{DEFAULT_L2.hi:g})"
+        ),
+    )
+    g.add_argument(
+        "--lr-decay",
+        nargs="+",
+        metavar="LO HI" + (" | off" if fine else ""),
+        help=(
+            "per-epoch learning-rate multiplier box, log space, at most 1 (default: the "
+            f"parent's refined box, or [{flows.FINE_LR_DECAY.lo:g}, {flows.FINE_LR_DECAY.hi:g}] "
+            "when the parent kept the rate constant; 'off' keeps it constant)"
+            if fine
+            else "per-epoch learning-rate multiplier box, log space, at most 1 (default: "
+            "constant rate; fine rounds search it)"
         ),
     )
     g.add_argument(
@@ -356,6 +370,13 @@ def run(args: argparse.Namespace) -> int:
     for k in ("lr", "l2"):
         if k in kwargs:
             kwargs[k] = _box(k, kwargs[k], allow_auto=(k == "lr" and args.kind == "coarse"))
+    if "lr_decay" in kwargs:
+        v = kwargs["lr_decay"]
+        v = [v] if isinstance(v, str) else v
+        if args.kind == "fine" and len(v) == 1 and str(v[0]).lower() == "off":
+            kwargs["lr_decay"] = "off"
+        else:
+            kwargs["lr_decay"] = _box("lr-decay", v, allow_auto=False)
     _join_processes(s)
     progress = Progress(sys.stderr, enabled=fmt != "json")
 
