@@ -30,6 +30,7 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -310,24 +311,39 @@ def coarse_fine_standin(
 
 
 def coarse_fine_library(ds_cfg: DataConfig) -> dict | None:
-    """sweepjax's own coarse -> fine flow, when this checkout has it; None otherwise."""
+    """sweepjax's own default coarse -> fine flow (what `python -m sweepjax coarse` then
+    `python -m sweepjax fine` run), timed end to end: data loading, compiling, training,
+    storing. None when this checkout has no flows."""
     if not (hasattr(sweepjax, "coarse") and hasattr(sweepjax, "fine")):
         return None
-    t0 = time.perf_counter()
-    try:
-        c = sweepjax.coarse(ds_cfg)
-        f = sweepjax.fine(c)
-    except Exception as e:  # an API this script does not know yet: say so, use the stand-in
-        return {
-            "error": f"sweepjax.coarse/fine present but not callable as coarse(DataConfig)"
-            f", fine(parent): {e}"
-        }
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="sweepjax-peers-") as tmp:
+        store = Path(tmp) / "peers.db"
+        t0 = time.perf_counter()
+        c = sweepjax.coarse(dataset=ds_cfg.dataset, seed=ds_cfg.seed, store=store, report=False)
+        f = sweepjax.fine(store=store, report=False)
+        wall = time.perf_counter() - t0
     return {
         "flow": "sweepjax.coarse + sweepjax.fine (library defaults)",
         "wall_s": wall,
         "compile_s": c.timing.compile_s + f.timing.compile_s,
-        "winner": {"lr": f.winner.lr, "val_acc": f.winner.val_acc, "test_acc": f.winner.test_acc},
+        "coarse": {
+            "members": len(c.members),
+            "steps": c.config["train"]["steps"],
+            "train_s": c.timing.train_s,
+            "winner_test_acc": c.winner.test_acc,
+        },
+        "fine": {
+            "members": len(f.members),
+            "steps": f.config["train"]["steps"],
+            "train_s": f.timing.train_s,
+            "space": f.space,
+        },
+        "winner": {
+            "lr": f.winner.lr,
+            "l2": f.winner.l2,
+            "val_acc": f.winner.val_acc,
+            "test_acc": f.winner.test_acc,
+        },
     }
 
 
