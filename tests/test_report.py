@@ -343,11 +343,17 @@ def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
             loaded.append(sweep_id)
             return sweeps[sweep_id]
 
-    monkeypatch.setitem(sys.modules, "sweepjax.store", types.SimpleNamespace(Store=FakeStore))
+    import sweepjax.sweep  # noqa: F401  (imported with the real store before the fake)
+
+    monkeypatch.setitem(
+        sys.modules,
+        "sweepjax.store",
+        types.SimpleNamespace(Store=FakeStore, default_path=lambda: "unused.db"),
+    )
     rc = main(["report", "--store", str(tmp_path / "s.db")])
     out, err = capsys.readouterr()
     assert rc == 0
-    assert out.strip() == str(tmp_path / "reports" / "fine01" / "index.html")
+    assert out.strip() == str(tmp_path / "s-reports" / "fine01" / "index.html")
     assert "coarse01" in loaded  # the parent was read for the response surface
     assert "data pictures skipped" in err  # "synthetic" is no dataset on disk
     page = Path(out.strip()).read_text()

@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_STORE = "sweepjax.db"
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,10 +25,13 @@ def register(subparsers) -> None:
         "sweep", nargs="?", default=None, help="sweep id (default: the newest sweep in the store)"
     )
     p.add_argument(
-        "--store", default=DEFAULT_STORE, help=f"the sweep store (default {DEFAULT_STORE})"
+        "--store", default=None, help="the sweep store (default: $SWEEPJAX_STORE or ./sweepjax.db)"
     )
     p.add_argument(
-        "--out", default=None, help="output directory (default: reports/SWEEP next to the store)"
+        "--out",
+        default=None,
+        help="output directory (default: <store>-reports/SWEEP next to the store, where "
+        "coarse and fine write it)",
     )
     p.set_defaults(func=run)
 
@@ -87,8 +88,10 @@ def _data_for_pictures(result):
 def run(args: argparse.Namespace) -> int:
     from sweepjax.errors import StoreError
     from sweepjax.report import write_report
-    from sweepjax.store import Store
+    from sweepjax.store import Store, default_path
+    from sweepjax.sweep import report_dir
 
+    args.store = args.store or default_path()
     store = Store.open(args.store)
     if args.sweep is None:
         result = _newest(store)
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = store.load_sweep(args.sweep)
     parents = _ancestors(store, result)
-    out = Path(args.out) if args.out else Path(args.store).parent / "reports" / result.sweep_id
+    out = Path(args.out) if args.out else report_dir(args.store, result.sweep_id)
     images, x_sample = _data_for_pictures(result)
     print(write_report(result, parents, out, dataset_images=images, x_sample=x_sample))
     return 0
