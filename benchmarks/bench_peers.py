@@ -1027,7 +1027,9 @@ def main(argv=None) -> int:
             members=a.members or 256,
             steps=a.steps or 500,
             peer_members=a.peer_members or 12,
-            lambdas=[1e-5, 1e-4, 1e-3, 1e-2],
+            # One lambda per decade over sweepjax's default L2 box (1e-6..1): the same
+            # range the coarse search covers. max_iter stays scikit-learn's default.
+            lambdas=[10.0**e for e in range(-6, 1)],
             sklearn_max_iter=100,
             fine_members=64,
             fine_steps=a.fine_steps or 2000,
