@@ -70,7 +70,7 @@ def train_config(steps: int) -> TrainConfig:
 
 
 def flops_per_member_step(ds) -> int:
-    """Forward ``x @ W.T`` and weight gradient ``g.T @ x``: 2 matmuls x 2 B D K FLOPs."""
+    """Forward ``W @ x.T`` and weight gradient ``g @ x``: 2 matmuls x 2 B D K FLOPs."""
     return 4 * BATCH * ds.num_features * ds.num_classes
 
 
@@ -85,11 +85,12 @@ def bare_chunk(m: int, d: int, k: int, steps: int):
             w, b = carry
             idx = jax.random.randint(jax.random.fold_in(key, t), (BATCH,), 0, x_all.shape[0])
             x, y = x_all[idx], y_all[idx]
-            logits = (x @ w.T + b).reshape(BATCH, m, k)
-            p = jax.nn.softmax(logits, -1) - jax.nn.one_hot(y, k)[:, None, :]
-            g = (p / BATCH).reshape(BATCH, m * k)
-            gw = g.T @ x + jnp.repeat(l2, k)[:, None] * w
-            return (w - jnp.repeat(lr, k)[:, None] * gw, b - jnp.repeat(lr, k) * g.sum(0)), None
+            # Features-first, as the engine: logits [M*K, B] = W[M*K, D] @ x.T
+            logits = (w @ x.T + b[:, None]).reshape(m, k, BATCH)
+            p = jax.nn.softmax(logits, 1) - jax.nn.one_hot(y, k).T[None, :, :]
+            g = (p / BATCH).reshape(m * k, BATCH)
+            gw = g @ x + jnp.repeat(l2, k)[:, None] * w
+            return (w - jnp.repeat(lr, k)[:, None] * gw, b - jnp.repeat(lr, k) * g.sum(1)), None
 
         (w, b), _ = jax.lax.scan(step, (w, b), jnp.arange(steps))
         return w, b
@@ -334,8 +335,8 @@ def markdown(res: dict, cmd: str) -> str:
         "- 'x sequential' and 'of square matmul' are medians of ratios paired within each "
         "repetition (the square matmul is timed right after each run), so load that drifts "
         "between repetitions cancels.",
-        "- 'ms 2 matmuls alone': the step's forward `x[256,784] @ W[M*10,784].T` and gradient "
-        "`g[256,M*10].T @ x` timed in isolation with the engine's layouts. 'ms bare step': the "
+        "- 'ms 2 matmuls alone': the step's forward `W[M*10,784] @ xt[784,256]` and gradient "
+        "`g[M*10,256] @ x[256,784]` timed in isolation with the engine's layouts. 'ms bare step': the "
         "same SGD step written with only its arithmetic (no divergence masks, no flax), "
         "scanned like the engine.",
         "",

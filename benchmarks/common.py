@@ -113,13 +113,15 @@ def square_matmul_gflops(n: int = 2048, reps: int = 5, dtype=jnp.float32) -> flo
 
 def step_matmul_seconds(batch: int, features: int, width: int, reps: int = 5) -> dict:
     """Median seconds of the two matmuls of one population step, with the engine's
-    layouts: forward ``x[B, D] @ W[M*K, D].T`` and weight gradient ``g[B, M*K].T @ x``."""
+    layouts (features-first): forward ``W[M*K, D] @ xt[D, B]`` and weight gradient
+    ``g[M*K, B] @ x[B, D]``."""
     k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
     x = jax.random.normal(k1, (batch, features), jnp.float32)
+    xt = jnp.asarray(x.T)
     w = jax.random.normal(k2, (width, features), jnp.float32)
-    g = jax.random.normal(k3, (batch, width), jnp.float32)
-    fwd = median(time_jitted(jax.jit(lambda x, w: x @ w.T), x, w, reps=reps))
-    grad = median(time_jitted(jax.jit(lambda g, x: g.T @ x), g, x, reps=reps))
+    g = jax.random.normal(k3, (width, batch), jnp.float32)
+    fwd = median(time_jitted(jax.jit(lambda w, xt: w @ xt), w, xt, reps=reps))
+    grad = median(time_jitted(jax.jit(lambda g, x: g @ x), g, x, reps=reps))
     flops = 2 * batch * features * width
     return {
         "fwd_s": fwd,
