@@ -336,9 +336,9 @@ def markdown(res: dict, cmd: str) -> str:
         "repetition (the square matmul is timed right after each run), so load that drifts "
         "between repetitions cancels.",
         "- 'ms 2 matmuls alone': the step's forward `W[M*10,784] @ xt[784,256]` and gradient "
-        "`g[M*10,256] @ x[256,784]` timed in isolation with the engine's layouts. 'ms bare step': the "
-        "same SGD step written with only its arithmetic (no divergence masks, no flax), "
-        "scanned like the engine.",
+        "`g[M*10,256] @ x[256,784]` timed in isolation with the engine's layouts. "
+        "'ms bare step': the same SGD step written with only its arithmetic (no divergence "
+        "masks, no flax), scanned like the engine.",
         "",
         "## Targets at M={} ".format(v["at_members"]),
         "",
