@@ -226,8 +226,8 @@ def _member_evaluate(params, xs, ys, ms, model):
     return ce_sum / n, correct / n
 
 
-def _member_init(member_key, hp: HParams, num_features: int, spec: ChunkSpec) -> MemberState:
-    del hp  # initial weights do not depend on hyperparameters
+def _member_init(member_key, num_features: int, spec: ChunkSpec) -> MemberState:
+    """Initial state of one member (weights do not depend on its hyperparameters)."""
     model = build_model(spec.model, spec.num_classes)
     params = init_params(model, member_key, num_features)
     return MemberState(
@@ -335,7 +335,7 @@ def _init_block(init_key_bits, ids, num_features, spec):
     """
     init_key = jax.random.wrap_key_data(init_key_bits)
     keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
-    return jax.vmap(lambda k: _member_init(k, None, num_features, spec))(keys)
+    return jax.vmap(lambda k: _member_init(k, num_features, spec))(keys)
 
 
 def _population_chunk(states, hps, data, start_step, data_key_bits, spec):

@@ -266,12 +266,8 @@ def test_stop_and_resume_equals_uninterrupted(ds):
     rest = train.train_population(ds, hp, SOFTMAX, CFG, resume=part.checkpoint)
     assert rest.completed
     np.testing.assert_array_equal(rest.params["out"]["kernel"], full.params["out"]["kernel"])
-    for f in Curves_fields():
+    for f in train.Curves._fields:
         np.testing.assert_array_equal(getattr(rest.curves, f), getattr(full.curves, f))
-
-
-def Curves_fields():
-    return train.Curves._fields
 
 
 def test_lr_decay_multiplies_lr_once_per_epoch(ds):
