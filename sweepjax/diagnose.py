@@ -33,7 +33,8 @@ class Diagnosis(NamedTuple):
     """One finding about one member.
 
     Attributes:
-      kind: ``lr_too_high`` | ``lr_too_low`` | ``overfitting`` | ``underfitting`` |
+      kind: ``lr_too_high`` | ``lr_too_low`` | ``lambda_too_high`` (from
+        :func:`diagnose_sweep`, which knows lambda) | ``overfitting`` | ``underfitting`` |
         ``update_ratio_high`` | ``update_ratio_low``.
       message: one line: what is seen and what to do.
       evidence: the numbers the rule looked at (e.g. ``{"gap": 0.14, "threshold": 0.1}``).
@@ -55,6 +56,9 @@ class Thresholds:
     underfit_train_acc: float = 0.90  # ... and train acc below this: underfitting
     ratio_lo: float = 1e-4  # update/weight ratio band around the lecture's 1e-3
     ratio_hi: float = 1e-2
+    # A flat loss with lambda at least this large is blamed on the L2 term, not the rate:
+    # with unit-scale features such a penalty holds the weights near zero.
+    large_l2: float = 0.1
 
 
 DEFAULT = Thresholds()
@@ -206,5 +210,19 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
             d = diverged(m.diverged_at)
             out[m.id] = [d] if d is not None else []
         else:
-            out[m.id] = diagnose_member(result.curves, row, m.diverged_at, initial_loss=ref, th=th)
+            found = diagnose_member(result.curves, row, m.diverged_at, initial_loss=ref, th=th)
+            out[m.id] = [_blame_lambda(d, m.l2, th) for d in found]
     return out
+
+
+def _blame_lambda(d: Diagnosis, l2: float, th: Thresholds) -> Diagnosis:
+    """A loss that barely moved under a large lambda: the L2 term, not the learning rate,
+    holds the weights near zero (raising the rate would not help)."""
+    if d.kind != "lr_too_low" or not l2 >= th.large_l2:
+        return d
+    return Diagnosis(
+        "lambda_too_high",
+        f"training loss barely moved with lambda {l2:.3g}: the L2 term keeps the weights "
+        "near zero; lower lambda",
+        {**d.evidence, "l2": l2, "large_l2": th.large_l2},
+    )

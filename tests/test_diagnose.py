@@ -86,11 +86,11 @@ def test_thresholds_are_settings():
     assert [d.kind for d in strict] == ["overfitting"]
 
 
-def _member(i, diverged_at=None):
+def _member(i, diverged_at=None, l2=1e-4):
     return MemberRecord(
         i,
         0.1,
-        1e-4,
+        l2,
         1.0,
         "diverged" if diverged_at else "ok",
         diverged_at,
@@ -127,3 +127,25 @@ def test_diagnose_sweep_by_member_id():
     # Without curves only divergence is known.
     d2 = diagnose_sweep(res.__class__(**{**res.__dict__, "curves": None}))
     assert {k: [x.kind for x in v] for k, v in d2.items()} == {7: [], 8: [], 9: ["lr_too_high"]}
+
+
+def test_flat_loss_under_large_lambda_blames_lambda_not_the_rate():
+    c = _curves([TOO_LOW, TOO_LOW])
+    members = [_member(1, l2=1e-4), _member(2, l2=0.5)]
+    res = SweepResult(
+        "s1",
+        "coarse",
+        None,
+        {"num_classes": 10},
+        {"lr": [1e-4, 1.0]},
+        {},
+        members,
+        None,
+        [],
+        TimingRecord(1.0, 1.0, 1.0),
+        curves=c,
+    )
+    d = diagnose_sweep(res)
+    assert d[1][0].kind == "lr_too_low"
+    assert d[2][0].kind == "lambda_too_high" and d[2][0].evidence["l2"] == 0.5
+    assert d[2][0].evidence["relative_decrease"] == d[1][0].evidence["relative_decrease"]

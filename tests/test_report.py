@@ -343,7 +343,9 @@ def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
             loaded.append(sweep_id)
             return sweeps[sweep_id]
 
-    import sweepjax.sweep  # noqa: F401  (imported with the real store before the fake)
+    from sweepjax.cli import build_parser
+
+    build_parser()  # import every command module with the real store before the fake
 
     monkeypatch.setitem(
         sys.modules,

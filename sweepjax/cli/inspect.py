@@ -93,9 +93,10 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     for f in result.boundary:
         flags.setdefault(f.member, []).append(f"{f.param} {f.side}")
     lines.append("")
+    decay = "lr_decay" in result.space  # a column only when the decay was searched
     lines.append(
         f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'at step':>7}  "
-        f"{'lr':>9}  {'lambda (l2)':>11}  status"
+        f"{'lr':>9}  {'lambda (l2)':>11}  " + (f"{'decay':>6}  " if decay else "") + "status"
     )
     n = len(result.members)
     for r, i in enumerate(order[:top]):
@@ -104,7 +105,9 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         edge = f"  [edge: {', '.join(flags[m.id])}]" if m.id in flags else ""
         lines.append(
             f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {m.best_step:>7}  "
-            f"{m.lr:>9.3g}  {m.l2:>11.3g}  {status}{edge}"
+            f"{m.lr:>9.3g}  {m.l2:>11.3g}  "
+            + (f"{m.lr_decay:>6.3f}  " if decay else "")
+            + f"{status}{edge}"
         )
     diverged = sum(m.status == "diverged" for m in result.members)
     if n > top:
@@ -115,9 +118,11 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     w = result.winner
     if w is not None:
         test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
+        wm = next((m for m in result.members if m.id == w.id), None)
         lines.append(
             f"winner: try {w.id}  val acc {w.val_acc:.4f}  test acc {test}  "
             f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
+            + (f"  lr decay {wm.lr_decay:.3f}/epoch" if decay and wm is not None else "")
         )
     else:
         lines.append("winner: none (every member diverged)")
