@@ -20,22 +20,14 @@ def main(argv: list[str]) -> None:
     import jax
 
     from sweepjax import train
-    from sweepjax.config import ModelConfig, TrainConfig
+    from sweepjax.config import ModelConfig
     from sweepjax.hparams import HParams
-    from tests.helpers import toy_dataset
+    from tests.helpers import toy_dataset, toy_train_config
 
     ds = toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0)
     m = 10  # not a multiple of 4: exercises padding
     hp = HParams.create(lr=np.geomspace(1e-2, 3e2, m), l2=np.geomspace(1e-5, 1e-1, m))
-    cfg = TrainConfig(
-        steps=40,
-        batch_size=32,
-        eval_every=10,
-        chunk_steps=20,
-        seed=3,
-        train_eval_size=200,
-        eval_batch_size=100,
-    )
+    cfg = toy_train_config()
     where = distributed.placement(None if len(argv) > 2 else devices)
     res = train.train_population(
         ds, hp, ModelConfig("softmax"), cfg, member_ids=np.arange(m) + 7, placement=where

@@ -64,3 +64,19 @@ def toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0, noise=0.5
     return Dataset(
         xtr, ytr, xv, yv, xte, yte, np.zeros(d, np.float32), 1.0, info, xtr[:36].reshape(-1, d)
     )
+
+
+def toy_train_config():
+    """The trainer tests' shared static settings for ``toy_dataset`` (one compiled shape
+    reused across tests): 40 steps of batch 32, evaluated every 10, chunks of 20."""
+    from sweepjax.config import TrainConfig
+
+    return TrainConfig(
+        steps=40,
+        batch_size=32,
+        eval_every=10,
+        chunk_steps=20,
+        seed=3,
+        train_eval_size=200,
+        eval_batch_size=100,
+    )

@@ -103,10 +103,9 @@ def _member(i, diverged_at=None, l2=1e-4):
     )
 
 
-def test_diagnose_sweep_by_member_id():
-    c = _curves([HEALTHY, TOO_LOW, EXPLODED])
-    members = [_member(7), _member(8), _member(9, diverged_at=120)]
-    res = SweepResult(
+def _sweep(curves, members) -> SweepResult:
+    """A finished synthetic SweepResult holding ``members`` and their ``curves``."""
+    return SweepResult(
         "s1",
         "coarse",
         None,
@@ -117,8 +116,14 @@ def test_diagnose_sweep_by_member_id():
         None,
         [],
         TimingRecord(1.0, 1.0, 1.0),
-        curves=c,
+        curves=curves,
     )
+
+
+def test_diagnose_sweep_by_member_id():
+    c = _curves([HEALTHY, TOO_LOW, EXPLODED])
+    members = [_member(7), _member(8), _member(9, diverged_at=120)]
+    res = _sweep(c, members)
     d = diagnose_sweep(res)
     assert sorted(d) == [7, 8, 9]
     assert [x.kind for x in d[7]] == []
@@ -132,19 +137,7 @@ def test_diagnose_sweep_by_member_id():
 def test_flat_loss_under_large_lambda_blames_lambda_not_the_rate():
     c = _curves([TOO_LOW, TOO_LOW])
     members = [_member(1, l2=1e-4), _member(2, l2=0.5)]
-    res = SweepResult(
-        "s1",
-        "coarse",
-        None,
-        {"num_classes": 10},
-        {"lr": [1e-4, 1.0]},
-        {},
-        members,
-        None,
-        [],
-        TimingRecord(1.0, 1.0, 1.0),
-        curves=c,
-    )
+    res = _sweep(c, members)
     d = diagnose_sweep(res)
     assert d[1][0].kind == "lr_too_low"
     assert d[2][0].kind == "lambda_too_high" and d[2][0].evidence["l2"] == 0.5

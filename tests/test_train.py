@@ -13,19 +13,11 @@ from sweepjax import train
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.hparams import HParams
 from sweepjax.models import build_model, init_params
-from tests.helpers import toy_dataset
+from tests.helpers import toy_dataset, toy_train_config
 
 SOFTMAX = ModelConfig("softmax")
 # One config shape for most tests so the compiled program is reused across tests.
-CFG = TrainConfig(
-    steps=40,
-    batch_size=32,
-    eval_every=10,
-    chunk_steps=20,
-    seed=3,
-    train_eval_size=200,
-    eval_batch_size=100,
-)
+CFG = toy_train_config()
 
 
 @pytest.fixture(scope="module")
