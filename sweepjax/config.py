@@ -72,11 +72,15 @@ class TrainConfig:
       steps: total optimizer steps per member.
       batch_size: minibatch size; every member sees the same minibatch at a step.
       eval_every: steps between evaluations; ``None`` picks about 20 evaluations.
+        Each evaluation measures a fixed validation subset (``val_subset`` rows) and a
+        training subset; decisions and the final best accuracy use the whole set.
       chunk_steps: steps per compiled call (host work such as progress and checkpoints
-        happens only between chunks); rounded to a multiple of ``eval_every``.
+        happens only between chunks).
       explode_factor: a member diverges when its loss exceeds this many times its
         initial loss, or is not finite (the lecture's "3x the original cost" rule).
-      train_eval_size: size of the fixed training subset used for training accuracy.
+      train_eval_size: at most this many training rows measure training accuracy.
+      val_subset: rows of the fixed validation subset evaluated every block (the
+        whole validation set is measured at scheduler decisions and at the end).
       eval_batch_size: rows per slice when evaluating the validation set (bounds memory).
       memory_budget_mb: device memory one compiled program may use; a larger population
         is split into several groups trained one after another.
@@ -90,7 +94,8 @@ class TrainConfig:
     eval_every: int | None = None
     chunk_steps: int = 500
     explode_factor: float = 3.0
-    train_eval_size: int = 1000
+    train_eval_size: int = 250
+    val_subset: int = 1000
     eval_batch_size: int = 1000
     memory_budget_mb: int = 2048
     seed: int = 0
@@ -105,6 +110,7 @@ class TrainConfig:
             "batch_size",
             "chunk_steps",
             "train_eval_size",
+            "val_subset",
             "eval_batch_size",
             "memory_budget_mb",
         ):
@@ -112,31 +118,22 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
-        if self.eval_every is not None and self.steps % self.eval_every:
-            raise ConfigError(
-                f"steps ({self.steps}) must be a multiple of eval_every ({self.eval_every}); "
-                "change one of them or leave eval_every unset"
-            )
         if not self.explode_factor > 1.0:
             raise ConfigError(f"explode_factor must be > 1, got {self.explode_factor}")
 
     @property
     def resolved_eval_every(self) -> int:
-        """Steps between evaluations: the configured value, or the largest divisor of
-        ``steps`` that gives at least 20 evaluations (at least 1)."""
+        """Steps between evaluations: the configured value, or ``steps / 20`` rounded
+        (about 20 evaluations whatever the step count: a block that does not divide the
+        run evenly is simply a little longer)."""
         if self.eval_every is not None:
-            return self.eval_every
-        target = max(1, self.steps // 20)
-        for e in range(target, 0, -1):
-            if self.steps % e == 0:
-                return e
-        return 1
+            return min(self.eval_every, self.steps)
+        return max(1, round(self.steps / 20))
 
     @property
     def resolved_chunk_steps(self) -> int:
-        """Steps per compiled call: ``chunk_steps`` rounded to a multiple of eval_every."""
-        e = self.resolved_eval_every
-        return max(e, (min(self.chunk_steps, self.steps) // e) * e)
+        """Steps per compiled call (at most the run)."""
+        return min(self.chunk_steps, self.steps)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -195,8 +192,41 @@ DEFAULT_L2 = Range(1e-6, 1.0)
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """How a sweep spends its budget (:mod:`sweepjax.schedule`).
+
+    Attributes:
+      name: ``full`` (every member the whole run), ``halving``, ``hyperband`` or ``pbt``.
+      eta: halving / hyperband keep the best ``1/eta`` at each rung.
+      rungs: halving's rungs (hyperband: its broadest bracket's).
+      interval: PBT's steps between exploit/explore decisions (``None``: a tenth of the run).
+    """
+
+    name: str = "full"
+    eta: int = 3
+    rungs: int = 3
+    interval: int | None = None
+
+    def __post_init__(self):
+        from sweepjax.schedule import SCHEDULES
+
+        if self.name not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.name!r}; choose one of {', '.join(SCHEDULES)}"
+            )
+        if self.eta < 2:
+            raise ConfigError(f"eta must be >= 2, got {self.eta}; try 3")
+        if self.rungs < 1:
+            raise ConfigError(f"rungs must be >= 1, got {self.rungs}; try 3")
+        if self.interval is not None and self.interval < 1:
+            raise ConfigError(f"the PBT interval must be >= 1 step, got {self.interval}")
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """The box searched over. ``lr_decay`` (per-epoch multiplier) is fixed at 1 when None."""
+    """The box searched over. ``lr_decay`` is the learning-rate multiplier reached at the
+    end of the run (cosine from 1; see :func:`sweepjax.train.lr_multiplier`); it is fixed
+    at 1 (a constant rate) when None."""
 
     lr: Range = DEFAULT_LR
     l2: Range = DEFAULT_L2

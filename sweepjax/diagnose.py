@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sweepjax.train import Curves
+from sweepjax.curves import Curves
 
 
 class Diagnosis(NamedTuple):

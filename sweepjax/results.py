@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.train import Curves
+from sweepjax.curves import Curves
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class MemberRecord:
     lr: float
     l2: float
     lr_decay: float
-    status: str  # "ok" | "diverged"
+    status: str  # "ok" | "diverged" | "stopped" (a scheduler stopped it at stopped_at)
     diverged_at: int | None
     best_val_acc: float
     best_step: int
@@ -33,6 +33,7 @@ class MemberRecord:
     final_train_acc: float | None
     final_val_acc: float | None
     test_acc: float | None = None  # filled for winners only
+    stopped_at: int | None = None  # step at which a scheduler stopped it
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -67,6 +68,8 @@ class TimingRecord:
     compile_s: float
     train_s: float
     model_steps_per_s: float
+    eval_s: float = 0.0  # whole-validation-set evaluations (decisions, the end)
+    transfer_s: float = 0.0  # device -> host copies of the state (checkpoints, the end)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,6 +96,9 @@ class SweepResult:
       refinement: a one-line explanation of how a fine box was chosen (fine only).
       status: ``"finished"`` | ``"running"`` | ``"interrupted"``.
       report: path of the HTML report, or None.
+      lineage: PBT's copies, ``{"step", "member", "copied_from"}`` (member ids).
+      history: each hyperparameter change, ``{"step", "member", "lr", "l2",
+        "lr_decay"}``; a member's schedule is its rows in step order (PBT).
     """
 
     sweep_id: str
@@ -111,10 +117,20 @@ class SweepResult:
     refinement: str | None = None
     status: str = "finished"
     report: str | None = None
+    lineage: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
 
     def member_array(self, name: str) -> np.ndarray:
         """A column of the members table, e.g. ``member_array("lr")`` -> ``[M]``."""
         return np.array([getattr(m, name) for m in self.members], dtype=float)
+
+    def schedule_json(self) -> dict:
+        """What the store keeps of the scheduler's decisions."""
+        return {"lineage": self.lineage, "history": self.history}
+
+    def hparam_schedule(self, member: int) -> list[dict]:
+        """Member ``member``'s hyperparameters over time (one entry per change)."""
+        return [h for h in self.history if h["member"] == member]
 
     def to_json(self) -> dict:
         """The documented JSON document (``--format json``)."""
@@ -130,5 +146,7 @@ class SweepResult:
             "winner": self.winner.as_dict() if self.winner else None,
             "boundary": [b.as_dict() for b in self.boundary],
             "timing": self.timing.as_dict(),
+            "schedule": self.config.get("schedule", {}).get("name", "full"),
+            "lineage": self.lineage,
             "report": self.report,
         }

@@ -89,13 +89,17 @@ def sample(
 
 
 # --------------------------------------------------------------------------- ranking
+_STATUS_ORDER = {"ok": 0, "stopped": 1, "diverged": 2}
+
+
 def ranking(result: SweepResult) -> np.ndarray:
-    """Row indices of ``result.members``, best first: surviving members before diverged
-    ones, then by best validation accuracy (descending), then by id (ties)."""
-    ok = np.array([m.status == "ok" for m in result.members], dtype=bool)
+    """Row indices of ``result.members``, best first: members that trained to the end,
+    then those a scheduler stopped, then diverged ones; within each by best validation
+    accuracy (descending), then by id (ties)."""
+    order = np.array([_STATUS_ORDER.get(m.status, 3) for m in result.members])
     acc = np.nan_to_num(result.member_array("best_val_acc"), nan=-1.0)
     ids = np.array([m.id for m in result.members])
-    return np.lexsort((ids, -acc, ~ok)) if len(ids) else np.zeros(0, np.int64)
+    return np.lexsort((ids, -acc, order)) if len(ids) else np.zeros(0, np.int64)
 
 
 def top_members(result: SweepResult, top_k: int) -> list[int]:

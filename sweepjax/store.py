@@ -35,11 +35,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from flax import serialization
 
+from sweepjax.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.errors import StoreError
 from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
-from sweepjax.train import Checkpoint, Curves
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53574A58  # "SWJX"
 DEFAULT_PATH = "sweepjax.db"
 CURVE_FIELDS = Curves._fields[1:]  # train_loss, val_loss, val_acc, train_acc, update_ratio
@@ -69,7 +69,8 @@ CREATE TABLE sweeps (
     timing TEXT,
     refinement TEXT,
     curve_steps BLOB,
-    report TEXT
+    report TEXT,
+    schedule TEXT
 );
 CREATE TABLE members (
     sweep TEXT NOT NULL REFERENCES sweeps(id),
@@ -80,6 +81,7 @@ CREATE TABLE members (
     best_val_acc REAL, best_step INTEGER,
     final_train_loss REAL, final_val_loss REAL, final_train_acc REAL, final_val_acc REAL,
     test_acc REAL,
+    stopped_at INTEGER,
     PRIMARY KEY (sweep, id)
 );
 CREATE TABLE curves (
@@ -175,7 +177,8 @@ def _tree_to_dict(tree: Any) -> dict[str, np.ndarray]:
 
 def _tree_from_dict(stored: dict, like: Any) -> Any:
     """Inverse of :func:`_tree_to_dict`, given a pytree ``like`` of the same structure
-    (shapes and dtypes are checked, so a checkpoint of another config is refused)."""
+    (per-member shapes and dtypes are checked, so a checkpoint of another config is
+    refused; the number of rows may differ)."""
     import jax
 
     leaves, treedef = jax.tree.flatten(like)
@@ -187,7 +190,8 @@ def _tree_from_dict(stored: dict, like: Any) -> Any:
     out = []
     for i, ref in enumerate(leaves):
         a = np.asarray(stored[str(i)])
-        if a.shape != np.shape(ref) or a.dtype != np.asarray(ref).dtype:
+        # The leading (member) axis may differ: a scheduler compacts the population.
+        if a.shape[1:] != np.shape(ref)[1:] or a.dtype != np.asarray(ref).dtype:
             raise mismatch
         out.append(a)
     return jax.tree.unflatten(treedef, out)
@@ -265,6 +269,18 @@ class Store:
                 f"store {path} has schema version {ver}, newer than this sweepjax supports "
                 f"({SCHEMA_VERSION}); upgrade sweepjax (pip install -U sweepjax)"
             )
+        if ver < SCHEMA_VERSION:
+            Store._migrate(conn, ver)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, ver: int) -> None:
+        """Bring an older store up to date in one transaction (columns are only added,
+        so older sweeps read as before: not stopped by a scheduler, no lineage)."""
+        with _transaction(conn):
+            if ver < 2:
+                conn.execute("ALTER TABLE members ADD COLUMN stopped_at INTEGER")
+                conn.execute("ALTER TABLE sweeps ADD COLUMN schedule TEXT")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
     def _create(conn: sqlite3.Connection) -> None:
@@ -378,6 +394,7 @@ class Store:
                     "step": np.asarray(ckpt.curves.step, np.int64),
                     **{f: np.asarray(getattr(ckpt.curves, f)) for f in CURVE_FIELDS},
                 },
+                "schedule": ckpt.schedule.as_arrays(),
             }
         )
         now = time.time()
@@ -403,7 +420,13 @@ class Store:
         states = _tree_from_dict(d["states"], like_states)
         c = d["curves"]
         curves = Curves(np.asarray(c["step"]), *(np.asarray(c[f]) for f in CURVE_FIELDS))
-        return Checkpoint(step=int(row[0]), states=states, curves=curves)
+        if "schedule" not in d:
+            raise StoreError(
+                f"the checkpoint of sweep {sweep_id} was written by an older sweepjax; "
+                "run without --resume"
+            )
+        sched = ScheduleState.from_arrays(d["schedule"])
+        return Checkpoint(step=int(row[0]), states=states, curves=curves, schedule=sched)
 
     def save_results(self, result: SweepResult, params: dict[int, Any] | None = None) -> None:
         """Write members, curves, params and the summary; mark the sweep finished.
@@ -428,6 +451,7 @@ class Store:
                 _f(m.final_train_acc),
                 _f(m.final_val_acc),
                 _f(m.test_acc),
+                m.stopped_at,
             )
             for m in result.members
         ]
@@ -451,14 +475,14 @@ class Store:
         with self.transaction() as c:
             for table in ("members", "curves", "params"):
                 c.execute(f"DELETE FROM {table} WHERE sweep=?", (sid,))
-            c.executemany("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members)
+            c.executemany("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members)
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
             c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
             c.execute(
                 "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
                 "dataset=?, winner=?, boundary=?, timing=?, refinement=?, curve_steps=?, "
-                "report=?, steps_done=total_steps WHERE id=?",
+                "report=?, schedule=?, steps_done=total_steps WHERE id=?",
                 (
                     now,
                     now,
@@ -470,6 +494,7 @@ class Store:
                     result.refinement,
                     steps,
                     result.report,
+                    json.dumps(result.schedule_json()),
                     sid,
                 ),
             )
@@ -565,10 +590,13 @@ class Store:
         row = self._row(sweep_id)
         cols = (
             "id, lr, l2, lr_decay, status, diverged_at, best_val_acc, best_step, "
-            "final_train_loss, final_val_loss, final_train_acc, final_val_acc, test_acc"
+            "final_train_loss, final_val_loss, final_train_acc, final_val_acc, test_acc, "
+            "stopped_at"
         )
         members = [
-            MemberRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], _nan(r[6]), int(r[7]), *r[8:13])
+            MemberRecord(
+                int(r[0]), r[1], r[2], r[3], r[4], r[5], _nan(r[6]), int(r[7]), *r[8:13], r[13]
+            )
             for r in self.conn.execute(
                 f"SELECT {cols} FROM members WHERE sweep=? ORDER BY id", (sweep_id,)
             )
@@ -617,9 +645,7 @@ class Store:
             winner=winner,
             boundary=[BoundaryFlag(**b) for b in json.loads(row["boundary"] or "[]")],
             timing=TimingRecord(
-                timing.get("compile_s", 0.0),
-                timing.get("train_s", 0.0),
-                timing.get("model_steps_per_s", 0.0),
+                **{k: timing.get(k, 0.0) for k in TimingRecord.__dataclass_fields__}
             ),
             curves=curve_obj,
             winner_params=params.get(winner.id) if winner else None,
@@ -627,7 +653,14 @@ class Store:
             refinement=row["refinement"],
             status=row["status"],
             report=row["report"],
+            **_schedule_fields(row["schedule"]),
         )
+
+
+def _schedule_fields(text: str | None) -> dict:
+    """``lineage`` and ``history`` of a stored sweep (empty for sweeps without them)."""
+    d = json.loads(text) if text else {}
+    return {"lineage": d.get("lineage", []), "history": d.get("history", [])}
 
 
 def dump_params(params: Any) -> bytes:

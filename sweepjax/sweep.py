@@ -20,6 +20,7 @@ import os
 import socket
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax import distributed, search
+from sweepjax import distributed, schedule, search
 from sweepjax.config import (
     DEFAULT_L2,
     DEFAULT_LR,
     DataConfig,
     ModelConfig,
     Range,
+    ScheduleConfig,
     SearchSpace,
     TrainConfig,
 )
@@ -58,15 +60,20 @@ log = logging.getLogger("sweepjax")
 DEFAULT_TRIALS = 256
 DEFAULT_STEPS = 300
 DEFAULT_BATCH = 256
-# A fine round trains this many times the parent's steps, with the per-epoch learning-rate
-# decay searched too (FINE_LR_DECAY, when the parent did not search it): a short coarse
-# round ranks rates, but only a longer, annealed run converges. Measured on full
-# Fashion-MNIST (benchmarks/bench_peers.py): 3x without decay ended at 0.834 test
-# accuracy, 8x with decay at 0.843, above scikit-learn's converged L-BFGS.
+# A fine round trains this many times the parent's steps, with the learning-rate decay
+# searched too (FINE_LR_DECAY: the multiplier reached at the end of the run, cosine from
+# 1, when the parent did not search it): a short coarse round ranks rates, but only a
+# longer, annealed run converges.
 FINE_STEPS_FACTOR = 8
-FINE_LR_DECAY = Range(0.5, 1.0)
-CHUNKS_PER_SWEEP = 10  # default checkpoint / progress granularity
+FINE_LR_DECAY = Range(0.01, 1.0)
+# Each command's schedule when none is given (chosen by benchmarks/bench_time_to_quality.py;
+# the README's "Schedules" section gives the numbers).
+DEFAULT_SCHEDULE = {"coarse": "halving", "fine": "halving"}
 PARAMS_KEPT = 5  # members whose learned weights are stored (winner first)
+# Checkpoints may take at most this share of the wall time: one is written only when the
+# time since the last one is at least (1 - share) / share times what a write costs.
+CHECKPOINT_SHARE = 0.05
+CHECKPOINT_BYTES_PER_S = 200e6  # first estimate of a write's speed, before one is timed
 
 
 class SweepInterrupted(SweepjaxError):
@@ -118,6 +125,7 @@ class SweepConfig:
     top_k: int = search.DEFAULT_TOP_K
     margin: float = search.DEFAULT_MARGIN
     band: float = search.DEFAULT_BAND
+    schedule: ScheduleConfig = ScheduleConfig()
 
     def as_dict(self) -> dict:
         return {
@@ -132,6 +140,7 @@ class SweepConfig:
             "top_k": self.top_k,
             "margin": self.margin,
             "band": self.band,
+            "schedule": dataclasses.asdict(self.schedule),
         }
 
 
@@ -166,19 +175,43 @@ def _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps) -
         ("chunk-steps", chunk_steps),
     ):
         _positive(n, v)
-    probe = TrainConfig(
-        optimizer=optimizer, steps=steps, batch_size=batch_size, eval_every=eval_every, seed=seed
-    )
     if chunk_steps is None:
-        # About CHUNKS_PER_SWEEP equal chunks: progress and checkpoints that often, and
-        # one compiled program serves every chunk.
-        e = probe.resolved_eval_every
-        blocks = steps // e
-        per = -(-blocks // CHUNKS_PER_SWEEP)
-        while blocks % per:
-            per += 1
-        chunk_steps = per * e
-    return probe.replace(chunk_steps=chunk_steps)
+        # A compiled call ends at every evaluation (about 20 per run) and every scheduler
+        # decision anyway; longer chunks add nothing.
+        chunk_steps = steps
+    return TrainConfig(
+        optimizer=optimizer,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        seed=seed,
+        chunk_steps=chunk_steps,
+    )
+
+
+def _schedule_config(kind: str, name, eta, rungs, interval) -> ScheduleConfig:
+    for n, v in (("eta", eta), ("rungs", rungs), ("pbt-interval", interval)):
+        _positive(n, v)
+    return ScheduleConfig(
+        name=name or DEFAULT_SCHEDULE[kind],
+        eta=eta or ScheduleConfig.eta,
+        rungs=rungs or ScheduleConfig.rungs,
+        interval=interval,
+    )
+
+
+def _scheduler(cfg: SweepConfig, num_members: int):
+    sc = cfg.schedule
+    return schedule.make(
+        sc.name,
+        num_members=num_members,
+        total=cfg.train.steps,
+        space=cfg.space,
+        seed=cfg.train.seed,
+        eta=sc.eta,
+        rungs=sc.rungs,
+        interval=sc.interval,
+    )
 
 
 def _check_band(band: float) -> None:
@@ -221,6 +254,10 @@ def coarse(
     resume: bool = False,
     callbacks: Callbacks | None = None,
     devices: int | None = None,
+    schedule: str | None = None,
+    eta: int | None = None,
+    rungs: int | None = None,
+    pbt_interval: int | None = None,
 ) -> SweepResult:
     """A coarse sweep: ``trials`` members drawn log-uniformly from the ``lr`` x ``l2`` box
     (default ``DEFAULT_LR`` x ``DEFAULT_L2``), trained ``steps`` steps at once, stored.
@@ -229,6 +266,9 @@ def coarse(
     (:func:`sweepjax.sanity.auto_lr_range`, a short vectorized sweep at tiny lambda).
     ``devices`` spreads the members over that many devices (default: all of them; in a
     multi-process run every process calls this with the same arguments).
+    ``schedule`` (``full`` | ``halving`` | ``hyperband`` | ``pbt``, default
+    ``DEFAULT_SCHEDULE["coarse"]``) decides how the budget is spent, with ``eta``,
+    ``rungs`` and ``pbt_interval`` (see :class:`sweepjax.config.ScheduleConfig`).
 
     Returns the :class:`SweepResult` (also stored; ``result.sweep_id`` names it).
     Raises ConfigError / DataError / StoreError (nothing written), SweepInterrupted,
@@ -249,6 +289,7 @@ def coarse(
     data_cfg = DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
     model_cfg = ModelConfig(kind=model, hidden=hidden)
     train_cfg = _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps)
+    sched_cfg = _schedule_config("coarse", schedule, eta, rungs, pbt_interval)
     l2_r = _range("l2", l2, DEFAULT_L2)
     _check_band(band)
     where = distributed.placement(devices)
@@ -273,7 +314,9 @@ def coarse(
         grid=grid,
         top_k=top_k,
         band=band,
+        schedule=sched_cfg,
     )
+    _scheduler(cfg, trials)  # a schedule that does not fit the run fails before anything runs
     with _open_store(store, True, where) as st:
         return _run(cfg, ds, st, cb, name=name, resume=resume, report=report, where=where)
 
@@ -305,6 +348,10 @@ def fine(
     resume: bool = False,
     callbacks: Callbacks | None = None,
     devices: int | None = None,
+    schedule: str | None = None,
+    eta: int | None = None,
+    rungs: int | None = None,
+    pbt_interval: int | None = None,
 ) -> SweepResult:
     """A fine sweep around the best region of ``parent`` (default: the newest finished
     coarse sweep in the store); ``fine(parent=<a fine sweep>)`` chains rounds.
@@ -314,7 +361,8 @@ def fine(
     clipped to the parent's box, except where the parent's winner sat in an edge's band
     (``band``): there the box extends past that edge. ``lr`` / ``l2`` replace an axis of
     that box. Every other setting is the parent's unless given; ``steps`` defaults to
-    ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's.
+    ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's; ``schedule``
+    to ``DEFAULT_SCHEDULE["fine"]``.
     """
     cb = callbacks or Callbacks()
     for n, v in (("trials", trials), ("top", top_k)):
@@ -330,6 +378,7 @@ def fine(
     decay_r = None if decay_off else _range("lr-decay", lr_decay, None, cap=1.0)
     if dataset is not None:
         _check_dataset_name(dataset)
+    sched_cfg = _schedule_config("fine", schedule, eta, rungs, pbt_interval)
     where = distributed.placement(devices)
     with _open_store(store, False, where) as st:
         if parent is None:
@@ -352,7 +401,8 @@ def fine(
         if space.lr_decay is None and not decay_off and decay_r is None:
             space = dataclasses.replace(space, lr_decay=FINE_LR_DECAY)
             why += (
-                f"; lr_decay: searched over [{FINE_LR_DECAY.lo:g}, {FINE_LR_DECAY.hi:g}] per epoch"
+                f"; lr_decay: final lr multiplier searched over "
+                f"[{FINE_LR_DECAY.lo:g}, {FINE_LR_DECAY.hi:g}]"
             )
         if decay_off:
             space = dataclasses.replace(space, lr_decay=None)
@@ -394,7 +444,9 @@ def fine(
             top_k=top_k,
             margin=margin,
             band=band,
+            schedule=sched_cfg,
         )
+        _scheduler(cfg, cfg.trials)
         ds = _load(cfg.data, cb)
         if ds.info.sha256 != par.dataset.get("sha256"):
             cb.say(
@@ -551,14 +603,17 @@ def _run(
             parent=cfg.parent,
             name=name,
         )
+    scheduler = _scheduler(cfg, hp.num_members)
+    plan = "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
     cb.say(
         f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
-        f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}) on "
+        f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}{plan}) on "
         f"{ds.info.name}; results -> {_real_path(st)}"
     )
+    saver = _CheckpointThrottle(st, sid)
 
     def on_chunk(rep: ChunkReport) -> bool:
-        st.save_checkpoint(sid, rep.checkpoint)
+        saver.maybe_save(rep)
         if cb.progress is not None:
             cb.progress(sid, rep)
         return not (cb.stop is not None and cb.stop())
@@ -577,14 +632,16 @@ def _run(
             cfg.model,
             cfg.train,
             member_ids=ids,
+            scheduler=scheduler,
             on_chunk=on_chunk,
             resume=ckpt,
             placement=where,
         )
     except BaseException:
-        st.mark_interrupted(sid)  # the last chunk's checkpoint stays resumable
+        st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
         raise
     if not res.completed:
+        st.save_checkpoint(sid, res.checkpoint)
         st.mark_interrupted(sid)
         raise SweepInterrupted(sid, res.checkpoint.step, cfg.train.steps, cfg.kind)
 
@@ -614,6 +671,28 @@ def _run(
     return result
 
 
+class _CheckpointThrottle:
+    """Stores a chunk's checkpoint only when it is due, so checkpoints take at most
+    ``CHECKPOINT_SHARE`` of the wall time: the gap since the last write must be at least
+    ``(1 - share) / share`` times what the last write cost (the first write's cost is
+    estimated from the state's size). A resume replays the chunks since the last write
+    exactly (same programs, same minibatches), so fewer writes lose nothing but time."""
+
+    def __init__(self, st: Store, sid: str):
+        self.st, self.sid = st, sid
+        self.last_end = time.perf_counter()
+        self.cost: float | None = None
+
+    def maybe_save(self, rep: ChunkReport) -> None:
+        cost = self.cost if self.cost is not None else rep.state_bytes / CHECKPOINT_BYTES_PER_S
+        if time.perf_counter() - self.last_end < (1 - CHECKPOINT_SHARE) / CHECKPOINT_SHARE * cost:
+            return
+        t0 = time.perf_counter()
+        self.st.save_checkpoint(self.sid, rep.checkpoint())
+        self.last_end = time.perf_counter()
+        self.cost = self.last_end - t0
+
+
 def _num(x) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
@@ -630,13 +709,14 @@ def build_result(
     """The :class:`SweepResult` of a finished population, and ``{member id: params}`` of
     the best few surviving members (winner first)."""
     hp = res.hparams
+    status = res.status
     members = [
         MemberRecord(
             id=int(res.member_ids[i]),
             lr=float(hp.lr[i]),
             l2=float(hp.l2[i]),
             lr_decay=float(hp.lr_decay[i]),
-            status="ok" if res.alive[i] else "diverged",
+            status=status[i],
             diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
             best_val_acc=float(res.best_val_acc[i]),
             best_step=int(res.best_step[i]),
@@ -644,9 +724,11 @@ def build_result(
             final_val_loss=_num(res.final_val_loss[i]),
             final_train_acc=_num(res.final_train_acc[i]),
             final_val_acc=_num(res.final_val_acc[i]),
+            stopped_at=int(res.stopped_at[i]) if res.stopped_at[i] >= 0 else None,
         )
         for i in range(res.num_members)
     ]
+    ids = res.member_ids
     t = res.timing
     result = SweepResult(
         sweep_id=sid,
@@ -658,10 +740,24 @@ def build_result(
         members=members,
         winner=None,
         boundary=[],
-        timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s),
+        timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s, t.eval_s, t.transfer_s),
         curves=res.curves,
         parent_spaces=parent_spaces or [],
         refinement=refinement,
+        lineage=[
+            {"step": int(a), "member": int(ids[b]), "copied_from": int(ids[c])}
+            for a, b, c in res.lineage
+        ],
+        history=[
+            {
+                "step": int(a),
+                "member": int(ids[int(b)]),
+                "lr": float(c),
+                "l2": float(d),
+                "lr_decay": float(e),
+            }
+            for a, b, c, d, e in res.history
+        ],
     )
     top = search.top_members(result, max(PARAMS_KEPT, 1))
     params = {members[i].id: member_params(res, i) for i in top}

@@ -13,6 +13,7 @@ from sweepjax import train
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.hparams import HParams
 from sweepjax.models import build_model, init_params
+from sweepjax.train import member, program
 from tests.helpers import toy_dataset, toy_train_config
 
 SOFTMAX = ModelConfig("softmax")
@@ -44,7 +45,7 @@ def test_objective_matches_numpy_reference(ds):
         }
     }
     x, y = ds.x_train[:50], ds.y_train[:50]
-    got = float(train._objective(params, x, y, 0.3, model))
+    got = float(member.objective(params, x, y, 0.3, model))
     want = _np_objective(params["out"]["kernel"], params["out"]["bias"], x, y, 0.3)
     assert got == pytest.approx(want, rel=1e-5)
 
@@ -55,7 +56,7 @@ def test_one_sgd_step_matches_numpy_gradient(ds):
     res = train.train_population(ds, hp, SOFTMAX, cfg)
     w0 = train.init_states(ds, hp, SOFTMAX, cfg).params["out"]["kernel"][0].astype(np.float64)
     b0 = np.zeros(4)
-    _, data_key = train._root_keys(cfg.seed)
+    _, data_key = train.root_keys(cfg.seed)
     idx = np.asarray(train.minibatch_indices(data_key, 0, cfg.batch_size, 600))
     x, y = ds.x_train[idx].astype(np.float64), ds.y_train[idx]
     logits = x @ w0.T
@@ -81,10 +82,10 @@ def test_optimizers_match_optax_reference_loop(ds, optimizer):
     )
     tx = optax.sgd(lr, momentum=0.9) if optimizer == "momentum" else optax.adam(lr)
     opt = tx.init(params)
-    _, data_key = train._root_keys(cfg.seed)
+    _, data_key = train.root_keys(cfg.seed)
     for t in range(10):
         idx = train.minibatch_indices(data_key, t, cfg.batch_size, 600)
-        g = jax.grad(train._objective)(params, ds.x_train[idx], ds.y_train[idx], l2, model)
+        g = jax.grad(member.objective)(params, ds.x_train[idx], ds.y_train[idx], l2, model)
         upd, opt = tx.update(g, opt, params)
         params = optax.apply_updates(params, upd)
     np.testing.assert_allclose(
@@ -111,7 +112,7 @@ def test_member_in_population_equals_member_alone(ds):
 def test_new_hyperparameter_values_do_not_recompile(ds):
     hp = HParams.create(lr=np.full(8, 0.1), l2=np.full(8, 1e-3))
     train.train_population(ds, hp, SOFTMAX, CFG)
-    before = train.TRACE_COUNT
+    before = program.compile_counts()
     for seed_lr in (0.01, 0.3):
         hp2 = HParams.create(
             lr=np.geomspace(seed_lr, 1.0, 8),
@@ -119,7 +120,7 @@ def test_new_hyperparameter_values_do_not_recompile(ds):
             lr_decay=np.linspace(0.5, 1.0, 8),
         )
         train.train_population(ds, hp2, SOFTMAX, CFG)
-    assert before == train.TRACE_COUNT
+    assert program.compile_counts() == before
 
 
 def test_diverged_member_is_frozen_and_does_not_touch_others(ds):
@@ -262,18 +263,43 @@ def test_stop_and_resume_equals_uninterrupted(ds):
         np.testing.assert_array_equal(getattr(rest.curves, f), getattr(full.curves, f))
 
 
-def test_lr_decay_multiplies_lr_once_per_epoch(ds):
-    """decay 0 zeroes the rate after the first epoch, so training stops there."""
-    cfg = CFG.replace(batch_size=100, steps=12, eval_every=6, chunk_steps=12)  # 6 steps/epoch
-    hp = HParams.create(lr=[0.5, 0.5], l2=0.0, lr_decay=[1.0, 0.0])
-    res = train.train_population(ds, hp, SOFTMAX, cfg)
-    one_epoch = train.train_population(
-        ds, hp.take([1]), SOFTMAX, cfg.replace(steps=6, chunk_steps=6), member_ids=[1]
+@pytest.mark.parametrize("n_train", [300, 3000])
+def test_lr_schedule_is_relative_to_the_run_not_the_dataset(n_train):
+    """SGD with lr_decay=f follows lr * (f + (1-f)(1+cos(pi t/T))/2) whatever the
+    dataset's size: the trained weights equal a NumPy loop with that rate."""
+    data = toy_dataset(n_train=n_train, n_val=100, n_test=10, d=20, k=4, seed=2)
+    cfg = CFG.replace(steps=20, eval_every=10, chunk_steps=20)
+    lr, floor = 0.5, 0.05
+    res = train.train_population(
+        data, HParams.create(lr=[lr], l2=0.0, lr_decay=[floor]), SOFTMAX, cfg
     )
-    np.testing.assert_array_equal(
-        res.params["out"]["kernel"][1], one_epoch.params["out"]["kernel"][0]
-    )
-    assert not np.allclose(res.params["out"]["kernel"][0], res.params["out"]["kernel"][1])
+    w = train.init_states(data, HParams.create(lr=[lr], l2=0.0), SOFTMAX, cfg).params
+    w, b = (np.asarray(w["out"][k][0], np.float64) for k in ("kernel", "bias"))
+    _, key = train.root_keys(cfg.seed)
+    for t in range(20):
+        idx = np.asarray(train.minibatch_indices(key, t, cfg.batch_size, n_train))
+        x, y = data.x_train[idx].astype(np.float64), data.y_train[idx]
+        p = np.exp(x @ w.T + b - (x @ w.T + b).max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1.0
+        mult = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t / 20))
+        w, b = w - lr * mult * p.T @ x / len(y), b - lr * mult * p.mean(0)
+    np.testing.assert_allclose(res.params["out"]["kernel"][0], w, rtol=1e-4, atol=1e-6)
+
+
+def test_lr_multiplier_reaches_the_floor_at_the_end_of_the_run():
+    for horizon in (100, 5000):
+        got = [float(train.lr_multiplier(f * horizon, horizon, 0.1)) for f in (0, 0.5, 1, 2)]
+        assert got == pytest.approx([1.0, 0.55, 0.1, 0.1], abs=1e-6)
+
+
+@pytest.mark.parametrize("steps", [997, 101, 40])
+def test_about_twenty_evaluations_for_any_step_count(ds, steps):
+    """Prime step counts no longer evaluate at every step: the last block is longer."""
+    cfg = CFG.replace(steps=steps, eval_every=None, chunk_steps=steps)
+    res = train.train_population(ds, HParams.create(lr=[0.1], l2=0.0), SOFTMAX, cfg)
+    assert 19 <= len(res.curves.step) <= 21
+    assert res.curves.step[-1] == steps and np.all(np.diff(res.curves.step) > 0)
 
 
 def test_update_ratio_is_norm_of_last_update_over_weights(ds):

@@ -66,6 +66,10 @@ def _boundary_lines(result: SweepResult) -> list[str]:
     return out
 
 
+def _schedule_name(result: SweepResult) -> str:
+    return result.config.get("schedule", {}).get("name", "full")
+
+
 def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
     """The human-readable summary of a sweep (table, winner, flags, timing, where)."""
     lines = []
@@ -101,7 +105,10 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     n = len(result.members)
     for r, i in enumerate(order[:top]):
         m = result.members[i]
-        status = "ok" if m.status == "ok" else f"diverged at step {m.diverged_at}"
+        status = {
+            "ok": "ok",
+            "stopped": f"stopped at step {m.stopped_at}",
+        }.get(m.status, f"diverged at step {m.diverged_at}")
         edge = f"  [edge: {', '.join(flags[m.id])}]" if m.id in flags else ""
         lines.append(
             f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {m.best_step:>7}  "
@@ -113,7 +120,11 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     if n > top:
         rest = [result.members[i] for i in order[top:]]
         d_rest = sum(m.status == "diverged" for m in rest)
-        lines.append(f"   ... and {n - top} more ({d_rest} of them diverged)")
+        s_rest = sum(m.status == "stopped" for m in rest)
+        lines.append(
+            f"   ... and {n - top} more ({d_rest} of them diverged"
+            + (f", {s_rest} stopped by the {_schedule_name(result)} schedule)" if s_rest else ")")
+        )
     lines.append("")
     w = result.winner
     if w is not None:
@@ -122,7 +133,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         lines.append(
             f"winner: try {w.id}  val acc {w.val_acc:.4f}  test acc {test}  "
             f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
-            + (f"  lr decay {wm.lr_decay:.3f}/epoch" if decay and wm is not None else "")
+            + (f"  final lr x{wm.lr_decay:.3f}" if decay and wm is not None else "")
         )
     else:
         lines.append("winner: none (every member diverged)")
@@ -132,6 +143,14 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     else:
         lines.append("boundary: no top member in the outer band of any axis")
     lines.append(f"diverged: {diverged} of {n}")
+    stopped = sum(m.status == "stopped" for m in result.members)
+    if stopped:
+        lines.append(
+            f"stopped: {stopped} of {n} by the {_schedule_name(result)} schedule "
+            "(their curves and numbers are kept up to the stop)"
+        )
+    if result.lineage:
+        lines.append(f"pbt: {len(result.lineage)} copies (lineage in --format json and the report)")
     t = result.timing
     lines.append(
         f"timing: compile {t.compile_s:.1f} s, train {t.train_s:.1f} s, "

@@ -37,11 +37,11 @@ class Progress:
             return
         done = rep.step - self.start
         eta = rep.elapsed_s / done * (rep.total_steps - rep.step) if done > 0 else 0.0
-        n = -(-rep.total_steps // self.chunk)
-        k = -(-rep.step // self.chunk)
+        # With a scheduler the remaining steps train fewer members: the ETA is an upper bound.
+        bound = "<=" if rep.active < rep.num_members or rep.decided else ""
         line = (
-            f"{sweep_id}  chunk {k}/{n}  step {rep.step}/{rep.total_steps}  "
-            f"ETA {_duration(eta)}  alive {rep.alive}/{rep.num_members}  "
+            f"{sweep_id}  step {rep.step}/{rep.total_steps}  ETA {bound}{_duration(eta)}  "
+            f"training {rep.active}/{rep.num_members} (alive {rep.alive})  "
             f"best val {rep.best_val_acc:.4f}"
         )
         pad = max(0, self.width - len(line))

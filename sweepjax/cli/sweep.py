@@ -27,9 +27,10 @@ EPILOG = """\
 exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
 3 every member diverged (results are still stored), 130 interrupted (resume with --resume).
 
-resume: a sweep is checkpointed in the store after every chunk. Ctrl-C stops at the next
-chunk boundary; after Ctrl-C or a crash, rerun the SAME command plus --resume. It continues
-the unfinished sweep named --name or, without --name, the newest unfinished sweep of this
+resume: a sweep is checkpointed in the store between chunks (throttled so checkpoints
+take at most ~5% of the time). Ctrl-C stops at the next chunk boundary and checkpoints;
+after Ctrl-C or a crash, rerun the SAME command plus --resume. It continues the
+unfinished sweep named --name or, without --name, the newest unfinished sweep of this
 kind whose settings equal the command's, and ends with exactly the results of an
 uninterrupted run. Different settings are refused.
 
@@ -60,6 +61,10 @@ COMMON_KEYS = (
     "chunk_steps",
     "band",
     "devices",
+    "schedule",
+    "eta",
+    "rungs",
+    "pbt_interval",
 )
 FINE_KEYS = ("from_", "top", "margin")
 # Flag dest -> keyword of the flow function.
@@ -155,12 +160,13 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         nargs="+",
         metavar="LO HI" + (" | off" if fine else ""),
         help=(
-            "per-epoch learning-rate multiplier box, log space, at most 1 (default: the "
+            "box of the learning-rate multiplier reached at the end of the run (cosine "
+            "from 1), log space, at most 1 (default: the "
             f"parent's refined box, or [{flows.FINE_LR_DECAY.lo:g}, {flows.FINE_LR_DECAY.hi:g}] "
             "when the parent kept the rate constant; 'off' keeps it constant)"
             if fine
-            else "per-epoch learning-rate multiplier box, log space, at most 1 (default: "
-            "constant rate; fine rounds search it)"
+            else "box of the learning-rate multiplier reached at the end of the run (cosine "
+            "from 1), log space, at most 1 (default: constant rate; fine rounds search it)"
         ),
     )
     g.add_argument(
@@ -193,7 +199,33 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         "--chunk-steps",
         type=int,
         metavar="N",
-        help="steps per compiled call = checkpoint interval (default: ~1/10 of the steps)",
+        help="at most N steps per compiled call (default: a call ends at each of the ~20 "
+        "evaluations and at each scheduler decision)",
+    )
+
+    g = p.add_argument_group("budget: how the steps are spent (sweepjax.schedule)")
+    kind = "fine" if fine else "coarse"
+    g.add_argument(
+        "--schedule",
+        choices=("full", "halving", "hyperband", "pbt"),
+        help=f"full: every member trains every step; halving: rungs keep the best 1/eta; "
+        f"hyperband: several halving brackets in one population; pbt: the bottom 20%% copy "
+        f"the top 20%% and perturb lr and lambda (default: {flows.DEFAULT_SCHEDULE[kind]})",
+    )
+    g.add_argument(
+        "--eta", type=int, metavar="N", help="halving / hyperband keep the best 1/N (default 3)"
+    )
+    g.add_argument(
+        "--rungs",
+        type=int,
+        metavar="N",
+        help="halving's rungs, at steps/eta^N, steps/eta^(N-1), ... (default 3)",
+    )
+    g.add_argument(
+        "--pbt-interval",
+        type=int,
+        metavar="N",
+        help="steps between PBT's exploit/explore decisions (default: a tenth of the run)",
     )
 
     g = p.add_argument_group("devices and hosts (results do not depend on these)")

@@ -1,0 +1,588 @@
+"""``train_population``: the host loop around the compiled chunk program.
+
+Between chunks (and only there) the host reports progress, hands out checkpoints on
+request, and applies a scheduler's decisions: the active members are evaluated on the
+whole validation set, ranked, and the survivors (or PBT's copies) are gathered on the
+member axis into a smaller population, so a stopped member costs nothing afterwards.
+Population sizes after a decision are bucketed to powers of two, so only a few shapes
+ever compile.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sweepjax.config import ModelConfig, TrainConfig
+from sweepjax.curves import Checkpoint, Curves, ScheduleState
+from sweepjax.data.dataset import Dataset
+from sweepjax.distributed import SINGLE, Placement, put_members, to_host
+from sweepjax.hparams import HParams
+from sweepjax.models import build_model
+from sweepjax.schedule import RungView, Scheduler
+from sweepjax.train import program
+from sweepjax.train.member import Static
+
+
+class Timing(NamedTuple):
+    compile_s: float  # ahead-of-time compilation of the population programs
+    train_s: float  # the compiled chunk calls, blocked until ready
+    eval_s: float  # whole-validation-set evaluations (decisions and the end)
+    transfer_s: float  # device -> host copies of the whole state (checkpoints, the end)
+    model_steps_per_s: float  # member-steps trained / train_s
+    num_groups: int  # programs the first population was split into (memory budget)
+    group_size: int
+
+
+class ChunkReport(NamedTuple):
+    """Handed to ``on_chunk`` after every chunk.
+
+    ``best_val_acc`` is the best accuracy so far on the validation subset evaluated every
+    block (cheap, noisy); ``best_full_val_acc`` the best on the whole validation set,
+    known only after a scheduler decision (NaN before). ``checkpoint()`` copies the
+    state to the host: call it only when you will store it.
+    """
+
+    step: int
+    total_steps: int
+    alive: int
+    active: int
+    num_members: int
+    best_val_acc: float
+    best_full_val_acc: float
+    elapsed_s: float
+    decided: bool
+    state_bytes: int  # size of what ``checkpoint()`` would copy
+    checkpoint: Callable[[], Checkpoint]
+
+
+class PopulationResult(NamedTuple):
+    """What :func:`train_population` returns. Per-member arrays are ``[M]``.
+
+    ``params`` / ``best_params`` hold only the members that trained to the end, in
+    ``finished`` order (use :func:`member_params`). ``best_val_acc`` is each member's
+    best parameters measured on the whole validation set; ``final_val_*`` its final (or
+    at-stop) parameters on the whole set.
+    """
+
+    member_ids: np.ndarray
+    hparams: HParams  # final values (PBT changes them; see ``history``)
+    alive: np.ndarray
+    diverged_at: np.ndarray
+    stopped_at: np.ndarray  # -1 unless a scheduler stopped the member
+    initial_loss: np.ndarray
+    best_val_acc: np.ndarray
+    best_step: np.ndarray
+    final_train_loss: np.ndarray
+    final_val_loss: np.ndarray
+    final_val_acc: np.ndarray
+    final_train_acc: np.ndarray
+    curves: Curves
+    finished: np.ndarray  # rows that trained to the end, in ``params`` order
+    params: Any
+    best_params: Any
+    lineage: np.ndarray  # [L, 3] (step, member row, copied-from row)
+    history: np.ndarray  # [H, 5] (step, member row, lr, l2, lr_decay)
+    timing: Timing
+    completed: bool  # False when on_chunk asked to stop early
+    checkpoint: Checkpoint | None
+
+    @property
+    def num_members(self) -> int:
+        return int(self.member_ids.shape[0])
+
+    @property
+    def status(self) -> list[str]:
+        return [
+            "diverged" if not a else ("stopped" if s >= 0 else "ok")
+            for a, s in zip(self.alive, self.stopped_at, strict=True)
+        ]
+
+
+# --------------------------------------------------------------------------- set-up
+def static(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig) -> Static:
+    return Static(
+        model=model_cfg,
+        num_classes=dataset.num_classes,
+        optimizer=config.optimizer,
+        momentum=float(config.momentum),
+        batch_size=min(config.batch_size, dataset.x_train.shape[0]),
+        explode_factor=float(config.explode_factor),
+    )
+
+
+def root_keys(seed: int):
+    """(init key, data key) derived from the one root seed."""
+    root = jax.random.key(seed)
+    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
+def init_states(
+    dataset: Dataset, hparams: HParams, model_cfg: ModelConfig, config: TrainConfig, member_ids=None
+):
+    """Initial population state (host pytree, leading ``[M]`` axis).
+
+    Member ``i`` is initialised from ``fold_in(init_key, member_ids[i])``, so its weights do
+    not depend on which other members run with it.
+    """
+    m = hparams.num_members
+    ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
+    init_key, _ = root_keys(config.seed)
+    bits = np.asarray(jax.random.key_data(init_key))
+    st = static(dataset, model_cfg, config)
+    blk = program.INIT_BLOCK
+    padded = np.resize(ids, math.ceil(m / blk) * blk).astype(np.uint32)
+    blocks = []
+    with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
+        for start in range(0, len(padded), blk):
+            out = program.init_block(
+                bits, padded[start : start + blk], num_features=dataset.num_features, static=st
+            )
+            blocks.append(jax.device_get(out))
+    return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
+
+
+def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> int:
+    if model_cfg.kind == "softmax":
+        return num_features * num_classes + num_classes
+    h = model_cfg.hidden
+    return num_features * h + h + h * num_classes + num_classes
+
+
+def member_bytes(
+    model_cfg: ModelConfig, config: TrainConfig, num_features: int, num_classes: int
+) -> int:
+    """Rough device bytes one member needs inside a chunk program (params, best params,
+    optimizer slots, gradient and update temporaries, per-member activations)."""
+    p = num_params(model_cfg, num_features, num_classes)
+    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
+    return 4 * (
+        p * (5 + slots) + config.batch_size * width * 4 + config.eval_batch_size * width * 2
+    )
+
+
+def group_size(
+    num_members: int,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    num_features: int,
+    num_classes: int,
+) -> int:
+    """Members per compiled program under ``config.memory_budget_mb``."""
+    per = member_bytes(model_cfg, config, num_features, num_classes)
+    fit = max(1, (config.memory_budget_mb * 2**20) // per)
+    return int(min(num_members, fit))
+
+
+# --------------------------------------------------------------------------- the active set
+class _Active(NamedTuple):
+    """The training members' state: ``states`` on the device padded to ``size`` rows
+    (one program holds them all), or a host pytree of ``n`` rows trained group by
+    group (a population larger than the memory budget allows in one program)."""
+
+    states: Any
+    n: int
+    size: int
+    on_device: bool
+
+
+def _round_up(n: int, k: int) -> int:
+    return max(k, -(-n // k) * k)
+
+
+def _pad_rows(n: int, size: int) -> np.ndarray:
+    """Row indices ``[size]``: ``0..n-1`` then row 0 again as padding (results dropped)."""
+    return np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
+
+
+def _place(host_states, n: int, gsize: int, where: Placement, bucket: bool) -> _Active:
+    ndev = where.num_devices
+    if n > gsize:
+        return _Active(host_states, n, gsize, False)
+    size = _round_up(n, ndev)
+    if bucket:  # after a decision: powers of two, so few distinct shapes compile
+        size = min(max(size, 2 ** math.ceil(math.log2(max(n, 1)))), _round_up(gsize, ndev))
+        size = _round_up(size, ndev)
+    return _Active(put_members(_take(host_states, _pad_rows(n, size)), where), n, size, True)
+
+
+def _host(act: _Active, where: Placement):
+    if not act.on_device:
+        return act.states
+    return _take(to_host(act.states, where), np.arange(act.n))
+
+
+def _groups(act: _Active):
+    """``(rows [size], real count)`` of each program call."""
+    if act.on_device:
+        return [(None, act.n)]
+    out = []
+    for g in range(0, act.n, act.size):
+        real = np.arange(g, min(g + act.size, act.n))
+        out.append((np.concatenate([real, np.zeros(act.size - len(real), np.int64)]), len(real)))
+    return out
+
+
+def _gather(act: _Active, src: np.ndarray, gsize: int, where: Placement) -> _Active:
+    """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``."""
+    n = len(src)
+    if act.on_device and where.process_count == 1 and n <= gsize:
+        size = _round_up(
+            min(2 ** math.ceil(math.log2(max(n, 1))), _round_up(gsize, 1)), where.num_devices
+        )
+        idx = jnp.asarray(_pad_rows(n, size)) if n else jnp.zeros(size, jnp.int32)
+        idx = jnp.asarray(src)[idx] if n else idx
+        states = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), act.states)
+        if where.mesh is not None:
+            states = jax.device_put(states, where.member_sharding())
+        return _Active(states, n, size, True)
+    host = _take(_host(act, where), src)
+    return _place(host, n, gsize, where, bucket=True)
+
+
+def _hp_rows(hp: HParams, rows, size: int, where: Placement):
+    return put_members(hp.take(_pad_rows(len(rows), size) if rows is None else rows), where)
+
+
+def _run_chunk(act, hp_active: HParams, data, step, n_steps, horizon, key_bits, st, where):
+    """Train the active members ``n_steps`` steps and evaluate them once; returns
+    (active, metrics ``[n]``, compile seconds, train seconds)."""
+    compile_s = train_s = 0.0
+    rows_out = []
+    states = act.states if act.on_device else jax.tree.map(np.array, act.states)
+    for rows, real in _groups(act):
+        if act.on_device:
+            s_dev = states
+            hp = put_members(hp_active.take(_pad_rows(act.n, act.size)), where)
+        else:
+            s_dev = put_members(_take(states, rows), where)
+            hp = put_members(hp_active.take(rows), where)
+        args = (s_dev, hp, data, np.int32(step), np.int32(n_steps), np.int32(horizon), key_bits)
+        exe, c = program.compiled_block(args, st, where)
+        compile_s += c
+        t0 = time.perf_counter()
+        s_dev, met = exe(*args)
+        jax.block_until_ready(s_dev)
+        train_s += time.perf_counter() - t0
+        rows_out.append(jax.tree.map(lambda a, r=real: np.asarray(a)[:r], to_host(met, where)))
+        if act.on_device:
+            states = s_dev
+        else:
+            host = to_host(s_dev, where)
+            for dst, src in zip(jax.tree.leaves(states), jax.tree.leaves(host), strict=True):
+                dst[rows[:real]] = np.asarray(src)[:real]
+    met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
+    return act._replace(states=states), met, compile_s, train_s
+
+
+def boundaries(total: int, every: int, chunk: int, decisions) -> list[int]:
+    """Steps at which a compiled call ends: every ``every`` steps (an evaluation), every
+    ``chunk`` steps, at each scheduler decision and at the end of the run."""
+    out = set(range(every, total, every)) | set(range(chunk, total, chunk))
+    return sorted(out | {d for d in decisions if 0 < d < total} | {total})
+
+
+def _evaluate(act: _Active, which: str, data, st: Static, where: Placement):
+    """Whole-validation-set loss and accuracy ``[n]`` of the active members' current
+    (``which="params"``) or best (``"best"``) parameters."""
+    out = []
+    secs = 0.0
+    for rows, real in _groups(act):
+        states = act.states if act.on_device else put_members(_take(act.states, rows), where)
+        params = states.params if which == "params" else states.best.params
+        args = (params, data.val)
+        exe, c = program.compiled_eval(args, st, where)
+        t0 = time.perf_counter()
+        loss, acc = to_host(exe(*args), where)
+        secs += time.perf_counter() - t0 + c
+        out.append((np.asarray(loss)[:real], np.asarray(acc)[:real]))
+    loss = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.float32)
+    acc = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.float32)
+    return loss, acc, secs
+
+
+def _state_bytes(act: _Active) -> int:
+    rows = sum(int(np.asarray(a.shape[0])) for a in jax.tree.leaves(act.states)[:1]) or 1
+    total = sum(int(a.nbytes) for a in jax.tree.leaves(act.states))
+    return total * act.n // rows
+
+
+def _small(act: _Active, where: Placement) -> dict[str, np.ndarray]:
+    """The active members' health and best-checkpoint scalars (a small transfer)."""
+    s = act.states
+    leaves = {
+        "alive": s.health.alive,
+        "diverged_at": s.health.diverged_at,
+        "initial_loss": s.health.initial_loss,
+        "best_step": s.best.step,
+        "best_acc": s.best.acc,
+    }
+    host = to_host(leaves, where) if act.on_device else leaves
+    return {k: np.asarray(v)[: act.n] for k, v in host.items()}
+
+
+def _settle(sched: ScheduleState, act: _Active, data, st: Static, where: Placement):
+    """Measure the active members on the whole validation set and write their health,
+    best and final numbers into the schedule state (before a decision, and at the end).
+    Returns the new state, the current-parameter (loss, acc) and the seconds spent."""
+    loss, acc, s1 = _evaluate(act, "params", data, st, where)
+    _, best_acc, s2 = _evaluate(act, "best", data, st, where)
+    small = _small(act, where)
+    rows = sched.active
+    upd = {
+        k: np.array(getattr(sched, k))
+        for k in ScheduleState._fields
+        if k not in ("active", "hparams", "lineage", "history")
+    }
+    upd["alive"][rows] = small["alive"]
+    upd["diverged_at"][rows] = small["diverged_at"]
+    upd["initial_loss"][rows] = small["initial_loss"]
+    upd["best_step"][rows] = small["best_step"]
+    # A member that never improved on its subset keeps its initial parameters as "best".
+    upd["best_val_acc"][rows] = best_acc
+    upd["val_loss"][rows] = np.where(small["alive"], loss, np.nan)
+    upd["val_acc"][rows] = np.where(small["alive"], acc, np.nan)
+    return sched._replace(**upd), loss, acc, s1 + s2
+
+
+def _apply(sched: ScheduleState, decision, step: int) -> ScheduleState:
+    """Record a scheduler's decision: stops, copies (lineage) and new values (history)."""
+    rows_before = sched.active
+    stopped = np.setdiff1d(rows_before, decision.rows)
+    stopped_at = sched.stopped_at.copy()
+    stopped_at[stopped] = step
+    hp = HParams(*(np.array(f) for f in sched.hparams))
+    lineage, history = [sched.lineage], [sched.history]
+    copied = rows_before[decision.src] != decision.rows
+    if copied.any():
+        lineage.append(
+            np.stack(
+                [
+                    np.full(copied.sum(), step),
+                    decision.rows[copied],
+                    rows_before[decision.src][copied],
+                ],
+                axis=1,
+            ).astype(np.int64)
+        )
+    new_vals = np.stack([np.asarray(f, np.float32) for f in decision.hparams], axis=1)
+    old_vals = np.stack([np.asarray(f)[decision.rows] for f in hp], axis=1)
+    changed = (new_vals != old_vals).any(axis=1)
+    if changed.any():
+        history.append(
+            np.concatenate(
+                [
+                    np.stack([np.full(changed.sum(), step), decision.rows[changed]], axis=1),
+                    new_vals[changed],
+                ],
+                axis=1,
+            ).astype(np.float64)
+        )
+    for f, v in zip(hp, decision.hparams, strict=True):
+        f[decision.rows] = v
+    return sched._replace(
+        active=np.asarray(decision.rows, np.int64),
+        hparams=hp,
+        stopped_at=stopped_at,
+        lineage=np.concatenate(lineage),
+        history=np.concatenate(history),
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+def train_population(
+    dataset: Dataset,
+    hparams: HParams,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    *,
+    member_ids=None,
+    scheduler: Scheduler | None = None,
+    on_chunk: Callable[[ChunkReport], bool | None] | None = None,
+    resume: Checkpoint | None = None,
+    placement: Placement | None = None,
+) -> PopulationResult:
+    """Train every member of ``hparams`` at once.
+
+    Args:
+      dataset: preprocessed splits (see :func:`sweepjax.data.load_dataset`).
+      hparams: ``[M]`` per-member values; new values never recompile.
+      model_cfg, config: static settings shared by all members.
+      member_ids: stable ids ``[M]`` used to derive each member's initial weights
+        (default ``arange(M)``).
+      scheduler: decides between chunks which members continue
+        (:mod:`sweepjax.schedule`); None trains every member the whole run.
+      on_chunk: called after every chunk with a :class:`ChunkReport`. Returning
+        ``False`` stops training at that boundary.
+      resume: a checkpoint from an earlier, interrupted call with the same arguments.
+      placement: devices to spread the members over (:func:`sweepjax.distributed.placement`);
+        default: one device. Results match the one-device run up to float rounding.
+
+    Example::
+
+      hp = HParams.create(lr=np.geomspace(1e-3, 1, 64), l2=1e-4)
+      res = train_population(ds, hp, ModelConfig(), TrainConfig(steps=500))
+      res.best_val_acc.argmax()
+    """
+    m = hparams.num_members
+    ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
+    if ids.shape != (m,):
+        raise ValueError(f"member_ids must have shape ({m},), got {ids.shape}")
+    where = SINGLE if placement is None else placement
+    total = config.steps
+    decisions = set(scheduler.decision_steps()) if scheduler is not None else set()
+    ends = boundaries(total, config.resolved_eval_every, config.resolved_chunk_steps, decisions)
+    st = static(dataset, model_cfg, config)
+    _, data_key = root_keys(config.seed)
+    key_bits = np.asarray(jax.random.key_data(data_key))
+    data = program.device_data(dataset, config, where)
+
+    if resume is not None:
+        step, host_states, curves, sched = (
+            resume.step,
+            resume.states,
+            resume.curves,
+            resume.schedule,
+        )
+    else:
+        step, curves, sched = 0, Curves.empty(m), ScheduleState.start(hparams)
+        host_states = init_states(dataset, hparams, model_cfg, config, ids)
+    gsize = group_size(m, model_cfg, config, dataset.num_features, dataset.num_classes)
+    gsize = _round_up(gsize, where.num_devices)
+    num_groups = math.ceil(len(sched.active) / gsize)
+    act = _place(
+        host_states,
+        len(sched.active),
+        gsize,
+        where,
+        bucket=resume is not None and len(sched.active) < m,
+    )
+    del host_states
+
+    compile_s = train_s = eval_s = transfer_s = 0.0
+    member_steps = 0
+    t_start = time.perf_counter()
+    completed = True
+    quick_best = float("nan")
+    while step < total and len(sched.active):
+        n_steps = next(e for e in ends if e > step) - step
+        hp_active = sched.hparams.take(sched.active)
+        act, met, c, t = _run_chunk(act, hp_active, data, step, n_steps, total, key_bits, st, where)
+        compile_s, train_s = compile_s + c, train_s + t
+        member_steps += act.n * n_steps
+        step += n_steps
+        curves = curves.append(np.array([step]), met, sched.active)
+        decided = step in decisions and step < total
+        if decided:
+            sched, loss, acc, secs = _settle(sched, act, data, st, where)
+            eval_s += secs
+            view = RungView(step, sched.active, loss, acc, sched.alive[sched.active], hp_active)
+            decision = scheduler.decide(view)
+            sched = _apply(sched, decision, step)
+            act = _gather(act, np.asarray(decision.src, np.int64), gsize, where)
+        fin = curves.val_acc[:, -1]
+        if np.isfinite(fin).any():
+            quick_best = float(np.nanmax([np.nan_to_num(quick_best, nan=0.0), np.nanmax(fin)]))
+        if on_chunk is not None:
+
+            def checkpoint(act=act, step=step, curves=curves, sched=sched) -> Checkpoint:
+                nonlocal transfer_s
+                t0 = time.perf_counter()
+                host = jax.tree.map(np.array, _host(act, where))
+                transfer_s += time.perf_counter() - t0
+                return Checkpoint(step=step, states=host, curves=curves, schedule=sched)
+
+            full = sched.best_val_acc
+            report = ChunkReport(
+                step=step,
+                total_steps=total,
+                alive=int(np.sum(sched.alive[sched.active]))
+                if decided
+                else int(np.sum(_small(act, where)["alive"])),
+                active=len(sched.active),
+                num_members=m,
+                best_val_acc=quick_best,
+                best_full_val_acc=float(np.nanmax(full))
+                if np.isfinite(full).any()
+                else float("nan"),
+                elapsed_s=time.perf_counter() - t_start,
+                decided=decided,
+                state_bytes=_state_bytes(act),
+                checkpoint=checkpoint,
+            )
+            if on_chunk(report) is False and step < total:
+                completed = False
+                break
+
+    t0 = time.perf_counter()
+    ckpt = None
+    if completed:
+        sched, _, _, secs = _settle(sched, act, data, st, where)
+        eval_s += secs
+    host = jax.tree.map(np.array, _host(act, where))
+    transfer_s += time.perf_counter() - t0 - (0.0 if not completed else 0.0)
+    if not completed:
+        ckpt = Checkpoint(step=step, states=host, curves=curves, schedule=sched)
+    diverged = ~sched.alive
+    return PopulationResult(
+        member_ids=ids,
+        hparams=sched.hparams,
+        alive=sched.alive,
+        diverged_at=sched.diverged_at,
+        stopped_at=sched.stopped_at,
+        initial_loss=sched.initial_loss,
+        best_val_acc=sched.best_val_acc,
+        best_step=sched.best_step,
+        final_train_loss=np.where(diverged, np.nan, curves.last_finite("train_loss")),
+        final_val_loss=np.where(diverged, np.nan, sched.val_loss),
+        final_val_acc=np.where(diverged, np.nan, sched.val_acc),
+        final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
+        curves=curves,
+        finished=sched.active,
+        params=host.params,
+        best_params=host.best.params,
+        lineage=sched.lineage,
+        history=sched.history,
+        timing=Timing(
+            compile_s,
+            train_s,
+            eval_s,
+            transfer_s,
+            member_steps / train_s if train_s else 0.0,
+            num_groups,
+            gsize,
+        ),
+        completed=completed,
+        checkpoint=ckpt,
+    )
+
+
+def member_params(result: PopulationResult, i: int, *, best: bool = True):
+    """Parameters of member row ``i`` (no member axis): at its best validation accuracy
+    (default: the best-checkpoint choice used for test accuracy), or its final ones.
+    Only members that trained to the end have them (``result.finished``)."""
+    pos = np.flatnonzero(np.asarray(result.finished) == i)
+    if not len(pos):
+        raise ValueError(f"member row {i} did not train to the end: no parameters kept")
+    tree = result.best_params if best else result.params
+    return jax.tree.map(lambda a: np.asarray(a)[int(pos[0])], tree)
+
+
+def accuracy(
+    params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray, y: np.ndarray
+) -> float:
+    """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set)."""
+    model = build_model(model_cfg, num_classes)
+    logits = jax.jit(model.apply)({"params": params}, jnp.asarray(x))
+    return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)))

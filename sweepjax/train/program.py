@@ -1,0 +1,220 @@
+"""The compiled population programs: one block of training, one full evaluation.
+
+``over_members`` is THE place the member axis appears: it maps a function written for
+one member (:mod:`sweepjax.train.member`) over the population, with the data and the
+step index shared. A chunk of training (an evaluation block: any number of steps, then
+one evaluation) is one compiled XLA program (a loop over steps, minibatches drawn
+inside, data resident, state donated); host code runs only between chunks. The block
+length and the run length are traced, so a program compiles once per population size
+and serves coarse and fine rounds alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import math
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec
+
+from sweepjax.config import TrainConfig
+from sweepjax.data.dataset import Dataset
+from sweepjax.distributed import AXIS, SINGLE, Placement, put_replicated
+from sweepjax.models import build_model
+from sweepjax.train import member
+from sweepjax.train.member import Static
+
+
+class Slices(NamedTuple):
+    """Evaluation rows in features-first slices: ``xs[S, D, rows]``, ``ys``/``ms[S, rows]``
+    (``ms`` is 1 for real rows, 0 for padding)."""
+
+    xs: jax.Array
+    ys: jax.Array
+    ms: jax.Array
+
+
+class DeviceData(NamedTuple):
+    """Data shared by every member, resident on the device."""
+
+    x_train: jax.Array  # [N, D]
+    y_train: jax.Array  # [N]
+    val: Slices  # the whole validation set (decisions, the final best accuracy)
+    quick: Slices  # a fixed validation subset (every evaluation block)
+    tev: Slices  # a fixed training subset (training accuracy)
+
+
+# --------------------------------------------------------------------------- the member axis
+def over_members(fn, member_args: int, shared_args: int):
+    """THE place the member axis appears: ``fn``'s first ``member_args`` arguments carry a
+    leading member axis, the next ``shared_args`` (data, step index, keys) are shared by
+    every member, so the population's matmuls run as one."""
+    return jax.vmap(fn, in_axes=(0,) * member_args + (None,) * shared_args)
+
+
+def _population_block(
+    states, hps, data: DeviceData, start_step, n_steps, horizon, key_bits, static: Static
+):
+    """``n_steps`` steps of every member from global step ``start_step``, then one
+    evaluation. ``n_steps`` and ``horizon`` are traced, so one compiled program serves
+    every block length and every run length: only the population size and the static
+    model settings ever compile.
+
+    Returns the new states (member axis leading) and ``EvalMetrics`` of ``[M]``.
+    """
+    # The key travels as raw bits (a plain uint32 array) so every process can pass it.
+    data_key = jax.random.wrap_key_data(key_bits)
+    st = static
+    step = over_members(functools.partial(member.step, st=st), 2, 5)
+    measured = over_members(functools.partial(member.step, st=st, measure=True), 2, 5)
+    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 3, 3)
+
+    def one_step(i, carry):
+        s, loss_sum = carry
+        s, loss, _ = step(s, hps, data.x_train, data.y_train, start_step + i, horizon, data_key)
+        return s, loss_sum + loss
+
+    zeros = jnp.zeros(hps.lr.shape, jnp.float32)
+    states, loss_sum = jax.lax.fori_loop(0, n_steps - 1, one_step, (states, zeros))
+    last = start_step + n_steps - 1
+    # Only the block's last step measures the update/weight ratio: the ratio needs the
+    # update tensor materialised, which the ordinary step fuses away.
+    states, loss, ratio = measured(states, hps, data.x_train, data.y_train, last, horizon, data_key)
+    mean_loss = (loss_sum + loss) / n_steps.astype(jnp.float32)
+    return evaluate(states, mean_loss, ratio, last + 1, data.quick, data.tev)
+
+
+def _population_eval(params, val: Slices, static: Static):
+    """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val``."""
+    model = build_model(static.model, static.num_classes)
+    f = over_members(lambda p, xs, ys, ms: member.loss_and_accuracy(p, xs, ys, ms, model), 1, 3)
+    return f(params, *val)
+
+
+def _init_block(init_key_bits, ids, num_features: int, static: Static):
+    """Initial states of a fixed-size block of members (ids ``[INIT_BLOCK]``), from
+    ``fold_in(init_key, id)``. A fixed block size means one small program serves any
+    population size."""
+    init_key = jax.random.wrap_key_data(init_key_bits)
+    keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
+    return jax.vmap(lambda k: member.init(k, num_features, static))(keys)
+
+
+INIT_BLOCK = 64
+init_block = jax.jit(_init_block, static_argnames=("num_features", "static"))
+
+# --------------------------------------------------------------------------- compile cache
+_COMPILED: dict = {}
+_COMPILES: collections.Counter = collections.Counter()
+
+
+def compile_counts() -> dict[str, int]:
+    """How many programs of each kind (``"chunk"``, ``"eval"``) were compiled in this
+    process. New hyperparameter VALUES never add to it; new population sizes or chunk
+    lengths do (tests assert the bound)."""
+    return dict(_COMPILES)
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next call of each shape compiles again)."""
+    _COMPILED.clear()
+
+
+def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: int):
+    """Over a mesh, each device runs ``fn`` on its own slice of members (``shard_map``)
+    with everything else replicated: no communication inside the program."""
+    if where.mesh is None:
+        return fn
+    m, s = PartitionSpec(AXIS), PartitionSpec()
+    return jax.shard_map(
+        fn,
+        mesh=where.mesh,
+        in_specs=(m,) * n_member_in + (s,) * n_shared_in,
+        out_specs=(m,) * n_out,
+        check_vma=False,
+    )
+
+
+def _compiled(kind: str, make, args, static_key, where: Placement):
+    """Ahead-of-time compiled program, cached by (kind, static settings, placement,
+    argument shapes); returns ``(executable, seconds spent compiling)``."""
+    shapes = str(jax.tree.map(lambda a: (np.shape(a), str(getattr(a, "dtype", type(a)))), args))
+    key = (kind, static_key, where.key, shapes)
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    exe = make().lower(*args).compile()
+    _COMPILED[key] = exe
+    _COMPILES[kind] += 1
+    return exe, time.perf_counter() - t0
+
+
+def compiled_block(args, static: Static, where: Placement):
+    """The training program for ``args = (states, hparams, data, start_step, n_steps,
+    horizon, key_bits)``: one evaluation block of any length."""
+
+    def make():
+        fn = functools.partial(_population_block, static=static)
+        return jax.jit(_sharded(fn, where, 2, 5, 2), donate_argnums=(0,))
+
+    return _compiled("chunk", make, args, static, where)
+
+
+def compiled_eval(args, static: Static, where: Placement):
+    """The full-evaluation program for ``args = (params, val slices)``."""
+
+    def make():
+        fn = functools.partial(_population_eval, static=static)
+        return jax.jit(_sharded(fn, where, 1, 1, 2))
+
+    return _compiled("eval", make, args, static, where)
+
+
+# --------------------------------------------------------------------------- data
+def _slices(x: np.ndarray, y: np.ndarray, rows: int) -> Slices:
+    """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a mask."""
+    n = x.shape[0]
+    rows = max(1, min(rows, n))
+    s = math.ceil(n / rows)
+    pad = s * rows - n
+    xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
+    xs = np.ascontiguousarray(xs.transpose(0, 2, 1)).astype(np.float32)
+    ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(np.int32)
+    ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
+    return Slices(xs, ys, ms)
+
+
+def eval_sizes(config: TrainConfig, n_train: int, n_val: int) -> tuple[int, int]:
+    """Rows of the validation subset and of the training subset evaluated every block.
+
+    Fixed sizes (not tied to the block length), so coarse and fine rounds share their
+    compiled programs. An evaluation row costs about a third of a training row (a
+    forward pass only): at the default 20 evaluations per run and batch 256, 1,000 + 250
+    rows cost about a tenth of a 300-step run's training and far less of longer runs.
+    """
+    return min(config.val_subset, n_val), min(config.train_eval_size, n_train)
+
+
+def device_data(dataset: Dataset, config: TrainConfig, where: Placement = SINGLE) -> DeviceData:
+    """Put the shared data on the device once (sliced for evaluation)."""
+    rng = np.random.default_rng(config.seed)
+    n_val, n_tev = eval_sizes(config, dataset.x_train.shape[0], dataset.x_val.shape[0])
+    tev = np.sort(rng.permutation(dataset.x_train.shape[0])[:n_tev])
+    quick = np.sort(rng.permutation(dataset.x_val.shape[0])[:n_val])
+    rows = config.eval_batch_size
+    val = _slices(dataset.x_val, dataset.y_val, rows)
+    host = DeviceData(
+        dataset.x_train.astype(np.float32),
+        dataset.y_train.astype(np.int32),
+        val,
+        val
+        if n_val == dataset.x_val.shape[0]
+        else _slices(dataset.x_val[quick], dataset.y_val[quick], rows),
+        _slices(dataset.x_train[tev], dataset.y_train[tev], rows),
+    )
+    return put_replicated(host, where)
