@@ -14,6 +14,9 @@ Kinds and default thresholds (:class:`Thresholds`):
   (or less lambda). Not reported with ``lr_too_low``, which explains it better.
 - ``update_ratio_high`` / ``update_ratio_low``: ||update|| / ||weights|| at the last
   evaluation outside [1e-4, 1e-2] (the lecture's "about 1e-3") -> lower / raise the lr.
+- ``lr_decayed`` (from :func:`diagnose_sweep`, which knows the schedule): the ratio is low
+  only because the run-relative schedule had annealed the rate (the ratio scaled back to
+  the base rate is in the band) -> expected at the end of an annealed run, not a low lr.
 
 Diverged members get only ``lr_too_high``: their later curves are NaN.
 """
@@ -33,9 +36,9 @@ class Diagnosis(NamedTuple):
     """One finding about one member.
 
     Attributes:
-      kind: ``lr_too_high`` | ``lr_too_low`` | ``lambda_too_high`` (from
-        :func:`diagnose_sweep`, which knows lambda) | ``overfitting`` | ``underfitting`` |
-        ``update_ratio_high`` | ``update_ratio_low``.
+      kind: ``lr_too_high`` | ``lr_too_low`` | ``lambda_too_high`` and ``lr_decayed``
+        (from :func:`diagnose_sweep`, which knows lambda and the schedule) |
+        ``overfitting`` | ``underfitting`` | ``update_ratio_high`` | ``update_ratio_low``.
       message: one line: what is seen and what to do.
       evidence: the numbers the rule looked at (e.g. ``{"gap": 0.14, "threshold": 0.1}``).
     """
@@ -204,6 +207,7 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
     """
     k = result.dataset.get("num_classes") if isinstance(result.dataset, dict) else None
     ref = math.log(k) if k else None
+    horizon = (result.config or {}).get("train", {}).get("steps")
     out: dict[int, list[Diagnosis]] = {}
     for row, m in enumerate(result.members):
         if result.curves is None:
@@ -211,8 +215,39 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
             out[m.id] = [d] if d is not None else []
         else:
             found = diagnose_member(result.curves, row, m.diverged_at, initial_loss=ref, th=th)
-            out[m.id] = [_blame_lambda(d, m.l2, th) for d in found]
+            found = [_blame_lambda(d, m.l2, th) for d in found]
+            out[m.id] = [
+                _blame_schedule(d, result.curves, row, m.lr_decay, horizon, th) for d in found
+            ]
     return out
+
+
+def schedule_multiplier(step: float, horizon: float, floor: float) -> float:
+    """The run-relative schedule's rate multiplier (as the trainer's ``lr_multiplier``)."""
+    frac = min(step / max(horizon, 1), 1.0)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def _blame_schedule(d, curves, row, floor, horizon, th: Thresholds) -> Diagnosis:
+    """A low update ratio at a step where the schedule had annealed the rate: scaled back
+    to the base rate the ratio is in the band, so the schedule (not the base rate) is why
+    it is low."""
+    if d.kind != "update_ratio_low" or not horizon or floor is None or floor >= 1.0:
+        return d
+    last = _last_finite(curves.update_ratio[row])
+    if last is None:
+        return d
+    step = float(curves.step[last[0]])
+    mult = schedule_multiplier(step, horizon, float(floor))
+    if mult >= 0.5 or last[1] / mult < th.ratio_lo:
+        return d
+    return Diagnosis(
+        "lr_decayed",
+        f"update/weight ratio {last[1]:.1e} at step {step:.0f}, where the schedule had "
+        f"lowered the rate to {mult:.2g}x its base ({last[1] / mult:.1e} at the base rate): "
+        "expected at the end of an annealed run; raise lr_decay for more movement",
+        {**d.evidence, "multiplier": mult, "step": step, "lr_decay": float(floor)},
+    )
 
 
 def _blame_lambda(d: Diagnosis, l2: float, th: Thresholds) -> Diagnosis:

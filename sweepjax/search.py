@@ -102,10 +102,13 @@ def ranking(result: SweepResult) -> np.ndarray:
     return np.lexsort((ids, -acc, order)) if len(ids) else np.zeros(0, np.int64)
 
 
-def top_members(result: SweepResult, top_k: int) -> list[int]:
-    """Row indices of the best ``top_k`` surviving members (fewer if fewer survived)."""
-    order = ranking(result)
-    return [int(i) for i in order[:top_k] if result.members[i].status == "ok"]
+def top_members(result: SweepResult, top_k: int, include_stopped: bool = False) -> list[int]:
+    """Row indices of the best ``top_k`` members that trained to the end (fewer if fewer
+    did). With ``include_stopped`` the members a scheduler stopped count too, after
+    those (in :func:`ranking` order): they still say where the good region is."""
+    keep = ("ok", "stopped") if include_stopped else ("ok",)
+    order = [int(i) for i in ranking(result) if result.members[i].status in keep]
+    return order[:top_k]
 
 
 # --------------------------------------------------------------------------- boundary
@@ -141,7 +144,7 @@ def boundary_flags(
         raise ConfigError(f"boundary band must be in [0, 0.5], got {band}; try 0.1")
     space = as_space(space)
     if isinstance(result_or_arrays, SweepResult):
-        rows = top_members(result_or_arrays, top_k)
+        rows = top_members(result_or_arrays, top_k, include_stopped=True)
         members = result_or_arrays.members
         values = {
             a: np.array([getattr(members[i], a) for i in rows], dtype=float) for a in space.axes()
@@ -191,7 +194,7 @@ def refine(
         raise ConfigError(f"--top must be >= 1, got {top_k}; try --top 5")
     if not 0.0 <= margin <= 1.0:
         raise ConfigError(f"margin must be in [0, 1], got {margin}; try 0.1")
-    rows = top_members(parent, top_k)
+    rows = top_members(parent, top_k, include_stopped=True)
     if not rows:
         raise ConfigError(
             f"sweep {parent.sweep_id} has no surviving member to refine around; rerun "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -189,14 +190,17 @@ def _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps) -
     )
 
 
-def _schedule_config(kind: str, name, eta, rungs, interval) -> ScheduleConfig:
+def _schedule_config(kind: str, name, eta, rungs, interval, steps: int) -> ScheduleConfig:
     for n, v in (("eta", eta), ("rungs", rungs), ("pbt-interval", interval)):
         _positive(n, v)
+    eta = eta or ScheduleConfig.eta
+    if name is None:  # the command's default adapts to short runs instead of failing
+        name = DEFAULT_SCHEDULE[kind]
+        if name in ("halving", "hyperband") and rungs is None:
+            rungs = min(ScheduleConfig.rungs, max(0, int(math.log(steps, eta) + 1e-9) - 1))
+            name = name if rungs >= 1 else "full"
     return ScheduleConfig(
-        name=name or DEFAULT_SCHEDULE[kind],
-        eta=eta or ScheduleConfig.eta,
-        rungs=rungs or ScheduleConfig.rungs,
-        interval=interval,
+        name=name, eta=eta, rungs=rungs or ScheduleConfig.rungs, interval=interval
     )
 
 
@@ -289,7 +293,7 @@ def coarse(
     data_cfg = DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
     model_cfg = ModelConfig(kind=model, hidden=hidden)
     train_cfg = _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps)
-    sched_cfg = _schedule_config("coarse", schedule, eta, rungs, pbt_interval)
+    sched_cfg = _schedule_config("coarse", schedule, eta, rungs, pbt_interval, train_cfg.steps)
     l2_r = _range("l2", l2, DEFAULT_L2)
     _check_band(band)
     where = distributed.placement(devices)
@@ -378,7 +382,8 @@ def fine(
     decay_r = None if decay_off else _range("lr-decay", lr_decay, None, cap=1.0)
     if dataset is not None:
         _check_dataset_name(dataset)
-    sched_cfg = _schedule_config("fine", schedule, eta, rungs, pbt_interval)
+    for n, v in (("eta", eta), ("rungs", rungs), ("pbt-interval", pbt_interval)):
+        _positive(n, v)
     where = distributed.placement(devices)
     with _open_store(store, False, where) as st:
         if parent is None:
@@ -417,6 +422,8 @@ def fine(
         # The data the parent really used (after any offline fallback), so rounds compare.
         used = par.dataset.get("name") or pd["dataset"]
         seed_ = pt["seed"] if seed is None else seed
+        steps_ = steps if steps is not None else FINE_STEPS_FACTOR * pt["steps"]
+        sched_cfg = _schedule_config("fine", schedule, eta, rungs, pbt_interval, steps_)
         cfg = SweepConfig(
             kind="fine",
             data=DataConfig(
@@ -431,7 +438,7 @@ def fine(
             ),
             train=_train_config(
                 optimizer or pt["optimizer"],
-                steps if steps is not None else FINE_STEPS_FACTOR * pt["steps"],
+                steps_,
                 batch_size if batch_size is not None else pt["batch_size"],
                 seed_,
                 eval_every,

@@ -124,11 +124,21 @@ def test_coarse_json_document(swept):
         }
         assert 1e-4 <= m["lr"] <= 3.0 and 1e-6 <= m["l2"] <= 1.0
         assert (m["status"] == "diverged") == (m["diverged_at"] is not None)
+        assert (m["status"] == "stopped") == (m["stopped_at"] is not None)
+    # The default coarse schedule (halving) stops most members at its rungs.
+    assert doc["schedule"] == "halving" and doc["lineage"] == []
+    assert sum(m["status"] == "stopped" for m in doc["members"]) >= 12 - 12 // 3
     w = doc["winner"]
     assert w["id"] == best_ok(doc)["id"]
     assert w["val_acc"] == best_ok(doc)["best_val_acc"]
     assert w["val_acc"] > 0.8 and w["test_acc"] > 0.8  # chance is 0.1
-    assert set(doc["timing"]) == {"compile_s", "train_s", "model_steps_per_s"}
+    assert set(doc["timing"]) == {
+        "compile_s",
+        "train_s",
+        "model_steps_per_s",
+        "eval_s",
+        "transfer_s",
+    }
     assert doc["report"] is None  # --no-report
 
 
@@ -163,12 +173,17 @@ def test_fine_refines_an_interior_winner(swept):
     with Store.open(store) as st:
         row = st.sweep_row("f1")
         assert row.config["train"]["steps"] == sweepjax.sweep.FINE_STEPS_FACTOR * 60
-        assert f["space"]["lr_decay"] == [0.5, 1.0]  # fine also searches the decay
+        # fine also searches the decay (the rate's final multiplier)
+        assert f["space"]["lr_decay"] == [sweepjax.sweep.FINE_LR_DECAY.lo, 1.0]
         assert row.config["data"]["dataset"] == "mnist-sample"
         res = st.load_sweep("f1")
         assert res.refinement and "top-5 span" in res.refinement
         assert res.winner_params["out"]["kernel"].shape == (10, 784)
-        assert res.curves.val_acc.shape == (12, 60 * sweepjax.sweep.FINE_STEPS_FACTOR // 3)
+        # An evaluation every 3 steps (--eval-every 3), plus one at each halving rung.
+        total = 60 * sweepjax.sweep.FINE_STEPS_FACTOR
+        rungs = [total // 27 * 3**j for j in range(3)]
+        want = sorted(set(range(3, total + 1, 3)) | set(rungs))
+        assert res.curves.step.tolist() == want and res.curves.val_acc.shape == (12, len(want))
 
 
 def test_fine_chains_and_text_output(swept, capsys):
@@ -247,7 +262,9 @@ def test_ctrl_c_then_resume_equals_uninterrupted(swept, tmp_path, capsys):
             report=False,
             callbacks=Callbacks(stop=stop, note=print),
         )
-    assert e.value.exit_code == 130 and e.value.step == 18
+    # Calls end at each evaluation (every 3 steps) and at each halving rung (6 and 18 for a
+    # 60-step run): the third ends at step 9, between the rungs.
+    assert e.value.exit_code == 130 and e.value.step == 9
     with Store.open(store) as st:
         assert st.sweep_row("c1").status == "interrupted"
     capsys.readouterr()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from sweepjax import diagnose
+from sweepjax.curves import Curves
 from sweepjax.diagnose import Thresholds, diagnose_member, diagnose_sweep
 from sweepjax.results import MemberRecord, SweepResult, TimingRecord
-from sweepjax.train import Curves
 
 E = 10
 STEP = np.arange(1, E + 1) * 50
@@ -142,3 +144,20 @@ def test_flat_loss_under_large_lambda_blames_lambda_not_the_rate():
     assert d[1][0].kind == "lr_too_low"
     assert d[2][0].kind == "lambda_too_high" and d[2][0].evidence["l2"] == 0.5
     assert d[2][0].evidence["relative_decrease"] == d[1][0].evidence["relative_decrease"]
+
+
+def test_a_ratio_low_only_because_the_schedule_annealed_the_rate_blames_the_schedule():
+    """Ratio 3e-5 at the end of a run that decayed the rate to 0.01x: at the base rate it
+    would be 3e-3 (in the band), so the schedule is blamed; with a constant rate (or a
+    ratio still too low at the base rate) it stays a low-rate warning."""
+    from sweepjax.diagnose import Diagnosis, _blame_schedule
+
+    steps = np.array([100, 200], np.int64)
+    ratio = np.array([[3e-3, 3e-5], [3e-3, 3e-7]], np.float32)
+    z = np.zeros_like(ratio)
+    curves = Curves(steps, z, z, z, z, ratio)
+    low = Diagnosis("update_ratio_low", "low", {})
+    got = _blame_schedule(low, curves, 0, 0.01, 200, diagnose.DEFAULT)
+    assert got.kind == "lr_decayed" and got.evidence["multiplier"] == pytest.approx(0.01)
+    assert _blame_schedule(low, curves, 0, 1.0, 200, diagnose.DEFAULT).kind == "update_ratio_low"
+    assert _blame_schedule(low, curves, 1, 0.01, 200, diagnose.DEFAULT).kind == "update_ratio_low"

@@ -9,10 +9,11 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from sweepjax.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.errors import StoreError
+from sweepjax.hparams import HParams
 from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
 from sweepjax.store import SCHEMA_VERSION, Store
-from sweepjax.train import Checkpoint, Curves
 
 
 def make_result(sid: str, m: int = 6, e: int = 4, seed: int = 0) -> SweepResult:
@@ -137,10 +138,26 @@ def test_checkpoint_round_trip_exact_and_replaced(tmp_path):
     with Store.open(tmp_path / "s.db", create=True) as st:
         sid = new_sweep(st, make_result("x", m=5))
         assert st.load_checkpoint(sid, states) is None
-        st.save_checkpoint(sid, Checkpoint(10, states, curves))
-        st.save_checkpoint(sid, Checkpoint(20, states, curves))
+        # A scheduler's state: members 1 and 3 stopped at step 10, a PBT copy recorded.
+        hp = HParams.create(lr=np.geomspace(1e-3, 1, 5), l2=1e-4)
+        sched = ScheduleState.start(hp)._replace(
+            active=np.array([0, 2, 4]),
+            stopped_at=np.array([-1, 10, -1, 10, -1], np.int32),
+            lineage=np.array([[10, 4, 0]], np.int64),
+        )
+        st.save_checkpoint(sid, Checkpoint(10, states, curves, sched))
+        st.save_checkpoint(sid, Checkpoint(20, states, curves, sched))
         ck = st.load_checkpoint(sid, states)
         assert ck.step == 20 and st.sweep_row(sid).steps_done == 20
+        for a, b in zip(ck.schedule, sched, strict=True):
+            for x, y in zip(np.atleast_1d(a), np.atleast_1d(b), strict=True):
+                np.testing.assert_array_equal(x, y)
+        # A compacted population (fewer rows than members) loads too.
+        few = State(states.w[:3], states.alive[:3], states.step[:3])
+        st.save_checkpoint(sid, Checkpoint(30, few, curves, sched))
+        assert st.load_checkpoint(sid, states).states.w.shape == (3, 3, 2)
+        st.save_checkpoint(sid, Checkpoint(20, states, curves, sched))
+        ck = st.load_checkpoint(sid, states)
         for a, b in zip(ck.states, states, strict=True):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
@@ -220,3 +237,24 @@ def test_refusals_leave_files_untouched(tmp_path):
             with pytest.raises(StoreError, match=msg):
                 Store.open(path, create=create)
         assert path.read_bytes() == before
+
+
+def test_a_version_1_store_is_migrated_on_open(tmp_path):
+    """Stores written before schedulers (no stopped_at, no lineage) open and read as
+    before: their members were never stopped by a scheduler."""
+    path = tmp_path / "old.db"
+    with Store.open(path, create=True) as st:
+        res = make_result("x", m=3)
+        res.sweep_id = new_sweep(st, res)
+        st.save_results(res)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE members DROP COLUMN stopped_at")
+    conn.execute("ALTER TABLE sweeps DROP COLUMN schedule")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as st:
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        back = st.load_sweep(res.sweep_id)
+    assert [m.stopped_at for m in back.members] == [None, None, None]
+    assert back.lineage == [] and [m.id for m in back.members] == [0, 1, 2]
