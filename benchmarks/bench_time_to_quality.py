@@ -40,7 +40,9 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 # This checkout's sweepjax (not whichever copy is installed), and the helpers beside us.
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
@@ -171,10 +173,18 @@ def _kw(kw: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kw.items())
 
 
+class Trainer(NamedTuple):
+    init: Callable  # (trial_id) -> params
+    chunk: Callable  # (params, t0, trial_id, lr, l2, decay) -> (params, finite)
+    acc: Callable  # (params, x[N, D], y[N]) -> accuracy
+    objective: Callable  # (params, x, y, l2) -> loss (not jitted)
+
+
 def make_trainer(ds, model: str, hidden: int, run_steps: int, chunk_steps: int, seed: int):
-    """A one-trial JAX trainer: ``init(trial_id) -> params``, ``chunk(params, t0, lr, l2,
-    decay) -> (params, finite)`` (``chunk_steps`` SGD steps, one compiled ``lax.scan``,
-    reused by every trial: the hyperparameters are traced), ``acc(params, x, y)``.
+    """A one-trial JAX trainer (:class:`Trainer`). ``chunk`` runs ``chunk_steps`` SGD steps
+    from step ``t0`` as one compiled ``lax.scan``, reused by every trial (the
+    hyperparameters and ``t0`` are traced); its minibatches are ``fold_in(data key of
+    the trial, t)``, so a trial's run does not depend on how it is chunked.
 
     sweepjax's model and objective: kernels stored ``[out, in]``, the hidden layer
     He-normal (truncated, fan-in), the read-out N(0, 1e-3), biases zero; mean
@@ -232,7 +242,7 @@ def make_trainer(ds, model: str, hidden: int, run_steps: int, chunk_steps: int, 
     def acc(p, x, y):
         return jnp.mean(jnp.argmax(logits(p, x), -1) == y)
 
-    return jax.jit(init), jax.jit(chunk), jax.jit(acc)
+    return Trainer(jax.jit(init), jax.jit(chunk), jax.jit(acc), objective)
 
 
 def worker_optuna(args) -> dict:
@@ -244,7 +254,7 @@ def worker_optuna(args) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ds = sweepjax.load_dataset(sweepjax.DataConfig(dataset=args.dataset, seed=0))
     t_data = now()
-    init, chunk, acc = make_trainer(
+    init, chunk, acc, _ = make_trainer(
         ds, args.model, 100, args.run_steps, args.chunk_steps, args.seed
     )
     x_val, y_val = jnp.asarray(ds.x_val), jnp.asarray(ds.y_val)
