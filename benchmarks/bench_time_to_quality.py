@@ -645,7 +645,7 @@ def parse(argv=None):
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated of {PEERS}, or none")
     ap.add_argument("--budget-s", type=float, default=None, help="Optuna's timeout (120)")
     ap.add_argument("--seed", type=int, default=0, help="samplers and the Optuna trainer")
-    ap.add_argument("--sklearn-max-iter", type=int, default=None, help="lbfgs cap (2000)")
+    ap.add_argument("--sklearn-max-iter", type=int, default=None, help="lbfgs cap (1000)")
     ap.add_argument("--run-steps", type=int, default=None, help=f"Optuna trial ({RUN_STEPS})")
     ap.add_argument("--chunk-steps", type=int, default=None, help=f"per report ({CHUNK_STEPS})")
     ap.add_argument("--targets", type=float, nargs="+", default=None)
@@ -658,7 +658,7 @@ def parse(argv=None):
     q = args.quick
     args.dataset = args.dataset or ("mnist-sample" if q else "fashion-mnist")
     args.budget_s = args.budget_s if args.budget_s is not None else (10.0 if q else 120.0)
-    args.sklearn_max_iter = args.sklearn_max_iter or (200 if q else 2000)
+    args.sklearn_max_iter = args.sklearn_max_iter or (200 if q else 1000)
     args.run_steps = args.run_steps or (240 if q else RUN_STEPS)
     args.chunk_steps = args.chunk_steps or (24 if q else CHUNK_STEPS)
 
