@@ -115,7 +115,8 @@ def worker_sweepjax(args) -> dict:
     def progress(sid, rep):
         tl.offer(float(rep.best_val_acc), None, stage=len(stages), step=rep.step)
 
-    cb = Callbacks(progress=progress, note=lambda _m: None)
+    notes: list[str] = []
+    cb = Callbacks(progress=progress, note=notes.append)
     with tempfile.TemporaryDirectory(prefix="sweepjax-ttq-") as tmp:
         store = Path(tmp) / "ttq.db"
         for kind, fn, kw in (
@@ -162,6 +163,7 @@ def worker_sweepjax(args) -> dict:
     return {
         "events": tl.events,
         "stages": stages,
+        "notes": notes,
         "final_val": best["val_acc"],
         "final_test": best["test_acc"],
         "note": "val: the best member's best evaluation (sweepjax's winner); progress "
@@ -422,7 +424,12 @@ def run_worker(name: str, model: str, args, progress=print) -> dict:
         if out.returncode != 0 or not result.exists():
             tail = (out.stderr.strip().splitlines() or ["?"])[-1]
             progress(f"[{model}] {name}: failed: {tail}")
-            return {"approach": name, "error": tail, "subprocess_wall_s": wall}
+            return {
+                "approach": name,
+                "error": tail,
+                "stderr_tail": out.stderr[-3000:],
+                "subprocess_wall_s": wall,
+            }
         row = {"approach": name, **json.loads(result.read_text()), "subprocess_wall_s": wall}
     if "skipped" in row:
         progress(f"[{model}] {name}: skipped: {row['skipped']}")
@@ -527,7 +534,7 @@ def markdown(res: dict) -> str:
         rows = []
         for r in m["rows"]:
             if "events" not in r:
-                why = r.get("skipped") or f"failed: {r.get('error')}"
+                why = "skipped" if "skipped" in r else "failed"
                 rows.append([r["approach"], why] + ["-"] * (len(head) - 2))
                 continue
             tt = r["time_to_target"]
@@ -601,6 +608,8 @@ def markdown(res: dict) -> str:
 
 def _details(r: dict) -> list[str]:
     name = r["approach"]
+    if "skipped" in r or "error" in r:
+        return [f"- {name}: " + (f"skipped: {r['skipped']}" if "skipped" in r else r["error"])]
     if "stages" in r:
         return [
             f"- {name}: "
