@@ -551,7 +551,11 @@ def markdown(res: dict) -> str:
         rat = m["ratio_tpe_hb_vs_sweepjax_default"]
         if rat:
             if rat["ratio"] is None:
-                verdict = "sweepjax default never reached it: **missed**"
+                sj = next(r for r in m["rows"] if r["approach"] == "sweepjax default")
+                verdict = (
+                    f"never reached it (its best: {max(e['val'] for e in sj['events']):.4f}): "
+                    "**missed**"
+                )
             else:
                 verdict = (
                     f"**{rat['ratio']:.1f}x** (goal >= {rat['goal']:g}x: "
@@ -559,8 +563,12 @@ def markdown(res: dict) -> str:
                 )
             lines += [
                 f"Optuna TPE+Hyperband reached its own final best ({rat['target_val']:.4f}) "
-                f"after {_fmt(rat['optuna_tpe_hb_s'], '.1f')} s; sweepjax default reached "
-                f"it after {_fmt(rat['sweepjax_default_s'], '.1f')} s: {verdict}.",
+                f"after {_fmt(rat['optuna_tpe_hb_s'], '.1f')} s; sweepjax default "
+                + (
+                    f"reached it after {rat['sweepjax_default_s']:.1f} s: {verdict}."
+                    if rat["sweepjax_default_s"] is not None
+                    else f"{verdict}."
+                ),
                 "",
             ]
         for r in m["rows"]:

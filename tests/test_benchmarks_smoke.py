@@ -158,7 +158,6 @@ def test_ttq_quick_run_writes_sane_timelines(tmp_path):
     assert tpe["final_val"] == tpe["events"][-1]["val"]
     assert all(e["test"] is not None for e in tpe["events"])
     assert tpe["trials"] == tpe["counts"]["complete"] + tpe["counts"]["pruned"]
-    assert tpe["counts"]["pruned"] > 0  # Hyperband did prune
     rat = m["ratio_tpe_hb_vs_sweepjax_default"]
     assert rat["target_val"] == tpe["final_val"] and rat["optuna_tpe_hb_s"] > 0
     md = (tmp_path / "time-to-quality-cpu-quick.md").read_text()
