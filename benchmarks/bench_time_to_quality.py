@@ -388,7 +388,17 @@ def worker_sklearn(args) -> dict:
         "convergence_warnings": sum(f["convergence_warnings"] for f in fits),
         "excluded_test_eval_s": tl.excluded_s,
         "sklearn": sklearn.__version__,
+        "blas_threads": _blas_threads(),
     }
+
+
+def _blas_threads() -> list | None:
+    """The BLAS pools lbfgs ran on (they spin-wait badly on a loaded 2-core machine)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()]
 
 
 def worker(args) -> None:
@@ -639,7 +649,8 @@ def _details(r: dict) -> list[str]:
         ]
     if "fits" in r:
         return [
-            f"- {name} {r['sklearn']}: max_iter {r['max_iter']}, {r['fits_at_max_iter']} of "
+            f"- {name} {r['sklearn']} (BLAS threads {r.get('blas_threads')}): max_iter "
+            f"{r['max_iter']}, {r['fits_at_max_iter']} of "
             f"{len(r['fits'])} fits hit it, {r['convergence_warnings']} ConvergenceWarnings; "
             "per fit (lambda: s, iterations, val): "
             + ", ".join(
