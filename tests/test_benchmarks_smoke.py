@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_engine  # noqa: E402
 import bench_gpu  # noqa: E402
 import bench_peers  # noqa: E402
+import bench_time_to_quality as ttq  # noqa: E402
 
 
 def quiet(*_a, **_k):
@@ -84,3 +85,89 @@ def test_gpu_check_quick_writes_valid_json(tmp_path):
     assert [r["members"] for r in rows] == [1, 8, 32]
     assert all(r["steps"] > 0 and r["speedup_vs_sequential"] > 0 for r in rows)
     assert res["machine"]["backend"] == data["machine"]["backend"]
+
+
+def test_ttq_trainer_is_sweepjax_objective_and_cosine_sgd():
+    """The Optuna peers' trainer: sweepjax's parameter layout, initial scale and objective
+    (mean cross-entropy + lambda * sum(kernel**2) / 2); its first step uses the full
+    rate (cos(0) = 1); lr = 0 leaves the weights alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from sweepjax.models import build_model, l2_penalty
+
+    ds = toy_dataset(n_train=300, n_val=50, n_test=50, d=20, k=4)
+    for kind in ("softmax", "mlp"):
+        tr = ttq.make_trainer(ds, kind, 8, run_steps=10, chunk_steps=1, seed=0)
+        p = tr.init(3)
+        assert p["out"]["kernel"].shape == (4, 8 if kind == "mlp" else 20)
+        model = build_model(ModelConfig(kind=kind, hidden=8), 4)
+        x, y = jnp.asarray(ds.x_train[:64]), jnp.asarray(ds.y_train[:64])
+        logits = model.apply({"params": p}, x)
+        ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(64), y])
+        np.testing.assert_allclose(tr.objective(p, x, y, 0.3), ce + 0.3 * l2_penalty(p), rtol=1e-5)
+        same, ok = tr.chunk(p, jnp.int32(0), 3, 0.0, 1e-3, 0.5)
+        assert bool(ok)
+        jax.tree.map(np.testing.assert_array_equal, same, p)
+    p = ttq.make_trainer(ds, "softmax", 8, 10, 1, 0).init(0)
+    assert float(jnp.std(p["out"]["kernel"])) == pytest.approx(1e-3, rel=0.2)
+    # One step at t0 = 0 moves by exactly lr * gradient of the step's own minibatch: the
+    # rate at t = 0 is lr whatever the decay; at t = run_steps it is lr * decay.
+    tr = ttq.make_trainer(ds, "softmax", 8, run_steps=10, chunk_steps=1, seed=0)
+    p0 = tr.init(0)
+    a, _ = tr.chunk(p0, jnp.int32(0), 0, 0.5, 1e-3, 0.01)
+    b, _ = tr.chunk(p0, jnp.int32(0), 0, 0.25, 1e-3, 0.9)
+    np.testing.assert_allclose(
+        a["out"]["kernel"] - p0["out"]["kernel"],
+        2 * (b["out"]["kernel"] - p0["out"]["kernel"]),
+        rtol=1e-4,
+        atol=1e-9,
+    )
+
+
+def test_ttq_quick_run_writes_sane_timelines(tmp_path):
+    """Quick mode end to end on a small subset (the default sweepjax flow, Optuna
+    TPE+Hyperband for a few seconds), each worker in its own process."""
+
+    argv = ["--quick", "--model", "softmax", "--flows", "default"]
+    argv += ["--peers", "optuna tpe+hyperband", "--budget-s", "4", "--out", str(tmp_path)]
+    ttq.main(argv)
+    data = json.loads((tmp_path / "time-to-quality-cpu-quick.json").read_text())
+    assert data["settings"]["dataset"] == "mnist-sample"
+    m = data["models"]["softmax"]
+    rows = {r["approach"]: r for r in m["rows"]}
+    assert set(rows) == {"sweepjax default", "optuna tpe+hyperband"}
+    for r in rows.values():
+        ev = r["events"]
+        assert ev, r["approach"]
+        ts, vals = [e["t"] for e in ev], [e["val"] for e in ev]
+        assert ts[0] > 0 and ts == sorted(ts) and ts[-1] <= r["wall_s"] <= r["subprocess_wall_s"]
+        assert all(
+            b > a for a, b in zip(vals, vals[1:], strict=False)
+        )  # recorded only on improvement
+        assert all(0.1 < v <= 1 for v in vals)
+        # sweepjax's final is its stage winners' best; progress may have shown a member
+        # that later diverged, so the timeline can only be higher.
+        assert 0.1 < r["final_test"] <= 1 and r["final_val"] <= max(vals)
+        # Every reached target is reached at an event's time.
+        for t in r["time_to_target"].values():
+            assert t is None or t in ts
+    assert [s["stage"] for s in rows["sweepjax default"]["stages"]] == ["coarse", "fine"]
+    assert rows["sweepjax default"]["stages"][0]["members"] == ttq.QUICK_COARSE["trials"]
+    tpe = rows["optuna tpe+hyperband"]
+    assert tpe["final_val"] == tpe["events"][-1]["val"]
+    assert all(e["test"] is not None for e in tpe["events"])
+    assert tpe["trials"] == tpe["counts"]["complete"] + tpe["counts"]["pruned"]
+    rat = m["ratio_tpe_hb_vs_sweepjax_default"]
+    assert rat["target_val"] == tpe["final_val"] and rat["optuna_tpe_hb_s"] > 0
+    md = (tmp_path / "time-to-quality-cpu-quick.md").read_text()
+    assert md.startswith("# Time to quality") and "| sweepjax default |" in md
+    assert (tmp_path / "time-to-quality-cpu-quick.png").stat().st_size > 0
+
+
+def test_ttq_variant_without_the_argument_is_skipped_with_the_reason(monkeypatch):
+
+    monkeypatch.setitem(ttq.FLOWS, "sweepjax bogus", ({"no_such_argument": 1}, {}))
+    args = ttq.parse(["--worker", "sweepjax bogus", "--model", "softmax", "--quick"])
+    out = ttq.worker_sweepjax(args)
+    assert "no_such_argument" in out["skipped"] and "events" not in out
