@@ -302,7 +302,8 @@ def decide(
     importance, importance_se, flat, flat_ranges = {}, {}, [], {}
     for j, name in enumerate(surface.axes):
         # Best score of each sampled surface with axis j at each knot: [K, S].
-        slab = np.moveaxis(samp_grid, j, 0).reshape(k, -1, num_samples).max(axis=1)
+        others = tuple(i for i in range(a) if i != j)
+        slab = samp_grid.max(axis=others) if others else samp_grid
         inner = slab[nb : k - nb].max(axis=0)
         for s, side in enumerate(SIDES):
             # Rise across the outer band toward the edge, other axes at the optimum.
@@ -321,8 +322,8 @@ def decide(
                 BoundaryVerdict(name, side, rise, rise_se, p, conf, bool(cap[j, s]), flagged)
             )
         # Partial dependence: the model averaged over the grid's other axes.
-        pd_op = np.moveaxis(phi.reshape((k,) * a + (-1,)), j, 0).reshape(k, -1, phi.shape[1])
-        pd_op = pd_op.mean(axis=1)  # [K, P]
+        pd_op = phi.reshape((k,) * a + (-1,))
+        pd_op = pd_op.mean(axis=others) if others else pd_op  # [K, P]
         pd_mean = pd_op @ surface.coef
         pd_samp = pd_op @ coefs_t  # [K, S]
         importance[name] = float(np.ptp(pd_mean))
