@@ -168,7 +168,7 @@ def selection_z(k: int, confidence: float = DEFAULT_TIE_CONFIDENCE) -> float:
 
     Example::
 
-      selection_z(2), selection_z(256)  # (1.645, 2.77)
+      selection_z(2), selection_z(256)  # (1.645, 3.25)
     """
     if k <= 1:
         return 0.0

@@ -132,7 +132,7 @@ def test_extension_does_not_need_the_winner_in_the_band():
     # The mnist case: accuracy climbing steadily to the edge, but the noisy single winner
     # sits below the old rule's outer 10% band (which then clipped the box at the edge).
     runs = [(p, r) for p, r in _trials("edge") if p[0][r.ranking.winner, 0] < 0.9]
-    assert len(runs) >= 10, "expected trials whose winner lies below the band"
+    assert len(runs) >= 5, "expected trials whose winner lies below the band"
     assert all(r.box.hi[0] > 1.0 for _, r in runs)
 
 
