@@ -113,7 +113,11 @@ def worker_sweepjax(args) -> dict:
     stages = []
 
     def progress(sid, rep):
-        tl.offer(float(rep.best_val_acc), None, stage=len(stages), step=rep.step)
+        # Only whole-validation-set numbers (known after a scheduler decision): the
+        # per-block subset's best is a max over many noisy 1,000-row measurements.
+        full = float(rep.best_full_val_acc)
+        if full == full:
+            tl.offer(full, None, stage=len(stages), step=rep.step)
 
     notes: list[str] = []
     cb = Callbacks(progress=progress, note=notes.append)
