@@ -15,6 +15,7 @@ uninterrupted run (same chunks, same compiled programs, same minibatches).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import socket
@@ -133,6 +134,27 @@ class SweepConfig:
             "margin": self.margin,
             "band": self.band,
         }
+
+
+# --------------------------------------------------------------------------- seeds
+def derive_seed(root: int, lineage: tuple[str, ...]) -> int:
+    """The training seed of a sweep: its members' draws, initial weights and minibatches.
+
+    ``lineage`` is the sweep's kind after its ancestors' kinds, root first (``("coarse",)``,
+    ``("coarse", "fine")``, ``("coarse", "fine", "fine")``, ...). A root sweep trains with
+    ``root`` itself; a refinement round gets a seed hashed from ``root`` and its lineage, so
+    chained rounds draw fresh unit coordinates, weights and minibatches, while the same
+    commands still give the same seeds (no clock, no store ids involved).
+
+    Example::
+
+      derive_seed(0, ("coarse",))  # 0
+      derive_seed(0, ("coarse", "fine")) != derive_seed(0, ("coarse", "fine", "fine"))
+    """
+    if len(lineage) <= 1:
+        return int(root)
+    digest = hashlib.sha256(f"sweepjax:{int(root)}:{'/'.join(lineage)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 # --------------------------------------------------------------------------- config
@@ -315,6 +337,10 @@ def fine(
     (``band``): there the box extends past that edge. ``lr`` / ``l2`` replace an axis of
     that box. Every other setting is the parent's unless given; ``steps`` defaults to
     ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's.
+
+    ``seed`` is the root seed (default: the parent's): it fixes the validation split of
+    the whole chain, and the round trains with :func:`derive_seed` of it and the round's
+    lineage, so every round draws fresh members, weights and minibatches.
     """
     cb = callbacks or Callbacks()
     for n, v in (("trials", trials), ("top", top_k)):
@@ -366,14 +392,22 @@ def fine(
             )
         # The data the parent really used (after any offline fallback), so rounds compare.
         used = par.dataset.get("name") or pd["dataset"]
-        seed_ = pt["seed"] if seed is None else seed
+        # The root seed (the data split's, shared by the whole chain) and, from it and the
+        # lineage, this round's training seed: fresh draws each round, same per command.
+        root = pd["seed"] if seed is None else seed
+        lineage = (
+            *(st.sweep_row(p).kind for p, _ in par.parent_spaces),
+            prow.kind,
+            "fine",
+        )
+        seed_ = derive_seed(root, lineage)
         cfg = SweepConfig(
             kind="fine",
             data=DataConfig(
                 dataset=dataset or used,
                 data_dir=data_dir if data_dir is not None else pd["data_dir"],
                 val_fraction=pd["val_fraction"],
-                seed=seed_,
+                seed=root,
                 download=pd["download"],
             ),
             model=ModelConfig(
@@ -402,6 +436,7 @@ def fine(
                 f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
             )
         cb.say(f"fine box from {parent}: {why}")
+        cb.say(f"fine seed {seed_}: from root seed {root} and lineage {'/'.join(lineage)}")
         return _run(
             cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why, where=where
         )
@@ -704,4 +739,12 @@ def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None)
     )
 
 
-__all__ = ["Callbacks", "SweepConfig", "SweepInterrupted", "build_result", "coarse", "fine"]
+__all__ = [
+    "Callbacks",
+    "SweepConfig",
+    "SweepInterrupted",
+    "build_result",
+    "coarse",
+    "derive_seed",
+    "fine",
+]
