@@ -8,8 +8,10 @@ Resume rule: a sweep's population is checkpointed in the store after every chunk
 ``resume=True`` the flow continues the unfinished (running-but-dead or interrupted)
 sweep of the same kind named ``name`` or, without a name, the newest unfinished one
 whose resolved config equals this call's; it refuses (ConfigError, one line naming the
-differing settings) when the config differs, and it ends with exactly the results of an
-uninterrupted run (same chunks, same compiled programs, same minibatches).
+differing settings) when the config differs or the device count is not the one the sweep
+ran on, and it ends with exactly the results of an uninterrupted run (same chunks, same
+compiled programs, same minibatches). The stored timing adds up every part (a part ended
+by kill -9 counts its wall time up to its last checkpoint, compile included, as training).
 """
 
 from __future__ import annotations
@@ -568,8 +570,18 @@ def _run(
     cfg_dict = cfg.as_dict()
     info = ds.info.as_dict()
     ckpt = None
+    prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
         sid = _find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        prior = {**prior, **st.run_timing(sid)}
+        ran_on = prior.get("devices")
+        if ran_on is not None and ran_on != where.num_devices:
+            # Members split differently over devices round differently: refuse rather
+            # than continue to results that are only float-close to an uninterrupted run.
+            raise ConfigError(
+                f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
+                f"resume it with --devices {ran_on} (results match exactly only then)"
+            )
         like = init_states(ds, hp, cfg.model, cfg.train, ids)
         ckpt = st.load_checkpoint(sid, like)
         st.mark_running(sid)
@@ -586,6 +598,8 @@ def _run(
             parent=cfg.parent,
             name=name,
         )
+    run = {"devices": where.num_devices, "partial": True}
+    st.set_timing(sid, {**prior, **run})
     cb.say(
         f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
         f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}) on "
@@ -593,7 +607,10 @@ def _run(
     )
 
     def on_chunk(rep: ChunkReport) -> bool:
-        st.save_checkpoint(sid, rep.checkpoint)
+        # Until this part ends cleanly, its wall time so far (compile included) counts
+        # as training: what a kill -9 leaves for the resumed sweep to add up.
+        so_far = {**prior, **run, "train_s": prior["train_s"] + rep.elapsed_s}
+        st.save_checkpoint(sid, rep.checkpoint, timing=so_far)
         if cb.progress is not None:
             cb.progress(sid, rep)
         return not (cb.stop is not None and cb.stop())
@@ -619,9 +636,22 @@ def _run(
     except BaseException:
         st.mark_interrupted(sid)  # the last chunk's checkpoint stays resumable
         raise
+    total = {
+        **run,
+        "compile_s": prior["compile_s"] + res.timing.compile_s,
+        "train_s": prior["train_s"] + res.timing.train_s,
+    }
     if not res.completed:
+        st.set_timing(sid, total)
         st.mark_interrupted(sid)
         raise SweepInterrupted(sid, res.checkpoint.step, cfg.train.steps, cfg.kind)
+    if resume:  # the timing of the whole sweep, not just of its last part
+        steps_s = hp.num_members * cfg.train.steps / total["train_s"] if total["train_s"] else 0.0
+        res = res._replace(
+            timing=res.timing._replace(
+                compile_s=total["compile_s"], train_s=total["train_s"], model_steps_per_s=steps_s
+            )
+        )
 
     parent_spaces = []
     if cfg.parent is not None:
@@ -635,7 +665,13 @@ def _run(
     elif report:
         try:
             result.report = write_report_hook(result, st, ds)
-        except Exception as e:  # the results are stored; a broken report must not lose them
+        except ImportError as e:  # our own package or a dependency missing: a broken install
+            raise SweepjaxError(
+                f"the report module failed to import ({e}): the sweepjax install is broken, "
+                f"reinstall it; sweep {sid}'s results are stored, `sweepjax report {sid}` "
+                "writes its report once fixed"
+            ) from e
+        except Exception as e:  # the results are stored; a failed report must not lose them
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
@@ -718,13 +754,12 @@ def report_dir(store_path: str | os.PathLike, sweep_id: str) -> Path:
     return p.with_name(p.stem + "-reports") / sweep_id
 
 
-def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str | None:
-    """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report`` when that
-    package is installed; returns its path, or None when it is absent."""
-    try:
-        from sweepjax.report import write_report
-    except ImportError:
-        return None
+def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str:
+    """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report``; returns
+    its path. An ImportError (sweepjax.report is part of this package, so a broken
+    install) propagates."""
+    from sweepjax.report import write_report
+
     parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
     images = ds.raw_train_images if ds is not None else None
     sample = ds.x_val[:1000] if ds is not None else None
