@@ -92,7 +92,7 @@ def user_member_trainer(n: int, d: int, k: int, steps: int):
 
     def train_one(w, b, x_all, y_all, key, lr, l2):
         def loss(wb, x, y):
-            logits = x @ wb[0].T + wb[1]
+            logits = x @ wb[0].T + wb[1][None, :]
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
             return ce + 0.5 * l2 * jnp.sum(wb[0] ** 2)
 
