@@ -11,8 +11,10 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,6 +87,15 @@ def machine_line(m: dict) -> str:
         f"{m['cpu']} ({m['cpu_cores_usable']} usable cores{acc}), backend "
         f"{m['backend']}, jax {m['jax']} / jaxlib {m['jaxlib']}, {m['date']}{load_s}"
     )
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command that is running, for the results' "Reproduce" line: ``sys.argv`` as
+    typed, or, when ``main(argv)`` is called from Python, the script with those arguments."""
+    if argv is None:
+        return shlex.join(["python", *sys.argv])
+    rel = os.path.relpath(script, Path(__file__).resolve().parents[1])
+    return shlex.join(["python", rel, *argv])
 
 
 def median(xs) -> float:

@@ -385,8 +385,9 @@ class Store:
                 (time.time(), sweep_id),
             )
 
-    def save_checkpoint(self, sweep_id: str, ckpt: Checkpoint) -> None:
-        """Replace the sweep's checkpoint with ``ckpt`` (atomically)."""
+    def save_checkpoint(self, sweep_id: str, ckpt: Checkpoint, timing: dict | None = None) -> None:
+        """Replace the sweep's checkpoint with ``ckpt`` (atomically), and with it the
+        ``timing`` so far (see :meth:`set_timing`) when given."""
         blob = serialization.msgpack_serialize(
             {
                 "states": _tree_to_dict(ckpt.states),
@@ -408,6 +409,20 @@ class Store:
                 "UPDATE sweeps SET steps_done=?, updated=? WHERE id=?",
                 (int(ckpt.step), now, sweep_id),
             )
+            if timing is not None:
+                c.execute("UPDATE sweeps SET timing=? WHERE id=?", (json.dumps(timing), sweep_id))
+
+    def set_timing(self, sweep_id: str, timing: dict) -> None:
+        """Store an unfinished sweep's run record so far (``compile_s``, ``train_s`` of
+        the parts run until now, ``devices``); :meth:`save_results` replaces it with the
+        finished sweep's timing."""
+        with self.transaction() as c:
+            c.execute("UPDATE sweeps SET timing=? WHERE id=?", (json.dumps(timing), sweep_id))
+
+    def run_timing(self, sweep_id: str) -> dict:
+        """The record :meth:`set_timing` stored (``{}`` when none)."""
+        row = self.conn.execute("SELECT timing FROM sweeps WHERE id=?", (sweep_id,)).fetchone()
+        return json.loads(row[0]) if row is not None and row[0] else {}
 
     def load_checkpoint(self, sweep_id: str, like_states: Any) -> Checkpoint | None:
         """The sweep's latest checkpoint (``states`` shaped like ``like_states``), or None."""

@@ -8,13 +8,16 @@ Resume rule: a sweep's population is checkpointed in the store after every chunk
 ``resume=True`` the flow continues the unfinished (running-but-dead or interrupted)
 sweep of the same kind named ``name`` or, without a name, the newest unfinished one
 whose resolved config equals this call's; it refuses (ConfigError, one line naming the
-differing settings) when the config differs, and it ends with exactly the results of an
-uninterrupted run (same chunks, same compiled programs, same minibatches).
+differing settings) when the config differs or the device count is not the one the sweep
+ran on, and it ends with exactly the results of an uninterrupted run (same chunks, same
+compiled programs, same minibatches). The stored timing adds up every part (a part ended
+by kill -9 counts its wall time up to its last checkpoint, compile included, as training).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -143,6 +146,27 @@ class SweepConfig:
             "band": self.band,
             "schedule": dataclasses.asdict(self.schedule),
         }
+
+
+# --------------------------------------------------------------------------- seeds
+def derive_seed(root: int, lineage: tuple[str, ...]) -> int:
+    """The training seed of a sweep: its members' draws, initial weights and minibatches.
+
+    ``lineage`` is the sweep's kind after its ancestors' kinds, root first (``("coarse",)``,
+    ``("coarse", "fine")``, ``("coarse", "fine", "fine")``, ...). A root sweep trains with
+    ``root`` itself; a refinement round gets a seed hashed from ``root`` and its lineage, so
+    chained rounds draw fresh unit coordinates, weights and minibatches, while the same
+    commands still give the same seeds (no clock, no store ids involved).
+
+    Example::
+
+      derive_seed(0, ("coarse",))  # 0
+      derive_seed(0, ("coarse", "fine")) != derive_seed(0, ("coarse", "fine", "fine"))
+    """
+    if len(lineage) <= 1:
+        return int(root)
+    digest = hashlib.sha256(f"sweepjax:{int(root)}:{'/'.join(lineage)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 # --------------------------------------------------------------------------- config
@@ -367,6 +391,10 @@ def fine(
     that box. Every other setting is the parent's unless given; ``steps`` defaults to
     ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's; ``schedule``
     to ``DEFAULT_SCHEDULE["fine"]``.
+
+    ``seed`` is the root seed (default: the parent's): it fixes the validation split of
+    the whole chain, and the round trains with :func:`derive_seed` of it and the round's
+    lineage, so every round draws fresh members, weights and minibatches.
     """
     cb = callbacks or Callbacks()
     for n, v in (("trials", trials), ("top", top_k)):
@@ -421,7 +449,15 @@ def fine(
             )
         # The data the parent really used (after any offline fallback), so rounds compare.
         used = par.dataset.get("name") or pd["dataset"]
-        seed_ = pt["seed"] if seed is None else seed
+        # The root seed (the data split's, shared by the whole chain) and, from it and the
+        # lineage, this round's training seed: fresh draws each round, same per command.
+        root = pd["seed"] if seed is None else seed
+        lineage = (
+            *(st.sweep_row(p).kind for p, _ in par.parent_spaces),
+            prow.kind,
+            "fine",
+        )
+        seed_ = derive_seed(root, lineage)
         steps_ = steps if steps is not None else FINE_STEPS_FACTOR * pt["steps"]
         sched_cfg = _schedule_config("fine", schedule, eta, rungs, pbt_interval, steps_)
         cfg = SweepConfig(
@@ -430,7 +466,7 @@ def fine(
                 dataset=dataset or used,
                 data_dir=data_dir if data_dir is not None else pd["data_dir"],
                 val_fraction=pd["val_fraction"],
-                seed=seed_,
+                seed=root,
                 download=pd["download"],
             ),
             model=ModelConfig(
@@ -461,6 +497,7 @@ def fine(
                 f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
             )
         cb.say(f"fine box from {parent}: {why}")
+        cb.say(f"fine seed {seed_}: from root seed {root} and lineage {'/'.join(lineage)}")
         return _run(
             cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why, where=where
         )
@@ -592,8 +629,18 @@ def _run(
     cfg_dict = cfg.as_dict()
     info = ds.info.as_dict()
     ckpt = None
+    prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
         sid = _find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        prior = {**prior, **st.run_timing(sid)}
+        ran_on = prior.get("devices")
+        if ran_on is not None and ran_on != where.num_devices:
+            # Members split differently over devices round differently: refuse rather
+            # than continue to results that are only float-close to an uninterrupted run.
+            raise ConfigError(
+                f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
+                f"resume it with --devices {ran_on} (results match exactly only then)"
+            )
         like = init_states(ds, hp, cfg.model, cfg.train, ids)
         ckpt = st.load_checkpoint(sid, like)
         st.mark_running(sid)
@@ -610,6 +657,8 @@ def _run(
             parent=cfg.parent,
             name=name,
         )
+    run = {"devices": where.num_devices, "partial": True}
+    st.set_timing(sid, {**prior, **run})
     scheduler = _scheduler(cfg, hp.num_members)
     plan = "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
     cb.say(
@@ -620,7 +669,10 @@ def _run(
     saver = _CheckpointThrottle(st, sid)
 
     def on_chunk(rep: ChunkReport) -> bool:
-        saver.maybe_save(rep)
+        # Until this part ends cleanly, its wall time so far (compile included) counts
+        # as training: what a kill -9 leaves for the resumed sweep to add up.
+        so_far = {**prior, **run, "train_s": prior["train_s"] + rep.elapsed_s}
+        saver.maybe_save(rep, timing=so_far)
         if cb.progress is not None:
             cb.progress(sid, rep)
         return not (cb.stop is not None and cb.stop())
@@ -647,10 +699,20 @@ def _run(
     except BaseException:
         st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
         raise
+    total = {
+        **run,
+        "compile_s": prior["compile_s"] + res.timing.compile_s,
+        "train_s": prior["train_s"] + res.timing.train_s,
+    }
     if not res.completed:
-        st.save_checkpoint(sid, res.checkpoint)
+        st.save_checkpoint(sid, res.checkpoint, timing=total)
         st.mark_interrupted(sid)
         raise SweepInterrupted(sid, res.checkpoint.step, cfg.train.steps, cfg.kind)
+    if resume:  # the timing of the whole sweep, not just of its last part (the rate is
+        # the last part's: under a scheduler the parts train different numbers of members)
+        res = res._replace(
+            timing=res.timing._replace(compile_s=total["compile_s"], train_s=total["train_s"])
+        )
 
     parent_spaces = []
     if cfg.parent is not None:
@@ -664,7 +726,13 @@ def _run(
     elif report:
         try:
             result.report = write_report_hook(result, st, ds)
-        except Exception as e:  # the results are stored; a broken report must not lose them
+        except ImportError as e:  # our own package or a dependency missing: a broken install
+            raise SweepjaxError(
+                f"the report module failed to import ({e}): the sweepjax install is broken, "
+                f"reinstall it; sweep {sid}'s results are stored, `sweepjax report {sid}` "
+                "writes its report once fixed"
+            ) from e
+        except Exception as e:  # the results are stored; a failed report must not lose them
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
@@ -690,12 +758,12 @@ class _CheckpointThrottle:
         self.last_end = time.perf_counter()
         self.cost: float | None = None
 
-    def maybe_save(self, rep: ChunkReport) -> None:
+    def maybe_save(self, rep: ChunkReport, timing: dict | None = None) -> None:
         cost = self.cost if self.cost is not None else rep.state_bytes / CHECKPOINT_BYTES_PER_S
         if time.perf_counter() - self.last_end < (1 - CHECKPOINT_SHARE) / CHECKPOINT_SHARE * cost:
             return
         t0 = time.perf_counter()
-        self.st.save_checkpoint(self.sid, rep.checkpoint())
+        self.st.save_checkpoint(self.sid, rep.checkpoint(), timing=timing)
         self.last_end = time.perf_counter()
         self.cost = self.last_end - t0
 
@@ -786,13 +854,12 @@ def report_dir(store_path: str | os.PathLike, sweep_id: str) -> Path:
     return p.with_name(p.stem + "-reports") / sweep_id
 
 
-def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str | None:
-    """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report`` when that
-    package is installed; returns its path, or None when it is absent."""
-    try:
-        from sweepjax.report import write_report
-    except ImportError:
-        return None
+def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str:
+    """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report``; returns
+    its path. An ImportError (sweepjax.report is part of this package, so a broken
+    install) propagates."""
+    from sweepjax.report import write_report
+
     parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
     images = ds.raw_train_images if ds is not None else None
     sample = ds.x_val[:1000] if ds is not None else None
@@ -807,4 +874,12 @@ def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None)
     )
 
 
-__all__ = ["Callbacks", "SweepConfig", "SweepInterrupted", "build_result", "coarse", "fine"]
+__all__ = [
+    "Callbacks",
+    "SweepConfig",
+    "SweepInterrupted",
+    "build_result",
+    "coarse",
+    "derive_seed",
+    "fine",
+]

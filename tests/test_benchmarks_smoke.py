@@ -29,14 +29,28 @@ def quiet(*_a, **_k):
 def test_engine_bench_rates_are_members_times_steps_over_time():
     ds = toy_dataset(n_train=600, n_val=50, n_test=50, d=20, k=4)
     res = bench_engine.bench(
-        ds, ms=(1, 4), reps=1, target_s=0.01, n_seq=2, min_steps=10, progress=quiet
+        ds,
+        ms=(1, 4),
+        reps=1,
+        target_s=0.01,
+        n_seq=2,
+        min_steps=10,
+        progress=quiet,
+        eval_members=4,
+        eval_steps=20,
     )
     for r in res["rows"]:
         assert r["model_steps_per_s"] == pytest.approx(
             r["members"] * r["steps"] / r["train_s_median"]
         )
         assert r["num_groups"] == 1
+    assert res["rows"][0]["speedup_vs_engine_m1"] == pytest.approx(1.0)
     assert res["sequential"]["members"] == 2
+    ev = res["evaluation_share"]
+    assert ev["evaluations_default"] == 20
+    assert ev["share"] == pytest.approx(
+        1 - ev["train_s_end_only_median"] / ev["train_s_default_median"]
+    )
     res = {
         "machine": {
             "backend": "cpu",
@@ -49,7 +63,17 @@ def test_engine_bench_rates_are_members_times_steps_over_time():
         **res,
     }
     res["verdict"] = bench_engine.verdict(res)
-    assert "Reproduce: `cmd`" in bench_engine.markdown(res, "cmd")
+    md = bench_engine.markdown(res, "cmd")
+    assert "Reproduce: `cmd`" in md and "Evaluation's share" in md
+
+
+def test_reproduce_line_is_the_command_that_ran(monkeypatch):
+    import common
+
+    monkeypatch.setattr(sys, "argv", ["benchmarks/bench_peers.py", "--quick", "--skip", "torch"])
+    assert common.command_line("x") == "python benchmarks/bench_peers.py --quick --skip torch"
+    script = str(Path(common.__file__).with_name("bench_engine.py"))
+    assert common.command_line(script, ["--quick"]) == "python benchmarks/bench_engine.py --quick"
 
 
 def test_sequential_jax_trainer_reproduces_sweepjax_members():

@@ -129,9 +129,15 @@ def test_response_surface_plots_every_member_once():
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
 
 
-def test_band_is_ten_percent_of_log_width():
+@pytest.mark.parametrize("band", [None, 0.25])
+def test_band_is_the_sweeps_band_of_log_width(band):
+    """The shaded strips are the sweep's --band (default 10% for a config without one)."""
     res = synthetic()
+    if band is not None:
+        res.config = {**res.config, "band": band}
+    frac = 0.1 if band is None else band
     fig = figures.response_surface(res)
+    assert f"boundary band ({frac:.0%})" in fig.axes[0].get_title()
     bands = _gid(fig, "band")
     assert len(bands) == 4
     (xl, xh), (yl, yh) = res.space["lr"], res.space["l2"]
@@ -140,9 +146,9 @@ def test_band_is_ten_percent_of_log_width():
         x0, y0 = r.get_x(), r.get_y()
         x1, y1 = x0 + r.get_width(), y0 + r.get_height()
         dx, dy = math.log10(x1 / x0), math.log10(y1 / y0)
-        # Each strip spans 10% of one axis and all of the other.
-        assert (dx == pytest.approx(0.1 * wx) and dy == pytest.approx(wy)) or (
-            dy == pytest.approx(0.1 * wy) and dx == pytest.approx(wx)
+        # Each strip spans the band's fraction of one axis and all of the other.
+        assert (dx == pytest.approx(frac * wx) and dy == pytest.approx(wy)) or (
+            dy == pytest.approx(frac * wy) and dx == pytest.approx(wx)
         )
     sides = {(a, s) for a, s, _ in figures.band_rects(res.space)}
     assert sides == {("lr", "low"), ("lr", "high"), ("l2", "low"), ("l2", "high")}

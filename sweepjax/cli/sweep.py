@@ -32,7 +32,7 @@ take at most ~5% of the time). Ctrl-C stops at the next chunk boundary and check
 after Ctrl-C or a crash, rerun the SAME command plus --resume. It continues the
 unfinished sweep named --name or, without --name, the newest unfinished sweep of this
 kind whose settings equal the command's, and ends with exactly the results of an
-uninterrupted run. Different settings are refused.
+uninterrupted run. Different settings, or a different device count, are refused.
 
 --config FILE.toml takes the same keys as the flags (e.g. trials = 64, lr = [1e-3, 1.0],
 batch_size = 128); flags given on the command line win."""

@@ -142,8 +142,9 @@ def _summary(result, diagnoses) -> str:
 def _flags_and_diagnoses(result, diagnoses, rows) -> str:
     parts = []
     if result.boundary:
+        band = figures.sweep_band(result)
         items = "".join(
-            f'<li class="flag">member {b.member} lies in the {esc(b.side)} 10% of '
+            f'<li class="flag">member {b.member} lies in the {esc(b.side)} {band:.0%} of '
             f"{esc(b.param)}: the best value may be outside the box; widen it to the "
             f"{'lower' if b.side == 'low' else 'higher'} side</li>"
             for b in result.boundary
@@ -218,7 +219,8 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                     (
                         "every member at its (lr, lambda), colored by best validation "
                         "accuracy; red x = diverged; solid box = this search, dashed = "
-                        "ancestors; shaded = boundary band (outer 10% of each log axis): a "
+                        "ancestors; shaded = boundary band (outer "
+                        f"{figures.sweep_band(result):.0%} of each log axis): a "
                         "winner there means the box should grow"
                     ),
                 )

@@ -78,6 +78,13 @@ def data_grid(images: np.ndarray, n: int = 36, labels=None) -> Figure:
 
 
 # --------------------------------------------------------------------------- search
+def sweep_band(result) -> float:
+    """The boundary band the sweep was flagged with (``--band``, in its resolved config);
+    the default for results stored without one."""
+    band = (result.config or {}).get("band")
+    return BAND_FRACTION if band is None else float(band)
+
+
 def band_rects(space: dict, fraction: float = BAND_FRACTION) -> list[tuple[str, str, tuple]]:
     """The boundary band of a log lr x log l2 box: ``(axis, side, (x0, x1, y0, y1))`` for
     the outer ``fraction`` of each axis's log width."""
@@ -125,7 +132,8 @@ def response_surface(result, parents=(), top: int = 3) -> Figure:
             color="#555555",
         )
     _box(ax, result.space, ls="-", lw=1.8, ec="black", zorder=2)
-    for _, _, (x0, x1, y0, y1) in band_rects(result.space):
+    band = sweep_band(result)
+    for _, _, (x0, x1, y0, y1) in band_rects(result.space, band):
         ax.add_patch(
             Rectangle(
                 (x0, y0), x1 - x0, y1 - y0, fc="#ffb000", alpha=0.15, lw=0, gid="band", zorder=0
@@ -183,7 +191,7 @@ def response_surface(result, parents=(), top: int = 3) -> Figure:
     n_flag = len(result.boundary)
     ax.set_title(
         f"{result.kind} sweep {result.sweep_id}: {len(result.members)} members; "
-        f"shaded = boundary band (10%)"
+        f"shaded = boundary band ({band:.0%})"
         + (f"; {n_flag} boundary flag(s), red ring" if n_flag else ""),
         fontsize=9,
     )
