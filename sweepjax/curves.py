@@ -137,10 +137,13 @@ class Checkpoint(NamedTuple):
     """Everything needed to continue training exactly where it stopped.
 
     ``states`` is a host pytree of the active members' training state, leading axis
-    ``[A]`` in ``schedule.active`` order; ``curves`` covers every member.
+    ``[A]`` in ``schedule.active`` order; ``curves`` covers every member; ``size`` is the
+    compiled program's population size they trained in (0: the default for ``A``), so a
+    resumed run continues in the same program and matches bit for bit.
     """
 
     step: int
     states: Any
     curves: Curves
     schedule: ScheduleState
+    size: int = 0

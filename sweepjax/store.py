@@ -396,6 +396,7 @@ class Store:
                     **{f: np.asarray(getattr(ckpt.curves, f)) for f in CURVE_FIELDS},
                 },
                 "schedule": ckpt.schedule.as_arrays(),
+                "size": np.int64(ckpt.size),
             }
         )
         now = time.time()
@@ -441,7 +442,8 @@ class Store:
                 "run without --resume"
             )
         sched = ScheduleState.from_arrays(d["schedule"])
-        return Checkpoint(step=int(row[0]), states=states, curves=curves, schedule=sched)
+        size = int(d.get("size", 0))
+        return Checkpoint(int(row[0]), states, curves, sched, size)
 
     def save_results(self, result: SweepResult, params: dict[int, Any] | None = None) -> None:
         """Write members, curves, params and the summary; mark the sweep finished.

@@ -206,14 +206,19 @@ def _take(tree, idx):
     return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
 
 
-def _place(host_states, n: int, gsize: int, where: Placement, bucket: bool) -> _Active:
+def _bucket(n: int, gsize: int, ndev: int) -> int:
+    """The program size for ``n`` members after a decision: the next power of two (so few
+    shapes ever compile), at most the group size, a multiple of the device count."""
+    return _round_up(min(2 ** math.ceil(math.log2(max(n, 1))), _round_up(gsize, ndev)), ndev)
+
+
+def _place(host_states, n: int, gsize: int, where: Placement, size: int | None = None) -> _Active:
+    """The active members' state where it trains: on the device padded to ``size`` rows
+    (default: ``n`` rounded up to the device count), or on the host in groups."""
     ndev = where.num_devices
     if n > gsize:
         return _Active(host_states, n, gsize, False)
-    size = _round_up(n, ndev)
-    if bucket:  # after a decision: powers of two, so few distinct shapes compile
-        size = min(max(size, 2 ** math.ceil(math.log2(max(n, 1)))), _round_up(gsize, ndev))
-        size = _round_up(size, ndev)
+    size = _round_up(n, ndev) if size is None else size
     return _Active(put_members(_take(host_states, _pad_rows(n, size)), where), n, size, True)
 
 
@@ -234,21 +239,29 @@ def _groups(act: _Active):
     return out
 
 
-def _gather(act: _Active, src: np.ndarray, gsize: int, where: Placement) -> _Active:
-    """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``."""
+# A new (smaller) program costs a compile: on a CPU about as long as this many
+# member-steps of training (a fixed number, so the sizes chosen, and with them the
+# float rounding of the results, are the same on every run and on resume).
+COMPILE_COST_MEMBER_STEPS = 10_000
+
+
+def _gather(
+    act: _Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int
+) -> _Active:
+    """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``.
+
+    The survivors move to a smaller program only when the compute it saves before the
+    next decision (``steps_left`` steps) outweighs compiling it; otherwise they keep the
+    current program, padded (the padding rows' results are dropped).
+    """
     n = len(src)
-    if act.on_device and where.process_count == 1 and n <= gsize:
-        size = _round_up(
-            min(2 ** math.ceil(math.log2(max(n, 1))), _round_up(gsize, 1)), where.num_devices
-        )
-        idx = jnp.asarray(_pad_rows(n, size)) if n else jnp.zeros(size, jnp.int32)
-        idx = jnp.asarray(src)[idx] if n else idx
-        states = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), act.states)
-        if where.mesh is not None:
-            states = jax.device_put(states, where.member_sharding())
-        return _Active(states, n, size, True)
     host = _take(_host(act, where), src)
-    return _place(host, n, gsize, where, bucket=True)
+    if not act.on_device or n > gsize:
+        return _place(host, n, gsize, where)
+    new = _bucket(n, gsize, where.num_devices)
+    saved = (act.size - new) * steps_left
+    size = new if new >= act.size or saved > COMPILE_COST_MEMBER_STEPS else act.size
+    return _place(host, n, gsize, where, size)
 
 
 def _hp_rows(hp: HParams, rows, size: int, where: Placement):
@@ -332,10 +345,15 @@ def _small(act: _Active, where: Placement) -> dict[str, np.ndarray]:
     return {k: np.asarray(v)[: act.n] for k, v in host.items()}
 
 
-def _settle(sched: ScheduleState, act: _Active, data, st: Static, where: Placement):
+def _settle(sched: ScheduleState, act: _Active, data, st: Static, where: Placement, step: int):
     """Measure the active members on the whole validation set and write their health,
     best and final numbers into the schedule state (before a decision, and at the end).
-    Returns the new state, the current-parameter (loss, acc) and the seconds spent."""
+
+    The best checkpoint was chosen on the validation subset; measured on the whole set,
+    the current parameters may beat it (at the end of an annealed run they often do):
+    then they become the member's best. Returns the new state, the current-parameter
+    (loss, acc), the mask of members whose current parameters won, and the seconds.
+    """
     loss, acc, s1 = _evaluate(act, "params", data, st, where)
     _, best_acc, s2 = _evaluate(act, "best", data, st, where)
     small = _small(act, where)
@@ -348,12 +366,13 @@ def _settle(sched: ScheduleState, act: _Active, data, st: Static, where: Placeme
     upd["alive"][rows] = small["alive"]
     upd["diverged_at"][rows] = small["diverged_at"]
     upd["initial_loss"][rows] = small["initial_loss"]
-    upd["best_step"][rows] = small["best_step"]
+    current_wins = small["alive"] & (acc > best_acc)
+    upd["best_step"][rows] = np.where(current_wins, step, small["best_step"])
     # A member that never improved on its subset keeps its initial parameters as "best".
-    upd["best_val_acc"][rows] = best_acc
+    upd["best_val_acc"][rows] = np.where(current_wins, acc, best_acc)
     upd["val_loss"][rows] = np.where(small["alive"], loss, np.nan)
     upd["val_acc"][rows] = np.where(small["alive"], acc, np.nan)
-    return sched._replace(**upd), loss, acc, s1 + s2
+    return sched._replace(**upd), loss, acc, current_wins, s1 + s2
 
 
 def _apply(sched: ScheduleState, decision, step: int) -> ScheduleState:
@@ -461,13 +480,9 @@ def train_population(
     gsize = group_size(m, model_cfg, config, dataset.num_features, dataset.num_classes)
     gsize = _round_up(gsize, where.num_devices)
     num_groups = math.ceil(len(sched.active) / gsize)
-    act = _place(
-        host_states,
-        len(sched.active),
-        gsize,
-        where,
-        bucket=resume is not None and len(sched.active) < m,
-    )
+    # A resumed population continues in the program size it had (results match bit for bit).
+    size0 = resume.size if resume is not None and resume.size else None
+    act = _place(host_states, len(sched.active), gsize, where, size0)
     del host_states
 
     compile_s = train_s = eval_s = transfer_s = 0.0
@@ -485,12 +500,13 @@ def train_population(
         curves = curves.append(np.array([step]), met, sched.active)
         decided = step in decisions and step < total
         if decided:
-            sched, loss, acc, secs = _settle(sched, act, data, st, where)
+            sched, loss, acc, _, secs = _settle(sched, act, data, st, where, step)
             eval_s += secs
             view = RungView(step, sched.active, loss, acc, sched.alive[sched.active], hp_active)
             decision = scheduler.decide(view)
             sched = _apply(sched, decision, step)
-            act = _gather(act, np.asarray(decision.src, np.int64), gsize, where)
+            nxt = min([d for d in decisions if d > step] + [total])
+            act = _gather(act, np.asarray(decision.src, np.int64), gsize, where, nxt - step)
         fin = curves.val_acc[:, -1]
         if np.isfinite(fin).any():
             quick_best = float(np.nanmax([np.nan_to_num(quick_best, nan=0.0), np.nanmax(fin)]))
@@ -501,7 +517,7 @@ def train_population(
                 t0 = time.perf_counter()
                 host = jax.tree.map(np.array, _host(act, where))
                 transfer_s += time.perf_counter() - t0
-                return Checkpoint(step=step, states=host, curves=curves, schedule=sched)
+                return Checkpoint(step, host, curves, sched, act.size if act.on_device else 0)
 
             full = sched.best_val_acc
             report = ChunkReport(
@@ -527,13 +543,21 @@ def train_population(
 
     t0 = time.perf_counter()
     ckpt = None
+    wins = None
     if completed:
-        sched, _, _, secs = _settle(sched, act, data, st, where)
+        sched, _, _, wins, secs = _settle(sched, act, data, st, where, step)
         eval_s += secs
     host = jax.tree.map(np.array, _host(act, where))
+    if wins is not None and wins.any():  # the final parameters are these members' best
+        best = jax.tree.map(
+            lambda b, p: np.where(wins.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),
+            host.best.params,
+            host.params,
+        )
+        host = host._replace(best=host.best._replace(params=best))
     transfer_s += time.perf_counter() - t0 - (0.0 if not completed else 0.0)
     if not completed:
-        ckpt = Checkpoint(step=step, states=host, curves=curves, schedule=sched)
+        ckpt = Checkpoint(step, host, curves, sched, act.size if act.on_device else 0)
     diverged = ~sched.alive
     return PopulationResult(
         member_ids=ids,
