@@ -4,6 +4,7 @@ Hundreds of (learning rate, L2 lambda, ...) softmax-regression or MLP members ar
 at once as one jitted XLA program (``jax.vmap`` over members, ``lax.scan`` over steps).
 """
 
+from sweepjax import compile_cache
 from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
 from sweepjax.data import Dataset, DatasetInfo, load_dataset
 from sweepjax.errors import (
@@ -38,6 +39,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "coarse",
+    "compile_cache",
     "fine",
     "load_dataset",
     "train_population",

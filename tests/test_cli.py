@@ -457,3 +457,19 @@ def test_coarse_lr_auto_uses_the_finder_range(tmp_path, capsys, monkeypatch):
     assert seen == [("mnist-sample", "softmax", 60)]
     assert doc["space"]["lr"] == [0.02, 0.5]
     assert all(0.02 <= m["lr"] <= 0.5 for m in doc["members"])
+
+
+def test_compile_cache_directory_from_the_environment(tmp_path, monkeypatch):
+    from sweepjax import compile_cache
+
+    monkeypatch.setenv("SWEEPJAX_COMPILE_CACHE", "off")
+    assert compile_cache.default_dir() is None and compile_cache.enable() is None
+    monkeypatch.setenv("SWEEPJAX_COMPILE_CACHE", str(tmp_path / "xla"))
+    assert compile_cache.default_dir() == tmp_path / "xla"
+    monkeypatch.delenv("SWEEPJAX_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
+    assert compile_cache.default_dir() == tmp_path / "c" / "sweepjax" / "xla"
+    # A directory that cannot be created leaves the cache off instead of failing.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert compile_cache.enable(blocker / "xla") is None

@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sweepjax import compile_cache
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Reruns load their compiled programs from disk (SWEEPJAX_COMPILE_CACHE=0 turns it off).
+    compile_cache.enable()
     try:
         return int(args.func(args) or 0)
     except SweepjaxError as e:
