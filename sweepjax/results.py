@@ -70,6 +70,7 @@ class TimingRecord:
     model_steps_per_s: float
     eval_s: float = 0.0  # whole-validation-set evaluations (decisions, the end)
     transfer_s: float = 0.0  # device -> host copies of the state (checkpoints, the end)
+    checkpoint_s: float = 0.0  # writing checkpoints to the store (throttled to ~5%)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
