@@ -108,7 +108,6 @@ def timed_population(
         batch_size=BATCH,
         eval_every=chunk,
         chunk_steps=chunk,
-        train_eval_size=EVAL_ROWS,
         eval_batch_size=EVAL_ROWS,
         memory_budget_mb=budget_mb,
     )

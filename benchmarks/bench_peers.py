@@ -403,7 +403,7 @@ def scale_one(m: int, steps: int, budget_mb: int | None, dataset: str) -> dict:
         peak_kind = "VmHWM after reset"
     except OSError:
         peak_kind = "ru_maxrss (includes loading)"
-    cfg = head_config(steps).replace(train_eval_size=256, eval_batch_size=256)
+    cfg = head_config(steps).replace(eval_batch_size=256)
     if budget_mb:
         cfg = cfg.replace(memory_budget_mb=budget_mb)
     hp = log_uniform({"lr": Range(1e-3, 0.3), "l2": Range(1e-6, 1e-2)}, m, 0)

@@ -72,13 +72,13 @@ class TrainConfig:
       steps: total optimizer steps per member.
       batch_size: minibatch size; every member sees the same minibatch at a step.
       eval_every: steps between evaluations; ``None`` picks about 20 evaluations.
-        Each evaluation measures a fixed validation subset (``val_subset`` rows) and a
-        training subset; decisions and the final best accuracy use the whole set.
+        Each evaluation measures a fixed validation subset (``val_subset`` rows);
+        training loss and accuracy are the block's running means over its minibatches;
+        scheduler decisions and the final best accuracy use the whole validation set.
       chunk_steps: steps per compiled call (host work such as progress and checkpoints
         happens only between chunks).
       explode_factor: a member diverges when its loss exceeds this many times its
         initial loss, or is not finite (the lecture's "3x the original cost" rule).
-      train_eval_size: at most this many training rows measure training accuracy.
       val_subset: rows of the fixed validation subset evaluated every block (the
         whole validation set is measured at scheduler decisions and at the end).
       eval_batch_size: rows per slice when evaluating the validation set (bounds memory).
@@ -94,8 +94,7 @@ class TrainConfig:
     eval_every: int | None = None
     chunk_steps: int = 500
     explode_factor: float = 3.0
-    train_eval_size: int = 250
-    val_subset: int = 1000
+    val_subset: int = 512
     eval_batch_size: int = 1000
     memory_budget_mb: int = 2048
     seed: int = 0
@@ -109,7 +108,6 @@ class TrainConfig:
             "steps",
             "batch_size",
             "chunk_steps",
-            "train_eval_size",
             "val_subset",
             "eval_batch_size",
             "memory_budget_mb",

@@ -164,12 +164,12 @@ def overfit_small(
         eval_every=1,
         chunk_steps=steps,
         batch_size=n,
-        train_eval_size=n,
     )
     res = train_population(sub, HParams.create(lr=list(lrs), l2=0.0), model_cfg, cfg)
     c = res.curves
-    # Loss after each step on the subset (val = train here), not the pre-step minibatch mean.
-    perfect = [_first_step(c.step, c.train_acc[i] >= 1.0) for i in range(len(lrs))]
+    # Accuracy and loss after each step on the whole subset (val = train here), not the
+    # pre-step minibatch means (a minibatch drawn with replacement misses examples).
+    perfect = [_first_step(c.step, c.val_acc[i] >= 1.0) for i in range(len(lrs))]
     low = [_first_step(c.step, c.val_loss[i] < OVERFIT_MAX_LOSS) for i in range(len(lrs))]
     done = [
         max(p, q) if p is not None and q is not None else math.inf
@@ -181,7 +181,7 @@ def overfit_small(
         float(lrs[i]),
         perfect[i],
         low[i],
-        float(res.final_train_acc[i]),
+        float(res.final_val_acc[i]),
         float(res.final_val_loss[i]),
     )
 

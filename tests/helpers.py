@@ -77,6 +77,5 @@ def toy_train_config():
         eval_every=10,
         chunk_steps=20,
         seed=3,
-        train_eval_size=200,
         eval_batch_size=100,
     )

@@ -21,9 +21,7 @@ from sweepjax.train import train_population
 
 D, K, N, T = 6, 3, 16, 40
 SOFTMAX = ModelConfig("softmax")
-CFG = TrainConfig(
-    steps=T, batch_size=8, eval_every=10, chunk_steps=T, train_eval_size=8, eval_batch_size=8
-)
+CFG = TrainConfig(steps=T, batch_size=8, eval_every=10, chunk_steps=T, eval_batch_size=8)
 IDS = [0, 1, 2]
 
 

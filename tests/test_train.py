@@ -186,9 +186,7 @@ def test_overfits_20_examples_to_100_percent(ds):
         x_val=ds.x_train[:20],
         y_val=ds.y_train[:20],
     )
-    cfg = TrainConfig(
-        steps=200, batch_size=20, eval_every=50, chunk_steps=200, train_eval_size=20, seed=0
-    )
+    cfg = TrainConfig(steps=200, batch_size=20, eval_every=50, chunk_steps=200, seed=0)
     res = train.train_population(tiny, HParams.create(lr=[1.0], l2=[0.0]), SOFTMAX, cfg)
     assert res.final_train_acc[0] == 1.0
     assert res.final_train_loss[0] < 0.05

@@ -50,7 +50,7 @@ class EvalMetrics(NamedTuple):
     train_loss: jax.Array  # mean minibatch objective (data loss + L2) over the block
     val_loss: jax.Array  # mean cross-entropy on the validation subset
     val_acc: jax.Array
-    train_acc: jax.Array  # accuracy on a fixed training subset
+    train_acc: jax.Array  # mean accuracy on the block's minibatches (before each update)
     update_ratio: jax.Array  # ||update|| / ||params|| at the block's last step
 
 
@@ -109,8 +109,15 @@ def objective(params, x, y, l2, model):
     The model runs features-first (``x.T``, see :class:`sweepjax.models.Dense`): the
     transpose is of the shared minibatch, once per step, not of any member's weights.
     """
+    return objective_and_accuracy(params, x, y, l2, model)[0]
+
+
+def objective_and_accuracy(params, x, y, l2, model):
+    """:func:`objective` and, as a free by-product of the same logits, the minibatch's
+    accuracy (what Keras reports as training accuracy: no extra pass over the data)."""
     logits_t = model.apply({"params": params}, x.T, True)
-    return cross_entropy_t(logits_t, y).mean() + l2 * l2_penalty(params)
+    acc = jnp.mean((jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32))
+    return cross_entropy_t(logits_t, y).mean() + l2 * l2_penalty(params), acc
 
 
 def loss_and_accuracy(params, xs, ys, ms, model):
@@ -151,9 +158,10 @@ def step(
     """One SGD/momentum/Adam step of one member at global step ``t`` of a ``horizon``-step
     run (the learning-rate schedule's length).
 
-    Returns ``(state, minibatch objective (0 once diverged), update/weight ratio)``. The
-    ratio is measured only when ``measure`` (the last step of an evaluation block): it
-    needs the update tensor materialised, which the ordinary step fuses away.
+    Returns ``(state, minibatch objective, minibatch accuracy, update/weight ratio)``
+    (objective and accuracy 0 once diverged). The ratio is measured only when
+    ``measure`` (the last step of an evaluation block): it needs the update tensor
+    materialised, which the ordinary step fuses away.
     """
     model = build_model(st.model, st.num_classes)
     tx = direction(st.optimizer, st.momentum)
@@ -161,7 +169,9 @@ def step(
     # and the matmuls are shared across the population.
     idx = minibatch_indices(data_key, t, st.batch_size, x_train.shape[0])
     x, y = x_train[idx], y_train[idx]
-    loss, grads = jax.value_and_grad(objective)(s.params, x, y, hp.l2, model)
+    (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
+        s.params, x, y, hp.l2, model
+    )
     d, opt_state = tx.update(grads, s.opt_state, s.params)
     lr_t = hp.lr * lr_multiplier(t, horizon, hp.lr_decay)
     updates = jax.tree.map(lambda g: -lr_t * g, d)
@@ -183,18 +193,18 @@ def step(
         opt_state=jax.tree.map(keep, opt_state, s.opt_state),
         health=Health(alive, jnp.where(h.alive & exploded, t, h.diverged_at), initial),
     )
-    return s, jnp.where(alive, loss, 0.0), ratio
+    return s, jnp.where(alive, loss, 0.0), jnp.where(alive, acc, 0.0), ratio
 
 
-def record_evaluation(s: MemberState, train_loss, ratio, done, val, tev, st: Static):
-    """Evaluate one member after ``done`` steps on the validation subset ``val`` and the
-    training subset ``tev`` (each ``(xs, ys, ms)``), and keep its best parameters.
+def record_evaluation(s: MemberState, train_loss, train_acc, ratio, done, val, st: Static):
+    """Evaluate one member after ``done`` steps on the validation subset ``val``
+    (``(xs, ys, ms)``) and keep its best parameters; ``train_loss`` / ``train_acc`` are
+    the block's running means over its minibatches.
 
     Returns the new state and :class:`EvalMetrics` (NaN once diverged).
     """
     model = build_model(st.model, st.num_classes)
     val_loss, val_acc = loss_and_accuracy(s.params, *val, model)
-    _, train_acc = loss_and_accuracy(s.params, *tev, model)
     better = s.health.alive & (val_acc > s.best.acc)
     s = s._replace(
         best=Best(

@@ -46,7 +46,6 @@ class DeviceData(NamedTuple):
     y_train: jax.Array  # [N]
     val: Slices  # the whole validation set (decisions, the final best accuracy)
     quick: Slices  # a fixed validation subset (every evaluation block)
-    tev: Slices  # a fixed training subset (training accuracy)
 
 
 # --------------------------------------------------------------------------- the member axis
@@ -72,21 +71,25 @@ def _population_block(
     st = static
     step = over_members(functools.partial(member.step, st=st), 2, 5)
     measured = over_members(functools.partial(member.step, st=st, measure=True), 2, 5)
-    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 3, 3)
+    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 4, 2)
 
     def one_step(i, carry):
-        s, loss_sum = carry
-        s, loss, _ = step(s, hps, data.x_train, data.y_train, start_step + i, horizon, data_key)
-        return s, loss_sum + loss
+        s, loss_sum, acc_sum = carry
+        s, loss, acc, _ = step(
+            s, hps, data.x_train, data.y_train, start_step + i, horizon, data_key
+        )
+        return s, loss_sum + loss, acc_sum + acc
 
     zeros = jnp.zeros(hps.lr.shape, jnp.float32)
-    states, loss_sum = jax.lax.fori_loop(0, n_steps - 1, one_step, (states, zeros))
+    states, loss_sum, acc_sum = jax.lax.fori_loop(0, n_steps - 1, one_step, (states, zeros, zeros))
     last = start_step + n_steps - 1
     # Only the block's last step measures the update/weight ratio: the ratio needs the
     # update tensor materialised, which the ordinary step fuses away.
-    states, loss, ratio = measured(states, hps, data.x_train, data.y_train, last, horizon, data_key)
-    mean_loss = (loss_sum + loss) / n_steps.astype(jnp.float32)
-    return evaluate(states, mean_loss, ratio, last + 1, data.quick, data.tev)
+    states, loss, acc, ratio = measured(
+        states, hps, data.x_train, data.y_train, last, horizon, data_key
+    )
+    n = n_steps.astype(jnp.float32)
+    return evaluate(states, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick)
 
 
 def _population_eval(params, val: Slices, static: Static):
@@ -189,22 +192,22 @@ def _slices(x: np.ndarray, y: np.ndarray, rows: int) -> Slices:
     return Slices(xs, ys, ms)
 
 
-def eval_sizes(config: TrainConfig, n_train: int, n_val: int) -> tuple[int, int]:
-    """Rows of the validation subset and of the training subset evaluated every block.
+def eval_rows(config: TrainConfig, n_val: int) -> int:
+    """Rows of the fixed validation subset evaluated every block.
 
-    Fixed sizes (not tied to the block length), so coarse and fine rounds share their
-    compiled programs. An evaluation row costs about a third of a training row (a
-    forward pass only): at the default 20 evaluations per run and batch 256, 1,000 + 250
-    rows cost about a tenth of a 300-step run's training and far less of longer runs.
+    A fixed size (not tied to the block length), so coarse and fine rounds share their
+    compiled programs. An evaluation row costs about half a training row (a forward pass
+    only; training accuracy comes free from the minibatches): at the default 20
+    evaluations per run and batch 256, 512 rows cost under a tenth of a 300-step run's
+    training and far less of longer runs (``benchmarks/bench_overheads.py``).
     """
-    return min(config.val_subset, n_val), min(config.train_eval_size, n_train)
+    return min(config.val_subset, n_val)
 
 
 def device_data(dataset: Dataset, config: TrainConfig, where: Placement = SINGLE) -> DeviceData:
     """Put the shared data on the device once (sliced for evaluation)."""
     rng = np.random.default_rng(config.seed)
-    n_val, n_tev = eval_sizes(config, dataset.x_train.shape[0], dataset.x_val.shape[0])
-    tev = np.sort(rng.permutation(dataset.x_train.shape[0])[:n_tev])
+    n_val = eval_rows(config, dataset.x_val.shape[0])
     quick = np.sort(rng.permutation(dataset.x_val.shape[0])[:n_val])
     rows = config.eval_batch_size
     val = _slices(dataset.x_val, dataset.y_val, rows)
@@ -215,6 +218,5 @@ def device_data(dataset: Dataset, config: TrainConfig, where: Placement = SINGLE
         val
         if n_val == dataset.x_val.shape[0]
         else _slices(dataset.x_val[quick], dataset.y_val[quick], rows),
-        _slices(dataset.x_train[tev], dataset.y_train[tev], rows),
     )
     return put_replicated(host, where)
