@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 
 from sweepjax import search
+from sweepjax import verdict as vd
+from sweepjax.appraise import Appraisal, appraise, boundary_records, verdict_record
+from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
 from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner
 from sweepjax.sweep_config import SweepConfig
@@ -82,14 +85,48 @@ def build_result(
             for a, b, c, d, e in res.history
         ],
     )
-    top = search.top_members(result, max(PARAMS_KEPT, 1))
+    judge_result(
+        result, cfg.space, ds.info.n_val, band=cfg.band, margin=cfg.margin, seed=cfg.train.seed
+    )
+    members = result.members
+    by_id = {m.id: i for i, m in enumerate(members)}
+    top = [by_id[i] for i in ([result.winner.id] if result.winner else [])]
+    top += [i for i in search.top_members(result, PARAMS_KEPT) if i not in top]
+    top = top[: max(PARAMS_KEPT, 1)]
     params = {members[i].id: member_params(res, i) for i in top}
     if top:
         w = top[0]
         test = accuracy(params[members[w].id], cfg.model, ds.num_classes, ds.x_test, ds.y_test)
         members[w] = dataclasses.replace(members[w], test_acc=test)
-        m = members[w]
-        result.winner = Winner(m.id, m.lr, m.l2, m.best_val_acc, test)
-        result.winner_params = params[m.id]
-    result.boundary = search.boundary_flags(result, cfg.space, cfg.top_k, cfg.band)
+        result.winner = dataclasses.replace(result.winner, test_acc=test)
+        result.winner_params = params[members[w].id]
     return result, params
+
+
+def judge_result(
+    result: SweepResult,
+    space: SearchSpace,
+    n_val: int,
+    band: float = vd.DEFAULT_BAND,
+    margin: float = vd.DEFAULT_MARGIN,
+    seed: int = 0,
+) -> Appraisal:
+    """Fill ``result``'s scores-with-SEs, winner, tied set, boundary flags and verdict from
+    :func:`sweepjax.appraise.appraise` (in place); returns the appraisal.
+
+    The winner is the best member that trained to the end (ties in accuracy broken by
+    lower validation loss); ``tied`` the finished members statistically tied with it."""
+    a = appraise(result.members, space, n_val, result.curves, band=band, margin=margin, seed=seed)
+    result.members = [
+        dataclasses.replace(m, val_acc_se=float(a.se[i])) for i, m in enumerate(result.members)
+    ]
+    result.tied = [result.members[i].id for i in a.tied]
+    result.boundary = boundary_records(a)
+    result.verdict = verdict_record(a, space)
+    result.winner = None
+    if a.winner is not None:
+        m = result.members[a.winner]
+        result.winner = Winner(
+            m.id, m.lr, m.l2, m.best_val_acc, m.test_acc, val_acc_se=m.val_acc_se
+        )
+    return a

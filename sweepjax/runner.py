@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from sweepjax import distributed, search
 from sweepjax.build import build_result
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.hparams import HParams
 from sweepjax.results import SweepResult
 from sweepjax.store import Store, default_path
 from sweepjax.sweep_config import SweepConfig, _scheduler
@@ -182,8 +185,14 @@ def _run(
     report: bool,
     refinement: str | None = None,
     where: distributed.Placement = distributed.SINGLE,
+    draws: HParams | None = None,
 ) -> SweepResult:
-    hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid)
+    """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
+    sampler's); by default they are ``search.sample`` of the config's box and seed."""
+    if draws is None:
+        hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid)
+    else:
+        hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
     if cfg.grid and hp.num_members != cfg.trials:
         k = search.grid_points_per_axis(cfg.trials, len(cfg.space.axes()))
         cb.say(

@@ -19,7 +19,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from sweepjax import distributed, search
+import numpy as np
+
+from sweepjax import distributed, search, verdict
+from sweepjax.appraise import appraise, next_space
 from sweepjax.build import PARAMS_KEPT, build_result
 from sweepjax.config import (
     DEFAULT_L2,
@@ -29,7 +32,9 @@ from sweepjax.config import (
     Range,
     SearchSpace,
 )
+from sweepjax.data import Dataset
 from sweepjax.errors import ConfigError, StoreError
+from sweepjax.refit import refit_member
 from sweepjax.results import SweepResult
 from sweepjax.runner import (
     CHECKPOINT_SHARE,
@@ -41,13 +46,16 @@ from sweepjax.runner import (
     report_dir,
     write_report_hook,
 )
+from sweepjax.store import Store
 from sweepjax.sweep_config import (
     DEFAULT_BATCH,
+    DEFAULT_SAMPLER,
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
     DEFAULT_TRIALS,
     FINE_LR_DECAY,
     FINE_STEPS_FACTOR,
+    SAMPLERS,
     SweepConfig,
     _check_band,
     _check_dataset_name,
@@ -58,6 +66,7 @@ from sweepjax.sweep_config import (
     _train_config,
     derive_seed,
 )
+from sweepjax.verdict import propose
 
 
 # --------------------------------------------------------------------------- flows
@@ -79,7 +88,7 @@ def coarse(
     eval_every: int | None = None,
     chunk_steps: int | None = None,
     top_k: int = search.DEFAULT_TOP_K,
-    band: float = search.DEFAULT_BAND,
+    band: float = verdict.DEFAULT_BAND,
     store: str | os.PathLike | None = None,
     name: str | None = None,
     report: bool = True,
@@ -157,8 +166,8 @@ def fine(
     *,
     parent: str | None = None,
     top_k: int = search.DEFAULT_TOP_K,
-    margin: float = search.DEFAULT_MARGIN,
-    band: float = search.DEFAULT_BAND,
+    margin: float = verdict.DEFAULT_MARGIN,
+    band: float = verdict.DEFAULT_BAND,
     trials: int | None = None,
     steps: int | None = None,
     dataset: str | None = None,
@@ -184,15 +193,26 @@ def fine(
     eta: int | None = None,
     rungs: int | None = None,
     pbt_interval: int | None = None,
+    sampler: str | None = None,
+    refit: bool = True,
 ) -> SweepResult:
     """A fine sweep around the best region of ``parent`` (default: the newest finished
     coarse sweep in the store); ``fine(parent=<a fine sweep>)`` chains rounds.
 
-    The box is :func:`sweepjax.search.refine` of the parent: the span of its best
-    ``top_k`` members widened by ``margin`` (fraction of the parent's log-width) and
-    clipped to the parent's box, except where the parent's winner sat in an edge's band
-    (``band``): there the box extends past that edge. ``lr`` / ``l2`` replace an axis of
-    that box. Every other setting is the parent's unless given; ``steps`` defaults to
+    The box comes from the parent's response surface (:mod:`sweepjax.appraise`,
+    :func:`sweepjax.verdict.refine_box`): per axis, the span of the members tied with the
+    parent's winner, the modelled optimum and its flat range, widened by ``margin``
+    (fraction of the parent's log-width); extended past an edge toward which the modelled
+    score still rises significantly (measured over the outer ``band``), whether or not the
+    winner sits near it; a flat axis stays wide; never past a cap (lr_decay <= 1). With
+    too few surviving members for a model, the old rule (:func:`sweepjax.search.refine`,
+    the span of the ``top_k`` best) is used instead. ``lr`` / ``l2`` replace an axis of
+    that box. ``sampler`` (``DEFAULT_SAMPLER`` when None) draws the members in it:
+    ``uniform``, or ``thompson`` / ``ei`` from the parent's model
+    (:func:`sweepjax.verdict.propose`). ``refit`` retrains the winner on train +
+    validation (:mod:`sweepjax.refit`) and reports ``winner.refit_test_acc``.
+
+    Every other setting is the parent's unless given; ``steps`` defaults to
     ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's; ``schedule``
     to ``DEFAULT_SCHEDULE["fine"]``.
 
@@ -204,6 +224,9 @@ def fine(
     for n, v in (("trials", trials), ("top", top_k)):
         _positive(n, v)
     _check_band(band)
+    sampler_ = DEFAULT_SAMPLER if sampler is None else sampler
+    if sampler_ not in SAMPLERS:
+        raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if not 0.0 <= margin <= 1.0:
         raise ConfigError(f"--margin must be in [0, 1], got {margin}; try 0.1")
     lr_r = _range("lr", lr, DEFAULT_LR) if lr is not None else None
@@ -231,10 +254,18 @@ def fine(
                 f"sweep {parent} is {prow.status}, not finished; resume it "
                 "with --resume first or pass another --from"
             )
-        par = st.load_sweep(parent, curves=False)
+        par = st.load_sweep(parent, curves=True)
         pc = par.config
         pd, pm, pt = pc["data"], pc["model"], pc["train"]
-        space, why = search.refine(par, top_k, margin, band)
+        pspace = search.as_space(par.space)
+        judged = appraise(
+            par.members, pspace, par.dataset["n_val"], par.curves, band, margin, pt["seed"]
+        )
+        if judged.box is not None:
+            space, why = next_space(judged, pspace)
+        else:
+            space, why = search.refine(par, top_k, margin, search.DEFAULT_BAND)
+            why = f"no model ({judged.fit_note}): top-{top_k} span rule; {why}"
         if space.lr_decay is None and not decay_off and decay_r is None:
             space = dataclasses.replace(space, lr_decay=FINE_LR_DECAY)
             why += (
@@ -292,8 +323,12 @@ def fine(
             margin=margin,
             band=band,
             schedule=sched_cfg,
+            sampler=sampler_,
         )
         _scheduler(cfg, cfg.trials)
+        if cfg.grid and sampler_ != "uniform":
+            raise ConfigError(f"--grid draws a grid; drop it to use --sampler {sampler_}")
+        draws = _model_draws(judged, pspace, cfg, replaced=lr_r is not None or l2_r is not None)
         ds = _load(cfg.data, cb)
         if ds.info.sha256 != par.dataset.get("sha256"):
             cb.say(
@@ -302,20 +337,73 @@ def fine(
             )
         cb.say(f"fine box from {parent}: {why}")
         cb.say(f"fine seed {seed_}: from root seed {root} and lineage {'/'.join(lineage)}")
-        return _run(
-            cfg, ds, st, cb, name=name, resume=resume, report=report, refinement=why, where=where
+        result = _run(
+            cfg,
+            ds,
+            st,
+            cb,
+            name=name,
+            resume=resume,
+            report=report,
+            refinement=why,
+            where=where,
+            draws=draws,
         )
+        if refit:
+            result = refit_winner(result, cfg, ds, st, cb)
+        return result
+
+
+def _model_draws(judged, pspace: SearchSpace, cfg: SweepConfig, replaced: bool):
+    """The members a model-based sampler proposes (None: ``search.sample`` draws them
+    uniformly). Axes the parent did not search (lr_decay on a first fine round) are drawn
+    uniformly; a box replaced by ``--lr`` / ``--l2`` has no model to sample from."""
+    if cfg.sampler == "uniform" or judged.surface is None or replaced:
+        return None
+    u = propose(judged.surface, judged.box, cfg.trials, cfg.train.seed, cfg.sampler)
+    unit = judged.box.lo + u * (judged.box.hi - judged.box.lo)  # in the parent's box
+    parent_axes = pspace.axes()
+    values = {a: parent_axes[a].from_unit(unit[:, j]) for j, a in enumerate(judged.axes)}
+    rng = np.random.default_rng(cfg.train.seed)
+    for name, r in cfg.space.axes().items():
+        if name not in values:
+            values[name] = r.from_unit(rng.random(cfg.trials))
+    return search.hparams_from_values(cfg.space, values)
+
+
+def refit_winner(
+    result: SweepResult, cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks
+) -> SweepResult:
+    """Retrain ``result``'s winner on train + validation (:func:`sweepjax.refit.refit_member`),
+    store and return the result with ``winner.refit_test_acc`` / ``refit_steps``."""
+    w = result.winner
+    if w is None:
+        return result
+    m = next(m for m in result.members if m.id == w.id)
+    r = refit_member(ds, m, cfg.model, cfg.train)
+    if not np.isfinite(r.test_acc):
+        cb.say(f"note: the refit of member {m.id} on train + validation diverged; no refit")
+        return result
+    st.set_refit(result.sweep_id, r.steps, r.test_acc)
+    cb.say(
+        f"refit: member {m.id} retrained on train + validation for {r.steps} steps: "
+        f"test acc {r.test_acc:.4f} (early-stopped model: {w.test_acc:.4f})"
+    )
+    result.winner = dataclasses.replace(w, refit_test_acc=r.test_acc, refit_steps=r.steps)
+    return result
 
 
 __all__ = [
     "CHECKPOINT_SHARE",
     "DEFAULT_BATCH",
+    "DEFAULT_SAMPLER",
     "DEFAULT_SCHEDULE",
     "DEFAULT_STEPS",
     "DEFAULT_TRIALS",
     "FINE_LR_DECAY",
     "FINE_STEPS_FACTOR",
     "PARAMS_KEPT",
+    "SAMPLERS",
     "Callbacks",
     "SweepConfig",
     "SweepInterrupted",

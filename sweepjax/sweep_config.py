@@ -8,7 +8,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from sweepjax import schedule, search
+from sweepjax import schedule, search, verdict
 from sweepjax.config import (
     DataConfig,
     ModelConfig,
@@ -35,6 +35,14 @@ FINE_LR_DECAY = Range(0.01, 1.0)
 DEFAULT_SCHEDULE = {"coarse": "halving", "fine": "halving"}
 
 
+# How a fine round draws its members inside the model's box (sweepjax.verdict.propose):
+# "uniform" (random in the box), "thompson" (each member the argmax of its own posterior
+# surface) or "ei" (expected improvement); a quarter of a model-based round stays uniform.
+# The one place the default is set (benchmarks/bench_time_to_quality.py settles it).
+SAMPLERS = ("uniform", "thompson", "ei")
+DEFAULT_SAMPLER = "uniform"
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """Everything that determines a sweep's results (stored as its resolved config)."""
@@ -48,9 +56,10 @@ class SweepConfig:
     grid: bool = False
     parent: str | None = None
     top_k: int = search.DEFAULT_TOP_K
-    margin: float = search.DEFAULT_MARGIN
-    band: float = search.DEFAULT_BAND
+    margin: float = verdict.DEFAULT_MARGIN
+    band: float = verdict.DEFAULT_BAND
     schedule: ScheduleConfig = ScheduleConfig()
+    sampler: str = DEFAULT_SAMPLER
 
     def as_dict(self) -> dict:
         return {
@@ -66,6 +75,7 @@ class SweepConfig:
             "margin": self.margin,
             "band": self.band,
             "schedule": dataclasses.asdict(self.schedule),
+            "sampler": self.sampler,
         }
 
 
