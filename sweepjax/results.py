@@ -34,6 +34,7 @@ class MemberRecord:
     final_val_acc: float | None
     test_acc: float | None = None  # filled for winners only
     stopped_at: int | None = None  # step at which a scheduler stopped it
+    val_acc_se: float | None = None  # binomial SE of best_val_acc on the validation set
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -41,11 +42,54 @@ class MemberRecord:
 
 @dataclass(frozen=True)
 class BoundaryFlag:
-    """A top member lies in the outer band of an axis of the searched box."""
+    """The modelled score still rises significantly toward an edge of the searched box
+    (:func:`sweepjax.verdict.decide`): the optimum may lie past it.
+
+    ``rise`` is the modelled accuracy gained across the outer band toward the edge (SE
+    ``rise_se``, one-sided ``p_value``); ``confidence`` the fraction of posterior surfaces
+    whose best point lies in that band. ``member`` is only set on flags read from stores
+    written before the model (the old rule flagged top members in the band)."""
 
     param: str  # "lr" | "l2" | ...
     side: str  # "low" | "high"
-    member: int  # member id
+    member: int | None = None
+    rise: float | None = None
+    rise_se: float | None = None
+    p_value: float | None = None
+    confidence: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """The response-surface verdict of a sweep in real units (:mod:`sweepjax.appraise`).
+
+    Attributes:
+      importance: per axis, the range of the modelled partial-dependence curve
+        (accuracy points between the axis's best and worst value, others averaged).
+      importance_se: its posterior SD.
+      flat: axes over which the model shows no measurable difference anywhere.
+      flat_ranges: per axis, ``[lo, hi]`` around its best value with no measurable
+        difference (the whole box for a flat axis).
+      optimum: per axis, the modelled optimum; ``optimum_value`` the score there.
+      optimum_inside: no edge is flagged; ``optimum_confidence`` the fraction of
+        posterior surfaces whose optimum is inside.
+      tol: the smallest difference called a difference (the winner's accuracy SE).
+      fit: which members the surface was fitted on.
+    """
+
+    importance: dict[str, float]
+    importance_se: dict[str, float]
+    flat: list[str]
+    flat_ranges: dict[str, list[float]]
+    optimum: dict[str, float]
+    optimum_value: float
+    optimum_inside: bool
+    optimum_confidence: float
+    tol: float
+    fit: str = ""
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -58,6 +102,11 @@ class Winner:
     l2: float
     val_acc: float
     test_acc: float | None
+    val_acc_se: float | None = None
+    # The winner retrained on train + validation for refit_steps (fine / auto), scored on
+    # the test set; test_acc is the early-stopped (best-checkpoint) model's.
+    refit_test_acc: float | None = None
+    refit_steps: int | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,7 +138,9 @@ class SweepResult:
       config: the resolved configuration (model, train, data, search settings).
       members: one record per member, in id order.
       winner: the member with the best validation accuracy, with its test accuracy.
-      boundary: flags of top members on the edge of the box.
+      boundary: edges toward which the modelled score still rises significantly.
+      tied: member ids statistically tied with the winner (winner first).
+      verdict: the response-surface verdict (importance, flat axes, optimum), or None.
       timing: compile / train time and throughput.
       curves: every evaluation of every member (rows in ``members`` order), or None.
       winner_params: the winner's parameters (host pytree), for the weight pictures.
@@ -120,6 +171,15 @@ class SweepResult:
     report: str | None = None
     lineage: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    tied: list[int] = field(default_factory=list)
+    verdict: VerdictRecord | None = None
+
+    def verdict_json(self) -> dict:
+        """What the store keeps of the verdict (tied set and the model's decisions)."""
+        return {
+            "tied": list(self.tied),
+            "verdict": self.verdict.as_dict() if self.verdict else None,
+        }
 
     def member_array(self, name: str) -> np.ndarray:
         """A column of the members table, e.g. ``member_array("lr")`` -> ``[M]``."""
@@ -146,6 +206,12 @@ class SweepResult:
             "members": [m.as_dict() for m in self.members],
             "winner": self.winner.as_dict() if self.winner else None,
             "boundary": [b.as_dict() for b in self.boundary],
+            "tied": list(self.tied),
+            "importance": self.verdict.importance if self.verdict else {},
+            "flat": self.verdict.flat if self.verdict else [],
+            "optimum_inside": self.verdict.optimum_inside if self.verdict else None,
+            "optimum_confidence": self.verdict.optimum_confidence if self.verdict else None,
+            "verdict": self.verdict.as_dict() if self.verdict else None,
             "timing": self.timing.as_dict(),
             "schedule": self.config.get("schedule", {}).get("name", "full"),
             "lineage": self.lineage,

@@ -77,15 +77,21 @@ def sample(
         units = {name: u[:, j] for j, name in enumerate(axes)}
         m = n
     values = {name: r.from_unit(units[name]) for name, r in axes.items()}
-    # Round to float32 first, then clip: float32 rounding must not push a value outside.
-    for name, r in axes.items():
-        v = values[name].astype(np.float32)
+    hp = hparams_from_values(space, values)
+    return hp, np.arange(m, dtype=np.int64)
+
+
+def hparams_from_values(space: SearchSpace, values: Mapping[str, np.ndarray]) -> HParams:
+    """:class:`HParams` from per-axis values ``[M]`` in real units, rounded to float32 and
+    kept inside ``space`` (float32 rounding must not push a value outside its box)."""
+    values = dict(values)
+    for name, r in space.axes().items():
+        v = np.asarray(values[name], dtype=np.float64).astype(np.float32)
         lo, hi = np.float32(r.lo), np.float32(r.hi)
         lo = np.nextafter(lo, np.float32(np.inf)) if lo < r.lo else lo
         hi = np.nextafter(hi, np.float32(-np.inf)) if hi > r.hi else hi
         values[name] = np.clip(v, lo, hi)
-    hp = HParams.create(lr=values["lr"], l2=values["l2"], lr_decay=values.get("lr_decay"))
-    return hp, np.arange(m, dtype=np.int64)
+    return HParams.create(lr=values["lr"], l2=values["l2"], lr_decay=values.get("lr_decay"))
 
 
 # --------------------------------------------------------------------------- ranking
@@ -95,11 +101,16 @@ _STATUS_ORDER = {"ok": 0, "stopped": 1, "diverged": 2}
 def ranking(result: SweepResult) -> np.ndarray:
     """Row indices of ``result.members``, best first: members that trained to the end,
     then those a scheduler stopped, then diverged ones; within each by best validation
-    accuracy (descending), then by id (ties)."""
+    accuracy (descending), then by lower final validation loss, then by id (the order
+    :func:`sweepjax.verdict.tied_set` picks the winner in)."""
     order = np.array([_STATUS_ORDER.get(m.status, 3) for m in result.members])
     acc = np.nan_to_num(result.member_array("best_val_acc"), nan=-1.0)
+    loss = np.array(
+        [np.inf if m.final_val_loss is None else m.final_val_loss for m in result.members]
+    )
+    loss = np.nan_to_num(loss, nan=np.inf)
     ids = np.array([m.id for m in result.members])
-    return np.lexsort((ids, -acc, order)) if len(ids) else np.zeros(0, np.int64)
+    return np.lexsort((ids, loss, -acc, order)) if len(ids) else np.zeros(0, np.int64)
 
 
 def top_members(result: SweepResult, top_k: int, include_stopped: bool = False) -> list[int]:

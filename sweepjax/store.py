@@ -5,8 +5,9 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
 
 - ``sweeps``: id, kind, parent, the resolved config (JSON), dataset identity, library
   versions, status (``running`` | ``interrupted`` | ``finished``), times, and the
-  summary (space, winner, boundary flags, timing, refinement, report path).
-- ``members``: one row per member: hyperparameters, status, metrics, test accuracy
+  summary (space, winner, boundary flags, timing, refinement, report path, the tied set
+  and the response-surface verdict, the winner's refit).
+- ``members``: one row per member: hyperparameters, status, metrics (accuracy SE), test accuracy
   (winner only).
 - ``curves``: one row per member; every evaluation as float32 blobs ``[E]`` (the
   evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
@@ -37,9 +38,16 @@ from flax import serialization
 
 from sweepjax.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.errors import StoreError
-from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.results import (
+    BoundaryFlag,
+    MemberRecord,
+    SweepResult,
+    TimingRecord,
+    VerdictRecord,
+    Winner,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x53574A58  # "SWJX"
 DEFAULT_PATH = "sweepjax.db"
 CURVE_FIELDS = Curves._fields[1:]  # train_loss, val_loss, val_acc, train_acc, update_ratio
@@ -70,7 +78,9 @@ CREATE TABLE sweeps (
     refinement TEXT,
     curve_steps BLOB,
     report TEXT,
-    schedule TEXT
+    schedule TEXT,
+    verdict TEXT,
+    refit TEXT
 );
 CREATE TABLE members (
     sweep TEXT NOT NULL REFERENCES sweeps(id),
@@ -82,6 +92,7 @@ CREATE TABLE members (
     final_train_loss REAL, final_val_loss REAL, final_train_acc REAL, final_val_acc REAL,
     test_acc REAL,
     stopped_at INTEGER,
+    val_acc_se REAL,
     PRIMARY KEY (sweep, id)
 );
 CREATE TABLE curves (
@@ -280,6 +291,10 @@ class Store:
             if ver < 2:
                 conn.execute("ALTER TABLE members ADD COLUMN stopped_at INTEGER")
                 conn.execute("ALTER TABLE sweeps ADD COLUMN schedule TEXT")
+            if ver < 3:  # v3: scores with SEs, the tied set and the model's verdict, refit
+                conn.execute("ALTER TABLE members ADD COLUMN val_acc_se REAL")
+                conn.execute("ALTER TABLE sweeps ADD COLUMN verdict TEXT")
+                conn.execute("ALTER TABLE sweeps ADD COLUMN refit TEXT")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
@@ -469,6 +484,7 @@ class Store:
                 _f(m.final_val_acc),
                 _f(m.test_acc),
                 m.stopped_at,
+                _f(m.val_acc_se),
             )
             for m in result.members
         ]
@@ -492,14 +508,14 @@ class Store:
         with self.transaction() as c:
             for table in ("members", "curves", "params"):
                 c.execute(f"DELETE FROM {table} WHERE sweep=?", (sid,))
-            c.executemany("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members)
+            c.executemany("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members)
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
             c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
             c.execute(
                 "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
                 "dataset=?, winner=?, boundary=?, timing=?, refinement=?, curve_steps=?, "
-                "report=?, schedule=?, steps_done=total_steps WHERE id=?",
+                "report=?, schedule=?, verdict=?, refit=?, steps_done=total_steps WHERE id=?",
                 (
                     now,
                     now,
@@ -512,6 +528,8 @@ class Store:
                     steps,
                     result.report,
                     json.dumps(result.schedule_json()),
+                    json.dumps(result.verdict_json()),
+                    json.dumps(_refit_json(result)),
                     sid,
                 ),
             )
@@ -608,11 +626,17 @@ class Store:
         cols = (
             "id, lr, l2, lr_decay, status, diverged_at, best_val_acc, best_step, "
             "final_train_loss, final_val_loss, final_train_acc, final_val_acc, test_acc, "
-            "stopped_at"
+            "stopped_at, val_acc_se"
         )
+        n_val = json.loads(row["dataset"]).get("n_val")
         members = [
             MemberRecord(
-                int(r[0]), r[1], r[2], r[3], r[4], r[5], _nan(r[6]), int(r[7]), *r[8:13], r[13]
+                int(r[0]),
+                *r[1:6],
+                _nan(r[6]),
+                int(r[7]),
+                *r[8:14],
+                val_acc_se=r[14] if r[14] is not None else _binomial_se(r[6], n_val),
             )
             for r in self.conn.execute(
                 f"SELECT {cols} FROM members WHERE sweep=? ORDER BY id", (sweep_id,)
@@ -622,7 +646,17 @@ class Store:
         winner = None
         if row["winner"] is not None and row["winner"] in by_id:
             w = by_id[row["winner"]]
-            winner = Winner(w.id, w.lr, w.l2, w.best_val_acc, w.test_acc)
+            refit = json.loads(row["refit"] or "{}")
+            winner = Winner(
+                w.id,
+                w.lr,
+                w.l2,
+                w.best_val_acc,
+                w.test_acc,
+                val_acc_se=w.val_acc_se,
+                refit_test_acc=refit.get("test_acc"),
+                refit_steps=refit.get("steps"),
+            )
         curve_obj = None
         if curves and members and row["curve_steps"] is not None:
             data = {
@@ -671,7 +705,39 @@ class Store:
             status=row["status"],
             report=row["report"],
             **_schedule_fields(row["schedule"]),
+            **_verdict_fields(row["verdict"]),
         )
+
+    def set_refit(self, sweep_id: str, steps: int, test_acc: float) -> None:
+        """Record the winner's refit on train + validation (``steps``, its test accuracy)."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE sweeps SET refit=? WHERE id=?",
+                (json.dumps({"steps": int(steps), "test_acc": float(test_acc)}), sweep_id),
+            )
+
+
+def _binomial_se(acc, n_val) -> float | None:
+    """A stored accuracy's binomial SE (sweeps stored before v3 did not keep it)."""
+    if acc is None or not n_val:
+        return None
+    from sweepjax.surface import binomial_se
+
+    return float(binomial_se(np.array([acc]), int(n_val))[0])
+
+
+def _refit_json(result: SweepResult) -> dict:
+    w = result.winner
+    if w is None or w.refit_test_acc is None:
+        return {}
+    return {"steps": w.refit_steps, "test_acc": w.refit_test_acc}
+
+
+def _verdict_fields(text: str | None) -> dict:
+    """``tied`` and ``verdict`` of a stored sweep (none for sweeps stored before v3)."""
+    data = json.loads(text) if text else {}
+    v = data.get("verdict")
+    return {"tied": list(data.get("tied") or []), "verdict": VerdictRecord(**v) if v else None}
 
 
 def _schedule_fields(text: str | None) -> dict:

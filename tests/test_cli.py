@@ -50,8 +50,9 @@ def run_json(capsys, *argv) -> dict:
 
 
 def best_ok(doc: dict) -> dict:
+    """The winner's rule: best accuracy among finished members, then lower val loss."""
     ok = [m for m in doc["members"] if m["status"] == "ok"]
-    return max(ok, key=lambda m: (m["best_val_acc"], -m["id"]))
+    return max(ok, key=lambda m: (m["best_val_acc"], -m["final_val_loss"], -m["id"]))
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,11 @@ def test_coarse_json_document(swept):
         "members",
         "winner",
         "boundary",
+        "tied",
+        "importance",
+        "flat",
+        "optimum_inside",
+        "optimum_confidence",
         "timing",
         "report",
     }
@@ -132,6 +138,27 @@ def test_coarse_json_document(swept):
     assert w["id"] == best_ok(doc)["id"]
     assert w["val_acc"] == best_ok(doc)["best_val_acc"]
     assert w["val_acc"] > 0.8 and w["test_acc"] > 0.8  # chance is 0.1
+    # Every score with its binomial SE on the 400 validation examples (p shrunk by half an
+    # example); the tied set: finished members only, the winner first, each within
+    # Gupta's z (k finished members) of the winner's accuracy.
+    from sweepjax.verdict import selection_z
+
+    for m in doc["members"]:
+        p = (m["best_val_acc"] * 400 + 0.5) / 401
+        assert m["val_acc_se"] == pytest.approx(np.sqrt(p * (1 - p) / 400), rel=1e-9)
+    assert w["val_acc_se"] == best_ok(doc)["val_acc_se"]
+    by_id = {m["id"]: m for m in doc["members"]}
+    ok = [m for m in doc["members"] if m["status"] == "ok"]
+    z = selection_z(len(ok))
+    want = [
+        m["id"]
+        for m in ok
+        if w["val_acc"] - m["best_val_acc"] <= z * np.hypot(w["val_acc_se"], m["val_acc_se"])
+    ]
+    assert doc["tied"][0] == w["id"] and sorted(doc["tied"]) == sorted(want)
+    assert all(by_id[i]["status"] == "ok" for i in doc["tied"])
+    assert set(doc["importance"]) == {"lr", "l2"} and set(doc["flat"]) <= {"lr", "l2"}
+    assert isinstance(doc["optimum_inside"], bool) and 0 <= doc["optimum_confidence"] <= 1
     assert set(doc["timing"]) == {
         "compile_s",
         "train_s",
@@ -162,14 +189,19 @@ def test_fine_refines_an_interior_winner(swept):
     store, docs = swept
     c, f = docs["coarse"], docs["fine"]
     assert (f["sweep_id"], f["kind"], f["parent"]) == ("f1", "fine", "c1")
-    winner_flags = [b for b in c["boundary"] if b["member"] == c["winner"]["id"]]
-    assert winner_flags == []  # seed 0: an interior winner ...
-    for axis in ("lr", "l2"):  # ... so the box shrinks around it
+    # seed 0: the model sees no edge the score still rises toward ...
+    assert c["boundary"] == [] and c["optimum_inside"] is True
+    for axis in ("lr", "l2"):  # ... so the box shrinks around the optimum and the tied set
         (lo, hi), (plo, phi) = f["space"][axis], c["space"][axis]
         assert plo <= lo < hi <= phi and np.log(hi / lo) < np.log(phi / plo)
         assert lo <= c["winner"][axis] <= hi
     assert f["winner"]["id"] == best_ok(f)["id"]
     assert f["winner"]["val_acc"] > 0.85
+    # The refit: the winner retrained on train + validation for its best step scaled by
+    # (3600 + 400) / 3600, scored on the test set next to the early-stopped model.
+    wm = next(m for m in f["members"] if m["id"] == f["winner"]["id"])
+    assert f["winner"]["refit_steps"] == round(wm["best_step"] * 4000 / 3600)
+    assert f["winner"]["refit_test_acc"] > 0.8
     with Store.open(store) as st:
         row = st.sweep_row("f1")
         assert row.config["train"]["steps"] == sweepjax.sweep.FINE_STEPS_FACTOR * 60
@@ -177,7 +209,7 @@ def test_fine_refines_an_interior_winner(swept):
         assert f["space"]["lr_decay"] == [sweepjax.sweep.FINE_LR_DECAY.lo, 1.0]
         assert row.config["data"]["dataset"] == "mnist-sample"
         res = st.load_sweep("f1")
-        assert res.refinement and "top-5 span" in res.refinement
+        assert res.refinement and res.refinement.startswith("model box around the optimum")
         assert res.winner_params["out"]["kernel"].shape == (10, 784)
         # An evaluation every 3 steps (--eval-every 3), plus one at each halving rung.
         total = 60 * sweepjax.sweep.FINE_STEPS_FACTOR
@@ -210,7 +242,8 @@ def test_fine_chains_and_text_output(swept, capsys):
     assert "fine sweep f2 (refines f1)" in out
     assert "rank" in out and "best val acc" in out and "lambda (l2)" in out
     assert "winner: try" in out and "test acc" in out and "stored: sweep f2" in out
-    assert "fine box from f1: lr: top-5 span" in err
+    assert "fine box from f1: model box around the optimum and the tied set: lr: [" in err
+    assert "refit: member" in err and "train + validation" in out
     with Store.open(store) as st:
         f2 = st.load_sweep("f2", curves=False)
     assert [p for p, _ in f2.parent_spaces] == ["c1", "f1"]

@@ -366,3 +366,49 @@ def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
     assert "data pictures skipped" in err  # "synthetic" is no dataset on disk
     page = Path(out.strip()).read_text()
     assert "fine sweep fine01" in page
+
+
+# --------------------------------------------------------------------------- the model
+def judged(n_val: int = 400):
+    """The synthetic sweep with its verdict (tied set, model) filled as the flows do."""
+    from sweepjax.build import judge_result
+    from sweepjax.search import as_space
+
+    res = synthetic()
+    res.dataset = {**res.dataset, "n_val": n_val}
+    judge_result(res, as_space(res.space), n_val)
+    return res
+
+
+def test_model_figure_contours_the_surface_and_rings_the_tied_set():
+    """Ringed points are exactly the tied members; one importance bar per axis, lr first
+    in importance (the synthetic accuracy depends on lr only); contours span the box."""
+    from sweepjax import report
+
+    res = judged()
+    model = report._model(res)
+    assert model is not None
+    fig = figures.model_surface(res, *model)
+    ax, bx = fig.axes[0], fig.axes[1]  # (the colorbar is the third)
+    rings = [c for c in ax.get_children() if c.get_gid() == "tied"]
+    assert len(rings) == 1 and len(rings[0].get_offsets()) == len(res.tied) >= 1
+    ring_lrs = sorted(float(x) for x in rings[0].get_offsets()[:, 0])
+    by_id = {m.id: m for m in res.members}
+    assert ring_lrs == pytest.approx(sorted(by_id[i].lr for i in res.tied), rel=1e-6)
+    bars = [c for c in bx.get_children() if c.get_gid() == "importance"]
+    assert len(bars) == 2
+    assert res.verdict.importance["lr"] > res.verdict.importance["l2"]
+    assert ax.get_xlabel() == "lr" and ax.get_xscale() == "log"
+
+
+def test_report_has_the_model_panel_and_its_png_decodes(tmp_path):
+    """model.png is written, embedded, and decodes to a non-blank RGBA image."""
+    import matplotlib.image as mpimg
+
+    res = judged()
+    page = Path(write_report(res, [], tmp_path)).read_text()
+    assert "Response-surface model" in page and "tied with the winner" in page
+    img = mpimg.imread(tmp_path / "model.png")
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
+    assert float(img[..., :3].std()) > 0.05  # not a blank canvas
+    assert "model.png" in sorted(f.name for f in tmp_path.glob("*.png"))

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import sweepjax
-import sweepjax.sweep as sweep_mod
+import sweepjax.runner as runner_mod
 from sweepjax.errors import ConfigError, SweepjaxError
 from sweepjax.store import Store
 from sweepjax.sweep import Callbacks, SweepInterrupted
@@ -35,14 +35,14 @@ def _stop_after(n: int) -> Callbacks:
 def timed_parts(monkeypatch):
     """Every ``train_population`` call's own Timing, in call order."""
     parts = []
-    real = sweep_mod.train_population
+    real = runner_mod.train_population
 
     def spy(*a, **k):
         res = real(*a, **k)
         parts.append(res.timing)
         return res
 
-    monkeypatch.setattr(sweep_mod, "train_population", spy)
+    monkeypatch.setattr(runner_mod, "train_population", spy)
     return parts
 
 

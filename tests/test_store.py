@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from typing import NamedTuple
@@ -250,11 +251,52 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE members DROP COLUMN stopped_at")
     conn.execute("ALTER TABLE sweeps DROP COLUMN schedule")
+    for table, col in _V3_COLUMNS:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         back = st.load_sweep(res.sweep_id)
     assert [m.stopped_at for m in back.members] == [None, None, None]
     assert back.lineage == [] and [m.id for m in back.members] == [0, 1, 2]
+
+
+_V3_COLUMNS = (("members", "val_acc_se"), ("sweeps", "verdict"), ("sweeps", "refit"))
+
+
+def test_a_version_2_store_is_migrated_and_its_scores_get_their_se(tmp_path):
+    """A v2 store (before SEs, tied sets and verdicts) opens as v3: every member's SE is
+    the binomial one on the stored validation size, sqrt(p (1 - p) / n) with p shrunk by
+    half an example; no tied set, no verdict; the new fields round-trip afterwards."""
+    path = tmp_path / "v2.db"
+    res = make_result("x", m=3)
+    res.dataset = {"name": "toy", "sha256": "ab", "n_val": 400}
+    with Store.open(path, create=True) as st:
+        res.sweep_id = new_sweep(st, res)
+        st.save_results(res)
+    conn = sqlite3.connect(path)
+    for table, col in _V3_COLUMNS:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as st:
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        back = st.load_sweep(res.sweep_id)
+        assert back.tied == [] and back.verdict is None and back.winner.refit_test_acc is None
+        for m in back.members:
+            p = (m.best_val_acc * 400 + 0.5) / 401
+            assert m.val_acc_se == pytest.approx(np.sqrt(p * (1 - p) / 400), rel=1e-12)
+        # New results written after the migration keep the new fields.
+        res.tied = [0, 2]
+        res.members = [
+            dataclasses.replace(m, val_acc_se=0.01 * (i + 1)) for i, m in enumerate(res.members)
+        ]
+        st.save_results(res)
+        st.set_refit(res.sweep_id, 123, 0.875)
+        back = st.load_sweep(res.sweep_id)
+    assert back.tied == [0, 2]
+    assert [m.val_acc_se for m in back.members] == [0.01, 0.02, 0.03]
+    assert (back.winner.refit_steps, back.winner.refit_test_acc) == (123, 0.875)

@@ -42,27 +42,42 @@ def _box(space: dict) -> str:
     return "  ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in space.items())
 
 
-def _boundary_lines(result: SweepResult) -> list[str]:
-    if not result.boundary:
-        return []
-    rank = {result.members[i].id: r + 1 for r, i in enumerate(search.ranking(result))}
-    winner = result.winner.id if result.winner else None
+def _verdict_lines(result: SweepResult) -> list[str]:
+    """Edges the model says the optimum may lie past, flat axes, importance, optimum."""
+    v = result.verdict
     out = []
     for f in result.boundary:
         lo, hi = result.space[f.param]
         edge = lo if f.side == "low" else hi
-        who = "the winner" if f.member == winner else f"rank {rank.get(f.member, '?')}"
+        where = "below" if f.side == "low" else "above"
+        if f.rise is None:  # a flag stored by the old band rule
+            out.append(f"  {f.param} {f.side} edge: a top member in the band (old rule)")
+            continue
         out.append(
-            f"  member {f.member} ({who}) is in the {f.side} band of {f.param} "
-            f"[{lo:.3g}, {hi:.3g}]: the best {f.param} may lie "
-            f"{'below' if f.side == 'low' else 'above'} {edge:.3g}"
+            f"  {f.param}: accuracy still rises toward the {f.side} edge {edge:.3g} "
+            f"(+{f.rise:.4f} +/- {f.rise_se:.4f} across the outer band, p={f.p_value:.1g}); "
+            f"the best {f.param} may lie {where} it"
         )
-    again = f"sweepjax fine --from {result.sweep_id}"
-    flagged = sorted({f.param for f in result.boundary})
-    widen = " / ".join(f"--{p}" for p in flagged)
-    out.append(
-        f"  -> run `{again}` (its box extends past a flagged winner's edge) or widen {widen}"
-    )
+    if result.boundary:
+        again = f"sweepjax fine --from {result.sweep_id}"
+        out.append(f"  -> run `{again}` (its box extends past the flagged edges)")
+    if v is None:
+        return out
+    for name in v.flat:
+        lo, hi = result.space[name]
+        out.append(
+            f"  {name} makes no measurable difference over [{lo:.3g}, {hi:.3g}] "
+            f"(model moves < {2 * v.tol:.4f})"
+        )
+    for name, (lo, hi) in v.flat_ranges.items():
+        if name in v.flat or not hi > lo * (1 + 1e-6):
+            continue
+        box_lo, box_hi = result.space[name]
+        at_lo, at_hi = lo <= box_lo * (1 + 1e-9), hi >= box_hi * (1 - 1e-9)
+        if at_lo and not at_hi:
+            out.append(f"  {name} below {hi:.3g} makes no measurable difference")
+        elif at_hi and not at_lo:
+            out.append(f"  {name} above {lo:.3g} makes no measurable difference")
     return out
 
 
@@ -93,13 +108,12 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         lines.append(f"status: {result.status} (no results yet)")
         return "\n".join(lines)
     order = search.ranking(result)
-    flags: dict[int, list[str]] = {}
-    for f in result.boundary:
-        flags.setdefault(f.member, []).append(f"{f.param} {f.side}")
+    tied = set(result.tied)
     lines.append("")
     decay = "lr_decay" in result.space  # a column only when the decay was searched
     lines.append(
-        f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'at step':>7}  "
+        f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'+/- se':>6}  {'tied':>4}  "
+        f"{'at step':>7}  "
         f"{'lr':>9}  {'lambda (l2)':>11}  " + (f"{'decay':>6}  " if decay else "") + "status"
     )
     n = len(result.members)
@@ -109,12 +123,13 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
             "ok": "ok",
             "stopped": f"stopped at step {m.stopped_at}",
         }.get(m.status, f"diverged at step {m.diverged_at}")
-        edge = f"  [edge: {', '.join(flags[m.id])}]" if m.id in flags else ""
+        se = f"{m.val_acc_se:.4f}" if m.val_acc_se is not None else "n/a"
+        mark = "*" if m.id in tied else ""
         lines.append(
-            f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {m.best_step:>7}  "
-            f"{m.lr:>9.3g}  {m.l2:>11.3g}  "
+            f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {se:>6}  {mark:>4}  "
+            f"{m.best_step:>7}  {m.lr:>9.3g}  {m.l2:>11.3g}  "
             + (f"{m.lr_decay:>6.3f}  " if decay else "")
-            + f"{status}{edge}"
+            + status
         )
     diverged = sum(m.status == "diverged" for m in result.members)
     if n > top:
@@ -130,18 +145,40 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     if w is not None:
         test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
         wm = next((m for m in result.members if m.id == w.id), None)
+        se = f" +/- {w.val_acc_se:.4f}" if w.val_acc_se is not None else ""
         lines.append(
-            f"winner: try {w.id}  val acc {w.val_acc:.4f}  test acc {test}  "
+            f"winner: try {w.id}  val acc {w.val_acc:.4f}{se}  test acc {test}  "
             f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
             + (f"  final lr x{wm.lr_decay:.3f}" if decay and wm is not None else "")
         )
+        if w.refit_test_acc is not None:
+            lines.append(
+                f"refit: retrained on train + validation for {w.refit_steps} steps: "
+                f"test acc {w.refit_test_acc:.4f}"
+            )
+        if result.tied:
+            lines.append(
+                f"tied: {len(result.tied)} finished member(s) statistically tied with the "
+                "winner (* above; 95% subset selection on the validation SE)"
+            )
     else:
         lines.append("winner: none (every member diverged)")
-    if result.boundary:
-        lines.append("boundary:")
-        lines += _boundary_lines(result)
-    else:
-        lines.append("boundary: no top member in the outer band of any axis")
+    v = result.verdict
+    if v is not None:
+        imp = ", ".join(
+            f"{k} {val:.3f}" for k, val in sorted(v.importance.items(), key=lambda kv: -kv[1])
+        )
+        inside = "inside the box" if v.optimum_inside else "possibly past an edge"
+        lines.append(
+            f"model: optimum {inside} (confidence inside {v.optimum_confidence:.0%}); "
+            f"importance (accuracy range): {imp}"
+        )
+    verdicts = _verdict_lines(result)
+    if verdicts:
+        lines.append("verdict:")
+        lines += verdicts
+    elif v is not None:
+        lines.append("verdict: the score rises toward no edge; no axis is flat")
     lines.append(f"diverged: {diverged} of {n}")
     stopped = sum(m.status == "stopped" for m in result.members)
     if stopped:
@@ -196,6 +233,8 @@ CSV_COLUMNS = (
     "status",
     "diverged_at",
     "best_val_acc",
+    "val_acc_se",
+    "tied",
     "best_step",
     "final_train_loss",
     "final_val_loss",
@@ -210,7 +249,7 @@ def to_csv_text(result: SweepResult) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for m in result.members:
-        d = json_clean(m.as_dict())
+        d = json_clean({**m.as_dict(), "tied": int(m.id in result.tied)})
         w.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
     return buf.getvalue()
 

@@ -15,7 +15,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the tomli backport has the same API
     import tomli as tomllib
 
-from sweepjax import distributed, search
+from sweepjax import distributed, search, verdict
 from sweepjax import sweep as flows
 from sweepjax.cli.inspect import _one_line_errors, render_result, to_json_text
 from sweepjax.cli.progress import Progress
@@ -66,7 +66,7 @@ COMMON_KEYS = (
     "rungs",
     "pbt_interval",
 )
-FINE_KEYS = ("from_", "top", "margin")
+FINE_KEYS = ("from_", "top", "margin", "sampler", "no_refit")
 # Flag dest -> keyword of the flow function.
 RENAME = {"from_": "parent", "top": "top_k"}
 CLI_ONLY = (
@@ -186,8 +186,9 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         "--band",
         type=float,
         metavar="F",
-        help=f"boundary band: a top member within this fraction of an axis's "
-        f"log-width from an edge is flagged (default {search.DEFAULT_BAND})",
+        help="edge band: an edge is flagged when the modelled score still rises "
+        "significantly across this outer fraction of the axis's log-width toward it "
+        f"(default {verdict.DEFAULT_BAND})",
     )
     g.add_argument(
         "--eval-every",
@@ -298,7 +299,7 @@ def register(sub) -> None:
             help="refine around the best region of a previous sweep, train longer",
             description="Fine search around a parent sweep (default: the newest coarse one). "
             "The new box, per axis, is the span of the parent's --top best members widened "
-            f"by --margin (default {search.DEFAULT_MARGIN:g}) of the parent's log-width and "
+            f"by --margin (default {verdict.DEFAULT_MARGIN:g}) of the parent's log-width and "
             "clipped to the parent's box; where the parent's winner sat in an edge's band the "
             "box extends past that edge instead. It trains "
             f"{flows.FINE_STEPS_FACTOR}x the parent's steps unless --steps is given and reuses "
@@ -325,7 +326,21 @@ def register(sub) -> None:
         type=float,
         metavar="F",
         help=f"widening on each side, fraction of the parent's log-width "
-        f"(default {search.DEFAULT_MARGIN:g})",
+        f"(default {verdict.DEFAULT_MARGIN:g})",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=flows.SAMPLERS,
+        help="how members are drawn in the new box: uniform, or from the parent's response "
+        "surface: thompson (each member the best point of its own posterior surface) or ei "
+        f"(expected improvement); a quarter stays uniform (default {flows.DEFAULT_SAMPLER})",
+    )
+    p.add_argument(
+        "--no-refit",
+        action="store_true",
+        default=None,
+        help="do not retrain the winner on train + validation (default: refit it and report "
+        "its test accuracy next to the early-stopped one)",
     )
     _add_common(p, fine=True)
     p.set_defaults(func=run, kind="fine")
@@ -399,6 +414,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"format must be text or json, got {fmt!r}")
     store = s.get("store") or default_path()
     kwargs = {RENAME.get(k, k): v for k, v in s.items() if k not in CLI_ONLY}
+    if "no_refit" in kwargs:
+        kwargs["refit"] = not kwargs.pop("no_refit")
     for k in ("lr", "l2"):
         if k in kwargs:
             kwargs[k] = _box(k, kwargs[k], allow_auto=(k == "lr" and args.kind == "coarse"))

@@ -139,19 +139,42 @@ def _summary(result, diagnoses) -> str:
     return table(None, rows)
 
 
+def _model(result):
+    """``(appraisal, space)`` for the model figure, or None (no verdict, or no fit)."""
+    if result.verdict is None or not result.dataset.get("n_val"):
+        return None
+    from sweepjax.appraise import appraise
+    from sweepjax.search import as_space
+
+    space = as_space(result.space)
+    seed = (result.config or {}).get("train", {}).get("seed", 0)
+    a = appraise(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
+    return None if a.surface is None else (a, space)
+
+
+def _flag_item(b, band: float) -> str:
+    if b.rise is None:  # a flag of the old band rule (stores written before the model)
+        return (
+            f'<li class="flag">member {b.member} lies in the {esc(b.side)} {band:.0%} of '
+            f"{esc(b.param)}: the best value may be outside the box; widen it to the "
+            f"{'lower' if b.side == 'low' else 'higher'} side</li>"
+        )
+    return (
+        f'<li class="flag">the modelled accuracy still rises toward the {esc(b.side)} edge '
+        f"of {esc(b.param)} (+{b.rise:.4f} +/- {b.rise_se:.4f}, p={b.p_value:.1g}): the "
+        f"best value may be outside the box; widen it to the "
+        f"{'lower' if b.side == 'low' else 'higher'} side</li>"
+    )
+
+
 def _flags_and_diagnoses(result, diagnoses, rows) -> str:
     parts = []
     if result.boundary:
         band = figures.sweep_band(result)
-        items = "".join(
-            f'<li class="flag">member {b.member} lies in the {esc(b.side)} {band:.0%} of '
-            f"{esc(b.param)}: the best value may be outside the box; widen it to the "
-            f"{'lower' if b.side == 'low' else 'higher'} side</li>"
-            for b in result.boundary
-        )
+        items = "".join(_flag_item(b, band) for b in result.boundary)
         parts.append(f"<p><b>Boundary flags</b></p><ul>{items}</ul>")
     else:
-        parts.append("<p><b>Boundary flags</b>: none (the top members are inside the box)</p>")
+        parts.append("<p><b>Boundary flags</b>: none (the modelled score rises toward no edge)</p>")
     items = []
     for i in rows:
         m = result.members[i]
@@ -219,14 +242,35 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                     (
                         "every member at its (lr, lambda), colored by best validation "
                         "accuracy; red x = diverged; solid box = this search, dashed = "
-                        "ancestors; shaded = boundary band (outer "
-                        f"{figures.sweep_band(result):.0%} of each log axis): a "
-                        "winner there means the box should grow"
+                        "ancestors; shaded = outer "
+                        f"{figures.sweep_band(result):.0%} of each log axis, where the "
+                        "model measures whether the score still rises toward an edge"
                     ),
                 )
             ],
         )
     )
+
+    model = _model(result)
+    if model is not None:
+        png = fig("model.png", figures.model_surface(result, *model))
+        v = result.verdict
+        flat = ", ".join(v.flat) if v and v.flat else "none"
+        panels.append(
+            Panel(
+                "Response-surface model",
+                [
+                    (
+                        png,
+                        "left: the model's mean accuracy over the two most important axes "
+                        "(the others at the modelled optimum), red rings = members "
+                        "statistically tied with the winner, star = modelled optimum; "
+                        "right: importance of each axis with its posterior SD (flat axes: "
+                        f"{esc(flat)}). {esc(model[0].fit_note)}",
+                    )
+                ],
+            )
+        )
 
     if result.curves is not None and len(result.curves.step):
         imgs = [

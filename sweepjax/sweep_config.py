@@ -1,0 +1,187 @@
+"""A sweep's resolved configuration and the checks that build it: defaults, ranges,
+train / schedule settings, seeds. Shared by the flows (``sweep.py``) and the runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+
+from sweepjax import schedule, search, verdict
+from sweepjax.config import (
+    DataConfig,
+    ModelConfig,
+    Range,
+    ScheduleConfig,
+    SearchSpace,
+    TrainConfig,
+)
+from sweepjax.errors import ConfigError
+
+# Defaults of ``python -m sweepjax coarse`` with no flags: 256 members x 300 steps of
+# batch 256 on the bundled sample take ~20 s on 2 CPU cores (compile included).
+DEFAULT_TRIALS = 256
+DEFAULT_STEPS = 300
+DEFAULT_BATCH = 256
+# A fine round trains this many times the parent's steps, with the learning-rate decay
+# searched too (FINE_LR_DECAY: the multiplier reached at the end of the run, cosine from
+# 1, when the parent did not search it): a short coarse round ranks rates, but only a
+# longer, annealed run converges.
+FINE_STEPS_FACTOR = 8
+FINE_LR_DECAY = Range(0.01, 1.0)
+# Each command's schedule when none is given (chosen by benchmarks/bench_time_to_quality.py;
+# the README's "Schedules" section gives the numbers).
+DEFAULT_SCHEDULE = {"coarse": "halving", "fine": "halving"}
+
+
+# How a fine round draws its members inside the model's box (sweepjax.verdict.propose):
+# "uniform" (random in the box), "thompson" (each member the argmax of its own posterior
+# surface) or "ei" (expected improvement); a quarter of a model-based round stays uniform.
+# The one place the default is set (benchmarks/bench_time_to_quality.py settles it).
+SAMPLERS = ("uniform", "thompson", "ei")
+DEFAULT_SAMPLER = "uniform"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines a sweep's results (stored as its resolved config)."""
+
+    kind: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    space: SearchSpace
+    trials: int
+    grid: bool = False
+    parent: str | None = None
+    top_k: int = search.DEFAULT_TOP_K
+    margin: float = verdict.DEFAULT_MARGIN
+    band: float = verdict.DEFAULT_BAND
+    schedule: ScheduleConfig = ScheduleConfig()
+    sampler: str = DEFAULT_SAMPLER
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "data": dataclasses.asdict(self.data),
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "space": self.space.as_dict(),
+            "trials": self.trials,
+            "grid": self.grid,
+            "parent": self.parent,
+            "top_k": self.top_k,
+            "margin": self.margin,
+            "band": self.band,
+            "schedule": dataclasses.asdict(self.schedule),
+            "sampler": self.sampler,
+        }
+
+
+# --------------------------------------------------------------------------- seeds
+def derive_seed(root: int, lineage: tuple[str, ...]) -> int:
+    """The training seed of a sweep: its members' draws, initial weights and minibatches.
+
+    ``lineage`` is the sweep's kind after its ancestors' kinds, root first (``("coarse",)``,
+    ``("coarse", "fine")``, ``("coarse", "fine", "fine")``, ...). A root sweep trains with
+    ``root`` itself; a refinement round gets a seed hashed from ``root`` and its lineage, so
+    chained rounds draw fresh unit coordinates, weights and minibatches, while the same
+    commands still give the same seeds (no clock, no store ids involved).
+
+    Example::
+
+      derive_seed(0, ("coarse",))  # 0
+      derive_seed(0, ("coarse", "fine")) != derive_seed(0, ("coarse", "fine", "fine"))
+    """
+    if len(lineage) <= 1:
+        return int(root)
+    digest = hashlib.sha256(f"sweepjax:{int(root)}:{'/'.join(lineage)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# --------------------------------------------------------------------------- config
+def _range(name: str, value, default: Range | None, cap: float | None = None) -> Range | None:
+    if value is None:
+        return default
+    if isinstance(value, Range):
+        return value
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name} needs two numbers LO HI, got {value!r}") from None
+    if cap is not None and hi > cap:
+        raise ConfigError(f"--{name} upper bound must be <= {cap:g}, got {hi:g}")
+    try:
+        return Range(lo, hi)
+    except ConfigError as e:
+        raise ConfigError(f"--{name}: {e}") from None
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+
+
+def _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps) -> TrainConfig:
+    for n, v in (
+        ("steps", steps),
+        ("batch-size", batch_size),
+        ("eval-every", eval_every),
+        ("chunk-steps", chunk_steps),
+    ):
+        _positive(n, v)
+    if chunk_steps is None:
+        # A compiled call ends at every evaluation (about 20 per run) and every scheduler
+        # decision anyway; longer chunks add nothing.
+        chunk_steps = steps
+    return TrainConfig(
+        optimizer=optimizer,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        seed=seed,
+        chunk_steps=chunk_steps,
+    )
+
+
+def _schedule_config(kind: str, name, eta, rungs, interval, steps: int) -> ScheduleConfig:
+    for n, v in (("eta", eta), ("rungs", rungs), ("pbt-interval", interval)):
+        _positive(n, v)
+    eta = eta or ScheduleConfig.eta
+    if name is None:  # the command's default adapts to short runs instead of failing
+        name = DEFAULT_SCHEDULE[kind]
+        if name in ("halving", "hyperband") and rungs is None:
+            rungs = min(ScheduleConfig.rungs, max(0, int(math.log(steps, eta) + 1e-9) - 1))
+            name = name if rungs >= 1 else "full"
+    return ScheduleConfig(
+        name=name, eta=eta, rungs=rungs or ScheduleConfig.rungs, interval=interval
+    )
+
+
+def _scheduler(cfg: SweepConfig, num_members: int):
+    sc = cfg.schedule
+    return schedule.make(
+        sc.name,
+        num_members=num_members,
+        total=cfg.train.steps,
+        space=cfg.space,
+        seed=cfg.train.seed,
+        eta=sc.eta,
+        rungs=sc.rungs,
+        interval=sc.interval,
+    )
+
+
+def _check_band(band: float) -> None:
+    if not 0.0 <= band <= 0.5:
+        raise ConfigError(f"--band must be in [0, 0.5], got {band}; try 0.1")
+
+
+def _check_dataset_name(name: str) -> None:
+    from sweepjax.data import SOURCES
+
+    if not (name in SOURCES or name.startswith("npz:")):
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)} or npz:PATH"
+        )

@@ -1,0 +1,62 @@
+"""``sweepjax auto`` end to end on the bundled sample, and its stop at a failed check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sweepjax.sanity
+from sweepjax.cli import main
+from sweepjax.store import Store
+
+
+def test_auto_runs_the_stages_in_order(tmp_path, capsys):
+    """sanity -> lr_range -> coarse -> 1..3 fine rounds -> refit, one JSON document; the
+    coarse box is the finder's; each fine round refines the previous sweep; the final
+    winner is the best fine round's, with its SE, tied set and refit on train + val."""
+    store = str(tmp_path / "a.db")
+    argv = ["auto", "--dataset", "mnist-sample", "--trials", "32", "--steps", "60"]
+    assert main([*argv, "--store", store, "--no-report", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    names = [s["stage"] for s in doc["stages"]]
+    assert names[:3] == ["sanity", "lr_range", "coarse"] and names[-1] == "refit"
+    fines = names[3:-1]
+    assert 1 <= len(fines) <= 3 and set(fines) == {"fine"}
+    # One line per stage on stderr, in the same order.
+    assert [ln.split("]")[0][1:] for ln in err.splitlines() if ln.startswith("[")] == names
+    stages = doc["stages"]
+    assert all(c["passed"] for c in stages[0]["checks"])
+    assert stages[2]["space"]["lr"] == pytest.approx(stages[1]["lr"])
+    ids = [s["sweep_id"] for s in stages[2:-1]]
+    assert ids == ["c1"] + [f"f{i}" for i in range(1, len(fines) + 1)]
+    with Store.open(store) as st:
+        assert [st.sweep_row(i).parent for i in ids] == [None, *ids[:-1]]
+        for i in ids[1:]:  # fine rounds do not compound their steps: 8 x 60 each
+            assert st.sweep_row(i).config["train"]["steps"] == 480
+    best = max(stages[3:-1], key=lambda s: s["winner"]["val_acc"])
+    w = doc["winner"]
+    assert doc["sweep_id"] == best["sweep_id"] and w["id"] == best["winner"]["id"]
+    assert w["val_acc"] > 0.85 and 0 < w["val_acc_se"] < 0.02
+    assert doc["tied"][0] == w["id"]
+    assert w["refit_test_acc"] > 0.85 and w["refit_steps"] == stages[-1]["steps"]
+    assert doc["report"] is None
+
+
+def test_auto_stops_at_a_failed_sanity_check(tmp_path, capsys, monkeypatch):
+    """A failed check: exit 1, the check named on one line, no sweep run."""
+    real = sweepjax.sanity.run_sanity
+
+    def failing(*a, **k):
+        rep = real(*a, **k)
+        bad = rep.checks[2]._replace(passed=False, detail="loss 2.1 after 100 steps")
+        return rep._replace(checks=[*rep.checks[:2], bad, *rep.checks[3:]])
+
+    monkeypatch.setattr(sweepjax.sanity, "run_sanity", failing)
+    store = tmp_path / "a.db"
+    argv = ["auto", "--dataset", "mnist-sample", "--trials", "8", "--steps", "20"]
+    assert main([*argv, "--store", str(store), "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "sanity check failed" in err and "loss 2.1 after 100 steps" in err
+    assert not store.exists() or Store.open(store).list_sweeps() == []
