@@ -165,6 +165,7 @@ def test_coarse_json_document(swept):
         "model_steps_per_s",
         "eval_s",
         "transfer_s",
+        "checkpoint_s",
     }
     assert doc["report"] is None  # --no-report
 

@@ -256,6 +256,8 @@ def _gather(
     """
     n = len(src)
     host = _take(_host(act, where), src)
+    if n == 0:  # nobody continues (every member diverged): nothing left to train
+        return _Active(host, 0, 0, False)
     if not act.on_device or n > gsize:
         return _place(host, n, gsize, where)
     new = _bucket(n, gsize, where.num_devices)
@@ -544,7 +546,7 @@ def train_population(
     t0 = time.perf_counter()
     ckpt = None
     wins = None
-    if completed:
+    if completed and act.n:
         sched, _, _, wins, secs = _settle(sched, act, data, st, where, step)
         eval_s += secs
     host = jax.tree.map(np.array, _host(act, where))
