@@ -120,6 +120,7 @@ class TimingRecord:
     eval_s: float = 0.0  # whole-validation-set evaluations (decisions, the end)
     transfer_s: float = 0.0  # device -> host copies of the state (checkpoints, the end)
     checkpoint_s: float = 0.0  # writing checkpoints to the store (throttled to ~5%)
+    checkpoints: int = 0  # how many were written
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

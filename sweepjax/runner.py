@@ -294,7 +294,9 @@ def _run(
         par = st.load_sweep(cfg.parent, curves=False)
         parent_spaces = [*par.parent_spaces, (par.sweep_id, par.space)]
     result, params = build_result(sid, cfg, res, ds, refinement, parent_spaces)
-    result.timing = dataclasses.replace(result.timing, checkpoint_s=saver.spent)
+    result.timing = dataclasses.replace(
+        result.timing, checkpoint_s=saver.spent, checkpoints=saver.count
+    )
     st.save_results(result, params)
     if report and where.process_index != 0:
         # Process 0 writes the report; the others name the same path in their JSON.
@@ -334,6 +336,7 @@ class _CheckpointThrottle:
         self.last_end = time.perf_counter()
         self.cost: float | None = None
         self.spent = 0.0  # seconds spent writing checkpoints (copy to host included)
+        self.count = 0
 
     def maybe_save(self, rep: ChunkReport, timing: dict | None = None) -> None:
         cost = self.cost if self.cost is not None else rep.state_bytes / CHECKPOINT_BYTES_PER_S
@@ -344,6 +347,7 @@ class _CheckpointThrottle:
         self.last_end = time.perf_counter()
         self.cost = self.last_end - t0
         self.spent += self.cost
+        self.count += 1
 
 
 # --------------------------------------------------------------------------- report hook
