@@ -412,3 +412,48 @@ def test_report_has_the_model_panel_and_its_png_decodes(tmp_path):
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
     assert float(img[..., :3].std()) > 0.05  # not a blank canvas
     assert "model.png" in sorted(f.name for f in tmp_path.glob("*.png"))
+
+
+def test_schedule_panels_show_rungs_and_pbt_schedules(tmp_path):
+    """Halving: the number of members training steps down at each rung; PBT: every
+    member's lr over time is drawn, with one dot per copy, and the lineage table lists
+    each copy."""
+    import dataclasses
+
+    from sweepjax.report import schedule_fig
+
+    res = synthetic()
+    stops = {i: (50 if i < 4 else 150) for i in range(M - 4)}  # rows 10, 11 diverged
+    res.members = [
+        dataclasses.replace(m, status="stopped", stopped_at=stops[m.id])
+        if m.id in stops and m.status == "ok"
+        else m
+        for m in res.members
+    ]
+    res.config = {**res.config, "train": {"steps": 300}, "schedule": {"name": "halving"}}
+    fig = schedule_fig.active_over_time(res)
+    (line,) = [a for a in fig.axes[0].get_lines() if a.get_gid() == "active"]
+    n = len(res.members)
+    stopped50 = sum(m.stopped_at == 50 for m in res.members)
+    stopped150 = sum(m.stopped_at == 150 for m in res.members)
+    assert list(line.get_ydata()) == [
+        n,
+        n - stopped50,
+        n - stopped50 - stopped150,
+        n - stopped50 - stopped150,
+    ]
+    page = Path(write_report(res, [], tmp_path / "h")).read_text()
+    assert "Schedule (halving)" in page and (tmp_path / "h" / "schedule.png").exists()
+
+    pbt = synthetic()
+    pbt.config = {**pbt.config, "train": {"steps": 300}, "schedule": {"name": "pbt"}}
+    pbt.history = [
+        {"step": 0, "member": m.id, "lr": m.lr, "l2": m.l2, "lr_decay": 1.0} for m in pbt.members
+    ] + [{"step": 100, "member": 1, "lr": 0.2, "l2": 1e-4, "lr_decay": 1.0}]
+    pbt.lineage = [{"step": 100, "member": 1, "copied_from": 5}]
+    fig = schedule_fig.hparam_schedules(pbt)
+    drawn = [a for a in fig.axes[0].get_lines() if a.get_gid() == "schedule"]
+    dots = [a for a in fig.axes[0].get_lines() if a.get_gid() == "copy"]
+    assert len(drawn) == len(pbt.members) and len(dots) == 1
+    page = Path(write_report(pbt, [], tmp_path / "p")).read_text()
+    assert "Schedule (PBT)" in page and "copied from" in page

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # before anything imports pyplot; the report never opens 
 import numpy as np  # noqa: E402
 
 from sweepjax.diagnose import diagnose_sweep  # noqa: E402
-from sweepjax.report import figures  # noqa: E402
+from sweepjax.report import figures, schedule_fig  # noqa: E402
 from sweepjax.report.html import Panel, esc, render, table  # noqa: E402
 
 __all__ = ["chosen_members", "write_report"]
@@ -99,6 +99,7 @@ def _flatten(d, prefix="") -> list[tuple[str, str]]:
 
 def _summary(result, diagnoses) -> str:
     ok = sum(m.status == "ok" for m in result.members)
+    stopped = sum(m.status == "stopped" for m in result.members)
     w = result.winner
     ds = result.dataset or {}
     rows = [
@@ -113,7 +114,11 @@ def _summary(result, diagnoses) -> str:
             "searched box",
             ", ".join(f"{k} [{v[0]:.3g}, {v[1]:.3g}]" for k, v in result.space.items()),
         ],
-        ["members", f"{len(result.members)} ({ok} ok, {len(result.members) - ok} diverged)"],
+        [
+            "members",
+            f"{len(result.members)} ({ok} trained to the end, {stopped} stopped by the "
+            f"schedule, {len(result.members) - ok - stopped} diverged)",
+        ],
         [
             "winner",
             "-"
@@ -269,6 +274,31 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                         f"{esc(flat)}). {esc(model[0].fit_note)}",
                     )
                 ],
+            )
+        )
+
+    sched = (result.config or {}).get("schedule", {}).get("name", "full")
+    if result.history and result.lineage:
+        png = fig("schedule.png", schedule_fig.hparam_schedules(result))
+        rows_ = [[c["step"], c["member"], c["copied_from"]] for c in result.lineage[:50]]
+        panels.append(
+            Panel(
+                "Schedule (PBT)",
+                [(png, "each member's learning rate and lambda over the run; dots = copies")],
+                table(["step", "member", "copied from"], rows_)
+                + (
+                    ""
+                    if len(result.lineage) <= 50
+                    else f"<p>... {len(result.lineage) - 50} more</p>"
+                ),
+            )
+        )
+    elif any(m.stopped_at is not None for m in result.members):
+        png = fig("schedule.png", schedule_fig.active_over_time(result))
+        panels.append(
+            Panel(
+                f"Schedule ({sched})",
+                [(png, "members still training at each step; each rung keeps the best")],
             )
         )
 

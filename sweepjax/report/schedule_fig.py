@@ -1,0 +1,65 @@
+"""The schedule's pictures: how many members trained at each step (halving, hyperband),
+and each member's hyperparameters over time with its copies (PBT)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def active_over_time(result) -> Figure:
+    """Members still training at each step (stairs down at every rung), by outcome."""
+    total = int((result.config or {}).get("train", {}).get("steps") or 0)
+    stops = np.array([m.stopped_at for m in result.members if m.stopped_at is not None], float)
+    steps = np.unique(np.concatenate([[0.0, float(total)], stops]))
+    n = len(result.members)
+    active = [n - int(np.sum(stops <= s)) for s in steps]
+    fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.step(steps, active, where="post", color="#1f77b4", gid="active")
+    for s in np.unique(stops):
+        ax.axvline(s, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("members training")
+    ax.set_yscale("log")
+    ax.set_title(
+        f"{(result.config or {}).get('schedule', {}).get('name', 'full')}: "
+        f"{sum(m.status == 'ok' for m in result.members)} of {n} trained to the end"
+    )
+    return fig
+
+
+def hparam_schedules(result, max_members: int = 64) -> Figure:
+    """PBT: each member's learning rate and lambda over the run (steps in the history),
+    with a dot where it copied another member."""
+    total = int((result.config or {}).get("train", {}).get("steps") or 0)
+    by_member: dict[int, list[dict]] = {}
+    for h in result.history:
+        by_member.setdefault(h["member"], []).append(h)
+    copies = {(c["member"], c["step"]) for c in result.lineage}
+    winner = result.winner.id if result.winner is not None else None
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, name, label in ((axes[0], "lr", "learning rate"), (axes[1], "l2", "lambda (L2)")):
+        for mid, rows in list(by_member.items())[:max_members]:
+            rows = sorted(rows, key=lambda h: h["step"])
+            xs = [h["step"] for h in rows] + [total]
+            ys = [h[name] for h in rows] + [rows[-1][name]]
+            hot = mid == winner
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                lw=2.0 if hot else 0.7,
+                alpha=1.0 if hot else 0.35,
+                color="#d62728" if hot else "#1f77b4",
+                gid="schedule",
+            )
+            for h in rows:
+                if (mid, h["step"]) in copies:
+                    ax.plot(h["step"], h[name], ".", color="k", ms=3, gid="copy")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+    axes[0].set_title(f"PBT: {len(result.lineage)} copies; red = the winner's schedule")
+    return fig
