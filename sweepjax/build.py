@@ -86,7 +86,13 @@ def build_result(
         ],
     )
     judge_result(
-        result, cfg.space, ds.info.n_val, band=cfg.band, margin=cfg.margin, seed=cfg.train.seed
+        result,
+        cfg.space,
+        ds.info.n_val,
+        band=cfg.band,
+        margin=cfg.margin,
+        seed=cfg.train.seed,
+        surface=cfg.schedule.name != "pbt",
     )
     members = result.members
     by_id = {m.id: i for i, m in enumerate(members)}
@@ -110,13 +116,21 @@ def judge_result(
     band: float = vd.DEFAULT_BAND,
     margin: float = vd.DEFAULT_MARGIN,
     seed: int = 0,
+    surface: bool = True,
 ) -> Appraisal:
     """Fill ``result``'s scores-with-SEs, winner, tied set, boundary flags and verdict from
     :func:`sweepjax.appraise.appraise` (in place); returns the appraisal.
 
     The winner is the best member that trained to the end (ties in accuracy broken by
-    lower validation loss); ``tied`` the finished members statistically tied with it."""
+    lower validation loss); ``tied`` the finished members statistically tied with it.
+
+    ``surface=False`` skips the response-surface verdicts (no boundary, flat or optimum
+    claims): under PBT a member's score comes from a schedule of hyperparameters, not
+    from the final values it ends with, so a surface over those values would mislead.
+    """
     a = appraise(result.members, space, n_val, result.curves, band=band, margin=margin, seed=seed)
+    if not surface:
+        a = dataclasses.replace(a, surface=None, verdict=None, box=None)
     result.members = [
         dataclasses.replace(m, val_acc_se=float(a.se[i])) for i, m in enumerate(result.members)
     ]

@@ -261,11 +261,15 @@ def fine(
         judged = appraise(
             par.members, pspace, par.dataset["n_val"], par.curves, band, margin, pt["seed"]
         )
-        if judged.box is not None:
+        pbt_parent = pc.get("schedule", {}).get("name") == "pbt"
+        if judged.box is not None and not pbt_parent:
             space, why = next_space(judged, pspace)
         else:
             space, why = search.refine(par, top_k, margin, search.DEFAULT_BAND)
-            why = f"no model ({judged.fit_note}): top-{top_k} span rule; {why}"
+            reason = (
+                "PBT changed the hyperparameters during the run" if pbt_parent else judged.fit_note
+            )
+            why = f"no model ({reason}): top-{top_k} span rule; {why}"
         if space.lr_decay is None and not decay_off and decay_r is None:
             space = dataclasses.replace(space, lr_decay=FINE_LR_DECAY)
             why += (

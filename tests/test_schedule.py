@@ -223,3 +223,17 @@ def test_stop_mid_rung_and_resume_gives_the_uninterrupted_result(ds, name, stop_
     np.testing.assert_array_equal(rest.params["out"]["kernel"], full.params["out"]["kernel"])
     np.testing.assert_array_equal(rest.curves.val_acc, full.curves.val_acc)
     np.testing.assert_array_equal(rest.hparams.lr, full.hparams.lr)
+
+
+def test_pbt_sweeps_make_no_surface_claims_and_fine_uses_the_span_rule(tmp_path):
+    """Under PBT a member's score comes from a schedule of values, not the final ones it
+    ends with: no boundary/flat/optimum verdicts, and a fine round refines by span."""
+    import sweepjax
+
+    store = tmp_path / "s.db"
+    kw = dict(dataset="mnist-sample", trials=16, steps=60, batch_size=64, report=False)
+    res = sweepjax.coarse(**kw, schedule="pbt", store=store)
+    assert res.lineage and res.verdict is None and res.boundary == []
+    assert {h["member"] for h in res.history} == {m.id for m in res.members}
+    fine = sweepjax.fine(store=store, steps=60, report=False, refit=False)
+    assert fine.refinement.startswith("no model (PBT changed the hyperparameters")
