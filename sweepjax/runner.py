@@ -22,6 +22,7 @@ from sweepjax.build import build_result
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.folds import pool
 from sweepjax.hparams import HParams
 from sweepjax.results import SweepResult
 from sweepjax.store import Store, default_path
@@ -277,9 +278,12 @@ def _run(
             cfg.train.steps,
             cfg.train.resolved_chunk_steps,
         )
+    train_ds, folds = ds, None
+    if cfg.folds > 1:  # every pooled row in one fold; replica r holds out fold r
+        train_ds, folds = pool(ds, cfg.folds, cfg.data.seed)
     try:
         res = train_population(
-            ds,
+            train_ds,
             hp,
             cfg.model,
             cfg.train,
@@ -288,6 +292,7 @@ def _run(
             on_chunk=on_chunk,
             resume=ckpt,
             placement=where,
+            folds=folds,
         )
     except BaseException:
         st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
