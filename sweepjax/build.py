@@ -12,7 +12,7 @@ from sweepjax import verdict as vd
 from sweepjax.appraise import Appraisal, appraise_sweep, boundary_records, verdict_record
 from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
-from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner, configs_of
+from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner, configs_of, eval_rows
 from sweepjax.sweep_config import SweepConfig
 from sweepjax.train import PopulationResult, accuracy, member_params
 
@@ -123,10 +123,13 @@ def judge_result(
     mean accuracy with the SE of the mean, ``tied`` holds config ids, the surface is
     fitted to the config means."""
     result.configs = configs_of(result.members, result.config, result.dataset)
-    if result.configs:  # the members' own SEs stay binomial; the configs carry theirs
+    if result.configs:  # the members' own SEs stay binomial (a fold member's on its
+        # fold's rows); the configs carry the SEs of their means
+        k = int(result.config.get("folds", 0) or 0)
+        n_m = max(eval_rows(result.config, result.dataset) // k, 1) if k > 1 else n_val
         result.members = [
             dataclasses.replace(
-                m, val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_val)[0])
+                m, val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
             )
             for m in result.members
         ]
