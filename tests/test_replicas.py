@@ -206,6 +206,13 @@ def test_cli_replicas_json_and_grouped_show(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 configs x 3 replicas" in out and "mean val acc" in out
     assert f"winner: config {best['id']}" in out
+    # A fine round inherits the parent's replicas (its box judged on the config means).
+    fine = ["fine", "--from", doc["sweep_id"], "--trials", "4", "--steps", "60",
+            "--no-refit", "--no-report", "--schedule", "full", "--store", store,
+            "--format", "json"]  # fmt: skip
+    assert main(fine) == 0
+    child = json.loads(capsys.readouterr().out)
+    assert len(child["members"]) == 12 and [len(c["members"]) for c in child["configs"]] == [3] * 4
 
 
 def test_trainer_with_grouped_halving_stops_configs_whole(ds):
