@@ -34,7 +34,7 @@ import numpy as np
 from sweepjax import verdict as vd
 from sweepjax.config import Range, SearchSpace
 from sweepjax.curves import Curves
-from sweepjax.results import BoundaryFlag, MemberRecord, VerdictRecord
+from sweepjax.results import BoundaryFlag, ConfigRecord, MemberRecord, VerdictRecord
 from sweepjax.surface import Surface, fit_surface
 
 DECAY_CAP = 1.0  # lr_decay is a multiplier of the rate; above 1 it would grow it
@@ -123,6 +123,7 @@ def appraise(
     band: float = vd.DEFAULT_BAND,
     margin: float = vd.DEFAULT_MARGIN,
     seed: int = 0,
+    acc_se: np.ndarray | None = None,
 ) -> Appraisal:
     """Judge a sweep: rank, tie, fit, decide, and propose the next box.
 
@@ -133,6 +134,8 @@ def appraise(
       curves: the sweep's curves (rows = ``members``), for the stopped-member offsets.
       band, margin: see :func:`sweepjax.verdict.decide` / :func:`refine_box`.
       seed: seed of the posterior draws behind the confidences.
+      acc_se: optional ``[N]`` empirical SEs (configs averaged over replicas or folds:
+        :func:`sweepjax.results.config_se`) used instead of the binomial ones.
 
     Example::
 
@@ -148,15 +151,20 @@ def appraise(
     loss = np.array(
         [np.nan if m.final_val_loss is None else m.final_val_loss for m in members], np.float64
     )
-    se = vd.accuracy_se(np.nan_to_num(acc, nan=0.0), n_val)
+    se = (
+        vd.accuracy_se(np.nan_to_num(acc, nan=0.0), n_val)
+        if acc_se is None
+        else np.nan_to_num(np.asarray(acc_se, np.float64), nan=0.5)
+    )
     ok = np.array([m.status == "ok" for m in members]) & np.isfinite(acc)
     cap_hi = caps_high(space)
     empty = np.zeros(0, np.int64)
     if not ok.any():
         return Appraisal(axes, se, empty, None, empty, x, None, None, None, cap_hi, "")
-    rank = vd.tied_set(acc, loss, ok, n_val)
+    rank = vd.tied_set(acc, loss, ok, n_val, None if acc_se is None else se)
     score, extra, use = stopped_offsets(members, curves)
-    fit_se = np.sqrt(vd.accuracy_se(np.nan_to_num(score, nan=0.0), n_val) ** 2 + extra**2)
+    base = vd.accuracy_se(np.nan_to_num(score, nan=0.0), n_val) if acc_se is None else se
+    fit_se = np.sqrt(base**2 + extra**2)
     n_stopped = int(np.sum(use & ~ok))
     note = f"surface fitted on {int(use.sum())} members ({int(ok.sum())} finished"
     note += f", {n_stopped} stopped early, down-weighted by the gain they missed)"
@@ -171,6 +179,68 @@ def appraise(
     return Appraisal(
         axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note
     )
+
+
+def config_members(
+    members: list[MemberRecord], configs: list[ConfigRecord], curves: Curves | None
+) -> tuple[list[MemberRecord], Curves | None, np.ndarray]:
+    """What the verdicts judge when members are replicas of configs: one record per
+    config (its mean accuracy and loss, its status), the curves averaged over its
+    replicas (rows in ``configs`` order), and ``[C]`` SEs of the means."""
+    rows = {m.id: i for i, m in enumerate(members)}
+    recs = [
+        MemberRecord(
+            id=c.id,
+            lr=c.lr,
+            l2=c.l2,
+            lr_decay=c.lr_decay,
+            status=c.status,
+            diverged_at=None,
+            best_val_acc=c.mean_val_acc,
+            best_step=0,
+            final_train_loss=None,
+            final_val_loss=c.mean_val_loss,
+            final_train_acc=None,
+            final_val_acc=None,
+            stopped_at=c.stopped_at,
+            val_acc_se=c.val_acc_se,
+        )
+        for c in configs
+    ]
+    avg = None
+    if curves is not None:
+
+        def mean_rows(a):
+            a = np.asarray(a, np.float64)
+            out = []
+            for c in configs:
+                block = a[[rows[i] for i in c.members]]
+                seen = np.isfinite(block).sum(axis=0)
+                tot = np.where(np.isfinite(block), block, 0.0).sum(axis=0)
+                out.append(np.where(seen > 0, tot / np.maximum(seen, 1), np.nan))
+            return np.asarray(out, np.float32).reshape(len(configs), a.shape[1])
+
+        avg = Curves(curves.step, *(mean_rows(f) for f in curves[1:]))
+    return recs, avg, np.array([c.val_acc_se for c in configs], np.float64)
+
+
+def appraise_sweep(
+    members: list[MemberRecord],
+    configs: list[ConfigRecord],
+    space: SearchSpace,
+    n_val: int,
+    curves: Curves | None = None,
+    band: float = vd.DEFAULT_BAND,
+    margin: float = vd.DEFAULT_MARGIN,
+    seed: int = 0,
+) -> tuple[Appraisal, list[MemberRecord]]:
+    """:func:`appraise` of a sweep's members, or of its configs when it has replicas or
+    folds (config means, their empirical SEs, replica-averaged curves). Returns the
+    appraisal and the records it judged (rows of its arrays)."""
+    if not configs:
+        return appraise(members, space, n_val, curves, band, margin, seed), members
+    recs, avg, se = config_members(members, configs, curves)
+    return appraise(recs, space, n_val, avg, band, margin, seed, acc_se=se), recs
 
 
 def verdict_record(a: Appraisal, space: SearchSpace) -> VerdictRecord | None:

@@ -9,10 +9,10 @@ import numpy as np
 
 from sweepjax import search
 from sweepjax import verdict as vd
-from sweepjax.appraise import Appraisal, appraise, boundary_records, verdict_record
+from sweepjax.appraise import Appraisal, appraise_sweep, boundary_records, verdict_record
 from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
-from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.results import MemberRecord, SweepResult, TimingRecord, Winner, configs_of, eval_rows
 from sweepjax.sweep_config import SweepConfig
 from sweepjax.train import PopulationResult, accuracy, member_params
 
@@ -36,6 +36,7 @@ def build_result(
     the best few surviving members (winner first)."""
     hp = res.hparams
     status = res.status
+    g = cfg.group  # members per config: member id = config id * g + replica
     members = [
         MemberRecord(
             id=int(res.member_ids[i]),
@@ -51,6 +52,8 @@ def build_result(
             final_train_acc=_num(res.final_train_acc[i]),
             final_val_acc=_num(res.final_val_acc[i]),
             stopped_at=int(res.stopped_at[i]) if res.stopped_at[i] >= 0 else None,
+            config=int(res.member_ids[i]) // g if g > 1 else None,
+            replica=int(res.member_ids[i]) % g if g > 1 else None,
         )
         for i in range(res.num_members)
     ]
@@ -123,24 +126,57 @@ def judge_result(
 
     The winner is the best member that trained to the end (ties in accuracy broken by
     lower validation loss); ``tied`` the finished members statistically tied with it.
+    With replicas or folds (``result.configs``) the configs are judged instead: their
+    mean accuracy with the SE of the mean, ``tied`` holds config ids, the surface is
+    fitted to the config means.
 
     ``surface=False`` skips the response-surface verdicts (no boundary, flat or optimum
     claims): under PBT a member's score comes from a schedule of hyperparameters, not
     from the final values it ends with, so a surface over those values would mislead.
     """
-    a = appraise(result.members, space, n_val, result.curves, band=band, margin=margin, seed=seed)
+    result.configs = configs_of(result.members, result.config, result.dataset)
+    if result.configs:  # the members' own SEs stay binomial (a fold member's on its
+        # fold's rows); the configs carry the SEs of their means
+        k = int(result.config.get("folds", 0) or 0)
+        n_m = max(eval_rows(result.config, result.dataset) // k, 1) if k > 1 else n_val
+        result.members = [
+            dataclasses.replace(
+                m, val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
+            )
+            for m in result.members
+        ]
+    a, judged = appraise_sweep(
+        result.members,
+        result.configs,
+        space,
+        n_val,
+        result.curves,
+        band=band,
+        margin=margin,
+        seed=seed,
+    )
     if not surface:
         a = dataclasses.replace(a, surface=None, verdict=None, box=None)
-    result.members = [
-        dataclasses.replace(m, val_acc_se=float(a.se[i])) for i, m in enumerate(result.members)
-    ]
-    result.tied = [result.members[i].id for i in a.tied]
+    if not result.configs:
+        result.members = [
+            dataclasses.replace(m, val_acc_se=float(a.se[i])) for i, m in enumerate(result.members)
+        ]
+        judged = result.members
+    result.tied = [judged[i].id for i in a.tied]
     result.boundary = boundary_records(a)
     result.verdict = verdict_record(a, space)
     result.winner = None
     if a.winner is not None:
-        m = result.members[a.winner]
-        result.winner = Winner(
-            m.id, m.lr, m.l2, m.best_val_acc, m.test_acc, val_acc_se=m.val_acc_se
-        )
+        w = judged[a.winner]
+        if result.configs:  # the winning config; its best replica stands for it
+            c = next(c for c in result.configs if c.id == w.id)
+            reps = [m for m in result.members if m.id in c.members and m.status == "ok"]
+            best = max(reps, key=lambda m: np.nan_to_num(m.best_val_acc, nan=-1.0))
+            result.winner = Winner(
+                best.id, c.lr, c.l2, c.mean_val_acc, best.test_acc, c.val_acc_se, config=c.id
+            )
+        else:
+            result.winner = Winner(
+                w.id, w.lr, w.l2, w.best_val_acc, w.test_acc, val_acc_se=w.val_acc_se
+            )
     return a

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sweepjax.curves import Curves
+from sweepjax.surface import binomial_se
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,124 @@ class MemberRecord:
     test_acc: float | None = None  # filled for winners only
     stopped_at: int | None = None  # step at which a scheduler stopped it
     val_acc_se: float | None = None  # binomial SE of best_val_acc on the validation set
+    # With --replicas / --folds: the sampled config this member is a replica of, and which
+    # replica (with --folds, also the fold it holds out). None in a plain sweep.
+    config: int | None = None
+    replica: int | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    """One sampled config and its replicas (scikit-learn's ``cv_results_`` row).
+
+    ``mean_val_acc`` / ``std_val_acc`` (population SD, ``ddof=0`` as scikit-learn) over
+    the replicas' best validation accuracies (with folds: each on its own held-out fold);
+    ``rank_val_acc`` 1 for the best config (finished before stopped before diverged, then
+    by mean); ``val_acc_se`` the SE of the mean (:func:`config_se`)."""
+
+    id: int
+    lr: float
+    l2: float
+    lr_decay: float
+    status: str  # "ok" | "stopped" | "diverged" (every replica diverged)
+    mean_val_acc: float
+    std_val_acc: float
+    rank_val_acc: int
+    val_acc_se: float
+    mean_val_loss: float | None
+    members: list[int]
+    stopped_at: int | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_se(accs: np.ndarray, n_eval: int, folds: bool) -> float:
+    """SE of a config's mean accuracy over its ``R`` replicas ``accs[R]``.
+
+    The replicas' sample SD over ``sqrt(R)`` measures the seed (and, with folds, the
+    held-out rows') noise. Replicas all score on the same ``n_eval`` validation rows, so
+    the binomial SE of that one set is added in quadrature (it does not shrink with R).
+    Folds score on disjoint rows: their SD already holds it; the binomial SE of all
+    ``n_eval`` pooled rows is then only a floor (two identical folds still carry noise).
+    """
+    a = np.asarray(accs, np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float("nan")
+    sd = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
+    b = float(binomial_se(np.array([a.mean()]), n_eval)[0])
+    seed = sd / np.sqrt(a.size)
+    return float(max(seed, b) if folds else np.hypot(seed, b))
+
+
+def eval_rows(config: dict, dataset: dict) -> int:
+    """Rows a config's replicas are scored on together: the validation set, or with
+    folds every pooled (train + validation) row, each in the fold that holds it out."""
+    n_val = int(dataset.get("n_val") or 0)
+    if int(config.get("folds", 0) or 0) > 1:
+        return n_val + int(dataset.get("n_train") or 0)
+    return n_val
+
+
+def configs_of(members: list[MemberRecord], config: dict, dataset: dict) -> list[ConfigRecord]:
+    """:func:`group_configs` with the sweep's resolved ``config`` and ``dataset`` dicts."""
+    folds = int(config.get("folds", 0) or 0) > 1
+    return group_configs(members, max(eval_rows(config, dataset), 1), folds)
+
+
+_CONFIG_STATUS = {"ok": 0, "stopped": 1, "diverged": 2}
+
+
+def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list[ConfigRecord]:
+    """The members grouped by ``config`` (empty when no member has one), in config order.
+
+    A config is ``ok`` when any replica trained to the end, ``stopped`` when a scheduler
+    stopped it (its replicas stop together), ``diverged`` when every replica diverged.
+    Its mean is over every replica's best validation accuracy, a diverged replica's
+    included (its best parameters before it diverged): a seed that blows up pulls the
+    config down rather than vanishing from its average."""
+    by: dict[int, list[MemberRecord]] = {}
+    for m in members:
+        if m.config is not None:
+            by.setdefault(m.config, []).append(m)
+    if not by:
+        return []
+    rows = []
+    for cid in sorted(by):
+        reps = sorted(by[cid], key=lambda m: m.replica or 0)
+        st = {m.status for m in reps}
+        status = "ok" if "ok" in st else ("stopped" if "stopped" in st else "diverged")
+        acc = np.array([m.best_val_acc for m in reps], np.float64)
+        fin = acc[np.isfinite(acc)]
+        loss = [m.final_val_loss for m in reps if m.final_val_loss is not None]
+        stops = [m.stopped_at for m in reps if m.stopped_at is not None]
+        rows.append(
+            dict(
+                id=int(cid),
+                lr=reps[0].lr,
+                l2=reps[0].l2,
+                lr_decay=reps[0].lr_decay,
+                status=status,
+                mean_val_acc=float(fin.mean()) if fin.size else float("nan"),
+                std_val_acc=float(fin.std()) if fin.size else float("nan"),
+                val_acc_se=config_se(acc, n_eval, folds),
+                mean_val_loss=float(np.mean(loss)) if len(loss) == len(reps) else None,
+                members=[int(m.id) for m in reps],
+                stopped_at=min(stops) if stops else None,
+            )
+        )
+    key = [
+        (_CONFIG_STATUS[r["status"]], -np.nan_to_num(r["mean_val_acc"], nan=-1.0), r["id"])
+        for r in rows
+    ]
+    order = sorted(range(len(rows)), key=lambda i: key[i])
+    rank = np.empty(len(rows), np.int64)
+    rank[order] = np.arange(1, len(rows) + 1)
+    return [ConfigRecord(rank_val_acc=int(rank[i]), **r) for i, r in enumerate(rows)]
 
 
 @dataclass(frozen=True)
@@ -107,6 +223,9 @@ class Winner:
     # the test set; test_acc is the early-stopped (best-checkpoint) model's.
     refit_test_acc: float | None = None
     refit_steps: int | None = None
+    # With replicas / folds the winner is a config: ``val_acc`` its mean over replicas,
+    # ``val_acc_se`` the SE of that mean; ``id`` / ``test_acc`` its best replica's.
+    config: int | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -152,6 +271,8 @@ class SweepResult:
       lineage: PBT's copies, ``{"step", "member", "copied_from"}`` (member ids).
       history: each hyperparameter change, ``{"step", "member", "lr", "l2",
         "lr_decay"}``; a member's schedule is its rows in step order (PBT).
+      configs: with ``replicas`` / ``folds``, the members grouped by sampled config
+        (:class:`ConfigRecord`, scikit-learn's ``cv_results_``); empty otherwise.
     """
 
     sweep_id: str
@@ -174,6 +295,9 @@ class SweepResult:
     history: list[dict] = field(default_factory=list)
     tied: list[int] = field(default_factory=list)
     verdict: VerdictRecord | None = None
+    # With replicas / folds: one record per sampled config (``tied`` then holds config
+    # ids and the winner is a config: see :class:`Winner`).
+    configs: list[ConfigRecord] = field(default_factory=list)
 
     def verdict_json(self) -> dict:
         """What the store keeps of the verdict (tied set and the model's decisions)."""
@@ -205,6 +329,7 @@ class SweepResult:
             },
             "space": self.space,
             "members": [m.as_dict() for m in self.members],
+            **({"configs": [c.as_dict() for c in self.configs]} if self.configs else {}),
             "winner": self.winner.as_dict() if self.winner else None,
             "boundary": [b.as_dict() for b in self.boundary],
             "tied": list(self.tied),

@@ -22,6 +22,7 @@ from sweepjax.build import build_result
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.folds import pool
 from sweepjax.hparams import HParams
 from sweepjax.results import SweepResult
 from sweepjax.store import Store, default_path
@@ -177,6 +178,18 @@ def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str)
     return row.id
 
 
+def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.ndarray]:
+    """Each sampled config ``ids[c]`` as ``group`` members: rows ``c * group + r`` with
+    the config's values and member ids ``ids[c] * group + r`` (so each replica has its
+    own initial weights, ``fold_in(init_key, id)``; with folds, replica ``r`` holds out
+    fold ``r``). ``group == 1`` returns the population unchanged."""
+    if group <= 1:
+        return hp, np.asarray(ids)
+    rows = np.repeat(np.arange(hp.num_members), group)
+    reps = np.tile(np.arange(group), hp.num_members)
+    return hp.take(rows), (np.asarray(ids, np.int64)[rows] * group + reps).astype(np.int64)
+
+
 def _run(
     cfg: SweepConfig,
     ds: Dataset,
@@ -196,10 +209,12 @@ def _run(
         hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid)
     else:
         hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
-    if cfg.grid and hp.num_members != cfg.trials:
+    num_configs = hp.num_members
+    hp, ids = replicate(hp, ids, cfg.group)
+    if cfg.grid and num_configs != cfg.trials:
         k = search.grid_points_per_axis(cfg.trials, len(cfg.space.axes()))
         cb.say(
-            f"note: --grid rounds {cfg.trials} trials to a {k}x{k} grid of {hp.num_members} members"
+            f"note: --grid rounds {cfg.trials} trials to a {k}x{k} grid of {num_configs} configs"
         )
     cfg_dict = cfg.as_dict()
     info = ds.info.as_dict()
@@ -234,8 +249,12 @@ def _run(
         )
     run = {"devices": where.num_devices, "partial": True}
     st.set_timing(sid, {**prior, **run})
-    scheduler = _scheduler(cfg, hp.num_members)
+    scheduler = _scheduler(cfg, num_configs)
     plan = "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
+    if cfg.folds > 1:
+        plan += f", {cfg.folds}-fold cross-validation of {num_configs} configs"
+    elif cfg.group > 1:
+        plan += f", {cfg.group} replicas of {num_configs} configs"
     cb.say(
         f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
         f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}{plan}) on "
@@ -259,9 +278,12 @@ def _run(
             cfg.train.steps,
             cfg.train.resolved_chunk_steps,
         )
+    train_ds, folds = ds, None
+    if cfg.folds > 1:  # every pooled row in one fold; replica r holds out fold r
+        train_ds, folds = pool(ds, cfg.folds, cfg.data.seed)
     try:
         res = train_population(
-            ds,
+            train_ds,
             hp,
             cfg.model,
             cfg.train,
@@ -270,6 +292,7 @@ def _run(
             on_chunk=on_chunk,
             resume=ckpt,
             placement=where,
+            folds=folds,
         )
     except BaseException:
         st.mark_interrupted(sid)  # the last stored checkpoint stays resumable

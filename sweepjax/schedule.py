@@ -206,6 +206,49 @@ class PBT:
         return Decision(src, view.rows.copy(), hp)
 
 
+class Grouped:
+    """Replicas of a config decided together: ``inner`` ranks and keeps whole configs.
+
+    Member row ``i`` is replica ``i % replicas`` of config ``i // replicas`` (the layout
+    ``runner`` trains). A config's score is the mean over its replicas of the validation
+    loss (a diverged replica counts as infinite loss, so one unstable seed sinks the config)
+    and of the accuracy; it is alive while any replica is. ``inner`` decides over configs
+    (halving keeps the best ``1/eta`` of configs, hyperband deals configs to brackets, PBT
+    copies a top config into a bottom one); each config-level choice is applied to every
+    replica: replica ``r`` of a copied config takes the state of replica ``r`` of its donor.
+    """
+
+    def __init__(self, inner: Scheduler, replicas: int):
+        self.inner, self.replicas = inner, int(replicas)
+        self.name = inner.name
+
+    def decision_steps(self) -> list[int]:
+        return self.inner.decision_steps()
+
+    def decide(self, view: RungView) -> Decision:
+        r = self.replicas
+        cfg = np.asarray(view.rows) // r
+        configs = np.unique(cfg)
+        # positions[j, k]: view position of replica k of configs[j]
+        positions = np.stack(
+            [np.flatnonzero(cfg == c)[np.argsort(view.rows[cfg == c])] for c in configs]
+        )
+        if positions.shape[1] != r:
+            raise ValueError("a config's replicas must be active together")
+        loss = np.where(np.isfinite(view.val_loss), view.val_loss, np.inf)[positions].mean(axis=1)
+        acc = np.asarray(view.val_acc, np.float64)[positions]
+        seen = np.isfinite(acc).sum(axis=1)
+        acc = np.where(
+            seen > 0, np.where(np.isfinite(acc), acc, 0.0).sum(axis=1) / np.maximum(seen, 1), np.nan
+        )
+        alive = np.asarray(view.alive, bool)[positions].any(axis=1)
+        hp = view.hparams.take(positions[:, 0])
+        d = self.inner.decide(RungView(view.step, configs, loss, acc, alive, hp))
+        src = positions[np.asarray(d.src, np.int64)].reshape(-1)
+        rows = (np.asarray(d.rows, np.int64)[:, None] * r + np.arange(r)).reshape(-1)
+        return Decision(src, rows, HParams(*(np.repeat(np.asarray(f), r) for f in d.hparams)))
+
+
 def make(
     name: str,
     *,
@@ -216,16 +259,21 @@ def make(
     eta: int = DEFAULT_ETA,
     rungs: int = 3,
     interval: int | None = None,
+    replicas: int = 1,
 ) -> Scheduler | None:
     """The scheduler called ``name`` (``None`` for ``"full"``: every member trains the
     whole run). ``rungs`` is halving's number of rungs (hyperband's largest bracket);
-    PBT's ``interval`` defaults to a tenth of the run."""
+    PBT's ``interval`` defaults to a tenth of the run. With ``replicas > 1``,
+    ``num_members`` counts configs and the scheduler decides whole configs
+    (:class:`Grouped`)."""
     if name not in SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if name == "full":
         return None
     if name == "halving":
-        return Halving(rungs, eta, total)
-    if name == "hyperband":
-        return Hyperband(num_members, total, eta, rungs)
-    return PBT(interval or max(1, total // 10), total, space, seed)
+        inner = Halving(rungs, eta, total)
+    elif name == "hyperband":
+        inner = Hyperband(num_members, total, eta, rungs)
+    else:
+        inner = PBT(interval or max(1, total // 10), total, space, seed)
+    return inner if replicas <= 1 else Grouped(inner, replicas)

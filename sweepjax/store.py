@@ -7,7 +7,8 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
   versions, status (``running`` | ``interrupted`` | ``finished``), times, and the
   summary (space, winner, boundary flags, timing, refinement, report path, the tied set
   and the response-surface verdict, the winner's refit).
-- ``members``: one row per member: hyperparameters, status, metrics (accuracy SE), test accuracy
+- ``members``: one row per member: hyperparameters, status, metrics (accuracy SE), test accuracy,
+  the config it is a replica of (v4; NULL without replicas or folds)
   (winner only).
 - ``curves``: one row per member; every evaluation as float32 blobs ``[E]`` (the
   evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
@@ -22,6 +23,7 @@ finished. WAL journaling lets ``list`` / ``show`` / ``report`` read while a swee
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -45,9 +47,10 @@ from sweepjax.results import (
     TimingRecord,
     VerdictRecord,
     Winner,
+    configs_of,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x53574A58  # "SWJX"
 DEFAULT_PATH = "sweepjax.db"
 CURVE_FIELDS = Curves._fields[1:]  # train_loss, val_loss, val_acc, train_acc, update_ratio
@@ -93,6 +96,8 @@ CREATE TABLE members (
     test_acc REAL,
     stopped_at INTEGER,
     val_acc_se REAL,
+    config INTEGER,
+    replica INTEGER,
     PRIMARY KEY (sweep, id)
 );
 CREATE TABLE curves (
@@ -295,6 +300,9 @@ class Store:
                 conn.execute("ALTER TABLE members ADD COLUMN val_acc_se REAL")
                 conn.execute("ALTER TABLE sweeps ADD COLUMN verdict TEXT")
                 conn.execute("ALTER TABLE sweeps ADD COLUMN refit TEXT")
+            if ver < 4:  # v4: replicas / folds (the config a member is a replica of)
+                conn.execute("ALTER TABLE members ADD COLUMN config INTEGER")
+                conn.execute("ALTER TABLE members ADD COLUMN replica INTEGER")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
@@ -485,6 +493,8 @@ class Store:
                 _f(m.test_acc),
                 m.stopped_at,
                 _f(m.val_acc_se),
+                m.config,
+                m.replica,
             )
             for m in result.members
         ]
@@ -508,7 +518,9 @@ class Store:
         with self.transaction() as c:
             for table in ("members", "curves", "params"):
                 c.execute(f"DELETE FROM {table} WHERE sweep=?", (sid,))
-            c.executemany("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members)
+            c.executemany(
+                "INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members
+            )
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
             c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
@@ -626,7 +638,7 @@ class Store:
         cols = (
             "id, lr, l2, lr_decay, status, diverged_at, best_val_acc, best_step, "
             "final_train_loss, final_val_loss, final_train_acc, final_val_acc, test_acc, "
-            "stopped_at, val_acc_se"
+            "stopped_at, val_acc_se, config, replica"
         )
         n_val = json.loads(row["dataset"]).get("n_val")
         members = [
@@ -637,12 +649,15 @@ class Store:
                 int(r[7]),
                 *r[8:14],
                 val_acc_se=r[14] if r[14] is not None else _binomial_se(r[6], n_val),
+                config=r[15],
+                replica=r[16],
             )
             for r in self.conn.execute(
                 f"SELECT {cols} FROM members WHERE sweep=? ORDER BY id", (sweep_id,)
             )
         ]
         by_id = {m.id: m for m in members}
+        configs = configs_of(members, json.loads(row["config"]), json.loads(row["dataset"]))
         winner = None
         if row["winner"] is not None and row["winner"] in by_id:
             w = by_id[row["winner"]]
@@ -657,6 +672,11 @@ class Store:
                 refit_test_acc=refit.get("test_acc"),
                 refit_steps=refit.get("steps"),
             )
+            c = next((c for c in configs if c.id == w.config), None)
+            if c is not None:  # the winner is a config: its mean and the SE of the mean
+                winner = dataclasses.replace(
+                    winner, val_acc=c.mean_val_acc, val_acc_se=c.val_acc_se, config=c.id
+                )
         curve_obj = None
         if curves and members and row["curve_steps"] is not None:
             data = {
@@ -706,6 +726,7 @@ class Store:
             report=row["report"],
             **_schedule_fields(row["schedule"]),
             **_verdict_fields(row["verdict"]),
+            configs=configs,
         )
 
     def set_refit(self, sweep_id: str, steps: int, test_acc: float) -> None:

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from sweepjax import distributed, search, verdict
-from sweepjax.appraise import appraise, next_space
+from sweepjax.appraise import appraise_sweep, next_space
 from sweepjax.build import PARAMS_KEPT, build_result
 from sweepjax.config import (
     DEFAULT_L2,
@@ -59,6 +59,7 @@ from sweepjax.sweep_config import (
     SweepConfig,
     _check_band,
     _check_dataset_name,
+    _group,
     _positive,
     _range,
     _schedule_config,
@@ -99,6 +100,8 @@ def coarse(
     eta: int | None = None,
     rungs: int | None = None,
     pbt_interval: int | None = None,
+    replicas: int | None = None,
+    folds: int | None = None,
 ) -> SweepResult:
     """A coarse sweep: ``trials`` members drawn log-uniformly from the ``lr`` x ``l2`` box
     (default ``DEFAULT_LR`` x ``DEFAULT_L2``), trained ``steps`` steps at once, stored.
@@ -110,6 +113,10 @@ def coarse(
     ``schedule`` (``full`` | ``halving`` | ``hyperband`` | ``pbt``, default
     ``DEFAULT_SCHEDULE["coarse"]``) decides how the budget is spent, with ``eta``,
     ``rungs`` and ``pbt_interval`` (see :class:`sweepjax.config.ScheduleConfig`).
+    ``replicas`` trains that many seeds (initial weights) of every sampled config as
+    extra members of the same program; ``folds=K`` K-fold cross-validates every config
+    over train + validation pooled (replica ``r`` holds out fold ``r``). Either way the
+    result is grouped by config (``result.configs``) and the winner is a config's mean.
 
     Returns the :class:`SweepResult` (also stored; ``result.sweep_id`` names it).
     Raises ConfigError / DataError / StoreError (nothing written), SweepInterrupted,
@@ -121,6 +128,7 @@ def coarse(
       res.winner.val_acc  # ~0.9
     """
     cb = callbacks or Callbacks()
+    replicas_, folds_ = _group(replicas, folds)
     _positive("trials", trials)
     _positive("top", top_k)
     _check_dataset_name(dataset)
@@ -156,6 +164,8 @@ def coarse(
         top_k=top_k,
         band=band,
         schedule=sched_cfg,
+        replicas=replicas_,
+        folds=folds_,
     )
     _scheduler(cfg, trials)  # a schedule that does not fit the run fails before anything runs
     with _open_store(store, True, where) as st:
@@ -195,6 +205,8 @@ def fine(
     pbt_interval: int | None = None,
     sampler: str | None = None,
     refit: bool = True,
+    replicas: int | None = None,
+    folds: int | None = None,
 ) -> SweepResult:
     """A fine sweep around the best region of ``parent`` (default: the newest finished
     coarse sweep in the store); ``fine(parent=<a fine sweep>)`` chains rounds.
@@ -214,7 +226,8 @@ def fine(
 
     Every other setting is the parent's unless given; ``steps`` defaults to
     ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's; ``schedule``
-    to ``DEFAULT_SCHEDULE["fine"]``.
+    to ``DEFAULT_SCHEDULE["fine"]``; ``replicas`` / ``folds`` to the parent's (see
+    :func:`coarse`).
 
     ``seed`` is the root seed (default: the parent's): it fixes the validation split of
     the whole chain, and the round trains with :func:`derive_seed` of it and the round's
@@ -258,9 +271,19 @@ def fine(
         pc = par.config
         pd, pm, pt = pc["data"], pc["model"], pc["train"]
         pspace = search.as_space(par.space)
-        judged = appraise(
-            par.members, pspace, par.dataset["n_val"], par.curves, band, margin, pt["seed"]
+        judged, _ = appraise_sweep(
+            par.members,
+            par.configs,
+            pspace,
+            par.dataset["n_val"],
+            par.curves,
+            band,
+            margin,
+            pt["seed"],
         )
+        if replicas is None and folds is None:
+            replicas, folds = pc.get("replicas"), pc.get("folds")
+        replicas_, folds_ = _group(replicas, folds)
         pbt_parent = pc.get("schedule", {}).get("name") == "pbt"
         if judged.box is not None and not pbt_parent:
             space, why = next_space(judged, pspace)
@@ -328,6 +351,8 @@ def fine(
             band=band,
             schedule=sched_cfg,
             sampler=sampler_,
+            replicas=replicas_,
+            folds=folds_,
         )
         _scheduler(cfg, cfg.trials)
         if cfg.grid and sampler_ != "uniform":

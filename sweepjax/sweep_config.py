@@ -60,6 +60,15 @@ class SweepConfig:
     band: float = verdict.DEFAULT_BAND
     schedule: ScheduleConfig = ScheduleConfig()
     sampler: str = DEFAULT_SAMPLER
+    # Seeds per sampled config (extra members of the same program) and K-fold
+    # cross-validation (folds > 1: replica r holds out fold r; replicas == folds).
+    replicas: int = 1
+    folds: int = 0
+
+    @property
+    def group(self) -> int:
+        """Members per config (1 without replicas or folds)."""
+        return max(self.replicas, self.folds, 1)
 
     def as_dict(self) -> dict:
         return {
@@ -76,6 +85,9 @@ class SweepConfig:
             "band": self.band,
             "schedule": dataclasses.asdict(self.schedule),
             "sampler": self.sampler,
+            # only when used, so configs stored before replicas compare equal on resume
+            **({"replicas": self.replicas} if self.replicas > 1 else {}),
+            **({"folds": self.folds} if self.folds > 1 else {}),
         }
 
 
@@ -159,18 +171,34 @@ def _schedule_config(kind: str, name, eta, rungs, interval, steps: int) -> Sched
     )
 
 
-def _scheduler(cfg: SweepConfig, num_members: int):
+def _scheduler(cfg: SweepConfig, num_configs: int):
+    """The sweep's scheduler over ``num_configs`` sampled configs (with replicas or folds
+    it decides whole configs: :class:`sweepjax.schedule.Grouped`)."""
     sc = cfg.schedule
     return schedule.make(
         sc.name,
-        num_members=num_members,
+        num_members=num_configs,
         total=cfg.train.steps,
         space=cfg.space,
         seed=cfg.train.seed,
         eta=sc.eta,
         rungs=sc.rungs,
         interval=sc.interval,
+        replicas=cfg.group,
     )
+
+
+def _group(replicas: int | None, folds: int | None) -> tuple[int, int]:
+    """Checked ``(replicas, folds)``: K folds train K replicas, one per held-out fold."""
+    _positive("replicas", replicas)
+    if folds is not None and (not isinstance(folds, int) or folds < 2):
+        raise ConfigError(f"--folds must be an integer >= 2, got {folds!r}")
+    r, k = replicas or 1, folds or 0
+    if k and r not in (1, k):
+        raise ConfigError(
+            f"--folds {k} trains one replica per fold; drop --replicas or set it to {k}"
+        )
+    return (k or r), k
 
 
 def _check_band(band: float) -> None:

@@ -257,13 +257,19 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         back = st.load_sweep(res.sweep_id)
     assert [m.stopped_at for m in back.members] == [None, None, None]
     assert back.lineage == [] and [m.id for m in back.members] == [0, 1, 2]
 
 
-_V3_COLUMNS = (("members", "val_acc_se"), ("sweeps", "verdict"), ("sweeps", "refit"))
+_V4_COLUMNS = (("members", "config"), ("members", "replica"))
+_V3_COLUMNS = (
+    ("members", "val_acc_se"),
+    ("sweeps", "verdict"),
+    ("sweeps", "refit"),
+    *_V4_COLUMNS,
+)
 
 
 def test_a_version_2_store_is_migrated_and_its_scores_get_their_se(tmp_path):
@@ -283,7 +289,7 @@ def test_a_version_2_store_is_migrated_and_its_scores_get_their_se(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == 4
         back = st.load_sweep(res.sweep_id)
         assert back.tied == [] and back.verdict is None and back.winner.refit_test_acc is None
         for m in back.members:
@@ -300,3 +306,45 @@ def test_a_version_2_store_is_migrated_and_its_scores_get_their_se(tmp_path):
     assert back.tied == [0, 2]
     assert [m.val_acc_se for m in back.members] == [0.01, 0.02, 0.03]
     assert (back.winner.refit_steps, back.winner.refit_test_acc) == (123, 0.875)
+
+
+def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
+    """A v3 store (before replicas) opens as v4 with no configs; a sweep with replicas
+    round-trips its grouping: the configs reloaded (mean, std, rank, member ids) equal
+    those computed from the records before storing, and the winner is its config's mean."""
+    from sweepjax.results import configs_of
+
+    path = tmp_path / "v3.db"
+    res = make_result("x", m=3)
+    res.dataset = {"name": "toy", "sha256": "ab", "n_val": 400, "n_train": 1000}
+    with Store.open(path, create=True) as st:
+        res.sweep_id = new_sweep(st, res)
+        st.save_results(res)
+    conn = sqlite3.connect(path)
+    for table, col in _V4_COLUMNS:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as st:
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        back = st.load_sweep(res.sweep_id)
+        assert back.configs == [] and all(m.config is None for m in back.members)
+        # Now as 2 configs x 2 replicas (ids c * 2 + r).
+        res2 = make_result("y", m=4)
+        res2.dataset = res.dataset
+        res2.config = {**res2.config, "replicas": 2}
+        res2.members = [
+            dataclasses.replace(m, config=m.id // 2, replica=m.id % 2) for m in res2.members
+        ]
+        res2.sweep_id = new_sweep(st, res2)
+        want = configs_of(res2.members, res2.config, res2.dataset)
+        st.save_results(res2)
+        back = st.load_sweep(res2.sweep_id)
+    assert back.configs == want and [c.members for c in want] == [[0, 1], [2, 3]]
+    accs = [[m.best_val_acc for m in res2.members[2 * c : 2 * c + 2]] for c in range(2)]
+    for c, a in zip(want, accs, strict=True):
+        assert c.mean_val_acc == pytest.approx(np.mean(a)) and c.std_val_acc == pytest.approx(
+            np.std(a)
+        )
+    assert back.winner.config == 0 and back.winner.val_acc == pytest.approx(np.mean(accs[0]))

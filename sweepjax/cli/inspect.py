@@ -107,6 +107,11 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     if result.status != "finished":
         lines.append(f"status: {result.status} (no results yet)")
         return "\n".join(lines)
+    if result.configs:
+        lines += _config_table(result, top)
+        return "\n".join(
+            lines + _summary_lines(result, store_path, decay="lr_decay" in result.space)
+        )
     order = search.ranking(result)
     tied = set(result.tied)
     lines.append("")
@@ -131,7 +136,6 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
             + (f"{m.lr_decay:>6.3f}  " if decay else "")
             + status
         )
-    diverged = sum(m.status == "diverged" for m in result.members)
     if n > top:
         rest = [result.members[i] for i in order[top:]]
         d_rest = sum(m.status == "diverged" for m in rest)
@@ -140,14 +144,28 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
             f"   ... and {n - top} more ({d_rest} of them diverged"
             + (f", {s_rest} stopped by the {_schedule_name(result)} schedule)" if s_rest else ")")
         )
+    return "\n".join(lines + _summary_lines(result, store_path, decay))
+
+
+def _summary_lines(result: SweepResult, store_path: str | None, decay: bool) -> list[str]:
+    """Everything below the table: winner, tied set, model, verdicts, counts, timing."""
+    lines: list[str] = []
+    n = len(result.members)
+    diverged = sum(m.status == "diverged" for m in result.members)
     lines.append("")
     w = result.winner
     if w is not None:
         test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
         wm = next((m for m in result.members if m.id == w.id), None)
         se = f" +/- {w.val_acc_se:.4f}" if w.val_acc_se is not None else ""
+        who = (
+            f"config {w.config} (best replica: try {w.id})"
+            if w.config is not None
+            else f"try {w.id}"
+        )
+        mean = "mean " if w.config is not None else ""
         lines.append(
-            f"winner: try {w.id}  val acc {w.val_acc:.4f}{se}  test acc {test}  "
+            f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "
             f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
             + (f"  final lr x{wm.lr_decay:.3f}" if decay and wm is not None else "")
         )
@@ -157,8 +175,9 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
                 f"test acc {w.refit_test_acc:.4f}"
             )
         if result.tied:
+            unit = "config(s)" if result.configs else "member(s)"
             lines.append(
-                f"tied: {len(result.tied)} finished member(s) statistically tied with the "
+                f"tied: {len(result.tied)} finished {unit} statistically tied with the "
                 "winner (* above; 95% subset selection on the validation SE)"
             )
     else:
@@ -200,7 +219,39 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     )
     if result.report:
         lines.append(f"report: {result.report}")
-    return "\n".join(lines)
+    return lines
+
+
+def _config_table(result: SweepResult, top: int) -> list[str]:
+    """The table grouped by config (scikit-learn's ``cv_results_``): mean +/- std of the
+    replicas' best validation accuracy, the SE of the mean, rank, tied mark, members."""
+    decay = "lr_decay" in result.space
+    cfg = result.config or {}
+    k = cfg.get("folds") or 0
+    what = f"{k}-fold cross-validation" if k else f"{cfg.get('replicas', '?')} replicas"
+    tied = set(result.tied)
+    out = [
+        "",
+        f"{len(result.configs)} configs x {what}; mean +/- std over replicas, se = SE of the mean",
+        f"{'rank':>4}  {'config':>6}  {'mean val acc':>12}  {'+/- std':>7}  {'se':>6}  "
+        f"{'tied':>4}  {'lr':>9}  {'lambda (l2)':>11}  "
+        + (f"{'decay':>6}  " if decay else "")
+        + f"{'members':<12}  status",
+    ]
+    order = sorted(result.configs, key=lambda c: c.rank_val_acc)
+    for c in order[:top]:
+        status = {"ok": "ok", "stopped": f"stopped at step {c.stopped_at}"}.get(
+            c.status, "diverged"
+        )
+        ids = ",".join(str(i) for i in c.members)
+        out.append(
+            f"{c.rank_val_acc:>4}  {c.id:>6}  {c.mean_val_acc:>12.4f}  {c.std_val_acc:>7.4f}  "
+            f"{c.val_acc_se:>6.4f}  {'*' if c.id in tied else '':>4}  {c.lr:>9.3g}  "
+            f"{c.l2:>11.3g}  " + (f"{c.lr_decay:>6.3f}  " if decay else "") + f"{ids:<12}  {status}"
+        )
+    if len(order) > top:
+        out.append(f"   ... and {len(order) - top} more configs")
+    return out
 
 
 def _when(t: float | None) -> str:

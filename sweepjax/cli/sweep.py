@@ -65,6 +65,8 @@ COMMON_KEYS = (
     "eta",
     "rungs",
     "pbt_interval",
+    "replicas",
+    "folds",
 )
 FINE_KEYS = ("from_", "top", "margin", "sampler", "no_refit")
 # Flag dest -> keyword of the flow function.
@@ -181,6 +183,22 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         type=int,
         metavar="N",
         help="root seed: same seed and flags give the same members and results",
+    )
+    g.add_argument(
+        "--replicas",
+        type=int,
+        metavar="R",
+        help="train R seeds (initial weights) of every sampled config in the same program; "
+        "results are grouped by config (mean +/- std over replicas) and the winner is a "
+        "config" + (" (default: the parent's)" if fine else " (default 1)"),
+    )
+    g.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="K-fold cross-validation of every config over train + validation pooled (the "
+        "test set untouched): K replicas, replica r holds out fold r and is scored on it"
+        + (" (default: the parent's)" if fine else ""),
     )
     g.add_argument(
         "--band",

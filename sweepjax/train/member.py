@@ -63,6 +63,9 @@ class Static(NamedTuple):
     momentum: float
     batch_size: int
     explode_factor: float
+    # K-fold cross-validation: each member skips the rows of its held-out fold (per-row
+    # weights on the shared minibatch) and is evaluated on that fold only.
+    folds: bool = False
 
 
 def direction(optimizer: str, momentum: float) -> optax.GradientTransformation:
@@ -112,12 +115,20 @@ def objective(params, x, y, l2, model):
     return objective_and_accuracy(params, x, y, l2, model)[0]
 
 
-def objective_and_accuracy(params, x, y, l2, model):
+def objective_and_accuracy(params, x, y, l2, model, w=None):
     """:func:`objective` and, as a free by-product of the same logits, the minibatch's
-    accuracy (what Keras reports as training accuracy: no extra pass over the data)."""
+    accuracy (what Keras reports as training accuracy: no extra pass over the data).
+
+    ``w[B]`` (0 or 1): the rows this member may see (folds); both means are then over
+    those rows only, so a row of weight 0 contributes nothing to the loss or gradient.
+    """
     logits_t = model.apply({"params": params}, x.T, True)
-    acc = jnp.mean((jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32))
-    return cross_entropy_t(logits_t, y).mean() + l2 * l2_penalty(params), acc
+    correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
+    ce = cross_entropy_t(logits_t, y)
+    if w is None:
+        return ce.mean() + l2 * l2_penalty(params), correct.mean()
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.sum(w * ce) / n + l2 * l2_penalty(params), jnp.sum(w * correct) / n
 
 
 def loss_and_accuracy(params, xs, ys, ms, model):
@@ -132,7 +143,7 @@ def loss_and_accuracy(params, xs, ys, ms, model):
         return (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m)), None
 
     (ce_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, ms))
-    n = jnp.sum(ms)
+    n = jnp.maximum(jnp.sum(ms), 1.0)  # a member's fold may miss a small subset
     return ce_sum / n, correct / n
 
 
@@ -153,10 +164,23 @@ def init(member_key, num_features: int, st: Static) -> MemberState:
 
 
 def step(
-    s: MemberState, hp: HParams, x_train, y_train, t, horizon, data_key, st: Static, measure=False
+    s: MemberState,
+    hp: HParams,
+    fold,
+    x_train,
+    y_train,
+    fold_train,
+    t,
+    horizon,
+    data_key,
+    st: Static,
+    measure=False,
 ):
     """One SGD/momentum/Adam step of one member at global step ``t`` of a ``horizon``-step
     run (the learning-rate schedule's length).
+
+    With ``st.folds`` the member holds out fold ``fold`` (int32): minibatch rows whose
+    ``fold_train`` equals it get weight 0 (the minibatch stays the population's).
 
     Returns ``(state, minibatch objective, minibatch accuracy, update/weight ratio)``
     (objective and accuracy 0 once diverged). The ratio is measured only when
@@ -169,8 +193,9 @@ def step(
     # and the matmuls are shared across the population.
     idx = minibatch_indices(data_key, t, st.batch_size, x_train.shape[0])
     x, y = x_train[idx], y_train[idx]
+    w = (fold_train[idx] != fold).astype(jnp.float32) if st.folds else None
     (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
-        s.params, x, y, hp.l2, model
+        s.params, x, y, hp.l2, model, w
     )
     d, opt_state = tx.update(grads, s.opt_state, s.params)
     lr_t = hp.lr * lr_multiplier(t, horizon, hp.lr_decay)
@@ -196,15 +221,23 @@ def step(
     return s, jnp.where(alive, loss, 0.0), jnp.where(alive, acc, 0.0), ratio
 
 
-def record_evaluation(s: MemberState, train_loss, train_acc, ratio, done, val, st: Static):
+def fold_mask(ms, fs, fold, st: Static):
+    """The evaluation rows of one member: every real row, or with ``st.folds`` the rows
+    of its held-out fold (``fs == fold``)."""
+    return ms * (fs == fold).astype(ms.dtype) if st.folds else ms
+
+
+def record_evaluation(s: MemberState, fold, train_loss, train_acc, ratio, done, val, st: Static):
     """Evaluate one member after ``done`` steps on the validation subset ``val``
-    (``(xs, ys, ms)``) and keep its best parameters; ``train_loss`` / ``train_acc`` are
-    the block's running means over its minibatches.
+    (``(xs, ys, ms, fs)``; with folds, its held-out fold's rows of it) and keep its best
+    parameters; ``train_loss`` / ``train_acc`` are the block's running means over its
+    minibatches.
 
     Returns the new state and :class:`EvalMetrics` (NaN once diverged).
     """
     model = build_model(st.model, st.num_classes)
-    val_loss, val_acc = loss_and_accuracy(s.params, *val, model)
+    xs, ys, ms, fs = val
+    val_loss, val_acc = loss_and_accuracy(s.params, xs, ys, fold_mask(ms, fs, fold, st), model)
     better = s.health.alive & (val_acc > s.best.acc)
     s = s._replace(
         best=Best(

@@ -106,7 +106,9 @@ class PopulationResult(NamedTuple):
 
 
 # --------------------------------------------------------------------------- set-up
-def static(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig) -> Static:
+def static(
+    dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, folds: bool = False
+) -> Static:
     return Static(
         model=model_cfg,
         num_classes=dataset.num_classes,
@@ -114,6 +116,7 @@ def static(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig) -> Sta
         momentum=float(config.momentum),
         batch_size=min(config.batch_size, dataset.x_train.shape[0]),
         explode_factor=float(config.explode_factor),
+        folds=folds,
     )
 
 
@@ -266,24 +269,34 @@ def _gather(
     return _place(host, n, gsize, where, size)
 
 
-def _hp_rows(hp: HParams, rows, size: int, where: Placement):
-    return put_members(hp.take(_pad_rows(len(rows), size) if rows is None else rows), where)
-
-
-def _run_chunk(act, hp_active: HParams, data, step, n_steps, horizon, key_bits, st, where):
+def _run_chunk(
+    act, hp_active: HParams, fold_active, data, step, n_steps, horizon, key_bits, st, where
+):
     """Train the active members ``n_steps`` steps and evaluate them once; returns
-    (active, metrics ``[n]``, compile seconds, train seconds)."""
+    (active, metrics ``[n]``, compile seconds, train seconds). ``fold_active[n]``: each
+    member's held-out fold (-1: none)."""
     compile_s = train_s = 0.0
     rows_out = []
     states = act.states if act.on_device else jax.tree.map(np.array, act.states)
     for rows, real in _groups(act):
         if act.on_device:
             s_dev = states
-            hp = put_members(hp_active.take(_pad_rows(act.n, act.size)), where)
+            take = _pad_rows(act.n, act.size)
         else:
             s_dev = put_members(_take(states, rows), where)
-            hp = put_members(hp_active.take(rows), where)
-        args = (s_dev, hp, data, np.int32(step), np.int32(n_steps), np.int32(horizon), key_bits)
+            take = rows
+        hp = put_members(hp_active.take(take), where)
+        fold = put_members(np.asarray(fold_active, np.int32)[take], where)
+        args = (
+            s_dev,
+            hp,
+            fold,
+            data,
+            np.int32(step),
+            np.int32(n_steps),
+            np.int32(horizon),
+            key_bits,
+        )
         exe, c = program.compiled_block(args, st, where)
         compile_s += c
         t0 = time.perf_counter()
@@ -308,15 +321,19 @@ def boundaries(total: int, every: int, chunk: int, decisions) -> list[int]:
     return sorted(out | {d for d in decisions if 0 < d < total} | {total})
 
 
-def _evaluate(act: _Active, which: str, data, st: Static, where: Placement):
+def _evaluate(act: _Active, which: str, data, st: Static, where: Placement, fold_active):
     """Whole-validation-set loss and accuracy ``[n]`` of the active members' current
-    (``which="params"``) or best (``"best"``) parameters."""
+    (``which="params"``) or best (``"best"``) parameters (with folds: each on its fold)."""
     out = []
     secs = 0.0
+    fold_active = np.asarray(fold_active, np.int32)
     for rows, real in _groups(act):
-        states = act.states if act.on_device else put_members(_take(act.states, rows), where)
+        if act.on_device:
+            states, take = act.states, _pad_rows(act.n, act.size)
+        else:
+            states, take = put_members(_take(act.states, rows), where), rows
         params = states.params if which == "params" else states.best.params
-        args = (params, data.val)
+        args = (params, put_members(fold_active[take], where), data.val)
         exe, c = program.compiled_eval(args, st, where)
         t0 = time.perf_counter()
         loss, acc = to_host(exe(*args), where)
@@ -347,7 +364,9 @@ def _small(act: _Active, where: Placement) -> dict[str, np.ndarray]:
     return {k: np.asarray(v)[: act.n] for k, v in host.items()}
 
 
-def _settle(sched: ScheduleState, act: _Active, data, st: Static, where: Placement, step: int):
+def _settle(
+    sched: ScheduleState, act: _Active, data, st: Static, where: Placement, step: int, folds
+):
     """Measure the active members on the whole validation set and write their health,
     best and final numbers into the schedule state (before a decision, and at the end).
 
@@ -356,8 +375,8 @@ def _settle(sched: ScheduleState, act: _Active, data, st: Static, where: Placeme
     then they become the member's best. Returns the new state, the current-parameter
     (loss, acc), the mask of members whose current parameters won, and the seconds.
     """
-    loss, acc, s1 = _evaluate(act, "params", data, st, where)
-    _, best_acc, s2 = _evaluate(act, "best", data, st, where)
+    loss, acc, s1 = _evaluate(act, "params", data, st, where, folds[sched.active])
+    _, best_acc, s2 = _evaluate(act, "best", data, st, where, folds[sched.active])
     small = _small(act, where)
     rows = sched.active
     upd = {
@@ -433,6 +452,7 @@ def train_population(
     on_chunk: Callable[[ChunkReport], bool | None] | None = None,
     resume: Checkpoint | None = None,
     placement: Placement | None = None,
+    folds: program.Folds | None = None,
 ) -> PopulationResult:
     """Train every member of ``hparams`` at once.
 
@@ -449,6 +469,9 @@ def train_population(
       resume: a checkpoint from an earlier, interrupted call with the same arguments.
       placement: devices to spread the members over (:func:`sweepjax.distributed.placement`);
         default: one device. Results match the one-device run up to float rounding.
+      folds: K-fold cross-validation (:func:`sweepjax.folds.pool`): member ``i`` holds
+        out fold ``member_ids[i] % k``: it trains on the shared minibatch with that
+        fold's rows weighted 0 and is evaluated on that fold's evaluation rows only.
 
     Example::
 
@@ -464,10 +487,13 @@ def train_population(
     total = config.steps
     decisions = set(scheduler.decision_steps()) if scheduler is not None else set()
     ends = boundaries(total, config.resolved_eval_every, config.resolved_chunk_steps, decisions)
-    st = static(dataset, model_cfg, config)
+    st = static(dataset, model_cfg, config, folds is not None)
     _, data_key = root_keys(config.seed)
     key_bits = np.asarray(jax.random.key_data(data_key))
-    data = program.device_data(dataset, config, where)
+    data = program.device_data(dataset, config, where, folds)
+    # Each member row's held-out fold (a row keeps it through a scheduler's gathers: PBT
+    # copies replica r of a config into replica r of another).
+    fold_of = (ids % folds.k if folds is not None else np.full(m, -1)).astype(np.int32)
 
     if resume is not None:
         step, host_states, curves, sched = (
@@ -495,14 +521,16 @@ def train_population(
     while step < total and len(sched.active):
         n_steps = next(e for e in ends if e > step) - step
         hp_active = sched.hparams.take(sched.active)
-        act, met, c, t = _run_chunk(act, hp_active, data, step, n_steps, total, key_bits, st, where)
+        act, met, c, t = _run_chunk(
+            act, hp_active, fold_of[sched.active], data, step, n_steps, total, key_bits, st, where
+        )
         compile_s, train_s = compile_s + c, train_s + t
         member_steps += act.n * n_steps
         step += n_steps
         curves = curves.append(np.array([step]), met, sched.active)
         decided = step in decisions and step < total
         if decided:
-            sched, loss, acc, _, secs = _settle(sched, act, data, st, where, step)
+            sched, loss, acc, _, secs = _settle(sched, act, data, st, where, step, fold_of)
             eval_s += secs
             view = RungView(step, sched.active, loss, acc, sched.alive[sched.active], hp_active)
             decision = scheduler.decide(view)
@@ -547,7 +575,7 @@ def train_population(
     ckpt = None
     wins = None
     if completed and act.n:
-        sched, _, _, wins, secs = _settle(sched, act, data, st, where, step)
+        sched, _, _, wins, secs = _settle(sched, act, data, st, where, step, fold_of)
         eval_s += secs
     host = jax.tree.map(np.array, _host(act, where))
     if wins is not None and wins.any():  # the final parameters are these members' best

@@ -31,12 +31,14 @@ from sweepjax.train.member import Static
 
 
 class Slices(NamedTuple):
-    """Evaluation rows in features-first slices: ``xs[S, D, rows]``, ``ys``/``ms[S, rows]``
-    (``ms`` is 1 for real rows, 0 for padding)."""
+    """Evaluation rows in features-first slices: ``xs[S, D, rows]``, ``ys``/``ms``/``fs``
+    ``[S, rows]`` (``ms`` is 1 for real rows, 0 for padding; ``fs`` each row's fold
+    under cross-validation, -1 for padding, 0 without folds)."""
 
     xs: jax.Array
     ys: jax.Array
     ms: jax.Array
+    fs: jax.Array
 
 
 class DeviceData(NamedTuple):
@@ -44,8 +46,21 @@ class DeviceData(NamedTuple):
 
     x_train: jax.Array  # [N, D]
     y_train: jax.Array  # [N]
+    fold_train: jax.Array  # [N] int32 fold of each training row (0 without folds)
     val: Slices  # the whole validation set (decisions, the final best accuracy)
     quick: Slices  # a fixed validation subset (every evaluation block)
+
+
+class Folds(NamedTuple):
+    """K-fold cross-validation over the training rows (see :mod:`sweepjax.folds`).
+
+    ``train[N]`` / ``val[Nv]``: the fold of each training / evaluation row (in a pooled
+    cross-validation both are the same rows); ``k`` the number of folds. A member holds
+    out the fold given with it: it never trains on those rows and is scored on them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    k: int
 
 
 # --------------------------------------------------------------------------- the member axis
@@ -57,27 +72,27 @@ def over_members(fn, member_args: int, shared_args: int):
 
 
 def _population_block(
-    states, hps, data: DeviceData, start_step, n_steps, horizon, key_bits, static: Static
+    states, hps, folds, data: DeviceData, start_step, n_steps, horizon, key_bits, static: Static
 ):
     """``n_steps`` steps of every member from global step ``start_step``, then one
     evaluation. ``n_steps`` and ``horizon`` are traced, so one compiled program serves
     every block length and every run length: only the population size and the static
     model settings ever compile.
 
+    ``folds[M]`` is each member's held-out fold (ignored without cross-validation).
     Returns the new states (member axis leading) and ``EvalMetrics`` of ``[M]``.
     """
     # The key travels as raw bits (a plain uint32 array) so every process can pass it.
     data_key = jax.random.wrap_key_data(key_bits)
     st = static
-    step = over_members(functools.partial(member.step, st=st), 2, 5)
-    measured = over_members(functools.partial(member.step, st=st, measure=True), 2, 5)
-    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 4, 2)
+    step = over_members(functools.partial(member.step, st=st), 3, 6)
+    measured = over_members(functools.partial(member.step, st=st, measure=True), 3, 6)
+    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 5, 2)
+    shared = (data.x_train, data.y_train, data.fold_train)
 
     def one_step(i, carry):
         s, loss_sum, acc_sum = carry
-        s, loss, acc, _ = step(
-            s, hps, data.x_train, data.y_train, start_step + i, horizon, data_key
-        )
+        s, loss, acc, _ = step(s, hps, folds, *shared, start_step + i, horizon, data_key)
         return s, loss_sum + loss, acc_sum + acc
 
     zeros = jnp.zeros(hps.lr.shape, jnp.float32)
@@ -85,18 +100,22 @@ def _population_block(
     last = start_step + n_steps - 1
     # Only the block's last step measures the update/weight ratio: the ratio needs the
     # update tensor materialised, which the ordinary step fuses away.
-    states, loss, acc, ratio = measured(
-        states, hps, data.x_train, data.y_train, last, horizon, data_key
-    )
+    states, loss, acc, ratio = measured(states, hps, folds, *shared, last, horizon, data_key)
     n = n_steps.astype(jnp.float32)
-    return evaluate(states, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick)
+    return evaluate(
+        states, folds, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick
+    )
 
 
-def _population_eval(params, val: Slices, static: Static):
-    """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val``."""
+def _population_eval(params, folds, val: Slices, static: Static):
+    """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val`` (with
+    folds: each on the rows of its held-out fold ``folds[M]``)."""
     model = build_model(static.model, static.num_classes)
-    f = over_members(lambda p, xs, ys, ms: member.loss_and_accuracy(p, xs, ys, ms, model), 1, 3)
-    return f(params, *val)
+
+    def one(p, fold, xs, ys, ms, fs):
+        return member.loss_and_accuracy(p, xs, ys, member.fold_mask(ms, fs, fold, static), model)
+
+    return over_members(one, 2, 4)(params, folds, *val)
 
 
 def _init_block(init_key_bits, ids, num_features: int, static: Static):
@@ -158,30 +177,32 @@ def _compiled(kind: str, make, args, static_key, where: Placement):
 
 
 def compiled_block(args, static: Static, where: Placement):
-    """The training program for ``args = (states, hparams, data, start_step, n_steps,
-    horizon, key_bits)``: one evaluation block of any length."""
+    """The training program for ``args = (states, hparams, folds, data, start_step,
+    n_steps, horizon, key_bits)``: one evaluation block of any length."""
 
     def make():
         fn = functools.partial(_population_block, static=static)
-        return jax.jit(_sharded(fn, where, 2, 5, 2), donate_argnums=(0,))
+        return jax.jit(_sharded(fn, where, 3, 5, 2), donate_argnums=(0,))
 
     return _compiled("chunk", make, args, static, where)
 
 
 def compiled_eval(args, static: Static, where: Placement):
-    """The full-evaluation program for ``args = (params, val slices)``."""
+    """The full-evaluation program for ``args = (params, folds, val slices)``."""
 
     def make():
         fn = functools.partial(_population_eval, static=static)
-        return jax.jit(_sharded(fn, where, 1, 1, 2))
+        return jax.jit(_sharded(fn, where, 2, 1, 2))
 
     return _compiled("eval", make, args, static, where)
 
 
 # --------------------------------------------------------------------------- data
-def _slices(x: np.ndarray, y: np.ndarray, rows: int) -> Slices:
-    """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a mask."""
+def _slices(x: np.ndarray, y: np.ndarray, rows: int, f: np.ndarray | None = None) -> Slices:
+    """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a mask and
+    the rows' folds ``f[n]`` (default 0)."""
     n = x.shape[0]
+    f = np.zeros(n, np.int32) if f is None else np.asarray(f, np.int32)
     rows = max(1, min(rows, n))
     s = math.ceil(n / rows)
     pad = s * rows - n
@@ -189,10 +210,11 @@ def _slices(x: np.ndarray, y: np.ndarray, rows: int) -> Slices:
     xs = np.ascontiguousarray(xs.transpose(0, 2, 1)).astype(np.float32)
     ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(np.int32)
     ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
-    return Slices(xs, ys, ms)
+    fs = np.concatenate([f, np.full(pad, -1, np.int32)]).reshape(s, rows)
+    return Slices(xs, ys, ms, fs)
 
 
-def eval_rows(config: TrainConfig, n_val: int) -> int:
+def eval_rows(config: TrainConfig, n_val: int, k: int = 1) -> int:
     """Rows of the fixed validation subset evaluated every block.
 
     A fixed size (not tied to the block length), so coarse and fine rounds share their
@@ -200,23 +222,36 @@ def eval_rows(config: TrainConfig, n_val: int) -> int:
     only; training accuracy comes free from the minibatches): at the default 20
     evaluations per run and batch 256, 512 rows cost under a tenth of a 300-step run's
     training and far less of longer runs (``benchmarks/bench_overheads.py``).
+    With ``k`` folds a member is scored on its own fold only, so the subset is ``k``
+    times larger (about ``val_subset`` rows of each fold; every member still evaluates
+    all of them, masked: ``k`` times the evaluation cost of a plain member).
     """
-    return min(config.val_subset, n_val)
+    return min(config.val_subset * k, n_val)
 
 
-def device_data(dataset: Dataset, config: TrainConfig, where: Placement = SINGLE) -> DeviceData:
+def device_data(
+    dataset: Dataset, config: TrainConfig, where: Placement = SINGLE, folds: Folds | None = None
+) -> DeviceData:
     """Put the shared data on the device once (sliced for evaluation)."""
     rng = np.random.default_rng(config.seed)
-    n_val = eval_rows(config, dataset.x_val.shape[0])
-    quick = np.sort(rng.permutation(dataset.x_val.shape[0])[:n_val])
+    n_all = dataset.x_val.shape[0]
+    n_val = eval_rows(config, n_all, folds.k if folds is not None else 1)
+    quick = np.sort(rng.permutation(n_all)[:n_val])
     rows = config.eval_batch_size
-    val = _slices(dataset.x_val, dataset.y_val, rows)
+    fv = np.zeros(n_all, np.int32) if folds is None else np.asarray(folds.val, np.int32)
+    ft = (
+        np.zeros(dataset.x_train.shape[0], np.int32)
+        if folds is None
+        else np.asarray(folds.train, np.int32)
+    )
+    val = _slices(dataset.x_val, dataset.y_val, rows, fv)
     host = DeviceData(
         dataset.x_train.astype(np.float32),
         dataset.y_train.astype(np.int32),
+        ft,
         val,
         val
-        if n_val == dataset.x_val.shape[0]
-        else _slices(dataset.x_val[quick], dataset.y_val[quick], rows),
+        if n_val == n_all
+        else _slices(dataset.x_val[quick], dataset.y_val[quick], rows, fv[quick]),
     )
     return put_replicated(host, where)
