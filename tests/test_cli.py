@@ -166,6 +166,7 @@ def test_coarse_json_document(swept):
         "eval_s",
         "transfer_s",
         "checkpoint_s",
+        "checkpoints",
     }
     assert doc["report"] is None  # --no-report
 
