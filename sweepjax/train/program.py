@@ -207,7 +207,7 @@ def _slices(x: np.ndarray, y: np.ndarray, rows: int, f: np.ndarray | None = None
     s = math.ceil(n / rows)
     pad = s * rows - n
     xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
-    xs = np.ascontiguousarray(xs.transpose(0, 2, 1)).astype(np.float32)
+    xs = np.ascontiguousarray(xs.transpose(0, 2, 1), dtype=np.float32)
     ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(np.int32)
     ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
     fs = np.concatenate([f, np.full(pad, -1, np.int32)]).reshape(s, rows)
@@ -246,8 +246,8 @@ def device_data(
     )
     val = _slices(dataset.x_val, dataset.y_val, rows, fv)
     host = DeviceData(
-        dataset.x_train.astype(np.float32),
-        dataset.y_train.astype(np.int32),
+        np.asarray(dataset.x_train, np.float32),  # no copy when already float32
+        np.asarray(dataset.y_train, np.int32),
         ft,
         val,
         val
