@@ -615,7 +615,10 @@ def markdown(res: dict) -> str:
         "",
         f"Machine: {common.machine_line(res['machine'])}.",
         "",
-        f"Reproduce: `{res['command']}`",
+        "Reproduce: "
+        + "; ".join(
+            f"{name}: `{m.get('command', res['command'])}`" for name, m in res["models"].items()
+        ),
         "",
         f"Data: {st['dataset']} through `sweepjax.load_dataset` (split seed 0, training-mean "
         "centred and scaled) in every worker. Each approach runs in a fresh subprocess; "
@@ -770,8 +773,19 @@ def main(argv=None) -> dict | None:
         },
         "models": bench(args),
     }
+    for m in res["models"].values():  # each model's section says how it was made
+        m["command"], m["machine"] = res["command"], res["machine"]
     out = args.out or common.RESULTS
     stem = f"time-to-quality-{backend}" + ("-quick" if args.quick else "")
+    old = out / f"{stem}.json"
+    if old.exists():  # keep the other model's section from an earlier run (--model X)
+        try:
+            prev = json.loads(old.read_text())
+            for name, m in prev.get("models", {}).items():
+                if name not in res["models"] and "command" in m:
+                    res["models"][name] = m
+        except (OSError, ValueError):
+            pass
     common.write_json(out / f"{stem}.json", res)
     (out / f"{stem}.md").write_text(markdown(res))
     plot(res, out / f"{stem}.png")
