@@ -782,7 +782,9 @@ def main(argv=None) -> dict | None:
         try:
             prev = json.loads(old.read_text())
             for name, m in prev.get("models", {}).items():
-                if name not in res["models"] and "command" in m:
+                if name not in res["models"]:
+                    m.setdefault("command", prev.get("command"))
+                    m.setdefault("machine", prev.get("machine"))
                     res["models"][name] = m
         except (OSError, ValueError):
             pass
