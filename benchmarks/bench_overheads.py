@@ -191,7 +191,7 @@ def main(argv=None) -> int:
         "machine": common.machine(),
         "command": common.command_line(__file__, argv),
         "checkpoint": checkpoint_share(
-            dataset, 32 if args.quick else 256, 60 if args.quick else 100
+            dataset, 32 if args.quick else 256, 60 if args.quick else 400
         ),
         "evaluation": eval_share(
             ds, 32 if args.quick else 256, 60 if args.quick else 300, 1 if args.quick else 3
