@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -457,3 +458,31 @@ def test_schedule_panels_show_rungs_and_pbt_schedules(tmp_path):
     assert len(drawn) == len(pbt.members) and len(dots) == 1
     page = Path(write_report(pbt, [], tmp_path / "p")).read_text()
     assert "Schedule (PBT)" in page and "copied from" in page
+
+
+def test_replica_spread_shows_each_configs_members_and_mean(tmp_path):
+    """With replicas, the report draws every member of the best configs as a dot and each
+    config's mean +/- SD; the page has the panel."""
+    from sweepjax.report import schedule_fig
+    from sweepjax.results import ConfigRecord
+
+    res = synthetic(diverged=())
+    accs = np.array([m.best_val_acc for m in res.members])
+    cfgs = []
+    for c in range(M // 3):
+        rows = [3 * c, 3 * c + 1, 3 * c + 2]
+        a = accs[rows]
+        cfgs.append(
+            ConfigRecord(
+                c, 0.1, 1e-4, 1.0, "ok", float(a.mean()), float(a.std()), 0, 0.01, None, rows
+            )  # fmt: skip
+        )
+    order = np.argsort([-c.mean_val_acc for c in cfgs])
+    res.configs = [dataclasses.replace(cfgs[j], rank_val_acc=r + 1) for r, j in enumerate(order)]
+    fig = schedule_fig.replica_spread(res)
+    dots = [a for a in fig.axes[0].get_lines() if a.get_gid() == "replica"]
+    assert sum(len(d.get_xdata()) for d in dots) == M
+    best = res.configs[int(order[0])]
+    assert best.mean_val_acc == pytest.approx(accs[best.members].mean())
+    page = Path(write_report(res, [], tmp_path)).read_text()
+    assert "Spread across replicas and folds" in page and (tmp_path / "spread.png").exists()

@@ -302,6 +302,15 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
             )
         )
 
+    if getattr(result, "configs", None):
+        png = fig("spread.png", schedule_fig.replica_spread(result))
+        panels.append(
+            Panel(
+                "Spread across replicas and folds",
+                [(png, "each config's members (seeds or held-out folds) and their mean +/- SD")],
+            )
+        )
+
     if result.curves is not None and len(result.curves.step):
         imgs = [
             (

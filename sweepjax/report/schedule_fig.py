@@ -63,3 +63,32 @@ def hparam_schedules(result, max_members: int = 64) -> Figure:
         ax.set_ylabel(label)
     axes[0].set_title(f"PBT: {len(result.lineage)} copies; red = the winner's schedule")
     return fig
+
+
+def replica_spread(result, top: int = 12) -> Figure:
+    """Replicas / folds: each of the best ``top`` configs' members' accuracies (dots) with
+    the config's mean and its standard deviation (bar), ranked as the table."""
+    by_id = {m.id: m for m in result.members}
+    cfgs = sorted(result.configs, key=lambda c: c.rank_val_acc)[:top]
+    fig = Figure(figsize=(max(4.0, 0.55 * len(cfgs) + 2.0), 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for x, c in enumerate(cfgs):
+        accs = [by_id[i].best_val_acc for i in c.members if i in by_id]
+        ax.plot([x] * len(accs), accs, ".", color="#1f77b4", alpha=0.7, gid="replica")
+        ax.errorbar(
+            x,
+            c.mean_val_acc,
+            yerr=c.std_val_acc,
+            fmt="_",
+            color="k",
+            ms=14,
+            capsize=3,
+            gid="config",
+        )
+    ax.set_xticks(range(len(cfgs)), [str(c.id) for c in cfgs])
+    ax.set_xlabel("config (best first)")
+    ax.set_ylabel("best validation accuracy")
+    folds = int((result.config or {}).get("folds") or 0)
+    what = f"{folds} folds" if folds > 1 else f"{len(cfgs[0].members) if cfgs else 0} replicas"
+    ax.set_title(f"spread over {what}: dots = members, bar = mean +/- SD")
+    return fig
