@@ -17,7 +17,8 @@ class HParams(NamedTuple):
     Attributes:
       lr: base learning rate.
       l2: L2 strength lambda; the loss adds ``l2 * sum(w**2) / 2`` over weight matrices.
-      lr_decay: learning-rate multiplier applied once per epoch (1.0 = constant).
+      lr_decay: the learning-rate multiplier reached at the end of the run (cosine from 1;
+        1.0 = constant rate).
 
     Example::
 

@@ -14,7 +14,8 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
   evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
 - ``params``: learned parameters (msgpack) of the winner and the next few members.
 - ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
-  after every chunk and dropped when the sweep finishes.
+  between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
+  finishes.
 
 Every write is one transaction, and ``status = 'finished'`` is set in the same
 transaction as the results, so a crash never leaves a half-written sweep that looks

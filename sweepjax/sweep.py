@@ -4,7 +4,7 @@
 from a notebook. They never print: remarks go to ``Callbacks.note`` (default: the
 ``sweepjax`` logger), progress to ``Callbacks.progress``.
 
-Resume rule: a sweep's population is checkpointed in the store after every chunk. With
+Resume rule: a sweep's population is checkpointed in the store between chunks. With
 ``resume=True`` the flow continues the unfinished (running-but-dead or interrupted)
 sweep of the same kind named ``name`` or, without a name, the newest unfinished one
 whose resolved config equals this call's; it refuses (ConfigError, one line naming the
