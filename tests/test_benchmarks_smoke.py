@@ -152,6 +152,7 @@ def test_ttq_trainer_is_sweepjax_objective_and_cosine_sgd():
 def test_ttq_quick_run_writes_sane_timelines(tmp_path):
     """Quick mode end to end on a small subset (the default sweepjax flow, Optuna
     TPE+Hyperband for a few seconds), each worker in its own process."""
+    pytest.importorskip("optuna")  # a benchmark peer (the bench extra; CI installs it)
 
     argv = ["--quick", "--model", "softmax", "--flows", "default"]
     argv += ["--peers", "optuna tpe+hyperband", "--budget-s", "4", "--out", str(tmp_path)]
