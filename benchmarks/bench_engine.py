@@ -345,7 +345,7 @@ def bench(
             "steps": eval_steps,
             "batch_size": BATCH,
             "evaluations_default": evals["evaluations"],
-            "val_rows": int(eval_ds.x_val.shape[0]),
+            "val_rows": min(TrainConfig().val_subset, int(eval_ds.x_val.shape[0])),
             "train_eval_rows": 0,  # training accuracy is the minibatches' running mean
             "train_s_default_all": evals["default"],
             "train_s_end_only_all": evals["end_only"],
