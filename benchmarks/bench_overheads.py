@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 import sweepjax  # noqa: E402
 from sweepjax import DataConfig, HParams, ModelConfig, TrainConfig, load_dataset  # noqa: E402
-from sweepjax.train import train_population  # noqa: E402
+from sweepjax.train import init_states, train_population  # noqa: E402
 
 
 def checkpoint_share(dataset: str, trials: int, steps: int) -> dict:
@@ -53,6 +53,7 @@ def checkpoint_share(dataset: str, trials: int, steps: int) -> dict:
         wall = time.perf_counter() - t0
     t = res.timing
     return {
+        "write": one_write(trials, dataset),
         "what": f"coarse, Adam MLP (hidden 100), {trials} members x {steps} steps, full schedule",
         "wall_s": wall,
         "train_s": t.train_s,
@@ -61,6 +62,28 @@ def checkpoint_share(dataset: str, trials: int, steps: int) -> dict:
         "share_of_wall": t.checkpoint_s / wall,
         "share_of_train": t.checkpoint_s / t.train_s if t.train_s else None,
     }
+
+
+def one_write(trials: int, dataset: str) -> dict:
+    """The cost of ONE checkpoint write of the same state (256 Adam MLPs): what the
+    throttle spaces writes by (at least 19x this apart)."""
+    from sweepjax.curves import Checkpoint, Curves, ScheduleState
+    from sweepjax.store import Store
+
+    ds = load_dataset(DataConfig(dataset=dataset))
+    hp = HParams.create(lr=np.full(trials, 1e-3), l2=1e-4)
+    cfg = TrainConfig(optimizer="adam", steps=10)
+    states = init_states(ds, hp, ModelConfig("mlp"), cfg)
+    nbytes = sum(a.nbytes for a in jax.tree.leaves(states))
+    ckpt = Checkpoint(10, states, Curves.empty(trials), ScheduleState.start(hp))
+    with tempfile.TemporaryDirectory() as d, Store.open(Path(d) / "s.db", create=True) as st:
+        sid = st.create_sweep("coarse", {}, {}, {}, trials, 10)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            st.save_checkpoint(sid, ckpt)
+            times.append(time.perf_counter() - t0)
+    return {"state_mb": nbytes / 2**20, "write_s": common.median(times), "writes_s": times}
 
 
 def eval_share(ds, members: int, steps: int, reps: int) -> dict:
