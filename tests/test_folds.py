@@ -96,7 +96,7 @@ def test_the_weighted_step_is_the_mean_over_the_rows_a_member_may_see():
     import jax
 
     from sweepjax.train import member
-    from sweepjax.train.population import init_states, root_keys, static
+    from sweepjax.train.setup import init_states, root_keys, static
 
     ds = toy_dataset()
     pooled, spec = folds.pool(ds, K, 0)

@@ -3,6 +3,9 @@
 - :mod:`sweepjax.train.member`: one member's state, objective, lr schedule, step, eval;
 - :mod:`sweepjax.train.program`: the member axis (``over_members``), the compiled chunk
   and evaluation programs, the device data;
+- :mod:`sweepjax.train.setup`: static settings, root keys, initial state, memory sizing;
+- :mod:`sweepjax.train.active`: the active members' state between chunks (placement,
+  groups, the gather a decision applies, the whole-validation-set evaluation);
 - :mod:`sweepjax.train.population`: ``train_population``, the host loop between chunks
   that applies a scheduler's decisions (:mod:`sweepjax.schedule`).
 """
@@ -14,14 +17,10 @@ from sweepjax.train.population import (
     PopulationResult,
     Timing,
     accuracy,
-    group_size,
-    init_states,
-    member_bytes,
     member_params,
-    num_params,
-    root_keys,
     train_population,
 )
+from sweepjax.train.setup import group_size, init_states, member_bytes, num_params, root_keys
 
 __all__ = [
     "Checkpoint",

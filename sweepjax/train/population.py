@@ -22,12 +22,13 @@ import numpy as np
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.data.dataset import Dataset
-from sweepjax.distributed import SINGLE, Placement, put_members, to_host
+from sweepjax.distributed import SINGLE, Placement
 from sweepjax.hparams import HParams
 from sweepjax.models import build_model
 from sweepjax.schedule import RungView, Scheduler
-from sweepjax.train import program
+from sweepjax.train import active, program
 from sweepjax.train.member import Static
+from sweepjax.train.setup import group_size, init_states, root_keys, static
 
 
 class Timing(NamedTuple):
@@ -105,215 +106,6 @@ class PopulationResult(NamedTuple):
         ]
 
 
-# --------------------------------------------------------------------------- set-up
-def static(
-    dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, folds: bool = False
-) -> Static:
-    return Static(
-        model=model_cfg,
-        num_classes=dataset.num_classes,
-        optimizer=config.optimizer,
-        momentum=float(config.momentum),
-        batch_size=min(config.batch_size, dataset.x_train.shape[0]),
-        explode_factor=float(config.explode_factor),
-        folds=folds,
-    )
-
-
-def root_keys(seed: int):
-    """(init key, data key) derived from the one root seed."""
-    root = jax.random.key(seed)
-    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
-
-
-def init_states(
-    dataset: Dataset, hparams: HParams, model_cfg: ModelConfig, config: TrainConfig, member_ids=None
-):
-    """Initial population state (host pytree, leading ``[M]`` axis).
-
-    Member ``i`` is initialised from ``fold_in(init_key, member_ids[i])``, so its weights do
-    not depend on which other members run with it.
-    """
-    m = hparams.num_members
-    ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
-    init_key, _ = root_keys(config.seed)
-    bits = np.asarray(jax.random.key_data(init_key))
-    st = static(dataset, model_cfg, config)
-    blk = program.INIT_BLOCK
-    padded = np.resize(ids, math.ceil(m / blk) * blk).astype(np.uint32)
-    blocks = []
-    with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
-        for start in range(0, len(padded), blk):
-            out = program.init_block(
-                bits, padded[start : start + blk], num_features=dataset.num_features, static=st
-            )
-            blocks.append(jax.device_get(out))
-    return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
-
-
-def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> int:
-    if model_cfg.kind == "softmax":
-        return num_features * num_classes + num_classes
-    h = model_cfg.hidden
-    return num_features * h + h + h * num_classes + num_classes
-
-
-def member_bytes(
-    model_cfg: ModelConfig, config: TrainConfig, num_features: int, num_classes: int
-) -> int:
-    """Rough device bytes one member needs inside a chunk program (params, best params,
-    optimizer slots, gradient and update temporaries, per-member activations)."""
-    p = num_params(model_cfg, num_features, num_classes)
-    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
-    width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
-    return 4 * (
-        p * (5 + slots) + config.batch_size * width * 4 + config.eval_batch_size * width * 2
-    )
-
-
-def group_size(
-    num_members: int,
-    model_cfg: ModelConfig,
-    config: TrainConfig,
-    num_features: int,
-    num_classes: int,
-) -> int:
-    """Members per compiled program under ``config.memory_budget_mb``."""
-    per = member_bytes(model_cfg, config, num_features, num_classes)
-    fit = max(1, (config.memory_budget_mb * 2**20) // per)
-    return int(min(num_members, fit))
-
-
-# --------------------------------------------------------------------------- the active set
-class _Active(NamedTuple):
-    """The training members' state: ``states`` on the device padded to ``size`` rows
-    (one program holds them all), or a host pytree of ``n`` rows trained group by
-    group (a population larger than the memory budget allows in one program)."""
-
-    states: Any
-    n: int
-    size: int
-    on_device: bool
-
-
-def _round_up(n: int, k: int) -> int:
-    return max(k, -(-n // k) * k)
-
-
-def _pad_rows(n: int, size: int) -> np.ndarray:
-    """Row indices ``[size]``: ``0..n-1`` then row 0 again as padding (results dropped)."""
-    return np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
-
-
-def _take(tree, idx):
-    return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
-
-
-def _bucket(n: int, gsize: int, ndev: int) -> int:
-    """The program size for ``n`` members after a decision: the next power of two (so few
-    shapes ever compile), at most the group size, a multiple of the device count."""
-    return _round_up(min(2 ** math.ceil(math.log2(max(n, 1))), _round_up(gsize, ndev)), ndev)
-
-
-def _place(host_states, n: int, gsize: int, where: Placement, size: int | None = None) -> _Active:
-    """The active members' state where it trains: on the device padded to ``size`` rows
-    (default: ``n`` rounded up to the device count), or on the host in groups."""
-    ndev = where.num_devices
-    if n > gsize:
-        return _Active(host_states, n, gsize, False)
-    size = _round_up(n, ndev) if size is None else size
-    return _Active(put_members(_take(host_states, _pad_rows(n, size)), where), n, size, True)
-
-
-def _host(act: _Active, where: Placement):
-    if not act.on_device:
-        return act.states
-    return _take(to_host(act.states, where), np.arange(act.n))
-
-
-def _groups(act: _Active):
-    """``(rows [size], real count)`` of each program call."""
-    if act.on_device:
-        return [(None, act.n)]
-    out = []
-    for g in range(0, act.n, act.size):
-        real = np.arange(g, min(g + act.size, act.n))
-        out.append((np.concatenate([real, np.zeros(act.size - len(real), np.int64)]), len(real)))
-    return out
-
-
-# A new (smaller) program costs a compile: on a CPU about as long as this many
-# member-steps of training (a fixed number, so the sizes chosen, and with them the
-# float rounding of the results, are the same on every run and on resume).
-COMPILE_COST_MEMBER_STEPS = 10_000
-
-
-def _gather(
-    act: _Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int
-) -> _Active:
-    """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``.
-
-    The survivors move to a smaller program only when the compute it saves before the
-    next decision (``steps_left`` steps) outweighs compiling it; otherwise they keep the
-    current program, padded (the padding rows' results are dropped).
-    """
-    n = len(src)
-    host = _take(_host(act, where), src)
-    if n == 0:  # nobody continues (every member diverged): nothing left to train
-        return _Active(host, 0, 0, False)
-    if not act.on_device or n > gsize:
-        return _place(host, n, gsize, where)
-    new = _bucket(n, gsize, where.num_devices)
-    saved = (act.size - new) * steps_left
-    size = new if new >= act.size or saved > COMPILE_COST_MEMBER_STEPS else act.size
-    return _place(host, n, gsize, where, size)
-
-
-def _run_chunk(
-    act, hp_active: HParams, fold_active, data, step, n_steps, horizon, key_bits, st, where
-):
-    """Train the active members ``n_steps`` steps and evaluate them once; returns
-    (active, metrics ``[n]``, compile seconds, train seconds). ``fold_active[n]``: each
-    member's held-out fold (-1: none)."""
-    compile_s = train_s = 0.0
-    rows_out = []
-    states = act.states if act.on_device else jax.tree.map(np.array, act.states)
-    for rows, real in _groups(act):
-        if act.on_device:
-            s_dev = states
-            take = _pad_rows(act.n, act.size)
-        else:
-            s_dev = put_members(_take(states, rows), where)
-            take = rows
-        hp = put_members(hp_active.take(take), where)
-        fold = put_members(np.asarray(fold_active, np.int32)[take], where)
-        args = (
-            s_dev,
-            hp,
-            fold,
-            data,
-            np.int32(step),
-            np.int32(n_steps),
-            np.int32(horizon),
-            key_bits,
-        )
-        exe, c = program.compiled_block(args, st, where)
-        compile_s += c
-        t0 = time.perf_counter()
-        s_dev, met = exe(*args)
-        jax.block_until_ready(s_dev)
-        train_s += time.perf_counter() - t0
-        rows_out.append(jax.tree.map(lambda a, r=real: np.asarray(a)[:r], to_host(met, where)))
-        if act.on_device:
-            states = s_dev
-        else:
-            host = to_host(s_dev, where)
-            for dst, src in zip(jax.tree.leaves(states), jax.tree.leaves(host), strict=True):
-                dst[rows[:real]] = np.asarray(src)[:real]
-    met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
-    return act._replace(states=states), met, compile_s, train_s
-
-
 def boundaries(total: int, every: int, chunk: int, decisions) -> list[int]:
     """Steps at which a compiled call ends: every ``every`` steps (an evaluation), every
     ``chunk`` steps, at each scheduler decision and at the end of the run."""
@@ -321,51 +113,8 @@ def boundaries(total: int, every: int, chunk: int, decisions) -> list[int]:
     return sorted(out | {d for d in decisions if 0 < d < total} | {total})
 
 
-def _evaluate(act: _Active, which: str, data, st: Static, where: Placement, fold_active):
-    """Whole-validation-set loss and accuracy ``[n]`` of the active members' current
-    (``which="params"``) or best (``"best"``) parameters (with folds: each on its fold)."""
-    out = []
-    secs = 0.0
-    fold_active = np.asarray(fold_active, np.int32)
-    for rows, real in _groups(act):
-        if act.on_device:
-            states, take = act.states, _pad_rows(act.n, act.size)
-        else:
-            states, take = put_members(_take(act.states, rows), where), rows
-        params = states.params if which == "params" else states.best.params
-        args = (params, put_members(fold_active[take], where), data.val)
-        exe, c = program.compiled_eval(args, st, where)
-        t0 = time.perf_counter()
-        loss, acc = to_host(exe(*args), where)
-        secs += time.perf_counter() - t0 + c
-        out.append((np.asarray(loss)[:real], np.asarray(acc)[:real]))
-    loss = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.float32)
-    acc = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.float32)
-    return loss, acc, secs
-
-
-def _state_bytes(act: _Active) -> int:
-    rows = sum(int(np.asarray(a.shape[0])) for a in jax.tree.leaves(act.states)[:1]) or 1
-    total = sum(int(a.nbytes) for a in jax.tree.leaves(act.states))
-    return total * act.n // rows
-
-
-def _small(act: _Active, where: Placement) -> dict[str, np.ndarray]:
-    """The active members' health and best-checkpoint scalars (a small transfer)."""
-    s = act.states
-    leaves = {
-        "alive": s.health.alive,
-        "diverged_at": s.health.diverged_at,
-        "initial_loss": s.health.initial_loss,
-        "best_step": s.best.step,
-        "best_acc": s.best.acc,
-    }
-    host = to_host(leaves, where) if act.on_device else leaves
-    return {k: np.asarray(v)[: act.n] for k, v in host.items()}
-
-
 def _settle(
-    sched: ScheduleState, act: _Active, data, st: Static, where: Placement, step: int, folds
+    sched: ScheduleState, act: active.Active, data, st: Static, where: Placement, step: int, folds
 ):
     """Measure the active members on the whole validation set and write their health,
     best and final numbers into the schedule state (before a decision, and at the end).
@@ -375,9 +124,9 @@ def _settle(
     then they become the member's best. Returns the new state, the current-parameter
     (loss, acc), the mask of members whose current parameters won, and the seconds.
     """
-    loss, acc, s1 = _evaluate(act, "params", data, st, where, folds[sched.active])
-    _, best_acc, s2 = _evaluate(act, "best", data, st, where, folds[sched.active])
-    small = _small(act, where)
+    loss, acc, s1 = active.evaluate(act, "params", data, st, where, folds[sched.active])
+    _, best_acc, s2 = active.evaluate(act, "best", data, st, where, folds[sched.active])
+    small = active.small(act, where)
     rows = sched.active
     upd = {
         k: np.array(getattr(sched, k))
@@ -506,11 +255,11 @@ def train_population(
         step, curves, sched = 0, Curves.empty(m), ScheduleState.start(hparams)
         host_states = init_states(dataset, hparams, model_cfg, config, ids)
     gsize = group_size(m, model_cfg, config, dataset.num_features, dataset.num_classes)
-    gsize = _round_up(gsize, where.num_devices)
+    gsize = active.round_up(gsize, where.num_devices)
     num_groups = math.ceil(len(sched.active) / gsize)
     # A resumed population continues in the program size it had (results match bit for bit).
     size0 = resume.size if resume is not None and resume.size else None
-    act = _place(host_states, len(sched.active), gsize, where, size0)
+    act = active.place(host_states, len(sched.active), gsize, where, size0)
     del host_states
 
     compile_s = train_s = eval_s = transfer_s = 0.0
@@ -521,7 +270,7 @@ def train_population(
     while step < total and len(sched.active):
         n_steps = next(e for e in ends if e > step) - step
         hp_active = sched.hparams.take(sched.active)
-        act, met, c, t = _run_chunk(
+        act, met, c, t = active.run_chunk(
             act, hp_active, fold_of[sched.active], data, step, n_steps, total, key_bits, st, where
         )
         compile_s, train_s = compile_s + c, train_s + t
@@ -536,7 +285,7 @@ def train_population(
             decision = scheduler.decide(view)
             sched = _apply(sched, decision, step)
             nxt = min([d for d in decisions if d > step] + [total])
-            act = _gather(act, np.asarray(decision.src, np.int64), gsize, where, nxt - step)
+            act = active.gather(act, np.asarray(decision.src, np.int64), gsize, where, nxt - step)
         fin = curves.val_acc[:, -1]
         if np.isfinite(fin).any():
             quick_best = float(np.nanmax([np.nan_to_num(quick_best, nan=0.0), np.nanmax(fin)]))
@@ -545,7 +294,7 @@ def train_population(
             def checkpoint(act=act, step=step, curves=curves, sched=sched) -> Checkpoint:
                 nonlocal transfer_s
                 t0 = time.perf_counter()
-                host = jax.tree.map(np.array, _host(act, where))
+                host = jax.tree.map(np.array, active.to_host_rows(act, where))
                 transfer_s += time.perf_counter() - t0
                 return Checkpoint(step, host, curves, sched, act.size if act.on_device else 0)
 
@@ -555,7 +304,7 @@ def train_population(
                 total_steps=total,
                 alive=int(np.sum(sched.alive[sched.active]))
                 if decided
-                else int(np.sum(_small(act, where)["alive"])),
+                else int(np.sum(active.small(act, where)["alive"])),
                 active=len(sched.active),
                 num_members=m,
                 best_val_acc=quick_best,
@@ -564,7 +313,7 @@ def train_population(
                 else float("nan"),
                 elapsed_s=time.perf_counter() - t_start,
                 decided=decided,
-                state_bytes=_state_bytes(act),
+                state_bytes=active.state_bytes(act),
                 checkpoint=checkpoint,
             )
             if on_chunk(report) is False and step < total:
@@ -577,7 +326,7 @@ def train_population(
     if completed and act.n:
         sched, _, _, wins, secs = _settle(sched, act, data, st, where, step, fold_of)
         eval_s += secs
-    host = jax.tree.map(np.array, _host(act, where))
+    host = jax.tree.map(np.array, active.to_host_rows(act, where))
     if wins is not None and wins.any():  # the final parameters are these members' best
         best = jax.tree.map(
             lambda b, p: np.where(wins.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),

@@ -1,0 +1,92 @@
+"""The population's static settings, root keys, initial state and memory sizing."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+from sweepjax.config import ModelConfig, TrainConfig
+from sweepjax.data.dataset import Dataset
+from sweepjax.hparams import HParams
+from sweepjax.train import program
+from sweepjax.train.member import Static
+
+
+def static(
+    dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, folds: bool = False
+) -> Static:
+    return Static(
+        model=model_cfg,
+        num_classes=dataset.num_classes,
+        optimizer=config.optimizer,
+        momentum=float(config.momentum),
+        batch_size=min(config.batch_size, dataset.x_train.shape[0]),
+        explode_factor=float(config.explode_factor),
+        folds=folds,
+    )
+
+
+def root_keys(seed: int):
+    """(init key, data key) derived from the one root seed."""
+    root = jax.random.key(seed)
+    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
+def init_states(
+    dataset: Dataset, hparams: HParams, model_cfg: ModelConfig, config: TrainConfig, member_ids=None
+):
+    """Initial population state (host pytree, leading ``[M]`` axis).
+
+    Member ``i`` is initialised from ``fold_in(init_key, member_ids[i])``, so its weights do
+    not depend on which other members run with it.
+    """
+    m = hparams.num_members
+    ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
+    init_key, _ = root_keys(config.seed)
+    bits = np.asarray(jax.random.key_data(init_key))
+    st = static(dataset, model_cfg, config)
+    blk = program.INIT_BLOCK
+    padded = np.resize(ids, math.ceil(m / blk) * blk).astype(np.uint32)
+    blocks = []
+    with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
+        for start in range(0, len(padded), blk):
+            out = program.init_block(
+                bits, padded[start : start + blk], num_features=dataset.num_features, static=st
+            )
+            blocks.append(jax.device_get(out))
+    return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
+
+
+def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> int:
+    if model_cfg.kind == "softmax":
+        return num_features * num_classes + num_classes
+    h = model_cfg.hidden
+    return num_features * h + h + h * num_classes + num_classes
+
+
+def member_bytes(
+    model_cfg: ModelConfig, config: TrainConfig, num_features: int, num_classes: int
+) -> int:
+    """Rough device bytes one member needs inside a chunk program (params, best params,
+    optimizer slots, gradient and update temporaries, per-member activations)."""
+    p = num_params(model_cfg, num_features, num_classes)
+    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
+    return 4 * (
+        p * (5 + slots) + config.batch_size * width * 4 + config.eval_batch_size * width * 2
+    )
+
+
+def group_size(
+    num_members: int,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    num_features: int,
+    num_classes: int,
+) -> int:
+    """Members per compiled program under ``config.memory_budget_mb``."""
+    per = member_bytes(model_cfg, config, num_features, num_classes)
+    fit = max(1, (config.memory_budget_mb * 2**20) // per)
+    return int(min(num_members, fit))
