@@ -320,13 +320,14 @@ def train_population(
                 completed = False
                 break
 
-    t0 = time.perf_counter()
     ckpt = None
     wins = None
     if completed and act.n:
         sched, _, _, wins, secs = _settle(sched, act, data, st, where, step, fold_of)
         eval_s += secs
+    t0 = time.perf_counter()
     host = jax.tree.map(np.array, active.to_host_rows(act, where))
+    transfer_s += time.perf_counter() - t0
     if wins is not None and wins.any():  # the final parameters are these members' best
         best = jax.tree.map(
             lambda b, p: np.where(wins.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),
@@ -334,7 +335,6 @@ def train_population(
             host.params,
         )
         host = host._replace(best=host.best._replace(params=best))
-    transfer_s += time.perf_counter() - t0 - (0.0 if not completed else 0.0)
     if not completed:
         ckpt = Checkpoint(step, host, curves, sched, act.size if act.on_device else 0)
     diverged = ~sched.alive
