@@ -176,7 +176,8 @@ class PBT:
     ):
         if not 1 <= interval < total:
             raise ConfigError(
-                f"pbt's interval ({interval} steps) must lie inside the run of {total} steps"
+                f"pbt's interval ({interval} steps) must lie inside the run of {total} steps; "
+                "lower --pbt-interval or raise --steps"
             )
         if not 0.0 < fraction <= 0.5:
             raise ConfigError(f"pbt's fraction must be in (0, 0.5], got {fraction}; try 0.2")
