@@ -286,9 +286,9 @@ def train_population(
             sched = _apply(sched, decision, step)
             nxt = min([d for d in decisions if d > step] + [total])
             act = active.gather(act, np.asarray(decision.src, np.int64), gsize, where, nxt - step)
-        fin = curves.val_acc[:, -1]
+        fin = curves.val_acc[:, -1]  # this block's; NaN where a member diverged or stopped
         if np.isfinite(fin).any():
-            quick_best = float(np.nanmax([np.nan_to_num(quick_best, nan=0.0), np.nanmax(fin)]))
+            quick_best = float(np.fmax(quick_best, np.nanmax(fin)))  # fmax skips the NaN
         if on_chunk is not None:
 
             def checkpoint(act=act, step=step, curves=curves, sched=sched) -> Checkpoint:
@@ -302,9 +302,11 @@ def train_population(
             report = ChunkReport(
                 step=step,
                 total_steps=total,
+                # After a decision (PBT may revive a slot) the settled health; otherwise
+                # the block's metrics say it, with no extra transfer from the device.
                 alive=int(np.sum(sched.alive[sched.active]))
                 if decided
-                else int(np.sum(active.small(act, where)["alive"])),
+                else int(np.isfinite(fin[sched.active]).sum()),
                 active=len(sched.active),
                 num_members=m,
                 best_val_acc=quick_best,
