@@ -11,7 +11,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sweepjax.hparams import HParams
+from sweepjax.hparams import FIXED_DEFAULTS, HParams
+
+# The hyperparameters a member's schedule records (PBT explores lr and lambda; a copy's
+# other axes come from its donor and are told by the lineage).
+HISTORY_FIELDS = ("lr", "l2", "lr_decay")
 
 
 class Curves(NamedTuple):
@@ -102,7 +106,8 @@ class ScheduleState(NamedTuple):
     def start(cls, hparams: HParams) -> ScheduleState:
         m = hparams.num_members
         rows = np.arange(m, dtype=np.int64)
-        hist = np.stack([np.zeros(m), rows, *(np.asarray(f, np.float64) for f in hparams)], axis=1)
+        vals = (np.asarray(getattr(hparams, f), np.float64) for f in HISTORY_FIELDS)
+        hist = np.stack([np.zeros(m), rows, *vals], axis=1)
         return cls(
             active=rows,
             hparams=hparams,
@@ -126,7 +131,16 @@ class ScheduleState(NamedTuple):
 
     @classmethod
     def from_arrays(cls, d: dict[str, Any]) -> ScheduleState:
-        hp = HParams(*(np.asarray(d[f"hp_{f}"], np.float32) for f in HParams._fields))
+        # Checkpoints written before an axis existed hold its fixed value.
+        n = len(np.asarray(d["hp_lr"]))
+        hp = HParams(
+            *(
+                np.asarray(d[f"hp_{f}"], np.float32)
+                if f"hp_{f}" in d
+                else np.full(n, FIXED_DEFAULTS[f], np.float32)
+                for f in HParams._fields
+            )
+        )
         fields = {k: np.asarray(d[k]) for k in cls._fields if k != "hparams"}
         fields["lineage"] = fields["lineage"].reshape(-1, 3).astype(np.int64)
         fields["history"] = fields["history"].reshape(-1, 5).astype(np.float64)

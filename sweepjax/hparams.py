@@ -10,6 +10,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+# The momentum coefficient when it is not swept (optax's SGD-momentum and Adam b1 default).
+DEFAULT_MOMENTUM = 0.9
+# The per-member axes beyond (lr, l2) and their values when not swept.
+FIXED_DEFAULTS = {
+    "lr_decay": 1.0,
+    "hidden": np.inf,
+    "dropout": 0.0,
+    "init_scale": 1.0,
+    "momentum": DEFAULT_MOMENTUM,
+}
+
 
 class HParams(NamedTuple):
     """Per-member hyperparameters, each of shape ``[num_members]`` float32.
@@ -19,6 +30,13 @@ class HParams(NamedTuple):
       l2: L2 strength lambda; the loss adds ``l2 * sum(w**2) / 2`` over weight matrices.
       lr_decay: the learning-rate multiplier reached at the end of the run (cosine from 1;
         1.0 = constant rate).
+      hidden: the member's own hidden width (MLP): units ``j >= hidden`` of the compiled
+        (widest) network are masked. ``inf`` = the network's full width.
+      dropout: inverted-dropout rate of the hidden units at training steps (0 = none).
+      init_scale: multiplier of the initial weight matrices (1 = the model's default
+        initialisation: He for hidden layers, N(0, 1e-3) for the read-out).
+      momentum: the optimizer's momentum coefficient (``momentum``: the trace decay;
+        ``adam``: ``b1``; unused by ``sgd``).
 
     Example::
 
@@ -29,15 +47,30 @@ class HParams(NamedTuple):
     lr: np.ndarray
     l2: np.ndarray
     lr_decay: np.ndarray
+    hidden: np.ndarray
+    dropout: np.ndarray
+    init_scale: np.ndarray
+    momentum: np.ndarray
 
     @classmethod
-    def create(cls, lr, l2, lr_decay=None) -> HParams:
+    def create(
+        cls, lr, l2, lr_decay=None, hidden=None, dropout=None, init_scale=None, momentum=None
+    ) -> HParams:
         lr = np.atleast_1d(np.asarray(lr, dtype=np.float32))
-        l2 = np.broadcast_to(np.asarray(l2, dtype=np.float32), lr.shape).copy()
-        if lr_decay is None:
-            lr_decay = np.ones_like(lr)
-        lr_decay = np.broadcast_to(np.asarray(lr_decay, dtype=np.float32), lr.shape).copy()
-        return cls(lr=lr, l2=l2, lr_decay=lr_decay)
+
+        def col(v, default):
+            v = default if v is None else v
+            return np.broadcast_to(np.asarray(v, dtype=np.float32), lr.shape).copy()
+
+        return cls(
+            lr=lr,
+            l2=col(l2, 0.0),
+            lr_decay=col(lr_decay, 1.0),
+            hidden=col(hidden, np.inf),
+            dropout=col(dropout, 0.0),
+            init_scale=col(init_scale, 1.0),
+            momentum=col(momentum, DEFAULT_MOMENTUM),
+        )
 
     @property
     def num_members(self) -> int:

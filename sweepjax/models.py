@@ -22,6 +22,31 @@ from sweepjax.config import ModelConfig
 OUTPUT_INIT_STD = 1e-3
 
 
+def unitwise(std, axis: int) -> nn.initializers.Initializer:
+    """A normal initializer that draws each slice along ``axis`` (one hidden unit) from its
+    own key ``fold_in(key, j)``, with standard deviation ``std(shape)``.
+
+    Unit ``j``'s weights then do not depend on how many units the layer has: the first
+    ``h`` units of a width-``H`` layer are exactly a width-``h`` layer. That is what lets
+    a member with a swept width train masked inside the widest network and still equal
+    the same member trained alone, unmasked (``tests/test_axes.py``).
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        rest = shape[:axis] + shape[axis + 1 :]
+        scale = std(shape)
+        draw = jax.vmap(lambda j: jax.random.normal(jax.random.fold_in(key, j), rest, dtype))
+        return jnp.moveaxis(draw(jnp.arange(shape[axis])), 0, axis) * scale
+
+    return init
+
+
+# The MLP's initializers, in the [in, out] shape flax initializers see (fan-in first).
+# He for the hidden layer: fan-in is the input width, not the hidden width.
+HIDDEN_INIT = unitwise(lambda shape: (2.0 / shape[0]) ** 0.5, axis=1)
+READOUT_INIT = unitwise(lambda shape: OUTPUT_INIT_STD, axis=0)
+
+
 class Dense(nn.Module):
     """A dense layer for one member with its kernel stored ``[out, in]`` (as PyTorch does).
 
@@ -76,24 +101,39 @@ class Softmax(nn.Module):
 class MLP(nn.Module):
     """One hidden ReLU layer (He-initialised), then a small-init linear read-out.
 
-    Same input conventions as :class:`Softmax`.
+    Same input conventions as :class:`Softmax`. Two per-member options, both traced:
+
+    - ``width``: only units ``j < width`` are active (the others are multiplied by 0):
+      a member's own hidden width inside the widest network;
+    - ``dropout`` with ``keep_u``: inverted dropout of the hidden units, a unit kept where
+      ``keep_u >= dropout`` (``keep_u`` uniform in [0, 1), the layout of the hidden
+      activations) and scaled by ``1 / (1 - dropout)``.
     """
 
     hidden: int
     num_classes: int
 
     @nn.compact
-    def __call__(self, x, features_first: bool = False, *, return_hidden: bool = False):
-        h = nn.relu(
-            Dense(self.hidden, kernel_init=nn.initializers.he_normal(), name="hidden")(
-                x, features_first
-            )
-        )
-        logits = Dense(
-            self.num_classes,
-            kernel_init=nn.initializers.normal(OUTPUT_INIT_STD),
-            name="out",
-        )(h, features_first)
+    def __call__(
+        self,
+        x,
+        features_first: bool = False,
+        *,
+        return_hidden: bool = False,
+        width=None,
+        dropout=None,
+        keep_u=None,
+    ):
+        h = nn.relu(Dense(self.hidden, kernel_init=HIDDEN_INIT, name="hidden")(x, features_first))
+        unit_axis = 0 if features_first else h.ndim - 1
+        shape = [1] * h.ndim
+        shape[unit_axis] = self.hidden
+        if width is not None:
+            units = jnp.reshape(jnp.arange(self.hidden, dtype=jnp.float32), shape)
+            h = h * (units < width).astype(h.dtype)
+        if dropout is not None and keep_u is not None:
+            h = jnp.where(keep_u >= dropout, h / (1.0 - dropout), 0.0)
+        logits = Dense(self.num_classes, kernel_init=READOUT_INIT, name="out")(h, features_first)
         return (logits, h) if return_hidden else logits
 
 

@@ -201,9 +201,9 @@ class PBT:
             src[b] = d
             lr[b] = np.clip(lr[d] * factors[j, 0], self.space.lr.lo, self.space.lr.hi)
             l2[b] = np.clip(l2[d] * factors[j, 1], self.space.l2.lo, self.space.l2.hi)
-        hp = HParams(
-            lr.astype(np.float32), l2.astype(np.float32), np.asarray(view.hparams.lr_decay)[src]
-        )
+        # A copy takes its donor's weights with the donor's other axes (width, dropout,
+        # ...): only lr and lambda are explored.
+        hp = view.hparams.take(src)._replace(lr=lr.astype(np.float32), l2=l2.astype(np.float32))
         return Decision(src, view.rows.copy(), hp)
 
 

@@ -12,7 +12,7 @@ import pytest
 from sweepjax import train
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.hparams import HParams
-from sweepjax.models import build_model, init_params
+from sweepjax.network import build_network
 from sweepjax.train import member, program
 from tests.helpers import toy_dataset, toy_train_config
 
@@ -35,8 +35,7 @@ def _np_objective(w, b, x, y, l2):
 
 
 def test_objective_matches_numpy_reference(ds):
-    model = build_model(SOFTMAX, 4)
-    params = init_params(model, jax.random.key(0), 20)
+    net = build_network(SOFTMAX, 4)
     rng = np.random.default_rng(1)
     params = {
         "out": {
@@ -45,7 +44,7 @@ def test_objective_matches_numpy_reference(ds):
         }
     }
     x, y = ds.x_train[:50], ds.y_train[:50]
-    got = float(member.objective(params, x, y, 0.3, model))
+    got = float(member.objective(params, x, y, HParams.create(lr=1.0, l2=0.3).take(0), net))
     want = _np_objective(params["out"]["kernel"], params["out"]["bias"], x, y, 0.3)
     assert got == pytest.approx(want, rel=1e-5)
 
@@ -76,7 +75,8 @@ def test_optimizers_match_optax_reference_loop(ds, optimizer):
     cfg = CFG.replace(optimizer=optimizer, steps=10, eval_every=5, chunk_steps=10)
     lr, l2 = 0.05, 1e-3
     res = train.train_population(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg)
-    model = build_model(SOFTMAX, 4)
+    net = build_network(SOFTMAX, 4)
+    hp1 = HParams.create(lr=[lr], l2=[l2]).take(0)
     params = jax.tree.map(
         lambda a: a[0], train.init_states(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg).params
     )
@@ -85,7 +85,7 @@ def test_optimizers_match_optax_reference_loop(ds, optimizer):
     _, data_key = train.root_keys(cfg.seed)
     for t in range(10):
         idx = train.minibatch_indices(data_key, t, cfg.batch_size, 600)
-        g = jax.grad(member.objective)(params, ds.x_train[idx], ds.y_train[idx], l2, model)
+        g = jax.grad(member.objective)(params, ds.x_train[idx], ds.y_train[idx], hp1, net)
         upd, opt = tx.update(g, opt, params)
         params = optax.apply_updates(params, upd)
     np.testing.assert_allclose(

@@ -13,9 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sweepjax.config import ModelConfig
 from sweepjax.hparams import HParams
-from sweepjax.models import build_model, init_params, l2_penalty
+from sweepjax.network import DROPOUT_STREAM, Network
 
 
 class Health(NamedTuple):
@@ -57,10 +56,8 @@ class EvalMetrics(NamedTuple):
 class Static(NamedTuple):
     """What one member's functions need to know statically (hashable)."""
 
-    model: ModelConfig
-    num_classes: int
+    network: Network
     optimizer: str
-    momentum: float
     batch_size: int
     explode_factor: float
     # K-fold cross-validation: each member skips the rows of its held-out fold (per-row
@@ -68,9 +65,10 @@ class Static(NamedTuple):
     folds: bool = False
 
 
-def direction(optimizer: str, momentum: float) -> optax.GradientTransformation:
+def direction(optimizer: str, momentum) -> optax.GradientTransformation:
     """The optimizer without its learning rate; the (traced, per-member, scheduled) rate
-    multiplies its output, so one program serves every learning rate."""
+    multiplies its output, so one program serves every learning rate. ``momentum`` (the
+    trace decay, or Adam's ``b1``) may be traced too: it is the member's ``hp.momentum``."""
     if optimizer == "sgd":
         return optax.identity()
     if optimizer == "momentum":
@@ -100,45 +98,39 @@ def minibatch_indices(data_key, t, batch_size: int, n_train: int) -> jax.Array:
     return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n_train)
 
 
-def cross_entropy_t(logits_t, y):
-    """Per-example cross-entropy of features-first logits ``[K, B]`` and labels ``[B]``."""
-    picked = jnp.take_along_axis(logits_t, y[None, :], axis=0)[0]
-    return jax.nn.logsumexp(logits_t, axis=0) - picked
+def objective(params, x, y, hp: HParams, net: Network, dropout_key=None):
+    """Mean loss + ``hp.l2 * sum(w**2)/2`` for one member on a batch ``x[B, D]``.
 
-
-def objective(params, x, y, l2, model):
-    """Mean cross-entropy + ``l2 * sum(w**2)/2`` for one member on a batch ``x[B, D]``.
-
-    The model runs features-first (``x.T``, see :class:`sweepjax.models.Dense`): the
+    The network runs features-first (``x.T``, see :class:`sweepjax.models.Dense`): the
     transpose is of the shared minibatch, once per step, not of any member's weights.
     """
-    return objective_and_accuracy(params, x, y, l2, model)[0]
+    return objective_and_accuracy(params, x, y, hp, net, None, dropout_key)[0]
 
 
-def objective_and_accuracy(params, x, y, l2, model, w=None):
+def objective_and_accuracy(params, x, y, hp: HParams, net: Network, w=None, dropout_key=None):
     """:func:`objective` and, as a free by-product of the same logits, the minibatch's
     accuracy (what Keras reports as training accuracy: no extra pass over the data).
 
     ``w[B]`` (0 or 1): the rows this member may see (folds); both means are then over
     those rows only, so a row of weight 0 contributes nothing to the loss or gradient.
     """
-    logits_t = model.apply({"params": params}, x.T, True)
+    logits_t = net.logits_t(params, x.T, hp, dropout_key)
     correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    ce = cross_entropy_t(logits_t, y)
+    ce = net.loss_t(logits_t, y)
     if w is None:
-        return ce.mean() + l2 * l2_penalty(params), correct.mean()
+        return ce.mean() + hp.l2 * net.penalty(params), correct.mean()
     n = jnp.maximum(jnp.sum(w), 1.0)
-    return jnp.sum(w * ce) / n + l2 * l2_penalty(params), jnp.sum(w * correct) / n
+    return jnp.sum(w * ce) / n + hp.l2 * net.penalty(params), jnp.sum(w * correct) / n
 
 
-def loss_and_accuracy(params, xs, ys, ms, model):
-    """Mean cross-entropy and accuracy of one member's ``params`` over sliced, masked
-    data (``xs[S, D, rows]`` features-first, ``ys`` and ``ms`` ``[S, rows]``)."""
+def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = None):
+    """Mean loss and accuracy of one member's ``params`` over sliced, masked data
+    (``xs[S, D, rows]`` features-first, ``ys`` and ``ms`` ``[S, rows]``)."""
 
     def body(acc, slc):
         x_t, y, m = slc
-        logits_t = model.apply({"params": params}, x_t, True)
-        ce = cross_entropy_t(logits_t, y)
+        logits_t = net.logits_t(params, x_t, hp)
+        ce = net.loss_t(logits_t, y)
         correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
         return (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m)), None
 
@@ -147,13 +139,13 @@ def loss_and_accuracy(params, xs, ys, ms, model):
     return ce_sum / n, correct / n
 
 
-def init(member_key, num_features: int, st: Static) -> MemberState:
-    """Initial state of one member (weights do not depend on its hyperparameters)."""
-    model = build_model(st.model, st.num_classes)
-    params = init_params(model, member_key, num_features)
+def init(member_key, hp: HParams, num_features: int, st: Static) -> MemberState:
+    """Initial state of one member: weights from ``member_key``, scaled by
+    ``hp.init_scale`` (and masked to ``hp.hidden`` units) by the network."""
+    params = st.network.init(member_key, num_features, hp)
     return MemberState(
         params=params,
-        opt_state=direction(st.optimizer, st.momentum).init(params),
+        opt_state=direction(st.optimizer, hp.momentum).init(params),
         health=Health(
             alive=jnp.array(True),
             diverged_at=jnp.array(-1, jnp.int32),
@@ -187,15 +179,16 @@ def step(
     ``measure`` (the last step of an evaluation block): it needs the update tensor
     materialised, which the ordinary step fuses away.
     """
-    model = build_model(st.model, st.num_classes)
-    tx = direction(st.optimizer, st.momentum)
+    net = st.network
+    tx = direction(st.optimizer, hp.momentum)
     # Same indices for every member: t and data_key carry no member axis, so the gather
-    # and the matmuls are shared across the population.
+    # and the matmuls are shared across the population (so are the dropout draws).
     idx = minibatch_indices(data_key, t, st.batch_size, x_train.shape[0])
     x, y = x_train[idx], y_train[idx]
     w = (fold_train[idx] != fold).astype(jnp.float32) if st.folds else None
+    drop_key = jax.random.fold_in(jax.random.fold_in(data_key, DROPOUT_STREAM), t)
     (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
-        s.params, x, y, hp.l2, model, w
+        s.params, x, y, hp, net, w, drop_key
     )
     d, opt_state = tx.update(grads, s.opt_state, s.params)
     lr_t = hp.lr * lr_multiplier(t, horizon, hp.lr_decay)
@@ -227,7 +220,9 @@ def fold_mask(ms, fs, fold, st: Static):
     return ms * (fs == fold).astype(ms.dtype) if st.folds else ms
 
 
-def record_evaluation(s: MemberState, fold, train_loss, train_acc, ratio, done, val, st: Static):
+def record_evaluation(
+    s: MemberState, hp: HParams, fold, train_loss, train_acc, ratio, done, val, st: Static
+):
     """Evaluate one member after ``done`` steps on the validation subset ``val``
     (``(xs, ys, ms, fs)``; with folds, its held-out fold's rows of it) and keep its best
     parameters; ``train_loss`` / ``train_acc`` are the block's running means over its
@@ -235,9 +230,10 @@ def record_evaluation(s: MemberState, fold, train_loss, train_acc, ratio, done, 
 
     Returns the new state and :class:`EvalMetrics` (NaN once diverged).
     """
-    model = build_model(st.model, st.num_classes)
     xs, ys, ms, fs = val
-    val_loss, val_acc = loss_and_accuracy(s.params, xs, ys, fold_mask(ms, fs, fold, st), model)
+    val_loss, val_acc = loss_and_accuracy(
+        s.params, xs, ys, fold_mask(ms, fs, fold, st), st.network, hp
+    )
     better = s.health.alive & (val_acc > s.best.acc)
     s = s._replace(
         best=Best(

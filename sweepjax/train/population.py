@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.config import ModelConfig, TrainConfig
-from sweepjax.curves import Checkpoint, Curves, ScheduleState
+from sweepjax.curves import HISTORY_FIELDS, Checkpoint, Curves, ScheduleState
 from sweepjax.data.dataset import Dataset
 from sweepjax.distributed import SINGLE, Placement
 from sweepjax.hparams import HParams
-from sweepjax.models import build_model
+from sweepjax.network import build_network
 from sweepjax.schedule import RungView, Scheduler
 from sweepjax.train import active, program
 from sweepjax.train.member import Static
@@ -165,8 +165,10 @@ def _apply(sched: ScheduleState, decision, step: int) -> ScheduleState:
                 axis=1,
             ).astype(np.int64)
         )
-    new_vals = np.stack([np.asarray(f, np.float32) for f in decision.hparams], axis=1)
-    old_vals = np.stack([np.asarray(f)[decision.rows] for f in hp], axis=1)
+    new_vals = np.stack(
+        [np.asarray(getattr(decision.hparams, f), np.float32) for f in HISTORY_FIELDS], axis=1
+    )
+    old_vals = np.stack([np.asarray(getattr(hp, f))[decision.rows] for f in HISTORY_FIELDS], axis=1)
     changed = (new_vals != old_vals).any(axis=1)
     if changed.any():
         history.append(
@@ -236,7 +238,7 @@ def train_population(
     total = config.steps
     decisions = set(scheduler.decision_steps()) if scheduler is not None else set()
     ends = boundaries(total, config.resolved_eval_every, config.resolved_chunk_steps, decisions)
-    st = static(dataset, model_cfg, config, folds is not None)
+    st = static(dataset, model_cfg, config, folds is not None, hparams)
     _, data_key = root_keys(config.seed)
     key_bits = np.asarray(jax.random.key_data(data_key))
     data = program.device_data(dataset, config, where, folds)
@@ -388,6 +390,6 @@ def accuracy(
     params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray, y: np.ndarray
 ) -> float:
     """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set)."""
-    model = build_model(model_cfg, num_classes)
-    logits = jax.jit(model.apply)({"params": params}, jnp.asarray(x))
-    return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)))
+    net = build_network(model_cfg, num_classes)
+    logits_t = jax.jit(lambda p, x: net.logits_t(p, x.T, None))(params, jnp.asarray(x))
+    return float(jnp.mean(jnp.argmax(logits_t, 0) == jnp.asarray(y)))

@@ -25,7 +25,6 @@ from jax.sharding import PartitionSpec
 from sweepjax.config import TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.distributed import AXIS, SINGLE, Placement, put_replicated
-from sweepjax.models import build_model
 from sweepjax.train import member
 from sweepjax.train.member import Static
 
@@ -87,7 +86,7 @@ def _population_block(
     st = static
     step = over_members(functools.partial(member.step, st=st), 3, 6)
     measured = over_members(functools.partial(member.step, st=st, measure=True), 3, 6)
-    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 5, 2)
+    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 6, 2)
     shared = (data.x_train, data.y_train, data.fold_train)
 
     def one_step(i, carry):
@@ -103,28 +102,30 @@ def _population_block(
     states, loss, acc, ratio = measured(states, hps, folds, *shared, last, horizon, data_key)
     n = n_steps.astype(jnp.float32)
     return evaluate(
-        states, folds, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick
+        states, hps, folds, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick
     )
 
 
 def _population_eval(params, folds, val: Slices, static: Static):
     """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val`` (with
     folds: each on the rows of its held-out fold ``folds[M]``)."""
-    model = build_model(static.model, static.num_classes)
+    net = static.network
 
     def one(p, fold, xs, ys, ms, fs):
-        return member.loss_and_accuracy(p, xs, ys, member.fold_mask(ms, fs, fold, static), model)
+        # No width mask needed: a member's units beyond its width hold exact zeros.
+        return member.loss_and_accuracy(p, xs, ys, member.fold_mask(ms, fs, fold, static), net)
 
     return over_members(one, 2, 4)(params, folds, *val)
 
 
-def _init_block(init_key_bits, ids, num_features: int, static: Static):
-    """Initial states of a fixed-size block of members (ids ``[INIT_BLOCK]``), from
-    ``fold_in(init_key, id)``. A fixed block size means one small program serves any
-    population size."""
+def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
+    """Initial states of a fixed-size block of members (ids and hyperparameters
+    ``[INIT_BLOCK]``), from ``fold_in(init_key, id)``. A fixed block size means one small
+    program serves any population size."""
     init_key = jax.random.wrap_key_data(init_key_bits)
     keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
-    return jax.vmap(lambda k: member.init(k, num_features, static))(keys)
+    one = functools.partial(member.init, num_features=num_features, st=static)
+    return over_members(one, 2, 0)(keys, hps)
 
 
 INIT_BLOCK = 64

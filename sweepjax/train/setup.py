@@ -10,18 +10,27 @@ import numpy as np
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.hparams import HParams
+from sweepjax.network import build_network
 from sweepjax.train import program
 from sweepjax.train.member import Static
 
 
 def static(
-    dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, folds: bool = False
+    dataset: Dataset,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    folds: bool = False,
+    hparams: HParams | None = None,
 ) -> Static:
+    """The static settings of a population with hyperparameters ``hparams``: the width
+    mask and dropout are compiled in only when some member uses them."""
+    width_mask = dropout = False
+    if hparams is not None and model_cfg.kind == "mlp":
+        width_mask = bool(np.any(np.asarray(hparams.hidden) < model_cfg.hidden))
+        dropout = bool(np.any(np.asarray(hparams.dropout) > 0))
     return Static(
-        model=model_cfg,
-        num_classes=dataset.num_classes,
+        network=build_network(model_cfg, dataset.num_classes, width_mask, dropout),
         optimizer=config.optimizer,
-        momentum=float(config.momentum),
         batch_size=min(config.batch_size, dataset.x_train.shape[0]),
         explode_factor=float(config.explode_factor),
         folds=folds,
@@ -46,14 +55,20 @@ def init_states(
     ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
     init_key, _ = root_keys(config.seed)
     bits = np.asarray(jax.random.key_data(init_key))
-    st = static(dataset, model_cfg, config)
+    st = static(dataset, model_cfg, config, hparams=hparams)
     blk = program.INIT_BLOCK
-    padded = np.resize(ids, math.ceil(m / blk) * blk).astype(np.uint32)
+    n = math.ceil(m / blk) * blk
+    padded = np.resize(ids, n).astype(np.uint32)
+    hps = HParams(*(np.resize(np.asarray(f, np.float32), n) for f in hparams))
     blocks = []
     with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
         for start in range(0, len(padded), blk):
             out = program.init_block(
-                bits, padded[start : start + blk], num_features=dataset.num_features, static=st
+                bits,
+                padded[start : start + blk],
+                hps.take(slice(start, start + blk)),
+                num_features=dataset.num_features,
+                static=st,
             )
             blocks.append(jax.device_get(out))
     return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
