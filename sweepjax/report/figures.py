@@ -24,7 +24,12 @@ from matplotlib.patches import Rectangle
 # The figures of the network and of the model live in their own modules; their names
 # stay importable from here.
 from sweepjax.report.model_fig import model_surface
-from sweepjax.report.network_fig import hidden_activations, hidden_stats, weight_images
+from sweepjax.report.network_fig import (
+    activation_histograms,
+    hidden_activations,
+    hidden_stats,
+    weight_images,
+)
 
 # The lecture's target update/weight ratio and the band diagnose.py accepts around it.
 RATIO_TARGET, RATIO_BAND = 1e-3, (1e-4, 1e-2)
@@ -302,6 +307,7 @@ def update_ratio(result, rows_top, failures: dict[str, int] | None = None) -> Fi
 
 __all__ = [
     "accuracy_gap",
+    "activation_histograms",
     "band_rects",
     "data_grid",
     "failure_rows",
