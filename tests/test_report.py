@@ -698,3 +698,40 @@ def test_replica_spread_shows_each_configs_members_and_mean(tmp_path):
     assert best.mean_val_acc == pytest.approx(accs[best.members].mean())
     page = Path(write_report(res, [], tmp_path)).read_text()
     assert "Spread across replicas and folds" in page and (tmp_path / "spread.png").exists()
+
+
+# --------------------------------------------------------------------------- end to end
+def test_mlp_sweep_on_the_sample_reports_its_kept_members_activations(tmp_path, capsys):
+    """A small MLP sweep on the bundled sample stores the kept members' activation
+    statistics (equal to a recomputation from their stored parameters on the first
+    validation rows) and its report draws them."""
+    from sweepjax.activations import SAMPLE_ROWS
+    from sweepjax.build import PARAMS_KEPT
+    from sweepjax.cli import main
+    from sweepjax.config import DataConfig
+    from sweepjax.data import load_dataset
+    from sweepjax.store import Store
+
+    store = tmp_path / "s.db"
+    argv = ["coarse", "--dataset", "mnist-sample", "--model", "mlp", "--hidden", "16"]
+    argv += ["--trials", "6", "--steps", "20", "--batch-size", "32", "--schedule", "full"]
+    argv += ["--store", str(store)]
+    assert main([*argv, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    with Store.open(store) as st:
+        res = st.load_sweep(doc["sweep_id"])
+        kept = st.load_params(doc["sweep_id"])
+    finished = sum(m.status == "ok" for m in res.members)
+    assert list(res.activations) == list(kept) and len(kept) == min(PARAMS_KEPT, finished) > 1
+    assert next(iter(res.activations)) == res.winner.id
+    x = load_dataset(DataConfig(dataset="mnist-sample")).x_val[:SAMPLE_ROWS]
+    for mid, st in res.activations.items():
+        assert (st.width, st.units, st.rows) == (16, 16, len(x))
+        again = activation_stats(kept[mid], x, member=mid)
+        np.testing.assert_array_equal(st.fires, again.fires)
+        np.testing.assert_array_equal(st.counts, again.counts)
+        assert st.zeros + st.counts.sum() == 16 * len(x)
+    page = Path(doc["report"]).read_text()
+    assert "Hidden-unit activations" in page and f"the first {len(x)} validation rows" in page
+    assert (Path(doc["report"]).parent / "activations.png").exists()
+    assert "Every swept axis" not in page  # lr x lambda only
