@@ -100,12 +100,19 @@ class ActivationStats:
         )
 
 
-def is_mlp(params) -> bool:
-    """Whether ``params`` have the built-in MLP's hidden layer (a ``[H, D]`` kernel)."""
+def is_mlp(params, num_features: int | None = None) -> bool:
+    """Whether ``params`` have the built-in MLP's hidden layer: a ``[H, D]`` kernel
+    (``D == num_features`` when given) and an ``[H]`` bias."""
     try:
-        return np.ndim(params["hidden"]["kernel"]) == 2
-    except (KeyError, TypeError):
+        shape = np.shape(params["hidden"]["kernel"])
+        bias = np.shape(params["hidden"]["bias"])
+    except (KeyError, TypeError, IndexError):
         return False
+    return (
+        len(shape) == 2
+        and bias == shape[:1]
+        and (num_features is None or shape[1] == int(num_features))
+    )
 
 
 def own_width(hidden, units: int) -> int:

@@ -110,7 +110,9 @@ def build_result(
         members[w] = dataclasses.replace(members[w], test_acc=test)
         result.winner = dataclasses.replace(result.winner, test_acc=test)
         result.winner_params = params[members[w].id]
-    result.activations = kept_activations(params, {members[i].id: hp.hidden[i] for i in top}, ds)
+    if cfg.model.kind == "mlp":  # the built-in MLP's layout (a user's model has its own)
+        widths = {members[i].id: hp.hidden[i] for i in top}
+        result.activations = kept_activations(params, widths, ds)
     return result, params
 
 
@@ -126,7 +128,7 @@ def kept_activations(params: dict[int, Any], widths: dict[int, float], ds: Datas
     return {
         mid: act.activation_stats(p, x, width=widths.get(mid), member=mid)
         for mid, p in params.items()
-        if act.is_mlp(p) and len(x)
+        if act.is_mlp(p, x.shape[1]) and len(x)
     }
 
 

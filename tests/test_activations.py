@@ -128,3 +128,16 @@ def test_stats_round_trip_through_json_and_the_store(tmp_path):
     with sqlite3.connect(path) as c:
         (size,) = c.execute("SELECT max(length(stats)) FROM activations").fetchone()
     assert size < 1000
+
+
+def test_only_the_builtin_mlp_layout_counts_as_an_mlp():
+    """Statistics are computed for the built-in MLP's ``[H, D]`` hidden kernel only: not
+    for a softmax, nor a user's layer named ``hidden`` in flax's ``[D, H]`` layout."""
+    from sweepjax.activations import is_mlp
+
+    assert is_mlp(hand_mlp()) and is_mlp(hand_mlp(), D)
+    assert not is_mlp({"out": {"kernel": np.zeros((K, D)), "bias": np.zeros(K)}})
+    flax_layout = {"hidden": {"kernel": np.zeros((D, H)), "bias": np.zeros(H)}}
+    assert not is_mlp(flax_layout) and not is_mlp(flax_layout, D)
+    square = {"hidden": {"kernel": np.zeros((H, H)), "bias": np.zeros(H)}}
+    assert is_mlp(square) and not is_mlp(square, D)

@@ -212,6 +212,8 @@ def hidden_unit_stats(result, x_sample=None) -> tuple[dict, str | None]:
     params = result.winner_params
     if stats or params is None or not activations.is_mlp(params):
         return stats, None
+    if x_sample is not None and not activations.is_mlp(params, np.shape(x_sample)[-1]):
+        return {}, None  # a sample of another shape than the model's inputs
     if x_sample is None or result.winner is None:
         return {}, (
             "this sweep stored no activation statistics and no data sample was passed "
@@ -436,7 +438,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                 "regularisation; blank panels are units that never learned",
             )
         ]
-        if activations.is_mlp(params) and x_sample is not None:
+        if x_sample is not None and activations.is_mlp(params, np.shape(x_sample)[-1]):
             imgs.append(
                 (
                     fig("hidden.png", figures.hidden_stats(params, x_sample, width=width)),
