@@ -373,9 +373,9 @@ def test_stored_activations_give_every_kept_member_a_column(tmp_path):
     res.activations = {
         m.id: activation_stats(res.winner_params, x, width=m.hidden, member=m.id) for m in kept
     }
-    from sweepjax.report import _stat_columns
+    from sweepjax.report.panels import stat_columns
 
-    cols, labels = _stat_columns(res, res.activations)
+    cols, labels = stat_columns(res, res.activations)
     assert [c.member for c in cols] == [m.id for m in kept]
     assert labels[0] == f"winner (id {res.winner.id})" and labels[1].startswith("#2 ")
     page = Path(write_report(res, [], tmp_path / "m")).read_text()
