@@ -17,6 +17,7 @@ from tests.helpers import toy_dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_engine  # noqa: E402
+import bench_mlp_configs  # noqa: E402
 import bench_gpu  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_time_to_quality as ttq  # noqa: E402
@@ -214,3 +215,19 @@ def test_ttq_variant_without_the_argument_is_skipped_with_the_reason(monkeypatch
     args = ttq.parse(["--worker", "sweepjax bogus", "--model", "softmax", "--quick"])
     out = ttq.worker_sweepjax(args)
     assert "no_such_argument" in out["skipped"] and "events" not in out
+
+
+def test_mlp_configs_quick_rows_are_the_trainers_numbers(tmp_path):
+    """Each row's test accuracy is the one of the member's best checkpoint; a member's
+    best validation accuracy is above chance (10 classes) on the bundled sample."""
+    res = bench_mlp_configs.main(["--quick", "--out", str(tmp_path)])
+    assert [(s["optimizer"], s["hidden"], s["steps"]) for s in res["settings"]] == [
+        ("sgd", 12, 50),
+        ("momentum", 32, 50),
+    ]
+    for s in res["settings"]:
+        assert len(s["members"]) == 4
+        best = max(m["best_val_acc"] for m in s["members"])
+        assert 0.5 < best <= 1.0
+    md = (tmp_path / "mlp-configs-cpu-quick.md").read_text()
+    assert md.count("| momentum | 32 |") == 4
