@@ -17,8 +17,8 @@ from tests.helpers import toy_dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_engine  # noqa: E402
-import bench_mlp_configs  # noqa: E402
 import bench_gpu  # noqa: E402
+import bench_mlp_configs  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_time_to_quality as ttq  # noqa: E402
 
