@@ -16,9 +16,6 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
 - ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
   between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
   finishes.
-- ``activations``: the kept MLP members' hidden-activation statistics (JSON of a few
-  integer counts per member, :mod:`sweepjax.activations`); created by the first sweep
-  that writes one, so older stores read as having none (no schema version needed).
 
 Every write is one transaction, and ``status = 'finished'`` is set in the same
 transaction as the results, so a crash never leaves a half-written sweep that looks
@@ -42,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from flax import serialization
 
+from sweepjax import store_activations
 from sweepjax.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.errors import StoreError
 from sweepjax.results import (
@@ -527,7 +525,7 @@ class Store:
             )
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
-            _write_activations(c, sid, result.activations)
+            store_activations.write(c, sid, result.activations)
             c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
             c.execute(
                 "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
@@ -744,16 +742,8 @@ class Store:
             )
 
     def load_activations(self, sweep_id: str) -> dict:
-        """``{member id: ActivationStats}`` of a sweep's kept members, winner first (empty
-        for softmax sweeps and stores written before the table existed)."""
-        from sweepjax.activations import ActivationStats
-
-        if not _has_table(self.conn, "activations"):
-            return {}
-        rows = self.conn.execute(
-            "SELECT member, stats FROM activations WHERE sweep=? ORDER BY rank", (sweep_id,)
-        ).fetchall()
-        return {int(m): ActivationStats.from_dict(json.loads(t)) for m, t in rows}
+        """``{member id: ActivationStats}`` of a sweep's kept MLP members, winner first."""
+        return store_activations.read(self.conn, sweep_id)
 
 
 def _binomial_se(acc, n_val) -> float | None:
@@ -801,36 +791,3 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.execute("COMMIT")
-
-
-# --------------------------------------------------------------------------- activations
-_ACTIVATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS activations (
-    sweep TEXT NOT NULL REFERENCES sweeps(id),
-    member INTEGER NOT NULL,
-    rank INTEGER NOT NULL,
-    stats TEXT NOT NULL,
-    PRIMARY KEY (sweep, member)
-)
-"""
-
-
-def _write_activations(c: sqlite3.Connection, sweep_id: str, stats: dict) -> None:
-    """Replace a sweep's activation statistics (inside the caller's transaction). The
-    table is created on first use: a store that never held an MLP sweep has none."""
-    if not stats and not _has_table(c, "activations"):
-        return
-    c.execute(_ACTIVATIONS_TABLE)
-    c.execute("DELETE FROM activations WHERE sweep=?", (sweep_id,))
-    c.executemany(
-        "INSERT INTO activations VALUES (?,?,?,?)",
-        [
-            (sweep_id, int(mid), rank, json.dumps(st.as_dict()))
-            for rank, (mid, st) in enumerate(stats.items())
-        ],
-    )
-
-
-def _has_table(c: sqlite3.Connection, name: str) -> bool:
-    q = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
-    return c.execute(q, (name,)).fetchone() is not None
