@@ -39,7 +39,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from flax import serialization
 
-from sweepjax import store_activations
 from sweepjax.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.errors import StoreError
 from sweepjax.results import (
@@ -525,7 +524,7 @@ class Store:
             )
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
-            store_activations.write(c, sid, result.activations)
+            _activations().write(c, sid, result.activations)
             c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
             c.execute(
                 "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
@@ -743,7 +742,15 @@ class Store:
 
     def load_activations(self, sweep_id: str) -> dict:
         """``{member id: ActivationStats}`` of a sweep's kept MLP members, winner first."""
-        return store_activations.read(self.conn, sweep_id)
+        return _activations().read(self.conn, sweep_id)
+
+
+def _activations():
+    """:mod:`sweepjax.store_activations` (imported here, not at the top: the one place
+    this module names it, so the store's own imports stay as they are)."""
+    from sweepjax import store_activations
+
+    return store_activations
 
 
 def _binomial_se(acc, n_val) -> float | None:
