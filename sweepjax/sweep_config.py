@@ -42,10 +42,11 @@ class ModelDefaults:
     fine_steps_factor: int  # a fine round's steps = this x the parent's
 
 
-# The softmax converges in a few epochs of plain SGD. The MLP needs width and epochs:
-# on full Fashion-MNIST, width 100 trained 2,400 steps (11 epochs) tops out near test
-# 0.88, while width 256 with heavy-ball momentum over 4,800 steps (23 epochs) reaches
-# about 0.895 (single configs of /tmp-style scans; the flow's numbers are in the README).
+# The softmax converges in a few epochs of plain SGD. The MLP needs width and epochs: on
+# full Fashion-MNIST (benchmarks/results/mlp-configs-cpu.md) width 100 over 2,400 steps
+# (11 epochs) tops out at test 0.882, width 256 with heavy-ball momentum over 4,800 steps
+# (23 epochs) reaches 0.894-0.895, as plain SGD does over 6,000; momentum also survives
+# the high rates that trip plain SGD's 3x-loss divergence rule early in a run.
 MODEL_DEFAULTS = {
     "softmax": ModelDefaults(hidden=100, optimizer="sgd", fine_steps_factor=FINE_STEPS_FACTOR),
     "mlp": ModelDefaults(hidden=256, optimizer="momentum", fine_steps_factor=16),
