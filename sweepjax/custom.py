@@ -290,6 +290,11 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
 
     if isinstance(model, type) and issubclass(model, nn.Module):
         model = _qualname(model)
+    if not (isinstance(model, str) and model in MODELS) and hidden != ModelConfig.hidden:
+        raise ConfigError(
+            f"hidden width {hidden} is the built-in mlp's; give your own model its width "
+            "as a field of the module instead"
+        )
     if isinstance(model, str):
         if model in MODELS:
             if loss is not None:

@@ -30,7 +30,6 @@ from sweepjax.config import (
     DEFAULT_L2,
     DEFAULT_LR,
     DataConfig,
-    ModelConfig,
     Range,
     SearchSpace,
 )
@@ -346,10 +345,8 @@ def fine(
                 seed=root,
                 download=pd["download"],
             ),
-            model=(
-                ModelConfig(kind=pm["kind"], hidden=hidden_, spec=pm.get("spec"))
-                if model is None
-                else model_config(model, hidden_, loss)
+            model=model_config(
+                (pm.get("spec") or pm["kind"]) if model is None else model, hidden_, loss
             ),
             train=_train_config(
                 optimizer or pt["optimizer"],

@@ -117,6 +117,8 @@ def test_names_and_registry():
         resolve(w8.spec, 4, (20,))
     with pytest.raises(ConfigError, match="loss= applies to your own model"):
         custom.model_config("softmax", loss=lambda lg, lb: lg)
+    with pytest.raises(ConfigError, match="hidden width 50 is the built-in mlp's"):
+        custom.model_config(TINY, hidden=50)
 
 
 def test_member_in_population_equals_member_alone_with_traced_axes():
