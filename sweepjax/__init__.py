@@ -2,10 +2,12 @@
 
 Hundreds of (learning rate, L2 lambda, ...) softmax-regression or MLP members are trained
 at once as one jitted XLA program (``jax.vmap`` over members, ``lax.scan`` over steps).
+Your own flax module sweeps the same way: ``coarse(model=MyNet())`` (:mod:`sweepjax.custom`).
 """
 
 from sweepjax import compile_cache
 from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
+from sweepjax.custom import Custom, from_flax
 from sweepjax.data import Dataset, DatasetInfo, load_dataset
 from sweepjax.errors import (
     AllDivergedError,
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AllDivergedError",
     "ConfigError",
+    "Custom",
     "DataConfig",
     "DataError",
     "Dataset",
@@ -41,6 +44,7 @@ __all__ = [
     "coarse",
     "compile_cache",
     "fine",
+    "from_flax",
     "load_dataset",
     "train_population",
 ]

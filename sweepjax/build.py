@@ -106,7 +106,14 @@ def build_result(
     params = {members[i].id: member_params(res, i) for i in top}
     if top:
         w = top[0]
-        test = accuracy(params[members[w].id], cfg.model, ds.num_classes, ds.x_test, ds.y_test)
+        test = accuracy(
+            params[members[w].id],
+            cfg.model,
+            ds.num_classes,
+            ds.x_test,
+            ds.y_test,
+            ds.info.input_shape,
+        )
         members[w] = dataclasses.replace(members[w], test_acc=test)
         result.winner = dataclasses.replace(result.winner, test_acc=test)
         result.winner_params = params[members[w].id]

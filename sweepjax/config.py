@@ -48,18 +48,37 @@ class ModelConfig:
     """The network every member shares.
 
     Attributes:
-      kind: ``softmax`` (the lecture's linear classifier) or ``mlp`` (one hidden ReLU layer).
+      kind: ``softmax`` (the lecture's linear classifier), ``mlp`` (one hidden ReLU layer)
+        or ``custom`` (the user's own model, named by ``spec``; :mod:`sweepjax.custom`).
       hidden: hidden width of the MLP (static: a new width compiles a new program).
+      spec: the custom model's ``package.module:Name`` (only with ``kind="custom"``).
     """
 
     kind: str = "softmax"
     hidden: int = 100
+    spec: str | None = None
 
     def __post_init__(self):
-        if self.kind not in MODELS:
-            raise ConfigError(f"unknown model {self.kind!r}; choose one of {', '.join(MODELS)}")
+        if self.kind == "custom":
+            if not self.spec:
+                raise ConfigError("a custom model needs its spec, e.g. 'package.module:Name'")
+        elif self.kind not in MODELS:
+            raise ConfigError(
+                f"unknown model {self.kind!r}; choose one of {', '.join(MODELS)} "
+                "or package.module:Name"
+            )
+        elif self.spec is not None:
+            raise ConfigError(f"spec {self.spec!r} goes with kind='custom', not {self.kind!r}")
         if self.hidden < 1:
             raise ConfigError(f"hidden width must be >= 1, got {self.hidden}")
+
+    def as_dict(self) -> dict:
+        """The stored form: ``spec`` only when set, so configs stored before custom
+        models compare equal on resume."""
+        d = dataclasses.asdict(self)
+        if d["spec"] is None:
+            del d["spec"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -135,10 +135,13 @@ class BuiltIn:
         return l2_penalty(params)
 
 
-def build_network(cfg: ModelConfig, num_classes: int, width_mask=False, dropout=False) -> Network:
-    """The :class:`Network` for ``cfg``."""
+def build_network(
+    cfg: ModelConfig, num_classes: int, width_mask=False, dropout=False, input_shape=None
+) -> Network:
+    """The :class:`Network` for ``cfg``; ``input_shape`` (the dataset's example shape)
+    is what a custom model reshapes each example to (see :mod:`sweepjax.custom`)."""
     if cfg.kind in ("softmax", "mlp"):
         return BuiltIn(cfg.kind, cfg.hidden, num_classes, bool(width_mask), bool(dropout))
     from sweepjax.custom import resolve
 
-    return resolve(cfg.spec, num_classes)
+    return resolve(cfg.spec, num_classes, input_shape)

@@ -91,5 +91,5 @@ def refit_member(
     if not bool(res.alive[0]) or len(res.finished) == 0:
         return Refit(steps, float("nan"), None)
     params = member_params(res, 0, best=False)
-    test = accuracy(params, model, ds.num_classes, ds.x_test, ds.y_test)
+    test = accuracy(params, model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape)
     return Refit(steps, float(test), params)

@@ -257,7 +257,8 @@ def _run(
         plan += f", {cfg.group} replicas of {num_configs} configs"
     cb.say(
         f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
-        f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, {cfg.model.kind}{plan}) on "
+        f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, "
+        f"{cfg.model.spec or cfg.model.kind}{plan}) on "
         f"{ds.info.name}; results -> {_real_path(st)}"
     )
     saver = _CheckpointThrottle(st, sid)

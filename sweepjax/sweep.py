@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +30,10 @@ from sweepjax.config import (
     DEFAULT_L2,
     DEFAULT_LR,
     DataConfig,
-    ModelConfig,
     Range,
     SearchSpace,
 )
+from sweepjax.custom import model_config, prepare
 from sweepjax.data import Dataset
 from sweepjax.errors import ConfigError, StoreError
 from sweepjax.refit import refit_member
@@ -75,7 +77,7 @@ def coarse(
     *,
     dataset: str = "mnist",
     data_dir: str | None = None,
-    model: str = "softmax",
+    model: Any = "softmax",
     hidden: int = 100,
     optimizer: str = "sgd",
     trials: int = DEFAULT_TRIALS,
@@ -102,6 +104,7 @@ def coarse(
     pbt_interval: int | None = None,
     replicas: int | None = None,
     folds: int | None = None,
+    loss: Callable | None = None,
 ) -> SweepResult:
     """A coarse sweep: ``trials`` members drawn log-uniformly from the ``lr`` x ``l2`` box
     (default ``DEFAULT_LR`` x ``DEFAULT_L2``), trained ``steps`` steps at once, stored.
@@ -117,6 +120,11 @@ def coarse(
     extra members of the same program; ``folds=K`` K-fold cross-validates every config
     over train + validation pooled (replica ``r`` holds out fold ``r``). Either way the
     result is grouped by config (``result.configs``) and the winner is a config's mean.
+
+    ``model``: ``"softmax"``, ``"mlp"``, your own model as ``"package.module:Name"``, a
+    flax ``nn.Module`` instance (``__call__(x[B, ...]) -> logits[B, K]``) or a
+    :class:`sweepjax.Custom`; ``loss(logits[B, K], labels[B]) -> [B]`` replaces its
+    cross-entropy (see :mod:`sweepjax.custom`: input shapes, regularised leaves, names).
 
     Returns the :class:`SweepResult` (also stored; ``result.sweep_id`` names it).
     Raises ConfigError / DataError / StoreError (nothing written), SweepInterrupted,
@@ -136,13 +144,14 @@ def coarse(
     if auto and lr != "auto":
         raise ConfigError(f"--lr takes LO HI or 'auto', got {lr!r}")
     data_cfg = DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
-    model_cfg = ModelConfig(kind=model, hidden=hidden)
+    model_cfg = model_config(model, hidden, loss)
     train_cfg = _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps)
     sched_cfg = _schedule_config("coarse", schedule, eta, rungs, pbt_interval, train_cfg.steps)
     l2_r = _range("l2", l2, DEFAULT_L2)
     _check_band(band)
     where = distributed.placement(devices)
     ds = _load(data_cfg, cb)
+    prepare(model_cfg, ds)  # a custom model's shapes against the data, before anything runs
     if auto:
         from sweepjax.sanity import auto_lr_range
 
@@ -182,7 +191,7 @@ def fine(
     steps: int | None = None,
     dataset: str | None = None,
     data_dir: str | None = None,
-    model: str | None = None,
+    model: Any = None,
     hidden: int | None = None,
     optimizer: str | None = None,
     batch_size: int | None = None,
@@ -207,6 +216,7 @@ def fine(
     refit: bool = True,
     replicas: int | None = None,
     folds: int | None = None,
+    loss: Callable | None = None,
 ) -> SweepResult:
     """A fine sweep around the best region of ``parent`` (default: the newest finished
     coarse sweep in the store); ``fine(parent=<a fine sweep>)`` chains rounds.
@@ -227,7 +237,8 @@ def fine(
     Every other setting is the parent's unless given; ``steps`` defaults to
     ``FINE_STEPS_FACTOR`` x the parent's and ``trials`` to the parent's; ``schedule``
     to ``DEFAULT_SCHEDULE["fine"]``; ``replicas`` / ``folds`` to the parent's (see
-    :func:`coarse`).
+    :func:`coarse`). A parent's own model is re-created from its stored name; one that
+    was a Python object of another session needs ``model=`` (and ``loss=``) again.
 
     ``seed`` is the root seed (default: the parent's): it fixes the validation split of
     the whole chain, and the round trains with :func:`derive_seed` of it and the round's
@@ -250,6 +261,8 @@ def fine(
     decay_r = None if decay_off else _range("lr-decay", lr_decay, None, cap=1.0)
     if dataset is not None:
         _check_dataset_name(dataset)
+    if loss is not None and model is None:
+        raise ConfigError("loss= goes with model=; pass the model again with its loss")
     for n, v in (("eta", eta), ("rungs", rungs), ("pbt-interval", pbt_interval)):
         _positive(n, v)
     where = distributed.placement(devices)
@@ -321,6 +334,7 @@ def fine(
         )
         seed_ = derive_seed(root, lineage)
         steps_ = steps if steps is not None else FINE_STEPS_FACTOR * pt["steps"]
+        hidden_ = hidden if hidden is not None else pm["hidden"]
         sched_cfg = _schedule_config("fine", schedule, eta, rungs, pbt_interval, steps_)
         cfg = SweepConfig(
             kind="fine",
@@ -331,8 +345,8 @@ def fine(
                 seed=root,
                 download=pd["download"],
             ),
-            model=ModelConfig(
-                kind=model or pm["kind"], hidden=hidden if hidden is not None else pm["hidden"]
+            model=model_config(
+                (pm.get("spec") or pm["kind"]) if model is None else model, hidden_, loss
             ),
             train=_train_config(
                 optimizer or pt["optimizer"],
@@ -359,6 +373,7 @@ def fine(
             raise ConfigError(f"--grid draws a grid; drop it to use --sampler {sampler_}")
         draws = _model_draws(judged, pspace, cfg, replaced=lr_r is not None or l2_r is not None)
         ds = _load(cfg.data, cb)
+        prepare(cfg.model, ds)
         if ds.info.sha256 != par.dataset.get("sha256"):
             cb.say(
                 f"note: the data differs from parent {parent}'s "

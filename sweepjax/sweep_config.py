@@ -86,6 +86,11 @@ class SweepConfig:
     replicas: int = 1
     folds: int = 0
 
+    def __post_init__(self):
+        from sweepjax.custom import check_axes
+
+        check_axes(self.model, self.space.axes())
+
     @property
     def group(self) -> int:
         """Members per config (1 without replicas or folds)."""
@@ -95,7 +100,7 @@ class SweepConfig:
         return {
             "kind": self.kind,
             "data": dataclasses.asdict(self.data),
-            "model": dataclasses.asdict(self.model),
+            "model": self.model.as_dict(),
             "train": dataclasses.asdict(self.train),
             "space": self.space.as_dict(),
             "trials": self.trials,

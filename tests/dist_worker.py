@@ -2,21 +2,19 @@
 devices / processes this process was started with, and save the results as .npz.
 
 Usage: python -m tests.dist_worker OUT.npz DEVICES [COORDINATOR NUM_PROCESSES PROCESS_ID]
+(``DIST_MODEL=package.module:Name`` trains that custom model instead of the softmax).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
 
 
-def main(argv: list[str]) -> None:
-    out, devices = argv[0], int(argv[1])
-    from sweepjax import distributed
-
-    if len(argv) > 2:
-        distributed.initialize(argv[2], int(argv[3]), int(argv[4]))
+def population(where, spec: str | None = None) -> dict:
+    """The toy population's results (softmax, or the custom model ``spec``)."""
     import jax
 
     from sweepjax import train
@@ -28,13 +26,14 @@ def main(argv: list[str]) -> None:
     m = 10  # not a multiple of 4: exercises padding
     hp = HParams.create(lr=np.geomspace(1e-2, 3e2, m), l2=np.geomspace(1e-5, 1e-1, m))
     cfg = toy_train_config()
-    where = distributed.placement(None if len(argv) > 2 else devices)
-    res = train.train_population(
-        ds, hp, ModelConfig("softmax"), cfg, member_ids=np.arange(m) + 7, placement=where
-    )
-    np.savez(
-        out,
-        kernel=res.params["out"]["kernel"],
+    model = ModelConfig("custom", spec=spec) if spec else ModelConfig("softmax")
+    res = train.train_population(ds, hp, model, cfg, member_ids=np.arange(m) + 7, placement=where)
+    if spec:  # every parameter, member by member
+        kernel = np.concatenate([np.reshape(a, (m, -1)) for a in jax.tree.leaves(res.params)], 1)
+    else:
+        kernel = res.params["out"]["kernel"]
+    return dict(
+        kernel=kernel,
         alive=res.alive,
         diverged_at=res.diverged_at,
         val_acc=res.curves.val_acc,
@@ -44,6 +43,16 @@ def main(argv: list[str]) -> None:
         devices=where.num_devices,
         processes=jax.process_count(),
     )
+
+
+def main(argv: list[str]) -> None:
+    out, devices = argv[0], int(argv[1])
+    from sweepjax import distributed
+
+    if len(argv) > 2:
+        distributed.initialize(argv[2], int(argv[3]), int(argv[4]))
+    where = distributed.placement(None if len(argv) > 2 else devices)
+    np.savez(out, **population(where, os.environ.get("DIST_MODEL")))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,12 @@ def _schedule_name(result: SweepResult) -> str:
     return result.config.get("schedule", {}).get("name", "full")
 
 
+def _model_name(cfg: dict) -> str:
+    """``softmax`` / ``mlp`` or a custom model's ``package.module:Name``."""
+    m = cfg.get("model", {})
+    return m.get("spec") or m.get("kind", "?")
+
+
 def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
     """The human-readable summary of a sweep (table, winner, flags, timing, where)."""
     lines = []
@@ -96,7 +102,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         + (f" (refines {result.parent})" if result.parent else "")
         + f": {len(result.members)} members x {tr.get('steps', '?')} steps, batch "
         f"{tr.get('batch_size', '?')}, {tr.get('optimizer', '?')}, "
-        f"{cfg.get('model', {}).get('kind', '?')} on {ds.get('name')} "
+        f"{_model_name(cfg)} on {ds.get('name')} "
         f"({ds.get('n_train')}/{ds.get('n_val')}/{ds.get('n_test')})"
     )
     lines.append(

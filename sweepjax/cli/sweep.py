@@ -101,7 +101,13 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         ),
     )
     g.add_argument("--data-dir", metavar="DIR", help="directory searched first for the data")
-    g.add_argument("--model", choices=("softmax", "mlp"), help="default: softmax" + inherit)
+    g.add_argument(
+        "--model",
+        metavar="NAME",
+        help="softmax | mlp | package.module:Name, your own flax module (the working "
+        "directory is importable; see sweepjax.custom) "
+        + ("(default: the parent's)" if fine else "(default: softmax)"),
+    )
     g.add_argument("--hidden", type=int, metavar="N", help="MLP hidden width (default 100)")
     g.add_argument(
         "--optimizer", choices=("sgd", "momentum", "adam"), help="default: sgd" + inherit

@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # before anything imports pyplot; the report never opens 
 import numpy as np  # noqa: E402
 
 from sweepjax.diagnose import diagnose_sweep  # noqa: E402
-from sweepjax.report import figures, schedule_fig  # noqa: E402
+from sweepjax.report import custom_fig, figures, schedule_fig  # noqa: E402
 from sweepjax.report.html import Panel, esc, render, table  # noqa: E402
 from sweepjax.report.panels import axes_panel, hidden_unit_stats, network_panels  # noqa: E402
 
@@ -354,7 +354,16 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
     else:
         panels.append(Panel("Curves", [], note="this result holds no curves"))
 
-    panels += network_panels(result, x_sample, fig)
+    own = (result.config or {}).get("model", {}).get("kind") == "custom"
+    if result.winner_params is not None and own:  # the user's model: find its first layer
+        w = custom_fig.first_layer_images(
+            result.winner_params, (result.dataset or {}).get("input_shape")
+        )
+        imgs = [] if w is None else [(fig("weights.png", w), "the winner's first layer")]
+        note = None if w else "no first layer reads the examples directly (dense or conv)"
+        panels.append(Panel("Learned weights", imgs, note=note))
+    else:
+        panels += network_panels(result, x_sample, fig)
 
     header, rows, classes = chosen_members(result)
     shared = _flatten(result.config)

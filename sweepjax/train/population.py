@@ -256,7 +256,9 @@ def train_population(
     else:
         step, curves, sched = 0, Curves.empty(m), ScheduleState.start(hparams)
         host_states = init_states(dataset, hparams, model_cfg, config, ids)
-    gsize = group_size(m, model_cfg, config, dataset.num_features, dataset.num_classes)
+    gsize = group_size(
+        m, model_cfg, config, dataset.num_features, dataset.num_classes, dataset.info.input_shape
+    )
     gsize = active.round_up(gsize, where.num_devices)
     num_groups = math.ceil(len(sched.active) / gsize)
     # A resumed population continues in the program size it had (results match bit for bit).
@@ -387,9 +389,15 @@ def member_params(result: PopulationResult, i: int, *, best: bool = True):
 
 
 def accuracy(
-    params, model_cfg: ModelConfig, num_classes: int, x: np.ndarray, y: np.ndarray
+    params,
+    model_cfg: ModelConfig,
+    num_classes: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    input_shape=None,
 ) -> float:
-    """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set)."""
-    net = build_network(model_cfg, num_classes)
+    """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set);
+    ``input_shape``: the dataset's example shape (a custom model's input)."""
+    net = build_network(model_cfg, num_classes, input_shape=input_shape)
     logits_t = jax.jit(lambda p, x: net.logits_t(p, x.T, None))(params, jnp.asarray(x))
     return float(jnp.mean(jnp.argmax(logits_t, 0) == jnp.asarray(y)))

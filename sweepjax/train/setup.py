@@ -28,8 +28,14 @@ def static(
     if hparams is not None and model_cfg.kind == "mlp":
         width_mask = bool(np.any(np.asarray(hparams.hidden) < model_cfg.hidden))
         dropout = bool(np.any(np.asarray(hparams.dropout) > 0))
+    elif hparams is not None and model_cfg.kind == "custom":
+        from sweepjax.custom import check_axes
+
+        used = {"hidden": np.isfinite(hparams.hidden), "dropout": np.asarray(hparams.dropout) > 0}
+        check_axes(model_cfg, [a for a, on in used.items() if np.any(on)])
+    shape = dataset.info.input_shape
     return Static(
-        network=build_network(model_cfg, dataset.num_classes, width_mask, dropout),
+        network=build_network(model_cfg, dataset.num_classes, width_mask, dropout, shape),
         optimizer=config.optimizer,
         batch_size=min(config.batch_size, dataset.x_train.shape[0]),
         explode_factor=float(config.explode_factor),
@@ -74,7 +80,20 @@ def init_states(
     return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
 
 
-def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> int:
+def _custom_sizes(model_cfg: ModelConfig, num_features, num_classes, input_shape):
+    from sweepjax.custom import sizes
+
+    net = build_network(model_cfg, num_classes, input_shape=input_shape)
+    return sizes(net, num_features)
+
+
+def num_params(
+    model_cfg: ModelConfig, num_features: int, num_classes: int, input_shape=None
+) -> int:
+    """Parameters of one member (a custom model's from ``jax.eval_shape`` of its init on
+    examples of ``input_shape``, the dataset's; None: flat)."""
+    if model_cfg.kind == "custom":
+        return _custom_sizes(model_cfg, num_features, num_classes, input_shape)[0]
     if model_cfg.kind == "softmax":
         return num_features * num_classes + num_classes
     h = model_cfg.hidden
@@ -82,13 +101,21 @@ def num_params(model_cfg: ModelConfig, num_features: int, num_classes: int) -> i
 
 
 def member_bytes(
-    model_cfg: ModelConfig, config: TrainConfig, num_features: int, num_classes: int
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    num_features: int,
+    num_classes: int,
+    input_shape=None,
 ) -> int:
     """Rough device bytes one member needs inside a chunk program (params, best params,
-    optimizer slots, gradient and update temporaries, per-member activations)."""
-    p = num_params(model_cfg, num_features, num_classes)
+    optimizer slots, gradient and update temporaries, per-member activations; a custom
+    model's activations are every intermediate of its forward pass on one example)."""
+    p = num_params(model_cfg, num_features, num_classes, input_shape)
     slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
-    width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
+    if model_cfg.kind == "custom":
+        width = _custom_sizes(model_cfg, num_features, num_classes, input_shape)[1]
+    else:
+        width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
     return 4 * (
         p * (5 + slots) + config.batch_size * width * 4 + config.eval_batch_size * width * 2
     )
@@ -100,8 +127,9 @@ def group_size(
     config: TrainConfig,
     num_features: int,
     num_classes: int,
+    input_shape=None,
 ) -> int:
     """Members per compiled program under ``config.memory_budget_mb``."""
-    per = member_bytes(model_cfg, config, num_features, num_classes)
+    per = member_bytes(model_cfg, config, num_features, num_classes, input_shape)
     fit = max(1, (config.memory_budget_mb * 2**20) // per)
     return int(min(num_members, fit))

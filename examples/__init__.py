@@ -1,0 +1,1 @@
+"""Examples of sweeping your own model with sweepjax (see ``examples/README.md``)."""

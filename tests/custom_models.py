@@ -1,0 +1,70 @@
+"""Models the tests name as ``--model tests.custom_models:Name`` (good and bad ones)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+import sweepjax
+
+
+class TinyMLP(nn.Module):
+    """flatten -> dense ``hidden`` -> ReLU -> dense ``num_classes``."""
+
+    num_classes: int = 4
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], -1))
+        h = nn.relu(nn.Dense(self.hidden, name="hidden")(x))
+        return nn.Dense(self.num_classes, name="out")(h)
+
+
+class ThreeLogits(nn.Module):
+    """Always 3 classes, whatever the data has."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(x.reshape((x.shape[0], -1)))
+
+
+class WrongShape(nn.Module):
+    """Assumes 100 features per example."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4)(x.reshape((x.shape[0], 100)))
+
+
+class NeedsArgs(nn.Module):
+    width: int  # no default
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4)(x.reshape((x.shape[0], -1)))
+
+
+class WithBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.BatchNorm(use_running_average=False)(x.reshape((x.shape[0], -1)))
+        return nn.Dense(4)(x)
+
+
+NOT_A_MODEL = 3
+
+
+def _init_w(key, x):
+    d = x[0].size
+    return {"w": 0.01 * jax.random.normal(key, (d, 4)), "b": jnp.zeros(4)}
+
+
+def _apply_w(p, x):
+    return x.reshape((x.shape[0], -1)) @ p["w"] + p["b"][None, :]
+
+
+def no_kernel():
+    """A factory: a Custom whose weights are not named ``kernel``."""
+    return sweepjax.Custom(_init_w, _apply_w)
