@@ -84,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json_clean(out.to_json()), indent=2, allow_nan=False))
         return 0
     f, w = out.final, out.final.winner
-    decay = next((m.lr_decay for m in f.members if m.id == w.id), None)
+    wm = next((m for m in f.members if m.id == w.id), None)
     print(
         f"answer ({f.sweep_id}): lr {w.lr:.3g}, lambda {w.l2:.3g}"
-        + (f", final lr x{decay:.3f}" if decay is not None else "")
+        + (_axes_text(wm) if wm is not None else "")
         + f": val acc {w.val_acc:.4f} +/- {w.val_acc_se:.4f} "
         f"({len(f.tied)} member(s) statistically tied), test acc {w.test_acc:.4f}"
         + (f", refit test acc {w.refit_test_acc:.4f}" if w.refit_test_acc is not None else "")
@@ -97,6 +97,19 @@ def run(args: argparse.Namespace) -> int:
     if f.report:
         print(f"report: {f.report}")
     return 0
+
+
+def _axes_text(m) -> str:
+    """The winner's other hyperparameters: its final lr multiplier, its width and
+    momentum where they apply, its dropout and init scale when not the defaults."""
+    out = f", final lr x{m.lr_decay:.3f}"
+    if m.hidden is not None:
+        out += f", hidden {m.hidden}"
+    for name, default in (("dropout", 0.0), ("init_scale", 1.0), ("momentum", None)):
+        v = getattr(m, name)
+        if v is not None and v != default:
+            out += f", {name} {v:.3g}"
+    return out
 
 
 def _stage_only(note):
