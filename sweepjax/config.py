@@ -366,4 +366,8 @@ class SearchSpace:
         return {n: getattr(self, n) for n in AXES if getattr(self, n) is not None}
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {k: r.as_list() for k, r in self.axes().items()}
+        """``{"lr": [lo, hi], ...}`` of the searched axes (whole numbers as ints)."""
+        return {
+            k: [int(r.lo), int(r.hi)] if AXES[k].integer else r.as_list()
+            for k, r in self.axes().items()
+        }
