@@ -49,6 +49,13 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 BATCH = 256
 RUN_STEPS = 2400  # one full Optuna trial; the cosine schedule spans it
+# The Optuna peer trains the model sweepjax's default flow trains (the defaults of
+# ``coarse --model ...``), for as many steps as sweepjax's fine round (RUN_STEPS for the
+# softmax, sweepjax.MODEL_DEFAULTS' fine factor x coarse steps for the MLP).
+PEER_MODEL = {
+    "softmax": {"hidden": 0, "optimizer": "sgd", "run_steps": RUN_STEPS},
+    "mlp": {"hidden": 256, "optimizer": "momentum", "run_steps": 4800},
+}
 CHUNK_STEPS = 240  # one report (Hyperband resource unit) per chunk
 SPACE = {"lr": (1e-4, 3.0), "l2": (1e-6, 1.0), "lr_decay": (0.01, 1.0)}  # sweepjax's box
 SKLEARN_LAMBDAS = [10.0**e for e in range(0, -7, -1)]  # 1 ... 1e-6, strongest first
@@ -198,8 +205,12 @@ class Trainer(NamedTuple):
     objective: Callable  # (params, x, y, l2) -> loss (not jitted)
 
 
-def make_trainer(ds, model: str, hidden: int, run_steps: int, chunk_steps: int, seed: int):
+def make_trainer(
+    ds, model: str, hidden: int, run_steps: int, chunk_steps: int, seed: int, momentum=None
+):
     """A one-trial JAX trainer (:class:`Trainer`). ``chunk`` runs ``chunk_steps`` SGD steps
+    (heavy-ball momentum ``v = momentum * v + g; p -= lr_t * v`` when ``momentum`` is
+    given: optax.trace, sweepjax's ``momentum`` optimizer)
     from step ``t0`` as one compiled ``lax.scan``, reused by every trial (the
     hyperparameters and ``t0`` are traced); its minibatches are ``fold_in(data key of
     the trial, t)``, so a trial's run does not depend on how it is chunked.
@@ -243,24 +254,34 @@ def make_trainer(ds, model: str, hidden: int, run_steps: int, chunk_steps: int, 
 
     def chunk(p, t0, trial_id, lr, l2, decay):
         key = jax.random.fold_in(data_key, trial_id)
+        params, vel = p
 
-        def step(p, t):
+        def step(carry, t):
+            p, v = carry
             idx = jax.random.randint(jax.random.fold_in(key, t), (BATCH,), 0, n)
             loss, g = jax.value_and_grad(objective)(p, x_tr[idx], y_tr[idx], l2)
+            if momentum is not None:
+                v = jax.tree.map(lambda vi, gi: momentum * vi + gi, v, g)
+                g = v
             cos = 0.5 * (1.0 + jnp.cos(jnp.pi * t.astype(jnp.float32) / run_steps))
             lr_t = lr * (decay + (1.0 - decay) * cos)
-            return jax.tree.map(lambda a, b: a - lr_t * b, p, g), loss
+            return (jax.tree.map(lambda a, b: a - lr_t * b, p, g), v), loss
 
-        p, losses = jax.lax.scan(step, p, t0 + jnp.arange(chunk_steps))
+        (params, vel), losses = jax.lax.scan(step, (params, vel), t0 + jnp.arange(chunk_steps))
+        p = (params, vel)
         finite = jnp.all(jnp.isfinite(losses)) & jnp.all(
             jnp.array([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(p)])
         )
         return p, finite
 
     def acc(p, x, y):
-        return jnp.mean(jnp.argmax(logits(p, x), -1) == y)
+        return jnp.mean(jnp.argmax(logits(p[0], x), -1) == y)
 
-    return Trainer(jax.jit(init), jax.jit(chunk), jax.jit(acc), objective)
+    def init_state(trial_id):  # (params, velocity)
+        p = init(trial_id)
+        return p, jax.tree.map(jnp.zeros_like, p)
+
+    return Trainer(jax.jit(init_state), jax.jit(chunk), jax.jit(acc), objective)
 
 
 def worker_optuna(args) -> dict:
@@ -272,8 +293,15 @@ def worker_optuna(args) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ds = sweepjax.load_dataset(sweepjax.DataConfig(dataset=args.dataset, seed=0))
     t_data = now()
+    peer = PEER_MODEL[args.model]
     init, chunk, acc, _ = make_trainer(
-        ds, args.model, 100, args.run_steps, args.chunk_steps, args.seed
+        ds,
+        args.model,
+        peer["hidden"],
+        args.run_steps,
+        args.chunk_steps,
+        args.seed,
+        0.9 if peer["optimizer"] == "momentum" else None,
     )
     x_val, y_val = jnp.asarray(ds.x_val), jnp.asarray(ds.y_val)
     x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
@@ -445,7 +473,8 @@ def run_worker(name: str, model: str, args, progress=print) -> dict:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
         cmd += ["--model", model, "--dataset", args.dataset, "--result", str(result)]
         cmd += ["--budget-s", str(args.budget_s), "--seed", str(args.seed)]
-        cmd += ["--run-steps", str(args.run_steps), "--chunk-steps", str(args.chunk_steps)]
+        run_steps = args.run_steps or PEER_MODEL[model]["run_steps"]
+        cmd += ["--run-steps", str(run_steps), "--chunk-steps", str(args.chunk_steps)]
         cmd += ["--sklearn-max-iter", str(args.sklearn_max_iter)]
         cmd += ["--quick"] if args.quick else []
         env = dict(os.environ)
@@ -637,7 +666,8 @@ def markdown(res: dict) -> str:
         "chunk (progress callback, no test accuracy) and when each call returns (its "
         "winner: val = the best member's best evaluation, with its test accuracy).",
         f"- Optuna: a jitted one-trial JAX trainer (sweepjax's model, initialisation and "
-        f"objective; SGD, batch {BATCH} with replacement; lr cosine from lr to lr x lr_decay "
+        f"objective; softmax: SGD; MLP: hidden 256, momentum 0.9 as sweepjax's MLP default; "
+        f"batch {BATCH} with replacement; lr cosine from lr to lr x lr_decay "
         f"over {st['run_steps']} steps); {st['chunk_steps']}-step chunks, one compiled "
         "`lax.scan` shared by all trials, the full-validation accuracy reported after each; "
         f"lr in {SPACE['lr']}, lambda in {SPACE['l2']}, lr_decay in {SPACE['lr_decay']}, all "
@@ -721,7 +751,8 @@ def parse(argv=None):
     args.dataset = args.dataset or ("mnist-sample" if q else "fashion-mnist")
     args.budget_s = args.budget_s if args.budget_s is not None else (10.0 if q else 120.0)
     args.sklearn_max_iter = args.sklearn_max_iter or (200 if q else 1000)
-    args.run_steps = args.run_steps or (240 if q else RUN_STEPS)
+    # None: each model's PEER_MODEL run (a worker always receives it explicitly)
+    args.run_steps = args.run_steps or (240 if q else None)
     args.chunk_steps = args.chunk_steps or (24 if q else CHUNK_STEPS)
 
     def names(s: str, known, prefix=""):
@@ -762,7 +793,9 @@ def main(argv=None) -> dict | None:
             "peers": args.peers,
             "budget_s": args.budget_s,
             "seed": args.seed,
-            "run_steps": args.run_steps,
+            "run_steps": args.run_steps
+            or {m: PEER_MODEL[m]["run_steps"] for m in ("softmax", "mlp")},
+            "peer_model": PEER_MODEL,
             "chunk_steps": args.chunk_steps,
             "batch_size": BATCH,
             "space": SPACE,

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from sweepjax import activations as act
 from sweepjax import search
 from sweepjax import verdict as vd
 from sweepjax.appraise import Appraisal, appraise_sweep, boundary_records, verdict_record
@@ -115,7 +116,26 @@ def build_result(
         members[w] = dataclasses.replace(members[w], test_acc=test)
         result.winner = dataclasses.replace(result.winner, test_acc=test)
         result.winner_params = params[members[w].id]
+    if cfg.model.kind == "mlp":  # the built-in MLP's layout (a user's model has its own)
+        widths = {members[i].id: hp.hidden[i] for i in top}
+        result.activations = kept_activations(params, widths, ds)
     return result, params
+
+
+def kept_activations(params: dict[int, Any], widths: dict[int, float], ds: Dataset) -> dict:
+    """``{member id: ActivationStats}`` of the kept MLP members on the first
+    :data:`~sweepjax.activations.SAMPLE_ROWS` validation rows (training rows when there
+    is no validation set); empty for models without the MLP's hidden layer.
+
+    Computed here, where the data is, so the store keeps a few kilobytes of counts per
+    member instead of a data sample, and the report draws them without the dataset."""
+    x = ds.x_val if len(ds.x_val) else ds.x_train
+    x = np.asarray(x[: act.SAMPLE_ROWS])
+    return {
+        mid: act.activation_stats(p, x, width=widths.get(mid), member=mid)
+        for mid, p in params.items()
+        if act.is_mlp(p, x.shape[1]) and len(x)
+    }
 
 
 def judge_result(

@@ -313,6 +313,9 @@ class SweepResult:
         "lr_decay"}``; a member's schedule is its rows in step order (PBT).
       configs: with ``replicas`` / ``folds``, the members grouped by sampled config
         (:class:`ConfigRecord`, scikit-learn's ``cv_results_``); empty otherwise.
+      activations: MLP only: ``{member id: ActivationStats}`` of the kept members
+        (winner first), their hidden activations on a fixed validation sample
+        (:mod:`sweepjax.activations`); empty for other models and older stores.
     """
 
     sweep_id: str
@@ -338,6 +341,7 @@ class SweepResult:
     # With replicas / folds: one record per sampled config (``tied`` then holds config
     # ids and the winner is a config: see :class:`Winner`).
     configs: list[ConfigRecord] = field(default_factory=list)
+    activations: dict[int, Any] = field(default_factory=dict)
 
     def verdict_json(self) -> dict:
         """What the store keeps of the verdict (tied set and the model's decisions)."""

@@ -323,6 +323,7 @@ class Store:
             )
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
+            _activations().write(c, sid, result.activations)
             c.execute("DELETE FROM checkpoints WHERE sweep=?", (sid,))
             c.execute(
                 "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
@@ -514,6 +515,7 @@ class Store:
             **schedule_fields(row["schedule"]),
             **verdict_fields(row["verdict"]),
             configs=configs,
+            activations=self.load_activations(sweep_id),
         )
 
     def set_refit(self, sweep_id: str, steps: int, test_acc: float) -> None:
@@ -523,6 +525,18 @@ class Store:
                 "UPDATE sweeps SET refit=? WHERE id=?",
                 (json.dumps({"steps": int(steps), "test_acc": float(test_acc)}), sweep_id),
             )
+
+    def load_activations(self, sweep_id: str) -> dict:
+        """``{member id: ActivationStats}`` of a sweep's kept MLP members, winner first."""
+        return _activations().read(self.conn, sweep_id)
+
+
+def _activations():
+    """:mod:`sweepjax.store_activations` (imported here, not at the top: the one place
+    this module names it, so the store's own imports stay as they are)."""
+    from sweepjax import store_activations
+
+    return store_activations
 
 
 __all__ = [

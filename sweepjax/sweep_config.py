@@ -31,6 +31,27 @@ DEFAULT_BATCH = 256
 # longer, annealed run converges.
 FINE_STEPS_FACTOR = 8
 FINE_LR_DECAY = Range(0.01, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a model's flow uses when the command does not say (chosen by measurement:
+    ``benchmarks/bench_time_to_quality.py --model mlp``; the README's MLP section)."""
+
+    hidden: int  # the MLP's hidden width (unused by the softmax)
+    optimizer: str
+    fine_steps_factor: int  # a fine round's steps = this x the parent's
+
+
+# The softmax converges in a few epochs of plain SGD. The MLP needs width and epochs: on
+# full Fashion-MNIST (benchmarks/results/mlp-configs-cpu.md) width 100 over 2,400 steps
+# (11 epochs) tops out at test 0.882, width 256 with heavy-ball momentum over 4,800 steps
+# (23 epochs) reaches 0.894-0.895, as plain SGD does over 6,000; momentum also survives
+# the high rates that trip plain SGD's 3x-loss divergence rule early in a run.
+MODEL_DEFAULTS = {
+    "softmax": ModelDefaults(hidden=100, optimizer="sgd", fine_steps_factor=FINE_STEPS_FACTOR),
+    "mlp": ModelDefaults(hidden=256, optimizer="momentum", fine_steps_factor=16),
+}
 # Each command's schedule when none is given (chosen by benchmarks/bench_time_to_quality.py;
 # the README's "Schedules" section gives the numbers).
 DEFAULT_SCHEDULE = {"coarse": "halving", "fine": "halving"}

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_engine  # noqa: E402
 import bench_gpu  # noqa: E402
+import bench_mlp_configs  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_time_to_quality as ttq  # noqa: E402
 
@@ -123,30 +124,48 @@ def test_ttq_trainer_is_sweepjax_objective_and_cosine_sgd():
     ds = toy_dataset(n_train=300, n_val=50, n_test=50, d=20, k=4)
     for kind in ("softmax", "mlp"):
         tr = ttq.make_trainer(ds, kind, 8, run_steps=10, chunk_steps=1, seed=0)
-        p = tr.init(3)
+        state = tr.init(3)
+        p = state[0]
         assert p["out"]["kernel"].shape == (4, 8 if kind == "mlp" else 20)
         model = build_model(ModelConfig(kind=kind, hidden=8), 4)
         x, y = jnp.asarray(ds.x_train[:64]), jnp.asarray(ds.y_train[:64])
         logits = model.apply({"params": p}, x)
         ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(64), y])
         np.testing.assert_allclose(tr.objective(p, x, y, 0.3), ce + 0.3 * l2_penalty(p), rtol=1e-5)
-        same, ok = tr.chunk(p, jnp.int32(0), 3, 0.0, 1e-3, 0.5)
+        same, ok = tr.chunk(state, jnp.int32(0), 3, 0.0, 1e-3, 0.5)
         assert bool(ok)
-        jax.tree.map(np.testing.assert_array_equal, same, p)
-    p = ttq.make_trainer(ds, "softmax", 8, 10, 1, 0).init(0)
+        jax.tree.map(np.testing.assert_array_equal, same[0], p)
+    p = ttq.make_trainer(ds, "softmax", 8, 10, 1, 0).init(0)[0]
     assert float(jnp.std(p["out"]["kernel"])) == pytest.approx(1e-3, rel=0.2)
     # One step at t0 = 0 moves by exactly lr * gradient of the step's own minibatch: the
     # rate at t = 0 is lr whatever the decay; at t = run_steps it is lr * decay.
     tr = ttq.make_trainer(ds, "softmax", 8, run_steps=10, chunk_steps=1, seed=0)
-    p0 = tr.init(0)
-    a, _ = tr.chunk(p0, jnp.int32(0), 0, 0.5, 1e-3, 0.01)
-    b, _ = tr.chunk(p0, jnp.int32(0), 0, 0.25, 1e-3, 0.9)
+    s0 = tr.init(0)
+    p0 = s0[0]
+    a, _ = tr.chunk(s0, jnp.int32(0), 0, 0.5, 1e-3, 0.01)
+    b, _ = tr.chunk(s0, jnp.int32(0), 0, 0.25, 1e-3, 0.9)
     np.testing.assert_allclose(
-        a["out"]["kernel"] - p0["out"]["kernel"],
-        2 * (b["out"]["kernel"] - p0["out"]["kernel"]),
+        a[0]["out"]["kernel"] - p0["out"]["kernel"],
+        2 * (b[0]["out"]["kernel"] - p0["out"]["kernel"]),
         rtol=1e-4,
         atol=1e-9,
     )
+    # With momentum 0.9 (optax.trace, sweepjax's momentum optimizer): two steps of the
+    # peer equal two steps of optax.sgd(lr, momentum=0.9) on the same minibatches.
+    import optax
+
+    tr = ttq.make_trainer(ds, "mlp", 8, run_steps=10, chunk_steps=2, seed=0, momentum=0.9)
+    s0 = tr.init(1)
+    got, _ = tr.chunk(s0, jnp.int32(0), 1, 0.1, 1e-3, 1.0)
+    tx = optax.sgd(0.1, momentum=0.9)
+    p, opt = s0[0], tx.init(s0[0])
+    key = jax.random.fold_in(jax.random.split(jax.random.key(0))[1], 1)
+    for t in range(2):
+        idx = jax.random.randint(jax.random.fold_in(key, t), (ttq.BATCH,), 0, 300)
+        x, y = jnp.asarray(ds.x_train)[idx], jnp.asarray(ds.y_train)[idx]
+        upd, opt = tx.update(jax.grad(tr.objective)(p, x, y, 1e-3), opt, p)
+        p = optax.apply_updates(p, upd)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got[0], p)
 
 
 def test_ttq_quick_run_writes_sane_timelines(tmp_path):
@@ -196,3 +215,19 @@ def test_ttq_variant_without_the_argument_is_skipped_with_the_reason(monkeypatch
     args = ttq.parse(["--worker", "sweepjax bogus", "--model", "softmax", "--quick"])
     out = ttq.worker_sweepjax(args)
     assert "no_such_argument" in out["skipped"] and "events" not in out
+
+
+def test_mlp_configs_quick_rows_are_the_trainers_numbers(tmp_path):
+    """Each row's test accuracy is the one of the member's best checkpoint; a member's
+    best validation accuracy is above chance (10 classes) on the bundled sample."""
+    res = bench_mlp_configs.main(["--quick", "--out", str(tmp_path)])
+    assert [(s["optimizer"], s["hidden"], s["steps"]) for s in res["settings"]] == [
+        ("sgd", 12, 50),
+        ("momentum", 32, 50),
+    ]
+    for s in res["settings"]:
+        assert len(s["members"]) == 4
+        best = max(m["best_val_acc"] for m in s["members"])
+        assert 0.5 < best <= 1.0
+    md = (tmp_path / "mlp-configs-cpu-quick.md").read_text()
+    assert md.count("| momentum | 32 |") == 4

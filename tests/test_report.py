@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweepjax.report import chosen_members, figures, write_report
+from sweepjax.activations import activation_stats
+from sweepjax.report import axes_fig, chosen_members, figures, write_report
 from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
 from sweepjax.train import Curves
 
@@ -113,6 +114,52 @@ def synthetic(kind="softmax", hidden=16, diverged=(10, 11), parent_spaces=None, 
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class AxesMember(MemberRecord):
+    """A member with the per-member axes beyond (lr, l2). MemberRecord gains these fields
+    with the new axes; declaring them here keeps the fixtures independent of that."""
+
+    hidden: float | None = None
+    dropout: float | None = None
+    init_scale: float | None = None
+    momentum: float | None = None
+
+
+# Boxes of the extra axes (hidden within the synthetic MLP's compiled 16 units).
+EXTRA_SPACE = {
+    "hidden": [4.0, 16.0],
+    "dropout": [0.0, 0.5],
+    "init_scale": [0.1, 10.0],
+    "momentum": [0.5, 0.99],
+}
+LOG_AXES = {"lr", "l2", "lr_decay", "hidden", "init_scale"}
+
+
+def many_axes(res, names=tuple(EXTRA_SPACE), seed=0, stopped=(3,)):
+    """``res`` with the ``names`` axes swept: members drawn in their boxes (hidden as
+    integers, log-uniform on log axes) and ``stopped`` rows stopped by a schedule."""
+    rng = np.random.default_rng(seed)
+    members = []
+    for m in res.members:
+        vals = {}
+        for n in names:
+            lo, hi = EXTRA_SPACE[n]
+            u = rng.uniform()
+            v = (
+                math.exp(math.log(lo) + u * math.log(hi / lo))
+                if n in LOG_AXES
+                else lo + u * (hi - lo)
+            )
+            vals[n] = float(round(v)) if n == "hidden" else v
+        d = m.as_dict()
+        if m.id in stopped:
+            d.update(status="stopped", stopped_at=100)
+        members.append(AxesMember(**d, **vals))
+    res.members = members
+    res.space = {**res.space, **{n: EXTRA_SPACE[n] for n in names}}
+    return res
+
+
 # --------------------------------------------------------------------------- figures
 def _gid(fig, gid):
     ax = fig.axes[0]
@@ -189,6 +236,166 @@ def test_mlp_first_layer_images_and_hidden_stats():
     assert fig.axes[1].get_images()[0].get_array().shape == (16, 16)
 
 
+def _segments_y(fig, gids):
+    """``{gid: [n, A]}`` line ordinates of the parallel-coordinates collections."""
+    out = {}
+    for c in fig.axes[0].collections:
+        if c.get_gid() in gids:
+            segs = c.get_segments()
+            for seg in segs:  # every line visits the axes in order, at x = 0 .. A-1
+                np.testing.assert_array_equal(seg[:, 0], np.arange(len(seg)))
+            out[c.get_gid()] = np.array([seg[:, 1] for seg in segs]).reshape(len(segs), -1)
+    return out
+
+
+def _expected_units(res) -> np.ndarray:
+    """Members' coordinates in the searched box, computed here from first principles."""
+    cols = []
+    for name, (lo, hi) in res.space.items():
+        v = np.array([getattr(m, name) for m in res.members], float)
+        if name in LOG_AXES:
+            cols.append((np.log(v) - np.log(lo)) / (np.log(hi) - np.log(lo)))
+        else:
+            cols.append((v - lo) / (hi - lo))
+    return np.stack(cols, axis=1)
+
+
+def _rows_sorted(a):
+    return np.array(sorted(map(tuple, np.asarray(a))))
+
+
+@pytest.mark.parametrize("names", [("hidden",), ("hidden", "dropout", "momentum")])
+def test_parallel_coordinates_place_members_in_the_searched_box(names):
+    """3 and 5 axes: every member is one line whose ordinates are its unit coordinates in
+    the box (log axes in log units, linear ones linear); the winner and the tied set
+    are overlays; diverged and stopped members are their own (grey / faint) lines."""
+    res = many_axes(synthetic("mlp"), names)
+    w = res.winner.id
+    res.tied = [w, 6, 9]
+    axes = axes_fig.swept_axes(res)
+    assert [a.name for a in axes] == ["lr", "l2", *names]
+    assert [a.log for a in axes] == [a.name in LOG_AXES for a in axes]
+    want = _expected_units(res)
+    np.testing.assert_allclose(axes_fig.unit_coords(res), want, rtol=1e-12)
+    assert (want >= 0).all() and (want <= 1).all()
+
+    fig = axes_fig.parallel_coordinates(res)
+    got = _segments_y(fig, {"pc-members", "pc-stopped", "pc-diverged", "pc-tied", "pc-winner"})
+    assert len(got["pc-diverged"]) == 2 and len(got["pc-stopped"]) == 1
+    drawn = np.concatenate([got["pc-members"], got["pc-stopped"], got["pc-diverged"]])
+    np.testing.assert_allclose(_rows_sorted(drawn), _rows_sorted(want), rtol=1e-12)
+    np.testing.assert_allclose(got["pc-diverged"], want[[10, 11]])  # rows 10, 11 diverged
+    np.testing.assert_allclose(got["pc-stopped"], want[[3]])
+    np.testing.assert_allclose(got["pc-winner"], want[[w]])
+    np.testing.assert_allclose(_rows_sorted(got["pc-tied"]), _rows_sorted(want[[6, 9]]))
+    # Finished members are coloured by their best validation accuracy.
+    (ok,) = [c for c in fig.axes[0].collections if c.get_gid() == "pc-members"]
+    acc = res.member_array("best_val_acc")
+    by_line = {
+        tuple(np.round(s[:, 1], 12)): a
+        for s, a in zip(ok.get_segments(), ok.get_array(), strict=True)
+    }
+    for i in range(len(res.members)):
+        if res.members[i].status == "ok":
+            assert by_line[tuple(np.round(want[i], 12))] == pytest.approx(acc[i])
+    # Tick labels: decades on lr, integers on hidden, tick marks at their unit places.
+    lr, hidden = axes[0], axes[2]
+    assert [lr.label(v) for v in lr.ticks()] == ["1e-4", "1e-3", "1e-2", "1e-1", "1e0"]
+    assert all(hidden.label(v).isdigit() for v in hidden.ticks())
+    assert hidden.ticks() == [4.0, 6.0, 8.0, 11.0, 16.0]
+    assert hidden.to_unit(8.0) == pytest.approx(0.5)  # log: 8 is halfway from 4 to 16
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"1e-4", "1e0", "4", "16"} <= labels
+
+
+def test_pairwise_panels_are_the_lower_triangle_in_unit_coordinates():
+    res = many_axes(synthetic("mlp"), ("hidden", "dropout", "init_scale"))
+    want = _expected_units(res)
+    fig = axes_fig.pairwise_panels(res)
+    panels = [a for a in fig.axes if any(c.get_gid() == "pair-members" for c in a.collections)]
+    n = len(res.space) - 1  # 5 axes: a 4 x 4 lower triangle
+    assert len(panels) == n * (n + 1) // 2
+    pairs = [(c, r + 1) for r in range(n) for c in range(r + 1)]
+    for ax, (jx, jy) in zip(panels, pairs, strict=True):
+        pts = np.concatenate(
+            [
+                c.get_offsets()
+                for c in ax.collections
+                if c.get_gid() in ("pair-members", "pair-stopped", "pair-diverged")
+            ]
+        )
+        np.testing.assert_allclose(_rows_sorted(pts), _rows_sorted(want[:, [jx, jy]]))
+    # More axes than panels allow: the verdict's most important ones, in box order.
+    import types
+
+    res = many_axes(synthetic("mlp"))
+    res.space = {"lr_decay": [0.01, 1.0], **res.space}
+    res.members = [dataclasses.replace(m, lr_decay=0.1) for m in res.members]
+    imp = {"lr_decay": 0.0, "lr": 0.05, "l2": 0.01, "hidden": 0.02, "dropout": 0.001}
+    res.verdict = types.SimpleNamespace(importance={**imp, "init_scale": 0.03, "momentum": 0.04})
+    names = [a.name for a in axes_fig.pair_axes(res)]
+    assert names == ["lr", "l2", "hidden", "dropout", "init_scale", "momentum"]
+    assert "6 most important of 7" in axes_fig.pairwise_panels(res)._suptitle.get_text()
+
+
+def test_activation_histograms_hold_every_activation_of_each_member():
+    res = synthetic("mlp", hidden=16)
+    params = res.winner_params
+    params["hidden"]["bias"][:3] = -1e6  # three units that can never fire
+    x = np.random.default_rng(1).normal(size=(50, 784)).astype(np.float32)
+    stats = [activation_stats(params, x, width=w, member=i) for i, w in ((4, None), (5, 10))]
+    fig = figures.activation_histograms(stats, ["winner", "#2"])
+    tops, bottoms = fig.axes[0::2], fig.axes[1::2]  # each member: its top, its bottom
+    for ax, bx, st in zip(tops, bottoms, stats, strict=True):
+        heights = [p.get_height() for p in ax.patches if p.get_gid() in ("act-zero", "act-hist")]
+        assert sum(heights) == st.width * 50
+        units = [p.get_height() for p in bx.patches if p.get_gid() in ("dead", "firing")]
+        assert sum(units) == st.width
+        assert [p.get_height() for p in bx.patches if p.get_gid() == "dead"] == [3]
+        assert ax.get_yscale() == "log"
+    assert "width 16, dead 0.19 (3)" in tops[0].get_title()
+    assert "width 10, dead 0.30 (3)" in tops[1].get_title()
+    # The first-layer images show the member's own units only, at most 36.
+    ims = figures.weight_images(params, [28, 28], width=10).axes
+    assert len([a for a in ims if a.get_images()]) == 10
+    wide = {"hidden": {"kernel": np.ones((40, 784), np.float32)}}
+    assert len(figures.weight_images(wide, [28, 28]).axes) == 36
+
+
+def test_stored_activations_give_every_kept_member_a_column(tmp_path):
+    """With stored statistics (as the flows write them) the panel draws each kept member,
+    winner first, and the members table has their dead units; a 2-axis softmax sweep has
+    neither the hidden-units nor the every-axis panel."""
+    res = many_axes(synthetic("mlp"), ("hidden",))
+    x = np.random.default_rng(0).normal(size=(30, 784)).astype(np.float32)
+    rows = figures.top_rows(res, 3)
+    kept = [res.members[i] for i in rows]
+    res.activations = {
+        m.id: activation_stats(res.winner_params, x, width=m.hidden, member=m.id) for m in kept
+    }
+    from sweepjax.report.panels import stat_columns
+
+    cols, labels = stat_columns(res, res.activations)
+    assert [c.member for c in cols] == [m.id for m in kept]
+    assert labels[0] == f"winner (id {res.winner.id})" and labels[1].startswith("#2 ")
+    page = Path(write_report(res, [], tmp_path / "m")).read_text()
+    assert "Hidden-unit activations" in page and "on the first 30 validation rows" in page
+    assert "Every swept axis (3)" in page and "dead hidden units" in page
+    header, table_rows, _ = chosen_members(res, 3)
+    by = {r[0]: r for r in table_rows}
+    assert by["hidden"][1:] == [f"{m.hidden:.4g}" for m in kept]
+    assert by["dead hidden units"][1:] == [
+        f"{res.activations[m.id].dead} of {res.activations[m.id].width}" for m in kept
+    ]
+    names = {f.name for f in (tmp_path / "m").glob("*.png")}
+    assert {"activations.png", "axes.png", "pairs.png"} <= names
+
+    page = Path(write_report(synthetic(), [], tmp_path / "s")).read_text()
+    assert "Every swept axis" not in page and "Hidden-unit activations" not in page
+    names = {f.name for f in (tmp_path / "s").glob("*.png")}
+    assert not names & {"activations.png", "axes.png", "pairs.png"}
+
+
 def test_curve_figures_show_top_members_and_failures():
     res = synthetic()
     top = figures.top_rows(res, 3)
@@ -235,12 +442,12 @@ class _Links(HTMLParser):
 
 @pytest.fixture(scope="module")
 def mlp_report(tmp_path_factory):
-    """One full MLP report (every panel) shared by the page tests."""
+    """One full MLP report over six swept axes (every panel) shared by the page tests."""
     x = np.random.default_rng(0).normal(size=(40, 784)).astype(np.float32)
     out = tmp_path_factory.mktemp("report")
     return Path(
         write_report(
-            synthetic("mlp"),
+            many_axes(synthetic("mlp"), stopped=()),
             [synthetic(seed=1)],
             out / "r",
             dataset_images=np.zeros((36, 28, 28)),
@@ -251,9 +458,12 @@ def mlp_report(tmp_path_factory):
 
 PNGS = [
     "accuracy.png",
+    "activations.png",
+    "axes.png",
     "data.png",
     "hidden.png",
     "loss.png",
+    "pairs.png",
     "response_surface.png",
     "update_ratio.png",
     "weights.png",
@@ -272,6 +482,8 @@ def test_write_report_is_self_contained(mlp_report):
     assert len(p.urls) == len(PNGS)
     assert "member 9 lies in the high 10% of lr" in page
     assert not list(path.parent.glob("*.tmp"))
+    assert "Every swept axis (6)" in page and "Hidden-unit activations" in page
+    assert "dead fraction above ~0.3 suggests a lower learning rate" in page
 
 
 def test_missing_inputs_give_notes(tmp_path):
@@ -486,3 +698,40 @@ def test_replica_spread_shows_each_configs_members_and_mean(tmp_path):
     assert best.mean_val_acc == pytest.approx(accs[best.members].mean())
     page = Path(write_report(res, [], tmp_path)).read_text()
     assert "Spread across replicas and folds" in page and (tmp_path / "spread.png").exists()
+
+
+# --------------------------------------------------------------------------- end to end
+def test_mlp_sweep_on_the_sample_reports_its_kept_members_activations(tmp_path, capsys):
+    """A small MLP sweep on the bundled sample stores the kept members' activation
+    statistics (equal to a recomputation from their stored parameters on the first
+    validation rows) and its report draws them."""
+    from sweepjax.activations import SAMPLE_ROWS
+    from sweepjax.build import PARAMS_KEPT
+    from sweepjax.cli import main
+    from sweepjax.config import DataConfig
+    from sweepjax.data import load_dataset
+    from sweepjax.store import Store
+
+    store = tmp_path / "s.db"
+    argv = ["coarse", "--dataset", "mnist-sample", "--model", "mlp", "--hidden", "16"]
+    argv += ["--trials", "6", "--steps", "20", "--batch-size", "32", "--schedule", "full"]
+    argv += ["--store", str(store)]
+    assert main([*argv, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    with Store.open(store) as st:
+        res = st.load_sweep(doc["sweep_id"])
+        kept = st.load_params(doc["sweep_id"])
+    finished = sum(m.status == "ok" for m in res.members)
+    assert list(res.activations) == list(kept) and len(kept) == min(PARAMS_KEPT, finished) > 1
+    assert next(iter(res.activations)) == res.winner.id
+    x = load_dataset(DataConfig(dataset="mnist-sample")).x_val[:SAMPLE_ROWS]
+    for mid, st in res.activations.items():
+        assert (st.width, st.units, st.rows) == (16, 16, len(x))
+        again = activation_stats(kept[mid], x, member=mid)
+        np.testing.assert_array_equal(st.fires, again.fires)
+        np.testing.assert_array_equal(st.counts, again.counts)
+        assert st.zeros + st.counts.sum() == 16 * len(x)
+    page = Path(doc["report"]).read_text()
+    assert "Hidden-unit activations" in page and f"the first {len(x)} validation rows" in page
+    assert (Path(doc["report"]).parent / "activations.png").exists()
+    assert "Every swept axis" not in page  # lr x lambda only

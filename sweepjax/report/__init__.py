@@ -1,8 +1,9 @@
 """The command center: a self-contained HTML report of a sweep, plus its PNGs.
 
-Entry point: :func:`write_report`. Figures are in :mod:`sweepjax.report.figures`, the
-page in :mod:`sweepjax.report.html`. The report reads a ``SweepResult`` (from the flows
-or the store) and never trains or touches the store.
+Entry point: :func:`write_report`. Figures are in :mod:`sweepjax.report.figures` (and the
+modules it names), the sections on every swept axis and on the network's insides in
+:mod:`sweepjax.report.panels`, the page in :mod:`sweepjax.report.html`. The report reads
+a ``SweepResult`` (from the flows or the store) and never trains or touches the store.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np  # noqa: E402
 from sweepjax.diagnose import diagnose_sweep  # noqa: E402
 from sweepjax.report import figures, schedule_fig  # noqa: E402
 from sweepjax.report.html import Panel, esc, render, table  # noqa: E402
+from sweepjax.report.panels import axes_panel, hidden_unit_stats, network_panels  # noqa: E402
 
-__all__ = ["chosen_members", "write_report"]
+__all__ = ["chosen_members", "hidden_unit_stats", "write_report"]
 
 # Members shown side by side: the winner and the next best.
 NUM_CHOSEN = 5
@@ -54,10 +56,12 @@ def chosen_members(
     header = ["field"] + [
         ("winner " if j == 0 else f"#{j + 1} ") + f"(id {m.id})" for j, m in enumerate(members)
     ]
+    extra = [a for a in result.space if a not in ("lr", "l2", "lr_decay")]
     fields = [
         "lr",
         "l2",
         "lr_decay",
+        *extra,
         "best_val_acc",
         "best_step",
         "final_train_acc",
@@ -69,7 +73,7 @@ def chosen_members(
     ]
     rows, classes = [], []
     for f in fields:
-        vals = [getattr(m, f) for m in members]
+        vals = [getattr(m, f, None) for m in members]
         # Highlight what differs from the winner: hyperparameters at 3 significant digits.
         key = [_fmt(v) for v in vals]
         rows.append([f] + key)
@@ -84,6 +88,16 @@ def chosen_members(
     ]
     rows.append(["train - val acc"] + [_fmt(g) for g in gap])
     classes.append([""] * (len(members) + 1))
+    stats = getattr(result, "activations", None) or {}
+    if stats:
+        rows.append(
+            ["dead hidden units"]
+            + [
+                f"{stats[m.id].dead} of {stats[m.id].width}" if m.id in stats else "-"
+                for m in members
+            ]
+        )
+        classes.append([""] * (len(members) + 1))
     return header, rows, classes
 
 
@@ -200,8 +214,10 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
       out_dir: created if needed.
       dataset_images: ``[n, H, W]`` raw training images for the data check (the flows
         pass ``dataset.raw_train_images``); the panel is skipped with a note when None.
-      x_sample: ``[N, D]`` preprocessed examples for the MLP's hidden-activation
-        statistics (e.g. ``dataset.x_val[:1000]``); skipped with a note when None.
+      x_sample: ``[N, D]`` preprocessed examples (e.g. ``dataset.x_val[:1000]``) for the
+        winner's hidden-unit correlation, and for its activation statistics when the
+        result has none stored (``result.activations``, written by the sweep flows);
+        those parts are skipped with a note when None.
 
     Returns:
       The path of ``index.html``.
@@ -250,6 +266,11 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                         "ancestors; shaded = outer "
                         f"{figures.sweep_band(result):.0%} of each log axis, where the "
                         "model measures whether the score still rises toward an edge"
+                        + (
+                            "; the other swept axes are not shown here (see Every swept axis)"
+                            if len(result.space) > 2
+                            else ""
+                        )
                     ),
                 )
             ],
@@ -276,6 +297,9 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                 ],
             )
         )
+
+    if len(result.space) > 2:
+        panels.append(axes_panel(result, fig))
 
     sched = (result.config or {}).get("schedule", {}).get("name", "full")
     if result.history and result.lineage:
@@ -330,33 +354,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
     else:
         panels.append(Panel("Curves", [], note="this result holds no curves"))
 
-    if result.winner_params is not None:
-        shape = (result.dataset or {}).get("input_shape")
-        imgs = [
-            (
-                fig("weights.png", figures.weight_images(result.winner_params, shape)),
-                "the winner's learned weights as images",
-            )
-        ]
-        note = None
-        if "hidden" in result.winner_params:
-            if x_sample is not None:
-                imgs.append(
-                    (
-                        fig("hidden.png", figures.hidden_stats(result.winner_params, x_sample)),
-                        "hidden-unit activity and correlation on a data sample",
-                    )
-                )
-            else:
-                note = (
-                    "no data sample was passed (x_sample), so hidden-activation "
-                    "statistics are not shown"
-                )
-        panels.append(Panel("Learned weights", imgs, note=note))
-    else:
-        panels.append(
-            Panel("Learned weights", [], note="the winner's parameters are not in this result")
-        )
+    panels += network_panels(result, x_sample, fig)
 
     header, rows, classes = chosen_members(result)
     shared = _flatten(result.config)

@@ -4,9 +4,13 @@ Inputs are plain arrays or a :class:`sweepjax.results.SweepResult`; nothing here
 reads the store or writes files. Figures are built with ``matplotlib.figure.Figure``
 directly (no pyplot), so there is no global state and no GUI backend involved.
 
+Here: the selections of members, the data check, the lr x lambda response surface and
+the curves. The learned weights and hidden units are in :mod:`.network_fig`, the
+response-surface model in :mod:`.model_fig`, the view of every swept axis in
+:mod:`.axes_fig`; every figure name stays importable from here.
+
 Artists that tests count carry a ``gid``: ``"members"`` / ``"diverged"`` (response
-surface points), ``"band"`` (boundary strips), ``"box"`` (searched boxes), ``"weights"``
-(weight image panels).
+surface points), ``"band"`` (boundary strips), ``"box"`` (searched boxes).
 """
 
 from __future__ import annotations
@@ -16,6 +20,16 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+# The figures of the network and of the model live in their own modules; their names
+# stay importable from here.
+from sweepjax.report.model_fig import model_surface
+from sweepjax.report.network_fig import (
+    activation_histograms,
+    hidden_activations,
+    hidden_stats,
+    weight_images,
+)
 
 # The lecture's target update/weight ratio and the band diagnose.py accepts around it.
 RATIO_TARGET, RATIO_BAND = 1e-3, (1e-4, 1e-2)
@@ -291,159 +305,19 @@ def update_ratio(result, rows_top, failures: dict[str, int] | None = None) -> Fi
     return fig
 
 
-# --------------------------------------------------------------------------- weights
-def _image_shape(d: int, input_shape=None) -> tuple[int, int]:
-    if input_shape is not None and len(input_shape) >= 2 and int(np.prod(input_shape)) == d:
-        return int(input_shape[0]), int(np.prod(input_shape[1:]))
-    s = math.isqrt(d)
-    return (s, s) if s * s == d else (1, d)
-
-
-def weight_images(params, input_shape=None, max_units: int = 36) -> Figure:
-    """The winner's weights as images. Softmax (``params["out"]["kernel"]`` ``[K, D]``):
-    one template per class. MLP: the first ``max_units`` rows of the hidden kernel
-    ``[H, D]``. Each panel has its own symmetric color scale (red +, blue -)."""
-    mlp = "hidden" in params
-    w = np.asarray(params["hidden" if mlp else "out"]["kernel"], dtype=np.float32)
-    w = w[:max_units] if mlp else w
-    h, wd = _image_shape(w.shape[1], input_shape)
-    cols = min(len(w), 5 if not mlp else 9)
-    rows = math.ceil(len(w) / cols)
-    size = 1.5 if not mlp else 1.0
-    fig = Figure(figsize=(size * cols, (size + 0.15) * rows + 0.4), dpi=100)
-    for k, row in enumerate(w):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        v = float(np.abs(row).max()) or 1.0
-        ax.imshow(
-            row.reshape(h, wd),
-            cmap="RdBu_r",
-            vmin=-v,
-            vmax=v,
-            gid="weights",
-            interpolation="nearest",
-        )
-        ax.set_axis_off()
-        ax.set_title(f"unit {k}" if mlp else f"class {k}", fontsize=7, pad=2)
-    what = (
-        f"first-layer weights of {len(w)} hidden units"
-        if mlp
-        else f"{len(w)} class templates (rows of the softmax weights)"
-    )
-    fig.suptitle(f"winner's learned weights: {what}", fontsize=10)
-    return fig
-
-
-def hidden_activations(params, x_sample: np.ndarray) -> tuple[np.ndarray, dict]:
-    """ReLU activations ``[N, H]`` of the MLP's hidden layer on ``x_sample`` ``[N, D]`` and
-    their statistics. Plain numpy (``relu(x @ W.T + b)``, the models.MLP hidden layer)
-    so the report needs no jit."""
-    w = np.asarray(params["hidden"]["kernel"], np.float32)
-    b = np.asarray(params["hidden"]["bias"], np.float32)
-    act = np.maximum(np.asarray(x_sample, np.float32) @ w.T + b, 0.0)
-    active = (act > 0).mean(axis=0)  # [H] fraction of examples each unit fires on
-    return act, {
-        "active_fraction": active,
-        "dead": int((active == 0).sum()),
-        "units": int(w.shape[0]),
-    }
-
-
-def hidden_stats(params, x_sample: np.ndarray, max_units: int = 64) -> Figure:
-    """MLP hidden layer on a data sample: how often each unit fires (dead units never do)
-    and the correlation between units (redundant units correlate)."""
-    act, st = hidden_activations(params, x_sample)
-    fig = Figure(figsize=(9, 3.8), dpi=100)
-    ax1 = fig.add_subplot(1, 2, 1)
-    ax1.hist(st["active_fraction"], bins=20, range=(0, 1), color="#1f77b4")
-    ax1.set_xlabel("fraction of examples where the unit is active")
-    ax1.set_ylabel("units")
-    ax1.set_title(f"dead units: {st['dead']} of {st['units']}", fontsize=10)
-    ax2 = fig.add_subplot(1, 2, 2)
-    a = act[:, :max_units]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.corrcoef(a, rowvar=False) if a.shape[0] > 1 else np.eye(a.shape[1])
-    corr = np.nan_to_num(np.atleast_2d(corr))  # dead units have no variance
-    im = ax2.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    fig.colorbar(im, ax=ax2)
-    ax2.set_title(f"correlation between the first {a.shape[1]} units", fontsize=10)
-    ax2.set_xlabel("unit")
-    ax2.set_ylabel("unit")
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------- the model
-def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) -> Figure:
-    """The response-surface model (:mod:`sweepjax.appraise`): contours of its mean over
-    the two most important axes (the others at the modelled optimum), members as dots,
-    the tied set ringed, the optimum starred; and a panel of per-axis importance (range of
-    the partial-dependence curve, accuracy points) with its posterior SD.
-
-    Artists tests count: ``"tied"`` (ringed members), ``"importance"`` (the bars).
-    """
-    from sweepjax.surface import predict
-
-    v, s = appraisal.verdict, appraisal.surface
-    axes = list(appraisal.axes)
-    ranked = sorted(axes, key=lambda a: -v.importance[a])
-    ax_x, ax_y = ranked[0], ranked[1] if len(ranked) > 1 else ranked[0]
-    jx, jy = axes.index(ax_x), axes.index(ax_y)
-    fig = Figure(figsize=(10.0, 4.2), dpi=100)
-    ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    ranges = space.axes()
-    u = np.linspace(0.0, 1.0, grid)
-    uu, vv = np.meshgrid(u, u)
-    pts = np.tile([v.optimum[a] for a in axes], (grid * grid, 1))
-    pts[:, jx], pts[:, jy] = uu.ravel(), vv.ravel()
-    mean, _ = predict(s, pts)
-    xs, ys = ranges[ax_x].from_unit(u), ranges[ax_y].from_unit(u)
-    cs = ax.contourf(xs, ys, mean.reshape(grid, grid), levels=levels, cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="modelled val accuracy")
-    ok = [m for m in result.members if m.status != "diverged"]
-    ax.scatter(
-        [getattr(m, ax_x) for m in ok],
-        [getattr(m, ax_y) for m in ok],
-        s=6,
-        c="white",
-        alpha=0.6,
-        lw=0,
-        gid="members",
-    )
-    tied = [result.members[i] for i in appraisal.tied]
-    ax.scatter(
-        [getattr(m, ax_x) for m in tied],
-        [getattr(m, ax_y) for m in tied],
-        s=60,
-        facecolors="none",
-        edgecolors="#ff3030",
-        lw=1.5,
-        gid="tied",
-        label=f"tied with the winner ({len(tied)})",
-    )
-    ax.scatter(
-        [ranges[ax_x].from_unit(v.optimum[ax_x])],
-        [ranges[ax_y].from_unit(v.optimum[ax_y])],
-        marker="*",
-        s=160,
-        c="#ffd000",
-        edgecolors="k",
-        label="modelled optimum",
-    )
-    for a, setter in ((ranges[ax_x], ax.set_xscale), (ranges[ax_y], ax.set_yscale)):
-        setter("log" if a.log else "linear")
-    ax.set_xlabel(ax_x)
-    ax.set_ylabel(ax_y)
-    ax.legend(loc="lower left", fontsize=7)
-    ax.set_title("model mean (other axes at the optimum)", fontsize=9)
-    imp = [v.importance[a] for a in ranked]
-    err = [v.importance_se[a] for a in ranked]
-    colors = ["#bbbbbb" if a in v.flat else "#1f77b4" for a in ranked]
-    bars = bx.barh(ranked[::-1], imp[::-1], xerr=err[::-1], color=colors[::-1])
-    for b in bars:
-        b.set_gid("importance")
-    bx.axvline(2 * v.tol, color="k", ls=":", lw=1, label="no measurable difference below")
-    bx.set_xlabel("importance: accuracy range of the axis's partial dependence")
-    bx.legend(loc="lower right", fontsize=7)
-    bx.set_title("grey = flat axis", fontsize=9)
-    fig.tight_layout()
-    return fig
+__all__ = [
+    "accuracy_gap",
+    "activation_histograms",
+    "band_rects",
+    "data_grid",
+    "failure_rows",
+    "hidden_activations",
+    "hidden_stats",
+    "loss_curves",
+    "model_surface",
+    "response_surface",
+    "sweep_band",
+    "top_rows",
+    "update_ratio",
+    "weight_images",
+]

@@ -1,0 +1,82 @@
+"""The response-surface model's picture (:mod:`sweepjax.appraise`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) -> Figure:
+    """The response-surface model (:mod:`sweepjax.appraise`): contours of its mean over
+    the two most important axes (the others at the modelled optimum), members as dots,
+    the tied set ringed, the optimum starred; and a panel of per-axis importance (range of
+    the partial-dependence curve, accuracy points) with its posterior SD.
+
+    Artists tests count: ``"tied"`` (ringed members), ``"importance"`` (the bars).
+    """
+    from sweepjax.surface import predict
+
+    v, s = appraisal.verdict, appraisal.surface
+    axes = list(appraisal.axes)
+    ranked = sorted(axes, key=lambda a: -v.importance[a])
+    ax_x, ax_y = ranked[0], ranked[1] if len(ranked) > 1 else ranked[0]
+    jx, jy = axes.index(ax_x), axes.index(ax_y)
+    fig = Figure(figsize=(10.0, 4.2), dpi=100)
+    ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ranges = space.axes()
+    u = np.linspace(0.0, 1.0, grid)
+    uu, vv = np.meshgrid(u, u)
+    pts = np.tile([v.optimum[a] for a in axes], (grid * grid, 1))
+    pts[:, jx], pts[:, jy] = uu.ravel(), vv.ravel()
+    mean, _ = predict(s, pts)
+    xs, ys = ranges[ax_x].from_unit(u), ranges[ax_y].from_unit(u)
+    cs = ax.contourf(xs, ys, mean.reshape(grid, grid), levels=levels, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="modelled val accuracy")
+    ok = [m for m in result.members if m.status != "diverged"]
+    ax.scatter(
+        [getattr(m, ax_x) for m in ok],
+        [getattr(m, ax_y) for m in ok],
+        s=6,
+        c="white",
+        alpha=0.6,
+        lw=0,
+        gid="members",
+    )
+    tied = [result.members[i] for i in appraisal.tied]
+    ax.scatter(
+        [getattr(m, ax_x) for m in tied],
+        [getattr(m, ax_y) for m in tied],
+        s=60,
+        facecolors="none",
+        edgecolors="#ff3030",
+        lw=1.5,
+        gid="tied",
+        label=f"tied with the winner ({len(tied)})",
+    )
+    ax.scatter(
+        [ranges[ax_x].from_unit(v.optimum[ax_x])],
+        [ranges[ax_y].from_unit(v.optimum[ax_y])],
+        marker="*",
+        s=160,
+        c="#ffd000",
+        edgecolors="k",
+        label="modelled optimum",
+    )
+    for a, setter in ((ranges[ax_x], ax.set_xscale), (ranges[ax_y], ax.set_yscale)):
+        setter("log" if a.log else "linear")
+    ax.set_xlabel(ax_x)
+    ax.set_ylabel(ax_y)
+    ax.legend(loc="lower left", fontsize=7)
+    ax.set_title("model mean (other axes at the optimum)", fontsize=9)
+    imp = [v.importance[a] for a in ranked]
+    err = [v.importance_se[a] for a in ranked]
+    colors = ["#bbbbbb" if a in v.flat else "#1f77b4" for a in ranked]
+    bars = bx.barh(ranked[::-1], imp[::-1], xerr=err[::-1], color=colors[::-1])
+    for b in bars:
+        b.set_gid("importance")
+    bx.axvline(2 * v.tol, color="k", ls=":", lw=1, label="no measurable difference below")
+    bx.set_xlabel("importance: accuracy range of the axis's partial dependence")
+    bx.legend(loc="lower right", fontsize=7)
+    bx.set_title("grey = flat axis", fontsize=9)
+    fig.tight_layout()
+    return fig
