@@ -32,12 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweepjax import verdict as vd
-from sweepjax.config import Range, SearchSpace
+from sweepjax.config import AXES, Range, SearchSpace
 from sweepjax.curves import Curves
 from sweepjax.results import BoundaryFlag, ConfigRecord, MemberRecord, VerdictRecord
 from sweepjax.surface import Surface, fit_surface
-
-DECAY_CAP = 1.0  # lr_decay is a multiplier of the rate; above 1 it would grow it
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class Appraisal:
       x_unit: ``[N, A]`` members in unit coordinates of the searched box.
       surface, verdict, box: the fitted model, its decisions and the next box (unit
         coordinates), or None when too few members are left to fit.
-      caps_high: ``[A]`` the high edge is a hard cap.
+      caps_high, caps_low: ``[A]`` the high / low edge is a hard cap.
       fit_note: which members the surface was fitted on.
     """
 
@@ -68,13 +66,23 @@ class Appraisal:
     box: vd.Box | None
     caps_high: np.ndarray
     fit_note: str
+    caps_low: np.ndarray | None = None
+
+
+def _reaches(v: float, cap: float | None, sign: float) -> bool:
+    """``v`` is at (or past) ``cap`` on its side (``sign`` +1: a ceiling, -1: a floor)."""
+    return cap is not None and sign * (v - cap) >= -1e-6 * max(1.0, abs(cap))
 
 
 def caps_high(space: SearchSpace) -> np.ndarray:
-    """``[A]`` high edges that are hard caps: ``lr_decay`` reaching 1 (a constant rate)."""
-    return np.array(
-        [n == "lr_decay" and r.hi >= DECAY_CAP * (1 - 1e-6) for n, r in space.axes().items()]
-    )
+    """``[A]`` high edges that are hard caps (:data:`~sweepjax.config.AXES`): the box
+    reaches ``lr_decay`` 1 (a constant rate), or ``dropout`` / ``momentum`` their maxima."""
+    return np.array([_reaches(r.hi, AXES[n].ceiling, 1.0) for n, r in space.axes().items()])
+
+
+def caps_low(space: SearchSpace) -> np.ndarray:
+    """``[A]`` low edges that are hard caps: ``dropout`` / ``momentum`` at 0, ``hidden`` 1."""
+    return np.array([_reaches(r.lo, AXES[n].floor, -1.0) for n, r in space.axes().items()])
 
 
 def stopped_offsets(
@@ -157,10 +165,10 @@ def appraise(
         else np.nan_to_num(np.asarray(acc_se, np.float64), nan=0.5)
     )
     ok = np.array([m.status == "ok" for m in members]) & np.isfinite(acc)
-    cap_hi = caps_high(space)
+    cap_hi, cap_lo = caps_high(space), caps_low(space)
     empty = np.zeros(0, np.int64)
     if not ok.any():
-        return Appraisal(axes, se, empty, None, empty, x, None, None, None, cap_hi, "")
+        return Appraisal(axes, se, empty, None, empty, x, None, None, None, cap_hi, "", cap_lo)
     rank = vd.tied_set(acc, loss, ok, n_val, None if acc_se is None else se)
     score, extra, use = stopped_offsets(members, curves)
     base = vd.accuracy_se(np.nan_to_num(score, nan=0.0), n_val) if acc_se is None else se
@@ -174,10 +182,10 @@ def appraise(
     except (ValueError, np.linalg.LinAlgError) as e:
         note = f"no surface ({e})"
     if surface is not None:
-        verdict = vd.decide(surface, rank.winner_se, None, cap_hi, band=band, seed=seed)
-        box = vd.refine_box(verdict, axes, x[rank.tied], None, cap_hi, margin=margin)
+        verdict = vd.decide(surface, rank.winner_se, cap_lo, cap_hi, band=band, seed=seed)
+        box = vd.refine_box(verdict, axes, x[rank.tied], cap_lo, cap_hi, margin=margin)
     return Appraisal(
-        axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note
+        axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note, cap_lo
     )
 
 
@@ -194,6 +202,10 @@ def config_members(
             lr=c.lr,
             l2=c.l2,
             lr_decay=c.lr_decay,
+            hidden=c.hidden,
+            dropout=c.dropout,
+            init_scale=c.init_scale,
+            momentum=c.momentum,
             status=c.status,
             diverged_at=None,
             best_val_acc=c.mean_val_acc,
@@ -285,7 +297,8 @@ def boundary_records(a: Appraisal) -> list[BoundaryFlag]:
 
 def next_space(a: Appraisal, space: SearchSpace) -> tuple[SearchSpace, str]:
     """The next box in real units (:func:`sweepjax.verdict.refine_box` mapped back with
-    ``Range.from_unit``), never past a cap, and a one-line explanation per axis."""
+    ``Range.from_unit``), never past a cap (whole bounds on ``hidden``), and a one-line
+    explanation per axis."""
     if a.box is None or a.verdict is None:
         raise ValueError("no model to refine from")
     ranges = space.axes()
@@ -296,10 +309,7 @@ def next_space(a: Appraisal, space: SearchSpace) -> tuple[SearchSpace, str]:
         lo, hi = (float(v) for v in r.from_unit([a.box.lo[j], a.box.hi[j]]))
         lo = r.lo if a.box.lo[j] == 0.0 else lo
         hi = r.hi if a.box.hi[j] == 1.0 else hi
-        notes = []
-        if name == "lr_decay" and hi > DECAY_CAP:
-            hi = DECAY_CAP
-            notes.append("capped at 1 (constant rate)")
+        lo, hi, notes = AXES[name].clamp(lo, hi)  # never past a cap; whole hidden units
         for side in ("low", "high"):
             if (name, side) in flagged:
                 notes.append(f"score still rises toward the {side} edge: extended past it")

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 
 from sweepjax import sweep as flows
-from sweepjax.config import DataConfig, ModelConfig, TrainConfig
-from sweepjax.errors import SweepjaxError
+from sweepjax.config import MODELS, DataConfig, ModelConfig, TrainConfig
+from sweepjax.errors import ConfigError, SweepjaxError
 from sweepjax.results import SweepResult
 
 DEFAULT_MAX_ROUNDS = 3
@@ -85,8 +85,8 @@ def auto(
     dataset: str = "mnist",
     data_dir: str | None = None,
     model: str = "softmax",
-    hidden: int = 100,
-    optimizer: str = "sgd",
+    hidden: int | None = None,
+    optimizer: str | None = None,
     trials: int = flows.DEFAULT_TRIALS,
     steps: int = flows.DEFAULT_STEPS,
     batch_size: int = flows.DEFAULT_BATCH,
@@ -100,7 +100,8 @@ def auto(
 ) -> AutoResult:
     """Sanity -> lr range -> coarse -> fine rounds -> refit -> report (module docstring).
 
-    Fine rounds each train ``FINE_STEPS_FACTOR * steps`` steps (not compounding). A round
+    ``hidden`` / ``optimizer`` default to the model's (``MODEL_DEFAULTS``). Fine rounds
+    each train the model's ``fine_steps_factor * steps`` steps (not compounding). A round
     ends the search when its model says the optimum is inside its box and its winner
     beats the previous round's by at most one SE (the winner's own); ``max_rounds``
     caps the rounds. The final sweep is the fine round with the best winner.
@@ -125,6 +126,11 @@ def auto(
         stages.append(s)
         cb.say(f"[{s.name}] {s.summary}")
 
+    defaults = flows.MODEL_DEFAULTS.get(model)
+    if defaults is None:
+        raise ConfigError(f"auto runs the built-in models; choose one of {', '.join(MODELS)}")
+    hidden = defaults.hidden if hidden is None else hidden
+    optimizer = optimizer or defaults.optimizer
     model_cfg = ModelConfig(kind=model, hidden=hidden)
     train_cfg = TrainConfig(optimizer=optimizer, steps=steps, batch_size=batch_size, seed=seed)
     ds = load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, seed=seed))
@@ -164,7 +170,7 @@ def auto(
         cur = flows.fine(
             **common,
             parent=prev.sweep_id,
-            steps=flows.FINE_STEPS_FACTOR * steps,
+            steps=defaults.fine_steps_factor * steps,
             sampler=sampler,
             refit=False,
         )

@@ -38,12 +38,18 @@ def build_result(
     hp = res.hparams
     status = res.status
     g = cfg.group  # members per config: member id = config id * g + replica
+    mlp, sgd = cfg.model.kind == "mlp", cfg.train.optimizer == "sgd"
     members = [
         MemberRecord(
             id=int(res.member_ids[i]),
             lr=float(hp.lr[i]),
             l2=float(hp.l2[i]),
             lr_decay=float(hp.lr_decay[i]),
+            # the width it trained at: its own inside the network's (inf = the full width)
+            hidden=int(min(hp.hidden[i], cfg.model.hidden)) if mlp else None,
+            dropout=float(hp.dropout[i]),
+            init_scale=float(hp.init_scale[i]),
+            momentum=None if sgd else float(hp.momentum[i]),
             status=status[i],
             diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
             best_val_acc=float(res.best_val_acc[i]),

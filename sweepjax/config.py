@@ -87,7 +87,11 @@ class TrainConfig:
 
     Attributes:
       optimizer: ``sgd`` (the lecture's default), ``momentum`` or ``adam``.
-      momentum: momentum coefficient of the ``momentum`` optimizer.
+      momentum: the momentum coefficient (``momentum``: trace decay; ``adam``: ``b1``)
+        of every member when the ``momentum`` axis is not searched.
+      dropout: the MLP's dropout rate of every member when ``dropout`` is not searched.
+      init_scale: the multiplier of the initial weights of every member when
+        ``init_scale`` is not searched.
       steps: total optimizer steps per member.
       batch_size: minibatch size; every member sees the same minibatch at a step.
       eval_every: steps between evaluations; ``None`` picks about 20 evaluations.
@@ -108,6 +112,8 @@ class TrainConfig:
 
     optimizer: str = "sgd"
     momentum: float = 0.9
+    dropout: float = 0.0
+    init_scale: float = 1.0
     steps: int = 1000
     batch_size: int = 256
     eval_every: int | None = None
@@ -137,6 +143,10 @@ class TrainConfig:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
         if not self.explode_factor > 1.0:
             raise ConfigError(f"explode_factor must be > 1, got {self.explode_factor}")
+        for name in ("momentum", "dropout", "init_scale"):
+            v = float(getattr(self, name))
+            if not AXES[name].admits(v):
+                raise ConfigError(f"{name} must be in {AXES[name].bounds_text()}, got {v:g}")
 
     @property
     def resolved_eval_every(self) -> int:
@@ -239,21 +249,144 @@ class ScheduleConfig:
             raise ConfigError(f"the PBT interval must be >= 1 step, got {self.interval}")
 
 
+# Hard caps of the per-member axes (inclusive): a dropout rate of 1 drops every unit and a
+# momentum of 1 never forgets (the update grows without bound), so both stop short of 1.
+DROPOUT_MAX = 0.95
+MOMENTUM_MAX = 0.999
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one searched axis is drawn and bounded (one row of :data:`AXES`).
+
+    Attributes:
+      log: drawn uniformly in log space (else uniformly on a linear scale).
+      integer: values are whole numbers (drawn on the axis's scale, then rounded).
+      floor, ceiling: hard caps, inclusive: no box, sample or refinement goes past them.
+      cap_note: why the ceiling exists (said when a refined box is cut at it).
+    """
+
+    log: bool = True
+    integer: bool = False
+    floor: float | None = None
+    ceiling: float | None = None
+    cap_note: str = ""
+
+    def admits(self, v: float) -> bool:
+        """``v`` is a legal value of the axis (inside the caps, positive on a log axis,
+        whole on an integer axis)."""
+        return (
+            math.isfinite(v)
+            and (not self.log or v > 0)
+            and (self.floor is None or v >= self.floor)
+            and (self.ceiling is None or v <= self.ceiling)
+            and (not self.integer or float(v).is_integer())
+        )
+
+    def bounds_text(self) -> str:
+        lo = f"[{self.floor:g}" if self.floor is not None else "(0" if self.log else "(-inf"
+        hi = f"{self.ceiling:g}]" if self.ceiling is not None else "inf)"
+        return f"{lo}, {hi}" + (" (whole numbers)" if self.integer else "")
+
+    def check(self, name: str, r: Range) -> None:
+        """ConfigError unless ``r`` is searched on this axis's scale inside its caps."""
+        if r.log != self.log:
+            scale = "log" if self.log else "linear"
+            raise ConfigError(
+                f"{name} is searched on a {scale} scale; give Range({r.lo:g}, {r.hi:g}, "
+                f"log={self.log})"
+            )
+        for v in (r.lo, r.hi):
+            if not self.admits(v):
+                raise ConfigError(
+                    f"{name} bounds must lie in {self.bounds_text()}, got [{r.lo:g}, {r.hi:g}]"
+                )
+
+    def clamp(self, lo: float, hi: float) -> tuple[float, float, list[str]]:
+        """A refined box ``[lo, hi]`` cut at the caps (whole bounds on an integer axis,
+        rounded outward, at least one unit wide), and a note per change made.
+
+        Example::
+
+          AXES["dropout"].clamp(-0.1, 0.99)  # (0.0, 0.95, ['floored at 0', 'capped at 0.95'])
+        """
+        notes = []
+        if self.ceiling is not None and hi > self.ceiling:
+            hi = self.ceiling
+            notes.append(
+                f"capped at {self.ceiling:g}" + (f" ({self.cap_note})" if self.cap_note else "")
+            )
+        if self.floor is not None and lo < self.floor:
+            lo = self.floor
+            notes.append(f"floored at {self.floor:g}")
+        if self.integer:
+            lo, hi = float(math.floor(lo + 1e-9)), float(math.ceil(hi - 1e-9))
+            if self.floor is not None:
+                lo = max(lo, self.floor)
+            hi = max(hi, lo + 1.0)
+        return lo, hi, notes
+
+    def range(self, lo: float, hi: float) -> Range:
+        """A :class:`Range` on this axis's scale."""
+        return Range(float(lo), float(hi), self.log)
+
+
+# Every per-member axis, in the column order of a sweep's draws (``SearchSpace.axes``):
+# a new axis goes at the end, so the members of existing spaces keep their draws.
+AXES: dict[str, Axis] = {
+    "lr": Axis(),
+    "l2": Axis(),
+    "lr_decay": Axis(ceiling=1.0, cap_note="constant rate"),
+    "hidden": Axis(integer=True, floor=1.0),
+    "dropout": Axis(log=False, floor=0.0, ceiling=DROPOUT_MAX),
+    "init_scale": Axis(),
+    "momentum": Axis(log=False, floor=0.0, ceiling=MOMENTUM_MAX),
+}
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """The box searched over. ``lr_decay`` is the learning-rate multiplier reached at the
-    end of the run (cosine from 1; see :func:`sweepjax.train.lr_multiplier`); it is fixed
-    at 1 (a constant rate) when None."""
+    """The box searched over; an axis left None is not searched (every member gets its
+    fixed value).
+
+    Attributes:
+      lr, l2: the learning rate and L2 strength (log).
+      lr_decay: the learning-rate multiplier reached at the end of the run (cosine from
+        1; see :func:`sweepjax.train.lr_multiplier`), log, at most 1; fixed at 1 (a
+        constant rate) when None.
+      hidden: the MLP's hidden width, whole numbers, log; each member is masked to its own
+        width inside the widest (the compiled network is ``ceil(hidden.hi)`` wide).
+      dropout: the MLP's dropout rate, linear, in ``[0, DROPOUT_MAX]``.
+      init_scale: the multiplier of the initial weights, log.
+      momentum: the momentum / Adam ``b1`` coefficient, linear, in ``[0, MOMENTUM_MAX]``.
+
+    Scales and caps come from :data:`AXES`; a Range on another scale is refused, so a
+    stored space (``as_dict``) reads back as it was (:func:`sweepjax.search.as_space`).
+
+    Example::
+
+      SearchSpace(hidden=Range(8, 64), dropout=Range(0.0, 0.5, log=False))
+    """
 
     lr: Range = DEFAULT_LR
     l2: Range = DEFAULT_L2
     lr_decay: Range | None = None
+    hidden: Range | None = None
+    dropout: Range | None = None
+    init_scale: Range | None = None
+    momentum: Range | None = None
+
+    def __post_init__(self):
+        for name, r in self.axes().items():
+            AXES[name].check(name, r)
 
     def axes(self) -> dict[str, Range]:
-        out = {"lr": self.lr, "l2": self.l2}
-        if self.lr_decay is not None:
-            out["lr_decay"] = self.lr_decay
-        return out
+        """The searched axes, ``{name: Range}`` in :data:`AXES` order."""
+        return {n: getattr(self, n) for n in AXES if getattr(self, n) is not None}
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {k: r.as_list() for k, r in self.axes().items()}
+        """``{"lr": [lo, hi], ...}`` of the searched axes (whole numbers as ints)."""
+        return {
+            k: [int(r.lo), int(r.hi)] if AXES[k].integer else r.as_list()
+            for k, r in self.axes().items()
+        }

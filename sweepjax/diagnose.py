@@ -215,7 +215,7 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
             out[m.id] = [d] if d is not None else []
         else:
             found = diagnose_member(result.curves, row, m.diverged_at, initial_loss=ref, th=th)
-            found = [_blame_lambda(d, m.l2, th) for d in found]
+            found = [_name_axes(_blame_lambda(d, m.l2, th), m) for d in found]
             out[m.id] = [
                 _blame_schedule(d, result.curves, row, m.lr_decay, horizon, th) for d in found
             ]
@@ -247,6 +247,21 @@ def _blame_schedule(d, curves, row, floor, horizon, th: Thresholds) -> Diagnosis
         f"lowered the rate to {mult:.2g}x its base ({last[1] / mult:.1e} at the base rate): "
         "expected at the end of an annealed run; raise lr_decay for more movement",
         {**d.evidence, "multiplier": mult, "step": step, "lr_decay": float(floor)},
+    )
+
+
+def _name_axes(d: Diagnosis, m) -> Diagnosis:
+    """An MLP member's gap diagnoses name its other regularisers: dropout next to lambda
+    for overfitting; for underfitting, its width and dropout (its running training
+    accuracy is measured with dropout on, so dropout alone lowers it)."""
+    if m.hidden is None or d.kind not in ("overfitting", "underfitting"):
+        return d
+    drop = m.dropout or 0.0
+    if d.kind == "overfitting":
+        return d._replace(message=d.message.replace("raise lambda", "raise lambda or dropout"))
+    extra = f" (width {m.hidden}" + (f", dropout {drop:.2g}: lower it" if drop > 0 else "") + ")"
+    return d._replace(
+        message=d.message + extra, evidence={**d.evidence, "hidden": m.hidden, "dropout": drop}
     )
 
 

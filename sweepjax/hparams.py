@@ -72,6 +72,23 @@ class HParams(NamedTuple):
             momentum=col(momentum, DEFAULT_MOMENTUM),
         )
 
+    @classmethod
+    def of(cls, records) -> HParams:
+        """One row per record with attributes named as the fields (a
+        :class:`~sweepjax.results.MemberRecord`); a missing or None value (a softmax
+        member's width, sgd's momentum) takes its default. The member again, every axis
+        included (refit)."""
+
+        def col(name, default):
+            vals = [getattr(r, name, None) for r in records]
+            return [default if v is None else v for v in vals]
+
+        return cls.create(
+            lr=col("lr", np.nan),
+            l2=col("l2", 0.0),
+            **{name: col(name, d) for name, d in FIXED_DEFAULTS.items()},
+        )
+
     @property
     def num_members(self) -> int:
         return int(np.shape(self.lr)[0])

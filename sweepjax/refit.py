@@ -1,8 +1,9 @@
 """Refit: retrain the chosen hyperparameters on train + validation, score on the test set.
 
-Once the search has chosen (lr, l2, lr_decay) and a number of steps, the validation set
-has done its job; training the final model on it too uses every labelled example
-(scikit-learn's ``refit=True``). The run is one member of the ordinary population
+Once the search has chosen the member's hyperparameters (lr, l2, lr_decay, width,
+dropout, init scale, momentum) and a number of steps, the validation set has done its
+job; training the final model on it too uses every labelled example (scikit-learn's
+``refit=True``). The run is one member of the ordinary population
 program, so it is the same computation that produced the winner, only on more data.
 
 Steps scale with the data: the winner's best checkpoint came after ``best_step`` steps
@@ -82,11 +83,7 @@ def refit_member(
     steps = refit_steps(member.best_step, ds.info.n_train, ds.info.n_val)
     big = train_plus_val(ds)
     cfg = dataclasses.replace(train, steps=steps, chunk_steps=steps, eval_every=None)
-    hp = HParams.create(
-        lr=np.array([member.lr], np.float32),
-        l2=np.array([member.l2], np.float32),
-        lr_decay=np.array([member.lr_decay], np.float32),
-    )
+    hp = HParams.of([member])  # every axis: its width, dropout, init scale, momentum
     res = train_population(big, hp, model, cfg, member_ids=np.array([member.id]))
     if not bool(res.alive[0]) or len(res.finished) == 0:
         return Refit(steps, float("nan"), None)

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from sweepjax.curves import Curves
+from sweepjax.hparams import DEFAULT_MOMENTUM
 from sweepjax.surface import binomial_se
+
+# The per-member axes a record carries beyond (lr, l2, lr_decay), named as their flags
+# (``--hidden``, ``--dropout``, ``--init-scale``, ``--momentum``) and their JSON keys.
+EXTRA_AXES = ("hidden", "dropout", "init_scale", "momentum")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,13 @@ class MemberRecord:
     # replica (with --folds, also the fold it holds out). None in a plain sweep.
     config: int | None = None
     replica: int | None = None
+    # The axes beyond (lr, l2, lr_decay), searched or fixed: the values it trained with.
+    # hidden: its effective width, min(its own, the network's) (None: not an MLP);
+    # momentum: the momentum / Adam b1 coefficient (None: sgd has none).
+    hidden: int | None = None
+    dropout: float | None = None
+    init_scale: float | None = None
+    momentum: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -66,9 +78,36 @@ class ConfigRecord:
     mean_val_loss: float | None
     members: list[int]
     stopped_at: int | None = None
+    hidden: int | None = None  # the axes beyond (lr, l2, lr_decay): see MemberRecord
+    dropout: float | None = None
+    init_scale: float | None = None
+    momentum: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def fixed_axes(config: dict) -> dict:
+    """The :data:`EXTRA_AXES` values every member of a sweep trained with when it did not
+    search them, from the sweep's resolved ``config`` dict (``SweepConfig.as_dict``): the
+    MLP's full width (None without an MLP), ``train.dropout`` (0), ``train.init_scale``
+    (1), ``train.momentum`` (None with sgd). What members stored before these axes
+    existed are read as.
+
+    Example::
+
+      fixed_axes({"model": {"kind": "mlp", "hidden": 100}, "train": {"optimizer": "adam"}})
+      # {'hidden': 100, 'dropout': 0.0, 'init_scale': 1.0, 'momentum': 0.9}
+    """
+    model, train = config.get("model") or {}, config.get("train") or {}
+    mlp = model.get("kind") == "mlp" and model.get("hidden") is not None
+    sgd = train.get("optimizer", "sgd") == "sgd"
+    return {
+        "hidden": int(model["hidden"]) if mlp else None,
+        "dropout": float(train.get("dropout", 0.0)),
+        "init_scale": float(train.get("init_scale", 1.0)),
+        "momentum": None if sgd else float(train.get("momentum", DEFAULT_MOMENTUM)),
+    }
 
 
 def config_se(accs: np.ndarray, n_eval: int, folds: bool) -> float:
@@ -137,6 +176,7 @@ def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list
                 lr=reps[0].lr,
                 l2=reps[0].l2,
                 lr_decay=reps[0].lr_decay,
+                **{a: getattr(reps[0], a) for a in EXTRA_AXES},
                 status=status,
                 mean_val_acc=float(fin.mean()) if fin.size else float("nan"),
                 std_val_acc=float(fin.std()) if fin.size else float("nan"),

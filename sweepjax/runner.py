@@ -206,15 +206,17 @@ def _run(
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
     sampler's); by default they are ``search.sample`` of the config's box and seed."""
     if draws is None:
-        hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid)
+        hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
     else:
         hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
     num_configs = hp.num_members
     hp, ids = replicate(hp, ids, cfg.group)
     if cfg.grid and num_configs != cfg.trials:
-        k = search.grid_points_per_axis(cfg.trials, len(cfg.space.axes()))
+        a = len(cfg.space.axes())
+        k = search.grid_points_per_axis(cfg.trials, a)
         cb.say(
-            f"note: --grid rounds {cfg.trials} trials to a {k}x{k} grid of {num_configs} configs"
+            f"note: --grid rounds {cfg.trials} trials to a {'x'.join([str(k)] * a)} grid of "
+            f"{num_configs} configs"
         )
     cfg_dict = cfg.as_dict()
     info = ds.info.as_dict()

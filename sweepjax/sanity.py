@@ -227,9 +227,15 @@ def _lr_population(dataset, model_cfg, config, lrs, l2, steps, probe_l2=BIG_L2):
     l2_all = [l2] * n + [0.0, probe_l2]
     ids = [*range(n), n, n]
     cfg = config.replace(steps=steps, eval_every=None, chunk_steps=steps)
-    res = train_population(
-        dataset, HParams.create(lr=lr_all, l2=l2_all), model_cfg, cfg, member_ids=np.asarray(ids)
+    # The sweep's fixed momentum, dropout and init scale (the finder ranks rates for them).
+    hp = HParams.create(
+        lr=lr_all,
+        l2=l2_all,
+        momentum=config.momentum,
+        dropout=config.dropout,
+        init_scale=config.init_scale,
     )
+    res = train_population(dataset, hp, model_cfg, cfg, member_ids=np.asarray(ids))
     labels = label_lrs(lrs, res.initial_loss[:n], res.final_train_loss[:n], ~res.alive[:n])
     good = np.asarray(lrs)[np.array(labels) == "good"]
     lr_range = LrRange(

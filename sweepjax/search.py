@@ -4,7 +4,8 @@ Pure functions on numbers and dataclasses: nothing here trains, prints or stores
 
 Positions inside a box are measured in *unit coordinates* of each axis: 0 at the lower
 bound, 1 at the upper bound, linear in log space for log axes (``Range.to_unit``). The
-band and margin settings below are fractions of that width.
+band and margin settings below are fractions of that width. Each axis's scale, integer
+rounding and hard caps come from :data:`sweepjax.config.AXES`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sweepjax.config import Range, SearchSpace
+from sweepjax.config import AXES, Range, SearchSpace
 from sweepjax.errors import ConfigError
 from sweepjax.hparams import HParams
 from sweepjax.results import BoundaryFlag, SweepResult
@@ -27,10 +28,11 @@ MIN_WIDTH = 0.02  # a refined box is at least this fraction of the parent's (log
 
 def as_space(space: SearchSpace | Mapping[str, list[float]]) -> SearchSpace:
     """A :class:`SearchSpace` from itself or its ``{"lr": [lo, hi], ...}`` dict form
-    (axes given as a dict are read as log axes: sweepjax only searches log axes)."""
+    (each axis on its scale in :data:`~sweepjax.config.AXES`: ``dropout`` and
+    ``momentum`` linear, the others log)."""
     if isinstance(space, SearchSpace):
         return space
-    axes = {k: Range(float(v[0]), float(v[1])) for k, v in space.items()}
+    axes = {k: AXES[k].range(v[0], v[1]) for k, v in space.items()}
     return SearchSpace(**axes)
 
 
@@ -40,16 +42,23 @@ def grid_points_per_axis(n: int, num_axes: int) -> int:
 
 
 def sample(
-    space: SearchSpace, n: int, key_or_seed: int, grid: bool = False
+    space: SearchSpace,
+    n: int,
+    key_or_seed: int,
+    grid: bool = False,
+    fixed: Mapping[str, float] | None = None,
 ) -> tuple[HParams, np.ndarray]:
     """Draw ``n`` members from ``space``.
 
     Random mode draws each axis independently and uniformly in unit coordinates
     (log-uniform on log axes: Bergstra & Bengio 2012, random beats grid when only some
-    axes matter) from ``numpy.random.default_rng(seed)``; the same seed gives the same
-    members. Grid mode takes the product of evenly spaced points (cell centres, so no
-    point sits on an edge) along each axis; ``n`` is rounded to the nearest perfect grid
-    ``k ** num_axes`` (see :func:`grid_points_per_axis`), so check ``num_members``.
+    axes matter; ``hidden`` is then rounded to whole units) from
+    ``numpy.random.default_rng(seed)``; the same seed gives the same members. Axes not
+    in ``space`` take their value in ``fixed`` (e.g. ``{"momentum": 0.95}``), else
+    :data:`sweepjax.hparams.FIXED_DEFAULTS`. Grid mode takes the product of evenly
+    spaced points (cell centres, so no point sits on an edge) along each axis; ``n`` is
+    rounded to the nearest perfect grid ``k ** num_axes`` (see
+    :func:`grid_points_per_axis`), so check ``num_members``.
 
     Returns:
       ``(hparams, member_ids)`` with ``hparams`` fields ``[M]`` and ids ``arange(M)``
@@ -77,21 +86,34 @@ def sample(
         units = {name: u[:, j] for j, name in enumerate(axes)}
         m = n
     values = {name: r.from_unit(units[name]) for name, r in axes.items()}
-    hp = hparams_from_values(space, values)
+    hp = hparams_from_values(space, values, fixed)
     return hp, np.arange(m, dtype=np.int64)
 
 
-def hparams_from_values(space: SearchSpace, values: Mapping[str, np.ndarray]) -> HParams:
-    """:class:`HParams` from per-axis values ``[M]`` in real units, rounded to float32 and
-    kept inside ``space`` (float32 rounding must not push a value outside its box)."""
-    values = dict(values)
-    for name, r in space.axes().items():
-        v = np.asarray(values[name], dtype=np.float64).astype(np.float32)
+def hparams_from_values(
+    space: SearchSpace,
+    values: Mapping[str, np.ndarray],
+    fixed: Mapping[str, float] | None = None,
+) -> HParams:
+    """:class:`HParams` from per-axis values ``[M]`` in real units, rounded to float32 (and
+    to whole numbers on integer axes) and kept inside ``space`` (rounding must not push a
+    value outside its box). Axes not in ``space`` take ``fixed`` or their defaults."""
+    axes = space.axes()
+    out = {}
+    for name, r in axes.items():
+        v = np.asarray(values[name], dtype=np.float64)
+        if AXES[name].integer:  # whole bounds: the rounded value stays inside
+            out[name] = np.clip(np.rint(v), math.ceil(r.lo), math.floor(r.hi)).astype(np.float32)
+            continue
+        v = v.astype(np.float32)
         lo, hi = np.float32(r.lo), np.float32(r.hi)
         lo = np.nextafter(lo, np.float32(np.inf)) if lo < r.lo else lo
         hi = np.nextafter(hi, np.float32(-np.inf)) if hi > r.hi else hi
-        values[name] = np.clip(v, lo, hi)
-    return HParams.create(lr=values["lr"], l2=values["l2"], lr_decay=values.get("lr_decay"))
+        out[name] = np.clip(v, lo, hi)
+    for name, v in (fixed or {}).items():
+        if name not in axes:
+            out[name] = v
+    return HParams.create(**out)
 
 
 # --------------------------------------------------------------------------- ranking
@@ -194,6 +216,9 @@ def refine(
     2. Clip it to the parent's box, EXCEPT on a side where the parent's winner lay in
        that edge's band (``band``): there the optimum may be outside, so the new box
        extends past the edge by half its own width (at least ``margin``) instead.
+    3. Cut it at the axis's hard caps (:data:`~sweepjax.config.AXES`: ``lr_decay <= 1``,
+       ``dropout <= DROPOUT_MAX``, ``momentum <= MOMENTUM_MAX``, ``hidden >= 1``) and
+       round ``hidden``'s bounds outward to whole units.
 
     The new box always contains the top-K members and keeps positive bounds on log
     axes. With an interior, clustered top-K it is narrower than the parent's.
@@ -238,9 +263,8 @@ def refine(
         # Exact edges and members survive the exp/log round trip: keep them inside.
         lo = rng.lo if lo_u == 0.0 else min(lo, float(vals.min()))
         hi = rng.hi if hi_u == 1.0 else max(hi, float(vals.max()))
-        if name == "lr_decay" and hi > 1.0:  # a multiplier above 1 would grow the rate
-            hi = 1.0
-            notes.append("capped at 1 (constant rate)")
+        lo, hi, cut = AXES[name].clamp(lo, hi)  # never past a cap (lr_decay <= 1, ...)
+        notes += cut
         if not (hi > lo and (lo > 0 or not rng.log) and math.isfinite(hi)):
             raise ConfigError(f"cannot refine {name}: degenerate box [{lo:g}, {hi:g}]")
         new_axes[name] = Range(lo, hi, rng.log)

@@ -1,21 +1,9 @@
 """The results store: one SQLite file (stdlib ``sqlite3``), the only module that writes it.
 
-Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
-``PRAGMA application_id``):
-
-- ``sweeps``: id, kind, parent, the resolved config (JSON), dataset identity, library
-  versions, status (``running`` | ``interrupted`` | ``finished``), times, and the
-  summary (space, winner, boundary flags, timing, refinement, report path, the tied set
-  and the response-surface verdict, the winner's refit).
-- ``members``: one row per member: hyperparameters, status, metrics (accuracy SE), test accuracy,
-  the config it is a replica of (v4; NULL without replicas or folds)
-  (winner only).
-- ``curves``: one row per member; every evaluation as float32 blobs ``[E]`` (the
-  evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
-- ``params``: learned parameters (msgpack) of the winner and the next few members.
-- ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
-  between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
-  finishes.
+:class:`Store` opens, writes and reads it; the tables, the version checks and the
+migrations are in :mod:`sweepjax.store_schema`, the conversions between records and rows
+(member rows, curve blobs, msgpack parameters and checkpoints) in
+:mod:`sweepjax.store_codec`.
 
 Every write is one transaction, and ``status = 'finished'`` is set in the same
 transaction as the results, so a crash never leaves a half-written sweep that looks
@@ -39,88 +27,32 @@ from typing import Any, NamedTuple
 import numpy as np
 from flax import serialization
 
-from sweepjax.curves import Checkpoint, Curves, ScheduleState
+from sweepjax import store_schema as schema
+from sweepjax.curves import Checkpoint, Curves
 from sweepjax.errors import StoreError
 from sweepjax.results import (
     BoundaryFlag,
-    MemberRecord,
     SweepResult,
     TimingRecord,
-    VerdictRecord,
     Winner,
     configs_of,
 )
+from sweepjax.store_codec import (
+    CURVE_FIELDS,
+    _unblob,
+    checkpoint_blob,
+    checkpoint_from_blob,
+    dump_params,
+    member_record,
+    member_row,
+    refit_json,
+    schedule_fields,
+    verdict_fields,
+)
+from sweepjax.store_schema import APPLICATION_ID, MEMBER_COLUMNS, SCHEMA_VERSION
 
-SCHEMA_VERSION = 4
-APPLICATION_ID = 0x53574A58  # "SWJX"
 DEFAULT_PATH = "sweepjax.db"
-CURVE_FIELDS = Curves._fields[1:]  # train_loss, val_loss, val_acc, train_acc, update_ratio
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-_SCHEMA = """
-CREATE TABLE sweeps (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    parent TEXT,
-    status TEXT NOT NULL,
-    config TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    space TEXT NOT NULL,
-    versions TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    finished REAL,
-    host TEXT,
-    pid INTEGER,
-    num_members INTEGER NOT NULL,
-    total_steps INTEGER NOT NULL,
-    steps_done INTEGER NOT NULL DEFAULT 0,
-    winner INTEGER,
-    boundary TEXT,
-    timing TEXT,
-    refinement TEXT,
-    curve_steps BLOB,
-    report TEXT,
-    schedule TEXT,
-    verdict TEXT,
-    refit TEXT
-);
-CREATE TABLE members (
-    sweep TEXT NOT NULL REFERENCES sweeps(id),
-    id INTEGER NOT NULL,
-    lr REAL NOT NULL, l2 REAL NOT NULL, lr_decay REAL NOT NULL,
-    status TEXT NOT NULL,
-    diverged_at INTEGER,
-    best_val_acc REAL, best_step INTEGER,
-    final_train_loss REAL, final_val_loss REAL, final_train_acc REAL, final_val_acc REAL,
-    test_acc REAL,
-    stopped_at INTEGER,
-    val_acc_se REAL,
-    config INTEGER,
-    replica INTEGER,
-    PRIMARY KEY (sweep, id)
-);
-CREATE TABLE curves (
-    sweep TEXT NOT NULL REFERENCES sweeps(id),
-    member INTEGER NOT NULL,
-    train_loss BLOB, val_loss BLOB, val_acc BLOB, train_acc BLOB, update_ratio BLOB,
-    PRIMARY KEY (sweep, member)
-);
-CREATE TABLE params (
-    sweep TEXT NOT NULL REFERENCES sweeps(id),
-    member INTEGER NOT NULL,
-    rank INTEGER NOT NULL,
-    blob BLOB NOT NULL,
-    PRIMARY KEY (sweep, member)
-);
-CREATE TABLE checkpoints (
-    sweep TEXT PRIMARY KEY REFERENCES sweeps(id),
-    step INTEGER NOT NULL,
-    blob BLOB NOT NULL,
-    updated REAL NOT NULL
-);
-"""
 
 
 class SweepRow(NamedTuple):
@@ -163,55 +95,6 @@ def library_versions() -> dict[str, str]:
 def default_path() -> str:
     """``$SWEEPJAX_STORE`` or ``./sweepjax.db``."""
     return os.environ.get("SWEEPJAX_STORE") or DEFAULT_PATH
-
-
-def _f(x) -> float | None:
-    """A float for SQLite/JSON: NaN and None become NULL."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if np.isfinite(x) else None
-
-
-def _blob(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a, dtype=np.float32).tobytes()
-
-
-def _unblob(b: bytes | None) -> np.ndarray:
-    return np.frombuffer(b, dtype=np.float32) if b is not None else np.zeros(0, np.float32)
-
-
-def _nan(x) -> float:
-    return float("nan") if x is None else float(x)
-
-
-def _tree_to_dict(tree: Any) -> dict[str, np.ndarray]:
-    """A pytree's leaves as ``{"0": leaf0, "1": leaf1, ...}`` (tree order), for msgpack."""
-    import jax
-
-    return {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(tree))}
-
-
-def _tree_from_dict(stored: dict, like: Any) -> Any:
-    """Inverse of :func:`_tree_to_dict`, given a pytree ``like`` of the same structure
-    (per-member shapes and dtypes are checked, so a checkpoint of another config is
-    refused; the number of rows may differ)."""
-    import jax
-
-    leaves, treedef = jax.tree.flatten(like)
-    mismatch = StoreError(
-        "the stored checkpoint does not match this configuration; run without --resume"
-    )
-    if len(stored) != len(leaves):
-        raise mismatch
-    out = []
-    for i, ref in enumerate(leaves):
-        a = np.asarray(stored[str(i)])
-        # The leading (member) axis may differ: a scheduler compacts the population.
-        if a.shape[1:] != np.shape(ref)[1:] or a.dtype != np.asarray(ref).dtype:
-            raise mismatch
-        out.append(a)
-    return jax.tree.unflatten(treedef, out)
 
 
 class Store:
@@ -268,53 +151,10 @@ class Store:
             raise
         return cls(conn, path)
 
-    @staticmethod
-    def _check(conn: sqlite3.Connection, path: Path) -> None:
-        try:
-            app = conn.execute("PRAGMA application_id").fetchone()[0]
-            ver = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError:
-            raise StoreError(
-                f"{path} is not a sweepjax store (not an SQLite database); pass another --store"
-            ) from None
-        if app != APPLICATION_ID:
-            raise StoreError(
-                f"{path} is an SQLite file but not a sweepjax store; pass another --store"
-            )
-        if ver > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {path} has schema version {ver}, newer than this sweepjax supports "
-                f"({SCHEMA_VERSION}); upgrade sweepjax (pip install -U sweepjax)"
-            )
-        if ver < SCHEMA_VERSION:
-            Store._migrate(conn, ver)
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection, ver: int) -> None:
-        """Bring an older store up to date in one transaction (columns are only added,
-        so older sweeps read as before: not stopped by a scheduler, no lineage)."""
-        with _transaction(conn):
-            if ver < 2:
-                conn.execute("ALTER TABLE members ADD COLUMN stopped_at INTEGER")
-                conn.execute("ALTER TABLE sweeps ADD COLUMN schedule TEXT")
-            if ver < 3:  # v3: scores with SEs, the tied set and the model's verdict, refit
-                conn.execute("ALTER TABLE members ADD COLUMN val_acc_se REAL")
-                conn.execute("ALTER TABLE sweeps ADD COLUMN verdict TEXT")
-                conn.execute("ALTER TABLE sweeps ADD COLUMN refit TEXT")
-            if ver < 4:  # v4: replicas / folds (the config a member is a replica of)
-                conn.execute("ALTER TABLE members ADD COLUMN config INTEGER")
-                conn.execute("ALTER TABLE members ADD COLUMN replica INTEGER")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @staticmethod
-    def _create(conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
-        with _transaction(conn):
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # The schema's checks and migrations (sweepjax.store_schema), kept under their old names.
+    _check = staticmethod(schema.check)
+    _migrate = staticmethod(schema.migrate)
+    _create = staticmethod(schema.create)
 
     def close(self) -> None:
         self.conn.close()
@@ -327,7 +167,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with _transaction(self.conn) as c:
+        with schema.transaction(self.conn) as c:
             yield c
 
     # ------------------------------------------------------------------ ids
@@ -412,17 +252,7 @@ class Store:
     def save_checkpoint(self, sweep_id: str, ckpt: Checkpoint, timing: dict | None = None) -> None:
         """Replace the sweep's checkpoint with ``ckpt`` (atomically), and with it the
         ``timing`` so far (see :meth:`set_timing`) when given."""
-        blob = serialization.msgpack_serialize(
-            {
-                "states": _tree_to_dict(ckpt.states),
-                "curves": {
-                    "step": np.asarray(ckpt.curves.step, np.int64),
-                    **{f: np.asarray(getattr(ckpt.curves, f)) for f in CURVE_FIELDS},
-                },
-                "schedule": ckpt.schedule.as_arrays(),
-                "size": np.int64(ckpt.size),
-            }
-        )
+        blob = checkpoint_blob(ckpt)
         now = time.time()
         with self.transaction() as c:
             c.execute(
@@ -456,18 +286,7 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        d = serialization.msgpack_restore(row[1])
-        states = _tree_from_dict(d["states"], like_states)
-        c = d["curves"]
-        curves = Curves(np.asarray(c["step"]), *(np.asarray(c[f]) for f in CURVE_FIELDS))
-        if "schedule" not in d:
-            raise StoreError(
-                f"the checkpoint of sweep {sweep_id} was written by an older sweepjax; "
-                "run without --resume"
-            )
-        sched = ScheduleState.from_arrays(d["schedule"])
-        size = int(d.get("size", 0))
-        return Checkpoint(int(row[0]), states, curves, sched, size)
+        return checkpoint_from_blob(sweep_id, row[0], row[1], like_states)
 
     def save_results(self, result: SweepResult, params: dict[int, Any] | None = None) -> None:
         """Write members, curves, params and the summary; mark the sweep finished.
@@ -476,29 +295,7 @@ class Store:
         ``params`` maps member id -> parameter pytree (winner first, then the next few).
         """
         sid = result.sweep_id
-        members = [
-            (
-                sid,
-                m.id,
-                m.lr,
-                m.l2,
-                m.lr_decay,
-                m.status,
-                m.diverged_at,
-                _f(m.best_val_acc),
-                m.best_step,
-                _f(m.final_train_loss),
-                _f(m.final_val_loss),
-                _f(m.final_train_acc),
-                _f(m.final_val_acc),
-                _f(m.test_acc),
-                m.stopped_at,
-                _f(m.val_acc_se),
-                m.config,
-                m.replica,
-            )
-            for m in result.members
-        ]
+        members = [member_row(sid, m) for m in result.members]
         curve_rows = []
         if result.curves is not None:
             cols = [np.asarray(getattr(result.curves, f), np.float32) for f in CURVE_FIELDS]
@@ -520,7 +317,9 @@ class Store:
             for table in ("members", "curves", "params"):
                 c.execute(f"DELETE FROM {table} WHERE sweep=?", (sid,))
             c.executemany(
-                "INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", members
+                f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})",
+                members,
             )
             c.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?,?)", curve_rows)
             c.executemany("INSERT INTO params VALUES (?,?,?,?)", param_rows)
@@ -543,7 +342,7 @@ class Store:
                     result.report,
                     json.dumps(result.schedule_json()),
                     json.dumps(result.verdict_json()),
-                    json.dumps(_refit_json(result)),
+                    json.dumps(refit_json(result)),
                     sid,
                 ),
             )
@@ -637,25 +436,12 @@ class Store:
     def load_sweep(self, sweep_id: str, curves: bool = True) -> SweepResult:
         """The stored :class:`SweepResult` (members empty while a sweep is unfinished)."""
         row = self._row(sweep_id)
-        cols = (
-            "id, lr, l2, lr_decay, status, diverged_at, best_val_acc, best_step, "
-            "final_train_loss, final_val_loss, final_train_acc, final_val_acc, test_acc, "
-            "stopped_at, val_acc_se, config, replica"
-        )
         n_val = json.loads(row["dataset"]).get("n_val")
         members = [
-            MemberRecord(
-                int(r[0]),
-                *r[1:6],
-                _nan(r[6]),
-                int(r[7]),
-                *r[8:14],
-                val_acc_se=r[14] if r[14] is not None else _binomial_se(r[6], n_val),
-                config=r[15],
-                replica=r[16],
-            )
+            member_record(r, n_val)
             for r in self.conn.execute(
-                f"SELECT {cols} FROM members WHERE sweep=? ORDER BY id", (sweep_id,)
+                f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE sweep=? ORDER BY id",
+                (sweep_id,),
             )
         ]
         by_id = {m.id: m for m in members}
@@ -726,8 +512,8 @@ class Store:
             refinement=row["refinement"],
             status=row["status"],
             report=row["report"],
-            **_schedule_fields(row["schedule"]),
-            **_verdict_fields(row["verdict"]),
+            **schedule_fields(row["schedule"]),
+            **verdict_fields(row["verdict"]),
             configs=configs,
             activations=self.load_activations(sweep_id),
         )
@@ -753,48 +539,15 @@ def _activations():
     return store_activations
 
 
-def _binomial_se(acc, n_val) -> float | None:
-    """A stored accuracy's binomial SE (sweeps stored before v3 did not keep it)."""
-    if acc is None or not n_val:
-        return None
-    from sweepjax.surface import binomial_se
-
-    return float(binomial_se(np.array([acc]), int(n_val))[0])
-
-
-def _refit_json(result: SweepResult) -> dict:
-    w = result.winner
-    if w is None or w.refit_test_acc is None:
-        return {}
-    return {"steps": w.refit_steps, "test_acc": w.refit_test_acc}
-
-
-def _verdict_fields(text: str | None) -> dict:
-    """``tied`` and ``verdict`` of a stored sweep (none for sweeps stored before v3)."""
-    data = json.loads(text) if text else {}
-    v = data.get("verdict")
-    return {"tied": list(data.get("tied") or []), "verdict": VerdictRecord(**v) if v else None}
-
-
-def _schedule_fields(text: str | None) -> dict:
-    """``lineage`` and ``history`` of a stored sweep (empty for sweeps without them)."""
-    d = json.loads(text) if text else {}
-    return {"lineage": d.get("lineage", []), "history": d.get("history", [])}
-
-
-def dump_params(params: Any) -> bytes:
-    """A flax params dict (nested dict of arrays) -> msgpack bytes, keeping its keys."""
-    return serialization.msgpack_serialize(serialization.to_state_dict(params))
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
+__all__ = [
+    "APPLICATION_ID",
+    "CURVE_FIELDS",
+    "DEFAULT_PATH",
+    "NAME_RE",
+    "SCHEMA_VERSION",
+    "Store",
+    "SweepRow",
+    "default_path",
+    "dump_params",
+    "library_versions",
+]

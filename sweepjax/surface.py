@@ -40,6 +40,10 @@ from typing import NamedTuple
 import numpy as np
 
 DEFAULT_KNOTS = 11  # knots at 0, 0.1, ..., 1
+# The verdicts search the model's maximum and draw posterior surfaces on the full knot
+# grid (``knots ** A`` points): with more axes the curves get fewer knots so that grid stays
+# below this many points (11 knots up to 4 axes; 7, 5, 4 for 5, 6, 7 axes).
+MAX_GRID_POINTS = 20_000
 DEFAULT_FLOOR_QUANTILE = 0.25
 _LAMBDAS = np.logspace(-4.0, 1.0, 8)  # penalty grid, relative to mean(diag(X'WX))
 _INTERACTION_RIDGE = 1e-6
@@ -73,6 +77,24 @@ class Surface(NamedTuple):
     @property
     def num_axes(self) -> int:
         return len(self.axes)
+
+
+def knots_for(num_axes: int) -> int:
+    """Knots per axis curve for ``num_axes`` axes: ``DEFAULT_KNOTS``, or fewer so that the
+    knot grid has at most ``MAX_GRID_POINTS`` points (at least 3 knots)."""
+    k = DEFAULT_KNOTS
+    while k > 3 and k ** max(num_axes, 1) > MAX_GRID_POINTS:
+        k -= 1
+    return k
+
+
+def min_members(num_axes: int) -> int:
+    """Alive members a fit needs: two per axis curve plus two, and at least as many as the
+    level, the slopes and the pairwise terms (``1 + A + A (A - 1) / 2``): the pair terms
+    carry only a token ridge, so the data must pin them (6 members for 2 axes, 8 for 3,
+    11 for 4, 16 for 5, 22 for 6, 29 for 7)."""
+    a = num_axes
+    return max(2 * a + 2, 1 + a + a * (a - 1) // 2)
 
 
 def num_features(num_axes: int, knots: int = DEFAULT_KNOTS) -> int:
@@ -145,7 +167,7 @@ def fit_surface(
     n_val: int,
     axes: tuple[str, ...] | list[str],
     acc_se: np.ndarray | None = None,
-    knots: int = DEFAULT_KNOTS,
+    knots: int | None = None,
     floor_quantile: float = DEFAULT_FLOOR_QUANTILE,
 ) -> Surface:
     """Fit the response surface to the alive members.
@@ -157,7 +179,8 @@ def fit_surface(
       n_val: validation set size (binomial SE of each accuracy).
       axes: ``A`` axis names.
       acc_se: optional ``[N]`` empirical SEs (replicas, folds); replaces the binomial SE.
-      knots: knots per axis curve (11: one every tenth of the box).
+      knots: knots per axis curve (default :func:`knots_for` the axes: 11, one every
+        tenth of the box, up to 4 axes).
       floor_quantile: scores below this quantile of the alive accuracies are raised to it.
 
     Returns:
@@ -174,8 +197,12 @@ def fit_surface(
     alive = np.asarray(alive, dtype=bool) & np.isfinite(np.asarray(acc, dtype=np.float64))
     y = np.asarray(acc, dtype=np.float64)[alive]
     x = x[alive]
-    if len(y) < 2 * len(axes) + 2:
-        raise ValueError(f"need at least {2 * len(axes) + 2} alive members to fit, got {len(y)}")
+    need = min_members(len(axes))
+    if len(y) < need:
+        raise ValueError(
+            f"need at least {need} alive members to fit {len(axes)} axes, got {len(y)}"
+        )
+    knots = knots_for(len(axes)) if knots is None else knots
     se = binomial_se(y, n_val) if acc_se is None else np.asarray(acc_se, dtype=np.float64)[alive]
     floor = float(np.quantile(y, floor_quantile))
     y = np.maximum(y, floor)

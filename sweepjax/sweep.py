@@ -17,6 +17,7 @@ by kill -9 counts its wall time up to its last checkpoint, compile included, as 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -30,10 +31,11 @@ from sweepjax.config import (
     DEFAULT_L2,
     DEFAULT_LR,
     DataConfig,
+    ModelConfig,
     Range,
     SearchSpace,
 )
-from sweepjax.custom import model_config, prepare
+from sweepjax.custom import check_axes, model_config, prepare
 from sweepjax.data import Dataset
 from sweepjax.errors import ConfigError, StoreError
 from sweepjax.refit import refit_member
@@ -57,8 +59,11 @@ from sweepjax.sweep_config import (
     DEFAULT_TRIALS,
     FINE_LR_DECAY,
     FINE_STEPS_FACTOR,
+    MODEL_DEFAULTS,
     SAMPLERS,
     SweepConfig,
+    _axis,
+    _check_axes,
     _check_band,
     _check_dataset_name,
     _group,
@@ -68,6 +73,7 @@ from sweepjax.sweep_config import (
     _scheduler,
     _train_config,
     derive_seed,
+    flag,
 )
 from sweepjax.verdict import propose
 
@@ -78,14 +84,17 @@ def coarse(
     dataset: str = "mnist",
     data_dir: str | None = None,
     model: Any = "softmax",
-    hidden: int = 100,
-    optimizer: str = "sgd",
+    hidden: int | tuple[int, int] | Range | None = None,
+    optimizer: str | None = None,
     trials: int = DEFAULT_TRIALS,
     steps: int = DEFAULT_STEPS,
     batch_size: int = DEFAULT_BATCH,
     lr: tuple[float, float] | Range | str | None = None,
     l2: tuple[float, float] | Range | None = None,
     lr_decay: tuple[float, float] | Range | None = None,
+    dropout: float | tuple[float, float] | Range | None = None,
+    init_scale: float | tuple[float, float] | Range | None = None,
+    momentum: float | tuple[float, float] | Range | None = None,
     grid: bool = False,
     seed: int = 0,
     eval_every: int | None = None,
@@ -108,6 +117,14 @@ def coarse(
 ) -> SweepResult:
     """A coarse sweep: ``trials`` members drawn log-uniformly from the ``lr`` x ``l2`` box
     (default ``DEFAULT_LR`` x ``DEFAULT_L2``), trained ``steps`` steps at once, stored.
+
+    More axes, each traced per member in the same compiled program: ``lr_decay``,
+    ``hidden`` (the MLP's width: an int fixes it, a ``(lo, hi)`` pair searches whole
+    widths log-uniformly, each member masked to its own inside a network ``hi`` wide),
+    ``dropout`` (MLP), ``init_scale`` and ``momentum`` (the ``momentum`` optimizer's
+    coefficient, Adam's ``b1``): a number fixes the axis, a pair (or a
+    :class:`~sweepjax.config.Range` on the axis's scale) searches it; dropout and momentum
+    are searched on a linear scale, the others in log space (:data:`sweepjax.config.AXES`).
 
     ``lr="auto"`` takes the box from the learning-rate finder
     (:func:`sweepjax.sanity.auto_lr_range`, a short vectorized sweep at tiny lambda).
@@ -144,8 +161,37 @@ def coarse(
     if auto and lr != "auto":
         raise ConfigError(f"--lr takes LO HI or 'auto', got {lr!r}")
     data_cfg = DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
-    model_cfg = model_config(model, hidden, loss)
-    train_cfg = _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps)
+    extra = {
+        "hidden": _axis("hidden", hidden),
+        "dropout": _axis("dropout", dropout),
+        "init_scale": _axis("init_scale", init_scale),
+        "momentum": _axis("momentum", momentum),
+    }
+    searched = {n: a for n, a in extra.items() if isinstance(a, Range)}
+    fixed = {n: a for n, a in extra.items() if not isinstance(a, Range)}
+    builtin = isinstance(model, str) and model in MODEL_DEFAULTS
+    # A user's network takes the MLP's optimizer default (and no width: it has its own).
+    defaults = MODEL_DEFAULTS[model if builtin else "mlp"]
+    optimizer = optimizer or defaults.optimizer
+    width = _width(
+        searched.get("hidden"),
+        fixed.get("hidden"),
+        defaults.hidden if builtin else ModelConfig.hidden,
+    )
+    model_cfg = model_config(model, width, loss)
+    check_axes(model_cfg, [*searched, *(n for n, v in fixed.items() if v)])
+    _check_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
+    train_cfg = _train_config(
+        optimizer,
+        steps,
+        batch_size,
+        seed,
+        eval_every,
+        chunk_steps,
+        momentum=fixed.get("momentum"),
+        dropout=fixed.get("dropout"),
+        init_scale=fixed.get("init_scale"),
+    )
     sched_cfg = _schedule_config("coarse", schedule, eta, rungs, pbt_interval, train_cfg.steps)
     l2_r = _range("l2", l2, DEFAULT_L2)
     _check_band(band)
@@ -167,6 +213,7 @@ def coarse(
             lr=_range("lr", lr, DEFAULT_LR),
             l2=l2_r,
             lr_decay=_range("lr-decay", lr_decay, None, cap=1.0),
+            **searched,
         ),
         trials=trials,
         grid=grid,
@@ -192,12 +239,15 @@ def fine(
     dataset: str | None = None,
     data_dir: str | None = None,
     model: Any = None,
-    hidden: int | None = None,
+    hidden: int | tuple[int, int] | Range | None = None,
     optimizer: str | None = None,
     batch_size: int | None = None,
     lr: tuple[float, float] | Range | None = None,
     l2: tuple[float, float] | Range | None = None,
     lr_decay: tuple[float, float] | Range | str | None = None,
+    dropout: float | tuple[float, float] | Range | None = None,
+    init_scale: float | tuple[float, float] | Range | None = None,
+    momentum: float | tuple[float, float] | Range | None = None,
     grid: bool | None = None,
     seed: int | None = None,
     eval_every: int | None = None,
@@ -229,7 +279,11 @@ def fine(
     winner sits near it; a flat axis stays wide; never past a cap (lr_decay <= 1). With
     too few surviving members for a model, the old rule (:func:`sweepjax.search.refine`,
     the span of the ``top_k`` best) is used instead. ``lr`` / ``l2`` replace an axis of
-    that box. ``sampler`` (``DEFAULT_SAMPLER`` when None) draws the members in it:
+    that box; so do ``hidden`` / ``dropout`` / ``init_scale`` / ``momentum`` given as a
+    pair, while one number fixes that axis instead (every axis the parent searched is
+    searched again, in its refined box, unless so replaced or fixed; a pair for an axis
+    the parent did not search adds it). A searched width compiles a network
+    ``ceil(hidden.hi)`` wide. ``sampler`` (``DEFAULT_SAMPLER`` when None) draws the members in it:
     ``uniform``, or ``thompson`` / ``ei`` from the parent's model
     (:func:`sweepjax.verdict.propose`). ``refit`` retrains the winner on train +
     validation (:mod:`sweepjax.refit`) and reports ``winner.refit_test_acc``.
@@ -255,6 +309,12 @@ def fine(
         raise ConfigError(f"--margin must be in [0, 1], got {margin}; try 0.1")
     lr_r = _range("lr", lr, DEFAULT_LR) if lr is not None else None
     l2_r = _range("l2", l2, DEFAULT_L2) if l2 is not None else None
+    extra = {
+        "hidden": _axis("hidden", hidden),
+        "dropout": _axis("dropout", dropout),
+        "init_scale": _axis("init_scale", init_scale),
+        "momentum": _axis("momentum", momentum),
+    }
     decay_off = isinstance(lr_decay, str)
     if decay_off and lr_decay != "off":
         raise ConfigError(f"--lr-decay takes LO HI or 'off', got {lr_decay!r}")
@@ -318,10 +378,30 @@ def fine(
             space = dataclasses.replace(space, lr_decay=decay_r)
             why += "; lr_decay: the given --lr-decay"
         if lr_r is not None or l2_r is not None:
-            space = SearchSpace(lr=lr_r or space.lr, l2=l2_r or space.l2, lr_decay=space.lr_decay)
+            space = dataclasses.replace(space, lr=lr_r or space.lr, l2=l2_r or space.l2)
             why += "; replaced by the given " + " and ".join(
                 f"--{a}" for a, r in (("lr", lr_r), ("l2", l2_r)) if r is not None
             )
+        for axis, a in extra.items():  # a pair replaces (or adds) the box, a number fixes
+            if a is None:
+                continue
+            space = dataclasses.replace(space, **{axis: a if isinstance(a, Range) else None})
+            why += f"; {axis}: " + (
+                f"the given {flag(axis)} [{a.lo:g}, {a.hi:g}]"
+                if isinstance(a, Range)
+                else f"fixed at {a:g} by {flag(axis)}"
+            )
+        optimizer_ = optimizer or pt["optimizer"]
+        fixed = {n: a for n, a in extra.items() if a is not None and not isinstance(a, Range)}
+        width = _width(space.hidden, fixed.get("hidden", pm["hidden"]))
+        model_cfg = model_config(
+            (pm.get("spec") or pm["kind"]) if model is None else model, width, loss
+        )
+        check_axes(model_cfg, [*space.axes(), *(n for n, v in fixed.items() if v)])
+        _check_axes(space, model_cfg.kind, optimizer_, fixed)
+        # Fixed values not given now are the parent's (stored only when not the default).
+        for axis in ("momentum", "dropout", "init_scale"):
+            fixed.setdefault(axis, pt.get(axis))
         # The data the parent really used (after any offline fallback), so rounds compare.
         used = par.dataset.get("name") or pd["dataset"]
         # The root seed (the data split's, shared by the whole chain) and, from it and the
@@ -333,8 +413,8 @@ def fine(
             "fine",
         )
         seed_ = derive_seed(root, lineage)
-        steps_ = steps if steps is not None else FINE_STEPS_FACTOR * pt["steps"]
-        hidden_ = hidden if hidden is not None else pm["hidden"]
+        factor = MODEL_DEFAULTS.get(model_cfg.kind, MODEL_DEFAULTS["mlp"]).fine_steps_factor
+        steps_ = steps if steps is not None else factor * pt["steps"]
         sched_cfg = _schedule_config("fine", schedule, eta, rungs, pbt_interval, steps_)
         cfg = SweepConfig(
             kind="fine",
@@ -345,16 +425,17 @@ def fine(
                 seed=root,
                 download=pd["download"],
             ),
-            model=model_config(
-                (pm.get("spec") or pm["kind"]) if model is None else model, hidden_, loss
-            ),
+            model=model_cfg,
             train=_train_config(
-                optimizer or pt["optimizer"],
+                optimizer_,
                 steps_,
                 batch_size if batch_size is not None else pt["batch_size"],
                 seed_,
                 eval_every,
                 chunk_steps,
+                momentum=fixed["momentum"],
+                dropout=fixed["dropout"],
+                init_scale=fixed["init_scale"],
             ),
             space=space,
             trials=trials if trials is not None else pc["trials"],
@@ -371,7 +452,9 @@ def fine(
         _scheduler(cfg, cfg.trials)
         if cfg.grid and sampler_ != "uniform":
             raise ConfigError(f"--grid draws a grid; drop it to use --sampler {sampler_}")
-        draws = _model_draws(judged, pspace, cfg, replaced=lr_r is not None or l2_r is not None)
+        replaced = lr_r is not None or l2_r is not None
+        replaced |= any(extra[n] is not None for n in extra if n in pspace.axes())
+        draws = _model_draws(judged, pspace, cfg, replaced=replaced)
         ds = _load(cfg.data, cb)
         prepare(cfg.model, ds)
         if ds.info.sha256 != par.dataset.get("sha256"):
@@ -400,8 +483,9 @@ def fine(
 
 def _model_draws(judged, pspace: SearchSpace, cfg: SweepConfig, replaced: bool):
     """The members a model-based sampler proposes (None: ``search.sample`` draws them
-    uniformly). Axes the parent did not search (lr_decay on a first fine round) are drawn
-    uniformly; a box replaced by ``--lr`` / ``--l2`` has no model to sample from."""
+    uniformly). Axes the parent did not search (lr_decay on a first fine round, an axis
+    added by its flag) are drawn uniformly; a modelled axis replaced or fixed by its flag
+    (``--lr``, ``--hidden``, ...) leaves no model to sample from."""
     if cfg.sampler == "uniform" or judged.surface is None or replaced:
         return None
     u = propose(judged.surface, judged.box, cfg.trials, cfg.train.seed, cfg.sampler)
@@ -412,7 +496,15 @@ def _model_draws(judged, pspace: SearchSpace, cfg: SweepConfig, replaced: bool):
     for name, r in cfg.space.axes().items():
         if name not in values:
             values[name] = r.from_unit(rng.random(cfg.trials))
-    return search.hparams_from_values(cfg.space, values)
+    return search.hparams_from_values(cfg.space, values, cfg.fixed())
+
+
+def _width(searched: Range | None, fixed: int | None, default: int = ModelConfig.hidden) -> int:
+    """The compiled MLP width: a searched width's whole upper bound (each member is masked
+    to its own inside it), else the fixed one (``default`` when None)."""
+    if searched is not None:
+        return int(math.ceil(searched.hi))
+    return int(fixed) if fixed is not None else default
 
 
 def refit_winner(
@@ -446,6 +538,7 @@ __all__ = [
     "DEFAULT_TRIALS",
     "FINE_LR_DECAY",
     "FINE_STEPS_FACTOR",
+    "MODEL_DEFAULTS",
     "PARAMS_KEPT",
     "SAMPLERS",
     "Callbacks",

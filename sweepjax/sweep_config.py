@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sweepjax import schedule, search, verdict
 from sweepjax.config import (
+    AXES,
     DataConfig,
     ModelConfig,
     Range,
@@ -56,6 +57,10 @@ MODEL_DEFAULTS = {
 DEFAULT_SCHEDULE = {"coarse": "halving", "fine": "halving"}
 
 
+# Train settings left out of the stored config while at their defaults (a sweep stored
+# before they existed resumes, and compares equal, with the same flags).
+UNSTORED_DEFAULTS = {"dropout": TrainConfig.dropout, "init_scale": TrainConfig.init_scale}
+
 # How a fine round draws its members inside the model's box (sweepjax.verdict.propose):
 # "uniform" (random in the box), "thompson" (each member the argmax of its own posterior
 # surface) or "ei" (expected improvement); a quarter of a model-based round stays uniform.
@@ -96,12 +101,22 @@ class SweepConfig:
         """Members per config (1 without replicas or folds)."""
         return max(self.replicas, self.folds, 1)
 
+    def fixed(self) -> dict[str, float]:
+        """The values of the per-member axes the space does not search (momentum, dropout,
+        init scale: ``TrainConfig``'s; the width: the network's, the HParams default)."""
+        t = self.train
+        return {"momentum": t.momentum, "dropout": t.dropout, "init_scale": t.init_scale}
+
     def as_dict(self) -> dict:
+        train = dataclasses.asdict(self.train)
+        for name, default in UNSTORED_DEFAULTS.items():
+            if train[name] == default:  # configs stored before these settings compare equal
+                del train[name]
         return {
             "kind": self.kind,
             "data": dataclasses.asdict(self.data),
             "model": self.model.as_dict(),
-            "train": dataclasses.asdict(self.train),
+            "train": train,
             "space": self.space.as_dict(),
             "trials": self.trials,
             "grid": self.grid,
@@ -156,12 +171,67 @@ def _range(name: str, value, default: Range | None, cap: float | None = None) ->
         raise ConfigError(f"--{name}: {e}") from None
 
 
+def flag(name: str) -> str:
+    """The command-line flag of axis ``name`` (``init_scale`` -> ``--init-scale``)."""
+    return "--" + name.replace("_", "-")
+
+
+def _axis(name: str, value) -> Range | float | int | None:
+    """An axis argument of :func:`coarse` / :func:`fine`: None (not given), one number (the
+    axis fixed at it: an int for ``hidden``), or a ``(lo, hi)`` pair / :class:`Range`
+    (searched, on the axis's scale in :data:`~sweepjax.config.AXES`), inside the axis's
+    caps. Errors name the flag."""
+    if value is None:
+        return None
+    ax, f = AXES[name], flag(name)
+    if isinstance(value, Range):
+        try:
+            ax.check(name, value)
+        except ConfigError as e:
+            raise ConfigError(f"{f}: {e}") from None
+        return value
+    if isinstance(value, str) or not hasattr(value, "__len__"):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{f} takes a number or LO HI, got {value!r}") from None
+        if not ax.admits(v):
+            raise ConfigError(f"{f} must be in {ax.bounds_text()}, got {v:g}")
+        return int(v) if ax.integer else v
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{f} takes one number (fixed) or two LO HI (searched), got {value!r}"
+        ) from None
+    if not (ax.admits(lo) and ax.admits(hi)):
+        raise ConfigError(f"{f} bounds must lie in {ax.bounds_text()}, got {lo:g} {hi:g}")
+    try:
+        return ax.range(lo, hi)
+    except ConfigError as e:
+        raise ConfigError(f"{f}: {e}") from None
+
+
+def _check_axes(space: SearchSpace, model: str, optimizer: str, fixed: dict) -> None:
+    """The searched (``space``) and explicitly fixed (``fixed``: ``{name: value or None}``)
+    axes fit the model and optimizer: width and dropout are the MLP's, momentum is not
+    sgd's."""
+    if space.hidden is not None and model != "mlp":
+        raise ConfigError("--hidden LO HI searches the MLP's hidden width; add --model mlp")
+    if model != "mlp" and (space.dropout is not None or (fixed.get("dropout") or 0.0) > 0):
+        raise ConfigError("--dropout drops the MLP's hidden units; add --model mlp")
+    if optimizer == "sgd" and (space.momentum is not None or fixed.get("momentum") is not None):
+        raise ConfigError("--momentum needs --optimizer momentum or adam (sgd has no momentum)")
+
+
 def _positive(name: str, value: int | None) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
         raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
 
 
-def _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps) -> TrainConfig:
+def _train_config(
+    optimizer, steps, batch_size, seed, eval_every, chunk_steps, **fixed
+) -> TrainConfig:
     for n, v in (
         ("steps", steps),
         ("batch-size", batch_size),
@@ -180,6 +250,7 @@ def _train_config(optimizer, steps, batch_size, seed, eval_every, chunk_steps) -
         eval_every=eval_every,
         seed=seed,
         chunk_steps=chunk_steps,
+        **{k: v for k, v in fixed.items() if v is not None},  # momentum, dropout, init_scale
     )
 
 

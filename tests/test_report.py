@@ -114,17 +114,6 @@ def synthetic(kind="softmax", hidden=16, diverged=(10, 11), parent_spaces=None, 
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class AxesMember(MemberRecord):
-    """A member with the per-member axes beyond (lr, l2). MemberRecord gains these fields
-    with the new axes; declaring them here keeps the fixtures independent of that."""
-
-    hidden: float | None = None
-    dropout: float | None = None
-    init_scale: float | None = None
-    momentum: float | None = None
-
-
 # Boxes of the extra axes (hidden within the synthetic MLP's compiled 16 units).
 EXTRA_SPACE = {
     "hidden": [4.0, 16.0],
@@ -154,7 +143,7 @@ def many_axes(res, names=tuple(EXTRA_SPACE), seed=0, stopped=(3,)):
         d = m.as_dict()
         if m.id in stopped:
             d.update(status="stopped", stopped_at=100)
-        members.append(AxesMember(**d, **vals))
+        members.append(MemberRecord(**{**d, **vals}))  # the record's own axis fields
     res.members = members
     res.space = {**res.space, **{n: EXTRA_SPACE[n] for n in names}}
     return res

@@ -257,13 +257,14 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         back = st.load_sweep(res.sweep_id)
     assert [m.stopped_at for m in back.members] == [None, None, None]
     assert back.lineage == [] and [m.id for m in back.members] == [0, 1, 2]
 
 
-_V4_COLUMNS = (("members", "config"), ("members", "replica"))
+_V5_COLUMNS = tuple(("members", c) for c in ("hidden", "dropout", "init_scale", "momentum"))
+_V4_COLUMNS = (("members", "config"), ("members", "replica"), *_V5_COLUMNS)
 _V3_COLUMNS = (
     ("members", "val_acc_se"),
     ("sweeps", "verdict"),
@@ -289,7 +290,7 @@ def test_a_version_2_store_is_migrated_and_its_scores_get_their_se(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         back = st.load_sweep(res.sweep_id)
         assert back.tied == [] and back.verdict is None and back.winner.refit_test_acc is None
         for m in back.members:
@@ -327,7 +328,7 @@ def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         back = st.load_sweep(res.sweep_id)
         assert back.configs == [] and all(m.config is None for m in back.members)
         # Now as 2 configs x 2 replicas (ids c * 2 + r).
@@ -348,3 +349,46 @@ def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
             np.std(a)
         )
     assert back.winner.config == 0 and back.winner.val_acc == pytest.approx(np.mean(accs[0]))
+
+
+def test_a_version_4_store_is_migrated_and_members_read_their_fixed_axes(tmp_path):
+    """A v4 store (before the width / dropout / init scale / momentum columns) opens as v5:
+    each old member reads the values it trained with, from its sweep's config (an MLP's
+    full width, no dropout, init scale 1, the optimizer's momentum; no width for softmax,
+    no momentum for sgd). Members written afterwards round-trip their own values."""
+    path = tmp_path / "v4.db"
+    mlp = make_result("x", m=3)
+    mlp.config = {
+        "model": {"kind": "mlp", "hidden": 64},
+        "train": {"optimizer": "momentum", "momentum": 0.95},
+    }
+    soft = make_result("y", m=2)
+    soft.config = {"model": {"kind": "softmax", "hidden": 100}, "train": {"optimizer": "sgd"}}
+    with Store.open(path, create=True) as st:
+        for res in (mlp, soft):
+            res.sweep_id = new_sweep(st, res)
+            st.save_results(res)
+    conn = sqlite3.connect(path)
+    for table, col in _V5_COLUMNS:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as st:
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        a, b = st.load_sweep(mlp.sweep_id), st.load_sweep(soft.sweep_id)
+        axes = ("hidden", "dropout", "init_scale", "momentum")
+        assert {tuple(getattr(m, n) for n in axes) for m in a.members} == {(64, 0.0, 1.0, 0.95)}
+        assert {tuple(getattr(m, n) for n in axes) for m in b.members} == {(None, 0.0, 1.0, None)}
+        # Everything else reads as before the migration.
+        strip = dict.fromkeys(axes)
+        assert [dataclasses.replace(m, **strip) for m in a.members] == mlp.members
+        # New members keep their own values, ints stay ints.
+        mlp.members = [
+            dataclasses.replace(m, hidden=8 + i, dropout=0.1 * i, init_scale=0.5, momentum=0.6)
+            for i, m in enumerate(mlp.members)
+        ]
+        st.save_results(mlp)
+        back = st.load_sweep(mlp.sweep_id)
+    assert back.members == mlp.members
+    assert [type(m.hidden) for m in back.members] == [int] * 3

@@ -32,14 +32,17 @@ def register(sub) -> None:
     )
     p.add_argument("--data-dir", help="directory searched first for the data")
     p.add_argument("--model", choices=MODELS, default="softmax")
-    p.add_argument("--hidden", type=int, default=100, help="MLP hidden width (default 100)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    p.add_argument("--hidden", type=int, help="MLP hidden width (default 256)")
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, help="default: sgd for softmax, momentum for mlp"
+    )
     p.add_argument("--trials", type=int, default=flows.DEFAULT_TRIALS, help="members per round")
     p.add_argument(
         "--steps",
         type=int,
         default=flows.DEFAULT_STEPS,
-        help=f"coarse steps; each fine round trains {flows.FINE_STEPS_FACTOR}x as many",
+        help=f"coarse steps; each fine round trains {flows.FINE_STEPS_FACTOR}x as many "
+        f"({flows.MODEL_DEFAULTS['mlp'].fine_steps_factor}x for mlp)",
     )
     p.add_argument("--batch-size", type=int, default=flows.DEFAULT_BATCH)
     p.add_argument("--seed", type=int, default=0, help="root seed")
@@ -84,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json_clean(out.to_json()), indent=2, allow_nan=False))
         return 0
     f, w = out.final, out.final.winner
-    decay = next((m.lr_decay for m in f.members if m.id == w.id), None)
+    wm = next((m for m in f.members if m.id == w.id), None)
     print(
         f"answer ({f.sweep_id}): lr {w.lr:.3g}, lambda {w.l2:.3g}"
-        + (f", final lr x{decay:.3f}" if decay is not None else "")
+        + (_axes_text(wm) if wm is not None else "")
         + f": val acc {w.val_acc:.4f} +/- {w.val_acc_se:.4f} "
         f"({len(f.tied)} member(s) statistically tied), test acc {w.test_acc:.4f}"
         + (f", refit test acc {w.refit_test_acc:.4f}" if w.refit_test_acc is not None else "")
@@ -97,6 +100,19 @@ def run(args: argparse.Namespace) -> int:
     if f.report:
         print(f"report: {f.report}")
     return 0
+
+
+def _axes_text(m) -> str:
+    """The winner's other hyperparameters: its final lr multiplier, its width and
+    momentum where they apply, its dropout and init scale when not the defaults."""
+    out = f", final lr x{m.lr_decay:.3f}"
+    if m.hidden is not None:
+        out += f", hidden {m.hidden}"
+    for name, default in (("dropout", 0.0), ("init_scale", 1.0), ("momentum", None)):
+        v = getattr(m, name)
+        if v is not None and v != default:
+            out += f", {name} {v:.3g}"
+    return out
 
 
 def _stage_only(note):

@@ -13,6 +13,7 @@ import sys
 import time
 
 from sweepjax import search
+from sweepjax.config import AXES
 from sweepjax.diagnose import diagnose_sweep
 from sweepjax.results import SweepResult
 from sweepjax.store import Store, SweepRow
@@ -40,6 +41,41 @@ def to_json_text(result: SweepResult) -> str:
 
 def _box(space: dict) -> str:
     return "  ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in space.items())
+
+
+def _sampling(space: dict, grid: bool) -> str:
+    linear = [k for k in space if k in AXES and not AXES[k].log]
+    how = "grid" if grid else "random"
+    if not linear:
+        return f"{how}, log-uniform" if not grid else how
+    return f"{how}; {', '.join(linear)} linear, the rest log-uniform"
+
+
+# The table's columns for searched axes beyond (lr, l2): header, width, format.
+AXIS_COLUMNS = {
+    "lr_decay": ("decay", 6, "{:>6.3f}"),
+    "hidden": ("hidden", 6, "{:>6d}"),
+    "dropout": ("drop", 5, "{:>5.2f}"),
+    "init_scale": ("init", 6, "{:>6.3g}"),
+    "momentum": ("mom", 5, "{:>5.3f}"),
+}
+
+
+def _axis_columns(result: SweepResult) -> list[str]:
+    """The searched axes beyond (lr, l2) that get a column (only when searched)."""
+    return [a for a in AXIS_COLUMNS if a in result.space]
+
+
+def _axis_header(axes: list[str]) -> str:
+    return "".join(f"{AXIS_COLUMNS[a][0]:>{AXIS_COLUMNS[a][1]}}  " for a in axes)
+
+
+def _axis_cells(rec, axes: list[str]) -> str:
+    out = ""
+    for a in axes:
+        v, (_, width, fmt) = getattr(rec, a), AXIS_COLUMNS[a]
+        out += (fmt.format(v) if v is not None else f"{'-':>{width}}") + "  "
+    return out
 
 
 def _verdict_lines(result: SweepResult) -> list[str]:
@@ -105,9 +141,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         f"{_model_name(cfg)} on {ds.get('name')} "
         f"({ds.get('n_train')}/{ds.get('n_val')}/{ds.get('n_test')})"
     )
-    lines.append(
-        f"box: {_box(result.space)}  ({'grid' if cfg.get('grid') else 'random, log-uniform'})"
-    )
+    lines.append(f"box: {_box(result.space)}  ({_sampling(result.space, cfg.get('grid'))})")
     if result.refinement:
         lines.append(f"why: {result.refinement}")
     if result.status != "finished":
@@ -115,17 +149,15 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         return "\n".join(lines)
     if result.configs:
         lines += _config_table(result, top)
-        return "\n".join(
-            lines + _summary_lines(result, store_path, decay="lr_decay" in result.space)
-        )
+        return "\n".join(lines + _summary_lines(result, store_path))
     order = search.ranking(result)
     tied = set(result.tied)
     lines.append("")
-    decay = "lr_decay" in result.space  # a column only when the decay was searched
+    axes = _axis_columns(result)  # a column per axis searched beyond (lr, l2)
     lines.append(
         f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'+/- se':>6}  {'tied':>4}  "
         f"{'at step':>7}  "
-        f"{'lr':>9}  {'lambda (l2)':>11}  " + (f"{'decay':>6}  " if decay else "") + "status"
+        f"{'lr':>9}  {'lambda (l2)':>11}  " + _axis_header(axes) + "status"
     )
     n = len(result.members)
     for r, i in enumerate(order[:top]):
@@ -138,9 +170,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         mark = "*" if m.id in tied else ""
         lines.append(
             f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {se:>6}  {mark:>4}  "
-            f"{m.best_step:>7}  {m.lr:>9.3g}  {m.l2:>11.3g}  "
-            + (f"{m.lr_decay:>6.3f}  " if decay else "")
-            + status
+            f"{m.best_step:>7}  {m.lr:>9.3g}  {m.l2:>11.3g}  " + _axis_cells(m, axes) + status
         )
     if n > top:
         rest = [result.members[i] for i in order[top:]]
@@ -150,10 +180,26 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
             f"   ... and {n - top} more ({d_rest} of them diverged"
             + (f", {s_rest} stopped by the {_schedule_name(result)} schedule)" if s_rest else ")")
         )
-    return "\n".join(lines + _summary_lines(result, store_path, decay))
+    return "\n".join(lines + _summary_lines(result, store_path))
 
 
-def _summary_lines(result: SweepResult, store_path: str | None, decay: bool) -> list[str]:
+def _axis_values(rec, axes: list[str]) -> str:
+    """``  final lr x0.300  hidden 24  dropout 0.12 ...`` for the winner's line."""
+    out = ""
+    for a in axes:
+        v = getattr(rec, a)
+        if v is None:
+            continue
+        if a == "lr_decay":
+            out += f"  final lr x{v:.3f}"
+        elif a == "hidden":
+            out += f"  hidden {v}"
+        else:
+            out += f"  {a} {v:.3g}"
+    return out
+
+
+def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
     """Everything below the table: winner, tied set, model, verdicts, counts, timing."""
     lines: list[str] = []
     n = len(result.members)
@@ -173,7 +219,7 @@ def _summary_lines(result: SweepResult, store_path: str | None, decay: bool) -> 
         lines.append(
             f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "
             f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
-            + (f"  final lr x{wm.lr_decay:.3f}" if decay and wm is not None else "")
+            + (_axis_values(wm, _axis_columns(result)) if wm is not None else "")
         )
         if w.refit_test_acc is not None:
             lines.append(
@@ -231,7 +277,7 @@ def _summary_lines(result: SweepResult, store_path: str | None, decay: bool) -> 
 def _config_table(result: SweepResult, top: int) -> list[str]:
     """The table grouped by config (scikit-learn's ``cv_results_``): mean +/- std of the
     replicas' best validation accuracy, the SE of the mean, rank, tied mark, members."""
-    decay = "lr_decay" in result.space
+    axes = _axis_columns(result)
     cfg = result.config or {}
     k = cfg.get("folds") or 0
     what = f"{k}-fold cross-validation" if k else f"{cfg.get('replicas', '?')} replicas"
@@ -241,7 +287,7 @@ def _config_table(result: SweepResult, top: int) -> list[str]:
         f"{len(result.configs)} configs x {what}; mean +/- std over replicas, se = SE of the mean",
         f"{'rank':>4}  {'config':>6}  {'mean val acc':>12}  {'+/- std':>7}  {'se':>6}  "
         f"{'tied':>4}  {'lr':>9}  {'lambda (l2)':>11}  "
-        + (f"{'decay':>6}  " if decay else "")
+        + _axis_header(axes)
         + f"{'members':<12}  status",
     ]
     order = sorted(result.configs, key=lambda c: c.rank_val_acc)
@@ -253,7 +299,7 @@ def _config_table(result: SweepResult, top: int) -> list[str]:
         out.append(
             f"{c.rank_val_acc:>4}  {c.id:>6}  {c.mean_val_acc:>12.4f}  {c.std_val_acc:>7.4f}  "
             f"{c.val_acc_se:>6.4f}  {'*' if c.id in tied else '':>4}  {c.lr:>9.3g}  "
-            f"{c.l2:>11.3g}  " + (f"{c.lr_decay:>6.3f}  " if decay else "") + f"{ids:<12}  {status}"
+            f"{c.l2:>11.3g}  " + _axis_cells(c, axes) + f"{ids:<12}  {status}"
         )
     if len(order) > top:
         out.append(f"   ... and {len(order) - top} more configs")
@@ -287,6 +333,10 @@ CSV_COLUMNS = (
     "lr",
     "l2",
     "lr_decay",
+    "hidden",
+    "dropout",
+    "init_scale",
+    "momentum",
     "status",
     "diverged_at",
     "best_val_acc",

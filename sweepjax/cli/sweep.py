@@ -19,7 +19,7 @@ from sweepjax import distributed, search, verdict
 from sweepjax import sweep as flows
 from sweepjax.cli.inspect import _one_line_errors, render_result, to_json_text
 from sweepjax.cli.progress import Progress
-from sweepjax.config import DEFAULT_L2, DEFAULT_LR
+from sweepjax.config import DEFAULT_L2, DEFAULT_LR, DROPOUT_MAX, MOMENTUM_MAX
 from sweepjax.errors import AllDivergedError, ConfigError
 from sweepjax.store import default_path
 
@@ -50,6 +50,9 @@ COMMON_KEYS = (
     "lr",
     "l2",
     "lr_decay",
+    "dropout",
+    "init_scale",
+    "momentum",
     "grid",
     "seed",
     "store",
@@ -108,9 +111,27 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         "directory is importable; see sweepjax.custom) "
         + ("(default: the parent's)" if fine else "(default: softmax)"),
     )
-    g.add_argument("--hidden", type=int, metavar="N", help="MLP hidden width (default 100)")
     g.add_argument(
-        "--optimizer", choices=("sgd", "momentum", "adam"), help="default: sgd" + inherit
+        "--hidden",
+        nargs="+",
+        metavar="N | LO HI",
+        help="MLP hidden width: N fixes it"
+        + (
+            " (default: the parent's width, or its refined box when it searched one); "
+            if fine
+            else " (default 256); "
+        )
+        + "LO HI searches whole widths log-uniformly, each member masked to its own "
+        "inside one network HI wide (--model mlp)",
+    )
+    g.add_argument(
+        "--optimizer",
+        choices=("sgd", "momentum", "adam"),
+        help=(
+            "default: the parent's"
+            if fine
+            else "default: sgd for softmax, momentum (0.9) for mlp and your own models"
+        ),
     )
 
     g = p.add_argument_group("search")
@@ -176,6 +197,34 @@ def _add_common(p: argparse.ArgumentParser, fine: bool) -> None:
             else "box of the learning-rate multiplier reached at the end of the run (cosine "
             "from 1), log space, at most 1 (default: constant rate; fine rounds search it)"
         ),
+    )
+    inherit_box = (
+        " (default: the parent's refined box if it searched it, else the parent's value)"
+        if fine
+        else ""
+    )
+    g.add_argument(
+        "--dropout",
+        nargs="+",
+        metavar="P | LO HI",
+        help="dropout rate of the MLP's hidden units at training steps (--model mlp): P "
+        f"fixes it (default 0), LO HI searches it on a linear scale, within [0, {DROPOUT_MAX:g}]"
+        + inherit_box,
+    )
+    g.add_argument(
+        "--init-scale",
+        nargs="+",
+        metavar="S | LO HI",
+        help="multiplier of the initial weight matrices: S fixes it (default 1), LO HI "
+        "searches it in log space" + inherit_box,
+    )
+    g.add_argument(
+        "--momentum",
+        nargs="+",
+        metavar="B | LO HI",
+        help="momentum coefficient (--optimizer momentum: the trace decay; adam: b1): B fixes "
+        f"it (default 0.9), LO HI searches it on a linear scale, within [0, {MOMENTUM_MAX:g}]"
+        + inherit_box,
     )
     g.add_argument(
         "--grid",
@@ -308,8 +357,10 @@ def register(sub) -> None:
             "coarse",
             help="random log-space search over a wide box",
             description="Coarse search: sample --trials members log-uniformly over the --lr x "
-            "--l2 box, train them all at once for --steps, print them sorted by best "
-            "validation accuracy, flag winners on the edge of the box, store everything.",
+            "--l2 box (and over every other axis given as LO HI: --lr-decay, --hidden, "
+            "--dropout, --init-scale, --momentum), train them all at once for --steps in one "
+            "compiled program, print them sorted by best validation accuracy, flag winners on "
+            "the edge of the box, store everything.",
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -450,6 +501,9 @@ def run(args: argparse.Namespace) -> int:
             kwargs["lr_decay"] = "off"
         else:
             kwargs["lr_decay"] = _box("lr-decay", v, allow_auto=False)
+    for k in AXIS_ARGS:
+        if k in kwargs:
+            kwargs[k] = _value_or_box(k, kwargs[k])
     _join_processes(s)
     progress = Progress(sys.stderr, enabled=fmt != "json")
 
@@ -508,6 +562,27 @@ def _box(name: str, value, allow_auto: bool):
             f"e.g. --{name} 1e-4 1"
         ) from None
     return lo, hi
+
+
+AXIS_ARGS = ("hidden", "dropout", "init_scale", "momentum")
+EXAMPLES = {"hidden": "8 64", "dropout": "0 0.5", "init_scale": "0.5 2", "momentum": "0.5 0.99"}
+
+
+def _value_or_box(name: str, value):
+    """``--dropout P`` (fixed) or ``--dropout LO HI`` (searched): a number or a pair of
+    numbers (flags give strings; TOML a number or a list)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    f = "--" + name.replace("_", "-")
+    try:
+        nums = [float(v) for v in values]
+    except (TypeError, ValueError):
+        nums = []
+    if len(nums) not in (1, 2):
+        raise ConfigError(
+            f"{f} takes one number (fixed) or two LO HI (searched), got "
+            f"{' '.join(map(str, values))!r}; e.g. {f} {EXAMPLES[name]}"
+        )
+    return nums[0] if len(nums) == 1 else (nums[0], nums[1])
 
 
 def _join_processes(s: dict) -> None:
