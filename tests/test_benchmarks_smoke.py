@@ -231,3 +231,17 @@ def test_mlp_configs_quick_rows_are_the_trainers_numbers(tmp_path):
         assert 0.5 < best <= 1.0
     md = (tmp_path / "mlp-configs-cpu-quick.md").read_text()
     assert md.count("| momentum | 32 |") == 4
+
+
+def test_ttq_peer_trains_the_model_of_sweepjax_default_flow():
+    from sweepjax.sweep_config import DEFAULT_STEPS, MODEL_DEFAULTS
+
+    mlp = MODEL_DEFAULTS["mlp"]
+    assert ttq.PEER_MODEL["mlp"] == {
+        "hidden": mlp.hidden,
+        "optimizer": mlp.optimizer,
+        "run_steps": mlp.fine_steps_factor * DEFAULT_STEPS,
+    }
+    assert ttq.PEER_MODEL["softmax"]["run_steps"] == (
+        MODEL_DEFAULTS["softmax"].fine_steps_factor * DEFAULT_STEPS
+    )
