@@ -137,6 +137,45 @@ def test_halving_in_the_trainer_keeps_the_members_a_numpy_ranking_picks(ds):
     assert np.isfinite(res.best_val_acc).all()
 
 
+def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds, monkeypatch):
+    """At a decision, a member whose subset-best is the current step holds its current
+    parameters as its best checkpoint, so only the other members' best checkpoints are
+    measured on the whole validation set. The results equal those of measuring every
+    member's best checkpoint (the old way), and the finished members' best accuracy is
+    the whole-set accuracy of their kept best parameters (NumPy)."""
+    from sweepjax.train import active
+
+    # Up to lr 30: the fastest members stall or diverge (their best checkpoints are
+    # older than the decision), the others are still improving.
+    hp = HParams.create(lr=np.geomspace(1e-3, 30.0, 16), l2=1e-4)
+    sch = lambda: schedule.Halving(rungs=2, eta=3, total=90)  # noqa: E731
+    calls = []
+    real = active.evaluate_members
+
+    def spy(act, which, idx, *a):
+        calls.append((act.n, len(idx)))
+        return real(act, which, idx, *a)
+
+    monkeypatch.setattr(active, "evaluate_members", spy)
+    fast = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
+
+    def everyone(act, which, idx, data, st, where, folds):
+        loss, acc, secs = active.evaluate(act, which, data, st, where, folds)
+        return loss[idx], acc[idx], secs
+
+    monkeypatch.setattr(active, "evaluate_members", everyone)
+    full = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
+    assert calls and all(k < n for n, k in calls)  # some members were skipped
+    np.testing.assert_array_equal(fast.best_val_acc, full.best_val_acc)
+    np.testing.assert_array_equal(fast.best_step, full.best_step)
+    np.testing.assert_array_equal(fast.stopped_at, full.stopped_at)
+    for i in fast.finished:
+        p = train.member_params(fast, int(i))
+        logits = ds.x_val @ p["out"]["kernel"].T + p["out"]["bias"]
+        want = np.mean(np.argmax(logits, 1) == ds.y_val)
+        assert fast.best_val_acc[i] == pytest.approx(want, abs=1.5 / len(ds.y_val))
+
+
 def test_survivors_after_compaction_equal_the_member_trained_alone(ds):
     hp = _hp()
     res = train.train_population(

@@ -171,6 +171,33 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
     return loss, acc, secs
 
 
+def evaluate_members(
+    act: Active, which: str, idx: np.ndarray, data, st: Static, where: Placement, fold_active
+):
+    """:func:`evaluate` for the active members ``idx`` only (positions ``0..n-1``), in a
+    program of the next power-of-two size (at most the current program's): a decision
+    that needs a few members' best checkpoints measured does not pay for all of them."""
+    idx = np.asarray(idx, np.int64)
+    size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
+    if len(idx) > size:  # more than one program holds: measure everyone, group by group
+        loss, acc, secs = evaluate(act, which, data, st, where, fold_active)
+        return loss[idx], acc[idx], secs
+    pad = np.concatenate([idx, np.full(size - len(idx), idx[0], np.int64)])
+    tree = act.states.params if which == "params" else act.states.best.params
+    if act.on_device:  # gathered on the device: no copy of the population's weights
+        take = jax.device_put(pad)
+        sub = put_members(jax.tree.map(lambda a: a[take], tree), where)
+    else:
+        sub = put_members(take_rows(tree, pad), where)
+    folds = put_members(np.asarray(fold_active, np.int32)[pad], where)
+    args = (sub, folds, data.val)
+    exe, c = program.compiled_eval(args, st, where)
+    t0 = time.perf_counter()
+    loss, acc = to_host(exe(*args), where)
+    secs = time.perf_counter() - t0 + c
+    return np.asarray(loss)[: len(idx)], np.asarray(acc)[: len(idx)], secs
+
+
 def state_bytes(act: Active) -> int:
     rows = sum(int(np.asarray(a.shape[0])) for a in jax.tree.leaves(act.states)[:1]) or 1
     total = sum(int(a.nbytes) for a in jax.tree.leaves(act.states))

@@ -124,9 +124,21 @@ def _settle(
     then they become the member's best. Returns the new state, the current-parameter
     (loss, acc), the mask of members whose current parameters won, and the seconds.
     """
-    loss, acc, s1 = active.evaluate(act, "params", data, st, where, folds[sched.active])
-    _, best_acc, s2 = active.evaluate(act, "best", data, st, where, folds[sched.active])
+    fold_active = folds[sched.active]
     small = active.small(act, where)
+    loss, acc, s1 = active.evaluate(act, "params", data, st, where, fold_active)
+    # A member whose subset-best is this very step holds its current parameters as its
+    # best checkpoint (record_evaluation copied them): its best accuracy is ``acc``. Only
+    # the others' best checkpoints are measured (early in a run, most members are still
+    # improving, so this halves a decision's evaluation).
+    best_acc, s2 = acc.copy(), 0.0
+    stale = np.flatnonzero(small["best_step"] != step)
+    if len(stale) == act.n:
+        _, best_acc, s2 = active.evaluate(act, "best", data, st, where, fold_active)
+    elif len(stale):
+        _, best_acc[stale], s2 = active.evaluate_members(
+            act, "best", stale, data, st, where, fold_active
+        )
     rows = sched.active
     upd = {
         k: np.array(getattr(sched, k))
