@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from sweepjax import distributed, verdict
 from sweepjax import sweep as flows
 from sweepjax.cli.flags import EPILOG, add_common, add_fine
-from sweepjax.cli.inspect import _one_line_errors, render_result, to_json_text
+from sweepjax.cli.formats import to_json_text
+from sweepjax.cli.inspect import _one_line_errors
 from sweepjax.cli.progress import Progress
+from sweepjax.cli.render import render_result
 from sweepjax.cli.settings import flow_kwargs, resolve
 from sweepjax.errors import AllDivergedError, ConfigError
 from sweepjax.store import default_path
