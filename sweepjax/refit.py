@@ -13,20 +13,28 @@ parameters are scored (there is no validation set left to pick a checkpoint with
 
 The test set is read exactly once, to score the final parameters; the training run gets
 a copy of the data whose test arrays are NaN.
+
+:func:`refit_member` is the run; :func:`refit_winner` is what a flow calls after a sweep:
+refit its winner, store the test accuracy, say it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data import Dataset
 from sweepjax.hparams import HParams
-from sweepjax.results import MemberRecord
+from sweepjax.results import MemberRecord, SweepResult
 from sweepjax.train import accuracy, member_params, train_population
+
+if TYPE_CHECKING:  # annotations of refit_winner only; the flows import this module
+    from sweepjax.runner import Callbacks
+    from sweepjax.store import Store
+    from sweepjax.sweep_config import SweepConfig
 
 DUMMY_VAL = 64  # examples of the (unused) validation set the trainer still evaluates
 
@@ -90,3 +98,25 @@ def refit_member(
     params = member_params(res, 0, best=False)
     test = accuracy(params, model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape)
     return Refit(steps, float(test), params)
+
+
+def refit_winner(
+    result: SweepResult, cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks
+) -> SweepResult:
+    """Retrain ``result``'s winner on train + validation (:func:`sweepjax.refit.refit_member`),
+    store and return the result with ``winner.refit_test_acc`` / ``refit_steps``."""
+    w = result.winner
+    if w is None:
+        return result
+    m = next(m for m in result.members if m.id == w.id)
+    r = refit_member(ds, m, cfg.model, cfg.train)
+    if not np.isfinite(r.test_acc):
+        cb.say(f"note: the refit of member {m.id} on train + validation diverged; no refit")
+        return result
+    st.set_refit(result.sweep_id, r.steps, r.test_acc)
+    cb.say(
+        f"refit: member {m.id} retrained on train + validation for {r.steps} steps: "
+        f"test acc {r.test_acc:.4f} (early-stopped model: {w.test_acc:.4f})"
+    )
+    result.winner = dataclasses.replace(w, refit_test_acc=r.test_acc, refit_steps=r.steps)
+    return result

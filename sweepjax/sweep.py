@@ -2,7 +2,10 @@
 
 ``coarse(...)`` and ``fine(...)`` are what ``python -m sweepjax coarse|fine`` run, callable
 from a notebook. They never print: remarks go to ``Callbacks.note`` (default: the
-``sweepjax`` logger), progress to ``Callbacks.progress``.
+``sweepjax`` logger), progress to ``Callbacks.progress``. What they are built from lives
+next door: settings and their checks in :mod:`sweepjax.sweep_config`, running, storing
+and resuming in :mod:`sweepjax.runner`, a fine round's box and model-based draws in
+:mod:`sweepjax.fine_space`, the winner's refit in :mod:`sweepjax.refit`.
 
 Resume rule: a sweep's population is checkpointed in the store between chunks. With
 ``resume=True`` the flow continues the unfinished (running-but-dead or interrupted)
@@ -16,16 +19,13 @@ by kill -9 counts its wall time up to its last checkpoint, compile included, as 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from sweepjax import distributed, search, verdict
-from sweepjax.appraise import appraise_sweep, next_space
+from sweepjax.appraise import appraise_sweep
 from sweepjax.build import PARAMS_KEPT, build_result
 from sweepjax.config import (
     DEFAULT_L2,
@@ -36,9 +36,9 @@ from sweepjax.config import (
     SearchSpace,
 )
 from sweepjax.custom import check_axes, model_config, prepare
-from sweepjax.data import Dataset
 from sweepjax.errors import ConfigError, StoreError
-from sweepjax.refit import refit_member
+from sweepjax.fine_space import fine_space, model_draws
+from sweepjax.refit import refit_winner
 from sweepjax.results import SweepResult
 from sweepjax.runner import (
     CHECKPOINT_SHARE,
@@ -50,7 +50,6 @@ from sweepjax.runner import (
     report_dir,
     write_report_hook,
 )
-from sweepjax.store import Store
 from sweepjax.sweep_config import (
     DEFAULT_BATCH,
     DEFAULT_SAMPLER,
@@ -73,9 +72,7 @@ from sweepjax.sweep_config import (
     _scheduler,
     _train_config,
     derive_seed,
-    flag,
 )
-from sweepjax.verdict import propose
 
 
 # --------------------------------------------------------------------------- flows
@@ -358,39 +355,19 @@ def fine(
             replicas, folds = pc.get("replicas"), pc.get("folds")
         replicas_, folds_ = _group(replicas, folds)
         pbt_parent = pc.get("schedule", {}).get("name") == "pbt"
-        if judged.box is not None and not pbt_parent:
-            space, why = next_space(judged, pspace)
-        else:
-            space, why = search.refine(par, top_k, margin, search.DEFAULT_BAND)
-            reason = (
-                "PBT changed the hyperparameters during the run" if pbt_parent else judged.fit_note
-            )
-            why = f"no model ({reason}): top-{top_k} span rule; {why}"
-        if space.lr_decay is None and not decay_off and decay_r is None:
-            space = dataclasses.replace(space, lr_decay=FINE_LR_DECAY)
-            why += (
-                f"; lr_decay: final lr multiplier searched over "
-                f"[{FINE_LR_DECAY.lo:g}, {FINE_LR_DECAY.hi:g}]"
-            )
-        if decay_off:
-            space = dataclasses.replace(space, lr_decay=None)
-        if decay_r is not None:
-            space = dataclasses.replace(space, lr_decay=decay_r)
-            why += "; lr_decay: the given --lr-decay"
-        if lr_r is not None or l2_r is not None:
-            space = dataclasses.replace(space, lr=lr_r or space.lr, l2=l2_r or space.l2)
-            why += "; replaced by the given " + " and ".join(
-                f"--{a}" for a, r in (("lr", lr_r), ("l2", l2_r)) if r is not None
-            )
-        for axis, a in extra.items():  # a pair replaces (or adds) the box, a number fixes
-            if a is None:
-                continue
-            space = dataclasses.replace(space, **{axis: a if isinstance(a, Range) else None})
-            why += f"; {axis}: " + (
-                f"the given {flag(axis)} [{a.lo:g}, {a.hi:g}]"
-                if isinstance(a, Range)
-                else f"fixed at {a:g} by {flag(axis)}"
-            )
+        space, why = fine_space(
+            judged,
+            par,
+            pspace,
+            pbt_parent=pbt_parent,
+            top_k=top_k,
+            margin=margin,
+            lr=lr_r,
+            l2=l2_r,
+            lr_decay=decay_r,
+            decay_off=decay_off,
+            extra=extra,
+        )
         optimizer_ = optimizer or pt["optimizer"]
         fixed = {n: a for n, a in extra.items() if a is not None and not isinstance(a, Range)}
         width = _width(space.hidden, fixed.get("hidden", pm["hidden"]))
@@ -454,7 +431,7 @@ def fine(
             raise ConfigError(f"--grid draws a grid; drop it to use --sampler {sampler_}")
         replaced = lr_r is not None or l2_r is not None
         replaced |= any(extra[n] is not None for n in extra if n in pspace.axes())
-        draws = _model_draws(judged, pspace, cfg, replaced=replaced)
+        draws = model_draws(judged, pspace, cfg, replaced=replaced)
         ds = _load(cfg.data, cb)
         prepare(cfg.model, ds)
         if ds.info.sha256 != par.dataset.get("sha256"):
@@ -481,52 +458,12 @@ def fine(
         return result
 
 
-def _model_draws(judged, pspace: SearchSpace, cfg: SweepConfig, replaced: bool):
-    """The members a model-based sampler proposes (None: ``search.sample`` draws them
-    uniformly). Axes the parent did not search (lr_decay on a first fine round, an axis
-    added by its flag) are drawn uniformly; a modelled axis replaced or fixed by its flag
-    (``--lr``, ``--hidden``, ...) leaves no model to sample from."""
-    if cfg.sampler == "uniform" or judged.surface is None or replaced:
-        return None
-    u = propose(judged.surface, judged.box, cfg.trials, cfg.train.seed, cfg.sampler)
-    unit = judged.box.lo + u * (judged.box.hi - judged.box.lo)  # in the parent's box
-    parent_axes = pspace.axes()
-    values = {a: parent_axes[a].from_unit(unit[:, j]) for j, a in enumerate(judged.axes)}
-    rng = np.random.default_rng(cfg.train.seed)
-    for name, r in cfg.space.axes().items():
-        if name not in values:
-            values[name] = r.from_unit(rng.random(cfg.trials))
-    return search.hparams_from_values(cfg.space, values, cfg.fixed())
-
-
 def _width(searched: Range | None, fixed: int | None, default: int = ModelConfig.hidden) -> int:
     """The compiled MLP width: a searched width's whole upper bound (each member is masked
     to its own inside it), else the fixed one (``default`` when None)."""
     if searched is not None:
         return int(math.ceil(searched.hi))
     return int(fixed) if fixed is not None else default
-
-
-def refit_winner(
-    result: SweepResult, cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks
-) -> SweepResult:
-    """Retrain ``result``'s winner on train + validation (:func:`sweepjax.refit.refit_member`),
-    store and return the result with ``winner.refit_test_acc`` / ``refit_steps``."""
-    w = result.winner
-    if w is None:
-        return result
-    m = next(m for m in result.members if m.id == w.id)
-    r = refit_member(ds, m, cfg.model, cfg.train)
-    if not np.isfinite(r.test_acc):
-        cb.say(f"note: the refit of member {m.id} on train + validation diverged; no refit")
-        return result
-    st.set_refit(result.sweep_id, r.steps, r.test_acc)
-    cb.say(
-        f"refit: member {m.id} retrained on train + validation for {r.steps} steps: "
-        f"test acc {r.test_acc:.4f} (early-stopped model: {w.test_acc:.4f})"
-    )
-    result.winner = dataclasses.replace(w, refit_test_acc=r.test_acc, refit_steps=r.steps)
-    return result
 
 
 __all__ = [

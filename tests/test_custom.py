@@ -1,5 +1,5 @@
-"""The user's own model (sweepjax/custom.py): the Network contract against NumPy, a
-member in the population equals it alone, names and the registry, one-line errors
+"""The user's own model (sweepjax/custom.py, custom_net.py): the Network contract against
+NumPy, a member in the population equals it alone, names and the registry, one-line errors
 (exit 2, nothing stored), the examples end to end (CLI coarse -> fine -> refit ->
 report, the notebook script), resume, and four devices.
 

@@ -2,7 +2,10 @@
 
 Each command lives in a small module of this package that exposes
 ``register(subparsers)``; the module adds its parser and sets ``func`` to a function
-``(args) -> int``. This is the only package that parses flags and prints.
+``(args) -> int``. This is the only package that parses flags and prints. The modules
+without a command of their own: ``flags`` and ``settings`` (the ``coarse`` / ``fine``
+flags and what their values mean), ``render`` and ``formats`` (the printed text: tables,
+JSON, CSV), ``progress`` (the progress line).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
 3 every member diverged, 130 interrupted.

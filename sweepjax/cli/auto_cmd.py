@@ -8,7 +8,8 @@ import json
 import sys
 
 from sweepjax import sweep as flows
-from sweepjax.cli.inspect import _one_line_errors, json_clean
+from sweepjax.cli.formats import json_clean
+from sweepjax.cli.inspect import _one_line_errors
 from sweepjax.config import MODELS, OPTIMIZERS
 from sweepjax.store import default_path
 
