@@ -171,6 +171,18 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
     return loss, acc, secs
 
 
+# Compiling a new evaluation program (~0.3 s on a CPU) is worth about this much forward
+# computation (FLOPs); a fixed number, so the same members are measured the same way on
+# every run and on resume.
+COMPILE_COST_FLOPS = 5e10
+
+
+def member_params_count(tree) -> int:
+    """Parameters of one member (the leaves' leading axis is the program's rows)."""
+    leaves = jax.tree.leaves(tree)
+    return sum(int(np.prod(np.shape(a)[1:])) for a in leaves)
+
+
 def evaluate_members(
     act: Active, which: str, idx: np.ndarray, data, st: Static, where: Placement, fold_active
 ):
@@ -179,11 +191,15 @@ def evaluate_members(
     that needs a few members' best checkpoints measured does not pay for all of them."""
     idx = np.asarray(idx, np.int64)
     size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
-    if len(idx) > size:  # more than one program holds: measure everyone, group by group
+    tree = act.states.params if which == "params" else act.states.best.params
+    rows = int(np.prod(np.shape(data.val.ms)))
+    saved = 2.0 * (act.size - size) * rows * member_params_count(tree)
+    if len(idx) > size or saved < COMPILE_COST_FLOPS:
+        # More than one program holds them, or the smaller program would cost more to
+        # compile than it saves (a softmax): measure everyone in the current program.
         loss, acc, secs = evaluate(act, which, data, st, where, fold_active)
         return loss[idx], acc[idx], secs
     pad = np.concatenate([idx, np.full(size - len(idx), idx[0], np.int64)])
-    tree = act.states.params if which == "params" else act.states.best.params
     if act.on_device:  # gathered on the device: no copy of the population's weights
         take = jax.device_put(pad)
         sub = put_members(jax.tree.map(lambda a: a[take], tree), where)
