@@ -62,14 +62,10 @@ class HParams(NamedTuple):
             v = default if v is None else v
             return np.broadcast_to(np.asarray(v, dtype=np.float32), lr.shape).copy()
 
+        given = dict(lr_decay=lr_decay, hidden=hidden, dropout=dropout)
+        given.update(init_scale=init_scale, momentum=momentum)
         return cls(
-            lr=lr,
-            l2=col(l2, 0.0),
-            lr_decay=col(lr_decay, 1.0),
-            hidden=col(hidden, np.inf),
-            dropout=col(dropout, 0.0),
-            init_scale=col(init_scale, 1.0),
-            momentum=col(momentum, DEFAULT_MOMENTUM),
+            lr=lr, l2=col(l2, 0.0), **{k: col(given[k], d) for k, d in FIXED_DEFAULTS.items()}
         )
 
     @classmethod

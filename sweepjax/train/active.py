@@ -160,12 +160,9 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
         else:
             states, take = put_members(take_rows(act.states, rows), where), rows
         params = states.params if which == "params" else states.best.params
-        args = (params, put_members(fold_active[take], where), data.val)
-        exe, c = program.compiled_eval(args, st, where)
-        t0 = time.perf_counter()
-        loss, acc = to_host(exe(*args), where)
-        secs += time.perf_counter() - t0 + c
-        out.append((np.asarray(loss)[:real], np.asarray(acc)[:real]))
+        loss, acc, s = _eval_program(params, put_members(fold_active[take], where), data, st, where)
+        secs += s
+        out.append((loss[:real], acc[:real]))
     loss = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.float32)
     acc = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.float32)
     return loss, acc, secs
@@ -206,12 +203,18 @@ def evaluate_members(
     else:
         sub = put_members(take_rows(tree, pad), where)
     folds = put_members(np.asarray(fold_active, np.int32)[pad], where)
-    args = (sub, folds, data.val)
+    loss, acc, secs = _eval_program(sub, folds, data, st, where)
+    return loss[: len(idx)], acc[: len(idx)], secs
+
+
+def _eval_program(params, folds, data, st: Static, where: Placement):
+    """Whole-validation-set ``(loss, acc, seconds)`` of placed ``params`` (the program
+    compiled for their row count; seconds include any compile)."""
+    args = (params, folds, data.val)
     exe, c = program.compiled_eval(args, st, where)
     t0 = time.perf_counter()
     loss, acc = to_host(exe(*args), where)
-    secs = time.perf_counter() - t0 + c
-    return np.asarray(loss)[: len(idx)], np.asarray(acc)[: len(idx)], secs
+    return np.asarray(loss), np.asarray(acc), time.perf_counter() - t0 + c
 
 
 def state_bytes(act: Active) -> int:

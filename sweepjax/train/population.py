@@ -133,9 +133,7 @@ def _settle(
     # improving, so this halves a decision's evaluation).
     best_acc, s2 = acc.copy(), 0.0
     stale = np.flatnonzero(small["best_step"] != step)
-    if len(stale) == act.n:
-        _, best_acc, s2 = active.evaluate(act, "best", data, st, where, fold_active)
-    elif len(stale):
+    if len(stale):
         _, best_acc[stale], s2 = active.evaluate_members(
             act, "best", stale, data, st, where, fold_active
         )
