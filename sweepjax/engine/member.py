@@ -1,0 +1,252 @@
+"""One member: its state, objective, learning-rate schedule, step and evaluation.
+
+Everything here is written for ONE model with no member axis; the population axis is
+added in exactly one place, :func:`sweepjax.engine.program.over_members`. Shapes: ``B``
+batch, ``D`` features, ``K`` classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sweepjax.engine.hparams import HParams
+from sweepjax.models.network import DROPOUT_STREAM, Network
+
+
+class Health(NamedTuple):
+    """Whether a member still trains. A diverged member is frozen (never updated again)."""
+
+    alive: jax.Array  # bool
+    diverged_at: jax.Array  # int32 step at which it diverged, -1 if alive
+    initial_loss: jax.Array  # float32 loss of the first minibatch (the "original cost")
+
+
+class Best(NamedTuple):
+    """The best-checkpoint choice: the parameters at the member's best validation
+    accuracy so far (measured on the trainer's validation subset)."""
+
+    acc: jax.Array  # float32
+    step: jax.Array  # int32 steps completed when ``acc`` was reached
+    params: Any
+
+
+class MemberState(NamedTuple):
+    """The training state of one member (the trainer stacks ``[M]`` on every leaf)."""
+
+    params: Any
+    opt_state: Any
+    health: Health
+    best: Best
+
+
+class EvalMetrics(NamedTuple):
+    """One evaluation of one member (stacked to ``[M, E]`` in ``Curves``)."""
+
+    train_loss: jax.Array  # mean minibatch objective (data loss + L2) over the block
+    val_loss: jax.Array  # mean cross-entropy on the validation subset
+    val_acc: jax.Array
+    train_acc: jax.Array  # mean accuracy on the block's minibatches (before each update)
+    update_ratio: jax.Array  # ||update|| / ||params|| at the block's last step
+
+
+class Static(NamedTuple):
+    """What one member's functions need to know statically (hashable)."""
+
+    network: Network
+    optimizer: str
+    batch_size: int
+    explode_factor: float
+    # K-fold cross-validation: each member skips the rows of its held-out fold (per-row
+    # weights on the shared minibatch) and is evaluated on that fold only.
+    folds: bool = False
+
+
+def direction(optimizer: str, momentum) -> optax.GradientTransformation:
+    """The optimizer without its learning rate; the (traced, per-member, scheduled) rate
+    multiplies its output, so one program serves every learning rate. ``momentum`` (the
+    trace decay, or Adam's ``b1``) may be traced too: it is the member's ``hp.momentum``."""
+    if optimizer == "sgd":
+        return optax.identity()
+    if optimizer == "momentum":
+        return optax.trace(decay=momentum)
+    return optax.scale_by_adam(b1=momentum)
+
+
+def lr_multiplier(t, horizon, floor):
+    """Cosine from 1 at step 0 to ``floor`` at step ``horizon`` (held after it).
+
+    Relative to the run, not to an epoch: the same ``floor`` means the same schedule on
+    3,600 and on 54,000 training examples, and half of the run is spent above
+    ``(1 + floor) / 2`` of the base rate, so no member idles at a rate near 0.
+    ``floor = 1`` is a constant rate.
+    """
+    frac = jnp.minimum(
+        jnp.asarray(t, jnp.float32) / jnp.maximum(jnp.asarray(horizon, jnp.float32), 1.0), 1.0
+    )
+    return floor + (1.0 - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+
+
+def minibatch_indices(data_key, t, batch_size: int, n_train: int) -> jax.Array:
+    """Rows of the minibatch at global step ``t``: drawn with replacement, as the
+    lecture's ``np.random.choice(num_train, batch_size)``, from ``fold_in(data_key, t)``
+    so they depend only on the seed and the step (not on chunking, population or
+    which members a scheduler kept)."""
+    return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n_train)
+
+
+def objective(params, x, y, hp: HParams, net: Network, dropout_key=None):
+    """Mean loss + ``hp.l2 * sum(w**2)/2`` for one member on a batch ``x[B, D]``.
+
+    The network runs features-first (``x.T``, see :class:`sweepjax.models.builtin.Dense`): the
+    transpose is of the shared minibatch, once per step, not of any member's weights.
+    """
+    return objective_and_accuracy(params, x, y, hp, net, None, dropout_key)[0]
+
+
+def objective_and_accuracy(params, x, y, hp: HParams, net: Network, w=None, dropout_key=None):
+    """:func:`objective` and, as a free by-product of the same logits, the minibatch's
+    accuracy (what Keras reports as training accuracy: no extra pass over the data).
+
+    ``w[B]`` (0 or 1): the rows this member may see (folds); both means are then over
+    those rows only, so a row of weight 0 contributes nothing to the loss or gradient.
+    """
+    logits_t = net.logits_t(params, x.T, hp, dropout_key)
+    correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
+    ce = net.loss_t(logits_t, y)
+    if w is None:
+        return ce.mean() + hp.l2 * net.penalty(params), correct.mean()
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.sum(w * ce) / n + hp.l2 * net.penalty(params), jnp.sum(w * correct) / n
+
+
+def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = None):
+    """Mean loss and accuracy of one member's ``params`` over sliced, masked data
+    (``xs[S, D, rows]`` features-first, ``ys`` and ``ms`` ``[S, rows]``)."""
+
+    def body(acc, slc):
+        x_t, y, m = slc
+        logits_t = net.logits_t(params, x_t, hp)
+        ce = net.loss_t(logits_t, y)
+        correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
+        return (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m)), None
+
+    (ce_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, ms))
+    n = jnp.maximum(jnp.sum(ms), 1.0)  # a member's fold may miss a small subset
+    return ce_sum / n, correct / n
+
+
+def init(member_key, hp: HParams, num_features: int, st: Static) -> MemberState:
+    """Initial state of one member: weights from ``member_key``, scaled by
+    ``hp.init_scale`` (and masked to ``hp.hidden`` units) by the network."""
+    params = st.network.init(member_key, num_features, hp)
+    return MemberState(
+        params=params,
+        opt_state=direction(st.optimizer, hp.momentum).init(params),
+        health=Health(
+            alive=jnp.array(True),
+            diverged_at=jnp.array(-1, jnp.int32),
+            initial_loss=jnp.array(jnp.nan, jnp.float32),
+        ),
+        best=Best(acc=jnp.array(0.0, jnp.float32), step=jnp.array(0, jnp.int32), params=params),
+    )
+
+
+def step(
+    s: MemberState,
+    hp: HParams,
+    fold,
+    x_train,
+    y_train,
+    fold_train,
+    t,
+    horizon,
+    data_key,
+    st: Static,
+    measure=False,
+):
+    """One SGD/momentum/Adam step of one member at global step ``t`` of a ``horizon``-step
+    run (the learning-rate schedule's length).
+
+    With ``st.folds`` the member holds out fold ``fold`` (int32): minibatch rows whose
+    ``fold_train`` equals it get weight 0 (the minibatch stays the population's).
+
+    Returns ``(state, minibatch objective, minibatch accuracy, update/weight ratio)``
+    (objective and accuracy 0 once diverged). The ratio is measured only when
+    ``measure`` (the last step of an evaluation block): it needs the update tensor
+    materialised, which the ordinary step fuses away.
+    """
+    net = st.network
+    tx = direction(st.optimizer, hp.momentum)
+    # Same indices for every member: t and data_key carry no member axis, so the gather
+    # and the matmuls are shared across the population (so are the dropout draws).
+    idx = minibatch_indices(data_key, t, st.batch_size, x_train.shape[0])
+    x, y = x_train[idx], y_train[idx]
+    w = (fold_train[idx] != fold).astype(jnp.float32) if st.folds else None
+    drop_key = jax.random.fold_in(jax.random.fold_in(data_key, DROPOUT_STREAM), t)
+    (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
+        s.params, x, y, hp, net, w, drop_key
+    )
+    d, opt_state = tx.update(grads, s.opt_state, s.params)
+    lr_t = hp.lr * lr_multiplier(t, horizon, hp.lr_decay)
+    updates = jax.tree.map(lambda g: -lr_t * g, d)
+    new_params = optax.apply_updates(s.params, updates)
+
+    h = s.health
+    initial = jnp.where(t == 0, loss, h.initial_loss)
+    exploded = ~jnp.isfinite(loss) | (loss > st.explode_factor * initial)
+    alive = h.alive & ~exploded
+    ratio = (
+        optax.global_norm(updates) / (optax.global_norm(s.params) + 1e-12)
+        if measure
+        else jnp.zeros((), jnp.float32)
+    )
+    # Frozen once diverged: keep the old values, so a NaN never spreads further.
+    keep = lambda new, old: jnp.where(alive, new, old)  # noqa: E731
+    s = s._replace(
+        params=jax.tree.map(keep, new_params, s.params),
+        opt_state=jax.tree.map(keep, opt_state, s.opt_state),
+        health=Health(alive, jnp.where(h.alive & exploded, t, h.diverged_at), initial),
+    )
+    return s, jnp.where(alive, loss, 0.0), jnp.where(alive, acc, 0.0), ratio
+
+
+def fold_mask(ms, fs, fold, st: Static):
+    """The evaluation rows of one member: every real row, or with ``st.folds`` the rows
+    of its held-out fold (``fs == fold``)."""
+    return ms * (fs == fold).astype(ms.dtype) if st.folds else ms
+
+
+def record_evaluation(
+    s: MemberState, hp: HParams, fold, train_loss, train_acc, ratio, done, val, st: Static
+):
+    """Evaluate one member after ``done`` steps on the validation subset ``val``
+    (``(xs, ys, ms, fs)``; with folds, its held-out fold's rows of it) and keep its best
+    parameters; ``train_loss`` / ``train_acc`` are the block's running means over its
+    minibatches.
+
+    Returns the new state and :class:`EvalMetrics` (NaN once diverged).
+    """
+    xs, ys, ms, fs = val
+    val_loss, val_acc = loss_and_accuracy(
+        s.params, xs, ys, fold_mask(ms, fs, fold, st), st.network, hp
+    )
+    better = s.health.alive & (val_acc > s.best.acc)
+    s = s._replace(
+        best=Best(
+            acc=jnp.where(better, val_acc, s.best.acc),
+            step=jnp.where(better, done, s.best.step),
+            params=jax.tree.map(lambda p, b: jnp.where(better, p, b), s.params, s.best.params),
+        )
+    )
+    nan = jnp.float32(jnp.nan)
+    metrics = EvalMetrics(
+        *(
+            jnp.where(s.health.alive, v, nan)
+            for v in (train_loss, val_loss, val_acc, train_acc, ratio)
+        )
+    )
+    return s, metrics
