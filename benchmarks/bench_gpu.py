@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from sweepjax import HParams, ModelConfig, TrainConfig  # noqa: E402
 from sweepjax.data.dataset import Dataset, DatasetInfo  # noqa: E402
-from sweepjax.train import train_population  # noqa: E402
+from sweepjax.engine import train_population  # noqa: E402
 
 BATCH = 256
 N_TRAIN, D, K = 60000, 784, 10

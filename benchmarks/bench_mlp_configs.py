@@ -4,7 +4,7 @@ the default MLP flow needs to reach test accuracy 0.89.
 Each row trains a small population (learning rates x dropout rates) of ONE setting
 (optimizer, hidden width, steps) with sweepjax's trainer (cosine decay to 1% of the rate,
 lambda 1e-4, batch 256) and reports, per member, the best whole-validation accuracy and
-the test accuracy of that checkpoint. It chose ``sweepjax.sweep_config.MODEL_DEFAULTS``
+the test accuracy of that checkpoint. It chose ``sweepjax.flows.sweep_config.MODEL_DEFAULTS``
 for the MLP; the flow itself is timed by ``bench_time_to_quality.py --model mlp``.
 
     python benchmarks/bench_mlp_configs.py            # ~4 min on 2 CPU cores
@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common  # noqa: E402
 
-from sweepjax import train  # noqa: E402
+from sweepjax import engine  # noqa: E402
 from sweepjax.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from sweepjax.data import load_dataset  # noqa: E402
-from sweepjax.hparams import HParams  # noqa: E402
+from sweepjax.engine.hparams import HParams  # noqa: E402
 
 # (optimizer, hidden width, steps, learning rates): momentum rates are a tenth of the SGD
 # rates (heavy-ball momentum 0.9 multiplies the step by ~10).
@@ -54,13 +54,13 @@ def run_setting(ds, optimizer, hidden, steps, lrs, seed=0) -> dict:
     )
     model = ModelConfig("mlp", hidden)
     t0 = time.perf_counter()
-    res = train.train_population(ds, hp, model, cfg)
+    res = engine.train_population(ds, hp, model, cfg)
     wall = time.perf_counter() - t0
     members = []
     for i in range(len(lr)):
         try:
-            p = train.member_params(res, i)
-            test = train.accuracy(p, model, ds.num_classes, ds.x_test, ds.y_test)
+            p = engine.member_params(res, i)
+            test = engine.accuracy(p, model, ds.num_classes, ds.x_test, ds.y_test)
         except ValueError:  # diverged
             test = float("nan")
         members.append(

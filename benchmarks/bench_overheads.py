@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 import sweepjax  # noqa: E402
 from sweepjax import DataConfig, HParams, ModelConfig, TrainConfig, load_dataset  # noqa: E402
-from sweepjax.train import init_states, train_population  # noqa: E402
+from sweepjax.engine import init_states, train_population  # noqa: E402
 
 
 def checkpoint_share(dataset: str, trials: int, steps: int) -> dict:
@@ -67,8 +67,8 @@ def checkpoint_share(dataset: str, trials: int, steps: int) -> dict:
 def one_write(trials: int, dataset: str) -> dict:
     """The cost of ONE checkpoint write of the same state (256 Adam MLPs): what the
     throttle spaces writes by (at least 19x this apart)."""
-    from sweepjax.curves import Checkpoint, Curves, ScheduleState
-    from sweepjax.store import Store
+    from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
+    from sweepjax.store.db import Store
 
     ds = load_dataset(DataConfig(dataset=dataset))
     hp = HParams.create(lr=np.full(trials, 1e-3), l2=1e-4)

@@ -47,13 +47,13 @@ import numpy as np  # noqa: E402
 import sweepjax  # noqa: E402
 from sweepjax import DataConfig, HParams, ModelConfig, TrainConfig, load_dataset  # noqa: E402
 from sweepjax.config import DEFAULT_L2, DEFAULT_LR, Range  # noqa: E402
-from sweepjax.models import build_model, init_params, l2_penalty  # noqa: E402
-from sweepjax.train import (  # noqa: E402
+from sweepjax.engine import (  # noqa: E402
     accuracy,
     init_states,
     member_params,
     train_population,
 )
+from sweepjax.models.builtin import build_model, init_params, l2_penalty  # noqa: E402
 
 BATCH = 256
 

@@ -113,11 +113,11 @@ class Timeline:
 # --------------------------------------------------------------------------- workers
 def worker_sweepjax(args) -> dict:
     import sweepjax
-    from sweepjax.sweep import Callbacks
+    from sweepjax.flows.sweep import Callbacks
 
     coarse_kw, fine_kw = (dict(kw) for kw in FLOWS[args.worker])
     if args.worker in WARM:
-        sweepjax.compile_cache.enable()  # the directory the parent put in the environment
+        sweepjax.engine.compile_cache.enable()  # the directory the parent put in the environment
     if args.quick:
         coarse_kw, fine_kw = {**QUICK_COARSE, **coarse_kw}, {**QUICK_FINE, **fine_kw}
     for fn, kw in ((sweepjax.coarse, coarse_kw), (sweepjax.fine, fine_kw)):
@@ -224,7 +224,7 @@ def make_trainer(
     import jax
     import jax.numpy as jnp
 
-    from sweepjax.models import OUTPUT_INIT_STD
+    from sweepjax.models.builtin import OUTPUT_INIT_STD
 
     x_tr, y_tr = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     n, d = ds.x_train.shape

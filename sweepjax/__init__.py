@@ -2,13 +2,13 @@
 
 Hundreds of (learning rate, L2 lambda, ...) softmax-regression or MLP members are trained
 at once as one jitted XLA program (``jax.vmap`` over members, ``lax.scan`` over steps).
-Your own flax module sweeps the same way: ``coarse(model=MyNet())`` (:mod:`sweepjax.custom`).
+Your own flax module sweeps the same way: ``coarse(model=MyNet())`` (:mod:`sweepjax.models.custom`).
 """
 
-from sweepjax import compile_cache
 from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
-from sweepjax.custom import Custom, from_flax
 from sweepjax.data import Dataset, DatasetInfo, load_dataset
+from sweepjax.engine import PopulationResult, compile_cache, train_population
+from sweepjax.engine.hparams import HParams
 from sweepjax.errors import (
     AllDivergedError,
     ConfigError,
@@ -16,10 +16,10 @@ from sweepjax.errors import (
     StoreError,
     SweepjaxError,
 )
-from sweepjax.hparams import HParams
-from sweepjax.results import SweepResult
-from sweepjax.sweep import coarse, fine
-from sweepjax.train import PopulationResult, train_population
+from sweepjax.flows.auto import auto
+from sweepjax.flows.sweep import coarse, fine
+from sweepjax.models.custom import Custom, from_flax
+from sweepjax.results.records import SweepResult
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "SweepjaxError",
     "TrainConfig",
     "__version__",
+    "auto",
     "coarse",
     "compile_cache",
     "fine",

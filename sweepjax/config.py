@@ -1,7 +1,7 @@
 """Configuration as data: frozen dataclasses, validated on construction.
 
 Static settings (shapes, step counts, widths) live here; swept values (learning rate,
-L2 strength, ...) live in :class:`sweepjax.hparams.HParams` as arrays, so changing them
+L2 strength, ...) live in :class:`sweepjax.engine.hparams.HParams` as arrays, so changing them
 never recompiles.
 
 Ranges are given in real units with an explicit scale (``Range(1e-4, 1.0)`` is searched
@@ -15,6 +15,9 @@ import math
 from dataclasses import dataclass
 
 from sweepjax.errors import ConfigError
+
+# The budget rules a sweep may use (:mod:`sweepjax.schedulers`).
+SCHEDULES = ("full", "halving", "hyperband", "pbt")
 
 MODELS = ("softmax", "mlp")
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -49,7 +52,7 @@ class ModelConfig:
 
     Attributes:
       kind: ``softmax`` (the lecture's linear classifier), ``mlp`` (one hidden ReLU layer)
-        or ``custom`` (the user's own model, named by ``spec``; :mod:`sweepjax.custom`).
+        or ``custom`` (the user's own model, named by ``spec``; :mod:`sweepjax.models.custom`).
       hidden: hidden width of the MLP (static: a new width compiles a new program).
       spec: the custom model's ``package.module:Name`` (only with ``kind="custom"``).
     """
@@ -220,7 +223,7 @@ DEFAULT_L2 = Range(1e-6, 1.0)
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """How a sweep spends its budget (:mod:`sweepjax.schedule`).
+    """How a sweep spends its budget (:mod:`sweepjax.schedulers.rules`).
 
     Attributes:
       name: ``full`` (every member the whole run), ``halving``, ``hyperband`` or ``pbt``.
@@ -235,8 +238,6 @@ class ScheduleConfig:
     interval: int | None = None
 
     def __post_init__(self):
-        from sweepjax.schedule import SCHEDULES
-
         if self.name not in SCHEDULES:
             raise ConfigError(
                 f"unknown schedule {self.name!r}; choose one of {', '.join(SCHEDULES)}"
@@ -352,7 +353,7 @@ class SearchSpace:
     Attributes:
       lr, l2: the learning rate and L2 strength (log).
       lr_decay: the learning-rate multiplier reached at the end of the run (cosine from
-        1; see :func:`sweepjax.train.lr_multiplier`), log, at most 1; fixed at 1 (a
+        1; see :func:`sweepjax.engine.lr_multiplier`), log, at most 1; fixed at 1 (a
         constant rate) when None.
       hidden: the MLP's hidden width, whole numbers, log; each member is masked to its own
         width inside the widest (the compiled network is ``ceil(hidden.hi)`` wide).

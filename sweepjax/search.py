@@ -16,9 +16,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from sweepjax.config import AXES, Range, SearchSpace
+from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
-from sweepjax.hparams import HParams
-from sweepjax.results import BoundaryFlag, SweepResult
+from sweepjax.results.records import BoundaryFlag, SweepResult
 
 DEFAULT_BAND = 0.1  # outer fraction of an axis's (log-)width that counts as "the edge"
 DEFAULT_MARGIN = 0.1  # fine box = top-K span widened by this fraction of the parent box
@@ -55,7 +55,7 @@ def sample(
     axes matter; ``hidden`` is then rounded to whole units) from
     ``numpy.random.default_rng(seed)``; the same seed gives the same members. Axes not
     in ``space`` take their value in ``fixed`` (e.g. ``{"momentum": 0.95}``), else
-    :data:`sweepjax.hparams.FIXED_DEFAULTS`. Grid mode takes the product of evenly
+    :data:`sweepjax.engine.hparams.FIXED_DEFAULTS`. Grid mode takes the product of evenly
     spaced points (cell centres, so no point sits on an edge) along each axis; ``n`` is
     rounded to the nearest perfect grid ``k ** num_axes`` (see
     :func:`grid_points_per_axis`), so check ``num_members``.
@@ -124,7 +124,7 @@ def ranking(result: SweepResult) -> np.ndarray:
     """Row indices of ``result.members``, best first: members that trained to the end,
     then those a scheduler stopped, then diverged ones; within each by best validation
     accuracy (descending), then by lower final validation loss, then by id (the order
-    :func:`sweepjax.verdict.tied_set` picks the winner in)."""
+    :func:`sweepjax.analysis.verdict.tied_set` picks the winner in)."""
     order = np.array([_STATUS_ORDER.get(m.status, 3) for m in result.members])
     acc = np.nan_to_num(result.member_array("best_val_acc"), nan=-1.0)
     loss = np.array(

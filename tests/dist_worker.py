@@ -17,9 +17,9 @@ def population(where, spec: str | None = None) -> dict:
     """The toy population's results (softmax, or the custom model ``spec``)."""
     import jax
 
-    from sweepjax import train
+    from sweepjax import engine
     from sweepjax.config import ModelConfig
-    from sweepjax.hparams import HParams
+    from sweepjax.engine.hparams import HParams
     from tests.helpers import toy_dataset, toy_train_config
 
     ds = toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0)
@@ -27,7 +27,7 @@ def population(where, spec: str | None = None) -> dict:
     hp = HParams.create(lr=np.geomspace(1e-2, 3e2, m), l2=np.geomspace(1e-5, 1e-1, m))
     cfg = toy_train_config()
     model = ModelConfig("custom", spec=spec) if spec else ModelConfig("softmax")
-    res = train.train_population(ds, hp, model, cfg, member_ids=np.arange(m) + 7, placement=where)
+    res = engine.train_population(ds, hp, model, cfg, member_ids=np.arange(m) + 7, placement=where)
     if spec:  # every parameter, member by member
         kernel = np.concatenate([np.reshape(a, (m, -1)) for a in jax.tree.leaves(res.params)], 1)
     else:
@@ -47,7 +47,7 @@ def population(where, spec: str | None = None) -> dict:
 
 def main(argv: list[str]) -> None:
     out, devices = argv[0], int(argv[1])
-    from sweepjax import distributed
+    from sweepjax.engine import distributed
 
     if len(argv) > 2:
         distributed.initialize(argv[2], int(argv[3]), int(argv[4]))

@@ -1,4 +1,4 @@
-"""Hidden-activation statistics (sweepjax.activations): dead units, histograms and firing
+"""Hidden-activation statistics (sweepjax.analysis.activations): dead units, histograms and firing
 rates on hand-built MLPs, against the model's own hidden layer, and through the store."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from sweepjax.activations import (
+from sweepjax.analysis.activations import (
     EDGES,
     ActivationStats,
     activation_stats,
@@ -83,8 +83,8 @@ def test_numpy_activations_equal_the_models_hidden_layer():
     of ``BuiltIn.hidden_t`` (jax), and its rows beyond the width are zero."""
     import jax.numpy as jnp
 
-    from sweepjax.hparams import HParams
-    from sweepjax.network import BuiltIn
+    from sweepjax.engine.hparams import HParams
+    from sweepjax.models.network import BuiltIn
 
     rng = np.random.default_rng(2)
     params = hand_mlp()
@@ -99,7 +99,7 @@ def test_numpy_activations_equal_the_models_hidden_layer():
 
 
 def test_stats_round_trip_through_json_and_the_store(tmp_path):
-    from sweepjax.store import Store
+    from sweepjax.store.db import Store
     from tests.test_store import make_result, new_sweep
 
     st = activation_stats(hand_mlp(), sample(), width=4, member=0)
@@ -133,7 +133,7 @@ def test_stats_round_trip_through_json_and_the_store(tmp_path):
 def test_only_the_builtin_mlp_layout_counts_as_an_mlp():
     """Statistics are computed for the built-in MLP's ``[H, D]`` hidden kernel only: not
     for a softmax, nor a user's layer named ``hidden`` in flax's ``[D, H]`` layout."""
-    from sweepjax.activations import is_mlp
+    from sweepjax.analysis.activations import is_mlp
 
     assert is_mlp(hand_mlp()) and is_mlp(hand_mlp(), D)
     assert not is_mlp({"out": {"kernel": np.zeros((K, D)), "bias": np.zeros(K)}})

@@ -1,4 +1,4 @@
-"""Which members the verdicts read (sweepjax.appraise), on synthetic records: no training.
+"""Which members the verdicts read (sweepjax.results.appraise), on synthetic records: no training.
 
 A halving-like population: 12 members finish, the rest are stopped at rungs 10 / 30 with
 lower accuracies. Claims: the winner and the tied set come from finished members only;
@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweepjax.appraise import appraise, next_space, stopped_offsets
+from sweepjax.analysis.surface import binomial_se
 from sweepjax.config import Range, SearchSpace
-from sweepjax.curves import Curves
-from sweepjax.results import MemberRecord
-from sweepjax.surface import binomial_se
+from sweepjax.engine.curves import Curves
+from sweepjax.results.appraise import appraise, next_space, stopped_offsets
+from sweepjax.results.records import MemberRecord
 
 N_VAL = 2000
 SPACE = SearchSpace(lr=Range(1e-3, 1.0), l2=Range(1e-6, 1e-2))

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-import sweepjax.sanity
+import sweepjax.analysis.sanity
 from sweepjax.cli import main
-from sweepjax.store import Store
+from sweepjax.store.db import Store
 
 
 def test_auto_runs_the_stages_in_order(tmp_path, capsys):
@@ -46,14 +46,14 @@ def test_auto_runs_the_stages_in_order(tmp_path, capsys):
 
 def test_auto_stops_at_a_failed_sanity_check(tmp_path, capsys, monkeypatch):
     """A failed check: exit 1, the check named on one line, no sweep run."""
-    real = sweepjax.sanity.run_sanity
+    real = sweepjax.analysis.sanity.run_sanity
 
     def failing(*a, **k):
         rep = real(*a, **k)
         bad = rep.checks[2]._replace(passed=False, detail="loss 2.1 after 100 steps")
         return rep._replace(checks=[*rep.checks[:2], bad, *rep.checks[3:]])
 
-    monkeypatch.setattr(sweepjax.sanity, "run_sanity", failing)
+    monkeypatch.setattr(sweepjax.analysis.sanity, "run_sanity", failing)
     store = tmp_path / "a.db"
     argv = ["auto", "--dataset", "mnist-sample", "--trials", "8", "--steps", "20"]
     assert main([*argv, "--store", str(store), "--no-report"]) == 1

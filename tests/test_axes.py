@@ -7,11 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from sweepjax import train
+from sweepjax import engine
 from sweepjax.config import ModelConfig
-from sweepjax.hparams import HParams
-from sweepjax.network import build_network, keep_uniform
-from sweepjax.train import program
+from sweepjax.engine import program
+from sweepjax.engine.hparams import HParams
+from sweepjax.models import build_network
+from sweepjax.models.network import keep_uniform
 from tests.helpers import toy_dataset, toy_train_config
 
 WIDEST = 16
@@ -46,12 +47,12 @@ def test_member_masked_in_the_population_equals_it_alone_at_its_width(ds, optimi
     cfg = CFG.replace(optimizer=optimizer)
     hp = _population()
     ids = np.arange(4) + 40
-    pop = train.train_population(ds, hp, ModelConfig("mlp", WIDEST), cfg, member_ids=ids)
+    pop = engine.train_population(ds, hp, ModelConfig("mlp", WIDEST), cfg, member_ids=ids)
     assert pop.alive.all()
     for i in range(4):
         h = int(hp.hidden[i])
         alone_hp = hp.take([i])._replace(hidden=np.array([np.inf], np.float32))
-        alone = train.train_population(
+        alone = engine.train_population(
             ds, alone_hp, ModelConfig("mlp", h), cfg, member_ids=[ids[i]]
         )
         p, q = pop.params, alone.params
@@ -70,7 +71,7 @@ def test_member_masked_in_the_population_equals_it_alone_at_its_width(ds, optimi
 def test_new_values_of_every_axis_compile_nothing(ds):
     mlp = ModelConfig("mlp", WIDEST)
     hp = _population()
-    train.train_population(ds, hp, mlp, CFG)
+    engine.train_population(ds, hp, mlp, CFG)
     before = program.compile_counts()
     rng = np.random.default_rng(0)
     hp2 = HParams.create(
@@ -82,13 +83,13 @@ def test_new_values_of_every_axis_compile_nothing(ds):
         init_scale=rng.uniform(0.3, 3, 4),
         momentum=rng.uniform(0, 0.99, 4),
     )
-    train.train_population(ds, hp2, mlp, CFG)
+    engine.train_population(ds, hp2, mlp, CFG)
     assert program.compile_counts() == before
 
 
 def test_init_scale_multiplies_the_initial_weights(ds):
     hp = HParams.create(lr=[0.1, 0.1], l2=0.0, init_scale=[1.0, 3.0])
-    st = train.init_states(ds, hp, ModelConfig("mlp", 8), CFG, member_ids=[7, 7])
+    st = engine.init_states(ds, hp, ModelConfig("mlp", 8), CFG, member_ids=[7, 7])
     for layer in ("hidden", "out"):
         k = st.params[layer]["kernel"]
         np.testing.assert_allclose(k[1], 3.0 * k[0], rtol=1e-6)

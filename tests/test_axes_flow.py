@@ -15,16 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sweepjax.refit as refit_mod
-from sweepjax.appraise import appraise, next_space
+import sweepjax.flows.refit as refit_mod
 from sweepjax.cli import main
 from sweepjax.cli.inspect import json_clean
 from sweepjax.config import AXES, DROPOUT_MAX, MOMENTUM_MAX, ModelConfig, Range, SearchSpace
 from sweepjax.errors import ConfigError
-from sweepjax.results import MemberRecord, SweepResult, TimingRecord
+from sweepjax.flows.sweep_config import SweepConfig
+from sweepjax.results.appraise import appraise, next_space
+from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import as_space, ranking, refine, sample
-from sweepjax.store import Store
-from sweepjax.sweep_config import SweepConfig
+from sweepjax.store.db import Store
 from tests.helpers import toy_dataset, toy_train_config
 
 # Every axis, boxes touching every cap (dropout from 0, momentum up to its maximum,

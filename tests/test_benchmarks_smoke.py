@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sweepjax import HParams, ModelConfig
-from sweepjax.train import train_population
+from sweepjax.engine import train_population
 from tests.helpers import toy_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -119,7 +119,7 @@ def test_ttq_trainer_is_sweepjax_objective_and_cosine_sgd():
     import jax
     import jax.numpy as jnp
 
-    from sweepjax.models import build_model, l2_penalty
+    from sweepjax.models.builtin import build_model, l2_penalty
 
     ds = toy_dataset(n_train=300, n_val=50, n_test=50, d=20, k=4)
     for kind in ("softmax", "mlp"):
@@ -234,7 +234,7 @@ def test_mlp_configs_quick_rows_are_the_trainers_numbers(tmp_path):
 
 
 def test_ttq_peer_trains_the_model_of_sweepjax_default_flow():
-    from sweepjax.sweep_config import DEFAULT_STEPS, MODEL_DEFAULTS
+    from sweepjax.flows.sweep_config import DEFAULT_STEPS, MODEL_DEFAULTS
 
     mlp = MODEL_DEFAULTS["mlp"]
     assert ttq.PEER_MODEL["mlp"] == {

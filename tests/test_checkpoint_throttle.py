@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweepjax import runner
+from sweepjax.flows import runner
 
 
 class FakeClock:

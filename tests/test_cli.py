@@ -21,8 +21,8 @@ import pytest
 
 import sweepjax
 from sweepjax.cli import main
-from sweepjax.store import Store
-from sweepjax.sweep import Callbacks, SweepInterrupted
+from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+from sweepjax.store.db import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = [
@@ -141,7 +141,7 @@ def test_coarse_json_document(swept):
     # Every score with its binomial SE on the 400 validation examples (p shrunk by half an
     # example); the tied set: finished members only, the winner first, each within
     # Gupta's z (k finished members) of the winner's accuracy.
-    from sweepjax.verdict import selection_z
+    from sweepjax.analysis.verdict import selection_z
 
     for m in doc["members"]:
         p = (m["best_val_acc"] * 400 + 0.5) / 401
@@ -206,15 +206,15 @@ def test_fine_refines_an_interior_winner(swept):
     assert f["winner"]["refit_test_acc"] > 0.8
     with Store.open(store) as st:
         row = st.sweep_row("f1")
-        assert row.config["train"]["steps"] == sweepjax.sweep.FINE_STEPS_FACTOR * 60
+        assert row.config["train"]["steps"] == sweepjax.flows.sweep.FINE_STEPS_FACTOR * 60
         # fine also searches the decay (the rate's final multiplier)
-        assert f["space"]["lr_decay"] == [sweepjax.sweep.FINE_LR_DECAY.lo, 1.0]
+        assert f["space"]["lr_decay"] == [sweepjax.flows.sweep.FINE_LR_DECAY.lo, 1.0]
         assert row.config["data"]["dataset"] == "mnist-sample"
         res = st.load_sweep("f1")
         assert res.refinement and res.refinement.startswith("model box around the optimum")
         assert res.winner_params["out"]["kernel"].shape == (10, 784)
         # An evaluation every 3 steps (--eval-every 3), plus one at each halving rung.
-        total = 60 * sweepjax.sweep.FINE_STEPS_FACTOR
+        total = 60 * sweepjax.flows.sweep.FINE_STEPS_FACTOR
         rungs = [total // 27 * 3**j for j in range(3)]
         want = sorted(set(range(3, total + 1, 3)) | set(rungs))
         assert res.curves.step.tolist() == want and res.curves.val_acc.shape == (12, len(want))
@@ -261,8 +261,8 @@ def test_list_show_export(swept, capsys):
     out = capsys.readouterr().out
     assert "coarse sweep c1" in out and "diagnoses (top members):" in out
     doc = run_json(capsys, "show", "c1", "--store", store)
-    from sweepjax.diagnose import diagnose_sweep
-    from sweepjax.store import Store
+    from sweepjax.analysis.diagnose import diagnose_sweep
+    from sweepjax.store.db import Store
 
     with Store.open(store) as st:
         want = diagnose_sweep(st.load_sweep("c1", curves=True))
@@ -479,7 +479,7 @@ def test_report_hook_sets_the_report_path(tmp_path, capsys, monkeypatch):
 
 
 def test_coarse_lr_auto_uses_the_finder_range(tmp_path, capsys, monkeypatch):
-    import sweepjax.sanity
+    import sweepjax.analysis.sanity
 
     seen = []
 
@@ -487,7 +487,7 @@ def test_coarse_lr_auto_uses_the_finder_range(tmp_path, capsys, monkeypatch):
         seen.append((ds.info.name, model_cfg.kind, train_cfg.steps))
         return 0.02, 0.5
 
-    monkeypatch.setattr(sweepjax.sanity, "auto_lr_range", fake)
+    monkeypatch.setattr(sweepjax.analysis.sanity, "auto_lr_range", fake)
     doc = run_json(capsys, "coarse", *BASE, "--lr", "auto", "--store", str(tmp_path / "a.db"))
     assert seen == [("mnist-sample", "softmax", 60)]
     assert doc["space"]["lr"] == [0.02, 0.5]
@@ -495,7 +495,7 @@ def test_coarse_lr_auto_uses_the_finder_range(tmp_path, capsys, monkeypatch):
 
 
 def test_compile_cache_directory_from_the_environment(tmp_path, monkeypatch):
-    from sweepjax import compile_cache
+    from sweepjax.engine import compile_cache
 
     monkeypatch.setenv("SWEEPJAX_COMPILE_CACHE", "off")
     assert compile_cache.default_dir() is None and compile_cache.enable() is None

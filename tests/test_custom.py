@@ -20,15 +20,16 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax import custom, train
+from sweepjax import engine
 from sweepjax.cli import main
 from sweepjax.config import ModelConfig
-from sweepjax.custom import from_flax, input_shape_for, register, resolve
+from sweepjax.engine import program
+from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
-from sweepjax.hparams import HParams
-from sweepjax.store import Store
-from sweepjax.sweep import Callbacks, SweepInterrupted
-from sweepjax.train import program
+from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+from sweepjax.models import custom
+from sweepjax.models.custom import from_flax, input_shape_for, register, resolve
+from sweepjax.store.db import Store
 from tests.custom_models import TinyMLP
 from tests.helpers import toy_dataset, toy_train_config
 
@@ -134,10 +135,10 @@ def test_member_in_population_equals_member_alone_with_traced_axes():
         init_scale=np.linspace(0.5, 2.0, 8),
         momentum=np.linspace(0.5, 0.95, 8),
     )
-    pop = train.train_population(ds, hp, model, cfg, member_ids=np.arange(8) + 100)
+    pop = engine.train_population(ds, hp, model, cfg, member_ids=np.arange(8) + 100)
     assert pop.alive.all() and pop.best_val_acc.max() > 0.7  # chance: 0.25
     for i in (0, 5):
-        alone = train.train_population(ds, hp.take([i]), model, cfg, member_ids=[100 + i])
+        alone = engine.train_population(ds, hp.take([i]), model, cfg, member_ids=[100 + i])
         for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(pop.params), strict=True):
             np.testing.assert_allclose(a[0], b[i], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(alone.curves.val_acc[0], pop.curves.val_acc[i], atol=1e-6)
@@ -145,27 +146,27 @@ def test_member_in_population_equals_member_alone_with_traced_axes():
         assert alone.best_step[0] == pop.best_step[i]
     before = program.compile_counts()
     hp2 = HParams.create(lr=np.full(8, 0.05), l2=1e-4, init_scale=np.linspace(1, 3, 8))
-    train.train_population(ds, hp2, model, cfg)
+    engine.train_population(ds, hp2, model, cfg)
     assert program.compile_counts() == before
     # hidden / dropout are the built-in MLP's axes
     with pytest.raises(ConfigError, match="hidden is an axis of the built-in mlp"):
-        train.train_population(ds, HParams.create(lr=np.full(8, 0.1), l2=0, hidden=8), model, cfg)
+        engine.train_population(ds, HParams.create(lr=np.full(8, 0.1), l2=0, hidden=8), model, cfg)
 
 
 def test_memory_sizing_from_the_models_shapes():
     tiny = ModelConfig(kind="custom", spec=TINY)
     cfg = toy_train_config()
-    assert train.num_params(tiny, 20, 4, (20,)) == 20 * 16 + 16 + 16 * 4 + 4
+    assert engine.num_params(tiny, 20, 4, (20,)) == 20 * 16 + 16 + 16 * 4 + 4
     # activations of one example: reshape 20, dense 16 (+bias, relu), dense 4 (+bias)
     assert custom.sizes(resolve(TINY, 4, (20,)), 20) == (404, 20 + 3 * 16 + 2 * 4)
-    per = train.member_bytes(tiny, cfg, 20, 4, (20,))
+    per = engine.member_bytes(tiny, cfg, 20, 4, (20,))
     assert per == 4 * (404 * 5 + 32 * 76 * 4 + 100 * 76 * 2)
     # a conv net's feature maps count: 8 filters on 8x8 -> 512 values per conv output
     cnn = ModelConfig(kind="custom", spec=CNN)
     _, acts = custom.sizes(resolve(CNN, 4, (8, 8)), 64)
     assert acts >= 3 * 8 * 8 * 8
-    big = train.member_bytes(cnn, cfg.replace(batch_size=256), 64, 4, (8, 8))
-    assert train.group_size(10**6, cnn, cfg.replace(batch_size=256), 64, 4, (8, 8)) == (
+    big = engine.member_bytes(cnn, cfg.replace(batch_size=256), 64, 4, (8, 8))
+    assert engine.group_size(10**6, cnn, cfg.replace(batch_size=256), 64, 4, (8, 8)) == (
         2048 * 2**20 // big
     )
 
@@ -333,7 +334,7 @@ def test_four_host_devices_match_one_device_for_a_custom_model(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r4 = np.load(out)
     assert int(r4["devices"]) == 4
-    from sweepjax import distributed
+    from sweepjax.engine import distributed
     from tests.dist_worker import population
 
     one = population(distributed.placement(1), TINY)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from sweepjax import diagnose
-from sweepjax.curves import Curves
-from sweepjax.diagnose import Thresholds, diagnose_member, diagnose_sweep
-from sweepjax.results import MemberRecord, SweepResult, TimingRecord
+from sweepjax.analysis import diagnose
+from sweepjax.analysis.diagnose import Thresholds, diagnose_member, diagnose_sweep
+from sweepjax.engine.curves import Curves
+from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 
 E = 10
 STEP = np.arange(1, E + 1) * 50
@@ -150,7 +150,7 @@ def test_a_ratio_low_only_because_the_schedule_annealed_the_rate_blames_the_sche
     """Ratio 3e-5 at the end of a run that decayed the rate to 0.01x: at the base rate it
     would be 3e-3 (in the band), so the schedule is blamed; with a constant rate (or a
     ratio still too low at the base rate) it stays a low-rate warning."""
-    from sweepjax.diagnose import Diagnosis, _blame_schedule
+    from sweepjax.analysis.diagnose import Diagnosis, _blame_schedule
 
     steps = np.array([100, 200], np.int64)
     ratio = np.array([[3e-3, 3e-5], [3e-3, 3e-7]], np.float32)

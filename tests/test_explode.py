@@ -16,8 +16,8 @@ import pytest
 
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset, DatasetInfo
-from sweepjax.hparams import HParams
-from sweepjax.train import train_population
+from sweepjax.engine import train_population
+from sweepjax.engine.hparams import HParams
 
 D, K, N, T = 6, 3, 16, 40
 SOFTMAX = ModelConfig("softmax")

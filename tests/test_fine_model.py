@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-import sweepjax.refit as refit_mod
+import sweepjax.flows.refit as refit_mod
 from sweepjax.cli import main
 from sweepjax.config import ModelConfig
-from sweepjax.results import MemberRecord
+from sweepjax.results.records import MemberRecord
 from tests.helpers import toy_dataset, toy_train_config
 
 
@@ -93,7 +93,7 @@ def test_refit_trains_on_train_plus_val_for_the_scaled_steps_and_never_reads_tes
         1e-4
     )
     assert float(seen["hp"].lr_decay[0]) == 0.5 and seen["kw"].get("scheduler") is None
-    from sweepjax.train import accuracy, member_params
+    from sweepjax.engine import accuracy, member_params
 
     final = member_params(seen["res"], 0, best=False)
     assert r.test_acc == accuracy(final, ModelConfig(), 4, ds.x_test, ds.y_test) > 0.6

@@ -8,8 +8,8 @@ import pytest
 
 import sweepjax
 from sweepjax import search
-from sweepjax.store import Store
-from sweepjax.sweep import derive_seed
+from sweepjax.flows.sweep import derive_seed
+from sweepjax.store.db import Store
 
 # One small shape for every sweep here (the compiled chunk program is reused).
 COMMON = dict(steps=20, batch_size=32, eval_every=10, chunk_steps=20, report=False)

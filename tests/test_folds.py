@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from sweepjax import folds, train
+from sweepjax import engine
 from sweepjax.cli import main
 from sweepjax.config import ModelConfig
+from sweepjax.data import folds
+from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
-from sweepjax.hparams import HParams
-from sweepjax.sweep_config import _group
+from sweepjax.flows.sweep_config import group_shape
 from tests.helpers import toy_dataset, toy_train_config
 
 SOFTMAX = ModelConfig(kind="softmax")
@@ -55,8 +56,8 @@ def _pooled_runs():
     other = pooled._replace(x_train=x2, y_train=y2, x_val=x2, y_val=y2)
     hp = HParams.create(lr=np.full(K, 0.3), l2=1e-4)
     ids = np.arange(K)  # member i holds out fold i
-    a = train.train_population(pooled, hp, SOFTMAX, CFG, member_ids=ids, folds=spec)
-    b = train.train_population(other, hp, SOFTMAX, CFG, member_ids=ids, folds=spec)
+    a = engine.train_population(pooled, hp, SOFTMAX, CFG, member_ids=ids, folds=spec)
+    b = engine.train_population(other, hp, SOFTMAX, CFG, member_ids=ids, folds=spec)
     return pooled, spec, a, b
 
 
@@ -84,9 +85,9 @@ def test_a_member_is_scored_on_its_held_out_fold_only(runs):
     parameters on the rows of its own fold (abs 1e-6)."""
     pooled, spec, a, _ = runs
     for i in range(K):
-        p = train.member_params(a, i, best=False)
+        p = engine.member_params(a, i, best=False)
         rows = spec.val == i
-        want = train.accuracy(p, SOFTMAX, 4, pooled.x_val[rows], pooled.y_val[rows])
+        want = engine.accuracy(p, SOFTMAX, 4, pooled.x_val[rows], pooled.y_val[rows])
         assert a.final_val_acc[i] == pytest.approx(want, abs=1e-6)
 
 
@@ -95,8 +96,8 @@ def test_the_weighted_step_is_the_mean_over_the_rows_a_member_may_see():
     cross-entropy over the minibatch rows outside its fold (NumPy), not over all rows."""
     import jax
 
-    from sweepjax.train import member
-    from sweepjax.train.setup import init_states, root_keys, static
+    from sweepjax.engine import member
+    from sweepjax.engine.setup import init_states, root_keys, static
 
     ds = toy_dataset()
     pooled, spec = folds.pool(ds, K, 0)
@@ -121,11 +122,15 @@ def test_the_weighted_step_is_the_mean_over_the_rows_a_member_may_see():
 
 
 def test_folds_flag_checks():
-    assert _group(None, 3) == (3, 3) and _group(3, 3) == (3, 3) and _group(2, None) == (2, 0)
+    assert (
+        group_shape(None, 3) == (3, 3)
+        and group_shape(3, 3) == (3, 3)
+        and group_shape(2, None) == (2, 0)
+    )
     with pytest.raises(ConfigError, match="one replica per fold"):
-        _group(2, 3)
+        group_shape(2, 3)
     with pytest.raises(ConfigError, match=">= 2"):
-        _group(None, 1)
+        group_shape(None, 1)
 
 
 def test_cli_folds_reports_the_mean_over_folds(tmp_path, capsys):

@@ -9,13 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from sweepjax import schedule, train
+from sweepjax import engine
+from sweepjax.analysis.surface import binomial_se
 from sweepjax.cli import main
 from sweepjax.config import ModelConfig, SearchSpace
-from sweepjax.hparams import HParams
-from sweepjax.results import MemberRecord, config_se, group_configs
-from sweepjax.runner import replicate
-from sweepjax.surface import binomial_se
+from sweepjax.engine.hparams import HParams
+from sweepjax.flows.runner import replicate
+from sweepjax.results.records import MemberRecord, config_se, group_configs
+from sweepjax.schedulers import rules as schedule
 from tests.helpers import toy_dataset, toy_train_config
 
 SOFTMAX = ModelConfig(kind="softmax")
@@ -45,10 +46,10 @@ def test_replica_equals_a_separate_run_of_its_config_with_its_seed(ds):
     and end apart."""
     hp = HParams.create(lr=np.geomspace(1e-2, 0.5, 4), l2=np.geomspace(1e-5, 1e-2, 4))
     rep, ids = replicate(hp, np.arange(4), 2)
-    pop = train.train_population(ds, rep, SOFTMAX, CFG, member_ids=ids)
+    pop = engine.train_population(ds, rep, SOFTMAX, CFG, member_ids=ids)
     for c, r in ((1, 0), (2, 1)):
         row = c * 2 + r
-        alone = train.train_population(ds, hp.take([c]), SOFTMAX, CFG, member_ids=[row])
+        alone = engine.train_population(ds, hp.take([c]), SOFTMAX, CFG, member_ids=[row])
         np.testing.assert_allclose(
             alone.params["out"]["kernel"][0],
             pop.params["out"]["kernel"][row],
@@ -225,7 +226,7 @@ def test_trainer_with_grouped_halving_stops_configs_whole(ds):
         "halving", num_members=6, total=CFG.steps, space=SearchSpace(), seed=0, rungs=1,
         replicas=2,
     )  # fmt: skip
-    res = train.train_population(ds, rep, SOFTMAX, CFG, member_ids=ids, scheduler=sched)
+    res = engine.train_population(ds, rep, SOFTMAX, CFG, member_ids=ids, scheduler=sched)
     stop = res.stopped_at.reshape(6, 2)
     assert (stop[:, 0] == stop[:, 1]).all()
     assert sorted(res.finished.tolist()) == sorted(

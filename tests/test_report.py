@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweepjax.activations import activation_stats
+from sweepjax.analysis.activations import activation_stats
+from sweepjax.engine import Curves
 from sweepjax.report import axes_fig, chosen_members, figures, write_report
-from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
-from sweepjax.train import Curves
+from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
 
 M, E = 12, 8
 CHROMIUM = "/usr/bin/chromium"
@@ -557,7 +557,7 @@ def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setitem(
         sys.modules,
-        "sweepjax.store",
+        "sweepjax.store.db",
         types.SimpleNamespace(Store=FakeStore, default_path=lambda: "unused.db"),
     )
     rc = main(["report", "--store", str(tmp_path / "s.db")])
@@ -573,7 +573,7 @@ def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------- the model
 def judged(n_val: int = 400):
     """The synthetic sweep with its verdict (tied set, model) filled as the flows do."""
-    from sweepjax.build import judge_result
+    from sweepjax.flows.build import judge_result
     from sweepjax.search import as_space
 
     res = synthetic()
@@ -665,7 +665,7 @@ def test_replica_spread_shows_each_configs_members_and_mean(tmp_path):
     """With replicas, the report draws every member of the best configs as a dot and each
     config's mean +/- SD; the page has the panel."""
     from sweepjax.report import schedule_fig
-    from sweepjax.results import ConfigRecord
+    from sweepjax.results.records import ConfigRecord
 
     res = synthetic(diverged=())
     accs = np.array([m.best_val_acc for m in res.members])
@@ -694,12 +694,12 @@ def test_mlp_sweep_on_the_sample_reports_its_kept_members_activations(tmp_path, 
     """A small MLP sweep on the bundled sample stores the kept members' activation
     statistics (equal to a recomputation from their stored parameters on the first
     validation rows) and its report draws them."""
-    from sweepjax.activations import SAMPLE_ROWS
-    from sweepjax.build import PARAMS_KEPT
+    from sweepjax.analysis.activations import SAMPLE_ROWS
     from sweepjax.cli import main
     from sweepjax.config import DataConfig
     from sweepjax.data import load_dataset
-    from sweepjax.store import Store
+    from sweepjax.flows.build import PARAMS_KEPT
+    from sweepjax.store.db import Store
 
     store = tmp_path / "s.db"
     argv = ["coarse", "--dataset", "mnist-sample", "--model", "mlp", "--hidden", "16"]

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 import sweepjax
-import sweepjax.runner as runner_mod
+import sweepjax.flows.runner as runner_mod
 from sweepjax.errors import ConfigError, SweepjaxError
-from sweepjax.store import Store
-from sweepjax.sweep import Callbacks, SweepInterrupted
+from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+from sweepjax.store.db import Store
 
 # 6 chunks of 10 steps, one compiled shape for every sweep in this file.
 ARGS = dict(
@@ -74,11 +74,11 @@ def test_a_crashed_part_counts_its_wall_time_up_to_the_last_checkpoint(
 ):
     """A part that dies (here: an exception in the progress hook, as kill -9 leaves it)
     never returns its Timing; its wall time up to its last checkpoint is counted."""
-    import sweepjax.runner
+    import sweepjax.flows.runner
 
     # Checkpoints are throttled by time (runner.CHECKPOINT_SHARE): allowing them 100%
     # of the time writes one after every chunk, so the test does not depend on timing.
-    monkeypatch.setattr(sweepjax.runner, "CHECKPOINT_SHARE", 1.0)
+    monkeypatch.setattr(sweepjax.flows.runner, "CHECKPOINT_SHARE", 1.0)
     store = str(tmp_path / "s.db")
     walls = []
 

@@ -8,11 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from sweepjax.cli import main
-from sweepjax.config import DataConfig, ModelConfig, TrainConfig
-from sweepjax.data import load_dataset
-from sweepjax.errors import SweepjaxError
-from sweepjax.sanity import (
+from sweepjax.analysis.sanity import (
     LR_FINDER_HI,
     LR_FINDER_LO,
     LrRange,
@@ -22,6 +18,10 @@ from sweepjax.sanity import (
     run_sanity,
     small_subset,
 )
+from sweepjax.cli import main
+from sweepjax.config import DataConfig, ModelConfig, TrainConfig
+from sweepjax.data import load_dataset
+from sweepjax.errors import SweepjaxError
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_sanity_json_schema_and_exit_code(capsys, report):
 
 
 def test_auto_lr_range_is_the_finder_range(mnist, report, monkeypatch):
-    import sweepjax.sanity as sanity
+    import sweepjax.analysis.sanity as sanity
 
     calls = []
 
@@ -129,7 +129,7 @@ def test_auto_lr_range_is_the_finder_range(mnist, report, monkeypatch):
 
 
 def test_sanity_exit_code_1_when_a_check_fails(mnist, report, monkeypatch, capsys):
-    import sweepjax.sanity as sanity
+    import sweepjax.analysis.sanity as sanity
 
     bad = report._replace(checks=[report.checks[0]._replace(passed=False), *report.checks[1:]])
     monkeypatch.setattr(sanity, "run_sanity", lambda *a, **k: bad)

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweepjax import schedule, train
+from sweepjax import engine
 from sweepjax.config import ModelConfig, Range, SearchSpace
-from sweepjax.hparams import HParams
-from sweepjax.train import program
+from sweepjax.engine import program
+from sweepjax.engine.hparams import HParams
+from sweepjax.schedulers import rules as schedule
 from tests.helpers import toy_dataset, toy_train_config
 
 SOFTMAX = ModelConfig("softmax")
@@ -117,9 +118,9 @@ def _numpy_val_loss(states, ds):
 def test_halving_in_the_trainer_keeps_the_members_a_numpy_ranking_picks(ds):
     hp = _hp()
     sch = schedule.Halving(rungs=2, eta=3, total=90)  # rungs at 10 and 30
-    res = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch)
+    res = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch)
     # The same population, no scheduler, stopped at the first rung.
-    part = train.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 10)
+    part = engine.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 10)
     assert part.checkpoint.step == 10
     loss = _numpy_val_loss(part.checkpoint.states, ds)
     want = np.sort(np.argsort(loss, kind="stable")[: math.ceil(16 / 3)])
@@ -143,7 +144,7 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
     measured on the whole validation set. The results equal those of measuring every
     member's best checkpoint (the old way), and the finished members' best accuracy is
     the whole-set accuracy of their kept best parameters (NumPy)."""
-    from sweepjax.train import active
+    from sweepjax.engine import active
 
     # Up to lr 30: the fastest members stall or diverge (their best checkpoints are
     # older than the decision), the others are still improving.
@@ -160,20 +161,20 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
     # A toy softmax is too cheap for a smaller program to pay for its compile: lower the
     # bar so the subset path runs (the MLP's evaluations clear the real one).
     monkeypatch.setattr(active, "COMPILE_COST_FLOPS", 0.0)
-    fast = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
+    fast = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
 
     def everyone(act, which, idx, data, st, where, folds):
         loss, acc, secs = active.evaluate(act, which, data, st, where, folds)
         return loss[idx], acc[idx], secs
 
     monkeypatch.setattr(active, "evaluate_members", everyone)
-    full = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
+    full = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
     assert calls and all(k < n for n, k in calls)  # some members were skipped
     np.testing.assert_array_equal(fast.best_val_acc, full.best_val_acc)
     np.testing.assert_array_equal(fast.best_step, full.best_step)
     np.testing.assert_array_equal(fast.stopped_at, full.stopped_at)
     for i in fast.finished:
-        p = train.member_params(fast, int(i))
+        p = engine.member_params(fast, int(i))
         logits = ds.x_val @ p["out"]["kernel"].T + p["out"]["bias"]
         want = np.mean(np.argmax(logits, 1) == ds.y_val)
         assert fast.best_val_acc[i] == pytest.approx(want, abs=1.5 / len(ds.y_val))
@@ -181,11 +182,11 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
 
 def test_survivors_after_compaction_equal_the_member_trained_alone(ds):
     hp = _hp()
-    res = train.train_population(
+    res = engine.train_population(
         ds, hp, SOFTMAX, CFG, scheduler=schedule.Halving(rungs=2, eta=3, total=90)
     )
     for pos, row in enumerate(res.finished):
-        alone = train.train_population(ds, hp.take([row]), SOFTMAX, CFG, member_ids=[row])
+        alone = engine.train_population(ds, hp.take([row]), SOFTMAX, CFG, member_ids=[row])
         np.testing.assert_allclose(
             res.params["out"]["kernel"][pos],
             alone.params["out"]["kernel"][0],
@@ -199,12 +200,12 @@ def test_compiles_are_bounded_by_the_rungs_and_values_never_recompile(ds):
     program.clear_cache()
     before = program.compile_counts().get("chunk", 0)
     sch = schedule.Halving(rungs=3, eta=2, total=80)  # rungs 10, 20, 40: sizes 16, 8, 4, 2
-    train.train_population(ds, _hp(), SOFTMAX, CFG.replace(steps=80), scheduler=sch)
+    engine.train_population(ds, _hp(), SOFTMAX, CFG.replace(steps=80), scheduler=sch)
     compiled = program.compile_counts()["chunk"] - before
     assert compiled <= 3 + 1  # one program per population size between rungs
     # Other values, another run length: nothing new compiles.
     hp2 = HParams.create(lr=np.geomspace(0.01, 1, 16), l2=1e-5, lr_decay=0.1)
-    train.train_population(
+    engine.train_population(
         ds, hp2, SOFTMAX, CFG.replace(steps=160), scheduler=schedule.Halving(3, 2, 160)
     )
     assert program.compile_counts()["chunk"] - before == compiled
@@ -220,8 +221,8 @@ def test_pbt_exploit_copies_state_bit_for_bit(ds):
             seen["ckpt"] = rep.checkpoint()
         return rep.step < 30
 
-    part = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=pbt, on_chunk=grab)
-    plain = train.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 30)
+    part = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=pbt, on_chunk=grab)
+    plain = engine.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 30)
     lineage = seen["ckpt"].schedule.lineage
     assert len(lineage) == round(0.2 * 16) and (lineage[:, 0] == 30).all()
     after = seen["ckpt"].states
@@ -254,12 +255,12 @@ def test_stop_mid_rung_and_resume_gives_the_uninterrupted_result(ds, name, stop_
             name, num_members=16, total=90, space=SPACE, seed=3, rungs=2, interval=30
         )
 
-    full = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sched())
-    part = train.train_population(
+    full = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sched())
+    part = engine.train_population(
         ds, hp, SOFTMAX, CFG, scheduler=sched(), on_chunk=lambda r: r.step < stop_at
     )
     assert not part.completed and part.checkpoint.step == stop_at
-    rest = train.train_population(ds, hp, SOFTMAX, CFG, scheduler=sched(), resume=part.checkpoint)
+    rest = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sched(), resume=part.checkpoint)
     for f in ("stopped_at", "alive", "best_val_acc", "best_step", "finished", "lineage"):
         np.testing.assert_array_equal(getattr(rest, f), getattr(full, f))
     np.testing.assert_array_equal(rest.params["out"]["kernel"], full.params["out"]["kernel"])

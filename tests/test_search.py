@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sweepjax.config import Range, SearchSpace
 from sweepjax.errors import ConfigError
-from sweepjax.results import MemberRecord, SweepResult, TimingRecord
+from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import boundary_flags, grid_points_per_axis, ranking, refine, sample
 
 SPACE = SearchSpace(lr=Range(1e-4, 1.0), l2=Range(1e-6, 1e-2))

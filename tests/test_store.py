@@ -10,11 +10,11 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from sweepjax.curves import Checkpoint, Curves, ScheduleState
+from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
+from sweepjax.engine.hparams import HParams
 from sweepjax.errors import StoreError
-from sweepjax.hparams import HParams
-from sweepjax.results import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
-from sweepjax.store import SCHEMA_VERSION, Store
+from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.store.db import SCHEMA_VERSION, Store
 
 
 def make_result(sid: str, m: int = 6, e: int = 4, seed: int = 0) -> SweepResult:
@@ -313,7 +313,7 @@ def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
     """A v3 store (before replicas) opens as v4 with no configs; a sweep with replicas
     round-trips its grouping: the configs reloaded (mean, std, rank, member ids) equal
     those computed from the records before storing, and the winner is its config's mean."""
-    from sweepjax.results import configs_of
+    from sweepjax.results.records import configs_of
 
     path = tmp_path / "v3.db"
     res = make_result("x", m=3)

@@ -9,11 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from sweepjax import train
+from sweepjax import engine
 from sweepjax.config import ModelConfig, TrainConfig
-from sweepjax.hparams import HParams
-from sweepjax.network import build_network
-from sweepjax.train import member, program
+from sweepjax.engine import member, program
+from sweepjax.engine.hparams import HParams
+from sweepjax.models import build_network
 from tests.helpers import toy_dataset, toy_train_config
 
 SOFTMAX = ModelConfig("softmax")
@@ -52,11 +52,11 @@ def test_objective_matches_numpy_reference(ds):
 def test_one_sgd_step_matches_numpy_gradient(ds):
     cfg = CFG.replace(steps=1, eval_every=1, chunk_steps=1)
     hp = HParams.create(lr=[0.5], l2=[0.1])
-    res = train.train_population(ds, hp, SOFTMAX, cfg)
-    w0 = train.init_states(ds, hp, SOFTMAX, cfg).params["out"]["kernel"][0].astype(np.float64)
+    res = engine.train_population(ds, hp, SOFTMAX, cfg)
+    w0 = engine.init_states(ds, hp, SOFTMAX, cfg).params["out"]["kernel"][0].astype(np.float64)
     b0 = np.zeros(4)
-    _, data_key = train.root_keys(cfg.seed)
-    idx = np.asarray(train.minibatch_indices(data_key, 0, cfg.batch_size, 600))
+    _, data_key = engine.root_keys(cfg.seed)
+    idx = np.asarray(engine.minibatch_indices(data_key, 0, cfg.batch_size, 600))
     x, y = ds.x_train[idx].astype(np.float64), ds.y_train[idx]
     logits = x @ w0.T
     p = np.exp(logits - logits.max(1, keepdims=True))
@@ -74,17 +74,18 @@ def test_optimizers_match_optax_reference_loop(ds, optimizer):
     """The trainer's momentum / Adam step equals optax.sgd(momentum) / optax.adam."""
     cfg = CFG.replace(optimizer=optimizer, steps=10, eval_every=5, chunk_steps=10)
     lr, l2 = 0.05, 1e-3
-    res = train.train_population(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg)
+    res = engine.train_population(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg)
     net = build_network(SOFTMAX, 4)
     hp1 = HParams.create(lr=[lr], l2=[l2]).take(0)
     params = jax.tree.map(
-        lambda a: a[0], train.init_states(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg).params
+        lambda a: a[0],
+        engine.init_states(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg).params,
     )
     tx = optax.sgd(lr, momentum=0.9) if optimizer == "momentum" else optax.adam(lr)
     opt = tx.init(params)
-    _, data_key = train.root_keys(cfg.seed)
+    _, data_key = engine.root_keys(cfg.seed)
     for t in range(10):
-        idx = train.minibatch_indices(data_key, t, cfg.batch_size, 600)
+        idx = engine.minibatch_indices(data_key, t, cfg.batch_size, 600)
         g = jax.grad(member.objective)(params, ds.x_train[idx], ds.y_train[idx], hp1, net)
         upd, opt = tx.update(g, opt, params)
         params = optax.apply_updates(params, upd)
@@ -98,9 +99,9 @@ def test_member_in_population_equals_member_alone(ds):
     product, so its rounding differs from the one-member program)."""
     lrs = np.geomspace(1e-3, 1.0, 8)
     hp = HParams.create(lr=lrs, l2=np.geomspace(1e-5, 1e-1, 8))
-    pop = train.train_population(ds, hp, SOFTMAX, CFG, member_ids=np.arange(8) + 100)
+    pop = engine.train_population(ds, hp, SOFTMAX, CFG, member_ids=np.arange(8) + 100)
     for i in (0, 5):
-        alone = train.train_population(ds, hp.take([i]), SOFTMAX, CFG, member_ids=[100 + i])
+        alone = engine.train_population(ds, hp.take([i]), SOFTMAX, CFG, member_ids=[100 + i])
         np.testing.assert_allclose(
             alone.params["out"]["kernel"][0], pop.params["out"]["kernel"][i], rtol=1e-4, atol=1e-5
         )
@@ -111,7 +112,7 @@ def test_member_in_population_equals_member_alone(ds):
 
 def test_new_hyperparameter_values_do_not_recompile(ds):
     hp = HParams.create(lr=np.full(8, 0.1), l2=np.full(8, 1e-3))
-    train.train_population(ds, hp, SOFTMAX, CFG)
+    engine.train_population(ds, hp, SOFTMAX, CFG)
     before = program.compile_counts()
     for seed_lr in (0.01, 0.3):
         hp2 = HParams.create(
@@ -119,7 +120,7 @@ def test_new_hyperparameter_values_do_not_recompile(ds):
             l2=np.geomspace(1e-6, 1, 8),
             lr_decay=np.linspace(0.5, 1.0, 8),
         )
-        train.train_population(ds, hp2, SOFTMAX, CFG)
+        engine.train_population(ds, hp2, SOFTMAX, CFG)
     assert program.compile_counts() == before
 
 
@@ -129,8 +130,8 @@ def test_diverged_member_is_frozen_and_does_not_touch_others(ds):
     lrs = np.geomspace(1e-2, 1.0, 8).astype(np.float32)
     bad = lrs.copy()
     bad[3] = 1e4
-    r_bad = train.train_population(ds, HParams.create(lr=bad, l2=1e-4), SOFTMAX, CFG)
-    r_ok = train.train_population(ds, HParams.create(lr=lrs, l2=1e-4), SOFTMAX, CFG)
+    r_bad = engine.train_population(ds, HParams.create(lr=bad, l2=1e-4), SOFTMAX, CFG)
+    r_ok = engine.train_population(ds, HParams.create(lr=lrs, l2=1e-4), SOFTMAX, CFG)
     assert not r_bad.alive[3] and r_bad.diverged_at[3] >= 0
     assert r_bad.alive[[0, 1, 2, 4, 5, 6, 7]].all() and r_ok.alive.all()
     # Frozen: curves after divergence are NaN, the parameters stay finite-or-frozen.
@@ -151,16 +152,16 @@ def test_explode_factor_rule(ds):
     """Diverged exactly when the minibatch loss exceeds explode_factor x the initial loss
     (or is not finite); a member with a moderate lr never trips it."""
     hp = HParams.create(lr=[0.1, 30.0], l2=0.0)
-    res = train.train_population(ds, hp, SOFTMAX, CFG)
+    res = engine.train_population(ds, hp, SOFTMAX, CFG)
     assert res.alive[0] and res.diverged_at[0] == -1
     assert not res.alive[1]
     t = int(res.diverged_at[1])
     # Replay member 1 for t steps: its loss at step t is the first above 3x initial.
     cfg_t = CFG.replace(steps=t + 1, eval_every=t + 1, chunk_steps=t + 1) if t >= 0 else None
-    replay = train.train_population(ds, hp.take([1]), SOFTMAX, cfg_t, member_ids=[1])
+    replay = engine.train_population(ds, hp.take([1]), SOFTMAX, cfg_t, member_ids=[1])
     assert replay.diverged_at[0] == t
     if t > 0:
-        before = train.train_population(
+        before = engine.train_population(
             ds,
             hp.take([1]),
             SOFTMAX,
@@ -172,7 +173,7 @@ def test_explode_factor_rule(ds):
 
 def test_initial_loss_is_ln_num_classes_and_l2_raises_it(ds):
     hp = HParams.create(lr=[1e-3, 1e-3], l2=[0.0, 1e4])
-    res = train.train_population(
+    res = engine.train_population(
         ds, hp, SOFTMAX, CFG.replace(steps=10, eval_every=10, chunk_steps=10)
     )
     assert res.initial_loss[0] == pytest.approx(math.log(4), abs=0.01)
@@ -187,14 +188,14 @@ def test_overfits_20_examples_to_100_percent(ds):
         y_val=ds.y_train[:20],
     )
     cfg = TrainConfig(steps=200, batch_size=20, eval_every=50, chunk_steps=200, seed=0)
-    res = train.train_population(tiny, HParams.create(lr=[1.0], l2=[0.0]), SOFTMAX, cfg)
+    res = engine.train_population(tiny, HParams.create(lr=[1.0], l2=[0.0]), SOFTMAX, cfg)
     assert res.final_train_acc[0] == 1.0
     assert res.final_train_loss[0] < 0.05
 
 
 def test_mlp_learns_toy_problem(ds):
     cfg = CFG.replace(optimizer="adam", steps=100, eval_every=50, chunk_steps=100)
-    res = train.train_population(
+    res = engine.train_population(
         ds, HParams.create(lr=[1e-2, 3e-2], l2=1e-4), ModelConfig("mlp", hidden=16), cfg
     )
     assert res.alive.all()
@@ -203,8 +204,8 @@ def test_mlp_learns_toy_problem(ds):
 
 def test_results_do_not_depend_on_chunking(ds):
     hp = HParams.create(lr=np.geomspace(1e-2, 1.0, 6), l2=1e-3)
-    base = train.train_population(ds, hp, SOFTMAX, CFG)
-    other_chunks = train.train_population(ds, hp, SOFTMAX, CFG.replace(chunk_steps=10))
+    base = engine.train_population(ds, hp, SOFTMAX, CFG)
+    other_chunks = engine.train_population(ds, hp, SOFTMAX, CFG.replace(chunk_steps=10))
     np.testing.assert_allclose(
         other_chunks.params["out"]["kernel"], base.params["out"]["kernel"], rtol=1e-5, atol=1e-6
     )
@@ -217,11 +218,11 @@ def test_results_do_not_depend_on_groups():
     Tolerance as the member-alone test: the groups' matmuls are narrower products."""
     big = toy_dataset(n_train=600, n_val=200, n_test=200, d=400, k=10, seed=1)
     cfg = CFG.replace(steps=20, eval_every=10, chunk_steps=20)
-    fit = train.group_size(10**6, SOFTMAX, cfg.replace(memory_budget_mb=1), 400, 10)
+    fit = engine.group_size(10**6, SOFTMAX, cfg.replace(memory_budget_mb=1), 400, 10)
     m = 2 * fit + 3  # three groups, the last one padded
     hp = HParams.create(lr=np.geomspace(1e-3, 0.3, m), l2=np.geomspace(1e-5, 1e-1, m))
-    whole = train.train_population(big, hp, SOFTMAX, cfg)
-    grouped = train.train_population(big, hp, SOFTMAX, cfg.replace(memory_budget_mb=1))
+    whole = engine.train_population(big, hp, SOFTMAX, cfg)
+    grouped = engine.train_population(big, hp, SOFTMAX, cfg.replace(memory_budget_mb=1))
     assert whole.timing.num_groups == 1
     assert grouped.timing.num_groups == 3 and grouped.timing.group_size == fit
     np.testing.assert_allclose(
@@ -239,23 +240,25 @@ def test_population_is_split_by_memory_budget(ds):
     # Properties of the split, not its formula: a group never exceeds the budget nor
     # the population, a bigger budget never shrinks it, one member always fits.
     for d, k in ((20, 4), (400, 10), (3000, 10)):
-        per = train.member_bytes(SOFTMAX, cfg, d, k)
+        per = engine.member_bytes(SOFTMAX, cfg, d, k)
         for mb in (1, 4, 64):
-            g = train.group_size(10**6, SOFTMAX, cfg.replace(memory_budget_mb=mb), d, k)
+            g = engine.group_size(10**6, SOFTMAX, cfg.replace(memory_budget_mb=mb), d, k)
             assert g >= 1 and (g == 1 or g * per <= mb * 2**20)
             assert (g + 1) * per > mb * 2**20  # and it fills the budget
-            assert g <= train.group_size(10**6, SOFTMAX, cfg.replace(memory_budget_mb=2 * mb), d, k)
-        assert train.group_size(5, SOFTMAX, cfg.replace(memory_budget_mb=64), d, k) <= 5
-    assert train.group_size(1, SOFTMAX, cfg, 10**6, 10) == 1  # too big for the budget: alone
+            assert g <= engine.group_size(
+                10**6, SOFTMAX, cfg.replace(memory_budget_mb=2 * mb), d, k
+            )
+        assert engine.group_size(5, SOFTMAX, cfg.replace(memory_budget_mb=64), d, k) <= 5
+    assert engine.group_size(1, SOFTMAX, cfg, 10**6, 10) == 1  # too big for the budget: alone
     # A wider member needs more bytes (parameters, optimizer slots, activations).
-    assert train.member_bytes(SOFTMAX, cfg, 400, 10) > train.member_bytes(SOFTMAX, cfg, 20, 4)
-    assert train.member_bytes(SOFTMAX, cfg.replace(optimizer="adam"), 20, 4) > (
-        train.member_bytes(SOFTMAX, cfg, 20, 4)
+    assert engine.member_bytes(SOFTMAX, cfg, 400, 10) > engine.member_bytes(SOFTMAX, cfg, 20, 4)
+    assert engine.member_bytes(SOFTMAX, cfg.replace(optimizer="adam"), 20, 4) > (
+        engine.member_bytes(SOFTMAX, cfg, 20, 4)
     )
     big = toy_dataset(n_train=600, n_val=200, n_test=200, d=400, k=10, seed=1)
-    per_big = train.member_bytes(SOFTMAX, cfg, 400, 10)
+    per_big = engine.member_bytes(SOFTMAX, cfg, 400, 10)
     m = 2**20 // per_big + 3  # just over one group
-    res = train.train_population(
+    res = engine.train_population(
         big,
         HParams.create(lr=np.full(m, 0.05), l2=0.0),
         SOFTMAX,
@@ -264,7 +267,7 @@ def test_population_is_split_by_memory_budget(ds):
     assert res.timing.num_groups == 2
     assert res.alive.all() and res.curves.val_acc.shape == (m, 2)
     # Identical members (same id) in different groups give identical results.
-    res2 = train.train_population(
+    res2 = engine.train_population(
         big,
         HParams.create(lr=np.full(m, 0.05), l2=0.0),
         SOFTMAX,
@@ -276,20 +279,20 @@ def test_population_is_split_by_memory_budget(ds):
 
 def test_stop_and_resume_equals_uninterrupted(ds):
     hp = HParams.create(lr=np.geomspace(1e-2, 1.0, 6), l2=1e-3)
-    full = train.train_population(ds, hp, SOFTMAX, CFG)
+    full = engine.train_population(ds, hp, SOFTMAX, CFG)
     seen = []
 
     def stop_after_first(report):
         seen.append(report.step)
         return False
 
-    part = train.train_population(ds, hp, SOFTMAX, CFG, on_chunk=stop_after_first)
+    part = engine.train_population(ds, hp, SOFTMAX, CFG, on_chunk=stop_after_first)
     # A compiled call ends at every evaluation (every 10 steps): stopped after the first.
     assert not part.completed and seen == [10] and part.curves.step.tolist() == [10]
-    rest = train.train_population(ds, hp, SOFTMAX, CFG, resume=part.checkpoint)
+    rest = engine.train_population(ds, hp, SOFTMAX, CFG, resume=part.checkpoint)
     assert rest.completed
     np.testing.assert_array_equal(rest.params["out"]["kernel"], full.params["out"]["kernel"])
-    for f in train.Curves._fields:
+    for f in engine.Curves._fields:
         np.testing.assert_array_equal(getattr(rest.curves, f), getattr(full.curves, f))
 
 
@@ -300,14 +303,14 @@ def test_lr_schedule_is_relative_to_the_run_not_the_dataset(n_train):
     data = toy_dataset(n_train=n_train, n_val=100, n_test=10, d=20, k=4, seed=2)
     cfg = CFG.replace(steps=20, eval_every=10, chunk_steps=20)
     lr, floor = 0.5, 0.05
-    res = train.train_population(
+    res = engine.train_population(
         data, HParams.create(lr=[lr], l2=0.0, lr_decay=[floor]), SOFTMAX, cfg
     )
-    w = train.init_states(data, HParams.create(lr=[lr], l2=0.0), SOFTMAX, cfg).params
+    w = engine.init_states(data, HParams.create(lr=[lr], l2=0.0), SOFTMAX, cfg).params
     w, b = (np.asarray(w["out"][k][0], np.float64) for k in ("kernel", "bias"))
-    _, key = train.root_keys(cfg.seed)
+    _, key = engine.root_keys(cfg.seed)
     for t in range(20):
-        idx = np.asarray(train.minibatch_indices(key, t, cfg.batch_size, n_train))
+        idx = np.asarray(engine.minibatch_indices(key, t, cfg.batch_size, n_train))
         x, y = data.x_train[idx].astype(np.float64), data.y_train[idx]
         p = np.exp(x @ w.T + b - (x @ w.T + b).max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
@@ -319,7 +322,7 @@ def test_lr_schedule_is_relative_to_the_run_not_the_dataset(n_train):
 
 def test_lr_multiplier_reaches_the_floor_at_the_end_of_the_run():
     for horizon in (100, 5000):
-        got = [float(train.lr_multiplier(f * horizon, horizon, 0.1)) for f in (0, 0.5, 1, 2)]
+        got = [float(engine.lr_multiplier(f * horizon, horizon, 0.1)) for f in (0, 0.5, 1, 2)]
         assert got == pytest.approx([1.0, 0.55, 0.1, 0.1], abs=1e-6)
 
 
@@ -327,7 +330,7 @@ def test_lr_multiplier_reaches_the_floor_at_the_end_of_the_run():
 def test_about_twenty_evaluations_for_any_step_count(ds, steps):
     """Prime step counts no longer evaluate at every step: the last block is longer."""
     cfg = CFG.replace(steps=steps, eval_every=None, chunk_steps=steps)
-    res = train.train_population(ds, HParams.create(lr=[0.1], l2=0.0), SOFTMAX, cfg)
+    res = engine.train_population(ds, HParams.create(lr=[0.1], l2=0.0), SOFTMAX, cfg)
     assert 19 <= len(res.curves.step) <= 21
     assert res.curves.step[-1] == steps and np.all(np.diff(res.curves.step) > 0)
 
@@ -335,10 +338,10 @@ def test_about_twenty_evaluations_for_any_step_count(ds, steps):
 def test_update_ratio_is_norm_of_last_update_over_weights(ds):
     cfg = CFG.replace(steps=10, eval_every=10, chunk_steps=10)
     hp = HParams.create(lr=[0.1], l2=0.0)
-    before = train.train_population(
+    before = engine.train_population(
         ds, hp, SOFTMAX, cfg.replace(steps=9, eval_every=9, chunk_steps=9)
     )
-    after = train.train_population(ds, hp, SOFTMAX, cfg)
+    after = engine.train_population(ds, hp, SOFTMAX, cfg)
     upd = np.sqrt(
         sum(
             np.sum((after.params[k][n][0] - before.params[k][n][0]) ** 2)
@@ -354,8 +357,8 @@ def test_update_ratio_is_norm_of_last_update_over_weights(ds):
 
 def test_best_params_reproduce_best_val_accuracy(ds):
     hp = HParams.create(lr=np.geomspace(1e-2, 3.0, 6), l2=1e-3)
-    res = train.train_population(ds, hp, SOFTMAX, CFG)
+    res = engine.train_population(ds, hp, SOFTMAX, CFG)
     for i in range(6):
-        acc = train.accuracy(train.member_params(res, i), SOFTMAX, 4, ds.x_val, ds.y_val)
+        acc = engine.accuracy(engine.member_params(res, i), SOFTMAX, 4, ds.x_val, ds.y_val)
         assert acc == pytest.approx(res.best_val_acc[i], abs=1e-6)
         assert res.best_val_acc[i] == pytest.approx(np.nanmax(res.curves.val_acc[i]), abs=1e-7)

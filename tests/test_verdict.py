@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweepjax.surface import features, fit_surface, knot_grid, predict
-from sweepjax.verdict import (
+from sweepjax.analysis.surface import features, fit_surface, knot_grid, predict
+from sweepjax.analysis.verdict import (
     MIN_WIDTH,
     BoundaryVerdict,
     Box,

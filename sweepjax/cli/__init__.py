@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweepjax import compile_cache
+    from sweepjax.engine import compile_cache
 
     parser = build_parser()
     args = parser.parse_args(argv)

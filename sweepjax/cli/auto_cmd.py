@@ -7,17 +7,17 @@ import argparse
 import json
 import sys
 
-from sweepjax import sweep as flows
 from sweepjax.cli.formats import json_clean
-from sweepjax.cli.inspect import _one_line_errors
+from sweepjax.cli.inspect import one_line_errors
 from sweepjax.config import MODELS, OPTIMIZERS
-from sweepjax.store import default_path
+from sweepjax.flows import sweep as flows
+from sweepjax.store.db import default_path
 
 
 def register(sub) -> None:
-    from sweepjax.auto import DEFAULT_MAX_ROUNDS
+    from sweepjax.flows.auto import DEFAULT_MAX_ROUNDS
 
-    p = _one_line_errors(
+    p = one_line_errors(
         sub.add_parser(
             "auto",
             help="the whole workflow: sanity, lr range, coarse, fine rounds, refit, report",
@@ -62,7 +62,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweepjax.auto import auto
+    from sweepjax.flows.auto import auto
 
     def note(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

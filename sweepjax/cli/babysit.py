@@ -45,9 +45,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sweepjax.analysis.sanity import run_sanity
     from sweepjax.config import DataConfig, ModelConfig, TrainConfig
     from sweepjax.data import load_dataset
-    from sweepjax.sanity import run_sanity
 
     model_cfg = ModelConfig(kind=args.model, hidden=args.hidden)
     train_cfg = TrainConfig(optimizer=args.optimizer, seed=args.seed)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 
-from sweepjax import search, verdict
-from sweepjax import sweep as flows
+from sweepjax import search
+from sweepjax.analysis import verdict
 from sweepjax.config import DEFAULT_L2, DEFAULT_LR, DROPOUT_MAX, MOMENTUM_MAX
+from sweepjax.flows import sweep as flows
 
 EPILOG = """\
 exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
@@ -44,7 +45,7 @@ def add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         "--model",
         metavar="NAME",
         help="softmax | mlp | package.module:Name, your own flax module (the working "
-        "directory is importable; see sweepjax.custom) "
+        "directory is importable; see sweepjax.models.custom) "
         + ("(default: the parent's)" if fine else "(default: softmax)"),
     )
     g.add_argument(
@@ -213,7 +214,7 @@ def add_common(p: argparse.ArgumentParser, fine: bool) -> None:
         "evaluations and at each scheduler decision)",
     )
 
-    g = p.add_argument_group("budget: how the steps are spent (sweepjax.schedule)")
+    g = p.add_argument_group("budget: how the steps are spent (sweepjax.schedulers.rules)")
     kind = "fine" if fine else "coarse"
     g.add_argument(
         "--schedule",

@@ -9,7 +9,7 @@ import io
 import json
 import math
 
-from sweepjax.results import SweepResult
+from sweepjax.results.records import SweepResult
 
 
 def json_clean(obj):

@@ -1,6 +1,6 @@
 """``sweepjax list | show SWEEP | export SWEEP --format csv|json``: the commands that read
 the store. What they print is rendered in :mod:`sweepjax.cli.render` (tables, summaries,
-diagnoses) and :mod:`sweepjax.cli.formats` (JSON and CSV text); :func:`_one_line_errors`
+diagnoses) and :mod:`sweepjax.cli.formats` (JSON and CSV text); :func:`one_line_errors`
 is the parser helper every command module uses."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import argparse
 import json
 import sys
 
+from sweepjax.analysis.diagnose import diagnose_sweep
 from sweepjax.cli.formats import json_clean, to_csv_text, to_json_text
 from sweepjax.cli.render import TOP_ROWS, render_diagnoses, render_list, render_result
-from sweepjax.diagnose import diagnose_sweep
-from sweepjax.store import Store
+from sweepjax.store.db import Store
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def _store_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     def error(message: str):
         print(f"{p.prog}: error: {message}; see {p.prog} --help", file=sys.stderr)
         raise SystemExit(2)
@@ -33,7 +33,7 @@ def _one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def register(sub) -> None:
-    p = _one_line_errors(
+    p = one_line_errors(
         sub.add_parser(
             "list", help="list the sweeps in the store", description="List the sweeps in the store."
         )
@@ -41,7 +41,7 @@ def register(sub) -> None:
     _store_arg(p)
     p.set_defaults(func=run_list)
 
-    p = _one_line_errors(
+    p = one_line_errors(
         sub.add_parser(
             "show",
             help="show one sweep's results table",
@@ -54,7 +54,7 @@ def register(sub) -> None:
     _store_arg(p)
     p.set_defaults(func=run_show)
 
-    p = _one_line_errors(
+    p = one_line_errors(
         sub.add_parser(
             "export",
             help="write one sweep's members as CSV or its JSON document to stdout",

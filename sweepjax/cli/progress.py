@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from sweepjax.train import ChunkReport
+from sweepjax.engine import ChunkReport
 
 
 def _duration(s: float) -> str:

@@ -10,8 +10,8 @@ import time
 
 from sweepjax import search
 from sweepjax.config import AXES
-from sweepjax.results import SweepResult
-from sweepjax.store import SweepRow
+from sweepjax.results.records import SweepResult
+from sweepjax.store.db import SweepRow
 
 TOP_ROWS = 15
 

@@ -87,9 +87,9 @@ def _data_for_pictures(result):
 
 def run(args: argparse.Namespace) -> int:
     from sweepjax.errors import StoreError
+    from sweepjax.flows.sweep import report_dir
     from sweepjax.report import write_report
-    from sweepjax.store import Store, default_path
-    from sweepjax.sweep import report_dir
+    from sweepjax.store.db import Store, default_path
 
     args.store = args.store or default_path()
     store = Store.open(args.store)

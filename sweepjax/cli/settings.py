@@ -1,5 +1,5 @@
 """From parsed flags and ``--config FILE.toml`` to the keywords of
-:func:`sweepjax.sweep.coarse` / :func:`sweepjax.sweep.fine`: which keys a TOML file may
+:func:`sweepjax.flows.sweep.coarse` / :func:`sweepjax.flows.sweep.fine`: which keys a TOML file may
 set, how they are renamed, and how the box and axis values (``--lr LO HI | auto``,
 ``--dropout P | LO HI``, ...) are checked and turned into numbers."""
 

@@ -1,5 +1,5 @@
 """``sweepjax coarse`` and ``sweepjax fine``: register the two commands, run
-:func:`sweepjax.sweep.coarse` / :func:`sweepjax.sweep.fine` with the resolved settings
+:func:`sweepjax.flows.sweep.coarse` / :func:`sweepjax.flows.sweep.fine` with the resolved settings
 (Ctrl-C stops at a chunk boundary; multi-process runs are joined first), print the
 results. The flags are defined in :mod:`sweepjax.cli.flags` and turned into keywords in
 :mod:`sweepjax.cli.settings`."""
@@ -12,20 +12,21 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from sweepjax import distributed, verdict
-from sweepjax import sweep as flows
+from sweepjax.analysis import verdict
 from sweepjax.cli.flags import EPILOG, add_common, add_fine
 from sweepjax.cli.formats import to_json_text
-from sweepjax.cli.inspect import _one_line_errors
+from sweepjax.cli.inspect import one_line_errors
 from sweepjax.cli.progress import Progress
 from sweepjax.cli.render import render_result
 from sweepjax.cli.settings import flow_kwargs, resolve
+from sweepjax.engine import distributed
 from sweepjax.errors import AllDivergedError, ConfigError
-from sweepjax.store import default_path
+from sweepjax.flows import sweep as flows
+from sweepjax.store.db import default_path
 
 
 def register(sub) -> None:
-    p = _one_line_errors(
+    p = one_line_errors(
         sub.add_parser(
             "coarse",
             help="random log-space search over a wide box",
@@ -41,7 +42,7 @@ def register(sub) -> None:
     add_common(p, fine=False)
     p.set_defaults(func=run, kind="coarse")
 
-    p = _one_line_errors(
+    p = one_line_errors(
         sub.add_parser(
             "fine",
             help="refine around the best region of a previous sweep, train longer",

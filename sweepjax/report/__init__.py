@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # before anything imports pyplot; the report never opens 
 
 import numpy as np  # noqa: E402
 
-from sweepjax.diagnose import diagnose_sweep  # noqa: E402
+from sweepjax.analysis.diagnose import diagnose_sweep  # noqa: E402
 from sweepjax.report import custom_fig, figures, schedule_fig  # noqa: E402
 from sweepjax.report.html import Panel, esc, render, table  # noqa: E402
 from sweepjax.report.panels import axes_panel, hidden_unit_stats, network_panels  # noqa: E402
@@ -162,7 +162,7 @@ def _model(result):
     """``(appraisal, space)`` for the model figure, or None (no verdict, or no fit)."""
     if result.verdict is None or not result.dataset.get("n_val"):
         return None
-    from sweepjax.appraise import appraise
+    from sweepjax.results.appraise import appraise
     from sweepjax.search import as_space
 
     space = as_space(result.space)

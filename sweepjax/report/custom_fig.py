@@ -1,4 +1,4 @@
-"""The first-layer weights of a user's own model (:mod:`sweepjax.custom`) as images.
+"""The first-layer weights of a user's own model (:mod:`sweepjax.models.custom`) as images.
 
 The built-in models' weights have known names (:func:`figures.weight_images`); a user's
 model is searched for a first layer instead: a dense ``kernel [D, F]`` on the flattened

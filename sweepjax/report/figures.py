@@ -1,6 +1,6 @@
 """The command center's pictures: one function per figure, each returning a Figure.
 
-Inputs are plain arrays or a :class:`sweepjax.results.SweepResult`; nothing here trains,
+Inputs are plain arrays or a :class:`sweepjax.results.records.SweepResult`; nothing here trains,
 reads the store or writes files. Figures are built with ``matplotlib.figure.Figure``
 directly (no pyplot), so there is no global state and no GUI backend involved.
 

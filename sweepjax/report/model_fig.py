@@ -1,4 +1,4 @@
-"""The response-surface model's picture (:mod:`sweepjax.appraise`)."""
+"""The response-surface model's picture (:mod:`sweepjax.results.appraise`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from matplotlib.figure import Figure
 
 
 def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) -> Figure:
-    """The response-surface model (:mod:`sweepjax.appraise`): contours of its mean over
+    """The response-surface model (:mod:`sweepjax.results.appraise`): contours of its mean over
     the two most important axes (the others at the modelled optimum), members as dots,
     the tied set ringed, the optimum starred; and a panel of per-axis importance (range of
     the partial-dependence curve, accuracy points) with its posterior SD.
 
     Artists tests count: ``"tied"`` (ringed members), ``"importance"`` (the bars).
     """
-    from sweepjax.surface import predict
+    from sweepjax.analysis.surface import predict
 
     v, s = appraisal.verdict, appraisal.surface
     axes = list(appraisal.axes)

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sweepjax import activations
+from sweepjax.analysis import activations
 
 
 def _image_shape(d: int, input_shape=None) -> tuple[int, int]:
@@ -65,7 +65,7 @@ def hidden_activations(
     params, x_sample: np.ndarray, width: int | None = None
 ) -> tuple[np.ndarray, dict]:
     """ReLU activations ``[N, width]`` of the MLP's own hidden units on ``x_sample``
-    ``[N, D]`` (:func:`sweepjax.activations.hidden_activations`, plain numpy: the report
+    ``[N, D]`` (:func:`sweepjax.analysis.activations.hidden_activations`, plain numpy: the report
     needs no jit) and their statistics; ``width`` None = every unit."""
     act = activations.hidden_activations(params, x_sample, width)
     active = (act > 0).mean(axis=0)  # [width] fraction of examples each unit fires on
@@ -104,7 +104,7 @@ def hidden_stats(
 
 def activation_histograms(stats: list, labels: list[str] | None = None) -> Figure:
     """The lecture's activation pictures, one column per member
-    (:class:`sweepjax.activations.ActivationStats`).
+    (:class:`sweepjax.analysis.activations.ActivationStats`).
 
     Top: every hidden activation of the member's own units on the sample, on the shared
     fixed bins (log count; the grey bar is the exact zeros of the ReLU, the rest are

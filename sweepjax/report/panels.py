@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweepjax import activations
+from sweepjax.analysis import activations
 from sweepjax.report import axes_fig, figures
 from sweepjax.report.html import Panel
 

@@ -1,0 +1,387 @@
+"""Babysitting checks (CS231n): before searching, make sure the set-up can learn at all.
+
+Four checks, each a pure function over :func:`sweepjax.engine.train_population` (so each is
+one vectorized population, never a Python loop over models):
+
+- ``initial_loss``: with lambda = 0 the first loss is about ``ln(num_classes)``;
+- ``regularization_raises_loss``: a large lambda makes that first loss higher;
+- ``overfit_small_subset``: 20 examples, lambda 0, plain SGD reach 100% training accuracy
+  and a loss near zero;
+- ``lr_range``: a log-spaced learning-rate population labels every rate ``too_low``
+  (the loss barely moved), ``good`` or ``too_high`` (diverged: loss > 3x its start, or
+  NaN), and gives the rough range worth cross-validating.
+
+Nothing here prints; :mod:`sweepjax.cli.babysit` does.
+
+Example::
+
+  ds = load_dataset(DataConfig(dataset="mnist-sample"))
+  report = run_sanity(ds, ModelConfig(), TrainConfig())
+  [c.passed for c in report.checks]  # [True, True, True, True]
+  report.lr_range.lo, report.lr_range.hi  # about 5e-4, 3
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from sweepjax.config import ModelConfig, TrainConfig
+from sweepjax.data.dataset import Dataset
+from sweepjax.engine import train_population
+from sweepjax.engine.hparams import HParams
+from sweepjax.errors import SweepjaxError
+
+# |initial loss - ln K| allowed for the initial-loss check. Output weights start at
+# N(0, 1e-3), so logits are ~1e-2 and the loss is ln K to about 1e-2 on one minibatch.
+INITIAL_LOSS_TOL = 0.05
+# "Large" lambda of the regularization check: 1e3 adds ~0.5 * 1e3 * D*K*1e-6 = 3.9 to
+# the softmax's 2.30 on MNIST (the lecture's 2.30 -> 3.06 used raw-pixel weights).
+BIG_L2 = 1e3
+OVERFIT_EXAMPLES = 20
+OVERFIT_STEPS = 100
+# A few learning rates for the overfit check, trained together; the check reports the
+# one that gets there first. One step of SGD on 20 examples in 784-d often already
+# separates them; the loss needs a few more.
+OVERFIT_LRS = (1e-2, 1e-1, 1.0)
+# "Near zero": under 2% of ln(10).
+OVERFIT_MAX_LOSS = 0.05
+# The learning-rate finder: 32 rates over eight decades at lambda 1e-6 for 300 steps.
+LR_FINDER_LO, LR_FINDER_HI, LR_FINDER_N = 1e-6, 1e2, 32
+LR_FINDER_STEPS = 300
+LR_FINDER_L2 = 1e-6
+# A non-diverged rate is "good" when its loss fell by at least this fraction of the
+# best rate's fall in the same number of steps; otherwise it barely moved (below the
+# best rate: too low) or thrashed without exploding (above it: too high).
+LR_MIN_PROGRESS = 0.5
+
+
+class Check(NamedTuple):
+    """One PASS/FAIL line: ``value`` measured against ``expected`` (a number or a phrase)."""
+
+    name: str
+    passed: bool
+    value: float | None
+    expected: float | str
+    detail: str
+
+    def as_dict(self) -> dict:
+        return self._asdict()
+
+
+class InitialLosses(NamedTuple):
+    """First-minibatch objectives (data loss + L2) of two untrained members."""
+
+    unregularized: float  # lambda = 0
+    regularized: float  # lambda = big_l2
+    big_l2: float
+    expected: float  # ln(num_classes)
+
+
+class OverfitResult(NamedTuple):
+    """The small-subset run. ``steps_to_perfect`` is None when 100% was never reached."""
+
+    num_examples: int
+    lr: float  # the learning rate reported (first to get there)
+    steps_to_perfect: int | None  # steps until training accuracy hit 1.0
+    steps_to_low_loss: int | None  # steps until the loss fell below OVERFIT_MAX_LOSS
+    final_train_acc: float
+    final_loss: float  # cross-entropy on the subset after the last step
+
+
+class LrRange(NamedTuple):
+    """The learning-rate finder's verdict. Per-rate arrays are ``[N]``.
+
+    ``lo``/``hi`` are the smallest and largest ``good`` rates (None if none was good).
+    """
+
+    lo: float | None
+    hi: float | None
+    lrs: np.ndarray
+    labels: list[str]  # "too_low" | "good" | "too_high"
+    initial_loss: np.ndarray
+    final_loss: np.ndarray  # NaN for diverged rates
+    diverged_at: np.ndarray  # step, -1 if not diverged
+    steps: int
+    swept: tuple[float, float]
+
+
+class SanityReport(NamedTuple):
+    checks: list[Check]
+    initial: InitialLosses
+    overfit: OverfitResult
+    lr_range: LrRange
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_json(self) -> dict:
+        """``{"checks": [{name, passed, value, expected, detail}], "lr_range": [lo, hi]}``."""
+        lr = self.lr_range
+        return {
+            "checks": [c.as_dict() for c in self.checks],
+            "lr_range": None if lr.lo is None else [lr.lo, lr.hi],
+        }
+
+
+# --------------------------------------------------------------------------- measurements
+def small_subset(dataset: Dataset, n: int = OVERFIT_EXAMPLES, seed: int = 0) -> Dataset:
+    """``n`` training examples drawn at random (seeded) as train, validation and test.
+
+    Random, not the first ``n``: a training set stored sorted by class (the bundled
+    sample is) would give 20 zeros, which one step separates trivially.
+    """
+    idx = np.sort(np.random.default_rng(seed).choice(len(dataset.y_train), n, replace=False))
+    x, y = dataset.x_train[idx], dataset.y_train[idx]
+    return dataset._replace(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
+
+
+def _first_step(steps: np.ndarray, ok: np.ndarray) -> int | None:
+    hit = np.flatnonzero(ok)
+    return int(steps[hit[0]]) if hit.size else None
+
+
+def overfit_small(
+    dataset: Dataset,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    n: int = OVERFIT_EXAMPLES,
+    steps: int = OVERFIT_STEPS,
+    lrs=OVERFIT_LRS,
+) -> OverfitResult:
+    """Train on ``n`` examples with plain SGD and lambda 0, evaluating every step.
+
+    Reports the learning rate (of ``lrs``, trained as one population) that first reaches
+    both 100% training accuracy and a loss under ``OVERFIT_MAX_LOSS``.
+    """
+    sub = small_subset(dataset, n, config.seed)
+    cfg = config.replace(
+        optimizer="sgd",
+        steps=steps,
+        eval_every=1,
+        chunk_steps=steps,
+        batch_size=n,
+    )
+    res = train_population(sub, HParams.create(lr=list(lrs), l2=0.0), model_cfg, cfg)
+    c = res.curves
+    # Accuracy and loss after each step on the whole subset (val = train here), not the
+    # pre-step minibatch means (a minibatch drawn with replacement misses examples).
+    perfect = [_first_step(c.step, c.val_acc[i] >= 1.0) for i in range(len(lrs))]
+    low = [_first_step(c.step, c.val_loss[i] < OVERFIT_MAX_LOSS) for i in range(len(lrs))]
+    done = [
+        max(p, q) if p is not None and q is not None else math.inf
+        for p, q in zip(perfect, low, strict=True)
+    ]
+    i = int(np.argmin(done)) if np.isfinite(min(done)) else int(np.nanargmin(res.final_val_loss))
+    return OverfitResult(
+        n,
+        float(lrs[i]),
+        perfect[i],
+        low[i],
+        float(res.final_val_acc[i]),
+        float(res.final_val_loss[i]),
+    )
+
+
+def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_MIN_PROGRESS):
+    """Label each learning rate ``too_low`` / ``good`` / ``too_high``.
+
+    Args:
+      lrs, initial_loss, final_loss, diverged: ``[N]``; ``final_loss`` may be NaN where
+        ``diverged``.
+      min_progress: a rate is good when its relative loss decrease is at least this
+        fraction of the best rate's.
+
+    Diverged rates are too high. A rate that made too little progress is too low when it
+    lies below the best rate and too high (oscillating without exploding) above it.
+    """
+    lrs = np.asarray(lrs, float)
+    dec = (np.asarray(initial_loss, float) - np.asarray(final_loss, float)) / np.asarray(
+        initial_loss, float
+    )
+    dec = np.where(np.asarray(diverged, bool) | ~np.isfinite(dec), -np.inf, dec)
+    if not np.isfinite(dec).any():
+        return ["too_high"] * len(lrs)
+    best = int(np.argmax(dec))
+    labels = []
+    for i, d in enumerate(dec):
+        if d == -np.inf:
+            labels.append("too_high")
+        elif d >= min_progress * dec[best] and dec[best] > 0:
+            labels.append("good")
+        else:
+            labels.append("too_low" if lrs[i] < lrs[best] else "too_high")
+    return labels
+
+
+def _lr_population(dataset, model_cfg, config, lrs, l2, steps, probe_l2=BIG_L2):
+    """Train ``lrs`` at ``l2`` together with two lr-0 probes at lambda 0 and ``probe_l2``
+    sharing one initialisation. The probes give the initial-loss checks for free, and
+    keeping them in every finder run means ``sanity`` and ``auto_lr_range`` compile one
+    program shape. Returns ``(LrRange, InitialLosses)``."""
+    n = len(lrs)
+    lr_all = [*lrs, 0.0, 0.0]
+    l2_all = [l2] * n + [0.0, probe_l2]
+    ids = [*range(n), n, n]
+    cfg = config.replace(steps=steps, eval_every=None, chunk_steps=steps)
+    # The sweep's fixed momentum, dropout and init scale (the finder ranks rates for them).
+    hp = HParams.create(
+        lr=lr_all,
+        l2=l2_all,
+        momentum=config.momentum,
+        dropout=config.dropout,
+        init_scale=config.init_scale,
+    )
+    res = train_population(dataset, hp, model_cfg, cfg, member_ids=np.asarray(ids))
+    labels = label_lrs(lrs, res.initial_loss[:n], res.final_train_loss[:n], ~res.alive[:n])
+    good = np.asarray(lrs)[np.array(labels) == "good"]
+    lr_range = LrRange(
+        lo=float(good.min()) if good.size else None,
+        hi=float(good.max()) if good.size else None,
+        lrs=np.asarray(lrs),
+        labels=labels,
+        initial_loss=np.asarray(res.initial_loss[:n]),
+        final_loss=np.asarray(res.final_train_loss[:n]),
+        diverged_at=np.asarray(res.diverged_at[:n]),
+        steps=steps,
+        swept=(float(lrs[0]), float(lrs[-1])),
+    )
+    probes = InitialLosses(
+        float(res.initial_loss[n]),
+        float(res.initial_loss[n + 1]),
+        float(probe_l2),
+        math.log(dataset.num_classes),
+    )
+    return lr_range, probes
+
+
+def find_lr_range(
+    dataset: Dataset,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    *,
+    lo: float = LR_FINDER_LO,
+    hi: float = LR_FINDER_HI,
+    n: int = LR_FINDER_N,
+    steps: int = LR_FINDER_STEPS,
+    l2: float = LR_FINDER_L2,
+) -> LrRange:
+    """Train ``n`` log-spaced learning rates in ``[lo, hi]`` at once for ``steps`` steps.
+
+    Uses ``config``'s optimizer, batch size, seed and explode rule. Returns an
+    :class:`LrRange`; its ``lo``/``hi`` bracket the good rates.
+
+    Example::
+
+      r = find_lr_range(ds, ModelConfig(), TrainConfig())
+      dict(zip(r.lrs, r.labels))  # {1e-06: 'too_low', ..., 100.0: 'too_high'}
+    """
+    return _lr_population(dataset, model_cfg, config, np.geomspace(lo, hi, n), l2, steps)[0]
+
+
+def auto_lr_range(
+    dataset: Dataset, model_cfg: ModelConfig, train_cfg: TrainConfig
+) -> tuple[float, float]:
+    """The ``(lo, hi)`` learning-rate box for ``coarse --lr auto``.
+
+    Runs :func:`find_lr_range` with ``train_cfg``'s optimizer and batch size for
+    ``min(train_cfg.steps, 300)`` steps (the too-low edge depends on the step budget).
+    Raises SweepjaxError when no rate was good; a single good rate gives a box of
+    one finder step on either side of it.
+    """
+    steps = min(train_cfg.steps, LR_FINDER_STEPS)
+    return lr_box(find_lr_range(dataset, model_cfg, train_cfg, steps=steps))
+
+
+def lr_box(r: LrRange) -> tuple[float, float]:
+    """``(lo, hi)`` of the good rates; one finder step either side of a lone good rate.
+    Raises SweepjaxError when no rate was good."""
+    if r.lo is None:
+        raise SweepjaxError(
+            "the learning-rate finder found no rate that trains (all too low or diverged); "
+            "run `sweepjax sanity` to see why, or pass --lr LO HI explicitly"
+        )
+    if r.lo == r.hi:
+        ratio = float(r.lrs[1] / r.lrs[0])
+        return r.lo / ratio, r.hi * ratio
+    return r.lo, r.hi
+
+
+# --------------------------------------------------------------------------- checks
+def check_initial_loss(m: InitialLosses, tol: float = INITIAL_LOSS_TOL) -> Check:
+    ok = abs(m.unregularized - m.expected) <= tol
+    return Check(
+        "initial_loss",
+        bool(ok),
+        m.unregularized,
+        m.expected,
+        f"initial loss {m.unregularized:.4f} at lambda=0, expected ln(K) = "
+        f"{m.expected:.4f} +- {tol}",
+    )
+
+
+def check_regularization(m: InitialLosses) -> Check:
+    # Higher by more than float noise: the same weights and minibatch give both losses.
+    ok = m.regularized > m.unregularized + 1e-4
+    return Check(
+        "regularization_raises_loss",
+        bool(ok),
+        m.regularized,
+        f"> {m.unregularized:.4f}",
+        f"initial loss {m.regularized:.4f} at lambda={m.big_l2:g} vs "
+        f"{m.unregularized:.4f} at lambda=0",
+    )
+
+
+def check_overfit(o: OverfitResult) -> Check:
+    ok = o.final_train_acc >= 1.0 and o.final_loss < OVERFIT_MAX_LOSS
+    steps = "never" if o.steps_to_perfect is None else f"after {o.steps_to_perfect} steps"
+    low = "never" if o.steps_to_low_loss is None else f"after {o.steps_to_low_loss} steps"
+    return Check(
+        "overfit_small_subset",
+        bool(ok),
+        o.final_train_acc,
+        1.0,
+        f"{o.num_examples} examples, lambda=0, sgd lr={o.lr:g}: 100% train acc "
+        f"{steps}, loss < {OVERFIT_MAX_LOSS} {low}; final loss {o.final_loss:.2e}",
+    )
+
+
+def check_lr_range(r: LrRange) -> Check:
+    counts = {k: r.labels.count(k) for k in ("too_low", "good", "too_high")}
+    tally = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    if r.lo is None:
+        return Check(
+            "lr_range",
+            False,
+            None,
+            "a range of good rates",
+            f"no good learning rate in [{r.swept[0]:g}, {r.swept[1]:g}] ({tally})",
+        )
+    ok = r.lo < r.hi
+    return Check(
+        "lr_range",
+        bool(ok),
+        r.hi / r.lo,
+        "> 1 (hi/lo)",
+        f"worth cross-validating: lr in [{r.lo:.2g}, {r.hi:.2g}] after {r.steps} "
+        f"steps ({tally} of {len(r.lrs)} in [{r.swept[0]:g}, {r.swept[1]:g}])",
+    )
+
+
+def run_sanity(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig) -> SanityReport:
+    """All four checks, in the lecture's order (two populations: the learning-rate sweep
+    with the initial-loss probes riding along, and the 20-example overfit run)."""
+    lrs = np.geomspace(LR_FINDER_LO, LR_FINDER_HI, LR_FINDER_N)
+    lr, init = _lr_population(dataset, model_cfg, config, lrs, LR_FINDER_L2, LR_FINDER_STEPS)
+    over = overfit_small(dataset, model_cfg, config)
+    checks = [
+        check_initial_loss(init),
+        check_regularization(init),
+        check_overfit(over),
+        check_lr_range(lr),
+    ]
+    return SanityReport(checks, init, over, lr)

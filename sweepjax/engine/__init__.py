@@ -1,0 +1,44 @@
+"""The population trainer.
+
+- :mod:`sweepjax.engine.member`: one member's state, objective, lr schedule, step, eval;
+- :mod:`sweepjax.engine.program`: the member axis (``over_members``), the compiled chunk
+  and evaluation programs, the device data;
+- :mod:`sweepjax.engine.setup`: static settings, root keys, initial state, memory sizing;
+- :mod:`sweepjax.engine.active`: the active members' state between chunks (placement,
+  groups, the gather a decision applies, the whole-validation-set evaluation);
+- :mod:`sweepjax.engine.population`: ``train_population``, the host loop between chunks
+  that applies a scheduler's decisions (:mod:`sweepjax.schedulers.rules`).
+"""
+
+from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
+from sweepjax.engine.member import EvalMetrics, MemberState, lr_multiplier, minibatch_indices
+from sweepjax.engine.population import (
+    ChunkReport,
+    PopulationResult,
+    Timing,
+    accuracy,
+    member_params,
+    train_population,
+)
+from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
+
+__all__ = [
+    "Checkpoint",
+    "ChunkReport",
+    "Curves",
+    "EvalMetrics",
+    "MemberState",
+    "PopulationResult",
+    "ScheduleState",
+    "Timing",
+    "accuracy",
+    "group_size",
+    "init_states",
+    "lr_multiplier",
+    "member_bytes",
+    "member_params",
+    "minibatch_indices",
+    "num_params",
+    "root_keys",
+    "train_population",
+]

@@ -1,0 +1,237 @@
+"""The active members' training state between chunks, and what the host loop does to it.
+
+The state lives on the device padded to a program size (one compiled program holds
+every active member), or on the host in groups when the population is larger than the
+memory budget allows in one program. A scheduler's decision is one gather on the member
+axis; the survivors move to a smaller program only when that saves more than a compile.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from sweepjax.engine import program
+from sweepjax.engine.distributed import Placement, put_members, to_host
+from sweepjax.engine.hparams import HParams
+from sweepjax.engine.member import Static
+
+
+class Active(NamedTuple):
+    """The training members' state: ``states`` on the device padded to ``size`` rows
+    (one program holds them all), or a host pytree of ``n`` rows trained group by
+    group (a population larger than the memory budget allows in one program)."""
+
+    states: Any
+    n: int
+    size: int
+    on_device: bool
+
+
+def round_up(n: int, k: int) -> int:
+    return max(k, -(-n // k) * k)
+
+
+def pad_rows(n: int, size: int) -> np.ndarray:
+    """Row indices ``[size]``: ``0..n-1`` then row 0 again as padding (results dropped)."""
+    return np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
+
+
+def take_rows(tree, idx):
+    return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
+
+
+def bucket(n: int, gsize: int, ndev: int) -> int:
+    """The program size for ``n`` members after a decision: the next power of two (so few
+    shapes ever compile), at most the group size, a multiple of the device count."""
+    return round_up(min(2 ** math.ceil(math.log2(max(n, 1))), round_up(gsize, ndev)), ndev)
+
+
+def place(host_states, n: int, gsize: int, where: Placement, size: int | None = None) -> Active:
+    """The active members' state where it trains: on the device padded to ``size`` rows
+    (default: ``n`` rounded up to the device count), or on the host in groups."""
+    ndev = where.num_devices
+    if n > gsize:
+        return Active(host_states, n, gsize, False)
+    size = round_up(n, ndev) if size is None else size
+    return Active(put_members(take_rows(host_states, pad_rows(n, size)), where), n, size, True)
+
+
+def to_host_rows(act: Active, where: Placement):
+    if not act.on_device:
+        return act.states
+    return take_rows(to_host(act.states, where), np.arange(act.n))
+
+
+def groups(act: Active):
+    """``(rows [size], real count)`` of each program call."""
+    if act.on_device:
+        return [(None, act.n)]
+    out = []
+    for g in range(0, act.n, act.size):
+        real = np.arange(g, min(g + act.size, act.n))
+        out.append((np.concatenate([real, np.zeros(act.size - len(real), np.int64)]), len(real)))
+    return out
+
+
+# A new (smaller) program costs a compile: on a CPU about as long as this many
+# member-steps of training (a fixed number, so the sizes chosen, and with them the
+# float rounding of the results, are the same on every run and on resume).
+COMPILE_COST_MEMBER_STEPS = 10_000
+
+
+def gather(act: Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int) -> Active:
+    """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``.
+
+    The survivors move to a smaller program only when the compute it saves before the
+    next decision (``steps_left`` steps) outweighs compiling it; otherwise they keep the
+    current program, padded (the padding rows' results are dropped).
+    """
+    n = len(src)
+    host = take_rows(to_host_rows(act, where), src)
+    if n == 0:  # nobody continues (every member diverged): nothing left to train
+        return Active(host, 0, 0, False)
+    if not act.on_device or n > gsize:
+        return place(host, n, gsize, where)
+    new = bucket(n, gsize, where.num_devices)
+    saved = (act.size - new) * steps_left
+    size = new if new >= act.size or saved > COMPILE_COST_MEMBER_STEPS else act.size
+    return place(host, n, gsize, where, size)
+
+
+def run_chunk(
+    act, hp_active: HParams, fold_active, data, step, n_steps, horizon, key_bits, st, where
+):
+    """Train the active members ``n_steps`` steps and evaluate them once; returns
+    (active, metrics ``[n]``, compile seconds, train seconds). ``fold_active[n]``: each
+    member's held-out fold (-1: none)."""
+    compile_s = train_s = 0.0
+    rows_out = []
+    states = act.states if act.on_device else jax.tree.map(np.array, act.states)
+    for rows, real in groups(act):
+        if act.on_device:
+            s_dev = states
+            take = pad_rows(act.n, act.size)
+        else:
+            s_dev = put_members(take_rows(states, rows), where)
+            take = rows
+        hp = put_members(hp_active.take(take), where)
+        fold = put_members(np.asarray(fold_active, np.int32)[take], where)
+        args = (
+            s_dev,
+            hp,
+            fold,
+            data,
+            np.int32(step),
+            np.int32(n_steps),
+            np.int32(horizon),
+            key_bits,
+        )
+        exe, c = program.compiled_block(args, st, where)
+        compile_s += c
+        t0 = time.perf_counter()
+        s_dev, met = exe(*args)
+        jax.block_until_ready(s_dev)
+        train_s += time.perf_counter() - t0
+        rows_out.append(jax.tree.map(lambda a, r=real: np.asarray(a)[:r], to_host(met, where)))
+        if act.on_device:
+            states = s_dev
+        else:
+            host = to_host(s_dev, where)
+            for dst, src in zip(jax.tree.leaves(states), jax.tree.leaves(host), strict=True):
+                dst[rows[:real]] = np.asarray(src)[:real]
+    met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
+    return act._replace(states=states), met, compile_s, train_s
+
+
+def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_active):
+    """Whole-validation-set loss and accuracy ``[n]`` of the active members' current
+    (``which="params"``) or best (``"best"``) parameters (with folds: each on its fold)."""
+    out = []
+    secs = 0.0
+    fold_active = np.asarray(fold_active, np.int32)
+    for rows, real in groups(act):
+        if act.on_device:
+            states, take = act.states, pad_rows(act.n, act.size)
+        else:
+            states, take = put_members(take_rows(act.states, rows), where), rows
+        params = states.params if which == "params" else states.best.params
+        loss, acc, s = _eval_program(params, put_members(fold_active[take], where), data, st, where)
+        secs += s
+        out.append((loss[:real], acc[:real]))
+    loss = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.float32)
+    acc = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.float32)
+    return loss, acc, secs
+
+
+# Compiling a new evaluation program (~0.3 s on a CPU) is worth about this much forward
+# computation (FLOPs); a fixed number, so the same members are measured the same way on
+# every run and on resume.
+COMPILE_COST_FLOPS = 5e10
+
+
+def member_params_count(tree) -> int:
+    """Parameters of one member (the leaves' leading axis is the program's rows)."""
+    leaves = jax.tree.leaves(tree)
+    return sum(int(np.prod(np.shape(a)[1:])) for a in leaves)
+
+
+def evaluate_members(
+    act: Active, which: str, idx: np.ndarray, data, st: Static, where: Placement, fold_active
+):
+    """:func:`evaluate` for the active members ``idx`` only (positions ``0..n-1``), in a
+    program of the next power-of-two size (at most the current program's): a decision
+    that needs a few members' best checkpoints measured does not pay for all of them."""
+    idx = np.asarray(idx, np.int64)
+    size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
+    tree = act.states.params if which == "params" else act.states.best.params
+    rows = int(np.prod(np.shape(data.val.ms)))
+    saved = 2.0 * (act.size - size) * rows * member_params_count(tree)
+    if len(idx) > size or saved < COMPILE_COST_FLOPS:
+        # More than one program holds them, or the smaller program would cost more to
+        # compile than it saves (a softmax): measure everyone in the current program.
+        loss, acc, secs = evaluate(act, which, data, st, where, fold_active)
+        return loss[idx], acc[idx], secs
+    pad = np.concatenate([idx, np.full(size - len(idx), idx[0], np.int64)])
+    if act.on_device:  # gathered on the device: no copy of the population's weights
+        take = jax.device_put(pad)
+        sub = put_members(jax.tree.map(lambda a: a[take], tree), where)
+    else:
+        sub = put_members(take_rows(tree, pad), where)
+    folds = put_members(np.asarray(fold_active, np.int32)[pad], where)
+    loss, acc, secs = _eval_program(sub, folds, data, st, where)
+    return loss[: len(idx)], acc[: len(idx)], secs
+
+
+def _eval_program(params, folds, data, st: Static, where: Placement):
+    """Whole-validation-set ``(loss, acc, seconds)`` of placed ``params`` (the program
+    compiled for their row count; seconds include any compile)."""
+    args = (params, folds, data.val)
+    exe, c = program.compiled_eval(args, st, where)
+    t0 = time.perf_counter()
+    loss, acc = to_host(exe(*args), where)
+    return np.asarray(loss), np.asarray(acc), time.perf_counter() - t0 + c
+
+
+def state_bytes(act: Active) -> int:
+    rows = sum(int(np.asarray(a.shape[0])) for a in jax.tree.leaves(act.states)[:1]) or 1
+    total = sum(int(a.nbytes) for a in jax.tree.leaves(act.states))
+    return total * act.n // rows
+
+
+def small(act: Active, where: Placement) -> dict[str, np.ndarray]:
+    """The active members' health and best-checkpoint scalars (a small transfer)."""
+    s = act.states
+    leaves = {
+        "alive": s.health.alive,
+        "diverged_at": s.health.diverged_at,
+        "initial_loss": s.health.initial_loss,
+        "best_step": s.best.step,
+        "best_acc": s.best.acc,
+    }
+    host = to_host(leaves, where) if act.on_device else leaves
+    return {k: np.asarray(v)[: act.n] for k, v in host.items()}

@@ -1,0 +1,247 @@
+"""The compiled population programs: one block of training, one full evaluation.
+
+``over_members`` is THE place the member axis appears: it maps a function written for
+one member (:mod:`sweepjax.engine.member`) over the population, with the data and the
+step index shared. A chunk of training (an evaluation block: any number of steps, then
+one evaluation) is one compiled XLA program (a loop over steps, minibatches drawn
+inside, data resident, state donated); host code runs only between chunks. The block
+length and the run length are traced, so a program compiles once per population size
+and serves coarse and fine rounds alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import math
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec
+
+from sweepjax.config import TrainConfig
+from sweepjax.data.dataset import Dataset
+from sweepjax.data.folds import Folds
+from sweepjax.engine import member
+from sweepjax.engine.distributed import AXIS, SINGLE, Placement, put_replicated
+from sweepjax.engine.member import Static
+
+
+class Slices(NamedTuple):
+    """Evaluation rows in features-first slices: ``xs[S, D, rows]``, ``ys``/``ms``/``fs``
+    ``[S, rows]`` (``ms`` is 1 for real rows, 0 for padding; ``fs`` each row's fold
+    under cross-validation, -1 for padding, 0 without folds)."""
+
+    xs: jax.Array
+    ys: jax.Array
+    ms: jax.Array
+    fs: jax.Array
+
+
+class DeviceData(NamedTuple):
+    """Data shared by every member, resident on the device."""
+
+    x_train: jax.Array  # [N, D]
+    y_train: jax.Array  # [N]
+    fold_train: jax.Array  # [N] int32 fold of each training row (0 without folds)
+    val: Slices  # the whole validation set (decisions, the final best accuracy)
+    quick: Slices  # a fixed validation subset (every evaluation block)
+
+
+# --------------------------------------------------------------------------- the member axis
+def over_members(fn, member_args: int, shared_args: int):
+    """THE place the member axis appears: ``fn``'s first ``member_args`` arguments carry a
+    leading member axis, the next ``shared_args`` (data, step index, keys) are shared by
+    every member, so the population's matmuls run as one."""
+    return jax.vmap(fn, in_axes=(0,) * member_args + (None,) * shared_args)
+
+
+def _population_block(
+    states, hps, folds, data: DeviceData, start_step, n_steps, horizon, key_bits, static: Static
+):
+    """``n_steps`` steps of every member from global step ``start_step``, then one
+    evaluation. ``n_steps`` and ``horizon`` are traced, so one compiled program serves
+    every block length and every run length: only the population size and the static
+    model settings ever compile.
+
+    ``folds[M]`` is each member's held-out fold (ignored without cross-validation).
+    Returns the new states (member axis leading) and ``EvalMetrics`` of ``[M]``.
+    """
+    # The key travels as raw bits (a plain uint32 array) so every process can pass it.
+    data_key = jax.random.wrap_key_data(key_bits)
+    st = static
+    step = over_members(functools.partial(member.step, st=st), 3, 6)
+    measured = over_members(functools.partial(member.step, st=st, measure=True), 3, 6)
+    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 6, 2)
+    shared = (data.x_train, data.y_train, data.fold_train)
+
+    def one_step(i, carry):
+        s, loss_sum, acc_sum = carry
+        s, loss, acc, _ = step(s, hps, folds, *shared, start_step + i, horizon, data_key)
+        return s, loss_sum + loss, acc_sum + acc
+
+    zeros = jnp.zeros(hps.lr.shape, jnp.float32)
+    states, loss_sum, acc_sum = jax.lax.fori_loop(0, n_steps - 1, one_step, (states, zeros, zeros))
+    last = start_step + n_steps - 1
+    # Only the block's last step measures the update/weight ratio: the ratio needs the
+    # update tensor materialised, which the ordinary step fuses away.
+    states, loss, acc, ratio = measured(states, hps, folds, *shared, last, horizon, data_key)
+    n = n_steps.astype(jnp.float32)
+    return evaluate(
+        states, hps, folds, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick
+    )
+
+
+def _population_eval(params, folds, val: Slices, static: Static):
+    """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val`` (with
+    folds: each on the rows of its held-out fold ``folds[M]``)."""
+    net = static.network
+
+    def one(p, fold, xs, ys, ms, fs):
+        # No width mask needed: a member's units beyond its width hold exact zeros.
+        return member.loss_and_accuracy(p, xs, ys, member.fold_mask(ms, fs, fold, static), net)
+
+    return over_members(one, 2, 4)(params, folds, *val)
+
+
+def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
+    """Initial states of a fixed-size block of members (ids and hyperparameters
+    ``[INIT_BLOCK]``), from ``fold_in(init_key, id)``. A fixed block size means one small
+    program serves any population size."""
+    init_key = jax.random.wrap_key_data(init_key_bits)
+    keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
+    one = functools.partial(member.init, num_features=num_features, st=static)
+    return over_members(one, 2, 0)(keys, hps)
+
+
+INIT_BLOCK = 64
+init_block = jax.jit(_init_block, static_argnames=("num_features", "static"))
+
+# --------------------------------------------------------------------------- compile cache
+_COMPILED: dict = {}
+_COMPILES: collections.Counter = collections.Counter()
+
+
+def compile_counts() -> dict[str, int]:
+    """How many programs of each kind (``"chunk"``, ``"eval"``) were compiled in this
+    process. New hyperparameter VALUES never add to it; new population sizes or chunk
+    lengths do (tests assert the bound)."""
+    return dict(_COMPILES)
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next call of each shape compiles again)."""
+    _COMPILED.clear()
+
+
+def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: int):
+    """Over a mesh, each device runs ``fn`` on its own slice of members (``shard_map``)
+    with everything else replicated: no communication inside the program."""
+    if where.mesh is None:
+        return fn
+    m, s = PartitionSpec(AXIS), PartitionSpec()
+    return jax.shard_map(
+        fn,
+        mesh=where.mesh,
+        in_specs=(m,) * n_member_in + (s,) * n_shared_in,
+        out_specs=(m,) * n_out,
+        check_vma=False,
+    )
+
+
+def _compiled(kind: str, make, args, static_key, where: Placement):
+    """Ahead-of-time compiled program, cached by (kind, static settings, placement,
+    argument shapes); returns ``(executable, seconds spent compiling)``."""
+    shapes = str(jax.tree.map(lambda a: (np.shape(a), str(getattr(a, "dtype", type(a)))), args))
+    key = (kind, static_key, where.key, shapes)
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    exe = make().lower(*args).compile()
+    _COMPILED[key] = exe
+    _COMPILES[kind] += 1
+    return exe, time.perf_counter() - t0
+
+
+def compiled_block(args, static: Static, where: Placement):
+    """The training program for ``args = (states, hparams, folds, data, start_step,
+    n_steps, horizon, key_bits)``: one evaluation block of any length."""
+
+    def make():
+        fn = functools.partial(_population_block, static=static)
+        return jax.jit(_sharded(fn, where, 3, 5, 2), donate_argnums=(0,))
+
+    return _compiled("chunk", make, args, static, where)
+
+
+def compiled_eval(args, static: Static, where: Placement):
+    """The full-evaluation program for ``args = (params, folds, val slices)``."""
+
+    def make():
+        fn = functools.partial(_population_eval, static=static)
+        return jax.jit(_sharded(fn, where, 2, 1, 2))
+
+    return _compiled("eval", make, args, static, where)
+
+
+# --------------------------------------------------------------------------- data
+def _slices(x: np.ndarray, y: np.ndarray, rows: int, f: np.ndarray | None = None) -> Slices:
+    """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a mask and
+    the rows' folds ``f[n]`` (default 0)."""
+    n = x.shape[0]
+    f = np.zeros(n, np.int32) if f is None else np.asarray(f, np.int32)
+    rows = max(1, min(rows, n))
+    s = math.ceil(n / rows)
+    pad = s * rows - n
+    xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
+    xs = np.ascontiguousarray(xs.transpose(0, 2, 1), dtype=np.float32)
+    ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(np.int32)
+    ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
+    fs = np.concatenate([f, np.full(pad, -1, np.int32)]).reshape(s, rows)
+    return Slices(xs, ys, ms, fs)
+
+
+def eval_rows(config: TrainConfig, n_val: int, k: int = 1) -> int:
+    """Rows of the fixed validation subset evaluated every block.
+
+    A fixed size (not tied to the block length), so coarse and fine rounds share their
+    compiled programs. An evaluation row costs about half a training row (a forward pass
+    only; training accuracy comes free from the minibatches): at the default 20
+    evaluations per run and batch 256, 512 rows cost under a tenth of a 300-step run's
+    training and far less of longer runs (``benchmarks/bench_overheads.py``).
+    With ``k`` folds a member is scored on its own fold only, so the subset is ``k``
+    times larger (about ``val_subset`` rows of each fold; every member still evaluates
+    all of them, masked: ``k`` times the evaluation cost of a plain member).
+    """
+    return min(config.val_subset * k, n_val)
+
+
+def device_data(
+    dataset: Dataset, config: TrainConfig, where: Placement = SINGLE, folds: Folds | None = None
+) -> DeviceData:
+    """Put the shared data on the device once (sliced for evaluation)."""
+    rng = np.random.default_rng(config.seed)
+    n_all = dataset.x_val.shape[0]
+    n_val = eval_rows(config, n_all, folds.k if folds is not None else 1)
+    quick = np.sort(rng.permutation(n_all)[:n_val])
+    rows = config.eval_batch_size
+    fv = np.zeros(n_all, np.int32) if folds is None else np.asarray(folds.val, np.int32)
+    ft = (
+        np.zeros(dataset.x_train.shape[0], np.int32)
+        if folds is None
+        else np.asarray(folds.train, np.int32)
+    )
+    val = _slices(dataset.x_val, dataset.y_val, rows, fv)
+    host = DeviceData(
+        np.asarray(dataset.x_train, np.float32),  # no copy when already float32
+        np.asarray(dataset.y_train, np.int32),
+        ft,
+        val,
+        val
+        if n_val == n_all
+        else _slices(dataset.x_val[quick], dataset.y_val[quick], rows, fv[quick]),
+    )
+    return put_replicated(host, where)

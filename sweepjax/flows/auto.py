@@ -1,0 +1,225 @@
+"""``auto``: the whole babysitting lecture in one call.
+
+Sanity checks (stop at the first failure) -> the learning-rate finder sets the coarse box
+-> coarse -> fine rounds until the model says the optimum is inside the box and the best
+score stops improving (at most ``max_rounds``) -> refit of the best round's winner on
+train + validation -> the report. Each stage is recorded as a :class:`Stage` and
+announced through ``Callbacks.note``; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from sweepjax import search
+from sweepjax.config import MODELS, DataConfig, ModelConfig, TrainConfig
+from sweepjax.engine.distributed import SINGLE
+from sweepjax.errors import ConfigError, SweepjaxError
+from sweepjax.flows import sweep as flows
+from sweepjax.flows.refit import refit_winner
+from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
+from sweepjax.flows.sweep_config import (
+    DEFAULT_BATCH,
+    DEFAULT_STEPS,
+    DEFAULT_TRIALS,
+    MODEL_DEFAULTS,
+    SweepConfig,
+    check_positive,
+)
+from sweepjax.results.records import SweepResult
+
+DEFAULT_MAX_ROUNDS = 3
+
+
+class SanityFailed(SweepjaxError):
+    """A sanity check failed: searching would not fix the set-up."""
+
+    exit_code = 1
+
+
+@dataclass
+class Stage:
+    """One stage of an auto run: ``name`` (sanity | lr_range | coarse | fine | refit |
+    report), a one-line ``summary`` and its numbers in ``data``."""
+
+    name: str
+    summary: str
+    data: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"stage": self.name, "summary": self.summary, **self.data}
+
+
+@dataclass
+class AutoResult:
+    """The final sweep (the best round, refit and report included) and every stage."""
+
+    final: SweepResult
+    stages: list[Stage]
+
+    def to_json(self) -> dict:
+        return {
+            "stages": [s.as_dict() for s in self.stages],
+            "sweep_id": self.final.sweep_id,
+            "winner": self.final.winner.as_dict() if self.final.winner else None,
+            "tied": list(self.final.tied),
+            "report": self.final.report,
+        }
+
+
+def _sweep_stage(kind: str, r: SweepResult) -> Stage:
+    w, v = r.winner, r.verdict
+    inside = v.optimum_inside if v else None
+    summary = (
+        f"{kind} {r.sweep_id}: {len(r.members)} members, winner val acc "
+        f"{w.val_acc:.4f} +/- {w.val_acc_se:.4f} ({len(r.tied)} tied), optimum "
+        + ("inside the box" if inside else "possibly past an edge")
+    )
+    return Stage(
+        kind,
+        summary,
+        {
+            "sweep_id": r.sweep_id,
+            "space": r.space,
+            "winner": w.as_dict(),
+            "tied": list(r.tied),
+            "optimum_inside": inside,
+            "flat": v.flat if v else [],
+            "boundary": [b.as_dict() for b in r.boundary],
+        },
+    )
+
+
+def auto(
+    *,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    model: str = "softmax",
+    hidden: int | None = None,
+    optimizer: str | None = None,
+    trials: int = DEFAULT_TRIALS,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    sampler: str | None = None,
+    refit: bool = True,
+    report: bool = True,
+    store: str | os.PathLike | None = None,
+    callbacks: Callbacks | None = None,
+) -> AutoResult:
+    """Sanity -> lr range -> coarse -> fine rounds -> refit -> report (module docstring).
+
+    ``hidden`` / ``optimizer`` default to the model's (``MODEL_DEFAULTS``). Fine rounds
+    each train the model's ``fine_steps_factor * steps`` steps (not compounding). A round
+    ends the search when its model says the optimum is inside its box and its winner
+    beats the previous round's by at most one SE (the winner's own); ``max_rounds``
+    caps the rounds. The final sweep is the fine round with the best winner.
+
+    Raises SanityFailed (exit 1) with the failing checks, and what coarse / fine raise.
+
+    Example::
+
+      out = sweepjax.auto(dataset="mnist-sample", trials=32, steps=60, store="a.db")
+      out.final.winner.refit_test_acc
+    """
+    from sweepjax.analysis.sanity import auto_lr_range, run_sanity
+    from sweepjax.data import load_dataset
+
+    cb = callbacks or Callbacks()
+    check_positive("max-rounds", max_rounds)
+    check_positive("trials", trials)
+    check_positive("steps", steps)
+    stages: list[Stage] = []
+
+    def stage(s: Stage) -> None:
+        stages.append(s)
+        cb.say(f"[{s.name}] {s.summary}")
+
+    defaults = MODEL_DEFAULTS.get(model)
+    if defaults is None:
+        raise ConfigError(f"auto runs the built-in models; choose one of {', '.join(MODELS)}")
+    hidden = defaults.hidden if hidden is None else hidden
+    optimizer = optimizer or defaults.optimizer
+    model_cfg = ModelConfig(kind=model, hidden=hidden)
+    train_cfg = TrainConfig(optimizer=optimizer, steps=steps, batch_size=batch_size, seed=seed)
+    ds = load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, seed=seed))
+    san = run_sanity(ds, model_cfg, TrainConfig(optimizer=optimizer, seed=seed))
+    failed = [c for c in san.checks if not c.passed]
+    stage(
+        Stage(
+            "sanity",
+            f"{len(san.checks) - len(failed)}/{len(san.checks)} checks passed",
+            {"checks": [c._asdict() for c in san.checks]},
+        )
+    )
+    if failed:
+        raise SanityFailed(
+            "sanity check failed: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+            + " (run `sweepjax sanity` for the details; searching would not fix this)"
+        )
+    lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
+    stage(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
+
+    common = dict(store=store, callbacks=cb, report=False)
+    data = dict(dataset=dataset, data_dir=data_dir, model=model, hidden=hidden)
+    prev = flows.coarse(
+        **common,
+        **data,
+        optimizer=optimizer,
+        trials=trials,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        lr=(lo, hi),
+    )
+    stage(_sweep_stage("coarse", prev))
+    rounds: list[SweepResult] = []
+    for _ in range(max_rounds):
+        cur = flows.fine(
+            **common,
+            parent=prev.sweep_id,
+            steps=defaults.fine_steps_factor * steps,
+            sampler=sampler,
+            refit=False,
+        )
+        rounds.append(cur)
+        stage(_sweep_stage("fine", cur))
+        inside = cur.verdict is not None and cur.verdict.optimum_inside
+        gain = cur.winner.val_acc - prev.winner.val_acc
+        if inside and gain <= cur.winner.val_acc_se:
+            break
+        prev = cur
+    final = max(rounds, key=lambda r: (r.winner.val_acc, -r.winner.val_acc_se))
+    with open_store(store, False, SINGLE) as st:
+        ds_f = load_inputs(DataConfig(**final.config["data"]), cb)
+        if refit:
+            cfg = SweepConfig(
+                kind=final.kind,
+                data=DataConfig(**final.config["data"]),
+                model=ModelConfig(**final.config["model"]),
+                train=TrainConfig(**final.config["train"]),
+                space=search.as_space(final.space),
+                trials=final.config["trials"],
+            )
+            final = refit_winner(final, cfg, ds_f, st, Callbacks(note=lambda m: None))
+            w = final.winner
+            if w.refit_test_acc is not None:
+                stage(
+                    Stage(
+                        "refit",
+                        f"{final.sweep_id}'s winner retrained on train + validation for "
+                        f"{w.refit_steps} steps: test acc {w.refit_test_acc:.4f} "
+                        f"(early-stopped: {w.test_acc:.4f})",
+                        {"steps": w.refit_steps, "test_acc": w.refit_test_acc},
+                    )
+                )
+        if report:
+            path = write_report_hook(final, st, ds_f)
+            st.set_report(final.sweep_id, path)
+            final = dataclasses.replace(final, report=path)
+            stage(Stage("report", f"report: {path}", {"path": path}))
+    return AutoResult(final, stages)

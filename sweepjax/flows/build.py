@@ -1,0 +1,222 @@
+"""The :class:`SweepResult` of a finished population (records, winner, verdicts)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from sweepjax import search
+from sweepjax.analysis import activations as act
+from sweepjax.analysis import verdict as vd
+from sweepjax.config import SearchSpace
+from sweepjax.data import Dataset
+from sweepjax.engine import PopulationResult, accuracy, member_params
+from sweepjax.flows.sweep_config import SweepConfig
+from sweepjax.results.appraise import Appraisal, appraise_sweep, boundary_records, verdict_record
+from sweepjax.results.records import (
+    MemberRecord,
+    SweepResult,
+    TimingRecord,
+    Winner,
+    configs_of,
+    eval_rows,
+)
+
+PARAMS_KEPT = 5  # members whose learned weights are stored (winner first)
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def build_result(
+    sid: str,
+    cfg: SweepConfig,
+    res: PopulationResult,
+    ds: Dataset,
+    refinement: str | None = None,
+    parent_spaces: list | None = None,
+) -> tuple[SweepResult, dict[int, Any]]:
+    """The :class:`SweepResult` of a finished population, and ``{member id: params}`` of
+    the best few surviving members (winner first)."""
+    hp = res.hparams
+    status = res.status
+    g = cfg.group  # members per config: member id = config id * g + replica
+    mlp, sgd = cfg.model.kind == "mlp", cfg.train.optimizer == "sgd"
+    members = [
+        MemberRecord(
+            id=int(res.member_ids[i]),
+            lr=float(hp.lr[i]),
+            l2=float(hp.l2[i]),
+            lr_decay=float(hp.lr_decay[i]),
+            # the width it trained at: its own inside the network's (inf = the full width)
+            hidden=int(min(hp.hidden[i], cfg.model.hidden)) if mlp else None,
+            dropout=float(hp.dropout[i]),
+            init_scale=float(hp.init_scale[i]),
+            momentum=None if sgd else float(hp.momentum[i]),
+            status=status[i],
+            diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
+            best_val_acc=float(res.best_val_acc[i]),
+            best_step=int(res.best_step[i]),
+            final_train_loss=_num(res.final_train_loss[i]),
+            final_val_loss=_num(res.final_val_loss[i]),
+            final_train_acc=_num(res.final_train_acc[i]),
+            final_val_acc=_num(res.final_val_acc[i]),
+            stopped_at=int(res.stopped_at[i]) if res.stopped_at[i] >= 0 else None,
+            config=int(res.member_ids[i]) // g if g > 1 else None,
+            replica=int(res.member_ids[i]) % g if g > 1 else None,
+        )
+        for i in range(res.num_members)
+    ]
+    ids = res.member_ids
+    t = res.timing
+    result = SweepResult(
+        sweep_id=sid,
+        kind=cfg.kind,
+        parent=cfg.parent,
+        dataset=ds.info.as_dict(),
+        space=cfg.space.as_dict(),
+        config=cfg.as_dict(),
+        members=members,
+        winner=None,
+        boundary=[],
+        timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s, t.eval_s, t.transfer_s),
+        curves=res.curves,
+        parent_spaces=parent_spaces or [],
+        refinement=refinement,
+        lineage=[
+            {"step": int(a), "member": int(ids[b]), "copied_from": int(ids[c])}
+            for a, b, c in res.lineage
+        ],
+        history=[
+            {
+                "step": int(a),
+                "member": int(ids[int(b)]),
+                "lr": float(c),
+                "l2": float(d),
+                "lr_decay": float(e),
+            }
+            for a, b, c, d, e in res.history
+        ],
+    )
+    judge_result(
+        result,
+        cfg.space,
+        ds.info.n_val,
+        band=cfg.band,
+        margin=cfg.margin,
+        seed=cfg.train.seed,
+        surface=cfg.schedule.name != "pbt",
+    )
+    members = result.members
+    by_id = {m.id: i for i, m in enumerate(members)}
+    top = [by_id[i] for i in ([result.winner.id] if result.winner else [])]
+    top += [i for i in search.top_members(result, PARAMS_KEPT) if i not in top]
+    top = top[: max(PARAMS_KEPT, 1)]
+    params = {members[i].id: member_params(res, i) for i in top}
+    if top:
+        w = top[0]
+        test = accuracy(
+            params[members[w].id],
+            cfg.model,
+            ds.num_classes,
+            ds.x_test,
+            ds.y_test,
+            ds.info.input_shape,
+        )
+        members[w] = dataclasses.replace(members[w], test_acc=test)
+        result.winner = dataclasses.replace(result.winner, test_acc=test)
+        result.winner_params = params[members[w].id]
+    if cfg.model.kind == "mlp":  # the built-in MLP's layout (a user's model has its own)
+        widths = {members[i].id: hp.hidden[i] for i in top}
+        result.activations = kept_activations(params, widths, ds)
+    return result, params
+
+
+def kept_activations(params: dict[int, Any], widths: dict[int, float], ds: Dataset) -> dict:
+    """``{member id: ActivationStats}`` of the kept MLP members on the first
+    :data:`~sweepjax.analysis.activations.SAMPLE_ROWS` validation rows (training rows when there
+    is no validation set); empty for models without the MLP's hidden layer.
+
+    Computed here, where the data is, so the store keeps a few kilobytes of counts per
+    member instead of a data sample, and the report draws them without the dataset."""
+    x = ds.x_val if len(ds.x_val) else ds.x_train
+    x = np.asarray(x[: act.SAMPLE_ROWS])
+    return {
+        mid: act.activation_stats(p, x, width=widths.get(mid), member=mid)
+        for mid, p in params.items()
+        if act.is_mlp(p, x.shape[1]) and len(x)
+    }
+
+
+def judge_result(
+    result: SweepResult,
+    space: SearchSpace,
+    n_val: int,
+    band: float = vd.DEFAULT_BAND,
+    margin: float = vd.DEFAULT_MARGIN,
+    seed: int = 0,
+    surface: bool = True,
+) -> Appraisal:
+    """Fill ``result``'s scores-with-SEs, winner, tied set, boundary flags and verdict from
+    :func:`sweepjax.results.appraise.appraise` (in place); returns the appraisal.
+
+    The winner is the best member that trained to the end (ties in accuracy broken by
+    lower validation loss); ``tied`` the finished members statistically tied with it.
+    With replicas or folds (``result.configs``) the configs are judged instead: their
+    mean accuracy with the SE of the mean, ``tied`` holds config ids, the surface is
+    fitted to the config means.
+
+    ``surface=False`` skips the response-surface verdicts (no boundary, flat or optimum
+    claims): under PBT a member's score comes from a schedule of hyperparameters, not
+    from the final values it ends with, so a surface over those values would mislead.
+    """
+    result.configs = configs_of(result.members, result.config, result.dataset)
+    if result.configs:  # the members' own SEs stay binomial (a fold member's on its
+        # fold's rows); the configs carry the SEs of their means
+        k = int(result.config.get("folds", 0) or 0)
+        n_m = max(eval_rows(result.config, result.dataset) // k, 1) if k > 1 else n_val
+        result.members = [
+            dataclasses.replace(
+                m, val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
+            )
+            for m in result.members
+        ]
+    a, judged = appraise_sweep(
+        result.members,
+        result.configs,
+        space,
+        n_val,
+        result.curves,
+        band=band,
+        margin=margin,
+        seed=seed,
+    )
+    if not surface:
+        a = dataclasses.replace(a, surface=None, verdict=None, box=None)
+    if not result.configs:
+        result.members = [
+            dataclasses.replace(m, val_acc_se=float(a.se[i])) for i, m in enumerate(result.members)
+        ]
+        judged = result.members
+    result.tied = [judged[i].id for i in a.tied]
+    result.boundary = boundary_records(a)
+    result.verdict = verdict_record(a, space)
+    result.winner = None
+    if a.winner is not None:
+        w = judged[a.winner]
+        if result.configs:  # the winning config; its best replica stands for it
+            c = next(c for c in result.configs if c.id == w.id)
+            reps = [m for m in result.members if m.id in c.members and m.status == "ok"]
+            best = max(reps, key=lambda m: np.nan_to_num(m.best_val_acc, nan=-1.0))
+            result.winner = Winner(
+                best.id, c.lr, c.l2, c.mean_val_acc, best.test_acc, c.val_acc_se, config=c.id
+            )
+        else:
+            result.winner = Winner(
+                w.id, w.lr, w.l2, w.best_val_acc, w.test_acc, val_acc_se=w.val_acc_se
+            )
+    return a

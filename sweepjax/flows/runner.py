@@ -1,0 +1,411 @@
+"""Running one sweep: open the store, find what to resume, train with checkpoints, build
+and store the result, write the report (see ``sweep.py`` for the resume rule)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sweepjax import search
+from sweepjax.config import DataConfig
+from sweepjax.data import Dataset, load_dataset
+from sweepjax.data.folds import pool
+from sweepjax.engine import ChunkReport, distributed, init_states, train_population
+from sweepjax.engine.hparams import HParams
+from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.flows.build import build_result
+from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
+from sweepjax.results.records import SweepResult
+from sweepjax.store.db import Store, default_path
+
+log = logging.getLogger("sweepjax")
+
+# Checkpoints may take at most this share of the wall time: one is written only when the
+# time since the last one is at least (1 - share) / share times what a write costs.
+CHECKPOINT_SHARE = 0.05
+# First estimate of a write's speed (copy to host, msgpack, SQLite), before one is timed:
+# measured ~90 MB/s for the 330 MB state of 256 Adam MLPs on the 2-core CPU.
+CHECKPOINT_BYTES_PER_S = 80e6
+
+
+class SweepInterrupted(SweepjaxError):
+    """Training stopped at a chunk boundary on request (Ctrl-C); the checkpoint is stored."""
+
+    exit_code = 130
+
+    def __init__(self, sweep_id: str, step: int, total: int, kind: str):
+        self.sweep_id, self.step, self.total, self.kind = sweep_id, step, total, kind
+        super().__init__(
+            f"sweep {sweep_id} interrupted at step {step}/{total} (checkpoint stored); "
+            f"continue it with the same command plus --resume"
+        )
+
+
+@dataclass
+class Callbacks:
+    """Hooks for the caller (the CLI prints; the library never does).
+
+    Attributes:
+      note: one-line remarks (data fallback, grid rounding, resume, chosen box).
+      progress: ``(sweep_id, ChunkReport)`` after every chunk.
+      stop: polled after every chunk; returning True stops at that boundary and raises
+        :class:`SweepInterrupted` once the checkpoint is stored.
+      begin: ``(sweep_id, start_step, total_steps, chunk_steps)`` as training starts.
+    """
+
+    note: Callable[[str], None] | None = None
+    progress: Callable[[str, ChunkReport], None] | None = None
+    stop: Callable[[], bool] | None = None
+    begin: Callable[[str, int, int, int], None] | None = None
+
+    def say(self, msg: str) -> None:
+        (self.note or log.info)(msg)
+
+
+# --------------------------------------------------------------------------- internals
+@contextmanager
+def open_store(path, create: bool, where: distributed.Placement):
+    """The store for this process. Process 0 (or a single process) opens the real one;
+    in a multi-process run the others work on a private copy taken before anyone
+    writes (so they read the same parents and checkpoints and assign the same ids),
+    and their writes are discarded: only process 0 writes the store."""
+    if where.process_count == 1 or where.process_index == 0:
+        if where.process_count > 1:
+            distributed.barrier("sweepjax-store-copied")
+        with Store.open(path, create=create) as st:
+            yield st
+        return
+    real = Path(path if path is not None else default_path())
+    with tempfile.TemporaryDirectory(prefix="sweepjax-p") as tmp:
+        copy = Path(tmp) / real.name
+        if real.exists():
+            src = sqlite3.connect(real)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
+        distributed.barrier("sweepjax-store-copied")
+        with Store.open(copy, create=create) as st:
+            st.real_path = str(real)
+            yield st
+
+
+def _real_path(st: Store) -> str:
+    return getattr(st, "real_path", None) or str(st.path)
+
+
+def load_inputs(cfg: DataConfig, cb: Callbacks) -> Dataset:
+    ds = load_dataset(cfg)
+    if ds.info.note:
+        (cb.note or log.warning)(ds.info.note)
+    return ds
+
+
+def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a} -> {b}")
+    return out
+
+
+def _pid_alive(row) -> bool:
+    if row.host != socket.gethostname() or not row.pid or row.pid == os.getpid():
+        return False
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) -> str:
+    """The unfinished sweep to continue (see the module docstring), or a ConfigError."""
+    if name is not None:
+        if not st.exists(name):
+            raise ConfigError(
+                f"no sweep named {name!r} to resume in {st.path}; drop --resume to start it"
+            )
+        rows = [st.sweep_row(name)]
+        if rows[0].status == "finished":
+            raise ConfigError(
+                f"sweep {name} already finished; nothing to resume "
+                "(drop --resume and pick a new --name)"
+            )
+    else:
+        rows = st.unfinished(kind)
+        if not rows:
+            raise ConfigError(
+                f"no interrupted {kind} sweep in {st.path} to resume; "
+                "drop --resume to start a new one"
+            )
+        same = [r for r in rows if r.config == cfg]
+        rows = same[:1] or rows[:1]
+    row = rows[0]
+    diff = _config_diff(row.config, cfg)
+    if diff:
+        raise ConfigError(
+            f"flags differ from interrupted sweep {row.id} ({'; '.join(diff[:3])}); "
+            "rerun with its flags, or drop --resume to start a new sweep"
+        )
+    if row.dataset.get("sha256") != sha:
+        raise ConfigError(
+            f"the data differs from sweep {row.id}'s (sha256 changed); "
+            "restore it, or drop --resume to start a new sweep"
+        )
+    if row.status == "running" and _pid_alive(row):
+        raise ConfigError(
+            f"sweep {row.id} is still running (pid {row.pid}); wait for it or stop it first"
+        )
+    return row.id
+
+
+def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.ndarray]:
+    """Each sampled config ``ids[c]`` as ``group`` members: rows ``c * group + r`` with
+    the config's values and member ids ``ids[c] * group + r`` (so each replica has its
+    own initial weights, ``fold_in(init_key, id)``; with folds, replica ``r`` holds out
+    fold ``r``). ``group == 1`` returns the population unchanged."""
+    if group <= 1:
+        return hp, np.asarray(ids)
+    rows = np.repeat(np.arange(hp.num_members), group)
+    reps = np.tile(np.arange(group), hp.num_members)
+    return hp.take(rows), (np.asarray(ids, np.int64)[rows] * group + reps).astype(np.int64)
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    ds: Dataset,
+    st: Store,
+    cb: Callbacks,
+    *,
+    name: str | None,
+    resume: bool,
+    report: bool,
+    refinement: str | None = None,
+    where: distributed.Placement = distributed.SINGLE,
+    draws: HParams | None = None,
+) -> SweepResult:
+    """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
+    sampler's); by default they are ``search.sample`` of the config's box and seed."""
+    if draws is None:
+        hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
+    else:
+        hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
+    num_configs = hp.num_members
+    hp, ids = replicate(hp, ids, cfg.group)
+    if cfg.grid and num_configs != cfg.trials:
+        a = len(cfg.space.axes())
+        k = search.grid_points_per_axis(cfg.trials, a)
+        cb.say(
+            f"note: --grid rounds {cfg.trials} trials to a {'x'.join([str(k)] * a)} grid of "
+            f"{num_configs} configs"
+        )
+    cfg_dict = cfg.as_dict()
+    info = ds.info.as_dict()
+    ckpt = None
+    prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
+    if resume:
+        sid = _find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        prior = {**prior, **st.run_timing(sid)}
+        ran_on = prior.get("devices")
+        if ran_on is not None and ran_on != where.num_devices:
+            # Members split differently over devices round differently: refuse rather
+            # than continue to results that are only float-close to an uninterrupted run.
+            raise ConfigError(
+                f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
+                f"resume it with --devices {ran_on} (results match exactly only then)"
+            )
+        like = init_states(ds, hp, cfg.model, cfg.train, ids)
+        ckpt = st.load_checkpoint(sid, like)
+        st.mark_running(sid)
+        at = ckpt.step if ckpt is not None else 0
+        cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
+    else:
+        sid = st.create_sweep(
+            cfg.kind,
+            cfg_dict,
+            info,
+            cfg.space.as_dict(),
+            hp.num_members,
+            cfg.train.steps,
+            parent=cfg.parent,
+            name=name,
+        )
+    run = {"devices": where.num_devices, "partial": True}
+    st.set_timing(sid, {**prior, **run})
+    scheduler = scheduler_for(cfg, num_configs)
+    plan = "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
+    if cfg.folds > 1:
+        plan += f", {cfg.folds}-fold cross-validation of {num_configs} configs"
+    elif cfg.group > 1:
+        plan += f", {cfg.group} replicas of {num_configs} configs"
+    cb.say(
+        f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
+        f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, "
+        f"{cfg.model.spec or cfg.model.kind}{plan}) on "
+        f"{ds.info.name}; results -> {_real_path(st)}"
+    )
+    saver = _CheckpointThrottle(st, sid)
+
+    def on_chunk(rep: ChunkReport) -> bool:
+        # Until this part ends cleanly, its wall time so far (compile included) counts
+        # as training: what a kill -9 leaves for the resumed sweep to add up.
+        so_far = {**prior, **run, "train_s": prior["train_s"] + rep.elapsed_s}
+        saver.maybe_save(rep, timing=so_far)
+        if cb.progress is not None:
+            cb.progress(sid, rep)
+        return not (cb.stop is not None and cb.stop())
+
+    if cb.begin is not None:
+        cb.begin(
+            sid,
+            ckpt.step if ckpt is not None else 0,
+            cfg.train.steps,
+            cfg.train.resolved_chunk_steps,
+        )
+    train_ds, folds = ds, None
+    if cfg.folds > 1:  # every pooled row in one fold; replica r holds out fold r
+        train_ds, folds = pool(ds, cfg.folds, cfg.data.seed)
+    try:
+        res = train_population(
+            train_ds,
+            hp,
+            cfg.model,
+            cfg.train,
+            member_ids=ids,
+            scheduler=scheduler,
+            on_chunk=on_chunk,
+            resume=ckpt,
+            placement=where,
+            folds=folds,
+        )
+    except BaseException:
+        st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
+        raise
+    total = {
+        **run,
+        "compile_s": prior["compile_s"] + res.timing.compile_s,
+        "train_s": prior["train_s"] + res.timing.train_s,
+    }
+    if not res.completed:
+        st.save_checkpoint(sid, res.checkpoint, timing=total)
+        st.mark_interrupted(sid)
+        raise SweepInterrupted(sid, res.checkpoint.step, cfg.train.steps, cfg.kind)
+    if resume:  # the timing of the whole sweep, not just of its last part (the rate is
+        # the last part's: under a scheduler the parts train different numbers of members)
+        res = res._replace(
+            timing=res.timing._replace(compile_s=total["compile_s"], train_s=total["train_s"])
+        )
+
+    parent_spaces = []
+    if cfg.parent is not None:
+        par = st.load_sweep(cfg.parent, curves=False)
+        parent_spaces = [*par.parent_spaces, (par.sweep_id, par.space)]
+    result, params = build_result(sid, cfg, res, ds, refinement, parent_spaces)
+    result.timing = dataclasses.replace(
+        result.timing, checkpoint_s=saver.spent, checkpoints=saver.count
+    )
+    st.save_results(result, params)
+    if report and where.process_index != 0:
+        # Process 0 writes the report; the others name the same path in their JSON.
+        result.report = str(report_dir(_real_path(st), sid) / "index.html")
+    elif report:
+        try:
+            result.report = write_report_hook(result, st, ds)
+        except ImportError as e:  # our own package or a dependency missing: a broken install
+            raise SweepjaxError(
+                f"the report module failed to import ({e}): the sweepjax install is broken, "
+                f"reinstall it; sweep {sid}'s results are stored, `sweepjax report {sid}` "
+                "writes its report once fixed"
+            ) from e
+        except Exception as e:  # the results are stored; a failed report must not lose them
+            cb.say(f"note: report not written ({type(e).__name__}: {e})")
+        if result.report is not None:
+            st.set_report(sid, result.report)
+    if result.winner is None:
+        err = AllDivergedError(
+            f"every member of sweep {sid} diverged (stored); lower the --lr range, e.g. "
+            f"--lr {cfg.space.lr.lo / 100:g} {cfg.space.lr.lo:g}"
+        )
+        err.result = result  # the CLI still shows the table
+        raise err
+    return result
+
+
+class _CheckpointThrottle:
+    """Stores a chunk's checkpoint only when it is due, so checkpoints take at most
+    ``CHECKPOINT_SHARE`` of the wall time: the gap since the last write must be at least
+    ``(1 - share) / share`` times what the last write cost (the first write's cost is
+    estimated from the state's size). A resume replays the chunks since the last write
+    exactly (same programs, same minibatches), so fewer writes lose nothing but time."""
+
+    def __init__(self, st: Store, sid: str):
+        self.st, self.sid = st, sid
+        self.last_end = time.perf_counter()
+        self.cost: float | None = None
+        self.spent = 0.0  # seconds spent writing checkpoints (copy to host included)
+        self.count = 0
+
+    def maybe_save(self, rep: ChunkReport, timing: dict | None = None) -> None:
+        cost = self.cost if self.cost is not None else rep.state_bytes / CHECKPOINT_BYTES_PER_S
+        if time.perf_counter() - self.last_end < (1 - CHECKPOINT_SHARE) / CHECKPOINT_SHARE * cost:
+            return
+        t0 = time.perf_counter()
+        self.st.save_checkpoint(self.sid, rep.checkpoint(), timing=timing)
+        self.last_end = time.perf_counter()
+        self.cost = self.last_end - t0
+        self.spent += self.cost
+        self.count += 1
+
+
+# --------------------------------------------------------------------------- report hook
+def report_dir(store_path: str | os.PathLike, sweep_id: str) -> Path:
+    """Where a sweep's report goes: ``<store>-reports/<sweep_id>/`` next to the store."""
+    p = Path(store_path)
+    return p.with_name(p.stem + "-reports") / sweep_id
+
+
+def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str:
+    """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report``; returns
+    its path. An ImportError (sweepjax.report is part of this package, so a broken
+    install) propagates."""
+    from sweepjax.report import write_report
+
+    parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
+    images = ds.raw_train_images if ds is not None else None
+    sample = ds.x_val[:1000] if ds is not None else None
+    return str(
+        write_report(
+            result,
+            parents,
+            report_dir(st.path, result.sweep_id),
+            dataset_images=images,
+            x_sample=sample,
+        )
+    )
+
+
+__all__ = [
+    "Callbacks",
+    "SweepInterrupted",
+    "report_dir",
+    "write_report_hook",
+]

@@ -1,0 +1,389 @@
+"""Typed records of a finished (or interrupted) sweep.
+
+These are what the Python API returns, what the store writes and reads, what the JSON
+output is made from, and what the report draws. They hold host data only (numpy,
+floats, strings): nothing here knows about jit or SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sweepjax.analysis.surface import binomial_se
+from sweepjax.engine.curves import Curves
+from sweepjax.engine.hparams import DEFAULT_MOMENTUM
+
+# The per-member axes a record carries beyond (lr, l2, lr_decay), named as their flags
+# (``--hidden``, ``--dropout``, ``--init-scale``, ``--momentum``) and their JSON keys.
+EXTRA_AXES = ("hidden", "dropout", "init_scale", "momentum")
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One member's hyperparameters and outcome (a row of the results table)."""
+
+    id: int
+    lr: float
+    l2: float
+    lr_decay: float
+    status: str  # "ok" | "diverged" | "stopped" (a scheduler stopped it at stopped_at)
+    diverged_at: int | None
+    best_val_acc: float
+    best_step: int
+    final_train_loss: float | None
+    final_val_loss: float | None
+    final_train_acc: float | None
+    final_val_acc: float | None
+    test_acc: float | None = None  # filled for winners only
+    stopped_at: int | None = None  # step at which a scheduler stopped it
+    val_acc_se: float | None = None  # binomial SE of best_val_acc on the validation set
+    # With --replicas / --folds: the sampled config this member is a replica of, and which
+    # replica (with --folds, also the fold it holds out). None in a plain sweep.
+    config: int | None = None
+    replica: int | None = None
+    # The axes beyond (lr, l2, lr_decay), searched or fixed: the values it trained with.
+    # hidden: its effective width, min(its own, the network's) (None: not an MLP);
+    # momentum: the momentum / Adam b1 coefficient (None: sgd has none).
+    hidden: int | None = None
+    dropout: float | None = None
+    init_scale: float | None = None
+    momentum: float | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    """One sampled config and its replicas (scikit-learn's ``cv_results_`` row).
+
+    ``mean_val_acc`` / ``std_val_acc`` (population SD, ``ddof=0`` as scikit-learn) over
+    the replicas' best validation accuracies (with folds: each on its own held-out fold);
+    ``rank_val_acc`` 1 for the best config (finished before stopped before diverged, then
+    by mean); ``val_acc_se`` the SE of the mean (:func:`config_se`)."""
+
+    id: int
+    lr: float
+    l2: float
+    lr_decay: float
+    status: str  # "ok" | "stopped" | "diverged" (every replica diverged)
+    mean_val_acc: float
+    std_val_acc: float
+    rank_val_acc: int
+    val_acc_se: float
+    mean_val_loss: float | None
+    members: list[int]
+    stopped_at: int | None = None
+    hidden: int | None = None  # the axes beyond (lr, l2, lr_decay): see MemberRecord
+    dropout: float | None = None
+    init_scale: float | None = None
+    momentum: float | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def fixed_axes(config: dict) -> dict:
+    """The :data:`EXTRA_AXES` values every member of a sweep trained with when it did not
+    search them, from the sweep's resolved ``config`` dict (``SweepConfig.as_dict``): the
+    MLP's full width (None without an MLP), ``train.dropout`` (0), ``train.init_scale``
+    (1), ``train.momentum`` (None with sgd). What members stored before these axes
+    existed are read as.
+
+    Example::
+
+      fixed_axes({"model": {"kind": "mlp", "hidden": 100}, "train": {"optimizer": "adam"}})
+      # {'hidden': 100, 'dropout': 0.0, 'init_scale': 1.0, 'momentum': 0.9}
+    """
+    model, train = config.get("model") or {}, config.get("train") or {}
+    mlp = model.get("kind") == "mlp" and model.get("hidden") is not None
+    sgd = train.get("optimizer", "sgd") == "sgd"
+    return {
+        "hidden": int(model["hidden"]) if mlp else None,
+        "dropout": float(train.get("dropout", 0.0)),
+        "init_scale": float(train.get("init_scale", 1.0)),
+        "momentum": None if sgd else float(train.get("momentum", DEFAULT_MOMENTUM)),
+    }
+
+
+def config_se(accs: np.ndarray, n_eval: int, folds: bool) -> float:
+    """SE of a config's mean accuracy over its ``R`` replicas ``accs[R]``.
+
+    The replicas' sample SD over ``sqrt(R)`` measures the seed (and, with folds, the
+    held-out rows') noise. Replicas all score on the same ``n_eval`` validation rows, so
+    the binomial SE of that one set is added in quadrature (it does not shrink with R).
+    Folds score on disjoint rows: their SD already holds it; the binomial SE of all
+    ``n_eval`` pooled rows is then only a floor (two identical folds still carry noise).
+    """
+    a = np.asarray(accs, np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float("nan")
+    sd = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
+    b = float(binomial_se(np.array([a.mean()]), n_eval)[0])
+    seed = sd / np.sqrt(a.size)
+    return float(max(seed, b) if folds else np.hypot(seed, b))
+
+
+def eval_rows(config: dict, dataset: dict) -> int:
+    """Rows a config's replicas are scored on together: the validation set, or with
+    folds every pooled (train + validation) row, each in the fold that holds it out."""
+    n_val = int(dataset.get("n_val") or 0)
+    if int(config.get("folds", 0) or 0) > 1:
+        return n_val + int(dataset.get("n_train") or 0)
+    return n_val
+
+
+def configs_of(members: list[MemberRecord], config: dict, dataset: dict) -> list[ConfigRecord]:
+    """:func:`group_configs` with the sweep's resolved ``config`` and ``dataset`` dicts."""
+    folds = int(config.get("folds", 0) or 0) > 1
+    return group_configs(members, max(eval_rows(config, dataset), 1), folds)
+
+
+_CONFIG_STATUS = {"ok": 0, "stopped": 1, "diverged": 2}
+
+
+def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list[ConfigRecord]:
+    """The members grouped by ``config`` (empty when no member has one), in config order.
+
+    A config is ``ok`` when any replica trained to the end, ``stopped`` when a scheduler
+    stopped it (its replicas stop together), ``diverged`` when every replica diverged.
+    Its mean is over every replica's best validation accuracy, a diverged replica's
+    included (its best parameters before it diverged): a seed that blows up pulls the
+    config down rather than vanishing from its average."""
+    by: dict[int, list[MemberRecord]] = {}
+    for m in members:
+        if m.config is not None:
+            by.setdefault(m.config, []).append(m)
+    if not by:
+        return []
+    rows = []
+    for cid in sorted(by):
+        reps = sorted(by[cid], key=lambda m: m.replica or 0)
+        st = {m.status for m in reps}
+        status = "ok" if "ok" in st else ("stopped" if "stopped" in st else "diverged")
+        acc = np.array([m.best_val_acc for m in reps], np.float64)
+        fin = acc[np.isfinite(acc)]
+        loss = [m.final_val_loss for m in reps if m.final_val_loss is not None]
+        stops = [m.stopped_at for m in reps if m.stopped_at is not None]
+        rows.append(
+            dict(
+                id=int(cid),
+                lr=reps[0].lr,
+                l2=reps[0].l2,
+                lr_decay=reps[0].lr_decay,
+                **{a: getattr(reps[0], a) for a in EXTRA_AXES},
+                status=status,
+                mean_val_acc=float(fin.mean()) if fin.size else float("nan"),
+                std_val_acc=float(fin.std()) if fin.size else float("nan"),
+                val_acc_se=config_se(acc, n_eval, folds),
+                mean_val_loss=float(np.mean(loss)) if len(loss) == len(reps) else None,
+                members=[int(m.id) for m in reps],
+                stopped_at=min(stops) if stops else None,
+            )
+        )
+    key = [
+        (_CONFIG_STATUS[r["status"]], -np.nan_to_num(r["mean_val_acc"], nan=-1.0), r["id"])
+        for r in rows
+    ]
+    order = sorted(range(len(rows)), key=lambda i: key[i])
+    rank = np.empty(len(rows), np.int64)
+    rank[order] = np.arange(1, len(rows) + 1)
+    return [ConfigRecord(rank_val_acc=int(rank[i]), **r) for i, r in enumerate(rows)]
+
+
+@dataclass(frozen=True)
+class BoundaryFlag:
+    """The modelled score still rises significantly toward an edge of the searched box
+    (:func:`sweepjax.analysis.verdict.decide`): the optimum may lie past it.
+
+    ``rise`` is the modelled accuracy gained across the outer band toward the edge (SE
+    ``rise_se``, one-sided ``p_value``); ``confidence`` the fraction of posterior surfaces
+    whose best point lies in that band. ``member`` is only set on flags read from stores
+    written before the model (the old rule flagged top members in the band)."""
+
+    param: str  # "lr" | "l2" | ...
+    side: str  # "low" | "high"
+    member: int | None = None
+    rise: float | None = None
+    rise_se: float | None = None
+    p_value: float | None = None
+    confidence: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """The response-surface verdict of a sweep in real units (:mod:`sweepjax.results.appraise`).
+
+    Attributes:
+      importance: per axis, the range of the modelled partial-dependence curve
+        (accuracy points between the axis's best and worst value, others averaged).
+      importance_se: its posterior SD.
+      flat: axes over which the model shows no measurable difference anywhere.
+      flat_ranges: per axis, ``[lo, hi]`` around its best value with no measurable
+        difference (the whole box for a flat axis).
+      optimum: per axis, the modelled optimum; ``optimum_value`` the score there.
+      optimum_inside: no edge is flagged; ``optimum_confidence`` the fraction of
+        posterior surfaces whose optimum is inside.
+      tol: the smallest difference called a difference (the winner's accuracy SE).
+      fit: which members the surface was fitted on.
+    """
+
+    importance: dict[str, float]
+    importance_se: dict[str, float]
+    flat: list[str]
+    flat_ranges: dict[str, list[float]]
+    optimum: dict[str, float]
+    optimum_value: float
+    optimum_inside: bool
+    optimum_confidence: float
+    tol: float
+    fit: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Winner:
+    id: int
+    lr: float
+    l2: float
+    val_acc: float
+    test_acc: float | None
+    val_acc_se: float | None = None
+    # The winner retrained on train + validation for refit_steps (fine / auto), scored on
+    # the test set; test_acc is the early-stopped (best-checkpoint) model's.
+    refit_test_acc: float | None = None
+    refit_steps: int | None = None
+    # With replicas / folds the winner is a config: ``val_acc`` its mean over replicas,
+    # ``val_acc_se`` the SE of that mean; ``id`` / ``test_acc`` its best replica's.
+    config: int | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TimingRecord:
+    compile_s: float
+    train_s: float
+    model_steps_per_s: float
+    eval_s: float = 0.0  # whole-validation-set evaluations (decisions, the end)
+    transfer_s: float = 0.0  # device -> host copies of the state (checkpoints, the end)
+    checkpoint_s: float = 0.0  # writing checkpoints to the store (throttled to ~5%)
+    checkpoints: int = 0  # how many were written
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SweepResult:
+    """Everything known about one sweep.
+
+    Attributes:
+      sweep_id: stable id in the store.
+      kind: ``"coarse"`` or ``"fine"``.
+      parent: the sweep this one refined, or None.
+      dataset: ``DatasetInfo.as_dict()`` of the data really used.
+      space: searched box, ``{"lr": [lo, hi], "l2": [lo, hi], ...}`` in real units.
+      config: the resolved configuration (model, train, data, search settings).
+      members: one record per member, in id order.
+      winner: the member with the best validation accuracy, with its test accuracy.
+      boundary: edges toward which the modelled score still rises significantly.
+      tied: member ids statistically tied with the winner (winner first).
+      verdict: the response-surface verdict (importance, flat axes, optimum), or None.
+      timing: compile / train time and throughput.
+      curves: every evaluation of every member (rows in ``members`` order), or None.
+      winner_params: the winner's parameters (host pytree), for the weight pictures.
+      parent_spaces: boxes of the ancestors, oldest first, as ``(sweep_id, space)``.
+      refinement: a one-line explanation of how a fine box was chosen (fine only).
+      status: ``"finished"`` | ``"running"`` | ``"interrupted"``.
+      report: path of the HTML report, or None.
+      lineage: PBT's copies, ``{"step", "member", "copied_from"}`` (member ids).
+      history: each hyperparameter change, ``{"step", "member", "lr", "l2",
+        "lr_decay"}``; a member's schedule is its rows in step order (PBT).
+      configs: with ``replicas`` / ``folds``, the members grouped by sampled config
+        (:class:`ConfigRecord`, scikit-learn's ``cv_results_``); empty otherwise.
+      activations: MLP only: ``{member id: ActivationStats}`` of the kept members
+        (winner first), their hidden activations on a fixed validation sample
+        (:mod:`sweepjax.analysis.activations`); empty for other models and older stores.
+    """
+
+    sweep_id: str
+    kind: str
+    parent: str | None
+    dataset: dict
+    space: dict[str, list[float]]
+    config: dict
+    members: list[MemberRecord]
+    winner: Winner | None
+    boundary: list[BoundaryFlag]
+    timing: TimingRecord
+    curves: Curves | None = None
+    winner_params: Any = None
+    parent_spaces: list[tuple[str, dict[str, list[float]]]] = field(default_factory=list)
+    refinement: str | None = None
+    status: str = "finished"
+    report: str | None = None
+    lineage: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    tied: list[int] = field(default_factory=list)
+    verdict: VerdictRecord | None = None
+    # With replicas / folds: one record per sampled config (``tied`` then holds config
+    # ids and the winner is a config: see :class:`Winner`).
+    configs: list[ConfigRecord] = field(default_factory=list)
+    activations: dict[int, Any] = field(default_factory=dict)
+
+    def verdict_json(self) -> dict:
+        """What the store keeps of the verdict (tied set and the model's decisions)."""
+        return {
+            "tied": list(self.tied),
+            "verdict": self.verdict.as_dict() if self.verdict else None,
+        }
+
+    def member_array(self, name: str) -> np.ndarray:
+        """A column of the members table, e.g. ``member_array("lr")`` -> ``[M]``."""
+        return np.array([getattr(m, name) for m in self.members], dtype=float)
+
+    def schedule_json(self) -> dict:
+        """What the store keeps of the scheduler's decisions."""
+        return {"lineage": self.lineage, "history": self.history}
+
+    def hparam_schedule(self, member: int) -> list[dict]:
+        """Member ``member``'s hyperparameters over time (one entry per change)."""
+        return [h for h in self.history if h["member"] == member]
+
+    def to_json(self) -> dict:
+        """The documented JSON document (``--format json``)."""
+        return {
+            "sweep_id": self.sweep_id,
+            "kind": self.kind,
+            "parent": self.parent,
+            "dataset": {
+                k: self.dataset.get(k) for k in ("name", "n_train", "n_val", "n_test", "sha256")
+            },
+            "space": self.space,
+            "members": [m.as_dict() for m in self.members],
+            **({"configs": [c.as_dict() for c in self.configs]} if self.configs else {}),
+            "winner": self.winner.as_dict() if self.winner else None,
+            "boundary": [b.as_dict() for b in self.boundary],
+            "tied": list(self.tied),
+            "importance": self.verdict.importance if self.verdict else {},
+            "flat": self.verdict.flat if self.verdict else [],
+            "optimum_inside": self.verdict.optimum_inside if self.verdict else None,
+            "optimum_confidence": self.verdict.optimum_confidence if self.verdict else None,
+            "verdict": self.verdict.as_dict() if self.verdict else None,
+            "timing": self.timing.as_dict(),
+            "schedule": self.config.get("schedule", {}).get("name", "full"),
+            "lineage": self.lineage,
+            "report": self.report,
+        }

@@ -1,0 +1,212 @@
+"""The store's SQLite schema: the tables, the version checks on open, and the migrations
+that bring an older store up to date (:class:`sweepjax.store.db.Store` reads and writes it).
+
+Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
+``PRAGMA application_id``):
+
+- ``sweeps``: id, kind, parent, the resolved config (JSON), dataset identity, library
+  versions, status (``running`` | ``interrupted`` | ``finished``), times, and the
+  summary (space, winner, boundary flags, timing, refinement, report path, the tied set
+  and the response-surface verdict, the winner's refit).
+- ``members``: one row per member: hyperparameters (every per-member axis: lr, l2,
+  lr_decay; v5: hidden, dropout, init_scale, momentum), status, metrics (accuracy SE),
+  test accuracy (winner only), the config it is a replica of (v4; NULL without replicas
+  or folds).
+- ``curves``: one row per member; every evaluation as float32 blobs ``[E]`` (the
+  evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
+- ``params``: learned parameters (msgpack) of the winner and the next few members.
+- ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
+  between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
+  finishes.
+
+Migrations only add columns (old sweeps read as before), in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sweepjax.errors import StoreError
+from sweepjax.results.records import EXTRA_AXES, fixed_axes
+
+SCHEMA_VERSION = 5
+APPLICATION_ID = 0x53574A58  # "SWJX"
+
+# The members table's columns, in the order rows are written and read (by name, so a
+# migrated table whose added columns sit at its end reads the same).
+MEMBER_COLUMNS = (
+    "sweep",
+    "id",
+    "lr",
+    "l2",
+    "lr_decay",
+    "status",
+    "diverged_at",
+    "best_val_acc",
+    "best_step",
+    "final_train_loss",
+    "final_val_loss",
+    "final_train_acc",
+    "final_val_acc",
+    "test_acc",
+    "stopped_at",
+    "val_acc_se",
+    "config",
+    "replica",
+    *EXTRA_AXES,
+)
+
+SCHEMA = """
+CREATE TABLE sweeps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    parent TEXT,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    space TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    finished REAL,
+    host TEXT,
+    pid INTEGER,
+    num_members INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    steps_done INTEGER NOT NULL DEFAULT 0,
+    winner INTEGER,
+    boundary TEXT,
+    timing TEXT,
+    refinement TEXT,
+    curve_steps BLOB,
+    report TEXT,
+    schedule TEXT,
+    verdict TEXT,
+    refit TEXT
+);
+CREATE TABLE members (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    id INTEGER NOT NULL,
+    lr REAL NOT NULL, l2 REAL NOT NULL, lr_decay REAL NOT NULL,
+    status TEXT NOT NULL,
+    diverged_at INTEGER,
+    best_val_acc REAL, best_step INTEGER,
+    final_train_loss REAL, final_val_loss REAL, final_train_acc REAL, final_val_acc REAL,
+    test_acc REAL,
+    stopped_at INTEGER,
+    val_acc_se REAL,
+    config INTEGER,
+    replica INTEGER,
+    hidden INTEGER, dropout REAL, init_scale REAL, momentum REAL,
+    PRIMARY KEY (sweep, id)
+);
+CREATE TABLE curves (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    member INTEGER NOT NULL,
+    train_loss BLOB, val_loss BLOB, val_acc BLOB, train_acc BLOB, update_ratio BLOB,
+    PRIMARY KEY (sweep, member)
+);
+CREATE TABLE params (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    member INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (sweep, member)
+);
+CREATE TABLE checkpoints (
+    sweep TEXT PRIMARY KEY REFERENCES sweeps(id),
+    step INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+_EXTRA_AXIS_TYPES = {
+    "hidden": "INTEGER",
+    "dropout": "REAL",
+    "init_scale": "REAL",
+    "momentum": "REAL",
+}
+
+
+def check(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is not a sweepjax store or has a newer schema (nothing written);
+    migrate an older one."""
+    try:
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        ver = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError:
+        raise StoreError(
+            f"{path} is not a sweepjax store (not an SQLite database); pass another --store"
+        ) from None
+    if app != APPLICATION_ID:
+        raise StoreError(f"{path} is an SQLite file but not a sweepjax store; pass another --store")
+    if ver > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {path} has schema version {ver}, newer than this sweepjax supports "
+            f"({SCHEMA_VERSION}); upgrade sweepjax (pip install -U sweepjax)"
+        )
+    if ver < SCHEMA_VERSION:
+        migrate(conn, ver)
+
+
+def migrate(conn: sqlite3.Connection, ver: int) -> None:
+    """Bring an older store up to date in one transaction (columns are only added,
+    so older sweeps read as before: not stopped by a scheduler, no lineage)."""
+    with transaction(conn):
+        if ver < 2:
+            conn.execute("ALTER TABLE members ADD COLUMN stopped_at INTEGER")
+            conn.execute("ALTER TABLE sweeps ADD COLUMN schedule TEXT")
+        if ver < 3:  # v3: scores with SEs, the tied set and the model's verdict, refit
+            conn.execute("ALTER TABLE members ADD COLUMN val_acc_se REAL")
+            conn.execute("ALTER TABLE sweeps ADD COLUMN verdict TEXT")
+            conn.execute("ALTER TABLE sweeps ADD COLUMN refit TEXT")
+        if ver < 4:  # v4: replicas / folds (the config a member is a replica of)
+            conn.execute("ALTER TABLE members ADD COLUMN config INTEGER")
+            conn.execute("ALTER TABLE members ADD COLUMN replica INTEGER")
+        if ver < 5:  # v5: width, dropout, init scale, momentum per member
+            for name in EXTRA_AXES:
+                conn.execute(f"ALTER TABLE members ADD COLUMN {name} {_EXTRA_AXIS_TYPES[name]}")
+            _fill_fixed_axes(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _fill_fixed_axes(conn: sqlite3.Connection) -> None:
+    """Members stored before v5 trained every one of them at the sweep's fixed value
+    (its network's width, no dropout, init scale 1, the optimizer's momentum): write
+    those, so an old member reads as what it was."""
+    sets = ", ".join(f"{n}=?" for n in EXTRA_AXES)
+    for sid, config in conn.execute("SELECT id, config FROM sweeps").fetchall():
+        vals = fixed_axes(json.loads(config))
+        conn.execute(
+            f"UPDATE members SET {sets} WHERE sweep=?", (*(vals[n] for n in EXTRA_AXES), sid)
+        )
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """A new store: WAL journaling, the tables, the marks."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    with transaction(conn):
+        for stmt in SCHEMA.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
