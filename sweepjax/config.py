@@ -18,6 +18,12 @@ from sweepjax.errors import ConfigError
 
 # The budget rules a sweep may use (:mod:`sweepjax.schedulers`).
 SCHEDULES = ("full", "halving", "hyperband", "pbt")
+# The verdicts' defaults (:mod:`sweepjax.analysis.verdict`), which are also options of a
+# sweep (:mod:`sweepjax.spec`): the edge band, the fine box's margin and, with too few
+# members for a model, how many of the best span the next box.
+DEFAULT_BAND = 0.2
+DEFAULT_MARGIN = 0.1
+DEFAULT_TOP_K = 5
 
 MODELS = ("softmax", "mlp")
 OPTIMIZERS = ("sgd", "momentum", "adam")

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sweepjax.config import AXES, Range, SearchSpace
+from sweepjax.config import AXES, DEFAULT_TOP_K, Range, SearchSpace
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 from sweepjax.results.records import BoundaryFlag, SweepResult
 
 DEFAULT_BAND = 0.1  # outer fraction of an axis's (log-)width that counts as "the edge"
 DEFAULT_MARGIN = 0.1  # fine box = top-K span widened by this fraction of the parent box
-DEFAULT_TOP_K = 5
 MIN_WIDTH = 0.02  # a refined box is at least this fraction of the parent's (log-)width
 
 

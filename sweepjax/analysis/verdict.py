@@ -55,12 +55,11 @@ from sweepjax.analysis.surface import (
     predict,
     sample_coefs,
 )
+from sweepjax.config import DEFAULT_BAND, DEFAULT_MARGIN  # noqa: F401  (re-exported)
 
-DEFAULT_BAND = 0.2
 DEFAULT_ALPHA = 0.01
 DEFAULT_FLAT_ALPHA = 0.01
 DEFAULT_SAMPLES = 256
-DEFAULT_MARGIN = 0.1
 MIN_WIDTH = 0.05
 SIDES = ("low", "high")
 

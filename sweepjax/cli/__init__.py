@@ -3,9 +3,9 @@
 Each command lives in a small module of this package that exposes
 ``register(subparsers)``; the module adds its parser and sets ``func`` to a function
 ``(args) -> int``. This is the only package that parses flags and prints. The modules
-without a command of their own: ``flags`` and ``settings`` (the ``coarse`` / ``fine``
-flags and what their values mean), ``render`` and ``formats`` (the printed text: tables,
-JSON, CSV), ``progress`` (the progress line).
+without a command of their own: ``options`` (the ``coarse`` / ``fine`` flags, generated
+from :mod:`sweepjax.spec`), ``reference`` (docs/cli.md from the parser), ``render`` and
+``formats`` (the printed text: tables, JSON, CSV), ``progress`` (the progress line).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
 3 every member diverged, 130 interrupted.
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SweepjaxError as e:
-        print(f"sweepjax: error: {e}", file=sys.stderr)
+        from sweepjax.cli.options import cli_message
+
+        print(f"sweepjax: error: {cli_message(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("sweepjax: interrupted", file=sys.stderr)

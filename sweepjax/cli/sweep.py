@@ -1,8 +1,7 @@
-"""``sweepjax coarse`` and ``sweepjax fine``: register the two commands, run
-:func:`sweepjax.flows.sweep.coarse` / :func:`sweepjax.flows.sweep.fine` with the resolved settings
-(Ctrl-C stops at a chunk boundary; multi-process runs are joined first), print the
-results. The flags are defined in :mod:`sweepjax.cli.flags` and turned into keywords in
-:mod:`sweepjax.cli.settings`."""
+"""``sweepjax coarse`` and ``sweepjax fine``: register the two commands, plan and run the
+spec the flags give (Ctrl-C stops at a chunk boundary; multi-process runs are joined
+first), print the results. The flags are generated from the spec's option table
+(:mod:`sweepjax.cli.options`)."""
 
 from __future__ import annotations
 
@@ -12,17 +11,17 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from sweepjax.analysis import verdict
-from sweepjax.cli.flags import EPILOG, add_common, add_fine
 from sweepjax.cli.formats import to_json_text
 from sweepjax.cli.inspect import one_line_errors
+from sweepjax.cli.options import EPILOG, add_options, cli_message, resolve
 from sweepjax.cli.progress import Progress
 from sweepjax.cli.render import render_result
-from sweepjax.cli.settings import flow_kwargs, resolve
+from sweepjax.config import DEFAULT_MARGIN
 from sweepjax.engine import distributed
 from sweepjax.errors import AllDivergedError, ConfigError
 from sweepjax.flows import sweep as flows
-from sweepjax.store.db import default_path
+from sweepjax.spec import MODEL_DEFAULTS
+from sweepjax.store import default_path
 
 
 def register(sub) -> None:
@@ -39,7 +38,7 @@ def register(sub) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
-    add_common(p, fine=False)
+    add_options(p, "coarse")
     p.set_defaults(func=run, kind="coarse")
 
     p = one_line_errors(
@@ -47,19 +46,21 @@ def register(sub) -> None:
             "fine",
             help="refine around the best region of a previous sweep, train longer",
             description="Fine search around a parent sweep (default: the newest coarse one). "
-            "The new box, per axis, is the span of the parent's --top best members widened "
-            f"by --margin (default {verdict.DEFAULT_MARGIN:g}) of the parent's log-width and "
-            "clipped to the parent's box; where the parent's winner sat in an edge's band the "
-            "box extends past that edge instead. It trains "
-            f"{flows.FINE_STEPS_FACTOR}x the parent's steps unless --steps is given and reuses "
-            "the parent's data, model and optimizer unless flags override. --from a fine "
-            "sweep chains rounds.",
+            "The new box comes from the parent's response-surface model: per axis, the "
+            "members tied with the winner, the modelled optimum and its flat range, widened "
+            f"by --margin (default {DEFAULT_MARGIN:g}) of the parent's width; past an edge "
+            "the modelled score still rises toward, the box extends (never past a cap); with "
+            "too few members for a model, the span of the --top best. It trains "
+            f"{MODEL_DEFAULTS['softmax'].fine_steps_factor}x the parent's steps for the "
+            f"softmax, {MODEL_DEFAULTS['mlp'].fine_steps_factor}x for the MLP and your own "
+            "models, unless --steps is given, searches the learning-rate decay too, and "
+            "takes every other setting from the parent unless a flag overrides it. --from "
+            "a fine sweep chains rounds.",
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
-    add_fine(p)
-    add_common(p, fine=True)
+    add_options(p, "fine")
     p.set_defaults(func=run, kind="fine")
 
 
@@ -91,31 +92,23 @@ def _stop_on_sigint(progress: Progress):
 
 
 def run(args: argparse.Namespace) -> int:
-    s = resolve(args)
+    spec, s = resolve(args, args.kind)
     fmt = s.get("format", "text")
     if fmt not in ("text", "json"):
         raise ConfigError(f"format must be text or json, got {fmt!r}")
-    store = s.get("store") or default_path()
-    kwargs = flow_kwargs(s, args.kind)
+    store = spec.store or default_path()
     _join_processes(s)
     progress = Progress(sys.stderr, enabled=fmt != "json")
 
     def note(msg: str) -> None:
         progress.close()
-        print(msg, file=sys.stderr, flush=True)
+        print(cli_message(msg), file=sys.stderr, flush=True)
 
     flow = flows.coarse if args.kind == "coarse" else flows.fine
     with _stop_on_sigint(progress) as stop:
         cb = flows.Callbacks(note=note, progress=progress, stop=stop, begin=progress.begin)
         try:
-            result = flow(
-                store=store,
-                name=s.get("name"),
-                report=not s.get("no_report"),
-                resume=bool(s.get("resume")),
-                callbacks=cb,
-                **kwargs,
-            )
+            result = flow(callbacks=cb, **{**spec.given(), "store": store})
             code = 0
         except flows.SweepInterrupted as e:
             progress.close()
@@ -132,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             if result is None:
                 raise
             _print(result, fmt, store)
-            print(f"sweepjax: error: {e}", file=sys.stderr)
+            print(f"sweepjax: error: {cli_message(str(e))}", file=sys.stderr)
             return code
         finally:
             progress.close()

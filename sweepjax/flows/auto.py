@@ -13,22 +13,15 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from sweepjax import search
 from sweepjax.config import MODELS, DataConfig, ModelConfig, TrainConfig
 from sweepjax.engine.distributed import SINGLE
 from sweepjax.errors import ConfigError, SweepjaxError
 from sweepjax.flows import sweep as flows
 from sweepjax.flows.refit import refit_winner
 from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
-from sweepjax.flows.sweep_config import (
-    DEFAULT_BATCH,
-    DEFAULT_STEPS,
-    DEFAULT_TRIALS,
-    MODEL_DEFAULTS,
-    SweepConfig,
-    check_positive,
-)
+from sweepjax.flows.sweep_config import SweepConfig, check_positive
 from sweepjax.results.records import SweepResult
+from sweepjax.spec import DEFAULT_BATCH, DEFAULT_STEPS, DEFAULT_TRIALS, MODEL_DEFAULTS
 
 DEFAULT_MAX_ROUNDS = 3
 
@@ -195,16 +188,9 @@ def auto(
         prev = cur
     final = max(rounds, key=lambda r: (r.winner.val_acc, -r.winner.val_acc_se))
     with open_store(store, False, SINGLE) as st:
-        ds_f = load_inputs(DataConfig(**final.config["data"]), cb)
+        cfg = SweepConfig.from_dict(final.config)
+        ds_f = load_inputs(cfg.data, cb)
         if refit:
-            cfg = SweepConfig(
-                kind=final.kind,
-                data=DataConfig(**final.config["data"]),
-                model=ModelConfig(**final.config["model"]),
-                train=TrainConfig(**final.config["train"]),
-                space=search.as_space(final.space),
-                trials=final.config["trials"],
-            )
             final = refit_winner(final, cfg, ds_f, st, Callbacks(note=lambda m: None))
             w = final.winner
             if w.refit_test_acc is not None:

@@ -16,7 +16,7 @@ import numpy as np
 from sweepjax import search
 from sweepjax.analysis.verdict import propose
 from sweepjax.config import Range, SearchSpace
-from sweepjax.flows.sweep_config import FINE_LR_DECAY, SweepConfig, flag
+from sweepjax.flows.sweep_config import FINE_LR_DECAY, SweepConfig
 from sweepjax.results.appraise import Appraisal, next_space
 from sweepjax.results.records import SweepResult
 
@@ -59,20 +59,20 @@ def fine_space(
         space = dataclasses.replace(space, lr_decay=None)
     if lr_decay is not None:
         space = dataclasses.replace(space, lr_decay=lr_decay)
-        why += "; lr_decay: the given --lr-decay"
+        why += "; lr_decay: the given `lr_decay`"
     if lr is not None or l2 is not None:
         space = dataclasses.replace(space, lr=lr or space.lr, l2=l2 or space.l2)
         why += "; replaced by the given " + " and ".join(
-            f"--{a}" for a, r in (("lr", lr), ("l2", l2)) if r is not None
+            f"`{a}`" for a, r in (("lr", lr), ("l2", l2)) if r is not None
         )
     for axis, a in extra.items():  # a pair replaces (or adds) the box, a number fixes
         if a is None:
             continue
         space = dataclasses.replace(space, **{axis: a if isinstance(a, Range) else None})
         why += f"; {axis}: " + (
-            f"the given {flag(axis)} [{a.lo:g}, {a.hi:g}]"
+            f"the given `{axis}` [{a.lo:g}, {a.hi:g}]"
             if isinstance(a, Range)
-            else f"fixed at {a:g} by {flag(axis)}"
+            else f"fixed at {a:g} by `{axis}`"
         )
     return space, why
 

@@ -161,6 +161,11 @@ def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str)
         rows = same[:1] or rows[:1]
     row = rows[0]
     diff = _config_diff(row.config, cfg)
+    old_spec, new_spec = row.config.get("spec"), cfg.get("spec")
+    if diff and old_spec and new_spec:
+        # Name the options that differ (the config's other entries follow from them).
+        named = [f"`{d}".replace(":", "`:", 1) for d in _config_diff(old_spec, new_spec)]
+        diff = named or diff
     if diff:
         raise ConfigError(
             f"flags differ from interrupted sweep {row.id} ({'; '.join(diff[:3])}); "
@@ -357,20 +362,20 @@ class _CheckpointThrottle:
     estimated from the state's size). A resume replays the chunks since the last write
     exactly (same programs, same minibatches), so fewer writes lose nothing but time."""
 
-    def __init__(self, st: Store, sid: str):
-        self.st, self.sid = st, sid
-        self.last_end = time.perf_counter()
+    def __init__(self, st: Store, sid: str, clock: Callable[[], float] = time.perf_counter):
+        self.st, self.sid, self.clock = st, sid, clock
+        self.last_end = clock()
         self.cost: float | None = None
         self.spent = 0.0  # seconds spent writing checkpoints (copy to host included)
         self.count = 0
 
     def maybe_save(self, rep: ChunkReport, timing: dict | None = None) -> None:
         cost = self.cost if self.cost is not None else rep.state_bytes / CHECKPOINT_BYTES_PER_S
-        if time.perf_counter() - self.last_end < (1 - CHECKPOINT_SHARE) / CHECKPOINT_SHARE * cost:
+        if self.clock() - self.last_end < (1 - CHECKPOINT_SHARE) / CHECKPOINT_SHARE * cost:
             return
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self.st.save_checkpoint(self.sid, rep.checkpoint(), timing=timing)
-        self.last_end = time.perf_counter()
+        self.last_end = self.clock()
         self.cost = self.last_end - t0
         self.spent += self.cost
         self.count += 1

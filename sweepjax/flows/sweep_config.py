@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sweepjax import search
 from sweepjax.analysis import verdict
 from sweepjax.config import (
-    AXES,
+    DEFAULT_TOP_K,
     DataConfig,
     ModelConfig,
     Range,
@@ -21,54 +21,19 @@ from sweepjax.config import (
 )
 from sweepjax.errors import ConfigError
 from sweepjax.schedulers import rules as schedule
+from sweepjax.spec import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, MODEL_DEFAULTS, SweepSpec
 
-# Defaults of ``python -m sweepjax coarse`` with no flags: 256 members x 300 steps of
-# batch 256 on the bundled sample take ~20 s on 2 CPU cores (compile included).
-DEFAULT_TRIALS = 256
-DEFAULT_STEPS = 300
-DEFAULT_BATCH = 256
-# A fine round trains this many times the parent's steps, with the learning-rate decay
-# searched too (FINE_LR_DECAY: the multiplier reached at the end of the run, cosine from
-# 1, when the parent did not search it): a short coarse round ranks rates, but only a
-# longer, annealed run converges.
-FINE_STEPS_FACTOR = 8
+# A fine round trains a model's factor (MODEL_DEFAULTS) times the parent's steps, with the
+# learning-rate decay searched too (FINE_LR_DECAY: the multiplier reached at the end of the
+# run, cosine from 1, when the parent did not search it): a short coarse round ranks
+# rates, but only a longer, annealed run converges.
+FINE_STEPS_FACTOR = MODEL_DEFAULTS["softmax"].fine_steps_factor
 FINE_LR_DECAY = Range(0.01, 1.0)
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """What a model's flow uses when the command does not say (chosen by measurement:
-    ``benchmarks/bench_time_to_quality.py --model mlp``; the README's MLP section)."""
-
-    hidden: int  # the MLP's hidden width (unused by the softmax)
-    optimizer: str
-    fine_steps_factor: int  # a fine round's steps = this x the parent's
-
-
-# The softmax converges in a few epochs of plain SGD. The MLP needs width and epochs: on
-# full Fashion-MNIST (benchmarks/results/mlp-configs-cpu.md) width 100 over 2,400 steps
-# (11 epochs) tops out at test 0.882, width 256 with heavy-ball momentum over 4,800 steps
-# (23 epochs) reaches 0.894-0.895, as plain SGD does over 6,000; momentum also survives
-# the high rates that trip plain SGD's 3x-loss divergence rule early in a run.
-MODEL_DEFAULTS = {
-    "softmax": ModelDefaults(hidden=100, optimizer="sgd", fine_steps_factor=FINE_STEPS_FACTOR),
-    "mlp": ModelDefaults(hidden=256, optimizer="momentum", fine_steps_factor=16),
-}
-# Each command's schedule when none is given (chosen by benchmarks/bench_time_to_quality.py;
-# the README's "Schedules" section gives the numbers).
-DEFAULT_SCHEDULE = {"coarse": "halving", "fine": "halving"}
 
 
 # Train settings left out of the stored config while at their defaults (a sweep stored
 # before they existed resumes, and compares equal, with the same flags).
 UNSTORED_DEFAULTS = {"dropout": TrainConfig.dropout, "init_scale": TrainConfig.init_scale}
-
-# How a fine round draws its members inside the model's box (sweepjax.analysis.verdict.propose):
-# "uniform" (random in the box), "thompson" (each member the argmax of its own posterior
-# surface) or "ei" (expected improvement); a quarter of a model-based round stays uniform.
-# The one place the default is set (benchmarks/bench_time_to_quality.py settles it).
-SAMPLERS = ("uniform", "thompson", "ei")
-DEFAULT_SAMPLER = "uniform"
 
 
 @dataclass(frozen=True)
@@ -83,7 +48,7 @@ class SweepConfig:
     trials: int
     grid: bool = False
     parent: str | None = None
-    top_k: int = search.DEFAULT_TOP_K
+    top_k: int = DEFAULT_TOP_K
     margin: float = verdict.DEFAULT_MARGIN
     band: float = verdict.DEFAULT_BAND
     schedule: ScheduleConfig = ScheduleConfig()
@@ -92,6 +57,9 @@ class SweepConfig:
     # cross-validation (folds > 1: replica r holds out fold r; replicas == folds).
     replicas: int = 1
     folds: int = 0
+    # The options as the sweep used them (stored; what a fine round inherits). None only
+    # for a config read back from a sweep stored before specs existed.
+    spec: SweepSpec | None = None
 
     def __post_init__(self):
         from sweepjax.models.custom import check_axes
@@ -131,7 +99,30 @@ class SweepConfig:
             # only when used, so configs stored before replicas compare equal on resume
             **({"replicas": self.replicas} if self.replicas > 1 else {}),
             **({"folds": self.folds} if self.folds > 1 else {}),
+            **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepConfig:
+        """The typed config of a stored sweep (:meth:`as_dict`'s form, any version)."""
+        return cls(
+            kind=d["kind"],
+            data=DataConfig(**d["data"]),
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
+            space=search.as_space(d["space"]),
+            trials=d["trials"],
+            grid=d.get("grid", False),
+            parent=d.get("parent"),
+            top_k=d.get("top_k", DEFAULT_TOP_K),
+            margin=d.get("margin", verdict.DEFAULT_MARGIN),
+            band=d.get("band", verdict.DEFAULT_BAND),
+            schedule=ScheduleConfig(**d.get("schedule", {})),
+            sampler=d.get("sampler", DEFAULT_SAMPLER),
+            replicas=d.get("replicas", 1),
+            folds=d.get("folds", 0),
+            spec=SweepSpec.from_dict(d["spec"]) if "spec" in d else None,
+        )
 
 
 # --------------------------------------------------------------------------- seeds
@@ -156,79 +147,21 @@ def derive_seed(root: int, lineage: tuple[str, ...]) -> int:
 
 
 # --------------------------------------------------------------------------- config
-def range_value(name: str, value, default: Range | None, cap: float | None = None) -> Range | None:
-    if value is None:
-        return default
-    if isinstance(value, Range):
-        return value
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--{name} needs two numbers LO HI, got {value!r}") from None
-    if cap is not None and hi > cap:
-        raise ConfigError(f"--{name} upper bound must be <= {cap:g}, got {hi:g}")
-    try:
-        return Range(lo, hi)
-    except ConfigError as e:
-        raise ConfigError(f"--{name}: {e}") from None
-
-
-def flag(name: str) -> str:
-    """The command-line flag of axis ``name`` (``init_scale`` -> ``--init-scale``)."""
-    return "--" + name.replace("_", "-")
-
-
-def axis_value(name: str, value) -> Range | float | int | None:
-    """An axis argument of :func:`coarse` / :func:`fine`: None (not given), one number (the
-    axis fixed at it: an int for ``hidden``), or a ``(lo, hi)`` pair / :class:`Range`
-    (searched, on the axis's scale in :data:`~sweepjax.config.AXES`), inside the axis's
-    caps. Errors name the flag."""
-    if value is None:
-        return None
-    ax, f = AXES[name], flag(name)
-    if isinstance(value, Range):
-        try:
-            ax.check(name, value)
-        except ConfigError as e:
-            raise ConfigError(f"{f}: {e}") from None
-        return value
-    if isinstance(value, str) or not hasattr(value, "__len__"):
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{f} takes a number or LO HI, got {value!r}") from None
-        if not ax.admits(v):
-            raise ConfigError(f"{f} must be in {ax.bounds_text()}, got {v:g}")
-        return int(v) if ax.integer else v
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{f} takes one number (fixed) or two LO HI (searched), got {value!r}"
-        ) from None
-    if not (ax.admits(lo) and ax.admits(hi)):
-        raise ConfigError(f"{f} bounds must lie in {ax.bounds_text()}, got {lo:g} {hi:g}")
-    try:
-        return ax.range(lo, hi)
-    except ConfigError as e:
-        raise ConfigError(f"{f}: {e}") from None
-
-
 def check_fixed_axes(space: SearchSpace, model: str, optimizer: str, fixed: dict) -> None:
     """The searched (``space``) and explicitly fixed (``fixed``: ``{name: value or None}``)
     axes fit the model and optimizer: width and dropout are the MLP's, momentum is not
     sgd's."""
     if space.hidden is not None and model != "mlp":
-        raise ConfigError("--hidden LO HI searches the MLP's hidden width; add --model mlp")
+        raise ConfigError("`hidden` LO HI searches the MLP's hidden width; add `model` mlp")
     if model != "mlp" and (space.dropout is not None or (fixed.get("dropout") or 0.0) > 0):
-        raise ConfigError("--dropout drops the MLP's hidden units; add --model mlp")
+        raise ConfigError("`dropout` drops the MLP's hidden units; add `model` mlp")
     if optimizer == "sgd" and (space.momentum is not None or fixed.get("momentum") is not None):
-        raise ConfigError("--momentum needs --optimizer momentum or adam (sgd has no momentum)")
+        raise ConfigError("`momentum` needs `optimizer` momentum or adam (sgd has no momentum)")
 
 
 def check_positive(name: str, value: int | None) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
-        raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"`{name}` must be a positive integer, got {value!r}")
 
 
 def train_config(
@@ -236,9 +169,9 @@ def train_config(
 ) -> TrainConfig:
     for n, v in (
         ("steps", steps),
-        ("batch-size", batch_size),
-        ("eval-every", eval_every),
-        ("chunk-steps", chunk_steps),
+        ("batch_size", batch_size),
+        ("eval_every", eval_every),
+        ("chunk_steps", chunk_steps),
     ):
         check_positive(n, v)
     if chunk_steps is None:
@@ -257,7 +190,7 @@ def train_config(
 
 
 def schedule_config(kind: str, name, eta, rungs, interval, steps: int) -> ScheduleConfig:
-    for n, v in (("eta", eta), ("rungs", rungs), ("pbt-interval", interval)):
+    for n, v in (("eta", eta), ("rungs", rungs), ("pbt_interval", interval)):
         check_positive(n, v)
     eta = eta or ScheduleConfig.eta
     if name is None:  # the command's default adapts to short runs instead of failing
@@ -291,18 +224,13 @@ def group_shape(replicas: int | None, folds: int | None) -> tuple[int, int]:
     """Checked ``(replicas, folds)``: K folds train K replicas, one per held-out fold."""
     check_positive("replicas", replicas)
     if folds is not None and (not isinstance(folds, int) or folds < 2):
-        raise ConfigError(f"--folds must be an integer >= 2, got {folds!r}")
+        raise ConfigError(f"`folds` must be an integer >= 2, got {folds!r}")
     r, k = replicas or 1, folds or 0
     if k and r not in (1, k):
         raise ConfigError(
-            f"--folds {k} trains one replica per fold; drop --replicas or set it to {k}"
+            f"`folds` {k} trains one replica per fold; drop `replicas` or set it to {k}"
         )
     return (k or r), k
-
-
-def check_band(band: float) -> None:
-    if not 0.0 <= band <= 0.5:
-        raise ConfigError(f"--band must be in [0, 0.5], got {band}; try 0.1")
 
 
 def check_dataset_name(name: str) -> None:

@@ -1,0 +1,286 @@
+"""plan(spec): from a :class:`~sweepjax.spec.SweepSpec` to everything a sweep will run.
+
+A :class:`Plan` is the resolved spec (every option at the value the sweep uses, stored
+with it), the :class:`SweepConfig` that determines its results, the data, the devices
+and, for a fine round, the members a model-based sampler proposes. Planning checks
+everything before anything is trained or written; :func:`sweepjax.flows.sweep.run`
+runs a plan. A fine round's spec is the user's over its parent's stored one
+(:meth:`SweepSpec.inherit`); the plan step adds what only the parent's results can say:
+the new box, the steps, the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+from sweepjax.config import ModelConfig, Range, SearchSpace
+from sweepjax.data.dataset import Dataset
+from sweepjax.engine import distributed
+from sweepjax.engine.hparams import HParams
+from sweepjax.errors import ConfigError, StoreError
+from sweepjax.flows.fine_space import fine_space, model_draws
+from sweepjax.flows.runner import Callbacks, load_inputs
+from sweepjax.flows.sweep_config import (
+    SweepConfig,
+    check_dataset_name,
+    check_fixed_axes,
+    derive_seed,
+    group_shape,
+    schedule_config,
+    scheduler_for,
+    train_config,
+)
+from sweepjax.models.custom import check_axes, model_config, prepare
+from sweepjax.results.appraise import appraise_sweep
+from sweepjax.spec import MODEL_DEFAULTS, SweepSpec
+from sweepjax.store import Store
+
+AXIS_NAMES = ("hidden", "dropout", "init_scale", "momentum")
+
+
+class Plan(NamedTuple):
+    """A sweep ready to run."""
+
+    spec: SweepSpec  # resolved: the options as the sweep uses them
+    config: SweepConfig
+    data: Dataset
+    where: distributed.Placement
+    draws: HParams | None = None  # a model-based sampler's members (fine)
+    refinement: str | None = None  # why the box is what it is (fine)
+
+
+def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
+    """A coarse sweep: options over :attr:`~sweepjax.spec.Opt.default`, the model's
+    defaults (optimizer, width), the data loaded and the model checked against it, and
+    ``lr="auto"`` settled by the learning-rate finder."""
+    v = spec.value
+    replicas, folds = group_shape(spec.replicas, spec.folds)
+    check_dataset_name(v("dataset"))
+    extra = {n: getattr(spec, n) for n in AXIS_NAMES}
+    searched = {n: a for n, a in extra.items() if isinstance(a, Range)}
+    fixed = {n: a for n, a in extra.items() if not isinstance(a, Range)}
+    model = v("model")
+    builtin = isinstance(model, str) and model in MODEL_DEFAULTS
+    # A user's network takes the MLP's optimizer default (and no width: it has its own).
+    defaults = MODEL_DEFAULTS[model if builtin else "mlp"]
+    optimizer = spec.optimizer or defaults.optimizer
+    width = _width(
+        searched.get("hidden"),
+        fixed.get("hidden"),
+        defaults.hidden if builtin else ModelConfig.hidden,
+    )
+    model_cfg = model_config(model, width, spec.loss)
+    check_axes(model_cfg, [*searched, *(n for n, x in fixed.items() if x)])
+    check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
+    train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed)
+    sched_cfg = schedule_config(
+        "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps
+    )
+    where = distributed.placement(spec.devices)
+    data_cfg = _data_config(v("dataset"), spec.data_dir, v("seed"))
+    ds = load_inputs(data_cfg, cb)
+    prepare(model_cfg, ds)  # a custom model's shapes against the data, before anything runs
+    lr = v("lr")
+    if lr == "auto":
+        from sweepjax.analysis.sanity import auto_lr_range
+
+        lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
+        cb.say(f"--lr auto: the learning-rate finder suggests [{lo:.3g}, {hi:.3g}]")
+        lr = Range(lo, hi)
+    space = SearchSpace(lr=lr, l2=v("l2"), lr_decay=spec.lr_decay, **searched)
+    resolved = _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds)
+    cfg = SweepConfig(
+        kind="coarse",
+        data=data_cfg,
+        model=model_cfg,
+        train=train_cfg,
+        space=space,
+        trials=v("trials"),
+        grid=v("grid"),
+        top_k=v("top_k"),
+        band=v("band"),
+        schedule=sched_cfg,
+        replicas=replicas,
+        folds=folds,
+        spec=resolved,
+    )
+    scheduler_for(cfg, cfg.trials)  # a schedule that does not fit the run fails now
+    return Plan(resolved, cfg, ds, where)
+
+
+def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
+    """A fine round: the parent's stored spec under the user's options, its box from the
+    parent's response surface (:func:`~sweepjax.flows.fine_space.fine_space`), its steps
+    the model's factor times the parent's, its training seed derived from the lineage."""
+    if spec.loss is not None and spec.model is None:
+        raise ConfigError("`loss` goes with `model`; pass the model again with its loss")
+    if spec.dataset is not None:
+        check_dataset_name(spec.dataset)
+    parent = spec.parent or st.newest("coarse")
+    if parent is None:
+        raise StoreError(
+            f"no finished coarse sweep in {st.path} to refine; run `sweepjax coarse` first "
+            "or pass `parent`"
+        )
+    prow = st.sweep_row(parent)
+    if prow.status != "finished":
+        raise StoreError(
+            f"sweep {parent} is {prow.status}, not finished; resume it with `resume` first "
+            "or pass another `parent`"
+        )
+    par = st.load_sweep(parent, curves=True)
+    pcfg = SweepConfig.from_dict(par.config)
+    # Options the user did not give are the parent's (a searched axis: its refined box).
+    merged = spec.inherit(SweepSpec.from_dict(par.config.get("spec") or par.config))
+    v = merged.value
+    judged, _ = appraise_sweep(
+        par.members, par.configs, pcfg.space, par.dataset["n_val"], par.curves,
+        v("band"), v("margin"), pcfg.train.seed,
+    )  # fmt: skip
+    # Replicas and folds go together: giving either replaces the parent's pair.
+    own = spec.replicas is not None or spec.folds is not None
+    replicas, folds = group_shape(
+        *((spec if own else merged).replicas, (spec if own else merged).folds)
+    )
+    given = {n: getattr(spec, n) for n in AXIS_NAMES}
+    given_fixed = {n: x for n, x in given.items() if x is not None and not isinstance(x, Range)}
+    decay_off = spec.lr_decay == "off"
+    space, why = fine_space(
+        judged,
+        par,
+        pcfg.space,
+        pbt_parent=pcfg.schedule.name == "pbt",
+        top_k=v("top_k"),
+        margin=v("margin"),
+        lr=spec.lr,
+        l2=spec.l2,
+        lr_decay=None if decay_off else spec.lr_decay,
+        decay_off=decay_off,
+        extra=given,
+    )
+    optimizer = v("optimizer")
+    # Fixed values, given now or the parent's; an axis the parent searched is in the box.
+    fixed = {n: getattr(merged, n) for n in AXIS_NAMES}
+    fixed = {n: (None if isinstance(x, Range) else x) for n, x in fixed.items()}
+    width = _width(space.hidden, fixed["hidden"] or pcfg.model.hidden)
+    model_cfg = model_config(v("model"), width, spec.loss)
+    check_axes(model_cfg, [*space.axes(), *(n for n, x in given_fixed.items() if x)])
+    check_fixed_axes(space, model_cfg.kind, optimizer, given_fixed)
+    # The data the parent really used (after any offline fallback), so rounds compare.
+    used = par.dataset.get("name") or pcfg.data.dataset
+    # The root seed (the data split's, shared by the whole chain) and, from it and the
+    # lineage, this round's training seed: fresh draws each round, same per command.
+    root = pcfg.data.seed if spec.seed is None else spec.seed
+    lineage = (*(st.sweep_row(p).kind for p, _ in par.parent_spaces), prow.kind, "fine")
+    seed = derive_seed(root, lineage)
+    factor = MODEL_DEFAULTS.get(model_cfg.kind, MODEL_DEFAULTS["mlp"]).fine_steps_factor
+    steps = spec.steps if spec.steps is not None else factor * pcfg.train.steps
+    sched_cfg = schedule_config(
+        "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps
+    )
+    train_cfg = _train(merged, optimizer, steps, seed, fixed)
+    data_cfg = dataclasses.replace(
+        pcfg.data, dataset=spec.dataset or used, data_dir=merged.data_dir, seed=root
+    )
+    grid = v("grid")
+    sampler = v("sampler")
+    if grid and sampler != "uniform":
+        raise ConfigError(f"`grid` draws a grid; drop it to use `sampler` {sampler}")
+    resolved = _resolved(
+        dataclasses.replace(merged, parent=parent, seed=root),
+        model_cfg, train_cfg, sched_cfg, space, replicas, folds,
+    )  # fmt: skip
+    cfg = SweepConfig(
+        kind="fine",
+        data=data_cfg,
+        model=model_cfg,
+        train=train_cfg,
+        space=space,
+        trials=v("trials"),
+        grid=grid,
+        parent=parent,
+        top_k=v("top_k"),
+        margin=v("margin"),
+        band=v("band"),
+        schedule=sched_cfg,
+        sampler=sampler,
+        replicas=replicas,
+        folds=folds,
+        spec=resolved,
+    )
+    scheduler_for(cfg, cfg.trials)
+    replaced = spec.lr is not None or spec.l2 is not None
+    replaced |= any(given[n] is not None for n in given if n in pcfg.space.axes())
+    draws = model_draws(judged, pcfg.space, cfg, replaced=replaced)
+    ds = load_inputs(cfg.data, cb)
+    prepare(cfg.model, ds)
+    if ds.info.sha256 != par.dataset.get("sha256"):
+        cb.say(
+            f"note: the data differs from parent {parent}'s "
+            f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
+        )
+    cb.say(f"fine box from {parent}: {why}")
+    cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
+    return Plan(resolved, cfg, ds, where, draws, why)
+
+
+def _train(spec: SweepSpec, optimizer, steps, seed, fixed):
+    return train_config(
+        optimizer,
+        steps,
+        spec.value("batch_size"),
+        seed,
+        spec.eval_every,
+        spec.chunk_steps,
+        momentum=fixed.get("momentum"),
+        dropout=fixed.get("dropout"),
+        init_scale=fixed.get("init_scale"),
+    )
+
+
+def _data_config(dataset, data_dir, seed):
+    from sweepjax.config import DataConfig
+
+    return DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
+
+
+def _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds) -> SweepSpec:
+    """The spec as the sweep runs it (stored with it; what a fine round inherits): the
+    model by name, its searched axes as boxes, fixed axes as numbers, defaults filled."""
+    axes = {n: space.axes().get(n) for n in AXIS_NAMES}
+    for n in ("dropout", "init_scale", "momentum"):
+        if axes[n] is None and getattr(spec, n) is not None:
+            axes[n] = getattr(spec, n)
+    if model_cfg.kind == "mlp" and axes["hidden"] is None:
+        axes["hidden"] = model_cfg.hidden
+    return dataclasses.replace(
+        spec,
+        trials=spec.value("trials"),
+        grid=spec.value("grid"),
+        seed=spec.value("seed"),
+        model=model_cfg.spec or model_cfg.kind,
+        loss=None,
+        optimizer=train_cfg.optimizer,
+        steps=train_cfg.steps,
+        batch_size=train_cfg.batch_size,
+        lr=space.lr,
+        l2=space.l2,
+        lr_decay=space.lr_decay,
+        schedule=sched_cfg.name,
+        replicas=replicas if replicas > 1 and not folds else None,
+        folds=folds or None,
+        **axes,
+    )
+
+
+def _width(searched: Range | None, fixed: int | None, default: int = ModelConfig.hidden) -> int:
+    """The compiled MLP width: a searched width's whole upper bound (each member is masked
+    to its own inside it), else the fixed one (``default`` when None)."""
+    if searched is not None:
+        return int(math.ceil(searched.hi))
+    return int(fixed) if fixed is not None else default
+
+
+__all__ = ["AXIS_NAMES", "Plan", "plan_coarse", "plan_fine"]
