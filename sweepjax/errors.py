@@ -7,6 +7,8 @@ exit code the command line uses for it. The CLI prints ``str(err)`` and exits wi
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SweepjaxError(Exception):
     """Base class: a failure the user can fix. Exit code 1 (runtime failure)."""
@@ -33,6 +35,12 @@ class StoreError(SweepjaxError):
 
 
 class AllDivergedError(SweepjaxError):
-    """Every member of a sweep diverged (exit code 3)."""
+    """Every member of a sweep diverged (exit code 3). ``result``: the stored
+    :class:`~sweepjax.results.records.SweepResult` (every member's numbers up to its
+    divergence), so a caller can still show the table."""
 
     exit_code = 3
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result

@@ -69,7 +69,7 @@ def sample(
       hp.lr.min() >= 1e-4  # True
     """
     if n < 1:
-        raise ConfigError(f"number of trials must be >= 1, got {n}; try --trials 256")
+        raise ConfigError(f"number of trials must be >= 1, got {n}; try `trials` 256")
     axes = space.axes()
     if grid:
         k = grid_points_per_axis(n, len(axes))
@@ -226,14 +226,14 @@ def refine(
       ConfigError: the parent has no surviving member to refine around.
     """
     if top_k < 1:
-        raise ConfigError(f"--top must be >= 1, got {top_k}; try --top 5")
+        raise ConfigError(f"`top_k` must be >= 1, got {top_k}; try `top_k` 5")
     if not 0.0 <= margin <= 1.0:
         raise ConfigError(f"margin must be in [0, 1], got {margin}; try 0.1")
     rows = top_members(parent, top_k, include_stopped=True)
     if not rows:
         raise ConfigError(
             f"sweep {parent.sweep_id} has no surviving member to refine around; rerun "
-            "coarse with a lower --lr range"
+            "coarse with a lower `lr` range"
         )
     space = as_space(parent.space)
     winner_flags = {(f.param, f.side) for f in boundary_flags(parent, space, 1, band)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,9 +82,9 @@ class Opt:
       name: the option's name (its field of :class:`SweepSpec`, its TOML key and keyword).
       help: the help text (coarse's; ``fine_help`` replaces it for ``fine``, and an
         inherited option says "(default: the parent's)" there).
-      kind: how a value is read: ``str``, ``int``, ``float``, ``bool`` (a switch),
-        ``choice``, ``box`` (LO HI), ``axis`` (one number fixes, LO HI searches) or
-        ``object`` (Python only).
+      kind: how a value is read: ``str``, ``path`` (a str or os.PathLike), ``int``,
+        ``float``, ``bool`` (a switch), ``choice``, ``box`` (LO HI), ``axis`` (one number
+        fixes, LO HI searches) or ``object`` (Python only).
       default: what ``coarse`` uses when the option is not given (None: the flow decides,
         said in the help).
       flag: the command-line flag (default ``--name-with-dashes``; "" = Python only).
@@ -137,7 +138,7 @@ class SweepSpec:
         "parent used)",
     )
     data_dir: str | None = opt(
-        "directory searched first for the data", metavar="DIR", group="data and model"
+        "directory searched first for the data", kind="path", metavar="DIR", group="data and model"
     )
     model: Any = opt(
         "softmax | mlp | package.module:Name, your own flax module (the working directory "
@@ -364,6 +365,7 @@ class SweepSpec:
     )
     store: str | None = opt(
         "results store (default: $SWEEPJAX_STORE or ./sweepjax.db)",
+        kind="path",
         metavar="PATH",
         group="output and store",
         inherit=False,
@@ -632,7 +634,9 @@ def normalise(name: str, value, command: str = "coarse"):
         v = _number(name, value, o.kind)
         _check_range(name, v)
         return v
-    if o.kind == "str" and not isinstance(value, str) and name != "model":
+    if o.kind == "path" and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if o.kind in ("str", "path") and not isinstance(value, str) and name != "model":
         raise ConfigError(f"`{name}` takes a string, got {value!r}")
     return value
 

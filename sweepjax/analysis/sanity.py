@@ -302,7 +302,7 @@ def lr_box(r: LrRange) -> tuple[float, float]:
     if r.lo is None:
         raise SweepjaxError(
             "the learning-rate finder found no rate that trains (all too low or diverged); "
-            "run `sweepjax sanity` to see why, or pass --lr LO HI explicitly"
+            "run `sweepjax sanity` to see why, or pass `lr` LO HI explicitly"
         )
     if r.lo == r.hi:
         ratio = float(r.lrs[1] / r.lrs[0])

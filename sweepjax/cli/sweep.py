@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             return 130
         except AllDivergedError as e:
             progress.close()
-            result, code = getattr(e, "result", None), e.exit_code
+            result, code = e.result, e.exit_code
             if result is None:
                 raise
             _print(result, fmt, store)

@@ -97,7 +97,7 @@ def verify_known(name: str, raw: RawData, where: Path, npz_sha: str | None = Non
             raise DataError(
                 f"{where}: {key} is not the published {name} data (checksum "
                 "mismatch); it is corrupt or another dataset: delete it and rerun "
-                "to re-download, or pass --data-dir with the right files"
+                "to re-download, or pass `data_dir` with the right files"
             )
 
 
@@ -179,13 +179,13 @@ def load_raw(
         note = (
             f"sweepjax: full MNIST not found in [{searched}] and {reason}; using the "
             "bundled 5,000-digit sample (mnist-sample). Put mnist.npz in "
-            f"{cache_dir()} or pass --data-dir."
+            f"{cache_dir()} or pass `data_dir`."
         )
         return load_sample(note=_one_line(note))
     raise DataError(
         _one_line(
             f"fashion-mnist not found in [{searched}] and {reason}; install it with "
             "`apt-get install dataset-fashion-mnist`, put the four IDX files in "
-            f"{target}, or pass --data-dir"
+            f"{target}, or pass `data_dir`"
         )
     )

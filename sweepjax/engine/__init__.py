@@ -6,6 +6,8 @@
 - :mod:`sweepjax.engine.setup`: static settings, root keys, initial state, memory sizing;
 - :mod:`sweepjax.engine.active`: the active members' state between chunks (placement,
   groups, the gather a decision applies, the whole-validation-set evaluation);
+- :mod:`sweepjax.engine.programs`: the process's compiled programs (bounded, with counts:
+  ``PROGRAMS.stats()``);
 - :mod:`sweepjax.engine.population`: ``train_population``, the host loop between chunks
   that applies a scheduler's decisions (:mod:`sweepjax.schedulers.rules`).
 """
@@ -20,9 +22,15 @@ from sweepjax.engine.population import (
     member_params,
     train_population,
 )
+from sweepjax.engine.program import compile_counts
+from sweepjax.engine.programs import PROGRAMS, CacheStats, ProgramCache
 from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
 
 __all__ = [
+    "PROGRAMS",
+    "CacheStats",
+    "ProgramCache",
+    "compile_counts",
     "Checkpoint",
     "ChunkReport",
     "Curves",

@@ -79,12 +79,12 @@ def placement(devices: int | None = None) -> Placement:
     n = len(all_devices) if devices is None else devices
     if n < 1 or n > len(all_devices):
         raise ConfigError(
-            f"--devices {n} is not available: this run sees {len(all_devices)} device(s) "
+            f"`devices` {n} is not available: this run sees {len(all_devices)} device(s) "
             f"({all_devices[0].platform}); pass a number from 1 to {len(all_devices)}"
         )
     if jax.process_count() > 1 and n != len(all_devices):
         raise ConfigError(
-            "--devices must be left unset in a multi-process run; every "
+            "`devices` must be left unset in a multi-process run; every "
             "process contributes all of its local devices"
         )
     mesh = Mesh(np.array(all_devices[:n]), (AXIS,)) if n > 1 else None

@@ -11,10 +11,8 @@ and serves coarse and fine rounds alike.
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
-import time
 from typing import NamedTuple
 
 import jax
@@ -28,6 +26,7 @@ from sweepjax.data.folds import Folds
 from sweepjax.engine import member
 from sweepjax.engine.distributed import AXIS, SINGLE, Placement, put_replicated
 from sweepjax.engine.member import Static
+from sweepjax.engine.programs import PROGRAMS
 
 
 class Slices(NamedTuple):
@@ -120,21 +119,18 @@ def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
 INIT_BLOCK = 64
 init_block = jax.jit(_init_block, static_argnames=("num_features", "static"))
 
+
 # --------------------------------------------------------------------------- compile cache
-_COMPILED: dict = {}
-_COMPILES: collections.Counter = collections.Counter()
-
-
 def compile_counts() -> dict[str, int]:
     """How many programs of each kind (``"chunk"``, ``"eval"``) were compiled in this
-    process. New hyperparameter VALUES never add to it; new population sizes or chunk
-    lengths do (tests assert the bound)."""
-    return dict(_COMPILES)
+    process (:data:`~sweepjax.engine.programs.PROGRAMS`). New hyperparameter VALUES never
+    add to it; new population sizes or chunk lengths do."""
+    return PROGRAMS.counts()
 
 
 def clear_cache() -> None:
     """Forget every compiled program (the next call of each shape compiles again)."""
-    _COMPILED.clear()
+    PROGRAMS.clear()
 
 
 def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: int):
@@ -155,15 +151,11 @@ def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: in
 def _compiled(kind: str, make, args, static_key, where: Placement):
     """Ahead-of-time compiled program, cached by (kind, static settings, placement,
     argument shapes); returns ``(executable, seconds spent compiling)``."""
-    shapes = str(jax.tree.map(lambda a: (np.shape(a), str(getattr(a, "dtype", type(a)))), args))
-    key = (kind, static_key, where.key, shapes)
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t0 = time.perf_counter()
-    exe = make().lower(*args).compile()
-    _COMPILED[key] = exe
-    _COMPILES[kind] += 1
-    return exe, time.perf_counter() - t0
+    leaves, tree = jax.tree.flatten(args)
+    shapes = (tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
+    return PROGRAMS.get(
+        kind, (static_key, where.key, shapes), lambda: make().lower(*args).compile()
+    )
 
 
 def compiled_block(args, static: Static, where: Placement):

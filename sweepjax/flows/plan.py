@@ -87,7 +87,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         from sweepjax.analysis.sanity import auto_lr_range
 
         lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
-        cb.say(f"--lr auto: the learning-rate finder suggests [{lo:.3g}, {hi:.3g}]")
+        cb.say(f"`lr` auto: the learning-rate finder suggests [{lo:.3g}, {hi:.3g}]")
         lr = Range(lo, hi)
     space = SearchSpace(lr=lr, l2=v("l2"), lr_decay=spec.lr_decay, **searched)
     resolved = _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds)

@@ -48,7 +48,7 @@ class SweepInterrupted(SweepjaxError):
         self.sweep_id, self.step, self.total, self.kind = sweep_id, step, total, kind
         super().__init__(
             f"sweep {sweep_id} interrupted at step {step}/{total} (checkpoint stored); "
-            f"continue it with the same command plus --resume"
+            f"continue it with the same command plus `resume`"
         )
 
 
@@ -98,13 +98,8 @@ def open_store(path, create: bool, where: distributed.Placement):
                 src.close()
                 dst.close()
         distributed.barrier("sweepjax-store-copied")
-        with Store.open(copy, create=create) as st:
-            st.real_path = str(real)
+        with Store.open(copy, create=create, shown_path=real) as st:
             yield st
-
-
-def _real_path(st: Store) -> str:
-    return getattr(st, "real_path", None) or str(st.path)
 
 
 def load_inputs(cfg: DataConfig, cb: Callbacks) -> Dataset:
@@ -142,20 +137,20 @@ def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str)
     if name is not None:
         if not st.exists(name):
             raise ConfigError(
-                f"no sweep named {name!r} to resume in {st.path}; drop --resume to start it"
+                f"no sweep named {name!r} to resume in {st.path}; drop `resume` to start it"
             )
         rows = [st.sweep_row(name)]
         if rows[0].status == "finished":
             raise ConfigError(
                 f"sweep {name} already finished; nothing to resume "
-                "(drop --resume and pick a new --name)"
+                "(drop `resume` and pick a new `name`)"
             )
     else:
         rows = st.unfinished(kind)
         if not rows:
             raise ConfigError(
                 f"no interrupted {kind} sweep in {st.path} to resume; "
-                "drop --resume to start a new one"
+                "drop `resume` to start a new one"
             )
         same = [r for r in rows if r.config == cfg]
         rows = same[:1] or rows[:1]
@@ -169,12 +164,12 @@ def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str)
     if diff:
         raise ConfigError(
             f"flags differ from interrupted sweep {row.id} ({'; '.join(diff[:3])}); "
-            "rerun with its flags, or drop --resume to start a new sweep"
+            "rerun with its flags, or drop `resume` to start a new sweep"
         )
     if row.dataset.get("sha256") != sha:
         raise ConfigError(
             f"the data differs from sweep {row.id}'s (sha256 changed); "
-            "restore it, or drop --resume to start a new sweep"
+            "restore it, or drop `resume` to start a new sweep"
         )
     if row.status == "running" and _pid_alive(row):
         raise ConfigError(
@@ -220,7 +215,7 @@ def run_sweep(
         a = len(cfg.space.axes())
         k = search.grid_points_per_axis(cfg.trials, a)
         cb.say(
-            f"note: --grid rounds {cfg.trials} trials to a {'x'.join([str(k)] * a)} grid of "
+            f"note: `grid` rounds {cfg.trials} trials to a {'x'.join([str(k)] * a)} grid of "
             f"{num_configs} configs"
         )
     cfg_dict = cfg.as_dict()
@@ -236,7 +231,7 @@ def run_sweep(
             # than continue to results that are only float-close to an uninterrupted run.
             raise ConfigError(
                 f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
-                f"resume it with --devices {ran_on} (results match exactly only then)"
+                f"resume it with `devices` {ran_on} (results match exactly only then)"
             )
         like = init_states(ds, hp, cfg.model, cfg.train, ids)
         ckpt = st.load_checkpoint(sid, like)
@@ -266,7 +261,7 @@ def run_sweep(
         f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
         f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, "
         f"{cfg.model.spec or cfg.model.kind}{plan}) on "
-        f"{ds.info.name}; results -> {_real_path(st)}"
+        f"{ds.info.name}; results -> {str(st.shown_path)}"
     )
     saver = _CheckpointThrottle(st, sid)
 
@@ -331,7 +326,7 @@ def run_sweep(
     st.save_results(result, params)
     if report and where.process_index != 0:
         # Process 0 writes the report; the others name the same path in their JSON.
-        result.report = str(report_dir(_real_path(st), sid) / "index.html")
+        result.report = str(report_dir(str(st.shown_path), sid) / "index.html")
     elif report:
         try:
             result.report = write_report_hook(result, st, ds)
@@ -346,12 +341,11 @@ def run_sweep(
         if result.report is not None:
             st.set_report(sid, result.report)
     if result.winner is None:
-        err = AllDivergedError(
-            f"every member of sweep {sid} diverged (stored); lower the --lr range, e.g. "
-            f"--lr {cfg.space.lr.lo / 100:g} {cfg.space.lr.lo:g}"
+        raise AllDivergedError(
+            f"every member of sweep {sid} diverged (stored); lower the `lr` range, e.g. "
+            f"({cfg.space.lr.lo / 100:g}, {cfg.space.lr.lo:g})",
+            result=result,  # the CLI still shows the table
         )
-        err.result = result  # the CLI still shows the table
-        raise err
     return result
 
 

@@ -65,7 +65,7 @@ class Halving:
         if rungs < 1 or total // eta**rungs < 1:
             raise ConfigError(
                 f"halving with {rungs} rungs at eta {eta} needs at least {eta**rungs} steps, "
-                f"got {total}; raise --steps or lower --rungs"
+                f"got {total}; raise `steps` or lower `rungs`"
             )
         self.rungs, self.eta, self.total = int(rungs), int(eta), int(total)
         self.unit = total // eta**rungs
@@ -147,7 +147,7 @@ class PBT:
         if not 1 <= interval < total:
             raise ConfigError(
                 f"pbt's interval ({interval} steps) must lie inside the run of {total} steps; "
-                "lower --pbt-interval or raise --steps"
+                "lower `pbt_interval` or raise `steps`"
             )
         if not 0.0 < fraction <= 0.5:
             raise ConfigError(f"pbt's fraction must be in (0, 0.5], got {fraction}; try 0.2")

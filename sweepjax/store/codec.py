@@ -101,7 +101,7 @@ def _tree_from_dict(stored: dict, like: Any) -> Any:
 
     leaves, treedef = jax.tree.flatten(like)
     mismatch = StoreError(
-        "the stored checkpoint does not match this configuration; run without --resume"
+        "the stored checkpoint does not match this configuration; run without `resume`"
     )
     if len(stored) != len(leaves):
         raise mismatch
@@ -144,7 +144,7 @@ def checkpoint_from_blob(sweep_id: str, step: int, blob: bytes, like_states: Any
     if "schedule" not in d:
         raise StoreError(
             f"the checkpoint of sweep {sweep_id} was written by an older sweepjax; "
-            "run without --resume"
+            "run without `resume`"
         )
     sched = ScheduleState.from_arrays(d["schedule"])
     return Checkpoint(int(step), states, curves, sched, int(d.get("size", 0)))

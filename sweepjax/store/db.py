@@ -98,13 +98,21 @@ class Store:
           result = st.load_sweep("c1")
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path):
+    def __init__(self, conn: sqlite3.Connection, path: Path, shown_path: Path | None = None):
         self.conn = conn
         self.path = path
+        # The path people see: another process's private copy (a multi-process run)
+        # stands for the store at ``shown_path``.
+        self.shown_path = shown_path or path
 
     # ------------------------------------------------------------------ open / close
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, create: bool = False) -> Store:
+    def open(
+        cls,
+        path: str | os.PathLike | None = None,
+        create: bool = False,
+        shown_path: str | os.PathLike | None = None,
+    ) -> Store:
         """Open the store at ``path`` (default :func:`default_path`).
 
         With ``create=False`` a missing file is an error; with ``create=True`` it is
@@ -115,20 +123,20 @@ class Store:
         path = Path(path if path is not None else default_path())
         exists = path.exists() and path.stat().st_size > 0
         if path.is_dir():
-            raise StoreError(f"store path {path} is a directory; pass --store FILE.db")
+            raise StoreError(f"store path {path} is a directory; pass `store` FILE.db")
         if not exists and not create:
             raise StoreError(
-                f"no sweepjax store at {path}; run `sweepjax coarse` first or pass --store PATH"
+                f"no sweepjax store at {path}; run `sweepjax coarse` first or pass `store` PATH"
             )
         if not exists and not path.parent.is_dir():
             raise StoreError(
                 f"cannot create store {path}: directory {path.parent} does not "
-                "exist; create it or pass another --store"
+                "exist; create it or pass another `store`"
             )
         try:
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as e:
-            raise StoreError(f"cannot open store {path} ({e}); pass another --store") from None
+            raise StoreError(f"cannot open store {path} ({e}); pass another `store`") from None
         try:
             if exists:
                 cls._check(conn, path)
@@ -139,7 +147,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, Path(shown_path) if shown_path is not None else None)
 
     # The schema's checks and migrations (sweepjax.store.schema), kept under their old names.
     _check = staticmethod(schema.check)
@@ -199,7 +207,7 @@ class Store:
             if name is not None and self.exists(name):
                 raise StoreError(
                     f"a sweep named {name!r} already exists in {self.path}; "
-                    "pick another --name, or add --resume to continue it"
+                    "pick another `name`, or add `resume` to continue it"
                 )
             sweep_id = name or self._next_id(kind)
             c.execute(

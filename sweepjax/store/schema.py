@@ -142,10 +142,10 @@ def check(conn: sqlite3.Connection, path: Path) -> None:
         ver = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError:
         raise StoreError(
-            f"{path} is not a sweepjax store (not an SQLite database); pass another --store"
+            f"{path} is not a sweepjax store (not an SQLite database); pass another `store`"
         ) from None
     if app != APPLICATION_ID:
-        raise StoreError(f"{path} is an SQLite file but not a sweepjax store; pass another --store")
+        raise StoreError(f"{path} is an SQLite file but not a sweepjax store; pass another `store`")
     if ver > SCHEMA_VERSION:
         raise StoreError(
             f"store {path} has schema version {ver}, newer than this sweepjax supports "

@@ -1,0 +1,85 @@
+"""The compiled programs of this process: an owned, bounded cache with counts.
+
+Each (program kind, static settings, placement, argument shapes) compiles once; new
+hyperparameter VALUES never compile again (they are traced). The cache is bounded (least
+recently used programs are dropped past ``capacity``) so a notebook that tries many
+shapes does not keep every executable alive, and its counts are a public debug API:
+
+  import sweepjax
+  sweepjax.engine.PROGRAMS.stats()  # CacheStats(compiled={'chunk': 2, 'eval': 1}, ...)
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
+
+DEFAULT_CAPACITY = 64
+
+
+class CacheStats(NamedTuple):
+    """``compiled``: programs compiled per kind since the process started (or
+    :meth:`ProgramCache.reset_counts`); ``held``: executables held now; ``evicted``:
+    dropped past ``capacity``; ``seconds``: compile time spent."""
+
+    compiled: dict[str, int]
+    held: int
+    capacity: int
+    evicted: int
+    seconds: float
+
+
+class ProgramCache:
+    """Ahead-of-time compiled executables by key, least recently used dropped first."""
+
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, clock: Callable[[], float] = time.perf_counter
+    ):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._clock = clock
+        self._held: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+        self._compiled: collections.Counter[str] = collections.Counter()
+        self._evicted = 0
+        self._seconds = 0.0
+
+    def get(self, kind: str, key: Hashable, compile_: Callable[[], Any]) -> tuple[Any, float]:
+        """The executable for ``(kind, key)``, compiled by ``compile_()`` on a miss;
+        returns it and the seconds spent compiling (0 on a hit)."""
+        full = (kind, key)
+        if full in self._held:
+            self._held.move_to_end(full)
+            return self._held[full], 0.0
+        t0 = self._clock()
+        exe = compile_()
+        spent = self._clock() - t0
+        self._held[full] = exe
+        self._compiled[kind] += 1
+        self._seconds += spent
+        while len(self._held) > self.capacity:
+            self._held.popitem(last=False)
+            self._evicted += 1
+        return exe, spent
+
+    def counts(self) -> dict[str, int]:
+        """Programs compiled per kind (``"chunk"``, ``"eval"``, ...)."""
+        return dict(self._compiled)
+
+    def stats(self) -> CacheStats:
+        return CacheStats(
+            self.counts(), len(self._held), self.capacity, self._evicted, self._seconds
+        )
+
+    def clear(self) -> None:
+        """Drop every held executable (the next call of each shape compiles again)."""
+        self._held.clear()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+# The process's programs: one owner, used by :mod:`sweepjax.engine.program`.
+PROGRAMS = ProgramCache()
