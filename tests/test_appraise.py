@@ -14,7 +14,7 @@ import pytest
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.config import Range, SearchSpace
 from sweepjax.engine.curves import Curves
-from sweepjax.results.appraise import appraise, next_space, stopped_offsets
+from sweepjax.results.appraise import judge_members, next_space, stopped_offsets
 from sweepjax.results.records import MemberRecord
 
 N_VAL = 2000
@@ -96,7 +96,7 @@ def test_winner_and_tied_set_from_finished_members_only():
     members, curves = population()
     hi = next(i for i, m in enumerate(members) if m.status == "stopped")
     members[hi] = members[hi].__class__(**{**members[hi].as_dict(), "best_val_acc": 0.999})
-    a = appraise(members, SPACE, N_VAL, curves)
+    a = judge_members(members, SPACE, N_VAL, curves)
     assert members[a.winner].status == "ok"
     assert all(members[i].status == "ok" for i in a.tied) and hi not in a.tied
     assert a.tied[0] == a.winner and len(a.tied) >= 1
@@ -110,7 +110,7 @@ def test_surface_reads_the_stopped_members_and_finds_the_interior_optimum():
     knot of 0.6, the high-l2 edge is not flagged, and the next box contains the tied
     members and lies inside the searched box."""
     members, curves = population()
-    a = appraise(members, SPACE, N_VAL, curves)
+    a = judge_members(members, SPACE, N_VAL, curves)
     assert abs(a.verdict.optimum["lr"] - 0.6) <= 0.1 + 1e-9
     assert not any(b.flagged for b in a.verdict.boundaries if b.side == "high")
     space, why = next_space(a, SPACE)
@@ -145,7 +145,7 @@ def test_an_edge_the_score_climbs_to_is_extended_and_lr_decay_never_past_1():
         )
         for i, (x, a) in enumerate(zip(u, acc, strict=True))
     ]
-    a = appraise(members, space, N_VAL)
+    a = judge_members(members, space, N_VAL)
     flags = {(b.param, b.side) for b in a.verdict.flags}
     assert ("lr", "high") in flags and ("lr_decay", "high") not in flags
     new, _ = next_space(a, space)

@@ -21,7 +21,7 @@ from sweepjax.cli.inspect import json_clean
 from sweepjax.config import AXES, DROPOUT_MAX, MOMENTUM_MAX, ModelConfig, Range, SearchSpace
 from sweepjax.errors import ConfigError
 from sweepjax.flows.sweep_config import SweepConfig
-from sweepjax.results.appraise import appraise, next_space
+from sweepjax.results.appraise import judge_members, next_space
 from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import as_space, ranking, refine, sample
 from sweepjax.store.db import Store
@@ -237,7 +237,7 @@ def test_model_box_with_six_axes_respects_caps_and_flags_only_open_edges():
     rng = np.random.default_rng(0)
     u = rng.uniform(size=(400, 6))
     acc = 0.6 + 0.15 * u[:, 0] + 0.05 * u[:, 3] + 0.05 * u[:, 5] + rng.normal(0, 0.004, 400)
-    a = appraise(_records(space, u, acc), space, 2000)
+    a = judge_members(_records(space, u, acc), space, 2000)
     assert a.surface is not None and a.surface.knots == 5
     flags = {(b.param, b.side) for b in a.verdict.flags}
     assert ("lr", "high") in flags
@@ -255,7 +255,7 @@ def test_too_few_members_for_the_axes_leave_no_surface():
     fine round falls back to the top-K span rule) and a note says why."""
     rng = np.random.default_rng(1)
     u = rng.uniform(size=(20, 7))
-    a = appraise(_records(FULL, u, 0.8 + 0.01 * u[:, 0]), FULL, 2000)
+    a = judge_members(_records(FULL, u, 0.8 + 0.01 * u[:, 0]), FULL, 2000)
     assert a.surface is None and a.box is None
     assert "need at least 29 alive members to fit 7 axes" in a.fit_note
 

@@ -21,7 +21,7 @@ from sweepjax.analysis.verdict import (
     Box,
     Verdict,
     accuracy_se,
-    assess,
+    judge,
     propose,
     refine_box,
     selection_z,
@@ -101,7 +101,7 @@ def _trials(case: str):
     for seed in range(TRIALS):
         pop = _population(truth, seed, **kw)
         x, _, acc, loss, alive = pop
-        out.append((pop, assess(x, AXES3[:num_axes], acc, loss, alive, n_val, capped_high=cap_hi)))
+        out.append((pop, judge(x, AXES3[:num_axes], acc, loss, alive, n_val, capped_high=cap_hi)))
     return out
 
 

@@ -136,7 +136,7 @@ def _caps(flags, num_axes: int) -> np.ndarray:
     return out
 
 
-def decide(
+def judge_surface(
     surface: Surface,
     tol: float,
     capped_low: np.ndarray | None = None,
@@ -161,7 +161,7 @@ def decide(
 
     Example::
 
-      v = decide(fit_surface(x, acc, alive, 6000, ["lr", "l2"]), tol=0.0046)
+      v = judge_surface(fit_surface(x, acc, alive, 6000, ["lr", "l2"]), tol=0.0046)
       [(b.param, b.side) for b in v.flags], v.flat, v.optimum_inside
     """
     a, k = surface.num_axes, surface.knots
@@ -262,7 +262,7 @@ def refine_box(
     ``min_width`` wide.
 
     Args:
-      verdict: from :func:`decide`.
+      verdict: from :func:`judge_surface`.
       axes: axis names in column order.
       x_tied: ``[T, A]`` unit coordinates of the tied members (``x_unit[ranking.tied]``).
       capped_low, capped_high: ``[A]`` bool hard caps.
@@ -360,7 +360,7 @@ def propose(
 
 # ------------------------------------------------------------------------ all in one
 class Assessment(NamedTuple):
-    """:func:`assess`'s result: the ranking, the surface, its verdict and the next box."""
+    """:func:`judge`'s result: the ranking, the surface, its verdict and the next box."""
 
     ranking: Ranking
     surface: Surface
@@ -368,7 +368,7 @@ class Assessment(NamedTuple):
     box: Box
 
 
-def assess(
+def judge(
     x_unit: np.ndarray,
     axes: tuple[str, ...] | list[str],
     acc: np.ndarray,
@@ -386,13 +386,13 @@ def assess(
 
     Example::
 
-      r = assess(x, ["lr", "l2", "lr_decay"], acc, loss, alive, 6000,
+      r = judge(x, ["lr", "l2", "lr_decay"], acc, loss, alive, 6000,
                  capped_high=[False, False, True])
       r.verdict.flags, r.verdict.flat, r.box
     """
     ranking = tied_set(acc, val_loss, alive, n_val, acc_se)
     surface = fit_surface(x_unit, acc, alive, n_val, axes, acc_se)
-    verdict = decide(surface, ranking.winner_se, capped_low, capped_high, seed=seed)
+    verdict = judge_surface(surface, ranking.winner_se, capped_low, capped_high, seed=seed)
     x_tied = np.asarray(x_unit, dtype=np.float64)[ranking.tied]
     box = refine_box(verdict, axes, x_tied, capped_low, capped_high)
     return Assessment(ranking, surface, verdict, box)

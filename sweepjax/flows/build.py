@@ -14,7 +14,7 @@ from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
 from sweepjax.engine import PopulationResult, accuracy, member_params
 from sweepjax.flows.sweep_config import SweepConfig
-from sweepjax.results.appraise import Appraisal, appraise_sweep, boundary_records, verdict_record
+from sweepjax.results.appraise import Appraisal, boundary_records, judge_sweep, verdict_record
 from sweepjax.results.records import (
     MemberRecord,
     SweepResult,
@@ -162,7 +162,7 @@ def judge_result(
     surface: bool = True,
 ) -> Appraisal:
     """Fill ``result``'s scores-with-SEs, winner, tied set, boundary flags and verdict from
-    :func:`sweepjax.results.appraise.appraise` (in place); returns the appraisal.
+    :func:`sweepjax.results.appraise.judge_members` (in place); returns the appraisal.
 
     The winner is the best member that trained to the end (ties in accuracy broken by
     lower validation loss); ``tied`` the finished members statistically tied with it.
@@ -185,7 +185,7 @@ def judge_result(
             )
             for m in result.members
         ]
-    a, judged = appraise_sweep(
+    a, judged = judge_sweep(
         result.members,
         result.configs,
         space,

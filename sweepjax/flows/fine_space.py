@@ -1,7 +1,7 @@
 """The box a fine round searches and the members drawn in it.
 
 :func:`fine_space` turns the parent's judged response surface
-(:func:`sweepjax.results.appraise.appraise_sweep`) and the round's flag overrides into the new
+(:func:`sweepjax.results.appraise.judge_sweep`) and the round's flag overrides into the new
 :class:`SearchSpace` and the sentence that explains it; :func:`model_draws` has a
 model-based sampler (``thompson`` / ``ei``) propose the members in that box. The flow
 that uses them is :func:`sweepjax.flows.sweep.fine`.

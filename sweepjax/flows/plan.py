@@ -33,7 +33,7 @@ from sweepjax.flows.sweep_config import (
     train_config,
 )
 from sweepjax.models.custom import check_axes, model_config, prepare
-from sweepjax.results.appraise import appraise_sweep
+from sweepjax.results.appraise import judge_sweep
 from sweepjax.spec import MODEL_DEFAULTS, SweepSpec
 from sweepjax.store import Store
 
@@ -135,7 +135,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     # Options the user did not give are the parent's (a searched axis: its refined box).
     merged = spec.inherit(SweepSpec.from_dict(par.config.get("spec") or par.config))
     v = merged.value
-    judged, _ = appraise_sweep(
+    judged, _ = judge_sweep(
         par.members, par.configs, pcfg.space, par.dataset["n_val"], par.curves,
         v("band"), v("margin"), pcfg.train.seed,
     )  # fmt: skip

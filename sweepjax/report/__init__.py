@@ -162,12 +162,12 @@ def _model(result):
     """``(appraisal, space)`` for the model figure, or None (no verdict, or no fit)."""
     if result.verdict is None or not result.dataset.get("n_val"):
         return None
-    from sweepjax.results.appraise import appraise
+    from sweepjax.results.appraise import judge_members
     from sweepjax.search import as_space
 
     space = as_space(result.space)
     seed = (result.config or {}).get("train", {}).get("seed", 0)
-    a = appraise(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
+    a = judge_members(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
     return None if a.surface is None else (a, space)
 
 

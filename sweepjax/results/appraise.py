@@ -124,7 +124,7 @@ def stopped_offsets(
     return score, extra, use
 
 
-def appraise(
+def judge_members(
     members: list[MemberRecord],
     space: SearchSpace,
     n_val: int,
@@ -141,14 +141,14 @@ def appraise(
       space: the searched box.
       n_val: validation set size (``best_val_acc`` is measured on all of it).
       curves: the sweep's curves (rows = ``members``), for the stopped-member offsets.
-      band, margin: see :func:`sweepjax.analysis.verdict.decide` / :func:`refine_box`.
+      band, margin: see :func:`sweepjax.analysis.verdict.judge_surface` / :func:`refine_box`.
       seed: seed of the posterior draws behind the confidences.
       acc_se: optional ``[N]`` empirical SEs (configs averaged over replicas or folds:
         :func:`sweepjax.results.records.config_se`) used instead of the binomial ones.
 
     Example::
 
-      a = appraise(result.members, as_space(result.space), result.dataset["n_val"])
+      a = judge_members(result.members, as_space(result.space), result.dataset["n_val"])
       [result.members[i].id for i in a.tied], a.verdict.flat
     """
     axes = tuple(space.axes())
@@ -183,7 +183,7 @@ def appraise(
     except (ValueError, np.linalg.LinAlgError) as e:
         note = f"no surface ({e})"
     if surface is not None:
-        verdict = vd.decide(surface, rank.winner_se, cap_lo, cap_hi, band=band, seed=seed)
+        verdict = vd.judge_surface(surface, rank.winner_se, cap_lo, cap_hi, band=band, seed=seed)
         box = vd.refine_box(verdict, axes, x[rank.tied], cap_lo, cap_hi, margin=margin)
     return Appraisal(
         axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note, cap_lo
@@ -237,7 +237,7 @@ def config_members(
     return recs, avg, np.array([c.val_acc_se for c in configs], np.float64)
 
 
-def appraise_sweep(
+def judge_sweep(
     members: list[MemberRecord],
     configs: list[ConfigRecord],
     space: SearchSpace,
@@ -247,13 +247,13 @@ def appraise_sweep(
     margin: float = vd.DEFAULT_MARGIN,
     seed: int = 0,
 ) -> tuple[Appraisal, list[MemberRecord]]:
-    """:func:`appraise` of a sweep's members, or of its configs when it has replicas or
+    """:func:`judge_members` of a sweep's members, or of its configs when it has replicas or
     folds (config means, their empirical SEs, replica-averaged curves). Returns the
     appraisal and the records it judged (rows of its arrays)."""
     if not configs:
-        return appraise(members, space, n_val, curves, band, margin, seed), members
+        return judge_members(members, space, n_val, curves, band, margin, seed), members
     recs, avg, se = config_members(members, configs, curves)
-    return appraise(recs, space, n_val, avg, band, margin, seed, acc_se=se), recs
+    return judge_members(recs, space, n_val, avg, band, margin, seed, acc_se=se), recs
 
 
 def verdict_record(a: Appraisal, space: SearchSpace) -> VerdictRecord | None:

@@ -199,7 +199,7 @@ def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list
 @dataclass(frozen=True)
 class BoundaryFlag:
     """The modelled score still rises significantly toward an edge of the searched box
-    (:func:`sweepjax.analysis.verdict.decide`): the optimum may lie past it.
+    (:func:`sweepjax.analysis.verdict.judge_surface`): the optimum may lie past it.
 
     ``rise`` is the modelled accuracy gained across the outer band toward the edge (SE
     ``rise_se``, one-sided ``p_value``); ``confidence`` the fraction of posterior surfaces

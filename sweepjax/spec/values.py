@@ -1,0 +1,135 @@
+"""An option's value, read once: flags' strings, TOML values and Python arguments become
+what the flows read (a box a :class:`~sweepjax.config.Range`, an axis a number or a Range
+on its scale), checked against the option's kind and limits. Errors name the argument in
+backticks (the CLI shows the flag)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING
+
+from sweepjax.config import AXES, Range
+from sweepjax.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sweepjax.spec import Opt
+
+# A box option that also takes a word, per command: coarse's lr "auto" (the finder's
+# box), fine's lr_decay "off" (keep the rate constant).
+BOX_WORDS = {("lr", "coarse"): "auto", ("lr_decay", "fine"): "off"}
+
+
+def _box(name: str, value, command: str):
+    """``(lo, hi)`` / Range / 'auto' (coarse lr) / 'off' (fine lr_decay) -> Range or word."""
+    if isinstance(value, Range):
+        return value
+    vals = [value] if isinstance(value, str) else list(value)
+    word = BOX_WORDS.get((name, command))
+    if word and len(vals) == 1 and str(vals[0]).lower() == word:
+        return word
+    try:
+        lo, hi = (float(v) for v in vals)
+    except (TypeError, ValueError):
+        also = f" or '{word}'" if word else ""
+        raise ConfigError(
+            f"`{name}` takes two numbers LO HI{also}, got {' '.join(map(str, vals))!r}"
+        ) from None
+    if name == "lr_decay" and hi > 1.0:
+        raise ConfigError(f"`{name}` upper bound must be <= 1, got {hi:g}")
+    try:
+        return Range(lo, hi)
+    except ConfigError as e:
+        raise ConfigError(f"`{name}`: {e}") from None
+
+
+def _axis(name: str, value):
+    """One number (the axis fixed; an int for ``hidden``) or a pair / Range (searched on
+    the axis's scale), inside the axis's caps."""
+    ax = AXES[name]
+    if isinstance(value, Range):
+        try:
+            ax.check(name, value)
+        except ConfigError as e:
+            raise ConfigError(f"`{name}`: {e}") from None
+        return value
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        nums = [float(v) for v in vals]
+    except (TypeError, ValueError):
+        nums = []
+    if len(nums) not in (1, 2):
+        raise ConfigError(
+            f"`{name}` takes one number (fixed) or two LO HI (searched), got "
+            f"{' '.join(map(str, vals))!r}"
+        )
+    if not all(ax.admits(v) for v in nums):
+        what = "bounds must lie" if len(nums) == 2 else "must be"
+        got = " ".join(f"{v:g}" for v in nums)
+        raise ConfigError(f"`{name}` {what} in {ax.bounds_text()}, got {got}")
+    if len(nums) == 1:
+        return int(nums[0]) if ax.integer else nums[0]
+    try:
+        return ax.range(*nums)
+    except ConfigError as e:
+        raise ConfigError(f"`{name}`: {e}") from None
+
+
+def _number(name: str, value, kind: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"`{name}` takes a number, got {value!r}")
+    try:
+        v = float(value)
+    except ValueError:
+        raise ConfigError(f"`{name}` takes a number, got {value!r}") from None
+    if kind == "int":
+        if not v.is_integer():
+            raise ConfigError(f"`{name}` must be a positive integer, got {value!r}")
+        v = int(v)
+    return v
+
+
+def normalise(o: Opt, value, command: str = "coarse"):
+    """Option ``o``'s value, checked: the single place flags' strings, TOML values and
+    Python arguments become what the flows read."""
+    name = o.name
+    if o.kind == "box":
+        return _box(name, value, command)
+    if o.kind == "axis":
+        return _axis(name, value)
+    if o.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{name}` takes true or false, got {value!r}")
+        return value
+    if o.kind == "choice":
+        if value not in o.choices:
+            raise ConfigError(f"`{name}` must be one of {', '.join(o.choices)}, got {value!r}")
+        return value
+    if o.kind in ("int", "float"):
+        v = _number(name, value, o.kind)
+        _check_range(name, o.kind, v)
+        return v
+    if o.kind == "path" and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if o.kind in ("str", "path") and not isinstance(value, str) and name != "model":
+        raise ConfigError(f"`{name}` takes a string, got {value!r}")
+    return value
+
+
+# Numeric options' admissible values (lower bound, upper bound, a suggestion).
+_LIMITS = {
+    "folds": (2, math.inf, 5),
+    "band": (0.0, 0.5, 0.1),
+    "margin": (0.0, 1.0, 0.1),
+    "seed": (0, math.inf, 0),
+}
+
+
+def _check_range(name: str, kind: str, v) -> None:
+    lo, hi, hint = _LIMITS.get(name, (1, math.inf, None))
+    if lo <= v <= hi:
+        return
+    if kind == "int" and hi == math.inf:
+        need = "a positive integer" if lo == 1 else f"an integer >= {lo:g}"
+        raise ConfigError(f"`{name}` must be {need}, got {v!r}")
+    raise ConfigError(f"`{name}` must be in [{lo:g}, {hi:g}], got {v}; try {hint}")
