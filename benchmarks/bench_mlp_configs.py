@@ -4,7 +4,7 @@ the default MLP flow needs to reach test accuracy 0.89.
 Each row trains a small population (learning rates x dropout rates) of ONE setting
 (optimizer, hidden width, steps) with sweepjax's trainer (cosine decay to 1% of the rate,
 lambda 1e-4, batch 256) and reports, per member, the best whole-validation accuracy and
-the test accuracy of that checkpoint. It chose ``sweepjax.flows.sweep_config.MODEL_DEFAULTS``
+the test accuracy of that checkpoint. It chose ``sweepjax.spec.MODEL_DEFAULTS``
 for the MLP; the flow itself is timed by ``bench_time_to_quality.py --model mlp``.
 
     python benchmarks/bench_mlp_configs.py            # ~4 min on 2 CPU cores

@@ -51,7 +51,7 @@ BATCH = 256
 RUN_STEPS = 2400  # one full Optuna trial; the cosine schedule spans it
 # The Optuna peer trains the model sweepjax's default flow trains (the defaults of
 # ``coarse --model ...``), for as many steps as sweepjax's fine round (RUN_STEPS for the
-# softmax, sweepjax.MODEL_DEFAULTS' fine factor x coarse steps for the MLP; written out
+# softmax, sweepjax.spec.MODEL_DEFAULTS' fine factor x coarse steps for the MLP; written out
 # so a worker's clock does not start with importing sweepjax; a test keeps them equal).
 PEER_MODEL = {
     "softmax": {"hidden": 0, "optimizer": "sgd", "run_steps": RUN_STEPS},

@@ -406,10 +406,11 @@ def test_python_api_checks_axes_before_anything_runs(tmp_path):
     kw = dict(dataset="mnist-sample", store=tmp_path / "s.db", report=False)
     with pytest.raises(ConfigError, match="sgd has no momentum"):
         sweepjax.coarse(**kw, momentum=0.8)
-    with pytest.raises(ConfigError, match="add --model mlp"):
+    # Errors name the Python argument (the CLI shows the same message with the flag).
+    with pytest.raises(ConfigError, match="add `model` mlp"):
         sweepjax.coarse(**kw, hidden=Range(8, 32))
-    with pytest.raises(ConfigError, match="--dropout bounds"):
+    with pytest.raises(ConfigError, match="`dropout` bounds"):
         sweepjax.coarse(**kw, model="mlp", dropout=(0.5, 0.99))
-    with pytest.raises(ConfigError, match="--dropout: dropout is searched on a linear scale"):
+    with pytest.raises(ConfigError, match="`dropout`: dropout is searched on a linear scale"):
         sweepjax.coarse(**kw, model="mlp", dropout=Range(0.1, 0.5))
     assert not (tmp_path / "s.db").exists()

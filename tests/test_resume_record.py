@@ -103,7 +103,7 @@ def test_resume_on_another_device_count_is_refused(tmp_path):
         sweepjax.coarse(**ARGS, store=store, callbacks=_stop_after(1))
     with Store.open(store) as st:  # as if it had run on two devices
         st.set_timing("c1", {**st.run_timing("c1"), "devices": 2})
-    with pytest.raises(ConfigError, match=r"ran on 2 device\(s\), this run has 1; .*--devices 2"):
+    with pytest.raises(ConfigError, match=r"ran on 2 device\(s\), this run has 1; .*`devices` 2"):
         sweepjax.coarse(**ARGS, store=store, resume=True)
     with Store.open(store) as st:
         assert st.sweep_row("c1").status == "interrupted"  # nothing changed

@@ -151,5 +151,5 @@ def test_lr_box_single_good_rate_and_none():
     lo, hi = lr_box(_range(["too_low", "good", "too_high", "too_high"]))
     assert (lo, hi) == pytest.approx((1e-3, 1e-1))
     assert lr_box(_range(["too_low", "good", "good", "too_high"])) == pytest.approx((1e-2, 1e-1))
-    with pytest.raises(SweepjaxError, match="--lr"):
+    with pytest.raises(SweepjaxError, match="`lr`"):
         lr_box(_range(["too_low", "too_high", "too_high", "too_high"]))

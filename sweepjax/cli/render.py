@@ -95,7 +95,7 @@ def _verdict_lines(result: SweepResult) -> list[str]:
 
 
 def _schedule_name(result: SweepResult) -> str:
-    return result.config.get("schedule", {}).get("name", "full")
+    return result.spec.schedule or "full"
 
 
 def _model_name(cfg: dict) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.engine.curves import Curves
 from sweepjax.engine.hparams import DEFAULT_MOMENTUM
+from sweepjax.spec import SweepSpec
 
 # The per-member axes a record carries beyond (lr, l2, lr_decay), named as their flags
 # (``--hidden``, ``--dropout``, ``--init-scale``, ``--momentum``) and their JSON keys.
@@ -343,6 +344,12 @@ class SweepResult:
     configs: list[ConfigRecord] = field(default_factory=list)
     activations: dict[int, Any] = field(default_factory=dict)
 
+    @property
+    def spec(self) -> SweepSpec:
+        """The options the sweep ran with, typed (:class:`~sweepjax.spec.SweepSpec`; a
+        sweep stored before specs existed is read from its config)."""
+        return SweepSpec.from_dict(self.config.get("spec") or self.config)
+
     def verdict_json(self) -> dict:
         """What the store keeps of the verdict (tied set and the model's decisions)."""
         return {
@@ -383,7 +390,7 @@ class SweepResult:
             "optimum_confidence": self.verdict.optimum_confidence if self.verdict else None,
             "verdict": self.verdict.as_dict() if self.verdict else None,
             "timing": self.timing.as_dict(),
-            "schedule": self.config.get("schedule", {}).get("name", "full"),
+            "schedule": self.spec.schedule or "full",
             "lineage": self.lineage,
             "report": self.report,
         }

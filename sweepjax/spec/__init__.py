@@ -153,6 +153,7 @@ def migrate(d: dict) -> dict:
             "folds": d.get("folds"),
             "band": d.get("band"),
             "top_k": d.get("top_k"),
+            "schedule": (d.get("schedule") or {}).get("name"),
             **{k: space.get(k) for k in ("lr", "l2", "lr_decay")},
             **{k: space.get(k) or train.get(k) for k in ("dropout", "init_scale", "momentum")},
         }
