@@ -9,9 +9,30 @@ import sys
 
 from sweepjax.cli.formats import json_clean
 from sweepjax.cli.inspect import one_line_errors
-from sweepjax.config import MODELS, OPTIMIZERS
-from sweepjax.flows import sweep as flows
-from sweepjax.store.db import default_path
+from sweepjax.cli.options import add_options
+from sweepjax.config import Range
+from sweepjax.errors import ConfigError
+from sweepjax.flows.runner import Callbacks
+from sweepjax.spec import OPTS
+from sweepjax.spec.values import normalise
+from sweepjax.store import default_path
+
+SHARED = (
+    "dataset",
+    "data_dir",
+    "model",
+    "hidden",
+    "optimizer",
+    "trials",
+    "steps",
+    "batch_size",
+    "seed",
+    "sampler",
+    "refit",
+    "report",
+    "store",
+    "format",
+)
 
 
 def register(sub) -> None:
@@ -28,36 +49,14 @@ def register(sub) -> None:
             "the refit of the best round's winner on train + validation, and the report.",
         )
     )
-    p.add_argument(
-        "--dataset", default="mnist", help="mnist | fashion-mnist | mnist-sample | npz:PATH"
-    )
-    p.add_argument("--data-dir", help="directory searched first for the data")
-    p.add_argument("--model", choices=MODELS, default="softmax")
-    p.add_argument("--hidden", type=int, help="MLP hidden width (default 256)")
-    p.add_argument(
-        "--optimizer", choices=OPTIMIZERS, help="default: sgd for softmax, momentum for mlp"
-    )
-    p.add_argument("--trials", type=int, default=flows.DEFAULT_TRIALS, help="members per round")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=flows.DEFAULT_STEPS,
-        help=f"coarse steps; each fine round trains {flows.FINE_STEPS_FACTOR}x as many "
-        f"({flows.MODEL_DEFAULTS['mlp'].fine_steps_factor}x for mlp)",
-    )
-    p.add_argument("--batch-size", type=int, default=flows.DEFAULT_BATCH)
-    p.add_argument("--seed", type=int, default=0, help="root seed")
+    # The options auto shares with coarse / fine: the same declarations (sweepjax.spec).
+    add_options(p, "coarse", only=SHARED)
     p.add_argument(
         "--max-rounds",
         type=int,
         default=DEFAULT_MAX_ROUNDS,
         help=f"at most this many fine rounds (default {DEFAULT_MAX_ROUNDS})",
     )
-    p.add_argument("--sampler", choices=flows.SAMPLERS, help="fine rounds' sampler")
-    p.add_argument("--no-refit", action="store_true", help="skip the refit")
-    p.add_argument("--no-report", action="store_true", help="do not write the HTML report")
-    p.add_argument("--store", help="results store (default: $SWEEPJAX_STORE or ./sweepjax.db)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
 
 
@@ -67,24 +66,20 @@ def run(args: argparse.Namespace) -> int:
     def note(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    given = {k: getattr(args, k) for k in SHARED if getattr(args, k) is not None}
+    fmt = given.pop("format", "text")
+    kw = {k: normalise(OPTS[k], v, "fine" if k in ("sampler", "refit") else "coarse")
+          for k, v in given.items()}  # fmt: skip
+    if isinstance(kw.get("hidden"), Range):
+        raise ConfigError("`hidden` takes one width in auto (its rounds refine lr and l2)")
+    store = kw.pop("store", None) or default_path()
     out = auto(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        model=args.model,
-        hidden=args.hidden,
-        optimizer=args.optimizer,
-        trials=args.trials,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
+        **kw,
         max_rounds=args.max_rounds,
-        sampler=args.sampler,
-        refit=not args.no_refit,
-        report=not args.no_report,
-        store=args.store or default_path(),
-        callbacks=flows.Callbacks(note=note if args.format == "text" else _stage_only(note)),
+        store=store,
+        callbacks=Callbacks(note=note if fmt == "text" else _stage_only(note)),
     )
-    if args.format == "json":
+    if fmt == "json":
         print(json.dumps(json_clean(out.to_json()), indent=2, allow_nan=False))
         return 0
     f, w = out.final, out.final.winner

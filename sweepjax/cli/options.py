@@ -72,12 +72,17 @@ CLI_OPTIONS = {
 }
 
 
-def add_options(p: argparse.ArgumentParser, command: str) -> None:
-    """Every option ``command`` takes, one flag each, in the table's groups and order.
-    Values stay raw here (strings from the shell): :meth:`SweepSpec.create` reads them."""
+def add_options(
+    p: argparse.ArgumentParser, command: str, only: tuple[str, ...] | None = None
+) -> None:
+    """Every option ``command`` takes (or those named in ``only``: another command that
+    shares some, e.g. ``auto``), one flag each, in the table's groups and order. Values
+    stay raw here (strings from the shell): :meth:`SweepSpec.create` reads them."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     table = [o for o in options(command) if o.flag != ""]
     table += list(CLI_OPTIONS.values())
+    if only is not None:
+        table = [o for o in [*OPTS.values(), *CLI_OPTIONS.values()] if o.name in only]
     for o in table:
         g = groups.get(o.group) or groups.setdefault(o.group, p.add_argument_group(o.group))
         text = cli_message(help_of(o, command)).replace("%", "%%")

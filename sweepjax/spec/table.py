@@ -71,7 +71,7 @@ class Options:
     hidden: int | Range | None = opt(
         "MLP hidden width: N fixes it (default 256); LO HI searches whole widths "
         "log-uniformly, each member masked to its own inside one network HI wide "
-        "(model mlp)",
+        "(`model` mlp)",
         kind="axis",
         metavar="N | LO HI",
         group="data and model",
