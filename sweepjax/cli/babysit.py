@@ -10,37 +10,33 @@ import argparse
 import json
 import sys
 
-from sweepjax.config import MODELS, OPTIMIZERS
+from sweepjax.cli.inspect import one_line_errors
+from sweepjax.cli.options import add_options
+from sweepjax.config import Range
+from sweepjax.errors import ConfigError
+from sweepjax.spec import MODEL_DEFAULTS, OPTS
+from sweepjax.spec.values import normalise
+
+SHARED = ("dataset", "data_dir", "model", "hidden", "optimizer", "seed", "format")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "sanity",
-        help="babysitting checks: initial loss, regularization, overfit 20 examples, lr range",
-        description=(
-            "Run the CS231n sanity checks, each PASS or FAIL with its numbers: the initial "
-            "loss is about ln(num_classes); a large lambda raises it; 20 examples can be "
-            "overfit to 100%%; and a vectorized learning-rate sweep labels every rate too "
-            "low / good / too high and prints the range worth cross-validating. "
-            "Exit code 0 if all pass, 1 if any fails."
-        ),
+    p = one_line_errors(
+        subparsers.add_parser(
+            "sanity",
+            help="babysitting checks: initial loss, regularization, overfit 20 examples, lr range",
+            description=(
+                "Run the CS231n sanity checks, each PASS or FAIL with its numbers: the initial "
+                "loss is about ln(num_classes); a large lambda raises it; 20 examples can be "
+                "overfit to 100%; and a vectorized learning-rate sweep labels every rate too "
+                "low / good / too high and prints the range worth cross-validating. "
+                "Exit code 0 if all pass, 1 if any fails."
+            ),
+        )
     )
-    p.add_argument(
-        "--dataset",
-        default="mnist",
-        help="mnist | fashion-mnist | mnist-sample | npz:PATH (default mnist)",
-    )
-    p.add_argument("--data-dir", default=None, help="directory searched first for the data")
-    p.add_argument("--model", choices=MODELS, default="softmax")
-    p.add_argument("--hidden", type=int, default=100, help="MLP hidden width (default 100)")
-    p.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default="sgd",
-        help="optimizer of the learning-rate sweep (the overfit check always uses plain sgd)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    # The options it shares with coarse: the same declarations and defaults (sweepjax.spec),
+    # so the checks run on the model and optimizer the sweep will use.
+    add_options(p, "coarse", only=SHARED)
     p.set_defaults(func=run)
 
 
@@ -49,13 +45,22 @@ def run(args: argparse.Namespace) -> int:
     from sweepjax.config import DataConfig, ModelConfig, TrainConfig
     from sweepjax.data import load_dataset
 
-    model_cfg = ModelConfig(kind=args.model, hidden=args.hidden)
-    train_cfg = TrainConfig(optimizer=args.optimizer, seed=args.seed)
-    dataset = load_dataset(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
+    o = {k: normalise(OPTS[k], getattr(args, k)) for k in SHARED if getattr(args, k) is not None}
+    if isinstance(o.get("hidden"), Range):
+        raise ConfigError("`hidden` takes one width in sanity")
+    model = o.get("model", "softmax")
+    if model not in MODEL_DEFAULTS:
+        raise ConfigError(f"sanity checks the built-in softmax or mlp, not {model!r}")
+    defaults = MODEL_DEFAULTS[model]
+    model_cfg = ModelConfig(kind=model, hidden=o.get("hidden", defaults.hidden))
+    seed = o.get("seed", 0)
+    train_cfg = TrainConfig(optimizer=o.get("optimizer", defaults.optimizer), seed=seed)
+    data = DataConfig(dataset=o.get("dataset", "mnist"), data_dir=o.get("data_dir"), seed=seed)
+    dataset = load_dataset(data)
     if dataset.info.note:
         print(f"sweepjax: note: {dataset.info.note}", file=sys.stderr)
     report = run_sanity(dataset, model_cfg, train_cfg)
-    if args.format == "json":
+    if o.get("format", "text") == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
         _print_text(report, dataset.info.name, model_cfg)
