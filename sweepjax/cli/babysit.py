@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from sweepjax.config import DataConfig, ModelConfig, TrainConfig
     from sweepjax.data import load_dataset
 
-    o = {k: normalise(OPTS[k], getattr(args, k)) for k in SHARED if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in SHARED if getattr(args, k) is not None}
+    fmt = given.pop("format", "text")
+    o = {k: normalise(OPTS[k], v) for k, v in given.items()}
     if isinstance(o.get("hidden"), Range):
         raise ConfigError("`hidden` takes one width in sanity")
     model = o.get("model", "softmax")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if dataset.info.note:
         print(f"sweepjax: note: {dataset.info.note}", file=sys.stderr)
     report = run_sanity(dataset, model_cfg, train_cfg)
-    if o.get("format", "text") == "json":
+    if fmt == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
         _print_text(report, dataset.info.name, model_cfg)
