@@ -11,6 +11,7 @@ from sweepjax.cli import main
 from sweepjax.store.db import Store
 
 
+@pytest.mark.slow
 def test_auto_runs_the_stages_in_order(tmp_path, capsys):
     """sanity -> lr_range -> coarse -> 1..3 fine rounds -> refit, one JSON document; the
     coarse box is the finder's; each fine round refines the previous sweep; the final
@@ -44,6 +45,7 @@ def test_auto_runs_the_stages_in_order(tmp_path, capsys):
     assert doc["report"] is None
 
 
+@pytest.mark.slow
 def test_auto_stops_at_a_failed_sanity_check(tmp_path, capsys, monkeypatch):
     """A failed check: exit 1, the check named on one line, no sweep run."""
     real = sweepjax.analysis.sanity.run_sanity

@@ -37,8 +37,35 @@ def _population():
     )
 
 
-@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
-def test_member_masked_in_the_population_equals_it_alone_at_its_width(ds, optimizer):
+@pytest.fixture(scope="module")
+def populations(ds):
+    """The width-16 population trained once per optimizer (shared by the members)."""
+    cache = {}
+
+    def get(optimizer):
+        if optimizer not in cache:
+            cfg = CFG.replace(optimizer=optimizer)
+            mlp = ModelConfig("mlp", WIDEST)
+            cache[optimizer] = engine.train_population(
+                ds, _population(), mlp, cfg, member_ids=np.arange(4) + 40
+            )
+        return cache[optimizer]
+
+    return get
+
+
+# Each member alone compiles a program of its own width: by default member 1 (width 9,
+# off its default on every axis: dropout 0.3, init scale 0.5, momentum 0.5, decay 0.5);
+# the other three (4 without dropout, 16 unmasked, 11) in the slow run.
+@pytest.mark.parametrize(
+    "members", [(1,), pytest.param((0, 2, 3), marks=pytest.mark.slow)], ids=["9", "4-16-11"]
+)
+# Adam by default (it uses the momentum axis too, as b1); the momentum optimizer in the
+# slow run (each optimizer's step against optax: tests/test_optimizer_reference.py).
+@pytest.mark.parametrize("optimizer", [pytest.param("momentum", marks=pytest.mark.slow), "adam"])
+def test_member_masked_in_the_population_equals_it_alone_at_its_width(
+    ds, populations, optimizer, members
+):
     """Each member trained in a width-16 population (masked to its own width, with its
     own dropout rate, init scale and momentum) equals the same member trained alone in an
     UNMASKED network of exactly its width: same weights on its units (rtol 1e-4 / atol
@@ -47,9 +74,9 @@ def test_member_masked_in_the_population_equals_it_alone_at_its_width(ds, optimi
     cfg = CFG.replace(optimizer=optimizer)
     hp = _population()
     ids = np.arange(4) + 40
-    pop = engine.train_population(ds, hp, ModelConfig("mlp", WIDEST), cfg, member_ids=ids)
+    pop = populations(optimizer)
     assert pop.alive.all()
-    for i in range(4):
+    for i in members:
         h = int(hp.hidden[i])
         alone_hp = hp.take([i])._replace(hidden=np.array([np.inf], np.float32))
         alone = engine.train_population(

@@ -309,6 +309,7 @@ def flow(tmp_path_factory):
     return store, c, f
 
 
+@pytest.mark.slow  # a whole coarse -> fine flow with every axis
 def test_coarse_members_carry_every_axis(flow):
     store, c, _ = flow
     assert c["space"] == {
@@ -334,6 +335,7 @@ def test_coarse_members_carry_every_axis(flow):
     assert json_clean([m.as_dict() for m in back.members]) == c["members"]  # round trip
 
 
+@pytest.mark.slow  # a whole coarse -> fine flow with every axis
 def test_fine_inherits_the_axes_inside_the_caps_and_applies_overrides(flow):
     store, c, f = flow
     space = as_space(f["space"])
@@ -356,6 +358,7 @@ def test_fine_inherits_the_axes_inside_the_caps_and_applies_overrides(flow):
     assert json_clean([m.as_dict() for m in back.members]) == f["members"]
 
 
+@pytest.mark.slow  # a whole coarse -> fine flow with every axis
 def test_show_has_a_column_per_searched_axis(flow, capsys):
     store, c, _ = flow
     capsys.readouterr()

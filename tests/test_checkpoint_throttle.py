@@ -1,5 +1,6 @@
 """The checkpoint throttle: writes take at most CHECKPOINT_SHARE of the wall time, on a
-fake clock where each write costs a known time."""
+fake clock (passed in, not patched into the time module) where each write costs a known
+time."""
 
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ class FakeClock:
 
 
 @pytest.mark.parametrize("write_s,chunk_s", [(3.0, 0.5), (0.05, 0.2), (1.0, 10.0)])
-def test_writes_take_at_most_the_share_of_the_time(monkeypatch, write_s, chunk_s):
+def test_writes_take_at_most_the_share_of_the_time(write_s, chunk_s):
     clock = FakeClock()
-    monkeypatch.setattr(runner.time, "perf_counter", clock)
     writes = []
 
     class Store:
@@ -29,7 +29,7 @@ def test_writes_take_at_most_the_share_of_the_time(monkeypatch, write_s, chunk_s
             writes.append(clock.t)
             clock.t += write_s  # the write's cost
 
-    saver = runner._CheckpointThrottle(Store(), "c1")
+    saver = runner._CheckpointThrottle(Store(), "c1", clock=clock)
     # The first write's cost is estimated from the state's size.
     rep = SimpleNamespace(state_bytes=int(write_s * runner.CHECKPOINT_BYTES_PER_S), checkpoint=dict)
     for _ in range(2000):
@@ -44,12 +44,11 @@ def test_writes_take_at_most_the_share_of_the_time(monkeypatch, write_s, chunk_s
     assert len(writes) >= clock.t / (gap + write_s + chunk_s) - 1
 
 
-def test_no_write_before_the_first_gap(monkeypatch):
+def test_no_write_before_the_first_gap():
     clock = FakeClock()
-    monkeypatch.setattr(runner.time, "perf_counter", clock)
     saved = []
     store = SimpleNamespace(save_checkpoint=lambda sid, ckpt, timing=None: saved.append(1))
-    saver = runner._CheckpointThrottle(store, "c1")
+    saver = runner._CheckpointThrottle(store, "c1", clock=clock)
     rep = SimpleNamespace(state_bytes=int(2.0 * runner.CHECKPOINT_BYTES_PER_S), checkpoint=dict)
     clock.t = 19 * 2.0 - 0.1  # just short of 19x the estimated 2 s write
     saver.maybe_save(rep)

@@ -122,6 +122,7 @@ def test_names_and_registry():
         custom.model_config(TINY, hidden=50)
 
 
+@pytest.mark.slow
 def test_member_in_population_equals_member_alone_with_traced_axes():
     """A flax MLP, momentum, with lr, l2, init_scale and momentum swept per member.
     Tolerance rtol 1e-4 / atol 1e-5 (as tests/test_train.py: the population's matmuls
@@ -227,6 +228,9 @@ def cnn_sweeps(npz, tmp_path_factory):
         os.chdir(old)
 
 
+# The examples end to end are slow (a conv net's programs, refit, a report, the script);
+# the contract, member-alone and resume tests above cover the same code in-process.
+@pytest.mark.slow
 def test_cnn_example_cli_coarse_fine_refit(cnn_sweeps):
     store = cnn_sweeps
     with Store.open(store) as st:
@@ -240,6 +244,7 @@ def test_cnn_example_cli_coarse_fine_refit(cnn_sweeps):
     assert k.shape == (3, 3, 1, 8) and f.winner_params["Dense_0"]["kernel"].shape == (128, 4)
 
 
+@pytest.mark.slow
 def test_cnn_report_draws_the_first_layer_filters(cnn_sweeps, tmp_path):
     from sweepjax.report import custom_fig, write_report
 
@@ -259,6 +264,7 @@ def test_cnn_report_draws_the_first_layer_filters(cnn_sweeps, tmp_path):
     assert custom_fig.first_layer({"w": {"kernel": np.zeros((5, 5))}}, [8, 8]) is None
 
 
+@pytest.mark.slow
 def test_own_model_script_coarse_then_fine_with_its_loss(npz, tmp_path):
     """examples/own_model.py: a model defined in the script with a label-smoothed loss;
     fine inherits both. Label smoothing (0.1 over 4 classes) puts a floor under the
@@ -275,6 +281,7 @@ def test_own_model_script_coarse_then_fine_with_its_loss(npz, tmp_path):
         assert min(losses) >= floor - 1e-4
 
 
+@pytest.mark.slow
 def test_resume_of_a_custom_sweep_equals_uninterrupted(npz, tmp_path):
     """Stopped at a chunk boundary, then resumed in a "new process" (registry emptied)
     with the model object passed again: the results of an uninterrupted run."""
@@ -310,6 +317,9 @@ def test_resume_of_a_custom_sweep_equals_uninterrupted(npz, tmp_path):
 
 
 # --------------------------------------------------------------------------- scale-out
+# Slow: a cold-started subprocess, because the host device count is fixed when JAX's
+# backend starts (see tests/test_distributed.py).
+@pytest.mark.slow
 def test_four_host_devices_match_one_device_for_a_custom_model(tmp_path):
     """tests/dist_worker.py with DIST_MODEL: the toy population of TinyMLPs on four
     forced host devices equals one device. Tolerance: each member's parameters within
@@ -321,7 +331,7 @@ def test_four_host_devices_match_one_device_for_a_custom_model(tmp_path):
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DIST_MODEL": TINY,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "tests.dist_worker", str(out), "4"],

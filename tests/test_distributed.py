@@ -17,6 +17,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FLAGS = os.environ.get("XLA_FLAGS", "")  # tests/conftest.py's, kept for the workers
+
+# Slow: every test here cold-starts JAX in fresh processes. They cannot run in-process:
+# the number of host devices (jax_num_cpu_devices / XLA_FLAGS) is fixed when the backend
+# starts, and giving the whole test session four devices would spread every flow test's
+# members over them too (flows default to all devices); several processes need
+# jax.distributed.initialize, which a process can do once.
+pytestmark = pytest.mark.slow
 
 
 def _run(args, env_extra=None, timeout=240):
@@ -55,7 +63,7 @@ def _same(a, b):
 
 def test_four_host_devices_match_one_device(one_device, tmp_path):
     out = tmp_path / "r4.npz"
-    _wait(_run([out, 4], {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+    _wait(_run([out, 4], {"XLA_FLAGS": f"{FLAGS} --xla_force_host_platform_device_count=4"}))
     r4 = np.load(out)
     assert int(r4["devices"]) == 4
     _same(r4, one_device)

@@ -108,6 +108,7 @@ def test_member_crossing_3x_is_frozen_exactly_there_and_one_just_below_is_not(se
     assert np.isfinite(res.curves.val_loss[1]).all()
 
 
+@pytest.mark.slow
 def test_explode_factor_is_the_threshold(setup):
     """The same member under a factor just above its peak ratio survives; just below, it
     is frozen at the first step past the factor."""

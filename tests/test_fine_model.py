@@ -14,6 +14,9 @@ from sweepjax.config import ModelConfig
 from sweepjax.results.records import MemberRecord
 from tests.helpers import toy_dataset, toy_train_config
 
+# Slow tier (whole coarse -> fine flows); CI runs it with `-m slow`.
+pytestmark = pytest.mark.slow
+
 
 def _json(capsys, argv) -> dict:
     capsys.readouterr()

@@ -11,14 +11,18 @@ from sweepjax import search
 from sweepjax.flows.sweep import derive_seed
 from sweepjax.store.db import Store
 
+# Slow tier (chained coarse -> fine flows); CI runs it with `-m slow`.
+pytestmark = pytest.mark.slow
+
 # One small shape for every sweep here (the compiled chunk program is reused).
 COMMON = dict(steps=20, batch_size=32, eval_every=10, chunk_steps=20, report=False)
 
 
 def _chain(store: str) -> dict:
     sweepjax.coarse(dataset="mnist-sample", trials=8, store=store, **COMMON)
-    sweepjax.fine(parent="c1", store=store, **COMMON)
-    sweepjax.fine(parent="f1", store=store, **COMMON)
+    # No refit: it would compile another shape, and no test here reads it.
+    sweepjax.fine(parent="c1", store=store, refit=False, **COMMON)
+    sweepjax.fine(parent="f1", store=store, refit=False, **COMMON)
     with Store.open(store) as st:
         return {sid: st.load_sweep(sid, curves=False) for sid in ("c1", "f1", "f2")}
 

@@ -91,6 +91,7 @@ def test_a_member_is_scored_on_its_held_out_fold_only(runs):
         assert a.final_val_acc[i] == pytest.approx(want, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_the_weighted_step_is_the_mean_over_the_rows_a_member_may_see():
     """One SGD step by hand: the member's first minibatch objective is the mean
     cross-entropy over the minibatch rows outside its fold (NumPy), not over all rows."""
@@ -133,6 +134,7 @@ def test_folds_flag_checks():
         group_shape(None, 1)
 
 
+@pytest.mark.slow
 def test_cli_folds_reports_the_mean_over_folds(tmp_path, capsys):
     """coarse --folds 3 on mnist-sample (4 configs = 12 members): member c * 3 + r holds
     out fold r; each config's mean_val_acc is the mean of its 3 members' best accuracies

@@ -351,6 +351,7 @@ def test_activation_histograms_hold_every_activation_of_each_member():
     assert len(figures.weight_images(wide, [28, 28]).axes) == 36
 
 
+@pytest.mark.slow
 def test_stored_activations_give_every_kept_member_a_column(tmp_path):
     """With stored statistics (as the flows write them) the panel draws each kept member,
     winner first, and the members table has their dead units; a 2-axis softmax sweep has
@@ -459,6 +460,7 @@ PNGS = [
 ]
 
 
+@pytest.mark.slow
 def test_write_report_is_self_contained(mlp_report):
     path = mlp_report
     assert path.name == "index.html" and path.exists()
@@ -504,6 +506,7 @@ def _chromium(args, cwd):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason=f"{CHROMIUM} is missing (CI installs it with apt-get install chromium)",
@@ -524,6 +527,7 @@ def test_report_in_headless_chromium(tmp_path, mlp_report):
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)  # the browser profile is big
 
 
+@pytest.mark.slow
 def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
     """`sweepjax report` against the store's API (Store.open, newest, load_sweep): the
     newest sweep, its ancestors, and the default output next to the store."""
@@ -603,6 +607,7 @@ def test_model_figure_contours_the_surface_and_rings_the_tied_set():
     assert ax.get_xlabel() == "lr" and ax.get_xscale() == "log"
 
 
+@pytest.mark.slow
 def test_report_has_the_model_panel_and_its_png_decodes(tmp_path):
     """model.png is written, embedded, and decodes to a non-blank RGBA image."""
     import matplotlib.image as mpimg
@@ -616,6 +621,7 @@ def test_report_has_the_model_panel_and_its_png_decodes(tmp_path):
     assert "model.png" in sorted(f.name for f in tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_schedule_panels_show_rungs_and_pbt_schedules(tmp_path):
     """Halving: the number of members training steps down at each rung; PBT: every
     member's lr over time is drawn, with one dot per copy, and the lineage table lists
@@ -661,6 +667,7 @@ def test_schedule_panels_show_rungs_and_pbt_schedules(tmp_path):
     assert "Schedule (PBT)" in page and "copied from" in page
 
 
+@pytest.mark.slow
 def test_replica_spread_shows_each_configs_members_and_mean(tmp_path):
     """With replicas, the report draws every member of the best configs as a dot and each
     config's mean +/- SD; the page has the panel."""
@@ -690,6 +697,7 @@ def test_replica_spread_shows_each_configs_members_and_mean(tmp_path):
 
 
 # --------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_mlp_sweep_on_the_sample_reports_its_kept_members_activations(tmp_path, capsys):
     """A small MLP sweep on the bundled sample stores the kept members' activation
     statistics (equal to a recomputation from their stored parameters on the first

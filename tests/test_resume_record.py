@@ -46,6 +46,7 @@ def timed_parts(monkeypatch):
     return parts
 
 
+@pytest.mark.slow
 def test_resumed_sweep_stores_the_timing_of_both_parts(tmp_path, timed_parts):
     store = str(tmp_path / "s.db")
     with pytest.raises(SweepInterrupted):
@@ -69,6 +70,7 @@ def test_resumed_sweep_stores_the_timing_of_both_parts(tmp_path, timed_parts):
     assert stored.compile_s == pytest.approx(res.timing.compile_s)
 
 
+@pytest.mark.slow
 def test_a_crashed_part_counts_its_wall_time_up_to_the_last_checkpoint(
     tmp_path, timed_parts, monkeypatch
 ):

@@ -96,6 +96,7 @@ def test_label_rule():
     assert label_lrs(lrs, init, final, [True] * 5) == ["too_high"] * 5
 
 
+@pytest.mark.slow
 def test_sanity_json_schema_and_exit_code(capsys, report):
     rc = main(["sanity", "--dataset", "mnist-sample", "--format", "json"])
     doc = json.loads(capsys.readouterr().out)
@@ -110,6 +111,7 @@ def test_sanity_json_schema_and_exit_code(capsys, report):
     assert (lo, hi) == pytest.approx((report.lr_range.lo, report.lr_range.hi))
 
 
+@pytest.mark.slow
 def test_auto_lr_range_is_the_finder_range(mnist, report, monkeypatch):
     import sweepjax.analysis.sanity as sanity
 

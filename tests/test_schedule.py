@@ -268,6 +268,7 @@ def test_stop_mid_rung_and_resume_gives_the_uninterrupted_result(ds, name, stop_
     np.testing.assert_array_equal(rest.hparams.lr, full.hparams.lr)
 
 
+@pytest.mark.slow
 def test_pbt_sweeps_make_no_surface_claims_and_fine_uses_the_span_rule(tmp_path):
     """Under PBT a member's score comes from a schedule of values, not the final ones it
     ends with: no boundary/flat/optimum verdicts, and a fine round refines by span."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
-import optax
 import pytest
 
 from sweepjax import engine
@@ -69,31 +67,6 @@ def test_one_sgd_step_matches_numpy_gradient(ds):
     assert res.initial_loss[0] == pytest.approx(_np_objective(w0, b0, x, y, 0.1), rel=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
-def test_optimizers_match_optax_reference_loop(ds, optimizer):
-    """The trainer's momentum / Adam step equals optax.sgd(momentum) / optax.adam."""
-    cfg = CFG.replace(optimizer=optimizer, steps=10, eval_every=5, chunk_steps=10)
-    lr, l2 = 0.05, 1e-3
-    res = engine.train_population(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg)
-    net = build_network(SOFTMAX, 4)
-    hp1 = HParams.create(lr=[lr], l2=[l2]).take(0)
-    params = jax.tree.map(
-        lambda a: a[0],
-        engine.init_states(ds, HParams.create(lr=[lr], l2=[l2]), SOFTMAX, cfg).params,
-    )
-    tx = optax.sgd(lr, momentum=0.9) if optimizer == "momentum" else optax.adam(lr)
-    opt = tx.init(params)
-    _, data_key = engine.root_keys(cfg.seed)
-    for t in range(10):
-        idx = engine.minibatch_indices(data_key, t, cfg.batch_size, 600)
-        g = jax.grad(member.objective)(params, ds.x_train[idx], ds.y_train[idx], hp1, net)
-        upd, opt = tx.update(g, opt, params)
-        params = optax.apply_updates(params, upd)
-    np.testing.assert_allclose(
-        res.params["out"]["kernel"][0], params["out"]["kernel"], rtol=1e-4, atol=1e-6
-    )
-
-
 def test_member_in_population_equals_member_alone(ds):
     """Tolerance: rtol 1e-4 / atol 1e-5 (float32; the population's matmul is one wider
     product, so its rounding differs from the one-member program)."""
@@ -148,6 +121,7 @@ def test_diverged_member_is_frozen_and_does_not_touch_others(ds):
     np.testing.assert_array_equal(r_bad.best_val_acc[others], r_ok.best_val_acc[others])
 
 
+@pytest.mark.slow
 def test_explode_factor_rule(ds):
     """Diverged exactly when the minibatch loss exceeds explode_factor x the initial loss
     (or is not finite); a member with a moderate lr never trips it."""
@@ -193,6 +167,7 @@ def test_overfits_20_examples_to_100_percent(ds):
     assert res.final_train_loss[0] < 0.05
 
 
+@pytest.mark.slow
 def test_mlp_learns_toy_problem(ds):
     cfg = CFG.replace(optimizer="adam", steps=100, eval_every=50, chunk_steps=100)
     res = engine.train_population(
@@ -202,6 +177,7 @@ def test_mlp_learns_toy_problem(ds):
     assert res.best_val_acc.min() > 0.7  # chance is ~0.25
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_chunking(ds):
     hp = HParams.create(lr=np.geomspace(1e-2, 1.0, 6), l2=1e-3)
     base = engine.train_population(ds, hp, SOFTMAX, CFG)
@@ -212,6 +188,7 @@ def test_results_do_not_depend_on_chunking(ds):
     np.testing.assert_allclose(other_chunks.curves.val_acc, base.curves.val_acc, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_groups():
     """A 1 MB budget splits a population of 400-feature members over several programs;
     each member's results equal those of the same population run as one program.
@@ -235,6 +212,7 @@ def test_results_do_not_depend_on_groups():
     np.testing.assert_array_equal(grouped.best_step, whole.best_step)
 
 
+@pytest.mark.slow
 def test_population_is_split_by_memory_budget(ds):
     cfg = CFG.replace(memory_budget_mb=1)
     # Properties of the split, not its formula: a group never exceeds the budget nor
@@ -296,7 +274,7 @@ def test_stop_and_resume_equals_uninterrupted(ds):
         np.testing.assert_array_equal(getattr(rest.curves, f), getattr(full.curves, f))
 
 
-@pytest.mark.parametrize("n_train", [300, 3000])
+@pytest.mark.parametrize("n_train", [300, pytest.param(3000, marks=pytest.mark.slow)])
 def test_lr_schedule_is_relative_to_the_run_not_the_dataset(n_train):
     """SGD with lr_decay=f follows lr * (f + (1-f)(1+cos(pi t/T))/2) whatever the
     dataset's size: the trained weights equal a NumPy loop with that rate."""
@@ -326,7 +304,10 @@ def test_lr_multiplier_reaches_the_floor_at_the_end_of_the_run():
         assert got == pytest.approx([1.0, 0.55, 0.1, 0.1], abs=1e-6)
 
 
-@pytest.mark.parametrize("steps", [997, 101, 40])
+@pytest.mark.parametrize(
+    "steps",
+    [pytest.param(997, marks=pytest.mark.slow), pytest.param(101, marks=pytest.mark.slow), 40],
+)
 def test_about_twenty_evaluations_for_any_step_count(ds, steps):
     """Prime step counts no longer evaluate at every step: the last block is longer."""
     cfg = CFG.replace(steps=steps, eval_every=None, chunk_steps=steps)

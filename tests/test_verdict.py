@@ -114,13 +114,25 @@ def _flags(r):
 
 
 # --------------------------------------------------------------------- the verdicts
-@pytest.mark.parametrize("case", ["interior", "cliff", "interior_n400", "flat_part", "flat_all"])
+# Each case is a population of seeds; the n_val = 400 variants run in the slow tier.
+@pytest.mark.parametrize(
+    "case",
+    [
+        "interior",
+        "cliff",
+        pytest.param("interior_n400", marks=pytest.mark.slow),
+        "flat_part",
+        "flat_all",
+    ],
+)
 def test_no_edge_flag_and_optimum_inside(case):
     assert _rate(case, lambda p, r: not _flags(r) and r.verdict.optimum_inside) >= 0.95
     assert _rate(case, lambda p, r: r.verdict.optimum_confidence >= 0.5) >= 0.95
 
 
-@pytest.mark.parametrize("case", ["edge", "beyond", "beyond_n400"])
+@pytest.mark.parametrize(
+    "case", ["edge", "beyond", pytest.param("beyond_n400", marks=pytest.mark.slow)]
+)
 def test_rising_edge_flagged_and_box_extended_past_it(case):
     def ok(pop, r):
         return _flags(r) == {("lr", "high")} and r.box.hi[0] > 1.0 and not r.verdict.optimum_inside
@@ -201,7 +213,16 @@ def test_tied_set_ranks_and_breaks_ties_by_loss():
     assert r.winner_se == pytest.approx(accuracy_se(np.array([0.85]), 6000)[0])
 
 
-@pytest.mark.parametrize("case", ["interior", "edge", "flat_all", "cliff", "interior_n400"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "interior",
+        "edge",
+        "flat_all",
+        "cliff",
+        pytest.param("interior_n400", marks=pytest.mark.slow),
+    ],
+)
 def test_tied_set_contains_the_true_best(case):
     def ok(pop, r):
         _, p, _, _, alive = pop
