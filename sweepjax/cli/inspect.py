@@ -11,16 +11,13 @@ import sys
 
 from sweepjax.analysis.diagnose import diagnose_sweep
 from sweepjax.cli.formats import json_clean, to_csv_text, to_json_text
+from sweepjax.cli.options import add_options
 from sweepjax.cli.render import TOP_ROWS, render_diagnoses, render_list, render_result
 from sweepjax.store.db import Store
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--store",
-        metavar="PATH",
-        help="the sweepjax store (default: $SWEEPJAX_STORE or ./sweepjax.db)",
-    )
+    add_options(p, "coarse", only=("store",))  # declared once, in sweepjax.spec
 
 
 def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

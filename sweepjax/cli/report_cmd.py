@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sweepjax.cli.options import add_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -24,9 +26,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "sweep", nargs="?", default=None, help="sweep id (default: the newest sweep in the store)"
     )
-    p.add_argument(
-        "--store", default=None, help="the sweep store (default: $SWEEPJAX_STORE or ./sweepjax.db)"
-    )
+    add_options(p, "coarse", only=("store",))  # declared once, in sweepjax.spec
     p.add_argument(
         "--out",
         default=None,
