@@ -74,9 +74,15 @@ def _reference(ds, optimizer: str, momentum: float):
     return params
 
 
-# sgd in the slow run (its step is checked against NumPy in tests/test_train.py).
+# Adam (whose b1 was once ignored) by default; sgd (also checked against NumPy in
+# tests/test_train.py) and momentum in the slow run.
 @pytest.mark.parametrize(
-    "optimizer", [pytest.param("sgd", marks=pytest.mark.slow), "momentum", "adam"]
+    "optimizer",
+    [
+        pytest.param("sgd", marks=pytest.mark.slow),
+        pytest.param("momentum", marks=pytest.mark.slow),
+        "adam",
+    ],
 )
 def test_optimizer_matches_optax_with_every_axis_off_default(ds, optimizer):
     cfg = CFG.replace(optimizer=optimizer)

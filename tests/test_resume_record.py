@@ -99,6 +99,7 @@ def test_a_crashed_part_counts_its_wall_time_up_to_the_last_checkpoint(
     assert res.timing.train_s == pytest.approx(counted + timed_parts[0].train_s)
 
 
+@pytest.mark.slow
 def test_resume_on_another_device_count_is_refused(tmp_path):
     store = str(tmp_path / "s.db")
     with pytest.raises(SweepInterrupted):

@@ -255,6 +255,7 @@ def test_population_is_split_by_memory_budget(ds):
     np.testing.assert_allclose(res2.curves.val_acc[0], res2.curves.val_acc[-1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_stop_and_resume_equals_uninterrupted(ds):
     hp = HParams.create(lr=np.geomspace(1e-2, 1.0, 6), l2=1e-3)
     full = engine.train_population(ds, hp, SOFTMAX, CFG)
