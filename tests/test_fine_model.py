@@ -3,6 +3,8 @@ refit on train + validation."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -27,18 +29,21 @@ def _json(capsys, argv) -> dict:
 @pytest.fixture(scope="module")
 def low_lr_store(tmp_path_factory):
     """The issue's case: lr 1e-6..1e-4 is too low on the sample, accuracy climbs steadily
-    toward the upper lr edge."""
+    toward the upper lr edge. The coarse sweep runs here, so every test that uses the
+    store finds it, whichever worker runs it and in whatever order."""
     store = str(tmp_path_factory.mktemp("low") / "s.db")
     argv = ["coarse", "--dataset", "mnist-sample", "--lr", "1e-6", "1e-4", "--l2", "1e-6"]
     argv += ["1e1", "--trials", "64", "--steps", "200", "--seed", "3", "--store", store]
-    return store, argv + ["--no-report"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*argv, "--no-report", "--format", "json"]) == 0
+    return store, json.loads(out.getvalue())
 
 
 def test_fine_box_extends_past_the_edge_the_score_climbs_to(low_lr_store, capsys):
     """The coarse sweep flags lr's high edge from the model (p < 0.01) and not l2's; fine's
     lr box then reaches past 1e-4, and contains the coarse winner."""
-    store, argv = low_lr_store
-    c = _json(capsys, argv)
+    store, c = low_lr_store
     assert [(b["param"], b["side"]) for b in c["boundary"]] == [("lr", "high")]
     assert c["boundary"][0]["p_value"] < 0.01 and c["boundary"][0]["rise"] > 0
     assert c["optimum_inside"] is False
