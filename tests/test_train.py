@@ -145,6 +145,7 @@ def test_explode_factor_rule(ds):
         assert before.alive[0]
 
 
+@pytest.mark.slow  # also in tests/test_sanity.py's fast tier
 def test_initial_loss_is_ln_num_classes_and_l2_raises_it(ds):
     hp = HParams.create(lr=[1e-3, 1e-3], l2=[0.0, 1e4])
     res = engine.train_population(
@@ -154,6 +155,7 @@ def test_initial_loss_is_ln_num_classes_and_l2_raises_it(ds):
     assert res.initial_loss[1] > res.initial_loss[0] + 0.01
 
 
+@pytest.mark.slow  # also in tests/test_sanity.py's fast tier
 def test_overfits_20_examples_to_100_percent(ds):
     tiny = ds._replace(
         x_train=ds.x_train[:20],
@@ -275,7 +277,10 @@ def test_stop_and_resume_equals_uninterrupted(ds):
         np.testing.assert_array_equal(getattr(rest.curves, f), getattr(full.curves, f))
 
 
-@pytest.mark.parametrize("n_train", [300, pytest.param(3000, marks=pytest.mark.slow)])
+# Slow tier: the fast tier checks the cosine schedule through the Adam reference
+# (tests/test_optimizer_reference.py, lr_decay 0.3).
+@pytest.mark.slow
+@pytest.mark.parametrize("n_train", [300, 3000])
 def test_lr_schedule_is_relative_to_the_run_not_the_dataset(n_train):
     """SGD with lr_decay=f follows lr * (f + (1-f)(1+cos(pi t/T))/2) whatever the
     dataset's size: the trained weights equal a NumPy loop with that rate."""
