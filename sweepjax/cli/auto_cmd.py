@@ -9,12 +9,10 @@ import sys
 
 from sweepjax.cli.formats import json_clean
 from sweepjax.cli.inspect import one_line_errors
-from sweepjax.cli.options import add_options
+from sweepjax.cli.options import add_options, shared_values
 from sweepjax.config import Range
 from sweepjax.errors import ConfigError
 from sweepjax.flows.runner import Callbacks
-from sweepjax.spec import OPTS
-from sweepjax.spec.values import normalise
 from sweepjax.store import default_path
 
 SHARED = (
@@ -66,10 +64,8 @@ def run(args: argparse.Namespace) -> int:
     def note(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    given = {k: getattr(args, k) for k in SHARED if getattr(args, k) is not None}
-    fmt = given.pop("format", "text")
-    kw = {k: normalise(OPTS[k], v, "fine" if k in ("sampler", "refit") else "coarse")
-          for k, v in given.items()}  # fmt: skip
+    kw, cli = shared_values(args, SHARED)
+    fmt = cli.get("format", "text")
     if isinstance(kw.get("hidden"), Range):
         raise ConfigError("`hidden` takes one width in auto (its rounds refine lr and l2)")
     store = kw.pop("store", None) or default_path()

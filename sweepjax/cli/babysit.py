@@ -11,11 +11,10 @@ import json
 import sys
 
 from sweepjax.cli.inspect import one_line_errors
-from sweepjax.cli.options import add_options
+from sweepjax.cli.options import add_options, shared_values
 from sweepjax.config import Range
 from sweepjax.errors import ConfigError
-from sweepjax.spec import MODEL_DEFAULTS, OPTS
-from sweepjax.spec.values import normalise
+from sweepjax.spec import MODEL_DEFAULTS
 
 SHARED = ("dataset", "data_dir", "model", "hidden", "optimizer", "seed", "format")
 
@@ -45,9 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from sweepjax.config import DataConfig, ModelConfig, TrainConfig
     from sweepjax.data import load_dataset
 
-    given = {k: getattr(args, k) for k in SHARED if getattr(args, k) is not None}
-    fmt = given.pop("format", "text")
-    o = {k: normalise(OPTS[k], v) for k, v in given.items()}
+    o, cli = shared_values(args, SHARED)
+    fmt = cli.get("format", "text")
     if isinstance(o.get("hidden"), Range):
         raise ConfigError("`hidden` takes one width in sanity")
     model = o.get("model", "softmax")

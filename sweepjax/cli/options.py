@@ -17,6 +17,7 @@ except ModuleNotFoundError:  # Python 3.10: the tomli backport has the same API
 
 from sweepjax.errors import ConfigError
 from sweepjax.spec import BOX_WORDS, OPTS, Opt, SweepSpec, flag_of, help_of, options
+from sweepjax.spec.values import normalise
 
 EPILOG = """\
 exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
@@ -79,12 +80,13 @@ def add_options(
     shares some, e.g. ``auto``), one flag each, in the table's groups and order. Values
     stay raw here (strings from the shell): :meth:`SweepSpec.create` reads them."""
     groups: dict[str, argparse._ArgumentGroup] = {}
-    table = [o for o in options(command) if o.flag != ""]
-    table += list(CLI_OPTIONS.values())
-    if only is not None:
-        table = [o for o in [*OPTS.values(), *CLI_OPTIONS.values()] if o.name in only]
+    table = [*(OPTS.values() if only else options(command)), *CLI_OPTIONS.values()]
     for o in table:
-        g = groups.get(o.group) or groups.setdefault(o.group, p.add_argument_group(o.group))
+        if o.flag == "" or (only is not None and o.name not in only):
+            continue  # Python only, or not an option of this command
+        if o.group not in groups:
+            groups[o.group] = p.add_argument_group(o.group)
+        g = groups[o.group]
         text = cli_message(help_of(o, command)).replace("%", "%%")
         kw: dict = {"dest": o.name, "default": None, "help": text}
         if o.kind == "bool":
@@ -104,11 +106,7 @@ def add_options(
                 kw["nargs"], kw["metavar"] = 2, ("LO", "HI")
             elif o.kind == "axis":
                 kw["nargs"] = "+"
-        g.add_argument(_flag(o), **kw)
-
-
-def _flag(o: Opt) -> str:
-    return o.flag or "--" + o.name.replace("_", "-")
+        g.add_argument(flag_of(o.name), **kw)
 
 
 def _negated(o: Opt) -> bool:
@@ -123,7 +121,7 @@ def _toml_names(command: str) -> dict[str, tuple[str, bool]]:
         if o.flag == "":
             continue
         names[o.name] = (o.name, False)
-        alias = _flag(o)[2:].replace("-", "_")
+        alias = flag_of(o.name)[2:].replace("-", "_")
         names.setdefault(alias, (o.name, _negated(o)))
     return names
 
@@ -159,6 +157,15 @@ def resolve(args: argparse.Namespace, command: str) -> tuple[SweepSpec, dict]:
             settings[k] = v
     cli = {k: settings.pop(k) for k in list(settings) if k in CLI_OPTIONS}
     return SweepSpec.create(command, **settings), cli
+
+
+def shared_values(args: argparse.Namespace, names: tuple[str, ...]) -> tuple[dict, dict]:
+    """For a command that takes some of the table's options (``add_options(only=...)``):
+    the given ones, read like the sweep's (:func:`~sweepjax.spec.values.normalise`), and
+    the command line's own (``format``) apart."""
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    cli = {k: given.pop(k) for k in list(given) if k in CLI_OPTIONS}
+    return {k: normalise(OPTS[k], v) for k, v in given.items()}, cli
 
 
 _MENTION = re.compile(r"`([a-z][a-z0-9_]*)`")

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from typing import NamedTuple
 
-from sweepjax.config import ModelConfig, Range, SearchSpace
+from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import distributed
 from sweepjax.engine.hparams import HParams
@@ -34,21 +34,23 @@ from sweepjax.flows.sweep_config import (
 )
 from sweepjax.models.custom import check_axes, model_config, prepare
 from sweepjax.results.appraise import judge_sweep
+from sweepjax.results.records import EXTRA_AXES
 from sweepjax.spec import MODEL_DEFAULTS, SweepSpec
 from sweepjax.store import Store
-
-AXIS_NAMES = ("hidden", "dropout", "init_scale", "momentum")
 
 
 class Plan(NamedTuple):
     """A sweep ready to run."""
 
-    spec: SweepSpec  # resolved: the options as the sweep uses them
-    config: SweepConfig
+    config: SweepConfig  # its ``spec``: the options resolved as the sweep uses them
     data: Dataset
     where: distributed.Placement
     draws: HParams | None = None  # a model-based sampler's members (fine)
     refinement: str | None = None  # why the box is what it is (fine)
+
+    @property
+    def spec(self) -> SweepSpec:
+        return self.config.spec
 
 
 def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
@@ -58,7 +60,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     v = spec.value
     replicas, folds = group_shape(spec.replicas, spec.folds)
     check_dataset_name(v("dataset"))
-    extra = {n: getattr(spec, n) for n in AXIS_NAMES}
+    extra = {n: getattr(spec, n) for n in EXTRA_AXES}
     searched = {n: a for n, a in extra.items() if isinstance(a, Range)}
     fixed = {n: a for n, a in extra.items() if not isinstance(a, Range)}
     model = v("model")
@@ -79,7 +81,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps
     )
     where = distributed.placement(spec.devices)
-    data_cfg = _data_config(v("dataset"), spec.data_dir, v("seed"))
+    data_cfg = DataConfig(dataset=v("dataset"), data_dir=spec.data_dir, seed=v("seed"))
     ds = load_inputs(data_cfg, cb)
     prepare(model_cfg, ds)  # a custom model's shapes against the data, before anything runs
     lr = v("lr")
@@ -107,7 +109,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         spec=resolved,
     )
     scheduler_for(cfg, cfg.trials)  # a schedule that does not fit the run fails now
-    return Plan(resolved, cfg, ds, where)
+    return Plan(cfg, ds, where)
 
 
 def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
@@ -144,7 +146,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     replicas, folds = group_shape(
         *((spec if own else merged).replicas, (spec if own else merged).folds)
     )
-    given = {n: getattr(spec, n) for n in AXIS_NAMES}
+    given = {n: getattr(spec, n) for n in EXTRA_AXES}
     given_fixed = {n: x for n, x in given.items() if x is not None and not isinstance(x, Range)}
     decay_off = spec.lr_decay == "off"
     space, why = fine_space(
@@ -162,8 +164,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     )
     optimizer = v("optimizer")
     # Fixed values, given now or the parent's; an axis the parent searched is in the box.
-    fixed = {n: getattr(merged, n) for n in AXIS_NAMES}
-    fixed = {n: (None if isinstance(x, Range) else x) for n, x in fixed.items()}
+    fixed = {n: None if isinstance(x := getattr(merged, n), Range) else x for n in EXTRA_AXES}
     width = _width(space.hidden, fixed["hidden"] or pcfg.model.hidden)
     model_cfg = model_config(v("model"), width, spec.loss)
     check_axes(model_cfg, [*space.axes(), *(n for n, x in given_fixed.items() if x)])
@@ -223,7 +224,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
         )
     cb.say(f"fine box from {parent}: {why}")
     cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
-    return Plan(resolved, cfg, ds, where, draws, why)
+    return Plan(cfg, ds, where, draws, why)
 
 
 def _train(spec: SweepSpec, optimizer, steps, seed, fixed):
@@ -240,16 +241,10 @@ def _train(spec: SweepSpec, optimizer, steps, seed, fixed):
     )
 
 
-def _data_config(dataset, data_dir, seed):
-    from sweepjax.config import DataConfig
-
-    return DataConfig(dataset=dataset, data_dir=data_dir, seed=seed)
-
-
 def _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds) -> SweepSpec:
     """The spec as the sweep runs it (stored with it; what a fine round inherits): the
     model by name, its searched axes as boxes, fixed axes as numbers, defaults filled."""
-    axes = {n: space.axes().get(n) for n in AXIS_NAMES}
+    axes = {n: space.axes().get(n) for n in EXTRA_AXES}
     for n in ("dropout", "init_scale", "momentum"):
         if axes[n] is None and getattr(spec, n) is not None:
             axes[n] = getattr(spec, n)
@@ -283,4 +278,4 @@ def _width(searched: Range | None, fixed: int | None, default: int = ModelConfig
     return int(fixed) if fixed is not None else default
 
 
-__all__ = ["AXIS_NAMES", "Plan", "plan_coarse", "plan_fine"]
+__all__ = ["Plan", "plan_coarse", "plan_fine"]

@@ -109,14 +109,16 @@ def load_inputs(cfg: DataConfig, cb: Callbacks) -> Dataset:
     return ds
 
 
-def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _config_diff(old: dict, new: dict, prefix: str = "", quote: str = "") -> list[str]:
+    """``key: old -> new`` for each differing entry (nested keys dotted; ``quote`` around
+    each key, e.g. a backtick for an option the CLI shows as its flag)."""
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_diff(a, b, f"{prefix}{k}.")
+            out += _config_diff(a, b, f"{prefix}{k}.", quote)
         elif a != b:
-            out.append(f"{prefix}{k}: {a} -> {b}")
+            out.append(f"{quote}{prefix}{k}{quote}: {a} -> {b}")
     return out
 
 
@@ -159,8 +161,7 @@ def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str)
     old_spec, new_spec = row.config.get("spec"), cfg.get("spec")
     if diff and old_spec and new_spec:
         # Name the options that differ (the config's other entries follow from them).
-        named = [f"`{d}".replace(":", "`:", 1) for d in _config_diff(old_spec, new_spec)]
-        diff = named or diff
+        diff = _config_diff(old_spec, new_spec, quote="`") or diff
     if diff:
         raise ConfigError(
             f"flags differ from interrupted sweep {row.id} ({'; '.join(diff[:3])}); "

@@ -79,7 +79,7 @@ def coarse(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
     cb = callbacks or Callbacks()
     plan = plan_coarse(spec, cb)
     with open_store(spec.store, True, plan.where) as st:
-        return run(plan, st, cb, spec)
+        return run(plan, st, cb)
 
 
 def fine(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
@@ -105,12 +105,13 @@ def fine(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
     cb = callbacks or Callbacks()
     where = distributed.placement(spec.devices)
     with open_store(spec.store, False, where) as st:
-        return run(plan_fine(spec, st, cb, where), st, cb, spec)
+        return run(plan_fine(spec, st, cb, where), st, cb)
 
 
-def run(plan: Plan, st, cb: Callbacks, spec: SweepSpec) -> SweepResult:
-    """Train, judge and store a planned sweep (``spec``: the run's own options: its name,
-    resume, report), then refit a fine round's winner when asked."""
+def run(plan: Plan, st, cb: Callbacks) -> SweepResult:
+    """Train, judge and store a planned sweep (its name, resume and report are options of
+    the plan's spec, never stored), then refit a fine round's winner when asked."""
+    spec = plan.spec
     result = run_sweep(
         plan.config,
         plan.data,

@@ -58,14 +58,13 @@ class SweepSpec(Options):
         Raises ConfigError naming the argument for an unknown option or a bad value."""
         if command not in COMMANDS:
             raise ConfigError(f"unknown command {command!r}; choose coarse or fine")
-        known = {o.name: o for o in options(command)}
+        known = {o.name for o in options(command)}
         for k in given:
             if k not in known:
                 raise ConfigError(
                     f"`{command}` takes no option {k!r}; known: {', '.join(sorted(known))}"
                 )
-        values = {k: normalise(OPTS[k], v, command) for k, v in given.items() if v is not None}
-        return cls(command=command, **values)
+        return cls(command=command, **_normalised(given, command))
 
     def given(self) -> dict[str, Any]:
         """The options set (not None), by name."""
@@ -80,13 +79,8 @@ class SweepSpec(Options):
 
     def replace(self, **changes) -> SweepSpec:
         """A copy with ``changes`` (checked and normalised like :meth:`create`)."""
-        return dataclasses.replace(
-            self,
-            **{
-                k: normalise(OPTS[k], v, self.command) if v is not None else None
-                for k, v in changes.items()
-            },
-        )
+        unset = {k: None for k, v in changes.items() if v is None}
+        return dataclasses.replace(self, **_normalised(changes, self.command), **unset)
 
     def inherit(self, parent: SweepSpec) -> SweepSpec:
         """This (fine) spec with every inheritable option it does not give taken from
@@ -120,7 +114,12 @@ class SweepSpec(Options):
         d = migrate(dict(d))
         command = d.pop("command", "coarse")
         d.pop("version")
-        return cls(command=command, **{k: normalise(OPTS[k], v, command) for k, v in d.items()})
+        return cls(command=command, **_normalised(d, command))
+
+
+def _normalised(values: dict, command: str) -> dict:
+    """Each given (not None) value read by its option's kind (:func:`normalise`)."""
+    return {k: normalise(OPTS[k], v, command) for k, v in values.items() if v is not None}
 
 
 def migrate(d: dict) -> dict:
