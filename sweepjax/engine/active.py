@@ -104,11 +104,24 @@ def gather(act: Active, src: np.ndarray, gsize: int, where: Placement, steps_lef
 
 
 def run_chunk(
-    act, hp_active: HParams, fold_active, data, step, n_steps, horizon, key_bits, st, where
+    act,
+    hp_active: HParams,
+    fold_active,
+    data,
+    step,
+    n_steps,
+    horizon,
+    key_bits,
+    st,
+    where,
+    born_active=None,
 ):
     """Train the active members ``n_steps`` steps and evaluate them once; returns
     (active, metrics ``[n]``, compile seconds, train seconds). ``fold_active[n]``: each
-    member's held-out fold (-1: none)."""
+    member's held-out fold (-1: none); ``born_active[n]``: the global step each started
+    at (default 0: a population that starts together)."""
+    if born_active is None:
+        born_active = np.zeros(act.n, np.int32)
     compile_s = train_s = 0.0
     rows_out = []
     states = act.states if act.on_device else jax.tree.map(np.array, act.states)
@@ -121,10 +134,12 @@ def run_chunk(
             take = rows
         hp = put_members(hp_active.take(take), where)
         fold = put_members(np.asarray(fold_active, np.int32)[take], where)
+        born = put_members(np.asarray(born_active, np.int32)[take], where)
         args = (
             s_dev,
             hp,
             fold,
+            born,
             data,
             np.int32(step),
             np.int32(n_steps),

@@ -159,6 +159,7 @@ def step(
     s: MemberState,
     hp: HParams,
     fold,
+    born,
     x_train,
     y_train,
     fold_train,
@@ -170,6 +171,11 @@ def step(
 ):
     """One SGD/momentum/Adam step of one member at global step ``t`` of a ``horizon``-step
     run (the learning-rate schedule's length).
+
+    ``born`` (int32) is the global step at which the member started (0 for a population
+    that starts together; an ASHA refill starts later). Its schedule, its "original
+    cost" and its divergence step follow its own age ``t - born``; the minibatch follows
+    the global step, so it stays the population's.
 
     With ``st.folds`` the member holds out fold ``fold`` (int32): minibatch rows whose
     ``fold_train`` equals it get weight 0 (the minibatch stays the population's).
@@ -191,12 +197,13 @@ def step(
         s.params, x, y, hp, net, w, drop_key
     )
     d, opt_state = tx.update(grads, s.opt_state, s.params)
-    lr_t = hp.lr * lr_multiplier(t, horizon, hp.lr_decay)
+    age = t - born
+    lr_t = hp.lr * lr_multiplier(age, horizon, hp.lr_decay)
     updates = jax.tree.map(lambda g: -lr_t * g, d)
     new_params = optax.apply_updates(s.params, updates)
 
     h = s.health
-    initial = jnp.where(t == 0, loss, h.initial_loss)
+    initial = jnp.where(age == 0, loss, h.initial_loss)
     exploded = ~jnp.isfinite(loss) | (loss > st.explode_factor * initial)
     alive = h.alive & ~exploded
     ratio = (
@@ -209,7 +216,7 @@ def step(
     s = s._replace(
         params=jax.tree.map(keep, new_params, s.params),
         opt_state=jax.tree.map(keep, opt_state, s.opt_state),
-        health=Health(alive, jnp.where(h.alive & exploded, t, h.diverged_at), initial),
+        health=Health(alive, jnp.where(h.alive & exploded, age, h.diverged_at), initial),
     )
     return s, jnp.where(alive, loss, 0.0), jnp.where(alive, acc, 0.0), ratio
 

@@ -59,27 +59,38 @@ def over_members(fn, member_args: int, shared_args: int):
 
 
 def _population_block(
-    states, hps, folds, data: DeviceData, start_step, n_steps, horizon, key_bits, static: Static
+    states,
+    hps,
+    folds,
+    born,
+    data: DeviceData,
+    start_step,
+    n_steps,
+    horizon,
+    key_bits,
+    static: Static,
 ):
     """``n_steps`` steps of every member from global step ``start_step``, then one
     evaluation. ``n_steps`` and ``horizon`` are traced, so one compiled program serves
     every block length and every run length: only the population size and the static
     model settings ever compile.
 
-    ``folds[M]`` is each member's held-out fold (ignored without cross-validation).
+    ``folds[M]`` is each member's held-out fold (ignored without cross-validation);
+    ``born[M]`` the global step each member started at (its age is ``step - born``: an
+    ASHA slot refilled mid-run runs its own schedule over ``horizon`` steps).
     Returns the new states (member axis leading) and ``EvalMetrics`` of ``[M]``.
     """
     # The key travels as raw bits (a plain uint32 array) so every process can pass it.
     data_key = jax.random.wrap_key_data(key_bits)
     st = static
-    step = over_members(functools.partial(member.step, st=st), 3, 6)
-    measured = over_members(functools.partial(member.step, st=st, measure=True), 3, 6)
-    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 6, 2)
+    step = over_members(functools.partial(member.step, st=st), 4, 6)
+    measured = over_members(functools.partial(member.step, st=st, measure=True), 4, 6)
+    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 7, 1)
     shared = (data.x_train, data.y_train, data.fold_train)
 
     def one_step(i, carry):
         s, loss_sum, acc_sum = carry
-        s, loss, acc, _ = step(s, hps, folds, *shared, start_step + i, horizon, data_key)
+        s, loss, acc, _ = step(s, hps, folds, born, *shared, start_step + i, horizon, data_key)
         return s, loss_sum + loss, acc_sum + acc
 
     zeros = jnp.zeros(hps.lr.shape, jnp.float32)
@@ -87,11 +98,11 @@ def _population_block(
     last = start_step + n_steps - 1
     # Only the block's last step measures the update/weight ratio: the ratio needs the
     # update tensor materialised, which the ordinary step fuses away.
-    states, loss, acc, ratio = measured(states, hps, folds, *shared, last, horizon, data_key)
+    states, loss, acc, ratio = measured(states, hps, folds, born, *shared, last, horizon, data_key)
     n = n_steps.astype(jnp.float32)
-    return evaluate(
-        states, hps, folds, (loss_sum + loss) / n, (acc_sum + acc) / n, ratio, last + 1, data.quick
-    )
+    mean_loss, mean_acc = (loss_sum + loss) / n, (acc_sum + acc) / n
+    age = last + 1 - born  # steps each member has trained (its best checkpoint's step)
+    return evaluate(states, hps, folds, mean_loss, mean_acc, ratio, age, data.quick)
 
 
 def _population_eval(params, folds, val: Slices, static: Static):
@@ -159,12 +170,12 @@ def _compiled(kind: str, make, args, static_key, where: Placement):
 
 
 def compiled_block(args, static: Static, where: Placement):
-    """The training program for ``args = (states, hparams, folds, data, start_step,
-    n_steps, horizon, key_bits)``: one evaluation block of any length."""
+    """The training program for ``args = (states, hparams, folds, born, data,
+    start_step, n_steps, horizon, key_bits)``: one evaluation block of any length."""
 
     def make():
         fn = functools.partial(_population_block, static=static)
-        return jax.jit(_sharded(fn, where, 3, 5, 2), donate_argnums=(0,))
+        return jax.jit(_sharded(fn, where, 4, 5, 2), donate_argnums=(0,))
 
     return _compiled("chunk", make, args, static, where)
 
