@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sweepjax.errors import ConfigError
 
 # The budget rules a sweep may use (:mod:`sweepjax.schedulers`).
-SCHEDULES = ("full", "halving", "hyperband", "pbt")
+SCHEDULES = ("full", "halving", "hyperband", "pbt", "asha")
 # The verdicts' defaults (:mod:`sweepjax.analysis.verdict`), which are also options of a
 # sweep (:mod:`sweepjax.spec`): the edge band, the fine box's margin and, with too few
 # members for a model, how many of the best span the next box.

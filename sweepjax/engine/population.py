@@ -94,6 +94,11 @@ class PopulationResult(NamedTuple):
     timing: Timing
     completed: bool  # False when on_chunk asked to stop early
     checkpoint: Checkpoint | None
+    # Anytime runs (``train_refilling``): best-so-far points ``[P, 4]`` (elapsed s,
+    # member-steps, best whole-validation accuracy of a finished member, its row) and
+    # how many members the budget stopped in flight.
+    progress: np.ndarray | None = None
+    in_flight: int = 0
 
     @property
     def num_members(self) -> int:

@@ -343,6 +343,10 @@ class SweepResult:
     # ids and the winner is a config: see :class:`Winner`).
     configs: list[ConfigRecord] = field(default_factory=list)
     activations: dict[int, Any] = field(default_factory=dict)
+    # Anytime (ASHA) runs: best-so-far points ``{"elapsed_s", "member_steps",
+    # "best_val_acc", "member"}`` and how many members the budget stopped in flight.
+    progress: list[dict] = field(default_factory=list)
+    in_flight: int = 0
 
     @property
     def spec(self) -> SweepSpec:
@@ -363,7 +367,10 @@ class SweepResult:
 
     def schedule_json(self) -> dict:
         """What the store keeps of the scheduler's decisions."""
-        return {"lineage": self.lineage, "history": self.history}
+        out = {"lineage": self.lineage, "history": self.history}
+        if self.progress or self.in_flight:
+            out.update(progress=self.progress, in_flight=self.in_flight)
+        return out
 
     def hparam_schedule(self, member: int) -> list[dict]:
         """Member ``member``'s hyperparameters over time (one entry per change)."""
@@ -392,5 +399,7 @@ class SweepResult:
             "timing": self.timing.as_dict(),
             "schedule": self.spec.schedule or "full",
             "lineage": self.lineage,
+            "progress": self.progress,
+            "in_flight": self.in_flight,
             "report": self.report,
         }

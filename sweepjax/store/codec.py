@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 import numpy as np
-from flax import serialization
 
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.errors import StoreError
@@ -117,11 +116,15 @@ def _tree_from_dict(stored: dict, like: Any) -> Any:
 
 def dump_params(params: Any) -> bytes:
     """A flax params dict (nested dict of arrays) -> msgpack bytes, keeping its keys."""
+    from flax import serialization  # deferred (here and below): flax costs ~0.3 s to import
+
     return serialization.msgpack_serialize(serialization.to_state_dict(params))
 
 
 def checkpoint_blob(ckpt: Checkpoint) -> bytes:
     """A population checkpoint as msgpack bytes (states, curves so far, scheduler state)."""
+    from flax import serialization
+
     return serialization.msgpack_serialize(
         {
             "states": _tree_to_dict(ckpt.states),
@@ -137,6 +140,8 @@ def checkpoint_blob(ckpt: Checkpoint) -> bytes:
 
 def checkpoint_from_blob(sweep_id: str, step: int, blob: bytes, like_states: Any) -> Checkpoint:
     """Inverse of :func:`checkpoint_blob` (``states`` shaped like ``like_states``)."""
+    from flax import serialization
+
     d = serialization.msgpack_restore(blob)
     states = _tree_from_dict(d["states"], like_states)
     c = d["curves"]
@@ -166,6 +171,8 @@ def verdict_fields(text: str | None) -> dict:
 
 
 def schedule_fields(text: str | None) -> dict:
-    """``lineage`` and ``history`` of a stored sweep (empty for sweeps without them)."""
+    """``lineage``, ``history`` and an anytime run's ``progress`` / ``in_flight`` of a
+    stored sweep (empty for sweeps without them)."""
     d = json.loads(text) if text else {}
-    return {"lineage": d.get("lineage", []), "history": d.get("history", [])}
+    keys = {"lineage": [], "history": [], "progress": [], "in_flight": 0}
+    return {k: d.get(k, v) for k, v in keys.items()}

@@ -1,0 +1,312 @@
+"""``train_refilling``: a fixed-width population that refills itself (ASHA's trainer).
+
+Each of the ``W`` slots holds one member with its own age (steps trained since it was
+born) and its own learning-rate schedule over the run's ``R`` steps. Every block of
+``b`` steps (the scheduler's first rung divides every rung and ``R``) is one call of ONE
+compiled program of width ``W``. Between blocks the host:
+
+1. records each member's block metrics at its own age (the curves are indexed by age);
+2. frees the slot of a member that diverged;
+3. measures the members whose age reached a rung on the whole validation set and lets
+   the scheduler decide (:class:`~sweepjax.engine.decisions.Refills`): a stopped
+   member's slot is freed;
+4. finishes the members that reached ``R`` (the best-so-far point of the anytime
+   result), keeping the parameters of the best few;
+5. refills every freed slot at once with a new member drawn by the scheduler (new
+   id, fresh weights and optimizer state, born at this global step): one more small
+   program of fixed width, so the population never changes shape.
+
+Minibatches stay the population's: every member at global step ``t`` sees the same
+rows, whatever its age, so a refilled member trains exactly as it would alone from the
+same global step. The run stops when the budget is spent (checked after each block,
+so it ends within one block of it), when ``max_members`` members have been created and
+every one of them has ended, or when ``on_chunk`` asks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from sweepjax.budget import Budget, process_elapsed
+from sweepjax.config import ModelConfig, TrainConfig
+from sweepjax.data.dataset import Dataset
+from sweepjax.engine import active, program, slots
+from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
+from sweepjax.engine.decisions import Refills, RungLog
+from sweepjax.engine.distributed import SINGLE, Placement, put_members, to_host
+from sweepjax.engine.hparams import HParams
+from sweepjax.engine.population import ChunkReport, PopulationResult, Timing
+from sweepjax.engine.setup import init_states, root_keys, static
+
+PROGRESS_FIELDS = ("elapsed_s", "member_steps", "best_val_acc", "member")
+
+
+def train_refilling(
+    dataset: Dataset,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    scheduler: Refills,
+    *,
+    width: int,
+    budget: Budget | None = None,
+    max_members: int | None = None,
+    on_chunk: Callable[[ChunkReport], bool | None] | None = None,
+    resume: Checkpoint | None = None,
+    placement: Placement | None = None,
+) -> PopulationResult:
+    """Train a ``width``-slot population that refills itself until ``budget`` is spent
+    (or ``max_members`` members have run). ``config.steps`` is the full length ``R``.
+
+    Returns a :class:`PopulationResult` over every member that ran (rows in creation
+    order, member id = row): ``status`` ``ok`` for members that reached ``R``,
+    ``stopped`` for those the scheduler stopped at a rung or the budget caught in flight
+    (``stopped_at``: their age), ``diverged``. ``curves`` are indexed by age.
+    ``params``/``best_params`` hold the best :data:`~sweepjax.engine.slots.KEEP`
+    finished members (``finished`` order). ``progress`` holds the best-so-far points,
+    ``in_flight`` how many members the budget stopped.
+    """
+    if budget is None and max_members is None:
+        raise ValueError("give a `budget` or `max_members`: a refilling run never ends")
+    where = SINGLE if placement is None else placement
+    w = int(width)
+    if w < 1 or w % where.num_devices:
+        raise ValueError(f"width {w} must be a positive multiple of {where.num_devices} devices")
+    total, b = int(config.steps), int(scheduler.block())
+    rungs = set(scheduler.rungs())
+    if total % b or any(r % b for r in rungs):
+        raise ValueError(f"block {b} must divide the run ({total}) and every rung {sorted(rungs)}")
+    n_val = int(dataset.x_val.shape[0])
+    init_key, data_key = root_keys(config.seed)
+    init_bits = np.asarray(jax.random.key_data(init_key))
+    key_bits = np.asarray(jax.random.key_data(data_key))
+    data = program.device_data(dataset, config, where)
+    no_fold = np.full(w, -1, np.int32)
+    corners = scheduler.corners()
+
+    if resume is not None:
+        c: slots.RefillCarry = resume.states
+        g, curves, sched = resume.step, resume.curves, resume.schedule
+        slot_row, born = np.asarray(c.slot_row, np.int64), np.asarray(c.born, np.int64)
+        log = RungLog.from_array(c.log, n_val)
+        kept_row = np.asarray(c.kept_row, np.int64)
+        kept_best, kept_final = c.kept_best, c.kept_final
+        progress = [tuple(p) for p in np.asarray(c.progress).reshape(-1, 4)]
+        member_steps, prior_s = int(c.clock[0]), float(c.clock[1])
+        states0 = c.slots
+    else:
+        g, log, progress, member_steps, prior_s = 0, RungLog.empty(n_val), [], 0, 0.0
+        first = min(w, max_members) if max_members is not None else w
+        hp0 = scheduler.draw(np.arange(first), log, None)
+        sched = ScheduleState.start(hp0)
+        e = total // b
+        curves = Curves(
+            np.arange(1, e + 1, dtype=np.int64) * b,
+            *(np.full((first, e), np.nan, np.float32) for _ in range(5)),
+        )
+        # Slots beyond ``max_members`` start empty (a copy of member 0, results dropped).
+        slot_row = np.concatenate([np.arange(first), np.full(w - first, -1)]).astype(np.int64)
+        born = np.zeros(w, np.int64)
+        hp_w = hp0.take(np.maximum(slot_row, 0))
+        states0 = init_states(dataset, hp_w, model_cfg, config, np.maximum(slot_row, 0))
+        kept_row = np.full(slots.KEEP, -1, np.int64)
+        kept_best = kept_final = jax.tree.map(
+            lambda a: np.zeros((slots.KEEP,) + a.shape[1:], a.dtype), states0.params
+        )
+    st = static(dataset, model_cfg, config, False, slots.concat(sched.hparams, corners))
+    hp_slots = sched.hparams.take(np.maximum(slot_row, 0))
+    act = active.Active(put_members(states0, where), w, w, True)
+    del states0
+
+    compile_s = train_s = eval_s = 0.0
+    trained_here = 0
+    t_start = time.perf_counter()
+    completed, in_flight = True, 0
+
+    def elapsed() -> float:
+        return prior_s + process_elapsed()
+
+    def best_so_far() -> float:
+        return progress[-1][2] if progress else float("nan")
+
+    while True:
+        act, met, c1, t1 = active.run_chunk(
+            act, hp_slots, no_fold, data, g, b, total, key_bits, st, where, born
+        )
+        compile_s, train_s = compile_s + c1, train_s + t1
+        g += b
+        member_steps += w * b
+        trained_here += w * b
+        occupied = slot_row >= 0
+        age = g - born
+        col = age // b - 1
+        occ = np.flatnonzero(occupied)
+        for f, m in zip(Curves._fields[1:], met, strict=True):
+            getattr(curves, f)[slot_row[occ], col[occ]] = np.asarray(m)[occ, 0]
+        small = active.small(act, where)
+        alive = small["alive"]
+        ended = np.zeros(w, bool)
+        stop_age = np.full(w, -1)
+        # Diverged: frozen by the step; its slot is free now.
+        div = occupied & ~alive
+        # At a rung or at the end: measure on the whole validation set.
+        at_rung = occupied & alive & np.isin(age, list(rungs))
+        done = occupied & alive & (age >= total)
+        measure = np.flatnonzero(at_rung | done)
+        loss = np.full(w, np.nan)
+        acc = np.full(w, np.nan)
+        if len(measure):
+            lo, ac, s = active.evaluate_members(act, "params", measure, data, st, where, no_fold)
+            loss[measure], acc[measure] = lo, ac
+            eval_s += s
+        for r in sorted({int(a) for a in age[at_rung]}):
+            pos = np.flatnonzero(at_rung & (age == r))
+            start = len(log.rung)
+            log = log.extend(r, slot_row[pos], loss[pos], acc[pos], np.ones(len(pos), bool))
+            keep = scheduler.decide(log, r, np.arange(start, start + len(pos)))
+            stop_age[pos[~keep]] = r
+        stopped = stop_age >= 0
+        ended |= div | stopped | done
+        spent = budget is not None and budget.spent(elapsed(), member_steps)
+        if (
+            max_members is not None
+            and sched.stopped_at.shape[0] >= max_members
+            and not (occupied & ~ended).any()
+        ):
+            spent = True  # every member that may be created has ended
+        caught = occupied & ~ended if spent else np.zeros(w, bool)
+        if caught.any():  # the budget stops the members in flight: measure them too
+            idx = np.flatnonzero(caught)
+            lo, ac, s = active.evaluate_members(act, "params", idx, data, st, where, no_fold)
+            loss[idx], acc[idx] = lo, ac
+            eval_s += s
+            stop_age[idx] = age[idx]
+            in_flight = len(idx)
+        finishing = np.flatnonzero((stopped | done | caught) & alive)
+        best_acc, s = slots.best_checkpoints(
+            act, finishing, small, age, acc, data, st, where, no_fold
+        )
+        eval_s += s
+        sched = slots.record_ended(
+            sched, slot_row, small, div, finishing, stop_age, age, loss, acc, best_acc
+        )
+        for j in np.flatnonzero(done):
+            row = int(slot_row[j])
+            kept_row, kept_best, kept_final = slots.keep_finished(
+                kept_row, kept_best, kept_final, sched, row, act, j, small, age, acc, where
+            )
+            if not progress or sched.best_val_acc[row] > progress[-1][2]:
+                progress.append(
+                    (elapsed(), float(member_steps), float(sched.best_val_acc[row]), row)
+                )
+        freed = ended | caught
+        if spent:
+            break
+        # Refill the freed slots (while members may still be created).
+        free = np.flatnonzero(freed)
+        n_new = len(free)
+        if max_members is not None:
+            n_new = min(n_new, max(0, max_members - sched.stopped_at.shape[0]))
+        slot_row[free] = -1
+        if n_new:
+            fill = free[:n_new]
+            ids = np.arange(sched.stopped_at.shape[0], sched.stopped_at.shape[0] + n_new)
+            hp_new = scheduler.draw(ids, log, sched.hparams)
+            sched, curves, rows = slots.grow(sched, curves, hp_new, g)
+            slot_row[fill] = rows
+            born[fill] = g
+            fresh = np.zeros(w, bool)
+            fresh[fill] = True
+            id_w = np.zeros(w, np.uint32)
+            id_w[fill] = rows
+            hp_slots = HParams(*(np.array(f) for f in hp_slots))
+            for f, v in zip(hp_slots, hp_new, strict=True):
+                f[fill] = v
+            args = (
+                act.states,
+                put_members(fresh, where),
+                put_members(id_w, where),
+                put_members(hp_slots, where),
+                init_bits,
+            )
+            exe, c2 = program.compiled_refill(args, dataset.num_features, st, where)
+            compile_s += c2
+            act = act._replace(states=exe(*args))
+        sched = sched._replace(active=slot_row[slot_row >= 0].copy())
+        if on_chunk is not None:
+            carry = (slot_row, born, kept_row, kept_best, kept_final, log, progress, member_steps)
+
+            def checkpoint(act=act, g=g, curves=curves, sched=sched, carry=carry) -> Checkpoint:
+                sr, bo, kr, kb, kf, lg, pr, ms = carry
+                host = jax.tree.map(np.array, to_host(act.states, where))
+                c = slots.RefillCarry(
+                    host, sr.copy(), bo.copy(), kr.copy(), kb, kf, lg.as_array(),
+                    np.asarray(pr, np.float64).reshape(-1, 4),
+                    np.array([ms, prior_s + process_elapsed()], np.float64),
+                )  # fmt: skip
+                return Checkpoint(g, c, curves, sched, w)
+
+            rep = ChunkReport(
+                step=g,
+                total_steps=total,
+                alive=int(np.sum(alive & (slot_row >= 0))),
+                active=int(np.sum(slot_row >= 0)),
+                num_members=int(sched.stopped_at.shape[0]),
+                best_val_acc=float(np.nanmax(acc)) if np.isfinite(acc).any() else float("nan"),
+                best_full_val_acc=best_so_far(),
+                elapsed_s=time.perf_counter() - t_start,
+                decided=bool(len(measure)),
+                state_bytes=active.state_bytes(act),
+                checkpoint=checkpoint,
+            )
+            if on_chunk(rep) is False:
+                completed = False
+                break
+
+    ckpt = None
+    if not completed:
+        host = jax.tree.map(np.array, to_host(act.states, where))
+        ckpt = Checkpoint(
+            g,
+            slots.RefillCarry(
+                host, slot_row, born, kept_row, kept_best, kept_final, log.as_array(),
+                np.asarray(progress, np.float64).reshape(-1, 4),
+                np.array([member_steps, prior_s + process_elapsed()], np.float64),
+            ),
+            curves,
+            sched,
+            w,
+        )  # fmt: skip
+    kept = np.flatnonzero(kept_row >= 0)
+    order = kept[slots.rank_kept(sched, kept_row[kept])]
+    diverged = ~sched.alive
+    return PopulationResult(
+        member_ids=np.arange(sched.stopped_at.shape[0], dtype=np.int64),
+        hparams=sched.hparams,
+        alive=sched.alive,
+        diverged_at=sched.diverged_at,
+        stopped_at=sched.stopped_at,
+        initial_loss=sched.initial_loss,
+        best_val_acc=sched.best_val_acc,
+        best_step=sched.best_step,
+        final_train_loss=np.where(diverged, np.nan, curves.last_finite("train_loss")),
+        final_val_loss=np.where(diverged, np.nan, sched.val_loss),
+        final_val_acc=np.where(diverged, np.nan, sched.val_acc),
+        final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
+        curves=curves,
+        finished=kept_row[order],
+        params=jax.tree.map(lambda a: np.asarray(a)[order], kept_final),
+        best_params=jax.tree.map(lambda a: np.asarray(a)[order], kept_best),
+        lineage=np.zeros((0, 3), np.int64),
+        history=sched.history,
+        timing=Timing(
+            compile_s, train_s, eval_s, 0.0, trained_here / train_s if train_s else 0.0, 1, w
+        ),
+        completed=completed,
+        checkpoint=ckpt,
+        progress=np.asarray(progress, np.float64).reshape(-1, 4),
+        in_flight=in_flight,
+    )

@@ -1,0 +1,165 @@
+"""ASHA: asynchronous successive halving in a population that stays full.
+
+Li et al., "A System for Massively Parallel Hyperparameter Tuning" (MLSys 2020), in its
+stopping form (Optuna's ``SuccessiveHalvingPruner``, Ray Tune's ``ASHAScheduler``):
+
+- rungs at member ages ``u, u*eta, ..., u*eta**(K-1)`` steps (``u`` divides the run of
+  ``R`` steps, so every rung and the end fall on a block boundary);
+- a member that reaches a rung continues if it ranks in the top ``1/eta`` of every member
+  that has reached that rung so far, itself included (``max(1, n // eta)`` places: the
+  first members to arrive always continue, so full-length members appear early);
+  otherwise it stops, and the trainer refills its slot at once with a new member.
+
+New members are drawn uniformly in the box (unit coordinates, log-uniform on log axes)
+until a rung has enough judged members for the response-surface model
+(:func:`sweepjax.analysis.surface.fit_surface`); then, as BOHB does (Falkner et al.
+2018), they come from the model fitted on the highest such rung, by Thompson sampling,
+with a third still drawn uniformly so the model's blind spots keep being sampled.
+
+Everything here is a pure function of the seed, the member ids and the rung log the
+trainer keeps (``RungLog``), so a resumed run draws and decides exactly as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sweepjax import search
+from sweepjax.analysis.surface import features, fit_surface, min_members, sample_coefs
+from sweepjax.config import SearchSpace
+from sweepjax.engine.decisions import RungLog
+from sweepjax.engine.hparams import HParams
+from sweepjax.errors import ConfigError
+
+UNIFORM_SHARE = 1 / 3  # refills drawn uniformly even once the model can propose
+CANDIDATES = 256  # uniform candidates per Thompson draw
+
+
+def rung_unit(total: int, eta: int, rungs: int) -> int:
+    """The first rung ``u``: the largest divisor of ``total`` at most ``total / eta**rungs``
+    (so each rung ``u * eta**k`` and the end of the run fall on block boundaries)."""
+    cap = total // eta**rungs
+    if cap < 1:
+        raise ConfigError(
+            f"asha with {rungs} rungs at eta {eta} needs at least {eta**rungs} steps, got "
+            f"{total}; raise `steps` or lower `rungs`"
+        )
+    return max(d for d in range(1, cap + 1) if total % d == 0)
+
+
+def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.ndarray:
+    """ASHA's rule: for the log entries ``positions`` (all at ``rung``), whether each
+    continues. Ranked among every entry at that rung so far (itself included): alive
+    first, then lower validation loss, higher accuracy, lower member row; the top
+    ``max(1, n // eta)`` continue, if alive."""
+    at = np.flatnonzero(log.rung == rung)
+    loss = np.where(np.isfinite(log.val_loss[at]), log.val_loss[at], np.inf)
+    acc = np.nan_to_num(log.val_acc[at], nan=-1.0)
+    alive = log.alive[at].astype(bool)
+    order = np.lexsort((log.row[at], -acc, loss, ~alive))
+    places = max(1, len(at) // eta)
+    rank = np.empty(len(at), np.int64)
+    rank[order] = np.arange(len(at))
+    rank_of = dict(zip(at.tolist(), rank.tolist(), strict=True))
+    return np.array(
+        [bool(log.alive[p]) and rank_of[int(p)] < places for p in positions], dtype=bool
+    )
+
+
+class ASHA:
+    """The asynchronous scheduler the refilling trainer speaks to
+    (:class:`sweepjax.engine.decisions.Refills`).
+
+    Example::
+
+      a = ASHA(SearchSpace(), total=900, eta=3, rungs=3, seed=0)
+      a.rungs()  # [30, 90, 270]: 30 is the largest divisor of 900 up to 900 / 27
+    """
+
+    name = "asha"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        total: int,
+        eta: int = 3,
+        rungs: int = 3,
+        seed: int = 0,
+        fixed: dict | None = None,
+        model: bool = True,
+    ):
+        if eta < 2:
+            raise ConfigError(f"asha needs eta >= 2, got {eta}; try 3")
+        self.space, self.total, self.eta, self.seed = space, int(total), int(eta), int(seed)
+        self.fixed = dict(fixed or {})
+        self.unit = rung_unit(self.total, self.eta, int(rungs))
+        self.num_rungs = int(rungs)
+        self.model = bool(model)
+        self._fit_key: tuple | None = None
+        self._fit = None
+
+    def rungs(self) -> list[int]:
+        return [self.unit * self.eta**k for k in range(self.num_rungs)]
+
+    def block(self) -> int:
+        """Steps per compiled call: every rung and the end are multiples of it."""
+        return self.unit
+
+    def corners(self) -> HParams:
+        """The box's two extreme members (every axis at its low, then its high end), so
+        the compiled program covers any draw (a width mask, dropout)."""
+        axes = self.space.axes()
+        values = {name: np.array([r.lo, r.hi]) for name, r in axes.items()}
+        return search.hparams_from_values(self.space, values, self.fixed)
+
+    def decide(self, log: RungLog, rung: int, positions: np.ndarray) -> np.ndarray:
+        return promotions(log, rung, positions, self.eta)
+
+    # ---------------------------------------------------------------- new members
+    def _surface(self, log: RungLog, hparams: HParams):
+        """The model of the highest rung with enough alive judged members (None if no
+        rung has enough), refitted only when the log has grown."""
+        key = (len(log.rung),)
+        if key == self._fit_key:
+            return self._fit
+        self._fit_key, self._fit = key, None
+        axes = self.space.axes()
+        need = max(min_members(len(axes)), len(axes) + 2)
+        for r in sorted(set(log.rung.tolist()), reverse=True):
+            at = np.flatnonzero((log.rung == r) & log.alive.astype(bool))
+            if len(at) < need:
+                continue
+            rows = log.row[at].astype(np.int64)
+            x = np.stack(
+                [r_.to_unit(np.asarray(getattr(hparams, a))[rows]) for a, r_ in axes.items()],
+                axis=1,
+            )
+            acc = log.val_acc[at]
+            try:
+                self._fit = fit_surface(
+                    x, acc, np.ones(len(at), bool), log.n_val, list(axes), knots=None
+                )
+            except (ValueError, np.linalg.LinAlgError):
+                self._fit = None
+            break
+        return self._fit
+
+    def draw(self, ids: np.ndarray, log: RungLog, hparams: HParams | None) -> HParams:
+        """Hyperparameters of new members ``ids``: uniform, or (once a rung can be
+        modelled) Thompson draws from the model with a uniform third. Member ``id``'s
+        draw depends only on the seed, its id and the log."""
+        axes = self.space.axes()
+        a = len(axes)
+        surf = self._surface(log, hparams) if (self.model and hparams is not None) else None
+        units = np.empty((len(ids), a))
+        for j, mid in enumerate(np.asarray(ids, np.int64)):
+            rng = np.random.default_rng([self.seed, int(mid)])
+            if surf is None or rng.random() < UNIFORM_SHARE:
+                units[j] = rng.random(a)
+                continue
+            cand = rng.random((CANDIDATES, a))
+            coef = sample_coefs(surf, 1, rng)[0]
+            units[j] = cand[int(np.argmax(features(cand, surf.knots) @ coef))]
+        values = {name: r.from_unit(units[:, k]) for k, (name, r) in enumerate(axes.items())}
+        return search.hparams_from_values(self.space, values, self.fixed)
