@@ -99,6 +99,7 @@ class PopulationResult(NamedTuple):
     # how many members the budget stopped in flight.
     progress: np.ndarray | None = None
     in_flight: int = 0
+    rung_log: np.ndarray | None = None  # [N, 5] every rung judgement (RungLog.as_array)
 
     @property
     def num_members(self) -> int:

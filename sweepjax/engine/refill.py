@@ -89,10 +89,11 @@ def train_refilling(
 
     if resume is not None:
         c: slots.RefillCarry = resume.states
-        g, curves, sched = resume.step, resume.curves, resume.schedule
-        slot_row, born = np.asarray(c.slot_row, np.int64), np.asarray(c.born, np.int64)
+        g, sched = resume.step, resume.schedule
+        curves = Curves(*(np.array(a) for a in resume.curves))  # written in place
+        slot_row, born = np.array(c.slot_row, np.int64), np.array(c.born, np.int64)
         log = RungLog.from_array(c.log, n_val)
-        kept_row = np.asarray(c.kept_row, np.int64)
+        kept_row = np.array(c.kept_row, np.int64)
         kept_best, kept_final = c.kept_best, c.kept_final
         progress = [tuple(p) for p in np.asarray(c.progress).reshape(-1, 4)]
         member_steps, prior_s = int(c.clock[0]), float(c.clock[1])
@@ -309,4 +310,5 @@ def train_refilling(
         checkpoint=ckpt,
         progress=np.asarray(progress, np.float64).reshape(-1, 4),
         in_flight=in_flight,
+        rung_log=log.as_array(),
     )

@@ -38,7 +38,7 @@ class RefillCarry(NamedTuple):
 def carry_like(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, width: int):
     """A :class:`RefillCarry` of the right structure (the store reads a checkpoint
     against it)."""
-    hp = HParams.create(lr=np.ones(width))
+    hp = HParams.create(lr=np.ones(width), l2=0.0)
     s = init_states(dataset, hp, model_cfg, config, np.arange(width))
     params = jax.tree.map(lambda a: np.resize(a, (KEEP,) + a.shape[1:]), s.params)
     z = np.zeros

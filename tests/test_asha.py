@@ -1,0 +1,277 @@
+"""ASHA inside one program (issue 17): the promotion rule against a plain re-implementation,
+refills against the member trained alone, budgets, stop/resume, one compiled program."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from sweepjax.budget import Budget
+from sweepjax.config import ModelConfig, Range, SearchSpace, TrainConfig
+from sweepjax.engine import active, program, slots
+from sweepjax.engine.decisions import RungLog
+from sweepjax.engine.distributed import SINGLE, put_members
+from sweepjax.engine.refill import train_refilling
+from sweepjax.engine.setup import init_states, root_keys, static
+from sweepjax.errors import ConfigError
+from sweepjax.schedulers.asha import ASHA, promotions, rung_unit
+from sweepjax.store.codec import checkpoint_blob, checkpoint_from_blob
+from tests.helpers import toy_dataset
+
+SOFTMAX = ModelConfig(kind="softmax")
+CFG = TrainConfig(steps=27, batch_size=32, seed=3, eval_batch_size=100)
+SPACE = SearchSpace(lr=Range(1e-3, 30.0), l2=Range(1e-6, 1e-1))
+WIDTH = 8
+BUDGET = Budget(member_steps=WIDTH * 3 * 40)  # 40 blocks of 3 steps
+
+
+def asha(**kw):
+    return ASHA(SPACE, CFG.steps, eta=3, rungs=2, seed=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return toy_dataset()
+
+
+BOUNDARIES: list[int] = []  # the global step of each block boundary the run reported
+
+
+@pytest.fixture(scope="module")
+def run(ds):
+    BOUNDARIES.clear()
+
+    def seen(rep):
+        BOUNDARIES.append(rep.step)
+
+    return train_refilling(ds, SOFTMAX, CFG, asha(), width=WIDTH, budget=BUDGET, on_chunk=seen)
+
+
+# --------------------------------------------------------------------------- the rule
+def reference_promotions(entries, eta):
+    """ASHA's stopping rule written plainly. ``entries``: ``(rung, row, loss, acc, alive,
+    batch)`` in arrival order; the entries of one batch (block boundary) are judged
+    together. An entry continues iff alive and fewer than ``max(1, n // eta)`` of the
+    ``n`` entries of its rung so far (its batch included) rank above it: alive first,
+    lower loss, higher accuracy, lower row."""
+
+    def key(e):
+        loss = e[2] if np.isfinite(e[2]) else np.inf
+        acc = e[3] if np.isfinite(e[3]) else -1.0
+        return (not e[4], loss, -acc, e[1])
+
+    out = []
+    for e in entries:
+        seen = [f for f in entries if f[0] == e[0] and f[5] <= e[5]]
+        better = sum(key(f) < key(e) for f in seen)
+        out.append(bool(e[4]) and better < max(1, len(seen) // eta))
+    return out
+
+
+def test_promotions_equal_plain_asha_rule_on_random_logs():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        eta = int(rng.integers(2, 5))
+        n = int(rng.integers(1, 60))
+        batch = np.sort(rng.integers(0, 12, n))  # arrival batches (block boundaries)
+        rung = rng.choice([3, 9], n)
+        loss = np.round(rng.uniform(0.2, 1.5, n), 1)  # ties on purpose
+        loss[rng.random(n) < 0.1] = np.nan
+        acc = np.round(rng.uniform(0.3, 0.9, n), 1)
+        alive = rng.random(n) > 0.1
+        entries = [
+            (int(rung[i]), i, float(loss[i]), float(acc[i]), bool(alive[i]), int(batch[i]))
+            for i in range(n)
+        ]
+        expected = reference_promotions(entries, eta)
+        log, got = RungLog.empty(100), []
+        for b in np.unique(batch):
+            for r in (3, 9):
+                pos = np.flatnonzero((batch == b) & (rung == r))
+                if not len(pos):
+                    continue
+                start = len(log.rung)
+                log = log.extend(r, pos, loss[pos], acc[pos], alive[pos])
+                keep = promotions(log, r, np.arange(start, start + len(pos)), eta)
+                got += list(zip(pos.tolist(), keep.tolist(), strict=True))
+        got = [k for _, k in sorted(got)]
+        assert got == expected, trial
+
+
+def born_steps(res) -> np.ndarray:
+    """The global step each member started at (its first history entry)."""
+    first = np.unique(res.history[:, 1].astype(np.int64), return_index=True)[1]
+    return res.history[first, 0].astype(np.int64)
+
+
+def test_run_stops_exactly_the_members_the_rule_stops(run):
+    log = RungLog.from_array(run.rung_log, 200)
+    born = born_steps(run)
+    arrive = born[log.row] + log.rung  # the global step each judgement was made at
+    expected = {}
+    for t in np.unique(arrive):
+        for r in (3, 9):
+            pos = np.flatnonzero((arrive == t) & (log.rung == r))
+            if not len(pos):
+                continue
+            upto = int(pos.max()) + 1
+            sub = RungLog(*(np.asarray(a)[:upto] for a in log[:5]), log.n_val)
+            for p, keep in zip(pos, promotions(sub, r, pos, 3), strict=True):
+                if not keep:
+                    expected[int(log.row[p])] = r
+    end = int(born.max() + 3)  # at least the last refill's first block
+    end = max(end, int(arrive.max()))
+    got = {
+        int(m): int(run.stopped_at[m])
+        for m in np.flatnonzero((run.stopped_at >= 0) & run.alive)
+        if born[m] + run.stopped_at[m] < end  # not the budget's stop at the last block
+    }
+    assert len(expected) >= 20
+    assert got == {m: a for m, a in expected.items() if born[m] + a < end}
+
+
+def test_rung_unit_divides_the_run():
+    assert rung_unit(900, 3, 3) == 30
+    assert rung_unit(27, 3, 2) == 3
+    assert rung_unit(4800, 3, 3) == 160
+    with pytest.raises(ConfigError, match="rungs"):
+        rung_unit(20, 3, 3)
+
+
+# --------------------------------------------------------------------------- the run
+def test_population_stays_full_and_members_finish_early(run):
+    status = np.array(run.status)
+    assert (status == "ok").sum() >= 5
+    # Far more members than slots ran: freed slots were refilled at once.
+    assert run.num_members > 6 * WIDTH
+    # Every block trained WIDTH members: the member-steps are exactly blocks x width.
+    first_finish = run.progress[0]
+    assert first_finish[1] <= WIDTH * CFG.steps  # the first full-length member: one run's worth
+    assert run.progress[:, 2].tolist() == sorted(run.progress[:, 2].tolist())
+    best = np.nanmax(np.where(status == "ok", run.best_val_acc, np.nan))
+    assert run.progress[-1, 2] == pytest.approx(best)
+    assert run.best_val_acc[int(run.progress[-1, 3])] == pytest.approx(best)
+
+
+def test_run_ends_within_one_block_of_its_member_step_budget(run):
+    # Every boundary but the last reports; the budget is checked after each block.
+    blocks = len(BOUNDARIES) + 1
+    assert [3 * (k + 1) for k in range(blocks - 1)] == BOUNDARIES
+    assert (blocks - 1) * WIDTH * 3 < BUDGET.member_steps <= blocks * WIDTH * 3
+    # The budget caught the members still in flight after that block's verdicts.
+    assert 0 < run.in_flight <= WIDTH
+
+
+def test_one_compiled_population_program(ds):
+    program.clear_cache()
+    before = program.compile_counts()
+    train_refilling(ds, SOFTMAX, CFG, asha(), width=WIDTH, budget=Budget(member_steps=2000))
+    after = program.compile_counts()
+    assert after["chunk"] - before.get("chunk", 0) == 1
+    assert after["refill"] - before.get("refill", 0) == 1
+
+
+def test_refilled_member_equals_the_member_trained_alone(ds, run):
+    born_at = born_steps(run)
+    born_late = [int(r) for r in run.finished if born_at[r] > 0]
+    assert born_late, "no refilled member finished"
+    r = born_late[0]
+    born = int(born_at[r])
+    hp = run.hparams.take([r])
+    st = static(ds, SOFTMAX, CFG, False, slots.concat(run.hparams, asha().corners()))
+    states = init_states(ds, hp, SOFTMAX, CFG, [r])
+    _, data_key = root_keys(CFG.seed)
+    key_bits = np.asarray(jax.random.key_data(data_key))
+    data = program.device_data(ds, CFG)
+    act = active.Active(put_members(states, SINGLE), 1, 1, True)
+    acc = []
+    for k in range(CFG.steps // 3):
+        act, met, _, _ = active.run_chunk(
+            act, hp, [-1], data, born + 3 * k, 3, CFG.steps, key_bits, st, SINGLE, [born]
+        )
+        acc.append(float(met.val_acc[0, 0]))
+    np.testing.assert_allclose(acc, run.curves.val_acc[r], rtol=1e-5, atol=1e-6)
+    pos = int(np.flatnonzero(run.finished == r)[0])
+    alone = jax.tree.leaves(act.states.params)
+    kept = [np.asarray(a)[pos] for a in jax.tree.leaves(run.params)]
+    for a, b in zip(alone, kept, strict=True):
+        np.testing.assert_allclose(np.asarray(a)[0], b, rtol=1e-5, atol=1e-6)
+    assert born > 0
+
+
+def test_stop_and_resume_equals_uninterrupted(ds, run):
+    calls = []
+
+    def stop_at_17(rep):
+        calls.append(rep.step)
+        return len(calls) < 17
+
+    part = train_refilling(
+        ds, SOFTMAX, CFG, asha(), width=WIDTH, budget=BUDGET, on_chunk=stop_at_17
+    )
+    assert not part.completed and part.checkpoint.step == 17 * 3
+    like = slots.carry_like(ds, SOFTMAX, CFG, WIDTH)
+    ckpt = checkpoint_from_blob("a1", part.checkpoint.step, checkpoint_blob(part.checkpoint), like)
+    rest = train_refilling(ds, SOFTMAX, CFG, asha(), width=WIDTH, budget=BUDGET, resume=ckpt)
+    assert rest.completed
+    assert rest.num_members == run.num_members
+    assert rest.status == run.status
+    np.testing.assert_array_equal(rest.stopped_at, run.stopped_at)
+    np.testing.assert_array_equal(rest.hparams.lr, run.hparams.lr)
+    np.testing.assert_array_equal(rest.best_val_acc, run.best_val_acc)
+    np.testing.assert_array_equal(rest.progress[:, 1:], run.progress[:, 1:])
+    np.testing.assert_array_equal(rest.finished, run.finished)
+
+
+def test_max_members_caps_the_run(ds):
+    res = train_refilling(ds, SOFTMAX, CFG, asha(), width=WIDTH, max_members=20)
+    assert res.num_members == 20
+    assert set(res.status) <= {"ok", "stopped", "diverged"}
+    assert res.in_flight == 0
+    assert (np.array(res.status) == "ok").sum() >= 1
+
+
+# --------------------------------------------------------------------------- draws
+def test_draws_are_uniform_until_a_rung_can_be_modelled_then_follow_the_model():
+    a = asha()
+    ids = np.arange(2000, 2600)
+    uni = a.draw(ids, RungLog.empty(1000), None)
+    u = np.log(uni.lr / 1e-3) / np.log(30.0 / 1e-3)
+    assert abs(u.mean() - 0.5) < 0.05 and abs((u < 0.1).mean() - 0.1) < 0.04
+    # A rung whose score peaks at unit lr 0.7, l2 0.2 (the truth known).
+    rng = np.random.default_rng(1)
+    n = 60
+    x = rng.random((n, 2))
+    acc = 0.9 - 0.5 * ((x[:, 0] - 0.7) ** 2 + (x[:, 1] - 0.2) ** 2)
+    lr = SPACE.lr.from_unit(x[:, 0])
+    l2 = SPACE.l2.from_unit(x[:, 1])
+    from sweepjax.engine.hparams import HParams
+
+    hp = HParams.create(lr=lr, l2=l2)
+    log = RungLog.empty(1000).extend(3, np.arange(n), 1 - acc, acc, np.ones(n, bool))
+    drawn = a.draw(ids, log, hp)
+    ux = SPACE.lr.to_unit(drawn.lr), SPACE.l2.to_unit(drawn.l2)
+    dist = np.hypot(ux[0] - 0.7, ux[1] - 0.2)
+    dist_uni = np.hypot(u - 0.7, SPACE.l2.to_unit(uni.l2) - 0.2)
+    # The true regret (0.5 d^2) of the drawn members: a third are uniform, two thirds
+    # come from the model and sit on the plateau around the optimum.
+    regret, regret_uni = 0.5 * dist**2, 0.5 * dist_uni**2
+    assert np.median(regret) < 0.3 * np.median(regret_uni)
+    assert (regret < 0.02).mean() > 2 * (regret_uni < 0.02).mean()
+    # A member's draw depends only on the seed, its id and the log.
+    again = asha().draw(ids[::-1], log, hp)
+    np.testing.assert_array_equal(again.lr[::-1], drawn.lr)
+
+
+def test_budget_parsing():
+    assert Budget.parse("60s").seconds == 60
+    assert Budget.parse("2m").seconds == 120
+    assert Budget.parse("5M").member_steps == 5_000_000
+    assert Budget.parse("500k").member_steps == 500_000
+    assert Budget.parse(30).seconds == 30
+    assert Budget(member_steps=10).spent(0.0, 10) and not Budget(member_steps=10).spent(1e9, 9)
+    assert Budget(seconds=5).spent(5.0, 0) and not Budget(seconds=5).spent(4.9, 10**9)
+    for bad in ("soon", "-5s", "0s", "5x"):
+        with pytest.raises(ConfigError, match="budget"):
+            Budget.parse(bad)
