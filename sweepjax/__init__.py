@@ -5,10 +5,11 @@ at once as one jitted XLA program (``jax.vmap`` over members, ``lax.scan`` over 
 Your own flax module sweeps the same way: ``coarse(model=MyNet())`` (:mod:`sweepjax.models.custom`).
 """
 
-from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
-from sweepjax.data import Dataset, DatasetInfo, load_dataset
-from sweepjax.engine import PopulationResult, compile_cache, train_population
-from sweepjax.engine.hparams import HParams
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from sweepjax.errors import (
     AllDivergedError,
     ConfigError,
@@ -16,12 +17,65 @@ from sweepjax.errors import (
     StoreError,
     SweepjaxError,
 )
-from sweepjax.flows.auto import auto
-from sweepjax.flows.sweep import coarse, fine
-from sweepjax.models.custom import Custom, from_flax
-from sweepjax.results.records import SweepResult
+
+if TYPE_CHECKING:
+    from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
+    from sweepjax.data import Dataset, DatasetInfo, load_dataset
+    from sweepjax.engine import PopulationResult, compile_cache, train_population
+    from sweepjax.engine.hparams import HParams
+    from sweepjax.flows.auto import auto
+    from sweepjax.flows.sweep import coarse, fine
+    from sweepjax.models.custom import Custom, from_flax
+    from sweepjax.results.records import SweepResult
 
 __version__ = "0.1.0"
+
+# Public names imported on first use (PEP 562): `import sweepjax` and the CLI's --help
+# then skip jax, flax and optax (seconds), which only training needs.
+_LAZY = {
+    "DataConfig": "sweepjax.config",
+    "ModelConfig": "sweepjax.config",
+    "Range": "sweepjax.config",
+    "SearchSpace": "sweepjax.config",
+    "TrainConfig": "sweepjax.config",
+    "Dataset": "sweepjax.data",
+    "DatasetInfo": "sweepjax.data",
+    "load_dataset": "sweepjax.data",
+    "PopulationResult": "sweepjax.engine",
+    "compile_cache": "sweepjax.engine.compile_cache",  # a module
+    "train_population": "sweepjax.engine",
+    "HParams": "sweepjax.engine.hparams",
+    "auto": "sweepjax.flows.auto",
+    "coarse": "sweepjax.flows.sweep",
+    "fine": "sweepjax.flows.sweep",
+    "Custom": "sweepjax.models.custom",
+    "from_flax": "sweepjax.models.custom",
+    "SweepResult": "sweepjax.results.records",
+}
+# Subpackages reachable as attributes after a bare `import sweepjax`, as when it imported
+# them eagerly (`sweepjax.engine.compile_cache.enable()`).
+_SUBMODULES = frozenset(
+    {"analysis", "cli", "config", "data", "engine", "flows", "models", "report", "results"}
+    | {"schedulers", "search", "spec", "store"}
+)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = importlib.import_module(_LAZY[name])
+        if _LAZY[name].rpartition(".")[2] != name:
+            value = getattr(value, name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
 
 __all__ = [
     "AllDivergedError",

@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweepjax.engine import compile_cache
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    # After parsing: --help and usage errors exit before jax is imported (seconds).
+    from sweepjax.engine import compile_cache
+
     # Reruns load their compiled programs from disk (SWEEPJAX_COMPILE_CACHE=0 turns it off).
     compile_cache.enable()
     try:

@@ -12,8 +12,6 @@ from sweepjax.cli.inspect import one_line_errors
 from sweepjax.cli.options import add_options, shared_values
 from sweepjax.config import Range
 from sweepjax.errors import ConfigError
-from sweepjax.flows.runner import Callbacks
-from sweepjax.store import default_path
 
 SHARED = (
     "dataset",
@@ -59,7 +57,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Deferred to the run: they import jax, which --help skips.
     from sweepjax.flows.auto import auto
+    from sweepjax.flows.runner import Callbacks
+    from sweepjax.store import default_path
 
     def note(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -8,8 +8,10 @@ import csv
 import io
 import json
 import math
+from typing import TYPE_CHECKING
 
-from sweepjax.results.records import SweepResult
+if TYPE_CHECKING:  # an annotation only: the records import the engine (jax)
+    from sweepjax.results.records import SweepResult
 
 
 def json_clean(obj):

@@ -9,11 +9,9 @@ import argparse
 import json
 import sys
 
-from sweepjax.analysis.diagnose import diagnose_sweep
 from sweepjax.cli.formats import json_clean, to_csv_text, to_json_text
 from sweepjax.cli.options import add_options
 from sweepjax.cli.render import TOP_ROWS, render_diagnoses, render_list, render_result
-from sweepjax.store.db import Store
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -65,12 +63,17 @@ def register(sub) -> None:
 
 
 def run_list(args) -> int:
+    from sweepjax.store.db import Store  # deferred (like below): it imports the engine (jax)
+
     with Store.open(args.store) as st:
         print(render_list(st.list_sweeps()))
     return 0
 
 
 def run_show(args) -> int:
+    from sweepjax.analysis.diagnose import diagnose_sweep
+    from sweepjax.store.db import Store
+
     with Store.open(args.store) as st:
         res = st.load_sweep(args.sweep, curves=True)
         row = st.sweep_row(args.sweep)
@@ -90,6 +93,8 @@ def run_show(args) -> int:
 
 
 def run_export(args) -> int:
+    from sweepjax.store.db import Store
+
     with Store.open(args.store) as st:
         res = st.load_sweep(args.sweep, curves=False)
     sys.stdout.write(to_csv_text(res) if args.format == "csv" else to_json_text(res) + "\n")

@@ -17,11 +17,8 @@ from sweepjax.cli.options import EPILOG, add_options, cli_message, resolve
 from sweepjax.cli.progress import Progress
 from sweepjax.cli.render import render_result
 from sweepjax.config import DEFAULT_MARGIN
-from sweepjax.engine import distributed
 from sweepjax.errors import AllDivergedError, ConfigError
-from sweepjax.flows import sweep as flows
 from sweepjax.spec import MODEL_DEFAULTS
-from sweepjax.store import default_path
 
 
 def register(sub) -> None:
@@ -92,6 +89,10 @@ def _stop_on_sigint(progress: Progress):
 
 
 def run(args: argparse.Namespace) -> int:
+    # Deferred to the run (like distributed below): they import jax, which --help skips.
+    from sweepjax.flows import sweep as flows
+    from sweepjax.store import default_path
+
     spec, s = resolve(args, args.kind)
     fmt = s.get("format", "text")
     if fmt not in ("text", "json"):
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _join_processes(s: dict) -> None:
     """Join a multi-process run before any JAX work, if asked to."""
+    from sweepjax.engine import distributed
+
     multi = [s.get(k) for k in ("coordinator", "num_processes", "process_id")]
     if any(v is not None for v in multi):
         if any(v is None for v in multi):

@@ -12,16 +12,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sweepjax.config import MODELS, DataConfig, ModelConfig, TrainConfig
-from sweepjax.engine.distributed import SINGLE
 from sweepjax.errors import ConfigError, SweepjaxError
-from sweepjax.flows import sweep as flows
-from sweepjax.flows.refit import refit_winner
-from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
-from sweepjax.flows.sweep_config import SweepConfig, check_positive
-from sweepjax.results.records import SweepResult
 from sweepjax.spec import DEFAULT_BATCH, DEFAULT_STEPS, DEFAULT_TRIALS, MODEL_DEFAULTS
+
+if TYPE_CHECKING:
+    from sweepjax.flows.runner import Callbacks
+    from sweepjax.results.records import SweepResult
 
 DEFAULT_MAX_ROUNDS = 3
 
@@ -118,8 +117,14 @@ def auto(
       out = sweepjax.auto(dataset="mnist-sample", trials=32, steps=60, store="a.db")
       out.final.winner.refit_test_acc
     """
+    # Deferred: they import jax; the CLI reads DEFAULT_MAX_ROUNDS for --help without it.
     from sweepjax.analysis.sanity import auto_lr_range, run_sanity
     from sweepjax.data import load_dataset
+    from sweepjax.engine.distributed import SINGLE
+    from sweepjax.flows import sweep as flows
+    from sweepjax.flows.refit import refit_winner
+    from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
+    from sweepjax.flows.sweep_config import SweepConfig, check_positive
 
     cb = callbacks or Callbacks()
     check_positive("max-rounds", max_rounds)

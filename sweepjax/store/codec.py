@@ -116,7 +116,7 @@ def _tree_from_dict(stored: dict, like: Any) -> Any:
 
 def dump_params(params: Any) -> bytes:
     """A flax params dict (nested dict of arrays) -> msgpack bytes, keeping its keys."""
-    from flax import serialization  # deferred (here and below): flax costs ~0.3 s to import
+    from flax import serialization  # deferred (here and below): flax takes ~0.4 s to import
 
     return serialization.msgpack_serialize(serialization.to_state_dict(params))
 

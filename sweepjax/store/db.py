@@ -23,8 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from flax import serialization
-
 from sweepjax.engine.curves import Checkpoint
 from sweepjax.errors import StoreError
 from sweepjax.results.records import (
@@ -376,6 +374,8 @@ class Store:
 
     def load_params(self, sweep_id: str) -> dict[int, Any]:
         """Stored parameters, ``{member id: pytree of numpy arrays}`` in rank order."""
+        from flax import serialization  # deferred: flax takes ~0.4 s to import
+
         rows = self.conn.execute(
             "SELECT member, blob FROM params WHERE sweep=? ORDER BY rank", (sweep_id,)
         ).fetchall()
