@@ -1,0 +1,253 @@
+"""The population width rule (sweepjax.engine.width) on fake throughput tables: no JAX,
+no timing. A table maps width -> seconds per block; each test asserts the width chosen,
+the widths measured and the reason's numbers."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import random
+
+import pytest
+
+from sweepjax.engine import width as width_mod
+from sweepjax.engine.width import (
+    WidthChoice,
+    cached_width,
+    choose_width,
+    default_path,
+    remember_width,
+    width_key,
+)
+from sweepjax.errors import ConfigError
+
+
+class Table:
+    """A fake ``time_block``: seconds from ``fn(w)``, with every call recorded."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.calls: list[int] = []
+
+    def __call__(self, w: int) -> float:
+        self.calls.append(w)
+        return self.fn(w)
+
+
+def cpu(w: int) -> float:  # 2 cores already full: block time linear in the width
+    return 0.01 * w
+
+
+def gpu(w: int) -> float:  # flat up to 4096 members, then linear
+    return 0.004 * max(1.0, w / 4096)
+
+
+def test_cpu_linear_table_takes_the_largest_width_within_the_factor():
+    t = Table(cpu)
+    c = choose_width(t, max_width=256)
+    assert c.width == 2  # t(2) = 2 t(1) <= 2 t(1); t(4) = 4 t(1) > 2 t(1)
+    assert c.table == [(1, 0.01), (2, 0.02), (4, 0.04)]
+    assert t.calls == [1, 2, 4, 4]  # the breaking width is timed twice
+    assert c.reason == "width 2: 4 members took 4.0x a lone member's block time (limit 2x)"
+
+
+@pytest.mark.parametrize(("factor", "expected"), [(1.0, 1), (2.0, 2), (3.0, 2), (4.0, 4)])
+def test_factor_sets_the_cpu_width(factor, expected):
+    c = choose_width(cpu, max_width=256, factor=factor)
+    assert c.width == expected  # the largest power of two <= factor
+    assert c.table[-1][0] == 2 * expected
+
+
+def test_gpu_flat_table_reaches_the_cap():
+    t = Table(gpu)
+    c = choose_width(t, max_width=4096)
+    assert c.width == 4096
+    assert t.calls == [2**k for k in range(13)]  # 1 .. 4096, once each
+    assert [w for w, _ in c.table] == [2**k for k in range(13)]
+    assert c.reason == (
+        "width 4096: the cap `max_width` (4096 members took 1.0x a lone member's block "
+        "time, limit 2x)"
+    )
+
+
+def test_gpu_past_the_flat_region_stops_at_twice_the_knee():
+    c = choose_width(gpu, max_width=65536)
+    assert c.width == 8192  # t(8192) = 2 t(1): within 2x; t(16384) = 4 t(1)
+    assert c.table[-1] == (16384, pytest.approx(0.016))
+    assert "16384 members took 4.0x" in c.reason
+
+
+def test_cap_that_is_not_a_power_of_two_is_measured_itself():
+    t = Table(gpu)
+    c = choose_width(t, max_width=100)
+    assert c.width == 100
+    assert t.calls == [1, 2, 4, 8, 16, 32, 64, 100]
+
+
+def test_max_width_one_measures_the_lone_member_only():
+    t = Table(cpu)
+    c = choose_width(t, max_width=1)
+    assert c == WidthChoice(1, [(1, 0.01)], "width 1: the cap `max_width` is 1")
+    assert t.calls == [1]
+
+
+def test_min_width_floors_the_choice_and_says_so():
+    c = choose_width(cpu, max_width=256, min_width=8)
+    assert c.width == 8
+    assert c.reason.startswith("width 8: the floor `min_width` (the rule alone gave width 2:")
+
+
+def test_gain_floor_rejects_a_width_that_loses_throughput():
+    # Within a generous factor, but 2 members deliver only 2 * 1 / 2.5 = 0.8 lone members.
+    table = {1: 1.0, 2: 2.5, 4: 3.0}
+    c = choose_width(table.__getitem__, max_width=4, factor=4.0)
+    assert c.width == 1
+    assert c.reason == "width 1: 2 members gave 0.80x a lone member's member-steps/s (floor 1x)"
+    c0 = choose_width(table.__getitem__, max_width=4, factor=4.0, min_gain=0.0)
+    assert c0.width == 4  # t(4) = 3 t(1) <= 4 t(1)
+
+
+def test_a_single_hiccup_does_not_stop_the_search():
+    seen: set[int] = set()
+
+    def hiccup(w: int) -> float:  # width 4's first block hits a 10x stall
+        first = w not in seen
+        seen.add(w)
+        return 0.04 if (w == 4 and first) else gpu(w)
+
+    c = choose_width(hiccup, max_width=1024)
+    assert c.width == 1024
+    assert dict(c.table)[4] == pytest.approx(0.004)  # the smaller of the two times kept
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_noisy_table_lands_next_to_the_knee(seed):
+    # Flat to 256, linear after; every measurement 0-20% slow (noise only adds time).
+    rng = random.Random(seed)
+
+    def noisy(w: int) -> float:
+        return max(1.0, w / 256) * (1.0 + 0.2 * rng.random())
+
+    c = choose_width(noisy, max_width=4096)
+    assert c.width in (256, 512)  # t(512) = 2 t(1) +- noise; t(1024) >= 3.3 t(1)
+    base = c.table[0][1]
+    assert 1.0 <= base <= 1.2
+    for w, t in c.table:
+        if w <= c.width:
+            assert t <= 2.0 * base
+    assert c.table[-1][1] > 2.0 * base  # the width that stopped it broke the rule
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"max_width": 0}, "`max_width`"),
+        ({"max_width": 2.5}, "`max_width`"),
+        ({"max_width": True}, "`max_width`"),
+        ({"max_width": 8, "factor": 0.5}, "`factor`"),
+        ({"max_width": 8, "factor": float("nan")}, "`factor`"),
+        ({"max_width": 8, "min_width": 0}, "`min_width`"),
+        ({"max_width": 8, "min_width": 16}, "`min_width`"),
+        ({"max_width": 8, "min_gain": -1.0}, "`min_gain`"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(kwargs, name):
+    t = Table(cpu)
+    with pytest.raises(ConfigError) as err:
+        choose_width(t, **kwargs)
+    assert name in str(err.value)
+    assert ": " in str(err.value)  # problem, then the fix
+    assert err.value.exit_code == 2
+    assert t.calls == []  # nothing measured
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan"), None, "1.0"])
+def test_a_bad_measurement_raises(bad):
+    with pytest.raises(ConfigError, match=r"`time_block\(2\)` returned"):
+        choose_width(lambda w: 0.01 if w == 1 else bad, max_width=4)
+    with pytest.raises(ConfigError, match="`time_block`"):
+        choose_width(None, max_width=4)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(width_mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted == 2
+    assert result.failed == 0
+
+
+def test_memo_round_trip(tmp_path):
+    path = tmp_path / "sub" / "width.json"
+    key = width_key("cpu x2", "mlp 784-256-10", 128, "sgd")
+    assert key == "cpu x2|mlp 784-256-10|batch=128|sgd"
+    assert cached_width(key, path) is None
+    choice = choose_width(cpu, max_width=256)
+    assert remember_width(key, choice, path) == path
+    assert cached_width(key, path) == choice
+    other = choose_width(gpu, max_width=64)
+    remember_width("gpu", other, path)
+    assert cached_width(key, path) == choice  # both kept
+    assert cached_width("gpu", path).width == 64
+    data = json.loads(path.read_text())
+    assert data["version"] == 1
+    assert data["entries"][key]["table"] == [[1, 0.01], [2, 0.02], [4, 0.04]]
+    assert [p.name for p in path.parent.iterdir()] == ["width.json"]  # no temp file left
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "\x00\xff",
+        "[]",
+        '{"version": 99, "entries": {}}',
+        '{"version": 1, "entries": []}',
+        '{"version": 1, "entries": {"k": {"width": "2", "table": [], "reason": ""}}}',
+        '{"version": 1, "entries": {"k": {"width": 2, "table": [[1]], "reason": ""}}}',
+        '{"version": 1, "entries": {"k": {"width": 2, "table": [[1, "x"]], "reason": ""}}}',
+    ],
+)
+def test_corrupt_memo_is_ignored_and_rewritten(tmp_path, text):
+    path = tmp_path / "width.json"
+    path.write_text(text)
+    assert cached_width("k", path) is None
+    choice = WidthChoice(2, [(1, 0.5), (2, 0.75)], "width 2: test")
+    assert remember_width("k", choice, path) == path
+    assert cached_width("k", path) == choice
+
+
+def test_memo_is_bounded_and_keeps_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setattr(width_mod, "_MAX_ENTRIES", 3)
+    path = tmp_path / "width.json"
+    for i in range(5):
+        remember_width(f"k{i}", WidthChoice(i + 1, [(1, 1.0)], "r"), path)
+    remember_width("k2", WidthChoice(9, [(1, 1.0)], "r"), path)  # refreshed: newest
+    assert [cached_width(f"k{i}", path) for i in (0, 1)] == [None, None]
+    assert [cached_width(f"k{i}", path).width for i in (2, 3, 4)] == [9, 4, 5]
+    assert list(json.loads(path.read_text())["entries"]) == ["k3", "k4", "k2"]
+
+
+def test_unwritable_memo_is_skipped(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    path = blocker / "width.json"  # its parent is a file
+    assert remember_width("k", WidthChoice(1, [(1, 1.0)], "r"), path) is None
+    assert cached_width("k", path) is None
+
+
+def test_default_path_follows_the_cache_switches(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SWEEPJAX_WIDTH_CACHE", raising=False)
+    monkeypatch.setenv("SWEEPJAX_COMPILE_CACHE", "0")  # tests: no memo in the home
+    assert default_path() is None
+    choice = WidthChoice(2, [(1, 1.0), (2, 1.5)], "r")
+    assert remember_width("k", choice) is None
+    assert cached_width("k") is None
+    monkeypatch.delenv("SWEEPJAX_COMPILE_CACHE")
+    assert default_path() == tmp_path / "xdg" / "sweepjax" / "width.json"
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(tmp_path / "w.json"))
+    monkeypatch.setenv("SWEEPJAX_COMPILE_CACHE", "off")  # an explicit file wins
+    assert remember_width("k", choice) == tmp_path / "w.json"
+    assert cached_width("k") == choice
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", "off")
+    assert default_path() is None
+    assert cached_width("k") is None
