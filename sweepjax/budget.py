@@ -56,6 +56,8 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str | int | float | Budget) -> Budget:
+        """``"60s"``, ``"2m"``, ``"1h"`` (wall time); ``"5M"``, ``"500k"``, ``"1200 steps"``
+        (member-steps); a Python number is seconds."""
         if isinstance(text, Budget):
             return text
         if isinstance(text, int | float) and not isinstance(text, bool):
@@ -64,17 +66,23 @@ class Budget:
         m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh])", t)
         if m:
             return cls(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kMG]?)", t)
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kMG])|([kMG]?)\s*steps)", t)
         if m:
-            return cls(member_steps=int(round(float(m.group(1)) * _COUNTS[m.group(2)])))
+            unit = m.group(2) or m.group(3) or ""
+            return cls(member_steps=int(round(float(m.group(1)) * _COUNTS[unit])))
         raise ConfigError(
-            f"cannot read budget {text!r}: give wall time (60s, 2m, 1h) or member-steps (500k, 5M)"
+            f"cannot read budget {text!r}: give wall time (60s, 2m, 1h) or member-steps "
+            "(500k, 5M, 1200 steps)"
         )
 
     def __str__(self) -> str:
         if self.seconds is not None:
             return f"{self.seconds:g}s"
-        return f"{self.member_steps} member-steps"
+        n = self.member_steps
+        for unit in ("G", "M", "k"):
+            if n % _COUNTS[unit] == 0:
+                return f"{n // _COUNTS[unit]}{unit}"
+        return f"{n} steps"
 
     def spent(self, elapsed_s: float, member_steps: int) -> bool:
         if self.seconds is not None:

@@ -236,12 +236,18 @@ class ScheduleConfig:
       eta: halving / hyperband keep the best ``1/eta`` at each rung.
       rungs: halving's rungs (hyperband: its broadest bracket's).
       interval: PBT's steps between exploit/explore decisions (``None``: a tenth of the run).
+      budget: ASHA's budget, e.g. ``"60s"`` (wall time of the process) or ``"5M"``
+        (member-steps) (:class:`sweepjax.budget.Budget`); ``None``: the run creates
+        ``trials`` members and ends when they have.
+      width: ASHA's population width (``None``: measured, :mod:`sweepjax.engine.width`).
     """
 
     name: str = "full"
     eta: int = 3
     rungs: int = 3
     interval: int | None = None
+    budget: str | None = None
+    width: int | None = None
 
     def __post_init__(self):
         if self.name not in SCHEDULES:

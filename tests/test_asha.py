@@ -272,6 +272,8 @@ def test_budget_parsing():
     assert Budget.parse(30).seconds == 30
     assert Budget(member_steps=10).spent(0.0, 10) and not Budget(member_steps=10).spent(1e9, 9)
     assert Budget(seconds=5).spent(5.0, 0) and not Budget(seconds=5).spent(4.9, 10**9)
-    for bad in ("soon", "-5s", "0s", "5x"):
+    assert Budget.parse("1200 steps").member_steps == 1200
+    assert str(Budget.parse("5M")) == "5M" and str(Budget.parse("1201 steps")) == "1201 steps"
+    for bad in ("soon", "-5s", "0s", "5x", "60"):
         with pytest.raises(ConfigError, match="budget"):
             Budget.parse(bad)

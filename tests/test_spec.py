@@ -62,7 +62,7 @@ def test_values_are_normalised_once_from_any_source():
         ({"momentum": 2.0}, "`momentum` must be in [0, 0.999]"),
         ({"band": 0.9}, "`band` must be in [0, 0.5]"),
         ({"folds": 1}, "`folds` must be an integer >= 2"),
-        ({"schedule": "asha"}, "`schedule` must be one of full, halving"),
+        ({"schedule": "fifo"}, "`schedule` must be one of full, halving"),
         ({"bogus": 1}, "`coarse` takes no option 'bogus'"),
     ],
 )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from sweepjax.engine import ChunkReport
+if TYPE_CHECKING:  # an annotation only: importing the engine costs seconds (jax)
+    from sweepjax.engine import ChunkReport
 
 
 def _duration(s: float) -> str:
@@ -35,6 +36,31 @@ class Progress:
     def __call__(self, sweep_id: str, rep: ChunkReport) -> None:
         if not self.enabled:
             return
+        if rep.anytime is not None:
+            line = self._anytime(sweep_id, rep)
+        else:
+            line = self._fixed(rep, sweep_id)
+        pad = max(0, self.width - len(line))
+        self.width = len(line)
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+
+    @staticmethod
+    def _anytime(sweep_id: str, rep: ChunkReport) -> str:
+        """``a1  12s of 60s  412 members (8 training)  17 finished  best val 0.8532 (#211)``"""
+        a = rep.anytime
+        spent = f"{_duration(a.elapsed_s)}" + (f" of {a.budget}" if a.budget else "")
+        best = (
+            f"best val {rep.best_full_val_acc:.4f} (#{a.best_member})"
+            if a.best_member >= 0
+            else "no member finished yet"
+        )
+        return (
+            f"{sweep_id}  {spent}  {rep.num_members} members ({rep.active} training)  "
+            f"{a.finished} finished  {best}"
+        )
+
+    def _fixed(self, rep: ChunkReport, sweep_id: str) -> str:
         done = rep.step - self.start
         eta = rep.elapsed_s / done * (rep.total_steps - rep.step) if done > 0 else 0.0
         # With a scheduler the remaining steps train fewer members: the ETA is an upper bound.
@@ -44,10 +70,7 @@ class Progress:
             f"training {rep.active}/{rep.num_members} (alive {rep.alive})  "
             f"best val {rep.best_val_acc:.4f}"
         )
-        pad = max(0, self.width - len(line))
-        self.width = len(line)
-        self.stream.write("\r" + line + " " * pad)
-        self.stream.flush()
+        return line
 
     def close(self) -> None:
         if self.enabled and self.width:

@@ -7,11 +7,13 @@ below it (winner, tied set, model, verdicts, counts, timing), the diagnoses of
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from sweepjax import search
 from sweepjax.config import AXES
-from sweepjax.results.records import SweepResult
-from sweepjax.store.db import SweepRow
+
+if TYPE_CHECKING:  # annotations only: both import the engine (jax), which --help skips
+    from sweepjax.results.records import SweepResult
+    from sweepjax.store.db import SweepRow
 
 TOP_ROWS = 15
 
@@ -106,6 +108,8 @@ def _model_name(cfg: dict) -> str:
 
 def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
     """The human-readable summary of a sweep (table, winner, flags, timing, where)."""
+    from sweepjax import search  # deferred: it imports the engine (jax)
+
     lines = []
     cfg = result.config or {}
     tr = cfg.get("train", {})
@@ -230,9 +234,20 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
     lines.append(f"diverged: {diverged} of {n}")
     stopped = sum(m.status == "stopped" for m in result.members)
     if stopped:
+        caught = result.in_flight
+        by = f"by the {_schedule_name(result)} schedule" + (
+            f", {caught} of them still in flight when the budget ran out" if caught else ""
+        )
         lines.append(
-            f"stopped: {stopped} of {n} by the {_schedule_name(result)} schedule "
-            "(their curves and numbers are kept up to the stop)"
+            f"stopped: {stopped} of {n} {by} (their curves and numbers are kept up to the stop)"
+        )
+    if result.progress:
+        first, last = result.progress[0], result.progress[-1]
+        lines.append(
+            f"anytime: first finished member (val {first['best_val_acc']:.4f}) at "
+            f"{first['elapsed_s']:.1f} s; best so far {last['best_val_acc']:.4f} at "
+            f"{last['elapsed_s']:.1f} s ({len(result.progress)} improvements; "
+            "\"progress\" in --format json)"
         )
     if result.lineage:
         lines.append(f"pbt: {len(result.lineage)} copies (lineage in --format json and the report)")
@@ -307,6 +322,8 @@ def render_list(rows: list[SweepRow]) -> str:
 
 def render_diagnoses(result: SweepResult, diags: dict, top: int) -> str:
     """The diagnoses of the top members, then a count of each kind over the population."""
+    from sweepjax import search  # deferred: it imports the engine (jax)
+
     lines = ["", "diagnoses (top members):"]
     for i in search.ranking(result)[:top]:
         m = result.members[i]

@@ -9,24 +9,24 @@
 - :mod:`sweepjax.engine.programs`: the process's compiled programs (bounded, with counts:
   ``PROGRAMS.stats()``);
 - :mod:`sweepjax.engine.population`: ``train_population``, the host loop between chunks
-  that applies a scheduler's decisions (:mod:`sweepjax.schedulers.rules`).
+  that applies a scheduler's decisions (:mod:`sweepjax.schedulers.rules`);
+- :mod:`sweepjax.engine.refill`: ``train_refilling``, a fixed-width population whose
+  stopped members' slots are refilled at once (ASHA, :mod:`sweepjax.schedulers.asha`),
+  with its slots' bookkeeping in :mod:`sweepjax.engine.slots`;
+- :mod:`sweepjax.engine.outcome`: what the trainers return and report.
 """
 
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.member import EvalMetrics, MemberState, lr_multiplier, minibatch_indices
-from sweepjax.engine.population import (
-    ChunkReport,
-    PopulationResult,
-    Timing,
-    accuracy,
-    member_params,
-    train_population,
-)
+from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
+from sweepjax.engine.population import accuracy, member_params, train_population
 from sweepjax.engine.program import compile_counts
 from sweepjax.engine.programs import PROGRAMS, CacheStats, ProgramCache
+from sweepjax.engine.refill import train_refilling
 from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
 
 __all__ = [
+    "AnytimeStatus",
     "PROGRAMS",
     "CacheStats",
     "ProgramCache",
@@ -49,4 +49,5 @@ __all__ = [
     "num_params",
     "root_keys",
     "train_population",
+    "train_refilling",
 ]

@@ -131,6 +131,29 @@ INIT_BLOCK = 64
 init_block = jax.jit(_init_block, static_argnames=("num_features", "static"))
 
 
+def _refill(states, fresh, ids, hps, init_key_bits, num_features: int, static: Static):
+    """The population with the slots ``fresh[W]`` replaced by new members (ids and
+    hyperparameters ``[W]``; rows not fresh are ignored): fresh weights from
+    ``fold_in(init_key, id)``, fresh optimizer state and health. Every slot's new state
+    is computed (about one step's work) so the program has one shape for any refill."""
+    new = _init_block(init_key_bits, ids, hps, num_features, static)
+
+    def pick(n, o):
+        return jnp.where(fresh.reshape((-1,) + (1,) * (o.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, states)
+
+
+def compiled_refill(args, num_features: int, static: Static, where: Placement):
+    """The refill program for ``args = (states, fresh, ids, hparams, init_key_bits)``."""
+
+    def make():
+        fn = functools.partial(_refill, num_features=num_features, static=static)
+        return jax.jit(_sharded(fn, where, 4, 1, 1), donate_argnums=(0,))
+
+    return _compiled("refill", make, args, (static, num_features), where)
+
+
 # --------------------------------------------------------------------------- compile cache
 def compile_counts() -> dict[str, int]:
     """How many programs of each kind (``"chunk"``, ``"eval"``) were compiled in this

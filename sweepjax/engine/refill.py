@@ -39,8 +39,8 @@ from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Refills, RungLog
 from sweepjax.engine.distributed import SINGLE, Placement, put_members, to_host
 from sweepjax.engine.hparams import HParams
-from sweepjax.engine.population import ChunkReport, PopulationResult, Timing
-from sweepjax.engine.setup import init_states, root_keys, static
+from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
+from sweepjax.engine.setup import root_keys, static
 
 PROGRESS_FIELDS = ("elapsed_s", "member_steps", "best_val_acc", "member")
 
@@ -111,21 +111,29 @@ def train_refilling(
         # Slots beyond ``max_members`` start empty (a copy of member 0, results dropped).
         slot_row = np.concatenate([np.arange(first), np.full(w - first, -1)]).astype(np.int64)
         born = np.zeros(w, np.int64)
-        hp_w = hp0.take(np.maximum(slot_row, 0))
-        states0 = init_states(dataset, hp_w, model_cfg, config, np.maximum(slot_row, 0))
+    st = static(dataset, model_cfg, config, False, slots.concat(sched.hparams, corners))
+    if resume is None:
+        # Zeros of the right shapes, then every occupied slot initialised by the refill
+        # program: the run's first members cost no program of their own.
+        states0 = slots.blank(dataset.num_features, st, w)
         kept_row = np.full(slots.KEEP, -1, np.int64)
         kept_best = kept_final = jax.tree.map(
             lambda a: np.zeros((slots.KEEP,) + a.shape[1:], a.dtype), states0.params
         )
-    st = static(dataset, model_cfg, config, False, slots.concat(sched.hparams, corners))
     hp_slots = sched.hparams.take(np.maximum(slot_row, 0))
     act = active.Active(put_members(states0, where), w, w, True)
     del states0
+    compile_s = 0.0
+    if resume is None:
+        act, compile_s = _refill(
+            act, slot_row >= 0, slot_row, hp_slots, init_bits, dataset, st, where
+        )
 
-    compile_s = train_s = eval_s = 0.0
+    train_s = eval_s = 0.0
     trained_here = 0
     t_start = time.perf_counter()
     completed, in_flight = True, 0
+    finished_rows: list[int] = [] if resume is None else _finished(sched)
 
     def elapsed() -> float:
         return prior_s + process_elapsed()
@@ -196,6 +204,7 @@ def train_refilling(
         )
         for j in np.flatnonzero(done):
             row = int(slot_row[j])
+            finished_rows.append(row)
             kept_row, kept_best, kept_final = slots.keep_finished(
                 kept_row, kept_best, kept_final, sched, row, act, j, small, age, acc, where
             )
@@ -221,21 +230,11 @@ def train_refilling(
             born[fill] = g
             fresh = np.zeros(w, bool)
             fresh[fill] = True
-            id_w = np.zeros(w, np.uint32)
-            id_w[fill] = rows
             hp_slots = HParams(*(np.array(f) for f in hp_slots))
             for f, v in zip(hp_slots, hp_new, strict=True):
                 f[fill] = v
-            args = (
-                act.states,
-                put_members(fresh, where),
-                put_members(id_w, where),
-                put_members(hp_slots, where),
-                init_bits,
-            )
-            exe, c2 = program.compiled_refill(args, dataset.num_features, st, where)
+            act, c2 = _refill(act, fresh, slot_row, hp_slots, init_bits, dataset, st, where)
             compile_s += c2
-            act = act._replace(states=exe(*args))
         sched = sched._replace(active=slot_row[slot_row >= 0].copy())
         if on_chunk is not None:
             carry = (slot_row, born, kept_row, kept_best, kept_final, log, progress, member_steps)
@@ -262,6 +261,14 @@ def train_refilling(
                 decided=bool(len(measure)),
                 state_bytes=active.state_bytes(act),
                 checkpoint=checkpoint,
+                anytime=AnytimeStatus(
+                    elapsed(),
+                    member_steps,
+                    str(budget) if budget is not None else "",
+                    _share(budget, elapsed(), member_steps),
+                    len(finished_rows),
+                    int(progress[-1][3]) if progress else -1,
+                ),
             )
             if on_chunk(rep) is False:
                 completed = False
@@ -312,3 +319,33 @@ def train_refilling(
         in_flight=in_flight,
         rung_log=log.as_array(),
     )
+
+
+def _refill(act, fresh, slot_row, hp_slots, init_bits, dataset, st, where):
+    """Slots ``fresh[W]`` take new members (ids ``slot_row``, values ``hp_slots``) in the
+    one refill program; returns the new active state and the compile seconds."""
+    ids = np.where(fresh, np.maximum(slot_row, 0), 0).astype(np.uint32)
+    args = (
+        act.states,
+        put_members(np.asarray(fresh, bool), where),
+        put_members(ids, where),
+        put_members(hp_slots, where),
+        init_bits,
+    )
+    exe, c = program.compiled_refill(args, dataset.num_features, st, where)
+    return act._replace(states=exe(*args)), c
+
+
+def _finished(sched: ScheduleState) -> list[int]:
+    """Rows that reached the full length (alive, not stopped, not in a slot)."""
+    done = sched.alive & (sched.stopped_at < 0)
+    done[np.asarray(sched.active, np.int64)] = False
+    return np.flatnonzero(done).tolist()
+
+
+def _share(budget: Budget | None, elapsed_s: float, member_steps: int) -> float:
+    if budget is None:
+        return float("nan")
+    if budget.seconds is not None:
+        return min(1.0, elapsed_s / budget.seconds)
+    return min(1.0, member_steps / budget.member_steps)

@@ -4,6 +4,7 @@ parameters of the best finished members, and the block timing the width rule mea
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -11,11 +12,11 @@ import numpy as np
 
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
-from sweepjax.engine import active
+from sweepjax.engine import active, program
 from sweepjax.engine.curves import HISTORY_FIELDS, Curves, ScheduleState
 from sweepjax.engine.distributed import Placement, to_host
 from sweepjax.engine.hparams import HParams
-from sweepjax.engine.setup import init_states
+from sweepjax.engine.setup import static
 
 KEEP = 16  # finished members whose parameters are kept (the best by validation)
 
@@ -35,11 +36,20 @@ class RefillCarry(NamedTuple):
     clock: np.ndarray  # float64 [2]: member-steps trained, seconds of earlier parts
 
 
+def blank(num_features: int, st, width: int):
+    """Zero member states ``[width]`` of the right shapes and dtypes (no program runs)."""
+    hp = HParams.create(lr=np.ones(width), l2=0.0)
+    ids = np.zeros(width, np.uint32)
+    bits = np.zeros(2, np.uint32)
+    init = functools.partial(program.init_block, num_features=num_features, static=st)
+    shapes = jax.eval_shape(init, bits, ids, hp)
+    return jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
+
+
 def carry_like(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, width: int):
     """A :class:`RefillCarry` of the right structure (the store reads a checkpoint
     against it)."""
-    hp = HParams.create(lr=np.ones(width), l2=0.0)
-    s = init_states(dataset, hp, model_cfg, config, np.arange(width))
+    s = blank(dataset.num_features, static(dataset, model_cfg, config), width)
     params = jax.tree.map(lambda a: np.resize(a, (KEEP,) + a.shape[1:]), s.params)
     z = np.zeros
     return RefillCarry(

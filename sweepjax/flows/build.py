@@ -102,6 +102,17 @@ def build_result(
             for a, b, c, d, e in res.history
         ],
     )
+    if res.progress is not None:  # an anytime run's best-so-far points (member ids)
+        result.progress = [
+            {
+                "elapsed_s": float(e),
+                "member_steps": int(n),
+                "best_val_acc": float(a),
+                "member": int(ids[int(r)]),
+            }
+            for e, n, a, r in res.progress
+        ]
+        result.in_flight = int(res.in_flight)
     judge_result(
         result,
         cfg.space,

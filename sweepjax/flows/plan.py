@@ -78,8 +78,9 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
     train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed)
     sched_cfg = schedule_config(
-        "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps
-    )
+        "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps,
+        spec.budget, spec.width,
+    )  # fmt: skip
     where = distributed.placement(spec.devices)
     data_cfg = DataConfig(dataset=v("dataset"), data_dir=spec.data_dir, seed=v("seed"))
     ds = load_inputs(data_cfg, cb)
@@ -179,8 +180,9 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     factor = MODEL_DEFAULTS.get(model_cfg.kind, MODEL_DEFAULTS["mlp"]).fine_steps_factor
     steps = spec.steps if spec.steps is not None else factor * pcfg.train.steps
     sched_cfg = schedule_config(
-        "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps
-    )
+        "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps,
+        spec.budget, spec.width,
+    )  # fmt: skip
     train_cfg = _train(merged, optimizer, steps, seed, fixed)
     data_cfg = dataclasses.replace(
         pcfg.data, dataset=spec.dataset or used, data_dir=merged.data_dir, seed=root

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import socket
 import sqlite3
 import tempfile
 import time
@@ -23,8 +22,11 @@ from sweepjax.data import Dataset, load_dataset
 from sweepjax.data.folds import pool
 from sweepjax.engine import ChunkReport, distributed, init_states, train_population
 from sweepjax.engine.hparams import HParams
+from sweepjax.engine.slots import carry_like
 from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
+from sweepjax.flows.resume import find_resumable
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.records import SweepResult
 from sweepjax.store.db import Store, default_path
@@ -109,76 +111,6 @@ def load_inputs(cfg: DataConfig, cb: Callbacks) -> Dataset:
     return ds
 
 
-def _config_diff(old: dict, new: dict, prefix: str = "", quote: str = "") -> list[str]:
-    """``key: old -> new`` for each differing entry (nested keys dotted; ``quote`` around
-    each key, e.g. a backtick for an option the CLI shows as its flag)."""
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_diff(a, b, f"{prefix}{k}.", quote)
-        elif a != b:
-            out.append(f"{quote}{prefix}{k}{quote}: {a} -> {b}")
-    return out
-
-
-def _pid_alive(row) -> bool:
-    if row.host != socket.gethostname() or not row.pid or row.pid == os.getpid():
-        return False
-    try:
-        os.kill(row.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) -> str:
-    """The unfinished sweep to continue (see the module docstring), or a ConfigError."""
-    if name is not None:
-        if not st.exists(name):
-            raise ConfigError(
-                f"no sweep named {name!r} to resume in {st.path}; drop `resume` to start it"
-            )
-        rows = [st.sweep_row(name)]
-        if rows[0].status == "finished":
-            raise ConfigError(
-                f"sweep {name} already finished; nothing to resume "
-                "(drop `resume` and pick a new `name`)"
-            )
-    else:
-        rows = st.unfinished(kind)
-        if not rows:
-            raise ConfigError(
-                f"no interrupted {kind} sweep in {st.path} to resume; "
-                "drop `resume` to start a new one"
-            )
-        same = [r for r in rows if r.config == cfg]
-        rows = same[:1] or rows[:1]
-    row = rows[0]
-    diff = _config_diff(row.config, cfg)
-    old_spec, new_spec = row.config.get("spec"), cfg.get("spec")
-    if diff and old_spec and new_spec:
-        # Name the options that differ (the config's other entries follow from them).
-        diff = _config_diff(old_spec, new_spec, quote="`") or diff
-    if diff:
-        raise ConfigError(
-            f"flags differ from interrupted sweep {row.id} ({'; '.join(diff[:3])}); "
-            "rerun with its flags, or drop `resume` to start a new sweep"
-        )
-    if row.dataset.get("sha256") != sha:
-        raise ConfigError(
-            f"the data differs from sweep {row.id}'s (sha256 changed); "
-            "restore it, or drop `resume` to start a new sweep"
-        )
-    if row.status == "running" and _pid_alive(row):
-        raise ConfigError(
-            f"sweep {row.id} is still running (pid {row.pid}); wait for it or stop it first"
-        )
-    return row.id
-
-
 def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.ndarray]:
     """Each sampled config ``ids[c]`` as ``group`` members: rows ``c * group + r`` with
     the config's values and member ids ``ids[c] * group + r`` (so each replica has its
@@ -206,7 +138,11 @@ def run_sweep(
 ) -> SweepResult:
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
     sampler's); by default they are ``search.sample`` of the config's box and seed."""
-    if draws is None:
+    asha = cfg.schedule.name == "asha"
+    if asha:  # members are drawn as slots free up; the width stands for them here
+        w = anytime.choose(cfg, ds, where, cb.say)
+        hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
+    elif draws is None:
         hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
     else:
         hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
@@ -224,7 +160,7 @@ def run_sweep(
     ckpt = None
     prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
-        sid = _find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
         prior = {**prior, **st.run_timing(sid)}
         ran_on = prior.get("devices")
         if ran_on is not None and ran_on != where.num_devices:
@@ -234,8 +170,13 @@ def run_sweep(
                 f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
                 f"resume it with `devices` {ran_on} (results match exactly only then)"
             )
-        like = init_states(ds, hp, cfg.model, cfg.train, ids)
+        if asha:
+            like = carry_like(ds, cfg.model, cfg.train, hp.num_members)
+        else:
+            like = init_states(ds, hp, cfg.model, cfg.train, ids)
         ckpt = st.load_checkpoint(sid, like)
+        if asha and ckpt is not None:
+            w = ckpt.size  # the width it ran at (results match exactly only then)
         st.mark_running(sid)
         at = ckpt.step if ckpt is not None else 0
         cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
@@ -253,13 +194,20 @@ def run_sweep(
     run = {"devices": where.num_devices, "partial": True}
     st.set_timing(sid, {**prior, **run})
     scheduler = scheduler_for(cfg, num_configs)
-    plan = "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
+    if asha:
+        budget = cfg.schedule.budget or f"{cfg.trials} members"
+        plan = f", asha at ages {scheduler.rungs()} until {budget}"
+    else:
+        plan = (
+            "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
+        )
     if cfg.folds > 1:
         plan += f", {cfg.folds}-fold cross-validation of {num_configs} configs"
     elif cfg.group > 1:
         plan += f", {cfg.group} replicas of {num_configs} configs"
     cb.say(
-        f"{cfg.kind} sweep {sid}: {hp.num_members} members x {cfg.train.steps} steps "
+        f"{cfg.kind} sweep {sid}: {f'width {w}' if asha else f'{hp.num_members} members'} "
+        f"x {cfg.train.steps} steps "
         f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, "
         f"{cfg.model.spec or cfg.model.kind}{plan}) on "
         f"{ds.info.name}; results -> {str(st.shown_path)}"
@@ -286,18 +234,21 @@ def run_sweep(
     if cfg.folds > 1:  # every pooled row in one fold; replica r holds out fold r
         train_ds, folds = pool(ds, cfg.folds, cfg.data.seed)
     try:
-        res = train_population(
-            train_ds,
-            hp,
-            cfg.model,
-            cfg.train,
-            member_ids=ids,
-            scheduler=scheduler,
-            on_chunk=on_chunk,
-            resume=ckpt,
-            placement=where,
-            folds=folds,
-        )
+        if asha:
+            res = anytime.train(cfg, ds, w, on_chunk=on_chunk, resume=ckpt, where=where)
+        else:
+            res = train_population(
+                train_ds,
+                hp,
+                cfg.model,
+                cfg.train,
+                member_ids=ids,
+                scheduler=scheduler,
+                on_chunk=on_chunk,
+                resume=ckpt,
+                placement=where,
+                folds=folds,
+            )
     except BaseException:
         st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
         raise

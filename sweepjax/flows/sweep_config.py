@@ -189,17 +189,33 @@ def train_config(
     )
 
 
-def schedule_config(kind: str, name, eta, rungs, interval, steps: int) -> ScheduleConfig:
-    for n, v in (("eta", eta), ("rungs", rungs), ("pbt_interval", interval)):
+def schedule_config(
+    kind: str, name, eta, rungs, interval, steps: int, budget=None, width=None
+) -> ScheduleConfig:
+    for n, v in (("eta", eta), ("rungs", rungs), ("pbt_interval", interval), ("width", width)):
         check_positive(n, v)
     eta = eta or ScheduleConfig.eta
+    if budget is not None or width is not None:
+        name = name or "asha"  # a budget is an anytime search
+        if name != "asha":
+            given = "budget" if budget is not None else "width"
+            raise ConfigError(f"`{given}` is asha's; drop it or use `schedule` asha")
+    if budget is not None:
+        from sweepjax.budget import Budget
+
+        budget = str(Budget.parse(budget))  # checked now, stored in one spelling
     if name is None:  # the command's default adapts to short runs instead of failing
         name = DEFAULT_SCHEDULE[kind]
         if name in ("halving", "hyperband") and rungs is None:
             rungs = min(ScheduleConfig.rungs, max(0, int(math.log(steps, eta) + 1e-9) - 1))
             name = name if rungs >= 1 else "full"
     return ScheduleConfig(
-        name=name, eta=eta, rungs=rungs or ScheduleConfig.rungs, interval=interval
+        name=name,
+        eta=eta,
+        rungs=rungs or ScheduleConfig.rungs,
+        interval=interval,
+        budget=budget,
+        width=width,
     )
 
 
@@ -207,6 +223,14 @@ def scheduler_for(cfg: SweepConfig, num_configs: int):
     """The sweep's scheduler over ``num_configs`` sampled configs (with replicas or folds
     it decides whole configs: :class:`sweepjax.schedulers.rules.Grouped`)."""
     sc = cfg.schedule
+    if sc.name == "asha":
+        if cfg.group > 1:
+            raise ConfigError(
+                "asha judges single members; drop `replicas` / `folds`, or use `schedule` halving"
+            )
+        from sweepjax.schedulers.asha import ASHA
+
+        return ASHA(cfg.space, cfg.train.steps, sc.eta, sc.rungs, cfg.train.seed, cfg.fixed())
     return schedule.make(
         sc.name,
         num_members=num_configs,

@@ -219,6 +219,23 @@ class Options:
         group="budget: how the steps are spent",
         inherit=False,
     )
+    budget: str | None = opt(
+        "an anytime search: stop after this much wall time of the whole process (60s, "
+        "2m) or this many member-steps (5M); the winner is the best member that "
+        "finished. Implies --schedule asha (default: none: asha creates --trials members)",
+        metavar="TIME|STEPS",
+        group="budget: how the steps are spent",
+        inherit=False,
+    )
+    width: int | None = opt(
+        "asha's population width: members training at once, each stopped member's slot "
+        "refilled at once (default: measured, the widest population whose block takes "
+        "at most 2x a lone member's)",
+        kind="int",
+        metavar="N",
+        group="budget: how the steps are spent",
+        inherit=False,
+    )
     # fine only: the parent and how its surface becomes the new box
     parent: str | None = opt(
         "parent sweep id (default: the newest finished coarse sweep)",

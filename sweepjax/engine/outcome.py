@@ -1,0 +1,104 @@
+"""What the trainers hand back: per-chunk reports, timings, the population's result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from sweepjax.engine.curves import Checkpoint, Curves
+from sweepjax.engine.hparams import HParams
+
+
+class Timing(NamedTuple):
+    compile_s: float  # ahead-of-time compilation of the population programs
+    train_s: float  # the compiled chunk calls, blocked until ready
+    eval_s: float  # whole-validation-set evaluations (decisions and the end)
+    transfer_s: float  # device -> host copies of the whole state (checkpoints, the end)
+    model_steps_per_s: float  # member-steps trained / train_s
+    num_groups: int  # programs the first population was split into (memory budget)
+    group_size: int
+
+
+class AnytimeStatus(NamedTuple):
+    """An anytime run's standing after a block (``ChunkReport.anytime``)."""
+
+    elapsed_s: float  # wall seconds of the whole process (and of earlier parts)
+    member_steps: int
+    budget: str  # as the user gave it, e.g. "60s"; "" without one
+    spent: float  # share of the budget spent, 0..1 (NaN without one)
+    finished: int  # members that reached the full length
+    best_member: int  # the best finished member's id (-1: none yet)
+
+
+class ChunkReport(NamedTuple):
+    """Handed to ``on_chunk`` after every chunk.
+
+    ``best_val_acc`` is the best accuracy so far on the validation subset evaluated every
+    block (cheap, noisy); ``best_full_val_acc`` the best on the whole validation set,
+    known only after a scheduler decision (NaN before). ``checkpoint()`` copies the
+    state to the host: call it only when you will store it.
+    """
+
+    step: int
+    total_steps: int
+    alive: int
+    active: int
+    num_members: int
+    best_val_acc: float
+    best_full_val_acc: float
+    elapsed_s: float
+    decided: bool
+    state_bytes: int  # size of what ``checkpoint()`` would copy
+    checkpoint: Callable[[], Checkpoint]
+    anytime: AnytimeStatus | None = None  # refilling (ASHA) runs only
+
+
+class PopulationResult(NamedTuple):
+    """What :func:`train_population` returns. Per-member arrays are ``[M]``.
+
+    ``params`` / ``best_params`` hold only the members that trained to the end, in
+    ``finished`` order (use :func:`member_params`). ``best_val_acc`` is each member's
+    best parameters measured on the whole validation set; ``final_val_*`` its final (or
+    at-stop) parameters on the whole set.
+    """
+
+    member_ids: np.ndarray
+    hparams: HParams  # final values (PBT changes them; see ``history``)
+    alive: np.ndarray
+    diverged_at: np.ndarray
+    stopped_at: np.ndarray  # -1 unless a scheduler stopped the member
+    initial_loss: np.ndarray
+    best_val_acc: np.ndarray
+    best_step: np.ndarray
+    final_train_loss: np.ndarray
+    final_val_loss: np.ndarray
+    final_val_acc: np.ndarray
+    final_train_acc: np.ndarray
+    curves: Curves
+    finished: np.ndarray  # rows that trained to the end, in ``params`` order
+    params: Any
+    best_params: Any
+    lineage: np.ndarray  # [L, 3] (step, member row, copied-from row)
+    history: np.ndarray  # [H, 5] (step, member row, lr, l2, lr_decay)
+    timing: Timing
+    completed: bool  # False when on_chunk asked to stop early
+    checkpoint: Checkpoint | None
+    # Anytime runs (``train_refilling``): best-so-far points ``[P, 4]`` (elapsed s,
+    # member-steps, best whole-validation accuracy of a finished member, its row) and
+    # how many members the budget stopped in flight.
+    progress: np.ndarray | None = None
+    in_flight: int = 0
+    rung_log: np.ndarray | None = None  # [N, 5] every rung judgement (RungLog.as_array)
+
+    @property
+    def num_members(self) -> int:
+        return int(self.member_ids.shape[0])
+
+    @property
+    def status(self) -> list[str]:
+        return [
+            "diverged" if not a else ("stopped" if s >= 0 else "ok")
+            for a, s in zip(self.alive, self.stopped_at, strict=True)
+        ]

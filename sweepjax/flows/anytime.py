@@ -1,0 +1,165 @@
+"""An ASHA sweep's training: the population width, and ``train_refilling`` for the runner.
+
+The width is the user's (``width``), else remembered for this machine and model
+(:func:`sweepjax.engine.width.cached_width`), else measured once: one block of the real
+program at widths 1, 2, 4, ... (:func:`sweepjax.engine.width.choose_width`), so a CPU
+gets the few members it trains at full speed and a GPU thousands.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+
+from sweepjax.budget import Budget
+from sweepjax.data import Dataset
+from sweepjax.engine import active, program, width
+from sweepjax.engine.distributed import Placement, put_members
+from sweepjax.engine.outcome import PopulationResult
+from sweepjax.engine.refill import train_refilling
+from sweepjax.engine.setup import group_size, init_states, num_params, root_keys, static
+from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
+
+MAX_WIDTH = 4096  # the widest population measured
+
+
+def width_cap(cfg: SweepConfig, ds: Dataset, where: Placement) -> int:
+    """The widest population allowed: the memory budget's one program, at most
+    :data:`MAX_WIDTH`, and without a budget at most the members the run creates."""
+    info = ds.info
+    g = group_size(MAX_WIDTH, cfg.model, cfg.train, ds.num_features, ds.num_classes,
+                   info.input_shape)  # fmt: skip
+    cap = min(g, MAX_WIDTH)
+    if cfg.schedule.budget is None:
+        cap = min(cap, cfg.trials)
+    n = where.num_devices
+    return max(n, cap // n * n)
+
+
+def _key(cfg: SweepConfig, ds: Dataset, where: Placement) -> str:
+    dev = jax.devices()[0]
+    kind = f"{dev.platform}:{dev.device_kind} x{where.num_devices}"
+    if dev.platform == "cpu":
+        kind += f" cores={os.cpu_count()}"
+    p = num_params(cfg.model, ds.num_features, ds.num_classes, ds.info.input_shape)
+    model = f"{cfg.model.spec or cfg.model.kind} params={p} eval={cfg.train.val_subset}"
+    return width.width_key(kind, model, cfg.train.batch_size, cfg.train.optimizer)
+
+
+def choose(cfg: SweepConfig, ds: Dataset, where: Placement, say) -> int:
+    """The population width of an ASHA sweep (see the module docstring)."""
+    cap = width_cap(cfg, ds, where)
+    if cfg.schedule.width is not None:
+        return max(where.num_devices, min(cfg.schedule.width, cap) // where.num_devices
+                   * where.num_devices)  # fmt: skip
+    key = _key(cfg, ds, where)
+    memo = width.cached_width(key)
+    if memo is not None:
+        return min(memo.width, cap)
+    time_block = _dense_probe(cfg, ds) if cfg.model.kind != "custom" else None
+    if time_block is None:
+        time_block = _program_probe(cfg, ds, where)
+    t0 = time.perf_counter()
+    choice = width.choose_width(time_block, max_width=cap)
+    width.remember_width(key, choice)
+    say(f"asha: {choice.reason} (measured in {time.perf_counter() - t0:.1f}s, remembered)")
+    return choice.width
+
+
+PROBE_STEPS = 20
+
+
+def _dense_probe(cfg: SweepConfig, ds: Dataset):
+    """Seconds of ``PROBE_STEPS`` training steps of ``w`` built-in dense members (their
+    matmuls forward and backward on a shared minibatch, vmapped as the engine does): the
+    work that grows with the width, in a program that compiles in a fraction of a
+    second (the real one takes seconds)."""
+    import jax.numpy as jnp
+
+    b, d, k = cfg.train.batch_size, ds.num_features, ds.num_classes
+    dims = [d, cfg.model.hidden, k] if cfg.model.kind == "mlp" else [d, k]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((ds.x_train.shape[0], d)), jnp.float32)
+
+    def loss(ws, xb):
+        h = xb
+        for i, w in enumerate(ws):
+            h = h @ w
+            h = jax.nn.relu(h) if i < len(ws) - 1 else h
+        return jnp.mean(jax.nn.logsumexp(h, axis=1))
+
+    def block(ws, x, key):
+        def one(i, ws):
+            idx = jax.random.randint(jax.random.fold_in(key, i), (b,), 0, x.shape[0])
+            grads = jax.vmap(jax.grad(loss), in_axes=(0, None))(ws, x[idx])
+            return [w - 1e-3 * g for w, g in zip(ws, grads, strict=True)]
+
+        return jax.lax.fori_loop(0, PROBE_STEPS, one, ws)
+
+    run = jax.jit(block, donate_argnums=(0,))
+
+    def time_block(w: int) -> float:
+        ws = [jnp.asarray(rng.standard_normal((w, m, n)) * 0.01, jnp.float32)
+              for m, n in zip(dims, dims[1:], strict=False)]  # fmt: skip
+        key = jax.random.key(0)
+        ws = jax.block_until_ready(run(ws, x, key))  # compile and warm up
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(ws, x, key))
+        return time.perf_counter() - t0
+
+    return time_block
+
+
+def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):
+    """One block of the real program at width ``w`` (a user's model: its cost is its
+    own); each width compiles once."""
+    scheduler = scheduler_for(cfg, cfg.trials)
+    st = static(ds, cfg.model, cfg.train, False, scheduler.corners())
+    data = program.device_data(ds, cfg.train, where)
+    _, data_key = root_keys(cfg.train.seed)
+    key_bits = np.asarray(jax.random.key_data(data_key))
+    b, total = scheduler.block(), cfg.train.steps
+
+    def time_block(w: int) -> float:
+        w = max(w // where.num_devices, 1) * where.num_devices
+        hp = scheduler.draw(np.arange(w), _empty_log(ds), None)
+        states = init_states(ds, hp, cfg.model, cfg.train, np.arange(w))
+        act = active.Active(put_members(states, where), w, w, True)
+        no_fold, born = np.full(w, -1, np.int32), np.zeros(w, np.int32)
+        args = (act, hp, no_fold, data, 0, b, total, key_bits, st, where, born)
+        act, *_ = active.run_chunk(*args)  # compiles, then runs once (warm-up)
+        t0 = time.perf_counter()
+        active.run_chunk(act, *args[1:])
+        return time.perf_counter() - t0
+
+    return time_block
+
+
+def _empty_log(ds: Dataset):
+    from sweepjax.engine.decisions import RungLog
+
+    return RungLog.empty(int(ds.x_val.shape[0]))
+
+
+def train(
+    cfg: SweepConfig, ds: Dataset, w: int, *, on_chunk, resume, where: Placement
+) -> PopulationResult:
+    """Train an ASHA sweep of width ``w`` until its budget (or ``trials`` members) is
+    spent."""
+    sc = cfg.schedule
+    budget = Budget.parse(sc.budget) if sc.budget is not None else None
+    return train_refilling(
+        ds,
+        cfg.model,
+        cfg.train,
+        scheduler_for(cfg, cfg.trials),
+        width=w,
+        budget=budget,
+        max_members=None if budget is not None else cfg.trials,
+        on_chunk=on_chunk,
+        resume=resume,
+        placement=where,
+    )
