@@ -77,7 +77,12 @@ FLOWS: dict[str, tuple[dict, dict]] = {
     # the default flow again, its programs loaded from JAX's persistent compilation cache
     # (what the CLI does on every run after the first; the parent fills the cache first)
     "sweepjax warm-cache": ({}, {}),
+    # the anytime search (issue 17): one ASHA run over the box with lr_decay searched,
+    # members of the peer's full length, stopped at the peer's budget (--budget-s)
+    "sweepjax asha": ({"schedule": "asha", "lr_decay": SPACE["lr_decay"]}, None),
 }
+ANYTIME = {"sweepjax asha"}
+CHECKPOINTS_S = (5, 10, 20, 40, 80, 160)  # the table of best-so-far at these times
 WARM = {"sweepjax warm-cache"}
 # --quick: small sweeps on the bundled sample (merged under each variant's kwargs).
 QUICK_COARSE = {"trials": 16, "steps": 60}
@@ -115,12 +120,16 @@ def worker_sweepjax(args) -> dict:
     import sweepjax
     from sweepjax.flows.sweep import Callbacks
 
-    coarse_kw, fine_kw = (dict(kw) for kw in FLOWS[args.worker])
+    coarse_kw, fine_kw = (None if kw is None else dict(kw) for kw in FLOWS[args.worker])
+    if args.worker in ANYTIME:  # the peer's budget and member length
+        steps = args.run_steps or PEER_MODEL[args.model]["run_steps"]
+        coarse_kw.update(budget=f"{args.budget_s:g}s", steps=steps)
     if args.worker in WARM:
         sweepjax.engine.compile_cache.enable()  # the directory the parent put in the environment
-    if args.quick:
+    if args.quick and args.worker not in ANYTIME:
         coarse_kw, fine_kw = {**QUICK_COARSE, **coarse_kw}, {**QUICK_FINE, **fine_kw}
-    for fn, kw in ((sweepjax.coarse, coarse_kw), (sweepjax.fine, fine_kw)):
+    calls = [(sweepjax.coarse, coarse_kw)] + ([(sweepjax.fine, fine_kw)] if fine_kw else [])
+    for fn, kw in calls:
         try:
             inspect.signature(fn).bind(**kw)
         except TypeError as e:
@@ -140,14 +149,12 @@ def worker_sweepjax(args) -> dict:
     cb = Callbacks(progress=progress, note=notes.append)
     with tempfile.TemporaryDirectory(prefix="sweepjax-ttq-") as tmp:
         store = Path(tmp) / "ttq.db"
-        for kind, fn, kw in (
-            (
-                "coarse",
-                sweepjax.coarse,
-                {"dataset": args.dataset, "model": args.model, **coarse_kw},
-            ),
-            ("fine", sweepjax.fine, fine_kw),
-        ):
+        stages_to_run = [
+            ("coarse", sweepjax.coarse, {"dataset": args.dataset, "model": args.model, **coarse_kw})
+        ]
+        if fine_kw is not None:
+            stages_to_run.append(("fine", sweepjax.fine, fine_kw))
+        for kind, fn, kw in stages_to_run:
             t0 = tl.t()
             try:
                 res = fn(store=store, report=False, callbacks=cb, **kw)
@@ -176,6 +183,8 @@ def worker_sweepjax(args) -> dict:
                     "compile_s": res.timing.compile_s,
                     "train_s": res.timing.train_s,
                     "members": len(res.members),
+                    "progress": res.progress,
+                    "in_flight": res.in_flight,
                     "steps": res.config["train"]["steps"],
                     "winner": w.as_dict(),
                 }
@@ -536,7 +545,15 @@ def summarize(rows: list[dict], targets: list[float]) -> dict:
             "goal": 5.0,
             "met": bool(t_sj and t_tpe / t_sj >= 5.0),
         }
+    for r in ok.values():
+        r["best_at"] = {str(t): best_at(r["events"], t) for t in CHECKPOINTS_S}
     return {"targets": tgt, "ratio_tpe_hb_vs_sweepjax_default": ratio}
+
+
+def best_at(events: list[dict], t: float) -> float | None:
+    """The best-so-far validation accuracy ``t`` seconds after the process started."""
+    vals = [e["val"] for e in events if e["t"] <= t]
+    return max(vals) if vals else None
 
 
 def bench(args, progress=print) -> dict:
@@ -614,6 +631,20 @@ def markdown(res: dict) -> str:
                 + [_fmt(tt[f"{t:.4f}"], ".1f") if tt[f"{t:.4f}"] else "not reached" for t in tg]
             )
         lines += [f"## {model}", "", common.md_table(head, rows), ""]
+        at_head = ["approach"] + [f"best val at {t} s" for t in CHECKPOINTS_S]
+        at_rows = [
+            [r["approach"]] + [_fmt(r["best_at"].get(str(t))) for t in CHECKPOINTS_S]
+            for r in m["rows"]
+            if "best_at" in r
+        ]
+        if at_rows:
+            lines += [
+                "Best-so-far validation accuracy at each time since the process started "
+                "('-': nothing yet):",
+                "",
+                common.md_table(at_head, at_rows),
+                "",
+            ]
         rat = m["ratio_tpe_hb_vs_sweepjax_default"]
         if rat:
             if rat["ratio"] is None:

@@ -14,11 +14,13 @@ from sweepjax.errors import (
     AllDivergedError,
     ConfigError,
     DataError,
+    NothingFinishedError,
     StoreError,
     SweepjaxError,
 )
 
 if TYPE_CHECKING:
+    from sweepjax.budget import Budget
     from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
     from sweepjax.data import Dataset, DatasetInfo, load_dataset
     from sweepjax.engine import PopulationResult, compile_cache, train_population
@@ -35,6 +37,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DataConfig": "sweepjax.config",
     "ModelConfig": "sweepjax.config",
+    "Budget": "sweepjax.budget",
     "Range": "sweepjax.config",
     "SearchSpace": "sweepjax.config",
     "TrainConfig": "sweepjax.config",
@@ -79,10 +82,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AllDivergedError",
+    "Budget",
     "ConfigError",
     "Custom",
     "DataConfig",
     "DataError",
+    "NothingFinishedError",
     "Dataset",
     "DatasetInfo",
     "HParams",

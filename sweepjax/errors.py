@@ -44,3 +44,11 @@ class AllDivergedError(SweepjaxError):
     def __init__(self, message: str, result: Any = None):
         super().__init__(message)
         self.result = result
+
+
+class NothingFinishedError(AllDivergedError):
+    """An anytime (ASHA) run's budget ran out before any member reached the full length
+    (exit code 2: raise the budget or shorten the run). Like :class:`AllDivergedError`
+    it carries the stored ``result`` (every member's numbers up to its stop)."""
+
+    exit_code = 2

@@ -51,11 +51,27 @@ class DeviceData(NamedTuple):
 
 
 # --------------------------------------------------------------------------- the member axis
-def over_members(fn, member_args: int, shared_args: int):
+def over_members(fn, member_args: int, shared_args: int, member_batch: int = 0):
     """THE place the member axis appears: ``fn``'s first ``member_args`` arguments carry a
     leading member axis, the next ``shared_args`` (data, step index, keys) are shared by
-    every member, so the population's matmuls run as one."""
-    return jax.vmap(fn, in_axes=(0,) * member_args + (None,) * shared_args)
+    every member.
+
+    ``member_batch`` is the layout (``Static.member_batch``, chosen by
+    :func:`sweepjax.engine.setup.static`): 0 vmaps every member at once, so the
+    population's matmuls run as one; ``k > 0`` loops over the members inside the same
+    program, ``k`` at a time (a vmapped group of ``k``; ``k = 1`` a plain loop with no
+    vmap), the shared arguments closed over. The loop is for operations whose batched
+    form is slow: vmapping a convolution over per-member kernels makes a grouped
+    convolution, which XLA runs far slower than ``k`` ordinary ones."""
+    if member_batch <= 0:
+        return jax.vmap(fn, in_axes=(0,) * member_args + (None,) * shared_args)
+
+    def looped(*args):
+        members, shared = args[:member_args], args[member_args:]
+        k = None if member_batch == 1 else member_batch  # lax.map: None is a plain scan
+        return jax.lax.map(lambda m: fn(*m, *shared), members, batch_size=k)
+
+    return looped
 
 
 def _population_block(
@@ -83,9 +99,13 @@ def _population_block(
     # The key travels as raw bits (a plain uint32 array) so every process can pass it.
     data_key = jax.random.wrap_key_data(key_bits)
     st = static
-    step = over_members(functools.partial(member.step, st=st), 4, 6)
-    measured = over_members(functools.partial(member.step, st=st, measure=True), 4, 6)
-    evaluate = over_members(functools.partial(member.record_evaluation, st=st), 7, 1)
+    step = over_members(functools.partial(member.step, st=st), 4, 6, st.member_batch)
+    measured = over_members(
+        functools.partial(member.step, st=st, measure=True), 4, 6, st.member_batch
+    )
+    evaluate = over_members(
+        functools.partial(member.record_evaluation, st=st), 7, 1, st.member_batch
+    )
     shared = (data.x_train, data.y_train, data.fold_train)
 
     def one_step(i, carry):
@@ -114,7 +134,7 @@ def _population_eval(params, folds, val: Slices, static: Static):
         # No width mask needed: a member's units beyond its width hold exact zeros.
         return member.loss_and_accuracy(p, xs, ys, member.fold_mask(ms, fs, fold, static), net)
 
-    return over_members(one, 2, 4)(params, folds, *val)
+    return over_members(one, 2, 4, static.member_batch)(params, folds, *val)
 
 
 def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
@@ -124,11 +144,41 @@ def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
     init_key = jax.random.wrap_key_data(init_key_bits)
     keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
     one = functools.partial(member.init, num_features=num_features, st=static)
-    return over_members(one, 2, 0)(keys, hps)
+    return over_members(one, 2, 0, static.member_batch)(keys, hps)
 
 
 INIT_BLOCK = 64
-init_block = jax.jit(_init_block, static_argnames=("num_features", "static"))
+
+
+def _fast_compile_options() -> dict | None:
+    """Compiler options for programs that run once per member (initialisation): on a
+    CPU, LLVM's optimisation passes take ~5 s over a network's random-number code
+    (measured: softmax on Fashion-MNIST, 4 members: 5.6 s at the default level, 0.34 s
+    at level 0) to speed up work that takes milliseconds."""
+    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+
+
+class _LazyJit:
+    """``jax.jit`` created on first call (the backend, and so the options, are known only
+    once JAX has started)."""
+
+    def __init__(self, fn, **kw):
+        self.fn, self.kw, self.jitted = fn, kw, None
+
+    def __call__(self, *a, **k):
+        if self.jitted is None:
+            self.jitted = jax.jit(self.fn, compiler_options=_fast_compile_options(), **self.kw)
+        return self.jitted(*a, **k)
+
+
+init_block = _LazyJit(_init_block, static_argnames=("num_features", "static"))
+
+
+def init_shapes(num_features: int, static: Static, hps):
+    """Shapes and dtypes of the initial states of members ``hps`` (nothing runs)."""
+    ids = np.zeros(hps.num_members, np.uint32)
+    fn = functools.partial(_init_block, num_features=num_features, static=static)
+    return jax.eval_shape(fn, np.zeros(2, np.uint32), ids, hps)
 
 
 def _refill(states, fresh, ids, hps, init_key_bits, num_features: int, static: Static):
@@ -151,7 +201,7 @@ def compiled_refill(args, num_features: int, static: Static, where: Placement):
         fn = functools.partial(_refill, num_features=num_features, static=static)
         return jax.jit(_sharded(fn, where, 4, 1, 1), donate_argnums=(0,))
 
-    return _compiled("refill", make, args, (static, num_features), where)
+    return _compiled("refill", make, args, (static, num_features), where, _fast_compile_options())
 
 
 # --------------------------------------------------------------------------- compile cache
@@ -182,13 +232,16 @@ def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: in
     )
 
 
-def _compiled(kind: str, make, args, static_key, where: Placement):
+def _compiled(kind: str, make, args, static_key, where: Placement, options=None):
     """Ahead-of-time compiled program, cached by (kind, static settings, placement,
-    argument shapes); returns ``(executable, seconds spent compiling)``."""
+    argument shapes); returns ``(executable, seconds spent compiling)``. ``options``:
+    XLA compiler options for this program only."""
     leaves, tree = jax.tree.flatten(args)
     shapes = (tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
     return PROGRAMS.get(
-        kind, (static_key, where.key, shapes), lambda: make().lower(*args).compile()
+        kind,
+        (static_key, where.key, shapes),
+        lambda: make().lower(*args).compile(compiler_options=options),
     )
 
 

@@ -4,7 +4,6 @@ parameters of the best finished members, and the block timing the width rule mea
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -38,11 +37,7 @@ class RefillCarry(NamedTuple):
 
 def blank(num_features: int, st, width: int):
     """Zero member states ``[width]`` of the right shapes and dtypes (no program runs)."""
-    hp = HParams.create(lr=np.ones(width), l2=0.0)
-    ids = np.zeros(width, np.uint32)
-    bits = np.zeros(2, np.uint32)
-    init = functools.partial(program.init_block, num_features=num_features, static=st)
-    shapes = jax.eval_shape(init, bits, ids, hp)
+    shapes = program.init_shapes(num_features, st, HParams.create(lr=np.ones(width), l2=0.0))
     return jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
 
 

@@ -23,7 +23,7 @@ from sweepjax.data.folds import pool
 from sweepjax.engine import ChunkReport, distributed, init_states, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.slots import carry_like
-from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.errors import AllDivergedError, ConfigError, NothingFinishedError, SweepjaxError
 from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
 from sweepjax.flows.resume import find_resumable
@@ -292,6 +292,13 @@ def run_sweep(
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
+    if result.winner is None and asha and any(m.status != "diverged" for m in result.members):
+        raise NothingFinishedError(
+            f"no member of sweep {sid} reached its {cfg.train.steps} steps within the budget "
+            f"({cfg.schedule.budget or f'{cfg.trials} members'}; stored); raise `budget` or "
+            "lower `steps`",
+            result=result,
+        )
     if result.winner is None:
         raise AllDivergedError(
             f"every member of sweep {sid} diverged (stored); lower the `lr` range, e.g. "
