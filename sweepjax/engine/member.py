@@ -63,6 +63,10 @@ class Static(NamedTuple):
     # K-fold cross-validation: each member skips the rows of its held-out fold (per-row
     # weights on the shared minibatch) and is evaluated on that fold only.
     folds: bool = False
+    # The population's layout (program.over_members): 0 vmaps every member at once; k > 0
+    # loops over the members k at a time inside the program (a convolutional custom
+    # model: see setup.static).
+    member_batch: int = 0
 
 
 def direction(optimizer: str, momentum) -> optax.GradientTransformation:
