@@ -55,6 +55,7 @@ _LAZY = {
     "from_flax": "sweepjax.models.custom",
     "SweepResult": "sweepjax.results.records",
 }
+_MODULES = frozenset({"compile_cache"})  # public names that are modules themselves
 # Subpackages reachable as attributes after a bare `import sweepjax`, as when it imported
 # them eagerly (`sweepjax.engine.compile_cache.enable()`).
 _SUBMODULES = frozenset(
@@ -66,7 +67,7 @@ _SUBMODULES = frozenset(
 def __getattr__(name: str):
     if name in _LAZY:
         value = importlib.import_module(_LAZY[name])
-        if _LAZY[name].rpartition(".")[2] != name:
+        if name not in _MODULES:  # `auto` is a function of the module sweepjax.flows.auto
             value = getattr(value, name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f"{__name__}.{name}")

@@ -28,6 +28,7 @@ SHARED = (
     "report",
     "store",
     "format",
+    "budget",
 )
 
 
@@ -42,7 +43,10 @@ def register(sub) -> None:
             "failure, exit 1), the learning-rate finder sets the coarse box, coarse, then "
             "fine rounds until the response-surface model says the optimum is inside the "
             "box and the winner stops improving by more than its SE (at most --max-rounds), "
-            "the refit of the best round's winner on train + validation, and the report.",
+            "the refit of the best round's winner on train + validation, and the report. "
+            "With --budget: sanity, the lr range, one ASHA search over the finder's box "
+            "(members of a fine round's length, lr decay searched too) in most of the "
+            "budget, then the refit and the report.",
         )
     )
     # The options auto shares with coarse / fine: the same declarations (sweepjax.spec).

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from sweepjax.results.records import SweepResult
 
 DEFAULT_MAX_ROUNDS = 3
+# With a time budget, the share left after the search for the refit (one member of the
+# search's length, on train + validation) and the report.
+AFTER_SEARCH = 0.2
 
 
 class SanityFailed(SweepjaxError):
@@ -101,6 +104,7 @@ def auto(
     report: bool = True,
     store: str | os.PathLike | None = None,
     callbacks: Callbacks | None = None,
+    budget: str | float | None = None,
 ) -> AutoResult:
     """Sanity -> lr range -> coarse -> fine rounds -> refit -> report (module docstring).
 
@@ -109,6 +113,11 @@ def auto(
     ends the search when its model says the optimum is inside its box and its winner
     beats the previous round's by at most one SE (the winner's own); ``max_rounds``
     caps the rounds. The final sweep is the fine round with the best winner.
+
+    With ``budget`` (``"60s"``, ``"5M"``: :class:`sweepjax.budget.Budget`) the search is
+    one ASHA run over the finder's box with the learning-rate decay searched too, its
+    members of a fine round's length; a time budget leaves :data:`AFTER_SEARCH` of it to
+    the refit and the report (the budget counts the whole process, sanity included).
 
     Raises SanityFailed (exit 1) with the failing checks, and what coarse / fine raise.
 
@@ -120,11 +129,9 @@ def auto(
     # Deferred: they import jax; the CLI reads DEFAULT_MAX_ROUNDS for --help without it.
     from sweepjax.analysis.sanity import auto_lr_range, run_sanity
     from sweepjax.data import load_dataset
-    from sweepjax.engine.distributed import SINGLE
     from sweepjax.flows import sweep as flows
-    from sweepjax.flows.refit import refit_winner
-    from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
-    from sweepjax.flows.sweep_config import SweepConfig, check_positive
+    from sweepjax.flows.runner import Callbacks
+    from sweepjax.flows.sweep_config import FINE_LR_DECAY, check_positive
 
     cb = callbacks or Callbacks()
     check_positive("max-rounds", max_rounds)
@@ -164,6 +171,26 @@ def auto(
 
     common = dict(store=store, callbacks=cb, report=False)
     data = dict(dataset=dataset, data_dir=data_dir, model=model, hidden=hidden)
+    if budget is not None:
+        from sweepjax.budget import Budget
+
+        b = Budget.parse(budget)
+        search = b if b.seconds is None else Budget(seconds=b.seconds * (1 - AFTER_SEARCH))
+        final = flows.coarse(
+            **common,
+            **data,
+            optimizer=optimizer,
+            trials=trials,
+            steps=defaults.fine_steps_factor * steps,
+            batch_size=batch_size,
+            seed=seed,
+            lr=(lo, hi),
+            lr_decay=FINE_LR_DECAY,
+            schedule="asha",
+            budget=str(search),
+        )
+        stage(_sweep_stage("asha", final))
+        return _finish(final, store, refit, report, stage, stages, cb)
     prev = flows.coarse(
         **common,
         **data,
@@ -192,6 +219,16 @@ def auto(
             break
         prev = cur
     final = max(rounds, key=lambda r: (r.winner.val_acc, -r.winner.val_acc_se))
+    return _finish(final, store, refit, report, stage, stages, cb)
+
+
+def _finish(final: SweepResult, store, refit: bool, report: bool, stage, stages, cb):
+    """The refit of ``final``'s winner and the report; the stages recorded so far."""
+    from sweepjax.engine.distributed import SINGLE
+    from sweepjax.flows.refit import refit_winner
+    from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
+    from sweepjax.flows.sweep_config import SweepConfig
+
     with open_store(store, False, SINGLE) as st:
         cfg = SweepConfig.from_dict(final.config)
         ds_f = load_inputs(cfg.data, cb)
