@@ -277,3 +277,27 @@ def test_budget_parsing():
     for bad in ("soon", "-5s", "0s", "5x", "60"):
         with pytest.raises(ConfigError, match="budget"):
             Budget.parse(bad)
+
+
+def test_progress_line_of_an_anytime_run():
+    import io
+
+    from sweepjax.cli.progress import Progress
+    from sweepjax.engine.outcome import AnytimeStatus, ChunkReport
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    p = Progress(out)
+    rep = ChunkReport(
+        step=120, total_steps=300, alive=8, active=8, num_members=412, best_val_acc=0.9,
+        best_full_val_acc=0.8532, elapsed_s=11.0, decided=True, state_bytes=0,
+        checkpoint=dict, anytime=AnytimeStatus(12.4, 90_000, "60s", 0.2, 17, 211),
+    )  # fmt: skip
+    p("a1", rep)
+    line = out.getvalue().strip()
+    assert line == "a1  12s of 60s  412 members (8 training)  17 finished  best val 0.8532 (#211)"
+    p("a1", rep._replace(anytime=rep.anytime._replace(best_member=-1, finished=0)))
+    assert out.getvalue().rstrip().endswith("0 finished  no member finished yet")

@@ -61,7 +61,8 @@ def write_result(c: sqlite3.Connection, result: SweepResult, params: dict[int, A
     c.execute(
         "UPDATE sweeps SET status='finished', finished=?, updated=?, space=?, "
         "dataset=?, winner=?, boundary=?, timing=?, refinement=?, curve_steps=?, "
-        "report=?, schedule=?, verdict=?, refit=?, steps_done=total_steps WHERE id=?",
+        "report=?, schedule=?, verdict=?, refit=?, steps_done=total_steps, num_members=? "
+        "WHERE id=?",
         (
             now,
             now,
@@ -76,6 +77,7 @@ def write_result(c: sqlite3.Connection, result: SweepResult, params: dict[int, A
             json.dumps(result.schedule_json()),
             json.dumps(result.verdict_json()),
             json.dumps(refit_json(result)),
+            len(result.members),  # an anytime run knows its count only at the end
             sid,
         ),
     )
