@@ -1,6 +1,6 @@
 """The machine-readable text of a sweep: its JSON document (NaN and inf as null, numpy
-scalars as Python numbers) and its members as CSV, as ``--format json`` and
-``sweepjax export`` write them."""
+scalars as Python numbers), its members as CSV and its configs as scikit-learn's
+``cv_results_`` CSV, as ``--format json`` and ``sweepjax export`` write them."""
 
 from __future__ import annotations
 
@@ -61,4 +61,55 @@ def to_csv_text(result: SweepResult) -> str:
     for m in result.members:
         d = json_clean({**m.as_dict(), "tied": int(m.id in result.tied)})
         w.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+# scikit-learn's ``cv_results_`` names: its "test score" is the held-out score, here the
+# validation accuracy (with --folds, each replica's held-out fold); the test set is unused.
+CV_PARAMS = ("lr", "l2", "lr_decay", "hidden", "dropout", "init_scale", "momentum")
+
+
+def to_cv_results_text(result: SweepResult) -> str:
+    """The configs of a ``--replicas`` / ``--folds`` sweep as CSV, one row per config in
+    scikit-learn's ``cv_results_`` shape: ``config``, ``param_<axis>``, ``status``,
+    ``split<r>_test_score`` (replica r's best validation accuracy), ``mean_test_score``,
+    ``std_test_score`` (ddof 0), ``rank_test_score``, then ``val_acc_se``,
+    ``mean_val_loss``, ``stopped_at`` and ``members`` (ids joined by spaces)."""
+    by_id = {m.id: m for m in result.members}
+    splits = max((len(c.members) for c in result.configs), default=0)
+    cols = (
+        "config",
+        *(f"param_{p}" for p in CV_PARAMS),
+        "status",
+        *(f"split{r}_test_score" for r in range(splits)),
+        "mean_test_score",
+        "std_test_score",
+        "rank_test_score",
+        "val_acc_se",
+        "mean_val_loss",
+        "stopped_at",
+        "members",
+    )
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for c in result.configs:
+        accs = [by_id[i].best_val_acc for i in c.members]
+        row = json_clean(
+            [
+                c.id,
+                *(getattr(c, p) for p in CV_PARAMS),
+                c.status,
+                *accs,
+                *([None] * (splits - len(accs))),
+                c.mean_val_acc,
+                c.std_val_acc,
+                c.rank_val_acc,
+                c.val_acc_se,
+                c.mean_val_loss,
+                c.stopped_at,
+                " ".join(str(i) for i in c.members),
+            ]
+        )
+        w.writerow(["" if v is None else v for v in row])
     return buf.getvalue()

@@ -1,6 +1,7 @@
-"""``sweepjax list | show SWEEP | export SWEEP --format csv|json``: the commands that read
-the store. What they print is rendered in :mod:`sweepjax.cli.render` (tables, summaries,
-diagnoses) and :mod:`sweepjax.cli.formats` (JSON and CSV text); :func:`one_line_errors`
+"""``sweepjax list | show SWEEP | export SWEEP --format json|csv|cv-results|optuna``: the
+commands that read the store. What they print is rendered in :mod:`sweepjax.cli.render`
+(tables, summaries, diagnoses) and :mod:`sweepjax.cli.formats` (JSON and CSV text); an
+Optuna study is written by :mod:`sweepjax.store.optuna_export`. :func:`one_line_errors`
 is the parser helper every command module uses."""
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ import argparse
 import json
 import sys
 
-from sweepjax.cli.formats import json_clean, to_csv_text, to_json_text
+from sweepjax.cli.formats import json_clean, to_csv_text, to_cv_results_text, to_json_text
 from sweepjax.cli.options import add_options
 from sweepjax.cli.render import TOP_ROWS, render_diagnoses, render_list, render_result
+
+EXPORT_FORMATS = ("json", "csv", "cv-results", "optuna")
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -52,12 +55,37 @@ def register(sub) -> None:
     p = one_line_errors(
         sub.add_parser(
             "export",
-            help="write one sweep's members as CSV or its JSON document to stdout",
-            description="Write one sweep's members table (csv) or JSON document to stdout.",
+            help="write one sweep as JSON or CSV to stdout, or as an Optuna study",
+            description=(
+                "Write one sweep's JSON document (json), members table (csv) or configs "
+                "table (cv-results) to stdout, or write it as an Optuna study (optuna) for "
+                "optuna-dashboard and Optuna's plots and importances."
+            ),
         )
     )
     p.add_argument("sweep", metavar="SWEEP", help="sweep id, e.g. c1")
-    p.add_argument("--format", choices=("csv", "json"), default="json")
+    p.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="json",
+        help=(
+            "json: the JSON document; csv: one row per member; cv-results: one row per "
+            "config of a --replicas / --folds sweep (scikit-learn's cv_results_: params, "
+            "per-replica split scores, mean / std / rank of the validation accuracy); "
+            "optuna: one trial per member in the Optuna storage --storage (needs "
+            "pip install 'sweepjax[optuna]')"
+        ),
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="--format optuna: the Optuna storage URL to write to, e.g. sqlite:///optuna.db",
+    )
+    p.add_argument(
+        "--study",
+        metavar="NAME",
+        help="--format optuna: the new study's name (default: the sweep id); must not exist",
+    )
     _store_arg(p)
     p.set_defaults(func=run_export)
 
@@ -93,9 +121,41 @@ def run_show(args) -> int:
 
 
 def run_export(args) -> int:
+    from sweepjax.errors import ConfigError
     from sweepjax.store.db import Store
 
+    optuna = args.format == "optuna"
+    if optuna and not args.storage:
+        raise ConfigError("export --format optuna needs --storage URL, e.g. sqlite:///optuna.db")
+    if not optuna and (args.storage or args.study):
+        raise ConfigError(f"--storage and --study go with --format optuna, not {args.format}")
+    if optuna:  # before reading the store: nothing happens without the extra
+        from sweepjax.store.optuna_export import import_optuna
+
+        optuna_log = import_optuna().logging
+        optuna_log.set_verbosity(optuna_log.WARNING)  # no "A new study created" line
     with Store.open(args.store) as st:
-        res = st.load_sweep(args.sweep, curves=False)
+        res = st.load_sweep(args.sweep, curves=optuna)
+    if optuna:
+        from sweepjax.store.optuna_export import export_study
+
+        done = export_study(res, args.storage, args.study)
+        said = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+        counts = ", ".join(f"{n} {said[s]}" for s, n in done.states.items())
+        print(
+            f"sweep {res.sweep_id}: {done.trials} trials ({counts}) written to Optuna study "
+            f"{done.study_name!r} in {done.storage}; view it with: optuna-dashboard "
+            f"{done.storage}",
+            file=sys.stderr,
+        )
+        return 0
+    if args.format == "cv-results":
+        if not res.configs:
+            raise ConfigError(
+                f"sweep {res.sweep_id} has no configs (it ran without --replicas or "
+                "--folds); export --format csv writes its members"
+            )
+        sys.stdout.write(to_cv_results_text(res))
+        return 0
     sys.stdout.write(to_csv_text(res) if args.format == "csv" else to_json_text(res) + "\n")
     return 0

@@ -1,0 +1,244 @@
+"""A stored sweep as an Optuna study, so optuna-dashboard, Optuna's plots and its
+importances open it (``sweepjax export SWEEP --format optuna --storage URL``).
+
+Each member becomes one trial: its searched hyperparameters on the box's scale
+(``FloatDistribution(lo, hi, log=...)``, ``IntDistribution`` for whole-number axes), its
+best validation accuracy as the value (the study maximizes), its validation curve as the
+intermediate values, and its outcome as the state: COMPLETE (trained to the end), PRUNED
+(a scheduler stopped it), FAIL (it diverged). :func:`trial_specs` builds the trials as
+plain data (no optuna); :func:`export_study` writes them. optuna is an optional extra
+(``pip install 'sweepjax[optuna]'``), imported only here, when a study is written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from sweepjax.config import AXES
+from sweepjax.errors import ConfigError
+from sweepjax.results.records import EXTRA_AXES
+
+if TYPE_CHECKING:  # annotations only
+    from sweepjax.results.records import MemberRecord, SweepResult
+
+OPTUNA_MISSING = "export --format optuna needs optuna: pip install 'sweepjax[optuna]'"
+
+# A member's status -> the Optuna trial state it is written as.
+STATES = {"ok": "COMPLETE", "stopped": "PRUNED", "diverged": "FAIL"}
+
+
+class ParamAxis(NamedTuple):
+    """One searched axis as an Optuna distribution: ``[low, high]`` on its scale, an
+    ``IntDistribution`` when ``integer``."""
+
+    name: str
+    low: float
+    high: float
+    log: bool
+    integer: bool
+
+
+class TrialSpec(NamedTuple):
+    """One member as an Optuna trial, in plain data.
+
+    ``value`` is None for a FAIL trial (Optuna refuses a value there) and never NaN for
+    a COMPLETE one; ``intermediate`` maps step -> validation accuracy (NaN skipped)."""
+
+    member: int
+    state: str  # "COMPLETE" | "PRUNED" | "FAIL"
+    value: float | None
+    params: dict[str, float | int]
+    intermediate: dict[int, float]
+    user_attrs: dict[str, Any]
+
+
+class StudyExport(NamedTuple):
+    """What :func:`export_study` wrote: the study, where, and its trials per state."""
+
+    study_name: str
+    storage: str
+    states: dict[str, int]
+
+    @property
+    def trials(self) -> int:
+        return sum(self.states.values())
+
+
+def import_optuna():
+    """optuna, or a ConfigError naming the extra that installs it."""
+    try:
+        import optuna
+    except ImportError as e:  # also a None entry in sys.modules (an import blocked)
+        raise ConfigError(OPTUNA_MISSING) from e
+    return optuna
+
+
+def _num(x) -> float | None:
+    """A finite Python float, or None (NaN, inf, None)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def param_axes(result: SweepResult) -> dict[str, ParamAxis]:
+    """The searched axes (``result.space``, in its order) as distributions. The box is
+    widened to every member's value when one lies outside it (PBT explores past the box;
+    a value must lie inside its distribution)."""
+    out = {}
+    for name, (lo, hi) in result.space.items():
+        axis = AXES[name]
+        vals = [v for m in result.members if (v := _num(getattr(m, name))) is not None]
+        lo, hi = min([float(lo), *vals]), max([float(hi), *vals])
+        if axis.integer:
+            lo, hi = float(math.floor(lo)), float(math.ceil(hi))
+        out[name] = ParamAxis(name, lo, hi, axis.log, axis.integer)
+    return out
+
+
+def _fixed_attrs(m: MemberRecord, searched) -> dict[str, Any]:
+    """The axes a member trained with that were not searched (user attributes)."""
+    names = ("lr", "l2", "lr_decay", *EXTRA_AXES)
+    return {
+        n: _num(getattr(m, n)) for n in names if n not in searched and getattr(m, n) is not None
+    }
+
+
+def trial_specs(result: SweepResult) -> list[TrialSpec]:
+    """One :class:`TrialSpec` per member of ``result`` (in member order).
+
+    Params: the searched axes (an axis a member has no value for is left out). Value: the
+    best validation accuracy (a COMPLETE member without a finite one is written FAIL, as
+    Optuna allows no NaN there; a diverged member's best before it diverged is the user
+    attribute ``best_val_acc``). Intermediate values: ``curves.val_acc[i]`` at
+    ``curves.step`` (NaN skipped; none when the result has no curves). User attributes:
+    ``member``, ``status``, ``best_step``, ``val_acc_se``, ``diverged_at``,
+    ``stopped_at``, ``config`` / ``replica`` (replicas, folds), the axes not searched, and
+    on the winner's trial ``winner``, ``test_acc`` (and ``refit_test_acc``).
+
+    Example::
+
+      specs = trial_specs(store.load_sweep("c1"))
+      specs[0].state, specs[0].params  # ('PRUNED', {'lr': 0.012, 'l2': 3.1e-05})
+    """
+    axes = param_axes(result)
+    curves = result.curves
+    win = result.winner
+    out = []
+    for i, m in enumerate(result.members):
+        state = STATES.get(m.status, "FAIL")
+        value = _num(m.best_val_acc)
+        attrs: dict[str, Any] = {"member": int(m.id), "status": m.status}
+        if state == "COMPLETE" and value is None:
+            state = "FAIL"
+            attrs["fail_reason"] = "no finite validation accuracy"
+        if state == "FAIL":
+            attrs["best_val_acc"], value = value, None
+        attrs.update(best_step=int(m.best_step), val_acc_se=_num(m.val_acc_se))
+        for k in ("diverged_at", "stopped_at"):
+            attrs[k] = None if getattr(m, k) is None else int(getattr(m, k))
+        if m.config is not None:  # replicas / folds: which config, which replica (fold)
+            attrs.update(config=int(m.config), replica=int(m.replica or 0))
+        attrs.update(_fixed_attrs(m, axes))
+        if win is not None and win.id == m.id:
+            attrs.update(winner=True, test_acc=_num(win.test_acc))
+            if win.refit_test_acc is not None:
+                attrs.update(refit_test_acc=_num(win.refit_test_acc), refit_steps=win.refit_steps)
+        params = {}
+        for name, ax in axes.items():
+            v = _num(getattr(m, name))
+            if v is not None:
+                params[name] = int(round(v)) if ax.integer else v
+        inter = {}
+        if curves is not None and i < curves.val_acc.shape[0]:
+            row = np.asarray(curves.val_acc[i], np.float64)
+            inter = {
+                int(s): float(a) for s, a in zip(curves.step, row, strict=True) if np.isfinite(a)
+            }
+        out.append(TrialSpec(int(m.id), state, value, params, inter, attrs))
+    return out
+
+
+def study_attrs(result: SweepResult) -> dict[str, Any]:
+    """The study's user attributes: which sweep it is and who won."""
+    win = result.winner
+    attrs = {
+        "sweep_id": result.sweep_id,
+        "kind": result.kind,
+        "parent": result.parent,
+        "status": result.status,
+        "dataset": result.dataset.get("name"),
+        "schedule": result.spec.schedule or "full",
+        "space": {k: [float(v) for v in b] for k, b in result.space.items()},
+        "winner": None if win is None else int(win.id),
+        "winner_val_acc": None if win is None else _num(win.val_acc),
+        "winner_test_acc": None if win is None else _num(win.test_acc),
+    }
+    if win is not None and win.config is not None:
+        attrs["winner_config"] = int(win.config)
+    return attrs
+
+
+def _distribution(optuna, ax: ParamAxis):
+    d = optuna.distributions
+    if ax.integer:
+        return d.IntDistribution(int(ax.low), int(ax.high), log=ax.log)
+    return d.FloatDistribution(ax.low, ax.high, log=ax.log)
+
+
+def export_study(result: SweepResult, storage: str, study_name: str | None = None) -> StudyExport:
+    """Write ``result`` as a new Optuna study ``study_name`` (default: the sweep id) in
+    ``storage`` (an Optuna storage URL, e.g. ``sqlite:///optuna.db``), one trial per member
+    (:func:`trial_specs`), direction maximize, with :func:`study_attrs`.
+
+    Raises ConfigError (nothing written) when optuna is not installed, the storage cannot
+    be opened, or a study of that name exists.
+
+    Example::
+
+      export_study(store.load_sweep("c1"), "sqlite:///optuna.db").states
+      # {'COMPLETE': 3, 'PRUNED': 5, 'FAIL': 0}
+    """
+    optuna = import_optuna()
+    name = study_name or result.sweep_id
+    dists = {n: _distribution(optuna, ax) for n, ax in param_axes(result).items()}
+    trials = [
+        optuna.trial.create_trial(
+            state=getattr(optuna.trial.TrialState, t.state),
+            value=t.value,
+            params=t.params,
+            distributions={n: dists[n] for n in t.params},
+            intermediate_values=t.intermediate,
+            user_attrs=t.user_attrs,
+        )
+        for t in trial_specs(result)
+    ]
+    try:
+        store = optuna.storages.get_storage(storage)
+    except Exception as e:  # sqlalchemy / optuna raise several kinds for a bad URL
+        raise ConfigError(
+            f"cannot open the Optuna storage {storage!r} ({type(e).__name__}); "
+            "give an Optuna storage URL, e.g. --storage sqlite:///optuna.db"
+        ) from e
+    try:
+        study = optuna.create_study(
+            storage=store, study_name=name, direction="maximize", load_if_exists=False
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ConfigError(
+            f"study {name!r} already exists in {storage}; name another with --study NAME"
+        ) from None
+    try:
+        for k, v in study_attrs(result).items():
+            study.set_user_attr(k, v)
+        study.add_trials(trials)
+    except BaseException:  # half a study helps nobody: leave the storage as it was
+        optuna.delete_study(study_name=name, storage=store)
+        raise
+    states = {s: 0 for s in STATES.values()}
+    for t in trials:
+        states[t.state.name] += 1
+    return StudyExport(name, storage, states)
