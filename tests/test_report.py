@@ -558,6 +558,7 @@ def test_report_command_with_the_store_api(tmp_path, monkeypatch, capsys):
     from sweepjax.cli import build_parser
 
     build_parser()  # import every command module with the real store before the fake
+    import sweepjax.flows.sweep  # noqa: F401  (the command's deferred import: the real store)
 
     monkeypatch.setitem(
         sys.modules,

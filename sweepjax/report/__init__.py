@@ -9,7 +9,6 @@ a ``SweepResult`` (from the flows or the store) and never trains or touches the 
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
@@ -17,98 +16,26 @@ import matplotlib
 
 matplotlib.use("Agg")  # before anything imports pyplot; the report never opens windows
 
-import numpy as np  # noqa: E402
-
 from sweepjax.analysis.diagnose import diagnose_sweep  # noqa: E402
 from sweepjax.report import custom_fig, figures, schedule_fig  # noqa: E402
 from sweepjax.report.html import Panel, esc, render, table  # noqa: E402
+from sweepjax.report.members import (  # noqa: E402
+    NUM_CHOSEN,
+    chosen_members,
+    schedule_name,
+    shared_settings,
+    status_labels,
+    stopped_by,
+)
 from sweepjax.report.panels import axes_panel, hidden_unit_stats, network_panels  # noqa: E402
 
 __all__ = ["chosen_members", "hidden_unit_stats", "write_report"]
-
-# Members shown side by side: the winner and the next best.
-NUM_CHOSEN = 5
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
     return buf.getvalue()
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if not np.isfinite(v):
-            return str(v)
-        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
-    return str(v)
-
-
-def chosen_members(
-    result, k: int = NUM_CHOSEN
-) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """The top ``k`` members side by side: ``(header, rows, classes)`` where a cell's
-    class is ``"diff"`` when it differs from the winner's (first column's) value."""
-    rows_idx = figures.top_rows(result, k)
-    members = [result.members[i] for i in rows_idx]
-    header = ["field"] + [
-        ("winner " if j == 0 else f"#{j + 1} ") + f"(id {m.id})" for j, m in enumerate(members)
-    ]
-    extra = [a for a in result.space if a not in ("lr", "l2", "lr_decay")]
-    fields = [
-        "lr",
-        "l2",
-        "lr_decay",
-        *extra,
-        "best_val_acc",
-        "best_step",
-        "final_train_acc",
-        "final_val_acc",
-        "final_train_loss",
-        "final_val_loss",
-        "status",
-        "test_acc",
-    ]
-    rows, classes = [], []
-    for f in fields:
-        vals = [getattr(m, f, None) for m in members]
-        # Highlight what differs from the winner: hyperparameters at 3 significant digits.
-        key = [_fmt(v) for v in vals]
-        rows.append([f] + key)
-        classes.append(
-            [""] + ["diff" if j > 0 and key[j] != key[0] else "" for j in range(len(vals))]
-        )
-    gap = [
-        m.final_train_acc - m.final_val_acc
-        if m.final_train_acc is not None and m.final_val_acc is not None
-        else None
-        for m in members
-    ]
-    rows.append(["train - val acc"] + [_fmt(g) for g in gap])
-    classes.append([""] * (len(members) + 1))
-    stats = getattr(result, "activations", None) or {}
-    if stats:
-        rows.append(
-            ["dead hidden units"]
-            + [
-                f"{stats[m.id].dead} of {stats[m.id].width}" if m.id in stats else "-"
-                for m in members
-            ]
-        )
-        classes.append([""] * (len(members) + 1))
-    return header, rows, classes
-
-
-def _flatten(d, prefix="") -> list[tuple[str, str]]:
-    out = []
-    for k, v in (d or {}).items():
-        if isinstance(v, dict):
-            out += _flatten(v, f"{prefix}{k}.")
-        else:
-            out.append((f"{prefix}{k}", json.dumps(v) if isinstance(v, list | tuple) else _fmt(v)))
-    return out
 
 
 def _summary(result, diagnoses) -> str:
@@ -130,8 +57,8 @@ def _summary(result, diagnoses) -> str:
         ],
         [
             "members",
-            f"{len(result.members)} ({ok} trained to the end, {stopped} stopped by the "
-            f"schedule, {len(result.members) - ok - stopped} diverged)",
+            f"{len(result.members)} ({ok} trained to the end, {stopped} stopped by "
+            f"{stopped_by(result.config)}, {len(result.members) - ok - stopped} diverged)",
         ],
         [
             "winner",
@@ -262,7 +189,13 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                     png,
                     (
                         "every member at its (lr, lambda), colored by best validation "
-                        "accuracy; red x = diverged; solid box = this search, dashed = "
+                        "accuracy (filled = finished"
+                        + (
+                            f", hollow = {status_labels(result)['stopped']}, on the same scale"
+                            if any(m.status == "stopped" for m in result.members)
+                            else ""
+                        )
+                        + "); red x = diverged; solid box = this search, dashed = "
                         "ancestors; shaded = outer "
                         f"{figures.sweep_band(result):.0%} of each log axis, where the "
                         "model measures whether the score still rises toward an edge"
@@ -301,7 +234,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
     if len(result.space) > 2:
         panels.append(axes_panel(result, fig))
 
-    sched = (result.config or {}).get("schedule", {}).get("name", "full")
+    sched = schedule_name(result.config)
     if result.history and result.lineage:
         png = fig("schedule.png", schedule_fig.hparam_schedules(result))
         rows_ = [[c["step"], c["member"], c["copied_from"]] for c in result.lineage[:50]]
@@ -366,7 +299,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
         panels += network_panels(result, x_sample, fig)
 
     header, rows, classes = chosen_members(result)
-    shared = _flatten(result.config)
+    shared = shared_settings(result.config)
     html_members = table(header, rows, classes=classes)
     if shared:
         html_members += "<p><b>Shared configuration</b></p>" + table(

@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from sweepjax.report.members import Groups, accuracy_range, member_groups, status_labels
+
 # Scales of axes the search module cannot tell (stored boxes are plain [lo, hi] lists):
 # these are searched linearly, every other positive axis in log space.
 LINEAR_AXES = frozenset({"dropout", "momentum"})
@@ -119,41 +121,8 @@ def _value(m, name: str) -> float:
     return np.nan if v is None else float(v)
 
 
-class Groups(NamedTuple):
-    """Rows of ``result.members`` by how they are drawn."""
-
-    ok: np.ndarray
-    stopped: np.ndarray
-    diverged: np.ndarray
-    tied: np.ndarray  # finished members tied with the winner (the winner excluded)
-    winner: np.ndarray  # zero or one row
-
-
-def member_groups(result) -> Groups:
-    status = np.array([m.status for m in result.members])
-    rows = np.arange(len(result.members))
-    w = result.winner.id if result.winner is not None else None
-    if getattr(result, "configs", None):  # tied holds config ids
-        configs = set(result.tied)
-        tied_ids = {m.id for m in result.members if m.config in configs}
-    else:
-        tied_ids = set(result.tied)
-    ids = np.array([m.id for m in result.members])
-    return Groups(
-        ok=rows[status == "ok"],
-        stopped=rows[status == "stopped"],
-        diverged=rows[(status != "ok") & (status != "stopped")],
-        tied=rows[np.isin(ids, list(tied_ids - {w})) & (status == "ok")],
-        winner=rows[ids == w],
-    )
-
-
 def _accuracy_norm(result, g: Groups) -> tuple[np.ndarray, Normalize]:
-    acc = result.member_array("best_val_acc")
-    seen = acc[np.concatenate([g.ok, g.stopped])]
-    seen = seen[np.isfinite(seen)]
-    lo, hi = (float(seen.min()), float(seen.max())) if seen.size else (0.0, 1.0)
-    return acc, Normalize(lo, hi if hi > lo else lo + 1e-6)
+    return result.member_array("best_val_acc"), Normalize(*accuracy_range(result, g))
 
 
 def _segments(u: np.ndarray, rows) -> list[np.ndarray]:
@@ -202,11 +171,12 @@ def parallel_coordinates(result) -> Figure:
         ax.spines[side].set_visible(False)
     if mappable is not None and (len(g.ok) or len(g.stopped)):
         fig.colorbar(mappable, ax=ax, label="best validation accuracy", pad=0.02)
+    lab = status_labels(result, g)
     handles = [
         Line2D([], [], color="black", lw=3, label="winner"),
         Line2D([], [], color=TIED, lw=1.8, label=f"tied with the winner ({len(g.tied)})"),
-        Line2D([], [], color="#777777", lw=0.7, alpha=0.4, label=f"stopped ({len(g.stopped)})"),
-        Line2D([], [], color=DIVERGED, ls="--", lw=0.8, label=f"diverged ({len(g.diverged)})"),
+        Line2D([], [], color="#777777", lw=0.7, alpha=0.4, label=lab["stopped"]),
+        Line2D([], [], color=DIVERGED, ls="--", lw=0.8, label=lab["diverged"]),
     ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=7)
     ax.set_title(
@@ -268,13 +238,15 @@ def pairwise_panels(result, max_axes: int = MAX_PAIR_AXES) -> Figure:
                     name(f"{a.name} ({a.scale})", fontsize=8)
             ax.tick_params(labelsize=7, length=2)
             panels.append(ax)
-    if sc is not None and len(g.ok):
+    if sc is not None and (len(g.ok) or len(g.stopped)):  # the shared norm: both groups
         fig.colorbar(sc, ax=panels, label="best validation accuracy", fraction=0.04)
     n_all = len(result.space)
     fig.suptitle(
         "every pair of swept axes"
         + (f" (the {len(axes)} most important of {n_all})" if len(axes) < n_all else "")
-        + ": star = winner, red ring = tied, grey x = diverged",
+        + ": star = winner, red ring = tied"
+        + (f", faint = {status_labels(result, g)['stopped']}" if len(g.stopped) else "")
+        + ", grey x = diverged",
         fontsize=9,
     )
     return fig
@@ -282,6 +254,7 @@ def pairwise_panels(result, max_axes: int = MAX_PAIR_AXES) -> Figure:
 
 __all__ = [
     "Axis",
+    "Groups",
     "member_groups",
     "pair_axes",
     "pairwise_panels",

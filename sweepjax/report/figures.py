@@ -9,8 +9,9 @@ the curves. The learned weights and hidden units are in :mod:`.network_fig`, the
 response-surface model in :mod:`.model_fig`, the view of every swept axis in
 :mod:`.axes_fig`; every figure name stays importable from here.
 
-Artists that tests count carry a ``gid``: ``"members"`` / ``"diverged"`` (response
-surface points), ``"band"`` (boundary strips), ``"box"`` (searched boxes).
+Artists that tests count carry a ``gid``: ``"members"`` / ``"stopped"`` / ``"diverged"``
+(response surface points: finished, stopped by the schedule, diverged), ``"band"``
+(boundary strips), ``"box"`` (searched boxes).
 """
 
 from __future__ import annotations
@@ -18,8 +19,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from sweepjax.report.members import (
+    accuracy_range,
+    chosen_rows,
+    member_groups,
+    rank_label,
+    status_labels,
+)
 
 # The figures of the network and of the model live in their own modules; their names
 # stay importable from here.
@@ -40,10 +52,9 @@ FAIL_COLORS = {"too low": "#7f7f7f", "exploded": "#d62728"}
 
 # --------------------------------------------------------------------------- selections
 def top_rows(result, k: int = 3) -> list[int]:
-    """Rows of the ``k`` best non-diverged members by best validation accuracy."""
-    acc = np.array([m.best_val_acc if m.status == "ok" else -np.inf for m in result.members])
-    order = np.argsort(-acc, kind="stable")
-    return [int(i) for i in order[:k] if np.isfinite(acc[i])]
+    """Rows of the ``k`` members to show: ``result.winner`` first, then the finished
+    members in the CLI's ranking order (:func:`sweepjax.report.members.chosen_rows`)."""
+    return chosen_rows(result, k)
 
 
 def failure_rows(result, diagnoses: dict | None = None) -> dict[str, int]:
@@ -118,9 +129,10 @@ def _box(ax, space, **kw):
 
 
 def response_surface(result, parents=(), top: int = 3) -> Figure:
-    """log lr x log lambda: every member a point colored by best validation accuracy,
-    diverged members as red x, the searched boxes (this sweep solid, ancestors dashed),
-    the boundary band shaded and the top members labeled by rank."""
+    """log lr x log lambda: every member a point colored by best validation accuracy
+    (finished filled, stopped by the schedule hollow, on one colour scale), diverged
+    members as red x, the searched boxes (this sweep solid, ancestors dashed), the
+    boundary band shaded and the chosen members labeled (the result's winner, then #2 ...)."""
     fig = Figure(figsize=(7.5, 5.8), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_xscale("log")
@@ -155,43 +167,43 @@ def response_surface(result, parents=(), top: int = 3) -> Figure:
         )
     lr, l2 = result.member_array("lr"), result.member_array("l2")
     acc = result.member_array("best_val_acc")
-    ok = np.array([m.status == "ok" for m in result.members])
-    sc = ax.scatter(
-        lr[ok],
-        l2[ok],
-        c=acc[ok],
-        cmap="viridis",
-        s=28,
-        edgecolors="k",
-        linewidths=0.3,
-        gid="members",
-        zorder=3,
-    )
-    ax.scatter(
-        lr[~ok],
-        l2[~ok],
-        marker="x",
-        c="#d62728",
-        s=30,
-        linewidths=1.2,
-        gid="diverged",
-        zorder=3,
-        label=f"diverged ({int((~ok).sum())})",
-    )
-    if ok.any():
-        fig.colorbar(sc, ax=ax, label="best validation accuracy")
+    g, labels = member_groups(result), status_labels(result)
+    norm, cmap = Normalize(*accuracy_range(result, g)), colormaps["viridis"]
+    # Stopped by the schedule: hollow, ringed in the colour of the accuracy they reached.
+    edge = cmap(norm(acc[g.stopped]))
+    edge[~np.isfinite(acc[g.stopped])] = (0.5, 0.5, 0.5, 1.0)
+    styles = {
+        "ok": dict(c=acc[g.ok], cmap=cmap, norm=norm, edgecolors="k", linewidths=0.3),
+        "stopped": dict(facecolors="none", edgecolors=edge, linewidths=1.1, gid="stopped"),
+        "diverged": dict(marker="x", c="#d62728", linewidths=1.2, s=30, gid="diverged"),
+    }
+    handles = []
+    for kind, kw in styles.items():
+        rows = getattr(g, kind)
+        h = ax.scatter(
+            lr[rows], l2[rows], **{"s": 28, "gid": "members", "zorder": 3, **kw}, label=labels[kind]
+        )
+        handles += [h] if len(rows) else []
+    if len(g.ok) or len(g.stopped):
+        fig.colorbar(
+            ScalarMappable(norm, cmap),
+            ax=ax,
+            label="best validation accuracy"
+            + (" (filled: finished, ring: stopped)" if len(g.stopped) else ""),
+        )
     flagged = {b.member for b in result.boundary}
-    for rank, i in enumerate(top_rows(result, top), start=1):
+    for pos, i in enumerate(top_rows(result, top)):
         m = result.members[i]
-        ring = "#d62728" if m.id in flagged else "black"
-        ax.scatter([m.lr], [m.l2], s=140, facecolors="none", edgecolors=ring, lw=1.5, zorder=4)
+        name = rank_label(result, i, pos)
+        ec = "#d62728" if m.id in flagged else "black"
+        ax.scatter([m.lr], [m.l2], s=140, facecolors="none", edgecolors=ec, lw=1.5, zorder=4)
         ax.annotate(
-            f"{'winner' if rank == 1 else f'#{rank}'} {m.best_val_acc:.3f}",
+            f"{name} {m.best_val_acc:.3f}",
             (m.lr, m.l2),
             xytext=(8, 6),
             textcoords="offset points",
             fontsize=9,
-            fontweight="bold" if rank == 1 else "normal",
+            fontweight="bold" if name == "winner" else "normal",
             zorder=5,
         )
     # Show every box in full.
@@ -209,8 +221,8 @@ def response_surface(result, parents=(), top: int = 3) -> Figure:
         + (f"; {n_flag} boundary flag(s), red ring" if n_flag else ""),
         fontsize=9,
     )
-    if (~ok).any():
-        ax.legend(loc="lower left", fontsize=8)
+    if len(g.stopped) or len(g.diverged):
+        ax.legend(handles=handles, loc="lower left", fontsize=8)
     return fig
 
 
@@ -221,7 +233,7 @@ def _curve_members(result, rows_top, failures):
             r,
             TOP_COLORS[k % len(TOP_COLORS)],
             "-",
-            f"{'winner' if k == 0 else f'#{k + 1}'} {_label(result.members[r])}",
+            f"{rank_label(result, r, k)} {_label(result.members[r])}",
         )
         for k, r in enumerate(rows_top)
     ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from sweepjax.report.members import member_groups
+
 
 def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) -> Figure:
     """The response-surface model (:mod:`sweepjax.results.appraise`): contours of its mean over
     the two most important axes (the others at the modelled optimum), members as dots,
-    the tied set ringed, the optimum starred; and a panel of per-axis importance (range of
-    the partial-dependence curve, accuracy points) with its posterior SD.
+    the result's tied set (``result.tied``, the winner included) ringed, the optimum
+    starred; and a panel of per-axis importance (range of the partial-dependence curve,
+    accuracy points) with its posterior SD.
 
     Artists tests count: ``"tied"`` (ringed members), ``"importance"`` (the bars).
     """
@@ -42,7 +45,8 @@ def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) ->
         lw=0,
         gid="members",
     )
-    tied = [result.members[i] for i in appraisal.tied]
+    g = member_groups(result)  # the result's own tied set and winner, as the JSON names them
+    tied = [result.members[i] for i in sorted([*g.winner, *g.tied])]
     ax.scatter(
         [getattr(m, ax_x) for m in tied],
         [getattr(m, ax_y) for m in tied],

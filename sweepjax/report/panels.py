@@ -8,6 +8,7 @@ import numpy as np
 from sweepjax.analysis import activations
 from sweepjax.report import axes_fig, figures
 from sweepjax.report.html import Panel
+from sweepjax.report.members import stopped_by
 
 
 def hidden_unit_stats(result, x_sample=None) -> tuple[dict, str | None]:
@@ -65,8 +66,9 @@ def axes_panel(result, fig) -> Panel:
                 fig("axes.png", axes_fig.parallel_coordinates(result)),
                 "one line per member through every swept axis, each scaled to the searched "
                 "box (log axes in log units, linear axes linear, hidden widths as "
-                "integers); colour = best validation accuracy, faint = stopped by the "
-                "schedule, grey dashed = diverged; black = winner, red = tied with it. "
+                "integers); colour = best validation accuracy (one scale), faint = "
+                f"stopped by {stopped_by(result.config)}, grey dashed = diverged; black = "
+                "winner, red = tied with it. "
                 "Bright lines bunching on an axis: it matters there; spread over the whole "
                 "axis: it barely matters; bunching at an end: the best value may lie "
                 "outside the box",
