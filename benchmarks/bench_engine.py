@@ -2,10 +2,14 @@
 member-after-member loop, the engine's own lone member (M=1) and this machine's matmul
 rate; and the share of a default ``coarse`` sweep's training time spent evaluating.
 
-    python benchmarks/bench_engine.py            # full run, ~2-3 min on 2 cores
+    python benchmarks/bench_engine.py            # both cases, ~5 min on 2 cores
+    python benchmarks/bench_engine.py --case cnn # the CNN case alone, ~2.5 min
     python benchmarks/bench_engine.py --quick    # smoke run, seconds
 
-Writes ``results/engine-<backend>.json`` and ``.md``. Every ratio is taken within one run:
+Writes ``results/engine-<backend>.json`` and ``.md`` (softmax) and
+``results/engine-cnn-<backend>.json`` and ``.md`` (the CNN case: a user's
+``examples.my_cnn:SmallCNN`` on the bundled MNIST sample, 16 members against the plain
+per-member loop, and the population's layouts). Every ratio is taken within one run:
 the repetitions of every configuration are interleaved and the median is kept, so a
 neighbour's burst of load hits all configurations alike.
 
@@ -17,6 +21,7 @@ and a warm-up repetition runs every configuration once before the timed ones.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import sys
@@ -534,6 +539,297 @@ def markdown(res: dict, cmd: str) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- CNN case
+CNN_SPEC = "examples.my_cnn:SmallCNN"
+
+
+@functools.cache
+def user_cnn_trainer(n: int, shape: tuple, k: int, steps: int):
+    """The loop a user writes without sweepjax for ``examples.my_cnn.SmallCNN``: ONE
+    member's SGD step (mean cross-entropy + L2 on the kernels, minibatch drawn with
+    replacement inside a ``lax.scan``), jitted and compiled once, then called member
+    after member. No engine bookkeeping, so the baseline is in the loop's favour.
+    Returns ``(compiled f(params, x_all, y_all, key, lr, l2), initial params,
+    compile_s)``."""
+    from examples.my_cnn import SmallCNN
+
+    net = SmallCNN(num_classes=k)
+    shape = tuple(shape)
+
+    def kernels(p):
+        leaves = jax.tree_util.tree_leaves_with_path(p)
+        return [w for path, w in leaves if getattr(path[-1], "key", None) == "kernel"]
+
+    def train_one(params, x_all, y_all, key, lr, l2):
+        def loss(p, x, y):
+            logits = net.apply({"params": p}, x.reshape((x.shape[0], *shape)))
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return ce + 0.5 * l2 * sum(jnp.sum(w**2) for w in kernels(p))
+
+        def step(p, t):
+            idx = jax.random.randint(jax.random.fold_in(key, t), (BATCH,), 0, x_all.shape[0])
+            g = jax.grad(loss)(p, x_all[idx], y_all[idx])
+            return jax.tree.map(lambda w, d: w - lr * d, p, g), None
+
+        return jax.lax.scan(step, params, jnp.arange(steps))[0]
+
+    params = net.init(jax.random.key(0), jnp.zeros((1, *shape), jnp.float32))["params"]
+    d = math.prod(shape)
+    f32 = jax.ShapeDtypeStruct((), jnp.float32)
+    t0 = time.perf_counter()
+    exe = (
+        jax.jit(train_one)
+        .lower(
+            params,
+            jax.ShapeDtypeStruct((n, d), jnp.float32),
+            jax.ShapeDtypeStruct((n,), jnp.int32),
+            jax.random.key(0),
+            f32,
+            f32,
+        )
+        .compile()
+    )
+    return exe, params, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def forced_layout(k: int | None):
+    """Train with the population layout ``k`` (``Static.member_batch``: 0 vmaps every
+    member, k > 0 loops over them k at a time) instead of the engine's rule; None: the
+    rule. Only for comparing layouts here."""
+    from sweepjax.engine import setup
+
+    rule = setup.member_batch
+    if k is not None:
+        setup.member_batch = lambda *a, **kw: k
+    try:
+        yield
+    finally:
+        setup.member_batch = rule
+
+
+def bench_cnn(
+    ds,
+    members: int = 16,
+    steps: int = 20,
+    reps: int = 3,
+    n_seq: int = 16,
+    layouts=(0, 1, 2, 4),
+    layout_steps: int = 6,
+    progress=print,
+) -> dict:
+    """The CNN case: ``members`` SmallCNNs in the engine (its own layout, the rule's)
+    against the user's per-member loop over ``n_seq`` members and the engine's lone
+    member, ``steps`` steps each, SGD, batch 256, interleaved over ``reps`` repetitions
+    after a warm-up that compiles every program (the engine's ``steps`` are traced, so a
+    1-step warm-up compiles the timed program); then one timed run of the population
+    per forced layout, ``layout_steps`` steps each."""
+    from sweepjax.engine import setup
+
+    model = ModelConfig(kind="custom", spec=CNN_SPEC)
+    shape = tuple(ds.info.input_shape) + ((1,) if len(ds.info.input_shape) == 2 else ())
+    d, k = ds.num_features, ds.num_classes
+    cfg = train_config(steps)
+    rule = setup.member_batch(model, d, k, ds.info.input_shape)
+    x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    hp_loop = population(n_seq)
+    exe, params0, loop_compile = user_cnn_trainer(x_dev.shape[0], shape, k, steps)
+    engine = {m: {"compile_s": 0.0, "train_s": [], "groups": None} for m in (1, members)}
+    loop_s = []
+    for m in engine:  # warm-up: compile
+        res = train_population(ds, population(m), model, train_config(1))
+        engine[m]["compile_s"] += res.timing.compile_s
+        progress(f"[warm-up] CNN M={m}: compile {res.timing.compile_s:.2f}s")
+
+    def engine_run(m, rep):
+        res = train_population(ds, population(m), model, cfg)
+        engine[m]["train_s"].append(res.timing.train_s)
+        engine[m]["groups"] = (res.timing.num_groups, res.timing.group_size)
+        progress(
+            f"[rep {rep}/{reps}] CNN M={m} x {steps} steps: {res.timing.train_s:.2f}s, "
+            f"{1e3 * res.timing.train_s / (m * steps):.1f} ms per member-step"
+        )
+
+    def loop_run(rep):
+        t0 = time.perf_counter()
+        for i in range(n_seq):
+            key = jax.random.fold_in(jax.random.key(1), i)
+            lr, l2 = jnp.float32(hp_loop.lr[i]), jnp.float32(hp_loop.l2[i])
+            jax.block_until_ready(exe(params0, x_dev, y_dev, key, lr, l2))
+        loop_s.append(time.perf_counter() - t0)
+        progress(
+            f"[rep {rep}/{reps}] CNN user loop {n_seq} x {steps} steps: {loop_s[-1]:.2f}s, "
+            f"{1e3 * loop_s[-1] / (n_seq * steps):.1f} ms per member-step"
+        )
+
+    for rep in range(1, reps + 1):
+        # The population and the loop do the same work (n_seq = members), back to back,
+        # in alternating order, so a neighbour's load drifting within a repetition
+        # favours neither.
+        for which in ("engine", "loop") if rep % 2 else ("loop", "engine"):
+            engine_run(members, rep) if which == "engine" else loop_run(rep)
+        engine_run(1, rep)
+    loop_ms = [1e3 * t / (n_seq * steps) for t in loop_s]
+    rows = []
+    for m, e in engine.items():
+        ms = [1e3 * t / (m * steps) for t in e["train_s"]]
+        rows.append(
+            {
+                "members": m,
+                "steps": steps,
+                "member_batch": rule,
+                "compile_s": e["compile_s"],
+                "train_s_all": e["train_s"],
+                "ms_per_member_step_all": ms,
+                "ms_per_member_step": common.median(ms),
+                "model_steps_per_s": 1e3 / common.median(ms),
+                # Paired within each repetition (same minute of load), then the median.
+                "speedup_vs_user_loop": common.median(
+                    [a / b for a, b in zip(loop_ms, ms, strict=True)]
+                ),
+                "num_groups": e["groups"][0],
+                "group_size": e["groups"][1],
+            }
+        )
+    lay = []
+    for k_ in layouts:
+        with forced_layout(k_):
+            warm = train_population(ds, population(members), model, train_config(1))
+            res = train_population(ds, population(members), model, train_config(layout_steps))
+        t0 = time.perf_counter()
+        for i in range(2):  # the loop right next to it, for a paired ratio
+            key = jax.random.fold_in(jax.random.key(1), i)
+            lr, l2 = jnp.float32(hp_loop.lr[i]), jnp.float32(hp_loop.l2[i])
+            jax.block_until_ready(exe(params0, x_dev, y_dev, key, lr, l2))
+        near = 1e3 * (time.perf_counter() - t0) / (2 * steps)
+        ms = 1e3 * res.timing.train_s / (members * layout_steps)
+        lay.append(
+            {
+                "member_batch": k_,
+                "steps": layout_steps,
+                "compile_s": warm.timing.compile_s,
+                "ms_per_member_step": ms,
+                "user_loop_ms_per_member_step": near,
+                "speedup_vs_user_loop": near / ms,
+                "num_groups": res.timing.num_groups,
+            }
+        )
+        progress(
+            f"[layout] member_batch={k_}: {ms:.1f} ms per member-step (user loop {near:.1f}), "
+            f"compile {warm.timing.compile_s:.2f}s"
+        )
+    return {
+        "settings": {
+            "model": CNN_SPEC,
+            "optimizer": "sgd",
+            "batch_size": BATCH,
+            "input_shape": list(shape),
+            "classes": k,
+            "n_train": int(ds.x_train.shape[0]),
+            "eval_rows": int(ds.x_val.shape[0]),
+            "members": members,
+            "steps": steps,
+            "reps": reps,
+            "rule_member_batch": rule,
+            "member_bytes_estimate": setup.member_bytes(model, cfg, d, k, ds.info.input_shape),
+        },
+        "user_loop": {
+            "loop": "one SmallCNN member's SGD step jitted and compiled once, member after member",
+            "members": n_seq,
+            "steps": steps,
+            "compile_s": loop_compile,
+            "train_s_all": loop_s,
+            "ms_per_member_step_all": loop_ms,
+            "ms_per_member_step": common.median(loop_ms),
+        },
+        "rows": rows,
+        "layouts": lay,
+    }
+
+
+def markdown_cnn(res: dict, cmd: str) -> str:
+    mach, st, loop = res["machine"], res["settings"], res["user_loop"]
+    pop = next(r for r in res["rows"] if r["members"] == st["members"])
+    lines = [
+        f"# Engine throughput, a user's CNN ({mach['backend']})",
+        "",
+        f"Machine: {common.machine_line(mach)}.",
+        "",
+        f"Reproduce: `{cmd}`",
+        "",
+        f"`{st['model']}` (conv 3x3, 8 filters -> ReLU -> 2x2 average pool -> dense) on "
+        f"the bundled MNIST sample ({st['n_train']:,} training rows, examples "
+        f"{'x'.join(map(str, st['input_shape']))}, {st['classes']} classes), SGD, batch "
+        f"{st['batch_size']}, {st['steps']} steps per run, one evaluation at the end on "
+        f"{st['eval_rows']} validation rows. Time per member-step: `Timing.train_s` "
+        "(compiled calls, blocked until ready) / (members x steps), the median of "
+        f"{st['reps']} interleaved repetitions; compile time apart (a warm-up compiles "
+        "every program). The engine's layout (its cost rule, `setup.member_batch`): "
+        f"member_batch = {st['rule_member_batch']} (members looped over one at a time "
+        "inside the program; 0 would vmap them).",
+        "",
+        common.md_table(
+            ["run", "compile s", "ms per member-step (median)", "x user loop", "groups"],
+            [
+                [
+                    f"user loop ({loop['members']} members, one after another)",
+                    loop["compile_s"],
+                    loop["ms_per_member_step"],
+                    1.0,
+                    "-",
+                ]
+            ]
+            + [
+                [
+                    f"engine, M={r['members']}",
+                    r["compile_s"],
+                    r["ms_per_member_step"],
+                    r["speedup_vs_user_loop"],
+                    f"{r['num_groups']} x {r['group_size']}",
+                ]
+                for r in res["rows"]
+            ],
+        ),
+        "",
+        f"- Target: the population of {st['members']} at least as fast per member-step "
+        f"as the user's loop: {pop['speedup_vs_user_loop']:.2f}x, "
+        f"{'met' if pop['speedup_vs_user_loop'] >= 1.0 else 'missed'} ('x user loop' is "
+        "the median of ratios paired within each repetition).",
+        f"- Memory: the estimate is {st['member_bytes_estimate'] / 2**20:.0f} MiB per "
+        "member if vmapped; looped, the members share one member's activations, so "
+        f"{st['members']} members are {pop['num_groups']} group(s) under the default "
+        "2 GiB budget.",
+    ]
+    if res.get("layouts"):
+        lines += [
+            "",
+            "## Layouts of the population",
+            "",
+            f"The population of {st['members']} trained once per forced layout "
+            f"({res['layouts'][0]['steps']} steps each, one timed run after a compiling "
+            "warm-up; the user loop timed right after each, for the ratio). member_batch 0 "
+            "vmaps every member (the convolution then runs over all members' kernels at "
+            "once); k > 0 loops over the members k at a time (`lax.map`; k = 1 with no "
+            "vmap at all).",
+            "",
+            common.md_table(
+                ["member_batch", "compile s", "ms per member-step", "user loop ms", "x user loop"],
+                [
+                    [
+                        r["member_batch"],
+                        r["compile_s"],
+                        r["ms_per_member_step"],
+                        r["user_loop_ms_per_member_step"],
+                        r["speedup_vs_user_loop"],
+                    ]
+                    for r in res["layouts"]
+                ],
+            ),
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -546,9 +842,22 @@ def main(argv=None) -> int:
         help="seconds each timed run should last (default 2.5, quick 0.2)",
     )
     p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument(
+        "--case",
+        choices=("all", "softmax", "cnn"),
+        default="all",
+        help="softmax: the population sizes, the user loop, evaluation's share; cnn: "
+        "examples.my_cnn:SmallCNN against its user loop, and the layouts (default: both)",
+    )
+    p.add_argument("--cnn-dataset", default="mnist-sample")
     a = p.parse_args(argv)
-    t_all = time.perf_counter()
     mach = common.machine()
+    cmd = common.command_line(__file__, argv)
+    if a.case in ("all", "cnn"):
+        main_cnn(a, mach, cmd)
+    if a.case == "cnn":
+        return 0
+    t_all = time.perf_counter()
     ds = load_dataset(DataConfig(dataset=a.dataset))
     if ds.info.note:
         print(ds.info.note, file=sys.stderr)
@@ -569,12 +878,32 @@ def main(argv=None) -> int:
     res = {"machine": mach, "dataset": ds.info.as_dict(), "quick": a.quick, **res}
     res["verdict"] = verdict(res)
     res["total_wall_s"] = time.perf_counter() - t_all
-    cmd = common.command_line(__file__, argv)
     name = f"engine-{mach['backend']}" + ("-quick" if a.quick else "")
     common.write_json(a.out / f"{name}.json", res)
     (a.out / f"{name}.md").write_text(markdown(res, cmd))
     print(f"wrote {a.out / name}.json and .md in {res['total_wall_s']:.0f}s")
     return 0
+
+
+def main_cnn(a, mach: dict, cmd: str) -> None:
+    t_all = time.perf_counter()
+    ds = load_dataset(DataConfig(dataset=a.cnn_dataset))
+    if ds.info.note:
+        print(ds.info.note, file=sys.stderr)
+    res = bench_cnn(
+        throughput_dataset(ds),
+        steps=4 if a.quick else 20,
+        reps=a.reps or (1 if a.quick else 3),
+        n_seq=2 if a.quick else 16,
+        layouts=(1,) if a.quick else (0, 1, 2, 4),
+        layout_steps=2 if a.quick else 6,
+    )
+    res = {"machine": mach, "dataset": ds.info.as_dict(), "quick": a.quick, **res}
+    res["total_wall_s"] = time.perf_counter() - t_all
+    name = f"engine-cnn-{mach['backend']}" + ("-quick" if a.quick else "")
+    common.write_json(a.out / f"{name}.json", res)
+    (a.out / f"{name}.md").write_text(markdown_cnn(res, cmd))
+    print(f"wrote {a.out / name}.json and .md in {res['total_wall_s']:.0f}s")
 
 
 if __name__ == "__main__":

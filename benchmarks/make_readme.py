@@ -38,9 +38,11 @@ the machines are shared and noisy.
 Each script writes `results/<name>-<backend>.json` and `.md` (some a `.png`); the times
 are for the 2-core CPU the results below were measured on.
 
-- `bench_engine.py` (~3 min): model-steps/s for M = 1, 16, 64, 256, 1024 softmax members
-  (batch 256, full Fashion-MNIST); the same engine run member after member; the float32
-  matmul rate (2048^2, and the step's exact shapes).
+- `bench_engine.py` (~3 min per case; `--case softmax` or `--case cnn`): model-steps/s
+  for M = 1, 16, 64, 256, 1024 softmax members (batch 256, full Fashion-MNIST); the same
+  engine run member after member; the float32 matmul rate (2048^2, and the step's exact
+  shapes). The CNN case: 16 `examples.my_cnn:SmallCNN` members against the user's plain
+  per-member loop on the bundled MNIST sample, and the population's layouts.
 - `bench_peers.py` (~6-8 min): sweepjax vs sequential JAX, a PyTorch loop, Optuna + JAX,
   scikit-learn's C grid (wall time, best val, winner's test accuracy); coarse + fine vs
   scikit-learn; model-steps/s and peak RSS for M = 1 ... 4096.
@@ -61,7 +63,8 @@ are for the 2-core CPU the results below were measured on.
 
 ```bash
 pip install -e '.[bench]'                     # torch, optuna, scikit-learn, psutil (peers only)
-python benchmarks/bench_engine.py --target-s 5 --reps 3  # -> results/engine-cpu.{json,md}
+python benchmarks/bench_engine.py --target-s 5 --reps 3  # both cases -> results/engine-*
+python benchmarks/bench_engine.py --case cnn  # -> results/engine-cnn-cpu.{json,md}
 python benchmarks/bench_peers.py              # -> results/peers-cpu.{json,md,png}
 python benchmarks/bench_time_to_quality.py --model softmax   # -> results/time-to-quality-cpu.*
 python benchmarks/bench_time_to_quality.py --model mlp --flows default \\

@@ -79,3 +79,29 @@ def toy_train_config():
         seed=3,
         eval_batch_size=100,
     )
+
+
+def blobs(n: int, seed: int, size: int = 8, k: int = 4):
+    """``n`` 8x8 single-channel "blobs" ``[n, 8, 8]`` and labels, ``k = 4`` classes (chance
+    0.25): a bright 3x3 square in the class's quadrant plus unit Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    x = rng.normal(0.0, 1.0, (n, size, size)).astype(np.float32)
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, r * 4 : r * 4 + 3, q * 4 : q * 4 + 3] += 2.0
+    return x, y.astype(np.int64)
+
+
+def blob_dataset(n_train: int = 600, n_val: int = 200):
+    """The blobs as an in-memory ``Dataset`` of 8x8 images (64 features, 4 classes)."""
+    from sweepjax.data.dataset import Dataset, DatasetInfo
+
+    (xtr, ytr), (xv, yv) = blobs(n_train, 0), blobs(n_val, 1)
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    info = DatasetInfo("blobs", "blobs", "memory", n_train, n_val, n_val, 4, (8, 8), "blobs")
+    y32 = lambda y: y.astype(np.int32)  # noqa: E731
+    return Dataset(
+        flat(xtr), y32(ytr), flat(xv), y32(yv), flat(xv), y32(yv), np.zeros(64, np.float32),
+        1.0, info, xtr[:4],
+    )  # fmt: skip

@@ -90,6 +90,31 @@ def test_engine_bench_rates_agree_with_a_clock_and_a_step_count_of_its_own(monke
     assert "Reproduce: `cmd`" in md and "Evaluation's share" in md
 
 
+@pytest.mark.slow
+def test_engine_bench_cnn_case_times_the_same_members_as_the_loop():
+    """The CNN case at toy size (8x8 blobs): the population and the loop each train
+    their members the stated steps; the layout is the engine's rule (looped) except in
+    the forced-layout rows, and the rule is back in force afterwards."""
+    from sweepjax.engine import setup
+    from tests.helpers import blob_dataset
+
+    rule = setup.member_batch
+    res = bench_engine.bench_cnn(
+        blob_dataset(), members=3, steps=3, reps=1, n_seq=3, layouts=(0, 1), layout_steps=2,
+        progress=quiet,
+    )  # fmt: skip
+    assert setup.member_batch is rule
+    assert res["settings"]["rule_member_batch"] == 1
+    assert [r["members"] for r in res["rows"]] == [1, 3]
+    assert all(r["num_groups"] == 1 and r["ms_per_member_step"] > 0 for r in res["rows"])
+    assert res["user_loop"]["members"] == 3 and len(res["user_loop"]["train_s_all"]) == 1
+    assert [r["member_batch"] for r in res["layouts"]] == [0, 1]
+    res = {"machine": {"backend": "cpu", "cpu": "x", "cpu_cores_usable": 2, "jax": "j",
+                       "jaxlib": "j", "date": "d"}, **res}  # fmt: skip
+    md = bench_engine.markdown_cnn(res, "cmd")
+    assert "Reproduce: `cmd`" in md and "Layouts of the population" in md
+
+
 def test_reproduce_line_is_the_command_that_ran(monkeypatch):
     import common
 

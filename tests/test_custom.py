@@ -31,23 +31,13 @@ from sweepjax.models import custom
 from sweepjax.models.custom import from_flax, input_shape_for, register, resolve
 from sweepjax.store.db import Store
 from tests.custom_models import TinyMLP
-from tests.helpers import toy_dataset, toy_train_config
+from tests.helpers import blob_dataset, blobs, toy_dataset, toy_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.custom_models:TinyMLP"
 CNN = "examples.my_cnn:SmallCNN"
 SMALL = ["--trials", "8", "--steps", "60", "--batch-size", "32", "--no-report"]
 ADAM = ["--optimizer", "adam", "--lr", "1e-3", "1e-1"]
-
-
-def blobs(n: int, seed: int, size: int = 8, k: int = 4):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    x = rng.normal(0.0, 1.0, (n, size, size)).astype(np.float32)
-    for i, c in enumerate(y):
-        r, q = divmod(int(c), 2)
-        x[i, r * 4 : r * 4 + 3, q * 4 : q * 4 + 3] += 2.0
-    return x, y.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -158,18 +148,134 @@ def test_memory_sizing_from_the_models_shapes():
     tiny = ModelConfig(kind="custom", spec=TINY)
     cfg = toy_train_config()
     assert engine.num_params(tiny, 20, 4, (20,)) == 20 * 16 + 16 + 16 * 4 + 4
-    # activations of one example: reshape 20, dense 16 (+bias, relu), dense 4 (+bias)
-    assert custom.sizes(resolve(TINY, 4, (20,)), 20) == (404, 20 + 3 * 16 + 2 * 4)
+    # activations of one example: dense 16 (product, bias, sum, relu), dense 4 (product,
+    # bias, sum); the largest single one is a hidden layer's, 16
+    assert custom.sizes(resolve(TINY, 4, (20,)), 20) == (404, 4 * 16 + 3 * 4, 16)
+    # every intermediate twice per training row, the largest twice per evaluation row
     per = engine.member_bytes(tiny, cfg, 20, 4, (20,))
-    assert per == 4 * (404 * 5 + 32 * 76 * 4 + 100 * 76 * 2)
+    assert per == 4 * (404 * 5 + 32 * 76 * 2 + 100 * 16 * 2)
     # a conv net's feature maps count: 8 filters on 8x8 -> 512 values per conv output
-    cnn = ModelConfig(kind="custom", spec=CNN)
-    _, acts = custom.sizes(resolve(CNN, 4, (8, 8)), 64)
-    assert acts >= 3 * 8 * 8 * 8
-    big = engine.member_bytes(cnn, cfg.replace(batch_size=256), 64, 4, (8, 8))
-    assert engine.group_size(10**6, cnn, cfg.replace(batch_size=256), 64, 4, (8, 8)) == (
-        2048 * 2**20 // big
-    )
+    sz = custom.sizes(resolve(CNN, 4, (8, 8)), 64)
+    assert sz.activations >= 3 * 8 * 8 * 8 and sz.largest == 8 * 8 * 8
+
+
+def chunk_program_bytes(ds, model: ModelConfig, cfg, m: int, member_batch=None) -> int:
+    """What XLA's own memory analysis says the chunk program of ``m`` members needs
+    beyond the shared data: its temporaries plus the members' state arguments (lowered
+    on abstract states: nothing is initialised or run). ``member_batch``: the layout
+    (default: the engine's rule)."""
+    import functools
+
+    from sweepjax.engine import setup
+
+    hp = HParams.create(lr=np.full(m, 0.05), l2=1e-4)
+    st = setup.static(ds, model, cfg, hparams=hp)
+    st = st if member_batch is None else st._replace(member_batch=member_batch)
+    init = functools.partial(program._init_block, num_features=ds.num_features, static=st)
+    key = np.asarray(jax.random.key_data(jax.random.key(0)))
+    states = jax.eval_shape(init, key, np.arange(m, dtype=np.uint32), hp)
+    data = program.device_data(ds, cfg)
+    z = np.zeros(m, np.int32)
+    args = (states, hp, z, z, data, *np.int32([0, 10, 100]), key)
+    fn = jax.jit(functools.partial(program._population_block, static=st), donate_argnums=(0,))
+    ma = fn.lower(*args).compile().memory_analysis()
+    shared = sum(np.asarray(a).nbytes for a in jax.tree.leaves(data))
+    return ma.temp_size_in_bytes + ma.argument_size_in_bytes - shared
+
+
+def test_sixteen_small_cnns_are_one_group_and_the_mlp_estimate_is_an_upper_bound():
+    """The issue's sweep: 16 examples.my_cnn:SmallCNN on MNIST shapes under the default
+    2 GiB budget were split into 3 groups of 7 (272 MiB a member: every intermediate x4
+    per training row, x2 per evaluation row); now one group. A conv model's members are
+    looped over one at a time, so one member's activations are live and the group grows
+    by the members' state only. The MLP's estimate (unchanged) still bounds what XLA's
+    memory analysis of its compiled chunk program finds (Adam: the most state)."""
+    from sweepjax.config import TrainConfig
+    from sweepjax.engine import setup
+
+    cnn, cfg = ModelConfig(kind="custom", spec=CNN), TrainConfig()
+    assert cfg.memory_budget_mb == 2048
+    assert setup.member_batch(cnn, 784, 10, (28, 28)) == 1
+    assert engine.group_size(16, cnn, cfg, 784, 10, (28, 28)) == 16  # one group
+    state, acts = setup._bytes(cnn, cfg, 784, 10, (28, 28))
+    assert state == 4 * 15_770 * 5  # params, best, gradient, update, new params (SGD)
+    # 256 x 23,558 intermediates x 2 + 1,000 x the largest (6,272) x 2, in float32
+    assert acts == 4 * (256 * 23_558 * 2 + 1000 * 6272 * 2)
+    # even vmapped, with every member's activations live, 16 would fit the budget
+    assert 16 * engine.member_bytes(cnn, cfg, 784, 10, (28, 28)) < 2048 * 2**20
+
+    mlp, adam = ModelConfig(kind="mlp", hidden=100), cfg.replace(optimizer="adam")
+    assert setup.member_batch(mlp, 784, 10) == 0
+    wide = toy_dataset(n_train=600, n_val=1000, n_test=10, d=784, k=10)
+    need = chunk_program_bytes(wide, mlp, adam, 8)
+    assert 8 * engine.member_bytes(mlp, adam, 784, 10) >= need
+
+
+@pytest.mark.slow
+def test_the_estimate_bounds_xla_for_a_conv_net_in_both_layouts():
+    """A conv net looped (one member's activations live) and vmapped (every member's),
+    and the MLP with SGD: the estimate is at least XLA's memory analysis of the chunk
+    program (temporaries + the members' state), at the default evaluation slices."""
+    from sweepjax.config import TrainConfig
+    from sweepjax.engine import setup
+
+    cfg = TrainConfig()
+    ds, cnn = blob_dataset(n_val=1000), ModelConfig(kind="custom", spec=CNN)
+    state, acts = setup._bytes(cnn, cfg, 64, 4, (8, 8))
+    assert chunk_program_bytes(ds, cnn, cfg, 16) <= 16 * state + acts
+    assert chunk_program_bytes(ds, cnn, cfg, 16, member_batch=0) <= 16 * (state + acts)
+    mlp = ModelConfig(kind="mlp", hidden=100)
+    wide = toy_dataset(n_train=600, n_val=1000, n_test=10, d=784, k=10)
+    assert 8 * engine.member_bytes(mlp, cfg, 784, 10) >= chunk_program_bytes(wide, mlp, cfg, 8)
+
+
+def test_conv_members_looped_equal_vmapped_and_alone():
+    """A conv net's population runs its members one after another inside the program
+    (``Static.member_batch = 1``: vmapping the convolution is several times slower on
+    XLA:CPU). Same arithmetic: one training block (40 steps of momentum, lr, l2 and
+    momentum per member, then an evaluation) of 3 members looped equals the same members
+    vmapped to float tolerance (the vmapped convolution sums in another order), and
+    each member equals itself trained alone exactly."""
+    from sweepjax.engine import setup
+    from sweepjax.engine.distributed import SINGLE
+
+    ds = blob_dataset()
+    cfg = toy_train_config().replace(optimizer="momentum")
+    model = ModelConfig(kind="custom", spec=CNN)
+    hp = HParams.create(lr=[0.01, 0.05, 0.2], l2=[1e-4, 1e-3, 1e-2], momentum=[0.5, 0.9, 0.8])
+    looped = setup.static(ds, model, cfg, hparams=hp)
+    assert looped.member_batch == 1
+    # the built-ins and a dense custom model keep vmapping every member at once
+    dense = ModelConfig(kind="custom", spec=TINY)
+    for other in (ModelConfig(kind="softmax"), ModelConfig(kind="mlp"), dense):
+        assert setup.static(ds, other, cfg).member_batch == 0
+    states = setup.init_states(ds, hp, model, cfg, member_ids=np.arange(3) + 7)
+    data = program.device_data(ds, cfg)
+    key = np.asarray(jax.random.key_data(setup.root_keys(cfg.seed)[1]))
+
+    def block(st, rows):
+        """40 steps and one evaluation of the members ``rows``: (params, metrics)."""
+        z = np.zeros(len(rows), np.int32)
+        s = jax.device_put(jax.tree.map(lambda a: a[rows], states))  # donated
+        args = (s, hp.take(rows), z, z, data, *np.int32([0, 40, 40]), key)
+        exe, _ = program.compiled_block(args, st, SINGLE)
+        s, met = exe(*args)
+        return jax.tree.map(np.asarray, (s.params, met))
+
+    every = np.arange(3)
+    p_loop, m_loop = block(looped, every)
+    p_vmap, m_vmap = block(looped._replace(member_batch=0), every)
+    assert np.all(m_loop.val_acc > 0.7)  # chance: 0.25
+    for a, b in zip(
+        jax.tree.leaves((p_vmap, m_vmap)), jax.tree.leaves((p_loop, m_loop)), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for i in every:
+        p_one, m_one = block(looped, np.array([i]))
+        for a, b in zip(
+            jax.tree.leaves((p_one, m_one)), jax.tree.leaves((p_loop, m_loop)), strict=True
+        ):
+            np.testing.assert_array_equal(a[0], b[i])
 
 
 # --------------------------------------------------------------------------- errors

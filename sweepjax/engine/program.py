@@ -61,8 +61,8 @@ def over_members(fn, member_args: int, shared_args: int, member_batch: int = 0):
     population's matmuls run as one; ``k > 0`` loops over the members inside the same
     program, ``k`` at a time (a vmapped group of ``k``; ``k = 1`` a plain loop with no
     vmap), the shared arguments closed over. The loop is for operations whose batched
-    form is slow: vmapping a convolution over per-member kernels makes a grouped
-    convolution, which XLA runs far slower than ``k`` ordinary ones."""
+    form is slow: XLA:CPU runs a convolution vmapped over the members' kernels several
+    times slower inside the training loop than the members' own one after another."""
     if member_batch <= 0:
         return jax.vmap(fn, in_axes=(0,) * member_args + (None,) * shared_args)
 

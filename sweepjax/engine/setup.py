@@ -40,7 +40,40 @@ def static(
         batch_size=min(config.batch_size, dataset.x_train.shape[0]),
         explode_factor=float(config.explode_factor),
         folds=folds,
+        member_batch=member_batch(model_cfg, dataset.num_features, dataset.num_classes, shape),
     )
+
+
+# The population's layout (Static.member_batch, program.over_members), a cost rule.
+# vmap turns the members' convolutions into ONE convolution over every member's kernels
+# (members x filters outputs on the shared minibatch; a grouped convolution where the
+# input is per member, as in a second layer), which XLA:CPU runs far slower inside the
+# compiled training loop than the members' own convolutions one after another (grouped
+# ones on GPU too: jax-ml/jax#26568). So a custom model whose forward pass holds a
+# convolution loops over its members inside the program, CONV_MEMBER_BATCH at a time;
+# every other model (softmax, MLP, a dense custom model) vmaps them all, which is where
+# their speed comes from (one wide matmul).
+# Measured on 2 CPU cores, examples.my_cnn:SmallCNN on the bundled MNIST sample, SGD,
+# batch 256, 16 members in one program, ms per member-step against the user's plain
+# jitted loop timed right after (benchmarks/bench_engine.py --case cnn, its layouts
+# table in results/engine-cnn-cpu.md; docs/performance.md): vmap 276 ms (0.20x the
+# loop), groups of 4 160 ms (0.41x), groups of 2 61 ms (0.64x), one at a time 56 ms
+# (1.12x); in the run's timed repetitions one at a time takes 35.9 ms to the loop's
+# 36.1 (1.01x). So k = 1: a plain loop (lax.map with no vmap).
+CONV = "conv_general_dilated"
+CONV_MEMBER_BATCH = 1
+
+
+def member_batch(model_cfg: ModelConfig, num_features: int, num_classes: int, input_shape=None):
+    """The population's layout: 0 (vmap every member at once) unless the model is a
+    custom one whose forward pass on one example holds a convolution; then
+    :data:`CONV_MEMBER_BATCH` (members looped over, that many at a time)."""
+    if model_cfg.kind != "custom":
+        return 0
+    from sweepjax.models.custom import primitives
+
+    net = build_network(model_cfg, num_classes, input_shape=input_shape)
+    return CONV_MEMBER_BATCH if CONV in primitives(net, num_features) else 0
 
 
 def root_keys(seed: int):
@@ -100,6 +133,33 @@ def num_params(
     return num_features * h + h + h * num_classes + num_classes
 
 
+def _bytes(model_cfg: ModelConfig, config: TrainConfig, num_features, num_classes, input_shape):
+    """``(state, activations)``: rough device bytes of one member inside a chunk program.
+
+    State: params, best params, optimizer slots, gradient and update temporaries.
+    Activations, built-ins: ``width = K (+ hidden)`` values per row, 4 copies per
+    training row and 2 per evaluation row. A custom model's, from its forward pass on one
+    example (``custom.sizes``): every intermediate twice per training row (its value kept
+    for the backward pass and its cotangent), and twice the largest intermediate per
+    evaluation row (a forward pass holds about one operation's input and output). Both
+    overstate what XLA keeps, as an upper bound should: for examples.my_cnn:SmallCNN on
+    28x28 images (23,558 intermediate values per example, the largest 6,272) XLA's own
+    memory analysis of the chunk program finds about 1.2x the intermediates per training
+    row for a lone member and 0.6x per member for 4 vmapped ones (not 2x), and exactly 2x
+    the largest per evaluation row; training and evaluation are never live together,
+    and the sum counts both.
+    """
+    p = num_params(model_cfg, num_features, num_classes, input_shape)
+    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    if model_cfg.kind == "custom":
+        sz = _custom_sizes(model_cfg, num_features, num_classes, input_shape)
+        per_row = config.batch_size * sz.activations * 2 + config.eval_batch_size * sz.largest * 2
+    else:
+        width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
+        per_row = config.batch_size * width * 4 + config.eval_batch_size * width * 2
+    return 4 * p * (5 + slots), 4 * per_row
+
+
 def member_bytes(
     model_cfg: ModelConfig,
     config: TrainConfig,
@@ -107,18 +167,10 @@ def member_bytes(
     num_classes: int,
     input_shape=None,
 ) -> int:
-    """Rough device bytes one member needs inside a chunk program (params, best params,
-    optimizer slots, gradient and update temporaries, per-member activations; a custom
-    model's activations are every intermediate of its forward pass on one example)."""
-    p = num_params(model_cfg, num_features, num_classes, input_shape)
-    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
-    if model_cfg.kind == "custom":
-        width = _custom_sizes(model_cfg, num_features, num_classes, input_shape)[1]
-    else:
-        width = num_classes + (model_cfg.hidden if model_cfg.kind == "mlp" else 0)
-    return 4 * (
-        p * (5 + slots) + config.batch_size * width * 4 + config.eval_batch_size * width * 2
-    )
+    """Rough device bytes one member needs inside a chunk program when every member is
+    vmapped at once: its state (params, best params, optimizer slots, gradient and update
+    temporaries) and its activations (see :func:`_bytes`)."""
+    return sum(_bytes(model_cfg, config, num_features, num_classes, input_shape))
 
 
 def group_size(
@@ -129,7 +181,13 @@ def group_size(
     num_classes: int,
     input_shape=None,
 ) -> int:
-    """Members per compiled program under ``config.memory_budget_mb``."""
-    per = member_bytes(model_cfg, config, num_features, num_classes, input_shape)
-    fit = max(1, (config.memory_budget_mb * 2**20) // per)
-    return int(min(num_members, fit))
+    """Members per compiled program under ``config.memory_budget_mb``.
+
+    Vmapped members (layout 0) each hold their own activations; members looped over
+    ``k`` at a time (:func:`member_batch`) share the activations of ``k``, so only their
+    state grows with the group."""
+    state, acts = _bytes(model_cfg, config, num_features, num_classes, input_shape)
+    budget = config.memory_budget_mb * 2**20
+    k = member_batch(model_cfg, num_features, num_classes, input_shape)
+    fit = budget // (state + acts) if k == 0 else (budget - k * acts) // state
+    return int(min(num_members, max(1, fit)))

@@ -59,6 +59,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -300,17 +301,49 @@ def check(net: Custom, num_features: int) -> None:
         )
 
 
+class Sizes(NamedTuple):
+    """One member's sizes, in values, from abstract evaluation on one example."""
+
+    params: int
+    activations: int  # every intermediate of ``apply_fn``, summed
+    largest: int  # the largest single intermediate
+
+
 @functools.lru_cache(maxsize=64)
-def sizes(net: Custom, num_features: int) -> tuple[int, int]:
-    """``(parameters, activation values per example)`` of one member, from abstract
-    evaluation (the activations: every intermediate of ``apply_fn`` on one example)."""
-    shape = net.shape(num_features)
-    x1 = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+def _forward(net: Custom, num_features: int):
+    """``(abstract params, jaxpr of apply_fn)`` on one example (no computation)."""
+    x1 = jax.ShapeDtypeStruct((1, *net.shape(num_features)), jnp.float32)
     params = jax.eval_shape(net.init_fn, jax.random.key(0), x1)
+    return params, jax.make_jaxpr(net.apply_fn)(params, x1)
+
+
+def sizes(net: Custom, num_features: int) -> Sizes:
+    """``(parameters, activation values per example, largest activation)`` of one
+    member, from abstract evaluation (the activations: every intermediate of
+    ``apply_fn`` on one example; the largest: the biggest of them)."""
+    params, jaxpr = _forward(net, num_features)
     n = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
-    jaxpr = jax.make_jaxpr(net.apply_fn)(params, x1)
-    acts = sum(math.prod(v.aval.shape) for eqn in jaxpr.eqns for v in eqn.outvars)
-    return int(n), int(acts)
+    outs = [math.prod(v.aval.shape) for eqn in jaxpr.eqns for v in eqn.outvars]
+    return Sizes(int(n), int(sum(outs)), int(max(outs, default=0)))
+
+
+def primitives(net: Custom, num_features: int) -> frozenset[str]:
+    """Names of the JAX primitives in ``apply_fn`` on one example, nested calls (jit,
+    custom derivatives, loops) included: e.g. ``"conv_general_dilated"`` for a
+    convolution."""
+    return _names(_forward(net, num_features)[1].jaxpr)
+
+
+def _names(jaxpr) -> frozenset[str]:
+    out = set()
+    for eqn in jaxpr.eqns:
+        out.add(eqn.primitive.name)
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, tuple | list) else (v,):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(inner, "eqns"):
+                    out |= _names(inner)
+    return frozenset(out)
 
 
 def prepare(model: ModelConfig, dataset) -> None:
