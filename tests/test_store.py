@@ -261,7 +261,7 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         back = st.load_sweep(res.sweep_id)
     assert [m.stopped_at for m in back.members] == [None, None, None]
     assert back.lineage == [] and [m.id for m in back.members] == [0, 1, 2]
@@ -379,7 +379,7 @@ def test_a_version_4_store_is_migrated_and_members_read_their_fixed_axes(tmp_pat
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         a, b = st.load_sweep(mlp.sweep_id), st.load_sweep(soft.sweep_id)
         axes = ("hidden", "dropout", "init_scale", "momentum")
         assert {tuple(getattr(m, n) for n in axes) for m in a.members} == {(64, 0.0, 1.0, 0.95)}

@@ -20,7 +20,7 @@ import sys
 from sweepjax.errors import SweepjaxError
 
 # Modules that register subcommands, in the order they appear in --help.
-COMMAND_MODULES = ("sweep", "auto_cmd", "inspect", "babysit", "report_cmd")
+COMMAND_MODULES = ("sweep", "auto_cmd", "inspect", "babysit", "report_cmd", "watch")
 
 
 def build_parser() -> argparse.ArgumentParser:

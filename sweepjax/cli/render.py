@@ -247,7 +247,7 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
             f"anytime: first finished member (val {first['best_val_acc']:.4f}) at "
             f"{first['elapsed_s']:.1f} s; best so far {last['best_val_acc']:.4f} at "
             f"{last['elapsed_s']:.1f} s ({len(result.progress)} improvements; "
-            "\"progress\" in --format json)"
+            '"progress" in --format json)'
         )
     if result.lineage:
         lines.append(f"pbt: {len(result.lineage)} copies (lineage in --format json and the report)")

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sweepjax.engine.curves import Checkpoint, Curves
+from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.hparams import HParams
 
 
@@ -53,6 +53,10 @@ class ChunkReport(NamedTuple):
     state_bytes: int  # size of what ``checkpoint()`` would copy
     checkpoint: Callable[[], Checkpoint]
     anytime: AnytimeStatus | None = None  # refilling (ASHA) runs only
+    # The host records the trainer already holds (no copy; read, never modify): every
+    # member's curves ``[M, E]`` and schedule state, for a live view. None: not given.
+    curves: Curves | None = None
+    schedule: ScheduleState | None = None
 
 
 class PopulationResult(NamedTuple):

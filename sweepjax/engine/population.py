@@ -257,6 +257,8 @@ def train_population(
                 decided=decided,
                 state_bytes=active.state_bytes(act),
                 checkpoint=checkpoint,
+                curves=curves,
+                schedule=sched,
             )
             if on_chunk(report) is False and step < total:
                 completed = False

@@ -30,6 +30,7 @@ from sweepjax.flows.resume import find_resumable
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.records import SweepResult
 from sweepjax.store.db import Store, default_path
+from sweepjax.store.live import LiveWriter
 
 log = logging.getLogger("sweepjax")
 
@@ -213,12 +214,14 @@ def run_sweep(
         f"{ds.info.name}; results -> {str(st.shown_path)}"
     )
     saver = _CheckpointThrottle(st, sid)
+    live = LiveWriter(st, sid, member_ids=ids)  # progress for `sweepjax watch`, ~1 row/s
 
     def on_chunk(rep: ChunkReport) -> bool:
         # Until this part ends cleanly, its wall time so far (compile included) counts
         # as training: what a kill -9 leaves for the resumed sweep to add up.
         so_far = {**prior, **run, "train_s": prior["train_s"] + rep.elapsed_s}
         saver.maybe_save(rep, timing=so_far)
+        live.update(rep)
         if cb.progress is not None:
             cb.progress(sid, rep)
         return not (cb.stop is not None and cb.stop())
@@ -252,6 +255,8 @@ def run_sweep(
     except BaseException:
         st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
         raise
+    finally:
+        live.flush()
     total = {
         **run,
         "compile_s": prior["compile_s"] + res.timing.compile_s,

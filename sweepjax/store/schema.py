@@ -18,8 +18,12 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
 - ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
   between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
   finishes.
+- ``live`` (v6): a running sweep's progress, one row per written chunk (throttled to
+  about one a second: see :mod:`sweepjax.store.live`): step, elapsed seconds, ETA,
+  members active and alive, best so far; the newest row also holds a decimated
+  snapshot of the members (``payload``: zlib-compressed JSON) for ``sweepjax watch``.
 
-Migrations only add columns (old sweeps read as before), in one transaction.
+Migrations only add columns and tables (old sweeps read as before), in one transaction.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 from sweepjax.errors import StoreError
 from sweepjax.results.records import EXTRA_AXES, fixed_axes
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x53574A58  # "SWJX"
 
 # The members table's columns, in the order rows are written and read (by name, so a
@@ -124,7 +128,32 @@ CREATE TABLE checkpoints (
     blob BLOB NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE live (
+    sweep TEXT NOT NULL REFERENCES sweeps(id),
+    seq INTEGER NOT NULL,
+    wall REAL NOT NULL,
+    step INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    elapsed_s REAL NOT NULL,
+    eta_s REAL,
+    active INTEGER NOT NULL,
+    alive INTEGER NOT NULL,
+    num_members INTEGER NOT NULL,
+    best_val_acc REAL,
+    best_full_val_acc REAL,
+    spent REAL,
+    payload BLOB,
+    PRIMARY KEY (sweep, seq)
+);
 """
+
+# (IF NOT EXISTS: a store whose version was lowered by hand may hold it already.)
+LIVE_TABLE = (
+    SCHEMA[SCHEMA.index("CREATE TABLE live") :]
+    .strip()
+    .rstrip(";")
+    .replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+)
 
 _EXTRA_AXIS_TYPES = {
     "hidden": "INTEGER",
@@ -156,8 +185,9 @@ def check(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def migrate(conn: sqlite3.Connection, ver: int) -> None:
-    """Bring an older store up to date in one transaction (columns are only added,
-    so older sweeps read as before: not stopped by a scheduler, no lineage)."""
+    """Bring an older store up to date in one transaction (columns and tables are only
+    added, so older sweeps read as before: not stopped by a scheduler, no lineage, no
+    live progress)."""
     with transaction(conn):
         if ver < 2:
             conn.execute("ALTER TABLE members ADD COLUMN stopped_at INTEGER")
@@ -173,6 +203,8 @@ def migrate(conn: sqlite3.Connection, ver: int) -> None:
             for name in EXTRA_AXES:
                 conn.execute(f"ALTER TABLE members ADD COLUMN {name} {_EXTRA_AXIS_TYPES[name]}")
             _fill_fixed_axes(conn)
+        if ver < 6:  # v6: live progress of running sweeps (``sweepjax watch``)
+            conn.execute(LIVE_TABLE)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
