@@ -29,6 +29,7 @@ SHARED = (
     "store",
     "format",
     "budget",
+    "optuna_storage",
 )
 
 

@@ -261,6 +261,8 @@ def train_refilling(
                 decided=bool(len(measure)),
                 state_bytes=active.state_bytes(act),
                 checkpoint=checkpoint,
+                curves=curves,
+                schedule=sched,
                 anytime=AnytimeStatus(
                     elapsed(),
                     member_steps,

@@ -105,6 +105,7 @@ def auto(
     store: str | os.PathLike | None = None,
     callbacks: Callbacks | None = None,
     budget: str | float | None = None,
+    optuna_storage: str | None = None,
 ) -> AutoResult:
     """Sanity -> lr range -> coarse -> fine rounds -> refit -> report (module docstring).
 
@@ -169,7 +170,8 @@ def auto(
     lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
     stage(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
 
-    common = dict(store=store, callbacks=cb, report=False)
+    # Every round's members go into its own Optuna study (named after the sweep).
+    common = dict(store=store, callbacks=cb, report=False, optuna_storage=optuna_storage)
     data = dict(dataset=dataset, data_dir=data_dir, model=model, hidden=hidden)
     if budget is not None:
         from sweepjax.budget import Budget

@@ -215,6 +215,16 @@ def run_sweep(
     )
     saver = _CheckpointThrottle(st, sid)
     live = LiveWriter(st, sid, member_ids=ids)  # progress for `sweepjax watch`, ~1 row/s
+    url = cfg.spec.optuna_storage if cfg.spec is not None else None
+    study = None
+    if url and where.process_index == 0:
+        from sweepjax.store.optuna_live import OptunaLive
+
+        try:
+            study = OptunaLive(url, sid, cfg.space.as_dict(), None if asha else ids, note=cb.say)
+        except BaseException:
+            st.mark_interrupted(sid)  # nothing trained; `resume` starts it from step 0
+            raise
 
     def on_chunk(rep: ChunkReport) -> bool:
         # Until this part ends cleanly, its wall time so far (compile included) counts
@@ -222,6 +232,8 @@ def run_sweep(
         so_far = {**prior, **run, "train_s": prior["train_s"] + rep.elapsed_s}
         saver.maybe_save(rep, timing=so_far)
         live.update(rep)
+        if study is not None:
+            study.update(rep)
         if cb.progress is not None:
             cb.progress(sid, rep)
         return not (cb.stop is not None and cb.stop())
@@ -281,6 +293,8 @@ def run_sweep(
         result.timing, checkpoint_s=saver.spent, checkpoints=saver.count
     )
     st.save_results(result, params)
+    if study is not None:
+        study.finish(result)
     if report and where.process_index != 0:
         # Process 0 writes the report; the others name the same path in their JSON.
         result.report = str(report_dir(str(st.shown_path), sid) / "index.html")

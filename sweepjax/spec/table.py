@@ -301,6 +301,15 @@ class Options:
         inherit=False,
         stored=False,
     )
+    optuna_storage: str | None = opt(
+        "also write each member into a new Optuna study in this storage as its fate is "
+        "known (stopped: PRUNED, diverged: FAIL, finished: COMPLETE), e.g. "
+        "sqlite:///optuna.db; the study is named after the sweep (needs optuna)",
+        metavar="URL",
+        group="output and store",
+        inherit=False,
+        stored=False,
+    )
     name: str | None = opt(
         "sweep id to use instead of c<n> / f<n>",
         metavar="ID",

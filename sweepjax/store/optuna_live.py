@@ -1,0 +1,177 @@
+"""``--optuna-storage URL``: a running sweep written into an Optuna study as it goes.
+
+Each member becomes one trial the moment its fate is known: PRUNED when a scheduler stops
+it, FAIL when it diverges, COMPLETE when it finishes (an ASHA member finishes mid-run; the
+others at the end). Its value, curve and attributes are those of
+:func:`sweepjax.store.optuna_export.trial_specs`, so a live study and an ``export
+--format optuna`` of the finished sweep hold the same trials; at the end the trials not
+yet written are added from the stored result and the study gets its attributes.
+
+A failed write switches the writer off with a note (the sweep goes on; ``export`` can
+write the study afterwards).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sweepjax.config import AXES
+from sweepjax.errors import ConfigError
+from sweepjax.store.optuna_export import (
+    STATES,
+    import_optuna,
+    study_attrs,
+    trial_specs,
+)
+
+if TYPE_CHECKING:
+    from sweepjax.engine import ChunkReport
+    from sweepjax.results.records import SweepResult
+
+
+class OptunaLive:
+    """Writes ended members of sweep ``sweep_id`` (searching ``space``, ``{axis: [lo,
+    hi]}``) as trials of a new study ``study`` (default: the sweep id) in ``url``.
+
+    ``member_ids[row]`` is each member row's id (None: the row itself, as in ASHA, whose
+    rows grow as members are created)."""
+
+    def __init__(
+        self,
+        url: str,
+        sweep_id: str,
+        space: dict,
+        member_ids=None,
+        study: str | None = None,
+        note: Callable[[str], None] | None = None,
+    ):
+        self.optuna = optuna = import_optuna()
+        self.url, self.name = url, study or sweep_id
+        self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
+        self.note = note or (lambda m: None)
+        self.written: set[int] = set()
+        self.space = {k: (float(v[0]), float(v[1])) for k, v in space.items()}
+        try:
+            storage = optuna.storages.get_storage(url)
+        except Exception as e:  # sqlalchemy / optuna raise several kinds for a bad URL
+            raise ConfigError(
+                f"cannot open the Optuna storage {url!r} ({type(e).__name__}); give an "
+                "Optuna storage URL, e.g. `optuna_storage` sqlite:///optuna.db"
+            ) from e
+        try:
+            self.study = optuna.create_study(
+                storage=storage, study_name=self.name, direction="maximize"
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise ConfigError(
+                f"study {self.name!r} already exists in {url}; remove it or write another "
+                "store's sweep"
+            ) from None
+        self.on = True
+
+    # ------------------------------------------------------------------ during the run
+    def _dist(self, name: str, value: float):
+        d, axis = self.optuna.distributions, AXES[name]
+        lo, hi = self.space[name]
+        lo, hi = min(lo, value), max(hi, value)  # PBT explores past the box
+        if axis.integer:
+            return d.IntDistribution(math.floor(lo), math.ceil(hi), log=axis.log)
+        return d.FloatDistribution(lo, hi, log=axis.log)
+
+    def update(self, rep: ChunkReport) -> None:
+        """Write the members whose fate became known by this chunk."""
+        sched, curves = rep.schedule, rep.curves
+        if not self.on or sched is None or curves is None:
+            return
+        n = len(sched.stopped_at)
+        active = np.zeros(n, bool)
+        active[np.asarray(sched.active, np.int64)] = True
+        stopped = sched.stopped_at >= 0
+        ended = stopped | ~sched.alive | (rep.anytime is not None and ~active)
+        rows = [r for r in np.flatnonzero(ended) if self._id(r) not in self.written]
+        if not rows:
+            return
+        try:
+            for r in rows:
+                self._write_row(int(r), sched, curves)
+        except Exception as e:  # never stop a sweep for its side channel
+            self.on = False
+            self.note(f"note: Optuna live writes stopped ({type(e).__name__}: {e})")
+
+    def _id(self, row: int) -> int:
+        return int(row if self.ids is None else self.ids[row])
+
+    def _write_row(self, r: int, sched, curves) -> None:
+        optuna = self.optuna
+        mid = self._id(r)
+        if not sched.alive[r]:
+            state, value = "FAIL", None
+        else:
+            state = "PRUNED" if sched.stopped_at[r] >= 0 else "COMPLETE"
+            value = float(sched.best_val_acc[r])
+            if not math.isfinite(value):
+                state, value = ("FAIL", None) if state == "COMPLETE" else (state, None)
+        params = {}
+        for name in self.space:
+            v = float(np.asarray(getattr(sched.hparams, name))[r])
+            params[name] = int(round(v)) if AXES[name].integer else v
+        row = np.asarray(curves.val_acc[r], np.float64)
+        inter = {int(s): float(a) for s, a in zip(curves.step, row, strict=True) if np.isfinite(a)}
+        attrs: dict[str, Any] = {"member": mid, "status": state.lower()}
+        for k in ("diverged_at", "stopped_at"):
+            v = int(getattr(sched, k)[r])
+            attrs[k] = v if v >= 0 else None
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                state=getattr(optuna.trial.TrialState, state),
+                value=value,
+                params=params,
+                distributions={n: self._dist(n, v) for n, v in params.items()},
+                intermediate_values=inter,
+                user_attrs=attrs,
+            )
+        )
+        self.written.add(mid)
+
+    # ------------------------------------------------------------------ at the end
+    def finish(self, result: SweepResult) -> None:
+        """The trials not written yet (the members that trained to the end), from the
+        stored result, and the study's attributes (winner, test accuracy, ...)."""
+        if not self.on:
+            return
+        optuna = self.optuna
+        try:
+            for t in trial_specs(result):
+                if t.member in self.written:
+                    if result.winner is not None and t.member == result.winner.id:
+                        self._mark_winner(t)
+                    continue
+                dists = {n: self._dist(n, float(v)) for n, v in t.params.items()}
+                self.study.add_trial(
+                    optuna.trial.create_trial(
+                        state=getattr(optuna.trial.TrialState, t.state),
+                        value=t.value,
+                        params=t.params,
+                        distributions=dists,
+                        intermediate_values=t.intermediate,
+                        user_attrs=t.user_attrs,
+                    )
+                )
+                self.written.add(t.member)
+            for k, v in study_attrs(result).items():
+                self.study.set_user_attr(k, v)
+        except Exception as e:
+            self.on = False
+            self.note(f"note: Optuna live writes stopped ({type(e).__name__}: {e})")
+
+    def _mark_winner(self, t) -> None:
+        """The winner was written when it finished (ASHA): its test accuracy goes on the
+        study (a finished trial's attributes cannot change)."""
+        self.study.set_user_attr("winner_trial_member", int(t.member))
+
+
+__all__ = ["STATES", "OptunaLive"]
