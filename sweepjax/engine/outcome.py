@@ -96,6 +96,29 @@ class PopulationResult(NamedTuple):
     in_flight: int = 0
     rung_log: np.ndarray | None = None  # [N, 5] every rung judgement (RungLog.as_array)
 
+    @classmethod
+    def of(cls, member_ids, sched: ScheduleState, curves: Curves, **rest) -> PopulationResult:
+        """The result whose per-member numbers come from the schedule state and curves
+        (both trainers end this way); ``rest`` holds the trainer's own fields."""
+        diverged = ~sched.alive
+        return cls(
+            member_ids=member_ids,
+            hparams=sched.hparams,
+            alive=sched.alive,
+            diverged_at=sched.diverged_at,
+            stopped_at=sched.stopped_at,
+            initial_loss=sched.initial_loss,
+            best_val_acc=sched.best_val_acc,
+            best_step=sched.best_step,
+            final_train_loss=np.where(diverged, np.nan, curves.last_finite("train_loss")),
+            final_val_loss=np.where(diverged, np.nan, sched.val_loss),
+            final_val_acc=np.where(diverged, np.nan, sched.val_acc),
+            final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
+            curves=curves,
+            history=sched.history,
+            **rest,
+        )
+
     @property
     def num_members(self) -> int:
         return int(self.member_ids.shape[0])

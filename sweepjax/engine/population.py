@@ -281,26 +281,14 @@ def train_population(
         host = host._replace(best=host.best._replace(params=best))
     if not completed:
         ckpt = Checkpoint(step, host, curves, sched, act.size if act.on_device else 0)
-    diverged = ~sched.alive
-    return PopulationResult(
-        member_ids=ids,
-        hparams=sched.hparams,
-        alive=sched.alive,
-        diverged_at=sched.diverged_at,
-        stopped_at=sched.stopped_at,
-        initial_loss=sched.initial_loss,
-        best_val_acc=sched.best_val_acc,
-        best_step=sched.best_step,
-        final_train_loss=np.where(diverged, np.nan, curves.last_finite("train_loss")),
-        final_val_loss=np.where(diverged, np.nan, sched.val_loss),
-        final_val_acc=np.where(diverged, np.nan, sched.val_acc),
-        final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
-        curves=curves,
+    return PopulationResult.of(
+        ids,
+        sched,
+        curves,
         finished=sched.active,
         params=host.params,
         best_params=host.best.params,
         lineage=sched.lineage,
-        history=sched.history,
         timing=Timing(
             compile_s,
             train_s,

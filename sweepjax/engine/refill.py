@@ -133,13 +133,10 @@ def train_refilling(
     trained_here = 0
     t_start = time.perf_counter()
     completed, in_flight = True, 0
-    finished_rows: list[int] = [] if resume is None else _finished(sched)
+    n_finished = 0 if resume is None else _finished(sched)
 
     def elapsed() -> float:
         return prior_s + process_elapsed()
-
-    def best_so_far() -> float:
-        return progress[-1][2] if progress else float("nan")
 
     while True:
         act, met, c1, t1 = active.run_chunk(
@@ -157,7 +154,6 @@ def train_refilling(
             getattr(curves, f)[slot_row[occ], col[occ]] = np.asarray(m)[occ, 0]
         small = active.small(act, where)
         alive = small["alive"]
-        ended = np.zeros(w, bool)
         stop_age = np.full(w, -1)
         # Diverged: frozen by the step; its slot is free now.
         div = occupied & ~alive
@@ -178,7 +174,7 @@ def train_refilling(
             keep = scheduler.decide(log, r, np.arange(start, start + len(pos)))
             stop_age[pos[~keep]] = r
         stopped = stop_age >= 0
-        ended |= div | stopped | done
+        ended = div | stopped | done
         spent = budget is not None and budget.spent(elapsed(), member_steps)
         if (
             max_members is not None
@@ -204,7 +200,7 @@ def train_refilling(
         )
         for j in np.flatnonzero(done):
             row = int(slot_row[j])
-            finished_rows.append(row)
+            n_finished += 1
             kept_row, kept_best, kept_final = slots.keep_finished(
                 kept_row, kept_best, kept_final, sched, row, act, j, small, age, acc, where
             )
@@ -212,11 +208,10 @@ def train_refilling(
                 progress.append(
                     (elapsed(), float(member_steps), float(sched.best_val_acc[row]), row)
                 )
-        freed = ended | caught
         if spent:
             break
         # Refill the freed slots (while members may still be created).
-        free = np.flatnonzero(freed)
+        free = np.flatnonzero(ended)
         n_new = len(free)
         if max_members is not None:
             n_new = min(n_new, max(0, max_members - sched.stopped_at.shape[0]))
@@ -237,17 +232,11 @@ def train_refilling(
             compile_s += c2
         sched = sched._replace(active=slot_row[slot_row >= 0].copy())
         if on_chunk is not None:
-            carry = (slot_row, born, kept_row, kept_best, kept_final, log, progress, member_steps)
+            held = (act, slot_row.copy(), born.copy(), kept_row, kept_best, kept_final, log,
+                    list(progress), member_steps)  # fmt: skip
 
-            def checkpoint(act=act, g=g, curves=curves, sched=sched, carry=carry) -> Checkpoint:
-                sr, bo, kr, kb, kf, lg, pr, ms = carry
-                host = jax.tree.map(np.array, to_host(act.states, where))
-                c = slots.RefillCarry(
-                    host, sr.copy(), bo.copy(), kr.copy(), kb, kf, lg.as_array(),
-                    np.asarray(pr, np.float64).reshape(-1, 4),
-                    np.array([ms, prior_s + process_elapsed()], np.float64),
-                )  # fmt: skip
-                return Checkpoint(g, c, curves, sched, w)
+            def checkpoint(g=g, curves=curves, sched=sched, held=held) -> Checkpoint:
+                return Checkpoint(g, _carry(*held, prior_s, where), curves, sched, w)
 
             rep = ChunkReport(
                 step=g,
@@ -256,7 +245,7 @@ def train_refilling(
                 active=int(np.sum(slot_row >= 0)),
                 num_members=int(sched.stopped_at.shape[0]),
                 best_val_acc=float(np.nanmax(acc)) if np.isfinite(acc).any() else float("nan"),
-                best_full_val_acc=best_so_far(),
+                best_full_val_acc=progress[-1][2] if progress else float("nan"),
                 elapsed_s=time.perf_counter() - t_start,
                 decided=bool(len(measure)),
                 state_bytes=active.state_bytes(act),
@@ -268,7 +257,7 @@ def train_refilling(
                     member_steps,
                     str(budget) if budget is not None else "",
                     _share(budget, elapsed(), member_steps),
-                    len(finished_rows),
+                    n_finished,
                     int(progress[-1][3]) if progress else -1,
                 ),
             )
@@ -278,40 +267,18 @@ def train_refilling(
 
     ckpt = None
     if not completed:
-        host = jax.tree.map(np.array, to_host(act.states, where))
-        ckpt = Checkpoint(
-            g,
-            slots.RefillCarry(
-                host, slot_row, born, kept_row, kept_best, kept_final, log.as_array(),
-                np.asarray(progress, np.float64).reshape(-1, 4),
-                np.array([member_steps, prior_s + process_elapsed()], np.float64),
-            ),
-            curves,
-            sched,
-            w,
-        )  # fmt: skip
+        held = (act, slot_row, born, kept_row, kept_best, kept_final, log, progress)
+        ckpt = Checkpoint(g, _carry(*held, member_steps, prior_s, where), curves, sched, w)
     kept = np.flatnonzero(kept_row >= 0)
     order = kept[slots.rank_kept(sched, kept_row[kept])]
-    diverged = ~sched.alive
-    return PopulationResult(
-        member_ids=np.arange(sched.stopped_at.shape[0], dtype=np.int64),
-        hparams=sched.hparams,
-        alive=sched.alive,
-        diverged_at=sched.diverged_at,
-        stopped_at=sched.stopped_at,
-        initial_loss=sched.initial_loss,
-        best_val_acc=sched.best_val_acc,
-        best_step=sched.best_step,
-        final_train_loss=np.where(diverged, np.nan, curves.last_finite("train_loss")),
-        final_val_loss=np.where(diverged, np.nan, sched.val_loss),
-        final_val_acc=np.where(diverged, np.nan, sched.val_acc),
-        final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
-        curves=curves,
+    return PopulationResult.of(
+        np.arange(sched.stopped_at.shape[0], dtype=np.int64),
+        sched,
+        curves,
         finished=kept_row[order],
         params=jax.tree.map(lambda a: np.asarray(a)[order], kept_final),
         best_params=jax.tree.map(lambda a: np.asarray(a)[order], kept_best),
         lineage=np.zeros((0, 3), np.int64),
-        history=sched.history,
         timing=Timing(
             compile_s, train_s, eval_s, 0.0, trained_here / train_s if train_s else 0.0, 1, w
         ),
@@ -321,6 +288,20 @@ def train_refilling(
         in_flight=in_flight,
         rung_log=log.as_array(),
     )
+
+
+def _carry(
+    act, slot_row, born, kept_row, kept_best, kept_final, log, progress, member_steps,
+    prior_s, where,
+) -> slots.RefillCarry:  # fmt: skip
+    """What a checkpoint of a refilling run holds besides its schedule state and curves
+    (the slots' states copied to the host)."""
+    return slots.RefillCarry(
+        jax.tree.map(np.array, to_host(act.states, where)),
+        slot_row, born, kept_row, kept_best, kept_final, log.as_array(),
+        np.asarray(progress, np.float64).reshape(-1, 4),
+        np.array([member_steps, prior_s + process_elapsed()], np.float64),
+    )  # fmt: skip
 
 
 def _refill(act, fresh, slot_row, hp_slots, init_bits, dataset, st, where):
@@ -338,11 +319,11 @@ def _refill(act, fresh, slot_row, hp_slots, init_bits, dataset, st, where):
     return act._replace(states=exe(*args)), c
 
 
-def _finished(sched: ScheduleState) -> list[int]:
-    """Rows that reached the full length (alive, not stopped, not in a slot)."""
+def _finished(sched: ScheduleState) -> int:
+    """Members that reached the full length (alive, not stopped, not in a slot)."""
     done = sched.alive & (sched.stopped_at < 0)
     done[np.asarray(sched.active, np.int64)] = False
-    return np.flatnonzero(done).tolist()
+    return int(done.sum())
 
 
 def _share(budget: Budget | None, elapsed_s: float, member_steps: int) -> float:

@@ -64,7 +64,7 @@ def grow(sched: ScheduleState, curves: Curves, hp: HParams, born: int):
     vals = [np.asarray(getattr(hp, f), np.float64) for f in HISTORY_FIELDS]
     hist = np.stack([np.full(n, float(born)), rows.astype(np.float64), *vals], axis=1)
     sched = sched._replace(
-        hparams=HParams(*(np.concatenate([a, b]) for a, b in zip(sched.hparams, hp, strict=True))),
+        hparams=concat(sched.hparams, hp),
         stopped_at=cat(sched.stopped_at, -1, np.int32),
         alive=cat(sched.alive, True, bool),
         diverged_at=cat(sched.diverged_at, -1, np.int32),
@@ -90,6 +90,7 @@ def on_device_rows(tree, idx: np.ndarray, where: Placement):
 
 
 def concat(a: HParams, b: HParams) -> HParams:
+    """The members of ``a`` then those of ``b``."""
     return HParams(
         *(np.concatenate([np.asarray(x), np.asarray(y)]) for x, y in zip(a, b, strict=True))
     )

@@ -17,6 +17,7 @@ import numpy as np
 from sweepjax.budget import Budget
 from sweepjax.data import Dataset
 from sweepjax.engine import active, program, width
+from sweepjax.engine.decisions import RungLog
 from sweepjax.engine.distributed import Placement, put_members
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.refill import train_refilling
@@ -35,8 +36,13 @@ def width_cap(cfg: SweepConfig, ds: Dataset, where: Placement) -> int:
     cap = min(g, MAX_WIDTH)
     if cfg.schedule.budget is None:
         cap = min(cap, cfg.trials)
+    return _devices_multiple(cap, where)
+
+
+def _devices_multiple(w: int, where: Placement) -> int:
+    """``w`` rounded down to a multiple of the device count (at least one per device)."""
     n = where.num_devices
-    return max(n, cap // n * n)
+    return max(n, w // n * n)
 
 
 def _key(cfg: SweepConfig, ds: Dataset, where: Placement) -> str:
@@ -53,15 +59,13 @@ def choose(cfg: SweepConfig, ds: Dataset, where: Placement, say) -> int:
     """The population width of an ASHA sweep (see the module docstring)."""
     cap = width_cap(cfg, ds, where)
     if cfg.schedule.width is not None:
-        return max(where.num_devices, min(cfg.schedule.width, cap) // where.num_devices
-                   * where.num_devices)  # fmt: skip
+        return _devices_multiple(min(cfg.schedule.width, cap), where)
     key = _key(cfg, ds, where)
     memo = width.cached_width(key)
     if memo is not None:
         return min(memo.width, cap)
-    time_block = _dense_probe(cfg, ds) if cfg.model.kind != "custom" else None
-    if time_block is None:
-        time_block = _program_probe(cfg, ds, where)
+    custom = cfg.model.kind == "custom"
+    time_block = _program_probe(cfg, ds, where) if custom else _dense_probe(cfg, ds)
     t0 = time.perf_counter()
     choice = width.choose_width(time_block, max_width=cap)
     width.remember_width(key, choice)
@@ -124,8 +128,8 @@ def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):
     b, total = scheduler.block(), cfg.train.steps
 
     def time_block(w: int) -> float:
-        w = max(w // where.num_devices, 1) * where.num_devices
-        hp = scheduler.draw(np.arange(w), _empty_log(ds), None)
+        w = _devices_multiple(w, where)
+        hp = scheduler.draw(np.arange(w), RungLog.empty(int(ds.x_val.shape[0])), None)
         states = init_states(ds, hp, cfg.model, cfg.train, np.arange(w))
         act = active.Active(put_members(states, where), w, w, True)
         no_fold, born = np.full(w, -1, np.int32), np.zeros(w, np.int32)
@@ -136,12 +140,6 @@ def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):
         return time.perf_counter() - t0
 
     return time_block
-
-
-def _empty_log(ds: Dataset):
-    from sweepjax.engine.decisions import RungLog
-
-    return RungLog.empty(int(ds.x_val.shape[0]))
 
 
 def train(

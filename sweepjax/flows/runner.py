@@ -214,14 +214,16 @@ def run_sweep(
         f"{ds.info.name}; results -> {str(st.shown_path)}"
     )
     saver = _CheckpointThrottle(st, sid)
-    live = LiveWriter(st, sid, member_ids=ids)  # progress for `sweepjax watch`, ~1 row/s
+    # ASHA's rows are its member ids (created as slots free up); the others' are ``ids``.
+    row_ids = None if asha else ids
+    live = LiveWriter(st, sid, member_ids=row_ids)  # progress for `sweepjax watch`, ~1 row/s
     url = cfg.spec.optuna_storage if cfg.spec is not None else None
     study = None
     if url and where.process_index == 0:
         from sweepjax.store.optuna_live import OptunaLive
 
         try:
-            study = OptunaLive(url, sid, cfg.space.as_dict(), None if asha else ids, note=cb.say)
+            study = OptunaLive(url, sid, cfg.space.as_dict(), row_ids, note=cb.say)
         except BaseException:
             st.mark_interrupted(sid)  # nothing trained; `resume` starts it from step 0
             raise

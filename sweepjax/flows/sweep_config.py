@@ -223,14 +223,6 @@ def scheduler_for(cfg: SweepConfig, num_configs: int):
     """The sweep's scheduler over ``num_configs`` sampled configs (with replicas or folds
     it decides whole configs: :class:`sweepjax.schedulers.rules.Grouped`)."""
     sc = cfg.schedule
-    if sc.name == "asha":
-        if cfg.group > 1:
-            raise ConfigError(
-                "asha judges single members; drop `replicas` / `folds`, or use `schedule` halving"
-            )
-        from sweepjax.schedulers.asha import ASHA
-
-        return ASHA(cfg.space, cfg.train.steps, sc.eta, sc.rungs, cfg.train.seed, cfg.fixed())
     return schedule.make(
         sc.name,
         num_members=num_configs,
@@ -241,6 +233,7 @@ def scheduler_for(cfg: SweepConfig, num_configs: int):
         rungs=sc.rungs,
         interval=sc.interval,
         replicas=cfg.group,
+        fixed=cfg.fixed(),
     )
 
 

@@ -24,9 +24,10 @@ import math
 import numpy as np
 
 from sweepjax.config import SCHEDULES, SearchSpace
-from sweepjax.engine.decisions import Decision, RungView, Scheduler
+from sweepjax.engine.decisions import Decision, Refills, RungView, Scheduler
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
+from sweepjax.schedulers.asha import ASHA
 
 DEFAULT_ETA = 3
 PBT_FRACTION = 0.2
@@ -231,16 +232,25 @@ def make(
     rungs: int = 3,
     interval: int | None = None,
     replicas: int = 1,
-) -> Scheduler | None:
+    fixed: dict | None = None,
+) -> Scheduler | Refills | None:
     """The scheduler called ``name`` (``None`` for ``"full"``: every member trains the
     whole run). ``rungs`` is halving's number of rungs (hyperband's largest bracket);
     PBT's ``interval`` defaults to a tenth of the run. With ``replicas > 1``,
     ``num_members`` counts configs and the scheduler decides whole configs
-    (:class:`Grouped`)."""
+    (:class:`Grouped`). ``"asha"`` is the refilling trainer's
+    (:class:`sweepjax.schedulers.asha.ASHA`, drawing its members with the values
+    ``fixed`` for the axes not searched); it judges single members only."""
     if name not in SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if name == "full":
         return None
+    if name == "asha":
+        if replicas > 1:
+            raise ConfigError(
+                "asha judges single members; drop `replicas` / `folds`, or use `schedule` halving"
+            )
+        return ASHA(space, total, eta, rungs, seed, fixed)
     if name == "halving":
         inner = Halving(rungs, eta, total)
     elif name == "hyperband":

@@ -189,6 +189,26 @@ def _distribution(optuna, ax: ParamAxis):
     return d.FloatDistribution(ax.low, ax.high, log=ax.log)
 
 
+def new_study(optuna, url: str, name: str, url_option: str, exists_fix: str):
+    """A new maximizing study ``name`` in the storage ``url``, and the storage; one-line
+    ConfigErrors for a bad URL (naming ``url_option``) and an existing study (saying
+    ``exists_fix``)."""
+    try:
+        storage = optuna.storages.get_storage(url)
+    except Exception as e:  # sqlalchemy / optuna raise several kinds for a bad URL
+        raise ConfigError(
+            f"cannot open the Optuna storage {url!r} ({type(e).__name__}); "
+            f"give an Optuna storage URL, e.g. {url_option} sqlite:///optuna.db"
+        ) from e
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize", load_if_exists=False
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ConfigError(f"study {name!r} already exists in {url}; {exists_fix}") from None
+    return study, storage
+
+
 def export_study(result: SweepResult, storage: str, study_name: str | None = None) -> StudyExport:
     """Write ``result`` as a new Optuna study ``study_name`` (default: the sweep id) in
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///optuna.db``), one trial per member
@@ -216,21 +236,7 @@ def export_study(result: SweepResult, storage: str, study_name: str | None = Non
         )
         for t in trial_specs(result)
     ]
-    try:
-        store = optuna.storages.get_storage(storage)
-    except Exception as e:  # sqlalchemy / optuna raise several kinds for a bad URL
-        raise ConfigError(
-            f"cannot open the Optuna storage {storage!r} ({type(e).__name__}); "
-            "give an Optuna storage URL, e.g. --storage sqlite:///optuna.db"
-        ) from e
-    try:
-        study = optuna.create_study(
-            storage=store, study_name=name, direction="maximize", load_if_exists=False
-        )
-    except optuna.exceptions.DuplicatedStudyError:
-        raise ConfigError(
-            f"study {name!r} already exists in {storage}; name another with --study NAME"
-        ) from None
+    study, store = new_study(optuna, storage, name, "--storage", "name another with --study NAME")
     try:
         for k, v in study_attrs(result).items():
             study.set_user_attr(k, v)

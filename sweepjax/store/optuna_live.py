@@ -20,13 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweepjax.config import AXES
-from sweepjax.errors import ConfigError
-from sweepjax.store.optuna_export import (
-    STATES,
-    import_optuna,
-    study_attrs,
-    trial_specs,
-)
+from sweepjax.store.optuna_export import import_optuna, new_study, study_attrs, trial_specs
 
 if TYPE_CHECKING:
     from sweepjax.engine import ChunkReport
@@ -55,22 +49,9 @@ class OptunaLive:
         self.note = note or (lambda m: None)
         self.written: set[int] = set()
         self.space = {k: (float(v[0]), float(v[1])) for k, v in space.items()}
-        try:
-            storage = optuna.storages.get_storage(url)
-        except Exception as e:  # sqlalchemy / optuna raise several kinds for a bad URL
-            raise ConfigError(
-                f"cannot open the Optuna storage {url!r} ({type(e).__name__}); give an "
-                "Optuna storage URL, e.g. `optuna_storage` sqlite:///optuna.db"
-            ) from e
-        try:
-            self.study = optuna.create_study(
-                storage=storage, study_name=self.name, direction="maximize"
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            raise ConfigError(
-                f"study {self.name!r} already exists in {url}; remove it or write another "
-                "store's sweep"
-            ) from None
+        self.study, _ = new_study(
+            optuna, url, self.name, "`optuna_storage`", "remove it or write another store's sweep"
+        )
         self.on = True
 
     # ------------------------------------------------------------------ during the run
@@ -146,9 +127,7 @@ class OptunaLive:
         optuna = self.optuna
         try:
             for t in trial_specs(result):
-                if t.member in self.written:
-                    if result.winner is not None and t.member == result.winner.id:
-                        self._mark_winner(t)
+                if t.member in self.written:  # the study's attributes name the winner
                     continue
                 dists = {n: self._dist(n, float(v)) for n, v in t.params.items()}
                 self.study.add_trial(
@@ -168,10 +147,5 @@ class OptunaLive:
             self.on = False
             self.note(f"note: Optuna live writes stopped ({type(e).__name__}: {e})")
 
-    def _mark_winner(self, t) -> None:
-        """The winner was written when it finished (ASHA): its test accuracy goes on the
-        study (a finished trial's attributes cannot change)."""
-        self.study.set_user_attr("winner_trial_member", int(t.member))
 
-
-__all__ = ["STATES", "OptunaLive"]
+__all__ = ["OptunaLive"]
