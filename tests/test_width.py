@@ -16,6 +16,7 @@ from sweepjax.engine.width import (
     cached_width,
     choose_width,
     default_path,
+    pick,
     remember_width,
     width_key,
 )
@@ -171,7 +172,7 @@ def test_a_bad_measurement_raises(bad):
 
 def test_docstring_examples():
     result = doctest.testmod(width_mod, optionflags=doctest.ELLIPSIS)
-    assert result.attempted == 2
+    assert result.attempted == 4
     assert result.failed == 0
 
 
@@ -188,7 +189,7 @@ def test_memo_round_trip(tmp_path):
     assert cached_width(key, path) == choice  # both kept
     assert cached_width("gpu", path).width == 64
     data = json.loads(path.read_text())
-    assert data["version"] == 1
+    assert data["version"] == 2
     assert data["entries"][key]["table"] == [[1, 0.01], [2, 0.02], [4, 0.04]]
     assert [p.name for p in path.parent.iterdir()] == ["width.json"]  # no temp file left
 
@@ -251,3 +252,79 @@ def test_default_path_follows_the_cache_switches(tmp_path, monkeypatch):
     monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", "off")
     assert default_path() is None
     assert cached_width("k") is None
+
+
+# Block times per step measured on the 2-core AMD EPYC for the Fashion-MNIST softmax
+# (the features-first probe): flat to 4 members, then about linear.
+SOFTMAX_CPU = {1: 0.63, 2: 0.60, 4: 0.66, 8: 0.89, 16: 1.42, 32: 2.58, 64: 5.16, 128: 10.3}
+
+
+def test_budget_widens_while_a_doubling_still_pays():
+    t = Table(SOFTMAX_CPU.__getitem__)
+    c = choose_width(t, max_width=128)
+    assert c.width == 8  # t(8) = 1.4 t(1) <= 2 t(1); t(16) = 2.3 t(1)
+    # measured on past the factor while doublings pay (32: 1.10x), stopped at 64 (1.00x)
+    assert t.calls == [1, 2, 4, 8, 16, 32, 64, 64]
+    wide = choose_width(SOFTMAX_CPU.__getitem__, max_width=128, block_limit=100.0)
+    assert wide.width == 32
+    assert wide.reason.endswith("doubling from 32 gained 1.00x, under 1.1x)")
+    assert wide.reason.startswith("width 32 (widened for the budget): 64 members took 8.2x")
+    # a budget whose first member must arrive sooner than 16 members allow
+    assert choose_width(SOFTMAX_CPU.__getitem__, max_width=128, block_limit=1.0).width == 8
+    tight = pick(list(SOFTMAX_CPU.items()), 128, block_limit=2.0)
+    assert tight.width == 16 and "2.58 s per block is past the budget's 2.00 s" in tight.reason
+
+
+def test_budget_never_widens_a_population_that_buys_nothing():
+    # a width-256 MLP on 2 cores: a second member costs what the first does
+    for limit in (None, 1.0, 1e6):
+        assert choose_width(cpu, max_width=256, block_limit=limit).width == 2
+    assert choose_width(lambda w: 0.01 * w**1.2, max_width=256, block_limit=1e6).width == 1
+
+
+@pytest.mark.parametrize("limit", [None, 0.5, 0.9, 1.5, 3.0, 100.0])
+def test_pick_on_a_remembered_table_equals_a_fresh_choice(limit):
+    measured = choose_width(SOFTMAX_CPU.__getitem__, max_width=128)
+    fresh = choose_width(SOFTMAX_CPU.__getitem__, max_width=128, block_limit=limit)
+    again = pick(measured.table, 128, block_limit=limit)
+    assert (again.width, again.reason) == (fresh.width, fresh.reason)
+    assert again.width == {None: 8, 0.5: 8, 0.9: 8, 1.5: 16, 3.0: 32, 100.0: 32}[limit]
+
+
+def test_gpu_budget_changes_nothing_within_the_factor():
+    assert choose_width(gpu, max_width=4096, block_limit=1e-9).width == 4096
+
+
+def test_pick_needs_a_lone_members_time():
+    with pytest.raises(ConfigError, match="start with width 1"):
+        pick([(2, 1.0), (4, 2.0)], 8)
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(None, 8), ("40s", 16), ("160s", 32)])
+def test_asha_sweep_widens_for_a_long_time_budget(tmp_path, monkeypatch, budget, expected):
+    """`anytime.choose` applies the rule to the remembered table with the run's budget:
+    the first 2,400-step member within an eighth of it. The limit per 40-step probe
+    block is budget/8 * 40/2400: 40 s gives 83 ms, past 32 members' 103 ms, so 16;
+    160 s gives 333 ms: 32 members (64 would gain nothing)."""
+    from sweepjax.config import DataConfig, ModelConfig, ScheduleConfig, SearchSpace, TrainConfig
+    from sweepjax.engine.distributed import SINGLE
+    from sweepjax.flows import anytime
+    from sweepjax.flows.sweep_config import SweepConfig
+    from tests.helpers import toy_dataset
+
+    ds = toy_dataset()
+    cfg = SweepConfig(
+        "coarse", DataConfig(), ModelConfig(), TrainConfig(steps=2400), SearchSpace(), 4096,
+        schedule=ScheduleConfig("asha", budget=budget),
+    )  # fmt: skip
+    path = tmp_path / "width.json"
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(path))
+    # per 40-step probe block: SOFTMAX_CPU's per-step milliseconds x 40 / 1000
+    table = [(w, t * 40 / 1000) for w, t in SOFTMAX_CPU.items()]
+    remember_width(anytime._key(cfg, ds, SINGLE), WidthChoice(8, table, "measured"), path)
+    limit = anytime.block_limit(cfg, anytime.PROBE_STEPS)
+    assert anytime.PROBE_STEPS == 40
+    assert limit == (None if budget is None else float(budget[:-1]) / 8 * 40 / 2400)
+    said = []
+    assert anytime.choose(cfg, ds, SINGLE, said.append) == expected
+    assert said == []  # remembered: nothing measured

@@ -45,7 +45,9 @@ class Scheduler(Protocol):
 
 
 class RungLog(NamedTuple):
-    """Every rung judgement so far, one entry per (member, rung), in the order made.
+    """Every rung judgement so far, one entry per (member, rung), in the order made,
+    and every finished member's final numbers (``rung`` = the run's length ``R``; no
+    decision is made there, the draws model them).
 
     ``rung`` is the age (steps trained) judged at; ``val_loss`` / ``val_acc`` the
     member's current parameters on the whole validation set (``n_val`` rows).

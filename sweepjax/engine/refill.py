@@ -198,6 +198,12 @@ def train_refilling(
         sched = slots.record_ended(
             sched, slot_row, small, div, finishing, stop_age, age, loss, acc, best_acc
         )
+        if done.any():
+            # The finished members' final numbers join the log as the run's last "rung":
+            # once enough have finished, new members are drawn from a model of what
+            # decides the winner (full-length accuracy), not of a rung's early ranking.
+            pos = np.flatnonzero(done)
+            log = log.extend(total, slot_row[pos], loss[pos], acc[pos], np.ones(len(pos), bool))
         for j in np.flatnonzero(done):
             row = int(slot_row[j])
             n_finished += 1

@@ -7,7 +7,7 @@ member's speed (the cores are already full; a wider population buys no throughpu
 only delays the first finished member), while on a GPU the time per block is flat up to
 thousands of members.
 
-The rule, measured (:func:`choose_width`):
+The rule, measured (:func:`choose_width`), applied to the table by :func:`pick`:
 
 - ``t(1)`` is a lone member's time per training block; ``t(w)`` that of ``w`` members
   (the same block, so ``t(w)`` is the inverse of each member's own progress rate);
@@ -15,14 +15,24 @@ The rule, measured (:func:`choose_width`):
   no member progresses at less than half a lone member's rate), **and** whose
   member-steps/second gain ``w * t(1) / t(w)`` is at least ``min_gain`` (default 1: a
   population never delivers fewer member-steps per second than a lone member);
+- **widening as the budget allows**: with a time budget the caller also passes
+  ``block_limit``, the block time at which the first full-length member would still
+  arrive within a share of the budget (:data:`FIRST_SHARE`, an eighth, in
+  :mod:`sweepjax.flows.anytime`). A width past the factor is taken while
+  ``t(w) <= block_limit`` and each doubling still buys at least ``min_step_gain``
+  (:data:`MIN_STEP_GAIN`, 1.1x) more member-steps per second: on a 2-core CPU a 160-s
+  softmax search runs 32 members (about 1.5x the member-steps per second of the factor
+  rule's 8; its first member still done within 20 s), a 40-s one 16, and a width-256
+  MLP, whose second member costs as much as the first, stays at 1;
 - capped by ``max_width`` (memory, or the user) and floored by ``min_width``.
 
 Widths are searched by doubling, ``1, 2, 4, ...`` (then ``max_width`` itself if doubling
-steps over it), one measurement per width; the search stops at the first width that
-breaks the rule (and takes the one before) or at the cap. Timing noise only ever adds
-time, so a width that seems to break the rule is timed once more and the smaller of its
-two times is kept: one hiccup does not stop a GPU search at width 2. At most
-``log2(max_width) + 3`` blocks are timed.
+steps over it), one measurement per width; the search goes on while the factor holds or
+a doubling still gains ``min_step_gain`` (whatever the budget: the table is remembered
+and serves every budget), and stops at the first width that does neither. Timing noise
+only ever adds time, so a width that seems to stop the search is timed once more and
+the smaller of its two times is kept: one hiccup does not stop a GPU search at width 2.
+At most ``log2(max_width) + 3`` blocks are timed.
 
 A 2-core CPU, ``t(w) ~ w * t(1)``: width 2. A GPU flat up to 4,096 members: width
 ``min(max_width, 4096)``.
@@ -48,7 +58,8 @@ from sweepjax.errors import ConfigError
 
 ENV_FILE = "SWEEPJAX_WIDTH_CACHE"  # a JSON file, or "0" / "off" to disable
 _OFF = ("0", "off", "no", "false", "")
-_VERSION = 1
+_VERSION = 2  # 2: tables measured past the factor (budget widths), features-first probe
+MIN_STEP_GAIN = 1.1  # a doubling past the factor must buy this much more throughput
 _MAX_ENTRIES = 256  # oldest dropped first: one entry per (device, model, batch, optimizer)
 
 
@@ -111,11 +122,14 @@ def choose_width(
     min_width: int = 1,
     *,
     min_gain: float = 1.0,
+    block_limit: float | None = None,
+    min_step_gain: float = MIN_STEP_GAIN,
 ) -> WidthChoice:
-    """The widest population whose block time stays within ``factor`` of a lone member's.
+    """The widest population whose block time stays within ``factor`` of a lone member's
+    (or, with ``block_limit``, within it: see the module docstring for the rule).
 
     ``time_block(w)``: the seconds of one training block of ``w`` members (the caller
-    compiles and times the real program). See the module docstring for the rule.
+    compiles and times the real program).
 
     Example, a CPU whose block time grows linearly with the width::
 
@@ -148,47 +162,101 @@ def choose_width(
         times[w] = min(times.get(w, t), t)
         return times[w]
 
-    def table() -> list[tuple[int, float]]:
-        return list(times.items())
+    def goes_on(w: int, prev: int) -> bool:
+        """Whether a wider population may still be taken (by the factor, or by a budget:
+        the doubling still pays)."""
+        base, t = times[1], times[w]
+        by_factor = t <= factor * base and w * base / t >= min_gain
+        return by_factor or (prev * t) / (w * times[prev]) <= 1 / min_step_gain
 
-    def breaks(w: int) -> str | None:
+    measure(1)
+    prev = 1
+    for w in _widths(max_width)[1:]:
+        measure(w)
+        if not goes_on(w, prev):
+            measure(w)  # timing noise only adds time: confirm before stopping
+            if not goes_on(w, prev):
+                break
+        prev = w
+    return pick(
+        list(times.items()), max_width, factor, min_width, min_gain=min_gain,
+        block_limit=block_limit, min_step_gain=min_step_gain,
+    )  # fmt: skip
+
+
+def pick(
+    table: list[tuple[int, float]],
+    max_width: int,
+    factor: float = 2.0,
+    min_width: int = 1,
+    *,
+    min_gain: float = 1.0,
+    block_limit: float | None = None,
+    min_step_gain: float = MIN_STEP_GAIN,
+) -> WidthChoice:
+    """The rule applied to a measured ``table`` (``[(width, seconds per block), ...]``
+    doubling from 1, e.g. a remembered one): a new budget needs no new measurement.
+
+    Example, a CPU where 8 members cost 1.4x a lone member's block and 16 members 2.2x::
+
+        >>> t = [(1, 1.0), (2, 1.0), (4, 1.1), (8, 1.4), (16, 2.2), (32, 4.2)]
+        >>> pick(t, 64).width, pick(t, 64, block_limit=3.0).width
+        (8, 16)
+    """
+    _check(max_width, factor, min_width, min_gain)
+    times = {w: t for w, t in table if w <= max_width}
+    if 1 not in times:
+        raise ConfigError("a width table must start with width 1 (a lone member's time)")
+    base = times[1]
+
+    def breaks(w: int, prev: int) -> str | None:
         """Why width ``w`` breaks the rule, or None."""
-        slow, gain = times[w] / base, w * base / times[w]
-        if slow > factor:
-            return (
-                f"{w} members took {slow:.1f}x a lone member's block time (limit {_fmt(factor)}x)"
-            )
+        t = times[w]
+        slow, gain = t / base, w * base / t
         if gain < min_gain:
             return (
                 f"{w} members gave {gain:.2f}x a lone member's member-steps/s "
                 f"(floor {_fmt(min_gain)}x)"
             )
+        if slow <= factor:
+            return None
+        why = f"{w} members took {slow:.1f}x a lone member's block time (limit {_fmt(factor)}x"
+        if block_limit is None:
+            return why + ")"
+        step = (w * times[prev]) / (prev * t)
+        if t > block_limit:
+            return why + f"; {_fmt_s(t)} per block is past the budget's {_fmt_s(block_limit)})"
+        if step < min_step_gain:
+            return why + f"; doubling from {prev} gained {step:.2f}x, under {min_step_gain:g}x)"
         return None
 
-    base = measure(1)
+    chosen, prev, why = 1, 1, None
     if max_width == 1:
-        return WidthChoice(1, table(), "width 1: the cap `max_width` is 1")
-    chosen, why = 1, ""
-    for w in _widths(max_width)[1:]:
-        measure(w)
-        if breaks(w) is not None:
-            measure(w)  # timing noise only adds time: confirm before stopping
-        why = breaks(w)
+        why = "the cap `max_width` is 1"
+    for w in sorted(times)[1:]:
+        why = breaks(w, prev)
         if why is not None:
             break
-        chosen = w
+        chosen = prev = w
     if why is None:
         slow = times[chosen] / base
+        wider = "the cap `max_width`" if chosen == max_width else "the widest measured"
         reason = (
-            f"width {chosen}: the cap `max_width` ({chosen} members took {slow:.1f}x a "
-            f"lone member's block time, limit {_fmt(factor)}x)"
+            f"width {chosen}: {wider} ({chosen} members took {slow:.1f}x a lone member's "
+            f"block time, limit {_fmt(factor)}x)"
         )
     else:
         reason = f"width {chosen}: {why}"
+    if times[chosen] / base > factor:
+        reason = reason.replace(f"width {chosen}:", f"width {chosen} (widened for the budget):", 1)
     if chosen < min_width:
         reason = f"width {min_width}: the floor `min_width` (the rule alone gave {reason})"
         chosen = min_width
-    return WidthChoice(chosen, table(), reason)
+    return WidthChoice(chosen, list(times.items()), reason)
+
+
+def _fmt_s(t: float) -> str:
+    return f"{t * 1e3:.0f} ms" if t < 1 else f"{t:.2f} s"
 
 
 def width_key(device_kind: str, model: str, batch_size: int, optimizer: str) -> str:

@@ -1,13 +1,16 @@
 """An ASHA sweep's training: the population width, and ``train_refilling`` for the runner.
 
-The width is the user's (``width``), else remembered for this machine and model
-(:func:`sweepjax.engine.width.cached_width`), else measured once: one block of the real
-program at widths 1, 2, 4, ... (:func:`sweepjax.engine.width.choose_width`), so a CPU
-gets the few members it trains at full speed and a GPU thousands.
+The width is the user's (``width``), else the rule of :mod:`sweepjax.engine.width`
+applied to a table of block times remembered for this machine and model
+(:func:`sweepjax.engine.width.cached_width`), else measured once at widths 1, 2, 4, ...
+(:func:`sweepjax.engine.width.choose_width`): a CPU gets the few members it trains at
+full speed, widened while a time budget leaves room (the first full-length member
+within :data:`FIRST_SHARE` of it), a GPU thousands.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -55,32 +58,52 @@ def _key(cfg: SweepConfig, ds: Dataset, where: Placement) -> str:
     return width.width_key(kind, model, cfg.train.batch_size, cfg.train.optimizer)
 
 
+# With a time budget, the first full-length member should arrive within this share of
+# it: the width may grow past the factor rule while that holds (and the wider program
+# still pays, see sweepjax.engine.width), so a long search trains more members.
+FIRST_SHARE = 1 / 8
+
+
 def choose(cfg: SweepConfig, ds: Dataset, where: Placement, say) -> int:
     """The population width of an ASHA sweep (see the module docstring)."""
     cap = width_cap(cfg, ds, where)
     if cfg.schedule.width is not None:
         return _devices_multiple(min(cfg.schedule.width, cap), where)
+    custom = cfg.model.kind == "custom"
+    probe_steps = scheduler_for(cfg, cfg.trials).block() if custom else PROBE_STEPS
+    limit = block_limit(cfg, probe_steps)
     key = _key(cfg, ds, where)
     memo = width.cached_width(key)
     if memo is not None:
-        return min(memo.width, cap)
-    custom = cfg.model.kind == "custom"
+        return _devices_multiple(width.pick(memo.table, cap, block_limit=limit).width, where)
     time_block = _program_probe(cfg, ds, where) if custom else _dense_probe(cfg, ds)
     t0 = time.perf_counter()
-    choice = width.choose_width(time_block, max_width=cap)
+    choice = width.choose_width(time_block, max_width=cap, block_limit=limit)
     width.remember_width(key, choice)
     say(f"asha: {choice.reason} (measured in {time.perf_counter() - t0:.1f}s, remembered)")
-    return choice.width
+    return _devices_multiple(choice.width, where)
 
 
-PROBE_STEPS = 20
+def block_limit(cfg: SweepConfig, probe_steps: int) -> float | None:
+    """The probe's block time at which a member of the run's full length would train in
+    :data:`FIRST_SHARE` of a time budget (None without one: the factor rule alone)."""
+    sc = cfg.schedule
+    seconds = Budget.parse(sc.budget).seconds if sc.budget is not None else None
+    if seconds is None:
+        return None
+    return FIRST_SHARE * seconds * probe_steps / cfg.train.steps
+
+
+PROBE_STEPS = 40
+PROBE_REPEATS = 5  # timings per width (milliseconds each; compiling costs ~1 s)
 
 
 def _dense_probe(cfg: SweepConfig, ds: Dataset):
     """Seconds of ``PROBE_STEPS`` training steps of ``w`` built-in dense members (their
-    matmuls forward and backward on a shared minibatch, vmapped as the engine does): the
-    work that grows with the width, in a program that compiles in a fraction of a
-    second (the real one takes seconds)."""
+    matmuls forward and backward on a shared minibatch, vmapped and features-first as
+    the engine's networks run, so the members' first layers are one matmul): the work
+    that grows with the width, in a program that compiles in about a second (the real
+    one takes several)."""
     import jax.numpy as jnp
 
     b, d, k = cfg.train.batch_size, ds.num_features, ds.num_classes
@@ -88,17 +111,17 @@ def _dense_probe(cfg: SweepConfig, ds: Dataset):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((ds.x_train.shape[0], d)), jnp.float32)
 
-    def loss(ws, xb):
-        h = xb
+    def loss(ws, xb_t):
+        h = xb_t
         for i, w in enumerate(ws):
-            h = h @ w
+            h = w @ h  # [out, in] @ [in, B]
             h = jax.nn.relu(h) if i < len(ws) - 1 else h
-        return jnp.mean(jax.nn.logsumexp(h, axis=1))
+        return jnp.mean(jax.nn.logsumexp(h, axis=0))
 
     def block(ws, x, key):
         def one(i, ws):
             idx = jax.random.randint(jax.random.fold_in(key, i), (b,), 0, x.shape[0])
-            grads = jax.vmap(jax.grad(loss), in_axes=(0, None))(ws, x[idx])
+            grads = jax.vmap(jax.grad(loss), in_axes=(0, None))(ws, x[idx].T)
             return [w - 1e-3 * g for w, g in zip(ws, grads, strict=True)]
 
         return jax.lax.fori_loop(0, PROBE_STEPS, one, ws)
@@ -106,13 +129,16 @@ def _dense_probe(cfg: SweepConfig, ds: Dataset):
     run = jax.jit(block, donate_argnums=(0,))
 
     def time_block(w: int) -> float:
-        ws = [jnp.asarray(rng.standard_normal((w, m, n)) * 0.01, jnp.float32)
+        ws = [jnp.asarray(rng.standard_normal((w, n, m)) * 0.01, jnp.float32)
               for m, n in zip(dims, dims[1:], strict=False)]  # fmt: skip
         key = jax.random.key(0)
         ws = jax.block_until_ready(run(ws, x, key))  # compile and warm up
-        t0 = time.perf_counter()
-        jax.block_until_ready(run(ws, x, key))
-        return time.perf_counter() - t0
+        best = math.inf
+        for _ in range(PROBE_REPEATS):  # noise only adds time: keep the fastest
+            t0 = time.perf_counter()
+            ws = jax.block_until_ready(run(ws, x, key))
+            best = min(best, time.perf_counter() - t0)
+        return best
 
     return time_block
 
