@@ -189,6 +189,14 @@ def train_config(
     )
 
 
+# ASHA's rungs unless given: the first at about a ninth of the run (R / eta^2), as
+# Optuna's Hyperband over ten reports starts at one. Measured on Fashion-MNIST softmax
+# (2,400 steps, width 16, 160 s, 2-core CPU): with three rungs (the first at 80 steps,
+# blocks of 80) measuring arrivals on the whole validation set took 22.6 s and training
+# 107 s; with two (240-step blocks) 10.7 s and 128 s.
+ASHA_RUNGS = 2
+
+
 def schedule_config(
     kind: str, name, eta, rungs, interval, steps: int, budget=None, width=None
 ) -> ScheduleConfig:
@@ -209,6 +217,8 @@ def schedule_config(
         if name in ("halving", "hyperband") and rungs is None:
             rungs = min(ScheduleConfig.rungs, max(0, int(math.log(steps, eta) + 1e-9) - 1))
             name = name if rungs >= 1 else "full"
+    if name == "asha" and rungs is None:
+        rungs = max(1, min(ASHA_RUNGS, int(math.log(steps, eta) + 1e-9) - 1))
     return ScheduleConfig(
         name=name,
         eta=eta,

@@ -206,7 +206,7 @@ class Options:
         inherit=False,
     )
     rungs: int | None = opt(
-        "halving's rungs, at steps/eta^N, steps/eta^(N-1), ... (default 3)",
+        "halving's and asha's rungs, at steps/eta^N, steps/eta^(N-1), ... (default 3; asha 2)",
         kind="int",
         metavar="N",
         group="budget: how the steps are spent",
