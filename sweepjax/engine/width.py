@@ -12,30 +12,31 @@ The rule, measured (:func:`choose_width`), applied to the table by :func:`pick`:
 - ``t(1)`` is a lone member's time per training block; ``t(w)`` that of ``w`` members
   (the same block, so ``t(w)`` is the inverse of each member's own progress rate);
 - the width is the widest ``w`` with ``t(w) <= factor * t(1)`` (default ``factor`` 2:
-  no member progresses at less than half a lone member's rate), **and** whose
-  member-steps/second gain ``w * t(1) / t(w)`` is at least ``min_gain`` (default 1: a
-  population never delivers fewer member-steps per second than a lone member);
+  no member progresses at less than half a lone member's rate), **and** whose every
+  doubling bought at least ``min_step_gain`` (:data:`MIN_STEP_GAIN`, 1.1x) more
+  member-steps per second (a doubling that buys nothing only delays every member's
+  result), **and** whose gain over a lone member ``w * t(1) / t(w)`` is at least
+  ``min_gain`` (default 1);
 - **widening as the budget allows**: with a time budget the caller also passes
   ``block_limit``, the block time at which the first full-length member would still
   arrive within a share of the budget (:data:`FIRST_SHARE`, an eighth, in
   :mod:`sweepjax.flows.anytime`). A width past the factor is taken while
-  ``t(w) <= block_limit`` and each doubling still buys at least ``min_step_gain``
-  (:data:`MIN_STEP_GAIN`, 1.1x) more member-steps per second: on a 2-core CPU a 160-s
-  softmax search runs 32 members (about 1.5x the member-steps per second of the factor
-  rule's 8; its first member still done within 20 s), a 40-s one 16, and a width-256
-  MLP, whose second member costs as much as the first, stays at 1;
+  ``t(w) <= block_limit`` and its doublings still pay as above: on a 2-core CPU a 160-s
+  softmax search runs 16 members (the factor alone gives 8; 32 would gain 1.03x), and a
+  width-256 MLP, whose second member costs 1.9x the first (1.07x the member-steps),
+  stays at 1 whatever the budget;
 - capped by ``max_width`` (memory, or the user) and floored by ``min_width``.
 
 Widths are searched by doubling, ``1, 2, 4, ...`` (then ``max_width`` itself if doubling
-steps over it), one measurement per width; the search goes on while the factor holds or
-a doubling still gains ``min_step_gain`` (whatever the budget: the table is remembered
-and serves every budget), and stops at the first width that does neither. Timing noise
-only ever adds time, so a width that seems to stop the search is timed once more and
-the smaller of its two times is kept: one hiccup does not stop a GPU search at width 2.
-At most ``log2(max_width) + 3`` blocks are timed.
+steps over it), one measurement per width; the search goes on while a doubling pays and
+members keep at least 1/:data:`MEASURE_SLOWEST` of a lone member's rate (whatever the
+budget: the table is remembered and serves every budget), and stops at the first width
+that fails. Timing noise only ever adds time, so a width that seems to stop the search
+is timed once more and the smaller of its two times is kept: one hiccup does not stop a
+GPU search at width 2. At most ``log2(max_width) + 3`` blocks are timed.
 
-A 2-core CPU, ``t(w) ~ w * t(1)``: width 2. A GPU flat up to 4,096 members: width
-``min(max_width, 4096)``.
+A 2-core CPU a lone member fills, ``t(w) ~ w * t(1)``: width 1. A GPU flat up to 4,096
+members: width ``min(max_width, 4096)``.
 
 The measurement costs a few blocks and compiles; :func:`cached_width` and
 :func:`remember_width` keep the answer in a small JSON file so a second run on the same
@@ -59,7 +60,8 @@ from sweepjax.errors import ConfigError
 ENV_FILE = "SWEEPJAX_WIDTH_CACHE"  # a JSON file, or "0" / "off" to disable
 _OFF = ("0", "off", "no", "false", "")
 _VERSION = 2  # 2: tables measured past the factor (budget widths), features-first probe
-MIN_STEP_GAIN = 1.1  # a doubling past the factor must buy this much more throughput
+MIN_STEP_GAIN = 1.1  # every doubling must buy this much more throughput
+MEASURE_SLOWEST = 32  # widths measured while a member keeps 1/32 of a lone one's rate
 _MAX_ENTRIES = 256  # oldest dropped first: one entry per (device, model, batch, optimizer)
 
 
@@ -131,9 +133,13 @@ def choose_width(
     ``time_block(w)``: the seconds of one training block of ``w`` members (the caller
     compiles and times the real program).
 
-    Example, a CPU whose block time grows linearly with the width::
+    Example, a CPU whose cores a lone member already fills (block time linear in the
+    width: a wider population only delays every result), one where each doubling costs
+    1.6x, and a GPU flat to 4,096 members::
 
         >>> choose_width(lambda w: 0.01 * w, max_width=256).width
+        1
+        >>> choose_width(lambda w: 0.01 * w**0.7, max_width=256).width
         2
         >>> choose_width(lambda w: 0.01 * max(1, w / 4096), max_width=1024).width
         1024
@@ -163,11 +169,12 @@ def choose_width(
         return times[w]
 
     def goes_on(w: int, prev: int) -> bool:
-        """Whether a wider population may still be taken (by the factor, or by a budget:
-        the doubling still pays)."""
+        """Whether a wider population may still be taken (by the factor, or by some
+        budget): the doubling still pays, and members still progress at least
+        1/MEASURE_SLOWEST of a lone member's rate."""
         base, t = times[1], times[w]
-        by_factor = t <= factor * base and w * base / t >= min_gain
-        return by_factor or (prev * t) / (w * times[prev]) <= 1 / min_step_gain
+        pays = (w * times[prev]) / (prev * t) >= min_step_gain and w * base / t >= min_gain
+        return pays and t <= max(factor, MEASURE_SLOWEST) * base
 
     measure(1)
     prev = 1
@@ -213,21 +220,24 @@ def pick(
         """Why width ``w`` breaks the rule, or None."""
         t = times[w]
         slow, gain = t / base, w * base / t
+        step = (w * times[prev]) / (prev * t)
         if gain < min_gain:
             return (
                 f"{w} members gave {gain:.2f}x a lone member's member-steps/s "
                 f"(floor {_fmt(min_gain)}x)"
+            )
+        if step < min_step_gain:  # wider only delays every member's result
+            return (
+                f"{w} members gave {step:.2f}x the member-steps/s of {prev} "
+                f"(a doubling must gain {min_step_gain:g}x)"
             )
         if slow <= factor:
             return None
         why = f"{w} members took {slow:.1f}x a lone member's block time (limit {_fmt(factor)}x"
         if block_limit is None:
             return why + ")"
-        step = (w * times[prev]) / (prev * t)
         if t > block_limit:
             return why + f"; {_fmt_s(t)} per block is past the budget's {_fmt_s(block_limit)})"
-        if step < min_step_gain:
-            return why + f"; doubling from {prev} gained {step:.2f}x, under {min_step_gain:g}x)"
         return None
 
     chosen, prev, why = 1, 1, None
