@@ -576,16 +576,19 @@ def plot(res: dict, path: Path) -> None:
 
     models = list(res["models"])
     fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 4.8), squeeze=False)
+    # one colour per approach across the panels
+    names = list(dict.fromkeys(r["approach"] for m in res["models"].values() for r in m["rows"]))
     for ax, model in zip(axes[0], models, strict=True):
         m = res["models"][model]
-        for i, r in enumerate(m["rows"]):
+        for r in m["rows"]:
             ev = r.get("events") or []
             if not ev:
                 continue
             ts = [e["t"] for e in ev] + [r["wall_s"]]
             vs = [e["val"] for e in ev] + [ev[-1]["val"]]
-            ax.step(ts, vs, where="post", color=f"C{i}", label=r["approach"])
-            ax.plot(ts[:-1], vs[:-1], ".", color=f"C{i}", ms=4)
+            c = f"C{names.index(r['approach'])}"
+            ax.step(ts, vs, where="post", color=c, label=r["approach"])
+            ax.plot(ts[:-1], vs[:-1], ".", color=c, ms=4)
         for t in m["targets"]:
             ax.axhline(t, color="gray", lw=0.6, ls="--")
             ax.annotate(f"{t:.4g}", (1.0, t), xycoords=("axes fraction", "data"), fontsize=7)
