@@ -353,3 +353,26 @@ def test_asha_sweep_widens_for_a_long_time_budget(tmp_path, monkeypatch, budget,
     said = []
     assert anytime.choose(cfg, ds, SINGLE, said.append) == expected
     assert said == []  # remembered: nothing measured
+
+
+def test_a_memo_without_a_lone_members_time_is_measured_again(tmp_path, monkeypatch):
+    from sweepjax.config import DataConfig, ModelConfig, ScheduleConfig, SearchSpace, TrainConfig
+    from sweepjax.engine.distributed import SINGLE
+    from sweepjax.flows import anytime
+    from sweepjax.flows.sweep_config import SweepConfig
+    from tests.helpers import toy_dataset
+
+    ds = toy_dataset()
+    cfg = SweepConfig(
+        "coarse", DataConfig(), ModelConfig(), TrainConfig(steps=240), SearchSpace(), 64,
+        schedule=ScheduleConfig("asha"),
+    )  # fmt: skip
+    path = tmp_path / "width.json"
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(path))
+    key = anytime._key(cfg, ds, SINGLE)
+    remember_width(key, WidthChoice(4, [(2, 0.1), (4, 0.2)], "hand-edited"), path)
+    monkeypatch.setattr(anytime, "_dense_probe", lambda cfg, ds: partly)
+    said = []
+    assert anytime.choose(cfg, ds, SINGLE, said.append) == 2
+    assert said and said[0].startswith("asha: width 2")
+    assert cached_width(key, path).table[0] == (1, 0.01)  # rewritten with a real table

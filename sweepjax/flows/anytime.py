@@ -25,6 +25,7 @@ from sweepjax.engine.distributed import Placement, put_members
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.refill import train_refilling
 from sweepjax.engine.setup import group_size, init_states, num_params, root_keys, static
+from sweepjax.errors import ConfigError
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 
 MAX_WIDTH = 4096  # the widest population measured
@@ -75,7 +76,10 @@ def choose(cfg: SweepConfig, ds: Dataset, where: Placement, say) -> int:
     key = _key(cfg, ds, where)
     memo = width.cached_width(key)
     if memo is not None:
-        return _devices_multiple(width.pick(memo.table, cap, block_limit=limit).width, where)
+        try:
+            return _devices_multiple(width.pick(memo.table, cap, block_limit=limit).width, where)
+        except ConfigError:  # a hand-edited memo without a lone member's time: measure
+            pass
     time_block = _program_probe(cfg, ds, where) if custom else _dense_probe(cfg, ds)
     t0 = time.perf_counter()
     choice = width.choose_width(time_block, max_width=cap, block_limit=limit)
