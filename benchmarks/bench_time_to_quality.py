@@ -12,7 +12,9 @@ full validation split, test accuracy of that best model when known)`` and writes
 as JSON; the parent collects them, finds the time each approach needs to reach fixed
 validation targets, and writes ``results/time-to-quality-<backend>.{json,md,png}``.
 
-Approaches (same data, split and preprocessing: ``sweepjax.load_dataset``, split seed 0):
+Approaches (same data, split and preprocessing: ``sweepjax.load_dataset``, split seed
+``--seed``, which also seeds every approach's own randomness, so another seed is another
+split and another search for everyone):
 
 1. sweepjax flows through the public API: ``coarse(...)`` then ``fine(...)``, one
    variant per row of ``FLOWS`` (the default flow is exactly ``python -m sweepjax coarse``
@@ -121,6 +123,7 @@ def worker_sweepjax(args) -> dict:
     from sweepjax.flows.sweep import Callbacks
 
     coarse_kw, fine_kw = (None if kw is None else dict(kw) for kw in FLOWS[args.worker])
+    coarse_kw["seed"] = args.seed  # the split's seed and the sweep's root seed
     if args.worker in ANYTIME:  # the peer's budget and member length
         steps = args.run_steps or PEER_MODEL[args.model]["run_steps"]
         coarse_kw.update(budget=f"{args.budget_s:g}s", steps=steps)
@@ -301,7 +304,7 @@ def worker_optuna(args) -> dict:
     import sweepjax
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ds = sweepjax.load_dataset(sweepjax.DataConfig(dataset=args.dataset, seed=0))
+    ds = sweepjax.load_dataset(sweepjax.DataConfig(dataset=args.dataset, seed=args.seed))
     t_data = now()
     peer = PEER_MODEL[args.model]
     init, chunk, acc, _ = make_trainer(
@@ -399,7 +402,7 @@ def worker_sklearn(args) -> dict:
             "skipped": "scikit-learn runs the softmax model only (MLPClassifier omitted: "
             "minutes per fit on full Fashion-MNIST with 2 cores)"
         }
-    ds = sweepjax.load_dataset(sweepjax.DataConfig(dataset=args.dataset, seed=0))
+    ds = sweepjax.load_dataset(sweepjax.DataConfig(dataset=args.dataset, seed=args.seed))
     t_data = now()
     n = ds.x_train.shape[0]
     tl = Timeline()
@@ -684,17 +687,18 @@ def markdown(res: dict) -> str:
             f"{name}: `{m.get('command', res['command'])}`" for name, m in res["models"].items()
         ),
         "",
-        f"Data: {st['dataset']} through `sweepjax.load_dataset` (split seed 0, training-mean "
-        "centred and scaled) in every worker. Each approach runs in a fresh subprocess; "
-        "its clock starts at the top of the script, before imports, so imports, data "
-        "loading and compiling are on everyone's timeline. 'best val' is the best-so-far "
-        "validation accuracy on the full validation split; 'its test' the test accuracy "
-        "of that model; 'refit test' (sweepjax) that of fine's winner retrained on train + "
-        "validation, the model the default flow ends with (its time is in 'total s'). "
-        "Test accuracies computed only for this table (Optuna, scikit-learn) are taken "
-        "off the clock. Validation accuracies within about one SE (0.0046 on 6,000 "
-        "images) are not distinguishable, and a best-so-far maximum over many evaluated "
-        "trials is biased upward by the number of looks.",
+        f"Data: {st['dataset']} through `sweepjax.load_dataset` (split seed "
+        f"{st.get('seed', 0)}, training-mean centred and scaled) in every worker. Each "
+        "approach runs in a fresh subprocess; its clock starts at the top of the script, "
+        "before imports, so imports, data loading and compiling are on everyone's "
+        "timeline. 'best val' is the best-so-far validation accuracy on the full "
+        "validation split; 'its test' the test accuracy of that model; 'refit test' "
+        "(sweepjax) that of fine's winner retrained on train + validation, the model the "
+        "default flow ends with (its time is in 'total s'). Test accuracies computed only"
+        " for this table (Optuna, scikit-learn) are taken off the clock. Validation "
+        "accuracies within about one SE (0.0046 on 6,000 images) are not distinguishable,"
+        " and a best-so-far maximum over many evaluated trials is biased upward by the "
+        "number of looks.",
         "",
         f"- sweepjax: `coarse(dataset, model, **coarse_kw)` then `fine(**fine_kw)` with a "
         f"temporary store and `report=False`; variants {st['flows']}. Events: after every "
