@@ -50,6 +50,10 @@ are for the 2-core CPU the results below were measured on.
   validation accuracy against wall time of the whole process (imports, data, compiling
   included), each approach in a fresh subprocess: sweepjax flows, Optuna TPE + Hyperband
   and Optuna random on a jitted JAX trainer, scikit-learn's C grid.
+- `summarize_seeds.py` (seconds): the anytime search against Optuna TPE + Hyperband over
+  several seeds (`bench_time_to_quality.py --seed N --out results/seeds/seedN`, each seed
+  another split and another search for both): each seed's best-so-far and the
+  differences' median and range.
 - `bench_overheads.py` (~4 min): what a sweep spends besides training: the per-block
   evaluation's share of a default coarse run, the checkpoint writes' share for the Adam
   MLP with 256 members, and the default flow's own time split.

@@ -297,3 +297,36 @@ def test_ttq_peer_trains_the_model_of_sweepjax_default_flow():
     assert ttq.PEER_MODEL["softmax"]["run_steps"] == (
         MODEL_DEFAULTS["softmax"].fine_steps_factor * DEFAULT_STEPS
     )
+
+
+def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
+    import summarize_seeds as ss
+
+    def doc(seed, ours, peer):
+        rows = [
+            {"approach": ss.OURS, "best_at": {"20": ours[0], "40": ours[1]}},
+            {"approach": ss.PEER, "best_at": {"20": peer[0], "40": peer[1]}},
+        ]
+        return {
+            "settings": {"seed": seed},
+            "machine": {"cpu": "test cpu"},
+            "models": {"softmax": {"rows": rows}},
+        }
+
+    (tmp_path / "seeds" / "seed1").mkdir(parents=True)
+    (tmp_path / f"{ss.STEM}.json").write_text(json.dumps(doc(0, [0.85, 0.856], [None, 0.857])))
+    (tmp_path / "seeds" / "seed1" / f"{ss.STEM}.json").write_text(
+        json.dumps(doc(1, [0.84, 0.852], [0.83, 0.850]))
+    )
+    docs = ss.runs(tmp_path)
+    assert sorted(docs) == [0, 1]
+    d = ss.summarize(docs)["softmax"]["diffs"]
+    # at 20 s only seed 1 has both (+0.01); seed 0 had only sweepjax's model
+    assert d["20"]["n"] == 1 and d["20"]["median"] == pytest.approx(0.01)
+    assert d["20"]["only_ours"] == 1
+    # at 40 s: -0.001 and +0.002
+    assert d["40"]["median"] == pytest.approx(0.0005)
+    assert d["40"]["min"] == pytest.approx(-0.001) and d["40"]["max"] == pytest.approx(0.002)
+    md = ss.markdown(ss.summarize(docs), docs)
+    assert "| 0 | 0.8500 / - | 0.8560 / 0.8570 |" in md
+    assert "+0.0005 [-0.0010, +0.0020]" in md and "(+1 seed(s) where only sweepjax had one)" in md
