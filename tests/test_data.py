@@ -387,3 +387,22 @@ def test_debian_fashion_mnist_full(monkeypatch):
     for stem, want in dl.IDX_SHA256["fashion-mnist"].items():
         got, size = dl.content_digest(DEBIAN_FASHION / f"{stem}.gz")
         assert (got, size) == (want, dl.IDX_SIZES[stem])
+
+
+def test_a_second_load_of_the_same_data_is_the_first_one_and_never_stale(tmp_path):
+    """`fine` after `coarse`, `auto`'s stages and notebooks load the same data again: the
+    built dataset is reused (read-only, so no caller can change it for the next), and a
+    file rewritten in between is loaded afresh (the key holds the raw arrays' sha256)."""
+    path = write_npz(tmp_path / "d.npz", fake_arrays(seed=1))
+    cfg = DataConfig(dataset=f"npz:{path}", val_fraction=0.2, seed=0)
+    a = load_dataset(cfg)
+    b = load_dataset(cfg)
+    assert b is a
+    assert not a.x_train.flags.writeable and not a.y_val.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.x_train[0, 0] = 1.0
+    assert load_dataset(DataConfig(dataset=f"npz:{path}", val_fraction=0.2, seed=1)) is not a
+    write_npz(path, fake_arrays(seed=2))
+    c = load_dataset(cfg)
+    assert c is not a and c.info.sha256 != a.info.sha256
+    assert not np.array_equal(c.x_train, a.x_train)
