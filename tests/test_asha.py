@@ -54,12 +54,12 @@ def reference_promotions(entries, eta):
     batch)`` in arrival order; the entries of one batch (block boundary) are judged
     together. An entry continues iff alive and fewer than ``max(1, n // eta)`` of the
     ``n`` entries of its rung so far (its batch included) rank above it: alive first,
-    lower loss, higher accuracy, lower row."""
+    higher accuracy, lower loss, lower row."""
 
     def key(e):
         loss = e[2] if np.isfinite(e[2]) else np.inf
         acc = e[3] if np.isfinite(e[3]) else -1.0
-        return (not e[4], loss, -acc, e[1])
+        return (not e[4], -acc, loss, e[1])
 
     out = []
     for e in entries:

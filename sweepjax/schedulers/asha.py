@@ -57,13 +57,16 @@ def rung_unit(total: int, eta: int, rungs: int) -> int:
 def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.ndarray:
     """ASHA's rule: for the log entries ``positions`` (all at ``rung``), whether each
     continues. Ranked among every entry at that rung so far (itself included): alive
-    first, then lower validation loss, higher accuracy, lower member row; the top
-    ``max(1, n // eta)`` continue, if alive."""
+    first, then higher validation accuracy (the objective the winner is chosen by),
+    lower validation loss, lower member row; the top ``max(1, n // eta)`` continue, if
+    alive. Accuracy first, as the winner rule and Optuna's pruners rank: validation loss
+    can rise while accuracy still climbs (an overconfident, weakly regularised model), and
+    such a member may be the winner at full length."""
     at = np.flatnonzero(log.rung == rung)
     loss = np.where(np.isfinite(log.val_loss[at]), log.val_loss[at], np.inf)
     acc = np.nan_to_num(log.val_acc[at], nan=-1.0)
     alive = log.alive[at].astype(bool)
-    order = np.lexsort((log.row[at], -acc, loss, ~alive))
+    order = np.lexsort((log.row[at], loss, -acc, ~alive))
     places = max(1, len(at) // eta)
     rank = np.empty(len(at), np.int64)
     rank[order] = np.arange(len(at))
