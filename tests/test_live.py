@@ -34,7 +34,7 @@ from sweepjax.store.live_snapshot import (
     TRAINING,
     TYPICAL_CURVES,
 )
-from tests.test_store import make_result, new_sweep
+from tests.test_store import make_result, new_sweep, stored
 
 
 class FakeClock:
@@ -232,10 +232,7 @@ def test_snapshot_of_a_stored_result(tmp_path):
 
 def test_migration_from_v5_adds_the_live_table(tmp_path):
     path = tmp_path / "old.db"
-    with Store.open(path, create=True) as st:
-        res = make_result("x", m=3)
-        res.sweep_id = new_sweep(st, res)
-        st.save_results(res)
+    res = stored(path)
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE live")
     conn.execute("PRAGMA user_version = 5")

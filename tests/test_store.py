@@ -64,6 +64,16 @@ def new_sweep(st: Store, res: SweepResult, name=None, parent=None) -> str:
     )
 
 
+def stored(path, res: SweepResult | None = None) -> SweepResult:
+    """A new store at ``path`` holding ``res`` (default: a 3-member result), closed: the
+    starting point of a migration test."""
+    res = make_result("x", m=3) if res is None else res
+    with Store.open(path, create=True) as st:
+        res.sweep_id = new_sweep(st, res)
+        st.save_results(res)
+    return res
+
+
 def test_round_trip(tmp_path):
     res = make_result("ignored")
     params = {
@@ -248,10 +258,7 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     """Stores written before schedulers (no stopped_at, no lineage) open and read as
     before: their members were never stopped by a scheduler."""
     path = tmp_path / "old.db"
-    with Store.open(path, create=True) as st:
-        res = make_result("x", m=3)
-        res.sweep_id = new_sweep(st, res)
-        st.save_results(res)
+    res = stored(path)
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE members DROP COLUMN stopped_at")
     conn.execute("ALTER TABLE sweeps DROP COLUMN schedule")
@@ -284,9 +291,7 @@ def test_a_version_2_store_is_migrated_and_its_scores_get_their_se(tmp_path):
     path = tmp_path / "v2.db"
     res = make_result("x", m=3)
     res.dataset = {"name": "toy", "sha256": "ab", "n_val": 400}
-    with Store.open(path, create=True) as st:
-        res.sweep_id = new_sweep(st, res)
-        st.save_results(res)
+    stored(path, res)
     conn = sqlite3.connect(path)
     for table, col in _V3_COLUMNS:
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
@@ -322,9 +327,7 @@ def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
     path = tmp_path / "v3.db"
     res = make_result("x", m=3)
     res.dataset = {"name": "toy", "sha256": "ab", "n_val": 400, "n_train": 1000}
-    with Store.open(path, create=True) as st:
-        res.sweep_id = new_sweep(st, res)
-        st.save_results(res)
+    stored(path, res)
     conn = sqlite3.connect(path)
     for table, col in _V4_COLUMNS:
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
