@@ -173,7 +173,7 @@ def choose_width(
         budget): the doubling still pays, and members still progress at least
         1/MEASURE_SLOWEST of a lone member's rate."""
         base, t = times[1], times[w]
-        pays = (w * times[prev]) / (prev * t) >= min_step_gain and w * base / t >= min_gain
+        pays = _step_gain(times, w, prev) >= min_step_gain and w * base / t >= min_gain
         return pays and t <= max(factor, MEASURE_SLOWEST) * base
 
     measure(1)
@@ -220,7 +220,7 @@ def pick(
         """Why width ``w`` breaks the rule, or None."""
         t = times[w]
         slow, gain = t / base, w * base / t
-        step = (w * times[prev]) / (prev * t)
+        step = _step_gain(times, w, prev)
         if gain < min_gain:
             return (
                 f"{w} members gave {gain:.2f}x a lone member's member-steps/s "
@@ -263,6 +263,11 @@ def pick(
         reason = f"width {min_width}: the floor `min_width` (the rule alone gave {reason})"
         chosen = min_width
     return WidthChoice(chosen, list(times.items()), reason)
+
+
+def _step_gain(times: dict[int, float], w: int, prev: int) -> float:
+    """How many times the member-steps/s of ``prev`` members ``w`` members deliver."""
+    return (w * times[prev]) / (prev * times[w])
 
 
 def _fmt_s(t: float) -> str:
