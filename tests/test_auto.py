@@ -62,3 +62,33 @@ def test_auto_stops_at_a_failed_sanity_check(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "sanity check failed" in err and "loss 2.1 after 100 steps" in err
     assert not store.exists() or Store.open(store).list_sweeps() == []
+
+
+@pytest.mark.slow
+def test_auto_trains_the_finder_population_once(tmp_path, monkeypatch):
+    """Sanity's learning-rate population is the finder: auto's box is ``lr_box`` of it,
+    at the coarse run's batch and at most 300 steps (training it a second time cost the
+    width-256 MLP 40 s on a CPU). With a budget the finder tries half as many rates."""
+    import sweepjax
+
+    real = sweepjax.analysis.sanity._lr_population
+    calls, ranges = [], []
+
+    def counting(dataset, model_cfg, config, lrs, l2, steps, **kw):
+        calls.append((len(lrs), steps, config.batch_size, config.optimizer))
+        out = real(dataset, model_cfg, config, lrs, l2, steps, **kw)
+        ranges.append(out[0])
+        return out
+
+    monkeypatch.setattr(sweepjax.analysis.sanity, "_lr_population", counting)
+    common = dict(dataset="mnist-sample", steps=20, batch_size=64, report=False, refit=False)
+    out = sweepjax.auto(**common, trials=8, max_rounds=1, store=tmp_path / "a.db")
+    assert calls == [(32, 20, 64, "sgd")]
+    box = sweepjax.analysis.sanity.lr_box(ranges[0])
+    lr_stage = next(s for s in out.stages if s.name == "lr_range")
+    assert lr_stage.data["lr"] == pytest.approx(list(box))
+    assert out.stages[2].data["space"]["lr"] == pytest.approx(list(box))
+
+    calls.clear()
+    sweepjax.auto(**common, budget="5k", store=tmp_path / "b.db")
+    assert calls == [(16, 20, 64, "sgd")]

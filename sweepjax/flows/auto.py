@@ -26,6 +26,11 @@ DEFAULT_MAX_ROUNDS = 3
 # With a time budget, the share left after the search for the refit (one member of the
 # search's length, on train + validation) and the report.
 AFTER_SEARCH = 0.2
+# With a budget, the learning-rate finder tries two rates a decade instead of four: half
+# the member-steps (the width-256 MLP's finder is 16 x 300 steps, about 20 s on a 2-core
+# CPU, instead of 40 s), and ASHA searches the box at random anyway; its edge verdict
+# says when the winner sits on an edge the coarser finder drew too tight.
+BUDGET_FINDER_RATES = 16
 
 
 class SanityFailed(SweepjaxError):
@@ -118,7 +123,8 @@ def auto(
     With ``budget`` (``"60s"``, ``"5M"``: :class:`sweepjax.budget.Budget`) the search is
     one ASHA run over the finder's box with the learning-rate decay searched too, its
     members of a fine round's length; a time budget leaves :data:`AFTER_SEARCH` of it to
-    the refit and the report (the budget counts the whole process, sanity included).
+    the refit and the report (the budget counts the whole process, sanity included), and
+    the finder tries :data:`BUDGET_FINDER_RATES` rates.
 
     Raises SanityFailed (exit 1) with the failing checks, and what coarse / fine raise.
 
@@ -128,7 +134,7 @@ def auto(
       out.final.winner.refit_test_acc
     """
     # Deferred: they import jax; the CLI reads DEFAULT_MAX_ROUNDS for --help without it.
-    from sweepjax.analysis.sanity import auto_lr_range, run_sanity
+    from sweepjax.analysis.sanity import LR_FINDER_N, LR_FINDER_STEPS, lr_box, run_sanity
     from sweepjax.data import load_dataset
     from sweepjax.flows import sweep as flows
     from sweepjax.flows.runner import Callbacks
@@ -152,7 +158,15 @@ def auto(
     model_cfg = ModelConfig(kind=model, hidden=hidden)
     train_cfg = TrainConfig(optimizer=optimizer, steps=steps, batch_size=batch_size, seed=seed)
     ds = load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, seed=seed))
-    san = run_sanity(ds, model_cfg, TrainConfig(optimizer=optimizer, seed=seed))
+    # The sanity run's learning-rate population is the finder's (``auto_lr_range``: the
+    # coarse run's optimizer and batch, at most 300 steps), so the box comes from it.
+    san = run_sanity(
+        ds,
+        model_cfg,
+        train_cfg,
+        finder_steps=min(steps, LR_FINDER_STEPS),
+        finder_rates=LR_FINDER_N if budget is None else BUDGET_FINDER_RATES,
+    )
     failed = [c for c in san.checks if not c.passed]
     stage(
         Stage(
@@ -167,7 +181,7 @@ def auto(
             + "; ".join(f"{c.name}: {c.detail}" for c in failed)
             + " (run `sweepjax sanity` for the details; searching would not fix this)"
         )
-    lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
+    lo, hi = lr_box(san.lr_range)
     stage(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
 
     # Every round's members go into its own Optuna study (named after the sweep).
