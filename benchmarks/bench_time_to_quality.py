@@ -82,8 +82,13 @@ FLOWS: dict[str, tuple[dict, dict]] = {
     # the anytime search (issue 17): one ASHA run over the box with lr_decay searched,
     # members of the peer's full length, stopped at the peer's budget (--budget-s)
     "sweepjax asha": ({"schedule": "asha", "lr_decay": SPACE["lr_decay"]}, None),
+    # `python -m sweepjax auto --budget`: sanity checks, the learning-rate finder's box, one
+    # ASHA run over it (members of the peer's length: the model's fine round), the refit
+    # of its winner on train + validation, all inside the peer's budget (--budget-s)
+    "sweepjax auto": ({}, None),
 }
 ANYTIME = {"sweepjax asha"}
+AUTO = {"sweepjax auto"}
 CHECKPOINTS_S = (5, 10, 20, 40, 80, 160)  # the table of best-so-far at these times
 WARM = {"sweepjax warm-cache"}
 # --quick: small sweeps on the bundled sample (merged under each variant's kwargs).
@@ -129,9 +134,16 @@ def worker_sweepjax(args) -> dict:
         coarse_kw.update(budget=f"{args.budget_s:g}s", steps=steps)
     if args.worker in WARM:
         sweepjax.engine.compile_cache.enable()  # the directory the parent put in the environment
-    if args.quick and args.worker not in ANYTIME:
+    if args.worker in AUTO:  # auto's members run the model's fine factor x its steps
+        factor = sweepjax.spec.MODEL_DEFAULTS[args.model].fine_steps_factor
+        steps = args.run_steps or PEER_MODEL[args.model]["run_steps"]
+        coarse_kw["steps"] = steps // factor
+    if args.quick and args.worker not in ANYTIME | AUTO:
         coarse_kw, fine_kw = {**QUICK_COARSE, **coarse_kw}, {**QUICK_FINE, **fine_kw}
     calls = [(sweepjax.coarse, coarse_kw)] + ([(sweepjax.fine, fine_kw)] if fine_kw else [])
+    if args.worker in AUTO:
+        coarse_kw["budget"] = f"{args.budget_s:g}s"
+        calls = [(sweepjax.auto, coarse_kw)]
     for fn, kw in calls:
         try:
             inspect.signature(fn).bind(**kw)
@@ -149,12 +161,16 @@ def worker_sweepjax(args) -> dict:
             tl.offer(full, None, stage=len(stages), step=rep.step)
 
     notes: list[str] = []
-    cb = Callbacks(progress=progress, note=notes.append)
+    begun: list[float] = []  # when each sweep's training started (auto: after its checks)
+    cb = Callbacks(
+        progress=progress, note=notes.append, begin=lambda *a: begun.append(tl.t())
+    )
     with tempfile.TemporaryDirectory(prefix="sweepjax-ttq-") as tmp:
         store = Path(tmp) / "ttq.db"
-        stages_to_run = [
-            ("coarse", sweepjax.coarse, {"dataset": args.dataset, "model": args.model, **coarse_kw})
-        ]
+        first = ("coarse", sweepjax.coarse)
+        if args.worker in AUTO:
+            first = ("auto", lambda **kw: sweepjax.auto(**kw).final)
+        stages_to_run = [(*first, {"dataset": args.dataset, "model": args.model, **coarse_kw})]
         if fine_kw is not None:
             stages_to_run.append(("fine", sweepjax.fine, fine_kw))
         for kind, fn, kw in stages_to_run:
@@ -181,6 +197,7 @@ def worker_sweepjax(args) -> dict:
                     "stage": kind,
                     "kwargs": {k: v for k, v in kw.items() if k != "dataset"},
                     "start_s": t0,
+                    "train_start_s": begun[-1] if begun else None,
                     "end_s": t1,
                     "wall_s": t1 - t0,
                     "compile_s": res.timing.compile_s,
@@ -736,7 +753,13 @@ def _details(r: dict) -> list[str]:
             f"- {name}: "
             + "; ".join(
                 f"{s['stage']} {s['members']} x {s['steps']} steps {s['start_s']:.1f}-"
-                f"{s['end_s']:.1f} s (compile {s['compile_s']:.1f} s, train "
+                f"{s['end_s']:.1f} s ("
+                + (
+                    f"checks and finder until {s['train_start_s']:.1f} s, "
+                    if s["stage"] == "auto" and s.get("train_start_s")
+                    else ""
+                )
+                + f"compile {s['compile_s']:.1f} s, train "
                 f"{s['train_s']:.1f} s, other {s['wall_s'] - s['compile_s'] - s['train_s']:.1f} s)"
                 for s in r["stages"]
             )
