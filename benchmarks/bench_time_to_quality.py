@@ -162,9 +162,7 @@ def worker_sweepjax(args) -> dict:
 
     notes: list[str] = []
     begun: list[float] = []  # when each sweep's training started (auto: after its checks)
-    cb = Callbacks(
-        progress=progress, note=notes.append, begin=lambda *a: begun.append(tl.t())
-    )
+    cb = Callbacks(progress=progress, note=notes.append, begin=lambda *a: begun.append(tl.t()))
     with tempfile.TemporaryDirectory(prefix="sweepjax-ttq-") as tmp:
         store = Path(tmp) / "ttq.db"
         first = ("coarse", sweepjax.coarse)

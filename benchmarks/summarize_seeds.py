@@ -11,9 +11,9 @@ seed's numbers and the median and range of the differences.
 Reproduce (each seed is another validation split and another search for everyone)::
 
   for s in 1 2; do
-    python benchmarks/bench_time_to_quality.py --model softmax --flows asha \\
+    python benchmarks/bench_time_to_quality.py --model softmax --flows auto,asha \\
       --peers "optuna tpe+hyperband" --budget-s 160 --seed $s --out benchmarks/results/seeds/seed$s
-    python benchmarks/bench_time_to_quality.py --model mlp --flows asha \\
+    python benchmarks/bench_time_to_quality.py --model mlp --flows auto,asha \\
       --peers "optuna tpe+hyperband" --budget-s 160 --seed $s --out benchmarks/results/seeds/seed$s
   done
   python benchmarks/summarize_seeds.py
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import common
 
-OURS, PEER = "sweepjax asha", "optuna tpe+hyperband"
+OURS = ("sweepjax asha", "sweepjax auto")  # each compared with PEER where a seed ran it
+PEER = "optuna tpe+hyperband"
 STEM = "time-to-quality-cpu"
 
 
@@ -42,11 +43,11 @@ def runs(results: Path) -> dict[int, dict]:
     return out
 
 
-def best_at(doc: dict, model: str, approach: str) -> dict[str, float | None] | None:
+def row(doc: dict, model: str, approach: str) -> dict | None:
     m = doc["models"].get(model)
     for r in (m or {}).get("rows", []):
-        if r["approach"] == approach:
-            return r.get("best_at")
+        if r["approach"] == approach and "best_at" in r:
+            return r
     return None
 
 
@@ -54,75 +55,90 @@ def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def compare(docs: dict[int, dict], model: str, ours: str) -> dict | None:
+    """Each seed's best-so-far of ``ours`` and the peer at each time, the test accuracy
+    of each one's final model (``refit``: ours retrained on train + validation, where
+    the flow does), and the differences (ours minus peer; None where either had
+    nothing yet)."""
+    seeds = {}
+    for seed, doc in sorted(docs.items()):
+        a, b = row(doc, model, ours), row(doc, model, PEER)
+        if a is not None and b is not None:
+            seeds[seed] = {
+                "ours": a["best_at"],
+                "peer": b["best_at"],
+                "test": {
+                    "ours": a.get("final_test"),
+                    "refit": a.get("final_refit_test"),
+                    "peer": b.get("final_test"),
+                },
+            }
+    if not seeds:
+        return None
+    times = list(next(iter(seeds.values()))["ours"])
+    diffs = {}
+    for t in times:
+        d = [
+            s["ours"][t] - s["peer"][t]
+            for s in seeds.values()
+            if s["ours"][t] is not None and s["peer"][t] is not None
+        ]
+        ahead = sum(1 for s in seeds.values() if s["ours"][t] is not None and s["peer"][t] is None)
+        diffs[t] = {
+            "n": len(d),
+            "median": statistics.median(d) if d else None,
+            "min": min(d) if d else None,
+            "max": max(d) if d else None,
+            "only_ours": ahead,
+        }
+    return {"seeds": seeds, "diffs": diffs}
+
+
 def summarize(docs: dict[int, dict]) -> dict:
-    """Per model: each seed's best-so-far of both approaches at each time, and the
-    differences (sweepjax minus peer; None where either had nothing yet)."""
+    """``{model: {sweepjax approach: compare(...)}}`` for every approach some seed ran."""
     out = {}
     for model in ("softmax", "mlp"):
-        seeds = {}
-        for seed, doc in sorted(docs.items()):
-            ours, peer = best_at(doc, model, OURS), best_at(doc, model, PEER)
-            if ours is not None and peer is not None:
-                seeds[seed] = {"ours": ours, "peer": peer}
-        if not seeds:
-            continue
-        times = list(next(iter(seeds.values()))["ours"])
-        diffs = {}
-        for t in times:
-            d = [
-                s["ours"][t] - s["peer"][t]
-                for s in seeds.values()
-                if s["ours"][t] is not None and s["peer"][t] is not None
-            ]
-            ahead = sum(
-                1 for s in seeds.values() if s["ours"][t] is not None and s["peer"][t] is None
-            )
-            diffs[t] = {
-                "n": len(d),
-                "median": statistics.median(d) if d else None,
-                "min": min(d) if d else None,
-                "max": max(d) if d else None,
-                "only_ours": ahead,
-            }
-        out[model] = {"seeds": seeds, "diffs": diffs}
+        per = {o: c for o in OURS if (c := compare(docs, model, o)) is not None}
+        if per:
+            out[model] = per
     return out
+
+
+def _section(model: str, ours: str, m: dict) -> list[str]:
+    times = list(m["diffs"])
+    lines = [f"## {model}: {ours}", "", f"Best-so-far validation accuracy, {ours} / {PEER}:", ""]
+    lines.append("| seed | " + " | ".join(f"at {t} s" for t in times) + " | final test |")
+    lines.append("|---|" + "---|" * (len(times) + 1))
+    for seed, s in m["seeds"].items():
+        cells = [f"{_f(s['ours'][t])} / {_f(s['peer'][t])}" for t in times]
+        te = s["test"]
+        refit = f" (refit {_f(te['refit'])})" if te.get("refit") is not None else ""
+        cells.append(f"{_f(te['ours'])}{refit} / {_f(te['peer'])}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    lines += ["", f"{ours} minus {PEER} (median [min, max] over seeds where both had a model):"]
+    lines += ["", "| | " + " | ".join(f"at {t} s" for t in times) + " |"]
+    lines.append("|---|" + "---|" * len(times))
+    cells = []
+    for t in times:
+        d = m["diffs"][t]
+        cell = f"{d['median']:+.4f} [{d['min']:+.4f}, {d['max']:+.4f}]" if d["n"] else "-"
+        if d["only_ours"]:
+            cell += f" (+{d['only_ours']} seed(s) where only sweepjax had one)"
+        cells.append(cell)
+    return [*lines, "| difference | " + " | ".join(cells) + " |", ""]
 
 
 def markdown(summary: dict, docs: dict[int, dict]) -> str:
     lines = ["# Time to quality over seeds (cpu)", ""]
-    for model, m in summary.items():
-        times = list(m["diffs"])
-        lines += [
-            f"## {model}",
-            "",
-            "Best-so-far validation accuracy, " + OURS + " / " + PEER + ":",
-            "",
-        ]
-        lines.append("| seed | " + " | ".join(f"at {t} s" for t in times) + " |")
-        lines.append("|---|" + "---|" * len(times))
-        for seed, s in m["seeds"].items():
-            cells = [f"{_f(s['ours'][t])} / {_f(s['peer'][t])}" for t in times]
-            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            f"{OURS} minus {PEER} (median [min, max] over seeds where both had a model):",
-            "",
-        ]
-        lines.append("| | " + " | ".join(f"at {t} s" for t in times) + " |")
-        lines.append("|---|" + "---|" * len(times))
-        cells = []
-        for t in times:
-            d = m["diffs"][t]
-            cell = f"{d['median']:+.4f} [{d['min']:+.4f}, {d['max']:+.4f}]" if d["n"] else "-"
-            if d["only_ours"]:
-                cell += f" (+{d['only_ours']} seed(s) where only sweepjax had one)"
-            cells.append(cell)
-        lines.append("| difference | " + " | ".join(cells) + " |")
-        lines.append("")
+    for model, per in summary.items():
+        for ours, m in per.items():
+            lines += _section(model, ours, m)
     some = next(iter(docs.values()))
     lines += [
         "One SE of a validation accuracy near 0.86 on 6,000 images is 0.0046. Each seed is "
-        "another validation split and another search for both approaches.",
+        "another validation split and another search for both approaches. 'final test': "
+        "the test accuracy of the model each approach ends with (its best validation "
+        "accuracy's model; sweepjax auto's refit on train + validation in brackets).",
         "",
         f"Machine: {some['machine'].get('cpu', '?')}; seeds {sorted(docs)}; each seed's "
         "command and load average are in its own results file.",

@@ -302,11 +302,22 @@ def test_ttq_peer_trains_the_model_of_sweepjax_default_flow():
 def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     import summarize_seeds as ss
 
-    def doc(seed, ours, peer):
+    asha, auto = ss.OURS
+
+    def doc(seed, ours, peer, with_auto=False):
         rows = [
-            {"approach": ss.OURS, "best_at": {"20": ours[0], "40": ours[1]}},
-            {"approach": ss.PEER, "best_at": {"20": peer[0], "40": peer[1]}},
+            {"approach": asha, "best_at": {"20": ours[0], "40": ours[1]}, "final_test": 0.84},
+            {"approach": ss.PEER, "best_at": {"20": peer[0], "40": peer[1]}, "final_test": 0.83},
         ]
+        if with_auto:  # a later flow, run on one seed only
+            rows.append(
+                {
+                    "approach": auto,
+                    "best_at": {"20": None, "40": 0.86},
+                    "final_test": 0.85,
+                    "final_refit_test": 0.852,
+                }
+            )
         return {
             "settings": {"seed": seed},
             "machine": {"cpu": "test cpu"},
@@ -316,17 +327,23 @@ def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     (tmp_path / "seeds" / "seed1").mkdir(parents=True)
     (tmp_path / f"{ss.STEM}.json").write_text(json.dumps(doc(0, [0.85, 0.856], [None, 0.857])))
     (tmp_path / "seeds" / "seed1" / f"{ss.STEM}.json").write_text(
-        json.dumps(doc(1, [0.84, 0.852], [0.83, 0.850]))
+        json.dumps(doc(1, [0.84, 0.852], [0.83, 0.850], with_auto=True))
     )
     docs = ss.runs(tmp_path)
     assert sorted(docs) == [0, 1]
-    d = ss.summarize(docs)["softmax"]["diffs"]
+    summary = ss.summarize(docs)["softmax"]
+    d = summary[asha]["diffs"]
     # at 20 s only seed 1 has both (+0.01); seed 0 had only sweepjax's model
     assert d["20"]["n"] == 1 and d["20"]["median"] == pytest.approx(0.01)
     assert d["20"]["only_ours"] == 1
     # at 40 s: -0.001 and +0.002
     assert d["40"]["median"] == pytest.approx(0.0005)
     assert d["40"]["min"] == pytest.approx(-0.001) and d["40"]["max"] == pytest.approx(0.002)
+    # auto ran on seed 1 only: compared there alone, nothing yet at 20 s
+    a = summary[auto]
+    assert list(a["seeds"]) == [1] and a["diffs"]["20"]["n"] == 0
+    assert a["diffs"]["40"]["median"] == pytest.approx(0.86 - 0.850)
     md = ss.markdown(ss.summarize(docs), docs)
-    assert "| 0 | 0.8500 / - | 0.8560 / 0.8570 |" in md
+    assert "| 0 | 0.8500 / - | 0.8560 / 0.8570 | 0.8400 / 0.8300 |" in md
     assert "+0.0005 [-0.0010, +0.0020]" in md and "(+1 seed(s) where only sweepjax had one)" in md
+    assert "| 1 | - / 0.8300 | 0.8600 / 0.8500 | 0.8500 (refit 0.8520) / 0.8300 |" in md
