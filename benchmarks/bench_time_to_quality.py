@@ -376,7 +376,7 @@ def worker_optuna(args) -> dict:
             test = float(acc(best_p, x_te, y_te))  # not the user's cost: off the clock
             tl.excluded_s += now() - t_ex
             any_report.excluded_s = tl.excluded_s
-            tl.offer(best, test, t=t, trial=trial.number, outcome=outcome)
+            tl.offer(best, test, t=t, trial=trial.number, outcome=outcome, params=trial.params)
         counts["complete" if outcome == "complete" else "pruned"] += 1
         if outcome != "complete":
             raise optuna.TrialPruned()

@@ -108,6 +108,24 @@ def test_auto_with_a_budget_runs_one_asha_search_then_refits(tmp_path):
     assert np.isfinite(f.winner.refit_test_acc) and f.winner.refit_test_acc > 0.8
 
 
+def test_auto_budget_spent_before_the_search_says_where_it_went(tmp_path, capsys):
+    """A time budget the checks and the finder already used up (a test process is older
+    than 3 s): exit 2, one line naming the search's share and what came before it, and
+    the stopped search stored."""
+    store = tmp_path / "a.db"
+    argv = ["auto", "--dataset", "mnist-sample", "--steps", "20", "--batch-size", "64"]
+    capsys.readouterr()
+    assert main([*argv, "--budget", "3s", "--no-report", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
+    assert "no member of sweep c1 reached its 160 steps within the budget (2.4s" in last
+    assert "auto --budget 3s: the checks and the learning-rate finder took" in last
+    assert "the search stops at 2s to leave 20% for the refit" in last
+    assert not any(ln.startswith("Traceback") for ln in err)
+    with Store.open(store) as st:
+        assert st.load_sweep("c1").winner is None
+
+
 def test_budget_errors_are_one_line(tmp_path, capsys):
     ms = ["--dataset", "mnist-sample"]
     _bad(tmp_path, capsys, ["coarse", *ms, "--budget", "soon"], "cannot read budget 'soon'")

@@ -90,5 +90,9 @@ def test_auto_trains_the_finder_population_once(tmp_path, monkeypatch):
     assert out.stages[2].data["space"]["lr"] == pytest.approx(list(box))
 
     calls.clear()
-    sweepjax.auto(**common, budget="5k", store=tmp_path / "b.db")
+    out = sweepjax.auto(**common, budget="5k", store=tmp_path / "b.db")
     assert calls == [(16, 20, 64, "sgd")]
+    # the coarser finder's box reaches half a step past its outermost good rates
+    box = sweepjax.analysis.sanity.lr_box(ranges[1], margin=0.5)
+    assert box[0] < ranges[1].lo and box[1] > ranges[1].hi
+    assert out.final.space["lr"] == pytest.approx(list(box))

@@ -155,3 +155,12 @@ def test_lr_box_single_good_rate_and_none():
     assert lr_box(_range(["too_low", "good", "good", "too_high"])) == pytest.approx((1e-2, 1e-1))
     with pytest.raises(SweepjaxError, match="`lr`"):
         lr_box(_range(["too_low", "too_high", "too_high", "too_high"]))
+
+
+def test_lr_box_margin_reaches_halfway_to_the_neighbouring_rates():
+    """auto --budget's coarser finder: half a step (sqrt(10) on this decade grid) past the
+    outermost good rates; a lone good rate keeps its full step either side."""
+    two = _range(["too_low", "good", "good", "too_high"])
+    assert lr_box(two, margin=0.5) == pytest.approx((1e-2 / 10**0.5, 1e-1 * 10**0.5))
+    lone = _range(["too_low", "good", "too_high", "too_high"])
+    assert lr_box(lone, margin=0.5) == pytest.approx((1e-3, 1e-1))

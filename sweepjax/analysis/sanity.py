@@ -296,18 +296,19 @@ def auto_lr_range(
     return lr_box(find_lr_range(dataset, model_cfg, train_cfg, steps=steps))
 
 
-def lr_box(r: LrRange) -> tuple[float, float]:
-    """``(lo, hi)`` of the good rates; one finder step either side of a lone good rate.
-    Raises SweepjaxError when no rate was good."""
+def lr_box(r: LrRange, margin: float = 0.0) -> tuple[float, float]:
+    """``(lo, hi)`` of the good rates, widened by ``margin`` finder steps on each side
+    (0.5: halfway, in log space, to the neighbouring rates, where the good range's true
+    edges lie on average); one finder step either side of a lone good rate. Raises
+    SweepjaxError when no rate was good."""
     if r.lo is None:
         raise SweepjaxError(
             "the learning-rate finder found no rate that trains (all too low or diverged); "
             "run `sweepjax sanity` to see why, or pass `lr` LO HI explicitly"
         )
-    if r.lo == r.hi:
-        ratio = float(r.lrs[1] / r.lrs[0])
-        return r.lo / ratio, r.hi * ratio
-    return r.lo, r.hi
+    ratio = float(r.lrs[1] / r.lrs[0])
+    widen = ratio ** max(margin, 1.0 if r.lo == r.hi else 0.0)
+    return r.lo / widen, r.hi * widen
 
 
 # --------------------------------------------------------------------------- checks

@@ -28,9 +28,13 @@ DEFAULT_MAX_ROUNDS = 3
 AFTER_SEARCH = 0.2
 # With a budget, the learning-rate finder tries two rates a decade instead of four: half
 # the member-steps (the width-256 MLP's finder is 16 x 300 steps, about 20 s on a 2-core
-# CPU, instead of 40 s), and ASHA searches the box at random anyway; its edge verdict
-# says when the winner sits on an edge the coarser finder drew too tight.
+# CPU, instead of 40 s). On that coarser grid the good rates' extremes fall up to 3.4x
+# inside the good range, and the one ASHA round cannot move its box, so the box reaches
+# half a finder step past them (1.85x). Fashion-MNIST's MLP: 32 rates give [2.1e-4,
+# 0.080]; 16 gave [1.4e-4, 0.063] and give [7.4e-5, 0.117] with the margin, while ASHA
+# over the whole (1e-4, 3) box picked rates of 0.070-0.071 on two seeds.
 BUDGET_FINDER_RATES = 16
+BUDGET_BOX_MARGIN = 0.5
 
 
 class SanityFailed(SweepjaxError):
@@ -181,30 +185,43 @@ def auto(
             + "; ".join(f"{c.name}: {c.detail}" for c in failed)
             + " (run `sweepjax sanity` for the details; searching would not fix this)"
         )
-    lo, hi = lr_box(san.lr_range)
+    lo, hi = lr_box(san.lr_range, margin=0.0 if budget is None else BUDGET_BOX_MARGIN)
     stage(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
 
     # Every round's members go into its own Optuna study (named after the sweep).
     common = dict(store=store, callbacks=cb, report=False, optuna_storage=optuna_storage)
     data = dict(dataset=dataset, data_dir=data_dir, model=model, hidden=hidden)
     if budget is not None:
-        from sweepjax.budget import Budget
+        from sweepjax.budget import Budget, process_elapsed
+        from sweepjax.errors import NothingFinishedError
 
         b = Budget.parse(budget)
         search = b if b.seconds is None else Budget(seconds=b.seconds * (1 - AFTER_SEARCH))
-        final = flows.coarse(
-            **common,
-            **data,
-            optimizer=optimizer,
-            trials=trials,
-            steps=defaults.fine_steps_factor * steps,
-            batch_size=batch_size,
-            seed=seed,
-            lr=(lo, hi),
-            lr_decay=FINE_LR_DECAY,
-            schedule="asha",
-            budget=str(search),
-        )
+        checked = process_elapsed()  # what the imports, data, checks and finder took
+        try:
+            final = flows.coarse(
+                **common,
+                **data,
+                optimizer=optimizer,
+                trials=trials,
+                steps=defaults.fine_steps_factor * steps,
+                batch_size=batch_size,
+                seed=seed,
+                lr=(lo, hi),
+                lr_decay=FINE_LR_DECAY,
+                schedule="asha",
+                budget=str(search),
+            )
+        except NothingFinishedError as e:
+            if b.seconds is None:
+                raise
+            # The search's own message names its share of the budget, not the user's.
+            raise NothingFinishedError(
+                f"{e} (auto --budget {b}: the checks and the learning-rate finder took "
+                f"{checked:.0f}s, the search stops at {search.seconds:.0f}s to leave "
+                f"{AFTER_SEARCH:.0%} for the refit)",
+                result=e.result,
+            ) from None
         stage(_sweep_stage("asha", final))
         return _finish(final, store, refit, report, stage, stages, cb)
     prev = flows.coarse(
