@@ -127,8 +127,9 @@ def auto(
     With ``budget`` (``"60s"``, ``"5M"``: :class:`sweepjax.budget.Budget`) the search is
     one ASHA run over the finder's box with the learning-rate decay searched too, its
     members of a fine round's length; a time budget leaves :data:`AFTER_SEARCH` of it to
-    the refit and the report (the budget counts the whole process, sanity included), and
-    the finder tries :data:`BUDGET_FINDER_RATES` rates.
+    the refit and the report (the budget counts the whole process, sanity included); the
+    finder tries :data:`BUDGET_FINDER_RATES` rates and its box reaches
+    :data:`BUDGET_BOX_MARGIN` of a finder step past the outermost good ones.
 
     Raises SanityFailed (exit 1) with the failing checks, and what coarse / fine raise.
 
