@@ -18,8 +18,10 @@ split and another search for everyone):
 
 1. sweepjax flows through the public API: ``coarse(...)`` then ``fine(...)``, one
    variant per row of ``FLOWS`` (the default flow is exactly ``python -m sweepjax coarse``
-   then ``python -m sweepjax fine``); a variant whose keyword arguments this checkout's
-   ``coarse``/``fine`` do not take is reported as skipped, with the reason.
+   then ``python -m sweepjax fine``; ``sweepjax auto`` is ``auto(budget=...)``, the checks,
+   the finder, one ASHA search and the refit); a variant whose keyword arguments this
+   checkout's ``coarse``/``fine``/``auto`` do not take is reported as skipped, with the
+   reason.
 2. Optuna TPE + HyperbandPruner driving a per-trial jitted JAX trainer written here
    (sweepjax's model, initialisation and objective; SGD, batch 256 with replacement,
    cosine learning-rate schedule over 2,400 steps), reporting after every 240 steps.
@@ -134,15 +136,14 @@ def worker_sweepjax(args) -> dict:
         coarse_kw.update(budget=f"{args.budget_s:g}s", steps=steps)
     if args.worker in WARM:
         sweepjax.engine.compile_cache.enable()  # the directory the parent put in the environment
-    if args.worker in AUTO:  # auto's members run the model's fine factor x its steps
-        factor = sweepjax.spec.MODEL_DEFAULTS[args.model].fine_steps_factor
-        steps = args.run_steps or PEER_MODEL[args.model]["run_steps"]
-        coarse_kw["steps"] = steps // factor
     if args.quick and args.worker not in ANYTIME | AUTO:
         coarse_kw, fine_kw = {**QUICK_COARSE, **coarse_kw}, {**QUICK_FINE, **fine_kw}
     calls = [(sweepjax.coarse, coarse_kw)] + ([(sweepjax.fine, fine_kw)] if fine_kw else [])
-    if args.worker in AUTO:
-        coarse_kw["budget"] = f"{args.budget_s:g}s"
+    if args.worker in AUTO:  # the peer's budget; members of the peer's length, which are
+        # the model's fine factor x auto's steps
+        factor = sweepjax.spec.MODEL_DEFAULTS[args.model].fine_steps_factor
+        steps = args.run_steps or PEER_MODEL[args.model]["run_steps"]
+        coarse_kw.update(budget=f"{args.budget_s:g}s", steps=steps // factor)
         calls = [(sweepjax.auto, coarse_kw)]
     for fn, kw in calls:
         try:
