@@ -292,8 +292,13 @@ def auto_lr_range(
     Raises SweepjaxError when no rate was good; a single good rate gives a box of
     one finder step on either side of it.
     """
-    steps = min(train_cfg.steps, LR_FINDER_STEPS)
-    return lr_box(find_lr_range(dataset, model_cfg, train_cfg, steps=steps))
+    return lr_box(find_lr_range(dataset, model_cfg, train_cfg, steps=finder_steps(train_cfg)))
+
+
+def finder_steps(train_cfg: TrainConfig) -> int:
+    """The finder's length for a run of ``train_cfg``: its steps, at most 300 (the
+    too-low edge depends on the step budget)."""
+    return min(train_cfg.steps, LR_FINDER_STEPS)
 
 
 def lr_box(r: LrRange, margin: float = 0.0) -> tuple[float, float]:

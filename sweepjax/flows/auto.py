@@ -139,7 +139,7 @@ def auto(
       out.final.winner.refit_test_acc
     """
     # Deferred: they import jax; the CLI reads DEFAULT_MAX_ROUNDS for --help without it.
-    from sweepjax.analysis.sanity import LR_FINDER_N, LR_FINDER_STEPS, lr_box, run_sanity
+    from sweepjax.analysis.sanity import LR_FINDER_N, finder_steps, lr_box, run_sanity
     from sweepjax.data import load_dataset
     from sweepjax.flows import sweep as flows
     from sweepjax.flows.runner import Callbacks
@@ -163,13 +163,13 @@ def auto(
     model_cfg = ModelConfig(kind=model, hidden=hidden)
     train_cfg = TrainConfig(optimizer=optimizer, steps=steps, batch_size=batch_size, seed=seed)
     ds = load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, seed=seed))
-    # The sanity run's learning-rate population is the finder's (``auto_lr_range``: the
-    # coarse run's optimizer and batch, at most 300 steps), so the box comes from it.
+    # The sanity run's learning-rate population is the finder's (``auto_lr_range``'s: the
+    # coarse run's optimizer, batch and finder_steps), so the box comes from it.
     san = run_sanity(
         ds,
         model_cfg,
         train_cfg,
-        finder_steps=min(steps, LR_FINDER_STEPS),
+        finder_steps=finder_steps(train_cfg),
         finder_rates=LR_FINDER_N if budget is None else BUDGET_FINDER_RATES,
     )
     failed = [c for c in san.checks if not c.passed]
