@@ -3,7 +3,7 @@
 A halving-like population: 12 members finish, the rest are stopped at rungs 10 / 30 with
 lower accuracies. Claims: the winner and the tied set come from finished members only;
 the surface reads every non-diverged member, a stopped member's SE grows with the gain
-the finished members made after its stop; diverged members are never read.
+the finished members made after its stop; diverged members enter at the floor.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.config import Range, SearchSpace
 from sweepjax.engine.curves import Curves
-from sweepjax.results.appraise import judge_members, next_space, stopped_offsets
+from sweepjax.results.appraise import judge_members, stopped_offsets
+from sweepjax.results.claims import next_space
 from sweepjax.results.records import MemberRecord
 
 N_VAL = 2000

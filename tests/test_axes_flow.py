@@ -21,7 +21,8 @@ from sweepjax.cli.inspect import json_clean
 from sweepjax.config import AXES, DROPOUT_MAX, MOMENTUM_MAX, ModelConfig, Range, SearchSpace
 from sweepjax.errors import ConfigError
 from sweepjax.flows.sweep_config import SweepConfig
-from sweepjax.results.appraise import judge_members, next_space
+from sweepjax.results.appraise import judge_members
+from sweepjax.results.claims import next_space
 from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import as_space, ranking, refine, sample
 from sweepjax.store.db import Store

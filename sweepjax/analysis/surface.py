@@ -25,6 +25,12 @@ The model, and why this one:
   raised to it: the model describes where the *top* of the population is, and a
   collapsed corner (accuracy 0.1 next to a 0.85 plateau) cannot pull the fit with
   leverage it has no right to. Importance is therefore measured down to that floor.
+- **Divergence is data.** A member that diverged (its cost passed 3x its start: the
+  lecture's stop rule) says "this region is bad" as surely as a collapsed one, so it
+  enters the fit *at the floor* (a censored low score), with the floor's noise. Leaving
+  it out, as this model once did, let the curve run free past the last survivor: on a
+  softmax box reaching lr = 3, where 46 of 53 members diverged, the fit put its optimum
+  on the edge at 0.93 against a best member of 0.843 (19.5 SE).
 - **Known noise, then honest misfit.** Each member is weighted by its binomial
   variance ``p (1 - p) / n_val`` (or a given SE). The posterior covariance is then
   multiplied by the dispersion ``max(1, chi2 / (N - edf))``, so lack of fit (terms the
@@ -62,6 +68,11 @@ class Surface(NamedTuple):
       dispersion: ``chi2 / (N - edf)`` of the fit, at least 1 (1 = fits to the noise).
       edf: effective number of parameters at the chosen penalty.
       penalty: chosen penalty strength (absolute).
+      x: ``[N_fit, A]`` unit positions of the fitted members (diverged ones included).
+      y: ``[N_fit]`` the scores fitted (floored; a diverged member's is the floor).
+      diverged: ``[N_fit]`` bool, the member diverged (entered at the floor).
+      exact: ``[N_fit]`` bool, the member's score measures what the model predicts (it
+        trained to the end; a stopped member's score is a lower bound with a wide SE).
     """
 
     axes: tuple[str, ...]
@@ -73,6 +84,10 @@ class Surface(NamedTuple):
     dispersion: float
     edf: float
     penalty: float
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    diverged: np.ndarray | None = None
+    exact: np.ndarray | None = None
 
     @property
     def num_axes(self) -> int:
@@ -169,19 +184,25 @@ def fit_surface(
     acc_se: np.ndarray | None = None,
     knots: int | None = None,
     floor_quantile: float = DEFAULT_FLOOR_QUANTILE,
+    diverged: np.ndarray | None = None,
+    exact: np.ndarray | None = None,
 ) -> Surface:
-    """Fit the response surface to the alive members.
+    """Fit the response surface to the alive members and, at the floor, the diverged ones.
 
     Args:
       x_unit: ``[N, A]`` member positions in unit coordinates of the searched box.
       acc: ``[N]`` validation accuracies.
-      alive: ``[N]`` bool; diverged members (``False``) are left out of the fit.
+      alive: ``[N]`` bool, the member has a score to fit (finished or stopped).
       n_val: validation set size (binomial SE of each accuracy).
       axes: ``A`` axis names.
       acc_se: optional ``[N]`` empirical SEs (replicas, folds); replaces the binomial SE.
       knots: knots per axis curve (default :func:`knots_for` the axes: 11, one every
         tenth of the box, up to 4 axes).
       floor_quantile: scores below this quantile of the alive accuracies are raised to it.
+      diverged: optional ``[N]`` bool, the member diverged: it enters the fit at the floor
+        (with the floor's binomial SE, or the median given SE), whatever its ``acc``.
+      exact: optional ``[N]`` bool, the member trained to the end (default: every alive
+        member did); kept for the verdicts' consistency check.
 
     Returns:
       A :class:`Surface`.
@@ -193,10 +214,12 @@ def fit_surface(
       s = fit_surface(x, acc, np.ones(256, bool), 6000, ["lr", "l2"])
       predict(s, [[0.5, 0.5]])  # (array([~0.85]), array([~0.001]))
     """
-    x = np.asarray(x_unit, dtype=np.float64)
-    alive = np.asarray(alive, dtype=bool) & np.isfinite(np.asarray(acc, dtype=np.float64))
-    y = np.asarray(acc, dtype=np.float64)[alive]
-    x = x[alive]
+    x_all = np.asarray(x_unit, dtype=np.float64)
+    acc_all = np.asarray(acc, dtype=np.float64)
+    alive = np.asarray(alive, dtype=bool) & np.isfinite(acc_all)
+    div = np.zeros(len(acc_all), bool) if diverged is None else np.asarray(diverged, bool)
+    div = div & ~alive
+    y = acc_all[alive]
     need = min_members(len(axes))
     if len(y) < need:
         raise ValueError(
@@ -206,6 +229,14 @@ def fit_surface(
     se = binomial_se(y, n_val) if acc_se is None else np.asarray(acc_se, dtype=np.float64)[alive]
     floor = float(np.quantile(y, floor_quantile))
     y = np.maximum(y, floor)
+    if div.any():  # censored low: at the floor, with the noise of a score there
+        d_se = binomial_se(np.array([floor]), n_val)[0] if acc_se is None else np.median(se)
+        y = np.concatenate([y, np.full(int(div.sum()), floor)])
+        se = np.concatenate([se, np.full(int(div.sum()), d_se)])
+    x = np.concatenate([x_all[alive], x_all[div]], axis=0)
+    is_div = np.concatenate([np.zeros(int(alive.sum()), bool), np.ones(int(div.sum()), bool)])
+    ex = np.ones(len(acc_all), bool) if exact is None else np.asarray(exact, bool)
+    is_exact = np.concatenate([ex[alive], np.zeros(int(div.sum()), bool)])
     w = 1.0 / np.maximum(se, 1e-12) ** 2
 
     phi = features(x, knots)
@@ -230,7 +261,10 @@ def fit_surface(
     # Posterior covariance of a penalised fit with known noise: (X'WX + lam S)^-1.
     cov = inv * dispersion
     cov = (cov + cov.T) / 2.0
-    return Surface(tuple(axes), knots, coef, cov, floor, se, dispersion, edf, float(lam))
+    return Surface(
+        tuple(axes), knots, coef, cov, floor, se, dispersion, edf, float(lam), x, y, is_div,
+        is_exact,
+    )  # fmt: skip
 
 
 def predict(surface: Surface, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,13 +32,20 @@ Statistical choices (each also stated where it is made):
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from sweepjax.analysis import evidence as ev
 from sweepjax.analysis.flatness import flat_range, norm_sf
+from sweepjax.analysis.nextbox import (  # noqa: F401  (re-exported: the next box and members)
+    MIN_WIDTH,
+    Box,
+    cap_flags,
+    propose,
+    refine_box,
+)
 from sweepjax.analysis.ranking import (  # noqa: F401  (re-exported: the verdict vocabulary)
     DEFAULT_TIE_CONFIDENCE,
     Ranking,
@@ -46,13 +53,11 @@ from sweepjax.analysis.ranking import (  # noqa: F401  (re-exported: the verdict
     selection_z,
     tied_set,
 )
-from sweepjax.analysis.ranking import norm_cdf as _norm_cdf
 from sweepjax.analysis.surface import (
     Surface,
     features,
     fit_surface,
     knot_grid,
-    predict,
     sample_coefs,
 )
 from sweepjax.config import DEFAULT_BAND, DEFAULT_MARGIN  # noqa: F401  (re-exported)
@@ -60,7 +65,7 @@ from sweepjax.config import DEFAULT_BAND, DEFAULT_MARGIN  # noqa: F401  (re-expo
 DEFAULT_ALPHA = 0.01
 DEFAULT_FLAT_ALPHA = 0.01
 DEFAULT_SAMPLES = 256
-MIN_WIDTH = 0.05
+INSIDE_CONFIDENCE = 0.5  # "optimum inside the box" needs at least this confidence
 SIDES = ("low", "high")
 
 
@@ -106,10 +111,18 @@ class Verdict:
       importance_se: its posterior SD.
       optimum: per axis, unit coordinate of the modelled optimum.
       optimum_value: modelled score there.
-      optimum_inside: no edge is flagged.
+      optimum_inside: no edge is flagged AND ``optimum_confidence`` is at least
+        ``INSIDE_CONFIDENCE`` (0.5): below that the optimum is "not established".
       optimum_confidence: fraction of posterior surfaces whose optimum is inside: no
-        uncapped edge band beats its axis's interior by more than ``tol``.
+        uncapped edge band beats its axis's interior by more than ``tol`` (each surface
+        compared over supported points only).
       tol: the score difference below which nothing is called a difference.
+      optimum_sd: the model's posterior SD at the optimum.
+      optimum_supported: members near the optimum do not contradict it (no supported
+        point was within ``GAP_SE`` SEs of a nearby member when False).
+      unsupported_value: the model mean's own maximum when it lies elsewhere (an
+        unsupported or contradicted point the verdicts did not take), else None.
+      flagged: some edge is flagged.
     """
 
     boundaries: tuple[BoundaryVerdict, ...]
@@ -122,18 +135,15 @@ class Verdict:
     optimum_inside: bool
     optimum_confidence: float
     tol: float
+    optimum_sd: float = 0.0
+    optimum_supported: bool = True
+    unsupported_value: float | None = None
+    flagged: bool = False
 
     @property
     def flags(self) -> list[BoundaryVerdict]:
         """The flagged edges only."""
         return [b for b in self.boundaries if b.flagged]
-
-
-def _caps(flags, num_axes: int) -> np.ndarray:
-    out = np.zeros(num_axes, dtype=bool) if flags is None else np.asarray(flags, dtype=bool)
-    if out.shape != (num_axes,):
-        raise ValueError(f"cap flags need shape ({num_axes},), got {out.shape}")
-    return out
 
 
 def judge_surface(
@@ -165,15 +175,21 @@ def judge_surface(
       [(b.param, b.side) for b in v.flags], v.flat, v.optimum_inside
     """
     a, k = surface.num_axes, surface.knots
-    cap = np.stack([_caps(capped_low, a), _caps(capped_high, a)], axis=1)  # [A, 2]
+    cap = np.stack([cap_flags(capped_low, a), cap_flags(capped_high, a)], axis=1)  # [A, 2]
     rng = np.random.default_rng(seed)
     # [P, S], contiguous: a transposed operand sends OpenBLAS down a path ~100x slower.
     coefs_t = np.ascontiguousarray(sample_coefs(surface, num_samples, rng).T)
     grid, phi = _grid_features(a, k)  # [G, A], [G, P]; the model's maximum is on the grid
     mean_grid = phi @ surface.coef
-    samp_grid = (phi @ coefs_t).reshape((k,) * a + (num_samples,))  # [K, ..., K, S]
-    best = int(np.argmax(mean_grid))
+    sd_grid = np.sqrt(np.maximum(np.einsum("gp,pq,gq->g", phi, surface.cov, phi), 0.0))
+    ev = _evidence(surface, grid, mean_grid, sd_grid)
+    best = ev.best
     opt = grid[best]
+    # Posterior surfaces are compared only where members support the model: past the
+    # last survivor a sampled surface is noise, and its maximum there would count as
+    # "the optimum may lie past this edge".
+    samp = np.where(ev.supported[:, None], phi @ coefs_t, -np.inf)
+    samp_grid = samp.reshape((k,) * a + (num_samples,))  # [K, ..., K, S]
     knots = np.linspace(0.0, 1.0, k)
     nb = max(1, int(round(band * (k - 1))))  # knot intervals in the band
 
@@ -213,6 +229,7 @@ def judge_surface(
             flat.append(name)
     open_past = past[~cap]  # [E, S] over the uncapped edges
     inside_conf = float(np.mean(~open_past.any(axis=0))) if open_past.size else 1.0
+    flagged_any = any(b.flagged for b in boundaries)
 
     return Verdict(
         boundaries=tuple(boundaries),
@@ -222,10 +239,48 @@ def judge_surface(
         importance_se=importance_se,
         optimum={n: float(opt[j]) for j, n in enumerate(surface.axes)},
         optimum_value=float(mean_grid[best]),
-        optimum_inside=not any(b.flagged for b in boundaries),
+        optimum_inside=not flagged_any and inside_conf >= INSIDE_CONFIDENCE,
         optimum_confidence=inside_conf,
         tol=float(tol),
+        optimum_sd=float(sd_grid[best]),
+        optimum_supported=ev.consistent,
+        unsupported_value=ev.unsupported_value,
+        flagged=flagged_any,
     )
+
+
+class _Evidence(NamedTuple):
+    supported: np.ndarray  # [G] bool
+    best: int  # grid index of the optimum
+    consistent: bool  # the nearby members do not contradict it
+    unsupported_value: float | None  # the mean's own maximum, when the optimum is not it
+
+
+def _evidence(surface: Surface, grid, mean_grid, sd_grid) -> _Evidence:
+    """The optimum: the best supported grid point the nearby members do not contradict
+    (:mod:`sweepjax.analysis.evidence`); the mean's own maximum is kept for the record
+    when it lies elsewhere."""
+    if surface.x is None:  # a surface built by hand, without its members
+        return _Evidence(np.ones(len(grid), bool), int(np.argmax(mean_grid)), True, None)
+    alive = ~surface.diverged
+    supported = ev.supported_points(sd_grid, surface.noise_se[alive], surface.dispersion)
+    if not supported.any():  # nothing is known as well as one member: the safest point
+        supported = sd_grid <= np.min(sd_grid) * (1 + 1e-9)
+    cand = np.flatnonzero(supported)
+    cand = cand[np.argsort(-mean_grid[cand], kind="stable")]
+    cell = 1.0 / (surface.knots - 1)
+    x, y, se = surface.x[alive], surface.y[alive], surface.noise_se[alive]
+    exact = None if surface.exact is None else surface.exact[alive]
+    best, consistent = int(cand[0]), False
+    for start in range(0, len(cand), 256):  # best first, stop at the first consistent one
+        block = cand[start : start + 256]
+        ok = ev.consistent_points(grid[block], mean_grid[block], x, y, se, cell, exact)
+        if ok.any():
+            best, consistent = int(block[int(np.argmax(ok))]), True
+            break
+    top = int(np.argmax(mean_grid))
+    other = None if top == best else float(mean_grid[top])
+    return _Evidence(supported, best, consistent, other)
 
 
 @functools.lru_cache(maxsize=16)
@@ -234,128 +289,6 @@ def _grid_features(num_axes: int, knots: int) -> tuple[np.ndarray, np.ndarray]:
     phi = features(grid, knots)
     grid.flags.writeable = phi.flags.writeable = False
     return grid, phi
-
-
-# -------------------------------------------------------------------------- next box
-class Box(NamedTuple):
-    """A box in unit coordinates of the searched box: ``lo``, ``hi`` both ``[A]``."""
-
-    lo: np.ndarray
-    hi: np.ndarray
-
-
-def refine_box(
-    verdict: Verdict,
-    axes: tuple[str, ...] | list[str],
-    x_tied: np.ndarray,
-    capped_low: np.ndarray | None = None,
-    capped_high: np.ndarray | None = None,
-    margin: float = DEFAULT_MARGIN,
-    min_width: float = MIN_WIDTH,
-) -> Box:
-    """The next box, from the model's verdict and the tied set.
-
-    Per axis: the span of the tied members, the modelled optimum and the axis's flat range
-    (a flat axis keeps its full width), widened by ``margin``; clipped to ``[0, 1]``
-    except past a flagged edge, which is extended by half the box's width (at least
-    ``margin``) whether or not the winner sits near it; never past a cap; at least
-    ``min_width`` wide.
-
-    Args:
-      verdict: from :func:`judge_surface`.
-      axes: axis names in column order.
-      x_tied: ``[T, A]`` unit coordinates of the tied members (``x_unit[ranking.tied]``).
-      capped_low, capped_high: ``[A]`` bool hard caps.
-      margin, min_width: fractions of the searched box's width.
-
-    Returns:
-      A :class:`Box`; it always contains the tied members.
-
-    Example::
-
-      b = refine_box(v, ["lr", "l2"], x_unit[r.tied])
-      Range(lo, hi).from_unit([b.lo[0], b.hi[0]])  # the next lr range
-    """
-    a = len(axes)
-    cap_lo, cap_hi = _caps(capped_low, a), _caps(capped_high, a)
-    x_tied = np.atleast_2d(np.asarray(x_tied, dtype=np.float64))
-    flagged = {(b.param, b.side) for b in verdict.flags}
-    lo, hi = np.zeros(a), np.ones(a)
-    for j, name in enumerate(axes):
-        f_lo, f_hi = verdict.flat_ranges.get(name, (verdict.optimum[name],) * 2)
-        pts = np.concatenate([x_tied[:, j], [verdict.optimum[name], f_lo, f_hi]])
-        b_lo, b_hi = float(pts.min()) - margin, float(pts.max()) + margin
-        if name in verdict.flat:
-            b_lo, b_hi = min(b_lo, 0.0), max(b_hi, 1.0)
-        past = max((b_hi - b_lo) / 2.0, margin)
-        open_lo = (name, "low") in flagged and not cap_lo[j]
-        open_hi = (name, "high") in flagged and not cap_hi[j]
-        b_lo = -past if open_lo else max(b_lo, 0.0)
-        b_hi = 1.0 + past if open_hi else min(b_hi, 1.0)
-        if b_hi - b_lo < min_width:  # keep a usable box, shifted back inside a clipped edge
-            mid = (b_lo + b_hi) / 2.0
-            b_lo, b_hi = mid - min_width / 2.0, mid + min_width / 2.0
-            if b_lo < 0.0 and not open_lo:
-                b_lo, b_hi = 0.0, min_width
-            if b_hi > 1.0 and not open_hi:
-                b_lo, b_hi = 1.0 - min_width, 1.0
-        lo[j], hi[j] = b_lo, b_hi
-    return Box(lo, hi)
-
-
-# ----------------------------------------------------------------------- next members
-def propose(
-    surface: Surface,
-    box: Box,
-    n: int,
-    seed: int,
-    method: str = "thompson",
-    explore: float = 0.25,
-    num_candidates: int = 256,
-) -> np.ndarray:
-    """The next population, ``[n, A]`` unit coordinates of ``box`` (not the old box).
-
-    - ``"thompson"``: each member is the argmax, over its own ``num_candidates`` uniform
-      candidates in ``box``, of its own posterior surface (one matrix product for all).
-    - ``"ei"``: the ``n`` best of ``max(8 n, num_candidates)`` uniform candidates by
-      expected improvement over the modelled optimum.
-    - ``"uniform"``: uniform in ``box``.
-
-    With ``thompson`` and ``ei`` a fraction ``explore`` of the members is uniform, so the
-    model's blind spots (an extended edge) are still sampled. The same seed gives the
-    same points.
-
-    Example::
-
-      u = propose(s, b, 256, seed=0)  # [256, A] in [0, 1]
-      hp = b.lo + u * (b.hi - b.lo)   # the same points in the searched box's coordinates
-    """
-    a = surface.num_axes
-    rng = np.random.default_rng(seed)
-    lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
-    if method == "uniform":
-        return rng.uniform(size=(n, a))
-    n_uni = int(round(explore * n))
-    n_model = n - n_uni
-    if method == "thompson":
-        cand = rng.uniform(size=(n_model, num_candidates, a))
-        phi = features((lo + cand * (hi - lo)).reshape(-1, a), surface.knots)
-        phi = phi.reshape(n_model, num_candidates, -1)
-        coefs = sample_coefs(surface, n_model, rng)
-        vals = np.einsum("mcp,mp->mc", phi, coefs)
-        picked = cand[np.arange(n_model), np.argmax(vals, axis=1)]
-    elif method == "ei":
-        cand = rng.uniform(size=(max(8 * n, num_candidates), a))
-        mu, sd = predict(surface, lo + cand * (hi - lo))
-        best = float(np.max(features(knot_grid(a, surface.knots), surface.knots) @ surface.coef))
-        sd = np.maximum(sd, 1e-12)
-        zz = (mu - best) / sd
-        ei = (mu - best) * _norm_cdf(zz) + sd * np.exp(-0.5 * zz**2) / math.sqrt(2.0 * math.pi)
-        picked = cand[np.argsort(-ei, kind="stable")[:n_model]]
-    else:
-        raise ValueError(f"unknown proposal method {method!r}; use thompson, ei or uniform")
-    out = np.concatenate([picked, rng.uniform(size=(n_uni, a))], axis=0)
-    return out[rng.permutation(n)]
 
 
 # ------------------------------------------------------------------------ all in one
@@ -382,7 +315,9 @@ def judge(
 ) -> Assessment:
     """Rank, fit, decide and refine in one call, with the defaults above.
 
-    ``tol`` is the winner's accuracy SE. Arrays: ``x_unit [N, A]``, the rest ``[N]``.
+    ``tol`` is the winner's accuracy SE. Arrays: ``x_unit [N, A]``, the rest ``[N]``; a
+    member not ``alive`` diverged (it enters the fit at the floor, and the next box stays
+    out of a region where most members diverged).
 
     Example::
 
@@ -391,8 +326,13 @@ def judge(
       r.verdict.flags, r.verdict.flat, r.box
     """
     ranking = tied_set(acc, val_loss, alive, n_val, acc_se)
-    surface = fit_surface(x_unit, acc, alive, n_val, axes, acc_se)
+    dead = ~np.asarray(alive, dtype=bool)  # diverged: evidence at the floor
+    surface = fit_surface(x_unit, acc, alive, n_val, axes, acc_se, diverged=dead)
     verdict = judge_surface(surface, ranking.winner_se, capped_low, capped_high, seed=seed)
-    x_tied = np.asarray(x_unit, dtype=np.float64)[ranking.tied]
-    box = refine_box(verdict, axes, x_tied, capped_low, capped_high)
+    x = np.asarray(x_unit, dtype=np.float64)
+    lim_lo, lim_hi = ev.frontier_limits(ev.divergence_frontiers(x, dead), len(axes))
+    box = refine_box(
+        verdict, axes, x[ranking.tied], capped_low, capped_high,
+        limit_low=lim_lo, limit_high=lim_hi,
+    )  # fmt: skip
     return Assessment(ranking, surface, verdict, box)

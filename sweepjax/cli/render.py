@@ -78,6 +78,12 @@ def _verdict_lines(result: SweepResult) -> list[str]:
         out.append(f"  -> run `{again}` (its box extends past the flagged edges)")
     if v is None:
         return out
+    for d in v.diverged_regions:  # a region that diverged is described as such
+        where, near = ("above", "below") if d["side"] == "high" else ("below", "above")
+        out.append(
+            f"  {d['param']} {where} {d['bound']:.3g} diverges: {d['diverged']} of "
+            f"{d['members']} members there (a fine box stays {near} it)"
+        )
     for name in v.flat:
         lo, hi = result.space[name]
         out.append(
@@ -93,7 +99,31 @@ def _verdict_lines(result: SweepResult) -> list[str]:
             out.append(f"  {name} below {hi:.3g} makes no measurable difference")
         elif at_hi and not at_lo:
             out.append(f"  {name} above {lo:.3g} makes no measurable difference")
+    for name, nm in v.not_measured.items():
+        lo, hi = nm["range"]
+        out.append(
+            f"  {name} in [{lo:.3g}, {hi:.3g}]: not measured ({nm['finished']} of the "
+            f"{nm['members']} members there trained to the end); no claim"
+        )
     return out
+
+
+def _optimum_line(v) -> str:
+    """The model's optimum in words that match its numbers: "inside" only at a confidence
+    of at least 50%, else "not established" and the likeliest edge."""
+    status = v.optimum_status or ("inside" if v.optimum_inside else "past an edge")
+    conf = f"confidence inside {v.optimum_confidence:.0%}"
+    if status == "not established" and v.edge_confidence:
+        edge, p = max(v.edge_confidence.items(), key=lambda kv: kv[1])
+        conf += f"; likeliest past the {edge} edge, {p:.0%}"
+    where = {"inside": "inside the box", "past an edge": "possibly past an edge"}.get(
+        status, "not established"
+    )
+    line = f"model: optimum {where} ({conf})"
+    if v.optimum_sd is not None:
+        at = ", ".join(f"{k} {x:.3g}" for k, x in v.optimum.items())
+        line += f"; modelled {v.optimum_value:.4f} +/- {v.optimum_sd:.4f} at {at}"
+    return line
 
 
 def _schedule_name(result: SweepResult) -> str:
@@ -220,11 +250,19 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
         imp = ", ".join(
             f"{k} {val:.3f}" for k, val in sorted(v.importance.items(), key=lambda kv: -kv[1])
         )
-        inside = "inside the box" if v.optimum_inside else "possibly past an edge"
-        lines.append(
-            f"model: optimum {inside} (confidence inside {v.optimum_confidence:.0%}); "
-            f"importance (accuracy range): {imp}"
-        )
+        lines.append(_optimum_line(v))
+        if v.unsupported_value is not None and v.unsupported_value > v.optimum_value + v.tol:
+            lines.append(
+                f"model: its mean peaks at {v.unsupported_value:.4f} where members do not "
+                "support it (too far from them, or more than 3 SE above those nearby); "
+                "the optimum above is the best point they support"
+            )
+        if not v.optimum_supported:
+            lines.append(
+                "model: even that point sits more than 3 SE above every member near it; "
+                "read its value as an upper bound"
+            )
+        lines.append(f"model: importance (accuracy range): {imp}")
     verdicts = _verdict_lines(result)
     if verdicts:
         lines.append("verdict:")

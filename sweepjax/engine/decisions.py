@@ -44,6 +44,11 @@ class Scheduler(Protocol):
     def decide(self, view: RungView) -> Decision: ...
 
 
+# The rung a diverged member is logged at: no decision is made there (every decision reads
+# one rung), but the draws' model reads these entries as evidence that the region is bad.
+DIVERGED_RUNG = -1
+
+
 class RungLog(NamedTuple):
     """Every rung judgement so far, one entry per (member, rung), in the order made,
     and every finished member's final numbers (``rung`` = the run's length ``R``; no

@@ -36,7 +36,7 @@ from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import active, program, slots
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
-from sweepjax.engine.decisions import Refills, RungLog
+from sweepjax.engine.decisions import DIVERGED_RUNG, Refills, RungLog
 from sweepjax.engine.distributed import SINGLE, Placement, put_members, to_host
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
@@ -155,8 +155,13 @@ def train_refilling(
         small = active.small(act, where)
         alive = small["alive"]
         stop_age = np.full(w, -1)
-        # Diverged: frozen by the step; its slot is free now.
+        # Diverged: frozen by the step; its slot is free now. Logged (no decision reads
+        # it) so that the draws' model learns where members diverge.
         div = occupied & ~alive
+        if div.any():
+            k = int(div.sum())
+            nan = np.full(k, np.nan)
+            log = log.extend(DIVERGED_RUNG, slot_row[div], nan, nan, np.zeros(k, bool))
         # At a rung or at the end: measure on the whole validation set.
         at_rung = occupied & alive & np.isin(age, list(rungs))
         done = occupied & alive & (age >= total)

@@ -14,7 +14,8 @@ from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
 from sweepjax.engine import PopulationResult, accuracy, member_params
 from sweepjax.flows.sweep_config import SweepConfig
-from sweepjax.results.appraise import Appraisal, boundary_records, judge_sweep, verdict_record
+from sweepjax.results.appraise import Appraisal, judge_sweep
+from sweepjax.results.claims import boundary_records, verdict_record
 from sweepjax.results.records import (
     MemberRecord,
     SweepResult,

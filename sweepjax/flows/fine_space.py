@@ -17,7 +17,8 @@ from sweepjax import search
 from sweepjax.analysis.verdict import propose
 from sweepjax.config import Range, SearchSpace
 from sweepjax.flows.sweep_config import FINE_LR_DECAY, SweepConfig
-from sweepjax.results.appraise import Appraisal, next_space
+from sweepjax.results.appraise import Appraisal
+from sweepjax.results.claims import next_space
 from sweepjax.results.records import SweepResult
 
 

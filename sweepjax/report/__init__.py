@@ -85,6 +85,27 @@ def _summary(result, diagnoses) -> str:
     return table(None, rows)
 
 
+def _optimum_words(v) -> str:
+    """The optimum as the text output says it: status, confidence, value with its SD."""
+    if v is None or v.optimum_sd is None:
+        return ""
+    status = v.optimum_status or ("inside" if v.optimum_inside else "past an edge")
+    where = {"inside": "inside the box", "past an edge": "possibly past an edge"}.get(
+        status, "not established"
+    )
+    out = (
+        f"Modelled optimum {where} (confidence inside {v.optimum_confidence:.0%}): "
+        f"{v.optimum_value:.4f} +/- {v.optimum_sd:.4f}."
+    )
+    for d in v.diverged_regions:
+        where = "above" if d["side"] == "high" else "below"
+        out += (
+            f" {d['param']} {where} {d['bound']:.3g} diverges ({d['diverged']} of "
+            f"{d['members']} members; hatched/crossed)."
+        )
+    return out
+
+
 def _model(result):
     """``(appraisal, space)`` for the model figure, or None (no verdict, or no fit)."""
     if result.verdict is None or not result.dataset.get("n_val"):
@@ -225,7 +246,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
                         "(the others at the modelled optimum), red rings = members "
                         "statistically tied with the winner, star = modelled optimum; "
                         "right: importance of each axis with its posterior SD (flat axes: "
-                        f"{esc(flat)}). {esc(model[0].fit_note)}",
+                        f"{esc(flat)}). {esc(_optimum_words(v))} {esc(model[0].fit_note)}",
                     )
                 ],
             )

@@ -11,12 +11,15 @@ from sweepjax.report.members import member_groups
 def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) -> Figure:
     """The response-surface model (:mod:`sweepjax.results.appraise`): contours of its mean over
     the two most important axes (the others at the modelled optimum), members as dots,
-    the result's tied set (``result.tied``, the winner included) ringed, the optimum
-    starred; and a panel of per-axis importance (range of the partial-dependence curve,
-    accuracy points) with its posterior SD.
+    the result's tied set (``result.tied``, the winner included) ringed, diverged members
+    as red crosses (the fit reads them at its floor), the region the members do not
+    support hatched, the optimum starred; and a panel of per-axis importance (range of the
+    partial-dependence curve, accuracy points) with its posterior SD.
 
-    Artists tests count: ``"tied"`` (ringed members), ``"importance"`` (the bars).
+    Artists tests count: ``"tied"`` (ringed members), ``"importance"`` (the bars),
+    ``"diverged"`` (the crosses).
     """
+    from sweepjax.analysis.evidence import supported_points
     from sweepjax.analysis.surface import predict
 
     v, s = appraisal.verdict, appraisal.surface
@@ -31,10 +34,30 @@ def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) ->
     uu, vv = np.meshgrid(u, u)
     pts = np.tile([v.optimum[a] for a in axes], (grid * grid, 1))
     pts[:, jx], pts[:, jy] = uu.ravel(), vv.ravel()
-    mean, _ = predict(s, pts)
+    mean, sd = predict(s, pts)
     xs, ys = ranges[ax_x].from_unit(u), ranges[ax_y].from_unit(u)
     cs = ax.contourf(xs, ys, mean.reshape(grid, grid), levels=levels, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="modelled val accuracy")
+    if s.x is not None:  # hatch where the model knows less than one member would tell
+        alive = ~s.diverged
+        ok_pts = supported_points(sd, s.noise_se[alive], s.dispersion)
+        weak = (~ok_pts).reshape(grid, grid).astype(float)
+        if weak.any():
+            ax.contourf(
+                xs, ys, weak, levels=[0.5, 1.5], colors="none", hatches=["////"], gid="unsupported"
+            )
+    dead = [m for m in result.members if m.status == "diverged"]
+    if dead:
+        ax.scatter(
+            [getattr(m, ax_x) for m in dead],
+            [getattr(m, ax_y) for m in dead],
+            s=14,
+            marker="x",
+            c="#ff3030",
+            lw=0.8,
+            gid="diverged",
+            label=f"diverged ({len(dead)}, fitted at the floor)",
+        )
     ok = [m for m in result.members if m.status != "diverged"]
     ax.scatter(
         [getattr(m, ax_x) for m in ok],

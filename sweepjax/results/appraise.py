@@ -32,11 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweepjax.analysis import evidence as ev
 from sweepjax.analysis import verdict as vd
 from sweepjax.analysis.surface import Surface, fit_surface
-from sweepjax.config import AXES, Range, SearchSpace
+from sweepjax.config import AXES, SearchSpace
 from sweepjax.engine.curves import Curves
-from sweepjax.results.records import BoundaryFlag, ConfigRecord, MemberRecord, VerdictRecord
+from sweepjax.results.records import ConfigRecord, MemberRecord
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Appraisal:
         coordinates), or None when too few members are left to fit.
       caps_high, caps_low: ``[A]`` the high / low edge is a hard cap.
       fit_note: which members the surface was fitted on.
+      frontiers: the regions at an axis's edge where most members diverged
+        (:func:`sweepjax.analysis.evidence.divergence_frontiers`); the next box stays out.
+      finished: ``[N]`` bool, the member trained to the end (for "not measured" claims).
     """
 
     axes: tuple[str, ...]
@@ -68,6 +72,8 @@ class Appraisal:
     caps_high: np.ndarray
     fit_note: str
     caps_low: np.ndarray | None = None
+    frontiers: tuple[ev.Frontier, ...] = ()
+    finished: np.ndarray | None = None
 
 
 def _reaches(v: float, cap: float | None, sign: float) -> bool:
@@ -168,26 +174,39 @@ def judge_members(
     ok = np.array([m.status == "ok" for m in members]) & np.isfinite(acc)
     cap_hi, cap_lo = caps_high(space), caps_low(space)
     empty = np.zeros(0, np.int64)
+    diverged = np.array([m.status == "diverged" for m in members])
+    frontiers = tuple(ev.divergence_frontiers(x, diverged))
     if not ok.any():
-        return Appraisal(axes, se, empty, None, empty, x, None, None, None, cap_hi, "", cap_lo)
+        return Appraisal(
+            axes, se, empty, None, empty, x, None, None, None, cap_hi, "", cap_lo, frontiers, ok
+        )
     rank = vd.tied_set(acc, loss, ok, n_val, None if acc_se is None else se)
     score, extra, use = stopped_offsets(members, curves)
     base = vd.accuracy_se(np.nan_to_num(score, nan=0.0), n_val) if acc_se is None else se
     fit_se = np.sqrt(base**2 + extra**2)
     n_stopped = int(np.sum(use & ~ok))
     note = f"surface fitted on {int(use.sum())} members ({int(ok.sum())} finished"
-    note += f", {n_stopped} stopped early, down-weighted by the gain they missed)"
+    note += f", {n_stopped} stopped early, down-weighted by the gain they missed"
+    n_div = int(diverged.sum())
+    note += f"; {n_div} diverged, entered at the floor)" if n_div else ")"
     surface = verdict = box = None
     try:
-        surface = fit_surface(x, score, use, n_val, axes, acc_se=fit_se)
+        surface = fit_surface(
+            x, score, use, n_val, axes, acc_se=fit_se, diverged=diverged, exact=ok
+        )
     except (ValueError, np.linalg.LinAlgError) as e:
         note = f"no surface ({e})"
     if surface is not None:
         verdict = vd.judge_surface(surface, rank.winner_se, cap_lo, cap_hi, band=band, seed=seed)
-        box = vd.refine_box(verdict, axes, x[rank.tied], cap_lo, cap_hi, margin=margin)
+        lim_lo, lim_hi = ev.frontier_limits(list(frontiers), len(axes))
+        box = vd.refine_box(
+            verdict, axes, x[rank.tied], cap_lo, cap_hi, margin=margin,
+            limit_low=lim_lo, limit_high=lim_hi,
+        )  # fmt: skip
     return Appraisal(
-        axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note, cap_lo
-    )
+        axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note,
+        cap_lo, frontiers, ok,
+    )  # fmt: skip
 
 
 def config_members(
@@ -254,72 +273,3 @@ def judge_sweep(
         return judge_members(members, space, n_val, curves, band, margin, seed), members
     recs, avg, se = config_members(members, configs, curves)
     return judge_members(recs, space, n_val, avg, band, margin, seed, acc_se=se), recs
-
-
-def verdict_record(a: Appraisal, space: SearchSpace) -> VerdictRecord | None:
-    """The verdict in real units (what the JSON, the store and the table show)."""
-    if a.verdict is None:
-        return None
-    v, ranges = a.verdict, space.axes()
-
-    def real(name: str, u: float) -> float:
-        return float(ranges[name].from_unit(u))
-
-    return VerdictRecord(
-        importance={k: round(val, 6) for k, val in v.importance.items()},
-        importance_se={k: round(val, 6) for k, val in v.importance_se.items()},
-        flat=list(v.flat),
-        flat_ranges={k: [real(k, lo), real(k, hi)] for k, (lo, hi) in v.flat_ranges.items()},
-        optimum={k: real(k, u) for k, u in v.optimum.items()},
-        optimum_value=v.optimum_value,
-        optimum_inside=v.optimum_inside,
-        optimum_confidence=v.optimum_confidence,
-        tol=v.tol,
-        fit=a.fit_note,
-    )
-
-
-def boundary_records(a: Appraisal) -> list[BoundaryFlag]:
-    """The flagged edges (the model's score still rises significantly toward them)."""
-    if a.verdict is None:
-        return []
-    return [
-        BoundaryFlag(
-            param=b.param,
-            side=b.side,
-            rise=round(b.rise, 6),
-            rise_se=round(b.rise_se, 6),
-            p_value=b.p_value,
-            confidence=b.confidence_past,
-        )
-        for b in a.verdict.flags
-    ]
-
-
-def next_space(a: Appraisal, space: SearchSpace) -> tuple[SearchSpace, str]:
-    """The next box in real units (:func:`sweepjax.analysis.verdict.refine_box` mapped back with
-    ``Range.from_unit``), never past a cap (whole bounds on ``hidden``), and a one-line
-    explanation per axis."""
-    if a.box is None or a.verdict is None:
-        raise ValueError("no model to refine from")
-    ranges = space.axes()
-    flagged = {(b.param, b.side) for b in a.verdict.flags}
-    out, why = {}, []
-    for j, name in enumerate(a.axes):
-        r = ranges[name]
-        lo, hi = (float(v) for v in r.from_unit([a.box.lo[j], a.box.hi[j]]))
-        lo = r.lo if a.box.lo[j] == 0.0 else lo
-        hi = r.hi if a.box.hi[j] == 1.0 else hi
-        lo, hi, notes = AXES[name].clamp(lo, hi)  # never past a cap; whole hidden units
-        for side in ("low", "high"):
-            if (name, side) in flagged:
-                notes.append(f"score still rises toward the {side} edge: extended past it")
-        if name in a.verdict.flat:
-            notes.append("flat: kept wide")
-        out[name] = Range(lo, hi, r.log)
-        width = a.box.hi[j] - a.box.lo[j]
-        why.append(
-            f"{name}: [{lo:.3g}, {hi:.3g}] ({width:.0%} of the parent's "
-            f"{'log-' if r.log else ''}width" + (f"; {', '.join(notes)}" if notes else "") + ")"
-        )
-    return SearchSpace(**out), "model box around the optimum and the tied set: " + "; ".join(why)

@@ -16,6 +16,7 @@ import numpy as np
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.engine.curves import Curves
 from sweepjax.engine.hparams import DEFAULT_MOMENTUM
+from sweepjax.results.verdict_records import BoundaryFlag, VerdictRecord  # noqa: F401
 from sweepjax.spec import SweepSpec
 
 # The per-member axes a record carries beyond (lr, l2, lr_decay), named as their flags
@@ -195,61 +196,6 @@ def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list
     rank = np.empty(len(rows), np.int64)
     rank[order] = np.arange(1, len(rows) + 1)
     return [ConfigRecord(rank_val_acc=int(rank[i]), **r) for i, r in enumerate(rows)]
-
-
-@dataclass(frozen=True)
-class BoundaryFlag:
-    """The modelled score still rises significantly toward an edge of the searched box
-    (:func:`sweepjax.analysis.verdict.judge_surface`): the optimum may lie past it.
-
-    ``rise`` is the modelled accuracy gained across the outer band toward the edge (SE
-    ``rise_se``, one-sided ``p_value``); ``confidence`` the fraction of posterior surfaces
-    whose best point lies in that band. ``member`` is only set on flags read from stores
-    written before the model (the old rule flagged top members in the band)."""
-
-    param: str  # "lr" | "l2" | ...
-    side: str  # "low" | "high"
-    member: int | None = None
-    rise: float | None = None
-    rise_se: float | None = None
-    p_value: float | None = None
-    confidence: float | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class VerdictRecord:
-    """The response-surface verdict of a sweep in real units (:mod:`sweepjax.results.appraise`).
-
-    Attributes:
-      importance: per axis, the range of the modelled partial-dependence curve
-        (accuracy points between the axis's best and worst value, others averaged).
-      importance_se: its posterior SD.
-      flat: axes over which the model shows no measurable difference anywhere.
-      flat_ranges: per axis, ``[lo, hi]`` around its best value with no measurable
-        difference (the whole box for a flat axis).
-      optimum: per axis, the modelled optimum; ``optimum_value`` the score there.
-      optimum_inside: no edge is flagged; ``optimum_confidence`` the fraction of
-        posterior surfaces whose optimum is inside.
-      tol: the smallest difference called a difference (the winner's accuracy SE).
-      fit: which members the surface was fitted on.
-    """
-
-    importance: dict[str, float]
-    importance_se: dict[str, float]
-    flat: list[str]
-    flat_ranges: dict[str, list[float]]
-    optimum: dict[str, float]
-    optimum_value: float
-    optimum_inside: bool
-    optimum_confidence: float
-    tol: float
-    fit: str = ""
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

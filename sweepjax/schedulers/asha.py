@@ -14,7 +14,9 @@ New members are drawn uniformly in the box (unit coordinates, log-uniform on log
 until a rung has enough judged members for the response-surface model
 (:func:`sweepjax.analysis.surface.fit_surface`); then, as BOHB does (Falkner et al.
 2018), they come from the model fitted on the highest such rung, by Thompson sampling,
-with a third still drawn uniformly so the model's blind spots keep being sampled.
+with a third still drawn uniformly so the model's blind spots keep being sampled. The
+members that diverged so far enter that model at its floor (divergence is evidence), and
+a model draw never lands past a region where most members diverged.
 
 Everything here is a pure function of the seed, the member ids and the rung log the
 trainer keeps (``RungLog``), so a resumed run draws and decides exactly as an
@@ -26,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from sweepjax import search
+from sweepjax.analysis.evidence import divergence_frontiers, frontier_limits
 from sweepjax.analysis.surface import features, fit_surface, min_members, sample_coefs
 from sweepjax.config import SearchSpace
-from sweepjax.engine.decisions import RungLog
+from sweepjax.engine.decisions import DIVERGED_RUNG, RungLog
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 
@@ -128,31 +131,41 @@ class ASHA:
     # ---------------------------------------------------------------- new members
     def _surface(self, log: RungLog, hparams: HParams):
         """The model of the highest rung with enough alive judged members (None if no
-        rung has enough), refitted only when the log has grown."""
+        rung has enough), the diverged members entered at its floor, refitted only when
+        the log has grown: ``(surface, top members, frontier limits)``."""
         key = (len(log.rung),)
         if key == self._fit_key:
             return self._fit
         self._fit_key, self._fit = key, None
         axes = self.space.axes()
         need = max(min_members(len(axes)), len(axes) + 2)
-        for r in sorted(set(log.rung.tolist()), reverse=True):
+
+        def unit(rows):
+            return np.stack(
+                [r_.to_unit(np.asarray(getattr(hparams, a))[rows]) for a, r_ in axes.items()],
+                axis=1,
+            ).reshape(len(rows), len(axes))
+
+        div_rows = log.row[log.rung == DIVERGED_RUNG].astype(np.int64)
+        x_div = unit(div_rows)
+        for r in sorted(set(log.rung.tolist()) - {DIVERGED_RUNG}, reverse=True):
             at = np.flatnonzero((log.rung == r) & log.alive.astype(bool))
             if len(at) < need:
                 continue
-            rows = log.row[at].astype(np.int64)
-            x = np.stack(
-                [r_.to_unit(np.asarray(getattr(hparams, a))[rows]) for a, r_ in axes.items()],
-                axis=1,
-            )
+            x = unit(log.row[at].astype(np.int64))
             acc = log.val_acc[at]
+            x_all = np.concatenate([x, x_div])
+            dead = np.arange(len(x_all)) >= len(x)
             try:
                 surf = fit_surface(
-                    x, acc, np.ones(len(at), bool), log.n_val, list(axes), knots=None
-                )
+                    x_all, np.concatenate([acc, np.full(len(x_div), np.nan)]), ~dead,
+                    log.n_val, list(axes), diverged=dead,
+                )  # fmt: skip
             except (ValueError, np.linalg.LinAlgError):
                 break
             top = x[np.argsort(-np.nan_to_num(acc, nan=-1.0), kind="stable")[:TOP]]
-            self._fit = (surf, top)
+            limits = frontier_limits(divergence_frontiers(x_all, dead), len(axes))
+            self._fit = (surf, top, limits)
             break
         return self._fit
 
@@ -169,11 +182,15 @@ class ASHA:
             if fit is None or rng.random() < UNIFORM_SHARE:
                 units[j] = rng.random(a)
                 continue
-            surf, top = fit
+            surf, top, (lim_lo, lim_hi) = fit
             near = top[rng.integers(len(top), size=CANDIDATES)]
             near = np.clip(near + rng.normal(0.0, LOCAL_SD, near.shape), 0.0, 1.0)
             cand = np.concatenate([rng.random((CANDIDATES, a)), near])
             coef = sample_coefs(surf, 1, rng)[0]
-            units[j] = cand[int(np.argmax(features(cand, surf.knots) @ coef))]
+            val = features(cand, surf.knots) @ coef
+            # Never past a region where most members diverged (the uniform third still
+            # samples the whole box).
+            val[((cand < lim_lo) | (cand > lim_hi)).any(axis=1)] = -np.inf
+            units[j] = cand[int(np.argmax(val))]
         values = {name: r.from_unit(units[:, k]) for k, (name, r) in enumerate(axes.items())}
         return search.hparams_from_values(self.space, values, self.fixed)
