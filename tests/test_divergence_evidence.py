@@ -295,3 +295,18 @@ def test_words_match_the_numbers():
     assert "l2 in [0.1, 1]: not measured (1 of the 40 members there trained to the end)" in text
     assert "above 0.639 makes no measurable difference" not in text
     assert "l2 below 0.0158 makes no measurable difference" in text
+
+
+def test_the_top_k_fallback_box_stops_at_the_frontier_too():
+    from sweepjax.flows.fine_space import _short_of_frontiers
+
+    parent = SearchSpace(lr=Range(1e-4, 3.0), l2=Range(1e-6, 1.0))
+    span = SearchSpace(lr=Range(0.02, 2.0), l2=Range(1e-5, 1e-2))  # the top-k span + margin
+    judged = types.SimpleNamespace(
+        axes=("lr", "l2"), frontiers=(ev.Frontier(0, "high", 0.9, 46, 53),)
+    )
+    space, why = _short_of_frontiers(span, judged, parent)
+    bound = float(parent.lr.from_unit(0.9))
+    assert space.lr.hi == pytest.approx(bound) and space.lr.lo == 0.02
+    assert space.l2 == span.l2
+    assert f"lr: stopped at {bound:.3g} (46 of 53 diverged above)" in why

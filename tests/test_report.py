@@ -606,6 +606,15 @@ def test_model_figure_contours_the_surface_and_rings_the_tied_set():
     assert len(bars) == 2
     assert res.verdict.importance["lr"] > res.verdict.importance["l2"]
     assert ax.get_xlabel() == "lr" and ax.get_xscale() == "log"
+    # Diverged members are drawn (red crosses: the fit reads them at its floor), and the
+    # caption states the optimum with its SD as the text output does.
+    crosses = [c for c in ax.get_children() if c.get_gid() == "diverged"]
+    n_div = sum(m.status == "diverged" for m in res.members)
+    assert n_div >= 1 and sum(len(c.get_offsets()) for c in crosses) == n_div
+    words = report._optimum_words(res.verdict)
+    v = res.verdict
+    assert f"{v.optimum_value:.4f} +/- {v.optimum_sd:.4f}" in words
+    assert f"Modelled optimum {v.optimum_where}" in words
 
 
 @pytest.mark.slow

@@ -111,14 +111,11 @@ def _verdict_lines(result: SweepResult) -> list[str]:
 def _optimum_line(v) -> str:
     """The model's optimum in words that match its numbers: "inside" only at a confidence
     of at least 50%, else "not established" and the likeliest edge."""
-    status = v.optimum_status or ("inside" if v.optimum_inside else "past an edge")
+    where = v.optimum_where
     conf = f"confidence inside {v.optimum_confidence:.0%}"
-    if status == "not established" and v.edge_confidence:
+    if where == "not established" and v.edge_confidence:
         edge, p = max(v.edge_confidence.items(), key=lambda kv: kv[1])
         conf += f"; likeliest past the {edge} edge, {p:.0%}"
-    where = {"inside": "inside the box", "past an edge": "possibly past an edge"}.get(
-        status, "not established"
-    )
     line = f"model: optimum {where} ({conf})"
     if v.optimum_sd is not None:
         at = ", ".join(f"{k} {x:.3g}" for k, x in v.optimum.items())

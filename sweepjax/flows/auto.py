@@ -79,7 +79,7 @@ def _sweep_stage(kind: str, r: SweepResult) -> Stage:
     summary = (
         f"{kind} {r.sweep_id}: {len(r.members)} members, winner val acc "
         f"{w.val_acc:.4f} +/- {w.val_acc_se:.4f} ({len(r.tied)} tied), optimum "
-        + ("inside the box" if inside else "possibly past an edge")
+        + (v.optimum_where if v else "not established (no model)")
     )
     return Stage(
         kind,

@@ -50,6 +50,8 @@ def fine_space(
         space, why = search.refine(par, top_k, margin, search.DEFAULT_BAND)
         reason = "PBT changed the hyperparameters during the run" if pbt_parent else judged.fit_note
         why = f"no model ({reason}): top-{top_k} span rule; {why}"
+        space, clipped = _short_of_frontiers(space, judged, pspace)
+        why += clipped
     if space.lr_decay is None and not decay_off and lr_decay is None:
         space = dataclasses.replace(space, lr_decay=FINE_LR_DECAY)
         why += (
@@ -75,6 +77,31 @@ def fine_space(
             if isinstance(a, Range)
             else f"fixed at {a:g} by `{axis}`"
         )
+    return space, why
+
+
+def _short_of_frontiers(
+    space: SearchSpace, judged: Appraisal, pspace: SearchSpace
+) -> tuple[SearchSpace, str]:
+    """``space`` with each axis stopped at the parent's divergence frontiers (the model box
+    already is; the top-k span rule can reach past them), and the words that say so."""
+    ranges, why = space.axes(), ""
+    parent = pspace.axes()
+    for f in judged.frontiers:
+        name = judged.axes[f.axis]
+        if name not in ranges or name not in parent:
+            continue
+        bound = float(parent[name].from_unit(f.bound))
+        r = ranges[name]
+        if f.side == "high" and r.hi > bound > r.lo:
+            space = dataclasses.replace(space, **{name: Range(r.lo, bound, r.log)})
+        elif f.side == "low" and r.lo < bound < r.hi:
+            space = dataclasses.replace(space, **{name: Range(bound, r.hi, r.log)})
+        else:
+            continue
+        where = "above" if f.side == "high" else "below"
+        why += f"; {name}: stopped at {bound:.3g} ({f.diverged} of {f.members} diverged {where})"
+        ranges = space.axes()
     return space, why
 
 

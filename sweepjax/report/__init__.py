@@ -89,12 +89,8 @@ def _optimum_words(v) -> str:
     """The optimum as the text output says it: status, confidence, value with its SD."""
     if v is None or v.optimum_sd is None:
         return ""
-    status = v.optimum_status or ("inside" if v.optimum_inside else "past an edge")
-    where = {"inside": "inside the box", "past an edge": "possibly past an edge"}.get(
-        status, "not established"
-    )
     out = (
-        f"Modelled optimum {where} (confidence inside {v.optimum_confidence:.0%}): "
+        f"Modelled optimum {v.optimum_where} (confidence inside {v.optimum_confidence:.0%}): "
         f"{v.optimum_value:.4f} +/- {v.optimum_sd:.4f}."
     )
     for d in v.diverged_regions:

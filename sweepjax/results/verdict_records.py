@@ -82,3 +82,13 @@ class VerdictRecord:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def optimum_where(self) -> str:
+        """The optimum in words: "inside the box" (no flag, confidence >= 50%),
+        "possibly past an edge" (a flagged edge) or "not established". Stores written
+        before the status existed say inside / past an edge from ``optimum_inside``."""
+        status = self.optimum_status or ("inside" if self.optimum_inside else "past an edge")
+        return {"inside": "inside the box", "past an edge": "possibly past an edge"}.get(
+            status, "not established"
+        )
