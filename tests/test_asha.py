@@ -338,3 +338,27 @@ def test_model_draws_find_a_known_optimum_sooner_than_uniform_draws():
     uniform = np.median([_sequential_search(s, False) for s in seeds])
     assert model < 0.6 * uniform, (model, uniform)
     assert model < 0.003  # within about half an SE of the peak's 0.857
+
+
+def test_model_draws_never_land_past_where_most_members_diverged(monkeypatch):
+    """A rung whose score rises toward the high-lr edge, but every member logged past
+    unit lr 0.75 diverged: the model reads them at its floor and no model draw lands past
+    0.75 (only the uniform share may, and here it is switched off)."""
+    from sweepjax.engine.decisions import DIVERGED_RUNG
+    from sweepjax.engine.hparams import HParams
+    from sweepjax.schedulers import asha as asha_mod
+
+    monkeypatch.setattr(asha_mod, "UNIFORM_SHARE", 0.0)
+    rng = np.random.default_rng(2)
+    x = rng.random((160, 2))
+    dead = x[:, 0] > 0.75
+    acc = 0.7 + 0.2 * x[:, 0]  # the survivors alone would send every draw to the edge
+    hp = HParams.create(lr=SPACE.lr.from_unit(x[:, 0]), l2=SPACE.l2.from_unit(x[:, 1]))
+    rows = np.arange(160)
+    log = RungLog.empty(1000).extend(3, rows[~dead], 1 - acc[~dead], acc[~dead], ~dead[~dead])
+    log = log.extend(DIVERGED_RUNG, rows[dead], np.full(dead.sum(), np.nan),
+                     np.full(dead.sum(), np.nan), np.zeros(dead.sum(), bool))  # fmt: skip
+    drawn = asha().draw(np.arange(1000, 1100), log, hp)
+    u = SPACE.lr.to_unit(drawn.lr)
+    assert u.max() <= 0.75 + 1e-9
+    assert np.median(u) > 0.5  # still drawn toward the good side of the cliff
