@@ -457,3 +457,22 @@ def test_watch_listens_before_importing_jax_or_matplotlib(finished):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "listening:" in lines and "served /:" in lines, out.stdout
+
+
+def test_after_the_end_the_counts_agree_with_the_statuses(finished):
+    """The last live row was written before the end (it says 4 training, 7 alive of 8);
+    the stored result has 5 ok and 1 diverged of 6: the pages say 0 / 5 / 6."""
+    db, res = finished
+    sid = res.sweep_id
+    ok = sum(m.status != "diverged" for m in res.members)
+    assert (ok, len(res.members)) == (5, 6)
+    with serving(db) as url:
+        page = get(f"{url}/sweep/{sid}")[2].decode()
+        assert "training / alive / members</td><td>0 / 5 / 6</td>" in page
+        assert "5 ok, 1 diverged" in page
+        doc = json.loads(get(f"{url}/api/sweep/{sid}")[2])
+        assert (doc["active"], doc["alive"]) == (0, doc["counts"]["ok"] + doc["counts"]["stopped"])
+        index = json.loads(get(f"{url}/api/sweeps")[2])
+        done = next(s for s in index["sweeps"] if s["id"] == sid)
+        assert (done["active"], done["alive"]) == (0, 5)
+        assert "<td>0/5/6</td>" in get(f"{url}/")[2].decode()

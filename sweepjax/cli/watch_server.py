@@ -151,7 +151,8 @@ class Center:
     def __init__(self, store: str | Path, sweep: str | None = None):
         self.store = Path(store)
         self.sweep = sweep
-        self._finished: dict[tuple[str, float | None], live_snapshot.Snapshot] = {}
+        # Finished sweeps' snapshots and (members, diverged), by (what, id, finished).
+        self._finished: dict[tuple[str, str, float | None], object] = {}
         self._lock = threading.Lock()
 
     def report_folder(self, sweep_id: str) -> Path | None:
@@ -173,13 +174,23 @@ class Center:
                 return real
         return None
 
-    def card(self, row: SweepRow, newest: live.LiveRow | None) -> SweepCard:
+    def card(self, st: Store, row: SweepRow, newest: live.LiveRow | None) -> SweepCard:
         url = f"/report/{row.id}" if self.report_path(row) is not None else None
-        return _live_page().SweepCard(row, live.sweep_state(row), newest, url)
+        state = live.sweep_state(row)
+        final = None
+        if state == "done":  # a finished sweep's statuses no longer change
+            key = ("statuses", row.id, row.finished)
+            with self._lock:
+                final = self._finished.get(key)
+            if final is None:
+                final = live.member_statuses(st.conn, row.id)
+                with self._lock:
+                    self._finished[key] = final
+        return _live_page().SweepCard(row, state, newest, url, final)
 
     def cards(self, st: Store) -> list[SweepCard]:
         newest = live.newest_rows(st.conn)
-        return [self.card(r, newest.get(r.id)) for r in st.list_sweeps()]
+        return [self.card(st, r, newest.get(r.id)) for r in st.list_sweeps()]
 
     def snapshot(self, st: Store, card: SweepCard, payload) -> live_snapshot.Snapshot | None:
         """The running sweep's newest snapshot; a finished one's from its stored result."""
@@ -187,7 +198,7 @@ class Center:
 
         if card.state != "done":
             return payload.snapshot if payload is not None else None
-        key = (card.row.id, card.row.finished)
+        key = ("snapshot", card.row.id, card.row.finished)
         with self._lock:
             snap = self._finished.get(key)
         if snap is None:
@@ -199,7 +210,7 @@ class Center:
     def sweep_parts(self, st: Store, sid: str):
         row = st.sweep_row(sid)  # StoreError for an unknown id
         rows = live.progress(st.conn, sid)
-        card = self.card(row, rows[-1] if rows else None)
+        card = self.card(st, row, rows[-1] if rows else None)
         payload = live.newest_payload(st.conn, sid)
         return card, rows, payload, self.snapshot(st, card, payload)
 
