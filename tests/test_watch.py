@@ -476,3 +476,39 @@ def test_after_the_end_the_counts_agree_with_the_statuses(finished):
         done = next(s for s in index["sweeps"] if s["id"] == sid)
         assert (done["active"], done["alive"]) == (0, 5)
         assert "<td>0/5/6</td>" in get(f"{url}/")[2].decode()
+
+
+def _png_pixel() -> bytes:
+    """A valid 1x1 grey PNG."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    head = chunk(b"IHDR", bytes([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + head
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_chromium_runs_the_report_under_its_policy(finished, tmp_path):
+    """The report's inline script and data: images pass watch's Content-Security-Policy
+    (the script counts the images that loaded)."""
+    from sweepjax.report.html import Panel, render
+
+    db, res = finished
+    png = _png_pixel()
+    page = tmp_path / "s-reports" / res.sweep_id / "index.html"
+    page.write_text(render("r", "s", [Panel("p", [(png, "a pixel"), (png, "again")])]))
+    try:
+        with serving(db) as url:
+            dom = _chromium_dom(f"{url}/report/{res.sweep_id}", tmp_path)
+    finally:
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    assert 'data-images-total="2"' in dom and 'data-images-ok="2"' in dom
