@@ -324,14 +324,17 @@ def test_the_host_header_names_this_server(finished):
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends
     `Host: evil.example:PORT`; it gets 421 and no data."""
     db, res = finished
-    srv = make_server(Center(db), "127.0.0.1", 0, allow_hosts=["watch.example.org"])
+    srv = make_server(
+        Center(db), "127.0.0.1", 0, allow_hosts=["watch.example.org", "Other.Example:8443"]
+    )
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     port = srv.server_address[1]
     url = f"http://127.0.0.1:{port}"
     try:
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
-                     f"[::1]:{port}", "watch.example.org", "watch.example.org:443"):  # fmt: skip
+                     f"[::1]:{port}", "watch.example.org", "watch.example.org:443",
+                     "other.example:8443"):  # fmt: skip
             assert request(url, "/api/sweeps", host=host)[0] == 200, host
         for host in (f"evil.example:{port}", "evil.example", f"localhost:{port + 1}",
                      "localhost", f"127.0.0.1.evil.example:{port}", "", f"::1:{port}",

@@ -293,7 +293,9 @@ class HostCheck(NamedTuple):
     @classmethod
     def of(cls, bound: str, given: str, port: int, allow: Iterable[str] = ()) -> HostCheck:
         own = {n.lower().strip("[]") for n in (*LOCAL_NAMES, bound, given) if n}
-        return cls(frozenset(own), port, frozenset(a.lower().strip("[]") for a in allow))
+        names = [_host_port(a) for a in allow]  # a NAME:PORT given counts as NAME
+        proxies = {hp[0] if hp else a.lower() for hp, a in zip(names, allow, strict=True)}
+        return cls(frozenset(own), port, frozenset(proxies))
 
     def allows(self, header: str | None) -> bool:
         hp = _host_port(header) if header else None
@@ -315,6 +317,7 @@ def make_server(
 
     class Handler(BaseHTTPRequestHandler):
         csp = BASE_CSP
+        server_version, sys_version = "sweepjax-watch", ""  # no Python version on the wire
 
         def end_headers(self):  # every response, http.server's own errors too
             self.send_header("X-Content-Type-Options", "nosniff")
