@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -275,3 +276,40 @@ def test_a_sweep_writes_live_progress(tmp_path):
     assert rows[-1].best_val_acc == pytest.approx(best, abs=0.2)
     assert snap.step == 40 and sorted(snap.member) == [m.id for m in res.members]
     assert snap.steps == [int(s) for s in res.curves.step]
+
+
+# --------------------------------------------------------------------------- live page charts
+def test_tick_labels_are_distinct():
+    from sweepjax.report.svg import BOTTOM, H, Series, line_chart, nice_ticks
+
+    svg = line_chart([Series("best", [5000, 12000, 20000], [0.5, 0.7, 0.8])], "step", "acc")
+    xlabels = re.findall(rf'y="{H - BOTTOM + 14}" text-anchor="middle">([^<]*)<', svg)
+    assert xlabels == ["5000", "1e4", "1.5e4", "2e4"]  # was 5000, 1e4, 2e4, 2e4
+    from sweepjax.report.svg import tick_labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        lo = float(10 ** rng.uniform(-7, 7)) * rng.choice([-1, 1, 0])
+        hi = lo + float(10 ** rng.uniform(-7, 8))
+        ticks = nice_ticks(lo, hi)
+        labels = tick_labels(ticks)
+        assert len(set(labels)) == len(labels) == len(ticks), (lo, hi, labels)
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(ticks[0]) or 1.0
+        for lab, t in zip(labels, ticks, strict=True):  # each label is its tick's value
+            assert abs(float(lab) - t) <= 1e-6 * step, (lo, hi, labels)
+
+
+def test_the_colour_scale_ignores_diverged_members():
+    """One diverged member at 0.15 used to stretch the ramp so that every other point
+    took its top colour."""
+    from sweepjax.report.svg import RAMP, scatter
+
+    acc = [0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.15]
+    marks = [1, 1, 1, 1, 1, 1, DIVERGED]
+    lr = [1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1.0]
+    svg = scatter(lr, lr, acc, marks, "lr", "l2", cross=DIVERGED, ring=STOPPED)
+    assert ">0.900</text>" in svg and ">0.800</text>" in svg and "0.150" not in svg
+    dots = re.findall(r'stroke="(#[0-9a-f]{6})" stroke-width="6"', svg)
+    assert len(set(dots) & set(RAMP)) >= 5  # six members, spread over the ramp
+    crosses = re.findall(r'<path d="([^"]*)" fill="none" stroke="#d62728"', svg)
+    assert len(crosses) == 1 and crosses[0].count("M") == 1  # the diverged one, apart

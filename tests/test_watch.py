@@ -271,3 +271,248 @@ def test_ctrl_c_stops_the_server_process(finished):
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0 and "watch stopped" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- hardening
+def request(url: str, path: str, method: str = "GET", host: str | None = None):
+    """``(status, headers, body)`` of one bounded request; ``host``: the Host header
+    to send ("" sends none)."""
+    import http.client
+
+    netloc = url.removeprefix("http://")
+    conn = http.client.HTTPConnection(netloc, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=host is not None)
+        if host:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+def test_a_report_is_served_only_from_its_own_folder(finished, tmp_path):
+    """A store is data: its report column may name any file. Only a regular file inside
+    <store>-reports/SWEEP/ (after symlinks) is served."""
+    db, res = finished
+    sid = res.sweep_id
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    page = tmp_path / "s-reports" / sid / "index.html"
+    with Store.open(db) as st:
+        st.set_report(sid, str(secret))
+    with serving(db) as url:
+        assert get(f"{url}/report/{sid}")[2] == b"<html><body>the full report</body></html>"
+        for named in (page.parent / ".." / ".." / "secret.txt", page.parent):
+            with Store.open(db) as st:
+                st.set_report(sid, str(named))
+            assert get(f"{url}/report/{sid}")[2] == b"<html><body>the full report</body></html>"
+        page.unlink()
+        page.symlink_to(secret)  # a link inside the folder that points out of it
+        code, _, body = get(f"{url}/report/{sid}")
+        assert code == 404 and b"SECRET" not in body
+        assert f'href="/report/{sid}"' not in get(f"{url}/")[2].decode()
+        page.unlink()
+        inner = page.parent / "real.html"
+        inner.write_text("<p>kept inside</p>")
+        page.symlink_to(inner)  # a link that stays inside is fine
+        assert get(f"{url}/report/{sid}")[2] == b"<p>kept inside</p>"
+
+
+def test_the_host_header_names_this_server(finished):
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends
+    `Host: evil.example:PORT`; it gets 421 and no data."""
+    db, res = finished
+    srv = make_server(
+        Center(db), "127.0.0.1", 0, allow_hosts=["watch.example.org", "Other.Example:8443"]
+    )
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    port = srv.server_address[1]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
+                     f"[::1]:{port}", "watch.example.org", "watch.example.org:443",
+                     "other.example:8443"):  # fmt: skip
+            assert request(url, "/api/sweeps", host=host)[0] == 200, host
+        for host in (f"evil.example:{port}", "evil.example", f"localhost:{port + 1}",
+                     "localhost", f"127.0.0.1.evil.example:{port}", "", f"::1:{port}",
+                     f"localhost:{port}x"):  # fmt: skip
+            code, _, body = request(url, "/api/sweeps", host=host)
+            assert code == 421 and len(body) < 200 and res.sweep_id.encode() not in body, host
+            assert str(db).encode() not in body
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join()
+    from sweepjax.cli import build_parser
+
+    args = build_parser().parse_args(["watch", "--allow-host", "a.example", "--allow-host", "b"])
+    assert args.allow_host == ["a.example", "b"] and args.host == "127.0.0.1"
+
+
+def _csp(headers) -> dict[str, str]:
+    policy = headers["Content-Security-Policy"]
+    return dict((d.strip().split(" ", 1) + [""])[:2] for d in policy.split(";"))
+
+
+def test_every_response_says_nosniff_and_a_policy(finished):
+    import base64
+    import hashlib
+
+    db, res = finished
+    sid = res.sweep_id
+    with serving(db) as url:
+        host = url.removeprefix("http://")
+        answers = {p: request(url, p) for p in ("/", "/api/sweeps", f"/sweep/{sid}",
+                   f"/api/sweep/{sid}", f"/report/{sid}", "/nope", "/sweep/nope")}  # fmt: skip
+        answers["421"] = request(url, "/", host="evil.example")
+        answers["POST"] = request(url, "/", method="POST", host=host)
+    assert answers["POST"][0] == 501 and answers["421"][0] == 421
+    for what, (_, headers, _) in answers.items():
+        assert headers["X-Content-Type-Options"] == "nosniff", what
+        csp = _csp(headers)
+        assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'", what
+        assert "unsafe-inline" not in csp.get("script-src", ""), what
+    for p in ("/", f"/sweep/{sid}"):  # a live page may run its own script only
+        code, headers, body = answers[p]
+        scripts = re.findall(rb"<script>(.*?)</script>", body, re.S)
+        assert code == 200 and len(scripts) == 1
+        digest = base64.b64encode(hashlib.sha256(scripts[0]).digest()).decode()
+        csp = _csp(headers)
+        assert csp["script-src"] == f"'sha256-{digest}'"
+        assert csp["connect-src"] == "'self'" and "style-src" in csp
+    assert _csp(answers[f"/report/{sid}"][1])["img-src"] == "data:"  # its figures
+    assert "script-src" not in _csp(answers["/nope"][1])  # text: no script at all
+
+
+def test_head_is_answered_like_get(finished):
+    db, res = finished
+    sid = res.sweep_id
+    with serving(db) as url:
+        code, headers, body = request(url, f"/report/{sid}", method="HEAD")
+        full = get(f"{url}/report/{sid}")[2]
+        assert code == 200 and body == b"" and int(headers["Content-Length"]) == len(full)
+        assert headers["Content-Type"].startswith("text/html")
+        code, headers, body = request(url, "/", method="HEAD")
+        assert code == 200 and body == b"" and int(headers["Content-Length"]) > 1000
+        assert request(url, "/sweep/nope", method="HEAD")[:3:2] == (404, b"")
+
+
+def test_not_found_bodies_name_no_path(finished, tmp_path):
+    db, res = finished
+    with serving(db) as url:
+        for p in ("/sweep/nope", "/api/sweep/nope", "/report/nope", "/report/killed",
+                  "/favicon.ico", "/sweep/", "/report/..%2F..%2Fetc%2Fpasswd"):  # fmt: skip
+            code, _, body = get(url + p)
+            assert code == 404 and len(body) < 200, p
+            assert str(tmp_path).encode() not in body and b"s.db" not in body, p
+        assert b"no sweep 'nope' in this store" in get(f"{url}/sweep/nope")[2]
+
+
+def test_a_port_out_of_range_is_one_line_and_nothing_starts(finished, capsys, monkeypatch):
+    db, _ = finished
+    import sweepjax.cli.watch_server as ws
+
+    def no_server(*a, **k):
+        raise AssertionError("a server was started")
+
+    monkeypatch.setattr(ws, "make_server", no_server)
+    for port in ("99999", "-1", "65536", "eighty"):  # 99999 and -1 were a 22-line traceback
+        with pytest.raises(SystemExit) as e:
+            main(["watch", "--store", str(db), "--port", port])
+        out, err = capsys.readouterr()
+        assert e.value.code == 2 and out == "", port
+        assert err.count("\n") == 1 and "--port" in err, port
+        assert "out of range 0..65535" in err or "not a port number" in err, port
+
+
+LAZY_PROBE = """
+import sys, urllib.request
+from http.server import ThreadingHTTPServer
+from sweepjax.cli import main
+
+ORIGINAL = ThreadingHTTPServer.serve_forever
+
+def serve(self, poll_interval=0.5):  # listening: what has been imported so far?
+    print("listening:", *[m for m in ("jax", "matplotlib") if m in sys.modules])
+    port = self.server_address[1]
+    import threading
+    threading.Thread(target=ORIGINAL, args=(self, 0.05),
+                     daemon=True).start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+        assert r.status == 200
+    print("served /:", *[m for m in ("jax",) if m in sys.modules])
+    raise KeyboardInterrupt
+
+ThreadingHTTPServer.serve_forever = serve
+sys.exit(main(["watch", "--store", sys.argv[1], "--port", "0"]))
+"""
+
+
+@pytest.mark.slow
+def test_watch_listens_before_importing_jax_or_matplotlib(finished):
+    """`watch` binds before the heavy modules load: jax never for the index, matplotlib
+    (the report package) only when a page is rendered."""
+    db, _ = finished
+    out = subprocess.run([sys.executable, "-c", LAZY_PROBE, str(db)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "listening:" in lines and "served /:" in lines, out.stdout
+
+
+def test_after_the_end_the_counts_agree_with_the_statuses(finished):
+    """The last live row was written before the end (it says 4 training, 7 alive of 8);
+    the stored result has 5 ok and 1 diverged of 6: the pages say 0 / 5 / 6."""
+    db, res = finished
+    sid = res.sweep_id
+    ok = sum(m.status != "diverged" for m in res.members)
+    assert (ok, len(res.members)) == (5, 6)
+    with serving(db) as url:
+        page = get(f"{url}/sweep/{sid}")[2].decode()
+        assert "training / alive / members</td><td>0 / 5 / 6</td>" in page
+        assert "5 ok, 1 diverged" in page
+        doc = json.loads(get(f"{url}/api/sweep/{sid}")[2])
+        assert (doc["active"], doc["alive"]) == (0, doc["counts"]["ok"] + doc["counts"]["stopped"])
+        index = json.loads(get(f"{url}/api/sweeps")[2])
+        done = next(s for s in index["sweeps"] if s["id"] == sid)
+        assert (done["active"], done["alive"]) == (0, 5)
+        assert "<td>0/5/6</td>" in get(f"{url}/")[2].decode()
+
+
+def _png_pixel() -> bytes:
+    """A valid 1x1 grey PNG."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    head = chunk(b"IHDR", bytes([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + head
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_chromium_runs_the_report_under_its_policy(finished, tmp_path):
+    """The report's inline script and data: images pass watch's Content-Security-Policy
+    (the script counts the images that loaded)."""
+    from sweepjax.report.html import Panel, render
+
+    db, res = finished
+    png = _png_pixel()
+    page = tmp_path / "s-reports" / res.sweep_id / "index.html"
+    page.write_text(render("r", "s", [Panel("p", [(png, "a pixel"), (png, "again")])]))
+    try:
+        with serving(db) as url:
+            dom = _chromium_dom(f"{url}/report/{res.sweep_id}", tmp_path)
+    finally:
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    assert 'data-images-total="2"' in dom and 'data-images-ok="2"' in dom

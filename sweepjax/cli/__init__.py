@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from sweepjax.engine import compile_cache
 
     # Reruns load their compiled programs from disk (SWEEPJAX_COMPILE_CACHE=0 turns it off).
-    compile_cache.enable()
+    if getattr(args, "compiles", True):  # `watch` only reads the store: no jax (~2 s)
+        compile_cache.enable()
     try:
         return int(args.func(args) or 0)
     except SweepjaxError as e:

@@ -16,6 +16,17 @@ from sweepjax.cli.options import add_options
 DEFAULT_PORT = 8765
 
 
+def port_number(text: str) -> int:
+    """``--port``'s type: an integer in 0..65535 (argparse says so in one line)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0..65535 (0: any free port)")
+    return port
+
+
 def register(sub) -> None:
     p = one_line_errors(
         sub.add_parser(
@@ -40,27 +51,36 @@ def register(sub) -> None:
     add_options(p, "coarse", only=("store",))  # declared once, in sweepjax.spec
     p.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=DEFAULT_PORT,
         help="TCP port to listen on (0: any free port; the URL is printed)",
     )
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)",
+        help="address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface, "
+        "so anyone who can reach this machine can read the store's results; see docs/watch.md)",
     )
-    p.set_defaults(func=run)
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME, at any port (a reverse proxy's "
+        "or this machine's name; repeatable); others get 421",
+    )
+    p.set_defaults(func=run, compiles=False)  # no jax: it listens within a second
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweepjax.cli.watch_server import Center, make_server  # deferred: jax, matplotlib
+    from sweepjax.cli.watch_server import Center, make_server  # deferred: the pages load lazily
     from sweepjax.store.db import Store, default_path
 
     store = args.store or default_path()
     with Store.open(store) as st:  # a missing store or unknown sweep: one line, exit 2
         if args.sweep is not None:
             st.sweep_row(args.sweep)
-    server = make_server(Center(store, args.sweep), args.host, args.port)
+    server = make_server(Center(store, args.sweep), args.host, args.port, args.allow_host)
     host, port = server.server_address[:2]
     print(f"http://{host}:{port}/", flush=True)
     print(f"sweepjax: serving the command center of {store}; Ctrl-C stops", file=sys.stderr)

@@ -16,14 +16,44 @@
 - :mod:`sweepjax.engine.outcome`: what the trainers return and report.
 """
 
-from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
-from sweepjax.engine.member import EvalMetrics, MemberState, lr_multiplier, minibatch_indices
-from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
-from sweepjax.engine.population import accuracy, member_params, train_population
-from sweepjax.engine.program import compile_counts
-from sweepjax.engine.programs import PROGRAMS, CacheStats, ProgramCache
-from sweepjax.engine.refill import train_refilling
-from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# The names below load on first use (PEP 562): the store and `sweepjax watch` read
+# engine.curves and engine.outcome (numpy only) without importing jax (~2 s).
+_HOME = {
+    "curves": ("Checkpoint", "Curves", "ScheduleState"),
+    "member": ("EvalMetrics", "MemberState", "lr_multiplier", "minibatch_indices"),
+    "outcome": ("AnytimeStatus", "ChunkReport", "PopulationResult", "Timing"),
+    "population": ("accuracy", "member_params", "train_population"),
+    "program": ("compile_counts",),
+    "programs": ("PROGRAMS", "CacheStats", "ProgramCache"),
+    "refill": ("train_refilling",),
+    "setup": ("group_size", "init_states", "member_bytes", "num_params", "root_keys"),
+}
+_MODULE_OF = {name: mod for mod, names in _HOME.items() for name in names}
+
+if TYPE_CHECKING:
+    from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
+    from sweepjax.engine.member import EvalMetrics, MemberState, lr_multiplier, minibatch_indices
+    from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
+    from sweepjax.engine.population import accuracy, member_params, train_population
+    from sweepjax.engine.program import compile_counts
+    from sweepjax.engine.programs import PROGRAMS, CacheStats, ProgramCache
+    from sweepjax.engine.refill import train_refilling
+    from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
+
+
+def __getattr__(name: str):
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AnytimeStatus",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sqlite3
 import tempfile
 import time
@@ -31,6 +30,7 @@ from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.records import SweepResult
 from sweepjax.store.db import Store, default_path
 from sweepjax.store.live import LiveWriter
+from sweepjax.store.paths import report_dir
 
 log = logging.getLogger("sweepjax")
 
@@ -356,12 +356,6 @@ class _CheckpointThrottle:
 
 
 # --------------------------------------------------------------------------- report hook
-def report_dir(store_path: str | os.PathLike, sweep_id: str) -> Path:
-    """Where a sweep's report goes: ``<store>-reports/<sweep_id>/`` next to the store."""
-    p = Path(store_path)
-    return p.with_name(p.stem + "-reports") / sweep_id
-
-
 def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str:
     """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report``; returns
     its path. An ImportError (sweepjax.report is part of this package, so a broken

@@ -51,13 +51,15 @@ SCRIPT = """
 
 class SweepCard(NamedTuple):
     """What the pages show of one sweep: its row, its state (``running`` | ``done`` |
-    ``interrupted``), its newest live row (None: it has none) and the URL of its full
-    HTML report (None: not written)."""
+    ``interrupted``), its newest live row (None: it has none), the URL of its full
+    HTML report (None: not written) and, once done, its stored result's ``(members,
+    diverged)`` (:func:`sweepjax.store.live.member_statuses`)."""
 
     row: SweepRow
     state: str
     newest: LiveRow | None
     report_url: str | None
+    final: tuple[int, int] | None = None
 
 
 def duration(s: float | None) -> str:
@@ -107,9 +109,27 @@ def _best(card: SweepCard) -> float | None:
     return n.best_full_val_acc if n.best_full_val_acc is not None else n.best_val_acc
 
 
-def card_json(card: SweepCard) -> dict:
+def member_counts(card: SweepCard, snap: Snapshot | None = None) -> tuple[int | None, ...]:
+    """``(training, alive, members)``: the newest live row's while the sweep runs; once
+    it is done, 0 training and every member alive but those its stored result calls
+    diverged (the last live row was written before the end, and counts a member that
+    diverged in the last block as still training). None: not known yet."""
+    r, n = card.row, card.newest
+    if card.state == "done":
+        if snap is not None:
+            return 0, snap.num_members - snap.counts.get("diverged", 0), snap.num_members
+        if card.final is not None and card.final[0]:
+            return 0, card.final[0] - card.final[1], card.final[0]
+        return 0, (n.alive if n else None), r.num_members
+    if n is None:
+        return None, None, r.num_members
+    return n.active, n.alive, n.num_members
+
+
+def card_json(card: SweepCard, snap: Snapshot | None = None) -> dict:
     """The numbers of one sweep, as the JSON endpoints give them."""
     r, n = card.row, card.newest
+    active, alive, _ = member_counts(card, snap)
     return {
         "id": r.id,
         "kind": r.kind,
@@ -119,8 +139,8 @@ def card_json(card: SweepCard) -> dict:
         "done": round(_done_share(card), 4),
         "elapsed_s": n.elapsed_s if n else None,
         "eta_s": n.eta_s if n and card.state == "running" else None,
-        "active": n.active if n else None,
-        "alive": n.alive if n else None,
+        "active": active,
+        "alive": alive,
         "num_members": r.num_members,
         "best_val_acc": _best(card),
         "updated": n.wall if n else r.updated,
@@ -137,7 +157,7 @@ def index_fragment(cards: list[SweepCard], now: float | None = None) -> str:
     rows = []
     for c in reversed(cards):
         n = c.newest
-        members = f"{n.active}/{n.alive}/{c.row.num_members}" if n else f"–/–/{c.row.num_members}"
+        members = "/".join("–" if k is None else str(k) for k in member_counts(c))
         report = f'<a href="{esc(c.report_url)}">report</a>' if c.report_url else ""
         rows.append(
             [
@@ -184,7 +204,9 @@ def index_body(store_name: str, cards: list[SweepCard]) -> str:
 
 
 # --------------------------------------------------------------------------- one sweep
-def _progress_charts(rows: list[LiveRow]) -> list[str]:
+def _progress_charts(rows: list[LiveRow], end: tuple | None = None) -> list[str]:
+    """``end``: a finished sweep's ``(training, alive, members)``, drawn as the last
+    point of the members chart (the last live row was written before the end)."""
     if not rows:
         note = "no live progress recorded (the sweep ran before sweepjax recorded it)"
         return [empty_chart("best so far", note)]
@@ -198,10 +220,14 @@ def _progress_charts(rows: list[LiveRow]) -> list[str]:
         "validation accuracy",
         "best so far",
     )
+    active, alive = [r.active for r in rows], [r.alive for r in rows]
+    tm = t
+    if end is not None and end[1] is not None:
+        tm, active, alive = [*t, t[-1]], [*active, end[0]], [*alive, end[1]]
     members = line_chart(
         [
-            Series("training", t, [r.active for r in rows]),
-            Series("alive", t, [r.alive for r in rows], PALETTE[2], dash="4 3"),
+            Series("training", tm, active),
+            Series("alive", tm, alive, PALETTE[2], dash="4 3"),
         ],
         "elapsed seconds",
         "members",
@@ -273,7 +299,8 @@ def _facts(card: SweepCard, payload: LivePayload | None, snap: Snapshot | None) 
         rows.append(["elapsed", duration(n.elapsed_s)])
         if card.state == "running":
             rows.append(["ETA", duration(n.eta_s)])
-        rows.append(["training / alive / members", f"{n.active} / {n.alive} / {n.num_members}"])
+        counts = " / ".join("–" if k is None else str(k) for k in member_counts(card, snap))
+        rows.append(["training / alive / members", counts])
         rows.append(["best val so far (subset)", _acc(n.best_val_acc)])
         rows.append(["best val so far (whole set)", _acc(n.best_full_val_acc)])
     else:
@@ -306,7 +333,8 @@ def sweep_body(
     model = (r.config.get("model") or {}).get("kind", "") if isinstance(r.config, dict) else ""
     sub = f"{r.kind} sweep of {r.num_members} {model} members on {r.dataset.get('name', '?')}"
     pct = 100 * _done_share(card)
-    charts = _progress_charts(rows) + _snapshot_charts(snap)
+    end = member_counts(card, snap) if card.state == "done" else None
+    charts = _progress_charts(rows, end) + _snapshot_charts(snap)
     return (
         f"<h1>{esc(r.id)} {_state(card.state)}</h1><p class='sub'>{esc(sub)}"
         f"{f', refines {esc(r.parent)}' if r.parent else ''}</p>"
@@ -334,7 +362,7 @@ def title(card: SweepCard) -> str:
 def sweep_json(card, rows, payload, snap) -> dict:
     """A sweep's numbers, its progress points, and the refreshed HTML."""
     return {
-        **card_json(card),
+        **card_json(card, snap),
         "title": title(card),
         "progress": [r._asdict() for r in rows],
         "counts": snap.counts if snap is not None else None,

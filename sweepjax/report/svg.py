@@ -43,13 +43,32 @@ def _ok(v) -> bool:
     return v is not None and math.isfinite(float(v))
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, extra: int = 0) -> str:
+    """A short label: ``5000``, ``1e4``, ``0.25``; ``extra`` more significant digits
+    (``1.5e4``)."""
     if v == 0:
         return "0"
     a = abs(v)
     if a >= 1e4 or a < 1e-3:
-        return f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
-    return f"{v:.4g}"
+        mant, _, exp = f"{v:.{extra}e}".partition("e")
+        if "." in mant:
+            mant = mant.rstrip("0").rstrip(".")
+        return f"{mant}e{int(exp)}"
+    return f"{v:.{4 + extra}g}"
+
+
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """One label per tick, each its tick's value and no two alike: as short as
+    :func:`_fmt` makes them, with the digits a round tick needs (``5000, 1e4, 1.5e4,
+    2e4``, not ``..., 2e4, 2e4``)."""
+    gaps = [abs(b - a) for a, b in zip(ticks, ticks[1:], strict=False) if b != a]
+    tol = 1e-6 * min(gaps, default=max((abs(t) for t in ticks), default=1.0) or 1.0)
+    for extra in range(17):  # 17 significant digits tell any two floats apart
+        labels = [_fmt(t, extra) for t in ticks]
+        exact = all(abs(float(lab) - t) <= tol for lab, t in zip(labels, ticks, strict=True))
+        if exact and len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -123,17 +142,19 @@ def _frame(x: _Axis, y: _Axis, title: str, xlabel: str, ylabel: str) -> list[str
         f'<rect x="{LEFT}" y="{TOP}" width="{right - LEFT}" height="{H - TOP - BOTTOM}" '
         'fill="none" stroke="#999"/>',
     ]
-    for t in x.ticks():
+    xt = x.ticks()
+    for t, label in zip(xt, tick_labels(xt), strict=True):
         p = x.px(t)
         out.append(
             f'<line x1="{p:.1f}" x2="{p:.1f}" y1="{TOP}" y2="{H - BOTTOM}" stroke="#eee"/>'
-            f'<text x="{p:.1f}" y="{H - BOTTOM + 14}" text-anchor="middle">{_fmt(t)}</text>'
+            f'<text x="{p:.1f}" y="{H - BOTTOM + 14}" text-anchor="middle">{label}</text>'
         )
-    for t in y.ticks():
+    yt = y.ticks()
+    for t, label in zip(yt, tick_labels(yt), strict=True):
         p = y.px(t)
         out.append(
             f'<line x1="{LEFT}" x2="{right}" y1="{p:.1f}" y2="{p:.1f}" stroke="#eee"/>'
-            f'<text x="{LEFT - 4}" y="{p + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
+            f'<text x="{LEFT - 4}" y="{p + 4:.1f}" text-anchor="end">{label}</text>'
         )
     out.append(
         f'<text x="{(LEFT + right) / 2}" y="{H - 6}" text-anchor="middle">{esc(xlabel)}</text>'
@@ -219,9 +240,10 @@ def scatter(
     cross: int = -1,
     ring: int = -1,
 ) -> str:
-    """Points on log-log axes coloured by ``values`` (the ramp spans their range); a
-    point whose mark is ``cross`` is drawn as a red x (diverged), one whose mark is
-    ``ring`` hollow (stopped)."""
+    """Points on log-log axes coloured by ``values``; a point whose mark is ``cross``
+    is drawn apart as a red x (diverged) and kept off the colour scale, which spans the
+    other points' values (one diverged member's 0.15 must not squash the rest into one
+    colour); one whose mark is ``ring`` is drawn hollow (stopped)."""
     pts = [(u, v) for u, v in zip(xs, ys, strict=True) if _ok(u) and _ok(v) and u > 0 and v > 0]
     if not pts:
         return empty_chart(title, "no members to draw yet")
@@ -232,7 +254,7 @@ def scatter(
             ([p[1] for p in pts], H - BOTTOM, TOP),
         )
     )
-    vals = [float(v) for v in values if _ok(v)]
+    vals = [float(v) for v, mk in zip(values, marks, strict=True) if _ok(v) and mk != cross]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     span = hi - lo or 1.0
     classes: dict[tuple[str, str], list[str]] = {}

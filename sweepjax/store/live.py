@@ -223,6 +223,15 @@ def newest_rows(conn: sqlite3.Connection) -> dict[str, LiveRow]:
     return {r[0]: LiveRow(*r[1:]) for r in rows}
 
 
+def member_statuses(conn: sqlite3.Connection, sweep_id: str) -> tuple[int, int]:
+    """``(members, diverged)`` of a sweep's stored result (0, 0 before it is stored)."""
+    n, bad = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(status = 'diverged'), 0) FROM members WHERE sweep=?",
+        (sweep_id,),
+    ).fetchone()
+    return int(n), int(bad)
+
+
 class LivePayload(NamedTuple):
     """The newest row's payload: the population's snapshot (None when the trainer
     handed none) and an anytime run's standing (``budget``, ``finished``,
@@ -278,6 +287,7 @@ __all__ = [
     "LIVE_SHARE",
     "LivePayload",
     "LiveRow",
+    "member_statuses",
     "LiveWriter",
     "newest_payload",
     "newest_rows",
