@@ -88,17 +88,68 @@ def _label(m) -> str:
 
 # --------------------------------------------------------------------------- data
 def data_grid(images: np.ndarray, n: int = 36, labels=None) -> Figure:
-    """The first ``n`` training images ``[n, H, W]`` in a square grid (the data check)."""
+    """The data check: the first ``n`` training images ``[n, H, W]`` (or ``[n, H, W, C]``)
+    in a square grid; for tabular data ``[n, D]`` the first rows instead
+    (:func:`feature_rows`), since feature vectors are no pictures."""
     images = np.asarray(images)[:n]
+    if images.ndim == 2:
+        return feature_rows(images)
     side = math.ceil(math.sqrt(len(images)))
     fig = Figure(figsize=(0.9 * side, 0.9 * side + 0.3), dpi=100)
     for i, img in enumerate(images):
         ax = fig.add_subplot(side, side, i + 1)
-        ax.imshow(img, cmap="gray", interpolation="nearest")
+        ax.imshow(_picture(img), cmap="gray", interpolation="nearest")
         ax.set_axis_off()
         if labels is not None:
             ax.set_title(str(labels[i]), fontsize=7, pad=1)
     fig.suptitle(f"first {len(images)} training images", fontsize=10)
+    return fig
+
+
+def _picture(img: np.ndarray) -> np.ndarray:
+    """One example as imshow takes it: ``[H, W]``, or ``[H, W, 3|4]`` scaled to [0, 1];
+    a single channel is dropped and any other layout is flattened to ``[H, rest]``."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        f = img.astype(np.float32)
+        lo, hi = float(f.min()), float(f.max())
+        return (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
+    return img.reshape(img.shape[0], -1) if img.ndim != 2 else img
+
+
+def feature_rows(rows: np.ndarray) -> Figure:
+    """Tabular data's check: the first training rows ``[n, D]`` as a heat chart, each
+    feature scaled to its own range over these rows (so a constant feature is one flat
+    colour, an outlier a lone bright cell), with each feature's raw range underneath."""
+    rows = np.asarray(rows, dtype=np.float64)
+    n, d = rows.shape
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    fig = Figure(figsize=(min(max(4.5, 0.28 * d + 2.0), 13), 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(
+        (rows - lo) / span,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        aspect="auto",
+        interpolation="nearest",
+        gid="data",
+    )
+    if d <= 40:
+        ax.set_xticks(
+            range(d),
+            [f"{j}: {a:.3g}..{b:.3g}" for j, (a, b) in enumerate(zip(lo, hi, strict=True))],
+            fontsize=6,
+            rotation=90,
+        )
+    ax.set_xlabel("feature (its range over these rows)" if d <= 40 else "feature")
+    ax.set_ylabel("training row")
+    ax.set_title(
+        f"first {n} training rows, {d} features, each scaled to its own range", fontsize=10
+    )
     return fig
 
 
@@ -323,6 +374,7 @@ __all__ = [
     "band_rects",
     "data_grid",
     "failure_rows",
+    "feature_rows",
     "hidden_activations",
     "hidden_stats",
     "loss_curves",
