@@ -48,3 +48,33 @@ def test_hints_for_the_default_store_stay_short(in_tmp, monkeypatch):
     monkeypatch.setenv("SWEEPJAX_STORE", str(in_tmp / "env.db"))
     assert store_args(str(in_tmp / "env.db")) == ""  # a bare command opens it too
     assert store_args("sweepjax.db") == " --store sweepjax.db"
+
+
+def test_the_batch_shown_and_stored_is_the_batch_used(tmp_path):
+    """`batch 256` on a 121-row training split, while the engine drew 121: the header, the
+    stored config and the JSON now name the batch used, and a note says why."""
+    import numpy as np
+
+    import sweepjax
+    from sweepjax.flows.sweep import Callbacks
+    from sweepjax.store.db import Store
+
+    rng = np.random.default_rng(0)
+    p = tmp_path / "small.npz"
+    np.savez(p, x_train=rng.normal(size=(150, 6)), y_train=np.arange(150) % 3)
+    notes: list[str] = []
+    store = str(tmp_path / "s.db")
+    res = sweepjax.coarse(
+        dataset=f"npz:{p}", trials=4, steps=10, report=False, store=store,
+        callbacks=Callbacks(note=notes.append),
+    )  # fmt: skip
+    n = res.dataset["n_train"]
+    assert n < 256
+    assert any(
+        f"`batch_size` 256 exceeds the {n} training rows; using batch {n}" in x for x in notes
+    )
+    assert any(f"(batch {n}, sgd" in x for x in notes)  # the line as training starts
+    with Store.open(store) as st:
+        stored = st.load_sweep(res.sweep_id, curves=False)
+    assert stored.config["train"]["batch_size"] == n and stored.spec.batch_size == n
+    assert f"steps, batch {n}, " in render_result(stored, store).splitlines()[0]
