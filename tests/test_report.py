@@ -831,3 +831,39 @@ def test_a_tabular_npz_through_coarse_and_report(tmp_path, capsys):
     assert main(["report", doc["sweep_id"], "--store", str(store)]) == 0
     assert capsys.readouterr().out.strip() == doc["report"]
     assert (folder / "weights.png").exists()
+
+
+def _drawn(line) -> bool:
+    """Whether a line shows on the page: two points or more, or a marker."""
+    x = np.asarray(line.get_xdata(), float)
+    return len(x) >= 2 or (len(x) == 1 and line.get_marker() not in (None, "", "None", " "))
+
+
+def test_legends_list_only_what_is_drawn():
+    """A halving run's "too low" member stopped after one evaluation and an "exploded"
+    member with no finite loss were listed in the legend with nothing drawn."""
+    res = synthetic(diverged=(10, 11))
+    c = res.curves
+    c.train_loss[0, 1:] = np.nan  # the lowest-lr member: one evaluation, then stopped
+    c.update_ratio[0, 1:] = np.nan
+    c.train_loss[10, :] = np.nan  # diverged before any evaluation
+    c.update_ratio[10, :] = np.nan
+    fails = {"too low": 0, "exploded": 10}
+    top = figures.top_rows(res, 3)
+    for fig in (
+        figures.loss_curves(res, top, fails),
+        figures.update_ratio(res, top, fails),
+        figures.accuracy_gap(res, top),
+    ):
+        ax = fig.axes[0]
+        handles, labels = ax.get_legend_handles_labels()
+        shown = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert shown == labels and all(_drawn(h) for h in handles), labels
+    loss = figures.loss_curves(res, top, fails).axes[0]
+    labels = loss.get_legend_handles_labels()[1]
+    assert any(s.startswith("too low:") for s in labels)  # its one point, as a dot
+    handles, labels = loss.get_legend_handles_labels()
+    (boom,) = [h for h, s in zip(handles, labels, strict=True) if s.startswith("exploded")]
+    assert boom.get_marker() == "x" and boom.get_xdata()[0] == 40  # the x stands for it
+    ratio = figures.update_ratio(res, top, fails).axes[0]
+    assert not any(s.startswith("exploded") for s in ratio.get_legend_handles_labels()[1])

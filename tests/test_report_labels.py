@@ -214,3 +214,26 @@ def test_a_pbt_run_labels_the_results_winner(runs):
     assert re.findall(r"<th>winner \(id (\d+)\)</th>", page) == [str(w)]
     m = res.members[rows[0]]
     assert _winner_label(figures.response_surface(res, parents=[])) == pytest.approx((m.lr, m.l2))
+
+
+def test_the_config_table_shows_the_data_really_used(tmp_path):
+    """It said `dataset mnist, download True` when the bundled sample was used."""
+    config = {
+        "data": {"dataset": "mnist", "download": True, "data_dir": None, "seed": 0},
+        "spec": {"dataset": "mnist"},
+        "model": {"kind": "softmax"},
+    }
+    fallback = {"name": "mnist-sample", "requested": "mnist", "origin": "bundled"}
+    rows = dict(members.shared_settings(config, fallback))
+    assert rows["data.dataset"] == rows["spec.dataset"] == "mnist-sample (asked for mnist)"
+    assert rows["data.origin"] == "bundled"
+    assert "data.download" not in rows and "data.data_dir" not in rows
+    full = {"name": "mnist", "requested": "mnist", "origin": "/home/u/.cache/sweepjax/mnist"}
+    rows = dict(members.shared_settings(config, full))
+    assert rows["data.dataset"] == "mnist" and rows["data.download"] == "True"
+    res = synthetic()
+    res.config = {**res.config, **config}
+    res.dataset = {**res.dataset, **fallback}
+    page = Path(write_report(res, [], tmp_path)).read_text()
+    assert "<td>mnist-sample (asked for mnist)</td>" in page
+    assert "<td>data.download</td>" not in page

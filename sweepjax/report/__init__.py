@@ -310,7 +310,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
         panels += network_panels(result, x_sample, fig)
 
     header, rows, classes = chosen_members(result)
-    shared = shared_settings(result.config)
+    shared = shared_settings(result.config, result.dataset)
     html_members = table(header, rows, classes=classes)
     if shared:
         html_members += "<p><b>Shared configuration</b></p>" + table(

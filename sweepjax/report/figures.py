@@ -295,6 +295,19 @@ def _curve_members(result, rows_top, failures):
     return out
 
 
+def _curve(ax, x, y, label: str, **kw) -> bool:
+    """Plot the finite points of one curve; whether anything was drawn. A single point is
+    drawn as a dot (a line through one point shows nothing), and a curve with none is
+    left out of the legend: legends list only what is drawn."""
+    fin = np.isfinite(y)
+    if not fin.any():
+        return False
+    if fin.sum() == 1:
+        kw = {**kw, "marker": "o", "ms": 4}
+    ax.plot(x[fin], y[fin], label=label, **kw)
+    return True
+
+
 def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Figure:
     """Training loss (log scale) of the top members and of typical failures; an exploded
     member ends in an x at the step it diverged (placed at 3x its start: the rule)."""
@@ -305,11 +318,14 @@ def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Fig
     for r, color, ls, label in _curve_members(result, rows_top, failures or {}):
         y = c.train_loss[r]
         fin = np.isfinite(y)
-        ax.plot(c.step[fin], y[fin], color=color, ls=ls, lw=1.6, label=label)
+        drawn = _curve(ax, c.step, y, label, color=color, ls=ls, lw=1.6)
         m = result.members[r]
         if m.diverged_at is not None and m.diverged_at >= 0:
             start = y[fin][0] if fin.any() else math.log(result.dataset.get("num_classes") or 10)
-            ax.plot([max(m.diverged_at, 1)], [3 * start], "x", color=color, ms=10, mew=2)
+            x_label = "_nolegend_" if drawn else label  # the x alone stands for it
+            ax.plot(
+                [max(m.diverged_at, 1)], [3 * start], "x", color=color, ms=10, mew=2, label=x_label
+            )
             ax.annotate(
                 f"exploded at step {m.diverged_at}",
                 (max(m.diverged_at, 1), 3 * start),
@@ -321,7 +337,8 @@ def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Fig
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (log)")
     ax.set_title("loss curves: top members and typical failures", fontsize=10)
-    ax.legend(fontsize=7.5, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7.5, loc="best")
     ax.grid(True, which="both", alpha=0.25)
     return fig
 
@@ -334,8 +351,8 @@ def accuracy_gap(result, rows_top) -> Figure:
     for k, r in enumerate(rows_top):
         color = TOP_COLORS[k % len(TOP_COLORS)]
         m = result.members[r]
-        ax.plot(c.step, c.val_acc[r], color=color, lw=1.8, label=f"val   {_label(m)}")
-        ax.plot(c.step, c.train_acc[r], color=color, lw=1.4, ls="--", label=f"train {_label(m)}")
+        _curve(ax, c.step, c.val_acc[r], f"val   {_label(m)}", color=color, lw=1.8)
+        _curve(ax, c.step, c.train_acc[r], f"train {_label(m)}", color=color, lw=1.4, ls="--")
     ax.set_xlabel("step")
     ax.set_ylabel("accuracy")
     ax.set_title(
@@ -343,7 +360,8 @@ def accuracy_gap(result, rows_top) -> Figure:
         "lambda; no gap -> more capacity",
         fontsize=9,
     )
-    ax.legend(fontsize=7.5, loc="lower right", ncol=1)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7.5, loc="lower right", ncol=1)
     ax.grid(True, alpha=0.25)
     return fig
 
@@ -357,9 +375,8 @@ def update_ratio(result, rows_top, failures: dict[str, int] | None = None) -> Fi
     ax.axhspan(*RATIO_BAND, color="#2ca02c", alpha=0.08, lw=0)
     ax.axhline(RATIO_TARGET, color="k", ls="--", lw=1, label="1e-3 reference")
     for r, color, ls, label in _curve_members(result, rows_top, failures or {}):
-        y = c.update_ratio[r]
-        fin = np.isfinite(y) & (y > 0)
-        ax.plot(c.step[fin], y[fin], color=color, ls=ls, lw=1.5, label=label)
+        y = np.where(c.update_ratio[r] > 0, c.update_ratio[r], np.nan)  # a log axis
+        _curve(ax, c.step, y, label, color=color, ls=ls, lw=1.5)
     ax.set_xlabel("step")
     ax.set_ylabel("update / weight norm (log)")
     ax.set_title("update/weight ratio (shaded: 1e-4..1e-2)", fontsize=10)
