@@ -237,3 +237,28 @@ def test_the_config_table_shows_the_data_really_used(tmp_path):
     page = Path(write_report(res, [], tmp_path)).read_text()
     assert "<td>mnist-sample (asked for mnist)</td>" in page
     assert "<td>data.download</td>" not in page
+
+
+def test_the_live_page_has_no_empty_whole_set_row_or_series():
+    """Under `--schedule full` the whole validation set is never measured while training:
+    the page showed an empty "best val so far (whole set)" row and a legend entry for a
+    line with no points."""
+    from sweepjax.report.live_page import SweepCard, sweep_body
+    from sweepjax.store.db import SweepRow
+    from sweepjax.store.live import LiveRow
+
+    row = SweepRow(
+        "c1", "coarse", None, "finished", {"model": {"kind": "softmax"}},
+        {"name": "mnist-sample"}, {}, {}, 0.0, 9.0, 9.0, None, None, 8, 100, 100, 3, 0.9, None,
+    )  # fmt: skip
+
+    def live(full):
+        return [
+            LiveRow(i, 1.0 + i, 10 * i, 100, 1.0 * i, None, 8, 8, 8, 0.5 + 0.01 * i, full, None)
+            for i in range(1, 4)
+        ]
+
+    page = sweep_body(SweepCard(row, "done", live(None)[-1], None), live(None), None, None)
+    assert "whole set" not in page and "best val so far (subset)" in page
+    page = sweep_body(SweepCard(row, "done", live(0.91)[-1], None), live(0.91), None, None)
+    assert "best val so far (whole set)" in page and "best val (whole set)" in page
