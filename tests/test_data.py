@@ -182,6 +182,7 @@ def test_npz_label_out_of_range_for_mnist(tmp_path):
         ([1, 2, 3], (1, 2, 3), "1->0, 2->1, 3->2"),
         ([-1, 1], (-1, 1), "-1->0, 1->1"),
         (["b", "a", "c"], ("a", "b", "c"), "'a'->0, 'b'->1, 'c'->2"),
+        ([b"no", b"yes"], ("no", "yes"), "'no'->0, 'yes'->1"),
         ([0, 1, 3], (0, 1, 3), "0->0, 1->1, 3->2"),
     ],
 )
@@ -196,7 +197,7 @@ def test_npz_labels_not_class_ids_are_remapped_with_a_note(tmp_path, labels, cla
     assert raw.classes == classes and raw.note.count("\n") == 0
     assert f"labels {list(classes)} are not class ids 0..{len(classes) - 1}" in raw.note
     assert mapping in raw.note
-    want = np.searchsorted(np.array(classes), y)
+    want = np.searchsorted(np.array(classes), y.astype(str) if y.dtype.kind == "S" else y)
     assert np.array_equal(raw.train_labels, want) and np.array_equal(raw.test_labels, want[:9])
     ds = load_dataset(DataConfig(dataset=f"npz:{p}", val_fraction=0.2))
     assert ds.num_classes == len(classes) and ds.info.classes == classes
@@ -208,6 +209,7 @@ def test_npz_class_ids_already_0_to_k_are_kept_without_a_note(tmp_path):
     p = write_npz(tmp_path / "d.npz", fake_arrays())
     raw = read_npz(p)
     assert raw.classes is None and raw.note is None
+    assert raw.train_labels.dtype == np.uint8  # as stored: the content hash is unchanged
 
 
 def test_npz_remap_note_and_carved_test_note_are_one_line_each(tmp_path):

@@ -59,8 +59,10 @@ def _labels(y: np.ndarray, what: str, where: str) -> np.ndarray:
             f"{where}: {what} must be 1-D [n], got shape {y.shape}; save integer "
             "class ids, not one-hot rows"
         )
-    if y.dtype.kind in "iuUS":
+    if y.dtype.kind in "iuU":
         return y
+    if y.dtype.kind == "S":  # bytes labels (e.g. from HDF5): their text, to remap
+        return np.char.decode(y, "utf-8", "replace")
     if y.dtype.kind == "b":
         return y.astype(np.int64)
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
@@ -117,7 +119,7 @@ def remap_labels(
             "every test class must appear in training"
         )
     if uniq.dtype.kind in "iu" and uniq[0] == 0 and uniq[-1] == len(uniq) - 1:
-        return ytr.astype(np.int64), yte.astype(np.int64), None, None
+        return ytr, yte, None, None  # as stored: the content hash stays what it was
     classes = tuple(v.item() for v in uniq)
     pairs = [f"{v!r}->{i}" for i, v in enumerate(classes)]
     if len(pairs) > 8:
