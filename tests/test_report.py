@@ -867,3 +867,15 @@ def test_legends_list_only_what_is_drawn():
     assert boom.get_marker() == "x" and boom.get_xdata()[0] == 40  # the x stands for it
     ratio = figures.update_ratio(res, top, fails).axes[0]
     assert not any(s.startswith("exploded") for s in ratio.get_legend_handles_labels()[1])
+
+
+def test_a_report_that_fails_leaves_no_folder(tmp_path, monkeypatch):
+    """A figure that raised left an empty report folder behind ("nothing half-written")."""
+
+    def broken(*a, **k):
+        raise TypeError("Invalid shape (64,) for image data")
+
+    monkeypatch.setattr(figures, "data_grid", broken)
+    with pytest.raises(TypeError):
+        write_report(synthetic(), [], tmp_path / "r", dataset_images=np.zeros((4, 8)))
+    assert not (tmp_path / "r").exists()

@@ -155,8 +155,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
 
       path = write_report(result, [], "reports/abc123", dataset.raw_train_images)
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created once every figure is drawn: a failed report leaves none
     diagnoses = diagnose_sweep(result)
     top = figures.top_rows(result, 3)
     fails = figures.failure_rows(result, diagnoses)
@@ -338,6 +337,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
         f"{len(result.members)} members on {(result.dataset or {}).get('name', '?')}",
         panels,
     )
+    out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
     index = out / "index.html"
