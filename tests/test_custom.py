@@ -104,7 +104,7 @@ def test_names_and_registry():
     lossy = register(TinyMLP(), loss=lambda lg, lb: lg[:, 0])
     assert lossy.spec.startswith(TINY + "#") and lossy.spec != w8.spec
     custom._OBJECTS.pop(w8.spec)
-    with pytest.raises(ConfigError, match="pass model=<that object> again"):
+    with pytest.raises(ConfigError, match="from Python, pass the object itself again"):
         resolve(w8.spec, 4, (20,))
     with pytest.raises(ConfigError, match="loss= applies to your own model"):
         custom.model_config("softmax", loss=lambda lg, lb: lg)
@@ -418,7 +418,7 @@ def test_resume_of_a_custom_sweep_equals_uninterrupted(npz, tmp_path):
     # a fine round from a new process needs the object again
     custom._OBJECTS.clear()
     custom._BOUND.clear()
-    with pytest.raises(ConfigError, match="pass model=<that object> again"):
+    with pytest.raises(ConfigError, match="from Python, pass the object itself again"):
         sweepjax.fine(parent="c1", store=store, steps=60, report=False)
 
 
@@ -460,3 +460,17 @@ def test_four_host_devices_match_one_device_for_a_custom_model(tmp_path):
     assert (err <= 1e-4 * np.linalg.norm(one["kernel"], axis=1)).all(), err
     np.testing.assert_allclose(r4["val_acc"], one["val_acc"], atol=1e-6)
     np.testing.assert_allclose(r4["train_loss"], one["train_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["tests.custom_models:TinyMLP#0123abcd", "__main__:GoneNet"])
+def test_a_model_of_another_session_is_named_by_flag_on_the_command_line(spec):
+    """After a notebook sweep the CLI's `fine` said "pass model= again"; the command line
+    has --model, Python has the object."""
+    from sweepjax.cli.options import cli_message
+
+    custom._OBJECTS.pop(spec, None)
+    with pytest.raises(ConfigError) as e:
+        custom._lookup(spec)
+    assert "model=" not in str(e.value)
+    assert "give --model as package.module:Name" in cli_message(str(e.value))
+    assert "from Python, pass the object itself again" in str(e.value)

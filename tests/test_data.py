@@ -127,15 +127,15 @@ def _corrupt_cases():
         ),
         "non-integer labels": (
             {"x_train": xtr, "y_train": ytr + 0.5, "x_test": xte, "y_test": yte},
-            "must be integer class ids",
+            "must be integer class ids or strings, got dtype float64 with values such as 0.5",
         ),
-        "negative labels": (
-            {"x_train": xtr, "y_train": ytr.astype(int) - 1, "x_test": xte, "y_test": yte},
-            "labels in \\[-1, 8\\]",
+        "single class": (
+            {"x_train": xtr, "y_train": ytr * 0 + 3, "x_test": xte, "y_test": yte * 0 + 3},
+            "y_train holds a single class \\(3\\); a classifier needs at least two",
         ),
         "test label unseen": (
             {"x_train": xtr, "y_train": ytr % 5, "x_test": xte, "y_test": yte},
-            "y_train only goes up to 4",
+            "y_test has label\\(s\\) \\[5, 6, 7, 8, 9\\] that y_train lacks",
         ),
         "non-finite": (
             {"x_train": nan, "y_train": ytr, "x_test": xte, "y_test": yte},
@@ -174,6 +174,89 @@ def test_npz_label_out_of_range_for_mnist(tmp_path):
     write_npz(d / "mnist.npz", (xtr, ytr + 1, xte, yte))  # labels 1..10
     with pytest.raises(DataError, match="outside \\[0, 9\\]"):
         load_raw("mnist", data_dir=d, download=False)
+
+
+@pytest.mark.parametrize(
+    ("labels", "classes", "mapping"),
+    [
+        ([1, 2, 3], (1, 2, 3), "1->0, 2->1, 3->2"),
+        ([-1, 1], (-1, 1), "-1->0, 1->1"),
+        (["b", "a", "c"], ("a", "b", "c"), "'a'->0, 'b'->1, 'c'->2"),
+        ([b"no", b"yes"], ("no", "yes"), "'no'->0, 'yes'->1"),
+        ([0, 1, 3], (0, 1, 3), "0->0, 1->1, 3->2"),
+    ],
+)
+def test_npz_labels_not_class_ids_are_remapped_with_a_note(tmp_path, labels, classes, mapping):
+    """Labels {1, 2, 3} are 3 classes, not 4 (sanity would check ln 4); strings too. The
+    mapping is said in one line and recorded in the dataset info."""
+    x = np.random.default_rng(0).normal(size=(90, 5))
+    y = np.array(labels)[np.arange(90) % len(labels)]
+    p = tmp_path / "tab.npz"
+    np.savez(p, x_train=x, y_train=y, x_test=x[:9], y_test=y[:9])
+    raw = read_npz(p)
+    assert raw.classes == classes and raw.note.count("\n") == 0
+    assert f"labels {list(classes)} are not class ids 0..{len(classes) - 1}" in raw.note
+    assert mapping in raw.note
+    want = np.searchsorted(np.array(classes), y.astype(str) if y.dtype.kind == "S" else y)
+    assert np.array_equal(raw.train_labels, want) and np.array_equal(raw.test_labels, want[:9])
+    ds = load_dataset(DataConfig(dataset=f"npz:{p}", val_fraction=0.2))
+    assert ds.num_classes == len(classes) and ds.info.classes == classes
+    assert ds.info.as_dict()["classes"] == list(classes)
+    assert set(np.unique(ds.y_train)) == set(range(len(classes)))
+
+
+def test_npz_class_ids_already_0_to_k_are_kept_without_a_note(tmp_path):
+    p = write_npz(tmp_path / "d.npz", fake_arrays())
+    raw = read_npz(p)
+    assert raw.classes is None and raw.note is None
+    assert raw.train_labels.dtype == np.uint8  # as stored: the content hash is unchanged
+
+
+def test_npz_remap_note_and_carved_test_note_are_one_line_each(tmp_path):
+    x = np.random.default_rng(0).normal(size=(100, 4))
+    p = tmp_path / "wine.npz"
+    np.savez(p, x_train=x, y_train=np.arange(100) % 3 + 1)
+    lines = read_npz(p).note.split("\n")
+    assert len(lines) == 2 and all(line.startswith("sweepjax: ") for line in lines)
+    assert "10%" in lines[0] and "labels [1, 2, 3]" in lines[1]
+
+
+def test_np_save_file_is_refused_naming_savez(tmp_path):
+    p = tmp_path / "x.npy"
+    np.save(p, np.zeros((10, 3)))
+    with pytest.raises(DataError) as e:
+        load_raw(f"npz:{p}")
+    msg = str(e.value)
+    assert "holds one array (np.save)" in msg and "np.savez(path, x_train=..., y_train=" in msg
+    assert str(p) in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", b"PK\x03\x04truncated"])
+def test_users_own_unreadable_npz_is_not_told_to_re_download(tmp_path, content):
+    p = tmp_path / "mine.npz"
+    p.write_bytes(content)
+    with pytest.raises(DataError) as own:
+        load_raw(f"npz:{p}")
+    assert "re-download" not in str(own.value) and "np.savez" in str(own.value)
+    with pytest.raises(DataError) as cached:  # a downloaded keras file may be fetched again
+        read_npz(p, name="mnist", max_label=9, require_test=True)
+    assert "delete it and re-download" in str(cached.value)
+
+
+def test_length_mismatch_names_feature_rows_for_tabular_data(tmp_path):
+    x = np.zeros((30, 4))
+    for name, kw in {
+        "carved": dict(x_train=x, y_train=np.arange(29) % 2),
+        "given": dict(x_train=x, y_train=np.arange(30) % 2, x_test=x, y_test=np.arange(3) % 2),
+    }.items():
+        np.savez(tmp_path / f"{name}.npz", **kw)
+        with pytest.raises(DataError, match="feature rows and labels must pair up") as e:
+            read_npz(tmp_path / f"{name}.npz")
+        assert "images" not in str(e.value)
+    xtr, ytr, xte, yte = fake_arrays()
+    np.savez(tmp_path / "img.npz", x_train=xtr, y_train=ytr[:-1])
+    with pytest.raises(DataError, match="images and labels must pair up"):
+        read_npz(tmp_path / "img.npz")
 
 
 # ---------------------------------------------------------------- look-up order
@@ -276,6 +359,15 @@ def test_unknown_name_and_missing_npz():
     with pytest.raises(DataError, match="npz:/no/such.npz: no such file"):
         load_raw("npz:/no/such.npz")
     assert SOURCES == ("mnist", "fashion-mnist", "mnist-sample", "npz:PATH")
+
+
+def test_unknown_dataset_lists_npz_path_once():
+    from sweepjax.errors import ConfigError
+    from sweepjax.flows.sweep_config import check_dataset_name
+
+    with pytest.raises(ConfigError) as e:
+        check_dataset_name("cifar10")
+    assert str(e.value).count("npz:PATH") == 1
 
 
 # ---------------------------------------------------------------- split, preprocessing

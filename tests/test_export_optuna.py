@@ -243,3 +243,66 @@ def test_cli_end_to_end_in_a_fresh_process_without_optuna(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip() == f"sweepjax: error: {OPTUNA_MISSING}"
     assert optuna.get_all_study_names(storage) == ["c1"]
+
+
+# --------------------------------------------------------------------------- timeline
+def test_cli_export_stamps_each_trial_with_its_members_own_start_and_end(sweeps, tmp_path):
+    """optuna-dashboard's Timeline was flat: every trial carried the export time. Now a
+    member stopped at a rung ends before one stopped later, which ends before those that
+    trained to the end; every member of a halving run starts at step 0; all of it lies
+    between the sweep's creation and its end, before the export."""
+    import datetime
+
+    store, res = sweeps
+    r = res["halving"]
+    before_export = datetime.datetime.now()
+    argv = ["export", r.sweep_id, "--store", store, "--format", "optuna", "--storage"]
+    assert main([*argv, url(tmp_path), "--study", "timeline"]) == 0
+    trials = load(url(tmp_path), "timeline").get_trials(deepcopy=False)
+    with Store.open(store) as st:
+        row = st.sweep_row(r.sweep_id)
+    created = datetime.datetime.fromtimestamp(row.created)
+    finished = datetime.datetime.fromtimestamp(row.finished)
+    assert len({t.datetime_start for t in trials}) == 1  # all born at step 0
+    end_step = {
+        t.number: t.user_attrs["stopped_at"] or t.user_attrs["diverged_at"] or 30 for t in trials
+    }
+    by_end = sorted(trials, key=lambda t: end_step[t.number])
+    ends = [t.datetime_complete for t in by_end]
+    assert ends == sorted(ends) and len(set(ends)) >= 2  # in the order the members stopped
+    for a, b in zip(by_end, by_end[1:], strict=False):
+        if end_step[a.number] < end_step[b.number]:
+            assert a.datetime_complete < b.datetime_complete
+    for t in trials:
+        assert created <= t.datetime_start <= t.datetime_complete <= finished < before_export
+
+
+def test_member_steps_follow_births_stops_and_divergence():
+    """ASHA's refills are born at the global step of their first hyperparameter row; each
+    member trains its own steps, to its stop or its divergence."""
+    from sweepjax.store.optuna_export import member_steps
+    from tests.test_report import synthetic
+
+    r = synthetic(diverged=(10,))  # 12 members, steps 200, member 10 diverged at 40
+    r.members[3] = dataclasses.replace(r.members[3], status="stopped", stopped_at=25)
+    r.history = [{"step": 0, "member": m.id} for m in r.members[:6]]
+    r.history += [{"step": 60, "member": m.id} for m in r.members[6:]]  # refills
+    r.history += [{"step": 150, "member": 7}]  # a later change is no birth
+    spans = member_steps(r)
+    assert spans[0] == (0, 200) and spans[3] == (0, 25)
+    assert spans[7] == (60, 260) and spans[10] == (60, 100)
+
+
+def test_step_clock_interpolates_live_rows_and_keeps_the_resumed_run():
+    from sweepjax.store.optuna_export import step_clock
+
+    rows = [(10, 100.0), (20, 101.0), (30, 102.0), (20, 200.0), (40, 202.0)]  # resumed at 20
+    steps, walls = step_clock(rows, created=50.0, end_step=40, train_s=4.0)
+    np.testing.assert_array_equal(steps, [0, 10, 20, 40])
+    np.testing.assert_allclose(walls, [99.0, 100.0, 200.0, 202.0])  # step 0 at the pace 0.1
+    assert np.interp(30, steps, walls) == pytest.approx(201.0)
+    # no live rows (an older store): the training time spread from the creation
+    steps, walls = step_clock([], created=50.0, end_step=40, train_s=4.0)
+    assert np.interp(20, steps, walls) == pytest.approx(52.0)
+    # step 0 never before the sweep existed
+    assert step_clock([(10, 51.0), (20, 61.0)], 50.0, 20, 1.0)[1][0] == 50.0

@@ -742,3 +742,149 @@ def test_mlp_sweep_on_the_sample_reports_its_kept_members_activations(tmp_path, 
     assert "Hidden-unit activations" in page and f"the first {len(x)} validation rows" in page
     assert (Path(doc["report"]).parent / "activations.png").exists()
     assert "Every swept axis" not in page  # lr x lambda only
+
+
+# --------------------------------------------------------------------------- tabular data
+def tabular(kind="softmax", d=13, k=3, classes=(1, 2, 3)):
+    """The synthetic sweep on feature vectors ``[D]`` (e.g. scikit-learn's wine)."""
+    res = synthetic(kind)
+    rng = np.random.default_rng(3)
+    res.dataset = {**res.dataset, "input_shape": [d], "num_classes": k, "classes": classes}
+    if kind == "softmax":
+        res.winner_params = {"out": {"kernel": rng.normal(size=(k, d)).astype(np.float32)}}
+    else:
+        res.winner_params = {
+            "hidden": {
+                "kernel": rng.normal(size=(16, d)).astype(np.float32),
+                "bias": np.zeros(16, np.float32),
+            },
+            "out": {"kernel": rng.normal(size=(k, 16)).astype(np.float32)},
+        }
+    return res
+
+
+def test_tabular_weights_are_one_chart_per_feature():
+    """[N, D] data has no images: the softmax weights are drawn as one class x feature
+    chart (the kernel itself), rows named with the user's own labels."""
+    res = tabular()
+    fig = figures.weight_images(res.winner_params, [13], classes=(1, 2, 3))
+    ims = [im for ax in fig.axes for im in ax.get_images() if im.get_gid() == "weights"]
+    assert len(ims) == 1
+    np.testing.assert_array_equal(ims[0].get_array(), res.winner_params["out"]["kernel"])
+    ax = ims[0].axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "class 0 (1)",
+        "class 1 (2)",
+        "class 2 (3)",
+    ]
+    assert len(ax.get_xticks()) == 13
+    mlp = tabular("mlp").winner_params
+    ims = [im for ax in figures.weight_images(mlp, [13], width=10).axes for im in ax.get_images()]
+    assert len(ims) == 1 and ims[0].get_array().shape == (10, 13)  # its own 10 units
+
+
+def test_tabular_data_check_draws_rows_not_images():
+    rows = np.arange(36 * 5, dtype=np.float64).reshape(36, 5)
+    rows[:, 2] = 7.0  # a constant feature
+    fig = figures.data_grid(rows)
+    (im,) = fig.axes[0].get_images()
+    a = np.asarray(im.get_array())
+    assert a.shape == (36, 5) and a.min() == 0.0 and a.max() == 1.0
+    assert np.all(a[:, 2] == 0.0)  # flat column: one colour
+    # channel-last images still draw: one grey channel is dropped
+    assert len(figures.data_grid(np.zeros((4, 6, 6, 1))).axes) == 4
+
+
+def test_custom_model_on_tabular_data_draws_its_dense_layer_per_feature():
+    from sweepjax.report.custom_fig import first_layer_images
+
+    k = np.random.default_rng(0).normal(size=(13, 8)).astype(np.float32)  # [D, F]
+    fig = first_layer_images({"Dense_0": {"kernel": k}}, [13])
+    (im,) = [im for ax in fig.axes for im in ax.get_images()]
+    np.testing.assert_array_equal(im.get_array(), k.T)
+
+
+def test_a_tabular_report_is_complete(tmp_path):
+    """It failed on `imshow` of a [D] row ("Invalid shape (13,) for image data")."""
+    res = tabular("mlp")
+    res.curves = None  # the curves' figures are tested above; keep the page quick
+    x = np.random.default_rng(1).normal(size=(40, 13)).astype(np.float32)
+    page = Path(write_report(res, [], tmp_path, dataset_images=x[:36], x_sample=x)).read_text()
+    assert "tabular features: no images" in page and "weights per input feature" in page
+    names = {f.name for f in tmp_path.glob("*.png")}
+    assert {"data.png", "weights.png", "hidden.png", "response_surface.png"} <= names
+
+
+@pytest.mark.slow
+def test_a_tabular_npz_through_coarse_and_report(tmp_path, capsys):
+    """scikit-learn style features [N, D] with labels 1..3: coarse writes the whole report
+    (it said "report not written (TypeError: Invalid shape (13,) for image data)"), and
+    `sweepjax report` rewrites it with exit 0 (it ended in a traceback)."""
+    from sweepjax.cli import main
+
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 3 + 1
+    x = rng.normal(size=(150, 13)) + 2.0 * np.eye(13)[y] * 3  # separable-ish
+    p = tmp_path / "wine.npz"
+    np.savez(p, x_train=x, y_train=y)
+    store = tmp_path / "s.db"
+    argv = ["coarse", "--dataset", f"npz:{p}", "--trials", "6", "--steps", "20"]
+    assert main([*argv, "--store", str(store), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert "report not written" not in err and "labels [1, 2, 3]" in err
+    assert doc["dataset"]["classes"] == [1, 2, 3] and doc["dataset"]["num_classes"] == 3
+    folder = Path(doc["report"]).parent
+    assert {"data.png", "weights.png"} <= {f.name for f in folder.glob("*.png")}
+    (folder / "weights.png").unlink()
+    assert main(["report", doc["sweep_id"], "--store", str(store)]) == 0
+    assert capsys.readouterr().out.strip() == doc["report"]
+    assert (folder / "weights.png").exists()
+
+
+def _drawn(line) -> bool:
+    """Whether a line shows on the page: two points or more, or a marker."""
+    x = np.asarray(line.get_xdata(), float)
+    return len(x) >= 2 or (len(x) == 1 and line.get_marker() not in (None, "", "None", " "))
+
+
+def test_legends_list_only_what_is_drawn():
+    """A halving run's "too low" member stopped after one evaluation and an "exploded"
+    member with no finite loss were listed in the legend with nothing drawn."""
+    res = synthetic(diverged=(10, 11))
+    c = res.curves
+    c.train_loss[0, 1:] = np.nan  # the lowest-lr member: one evaluation, then stopped
+    c.update_ratio[0, 1:] = np.nan
+    c.train_loss[10, :] = np.nan  # diverged before any evaluation
+    c.update_ratio[10, :] = np.nan
+    fails = {"too low": 0, "exploded": 10}
+    top = figures.top_rows(res, 3)
+    for fig in (
+        figures.loss_curves(res, top, fails),
+        figures.update_ratio(res, top, fails),
+        figures.accuracy_gap(res, top),
+    ):
+        ax = fig.axes[0]
+        handles, labels = ax.get_legend_handles_labels()
+        shown = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert shown == labels and all(_drawn(h) for h in handles), labels
+    loss = figures.loss_curves(res, top, fails).axes[0]
+    labels = loss.get_legend_handles_labels()[1]
+    assert any(s.startswith("too low:") for s in labels)  # its one point, as a dot
+    handles, labels = loss.get_legend_handles_labels()
+    (boom,) = [h for h, s in zip(handles, labels, strict=True) if s.startswith("exploded")]
+    assert boom.get_marker() == "x" and boom.get_xdata()[0] == 40  # the x stands for it
+    ratio = figures.update_ratio(res, top, fails).axes[0]
+    assert not any(s.startswith("exploded") for s in ratio.get_legend_handles_labels()[1])
+
+
+def test_a_report_that_fails_leaves_no_folder(tmp_path, monkeypatch):
+    """A figure that raised left an empty report folder behind ("nothing half-written")."""
+
+    def broken(*a, **k):
+        raise TypeError("Invalid shape (64,) for image data")
+
+    monkeypatch.setattr(figures, "data_grid", broken)
+    with pytest.raises(TypeError):
+        write_report(synthetic(), [], tmp_path / "r", dataset_images=np.zeros((4, 8)))
+    assert not (tmp_path / "r").exists()

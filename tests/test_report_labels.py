@@ -214,3 +214,52 @@ def test_a_pbt_run_labels_the_results_winner(runs):
     assert re.findall(r"<th>winner \(id (\d+)\)</th>", page) == [str(w)]
     m = res.members[rows[0]]
     assert _winner_label(figures.response_surface(res, parents=[])) == pytest.approx((m.lr, m.l2))
+
+
+def test_the_config_table_shows_the_data_really_used(tmp_path):
+    """It said `dataset mnist, download True` when the bundled sample was used."""
+    config = {
+        "data": {"dataset": "mnist", "download": True, "data_dir": None, "seed": 0},
+        "spec": {"dataset": "mnist"},
+        "model": {"kind": "softmax"},
+    }
+    fallback = {"name": "mnist-sample", "requested": "mnist", "origin": "bundled"}
+    rows = dict(members.shared_settings(config, fallback))
+    assert rows["data.dataset"] == rows["spec.dataset"] == "mnist-sample (asked for mnist)"
+    assert rows["data.origin"] == "bundled"
+    assert "data.download" not in rows and "data.data_dir" not in rows
+    full = {"name": "mnist", "requested": "mnist", "origin": "/home/u/.cache/sweepjax/mnist"}
+    rows = dict(members.shared_settings(config, full))
+    assert rows["data.dataset"] == "mnist" and rows["data.download"] == "True"
+    res = synthetic()
+    res.config = {**res.config, **config}
+    res.dataset = {**res.dataset, **fallback}
+    res.curves, res.winner_params = None, None  # the table is what is checked here
+    page = Path(write_report(res, [], tmp_path)).read_text()
+    assert "<td>mnist-sample (asked for mnist)</td>" in page
+    assert "<td>data.download</td>" not in page
+
+
+def test_the_live_page_has_no_empty_whole_set_row_or_series():
+    """Under `--schedule full` the whole validation set is never measured while training:
+    the page showed an empty "best val so far (whole set)" row and a legend entry for a
+    line with no points."""
+    from sweepjax.report.live_page import SweepCard, sweep_body
+    from sweepjax.store.db import SweepRow
+    from sweepjax.store.live import LiveRow
+
+    row = SweepRow(
+        "c1", "coarse", None, "finished", {"model": {"kind": "softmax"}},
+        {"name": "mnist-sample"}, {}, {}, 0.0, 9.0, 9.0, None, None, 8, 100, 100, 3, 0.9, None,
+    )  # fmt: skip
+
+    def live(full):
+        return [
+            LiveRow(i, 1.0 + i, 10 * i, 100, 1.0 * i, None, 8, 8, 8, 0.5 + 0.01 * i, full, None)
+            for i in range(1, 4)
+        ]
+
+    page = sweep_body(SweepCard(row, "done", live(None)[-1], None), live(None), None, None)
+    assert "whole set" not in page and "best val so far (subset)" in page
+    page = sweep_body(SweepCard(row, "done", live(0.91)[-1], None), live(0.91), None, None)
+    assert "best val so far (whole set)" in page and "best val (whole set)" in page

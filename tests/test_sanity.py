@@ -164,3 +164,20 @@ def test_lr_box_margin_reaches_halfway_to_the_neighbouring_rates():
     assert lr_box(two, margin=0.5) == pytest.approx((1e-2 / 10**0.5, 1e-1 * 10**0.5))
     lone = _range(["too_low", "good", "too_high", "too_high"])
     assert lr_box(lone, margin=0.5) == pytest.approx((1e-3, 1e-1))
+
+
+def test_sanity_says_the_data_notes_once_prefixed(report, monkeypatch, capsys, tmp_path):
+    """The data layer's notes already start "sweepjax: "; sanity printed them behind a
+    second "sweepjax: note: "."""
+    import sweepjax.analysis.sanity as sanity
+
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    p = tmp_path / "wine.npz"
+    np.savez(p, x_train=x, y_train=np.arange(60) % 3 + 1)  # no test split, labels 1..3
+    monkeypatch.setattr(sanity, "run_sanity", lambda *a, **k: report)
+    capsys.readouterr()
+    assert main(["sanity", "--dataset", f"npz:{p}"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("sweepjax: ") for line in err), err
+    assert not any("sweepjax: note: sweepjax:" in line for line in err)
+    assert "labels [1, 2, 3] are not class ids 0..2" in err[1]

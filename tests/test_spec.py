@@ -162,3 +162,33 @@ def test_flags_win_over_the_toml_file(tmp_path):
     args = _subparser("coarse").parse_args(["--config", str(f), "--trials", "8"])
     spec, cli = resolve(args, "coarse")
     assert (spec.trials, spec.steps, cli["format"]) == (8, 50, "json")
+
+
+@pytest.mark.parametrize("command", ["coarse", "fine"])
+def test_the_docstring_describes_switches_by_what_true_does(command):
+    """help(sweepjax.coarse) said `report: do not write the HTML report` and `refit: do not
+    retrain the winner` for keyword arguments that default to True, `resume: ... (see
+    below)` with nothing below, and nothing of `callbacks`; `--help` keeps its flags' words."""
+    doc = getattr(sweepjax, command).__doc__
+    lines = {
+        ln.split(":", 1)[0].strip(): ln.split(":", 1)[1] for ln in doc.splitlines() if ":" in ln
+    }
+    options_doc = doc.split("Options (")[1]
+    assert "do not" not in options_doc and "see below" not in options_doc
+    assert lines["report"].strip().startswith("write the self-contained HTML report")
+    assert "False skips it" in lines["report"] and lines["report"].endswith("(default True)")
+    assert "interrupted sweep from its last checkpoint" in lines["resume"]
+    assert lines["resume"].endswith("(default False)")
+    assert "stop() is polled after every chunk" in lines["callbacks"]
+    if command == "fine":
+        assert lines["refit"].strip().startswith("retrain the winner on train + validation")
+        assert lines["refit"].endswith("(default True)")
+    helps = {a.dest: a.help for a in _actions(command)}
+    assert helps["report"] == "do not write the HTML report"  # --no-report
+    assert helps["resume"] == "continue an interrupted sweep (see below)"  # the epilog
+
+
+def _actions(command):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]._actions

@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     train_cfg = TrainConfig(optimizer=o.get("optimizer", defaults.optimizer), seed=seed)
     data = DataConfig(dataset=o.get("dataset", "mnist"), data_dir=o.get("data_dir"), seed=seed)
     dataset = load_dataset(data)
-    if dataset.info.note:
-        print(f"sweepjax: note: {dataset.info.note}", file=sys.stderr)
+    if dataset.info.note:  # each line already starts "sweepjax: ", as coarse prints it
+        print(dataset.info.note, file=sys.stderr)
     report = run_sanity(dataset, model_cfg, train_cfg)
     if fmt == "json":
         print(json.dumps(report.to_json(), indent=2))

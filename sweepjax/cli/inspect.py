@@ -134,12 +134,17 @@ def run_export(args) -> int:
 
         optuna_log = import_optuna().logging
         optuna_log.set_verbosity(optuna_log.WARNING)  # no "A new study created" line
+    times = None
     with Store.open(args.store) as st:
         res = st.load_sweep(args.sweep, curves=optuna)
+        if optuna:
+            from sweepjax.store.optuna_export import member_times
+
+            times = member_times(st, res)
     if optuna:
         from sweepjax.store.optuna_export import export_study
 
-        done = export_study(res, args.storage, args.study)
+        done = export_study(res, args.storage, args.study, times=times)
         said = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
         counts = ", ".join(f"{n} {said[s]}" for s, n in done.states.items())
         print(

@@ -6,6 +6,8 @@ below it (winner, tied set, model, verdicts, counts, timing), the diagnoses of
 
 from __future__ import annotations
 
+import os
+import shlex
 import time
 from typing import TYPE_CHECKING
 
@@ -57,7 +59,19 @@ def _axis_cells(rec, axes: list[str]) -> str:
     return out
 
 
-def _verdict_lines(result: SweepResult) -> list[str]:
+def store_args(store_path: str | None) -> str:
+    """`` --store PATH`` for a next-step hint, so it can be copied as it is; empty for the
+    store a bare command opens (``$SWEEPJAX_STORE`` or ``./sweepjax.db``)."""
+    from sweepjax.store.db import default_path
+
+    if not store_path:
+        return ""
+    if os.path.realpath(store_path) == os.path.realpath(default_path()):
+        return ""
+    return f" --store {shlex.quote(str(store_path))}"
+
+
+def _verdict_lines(result: SweepResult, store_path: str | None = None) -> list[str]:
     """Edges the model says the optimum may lie past, flat axes, importance, optimum."""
     v = result.verdict
     out = []
@@ -74,7 +88,7 @@ def _verdict_lines(result: SweepResult) -> list[str]:
             f"the best {f.param} may lie {where} it"
         )
     if result.boundary:
-        again = f"sweepjax fine --from {result.sweep_id}"
+        again = f"sweepjax fine --from {result.sweep_id}{store_args(store_path)}"
         out.append(f"  -> run `{again}` (its box extends past the flagged edges)")
     if v is None:
         return out
@@ -260,7 +274,7 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
                 "read its value as an upper bound"
             )
         lines.append(f"model: importance (accuracy range): {imp}")
-    verdicts = _verdict_lines(result)
+    verdicts = _verdict_lines(result, store_path)
     if verdicts:
         lines.append("verdict:")
         lines += verdicts
@@ -292,9 +306,10 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
         f"{t.model_steps_per_s:,.0f} model-steps/s"
     )
     where = f" in {store_path}" if store_path else ""
+    opt = store_args(store_path)
     lines.append(
-        f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}; "
-        f"refine: sweepjax fine --from {result.sweep_id})"
+        f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}{opt}; "
+        f"refine: sweepjax fine --from {result.sweep_id}{opt})"
     )
     if result.report:
         lines.append(f"report: {result.report}")

@@ -18,7 +18,10 @@ class DatasetInfo(NamedTuple):
       num_classes: number of label values.
       input_shape: shape of one example before flattening, e.g. ``(28, 28)``.
       sha256: hash of the raw arrays (images and labels, train and test) as loaded.
-      note: a one-line remark for the user (e.g. the offline fallback), or None.
+      note: remarks for the user, one line each (the offline fallback, a carved test
+        set, remapped labels), or None.
+      classes: the user's own label of each class id when their labels were not
+        ``0..K-1`` and were remapped (e.g. ``(1, 2, 3)`` or ``("cat", "dog")``), else None.
     """
 
     name: str
@@ -31,10 +34,12 @@ class DatasetInfo(NamedTuple):
     input_shape: tuple[int, ...]
     sha256: str
     note: str | None = None
+    classes: tuple | None = None
 
     def as_dict(self) -> dict:
         d = self._asdict()
         d["input_shape"] = list(self.input_shape)
+        d["classes"] = None if self.classes is None else list(self.classes)
         return d
 
 

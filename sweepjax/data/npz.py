@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweepjax.data.raw import RawData, validate_raw
+from sweepjax.data.raw import RawData, pairing, validate_raw
 from sweepjax.errors import DataError
 
 # Fixed, independent of the user's seed: changing the validation seed must not change
@@ -49,32 +49,47 @@ def read_npz(
       RawData; ``note`` says when the test set was carved from training.
     """
     path = Path(path)
+    own = name is None or name.startswith("npz:")  # the user's file, not one we downloaded
     name = name or f"npz:{path}"
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path after npz:")
+    save_as = "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
     try:
         # We own the file handle: np.load leaks its own when the zip is truncated.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            keys = set(f.files)
-            missing = {"x_train", "y_train"} - keys
-            if require_test:
-                missing |= {"x_test", "y_test"} - keys
-            if missing:
+        with open(path, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # one array, from np.save
                 raise DataError(
-                    f"{path}: missing arrays {sorted(missing)} (found "
-                    f"{sorted(keys)}); save it with np.savez(path, x_train=..., "
-                    "y_train=..., x_test=..., y_test=...)"
+                    f"{path} holds one array (np.save), not the named arrays sweepjax "
+                    f"reads; save features and labels together with {save_as} "
+                    "(x_test, y_test optional) and pass npz:FILE.npz"
                 )
-            if ("x_test" in keys) != ("y_test" in keys):
-                raise DataError(f"{path}: has only one of x_test / y_test; save both or neither")
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
+            with loaded as f:
+                keys = set(f.files)
+                missing = {"x_train", "y_train"} - keys
+                if require_test:
+                    missing |= {"x_test", "y_test"} - keys
+                if missing:
+                    raise DataError(
+                        f"{path}: missing arrays {sorted(missing)} (found "
+                        f"{sorted(keys)}); save it with {save_as}"
+                    )
+                if ("x_test" in keys) != ("y_test" in keys):
+                    raise DataError(
+                        f"{path}: has only one of x_test / y_test; save both or neither"
+                    )
+                arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
         # np.load raises all of these for non-npz, truncated or pickled content.
+        fix = (
+            "re-create it with np.savez(path, x_train=..., y_train=...)"
+            if own
+            else "re-create it with np.savez, or delete it and re-download"
+        )
         raise DataError(
-            f"{path} is not a readable .npz file ({type(e).__name__}: {e}); "
-            "re-create it with np.savez, or delete it and re-download"
+            f"{path} is not a readable .npz file ({type(e).__name__}: {e}); {fix}"
         ) from e
 
     note = None
@@ -83,7 +98,7 @@ def read_npz(
         if len(x) != len(y):
             raise DataError(
                 f"{path}: x_train has {len(x)} rows but y_train has {len(y)}; "
-                "images and labels must pair up one to one"
+                f"{pairing(x)} and labels must pair up one to one"
             )
         if len(x) < 2:
             raise DataError(f"{path}: need at least 2 training examples, got {len(x)}")

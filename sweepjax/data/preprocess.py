@@ -100,6 +100,7 @@ def build_dataset(
         input_shape=raw.input_shape,
         sha256=sha256,
         note=raw.note,
+        classes=raw.classes,
     )
     return Dataset(
         x_train=apply_scaling(x_tr, mean, scale),

@@ -7,6 +7,7 @@ place with one kind of message, whatever its format.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -27,7 +28,10 @@ class RawData(NamedTuple):
       test_images, test_labels: the held-out test set, same layout.
       name: the source actually used (``mnist``, ``mnist-sample``, ``npz:PATH``, ...).
       origin: where it was read from: a path, or ``bundled``.
-      note: one line for the user (a fallback, a carved test split), or None.
+      note: a line for the user (a fallback, a carved test split, remapped labels;
+        one line per remark), or None.
+      classes: the user's own label of each class id, when their labels were remapped
+        to ``0..K-1`` (:func:`remap_labels`), else None.
     """
 
     train_images: np.ndarray
@@ -37,6 +41,7 @@ class RawData(NamedTuple):
     name: str
     origin: str
     note: str | None = None
+    classes: tuple | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -44,7 +49,8 @@ class RawData(NamedTuple):
 
 
 def _labels(y: np.ndarray, what: str, where: str) -> np.ndarray:
-    """Return ``y`` as a 1-D integer array, or raise DataError."""
+    """Return ``y`` as a 1-D array of integer (or, for the caller to remap, string) labels,
+    or raise DataError."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:  # column vectors from pandas / sklearn
         y = y[:, 0]
@@ -53,16 +59,76 @@ def _labels(y: np.ndarray, what: str, where: str) -> np.ndarray:
             f"{where}: {what} must be 1-D [n], got shape {y.shape}; save integer "
             "class ids, not one-hot rows"
         )
-    if y.dtype.kind in "iu":
+    if y.dtype.kind in "iuU":
         return y
+    if y.dtype.kind == "S":  # bytes labels (e.g. from HDF5): their text, to remap
+        return np.char.decode(y, "utf-8", "replace")
     if y.dtype.kind == "b":
         return y.astype(np.int64)
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         return y.astype(np.int64)  # integral floats, e.g. written by pandas
+    bad = y[~(np.isfinite(y) & (y == np.round(y)))] if y.dtype.kind == "f" else y
+    example = f" such as {bad[0].item()!r}" if len(bad) else ""
     raise DataError(
-        f"{where}: {what} must be integer class ids, got dtype {y.dtype} with "
-        "non-integer values; convert them with np.asarray(y, dtype=int)"
+        f"{where}: {what} must be integer class ids or strings, got dtype {y.dtype} "
+        f"with values{example}; sweepjax trains classifiers: save class labels, or bin "
+        "continuous targets into classes first (e.g. np.digitize)"
     )
+
+
+def _label_values(values: np.ndarray, limit: int = 8) -> str:
+    """``[1, 2, 3]`` or ``['a', 'b']``, the middle elided past ``limit`` values."""
+    shown = [v.item() if hasattr(v, "item") else v for v in values]
+    if len(shown) > limit:
+        return f"[{', '.join(map(repr, shown[: limit - 2]))}, ..., {shown[-1]!r}]"
+    return f"[{', '.join(map(repr, shown))}]"
+
+
+def remap_labels(
+    ytr: np.ndarray, yte: np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray, tuple | None, str | None]:
+    """Class ids ``0..K-1`` for a user's labels: ``(y_train, y_test, classes, note)``.
+
+    Labels already ``0..K-1`` (every id present in training) are kept as they are
+    (``classes`` and ``note`` None). Anything else (``{1, 2, 3}``, ``{-1, 1}``, gaps,
+    strings) is mapped in sorted order, ``classes[i]`` being the label that became
+    class ``i``, and ``note`` says so in one line. Raises DataError for a single class,
+    more than ``MAX_CLASSES`` classes, or a test label that training lacks.
+
+    Example:
+      >>> _, _, classes, note = remap_labels(np.array([3, 1, 2]), np.array([1]), "f.npz")
+      >>> classes
+      (1, 2, 3)
+    """
+    uniq = np.unique(ytr)
+    if len(uniq) < 2:
+        only = f" ({uniq[0].item()!r})" if len(uniq) else ""
+        raise DataError(
+            f"{where}: y_train holds a single class{only}; a classifier needs at least "
+            "two: check that you saved the label column, not a constant"
+        )
+    if len(uniq) > MAX_CLASSES:
+        raise DataError(
+            f"{where}: y_train has {len(uniq)} distinct labels, more than {MAX_CLASSES:,}; "
+            "save class labels, not continuous targets"
+        )
+    unseen = np.setdiff1d(np.unique(yte), uniq)
+    if len(unseen):
+        raise DataError(
+            f"{where}: y_test has label(s) {_label_values(unseen)} that y_train lacks; "
+            "every test class must appear in training"
+        )
+    if uniq.dtype.kind in "iu" and uniq[0] == 0 and uniq[-1] == len(uniq) - 1:
+        return ytr, yte, None, None  # as stored: the content hash stays what it was
+    classes = tuple(v.item() for v in uniq)
+    pairs = [f"{v!r}->{i}" for i, v in enumerate(classes)]
+    if len(pairs) > 8:
+        pairs = [*pairs[:6], "...", pairs[-1]]
+    note = (
+        f"sweepjax: {Path(where).name}: labels {_label_values(uniq)} are not class ids "
+        f"0..{len(uniq) - 1}; using {', '.join(pairs)} ({len(uniq)} classes)"
+    )
+    return np.searchsorted(uniq, ytr), np.searchsorted(uniq, yte), classes, note
 
 
 def _features(x: np.ndarray, what: str, where: str) -> np.ndarray:
@@ -83,8 +149,9 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
     Args:
       raw: as read from ``where``.
       where: the file or directory named in error messages.
-      max_label: largest allowed label (9 for MNIST), or None to allow up to
-        ``MAX_CLASSES - 1``; test labels must also lie within the training range.
+      max_label: largest allowed label (9 for MNIST); None for the user's own labels,
+        which :func:`remap_labels` maps to class ids ``0..K-1`` (noted) when they are not
+        already. Test labels must also appear in training.
     """
     xtr = _features(raw.train_images, "x_train", where)
     xte = _features(raw.test_images, "x_test", where)
@@ -94,7 +161,7 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
         if len(x) != len(y):
             raise DataError(
                 f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}; "
-                "images and labels must pair up one to one"
+                f"{pairing(x)} and labels must pair up one to one"
             )
     if len(xtr) == 0:
         raise DataError(f"{where}: the training set is empty")
@@ -103,16 +170,34 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
             f"{where}: train examples have shape {xtr.shape[1:]} but test examples "
             f"{xte.shape[1:]}; both splits must share one shape"
         )
-    limit = MAX_CLASSES - 1 if max_label is None else max_label
-    for y, split in ((ytr, "y_train"), (yte, "y_test")):
-        if len(y) and (y.min() < 0 or y.max() > limit):
+    note, classes = raw.note, None
+    if max_label is None:  # the user's own labels: class ids 0..K-1, remapped if need be
+        ytr, yte, classes, remapped = remap_labels(ytr, yte, where)
+        note = "\n".join(n for n in (note, remapped) if n) or None
+    else:
+        for y, split in ((ytr, "y_train"), (yte, "y_test")):
+            if y.dtype.kind not in "iu":
+                raise DataError(f"{where}: {split} must be integer class ids 0..{max_label}")
+            if len(y) and (y.min() < 0 or y.max() > max_label):
+                raise DataError(
+                    f"{where}: {split} has labels in [{y.min()}, {y.max()}], outside "
+                    f"[0, {max_label}]; labels must be class ids 0..K-1"
+                )
+        if len(yte) and yte.max() > ytr.max():
             raise DataError(
-                f"{where}: {split} has labels in [{y.min()}, {y.max()}], outside "
-                f"[0, {limit}]; labels must be class ids 0..K-1"
+                f"{where}: y_test has label {yte.max()} but y_train only goes up to "
+                f"{ytr.max()}; every test class must appear in training"
             )
-    if len(yte) and yte.max() > ytr.max():
-        raise DataError(
-            f"{where}: y_test has label {yte.max()} but y_train only goes up to "
-            f"{ytr.max()}; every test class must appear in training"
-        )
-    return raw._replace(train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte)
+    return raw._replace(
+        train_images=xtr,
+        train_labels=ytr,
+        test_images=xte,
+        test_labels=yte,
+        note=note,
+        classes=classes,
+    )
+
+
+def pairing(x: np.ndarray) -> str:
+    """What the rows of ``x`` are called in messages: images, or feature rows."""
+    return "images" if np.ndim(x) >= 3 else "feature rows"

@@ -85,6 +85,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     data_cfg = DataConfig(dataset=v("dataset"), data_dir=spec.data_dir, seed=v("seed"))
     ds = load_inputs(data_cfg, cb)
     prepare(model_cfg, ds)  # a custom model's shapes against the data, before anything runs
+    train_cfg = fit_batch(train_cfg, ds, folds, cb)
     lr = v("lr")
     if lr == "auto":
         from sweepjax.analysis.sanity import auto_lr_range
@@ -187,6 +188,8 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     data_cfg = dataclasses.replace(
         pcfg.data, dataset=spec.dataset or used, data_dir=merged.data_dir, seed=root
     )
+    ds = load_inputs(data_cfg, cb)
+    train_cfg = fit_batch(train_cfg, ds, folds, cb)
     grid = v("grid")
     sampler = v("sampler")
     if grid and sampler != "uniform":
@@ -217,7 +220,6 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     replaced = spec.lr is not None or spec.l2 is not None
     replaced |= any(given[n] is not None for n in given if n in pcfg.space.axes())
     draws = model_draws(judged, pcfg.space, cfg, replaced=replaced)
-    ds = load_inputs(cfg.data, cb)
     prepare(cfg.model, ds)
     if ds.info.sha256 != par.dataset.get("sha256"):
         cb.say(
@@ -227,6 +229,20 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     cb.say(f"fine box from {parent}: {why}")
     cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
     return Plan(cfg, ds, where, draws, why)
+
+
+def fit_batch(train_cfg, ds, folds: int, cb: Callbacks):
+    """The training config with the batch the engine really draws: at most the rows it
+    trains on (train, or train + validation pooled for folds), said in a note, so the
+    header, the stored config and the JSON name the batch used."""
+    rows = ds.info.n_train + (ds.info.n_val if folds > 1 else 0)
+    if train_cfg.batch_size <= rows:
+        return train_cfg
+    cb.say(
+        f"note: `batch_size` {train_cfg.batch_size} exceeds the {rows} training rows; "
+        f"using batch {rows}"
+    )
+    return dataclasses.replace(train_cfg, batch_size=rows)
 
 
 def _train(spec: SweepSpec, optimizer, steps, seed, fixed):

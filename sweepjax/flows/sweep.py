@@ -143,9 +143,19 @@ def _signature(command: str) -> inspect.Signature:
     return inspect.Signature(params, return_annotation=SweepResult)
 
 
+CALLBACKS_HELP = (
+    "a sweepjax.Callbacks, the caller's hooks (the library never prints): note(msg) "
+    "receives each one-line remark, begin(sweep_id, start_step, total_steps, chunk_steps) "
+    "is called as training starts, progress(sweep_id, report) after every chunk, and "
+    "stop() is polled after every chunk: True checkpoints and raises SweepInterrupted, as "
+    "Ctrl-C does (default None: remarks go to the `sweepjax` logger)"
+)
+
+
 def _arguments_doc(command: str) -> str:
     lines = ["", "    Options (:class:`sweepjax.spec.SweepSpec`):", ""]
-    lines += [f"      {o.name}: {help_of(o, command)}" for o in options(command)]
+    lines += [f"      {o.name}: {help_of(o, command, python=True)}" for o in options(command)]
+    lines.append(f"      callbacks: {CALLBACKS_HELP}")
     return "\n".join(lines) + "\n"
 
 

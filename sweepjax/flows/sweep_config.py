@@ -264,6 +264,4 @@ def check_dataset_name(name: str) -> None:
     from sweepjax.data import SOURCES
 
     if not (name in SOURCES or name.startswith("npz:")):
-        raise ConfigError(
-            f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)} or npz:PATH"
-        )
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")

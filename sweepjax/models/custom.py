@@ -174,7 +174,8 @@ def _lookup(spec: str):
             return _OBJECTS[spec]
         raise ConfigError(
             f"model {spec} was a Python object of another session, not an importable "
-            "name; pass model=<that object> again (or give it as package.module:Name)"
+            "name; give `model` as package.module:Name; from Python, pass the object "
+            "itself again"
         )
     mod_name, sep, attr = spec.partition(":")
     if not (sep and mod_name and attr):
@@ -199,7 +200,8 @@ def _lookup(spec: str):
     for part in attr.split("."):
         if not hasattr(obj, part):
             hint = (
-                " (a script's or notebook's __main__ is gone in a new process: pass model= again)"
+                " (a script's or notebook's __main__ is gone in a new process: give `model` as "
+                "package.module:Name; from Python, pass the object itself again)"
                 if mod_name == "__main__"
                 else ""
             )

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # before anything imports pyplot; the report never opens windows
 
@@ -157,7 +158,8 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
         faintly on the response surface; may be empty).
       out_dir: created if needed.
       dataset_images: ``[n, H, W]`` raw training images for the data check (the flows
-        pass ``dataset.raw_train_images``); the panel is skipped with a note when None.
+        pass ``dataset.raw_train_images``), or ``[n, D]`` rows of tabular features; the
+        panel is skipped with a note when None.
       x_sample: ``[N, D]`` preprocessed examples (e.g. ``dataset.x_val[:1000]``) for the
         winner's hidden-unit correlation, and for its activation statistics when the
         result has none stored (``result.activations``, written by the sweep flows);
@@ -170,8 +172,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
 
       path = write_report(result, [], "reports/abc123", dataset.raw_train_images)
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created once every figure is drawn: a failed report leaves none
     diagnoses = diagnose_sweep(result)
     top = figures.top_rows(result, 3)
     fails = figures.failure_rows(result, diagnoses)
@@ -186,7 +187,16 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
 
     if dataset_images is not None and len(dataset_images):
         png = fig("data.png", figures.data_grid(dataset_images))
-        panels.append(Panel("Data check", [(png, "the first training images, as loaded")]))
+        what = (
+            "the first training rows, as loaded (tabular features: no images), each "
+            "feature scaled to its own range over these rows: a flat column is a constant "
+            "feature, a lone bright cell an outlier; the preprocessing centres every "
+            "feature and divides all of them by one scale, so features of very different "
+            "ranges are worth standardising yourself"
+            if np.ndim(dataset_images) == 2
+            else "the first training images, as loaded"
+        )
+        panels.append(Panel("Data check", [(png, what)]))
     else:
         panels.append(
             Panel(
@@ -316,7 +326,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
         panels += network_panels(result, x_sample, fig)
 
     header, rows, classes = chosen_members(result)
-    shared = shared_settings(result.config)
+    shared = shared_settings(result.config, result.dataset)
     html_members = table(header, rows, classes=classes)
     if shared:
         html_members += "<p><b>Shared configuration</b></p>" + table(
@@ -344,6 +354,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
         f"{len(result.members)} members on {(result.dataset or {}).get('name', '?')}",
         panels,
     )
+    out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
     index = out / "index.html"

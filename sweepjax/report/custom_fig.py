@@ -15,6 +15,8 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
+from sweepjax.report.network_fig import feature_weights, is_tabular
+
 
 def _kernels(tree, path=()):
     """``(path, array)`` of every leaf named ``kernel``, in sorted key order."""
@@ -50,7 +52,21 @@ def _square(d: int) -> tuple[int, int]:
 
 def first_layer_images(params, input_shape, max_units: int = 36) -> Figure | None:
     """The winner's first-layer weights as images (see the module docstring), each
-    panel with its own symmetric color scale (red +, blue -); None when no layer fits."""
+    panel with its own symmetric color scale (red +, blue -); None when no layer fits.
+    Tabular data (``input_shape`` ``[D]``): the dense layer's units as one chart of
+    weights per feature instead (:func:`network_fig.feature_weights`)."""
+    if is_tabular(input_shape):
+        d = int(input_shape[0])
+        for path, k in _kernels(params):
+            if k.ndim == 2 and k.shape[0] == d:
+                w = k.T[:max_units]
+                name = "/".join(path[:-1]) or "kernel"
+                return feature_weights(
+                    w,
+                    [f"unit {i}" for i in range(len(w))],
+                    f"winner's first-layer weights per feature: {len(w)} units of {name}",
+                )
+        return None
     found = first_layer(params, input_shape)
     if found is None:
         return None

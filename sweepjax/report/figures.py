@@ -88,17 +88,68 @@ def _label(m) -> str:
 
 # --------------------------------------------------------------------------- data
 def data_grid(images: np.ndarray, n: int = 36, labels=None) -> Figure:
-    """The first ``n`` training images ``[n, H, W]`` in a square grid (the data check)."""
+    """The data check: the first ``n`` training images ``[n, H, W]`` (or ``[n, H, W, C]``)
+    in a square grid; for tabular data ``[n, D]`` the first rows instead
+    (:func:`feature_rows`), since feature vectors are no pictures."""
     images = np.asarray(images)[:n]
+    if images.ndim == 2:
+        return feature_rows(images)
     side = math.ceil(math.sqrt(len(images)))
     fig = Figure(figsize=(0.9 * side, 0.9 * side + 0.3), dpi=100)
     for i, img in enumerate(images):
         ax = fig.add_subplot(side, side, i + 1)
-        ax.imshow(img, cmap="gray", interpolation="nearest")
+        ax.imshow(_picture(img), cmap="gray", interpolation="nearest")
         ax.set_axis_off()
         if labels is not None:
             ax.set_title(str(labels[i]), fontsize=7, pad=1)
     fig.suptitle(f"first {len(images)} training images", fontsize=10)
+    return fig
+
+
+def _picture(img: np.ndarray) -> np.ndarray:
+    """One example as imshow takes it: ``[H, W]``, or ``[H, W, 3|4]`` scaled to [0, 1];
+    a single channel is dropped and any other layout is flattened to ``[H, rest]``."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        f = img.astype(np.float32)
+        lo, hi = float(f.min()), float(f.max())
+        return (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
+    return img.reshape(img.shape[0], -1) if img.ndim != 2 else img
+
+
+def feature_rows(rows: np.ndarray) -> Figure:
+    """Tabular data's check: the first training rows ``[n, D]`` as a heat chart, each
+    feature scaled to its own range over these rows (so a constant feature is one flat
+    colour, an outlier a lone bright cell), with each feature's raw range underneath."""
+    rows = np.asarray(rows, dtype=np.float64)
+    n, d = rows.shape
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    fig = Figure(figsize=(min(max(4.5, 0.28 * d + 2.0), 13), 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(
+        (rows - lo) / span,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        aspect="auto",
+        interpolation="nearest",
+        gid="data",
+    )
+    if d <= 40:
+        ax.set_xticks(
+            range(d),
+            [f"{j}: {a:.3g}..{b:.3g}" for j, (a, b) in enumerate(zip(lo, hi, strict=True))],
+            fontsize=6,
+            rotation=90,
+        )
+    ax.set_xlabel("feature (its range over these rows)" if d <= 40 else "feature")
+    ax.set_ylabel("training row")
+    ax.set_title(
+        f"first {n} training rows, {d} features, each scaled to its own range", fontsize=10
+    )
     return fig
 
 
@@ -244,6 +295,19 @@ def _curve_members(result, rows_top, failures):
     return out
 
 
+def _curve(ax, x, y, label: str, **kw) -> bool:
+    """Plot the finite points of one curve; whether anything was drawn. A single point is
+    drawn as a dot (a line through one point shows nothing), and a curve with none is
+    left out of the legend: legends list only what is drawn."""
+    fin = np.isfinite(y)
+    if not fin.any():
+        return False
+    if fin.sum() == 1:
+        kw = {**kw, "marker": "o", "ms": 4}
+    ax.plot(x[fin], y[fin], label=label, **kw)
+    return True
+
+
 def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Figure:
     """Training loss (log scale) of the top members and of typical failures; an exploded
     member ends in an x at the step it diverged (placed at 3x its start: the rule)."""
@@ -254,11 +318,14 @@ def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Fig
     for r, color, ls, label in _curve_members(result, rows_top, failures or {}):
         y = c.train_loss[r]
         fin = np.isfinite(y)
-        ax.plot(c.step[fin], y[fin], color=color, ls=ls, lw=1.6, label=label)
+        drawn = _curve(ax, c.step, y, label, color=color, ls=ls, lw=1.6)
         m = result.members[r]
         if m.diverged_at is not None and m.diverged_at >= 0:
             start = y[fin][0] if fin.any() else math.log(result.dataset.get("num_classes") or 10)
-            ax.plot([max(m.diverged_at, 1)], [3 * start], "x", color=color, ms=10, mew=2)
+            x_label = "_nolegend_" if drawn else label  # the x alone stands for it
+            ax.plot(
+                [max(m.diverged_at, 1)], [3 * start], "x", color=color, ms=10, mew=2, label=x_label
+            )
             ax.annotate(
                 f"exploded at step {m.diverged_at}",
                 (max(m.diverged_at, 1), 3 * start),
@@ -270,7 +337,8 @@ def loss_curves(result, rows_top, failures: dict[str, int] | None = None) -> Fig
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (log)")
     ax.set_title("loss curves: top members and typical failures", fontsize=10)
-    ax.legend(fontsize=7.5, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7.5, loc="best")
     ax.grid(True, which="both", alpha=0.25)
     return fig
 
@@ -283,8 +351,8 @@ def accuracy_gap(result, rows_top) -> Figure:
     for k, r in enumerate(rows_top):
         color = TOP_COLORS[k % len(TOP_COLORS)]
         m = result.members[r]
-        ax.plot(c.step, c.val_acc[r], color=color, lw=1.8, label=f"val   {_label(m)}")
-        ax.plot(c.step, c.train_acc[r], color=color, lw=1.4, ls="--", label=f"train {_label(m)}")
+        _curve(ax, c.step, c.val_acc[r], f"val   {_label(m)}", color=color, lw=1.8)
+        _curve(ax, c.step, c.train_acc[r], f"train {_label(m)}", color=color, lw=1.4, ls="--")
     ax.set_xlabel("step")
     ax.set_ylabel("accuracy")
     ax.set_title(
@@ -292,7 +360,8 @@ def accuracy_gap(result, rows_top) -> Figure:
         "lambda; no gap -> more capacity",
         fontsize=9,
     )
-    ax.legend(fontsize=7.5, loc="lower right", ncol=1)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7.5, loc="lower right", ncol=1)
     ax.grid(True, alpha=0.25)
     return fig
 
@@ -306,9 +375,8 @@ def update_ratio(result, rows_top, failures: dict[str, int] | None = None) -> Fi
     ax.axhspan(*RATIO_BAND, color="#2ca02c", alpha=0.08, lw=0)
     ax.axhline(RATIO_TARGET, color="k", ls="--", lw=1, label="1e-3 reference")
     for r, color, ls, label in _curve_members(result, rows_top, failures or {}):
-        y = c.update_ratio[r]
-        fin = np.isfinite(y) & (y > 0)
-        ax.plot(c.step[fin], y[fin], color=color, ls=ls, lw=1.5, label=label)
+        y = np.where(c.update_ratio[r] > 0, c.update_ratio[r], np.nan)  # a log axis
+        _curve(ax, c.step, y, label, color=color, ls=ls, lw=1.5)
     ax.set_xlabel("step")
     ax.set_ylabel("update / weight norm (log)")
     ax.set_title("update/weight ratio (shaded: 1e-4..1e-2)", fontsize=10)
@@ -323,6 +391,7 @@ __all__ = [
     "band_rects",
     "data_grid",
     "failure_rows",
+    "feature_rows",
     "hidden_activations",
     "hidden_stats",
     "loss_curves",

@@ -211,11 +211,14 @@ def _progress_charts(rows: list[LiveRow], end: tuple | None = None) -> list[str]
         note = "no live progress recorded (the sweep ran before sweepjax recorded it)"
         return [empty_chart("best so far", note)]
     t = [r.elapsed_s for r in rows]
+    full = [r.best_full_val_acc for r in rows]  # measured at a schedule's decisions only
     best = line_chart(
-        [
-            Series("best val (subset)", t, [r.best_val_acc for r in rows]),
-            Series("best val (whole set)", t, [r.best_full_val_acc for r in rows], PALETTE[1]),
-        ],
+        [Series("best val (subset)", t, [r.best_val_acc for r in rows])]
+        + (
+            [Series("best val (whole set)", t, full, PALETTE[1])]
+            if any(v is not None for v in full)
+            else []
+        ),
         "elapsed seconds",
         "validation accuracy",
         "best so far",
@@ -302,7 +305,8 @@ def _facts(card: SweepCard, payload: LivePayload | None, snap: Snapshot | None) 
         counts = " / ".join("–" if k is None else str(k) for k in member_counts(card, snap))
         rows.append(["training / alive / members", counts])
         rows.append(["best val so far (subset)", _acc(n.best_val_acc)])
-        rows.append(["best val so far (whole set)", _acc(n.best_full_val_acc)])
+        if n.best_full_val_acc is not None:  # no empty row: --schedule full never measures it
+            rows.append(["best val so far (whole set)", _acc(n.best_full_val_acc)])
     else:
         rows.append(["members", str(r.num_members)])
     if r.winner is not None:

@@ -214,9 +214,36 @@ def flatten(d, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-def shared_settings(config: dict) -> list[tuple[str, str]]:
-    """The "Shared configuration" rows: every stored setting that applies (:func:`applies`)."""
-    return [(k, v) for k, v in flatten(config) if applies(k, config)]
+# Sources found on disk or downloaded: the only ones `download` and `data_dir` act on.
+DOWNLOADABLE = frozenset({"mnist", "fashion-mnist"})
+
+
+def data_used(rows: list[tuple[str, str]], dataset: dict) -> list[tuple[str, str]]:
+    """The data rows as the sweep really used them (``dataset``, its ``DatasetInfo``): the
+    source used (and the one asked for, after the offline fallback), where it was read
+    from, and ``download`` / ``data_dir`` only for a source they act on."""
+    used, asked = dataset.get("name"), dataset.get("requested")
+    if not used:
+        return rows
+    shown = used if not asked or asked == used else f"{used} (asked for {asked})"
+    out = []
+    for k, v in rows:
+        name = k.rpartition(".")[2]
+        if name in ("download", "data_dir") and k.startswith("data.") and used not in DOWNLOADABLE:
+            continue
+        if name == "dataset" and k in ("data.dataset", "spec.dataset"):
+            v = shown
+        out.append((k, v))
+        if k == "data.dataset" and dataset.get("origin"):
+            out.append(("data.origin", str(dataset["origin"])))
+    return out
+
+
+def shared_settings(config: dict, dataset: dict | None = None) -> list[tuple[str, str]]:
+    """The "Shared configuration" rows: every stored setting that applies (:func:`applies`),
+    the data as really used when ``dataset`` (the result's) is given (:func:`data_used`)."""
+    rows = [(k, v) for k, v in flatten(config) if applies(k, config)]
+    return data_used(rows, dataset) if dataset else rows
 
 
 __all__ = [

@@ -15,6 +15,43 @@ from matplotlib.ticker import MaxNLocator
 from sweepjax.analysis import activations
 
 
+def is_tabular(input_shape) -> bool:
+    """Whether examples are feature vectors ``[D]`` (tabular data, e.g. saved as
+    ``npz:`` from scikit-learn) rather than images: their weights are drawn per feature,
+    not as pictures."""
+    return input_shape is not None and len(input_shape) == 1
+
+
+def class_names(num: int, classes=None) -> list[str]:
+    """``"class k"``, or the user's own label when their labels were remapped."""
+    if classes is not None and len(classes) == num:
+        return [f"class {k} ({c})" for k, c in enumerate(classes)]
+    return [f"class {k}" for k in range(num)]
+
+
+def feature_weights(w: np.ndarray, row_names: list[str], title: str) -> Figure:
+    """Weights ``[R, D]`` (a class or a hidden unit per row, an input feature per column)
+    as one heat chart on a shared symmetric scale (red +, blue -), so features compare
+    across rows: a column blank in every row is a feature the model ignores."""
+    w = np.asarray(w, dtype=np.float32)
+    r, d = w.shape
+    fig = Figure(figsize=(min(max(4.5, 0.28 * d + 2.5), 13), min(0.3 * r + 1.6, 12)), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    v = float(np.abs(w).max()) or 1.0
+    im = ax.imshow(
+        w, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest", gid="weights"
+    )
+    ax.set_yticks(range(r), row_names, fontsize=7 if r <= 40 else 5)
+    if d <= 40:
+        ax.set_xticks(range(d), [str(j) for j in range(d)], fontsize=7)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("input feature (column of x)")
+    fig.colorbar(im, ax=ax, label="weight")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
 def _image_shape(d: int, input_shape=None) -> tuple[int, int]:
     if input_shape is not None and len(input_shape) >= 2 and int(np.prod(input_shape)) == d:
         return int(input_shape[0]), int(np.prod(input_shape[1:]))
@@ -23,16 +60,32 @@ def _image_shape(d: int, input_shape=None) -> tuple[int, int]:
 
 
 def weight_images(
-    params, input_shape=None, max_units: int = 36, width: int | None = None, who: str = "winner"
+    params,
+    input_shape=None,
+    max_units: int = 36,
+    width: int | None = None,
+    who: str = "winner",
+    classes=None,
 ) -> Figure:
     """A member's weights as images. Softmax (``params["out"]["kernel"]`` ``[K, D]``):
     one template per class. MLP: the first ``max_units`` rows of the hidden kernel
     ``[H, D]`` among the member's own ``width`` units (the rest of the compiled width is
-    masked zeros). Each panel has its own symmetric color scale (red +, blue -)."""
+    masked zeros). Each panel has its own symmetric color scale (red +, blue -).
+    Tabular data (``input_shape`` ``[D]``, :func:`is_tabular`): the same rows as one
+    chart of weights per feature (:func:`feature_weights`); ``classes`` names the rows
+    with the user's own labels."""
     mlp = "hidden" in params
     w = np.asarray(params["hidden" if mlp else "out"]["kernel"], dtype=np.float32)
     if mlp:
         w = w[: min(max_units, len(w) if width is None else int(width))]
+    if is_tabular(input_shape):
+        if mlp:
+            names = [f"unit {k}" for k in range(len(w))]
+            what = f"first-layer weights of {len(w)} hidden units per feature"
+        else:
+            names = class_names(len(w), classes)
+            what = f"softmax weights of {len(w)} classes per feature"
+        return feature_weights(w, names, f"{who}'s learned weights: {what}")
     h, wd = _image_shape(w.shape[1], input_shape)
     cols = max(min(len(w), 5 if not mlp else 9), 1)
     rows = max(math.ceil(len(w) / cols), 1)
@@ -50,7 +103,8 @@ def weight_images(
             interpolation="nearest",
         )
         ax.set_axis_off()
-        ax.set_title(f"unit {k}" if mlp else f"class {k}", fontsize=7, pad=2)
+        name = f"unit {k}" if mlp else class_names(len(w), classes)[k]
+        ax.set_title(name, fontsize=7, pad=2)
     if mlp:
         own = int(np.shape(params["hidden"]["kernel"])[0] if width is None else width)
         first = f"the first {len(w)} of its {own}" if own > len(w) else f"its {len(w)}"

@@ -9,6 +9,7 @@ from sweepjax.analysis import activations
 from sweepjax.report import axes_fig, figures
 from sweepjax.report.html import Panel
 from sweepjax.report.members import stopped_by
+from sweepjax.report.network_fig import is_tabular
 
 
 def hidden_unit_stats(result, x_sample=None) -> tuple[dict, str | None]:
@@ -92,15 +93,24 @@ def network_panels(result, x_sample, fig) -> list[Panel]:
         params = result.winner_params
         shape = (result.dataset or {}).get("input_shape")
         width = _winner_width(result, stats) if activations.is_mlp(params) else None
-        imgs = [
-            (
-                fig("weights.png", figures.weight_images(params, shape, width=width)),
+        classes = (result.dataset or {}).get("classes")
+        drawn = figures.weight_images(params, shape, width=width, classes=classes)
+        if is_tabular(shape):
+            caption = (
+                "the winner's learned weights per input feature (softmax: one row per "
+                "class; MLP: the rows of its first-layer kernel, its own units only), on "
+                "one scale, red + and blue -: a feature whose column is pale in every row "
+                "barely counts; one large weight dominating suggests too little "
+                "regularisation or an unscaled feature"
+            )
+        else:
+            caption = (
                 "the winner's learned weights as images (MLP: the rows of its first-layer "
                 "kernel, its own units only): smooth, stroke-like templates are healthy; "
                 "salt-and-pepper noise suggests too high a learning rate or too little "
-                "regularisation; blank panels are units that never learned",
+                "regularisation; blank panels are units that never learned"
             )
-        ]
+        imgs = [(fig("weights.png", drawn), caption)]
         if x_sample is not None and activations.is_mlp(params, np.shape(x_sample)[-1]):
             imgs.append(
                 (

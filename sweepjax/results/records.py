@@ -329,7 +329,8 @@ class SweepResult:
             "kind": self.kind,
             "parent": self.parent,
             "dataset": {
-                k: self.dataset.get(k) for k in ("name", "n_train", "n_val", "n_test", "sha256")
+                k: self.dataset.get(k)
+                for k in ("name", "n_train", "n_val", "n_test", "num_classes", "classes", "sha256")
             },
             "space": self.space,
             "members": [m.as_dict() for m in self.members],

@@ -186,14 +186,16 @@ def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def help_of(o: Opt, command: str) -> str:
-    """The option's help for ``command``, its default said once."""
+def help_of(o: Opt, command: str, python: bool = False) -> str:
+    """The option's help for ``command``, its default said once: on the command line
+    (``flag_help`` where the flag reads otherwise), or for Python's keyword argument
+    (``python``: a switch is described by what True does, with its default)."""
     if command == "fine" and o.fine_help:
         return o.fine_help
-    text = o.help
+    text = o.help if python else (o.flag_help or o.help)
     if command == "fine" and o.inherit:
         return text + " (default: the parent's)"
-    if o.default is not None and o.kind not in ("bool",) and "(default" not in text:
+    if o.default is not None and (python or o.kind != "bool") and "(default" not in text:
         d = o.default
         shown = f"{d.lo:g} {d.hi:g}" if isinstance(d, Range) else f"{d}"
         text += f" (default {shown})"

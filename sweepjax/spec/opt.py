@@ -58,6 +58,9 @@ class Opt:
       commands: the commands that take it.
       inherit: ``fine`` takes the parent's value when it is not given.
       stored: part of the stored spec (run-control options such as ``store`` are not).
+      flag_help: the command line's help where its flag reads otherwise than the keyword
+        (``--no-report`` says what the switch turns off; ``help`` says what True does,
+        for Python and TOML), or points to text only ``--help`` shows.
     """
 
     help: str
@@ -71,6 +74,7 @@ class Opt:
     commands: tuple[str, ...] = COMMANDS
     inherit: bool = True
     stored: bool = True
+    flag_help: str | None = None
     name: str = ""  # the field's name, filled in when the table is read
 
 

@@ -276,8 +276,10 @@ class Options:
         inherit=False,
     )
     refit: bool | None = opt(
-        "do not retrain the winner on train + validation (default: refit it and report its "
-        "test accuracy next to the early-stopped one)",
+        "retrain the winner on train + validation and report its test accuracy next to the "
+        "early-stopped one; False keeps the early-stopped winner only",
+        flag_help="do not retrain the winner on train + validation (default: refit it and "
+        "report its test accuracy next to the early-stopped one)",
         kind="bool",
         default=True,
         flag="--no-refit",
@@ -319,7 +321,10 @@ class Options:
         stored=False,
     )
     report: bool | None = opt(
-        "do not write the HTML report",
+        "write the self-contained HTML report next to the store when the sweep ends "
+        "(sweepjax-reports/SWEEP/index.html beside sweepjax.db); False skips it (`sweepjax "
+        "report SWEEP` writes it later)",
+        flag_help="do not write the HTML report",
         kind="bool",
         default=True,
         flag="--no-report",
@@ -328,7 +333,11 @@ class Options:
         stored=False,
     )
     resume: bool | None = opt(
-        "continue an interrupted sweep (see below)",
+        "continue an interrupted sweep from its last checkpoint instead of starting a new "
+        "one: the sweep named `name`, else the newest unfinished sweep of this kind whose "
+        "settings equal these; it ends with exactly the results of an uninterrupted run "
+        "(different settings or device counts are refused)",
+        flag_help="continue an interrupted sweep (see below)",
         kind="bool",
         default=False,
         group="output and store",

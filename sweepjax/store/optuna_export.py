@@ -8,10 +8,21 @@ intermediate values, and its outcome as the state: COMPLETE (trained to the end)
 (a scheduler stopped it), FAIL (it diverged). :func:`trial_specs` builds the trials as
 plain data (no optuna); :func:`export_study` writes them. optuna is an optional extra
 (``pip install 'sweepjax[optuna]'``), imported only here, when a study is written.
+
+Each trial is stamped with its member's own start and end (:func:`member_times`), so
+optuna-dashboard's Timeline shows the population's shape: halving's rungs, ASHA's
+refills, the members that diverged early. The store keeps no per-member clock, so the
+times are derived, an approximation: a member trains from its birth step (0, or the
+global step an ASHA refill started it) for its own steps (to the end, its stop or its
+divergence), and a global step is placed in wall time by interpolating the sweep's live
+progress rows (step, wall time; about one a second), step 0 placed before the first row
+at the pace of the first rows. A sweep without live rows (stored before they existed)
+spreads its training time evenly over its steps from its creation.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,6 +34,7 @@ from sweepjax.results.records import EXTRA_AXES
 
 if TYPE_CHECKING:  # annotations only
     from sweepjax.results.records import MemberRecord, SweepResult
+    from sweepjax.store.db import Store
 
 OPTUNA_MISSING = "export --format optuna needs optuna: pip install 'sweepjax[optuna]'"
 
@@ -209,30 +221,119 @@ def new_study(optuna, url: str, name: str, url_option: str, exists_fix: str):
     return study, storage
 
 
-def export_study(result: SweepResult, storage: str, study_name: str | None = None) -> StudyExport:
+# --------------------------------------------------------------------------- timeline
+def member_steps(result: SweepResult) -> dict[int, tuple[int, int]]:
+    """``{member id: (first, last) global step}`` each member trained over: born at step 0,
+    or at its first hyperparameter row (an ASHA refill's birth), for its own steps: the
+    run's ``steps``, or up to where a scheduler stopped it or it diverged."""
+    steps = int((result.config or {}).get("train", {}).get("steps") or 0)
+    born: dict[int, int] = {}
+    for h in result.history:
+        m, at = int(h["member"]), int(h["step"])
+        born[m] = min(born.get(m, at), at)
+    out = {}
+    for m in result.members:
+        age = {"stopped": m.stopped_at, "diverged": m.diverged_at}.get(m.status, steps)
+        b = born.get(m.id, 0)
+        out[m.id] = (b, b + int(age if age is not None else steps))
+    return out
+
+
+def step_clock(
+    points: list[tuple[int, float]], created: float, end_step: int, train_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, walls)``: where each global step fell in wall time, to interpolate.
+
+    ``points`` are the sweep's live rows ``(step, wall)`` in the order written; after a
+    resume the steps restart from the checkpoint, and the later rows replace the earlier
+    ones they overlap (the results are the resumed run's). Step 0 is placed before the
+    first row at the pace of the first two rows (or of ``train_s`` over ``end_step``
+    steps), never before ``created``; without rows, ``train_s`` spreads evenly over
+    ``end_step`` steps from ``created``. Walls never decrease.
+    """
+    kept: list[tuple[int, float]] = []
+    for step, wall in points:
+        while kept and kept[-1][0] >= step:
+            kept.pop()
+        kept.append((int(step), float(wall)))
+    pace = max(float(train_s), 0.0) / max(int(end_step), 1)  # seconds per step
+    if len(points) >= 2 and points[1][0] > points[0][0]:  # the first run's own pace
+        pace = (points[1][1] - points[0][1]) / (points[1][0] - points[0][0])
+    if not kept:
+        kept = [(0, created), (max(int(end_step), 1), created + pace * max(int(end_step), 1))]
+    elif kept[0][0] > 0:
+        kept.insert(0, (0, max(created, kept[0][1] - pace * kept[0][0])))
+    steps = np.array([k[0] for k in kept], np.float64)
+    walls = np.maximum.accumulate(np.array([k[1] for k in kept], np.float64))
+    return steps, walls
+
+
+def member_times(store: Store, result: SweepResult) -> dict[int, tuple[float, float]]:
+    """``{member id: (start, end)}`` in seconds since the epoch: each member's
+    :func:`member_steps` placed on the sweep's :func:`step_clock` (see the module
+    docstring for the approximation)."""
+    from sweepjax.store.live import progress  # deferred: it imports the engine
+
+    row = store.sweep_row(result.sweep_id)
+    spans = member_steps(result)
+    rows = progress(store.conn, result.sweep_id, points=100_000)
+    end_step = max((b for _, b in spans.values()), default=row.total_steps)
+    steps, walls = step_clock(
+        [(r.step, r.wall) for r in rows],
+        row.created,
+        end_step,
+        result.timing.train_s,
+    )
+    return {
+        m: (float(np.interp(a, steps, walls)), float(np.interp(b, steps, walls)))
+        for m, (a, b) in spans.items()
+    }
+
+
+def _stamp(trial, when: tuple[float, float] | None):
+    """The trial with its member's start and end (Optuna's naive local datetimes)."""
+    if when is not None:
+        start, end = when
+        trial.datetime_start = datetime.datetime.fromtimestamp(start)
+        trial.datetime_complete = datetime.datetime.fromtimestamp(max(start, end))
+    return trial
+
+
+def export_study(
+    result: SweepResult,
+    storage: str,
+    study_name: str | None = None,
+    times: dict[int, tuple[float, float]] | None = None,
+) -> StudyExport:
     """Write ``result`` as a new Optuna study ``study_name`` (default: the sweep id) in
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///optuna.db``), one trial per member
-    (:func:`trial_specs`), direction maximize, with :func:`study_attrs`.
+    (:func:`trial_specs`), direction maximize, with :func:`study_attrs`. ``times``
+    (:func:`member_times`, what ``sweepjax export`` passes) stamps each trial with its
+    member's start and end; without it Optuna stamps them all with the time of export.
 
     Raises ConfigError (nothing written) when optuna is not installed, the storage cannot
     be opened, or a study of that name exists.
 
     Example::
 
-      export_study(store.load_sweep("c1"), "sqlite:///optuna.db").states
+      res = store.load_sweep("c1")
+      export_study(res, "sqlite:///optuna.db", times=member_times(store, res)).states
       # {'COMPLETE': 3, 'PRUNED': 5, 'FAIL': 0}
     """
     optuna = import_optuna()
     name = study_name or result.sweep_id
     dists = {n: _distribution(optuna, ax) for n, ax in param_axes(result).items()}
     trials = [
-        optuna.trial.create_trial(
-            state=getattr(optuna.trial.TrialState, t.state),
-            value=t.value,
-            params=t.params,
-            distributions={n: dists[n] for n in t.params},
-            intermediate_values=t.intermediate,
-            user_attrs=t.user_attrs,
+        _stamp(
+            optuna.trial.create_trial(
+                state=getattr(optuna.trial.TrialState, t.state),
+                value=t.value,
+                params=t.params,
+                distributions={n: dists[n] for n in t.params},
+                intermediate_values=t.intermediate,
+                user_attrs=t.user_attrs,
+            ),
+            (times or {}).get(t.member),
         )
         for t in trial_specs(result)
     ]
