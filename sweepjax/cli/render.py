@@ -307,10 +307,22 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
     )
     where = f" in {store_path}" if store_path else ""
     opt = store_args(store_path)
-    lines.append(
-        f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}{opt}; "
-        f"refine: sweepjax fine --from {result.sweep_id}{opt})"
-    )
+    from sweepjax.results.claims import settled
+
+    if settled(result):  # the data cannot split the winners: another fine would not
+        show = f"sweepjax show {result.sweep_id}{opt}"
+        lines.append(f"stored: sweep {result.sweep_id}{where} ({show})")
+        unit = "configs" if result.configs else "members"
+        lines.append(
+            f"next: every axis is flat and {len(result.tied)} {unit} are tied; another fine "
+            "will not separate them: measure them more precisely (a bigger validation set, "
+            "--replicas R or --folds K)"
+        )
+    else:
+        lines.append(
+            f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}{opt}; "
+            f"refine: sweepjax fine --from {result.sweep_id}{opt})"
+        )
     if result.report:
         lines.append(f"report: {result.report}")
     return lines

@@ -144,6 +144,7 @@ def auto(
     from sweepjax.flows import sweep as flows
     from sweepjax.flows.runner import Callbacks
     from sweepjax.flows.sweep_config import FINE_LR_DECAY, check_positive
+    from sweepjax.results.claims import settled
 
     cb = callbacks or Callbacks()
     check_positive("max-rounds", max_rounds)
@@ -250,6 +251,8 @@ def auto(
         inside = cur.verdict is not None and cur.verdict.optimum_inside
         gain = cur.winner.val_acc - prev.winner.val_acc
         if inside and gain <= cur.winner.val_acc_se:
+            break
+        if settled(cur):  # every axis flat, most tied: another round cannot split them
             break
         prev = cur
     final = max(rounds, key=lambda r: (r.winner.val_acc, -r.winner.val_acc_se))

@@ -145,3 +145,29 @@ def next_space(a: Appraisal, space: SearchSpace) -> tuple[SearchSpace, str]:
             f"{'log-' if r.log else ''}width" + (f"; {', '.join(notes)}" if notes else "") + ")"
         )
     return SearchSpace(**out), "model box around the optimum and the tied set: " + "; ".join(why)
+
+
+# "Most members tied": at least this share of the finished members (or configs) is tied
+# with the winner.
+SETTLED_TIED_SHARE = 0.5
+
+
+def settled(result) -> bool:
+    """Another ``fine`` round will not separate a sweep's winners: the optimum is inside
+    the box (confidence >= 50%), every searched axis is flat, and most of the finished
+    members (configs, with replicas or folds) are tied with the winner. Only a more
+    precise measurement can: a bigger validation set, replicas or folds. ``auto`` stops
+    there too.
+
+    Example::
+
+      settled(sweepjax.fine(store="s.db"))  # True on a plateau the data cannot split
+    """
+    v = result.verdict
+    if v is None or not result.tied or v.optimum_where != "inside the box":
+        return False
+    if set(v.flat) != set(result.space):
+        return False
+    units = result.configs or result.members
+    finished = sum(1 for m in units if m.status == "ok")
+    return finished > 0 and len(result.tied) >= SETTLED_TIED_SHARE * finished
