@@ -347,3 +347,22 @@ def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     assert "| 0 | 0.8500 / - | 0.8560 / 0.8570 | 0.8400 / 0.8300 |" in md
     assert "+0.0005 [-0.0010, +0.0020]" in md and "(+1 seed(s) where only sweepjax had one)" in md
     assert "| 1 | - / 0.8300 | 0.8600 / 0.8500 | 0.8500 (refit 0.8520) / 0.8300 |" in md
+
+
+@pytest.mark.slow
+def test_verdicts_bench_quick_run_reports_what_the_flow_judged(tmp_path):
+    """The bench's "after" is the flow's own verdict and its gap is computed from it; the
+    "before" refit reads the same members; the fine rows count the members that diverged."""
+    import bench_verdicts
+
+    res = bench_verdicts.main(["--quick", "--out", str(tmp_path)])
+    (c,) = res["coarse"]
+    a = c["after"]
+    assert a["gap_se"] == pytest.approx((a["optimum_value"] - c["winner_val"]) / c["winner_se"])
+    assert set(c["before"]) >= {"optimum_value", "gap_se", "box_lr", "flags"}
+    (f,) = res["fine"]
+    for label in ("before", "after"):
+        assert 0 <= f[label]["diverged"] <= f[label]["members"] == 32
+    md = (tmp_path / "verdicts-cpu-quick.md").read_text()
+    assert "softmax halving seed 3" in md
+    assert "Reproduce: `python benchmarks/bench_verdicts.py --quick`" in md

@@ -161,3 +161,36 @@ def test_a_ratio_low_only_because_the_schedule_annealed_the_rate_blames_the_sche
     assert got.kind == "lr_decayed" and got.evidence["multiplier"] == pytest.approx(0.01)
     assert _blame_schedule(low, curves, 0, 1.0, 200, diagnose.DEFAULT).kind == "update_ratio_low"
     assert _blame_schedule(low, curves, 1, 0.01, 200, diagnose.DEFAULT).kind == "update_ratio_low"
+
+
+def test_a_high_ratio_is_checked_against_the_members_with_lower_rates():
+    """Member 0 (lr 0.1) has a ratio of 2e-2, "too high" by the rule of thumb. Each member
+    with a lower rate is compared with it at the last evaluation both reached (a stopped
+    one at its stop). When the best of them scored worse by more than two SEs of one
+    evaluation, the scores overrule the rule; when one scored as well, the finding stays
+    and names it. Member 3's rate is higher: it is no "lower" member."""
+    import dataclasses
+
+    hot = _row(ratio=2e-2, val_acc=0.90)
+
+    def sweep(peer_acc):
+        rows = [hot, _row(val_acc=peer_acc), _row(val_acc=0.6), _row(val_acc=0.99)]
+        rows[2]["val_acc"][4:] = np.nan  # stopped at step 250: compared there
+        ms = [
+            dataclasses.replace(_member(i), lr=lr, status=st_)
+            for i, (lr, st_) in enumerate(
+                [(0.1, "ok"), (0.05, "ok"), (0.02, "stopped"), (0.3, "ok")]
+            )
+        ]
+        res = _sweep(_curves(rows), ms)
+        res.dataset = {"num_classes": 10, "n_val": 6000}
+        return diagnose_sweep(res)[0]
+
+    (r,) = [x for x in sweep(0.85) if "ratio" in x.kind]
+    assert r.kind == "ratio_rule_overruled"
+    assert "every member with a lower rate scored worse at equal training" in r.message
+    assert "(the best, lr 0.05, by 0.050 at step 500)" in r.message
+    assert r.evidence["margin"] == pytest.approx(-0.05, abs=1e-6)
+    (r,) = [x for x in sweep(0.899) if "ratio" in x.kind]
+    assert r.kind == "update_ratio_high" and "may be too high" in r.message
+    assert "(lr 0.05 scored -0.001 against it at step 500)" in r.message

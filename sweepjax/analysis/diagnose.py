@@ -17,6 +17,10 @@ Kinds and default thresholds (:class:`Thresholds`):
 - ``lr_decayed`` (from :func:`diagnose_sweep`, which knows the schedule): the ratio is low
   only because the run-relative schedule had annealed the rate (the ratio scaled back to
   the base rate is in the band) -> expected at the end of an annealed run, not a low lr.
+- ``ratio_rule_overruled`` (from :func:`diagnose_sweep`, which knows the other members):
+  the ratio is out of the band, but every member with a lower (higher) rate that trained
+  as long scored worse by more than this member's SE: the scores, not the rule of thumb,
+  say which rate is better. Otherwise the ratio finding names the best such member.
 
 Diverged members get only ``lr_too_high``: their later curves are NaN.
 """
@@ -216,9 +220,8 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
         else:
             found = diagnose_member(result.curves, row, m.diverged_at, initial_loss=ref, th=th)
             found = [_name_axes(_blame_lambda(d, m.l2, th), m) for d in found]
-            out[m.id] = [
-                _blame_schedule(d, result.curves, row, m.lr_decay, horizon, th) for d in found
-            ]
+            found = [_blame_schedule(d, result.curves, row, m.lr_decay, horizon, th) for d in found]
+            out[m.id] = [_against_the_scores(d, row, result) for d in found]
     return out
 
 
@@ -275,4 +278,65 @@ def _blame_lambda(d: Diagnosis, l2: float, th: Thresholds) -> Diagnosis:
         f"training loss barely moved with lambda {l2:.3g}: the L2 term keeps the weights "
         "near zero; lower lambda",
         {**d.evidence, "l2": l2, "large_l2": th.large_l2},
+    )
+
+
+# A rate counts as "lower" (or "higher") than a member's when it differs by this factor.
+RATE_STEP = 1.5
+
+
+def _against_the_scores(d: Diagnosis, row: int, result) -> Diagnosis:
+    """The lecture's ~1e-3 update ratio is a rule of thumb; the sweep measured what other
+    rates score. A "rate may be too high" (low) finding is checked against every member
+    with a lower (higher) rate, each compared with this one at the last evaluation both
+    reached (equal training: under halving the lower rates were mostly stopped at a rung).
+    Where the best of them scored worse by more than two SEs of one evaluation, the scores
+    overrule the rule of thumb and the finding says so (kind ``ratio_rule_overruled``);
+    otherwise it names the best of them, so the advice comes with its evidence."""
+    if d.kind not in ("update_ratio_high", "update_ratio_low") or result.curves is None:
+        return d
+    high = d.kind == "update_ratio_high"
+    ms = result.members
+    m = ms[row]
+    va = np.asarray(result.curves.val_acc, np.float64)
+    mine = np.isfinite(va[row])
+    best = None  # (its accuracy minus ours at the common step, its row, step index)
+    for q, o in enumerate(ms):
+        if o.status == "diverged" or not (
+            o.lr * RATE_STEP <= m.lr if high else o.lr >= m.lr * RATE_STEP
+        ):
+            continue
+        both = np.flatnonzero(mine & np.isfinite(va[q]))
+        if len(both) == 0:
+            continue
+        e = int(both[-1])
+        diff = float(va[q, e] - va[row, e])
+        if best is None or diff > best[0]:
+            best = (diff, q, e)
+    if best is None:
+        return d
+    diff, q, e = best
+    p = float(np.clip(va[row, e], 0.01, 0.99))
+    n = int((result.config or {}).get("train", {}).get("val_subset") or 0)
+    n = (
+        min(n, int(result.dataset.get("n_val") or n))
+        if n
+        else int(result.dataset.get("n_val") or 0)
+    )
+    se = math.sqrt(p * (1 - p) / n) if n else 0.0
+    side = "lower" if high else "higher"
+    step = int(result.curves.step[e])
+    o = ms[q]
+    ev = {**d.evidence, f"best_{side}_lr": o.lr, "margin": diff, "at_step": step}
+    if diff < -2.0 * se:
+        return Diagnosis(
+            "ratio_rule_overruled",
+            f"update/weight ratio {d.evidence['ratio']:.1e} (rule of thumb: about 1e-3), but "
+            f"every member with a {side} rate scored worse at equal training (the best, lr "
+            f"{o.lr:.3g}, by {-diff:.3f} at step {step}): the scores favour this rate",
+            ev,
+        )
+    return d._replace(
+        message=d.message + f" (lr {o.lr:.3g} scored {diff:+.3f} against it at step {step})",
+        evidence=ev,
     )
