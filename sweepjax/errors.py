@@ -47,8 +47,9 @@ class AllDivergedError(SweepjaxError):
 
 
 class NothingFinishedError(AllDivergedError):
-    """An anytime (ASHA) run's budget ran out before any member reached the full length
-    (exit code 2: raise the budget or shorten the run). Like :class:`AllDivergedError`
-    it carries the stored ``result`` (every member's numbers up to its stop)."""
+    """An anytime (ASHA) run's budget ran out before any member reached the full length.
+    No flow raises it any more: such a run answers with its best member so far, marked
+    unfinished (``SweepResult.winner.finished`` False), and a warning line. Kept so that
+    code catching it still imports."""
 
     exit_code = 2

@@ -90,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         f"answer ({f.sweep_id}): lr {w.lr:.3g}, lambda {w.l2:.3g}"
         + (_axes_text(wm) if wm is not None else "")
         + f": val acc {w.val_acc:.4f} +/- {w.val_acc_se:.4f} "
-        f"({len(f.tied)} member(s) statistically tied), test acc {w.test_acc:.4f}"
+        + (
+            f"({len(f.tied)} member(s) statistically tied), test acc {w.test_acc:.4f}"
+            if w.finished
+            else f"(the best member so far, unfinished at step {w.steps})"
+        )
         + (f", refit test acc {w.refit_test_acc:.4f}" if w.refit_test_acc is not None else "")
     )
     if f.verdict is not None and f.verdict.flat:

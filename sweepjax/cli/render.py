@@ -237,6 +237,8 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
             if w.config is not None
             else f"try {w.id}"
         )
+        if not w.finished:
+            who += f" (unfinished: {w.steps} of {result.config['train']['steps']} steps)"
         mean = "mean " if w.config is not None else ""
         lines.append(
             f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "

@@ -10,6 +10,7 @@ within :data:`FIRST_SHARE` of it), a GPU thousands.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -170,6 +171,70 @@ def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):
         return time.perf_counter() - t0
 
     return time_block
+
+
+# Sizing a time-budgeted search to what the budget has left (issue 27: a 20-s `auto` spent
+# 10 s on its checks and ended with no member finished). The first member of the run's
+# length should finish within FIT_SHARE of the time left once the sweep is set up; the
+# estimate is the width probe's step time scaled to the real program's (evaluations,
+# optimizer updates, data: REAL_OVER_PROBE) plus one chunk program's compile.
+FIT_SHARE = 1 / 2
+REAL_OVER_PROBE = 2.0
+COMPILE_S = 3.0
+
+
+def block_seconds(cfg: SweepConfig, ds: Dataset, where: Placement, w: int) -> float | None:
+    """The remembered probe time of one block of :data:`PROBE_STEPS` steps at width ``w``
+    (the nearest measured width at or above it), or None when nothing is remembered."""
+    if cfg.model.kind == "custom":
+        return None  # its probe times a block of the scheduler's length, not PROBE_STEPS
+    memo = width.cached_width(_key(cfg, ds, where))
+    if memo is None:
+        return None
+    table = sorted(memo.table)
+    above = [t for ww, t in table if ww >= w]
+    return above[0] if above else table[-1][1] * w / table[-1][0]
+
+
+def fit_length(
+    cfg: SweepConfig, block_s: float | None, remaining_s: float
+) -> tuple[SweepConfig, str | None]:
+    """``cfg`` with its members' length cut so that the first one finishes within
+    :data:`FIT_SHARE` of ``remaining_s`` (a multiple of ``eta ** rungs`` steps, at least
+    that many), and the line that says so; unchanged (and None) when it already fits or
+    nothing is known of the step time."""
+    if block_s is None or remaining_s <= 0:
+        return cfg, None
+    per_step = block_s / PROBE_STEPS * REAL_OVER_PROBE
+    steps = cfg.train.steps
+    need = COMPILE_S + steps * per_step
+    room = FIT_SHARE * remaining_s
+    if need <= room:
+        return cfg, None
+    unit = cfg.schedule.eta**cfg.schedule.rungs
+    fit = max(unit, int(max(room - COMPILE_S, 0.0) / per_step) // unit * unit)
+    if fit >= steps:
+        return cfg, None
+    train = dataclasses.replace(cfg.train, steps=fit, chunk_steps=min(cfg.train.chunk_steps, fit))
+    out = dataclasses.replace(cfg, train=train)
+    note = (
+        f"asha: the budget leaves {remaining_s:.0f}s for the search; a {steps}-step member "
+        f"would take ~{need:.0f}s here, so members train {fit} steps (raise `budget` for "
+        f"the full length)"
+    )
+    return out, note
+
+
+def with_length(cfg: SweepConfig, stored: dict) -> SweepConfig:
+    """``cfg`` with the members' length a stored run started with (a resumed run keeps
+    the length its budget gave it: the checkpoint's members are that long)."""
+    steps = int((stored.get("train") or {}).get("steps") or cfg.train.steps)
+    if steps == cfg.train.steps:
+        return cfg
+    train = dataclasses.replace(
+        cfg.train, steps=steps, chunk_steps=min(cfg.train.chunk_steps, steps)
+    )
+    return dataclasses.replace(cfg, train=train)
 
 
 def train(

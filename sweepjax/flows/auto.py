@@ -78,7 +78,9 @@ def _sweep_stage(kind: str, r: SweepResult) -> Stage:
     inside = v.optimum_inside if v else None
     summary = (
         f"{kind} {r.sweep_id}: {len(r.members)} members, winner val acc "
-        f"{w.val_acc:.4f} +/- {w.val_acc_se:.4f} ({len(r.tied)} tied), optimum "
+        f"{w.val_acc:.4f} +/- {w.val_acc_se:.4f}"
+        + ("" if w.finished else f" (unfinished, {w.steps} steps)")
+        + f" ({len(r.tied)} tied), optimum "
         + (v.optimum_where if v else "not established (no model)")
     )
     return Stage(
@@ -194,36 +196,23 @@ def auto(
     common = dict(store=store, callbacks=cb, report=False, optuna_storage=optuna_storage)
     data = dict(dataset=dataset, data_dir=data_dir, model=model, hidden=hidden)
     if budget is not None:
-        from sweepjax.budget import Budget, process_elapsed
-        from sweepjax.errors import NothingFinishedError
+        from sweepjax.budget import Budget
 
         b = Budget.parse(budget)
         search = b if b.seconds is None else Budget(seconds=b.seconds * (1 - AFTER_SEARCH))
-        checked = process_elapsed()  # what the imports, data, checks and finder took
-        try:
-            final = flows.coarse(
-                **common,
-                **data,
-                optimizer=optimizer,
-                trials=trials,
-                steps=defaults.fine_steps_factor * steps,
-                batch_size=batch_size,
-                seed=seed,
-                lr=(lo, hi),
-                lr_decay=FINE_LR_DECAY,
-                schedule="asha",
-                budget=str(search),
-            )
-        except NothingFinishedError as e:
-            if b.seconds is None:
-                raise
-            # The search's own message names its share of the budget, not the user's.
-            raise NothingFinishedError(
-                f"{e} (auto --budget {b}: the checks and the learning-rate finder took "
-                f"{checked:.0f}s, the search stops at {search.seconds:.0f}s to leave "
-                f"{AFTER_SEARCH:.0%} for the refit)",
-                result=e.result,
-            ) from None
+        final = flows.coarse(
+            **common,
+            **data,
+            optimizer=optimizer,
+            trials=trials,
+            steps=defaults.fine_steps_factor * steps,
+            batch_size=batch_size,
+            seed=seed,
+            lr=(lo, hi),
+            lr_decay=FINE_LR_DECAY,
+            schedule="asha",
+            budget=str(search),
+        )
         stage(_sweep_stage("asha", final))
         return _finish(final, store, refit, report, stage, stages, cb)
     prev = flows.coarse(
@@ -278,7 +267,11 @@ def _finish(final: SweepResult, store, refit: bool, report: bool, stage, stages,
                         "refit",
                         f"{final.sweep_id}'s winner retrained on train + validation for "
                         f"{w.refit_steps} steps: test acc {w.refit_test_acc:.4f} "
-                        f"(early-stopped: {w.test_acc:.4f})",
+                        + (
+                            f"(early-stopped: {w.test_acc:.4f})"
+                            if w.test_acc is not None
+                            else "(the search's winner did not finish)"
+                        ),
                         {"steps": w.refit_steps, "test_acc": w.refit_test_acc},
                     )
                 )

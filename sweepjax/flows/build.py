@@ -123,9 +123,12 @@ def build_result(
         seed=cfg.train.seed,
         surface=cfg.schedule.name != "pbt",
     )
+    if result.winner is None and cfg.schedule.name == "asha":
+        result.winner = unfinished_winner(result)
     members = result.members
     by_id = {m.id: i for i, m in enumerate(members)}
     top = [by_id[i] for i in ([result.winner.id] if result.winner else [])]
+    top = [i for i in top if members[i].status == "ok"]  # an unfinished one has no weights
     top += [i for i in search.top_members(result, PARAMS_KEPT) if i not in top]
     top = top[: max(PARAMS_KEPT, 1)]
     params = {members[i].id: member_params(res, i) for i in top}
@@ -146,6 +149,21 @@ def build_result(
         widths = {members[i].id: hp.hidden[i] for i in top}
         result.activations = kept_activations(params, widths, ds)
     return result, params
+
+
+def unfinished_winner(result: SweepResult) -> Winner | None:
+    """An anytime search that finished no member still answers: its best member so far
+    (:func:`sweepjax.search.ranking`'s first that did not diverge), marked unfinished,
+    or None when every member diverged."""
+    for i in search.ranking(result):
+        m = result.members[int(i)]
+        if m.status == "diverged" or m.best_val_acc is None:
+            continue
+        return Winner(
+            m.id, m.lr, m.l2, m.best_val_acc, None, val_acc_se=m.val_acc_se, finished=False,
+            steps=m.stopped_at if m.stopped_at is not None else m.best_step,
+        )  # fmt: skip
+    return None
 
 
 def kept_activations(params: dict[int, Any], widths: dict[int, float], ds: Dataset) -> dict:

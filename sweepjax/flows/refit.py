@@ -114,9 +114,10 @@ def refit_winner(
         cb.say(f"note: the refit of member {m.id} on train + validation diverged; no refit")
         return result
     st.set_refit(result.sweep_id, r.steps, r.test_acc)
+    early = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a: it did not finish"
     cb.say(
         f"refit: member {m.id} retrained on train + validation for {r.steps} steps: "
-        f"test acc {r.test_acc:.4f} (early-stopped model: {w.test_acc:.4f})"
+        f"test acc {r.test_acc:.4f} (early-stopped model: {early})"
     )
     result.winner = dataclasses.replace(w, refit_test_acc=r.test_acc, refit_steps=r.steps)
     return result

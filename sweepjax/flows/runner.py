@@ -22,7 +22,7 @@ from sweepjax.data.folds import pool
 from sweepjax.engine import ChunkReport, distributed, init_states, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.slots import carry_like
-from sweepjax.errors import AllDivergedError, ConfigError, NothingFinishedError, SweepjaxError
+from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
 from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
 from sweepjax.flows.resume import find_resumable
@@ -143,6 +143,8 @@ def run_sweep(
     if asha:  # members are drawn as slots free up; the width stands for them here
         w = anytime.choose(cfg, ds, where, cb.say)
         hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
+        if not resume:  # a time budget sizes the members' length to what it has left
+            cfg = _fit_to_budget(cfg, ds, where, w, cb)
     elif draws is None:
         hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
     else:
@@ -162,6 +164,8 @@ def run_sweep(
     prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
         sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        if asha:  # the members' length its budget gave it when it started
+            cfg = anytime.with_length(cfg, st.sweep_row(sid).config)
         prior = {**prior, **st.run_timing(sid)}
         ran_on = prior.get("devices")
         if ran_on is not None and ran_on != where.num_devices:
@@ -313,12 +317,12 @@ def run_sweep(
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
-    if result.winner is None and asha and any(m.status != "diverged" for m in result.members):
-        raise NothingFinishedError(
-            f"no member of sweep {sid} reached its {cfg.train.steps} steps within the budget "
-            f"({cfg.schedule.budget or f'{cfg.trials} members'}; stored); raise `budget` or "
-            "lower `steps`",
-            result=result,
+    w = result.winner
+    if w is not None and not w.finished:  # an anytime search always answers
+        cb.say(
+            f"warning: no member of sweep {sid} reached its {cfg.train.steps} steps within the "
+            f"budget ({cfg.schedule.budget or f'{cfg.trials} members'}); the winner is the best "
+            f"member so far, unfinished at step {w.steps}: raise `budget` or lower `steps`"
         )
     if result.winner is None:
         raise AllDivergedError(
@@ -327,6 +331,23 @@ def run_sweep(
             result=result,  # the CLI still shows the table
         )
     return result
+
+
+def _fit_to_budget(cfg: SweepConfig, ds: Dataset, where, w: int, cb: Callbacks) -> SweepConfig:
+    """An anytime run with a time budget: members no longer than the budget has left
+    (:func:`sweepjax.flows.anytime.fit_length`), said in one line."""
+    if cfg.schedule.budget is None:
+        return cfg
+    from sweepjax.budget import Budget, process_elapsed
+
+    b = Budget.parse(cfg.schedule.budget)
+    if b.seconds is None:
+        return cfg
+    block = anytime.block_seconds(cfg, ds, where, w)
+    cfg, note = anytime.fit_length(cfg, block, b.seconds - process_elapsed())
+    if note:
+        cb.say(note)
+    return cfg
 
 
 class _CheckpointThrottle:

@@ -213,6 +213,11 @@ class Winner:
     # With replicas / folds the winner is a config: ``val_acc`` its mean over replicas,
     # ``val_acc_se`` the SE of that mean; ``id`` / ``test_acc`` its best replica's.
     config: int | None = None
+    # An anytime search whose budget ran out before any member reached the full length
+    # answers with its best member so far: ``finished`` False, ``steps`` the steps it
+    # trained (no weights were kept, so no ``test_acc``; a refit retrains it).
+    finished: bool = True
+    steps: int | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -110,6 +110,8 @@ def read_result(store, row: sqlite3.Row, curves: bool) -> SweepResult:
             val_acc_se=w.val_acc_se,
             refit_test_acc=refit.get("test_acc"),
             refit_steps=refit.get("steps"),
+            finished=w.status == "ok",
+            steps=None if w.status == "ok" else w.stopped_at,
         )
         c = next((c for c in configs if c.id == w.config), None)
         if c is not None:  # the winner is a config: its mean and the SE of the mean
