@@ -10,7 +10,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,14 @@ from sweepjax.data.folds import pool
 from sweepjax.engine import ChunkReport, distributed, init_states, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.slots import carry_like
-from sweepjax.errors import AllDivergedError, ConfigError, NothingFinishedError, SweepjaxError
+from sweepjax.errors import (
+    AllDivergedError,
+    ConfigError,
+    DiskFullError,
+    NothingFinishedError,
+    StoreError,
+    SweepjaxError,
+)
 from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
 from sweepjax.flows.resume import find_resumable
@@ -124,7 +131,39 @@ def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.nda
     return hp.take(rows), (np.asarray(ids, np.int64)[rows] * group + reps).astype(np.int64)
 
 
-def run_sweep(
+def run_sweep(cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks, **kw) -> SweepResult:
+    """Train, store and judge one sweep (the arguments: :func:`_run_sweep`'s). A full disk
+    ends it with one :class:`DiskFullError` that says how to continue: the write that
+    failed was rolled back whole, and a sweep that exists is kept interrupted at its last
+    stored checkpoint, so ``resume`` continues it once space is freed."""
+    created: list[str] = []  # the sweep's id, once its row exists
+    try:
+        return _run_sweep(cfg, ds, st, cb, created=created, **kw)
+    except DiskFullError as e:
+        if not created:
+            raise
+        sid = created[0]
+        row = st.sweep_row(sid)  # reads still work on a full disk
+        if row.status == "finished":
+            raise e.with_hint(
+                f"sweep {sid}'s results are stored; free space before the next command"
+            ) from None
+        mark_interrupted(st, sid)
+        raise e.with_hint(
+            f"sweep {sid} is kept, interrupted at step {row.steps_done}/{row.total_steps} "
+            "(its last checkpoint): free space, then rerun the same command with `resume`"
+        ) from None
+
+
+def mark_interrupted(st: Store, sid: str) -> None:
+    """Mark ``sid`` interrupted if the store can still be written. On a full disk even
+    this small write may fail: the row then says ``running`` with this process's pid,
+    which ``resume`` (and ``list`` once the process is gone) take as interrupted."""
+    with suppress(StoreError, sqlite3.Error):
+        st.mark_interrupted(sid)
+
+
+def _run_sweep(
     cfg: SweepConfig,
     ds: Dataset,
     st: Store,
@@ -136,10 +175,13 @@ def run_sweep(
     refinement: str | None = None,
     where: distributed.Placement = distributed.SINGLE,
     draws: HParams | None = None,
+    created: list[str] | None = None,
 ) -> SweepResult:
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
-    sampler's); by default they are ``search.sample`` of the config's box and seed."""
+    sampler's); by default they are ``search.sample`` of the config's box and seed. The
+    sweep's id is appended to ``created`` once its row exists."""
     asha = cfg.schedule.name == "asha"
+    url = cfg.spec.optuna_storage if cfg.spec is not None else None
     if asha:  # members are drawn as slots free up; the width stands for them here
         w = anytime.choose(cfg, ds, where, cb.say)
         hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
@@ -162,6 +204,8 @@ def run_sweep(
     prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
         sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        if created is not None:
+            created.append(sid)
         prior = {**prior, **st.run_timing(sid)}
         ran_on = prior.get("devices")
         if ran_on is not None and ran_on != where.num_devices:
@@ -182,6 +226,8 @@ def run_sweep(
         at = ckpt.step if ckpt is not None else 0
         cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
     else:
+        if url and where.process_index == 0:  # its study is named after the sweep
+            _check_new_study(url, name or st._next_id(cfg.kind))
         sid = st.create_sweep(
             cfg.kind,
             cfg_dict,
@@ -192,6 +238,8 @@ def run_sweep(
             parent=cfg.parent,
             name=name,
         )
+        if created is not None:
+            created.append(sid)
     run = {"devices": where.num_devices, "partial": True}
     st.set_timing(sid, {**prior, **run})
     scheduler = scheduler_for(cfg, num_configs)
@@ -217,7 +265,6 @@ def run_sweep(
     # ASHA's rows are its member ids (created as slots free up); the others' are ``ids``.
     row_ids = None if asha else ids
     live = LiveWriter(st, sid, member_ids=row_ids)  # progress for `sweepjax watch`, ~1 row/s
-    url = cfg.spec.optuna_storage if cfg.spec is not None else None
     study = None
     if url and where.process_index == 0:
         from sweepjax.store.optuna_live import OptunaLive
@@ -225,7 +272,7 @@ def run_sweep(
         try:
             study = OptunaLive(url, sid, cfg.space.as_dict(), row_ids, note=cb.say)
         except BaseException:
-            st.mark_interrupted(sid)  # nothing trained; `resume` starts it from step 0
+            mark_interrupted(st, sid)  # nothing trained; `resume` starts it from step 0
             raise
 
     def on_chunk(rep: ChunkReport) -> bool:
@@ -267,10 +314,12 @@ def run_sweep(
                 folds=folds,
             )
     except BaseException:
-        st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
+        mark_interrupted(st, sid)  # the last stored checkpoint stays resumable
         raise
     finally:
         live.flush()
+        if live.error is not None:
+            cb.say(f"note: {live.error}")
     total = {
         **run,
         "compile_s": prior["compile_s"] + res.timing.compile_s,
@@ -327,6 +376,18 @@ def run_sweep(
             result=result,  # the CLI still shows the table
         )
     return result
+
+
+def _check_new_study(url: str, study: str) -> None:
+    """Refuse before the sweep's row exists when its Optuna study would be a duplicate."""
+    from sweepjax.store.optuna_export import import_optuna
+
+    optuna = import_optuna()
+    if study in optuna.study.get_all_study_names(storage=url):
+        raise ConfigError(
+            f"study {study!r} already exists in {url}; remove it or pass another "
+            "`optuna_storage` (or a new `name`)"
+        )
 
 
 class _CheckpointThrottle:

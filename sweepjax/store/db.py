@@ -12,9 +12,11 @@ finished. WAL journaling lets ``list`` / ``show`` / ``report`` read while a swee
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import time
@@ -23,8 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from sweepjax.engine.curves import Checkpoint
-from sweepjax.errors import StoreError
+from sweepjax.errors import DiskFullError, StoreError
 from sweepjax.results.records import (
     SweepResult,
 )
@@ -40,6 +44,12 @@ from sweepjax.store.result_rows import read_result, write_result
 from sweepjax.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 DEFAULT_PATH = "sweepjax.db"
+# What a new store takes on disk (its tables, WAL and shared-memory files), roughly.
+NEW_STORE_BYTES = 100_000
+# What a small write (a status, a timing record) takes in the WAL, roughly: a few pages.
+SMALL_WRITE_BYTES = 16_384
+# What a member's or a live progress row takes besides its blobs, roughly (:meth:`sizes`).
+ROW_BYTES = 150
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -80,9 +90,47 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says the disk (or the user's quota) is full: SQLite's SQLITE_FULL,
+    or an ``OSError`` with ENOSPC / EDQUOT."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(e, sqlite3.Error):
+        code = getattr(e, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(e)
+    return False
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (None when it cannot be read)."""
+    p = Path(path)
+    try:
+        return shutil.disk_usage(p if p.is_dir() else p.parent).free
+    except OSError:
+        return None
+
+
 def default_path() -> str:
     """``$SWEEPJAX_STORE`` or ``./sweepjax.db``."""
     return os.environ.get("SWEEPJAX_STORE") or DEFAULT_PATH
+
+
+def result_bytes(result: SweepResult, params: dict[int, Any] | None = None) -> int:
+    """Roughly what :meth:`Store.save_results` writes: curves (5 float32 series per member
+    and evaluation), ~200 bytes of member row each, and the kept parameters' arrays."""
+    m = len(result.members)
+    e = 0 if result.curves is None else int(np.asarray(result.curves.step).size)
+    leaves = 0
+    stack = list((params or {}).values())
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple):
+            stack.extend(x)
+        else:
+            leaves += int(np.asarray(x).nbytes)
+    return m * (5 * 4 * e + 200) + leaves + SMALL_WRITE_BYTES
 
 
 class Store:
@@ -131,6 +179,7 @@ class Store:
                 f"cannot create store {path}: directory {path.parent} does not "
                 "exist; create it or pass another `store`"
             )
+        was_there = path.exists()
         try:
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as e:
@@ -142,8 +191,18 @@ class Store:
                 cls._create(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
-        except BaseException:
+        except BaseException as e:
             conn.close()
+            if not exists:  # nothing half-created is left behind
+                for p in (path.with_name(path.name + x) for x in ("-wal", "-shm")):
+                    p.unlink(missing_ok=True)
+                if was_there:  # the user's empty file stays theirs, empty
+                    path.write_bytes(b"")
+                else:
+                    path.unlink(missing_ok=True)
+            if disk_full(e):
+                what = "a new store" if not exists else "the store's schema upgrade"
+                raise DiskFullError(path, what, NEW_STORE_BYTES, free_bytes(path)) from None
             raise
         return cls(conn, path, Path(shown_path) if shown_path is not None else None)
 
@@ -162,9 +221,19 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with schema.transaction(self.conn) as c:
-            yield c
+    def transaction(
+        self, what: str = "an update", need: int = SMALL_WRITE_BYTES
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction (see :func:`sweepjax.store.schema.transaction`). A full disk
+        rolls it back whole and raises :class:`DiskFullError` naming ``what`` was
+        written and about how many bytes it ``need``-ed."""
+        try:
+            with schema.transaction(self.conn) as c:
+                yield c
+        except (sqlite3.Error, OSError) as e:
+            if not disk_full(e):
+                raise
+            raise DiskFullError(self.shown_path, what, need, free_bytes(self.path)) from None
 
     # ------------------------------------------------------------------ ids
     def exists(self, sweep_id: str) -> bool:
@@ -201,7 +270,7 @@ class Store:
                 "(at most 64, starting with a letter or digit)"
             )
         now = time.time()
-        with self.transaction() as c:
+        with self.transaction("a new sweep") as c:
             if name is not None and self.exists(name):
                 raise StoreError(
                     f"a sweep named {name!r} already exists in {self.path}; "
@@ -232,14 +301,14 @@ class Store:
 
     def mark_running(self, sweep_id: str) -> None:
         """Claim an unfinished sweep for this process (on resume)."""
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s status") as c:
             c.execute(
                 "UPDATE sweeps SET status='running', host=?, pid=?, updated=? WHERE id=?",
                 (socket.gethostname(), os.getpid(), time.time(), sweep_id),
             )
 
     def mark_interrupted(self, sweep_id: str) -> None:
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s status") as c:
             c.execute(
                 "UPDATE sweeps SET status='interrupted', updated=? WHERE id=?",
                 (time.time(), sweep_id),
@@ -250,7 +319,8 @@ class Store:
         ``timing`` so far (see :meth:`set_timing`) when given."""
         blob = checkpoint_blob(ckpt)
         now = time.time()
-        with self.transaction() as c:
+        what = f"sweep {sweep_id}'s checkpoint at step {int(ckpt.step)}"
+        with self.transaction(what, len(blob) + SMALL_WRITE_BYTES) as c:
             c.execute(
                 "INSERT OR REPLACE INTO checkpoints (sweep, step, blob, updated) "
                 "VALUES (?, ?, ?, ?)",
@@ -267,7 +337,7 @@ class Store:
         """Store an unfinished sweep's run record so far (``compile_s``, ``train_s`` of
         the parts run until now, ``devices``); :meth:`save_results` replaces it with the
         finished sweep's timing."""
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s timing") as c:
             c.execute("UPDATE sweeps SET timing=? WHERE id=?", (json.dumps(timing), sweep_id))
 
     def run_timing(self, sweep_id: str) -> dict:
@@ -290,11 +360,12 @@ class Store:
         One transaction: either all of it is visible, or the sweep stays unfinished.
         ``params`` maps member id -> parameter pytree (winner first, then the next few).
         """
-        with self.transaction() as c:
+        what = f"sweep {result.sweep_id}'s results"
+        with self.transaction(what, result_bytes(result, params)) as c:
             write_result(c, result, params)
 
     def set_report(self, sweep_id: str, path: str | None) -> None:
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s report path") as c:
             c.execute("UPDATE sweeps SET report=? WHERE id=?", (path, sweep_id))
 
     # ------------------------------------------------------------------ reads
@@ -354,6 +425,32 @@ class Store:
             self.conn.row_factory = None
         return [self._summary(r) for r in rows]
 
+    def sizes(self) -> dict[str, int]:
+        """``{sweep id: bytes}``: roughly what each sweep takes on disk, the lengths of
+        its blobs (checkpoint, curves, parameters, live snapshots, activations) plus
+        ~``ROW_BYTES`` per member and live row and its own row's JSON. Page overhead
+        and free pages are not counted (``PRAGMA freelist_count`` says what is free)."""
+        out: dict[str, int] = {}
+        queries = (
+            "SELECT id, LENGTH(config) + LENGTH(dataset) + LENGTH(space) + "
+            "IFNULL(LENGTH(timing), 0) + IFNULL(LENGTH(verdict), 0) + "
+            "IFNULL(LENGTH(schedule), 0) + IFNULL(LENGTH(curve_steps), 0) FROM sweeps",
+            "SELECT sweep, SUM(LENGTH(blob)) FROM checkpoints GROUP BY sweep",
+            "SELECT sweep, SUM(LENGTH(blob)) FROM params GROUP BY sweep",
+            "SELECT sweep, SUM(IFNULL(LENGTH(train_loss), 0) + IFNULL(LENGTH(val_loss), 0) + "
+            "IFNULL(LENGTH(val_acc), 0) + IFNULL(LENGTH(train_acc), 0) + "
+            "IFNULL(LENGTH(update_ratio), 0)) FROM curves GROUP BY sweep",
+            f"SELECT sweep, COUNT(*) * {ROW_BYTES} FROM members GROUP BY sweep",
+            f"SELECT sweep, COUNT(*) * {ROW_BYTES} + SUM(IFNULL(LENGTH(payload), 0)) "
+            "FROM live GROUP BY sweep",
+        )
+        if store_activations.has_table(self.conn):
+            queries += ("SELECT sweep, SUM(LENGTH(stats)) FROM activations GROUP BY sweep",)
+        for q in queries:
+            for sid, n in self.conn.execute(q):
+                out[sid] = out.get(sid, 0) + int(n or 0)
+        return out
+
     def newest(self, kind: str | None = None, status: str | None = "finished") -> str | None:
         """Id of the newest sweep of ``kind`` (any kind if None) with ``status``."""
         q, args = "SELECT id FROM sweeps WHERE 1=1", []
@@ -387,7 +484,7 @@ class Store:
 
     def set_refit(self, sweep_id: str, steps: int, test_acc: float) -> None:
         """Record the winner's refit on train + validation (``steps``, its test accuracy)."""
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s refit") as c:
             c.execute(
                 "UPDATE sweeps SET refit=? WHERE id=?",
                 (json.dumps({"steps": int(steps), "test_acc": float(test_acc)}), sweep_id),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sweepjax.errors import StoreError
@@ -233,12 +233,15 @@ def create(conn: sqlite3.Connection) -> None:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection)."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection),
+    a failed COMMIT included (a full disk fails there). SQLite may already have rolled
+    back on its own (it does on SQLITE_FULL): the first error is the one raised."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
         conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
