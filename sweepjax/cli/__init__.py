@@ -43,9 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose value may start with '-' and a digit: argparse would take "-3s" for a
+# flag ("expected one argument"); attached as --budget=-3s, the value reaches its own
+# check ("a time budget must be positive").
+DASH_VALUE_FLAGS = ("--budget",)
+
+
+def _attach_dash_values(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in DASH_VALUE_FLAGS and nxt[:1] == "-" and nxt[1:2].isdigit():
+            out.append(f"{a}={nxt}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_dash_values(list(sys.argv[1:] if argv is None else argv)))
     # After parsing: --help and usage errors exit before jax is imported (seconds).
     from sweepjax.engine import compile_cache
 
