@@ -356,3 +356,25 @@ def test_sigterm_checkpoints_now_exits_143_and_resume_continues(tmp_path, capsys
     code, out, _ = cli(capsys, *argv, "--store", tmp_path / "fresh.db", "--format", "json")
     assert code == 0
     assert resumed["members"] == json.loads(out)["members"]
+
+
+# --------------------------------------------------------------------------- closed pipe
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["list"], ["show", "c1"], ["export", "c1"]])
+def test_a_closed_pipe_ends_quietly(tmp_path, reference, command):
+    """``sweepjax show c1 | head``: the reader leaves before the output is written; the
+    command ends without a traceback, with the shell's SIGPIPE status 141."""
+    store = tmp_path / "p.db"
+    assert main([*ARGS, "--store", str(store)]) == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "sweepjax", *command, "--store", str(store)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        proc.stdout.close()  # the reader is gone before the command prints (imports: ~s)
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert code == 141, err
+    assert err == ""

@@ -8,13 +8,15 @@ from :mod:`sweepjax.spec`), ``reference`` (docs/cli.md from the parser), ``rende
 ``formats`` (the printed text: tables, JSON, CSV), ``progress`` (the progress line).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
-3 every member diverged, 130 interrupted.
+3 every member diverged, 130 interrupted by Ctrl-C and 143 by SIGTERM (checkpointed:
+continue with --resume), 141 stdout closed (a pipe's reader left).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sweepjax.errors import SweepjaxError
@@ -63,6 +65,16 @@ def _attach_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``sweepjax show c1 | head``): end quietly, as
+    commands killed by SIGPIPE do (exit 141), with stdout on /dev/null so the flush at
+    exit raises nothing (Python's recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_dash_values(list(sys.argv[1:] if argv is None else argv)))
@@ -72,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     # Reruns load their compiled programs from disk (SWEEPJAX_COMPILE_CACHE=0 turns it off).
     compile_cache.enable()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except SweepjaxError as e:
         from sweepjax.cli.options import cli_message
 
