@@ -241,16 +241,78 @@ def test_full_disk_on_live_progress_keeps_the_sweep_going(tmp_path, capsys, faul
     assert json.loads(out)["members"] == reference
 
 
+# --------------------------------------------------------------------------- room
+def test_checkpoint_estimate_matches_the_stored_checkpoint(tmp_path, monkeypatch):
+    """The estimate the room check uses (members x params x copies x 4 bytes + curves)
+    is within 2% of the checkpoint the sweep really stores (sgd: 2 copies, params and
+    best params; adam: 4, with its two moments)."""
+    import sweepjax
+    from sweepjax.flows import runner
+    from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+
+    seen = {}
+    real = runner.checkpoint_bytes
+    monkeypatch.setattr(runner, "checkpoint_bytes", lambda *a: seen.setdefault(len(seen), real(*a)))
+    for i, opt in enumerate(("sgd", "adam")):
+        store = tmp_path / f"{opt}.db"
+        with pytest.raises(SweepInterrupted):  # stopped after the first chunk
+            sweepjax.coarse(
+                dataset="mnist-sample", trials=4, steps=12, batch_size=32, eval_every=3,
+                chunk_steps=3, schedule="full", optimizer=opt, store=str(store),
+                report=False, callbacks=Callbacks(stop=lambda: True),
+            )  # fmt: skip
+        with Store.open(store) as st:
+            blob = st.conn.execute("SELECT LENGTH(blob) FROM checkpoints").fetchone()[0]
+        est, how = seen[i]
+        assert how == f"4 members x 7,850 params x {2 if opt == 'sgd' else 4} copies x 4 bytes"
+        assert est == pytest.approx(blob, rel=0.02), (opt, est, blob)
+
+
+def test_a_sweep_that_would_not_fit_is_refused_before_it_starts(
+    tmp_path, capsys, monkeypatch, reference
+):
+    """Room for less than the checkpoints: one line naming what they need and what is
+    free, exit 2, no sweep row (2.25 x 4 members x (7,850 params x 2 copies x 4 bytes +
+    5 evaluations x 5 curves x 4 bytes) = 566 kB)."""
+    store = tmp_path / "s.db"
+    Store.open(store, create=True).close()
+    monkeypatch.setattr("sweepjax.store.db.free_bytes", lambda p: 50_000)
+    code, _, err = cli(capsys, *ARGS, "--store", store)
+    assert code == 2
+    one_line(err, "checkpoints need about 566 kB", "4 members x 7,850 params x 2", "50 kB free")
+    with Store.open(store) as st:
+        assert st.list_sweeps() == []
+
+
 # --------------------------------------------------------------------------- tmpfs
 TMPFS_SCRIPT = r"""
 set -u
 mount -t tmpfs -o size=300k tmpfs "$MNT" || exit 77
 run() { "$PY" -m sweepjax "$@" --store "$MNT/s.db"; }
-run coarse $SWEEP > "$OUT/1.out" 2> "$OUT/1.err"; echo $? > "$OUT/1.rc"
+# 0: the issue's tmpfs: too small for the checkpoints, refused before anything is written
+run coarse $SWEEP > "$OUT/0.out" 2> "$OUT/0.err"; echo $? > "$OUT/0.rc"
+run list > "$OUT/0.list" 2>&1
+# 1: room to start, then another writer fills the disk while the sweep trains
+mount -o remount,size=64m "$MNT"
+run coarse $SWEEP > "$OUT/1.out" 2> "$OUT/1.err" &
+P=$!
+"$PY" -c "
+import sqlite3, sys, time
+for _ in range(6000):
+    try:
+        c = sqlite3.connect('file:$MNT/s.db?mode=ro', uri=True, timeout=1)
+        if c.execute('SELECT COUNT(*) FROM checkpoints').fetchone()[0]:
+            sys.exit(0)
+    except sqlite3.Error:
+        pass
+    time.sleep(0.02)
+"
+dd if=/dev/zero of="$MNT/fill" bs=64k 2> /dev/null
+wait $P; echo $? > "$OUT/1.rc"
 run list > "$OUT/list1.out" 2>&1
 run show c1 > "$OUT/show1.out" 2>&1
 run coarse $SWEEP --resume > "$OUT/2.out" 2> "$OUT/2.err"; echo $? > "$OUT/2.rc"
-mount -o remount,size=64m "$MNT"
+rm "$MNT/fill"  # space freed
 run coarse $SWEEP --resume --format json > "$OUT/3.out" 2> "$OUT/3.err"; echo $? > "$OUT/3.rc"
 run list > "$OUT/list3.out" 2>&1
 """
@@ -258,9 +320,10 @@ run list > "$OUT/list3.out" 2>&1
 
 @pytest.mark.slow
 def test_full_tmpfs_for_real(tmp_path):
-    """The issue's case on a 300 kB tmpfs (a private mount namespace: ``unshare -rm``):
-    the sweep and its resume each end in one line, exit 2; list and show agree; once the
-    filesystem grows, --resume finishes the sweep."""
+    """On a real small filesystem (a tmpfs in a private mount namespace, ``unshare
+    -rm``): the issue's 300 kB tmpfs is refused before anything is written; a disk filled
+    by another writer mid-sweep ends the sweep, and its resume, in one line, exit 2, with
+    list and show agreeing; once the space is freed, --resume finishes it."""
     if shutil.which("unshare") is None:
         pytest.skip("no unshare(1) to mount a private tmpfs")
     probe = subprocess.run(
@@ -273,7 +336,12 @@ def test_full_tmpfs_for_real(tmp_path):
     mnt, out = tmp_path / "mnt", tmp_path / "out"
     mnt.mkdir()
     out.mkdir()
-    sweep = "--dataset mnist-sample --trials 64 --steps 60 --no-report"
+    # adam: a 8 MB checkpoint, more than the WAL keeps allocated (4 MB), so a write
+    # after the fill needs new blocks; long enough that one comes after the fill
+    sweep = (
+        "--dataset mnist-sample --trials 64 --steps 600 --optimizer adam --schedule full "
+        "--chunk-steps 10 --no-report"
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -284,12 +352,21 @@ def test_full_tmpfs_for_real(tmp_path):
         "SWEEP": sweep,
     }
     subprocess.run(["unshare", "-rm", "sh", "-c", TMPFS_SCRIPT], env=env, timeout=600)
-    for i in (1, 2):
+
+    def error_line(i: int) -> str:
         assert (out / f"{i}.rc").read_text().strip() == "2", (out / f"{i}.err").read_text()
         err = (out / f"{i}.err").read_text()
         line = [x for x in err.splitlines() if x.startswith("sweepjax: error")]
         assert len(line) == 1 and "Traceback" not in err, err
-        assert "the disk is full" in line[0] and "needed" in line[0] and "--resume" in line[0]
+        return line[0]
+
+    line = error_line(0)
+    assert "checkpoints need about 18 MB" in line and "kB free" in line  # a 300 kB disk
+    listed = (out / "0.list").read_text()  # no sweep row (at most an empty store)
+    assert "no sweeps yet" in listed or "no sweepjax store" in listed, listed
+    line = error_line(1)
+    assert "the disk is full" in line and "needed" in line and "--resume" in line
+    error_line(2)  # still full: refused or failed, in one line
     row = next(x.split() for x in (out / "list1.out").read_text().splitlines() if x[:3] == "c1 ")
     show = (out / "show1.out").read_text()
     assert row[3] == "interrupted" and f"status: {row[3]}" in show, show

@@ -220,12 +220,14 @@ def _run_sweep(
         else:
             like = init_states(ds, hp, cfg.model, cfg.train, ids)
         ckpt = st.load_checkpoint(sid, like)
+        check_room(st, cfg, ds, hp.num_members, sid)
         if asha and ckpt is not None:
             w = ckpt.size  # the width it ran at (results match exactly only then)
         st.mark_running(sid)
         at = ckpt.step if ckpt is not None else 0
         cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
     else:
+        check_room(st, cfg, ds, hp.num_members)
         if url and where.process_index == 0:  # its study is named after the sweep
             _check_new_study(url, name or st._next_id(cfg.kind))
         sid = st.create_sweep(
@@ -362,6 +364,7 @@ def _run_sweep(
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
+    st.give_back()  # the dropped checkpoint's pages go back to the disk, the WAL is cut
     if result.winner is None and asha and any(m.status != "diverged" for m in result.members):
         raise NothingFinishedError(
             f"no member of sweep {sid} reached its {cfg.train.steps} steps within the budget "
@@ -376,6 +379,55 @@ def _run_sweep(
             result=result,  # the CLI still shows the table
         )
     return result
+
+
+# A checkpoint holds per member its parameters, its best parameters and the optimizer's
+# slots (measured: 2.00x the parameters' bytes for sgd, 4.00x for adam).
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+# While one checkpoint replaces another the disk holds both (the new one in the WAL,
+# the old one's pages in the database) and their pages' overhead: measured 2.2x one
+# checkpoint at the peak of a 64-member sweep on a tmpfs.
+CHECKPOINT_DISK_FACTOR = 2.25
+
+
+def checkpoint_bytes(cfg: SweepConfig, ds: Dataset, num_members: int) -> tuple[int, str]:
+    """``(bytes, how)``: about what one checkpoint of ``num_members`` members takes,
+    ``members x params x copies x 4 bytes`` plus the curves (5 float32 series per member
+    and evaluation), and that product in words."""
+    from sweepjax.engine.setup import num_params
+
+    p = num_params(cfg.model, ds.num_features, ds.num_classes, ds.info.input_shape)
+    copies = 2 + OPTIMIZER_SLOTS.get(cfg.train.optimizer, 2)
+    evals = cfg.train.steps // cfg.train.resolved_eval_every + 1
+    n = num_members * (p * copies * 4 + evals * 5 * 4)
+    return n, f"{num_members} members x {p:,} params x {copies} copies x 4 bytes"
+
+
+def check_room(st: Store, cfg: SweepConfig, ds: Dataset, num_members: int, sid=None) -> None:
+    """Refuse a sweep whose checkpoints would not fit the disk holding the store, before
+    anything is written (a resumed sweep counts its stored checkpoint as room)."""
+    from sweepjax.errors import size_text
+    from sweepjax.store.db import free_bytes
+
+    room = free_bytes(st.path)
+    if room is None:
+        return
+    one, how = checkpoint_bytes(cfg, ds, num_members)
+    need = int(CHECKPOINT_DISK_FACTOR * one)
+    page = st.conn.execute("PRAGMA page_size").fetchone()[0]
+    room += st.conn.execute("PRAGMA freelist_count").fetchone()[0] * page
+    if sid is not None:
+        row = st.conn.execute(
+            "SELECT LENGTH(blob) FROM checkpoints WHERE sweep=?", (sid,)
+        ).fetchone()
+        room += row[0] if row else 0
+    if need > room:
+        raise StoreError(
+            f"this sweep's checkpoints need about {size_text(need)} on the disk holding "
+            f"store {st.shown_path} ({how}, {CHECKPOINT_DISK_FACTOR:g}x that while one "
+            f"replaces the other), {size_text(room)} free; free space, pass another "
+            "`store`, or train fewer `trials`"
+        )
 
 
 def _check_new_study(url: str, study: str) -> None:

@@ -48,6 +48,11 @@ DEFAULT_PATH = "sweepjax.db"
 NEW_STORE_BYTES = 100_000
 # What a small write (a status, a timing record) takes in the WAL, roughly: a few pages.
 SMALL_WRITE_BYTES = 16_384
+# The WAL file is truncated to this after each checkpoint of it into the database.
+WAL_LIMIT_BYTES = 4 * 2**20
+# A store without auto-vacuum (made before it) is converted by one VACUUM once it holds
+# this many bytes of free pages (and the disk has room for the copy VACUUM writes).
+VACUUM_FREE_BYTES = 2**20
 # What a member's or a live progress row takes besides its blobs, roughly (:meth:`sizes`).
 ROW_BYTES = 150
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -191,6 +196,9 @@ class Store:
                 cls._create(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # A checkpoint's write passes through the WAL whole; once checkpointed into
+            # the database, the WAL file is cut back to this (it is reused, not grown).
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
         except BaseException as e:
             conn.close()
             if not exists:  # nothing half-created is left behind
@@ -367,6 +375,41 @@ class Store:
     def set_report(self, sweep_id: str, path: str | None) -> None:
         with self.transaction(f"sweep {sweep_id}'s report path") as c:
             c.execute("UPDATE sweeps SET report=? WHERE id=?", (path, sweep_id))
+
+    def give_back(self) -> int:
+        """Return free pages to the filesystem and truncate the WAL (at the end of a
+        sweep: its checkpoint was dropped with the results). Best effort: a store busy
+        with another writer, or a full disk, is left as it is. Returns the bytes the
+        store's files shrank by.
+
+        New stores use incremental auto-vacuum (``PRAGMA incremental_vacuum``); an older
+        one (auto-vacuum off) is converted by one ``VACUUM`` once it holds
+        ``VACUUM_FREE_BYTES`` of free pages and the disk has room for the copy."""
+        c = self.conn
+        wal = self.path.with_name(self.path.name + "-wal")
+
+        def size() -> int:
+            return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
+        before = size()
+        c.execute("PRAGMA busy_timeout = 200")  # maintenance never waits on a writer
+        try:
+            mode = c.execute("PRAGMA auto_vacuum").fetchone()[0]
+            page = c.execute("PRAGMA page_size").fetchone()[0]
+            free = c.execute("PRAGMA freelist_count").fetchone()[0] * page
+            room = free_bytes(self.path)
+            if mode == 2 and free:  # INCREMENTAL
+                # executescript steps it to the end (execute frees one page per step)
+                c.executescript("PRAGMA incremental_vacuum;")
+            elif mode == 0 and free >= VACUUM_FREE_BYTES and room and room > 2 * before:
+                c.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                c.execute("VACUUM")  # rewrites the file: the setting takes, the pages go
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            pass
+        finally:
+            c.execute("PRAGMA busy_timeout = 30000")
+        return before - size()
 
     # ------------------------------------------------------------------ reads
     def _row(self, sweep_id: str) -> sqlite3.Row:
