@@ -247,12 +247,12 @@ def test_checkpoint_estimate_matches_the_stored_checkpoint(tmp_path, monkeypatch
     is within 2% of the checkpoint the sweep really stores (sgd: 2 copies, params and
     best params; adam: 4, with its two moments)."""
     import sweepjax
-    from sweepjax.flows import runner
+    from sweepjax.flows import faults
     from sweepjax.flows.sweep import Callbacks, SweepInterrupted
 
     seen = {}
-    real = runner.checkpoint_bytes
-    monkeypatch.setattr(runner, "checkpoint_bytes", lambda *a: seen.setdefault(len(seen), real(*a)))
+    real = faults.checkpoint_bytes
+    monkeypatch.setattr(faults, "checkpoint_bytes", lambda *a: seen.setdefault(len(seen), real(*a)))
     for i, opt in enumerate(("sgd", "adam")):
         store = tmp_path / f"{opt}.db"
         with pytest.raises(SweepInterrupted):  # stopped after the first chunk
@@ -276,7 +276,7 @@ def test_a_sweep_that_would_not_fit_is_refused_before_it_starts(
     5 evaluations x 5 curves x 4 bytes) = 566 kB)."""
     store = tmp_path / "s.db"
     Store.open(store, create=True).close()
-    monkeypatch.setattr("sweepjax.store.db.free_bytes", lambda p: 50_000)
+    monkeypatch.setattr("sweepjax.store.space.free_bytes", lambda p: 50_000)
     code, _, err = cli(capsys, *ARGS, "--store", store)
     assert code == 2
     one_line(err, "checkpoints need about 566 kB", "4 members x 7,850 params x 2", "50 kB free")

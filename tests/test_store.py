@@ -13,6 +13,7 @@ from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import StoreError
 from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.store import space
 from sweepjax.store.db import SCHEMA_VERSION, Store
 
 
@@ -427,14 +428,14 @@ def test_the_store_gives_back_a_finished_sweeps_checkpoint(tmp_path):
         res.sweep_id = new_sweep(st, res)
         st.save_checkpoint(res.sweep_id, _big_checkpoint())
         st.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # as auto-checkpoints do
-        sizes = st.sizes()
+        sizes = space.sizes(st.conn)
         assert 4.0e6 <= sizes["c1"] <= 4.2e6  # its checkpoint's bytes
         st.save_results(res)
         full = _files(path)
         assert full > 4e6  # today's store keeps this: the pages of a dropped checkpoint
-        given = st.give_back()
+        given = space.give_back(st.conn, st.path)
         assert st.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
-        assert st.sizes()["c1"] < 20_000  # rows and curves only
+        assert space.sizes(st.conn)["c1"] < 20_000  # rows and curves only
     assert given >= 4e6 and _files(path) < 200_000
     assert not (tmp_path / "s.db-wal").exists() or (tmp_path / "s.db-wal").stat().st_size == 0
 
@@ -456,7 +457,7 @@ def test_a_store_without_auto_vacuum_is_converted_once(tmp_path):
         res.sweep_id = new_sweep(st, res)
         st.save_checkpoint(res.sweep_id, _big_checkpoint(mb=2))
         st.save_results(res)
-        assert st.give_back() > 1e6
+        assert space.give_back(st.conn, st.path) > 1e6
         assert st.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
         assert st.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
         assert st.load_sweep("c1").members == res.members

@@ -100,11 +100,12 @@ def _status(row) -> str:
 
 
 def run_list(args) -> int:
+    from sweepjax.store import space
     from sweepjax.store.db import Store  # deferred (like below): it imports the engine (jax)
 
     with Store.open(args.store) as st:
         rows = [r._replace(status=_status(r)) for r in st.list_sweeps()]
-        print(render_list(rows, st.sizes()))
+        print(render_list(rows, space.sizes(st.conn)))
     return 0
 
 

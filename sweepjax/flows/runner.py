@@ -10,7 +10,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +23,14 @@ from sweepjax.data.folds import pool
 from sweepjax.engine import ChunkReport, distributed, init_states, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.slots import carry_like
-from sweepjax.errors import (
-    AllDivergedError,
-    ConfigError,
-    DiskFullError,
-    NothingFinishedError,
-    StoreError,
-    SweepjaxError,
-)
+from sweepjax.errors import AllDivergedError, ConfigError, NothingFinishedError, SweepjaxError
 from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
+from sweepjax.flows.faults import check_new_study, check_room, kept_on_full_disk, mark_interrupted
 from sweepjax.flows.resume import find_resumable
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.records import SweepResult
+from sweepjax.store import space
 from sweepjax.store.db import Store, default_path
 from sweepjax.store.live import LiveWriter
 
@@ -133,34 +128,10 @@ def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.nda
 
 def run_sweep(cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks, **kw) -> SweepResult:
     """Train, store and judge one sweep (the arguments: :func:`_run_sweep`'s). A full disk
-    ends it with one :class:`DiskFullError` that says how to continue: the write that
-    failed was rolled back whole, and a sweep that exists is kept interrupted at its last
-    stored checkpoint, so ``resume`` continues it once space is freed."""
+    ends it in one line; a sweep that exists is kept for ``resume`` (:mod:`.faults`)."""
     created: list[str] = []  # the sweep's id, once its row exists
-    try:
+    with kept_on_full_disk(st, created):
         return _run_sweep(cfg, ds, st, cb, created=created, **kw)
-    except DiskFullError as e:
-        if not created:
-            raise
-        sid = created[0]
-        row = st.sweep_row(sid)  # reads still work on a full disk
-        if row.status == "finished":
-            raise e.with_hint(
-                f"sweep {sid}'s results are stored; free space before the next command"
-            ) from None
-        mark_interrupted(st, sid)
-        raise e.with_hint(
-            f"sweep {sid} is kept, interrupted at step {row.steps_done}/{row.total_steps} "
-            "(its last checkpoint): free space, then rerun the same command with `resume`"
-        ) from None
-
-
-def mark_interrupted(st: Store, sid: str) -> None:
-    """Mark ``sid`` interrupted if the store can still be written. On a full disk even
-    this small write may fail: the row then says ``running`` with this process's pid,
-    which ``resume`` (and ``list`` once the process is gone) take as interrupted."""
-    with suppress(StoreError, sqlite3.Error):
-        st.mark_interrupted(sid)
 
 
 def _run_sweep(
@@ -175,7 +146,7 @@ def _run_sweep(
     refinement: str | None = None,
     where: distributed.Placement = distributed.SINGLE,
     draws: HParams | None = None,
-    created: list[str] | None = None,
+    created: list[str],
 ) -> SweepResult:
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
     sampler's); by default they are ``search.sample`` of the config's box and seed. The
@@ -204,8 +175,7 @@ def _run_sweep(
     prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
         sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
-        if created is not None:
-            created.append(sid)
+        created.append(sid)
         prior = {**prior, **st.run_timing(sid)}
         ran_on = prior.get("devices")
         if ran_on is not None and ran_on != where.num_devices:
@@ -229,7 +199,7 @@ def _run_sweep(
     else:
         check_room(st, cfg, ds, hp.num_members)
         if url and where.process_index == 0:  # its study is named after the sweep
-            _check_new_study(url, name or st._next_id(cfg.kind))
+            check_new_study(url, name or st._next_id(cfg.kind))
         sid = st.create_sweep(
             cfg.kind,
             cfg_dict,
@@ -240,8 +210,7 @@ def _run_sweep(
             parent=cfg.parent,
             name=name,
         )
-        if created is not None:
-            created.append(sid)
+        created.append(sid)
     run = {"devices": where.num_devices, "partial": True}
     st.set_timing(sid, {**prior, **run})
     scheduler = scheduler_for(cfg, num_configs)
@@ -364,7 +333,7 @@ def _run_sweep(
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
-    st.give_back()  # the dropped checkpoint's pages go back to the disk, the WAL is cut
+    space.give_back(st.conn, st.path)  # the dropped checkpoint's pages, the WAL cut
     if result.winner is None and asha and any(m.status != "diverged" for m in result.members):
         raise NothingFinishedError(
             f"no member of sweep {sid} reached its {cfg.train.steps} steps within the budget "
@@ -379,67 +348,6 @@ def _run_sweep(
             result=result,  # the CLI still shows the table
         )
     return result
-
-
-# A checkpoint holds per member its parameters, its best parameters and the optimizer's
-# slots (measured: 2.00x the parameters' bytes for sgd, 4.00x for adam).
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
-# While one checkpoint replaces another the disk holds both (the new one in the WAL,
-# the old one's pages in the database) and their pages' overhead: measured 2.2x one
-# checkpoint at the peak of a 64-member sweep on a tmpfs.
-CHECKPOINT_DISK_FACTOR = 2.25
-
-
-def checkpoint_bytes(cfg: SweepConfig, ds: Dataset, num_members: int) -> tuple[int, str]:
-    """``(bytes, how)``: about what one checkpoint of ``num_members`` members takes,
-    ``members x params x copies x 4 bytes`` plus the curves (5 float32 series per member
-    and evaluation), and that product in words."""
-    from sweepjax.engine.setup import num_params
-
-    p = num_params(cfg.model, ds.num_features, ds.num_classes, ds.info.input_shape)
-    copies = 2 + OPTIMIZER_SLOTS.get(cfg.train.optimizer, 2)
-    evals = cfg.train.steps // cfg.train.resolved_eval_every + 1
-    n = num_members * (p * copies * 4 + evals * 5 * 4)
-    return n, f"{num_members} members x {p:,} params x {copies} copies x 4 bytes"
-
-
-def check_room(st: Store, cfg: SweepConfig, ds: Dataset, num_members: int, sid=None) -> None:
-    """Refuse a sweep whose checkpoints would not fit the disk holding the store, before
-    anything is written (a resumed sweep counts its stored checkpoint as room)."""
-    from sweepjax.errors import size_text
-    from sweepjax.store.db import free_bytes
-
-    room = free_bytes(st.path)
-    if room is None:
-        return
-    one, how = checkpoint_bytes(cfg, ds, num_members)
-    need = int(CHECKPOINT_DISK_FACTOR * one)
-    page = st.conn.execute("PRAGMA page_size").fetchone()[0]
-    room += st.conn.execute("PRAGMA freelist_count").fetchone()[0] * page
-    if sid is not None:
-        row = st.conn.execute(
-            "SELECT LENGTH(blob) FROM checkpoints WHERE sweep=?", (sid,)
-        ).fetchone()
-        room += row[0] if row else 0
-    if need > room:
-        raise StoreError(
-            f"this sweep's checkpoints need about {size_text(need)} on the disk holding "
-            f"store {st.shown_path} ({how}, {CHECKPOINT_DISK_FACTOR:g}x that while one "
-            f"replaces the other), {size_text(room)} free; free space, pass another "
-            "`store`, or train fewer `trials`"
-        )
-
-
-def _check_new_study(url: str, study: str) -> None:
-    """Refuse before the sweep's row exists when its Optuna study would be a duplicate."""
-    from sweepjax.store.optuna_export import import_optuna
-
-    optuna = import_optuna()
-    if study in optuna.study.get_all_study_names(storage=url):
-        raise ConfigError(
-            f"study {study!r} already exists in {url}; remove it or pass another "
-            "`optuna_storage` (or a new `name`)"
-        )
 
 
 class _CheckpointThrottle:

@@ -12,11 +12,9 @@ finished. WAL journaling lets ``list`` / ``show`` / ``report`` read while a swee
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
-import shutil
 import socket
 import sqlite3
 import time
@@ -25,15 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from sweepjax.engine.curves import Checkpoint
-from sweepjax.errors import DiskFullError, StoreError
-from sweepjax.results.records import (
-    SweepResult,
-)
+from sweepjax.errors import StoreError
+from sweepjax.results.records import SweepResult
 from sweepjax.store import activations as store_activations
-from sweepjax.store import schema
+from sweepjax.store import schema, space
 from sweepjax.store.codec import (
     CURVE_FIELDS,
     checkpoint_blob,
@@ -44,17 +38,6 @@ from sweepjax.store.result_rows import read_result, write_result
 from sweepjax.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 DEFAULT_PATH = "sweepjax.db"
-# What a new store takes on disk (its tables, WAL and shared-memory files), roughly.
-NEW_STORE_BYTES = 100_000
-# What a small write (a status, a timing record) takes in the WAL, roughly: a few pages.
-SMALL_WRITE_BYTES = 16_384
-# The WAL file is truncated to this after each checkpoint of it into the database.
-WAL_LIMIT_BYTES = 4 * 2**20
-# A store without auto-vacuum (made before it) is converted by one VACUUM once it holds
-# this many bytes of free pages (and the disk has room for the copy VACUUM writes).
-VACUUM_FREE_BYTES = 2**20
-# What a member's or a live progress row takes besides its blobs, roughly (:meth:`sizes`).
-ROW_BYTES = 150
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -95,47 +78,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def disk_full(e: BaseException) -> bool:
-    """Whether ``e`` says the disk (or the user's quota) is full: SQLite's SQLITE_FULL,
-    or an ``OSError`` with ENOSPC / EDQUOT."""
-    if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(e, sqlite3.Error):
-        code = getattr(e, "sqlite_errorcode", None)
-        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(e)
-    return False
-
-
-def free_bytes(path: str | os.PathLike) -> int | None:
-    """Free bytes on the filesystem holding ``path`` (None when it cannot be read)."""
-    p = Path(path)
-    try:
-        return shutil.disk_usage(p if p.is_dir() else p.parent).free
-    except OSError:
-        return None
-
-
 def default_path() -> str:
     """``$SWEEPJAX_STORE`` or ``./sweepjax.db``."""
     return os.environ.get("SWEEPJAX_STORE") or DEFAULT_PATH
-
-
-def result_bytes(result: SweepResult, params: dict[int, Any] | None = None) -> int:
-    """Roughly what :meth:`Store.save_results` writes: curves (5 float32 series per member
-    and evaluation), ~200 bytes of member row each, and the kept parameters' arrays."""
-    m = len(result.members)
-    e = 0 if result.curves is None else int(np.asarray(result.curves.step).size)
-    leaves = 0
-    stack = list((params or {}).values())
-    while stack:
-        x = stack.pop()
-        if isinstance(x, dict):
-            stack.extend(x.values())
-        elif isinstance(x, list | tuple):
-            stack.extend(x)
-        else:
-            leaves += int(np.asarray(x).nbytes)
-    return m * (5 * 4 * e + 200) + leaves + SMALL_WRITE_BYTES
 
 
 class Store:
@@ -194,23 +139,15 @@ class Store:
                 cls._check(conn, path)
             else:
                 cls._create(conn)
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # A checkpoint's write passes through the WAL whole; once checkpointed into
-            # the database, the WAL file is cut back to this (it is reused, not grown).
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+            for pragma in ("foreign_keys = ON", "synchronous = NORMAL", space.WAL_LIMIT):
+                conn.execute(f"PRAGMA {pragma}")
         except BaseException as e:
             conn.close()
             if not exists:  # nothing half-created is left behind
-                for p in (path.with_name(path.name + x) for x in ("-wal", "-shm")):
-                    p.unlink(missing_ok=True)
-                if was_there:  # the user's empty file stays theirs, empty
-                    path.write_bytes(b"")
-                else:
-                    path.unlink(missing_ok=True)
-            if disk_full(e):
+                space.remove_new(path, was_there)
+            if space.disk_full(e):
                 what = "a new store" if not exists else "the store's schema upgrade"
-                raise DiskFullError(path, what, NEW_STORE_BYTES, free_bytes(path)) from None
+                raise space.full(path, path, what, space.NEW_STORE_BYTES) from None
             raise
         return cls(conn, path, Path(shown_path) if shown_path is not None else None)
 
@@ -229,19 +166,11 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(
-        self, what: str = "an update", need: int = SMALL_WRITE_BYTES
-    ) -> Iterator[sqlite3.Connection]:
-        """One transaction (see :func:`sweepjax.store.schema.transaction`). A full disk
-        rolls it back whole and raises :class:`DiskFullError` naming ``what`` was
-        written and about how many bytes it ``need``-ed."""
-        try:
-            with schema.transaction(self.conn) as c:
-                yield c
-        except (sqlite3.Error, OSError) as e:
-            if not disk_full(e):
-                raise
-            raise DiskFullError(self.shown_path, what, need, free_bytes(self.path)) from None
+    def transaction(self, what="an update", need=space.SMALL_WRITE_BYTES) -> Iterator:
+        """One transaction; a full disk rolls it back: one line (:func:`.space.on_full`)."""
+        full = space.on_full(self.shown_path, self.path, what, need)
+        with full, schema.transaction(self.conn) as c:
+            yield c
 
     # ------------------------------------------------------------------ ids
     def exists(self, sweep_id: str) -> bool:
@@ -328,7 +257,7 @@ class Store:
         blob = checkpoint_blob(ckpt)
         now = time.time()
         what = f"sweep {sweep_id}'s checkpoint at step {int(ckpt.step)}"
-        with self.transaction(what, len(blob) + SMALL_WRITE_BYTES) as c:
+        with self.transaction(what, len(blob) + space.SMALL_WRITE_BYTES) as c:
             c.execute(
                 "INSERT OR REPLACE INTO checkpoints (sweep, step, blob, updated) "
                 "VALUES (?, ?, ?, ?)",
@@ -369,47 +298,12 @@ class Store:
         ``params`` maps member id -> parameter pytree (winner first, then the next few).
         """
         what = f"sweep {result.sweep_id}'s results"
-        with self.transaction(what, result_bytes(result, params)) as c:
+        with self.transaction(what, space.result_bytes(result, params)) as c:
             write_result(c, result, params)
 
     def set_report(self, sweep_id: str, path: str | None) -> None:
         with self.transaction(f"sweep {sweep_id}'s report path") as c:
             c.execute("UPDATE sweeps SET report=? WHERE id=?", (path, sweep_id))
-
-    def give_back(self) -> int:
-        """Return free pages to the filesystem and truncate the WAL (at the end of a
-        sweep: its checkpoint was dropped with the results). Best effort: a store busy
-        with another writer, or a full disk, is left as it is. Returns the bytes the
-        store's files shrank by.
-
-        New stores use incremental auto-vacuum (``PRAGMA incremental_vacuum``); an older
-        one (auto-vacuum off) is converted by one ``VACUUM`` once it holds
-        ``VACUUM_FREE_BYTES`` of free pages and the disk has room for the copy."""
-        c = self.conn
-        wal = self.path.with_name(self.path.name + "-wal")
-
-        def size() -> int:
-            return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
-
-        before = size()
-        c.execute("PRAGMA busy_timeout = 200")  # maintenance never waits on a writer
-        try:
-            mode = c.execute("PRAGMA auto_vacuum").fetchone()[0]
-            page = c.execute("PRAGMA page_size").fetchone()[0]
-            free = c.execute("PRAGMA freelist_count").fetchone()[0] * page
-            room = free_bytes(self.path)
-            if mode == 2 and free:  # INCREMENTAL
-                # executescript steps it to the end (execute frees one page per step)
-                c.executescript("PRAGMA incremental_vacuum;")
-            elif mode == 0 and free >= VACUUM_FREE_BYTES and room and room > 2 * before:
-                c.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                c.execute("VACUUM")  # rewrites the file: the setting takes, the pages go
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlite3.Error:
-            pass
-        finally:
-            c.execute("PRAGMA busy_timeout = 30000")
-        return before - size()
 
     # ------------------------------------------------------------------ reads
     def _row(self, sweep_id: str) -> sqlite3.Row:
@@ -467,32 +361,6 @@ class Store:
         finally:
             self.conn.row_factory = None
         return [self._summary(r) for r in rows]
-
-    def sizes(self) -> dict[str, int]:
-        """``{sweep id: bytes}``: roughly what each sweep takes on disk, the lengths of
-        its blobs (checkpoint, curves, parameters, live snapshots, activations) plus
-        ~``ROW_BYTES`` per member and live row and its own row's JSON. Page overhead
-        and free pages are not counted (``PRAGMA freelist_count`` says what is free)."""
-        out: dict[str, int] = {}
-        queries = (
-            "SELECT id, LENGTH(config) + LENGTH(dataset) + LENGTH(space) + "
-            "IFNULL(LENGTH(timing), 0) + IFNULL(LENGTH(verdict), 0) + "
-            "IFNULL(LENGTH(schedule), 0) + IFNULL(LENGTH(curve_steps), 0) FROM sweeps",
-            "SELECT sweep, SUM(LENGTH(blob)) FROM checkpoints GROUP BY sweep",
-            "SELECT sweep, SUM(LENGTH(blob)) FROM params GROUP BY sweep",
-            "SELECT sweep, SUM(IFNULL(LENGTH(train_loss), 0) + IFNULL(LENGTH(val_loss), 0) + "
-            "IFNULL(LENGTH(val_acc), 0) + IFNULL(LENGTH(train_acc), 0) + "
-            "IFNULL(LENGTH(update_ratio), 0)) FROM curves GROUP BY sweep",
-            f"SELECT sweep, COUNT(*) * {ROW_BYTES} FROM members GROUP BY sweep",
-            f"SELECT sweep, COUNT(*) * {ROW_BYTES} + SUM(IFNULL(LENGTH(payload), 0)) "
-            "FROM live GROUP BY sweep",
-        )
-        if store_activations.has_table(self.conn):
-            queries += ("SELECT sweep, SUM(LENGTH(stats)) FROM activations GROUP BY sweep",)
-        for q in queries:
-            for sid, n in self.conn.execute(q):
-                out[sid] = out.get(sid, 0) + int(n or 0)
-        return out
 
     def newest(self, kind: str | None = None, status: str | None = "finished") -> str | None:
         """Id of the newest sweep of ``kind`` (any kind if None) with ``status``."""

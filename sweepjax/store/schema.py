@@ -19,7 +19,7 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
   between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
   finishes.
 - Space: new stores use incremental auto-vacuum; at the end of each sweep
-  :meth:`~sweepjax.store.db.Store.give_back` returns the free pages (a finished sweep's
+  :func:`~sweepjax.store.space.give_back` returns the free pages (a finished sweep's
   dropped checkpoint) to the filesystem and truncates the WAL. A store made before this
   (no auto-vacuum) is converted by one ``VACUUM`` at the end of a sweep once it holds a
   megabyte of free pages and the disk has room for the copy.
@@ -226,9 +226,9 @@ def _fill_fixed_axes(conn: sqlite3.Connection) -> None:
 
 
 def create(conn: sqlite3.Connection) -> None:
-    """A new store: incremental auto-vacuum (set before any table exists, so pages freed
-    by dropped checkpoints can be given back: :meth:`Store.give_back`), WAL journaling,
-    the tables, the marks."""
+    """A new store: incremental auto-vacuum (set before any table exists, so the pages of
+    dropped checkpoints can be given back: :func:`sweepjax.store.space.give_back`), WAL
+    journaling, the tables, the marks."""
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     with transaction(conn):
