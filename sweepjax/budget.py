@@ -63,10 +63,16 @@ class Budget:
         if isinstance(text, int | float) and not isinstance(text, bool):
             return cls(seconds=float(text))
         t = str(text).strip()
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh])", t)
+        # A sign is read, so -3s reaches "must be positive" (and 0 reads like 0s); a
+        # positive number without its unit is ambiguous (seconds or member-steps).
+        m = re.fullmatch(r"([-+]?\d+(?:\.\d+)?)\s*([smh]?)", t)
+        if m and (m.group(2) or float(m.group(1)) <= 0):
+            return cls(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
         if m:
-            return cls(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kMG])|([kMG]?)\s*steps)", t)
+            raise ConfigError(
+                f"budget {text!r} needs a unit: {t}s (wall time) or {t} steps (member-steps)"
+            )
+        m = re.fullmatch(r"([-+]?\d+(?:\.\d+)?)\s*(?:([kMG])|([kMG]?)\s*steps)", t)
         if m:
             unit = m.group(2) or m.group(3) or ""
             return cls(member_steps=int(round(float(m.group(1)) * _COUNTS[unit])))

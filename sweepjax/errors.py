@@ -53,3 +53,29 @@ class NothingFinishedError(AllDivergedError):
     code catching it still imports."""
 
     exit_code = 2
+
+
+def size_text(n: float) -> str:
+    """Bytes as a person reads them: ``512 B``, ``300 kB``, ``1.2 MB``, ``3.4 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2g} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
+    return f"{int(n)} B"
+
+
+class DiskFullError(StoreError):
+    """The disk holding the store filled up during a write (exit code 2). The write was
+    rolled back whole; ``then`` says what the user does next (the CLI's one line)."""
+
+    def __init__(self, path: Any, what: str, need: int, free: int | None, then: str | None = None):
+        self.path, self.what, self.need, self.free = path, what, need, free
+        self.then = then or "free space or pass another `store`, then run the command again"
+        room = "" if free is None else f", {size_text(free)} free"
+        super().__init__(
+            f"the disk is full: writing {what} to store {path} failed (about "
+            f"{size_text(need)} needed{room}); {self.then}"
+        )
+
+    def with_hint(self, then: str) -> DiskFullError:
+        """The same failure with another next step (e.g. how to resume the sweep)."""
+        return DiskFullError(self.path, self.what, self.need, self.free, then)

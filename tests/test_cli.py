@@ -382,6 +382,20 @@ def test_bad_inputs(tmp_path, capsys):
     con.close()
     _bad(tmp_path, capsys, ["list"], "newer than this sweepjax", store=newer)
     _bad(tmp_path, capsys, ["coarse", *ms], "newer than this sweepjax", store=newer)
+    # Checked in the plan, before the sweep's row exists: no new store, an existing one
+    # byte for byte as it was (no "interrupted 0/N" sweep left behind).
+    for url in ("notaurl", "sqlite:////nonexistent/dir/o.db"):
+        for store in (None, _empty_store(tmp_path)):
+            argv = ["coarse", *ms, "--trials", "4", "--optuna-storage", url]
+            _bad(tmp_path, capsys, argv, f"cannot open the Optuna storage {url!r}", store=store)
+    with Store.open(_empty_store(tmp_path)) as st:
+        assert st.list_sweeps() == []
+    # A negative budget reaches the budget's own message; 0 reads like 0s.
+    _bad(tmp_path, capsys, ["coarse", *ms, "--budget", "-3s"], "must be positive, got -3 s")
+    _bad(tmp_path, capsys, ["auto", *ms, "--budget", "-3s"], "must be positive, got -3 s")
+    for zero in ("0", "0s"):
+        _bad(tmp_path, capsys, ["coarse", *ms, "--budget", zero], "must be positive, got 0 s")
+    _bad(tmp_path, capsys, ["coarse", *ms, "--budget", "60"], "needs a unit: 60s")
 
 
 def _empty_store(tmp_path, name="empty.db") -> Path:

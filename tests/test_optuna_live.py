@@ -49,3 +49,7 @@ def test_an_existing_study_is_refused_before_training(tmp_path):
     optuna.create_study(study_name="c1", storage=url)
     with pytest.raises(ConfigError, match="study 'c1' already exists"):
         sweepjax.coarse(store=tmp_path / "s.db", trials=4, optuna_storage=url, **KW)
+    from sweepjax.store.db import Store
+
+    with Store.open(tmp_path / "s.db") as st:  # refused before the sweep's row exists
+        assert st.list_sweeps() == []

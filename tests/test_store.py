@@ -13,6 +13,7 @@ from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import StoreError
 from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from sweepjax.store import space
 from sweepjax.store.db import SCHEMA_VERSION, Store
 
 
@@ -399,3 +400,64 @@ def test_a_version_4_store_is_migrated_and_members_read_their_fixed_axes(tmp_pat
         back = st.load_sweep(mlp.sweep_id)
     assert back.members == mlp.members
     assert [type(m.hidden) for m in back.members] == [int] * 3
+
+
+def _big_checkpoint(m: int = 5, mb: float = 4.0) -> Checkpoint:
+    """A checkpoint of about ``mb`` MB (random floats: msgpack cannot shrink them)."""
+    rng = np.random.default_rng(2)
+    n = int(mb * 1e6 / 4 / m)
+    states = State(
+        rng.normal(size=(m, n)).astype(np.float32), np.ones(m, bool), np.arange(m, dtype=np.int32)
+    )
+    curves = Curves(np.array([10]), *(rng.random((m, 1), dtype=np.float32) for _ in range(5)))
+    return Checkpoint(10, states, curves, ScheduleState.start(HParams.create(lr=np.ones(m), l2=0)))
+
+
+def _files(path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def test_the_store_gives_back_a_finished_sweeps_checkpoint(tmp_path):
+    """A finished sweep's checkpoint is dropped with its results; give_back returns its
+    pages to the disk and truncates the WAL: the files shrink from ~8 MB (the checkpoint
+    in the WAL and in the database) to what the rows take."""
+    path = tmp_path / "s.db"
+    res = make_result("x", m=5)
+    with Store.open(path, create=True) as st:
+        assert st.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        res.sweep_id = new_sweep(st, res)
+        st.save_checkpoint(res.sweep_id, _big_checkpoint())
+        st.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # as auto-checkpoints do
+        sizes = space.sizes(st.conn)
+        assert 4.0e6 <= sizes["c1"] <= 4.2e6  # its checkpoint's bytes
+        st.save_results(res)
+        full = _files(path)
+        assert full > 4e6  # today's store keeps this: the pages of a dropped checkpoint
+        given = space.give_back(st.conn, st.path)
+        assert st.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert space.sizes(st.conn)["c1"] < 20_000  # rows and curves only
+    assert given >= 4e6 and _files(path) < 200_000
+    assert not (tmp_path / "s.db-wal").exists() or (tmp_path / "s.db-wal").stat().st_size == 0
+
+
+def test_a_store_without_auto_vacuum_is_converted_once(tmp_path):
+    """A store made before incremental vacuum (auto_vacuum off) is converted by one
+    VACUUM when it holds a megabyte of free pages; its sweeps read as before."""
+    path = tmp_path / "old.db"
+    res = make_result("x", m=5)
+    con = sqlite3.connect(path, isolation_level=None)
+    from sweepjax.store import schema
+
+    schema.create(con)
+    con.execute("PRAGMA auto_vacuum = NONE")
+    con.execute("VACUUM")  # as stores were made before
+    con.close()
+    with Store.open(path) as st:
+        assert st.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+        res.sweep_id = new_sweep(st, res)
+        st.save_checkpoint(res.sweep_id, _big_checkpoint(mb=2))
+        st.save_results(res)
+        assert space.give_back(st.conn, st.path) > 1e6
+        assert st.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        assert st.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert st.load_sweep("c1").members == res.members

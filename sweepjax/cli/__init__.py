@@ -8,13 +8,15 @@ from :mod:`sweepjax.spec`), ``reference`` (docs/cli.md from the parser), ``rende
 ``formats`` (the printed text: tables, JSON, CSV), ``progress`` (the progress line).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
-3 every member diverged, 130 interrupted.
+3 every member diverged, 130 interrupted by Ctrl-C and 143 by SIGTERM (checkpointed:
+continue with --resume), 141 stdout closed (a pipe's reader left).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sweepjax.errors import SweepjaxError
@@ -43,9 +45,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose value may start with '-' and a digit: argparse would take "-3s" for a
+# flag ("expected one argument"); attached as --budget=-3s, the value reaches its own
+# check ("a time budget must be positive").
+DASH_VALUE_FLAGS = ("--budget",)
+
+
+def _attach_dash_values(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in DASH_VALUE_FLAGS and nxt[:1] == "-" and nxt[1:2].isdigit():
+            out.append(f"{a}={nxt}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``sweepjax show c1 | head``): end quietly, as
+    commands killed by SIGPIPE do (exit 141), with stdout on /dev/null so the flush at
+    exit raises nothing (Python's recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_dash_values(list(sys.argv[1:] if argv is None else argv)))
     # After parsing: --help and usage errors exit before jax is imported (seconds).
     from sweepjax.engine import compile_cache
 
@@ -53,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "compiles", True):  # `watch` only reads the store: no jax (~2 s)
         compile_cache.enable()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except SweepjaxError as e:
         from sweepjax.cli.options import cli_message
 

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     fmt = cli.get("format", "text")
     if isinstance(kw.get("hidden"), Range):
         raise ConfigError("`hidden` takes one width in auto (its rounds refine lr and l2)")
+    if kw.get("budget") is not None:  # a bad budget fails before the checks train
+        from sweepjax.budget import Budget
+
+        Budget.parse(kw["budget"])
     store = kw.pop("store", None) or default_path()
     out = auto(
         **kw,

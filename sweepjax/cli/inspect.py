@@ -90,21 +90,35 @@ def register(sub) -> None:
     p.set_defaults(func=run_export)
 
 
+def _status(row) -> str:
+    """A sweep's status as ``list`` and ``show`` both say it: one marked running whose
+    process is gone (killed, or a full disk kept it from being marked) is interrupted."""
+    from sweepjax.store.live import sweep_state
+
+    state = sweep_state(row)
+    return "finished" if state == "done" else state
+
+
 def run_list(args) -> int:
+    from sweepjax.store import space
     from sweepjax.store.db import Store  # deferred (like below): it imports the engine (jax)
 
     with Store.open(args.store) as st:
-        print(render_list(st.list_sweeps()))
+        rows = [r._replace(status=_status(r)) for r in st.list_sweeps()]
+        print(render_list(rows, space.sizes(st.conn)))
     return 0
 
 
 def run_show(args) -> int:
+    import dataclasses
+
     from sweepjax.analysis.diagnose import diagnose_sweep
     from sweepjax.store.db import Store
 
     with Store.open(args.store) as st:
         res = st.load_sweep(args.sweep, curves=True)
         row = st.sweep_row(args.sweep)
+    res = dataclasses.replace(res, status=_status(row))
     diags = diagnose_sweep(res) if res.status == "finished" else {}
     if args.format == "json":
         doc = json.loads(to_json_text(res))
@@ -113,6 +127,8 @@ def run_show(args) -> int:
         return 0
     text = render_result(res, str(st.path), top=args.top)
     if res.status != "finished":
+        # An unfinished sweep has no member rows yet: say how many it trains, as `list`.
+        text = text.replace(": 0 members x", f": {row.num_members} members x", 1)
         text += f"\nprogress: step {row.steps_done}/{row.total_steps}"
     else:
         text += "\n" + render_diagnoses(res, diags, args.top)

@@ -21,11 +21,13 @@ from sweepjax.spec.values import normalise
 
 EPILOG = """\
 exit codes: 0 ok, 1 runtime failure, 2 usage / config / data / store error,
-3 every member diverged (results are still stored), 130 interrupted (resume with --resume).
+3 every member diverged (results are still stored), 130 interrupted by Ctrl-C and 143 by
+SIGTERM (resume with --resume), 141 stdout closed (e.g. `| head`).
 
 resume: a sweep is checkpointed in the store between chunks (throttled so checkpoints
-take at most ~5% of the time). Ctrl-C stops at the next chunk boundary and checkpoints;
-after Ctrl-C or a crash, rerun the SAME command plus --resume. It continues the
+take at most ~5% of the time). Ctrl-C or SIGTERM (a scheduler's preemption) stops at the
+next chunk boundary and checkpoints that step; a full disk keeps the last checkpoint.
+After any of these or a crash, rerun the SAME command plus --resume. It continues the
 unfinished sweep named --name or, without --name, the newest unfinished sweep of this
 kind whose settings equal the command's, and ends with exactly the results of an
 uninterrupted run. Different settings, or a different device count, are refused.

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sweepjax.config import AXES
+from sweepjax.errors import size_text
 
 if TYPE_CHECKING:  # annotations only: both import the engine (jax), which --help skips
     from sweepjax.results.records import SweepResult
@@ -366,19 +367,23 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
 
-def render_list(rows: list[SweepRow]) -> str:
+def render_list(rows: list[SweepRow], sizes: dict[str, int] | None = None) -> str:
+    """The sweeps, one a line; ``sizes`` (``{id: bytes}``, :meth:`Store.sizes`) adds
+    each one's size on disk."""
     if not rows:
         return "no sweeps yet; run `sweepjax coarse`"
+    size = "" if sizes is None else f" {'on disk':>8}"
     out = [
         f"{'id':<10} {'kind':<6} {'parent':<8} {'status':<11} {'members':>7} "
-        f"{'steps':>11} {'best val':>8}  {'dataset':<14} created"
+        f"{'steps':>11} {'best val':>8}{size}  {'dataset':<14} created"
     ]
     for r in rows:
         steps = f"{r.total_steps}" if r.status == "finished" else f"{r.steps_done}/{r.total_steps}"
         best = f"{r.best_val_acc:.4f}" if r.best_val_acc is not None else "-"
+        size = "" if sizes is None else f" {size_text(sizes.get(r.id, 0)):>8}"
         out.append(
             f"{r.id:<10} {r.kind:<6} {r.parent or '-':<8} {r.status:<11} "
-            f"{r.num_members:>7} {steps:>11} {best:>8}  "
+            f"{r.num_members:>7} {steps:>11} {best:>8}{size}  "
             f"{str(r.dataset.get('name')):<14} {_when(r.created)}"
         )
     return "\n".join(out)

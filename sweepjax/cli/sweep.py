@@ -9,7 +9,7 @@ import argparse
 import os
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sweepjax.cli.formats import to_json_text
 from sweepjax.cli.inspect import one_line_errors
@@ -63,29 +63,41 @@ def register(sub) -> None:
 
 @contextmanager
 def _stop_on_sigint(progress: Progress):
-    """First Ctrl-C: finish the current chunk, checkpoint, stop. Second: abort now."""
+    """First Ctrl-C: finish the current chunk, checkpoint, stop. Second: abort now.
+
+    SIGTERM (what Slurm and Kubernetes send before they preempt a job) stops the same
+    way, quietly: the sweep's one line comes when its checkpoint is stored, and the
+    command exits 143 (128 + SIGTERM). The stop function's ``signum`` says which came."""
     state = {"stop": False}
+
+    def stop() -> bool:
+        return state["stop"]
+
+    stop.signum = None
 
     def handler(signum, frame):
         if state["stop"]:
             raise KeyboardInterrupt
         state["stop"] = True
+        stop.signum = signum
         progress.close()
-        print(
-            "sweepjax: stopping after this chunk (Ctrl-C again to abort now)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if signum == signal.SIGINT:
+            print(
+                "sweepjax: stopping after this chunk (Ctrl-C again to abort now)",
+                file=sys.stderr,
+                flush=True,
+            )
 
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # not the main thread (e.g. embedded): no handler, the signal acts as it would
+        with suppress(ValueError):
+            old[sig] = signal.signal(sig, handler)
     try:
-        old = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread (e.g. embedded): no handler, Ctrl-C aborts
-        old = None
-    try:
-        yield lambda: state["stop"]
+        yield stop
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +125,13 @@ def run(args: argparse.Namespace) -> int:
             code = 0
         except flows.SweepInterrupted as e:
             progress.close()
+            if stop.signum == signal.SIGTERM:  # a preempted job's log: one line
+                print(
+                    f"sweepjax: SIGTERM: sweep {e.sweep_id} stopped at step {e.step}/{e.total} "
+                    f"(checkpoint stored); continue it with the same command plus --resume",
+                    file=sys.stderr,
+                )
+                return 128 + signal.SIGTERM
             print(f"sweepjax: {e}", file=sys.stderr)
             print(
                 f"sweepjax: to continue: python -m sweepjax {e.kind} <same flags> --resume"

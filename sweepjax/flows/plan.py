@@ -111,6 +111,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         spec=resolved,
     )
     scheduler_for(cfg, cfg.trials)  # a schedule that does not fit the run fails now
+    check_optuna_storage(spec.optuna_storage)
     return Plan(cfg, ds, where)
 
 
@@ -226,6 +227,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
             f"note: the data differs from parent {parent}'s "
             f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
         )
+    check_optuna_storage(spec.optuna_storage)
     cb.say(f"fine box from {parent}: {why}")
     cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
     return Plan(cfg, ds, where, draws, why)
@@ -243,6 +245,23 @@ def fit_batch(train_cfg, ds, folds: int, cb: Callbacks):
         f"using batch {rows}"
     )
     return dataclasses.replace(train_cfg, batch_size=rows)
+
+
+def check_optuna_storage(url: str | None) -> None:
+    """Open ``optuna_storage`` now (the last check of a plan), so a missing extra or a
+    URL Optuna cannot open fails before the sweep's row exists."""
+    if not url:
+        return
+    from sweepjax.store.optuna_export import import_optuna
+
+    optuna = import_optuna()
+    try:
+        optuna.storages.get_storage(url)
+    except Exception as e:  # sqlalchemy / optuna raise several kinds for a bad URL
+        raise ConfigError(
+            f"cannot open the Optuna storage {url!r} ({type(e).__name__}); "
+            "give an Optuna storage URL, e.g. `optuna_storage` sqlite:///optuna.db"
+        ) from None
 
 
 def _train(spec: SweepSpec, optimizer, steps, seed, fixed):

@@ -25,9 +25,11 @@ from sweepjax.engine.slots import carry_like
 from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
 from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
+from sweepjax.flows.faults import check_new_study, check_room, kept_on_full_disk, mark_interrupted
 from sweepjax.flows.resume import find_resumable
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.records import SweepResult
+from sweepjax.store import space
 from sweepjax.store.db import Store, default_path
 from sweepjax.store.live import LiveWriter
 from sweepjax.store.paths import report_dir
@@ -124,7 +126,15 @@ def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.nda
     return hp.take(rows), (np.asarray(ids, np.int64)[rows] * group + reps).astype(np.int64)
 
 
-def run_sweep(
+def run_sweep(cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks, **kw) -> SweepResult:
+    """Train, store and judge one sweep (the arguments: :func:`_run_sweep`'s). A full disk
+    ends it in one line; a sweep that exists is kept for ``resume`` (:mod:`.faults`)."""
+    created: list[str] = []  # the sweep's id, once its row exists
+    with kept_on_full_disk(st, created):
+        return _run_sweep(cfg, ds, st, cb, created=created, **kw)
+
+
+def _run_sweep(
     cfg: SweepConfig,
     ds: Dataset,
     st: Store,
@@ -136,10 +146,13 @@ def run_sweep(
     refinement: str | None = None,
     where: distributed.Placement = distributed.SINGLE,
     draws: HParams | None = None,
+    created: list[str],
 ) -> SweepResult:
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
-    sampler's); by default they are ``search.sample`` of the config's box and seed."""
+    sampler's); by default they are ``search.sample`` of the config's box and seed. The
+    sweep's id is appended to ``created`` once its row exists."""
     asha = cfg.schedule.name == "asha"
+    url = cfg.spec.optuna_storage if cfg.spec is not None else None
     if asha:  # members are drawn as slots free up; the width stands for them here
         w = anytime.choose(cfg, ds, where, cb.say)
         hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
@@ -164,6 +177,7 @@ def run_sweep(
     prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
     if resume:
         sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
+        created.append(sid)
         if asha:  # the members' length its budget gave it when it started
             cfg = anytime.with_length(cfg, st.sweep_row(sid).config)
         prior = {**prior, **st.run_timing(sid)}
@@ -180,12 +194,16 @@ def run_sweep(
         else:
             like = init_states(ds, hp, cfg.model, cfg.train, ids)
         ckpt = st.load_checkpoint(sid, like)
+        check_room(st, cfg, ds, hp.num_members, sid)
         if asha and ckpt is not None:
             w = ckpt.size  # the width it ran at (results match exactly only then)
         st.mark_running(sid)
         at = ckpt.step if ckpt is not None else 0
         cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
     else:
+        check_room(st, cfg, ds, hp.num_members)
+        if url and where.process_index == 0:  # its study is named after the sweep
+            check_new_study(url, name or st._next_id(cfg.kind))
         sid = st.create_sweep(
             cfg.kind,
             cfg_dict,
@@ -196,6 +214,7 @@ def run_sweep(
             parent=cfg.parent,
             name=name,
         )
+        created.append(sid)
     run = {"devices": where.num_devices, "partial": True}
     st.set_timing(sid, {**prior, **run})
     scheduler = scheduler_for(cfg, num_configs)
@@ -221,7 +240,6 @@ def run_sweep(
     # ASHA's rows are its member ids (created as slots free up); the others' are ``ids``.
     row_ids = None if asha else ids
     live = LiveWriter(st, sid, member_ids=row_ids)  # progress for `sweepjax watch`, ~1 row/s
-    url = cfg.spec.optuna_storage if cfg.spec is not None else None
     study = None
     if url and where.process_index == 0:
         from sweepjax.store.optuna_live import OptunaLive
@@ -229,7 +247,7 @@ def run_sweep(
         try:
             study = OptunaLive(url, sid, cfg.space.as_dict(), row_ids, note=cb.say)
         except BaseException:
-            st.mark_interrupted(sid)  # nothing trained; `resume` starts it from step 0
+            mark_interrupted(st, sid)  # nothing trained; `resume` starts it from step 0
             raise
 
     def on_chunk(rep: ChunkReport) -> bool:
@@ -271,10 +289,12 @@ def run_sweep(
                 folds=folds,
             )
     except BaseException:
-        st.mark_interrupted(sid)  # the last stored checkpoint stays resumable
+        mark_interrupted(st, sid)  # the last stored checkpoint stays resumable
         raise
     finally:
         live.flush()
+        if live.error is not None:
+            cb.say(f"note: {live.error}")
     total = {
         **run,
         "compile_s": prior["compile_s"] + res.timing.compile_s,
@@ -317,6 +337,7 @@ def run_sweep(
             cb.say(f"note: report not written ({type(e).__name__}: {e})")
         if result.report is not None:
             st.set_report(sid, result.report)
+    space.give_back(st.conn, st.path)  # the dropped checkpoint's pages, the WAL cut
     w = result.winner
     if w is not None and not w.finished:  # an anytime search always answers
         cb.say(

@@ -25,11 +25,9 @@ from typing import Any, NamedTuple
 
 from sweepjax.engine.curves import Checkpoint
 from sweepjax.errors import StoreError
-from sweepjax.results.records import (
-    SweepResult,
-)
+from sweepjax.results.records import SweepResult
 from sweepjax.store import activations as store_activations
-from sweepjax.store import schema
+from sweepjax.store import schema, space
 from sweepjax.store.codec import (
     CURVE_FIELDS,
     checkpoint_blob,
@@ -131,6 +129,7 @@ class Store:
                 f"cannot create store {path}: directory {path.parent} does not "
                 "exist; create it or pass another `store`"
             )
+        was_there = path.exists()
         try:
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as e:
@@ -140,10 +139,15 @@ class Store:
                 cls._check(conn, path)
             else:
                 cls._create(conn)
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except BaseException:
+            for pragma in ("foreign_keys = ON", "synchronous = NORMAL", space.WAL_LIMIT):
+                conn.execute(f"PRAGMA {pragma}")
+        except BaseException as e:
             conn.close()
+            if not exists:  # nothing half-created is left behind
+                space.remove_new(path, was_there)
+            if space.disk_full(e):
+                what = "a new store" if not exists else "the store's schema upgrade"
+                raise space.full(path, path, what, space.NEW_STORE_BYTES) from None
             raise
         return cls(conn, path, Path(shown_path) if shown_path is not None else None)
 
@@ -162,8 +166,10 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with schema.transaction(self.conn) as c:
+    def transaction(self, what="an update", need=space.SMALL_WRITE_BYTES) -> Iterator:
+        """One transaction; a full disk rolls it back: one line (:func:`.space.on_full`)."""
+        full = space.on_full(self.shown_path, self.path, what, need)
+        with full, schema.transaction(self.conn) as c:
             yield c
 
     # ------------------------------------------------------------------ ids
@@ -201,7 +207,7 @@ class Store:
                 "(at most 64, starting with a letter or digit)"
             )
         now = time.time()
-        with self.transaction() as c:
+        with self.transaction("a new sweep") as c:
             if name is not None and self.exists(name):
                 raise StoreError(
                     f"a sweep named {name!r} already exists in {self.path}; "
@@ -232,14 +238,14 @@ class Store:
 
     def mark_running(self, sweep_id: str) -> None:
         """Claim an unfinished sweep for this process (on resume)."""
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s status") as c:
             c.execute(
                 "UPDATE sweeps SET status='running', host=?, pid=?, updated=? WHERE id=?",
                 (socket.gethostname(), os.getpid(), time.time(), sweep_id),
             )
 
     def mark_interrupted(self, sweep_id: str) -> None:
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s status") as c:
             c.execute(
                 "UPDATE sweeps SET status='interrupted', updated=? WHERE id=?",
                 (time.time(), sweep_id),
@@ -250,7 +256,8 @@ class Store:
         ``timing`` so far (see :meth:`set_timing`) when given."""
         blob = checkpoint_blob(ckpt)
         now = time.time()
-        with self.transaction() as c:
+        what = f"sweep {sweep_id}'s checkpoint at step {int(ckpt.step)}"
+        with self.transaction(what, len(blob) + space.SMALL_WRITE_BYTES) as c:
             c.execute(
                 "INSERT OR REPLACE INTO checkpoints (sweep, step, blob, updated) "
                 "VALUES (?, ?, ?, ?)",
@@ -267,7 +274,7 @@ class Store:
         """Store an unfinished sweep's run record so far (``compile_s``, ``train_s`` of
         the parts run until now, ``devices``); :meth:`save_results` replaces it with the
         finished sweep's timing."""
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s timing") as c:
             c.execute("UPDATE sweeps SET timing=? WHERE id=?", (json.dumps(timing), sweep_id))
 
     def run_timing(self, sweep_id: str) -> dict:
@@ -290,11 +297,12 @@ class Store:
         One transaction: either all of it is visible, or the sweep stays unfinished.
         ``params`` maps member id -> parameter pytree (winner first, then the next few).
         """
-        with self.transaction() as c:
+        what = f"sweep {result.sweep_id}'s results"
+        with self.transaction(what, space.result_bytes(result, params)) as c:
             write_result(c, result, params)
 
     def set_report(self, sweep_id: str, path: str | None) -> None:
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s report path") as c:
             c.execute("UPDATE sweeps SET report=? WHERE id=?", (path, sweep_id))
 
     # ------------------------------------------------------------------ reads
@@ -387,7 +395,7 @@ class Store:
 
     def set_refit(self, sweep_id: str, steps: int, test_acc: float) -> None:
         """Record the winner's refit on train + validation (``steps``, its test accuracy)."""
-        with self.transaction() as c:
+        with self.transaction(f"sweep {sweep_id}'s refit") as c:
             c.execute(
                 "UPDATE sweeps SET refit=? WHERE id=?",
                 (json.dumps({"steps": int(steps), "test_acc": float(test_acc)}), sweep_id),

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sweepjax.engine.outcome import ChunkReport
+from sweepjax.errors import StoreError
 from sweepjax.store import live_snapshot
 from sweepjax.store.db import Store, SweepRow
 from sweepjax.store.live_snapshot import Snapshot
@@ -174,7 +175,7 @@ class LiveWriter:
         t0 = self.clock()
         try:
             row, blob = self.row(rep), self.payload(rep)
-            with self.st.transaction() as c:
+            with self.st.transaction(f"sweep {self.sid}'s live progress", len(blob)) as c:
                 c.execute(
                     "UPDATE live SET payload=NULL WHERE sweep=? AND payload IS NOT NULL",
                     (self.sid,),
@@ -184,7 +185,7 @@ class LiveWriter:
                     f"VALUES (?, {', '.join('?' * len(LiveRow._fields))}, ?)",
                     (self.sid, *row, blob),
                 )
-        except sqlite3.Error as e:
+        except (sqlite3.Error, StoreError) as e:  # StoreError: a full disk
             self.error = f"live progress not written ({e})"
             return False
         self.seq += 1

@@ -18,6 +18,11 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
 - ``checkpoints``: the latest population checkpoint of an unfinished sweep, replaced
   between chunks (throttled: see ``runner.CHECKPOINT_SHARE``) and dropped when the sweep
   finishes.
+- Space: new stores use incremental auto-vacuum; at the end of each sweep
+  :func:`~sweepjax.store.space.give_back` returns the free pages (a finished sweep's
+  dropped checkpoint) to the filesystem and truncates the WAL. A store made before this
+  (no auto-vacuum) is converted by one ``VACUUM`` at the end of a sweep once it holds a
+  megabyte of free pages and the disk has room for the copy.
 - ``live`` (v6): a running sweep's progress, one row per written chunk (throttled to
   about one a second: see :mod:`sweepjax.store.live`): step, elapsed seconds, ETA,
   members active and alive, best so far; the newest row also holds a decimated
@@ -31,7 +36,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sweepjax.errors import StoreError
@@ -221,7 +226,10 @@ def _fill_fixed_axes(conn: sqlite3.Connection) -> None:
 
 
 def create(conn: sqlite3.Connection) -> None:
-    """A new store: WAL journaling, the tables, the marks."""
+    """A new store: incremental auto-vacuum (set before any table exists, so the pages of
+    dropped checkpoints can be given back: :func:`sweepjax.store.space.give_back`), WAL
+    journaling, the tables, the marks."""
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     with transaction(conn):
         for stmt in SCHEMA.split(";"):
@@ -233,12 +241,15 @@ def create(conn: sqlite3.Connection) -> None:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection)."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection),
+    a failed COMMIT included (a full disk fails there). SQLite may already have rolled
+    back on its own (it does on SQLITE_FULL): the first error is the one raised."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
         conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
