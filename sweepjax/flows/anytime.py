@@ -225,6 +225,24 @@ def fit_length(
     return out, note
 
 
+def fit_to_budget(cfg: SweepConfig, ds: Dataset, where: Placement, w: int, say) -> SweepConfig:
+    """An anytime run with a time budget: members no longer than the budget has left once
+    the sweep is set up (:func:`fit_length`; the budget counts the whole process), said
+    in one line; any other run unchanged."""
+    if cfg.schedule.budget is None:
+        return cfg
+    from sweepjax.budget import process_elapsed
+
+    b = Budget.parse(cfg.schedule.budget)
+    if b.seconds is None:
+        return cfg
+    block = block_seconds(cfg, ds, where, w)
+    cfg, note = fit_length(cfg, block, b.seconds - process_elapsed())
+    if note:
+        say(note)
+    return cfg
+
+
 def with_length(cfg: SweepConfig, stored: dict) -> SweepConfig:
     """``cfg`` with the members' length a stored run started with (a resumed run keeps
     the length its budget gave it: the checkpoint's members are that long)."""

@@ -157,7 +157,7 @@ def _run_sweep(
         w = anytime.choose(cfg, ds, where, cb.say)
         hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
         if not resume:  # a time budget sizes the members' length to what it has left
-            cfg = _fit_to_budget(cfg, ds, where, w, cb)
+            cfg = anytime.fit_to_budget(cfg, ds, where, w, cb.say)
     elif draws is None:
         hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
     else:
@@ -352,23 +352,6 @@ def _run_sweep(
             result=result,  # the CLI still shows the table
         )
     return result
-
-
-def _fit_to_budget(cfg: SweepConfig, ds: Dataset, where, w: int, cb: Callbacks) -> SweepConfig:
-    """An anytime run with a time budget: members no longer than the budget has left
-    (:func:`sweepjax.flows.anytime.fit_length`), said in one line."""
-    if cfg.schedule.budget is None:
-        return cfg
-    from sweepjax.budget import Budget, process_elapsed
-
-    b = Budget.parse(cfg.schedule.budget)
-    if b.seconds is None:
-        return cfg
-    block = anytime.block_seconds(cfg, ds, where, w)
-    cfg, note = anytime.fit_length(cfg, block, b.seconds - process_elapsed())
-    if note:
-        cb.say(note)
-    return cfg
 
 
 class _CheckpointThrottle:
