@@ -376,3 +376,42 @@ def test_a_memo_without_a_lone_members_time_is_measured_again(tmp_path, monkeypa
     assert anytime.choose(cfg, ds, SINGLE, said.append) == 2
     assert said and said[0].startswith("asha: width 2")
     assert cached_width(key, path).table[0] == (1, 0.01)  # rewritten with a real table
+
+
+def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, monkeypatch):
+    """The first member of the run's length should finish within half of the time left:
+    at 2 ms a real step (1 ms probe steps, REAL_OVER_PROBE 2) and 3 s to compile, 2,400
+    steps need 7.8 s; with 20 s left they fit, with 10 s left members train the largest
+    multiple of eta**rungs = 9 steps that does: (5 - 3) / 0.002 = 1000 -> 999. Nothing
+    known of the step time, or nothing left: unchanged. A resume keeps the stored length."""
+    from sweepjax.config import DataConfig, ModelConfig, ScheduleConfig, SearchSpace, TrainConfig
+    from sweepjax.engine.distributed import SINGLE
+    from sweepjax.flows import anytime
+    from sweepjax.flows.sweep_config import SweepConfig
+    from tests.helpers import toy_dataset
+
+    cfg = SweepConfig(
+        "coarse", DataConfig(), ModelConfig(), TrainConfig(steps=2400, chunk_steps=2400),
+        SearchSpace(), 4096, schedule=ScheduleConfig("asha", rungs=2, budget="20s"),
+    )  # fmt: skip
+    assert (anytime.REAL_OVER_PROBE, anytime.COMPILE_S, anytime.FIT_SHARE) == (2.0, 3.0, 0.5)
+    same, note = anytime.fit_length(cfg, 0.040, 20.0)
+    assert same is cfg and note is None
+    short, note = anytime.fit_length(cfg, 0.040, 10.0)
+    assert short.train.steps == 999 and short.train.chunk_steps == 999
+    assert "members train 999 steps" in note and "a 2400-step member would take ~8s" in note
+    assert anytime.fit_length(cfg, None, 10.0)[0] is cfg
+    assert anytime.fit_length(cfg, 0.040, -1.0)[0] is cfg
+    assert anytime.fit_length(cfg, 10.0, 10.0)[0].train.steps == 9  # at least one unit
+    # The step time comes from the remembered width table (nearest width at or above).
+    ds = toy_dataset()
+    path = tmp_path / "width.json"
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(path))
+    assert anytime.block_seconds(cfg, ds, SINGLE, 4) is None  # nothing remembered
+    table = [(1, 0.01), (2, 0.012), (4, 0.02), (8, 0.04)]
+    remember_width(anytime._key(cfg, ds, SINGLE), WidthChoice(4, table, "measured"), path)
+    assert anytime.block_seconds(cfg, ds, SINGLE, 4) == 0.02
+    assert anytime.block_seconds(cfg, ds, SINGLE, 3) == 0.02
+    assert anytime.block_seconds(cfg, ds, SINGLE, 16) == pytest.approx(0.08)
+    assert anytime.with_length(cfg, {"train": {"steps": 999}}).train.steps == 999
+    assert anytime.with_length(cfg, {"train": {"steps": 2400}}) is cfg
