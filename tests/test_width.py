@@ -379,11 +379,12 @@ def test_a_memo_without_a_lone_members_time_is_measured_again(tmp_path, monkeypa
 
 
 def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, monkeypatch):
-    """The first member of the run's length should finish within half of the time left:
-    at 2 ms a real step (1 ms probe steps, REAL_OVER_PROBE 2) and 3 s to compile, 2,400
-    steps need 7.8 s; with 20 s left they fit, with 10 s left members train the largest
-    multiple of eta**rungs = 9 steps that does: (5 - 3) / 0.002 = 1000 -> 999. Nothing
-    known of the step time, or nothing left: unchanged. A resume keeps the stored length."""
+    """Once compiled (3 s), the first member of the run's length should finish within half
+    of the time left: at 2 ms a real step (1 ms probe steps, REAL_OVER_PROBE 2), 2,400
+    steps train 4.8 s; with 20 s left they fit ((20 - 3) / 2 = 8.5 s), with 7 s left
+    members train the largest multiple of eta**rungs = 9 steps that does: 2 s / 0.002 =
+    1000 -> 999. Nothing known of the step time, or nothing left: unchanged. A resume
+    keeps the stored length."""
     from sweepjax.config import DataConfig, ModelConfig, ScheduleConfig, SearchSpace, TrainConfig
     from sweepjax.engine.distributed import SINGLE
     from sweepjax.flows import anytime
@@ -397,9 +398,9 @@ def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, mo
     assert (anytime.REAL_OVER_PROBE, anytime.COMPILE_S, anytime.FIT_SHARE) == (2.0, 3.0, 0.5)
     same, note = anytime.fit_length(cfg, 0.040, 20.0)
     assert same is cfg and note is None
-    short, note = anytime.fit_length(cfg, 0.040, 10.0)
+    short, note = anytime.fit_length(cfg, 0.040, 7.0)
     assert short.train.steps == 999 and short.train.chunk_steps == 999
-    assert "members train 999 steps" in note and "a 2400-step member would take ~8s" in note
+    assert "members train 999 steps" in note and "a 2400-step member would train ~5s" in note
     assert anytime.fit_length(cfg, None, 10.0)[0] is cfg
     assert anytime.fit_length(cfg, 0.040, -1.0)[0] is cfg
     assert anytime.fit_length(cfg, 10.0, 10.0)[0].train.steps == 9  # at least one unit

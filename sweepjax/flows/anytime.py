@@ -174,10 +174,10 @@ def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):
 
 
 # Sizing a time-budgeted search to what the budget has left (issue 27: a 20-s `auto` spent
-# 10 s on its checks and ended with no member finished). The first member of the run's
-# length should finish within FIT_SHARE of the time left once the sweep is set up; the
-# estimate is the width probe's step time scaled to the real program's (evaluations,
-# optimizer updates, data: REAL_OVER_PROBE) plus one chunk program's compile.
+# 10 s on its checks and ended with no member finished). Once the program is compiled
+# (COMPILE_S), the first member of the run's length should finish within FIT_SHARE of the
+# time left; its step time is the width probe's scaled to the real program's
+# (evaluations, optimizer updates, data: REAL_OVER_PROBE).
 FIT_SHARE = 1 / 2
 REAL_OVER_PROBE = 2.0
 COMPILE_S = 3.0
@@ -200,26 +200,26 @@ def fit_length(
     cfg: SweepConfig, block_s: float | None, remaining_s: float
 ) -> tuple[SweepConfig, str | None]:
     """``cfg`` with its members' length cut so that the first one finishes within
-    :data:`FIT_SHARE` of ``remaining_s`` (a multiple of ``eta ** rungs`` steps, at least
-    that many), and the line that says so; unchanged (and None) when it already fits or
-    nothing is known of the step time."""
+    :data:`FIT_SHARE` of what ``remaining_s`` leaves once compiled (a multiple of
+    ``eta ** rungs`` steps, at least that many), and the line that says so; unchanged
+    (and None) when it already fits or nothing is known of the step time."""
     if block_s is None or remaining_s <= 0:
         return cfg, None
     per_step = block_s / PROBE_STEPS * REAL_OVER_PROBE
     steps = cfg.train.steps
-    need = COMPILE_S + steps * per_step
-    room = FIT_SHARE * remaining_s
+    need = steps * per_step
+    room = FIT_SHARE * max(remaining_s - COMPILE_S, 0.0)  # training time once compiled
     if need <= room:
         return cfg, None
     unit = cfg.schedule.eta**cfg.schedule.rungs
-    fit = max(unit, int(max(room - COMPILE_S, 0.0) / per_step) // unit * unit)
+    fit = max(unit, int(room / per_step) // unit * unit)
     if fit >= steps:
         return cfg, None
     train = dataclasses.replace(cfg.train, steps=fit, chunk_steps=min(cfg.train.chunk_steps, fit))
     out = dataclasses.replace(cfg, train=train)
     note = (
         f"asha: the budget leaves {remaining_s:.0f}s for the search; a {steps}-step member "
-        f"would take ~{need:.0f}s here, so members train {fit} steps (raise `budget` for "
+        f"would train ~{need:.0f}s here, so members train {fit} steps (raise `budget` for "
         f"the full length)"
     )
     return out, note
