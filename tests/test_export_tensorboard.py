@@ -305,11 +305,11 @@ def test_a_failed_write_leaves_nothing(sweep, tmp_path, monkeypatch):
     _, r = sweep
     real, calls = tbe._write_run, []
 
-    def fail_third(tbx, proto, folder, run, wall):
+    def fail_third(proto, folder, run, wall):
         calls.append(run.member)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
-        real(tbx, proto, folder, run, wall)
+        real(proto, folder, run, wall)
 
     monkeypatch.setattr(tbe, "_write_run", fail_third)
     (tmp_path / "keep").mkdir()
@@ -317,3 +317,27 @@ def test_a_failed_write_leaves_nothing(sweep, tmp_path, monkeypatch):
         tbe.export_runs(r, tmp_path / "new" / "deeper")
     assert len(calls) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+def test_a_pbt_members_schedule_is_written_as_scalars(tmp_path):
+    """A member whose values changed while it trained (PBT's history) gets ``schedule/lr``
+    etc. at each evaluated step: the value in force over the steps up to it. A member
+    that kept its values gets none (its hparams say them)."""
+    r = synthetic()  # curves at steps 25, 50, ..., 200
+    r.history = [
+        {"step": 0, "member": m.id, "lr": m.lr, "l2": m.l2, "lr_decay": 1.0} for m in r.members
+    ]
+    r.history += [
+        {"step": 75, "member": 0, "lr": 0.5, "l2": 1e-3, "lr_decay": 1.0},
+        {"step": 150, "member": 0, "lr": 0.25, "l2": 1e-3, "lr_decay": 1.0},
+    ]
+    done = tbe.export_runs(r, tmp_path)
+    run = Run(done.path / "member-0000")
+    lr0 = r.members[0].lr
+    want = [(25, lr0), (50, lr0), (75, lr0), (100, 0.5), (125, 0.5), (150, 0.5)]
+    want += [(175, 0.25), (200, 0.25)]
+    got = [(s, v) for s, v, _ in run.scalars["schedule/lr"]]
+    assert [s for s, _ in got] == [s for s, _ in want]
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
+    assert [v for _, v, _ in run.scalars["schedule/l2"]][-1] == pytest.approx(1e-3)
+    assert not any(t.startswith("schedule/") for t in Run(done.path / "member-0001").scalars)

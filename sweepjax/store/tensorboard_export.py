@@ -44,6 +44,9 @@ TENSORBOARDX_MISSING = (
 # The stored curves written as scalars (tag = the Curves field), in this order at a step.
 CURVES = ("val_acc", "val_loss", "train_loss", "train_acc", "update_ratio")
 BEST = "best_val_acc"
+# A member whose values changed while it trained (PBT) also gets its schedule as scalars,
+# ``schedule/lr`` etc.: at each evaluated step, the value it trained the steps before with.
+SCHEDULED = ("lr", "l2", "lr_decay")
 # Every metric of the HParams experiment: tag -> (display name, dataset).
 METRICS = {
     BEST: ("best validation accuracy", "validation"),
@@ -102,6 +105,7 @@ def import_tensorboardx():
     """tensorboardX, or a ConfigError naming the extra that installs it."""
     try:
         import tensorboardX
+        from tensorboardX.event_file_writer import EventsWriter  # noqa: F401
         from tensorboardX.proto import api_pb2, plugin_hparams_pb2, summary_pb2  # noqa: F401
     except ImportError as e:  # also a None entry in sys.modules (an import blocked)
         raise ConfigError(TENSORBOARDX_MISSING) from e
@@ -132,8 +136,11 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
 
     Hparams: the searched axes, then the axes it trained with that were not searched
     (``lr``, ``l2``, ``lr_decay``, ``hidden``, ``dropout``, ``init_scale``, ``momentum``;
-    those it has no value for left out). Points: the stored curves at ``curves.step``,
-    NaN skipped (none when the result has no curves). Status: SUCCESS (ok, or stopped by a
+    those it has no value for left out), as the store's members table has them (after PBT:
+    the last values). Points: the stored curves at ``curves.step``, NaN skipped (none when
+    the result has no curves); a member whose values changed (PBT's ``history``) has
+    ``schedule/lr``, ``schedule/l2``, ``schedule/lr_decay`` at each of its points, the
+    values in force over the steps up to it. Status: SUCCESS (ok, or stopped by a
     scheduler), FAILURE (diverged); while the sweep is not finished an ok member is
     RUNNING (running) or UNKNOWN (interrupted).
 
@@ -148,6 +155,9 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
     spans = member_steps(result)
     curves = result.curves
     unfinished = {"running": "STATUS_RUNNING"}.get(result.status, "STATUS_UNKNOWN")
+    history: dict[int, list[dict]] = {}
+    for h in sorted(result.history, key=lambda h: int(h["step"])):  # stable: same-step order
+        history.setdefault(int(h["member"]), []).append(h)
     out = []
     for i, m in enumerate(result.members):
         hp = {n: v for n in names if (v := _num(getattr(m, n))) is not None}
@@ -161,6 +171,12 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
                 vals = {k: float(r[e]) for k, r in rows.items() if np.isfinite(r[e])}
                 if vals:
                     points.append((int(step), vals))
+        sched = history.get(m.id, [])
+        if len(sched) >= 2:  # its values changed while it trained
+            at = np.array([int(h["step"]) for h in sched])
+            for step, vals in points:
+                h = sched[max(int(np.searchsorted(at, step, side="left")) - 1, 0)]
+                vals.update({f"schedule/{k}": float(h[k]) for k in SCHEDULED if k in h})
         group = "" if m.config is None else f"{result.sweep_id}/config-{int(m.config):0{width}d}"
         out.append(
             RunSpec(
@@ -252,10 +268,21 @@ def experiment_summary(proto, result: SweepResult, created: float):
     return _summary(proto, EXPERIMENT_TAG, {"experiment": exp})
 
 
-def _write_run(tbx, proto, folder: Path, run: RunSpec, wall) -> None:
+def _events_file(folder: Path):
+    """A new events file in ``folder`` (made), written in this thread (tensorboardX's
+    ``EventsWriter``: no writer thread, one fsync at the close)."""
+    from tensorboardX.event_file_writer import EventsWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return EventsWriter(str(folder / "events"))
+
+
+def _write_run(proto, folder: Path, run: RunSpec, wall) -> None:
     """One member's events file: session start, a Summary per evaluated step (its curves),
     ``best_val_acc`` at its last step, session end; steps never go back (TensorBoard drops
     a tag's later points when a step does)."""
+    from tensorboardX.proto.event_pb2 import Event
+
     api, hp, sm = proto
     start, end = wall(run.span[0]), wall(run.span[1])
     first = run.points[0][0] if run.points else run.span[0]
@@ -264,16 +291,30 @@ def _write_run(tbx, proto, folder: Path, run: RunSpec, wall) -> None:
     for k, v in run.hparams.items():
         ssi.hparams[k].number_value = v
     sei = hp.SessionEndInfo(status=api.Status.Value(run.status), end_time_secs=end)
-    w = tbx.FileWriter(str(folder), flush_secs=3600)
+    events = [
+        Event(
+            wall_time=start,
+            step=first,
+            summary=_summary(proto, SESSION_START_TAG, {"session_start_info": ssi}),
+        )
+    ]
+    for step, vals in run.points:
+        values = [sm.Summary.Value(tag=k, simple_value=v) for k, v in vals.items()]
+        events.append(Event(wall_time=wall(step), step=step, summary=sm.Summary(value=values)))
+    if run.best is not None:
+        best = sm.Summary(value=[sm.Summary.Value(tag=BEST, simple_value=run.best)])
+        events.append(Event(wall_time=wall(last), step=last, summary=best))
+    events.append(
+        Event(
+            wall_time=end,
+            step=last,
+            summary=_summary(proto, SESSION_END_TAG, {"session_end_info": sei}),
+        )
+    )
+    w = _events_file(folder)
     try:
-        w.add_summary(_summary(proto, SESSION_START_TAG, {"session_start_info": ssi}), first, start)
-        for step, vals in run.points:
-            values = [sm.Summary.Value(tag=k, simple_value=v) for k, v in vals.items()]
-            w.add_summary(sm.Summary(value=values), step, wall(step))
-        if run.best is not None:
-            best = sm.Summary(value=[sm.Summary.Value(tag=BEST, simple_value=run.best)])
-            w.add_summary(best, last, wall(last))
-        w.add_summary(_summary(proto, SESSION_END_TAG, {"session_end_info": sei}), last, end)
+        for ev in events:
+            w.write_event(ev)
     finally:
         w.close()
 
@@ -299,8 +340,9 @@ def export_runs(
       export_runs(res, "runs", clock=sweep_clock(store, res)).states
       # {'STATUS_SUCCESS': 8, 'STATUS_FAILURE': 0, ...}
     """
-    tbx = import_tensorboardx()
+    import_tensorboardx()
     from tensorboardX.proto import api_pb2, plugin_hparams_pb2, summary_pb2
+    from tensorboardX.proto.event_pb2 import Event
 
     proto = (api_pb2, plugin_hparams_pb2, summary_pb2)
     target = check_logdir(logdir, result.sweep_id)
@@ -316,13 +358,14 @@ def export_runs(
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{result.sweep_id}.", dir=target.parent))
         created = now if clock is None else float(clock[1][0])
-        root = tbx.FileWriter(str(tmp), flush_secs=3600)
+        root = _events_file(tmp)
         try:
-            root.add_summary(experiment_summary(proto, result, created), 0, created)
+            exp = experiment_summary(proto, result, created)
+            root.write_event(Event(wall_time=created, step=0, summary=exp))
         finally:
             root.close()
         for run in runs:
-            _write_run(tbx, proto, tmp / run.name, run, wall)
+            _write_run(proto, tmp / run.name, run, wall)
         if target.is_dir():  # an empty folder (check_logdir passed it): replaced
             target.rmdir()
         os.rename(tmp, target)
