@@ -313,9 +313,22 @@ def test_a_failed_write_leaves_nothing(sweep, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tbe, "_write_run", fail_third)
     (tmp_path / "keep").mkdir()
-    with pytest.raises(ConfigError, match="No space left on device.*free space or give another"):
+    with pytest.raises(ConfigError) as e:
         tbe.export_runs(r, tmp_path / "new" / "deeper")
+    assert str(e.value) == (
+        f"cannot write the TensorBoard runs to {tmp_path / 'new' / 'deeper' / r.sweep_id} "
+        "(No space left on device); free some space, or give another --logdir"
+    )
     assert len(calls) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+    # a folder it cannot make its working copy in: the folders it made are gone too
+
+    def refuse(**kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tbe.tempfile, "mkdtemp", refuse)
+    with pytest.raises(ConfigError, match=r"\(Permission denied\); check that you can write"):
+        tbe.export_runs(r, tmp_path / "new" / "deeper")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
 
 

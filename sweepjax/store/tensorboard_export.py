@@ -19,6 +19,7 @@ placed in wall time on the sweep's live progress rows.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
@@ -353,7 +354,7 @@ def export_runs(
         return now if clock is None else float(np.interp(step, clock[0], clock[1]))
 
     made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
-    tmp = None
+    tmp, done = None, False
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{result.sweep_id}.", dir=target.parent))
@@ -369,15 +370,18 @@ def export_runs(
         if target.is_dir():  # an empty folder (check_logdir passed it): replaced
             target.rmdir()
         os.rename(tmp, target)
-        tmp = None
+        done = True
     except OSError as e:
+        full = e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
         raise ConfigError(
-            f"cannot write the TensorBoard runs to {target} ({type(e).__name__}: "
-            f"{e.strerror or e}); free space or give another --logdir"
+            f"cannot write the TensorBoard runs to {target} ({e.strerror or e}); "
+            f"{'free some space' if full else 'check that you can write there'}, or give "
+            "another --logdir"
         ) from e
     finally:
-        if tmp is not None:  # half a sweep helps nobody: leave the folder as it was
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not done:  # half a sweep helps nobody: leave the folder as it was
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             for p in made:  # the folders this call made, deepest first
                 try:
                     p.rmdir()
