@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from sweepjax.store.db import Store
 pytest.importorskip("tensorboardX")
 from tensorboardX.proto import event_pb2, plugin_hparams_pb2  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="mnist-sample", steps=30, batch_size=64, report=False)
 
 
@@ -354,3 +356,44 @@ def test_a_pbt_members_schedule_is_written_as_scalars(tmp_path):
     np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
     assert [v for _, v, _ in run.scalars["schedule/l2"]][-1] == pytest.approx(1e-3)
     assert not any(t.startswith("schedule/") for t in Run(done.path / "member-0001").scalars)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_in_a_fresh_process_without_tensorboardx(tmp_path):
+    """The commands as a person types them: a replicated sweep, its runs (one session
+    group per config); then the same export in an interpreter where tensorboardX cannot be
+    imported: one line, exit 2, nothing written."""
+    store, logdir = str(tmp_path / "s.db"), tmp_path / "runs"
+
+    def sj(*argv, block=False):
+        pre = "sys.modules['tensorboardX'] = None; " if block else ""
+        code = f"import sys; {pre}from sweepjax.cli import main; sys.exit(main({list(argv)!r}))"
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+
+    p = sj(
+        "coarse", "--dataset", "mnist-sample", "--trials", "4", "--replicas", "2",
+        "--steps", "30", "--batch-size", "64", "--no-report", "--store", store,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    p = sj("export", "c1", "--store", store, "--format", "tensorboard", "--logdir", str(logdir))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "" and "8 runs" in p.stderr
+    groups = [Run(logdir / "c1" / f"member-{i:04d}").start.group_name for i in range(8)]
+    assert groups == [f"c1/config-{i // 2:04d}" for i in range(8)]
+    other = tmp_path / "other"
+    p = sj(
+        "export",
+        "c1",
+        "--store",
+        store,
+        "--format",
+        "tensorboard",
+        "--logdir",
+        str(other),
+        block=True,
+    )
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"sweepjax: error: {tbe.TENSORBOARDX_MISSING}"
+    assert not other.exists()
