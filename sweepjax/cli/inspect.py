@@ -1,8 +1,10 @@
-"""``sweepjax list | show SWEEP | export SWEEP --format json|csv|cv-results|optuna``: the
-commands that read the store. What they print is rendered in :mod:`sweepjax.cli.render`
-(tables, summaries, diagnoses) and :mod:`sweepjax.cli.formats` (JSON and CSV text); an
-Optuna study is written by :mod:`sweepjax.store.optuna_export`. :func:`one_line_errors`
-is the parser helper every command module uses."""
+"""``sweepjax list | show SWEEP | export SWEEP --format
+json|csv|cv-results|optuna|tensorboard``: the commands that read the store. What they
+print is rendered in :mod:`sweepjax.cli.render` (tables, summaries, diagnoses) and
+:mod:`sweepjax.cli.formats` (JSON and CSV text); an Optuna study is written by
+:mod:`sweepjax.store.optuna_export`, TensorBoard runs by
+:mod:`sweepjax.store.tensorboard_export`. :func:`one_line_errors` is the parser helper
+every command module uses."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from sweepjax.cli.formats import json_clean, to_csv_text, to_cv_results_text, to
 from sweepjax.cli.options import add_options
 from sweepjax.cli.render import TOP_ROWS, render_diagnoses, render_list, render_result
 
-EXPORT_FORMATS = ("json", "csv", "cv-results", "optuna")
+EXPORT_FORMATS = ("json", "csv", "cv-results", "optuna", "tensorboard")
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -55,11 +57,13 @@ def register(sub) -> None:
     p = one_line_errors(
         sub.add_parser(
             "export",
-            help="write one sweep as JSON or CSV to stdout, or as an Optuna study",
+            help="write one sweep as JSON or CSV to stdout, or as an Optuna study or "
+            "TensorBoard runs",
             description=(
                 "Write one sweep's JSON document (json), members table (csv) or configs "
                 "table (cv-results) to stdout, or write it as an Optuna study (optuna) for "
-                "optuna-dashboard and Optuna's plots and importances."
+                "optuna-dashboard and Optuna's plots and importances, or as TensorBoard runs "
+                "(tensorboard) for TensorBoard's Scalars and HParams views."
             ),
         )
     )
@@ -73,7 +77,9 @@ def register(sub) -> None:
             "config of a --replicas / --folds sweep (scikit-learn's cv_results_: params, "
             "per-replica split scores, mean / std / rank of the validation accuracy); "
             "optuna: one trial per member in the Optuna storage --storage (needs "
-            "pip install 'sweepjax[optuna]')"
+            "pip install 'sweepjax[optuna]'); tensorboard: one run per member (curves, "
+            "hyperparameters, HParams session) under --logdir DIR/SWEEP (needs "
+            "pip install 'sweepjax[tensorboard]')"
         ),
     )
     p.add_argument(
@@ -85,6 +91,12 @@ def register(sub) -> None:
         "--study",
         metavar="NAME",
         help="--format optuna: the new study's name (default: the sweep id); must not exist",
+    )
+    p.add_argument(
+        "--logdir",
+        metavar="DIR",
+        help="--format tensorboard: the TensorBoard log folder; the runs go in DIR/SWEEP, "
+        "which must not hold anything yet (view them with: tensorboard --logdir DIR)",
     )
     _store_arg(p)
     p.set_defaults(func=run_export)
@@ -141,22 +153,36 @@ def run_export(args) -> int:
     from sweepjax.store.db import Store
 
     optuna = args.format == "optuna"
+    tensorboard = args.format == "tensorboard"
     if optuna and not args.storage:
         raise ConfigError("export --format optuna needs --storage URL, e.g. sqlite:///optuna.db")
     if not optuna and (args.storage or args.study):
         raise ConfigError(f"--storage and --study go with --format optuna, not {args.format}")
+    if tensorboard and not args.logdir:
+        raise ConfigError("export --format tensorboard needs --logdir DIR, e.g. --logdir runs")
+    if not tensorboard and args.logdir:
+        raise ConfigError(f"--logdir goes with --format tensorboard, not {args.format}")
     if optuna:  # before reading the store: nothing happens without the extra
         from sweepjax.store.optuna_export import import_optuna
 
         optuna_log = import_optuna().logging
         optuna_log.set_verbosity(optuna_log.WARNING)  # no "A new study created" line
-    times = None
+    if tensorboard:  # the extra and the folder, before reading the store
+        from sweepjax.store.tensorboard_export import check_logdir, import_tensorboardx
+
+        import_tensorboardx()
+        check_logdir(args.logdir, args.sweep)
+    times = clock = None
     with Store.open(args.store) as st:
-        res = st.load_sweep(args.sweep, curves=optuna)
+        res = st.load_sweep(args.sweep, curves=optuna or tensorboard)
         if optuna:
             from sweepjax.store.optuna_export import member_times
 
             times = member_times(st, res)
+        if tensorboard:
+            from sweepjax.store.tensorboard_export import sweep_clock
+
+            clock = sweep_clock(st, res)
     if optuna:
         from sweepjax.store.optuna_export import export_study
 
@@ -167,6 +193,23 @@ def run_export(args) -> int:
             f"sweep {res.sweep_id}: {done.trials} trials ({counts}) written to Optuna study "
             f"{done.study_name!r} in {done.storage}; view it with: optuna-dashboard "
             f"{done.storage}",
+            file=sys.stderr,
+        )
+        return 0
+    if tensorboard:
+        from sweepjax.store.tensorboard_export import export_runs
+
+        done = export_runs(res, args.logdir, clock=clock)
+        said = {
+            "STATUS_SUCCESS": "succeeded",
+            "STATUS_FAILURE": "failed",
+            "STATUS_RUNNING": "running",
+            "STATUS_UNKNOWN": "unknown",
+        }
+        counts = ", ".join(f"{n} {said[s]}" for s, n in done.states.items() if n)
+        print(
+            f"sweep {res.sweep_id}: {done.runs} runs ({counts}) written to {done.path}; view "
+            f"them with: tensorboard --logdir {args.logdir}",
             file=sys.stderr,
         )
         return 0
