@@ -108,3 +108,21 @@ def test_refit_trains_on_train_plus_val_for_the_scaled_steps_and_never_reads_tes
 
     final = member_params(seen["res"], 0, best=False)
     assert r.test_acc == accuracy(final, ModelConfig(), 4, ds.x_test, ds.y_test) > 0.6
+
+
+def test_fine_fallback_box_takes_the_band_flag(tmp_path, capsys):
+    """4 members are too few for a model: fine's box is the top-K span rule, with the
+    round's ``--band`` (:func:`sweepjax.flows.fine_space.fine_space` gets it from the
+    plan). With ``--band 0.5`` the winner is in a band of every axis and the box extends
+    past the parent's on one side of each; with ``--band 0.01`` it stays inside."""
+    store = str(tmp_path / "s.db")
+    tiny = ["--dataset", "mnist-sample", "--trials", "4", "--steps", "30", "--batch-size", "64"]
+    tiny += ["--schedule", "full", "--store", store, "--no-report"]
+    parent = _json(capsys, ["coarse", *tiny, "--seed", "1"])
+    box = {}
+    for band in ("0.01", "0.5"):
+        out = _json(capsys, ["fine", *tiny, "--no-refit", "--band", band])
+        box[band] = {a: out["space"][a] for a in ("lr", "l2")}
+    for a, (lo, hi) in parent["space"].items():
+        assert lo <= box["0.01"][a][0] and box["0.01"][a][1] <= hi
+        assert box["0.5"][a][0] < lo or box["0.5"][a][1] > hi
