@@ -275,3 +275,13 @@ def test_a_sweep_writes_live_progress(tmp_path):
     assert rows[-1].best_val_acc == pytest.approx(best, abs=0.2)
     assert snap.step == 40 and sorted(snap.member) == [m.id for m in res.members]
     assert snap.steps == [int(s) for s in res.curves.step]
+
+
+def test_top_curves_follow_the_tables_ranking():
+    """The live page's top members are ranked as the tables rank: training and finished
+    before stopped before diverged, each by accuracy, then id; NaN never drawn."""
+    acc = np.array([0.91, 0.9075, 0.9075, 0.99, np.nan])
+    status = np.array([live_snapshot.STOPPED, live_snapshot.OK, live_snapshot.TRAINING,
+                       live_snapshot.DIVERGED, live_snapshot.OK])  # fmt: skip
+    top, rest = live_snapshot.pick_curves(acc, status, np.array([10, 12, 11, 13, 14]))
+    assert top.tolist() == [2, 1, 0, 3] and rest.tolist() == []

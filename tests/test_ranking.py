@@ -79,3 +79,37 @@ def test_every_consumer_ranks_in_the_one_order(rows, perm_seed):
     promoted = promotions(log, 10, np.arange(n), eta=3)
     top = set(rank_order(acc, loss, ids, (~alive).astype(int))[: max(1, n // 3)].tolist())
     assert promoted.tolist() == [bool(alive[i]) and i in top for i in range(n)]
+
+
+def test_the_table_says_its_order_above_its_header():
+    """The issue's case in the text table: a stopped 0.9100 below finished 0.9075s, and the
+    line above the header says why."""
+    from sweepjax.cli.render import render_result
+
+    res = synthetic(
+        SPACE, [1e-2] * 4, [1e-4] * 4, [0.91, 0.9075, 0.9075, 0.5],
+        ["stopped", "ok", "ok", "diverged"],
+    )  # fmt: skip
+    lines = render_result(res).splitlines()
+    at = lines.index(ORDER_LINE)
+    assert lines[at + 1].split()[:3] == ["rank", "try", "best"]
+    rows = [ln.split() for ln in lines[at + 2 : at + 6]]
+    assert [(r[1], r[2]) for r in rows] == [
+        ("1", "0.9075"), ("2", "0.9075"), ("0", "0.9100"), ("3", "0.5000"),
+    ]  # fmt: skip
+
+
+def test_configs_rank_in_the_one_order_mean_loss_breaks_a_mean_accuracy_tie():
+    """Replicas: the config table ranks configs alike (finished first, mean accuracy, mean
+    loss, id); before, a tie on the mean accuracy went to the lower id."""
+    from sweepjax.results.records import group_configs
+
+    base = synthetic(SPACE, [1e-2] * 6, [1e-4] * 6, [0.625, 0.875, 0.75, 0.75, 0.9, 0.9]).members
+    loss = [0.6, 0.6, 0.5, 0.5, 0.4, 0.4]  # configs 0 and 1: mean acc 0.75; loss 0.6, 0.5
+    status = ["ok", "ok", "ok", "ok", "stopped", "stopped"]  # config 2 was stopped
+    members = [
+        dataclasses.replace(m, config=i // 2, replica=i % 2, final_val_loss=lo, status=s)
+        for i, (m, lo, s) in enumerate(zip(base, loss, status, strict=True))
+    ]
+    configs = group_configs(members, 6000, folds=False)
+    assert {c.id: c.rank_val_acc for c in configs} == {1: 1, 0: 2, 2: 3}

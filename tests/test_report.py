@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from sweepjax.analysis.activations import activation_stats
+from sweepjax.analysis.ranking import ORDER_LINE
 from sweepjax.config import DEFAULT_BAND
 from sweepjax.engine import Curves
 from sweepjax.report import axes_fig, chosen_members, figures, write_report
@@ -487,6 +488,7 @@ def test_missing_inputs_give_notes(tmp_path):
     assert "the sweep flows pass dataset.raw_train_images" in page
     assert "this result holds no curves" in page
     assert "hidden-activation statistics are not shown" in page
+    assert ORDER_LINE in page  # the members table says its order (one ranking)
     assert sorted(f.name for f in tmp_path.glob("*.png")) == ["response_surface.png", "weights.png"]
 
 

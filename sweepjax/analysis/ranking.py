@@ -20,11 +20,16 @@ from sweepjax.analysis.surface import binomial_se
 
 DEFAULT_TIE_CONFIDENCE = 0.95
 
-# The one ranking order (:func:`rank_order`): a member's status group, then its score.
+# The one ranking order (:func:`rank_order`): a member's status group, then its score. The
+# tables print ORDER_LINE above their header (not starting with "rank", the header's word).
 STATUS_GROUP = {"ok": 0, "stopped": 1, "diverged": 2}
 ORDER_LINE = (
-    "ranked: finished members first, then stopped, then diverged; "
+    "order: finished members first, then stopped, then diverged; "
     "each by val acc, then val loss, then id"
+)
+CONFIG_ORDER_LINE = (
+    "order: finished configs first, then stopped, then diverged; "
+    "each by mean val acc, then mean val loss, then id"
 )
 
 
