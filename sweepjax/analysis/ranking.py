@@ -42,8 +42,8 @@ def rank_order(
     """The one ranking order, used by every rung, the winner, the tables and the exports:
     indices of ``[N]`` arrays best first by lower ``group`` (:data:`STATUS_GROUP`:
     finished, stopped, diverged), then higher ``acc``, then lower ``loss``, then lower
-    ``ids`` (default: the index). NaN scores go last within their group; a missing
-    ``loss`` or ``group`` ties everywhere.
+    ``ids`` (default: the index). A NaN accuracy or loss counts as the worst; without
+    ``loss`` (or ``group``) that key ties.
 
     Finished members rank before stopped ones as Optuna's best trial ignores pruned trials
     and scikit-learn's halving picks from its last iteration: a member stopped at a rung
@@ -54,10 +54,11 @@ def rank_order(
       rank_order(np.array([0.91, 0.9075, 0.9075]), np.array([0.3, 0.32, 0.31]),
                  group=np.array([1, 0, 0]))  # array([2, 1, 0])
     """
-    acc = np.nan_to_num(np.asarray(acc, np.float64), nan=-np.inf)
+    acc = np.asarray(acc, np.float64)
+    acc = np.where(np.isnan(acc), -np.inf, acc)
     n = len(acc)
     loss = np.zeros(n) if loss is None else np.asarray(loss, np.float64)
-    loss = np.nan_to_num(loss, nan=np.inf)
+    loss = np.where(np.isnan(loss), np.inf, loss)
     ids = np.arange(n) if ids is None else np.asarray(ids)
     group = np.zeros(n, np.int64) if group is None else np.asarray(group, np.int64)
     return np.lexsort((ids, loss, -acc, group)).astype(np.int64)
