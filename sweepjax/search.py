@@ -15,12 +15,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sweepjax.config import AXES, DEFAULT_TOP_K, Range, SearchSpace
+from sweepjax.analysis.ranking import rank_order, status_group
+from sweepjax.config import AXES, DEFAULT_BAND, DEFAULT_TOP_K, Range, SearchSpace
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 from sweepjax.results.records import BoundaryFlag, SweepResult
 
-DEFAULT_BAND = 0.1  # outer fraction of an axis's (log-)width that counts as "the edge"
 DEFAULT_MARGIN = 0.1  # fine box = top-K span widened by this fraction of the parent box
 MIN_WIDTH = 0.02  # a refined box is at least this fraction of the parent's (log-)width
 
@@ -116,22 +116,19 @@ def hparams_from_values(
 
 
 # --------------------------------------------------------------------------- ranking
-_STATUS_ORDER = {"ok": 0, "stopped": 1, "diverged": 2}
-
-
 def ranking(result: SweepResult) -> np.ndarray:
-    """Row indices of ``result.members``, best first: members that trained to the end,
-    then those a scheduler stopped, then diverged ones; within each by best validation
-    accuracy (descending), then by lower final validation loss, then by id (the order
-    :func:`sweepjax.analysis.verdict.tied_set` picks the winner in)."""
-    order = np.array([_STATUS_ORDER.get(m.status, 3) for m in result.members])
-    acc = np.nan_to_num(result.member_array("best_val_acc"), nan=-1.0)
-    loss = np.array(
-        [np.inf if m.final_val_loss is None else m.final_val_loss for m in result.members]
-    )
-    loss = np.nan_to_num(loss, nan=np.inf)
+    """Row indices of ``result.members``, best first, in the one ranking order
+    (:func:`sweepjax.analysis.ranking.rank_order`): members that trained to the end, then
+    those a scheduler stopped, then diverged ones; within each by best validation accuracy
+    (descending), then by lower final validation loss, then by id. The winner is the
+    first (:func:`sweepjax.analysis.verdict.tied_set` ranks the finished ones alike)."""
+    if not result.members:
+        return np.zeros(0, np.int64)
+    acc = result.member_array("best_val_acc")
+    loss = [np.nan if m.final_val_loss is None else m.final_val_loss for m in result.members]
     ids = np.array([m.id for m in result.members])
-    return np.lexsort((ids, loss, -acc, order)) if len(ids) else np.zeros(0, np.int64)
+    group = status_group(m.status for m in result.members)
+    return rank_order(acc, np.array(loss, np.float64), ids, group)
 
 
 def top_members(result: SweepResult, top_k: int, include_stopped: bool = False) -> list[int]:
@@ -173,7 +170,7 @@ def boundary_flags(
       # [BoundaryFlag(param='lr', side='high', member=0)]
     """
     if not 0.0 <= band <= 0.5:
-        raise ConfigError(f"boundary band must be in [0, 0.5], got {band}; try 0.1")
+        raise ConfigError(f"boundary band must be in [0, 0.5], got {band}; try {DEFAULT_BAND}")
     space = as_space(space)
     if isinstance(result_or_arrays, SweepResult):
         rows = top_members(result_or_arrays, top_k, include_stopped=True)

@@ -8,7 +8,26 @@ import pytest
 
 import sweepjax.analysis.sanity
 from sweepjax.cli import main
+from sweepjax.flows.auto import fine_rounds_done
 from sweepjax.store.db import Store
+
+
+@pytest.mark.parametrize(
+    "inside, gain, se, done",
+    [
+        (True, 0.002, 0.004, True),  # inside, gain within the winner's noise: stop
+        (True, 0.004, 0.004, True),  # exactly one SE still counts as noise
+        (True, -0.01, 0.004, True),  # the round got worse: no reason to go on
+        (True, 0.0041, 0.004, False),  # gained more than one SE: another round may pay
+        (False, 0.0, 0.004, False),  # the optimum may be past an edge: go on
+        (False, -0.05, 0.004, False),
+        (True, float("nan"), 0.004, False),  # gain not measured: go on
+        (True, 0.0, None, True),  # no SE: only no gain at all stops
+        (True, 0.001, None, False),
+    ],
+)
+def test_auto_stops_fine_rounds_when_inside_and_the_gain_is_within_one_se(inside, gain, se, done):
+    assert fine_rounds_done(inside, gain, se) is done
 
 
 @pytest.mark.slow

@@ -69,6 +69,13 @@ def test_study_matches_the_store(sweeps, tmp_path):
     assert study.user_attrs["winner"] == r.winner.id
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == len(r.members)
+    # Trial 0 is the winner (Optuna's best on ties), the others in member order.
+    ids = [m.id for m in r.members]
+    assert [t.user_attrs["member"] for t in trials] == [
+        r.winner.id,
+        *(i for i in ids if i != r.winner.id),
+    ]
+    trials = sorted(trials, key=lambda t: ids.index(t.user_attrs["member"]))
     want_state = {"ok": "COMPLETE", "stopped": "PRUNED", "diverged": "FAIL"}
     for i, (t, m) in enumerate(zip(trials, r.members, strict=True)):
         assert t.user_attrs["member"] == m.id
@@ -89,8 +96,28 @@ def test_study_matches_the_store(sweeps, tmp_path):
     best = trials[[m.id for m in r.members].index(r.winner.id)]
     assert best.user_attrs["winner"] is True
     assert best.user_attrs["test_acc"] == pytest.approx(r.winner.test_acc)
-    # Optuna's best is a best (sweepjax breaks accuracy ties by validation loss)
-    assert study.best_value == pytest.approx(best.value)
+    assert study.best_trial.user_attrs["member"] == r.winner.id
+
+
+def test_optunas_best_trial_is_the_winner_on_tied_accuracies(sweeps, tmp_path):
+    """Every finished member ties at the winner's accuracy; the winner is the one of lowest
+    validation loss, the last in member order. Optuna's best trial is the winner: it is
+    written first (before, Optuna's best was the first tied trial, member 0)."""
+    _, res = sweeps
+    r = res["full"]
+    last = r.members[-1]
+    members = [
+        dataclasses.replace(
+            m, status="ok", best_val_acc=0.9075, final_val_loss=0.5 if m is last else 0.6
+        )
+        for m in r.members
+    ]
+    winner = dataclasses.replace(r.winner, id=last.id, val_acc=0.9075)
+    tied = dataclasses.replace(r, members=members, winner=winner)
+    export_study(tied, url(tmp_path), "tied")
+    study = load(url(tmp_path), "tied")
+    assert study.best_trial.user_attrs["member"] == last.id
+    assert study.best_trial.user_attrs["winner"] is True and study.best_trial.number == 0
 
 
 def test_importances_run_on_the_study_and_name_the_searched_axes(sweeps, tmp_path):
@@ -137,6 +164,8 @@ def test_diverged_nan_and_integer_axes(sweeps, tmp_path):
     assert (specs[1].state, specs[1].value) == ("FAIL", None)
     export_study(r, url(tmp_path))
     trials = load(url(tmp_path), r.sweep_id).get_trials(deepcopy=False)
+    by_member = {t.user_attrs["member"]: t for t in trials}  # the winner's trial is first
+    trials = [by_member[m.id] for m in r.members]
     assert [t.state.name for t in trials[:2]] == ["FAIL", "FAIL"]
     assert trials[0].user_attrs["diverged_at"] == 12
     assert trials[3].params["hidden"] == 8 + 7 * 3

@@ -33,7 +33,10 @@ def low_lr_store(tmp_path_factory):
     store finds it, whichever worker runs it and in whatever order."""
     store = str(tmp_path_factory.mktemp("low") / "s.db")
     argv = ["coarse", "--dataset", "mnist-sample", "--lr", "1e-6", "1e-4", "--l2", "1e-6"]
-    argv += ["1e1", "--trials", "64", "--steps", "200", "--seed", "3", "--store", store]
+    # 128 members (5 finish the halving): with 64 only 3 finished, and the flag hung on
+    # which 3 (with rungs ranked by accuracy first, lr-high's edge confidence fell from
+    # 0.988 to 0.969, no flag; with 128 it is 1.0 under either rung order).
+    argv += ["1e1", "--trials", "128", "--steps", "200", "--seed", "3", "--store", store]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main([*argv, "--no-report", "--format", "json"]) == 0
@@ -105,3 +108,21 @@ def test_refit_trains_on_train_plus_val_for_the_scaled_steps_and_never_reads_tes
 
     final = member_params(seen["res"], 0, best=False)
     assert r.test_acc == accuracy(final, ModelConfig(), 4, ds.x_test, ds.y_test) > 0.6
+
+
+def test_fine_fallback_box_takes_the_band_flag(tmp_path, capsys):
+    """4 members are too few for a model: fine's box is the top-K span rule, with the
+    round's ``--band`` (:func:`sweepjax.flows.fine_space.fine_space` gets it from the
+    plan). With ``--band 0.5`` the winner is in a band of every axis and the box extends
+    past the parent's on one side of each; with ``--band 0.01`` it stays inside."""
+    store = str(tmp_path / "s.db")
+    tiny = ["--dataset", "mnist-sample", "--trials", "4", "--steps", "30", "--batch-size", "64"]
+    tiny += ["--schedule", "full", "--store", store, "--no-report"]
+    parent = _json(capsys, ["coarse", *tiny, "--seed", "1"])
+    box = {}
+    for band in ("0.01", "0.5"):
+        out = _json(capsys, ["fine", *tiny, "--no-refit", "--band", band])
+        box[band] = {a: out["space"][a] for a in ("lr", "l2")}
+    for a, (lo, hi) in parent["space"].items():
+        assert lo <= box["0.01"][a][0] and box["0.01"][a][1] <= hi
+        assert box["0.5"][a][0] < lo or box["0.5"][a][1] > hi

@@ -313,3 +313,13 @@ def test_the_colour_scale_ignores_diverged_members():
     assert len(set(dots) & set(RAMP)) >= 5  # six members, spread over the ramp
     crosses = re.findall(r'<path d="([^"]*)" fill="none" stroke="#d62728"', svg)
     assert len(crosses) == 1 and crosses[0].count("M") == 1  # the diverged one, apart
+
+
+def test_top_curves_follow_the_tables_ranking():
+    """The live page's top members are ranked as the tables rank: training and finished
+    before stopped before diverged, each by accuracy, then id; NaN never drawn."""
+    acc = np.array([0.91, 0.9075, 0.9075, 0.99, np.nan])
+    status = np.array([live_snapshot.STOPPED, live_snapshot.OK, live_snapshot.TRAINING,
+                       live_snapshot.DIVERGED, live_snapshot.OK])  # fmt: skip
+    top, rest = live_snapshot.pick_curves(acc, status, np.array([10, 12, 11, 13, 14]))
+    assert top.tolist() == [2, 1, 0, 3] and rest.tolist() == []

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from sweepjax.analysis.activations import activation_stats
+from sweepjax.analysis.ranking import ORDER_LINE
+from sweepjax.config import DEFAULT_BAND
 from sweepjax.engine import Curves
 from sweepjax.report import axes_fig, chosen_members, figures, write_report
 from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
@@ -168,11 +170,12 @@ def test_response_surface_plots_every_member_once():
 
 @pytest.mark.parametrize("band", [None, 0.25])
 def test_band_is_the_sweeps_band_of_log_width(band):
-    """The shaded strips are the sweep's --band (default 10% for a config without one)."""
+    """The shaded strips are the sweep's --band (for a config without one, the one default
+    the verdicts use: config.DEFAULT_BAND, 20%; it was 10% here)."""
     res = synthetic()
     if band is not None:
         res.config = {**res.config, "band": band}
-    frac = 0.1 if band is None else band
+    frac = DEFAULT_BAND if band is None else band
     fig = figures.response_surface(res)
     assert f"boundary band ({frac:.0%})" in fig.axes[0].get_title()
     bands = _gid(fig, "band")
@@ -471,7 +474,8 @@ def test_write_report_is_self_contained(mlp_report):
     assert not re.search(r"https?://", page)
     assert sorted(f.name for f in path.parent.glob("*.png")) == PNGS
     assert len(p.urls) == len(PNGS)
-    assert "member 9 lies in the high 10% of lr" in page
+    # The config holds no band: the one default (config.DEFAULT_BAND, 20%; it said 10%).
+    assert "member 9 lies in the high 20% of lr" in page
     assert not list(path.parent.glob("*.tmp"))
     assert "Every swept axis (6)" in page and "Hidden-unit activations" in page
     assert "dead fraction above ~0.3 suggests a lower learning rate" in page
@@ -484,6 +488,7 @@ def test_missing_inputs_give_notes(tmp_path):
     assert "the sweep flows pass dataset.raw_train_images" in page
     assert "this result holds no curves" in page
     assert "hidden-activation statistics are not shown" in page
+    assert ORDER_LINE in page  # the members table says its order (one ranking)
     assert sorted(f.name for f in tmp_path.glob("*.png")) == ["response_surface.png", "weights.png"]
 
 

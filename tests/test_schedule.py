@@ -45,21 +45,27 @@ def _view(loss, acc=None, alive=None, step=10):
 
 
 # --------------------------------------------------------------------------- pure decisions
-def test_halving_keeps_exactly_the_best_third_by_validation_loss():
-    loss = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6]
-    d = schedule.Halving(rungs=2, eta=3, total=90).decide(_view(loss))
-    assert d.rows.tolist() == [101, 103, 105]  # losses 0.1, 0.3, 0.2 (population order)
+def test_halving_keeps_exactly_the_best_third_by_validation_accuracy():
+    # Overconfident members: the higher the accuracy, the higher the loss. A rung ranks by
+    # the winner's score (accuracy first), so it keeps the accurate ones, not the lowest
+    # losses (rows 100, 104, 106 under the old loss-first rung rule).
+    acc = [0.1, 0.9, 0.5, 0.7, 0.3, 0.8, 0.2, 0.6, 0.4]
+    loss = [0.1 + a for a in acc]
+    d = schedule.Halving(rungs=2, eta=3, total=90).decide(_view(loss, acc))
+    assert d.rows.tolist() == [101, 103, 105]  # accuracies 0.9, 0.7, 0.8 (population order)
     np.testing.assert_array_equal(d.src, [1, 3, 5])
+    # Every rung (halving, hyperband's brackets, PBT's quantiles) uses this one order.
+    assert schedule.rank(_view(loss, acc)).tolist() == [1, 5, 3, 7, 2, 8, 4, 6, 0]
 
 
-def test_accuracy_breaks_loss_ties_and_diverged_members_are_never_promoted():
-    loss = [0.2, 0.2, 0.1, 0.3, 0.4, 0.5]
-    acc = [0.5, 0.9, 0.1, 0.2, 0.2, 0.2]
-    alive = [True, True, False, True, True, True]  # row 2 has the best loss but diverged
+def test_loss_breaks_accuracy_ties_then_row_and_diverged_members_are_never_promoted():
+    loss = [0.3, 0.2, 0.1, 0.4, 0.4, 0.5]
+    acc = [0.5, 0.5, 0.9, 0.2, 0.2, 0.2]
+    alive = [True, True, False, True, True, True]  # row 2 has the best score but diverged
     d = schedule.Halving(rungs=1, eta=6, total=30).decide(_view(loss, acc, alive))
-    assert d.rows.tolist() == [101]  # tied loss with row 0, better accuracy
-    d = schedule.Halving(rungs=1, eta=3, total=30).decide(_view(loss, acc, alive))
-    assert d.rows.tolist() == [100, 101]
+    assert d.rows.tolist() == [101]  # tied accuracy with row 0, lower loss
+    d = schedule.Halving(rungs=1, eta=2, total=30).decide(_view(loss, acc, alive))
+    assert d.rows.tolist() == [100, 101, 103]  # rows 3 and 4 tie on both: the lower row
     # Fewer alive members than the quota: only alive ones continue.
     d = schedule.Halving(rungs=1, eta=2, total=30).decide(
         _view([0.1, 0.2, 0.3, 0.4], alive=[False, False, False, True])
@@ -105,14 +111,16 @@ def test_pbt_copies_top_to_bottom_and_perturbs_within_factors(n, seed):
 
 
 # --------------------------------------------------------------------------- in the trainer
-def _numpy_val_loss(states, ds):
-    """Whole-validation-set cross-entropy of every member of a softmax population."""
+def _numpy_val_scores(states, ds):
+    """Whole-validation-set accuracy and cross-entropy of every member of a softmax
+    population."""
     w = np.asarray(states.params["out"]["kernel"], np.float64)  # [M, K, D]
     b = np.asarray(states.params["out"]["bias"], np.float64)  # [M, K]
     logits = np.einsum("mkd,nd->mnk", w, ds.x_val) + b[:, None, :]
     logits -= logits.max(-1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    return -logp[:, np.arange(len(ds.y_val)), ds.y_val].mean(axis=1)
+    acc = (logp.argmax(-1) == ds.y_val[None, :]).mean(axis=1)
+    return acc, -logp[:, np.arange(len(ds.y_val)), ds.y_val].mean(axis=1)
 
 
 def test_halving_in_the_trainer_keeps_the_members_a_numpy_ranking_picks(ds):
@@ -122,8 +130,8 @@ def test_halving_in_the_trainer_keeps_the_members_a_numpy_ranking_picks(ds):
     # The same population, no scheduler, stopped at the first rung.
     part = engine.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 10)
     assert part.checkpoint.step == 10
-    loss = _numpy_val_loss(part.checkpoint.states, ds)
-    want = np.sort(np.argsort(loss, kind="stable")[: math.ceil(16 / 3)])
+    acc, loss = _numpy_val_scores(part.checkpoint.states, ds)
+    want = np.sort(np.lexsort((np.arange(16), loss, -acc))[: math.ceil(16 / 3)])
     survivors = np.flatnonzero(res.stopped_at != 10)
     np.testing.assert_array_equal(survivors, want)
     assert (res.stopped_at == 10).sum() == 16 - 6 and (res.stopped_at == 30).sum() == 6 - 2

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweepjax.config import Range, SearchSpace
+from sweepjax.config import DEFAULT_BAND, Range, SearchSpace
 from sweepjax.errors import ConfigError
+from sweepjax.flows.fine_space import fine_space
 from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import boundary_flags, grid_points_per_axis, ranking, refine, sample
 
@@ -175,6 +177,27 @@ def test_refine_winner_at_edge_extends_past_it():
     assert "high band: extended above" in why and "low band: extended below" in why
     # the winner sits well inside the new box, not at its edge
     assert 0.1 < new.lr.to_unit(0.9) < 0.9 and 0.1 < new.l2.to_unit(1.2e-6) < 0.9
+
+
+def test_fine_fallback_box_honours_the_band():
+    """With no model (too few members), fine's box is the top-K span rule with the round's
+    ``--band``: a winner at unit 0.15 of the lr axis is past the edge band 0.2 (the
+    default) and extends the box below the parent's, but not with ``--band 0.1`` (the
+    fallback used a fixed 0.1 whatever ``--band`` said)."""
+    judged = types.SimpleNamespace(box=None, fit_note="too few members for a model")
+    lr = [float(SPACE.lr.from_unit(0.15)), 1e-2, 2e-2]
+    res = synthetic(SPACE, lr, [1e-4] * 3, [0.9, 0.8, 0.7])
+
+    def box(band):
+        kw = dict(lr=None, l2=None, lr_decay=None, decay_off=True, extra={})
+        return fine_space(judged, res, SPACE, pbt_parent=False, top_k=3, margin=0.1, band=band,
+                          **kw)  # fmt: skip
+
+    wide, why = box(DEFAULT_BAND)
+    assert DEFAULT_BAND == 0.2 and wide.lr.lo < SPACE.lr.lo
+    assert why.startswith("no model (too few members") and "low band: extended below" in why
+    narrow, why = box(0.1)
+    assert narrow.lr.lo >= SPACE.lr.lo and "extended" not in why
 
 
 def test_refine_needs_a_survivor():

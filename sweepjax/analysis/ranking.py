@@ -20,6 +20,54 @@ from sweepjax.analysis.surface import binomial_se
 
 DEFAULT_TIE_CONFIDENCE = 0.95
 
+# The one ranking order (:func:`rank_order`): a member's status group, then its score. The
+# tables print ORDER_LINE above their header (not starting with "rank", the header's word).
+STATUS_GROUP = {"ok": 0, "stopped": 1, "diverged": 2}
+ORDER_LINE = (
+    "order: finished members first, then stopped, then diverged; "
+    "each by val acc, then val loss, then id"
+)
+CONFIG_ORDER_LINE = (
+    "order: finished configs first, then stopped, then diverged; "
+    "each by mean val acc, then mean val loss, then id"
+)
+
+
+def rank_order(
+    acc: np.ndarray,
+    loss: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+) -> np.ndarray:
+    """The one ranking order, used by every rung, the winner, the tables and the exports:
+    indices of ``[N]`` arrays best first by lower ``group`` (:data:`STATUS_GROUP`:
+    finished, stopped, diverged), then higher ``acc``, then lower ``loss``, then lower
+    ``ids`` (default: the index). A NaN accuracy or loss counts as the worst; without
+    ``loss`` (or ``group``) that key ties.
+
+    Finished members rank before stopped ones as Optuna's best trial ignores pruned trials
+    and scikit-learn's halving picks from its last iteration: a member stopped at a rung
+    is scored on fewer steps, and its accuracy is not comparable with a finished one's.
+
+    Example::
+
+      rank_order(np.array([0.91, 0.9075, 0.9075]), np.array([0.3, 0.32, 0.31]),
+                 group=np.array([1, 0, 0]))  # array([2, 1, 0])
+    """
+    acc = np.asarray(acc, np.float64)
+    acc = np.where(np.isnan(acc), -np.inf, acc)
+    n = len(acc)
+    loss = np.zeros(n) if loss is None else np.asarray(loss, np.float64)
+    loss = np.where(np.isnan(loss), np.inf, loss)
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    group = np.zeros(n, np.int64) if group is None else np.asarray(group, np.int64)
+    return np.lexsort((ids, loss, -acc, group)).astype(np.int64)
+
+
+def status_group(statuses) -> np.ndarray:
+    """``[N]`` group of each status name for :func:`rank_order` (unknown ones last)."""
+    return np.array([STATUS_GROUP.get(s, len(STATUS_GROUP)) for s in statuses], np.int64)
+
 
 def accuracy_se(acc: np.ndarray, n_val: int) -> np.ndarray:
     """Binomial SE ``sqrt(p (1 - p) / n_val)`` of accuracies ``[N]`` -> ``[N]``.
@@ -37,7 +85,8 @@ class Ranking(NamedTuple):
     """Alive members ranked, and those statistically tied with the winner.
 
     Attributes:
-      order: ``[N_alive]`` member indices, best first (accuracy, then lower loss).
+      order: ``[N_alive]`` member indices, best first (:func:`rank_order`: accuracy, then
+        lower loss, then id).
       winner: index of the best member.
       tied: ``[T]`` indices (winner included, rank order) tied with the winner.
       se: ``[N]`` accuracy SE of every member.
@@ -59,10 +108,12 @@ def tied_set(
     acc_se: np.ndarray | None = None,
     confidence: float = DEFAULT_TIE_CONFIDENCE,
     z: float | None = None,
+    ids: np.ndarray | None = None,
 ) -> Ranking:
     """Rank the alive members and find those tied with the winner.
 
-    The winner has the best accuracy (ties broken by lower validation loss). Member ``i``
+    The winner has the best accuracy (ties broken by lower validation loss, then lower
+    ``ids``: :func:`rank_order`, the order every table and export uses). Member ``i``
     is tied when ``acc[winner] - acc[i] <= z * sqrt(se[winner]^2 + se[i]^2)``.
 
     ``z`` defaults to Gupta's subset-selection constant for ``k`` = the number of alive
@@ -81,6 +132,7 @@ def tied_set(
       acc_se: optional ``[N]`` empirical SEs (replicas, folds) to use instead.
       confidence: probability that the set contains the truly best member.
       z: a fixed critical value instead (per pair).
+      ids: optional ``[N]`` member ids for the last tie-break (default: the index).
 
     Example::
 
@@ -94,11 +146,12 @@ def tied_set(
     if not alive.any():
         raise ValueError("no alive member to rank")
     se = accuracy_se(acc, n_val) if acc_se is None else np.asarray(acc_se, dtype=np.float64)
-    ids = np.flatnonzero(alive)
-    order = ids[np.lexsort((loss[ids], -acc[ids]))]
+    rows = np.flatnonzero(alive)
+    tie = rows if ids is None else np.asarray(ids)[rows]
+    order = rows[rank_order(acc[rows], loss[rows], tie)]
     win = int(order[0])
     if z is None:
-        z = selection_z(len(ids), confidence)
+        z = selection_z(len(rows), confidence)
     diff_se = np.sqrt(se[win] ** 2 + se[order] ** 2)
     tied = order[acc[win] - acc[order] <= z * diff_se]
     return Ranking(order, win, tied, se, float(se[win]))

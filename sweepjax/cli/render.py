@@ -151,6 +151,7 @@ def _model_name(cfg: dict) -> str:
 def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
     """The human-readable summary of a sweep (table, winner, flags, timing, where)."""
     from sweepjax import search  # deferred: it imports the engine (jax)
+    from sweepjax.analysis import ranking
 
     lines = []
     cfg = result.config or {}
@@ -175,7 +176,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         return "\n".join(lines + _summary_lines(result, store_path))
     order = search.ranking(result)
     tied = set(result.tied)
-    lines.append("")
+    lines += ["", ranking.ORDER_LINE]  # why a stopped 0.9100 sits below a finished 0.9075
     axes = _axis_columns(result)  # a column per axis searched beyond (lr, l2)
     lines.append(
         f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'+/- se':>6}  {'tied':>4}  "
@@ -334,6 +335,8 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
 def _config_table(result: SweepResult, top: int) -> list[str]:
     """The table grouped by config (scikit-learn's ``cv_results_``): mean +/- std of the
     replicas' best validation accuracy, the SE of the mean, rank, tied mark, members."""
+    from sweepjax.analysis import ranking  # deferred, as search above
+
     axes = _axis_columns(result)
     cfg = result.config or {}
     k = cfg.get("folds") or 0
@@ -342,6 +345,7 @@ def _config_table(result: SweepResult, top: int) -> list[str]:
     out = [
         "",
         f"{len(result.configs)} configs x {what}; mean +/- std over replicas, se = SE of the mean",
+        ranking.CONFIG_ORDER_LINE,
         f"{'rank':>4}  {'config':>6}  {'mean val acc':>12}  {'+/- std':>7}  {'se':>6}  "
         f"{'tied':>4}  {'lr':>9}  {'lambda (l2)':>11}  "
         + _axis_header(axes)

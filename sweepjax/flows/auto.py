@@ -37,6 +37,23 @@ BUDGET_FINDER_RATES = 16
 BUDGET_BOX_MARGIN = 0.5
 
 
+def fine_rounds_done(inside: bool, gain: float, winner_se: float | None) -> bool:
+    """Whether ``auto`` stops after a fine round: its model says the optimum is inside its
+    box (``inside``: the verdict's ``optimum_inside``) and its winner's validation accuracy
+    beats the previous round's winner by at most ``winner_se`` (the new winner's own SE):
+    another round around the same optimum would buy less than the noise. A gain not
+    measured (NaN) goes on; so does a round whose optimum may lie past an edge, however
+    small its gain. Without an SE only a round that gained nothing stops.
+
+    Example::
+
+      fine_rounds_done(True, 0.002, 0.004), fine_rounds_done(False, 0.0, 0.004)
+      # (True, False)
+    """
+    se = 0.0 if winner_se is None else float(winner_se)
+    return bool(inside) and float(gain) <= se
+
+
 class SanityFailed(SweepjaxError):
     """A sanity check failed: searching would not fix the set-up."""
 
@@ -239,7 +256,7 @@ def auto(
         stage(_sweep_stage("fine", cur))
         inside = cur.verdict is not None and cur.verdict.optimum_inside
         gain = cur.winner.val_acc - prev.winner.val_acc
-        if inside and gain <= cur.winner.val_acc_se:
+        if fine_rounds_done(inside, gain, cur.winner.val_acc_se):
             break
         if settled(cur):  # every axis flat, most tied: another round cannot split them
             break

@@ -30,6 +30,7 @@ def fine_space(
     pbt_parent: bool,
     top_k: int,
     margin: float,
+    band: float,
     lr: Range | None,
     l2: Range | None,
     lr_decay: Range | None,
@@ -39,15 +40,15 @@ def fine_space(
     """The fine round's box and why: from the parent's modelled surface
     (:func:`sweepjax.results.appraise.next_space`), or, with no model (too few survivors, or a
     PBT parent whose hyperparameters moved), the span of its ``top_k`` best
-    (:func:`sweepjax.search.refine`); then ``lr_decay`` searched over ``FINE_LR_DECAY``
-    when the parent kept the rate constant (unless ``decay_off``), and the flags' boxes:
-    ``lr`` / ``l2`` / ``lr_decay`` replace an axis, and each of ``extra`` (hidden,
-    dropout, init_scale, momentum) replaces or adds it when a :class:`Range` and drops it
-    (fixed) when a number."""
+    (:func:`sweepjax.search.refine`, with the round's edge ``band``); then ``lr_decay``
+    searched over ``FINE_LR_DECAY`` when the parent kept the rate constant (unless
+    ``decay_off``), and the flags' boxes: ``lr`` / ``l2`` / ``lr_decay`` replace an axis,
+    and each of ``extra`` (hidden, dropout, init_scale, momentum) replaces or adds it when
+    a :class:`Range` and drops it (fixed) when a number."""
     if judged.box is not None and not pbt_parent:
         space, why = next_space(judged, pspace)
     else:
-        space, why = search.refine(par, top_k, margin, search.DEFAULT_BAND)
+        space, why = search.refine(par, top_k, margin, band)
         reason = "PBT changed the hyperparameters during the run" if pbt_parent else judged.fit_note
         why = f"no model ({reason}): top-{top_k} span rule; {why}"
         space, clipped = _short_of_frontiers(space, judged, pspace)

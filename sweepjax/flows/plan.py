@@ -159,6 +159,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
         pbt_parent=pcfg.schedule.name == "pbt",
         top_k=v("top_k"),
         margin=v("margin"),
+        band=v("band"),
         lr=spec.lr,
         l2=spec.l2,
         lr_decay=None if decay_off else spec.lr_decay,

@@ -25,6 +25,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from sweepjax.config import DEFAULT_BAND
 from sweepjax.report.members import (
     accuracy_range,
     chosen_rows,
@@ -45,7 +46,7 @@ from sweepjax.report.network_fig import (
 
 # The lecture's target update/weight ratio and the band diagnose.py accepts around it.
 RATIO_TARGET, RATIO_BAND = 1e-3, (1e-4, 1e-2)
-BAND_FRACTION = 0.1  # outer 10% of each axis's log width: the boundary rule's band
+BAND_FRACTION = DEFAULT_BAND  # outer fraction of each axis's log width: the edge band
 TOP_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b")
 FAIL_COLORS = {"too low": "#7f7f7f", "exploded": "#d62728"}
 

@@ -47,7 +47,8 @@ class Appraisal:
     Attributes:
       axes: searched axis names, column order.
       se: ``[N]`` binomial SE of each member's accuracy (row order of the members).
-      order: rows of the finished members, best first (accuracy, then lower val loss).
+      order: rows of the finished members, best first (the one ranking order:
+        :func:`sweepjax.analysis.ranking.rank_order`: accuracy, then loss, then id).
       winner: row of the winner, or None when no member finished.
       tied: rows tied with the winner (winner first), empty without a winner.
       x_unit: ``[N, A]`` members in unit coordinates of the searched box.
@@ -180,7 +181,8 @@ def judge_members(
         return Appraisal(
             axes, se, empty, None, empty, x, None, None, None, cap_hi, "", cap_lo, frontiers, ok
         )
-    rank = vd.tied_set(acc, loss, ok, n_val, None if acc_se is None else se)
+    ids = np.array([m.id for m in members], np.int64)
+    rank = vd.tied_set(acc, loss, ok, n_val, None if acc_se is None else se, ids=ids)
     score, extra, use = stopped_offsets(members, curves)
     base = vd.accuracy_se(np.nan_to_num(score, nan=0.0), n_val) if acc_se is None else se
     fit_se = np.sqrt(base**2 + extra**2)

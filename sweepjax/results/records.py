@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from sweepjax.analysis.ranking import rank_order, status_group
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.engine.curves import Curves
 from sweepjax.engine.hparams import DEFAULT_MOMENTUM
@@ -146,9 +147,6 @@ def configs_of(members: list[MemberRecord], config: dict, dataset: dict) -> list
     return group_configs(members, max(eval_rows(config, dataset), 1), folds)
 
 
-_CONFIG_STATUS = {"ok": 0, "stopped": 1, "diverged": 2}
-
-
 def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list[ConfigRecord]:
     """The members grouped by ``config`` (empty when no member has one), in config order.
 
@@ -188,11 +186,15 @@ def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list
                 stopped_at=min(stops) if stops else None,
             )
         )
-    key = [
-        (_CONFIG_STATUS[r["status"]], -np.nan_to_num(r["mean_val_acc"], nan=-1.0), r["id"])
-        for r in rows
-    ]
-    order = sorted(range(len(rows)), key=lambda i: key[i])
+    # The one ranking order (rank_order): finished, stopped, diverged; mean accuracy, mean
+    # loss, id.
+    loss = [np.nan if r["mean_val_loss"] is None else r["mean_val_loss"] for r in rows]
+    order = rank_order(
+        np.array([r["mean_val_acc"] for r in rows], np.float64),
+        np.array(loss, np.float64),
+        np.array([r["id"] for r in rows], np.int64),
+        status_group(r["status"] for r in rows),
+    )
     rank = np.empty(len(rows), np.int64)
     rank[order] = np.arange(1, len(rows) + 1)
     return [ConfigRecord(rank_val_acc=int(rank[i]), **r) for i, r in enumerate(rows)]

@@ -29,6 +29,7 @@ import numpy as np
 
 from sweepjax import search
 from sweepjax.analysis.evidence import divergence_frontiers, frontier_limits
+from sweepjax.analysis.ranking import rank_order
 from sweepjax.analysis.surface import features, fit_surface, min_members, sample_coefs
 from sweepjax.config import SearchSpace
 from sweepjax.engine.decisions import DIVERGED_RUNG, RungLog
@@ -61,15 +62,14 @@ def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.n
     """ASHA's rule: for the log entries ``positions`` (all at ``rung``), whether each
     continues. Ranked among every entry at that rung so far (itself included): alive
     first, then higher validation accuracy (the objective the winner is chosen by),
-    lower validation loss, lower member row; the top ``max(1, n // eta)`` continue, if
+    lower validation loss, lower member row (the one ranking order,
+    :func:`~sweepjax.analysis.ranking.rank_order`); the top ``max(1, n // eta)`` continue, if
     alive. Accuracy first, as the winner rule and Optuna's pruners rank: validation loss
     can rise while accuracy still climbs (an overconfident, weakly regularised model), and
     such a member may be the winner at full length."""
     at = np.flatnonzero(log.rung == rung)
-    loss = np.where(np.isfinite(log.val_loss[at]), log.val_loss[at], np.inf)
-    acc = np.nan_to_num(log.val_acc[at], nan=-1.0)
-    alive = log.alive[at].astype(bool)
-    order = np.lexsort((log.row[at], loss, -acc, ~alive))
+    dead = (~log.alive[at].astype(bool)).astype(np.int64)
+    order = rank_order(log.val_acc[at], log.val_loss[at], log.row[at], dead)
     places = max(1, len(at) // eta)
     rank = np.empty(len(at), np.int64)
     rank[order] = np.arange(len(at))

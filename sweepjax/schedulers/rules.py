@@ -4,8 +4,10 @@ A scheduler never touches jit. At each of its decision steps the trainer evaluat
 active members on the whole validation set and hands it a :class:`RungView`; the
 scheduler answers with a :class:`Decision` (which slots continue, whose state each one
 takes, with which hyperparameters), and the trainer applies it as one gather on the
-member axis. Rankings are by validation loss, accuracy breaking ties, diverged members
-last; a diverged member is never promoted.
+member axis. A rung ranks its arrivals in the one ranking order
+(:func:`sweepjax.analysis.ranking.rank_order`): diverged members last, then higher
+validation accuracy, then lower validation loss, then lower row; a diverged member is never
+promoted.
 
 - :class:`Halving`: successive halving (Jamieson & Talwalkar 2016; scikit-learn's
   ``HalvingRandomSearchCV``): rungs at ``r0, eta*r0, eta^2*r0, ...``; each keeps the best
@@ -23,6 +25,7 @@ import math
 
 import numpy as np
 
+from sweepjax.analysis.ranking import rank_order
 from sweepjax.config import SCHEDULES, SearchSpace
 from sweepjax.engine.decisions import Decision, Refills, RungView, Scheduler
 from sweepjax.engine.hparams import HParams
@@ -35,11 +38,14 @@ PBT_FACTORS = (0.8, 1.2)
 
 
 def rank(view: RungView) -> np.ndarray:
-    """Positions of ``view`` best first: alive before diverged, then lower validation
-    loss, then higher accuracy, then lower row (a deterministic tie-break)."""
+    """Positions of ``view`` best first, by the score the winner is chosen by: alive before
+    diverged, then higher validation accuracy, then lower validation loss, then lower row
+    (:func:`~sweepjax.analysis.ranking.rank_order`). Accuracy first, as ASHA and Optuna's
+    pruners rank: validation loss can rise while accuracy still climbs (an overconfident,
+    weakly regularised model), and such a member may be the winner at full length."""
     loss = np.where(np.isfinite(view.val_loss), view.val_loss, np.inf)
-    acc = np.nan_to_num(view.val_acc, nan=-1.0)
-    return np.lexsort((view.rows, -acc, loss, ~view.alive.astype(bool)))
+    dead = (~np.asarray(view.alive, bool)).astype(np.int64)
+    return rank_order(view.val_acc, loss, view.rows, dead)
 
 
 def _keep(view: RungView, positions: np.ndarray) -> Decision:
@@ -183,8 +189,9 @@ class Grouped:
 
     Member row ``i`` is replica ``i % replicas`` of config ``i // replicas`` (the layout
     ``runner`` trains). A config's score is the mean over its replicas of the validation
-    loss (a diverged replica counts as infinite loss, so one unstable seed sinks the config)
-    and of the accuracy; it is alive while any replica is. ``inner`` decides over configs
+    accuracy and of the loss (a diverged replica counts as infinite loss and leaves the
+    config no accuracy, so one unstable seed sinks the config); it is alive while any
+    replica is. ``inner`` decides over configs
     (halving keeps the best ``1/eta`` of configs, hyperband deals configs to brackets, PBT
     copies a top config into a bottom one); each config-level choice is applied to every
     replica: replica ``r`` of a copied config takes the state of replica ``r`` of its donor.
@@ -213,6 +220,9 @@ class Grouped:
         acc = np.where(
             seen > 0, np.where(np.isfinite(acc), acc, 0.0).sum(axis=1) / np.maximum(seen, 1), np.nan
         )
+        # Ranked by accuracy first, a config with a diverged replica has no score (NaN:
+        # after every alive config with one), as its infinite mean loss ranked it before.
+        acc = np.where(np.isfinite(loss), acc, np.nan)
         alive = np.asarray(view.alive, bool)[positions].any(axis=1)
         hp = view.hparams.take(positions[:, 0])
         d = self.inner.decide(RungView(view.step, configs, loss, acc, alive, hp))

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sweepjax.analysis.ranking import rank_order
 from sweepjax.engine.curves import Curves, ScheduleState
 from sweepjax.results.records import SweepResult
 
@@ -95,11 +96,22 @@ def _even(n: int, k: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
 
 
-def pick_curves(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows to draw: the ``TOP_CURVES`` best by ``acc`` ``[M]`` (NaN never), and
-    ``TYPICAL_CURVES`` at even quantiles of the rest of the finite ranking."""
+# A status code's group in the one ranking order: training or finished, stopped, diverged.
+RANK_GROUP = np.array([0, 0, 1, 2])
+
+
+def pick_curves(
+    acc: np.ndarray, status: np.ndarray | None = None, ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to draw: the ``TOP_CURVES`` best of ``[M]`` (NaN never), and
+    ``TYPICAL_CURVES`` at even quantiles of the rest of the finite ranking. The ranking is
+    the tables' (:func:`sweepjax.analysis.ranking.rank_order`): training and finished
+    members before stopped ones before diverged ones (``status`` codes), each by higher
+    ``acc``, then lower ``ids`` (the page has no validation loss)."""
     finite = np.flatnonzero(np.isfinite(acc))
-    ranked = finite[np.argsort(-acc[finite], kind="stable")]
+    group = None if status is None else RANK_GROUP[np.asarray(status, np.int64)[finite]]
+    tie = None if ids is None else np.asarray(ids)[finite]
+    ranked = finite[rank_order(acc[finite], None, tie, group)]
     top, rest = ranked[:TOP_CURVES], ranked[TOP_CURVES:]
     if len(rest) <= TYPICAL_CURVES:
         return top, rest
@@ -139,7 +151,7 @@ def build(
     status = np.asarray(status, np.int64)
     ids = np.asarray(member_ids, np.int64)
     cols = _even(len(steps), CURVE_POINTS)
-    top, typical = pick_curves(acc) if len(cols) else (ids[:0], ids[:0])
+    top, typical = pick_curves(acc, status, ids) if len(cols) else (ids[:0], ids[:0])
     curves = [
         MemberCurve(
             int(ids[r]),

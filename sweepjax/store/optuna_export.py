@@ -174,6 +174,20 @@ def trial_specs(result: SweepResult) -> list[TrialSpec]:
     return out
 
 
+def winner_first(specs: list[TrialSpec], result: SweepResult) -> list[TrialSpec]:
+    """``specs`` with the winner's trial moved to the front (trial 0), the rest in member
+    order. Optuna's best trial is a COMPLETE trial of the highest value, and among equal
+    values the storage returns the first: the winner (best accuracy, then lower loss, then
+    id: :func:`sweepjax.analysis.ranking.rank_order`) may share its accuracy with a member
+    of lower id (the default coarse on the sample: trial 56 was Optuna's best, member 115
+    the winner). Put first, it is Optuna's best too."""
+    win = result.winner
+    if win is None:
+        return list(specs)
+    first = [t for t in specs if t.member == win.id]
+    return first + [t for t in specs if t.member != win.id]
+
+
 def study_attrs(result: SweepResult) -> dict[str, Any]:
     """The study's user attributes: which sweep it is and who won."""
     win = result.winner
@@ -335,7 +349,7 @@ def export_study(
             ),
             (times or {}).get(t.member),
         )
-        for t in trial_specs(result)
+        for t in winner_first(trial_specs(result), result)
     ]
     study, store = new_study(optuna, storage, name, "--storage", "name another with --study NAME")
     try:

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweepjax.config import AXES
-from sweepjax.store.optuna_export import import_optuna, new_study, study_attrs, trial_specs
+from sweepjax.store.optuna_export import (
+    import_optuna,
+    new_study,
+    study_attrs,
+    trial_specs,
+    winner_first,
+)
 
 if TYPE_CHECKING:
     from sweepjax.engine import ChunkReport
@@ -126,7 +132,9 @@ class OptunaLive:
             return
         optuna = self.optuna
         try:
-            for t in trial_specs(result):
+            # The winner first of those left, so Optuna's best trial is the winner on
+            # ties (unless a member of equal accuracy was written mid-run: ASHA).
+            for t in winner_first(trial_specs(result), result):
                 if t.member in self.written:  # the study's attributes name the winner
                     continue
                 dists = {n: self._dist(n, float(v)) for n, v in t.params.items()}
