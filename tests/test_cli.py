@@ -195,7 +195,8 @@ def test_fine_refines_an_interior_winner(swept):
     c, f = docs["coarse"], docs["fine"]
     assert (f["sweep_id"], f["kind"], f["parent"]) == ("f1", "fine", "c1")
     # seed 0: the model sees no edge the score still rises toward ...
-    assert c["boundary"] == [] and c["optimum_inside"] is True
+    assert c["boundary"] == [] and c["verdict"]["optimum_status"] != "past an edge"
+    # (with 12 members it may be "not established" inside; no flagged edge is what counts)
     for axis in ("lr", "l2"):  # ... so the box shrinks around the optimum and the tied set
         (lo, hi), (plo, phi) = f["space"][axis], c["space"][axis]
         assert plo <= lo < hi <= phi and np.log(hi / lo) < np.log(phi / plo)
