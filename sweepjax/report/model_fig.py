@@ -43,9 +43,8 @@ def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) ->
         ok_pts = supported_points(sd, s.noise_se[alive], s.dispersion)
         weak = (~ok_pts).reshape(grid, grid).astype(float)
         if weak.any():
-            ax.contourf(
-                xs, ys, weak, levels=[0.5, 1.5], colors="none", hatches=["////"], gid="unsupported"
-            )
+            hatch = ax.contourf(xs, ys, weak, levels=[0.5, 1.5], colors="none", hatches=["////"])
+            hatch.set_gid("unsupported")  # contourf takes gid= only from matplotlib 3.11
     dead = [m for m in result.members if m.status == "diverged"]
     if dead:
         ax.scatter(
