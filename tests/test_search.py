@@ -184,7 +184,7 @@ def test_fine_fallback_box_honours_the_band():
     ``--band``: a winner at unit 0.15 of the lr axis is past the edge band 0.2 (the
     default) and extends the box below the parent's, but not with ``--band 0.1`` (the
     fallback used a fixed 0.1 whatever ``--band`` said)."""
-    judged = types.SimpleNamespace(box=None, fit_note="too few members for a model")
+    judged = types.SimpleNamespace(box=None, fit_note="too few members for a model", frontiers=())
     lr = [float(SPACE.lr.from_unit(0.15)), 1e-2, 2e-2]
     res = synthetic(SPACE, lr, [1e-4] * 3, [0.9, 0.8, 0.7])
 
