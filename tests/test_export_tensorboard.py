@@ -27,6 +27,7 @@ from sweepjax.cli import main
 from sweepjax.errors import ConfigError
 from sweepjax.store import tensorboard_export as tbe
 from sweepjax.store.db import Store
+from sweepjax.store.optuna_export import sweep_clock
 
 pytest.importorskip("tensorboardX")
 from tensorboardX.proto import event_pb2, plugin_hparams_pb2  # noqa: E402
@@ -207,7 +208,7 @@ def test_walls_follow_the_sweeps_clock(sweep, tmp_path):
     store, r = sweep
     with Store.open(store) as st:
         row = st.sweep_row(r.sweep_id)
-        clock = tbe.sweep_clock(st, r)
+        clock = sweep_clock(st, r)
     done = tbe.export_runs(r, tmp_path, clock=clock)
     assert done.path == tmp_path / r.sweep_id and done.runs == 8
     ends = {}

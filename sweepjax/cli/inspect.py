@@ -180,7 +180,7 @@ def run_export(args) -> int:
 
             times = member_times(st, res)
         if tensorboard:
-            from sweepjax.store.tensorboard_export import sweep_clock
+            from sweepjax.store.optuna_export import sweep_clock
 
             clock = sweep_clock(st, res)
     if optuna:

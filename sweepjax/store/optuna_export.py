@@ -88,7 +88,7 @@ def import_optuna():
     return optuna
 
 
-def _num(x) -> float | None:
+def finite_or_none(x) -> float | None:
     """A finite Python float, or None (NaN, inf, None)."""
     if x is None:
         return None
@@ -103,7 +103,7 @@ def param_axes(result: SweepResult) -> dict[str, ParamAxis]:
     out = {}
     for name, (lo, hi) in result.space.items():
         axis = AXES[name]
-        vals = [v for m in result.members if (v := _num(getattr(m, name))) is not None]
+        vals = [v for m in result.members if (v := finite_or_none(getattr(m, name))) is not None]
         lo, hi = min([float(lo), *vals]), max([float(hi), *vals])
         if axis.integer:
             lo, hi = float(math.floor(lo)), float(math.ceil(hi))
@@ -115,7 +115,9 @@ def _fixed_attrs(m: MemberRecord, searched) -> dict[str, Any]:
     """The axes a member trained with that were not searched (user attributes)."""
     names = ("lr", "l2", "lr_decay", *EXTRA_AXES)
     return {
-        n: _num(getattr(m, n)) for n in names if n not in searched and getattr(m, n) is not None
+        n: finite_or_none(getattr(m, n))
+        for n in names
+        if n not in searched and getattr(m, n) is not None
     }
 
 
@@ -142,26 +144,28 @@ def trial_specs(result: SweepResult) -> list[TrialSpec]:
     out = []
     for i, m in enumerate(result.members):
         state = STATES.get(m.status, "FAIL")
-        value = _num(m.best_val_acc)
+        value = finite_or_none(m.best_val_acc)
         attrs: dict[str, Any] = {"member": int(m.id), "status": m.status}
         if state == "COMPLETE" and value is None:
             state = "FAIL"
             attrs["fail_reason"] = "no finite validation accuracy"
         if state == "FAIL":
             attrs["best_val_acc"], value = value, None
-        attrs.update(best_step=int(m.best_step), val_acc_se=_num(m.val_acc_se))
+        attrs.update(best_step=int(m.best_step), val_acc_se=finite_or_none(m.val_acc_se))
         for k in ("diverged_at", "stopped_at"):
             attrs[k] = None if getattr(m, k) is None else int(getattr(m, k))
         if m.config is not None:  # replicas / folds: which config, which replica (fold)
             attrs.update(config=int(m.config), replica=int(m.replica or 0))
         attrs.update(_fixed_attrs(m, axes))
         if win is not None and win.id == m.id:
-            attrs.update(winner=True, test_acc=_num(win.test_acc))
+            attrs.update(winner=True, test_acc=finite_or_none(win.test_acc))
             if win.refit_test_acc is not None:
-                attrs.update(refit_test_acc=_num(win.refit_test_acc), refit_steps=win.refit_steps)
+                attrs.update(
+                    refit_test_acc=finite_or_none(win.refit_test_acc), refit_steps=win.refit_steps
+                )
         params = {}
         for name, ax in axes.items():
-            v = _num(getattr(m, name))
+            v = finite_or_none(getattr(m, name))
             if v is not None:
                 params[name] = int(round(v)) if ax.integer else v
         inter = {}
@@ -200,8 +204,8 @@ def study_attrs(result: SweepResult) -> dict[str, Any]:
         "schedule": result.spec.schedule or "full",
         "space": {k: [float(v) for v in b] for k, b in result.space.items()},
         "winner": None if win is None else int(win.id),
-        "winner_val_acc": None if win is None else _num(win.val_acc),
-        "winner_test_acc": None if win is None else _num(win.test_acc),
+        "winner_val_acc": None if win is None else finite_or_none(win.val_acc),
+        "winner_test_acc": None if win is None else finite_or_none(win.test_acc),
     }
     if win is not None and win.config is not None:
         attrs["winner_config"] = int(win.config)
@@ -282,25 +286,28 @@ def step_clock(
     return steps, walls
 
 
-def member_times(store: Store, result: SweepResult) -> dict[int, tuple[float, float]]:
-    """``{member id: (start, end)}`` in seconds since the epoch: each member's
-    :func:`member_steps` placed on the sweep's :func:`step_clock` (see the module
-    docstring for the approximation)."""
+def sweep_clock(store: Store, result: SweepResult) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, walls)``: where each global step of the sweep fell in wall time
+    (:func:`step_clock` on its live rows), to interpolate; the clock both exports (Optuna
+    trials, TensorBoard runs) place the members on."""
     from sweepjax.store.live import progress  # deferred: it imports the engine
 
     row = store.sweep_row(result.sweep_id)
-    spans = member_steps(result)
+    end_step = max((b for _, b in member_steps(result).values()), default=row.total_steps)
     rows = progress(store.conn, result.sweep_id, points=100_000)
-    end_step = max((b for _, b in spans.values()), default=row.total_steps)
-    steps, walls = step_clock(
-        [(r.step, r.wall) for r in rows],
-        row.created,
-        end_step,
-        result.timing.train_s,
+    return step_clock(
+        [(r.step, r.wall) for r in rows], row.created, end_step, result.timing.train_s
     )
+
+
+def member_times(store: Store, result: SweepResult) -> dict[int, tuple[float, float]]:
+    """``{member id: (start, end)}`` in seconds since the epoch: each member's
+    :func:`member_steps` placed on the sweep's :func:`sweep_clock` (see the module
+    docstring for the approximation)."""
+    steps, walls = sweep_clock(store, result)
     return {
         m: (float(np.interp(a, steps, walls)), float(np.interp(b, steps, walls)))
-        for m, (a, b) in spans.items()
+        for m, (a, b) in member_steps(result).items()
     }
 
 

@@ -20,7 +20,6 @@ placed in wall time on the sweep's live progress rows.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import shutil
 import tempfile
@@ -32,11 +31,14 @@ import numpy as np
 
 from sweepjax.errors import ConfigError
 from sweepjax.results.records import EXTRA_AXES
-from sweepjax.store.optuna_export import member_steps, param_axes, step_clock
+from sweepjax.store.optuna_export import (
+    finite_or_none,
+    member_steps,
+    param_axes,
+)
 
 if TYPE_CHECKING:  # annotations only
     from sweepjax.results.records import SweepResult
-    from sweepjax.store.db import Store
 
 TENSORBOARDX_MISSING = (
     "export --format tensorboard needs tensorboardX: pip install 'sweepjax[tensorboard]'"
@@ -113,14 +115,6 @@ def import_tensorboardx():
     return tensorboardX
 
 
-def _num(x) -> float | None:
-    """A finite Python float, or None (NaN, inf, None)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def run_name(member: int, width: int = 4) -> str:
     """A member's run folder, zero-padded so the runs sort by id: ``member-0042``."""
     return f"member-{int(member):0{width}d}"
@@ -161,7 +155,7 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
         history.setdefault(int(h["member"]), []).append(h)
     out = []
     for i, m in enumerate(result.members):
-        hp = {n: v for n in names if (v := _num(getattr(m, n))) is not None}
+        hp = {n: v for n in names if (v := finite_or_none(getattr(m, n))) is not None}
         status = STATUSES.get(m.status, "STATUS_UNKNOWN")
         if m.status == "ok" and result.status != "finished":
             status = unfinished
@@ -187,7 +181,7 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
                 hp,
                 status,
                 points,
-                _num(m.best_val_acc),
+                finite_or_none(m.best_val_acc),
                 spans.get(m.id, (0, 0)),
             )
         )
@@ -202,20 +196,6 @@ def description(result: SweepResult) -> str:
         f"{result.dataset.get('name', '?')}: {n} members, schedule "
         f"{result.spec.schedule or 'full'}, status {result.status}"
         + ("" if result.winner is None else f", winner member {result.winner.id}")
-    )
-
-
-def sweep_clock(store: Store, result: SweepResult) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, walls)``: where each global step of the sweep fell in wall time, to
-    interpolate (:func:`sweepjax.store.optuna_export.step_clock` on its live rows, the
-    clock :func:`~sweepjax.store.optuna_export.member_times` places the members on)."""
-    from sweepjax.store.live import progress  # deferred: it imports the engine
-
-    row = store.sweep_row(result.sweep_id)
-    end_step = max((b for _, b in member_steps(result).values()), default=row.total_steps)
-    rows = progress(store.conn, result.sweep_id, points=100_000)
-    return step_clock(
-        [(r.step, r.wall) for r in rows], row.created, end_step, result.timing.train_s
     )
 
 
