@@ -213,6 +213,7 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
     ref = math.log(k) if k else None
     horizon = (result.config or {}).get("train", {}).get("steps")
     out: dict[int, list[Diagnosis]] = {}
+    peers = _Peers.of(result)
     for row, m in enumerate(result.members):
         if result.curves is None:
             d = diverged(m.diverged_at)
@@ -221,7 +222,7 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
             found = diagnose_member(result.curves, row, m.diverged_at, initial_loss=ref, th=th)
             found = [_name_axes(_blame_lambda(d, m.l2, th), m) for d in found]
             found = [_blame_schedule(d, result.curves, row, m.lr_decay, horizon, th) for d in found]
-            out[m.id] = [_against_the_scores(d, row, result) for d in found]
+            out[m.id] = [_against_the_scores(d, row, result, peers) for d in found]
     return out
 
 
@@ -285,7 +286,29 @@ def _blame_lambda(d: Diagnosis, l2: float, th: Thresholds) -> Diagnosis:
 RATE_STEP = 1.5
 
 
-def _against_the_scores(d: Diagnosis, row: int, result) -> Diagnosis:
+class _Peers(NamedTuple):
+    """What the ratio check compares, built once per sweep: ``lr [N]``, ``usable [N]`` (did
+    not diverge), ``va [N, E]`` validation accuracy curves and ``fin`` their finite mask."""
+
+    lr: np.ndarray
+    usable: np.ndarray
+    va: np.ndarray
+    fin: np.ndarray
+
+    @classmethod
+    def of(cls, result) -> _Peers | None:
+        if result.curves is None:
+            return None
+        va = np.asarray(result.curves.val_acc, np.float64)
+        return cls(
+            np.array([o.lr for o in result.members], np.float64),
+            np.array([o.status != "diverged" for o in result.members]),
+            va,
+            np.isfinite(va),
+        )
+
+
+def _against_the_scores(d: Diagnosis, row: int, result, pe: _Peers | None) -> Diagnosis:
     """The lecture's ~1e-3 update ratio is a rule of thumb; the sweep measured what other
     rates score. A "rate may be too high" (low) finding is checked against every member
     with a lower (higher) rate, each compared with this one at the last evaluation both
@@ -293,29 +316,23 @@ def _against_the_scores(d: Diagnosis, row: int, result) -> Diagnosis:
     Where the best of them scored worse by more than two SEs of one evaluation, the scores
     overrule the rule of thumb and the finding says so (kind ``ratio_rule_overruled``);
     otherwise it names the best of them, so the advice comes with its evidence."""
-    if d.kind not in ("update_ratio_high", "update_ratio_low") or result.curves is None:
+    if d.kind not in ("update_ratio_high", "update_ratio_low") or pe is None:
         return d
     high = d.kind == "update_ratio_high"
     ms = result.members
     m = ms[row]
-    va = np.asarray(result.curves.val_acc, np.float64)
-    mine = np.isfinite(va[row])
-    best = None  # (its accuracy minus ours at the common step, its row, step index)
-    for q, o in enumerate(ms):
-        if o.status == "diverged" or not (
-            o.lr * RATE_STEP <= m.lr if high else o.lr >= m.lr * RATE_STEP
-        ):
-            continue
-        both = np.flatnonzero(mine & np.isfinite(va[q]))
-        if len(both) == 0:
-            continue
-        e = int(both[-1])
-        diff = float(va[q, e] - va[row, e])
-        if best is None or diff > best[0]:
-            best = (diff, q, e)
-    if best is None:
+    va = pe.va
+    other = pe.lr * RATE_STEP <= m.lr if high else pe.lr >= m.lr * RATE_STEP
+    peers = np.flatnonzero(other & pe.usable)
+    both = pe.fin[peers] & pe.fin[row]  # [P, E]: evaluations both members reached
+    seen = both.any(axis=1)
+    peers, both = peers[seen], both[seen]
+    if len(peers) == 0:
         return d
-    diff, q, e = best
+    last = both.shape[1] - 1 - np.argmax(both[:, ::-1], axis=1)  # each pair's last one
+    diffs = va[peers, last] - va[row, last]
+    k = int(np.argmax(diffs))  # the best of them (the first, in member order, on ties)
+    diff, q, e = float(diffs[k]), int(peers[k]), int(last[k])
     p = float(np.clip(va[row, e], 0.01, 0.99))
     n = int((result.config or {}).get("train", {}).get("val_subset") or 0)
     n = (
