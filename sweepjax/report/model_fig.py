@@ -45,40 +45,20 @@ def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) ->
         if weak.any():
             hatch = ax.contourf(xs, ys, weak, levels=[0.5, 1.5], colors="none", hatches=["////"])
             hatch.set_gid("unsupported")  # contourf takes gid= only from matplotlib 3.11
+
+    def points(ms, **kw):  # members at their (ax_x, ax_y) values
+        ax.scatter([getattr(m, ax_x) for m in ms], [getattr(m, ax_y) for m in ms], **kw)
+
     dead = [m for m in result.members if m.status == "diverged"]
     if dead:
-        ax.scatter(
-            [getattr(m, ax_x) for m in dead],
-            [getattr(m, ax_y) for m in dead],
-            s=14,
-            marker="x",
-            c="#ff3030",
-            lw=0.8,
-            gid="diverged",
-            label=f"diverged ({len(dead)}, fitted at the floor)",
-        )
+        points(dead, s=14, marker="x", c="#ff3030", lw=0.8, gid="diverged",
+               label=f"diverged ({len(dead)}, fitted at the floor)")  # fmt: skip
     ok = [m for m in result.members if m.status != "diverged"]
-    ax.scatter(
-        [getattr(m, ax_x) for m in ok],
-        [getattr(m, ax_y) for m in ok],
-        s=6,
-        c="white",
-        alpha=0.6,
-        lw=0,
-        gid="members",
-    )
+    points(ok, s=6, c="white", alpha=0.6, lw=0, gid="members")
     g = member_groups(result)  # the result's own tied set and winner, as the JSON names them
     tied = [result.members[i] for i in sorted([*g.winner, *g.tied])]
-    ax.scatter(
-        [getattr(m, ax_x) for m in tied],
-        [getattr(m, ax_y) for m in tied],
-        s=60,
-        facecolors="none",
-        edgecolors="#ff3030",
-        lw=1.5,
-        gid="tied",
-        label=f"tied with the winner ({len(tied)})",
-    )
+    points(tied, s=60, facecolors="none", edgecolors="#ff3030", lw=1.5, gid="tied",
+           label=f"tied with the winner ({len(tied)})")  # fmt: skip
     ax.scatter(
         [ranges[ax_x].from_unit(v.optimum[ax_x])],
         [ranges[ax_y].from_unit(v.optimum[ax_y])],
