@@ -235,7 +235,6 @@ def test_refine_box_never_passes_a_frontier(lim, opt, tied, flagged):
         optimum_inside=not flagged,
         optimum_confidence=0.9,
         tol=0.0046,
-        flagged=flagged,
     )
     box = refine_box(v, ["lr"], np.array(tied)[:, None], limit_high=np.array([lim]))
     assert isinstance(box, Box)

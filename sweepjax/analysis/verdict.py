@@ -122,7 +122,6 @@ class Verdict:
         point was within ``GAP_SE`` SEs of a nearby member when False).
       unsupported_value: the model mean's own maximum when it lies elsewhere (an
         unsupported or contradicted point the verdicts did not take), else None.
-      flagged: some edge is flagged.
     """
 
     boundaries: tuple[BoundaryVerdict, ...]
@@ -138,12 +137,16 @@ class Verdict:
     optimum_sd: float = 0.0
     optimum_supported: bool = True
     unsupported_value: float | None = None
-    flagged: bool = False
 
     @property
     def flags(self) -> list[BoundaryVerdict]:
         """The flagged edges only."""
         return [b for b in self.boundaries if b.flagged]
+
+    @property
+    def flagged(self) -> bool:
+        """Some edge is flagged."""
+        return any(b.flagged for b in self.boundaries)
 
 
 def judge_surface(
@@ -245,7 +248,6 @@ def judge_surface(
         optimum_sd=float(sd_grid[best]),
         optimum_supported=ev.consistent,
         unsupported_value=ev.unsupported_value,
-        flagged=flagged_any,
     )
 
 
