@@ -203,7 +203,7 @@ def _run_sweep(
     else:
         check_room(st, cfg, ds, hp.num_members)
         if url and where.process_index == 0:  # its study is named after the sweep
-            check_new_study(url, name or st._next_id(cfg.kind))
+            check_new_study(url, name or st.next_id(cfg.kind))
         sid = st.create_sweep(
             cfg.kind,
             cfg_dict,

@@ -178,7 +178,7 @@ class Store:
             self.conn.execute("SELECT 1 FROM sweeps WHERE id=?", (sweep_id,)).fetchone() is not None
         )
 
-    def _next_id(self, kind: str) -> str:
+    def next_id(self, kind: str) -> str:
         prefix = kind[0]
         n = self.conn.execute("SELECT COUNT(*) FROM sweeps WHERE kind=?", (kind,)).fetchone()[0]
         while self.exists(f"{prefix}{n + 1}"):
@@ -213,7 +213,7 @@ class Store:
                     f"a sweep named {name!r} already exists in {self.path}; "
                     "pick another `name`, or add `resume` to continue it"
                 )
-            sweep_id = name or self._next_id(kind)
+            sweep_id = name or self.next_id(kind)
             c.execute(
                 "INSERT INTO sweeps (id, kind, parent, status, config, dataset, space, "
                 "versions, created, updated, host, pid, num_members, total_steps) "
