@@ -69,15 +69,18 @@ def one_write(trials: int, dataset: str) -> dict:
     throttle spaces writes by (at least 19x this apart)."""
     from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
     from sweepjax.store.db import Store
+    from sweepjax.sweep_config import SweepConfig
 
-    ds = load_dataset(DataConfig(dataset=dataset))
+    ds_cfg = DataConfig(dataset=dataset)
+    ds = load_dataset(ds_cfg)
     hp = HParams.create(lr=np.full(trials, 1e-3), l2=1e-4)
     cfg = TrainConfig(optimizer="adam", steps=10)
     states = init_states(ds, hp, ModelConfig("mlp"), cfg)
     nbytes = sum(a.nbytes for a in jax.tree.leaves(states))
     ckpt = Checkpoint(10, states, Curves.empty(trials), ScheduleState.start(hp))
     with tempfile.TemporaryDirectory() as d, Store.open(Path(d) / "s.db", create=True) as st:
-        sid = st.create_sweep("coarse", {}, {}, {}, trials, 10)
+        run = SweepConfig("coarse", ds_cfg, ModelConfig("mlp"), cfg, sweepjax.SearchSpace(), trials)
+        sid = st.create_sweep("coarse", run, {}, {}, trials, 10)
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -128,7 +131,7 @@ def flow_split(dataset: str, quick: bool) -> list[dict]:
             out.append(
                 {
                     "stage": kind,
-                    "schedule": res.config["schedule"]["name"],
+                    "schedule": res.config.schedule.name,
                     "wall_s": wall,
                     "compile_s": t.compile_s,
                     "train_s": t.train_s,

@@ -365,13 +365,13 @@ def coarse_fine_library(ds_cfg: DataConfig) -> dict | None:
         "compile_s": c.timing.compile_s + f.timing.compile_s,
         "coarse": {
             "members": len(c.members),
-            "steps": c.config["train"]["steps"],
+            "steps": c.config.train.steps,
             "train_s": c.timing.train_s,
             "winner_test_acc": c.winner.test_acc,
         },
         "fine": {
             "members": len(f.members),
-            "steps": f.config["train"]["steps"],
+            "steps": f.config.train.steps,
             "train_s": f.timing.train_s,
             "space": f.space,
         },

@@ -204,7 +204,7 @@ def worker_sweepjax(args) -> dict:
                     "members": len(res.members),
                     "progress": res.progress,
                     "in_flight": res.in_flight,
-                    "steps": res.config["train"]["steps"],
+                    "steps": res.config.train.steps,
                     "winner": w.as_dict(),
                 }
             )

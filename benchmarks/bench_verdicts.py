@@ -61,7 +61,7 @@ def old_verdict(result):
     score, extra, use = stopped_offsets(ms, result.curves)
     fit_se = np.sqrt(vd.accuracy_se(np.nan_to_num(score), n_val) ** 2 + extra**2)
     s = fit_surface(x, score, use, n_val, axes, acc_se=fit_se)._replace(x=None)
-    v = vd.judge_surface(s, rank.winner_se, seed=int(result.config["train"]["seed"]))
+    v = vd.judge_surface(s, rank.winner_se, seed=result.config.train.seed)
     box = vd.refine_box(v, axes, x[rank.tied])
     real = {
         a: Range(*(float(t) for t in space.axes()[a].from_unit([box.lo[j], box.hi[j]])))

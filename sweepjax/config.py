@@ -14,6 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from sweepjax.budget import Budget
 from sweepjax.errors import ConfigError
 
 # The budget rules a sweep may use (:mod:`sweepjax.schedulers`).
@@ -236,9 +237,9 @@ class ScheduleConfig:
       eta: halving / hyperband keep the best ``1/eta`` at each rung.
       rungs: halving's rungs (hyperband: its broadest bracket's).
       interval: PBT's steps between exploit/explore decisions (``None``: a tenth of the run).
-      budget: ASHA's budget, e.g. ``"60s"`` (wall time of the process) or ``"5M"``
-        (member-steps) (:class:`sweepjax.budget.Budget`); ``None``: the run creates
-        ``trials`` members and ends when they have.
+      budget: ASHA's budget, e.g. ``Budget.parse("60s")`` (wall time of the process) or
+        ``Budget.parse("5M")`` (member-steps); ``None``: the run creates ``trials``
+        members and ends when they have.
       width: ASHA's population width (``None``: measured, :mod:`sweepjax.engine.width`).
     """
 
@@ -246,7 +247,7 @@ class ScheduleConfig:
     eta: int = 3
     rungs: int = 3
     interval: int | None = None
-    budget: str | None = None
+    budget: Budget | None = None
     width: int | None = None
 
     def __post_init__(self):
@@ -260,6 +261,8 @@ class ScheduleConfig:
             raise ConfigError(f"rungs must be >= 1, got {self.rungs}; try 3")
         if self.interval is not None and self.interval < 1:
             raise ConfigError(f"the PBT interval must be >= 1 step, got {self.interval}")
+        if self.budget is not None and not isinstance(self.budget, Budget):  # parsed once
+            raise ConfigError(f"budget is a Budget; give Budget.parse({self.budget!r})")
 
 
 # Hard caps of the per-member axes (inclusive): a dropout rate of 1 drops every unit and a

@@ -20,6 +20,7 @@ from sweepjax.config import AXES, DEFAULT_BAND, DEFAULT_TOP_K, Range, SearchSpac
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 from sweepjax.results.records import BoundaryFlag, SweepResult
+from sweepjax.sweep_config import space_from_dict
 
 DEFAULT_MARGIN = 0.1  # fine box = top-K span widened by this fraction of the parent box
 MIN_WIDTH = 0.02  # a refined box is at least this fraction of the parent's (log-)width
@@ -31,8 +32,7 @@ def as_space(space: SearchSpace | Mapping[str, list[float]]) -> SearchSpace:
     ``momentum`` linear, the others log)."""
     if isinstance(space, SearchSpace):
         return space
-    axes = {k: AXES[k].range(v[0], v[1]) for k, v in space.items()}
-    return SearchSpace(**axes)
+    return space_from_dict(space)
 
 
 def grid_points_per_axis(n: int, num_axes: int) -> int:

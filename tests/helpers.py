@@ -105,3 +105,21 @@ def blob_dataset(n_train: int = 600, n_val: int = 200):
         flat(xtr), y32(ytr), flat(xv), y32(yv), flat(xv), y32(yv), np.zeros(64, np.float32),
         1.0, info, xtr[:4],
     )  # fmt: skip
+
+
+def sweep_config(trials: int = 8, **changes):
+    """A typed :class:`~sweepjax.sweep_config.SweepConfig` for a synthetic result: the
+    defaults (a coarse softmax sweep over the default box) with ``changes`` (``model=``,
+    ``train=``, ``schedule=``, ``folds=``, ...)."""
+    from sweepjax.config import DataConfig, ModelConfig, SearchSpace, TrainConfig
+    from sweepjax.sweep_config import SweepConfig
+
+    base = dict(
+        kind="coarse",
+        data=DataConfig(),
+        model=ModelConfig(),
+        train=TrainConfig(),
+        space=SearchSpace(),
+        trials=trials,
+    )
+    return SweepConfig(**{**base, **changes})

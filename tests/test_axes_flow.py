@@ -26,7 +26,7 @@ from sweepjax.results.claims import next_space
 from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import as_space, ranking, refine, sample
 from sweepjax.store.db import Store
-from tests.helpers import toy_dataset, toy_train_config
+from tests.helpers import sweep_config, toy_dataset, toy_train_config
 
 # Every axis, boxes touching every cap (dropout from 0, momentum up to its maximum,
 # lr_decay up to 1, hidden from 1).
@@ -71,7 +71,16 @@ def _records(space: SearchSpace, u: np.ndarray, acc: np.ndarray) -> list[MemberR
 
 def _result(space: SearchSpace, members: list[MemberRecord]) -> SweepResult:
     return SweepResult(
-        "c1", "coarse", None, {}, space.as_dict(), {}, members, None, [], TimingRecord(0, 0, 0)
+        "c1",
+        "coarse",
+        None,
+        {},
+        space.as_dict(),
+        sweep_config(space=space),
+        members,
+        None,
+        [],
+        TimingRecord(0, 0, 0),
     )
 
 

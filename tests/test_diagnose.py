@@ -11,6 +11,7 @@ from sweepjax.analysis import diagnose
 from sweepjax.analysis.diagnose import Thresholds, diagnose_member, diagnose_sweep
 from sweepjax.engine.curves import Curves
 from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
+from tests.helpers import sweep_config
 
 E = 10
 STEP = np.arange(1, E + 1) * 50
@@ -113,7 +114,7 @@ def _sweep(curves, members) -> SweepResult:
         None,
         {"num_classes": 10},
         {"lr": [1e-4, 1.0]},
-        {},
+        sweep_config(),
         members,
         None,
         [],

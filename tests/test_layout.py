@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "sweepjax"
 # Bottom to top: a module may import its own layer and the layers before it.
 LAYERS = [
     ("errors",),
-    ("config", "budget", "spec"),
+    ("config", "budget", "spec", "sweep_config"),
     ("data",),
     ("models",),
     ("engine",),

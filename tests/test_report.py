@@ -17,10 +17,11 @@ import pytest
 
 from sweepjax.analysis.activations import activation_stats
 from sweepjax.analysis.ranking import ORDER_LINE
-from sweepjax.config import DEFAULT_BAND
+from sweepjax.config import DEFAULT_BAND, ModelConfig, ScheduleConfig, TrainConfig
 from sweepjax.engine import Curves
 from sweepjax.report import axes_fig, chosen_members, figures, write_report
 from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
+from tests.helpers import sweep_config
 
 M, E = 12, 8
 CHROMIUM = "/usr/bin/chromium"
@@ -102,7 +103,7 @@ def synthetic(kind="softmax", hidden=16, diverged=(10, 11), parent_spaces=None, 
             "input_shape": [28, 28],
         },
         space,
-        {"model": {"kind": kind, "hidden": hidden}, "train": {"steps": 200}},
+        sweep_config(model=ModelConfig(kind, hidden=hidden), train=TrainConfig(steps=200)),
         members,
         Winner(w, float(lr[w]), float(l2[w]), float(acc[w]), 0.91),
         [BoundaryFlag("lr", "high", 9)],
@@ -174,7 +175,7 @@ def test_band_is_the_sweeps_band_of_log_width(band):
     the verdicts use: config.DEFAULT_BAND, 20%; it was 10% here)."""
     res = synthetic()
     if band is not None:
-        res.config = {**res.config, "band": band}
+        res.config = dataclasses.replace(res.config, band=band)
     frac = DEFAULT_BAND if band is None else band
     fig = figures.response_surface(res)
     assert f"boundary band ({frac:.0%})" in fig.axes[0].get_title()
@@ -653,7 +654,9 @@ def test_schedule_panels_show_rungs_and_pbt_schedules(tmp_path):
         else m
         for m in res.members
     ]
-    res.config = {**res.config, "train": {"steps": 300}, "schedule": {"name": "halving"}}
+    res.config = dataclasses.replace(
+        res.config, train=TrainConfig(steps=300), schedule=ScheduleConfig("halving")
+    )
     fig = schedule_fig.active_over_time(res)
     (line,) = [a for a in fig.axes[0].get_lines() if a.get_gid() == "active"]
     n = len(res.members)
@@ -669,7 +672,9 @@ def test_schedule_panels_show_rungs_and_pbt_schedules(tmp_path):
     assert "Schedule (halving)" in page and (tmp_path / "h" / "schedule.png").exists()
 
     pbt = synthetic()
-    pbt.config = {**pbt.config, "train": {"steps": 300}, "schedule": {"name": "pbt"}}
+    pbt.config = dataclasses.replace(
+        pbt.config, train=TrainConfig(steps=300), schedule=ScheduleConfig("pbt")
+    )
     pbt.history = [
         {"step": 0, "member": m.id, "lr": m.lr, "l2": m.l2, "lr_decay": 1.0} for m in pbt.members
     ] + [{"step": 100, "member": 1, "lr": 0.2, "l2": 1e-4, "lr_decay": 1.0}]

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from sweepjax import report, search
+from sweepjax.config import DataConfig, ModelConfig, Range, ScheduleConfig, SearchSpace, TrainConfig
 from sweepjax.report import axes_fig, chosen_members, figures, members, write_report
+from sweepjax.spec import SweepSpec
+from tests.helpers import sweep_config
 from tests.test_report import M, many_axes, synthetic
 
 STOPPED = (0, 1, 2, 3, 4)  # the low-lr rows: lower accuracies than any finished member
@@ -27,7 +30,7 @@ def halved(name: str = "halving"):
         dataclasses.replace(m, status="stopped", stopped_at=50) if m.id in STOPPED else m
         for m in res.members
     ]
-    res.config = {**res.config, "schedule": {"name": name, "eta": 3, "rungs": 3}}
+    res.config = dataclasses.replace(res.config, schedule=ScheduleConfig(name, eta=3, rungs=3))
     return res
 
 
@@ -146,25 +149,27 @@ def _keys(config) -> set[str]:
 
 
 def test_shared_settings_show_only_what_applies():
-    base = {
-        "model": {"kind": "softmax", "hidden": 100},
-        "train": {"optimizer": "sgd", "momentum": 0.9, "dropout": 0.2, "init_scale": 1.0},
-        "space": {"lr": [1e-4, 3.0], "l2": [1e-6, 1.0]},
-        "schedule": {"name": "halving", "eta": 3, "rungs": 3, "interval": None},
-        "spec": {"hidden": 100, "momentum": 0.9, "pbt_interval": 5, "eta": 3},
-    }
+    train = TrainConfig(optimizer="sgd", momentum=0.9, dropout=0.2, init_scale=0.5)
+    base = sweep_config(
+        model=ModelConfig("softmax", hidden=100),
+        train=train,
+        schedule=ScheduleConfig("halving", eta=3, rungs=3),
+        spec=SweepSpec.create("coarse", hidden=100, momentum=0.9, pbt_interval=5, eta=3),
+    )
     keys = _keys(base)
     assert not keys & {"model.hidden", "train.momentum", "train.dropout", "spec.hidden"}
     assert not keys & {"spec.momentum", "schedule.interval", "spec.pbt_interval"}
     assert {"model.kind", "train.init_scale", "schedule.eta", "schedule.rungs"} <= keys
-    mlp = {**base, "model": {"kind": "mlp", "hidden": 100}}
-    mlp["train"] = {**base["train"], "optimizer": "momentum"}
+    mlp = dataclasses.replace(
+        base, model=ModelConfig("mlp", hidden=100), train=train.replace(optimizer="momentum")
+    )
     assert {"model.hidden", "train.momentum", "train.dropout", "spec.hidden"} <= _keys(mlp)
-    swept = {**mlp, "space": {**base["space"], "momentum": [0.5, 0.99], "dropout": [0, 0.5]}}
+    box = SearchSpace(momentum=Range(0.5, 0.99, log=False), dropout=Range(0.0, 0.5, log=False))
+    swept = dataclasses.replace(mlp, space=box)
     assert not _keys(swept) & {"train.momentum", "train.dropout"}  # each member's own value
-    pbt = {**base, "schedule": {"name": "pbt", "eta": 3, "rungs": 3, "interval": 5}}
+    pbt = dataclasses.replace(base, schedule=ScheduleConfig("pbt", eta=3, rungs=3, interval=5))
     assert "schedule.interval" in _keys(pbt) and "schedule.eta" not in _keys(pbt)
-    adam = {**base, "train": {**base["train"], "optimizer": "adam"}}
+    adam = dataclasses.replace(base, train=train.replace(optimizer="adam"))
     assert "train.momentum" in _keys(adam)  # adam's b1
 
 
@@ -218,11 +223,10 @@ def test_a_pbt_run_labels_the_results_winner(runs):
 
 def test_the_config_table_shows_the_data_really_used(tmp_path):
     """It said `dataset mnist, download True` when the bundled sample was used."""
-    config = {
-        "data": {"dataset": "mnist", "download": True, "data_dir": None, "seed": 0},
-        "spec": {"dataset": "mnist"},
-        "model": {"kind": "softmax"},
-    }
+    config = sweep_config(
+        data=DataConfig(dataset="mnist", download=True, data_dir=None, seed=0),
+        spec=SweepSpec.create("coarse", dataset="mnist"),
+    )
     fallback = {"name": "mnist-sample", "requested": "mnist", "origin": "bundled"}
     rows = dict(members.shared_settings(config, fallback))
     assert rows["data.dataset"] == rows["spec.dataset"] == "mnist-sample (asked for mnist)"
@@ -232,7 +236,7 @@ def test_the_config_table_shows_the_data_really_used(tmp_path):
     rows = dict(members.shared_settings(config, full))
     assert rows["data.dataset"] == "mnist" and rows["data.download"] == "True"
     res = synthetic()
-    res.config = {**res.config, **config}
+    res.config = dataclasses.replace(res.config, data=config.data, spec=config.spec)
     res.dataset = {**res.dataset, **fallback}
     res.curves, res.winner_params = None, None  # the table is what is checked here
     page = Path(write_report(res, [], tmp_path)).read_text()
@@ -249,7 +253,7 @@ def test_the_live_page_has_no_empty_whole_set_row_or_series():
     from sweepjax.store.live import LiveRow
 
     row = SweepRow(
-        "c1", "coarse", None, "finished", {"model": {"kind": "softmax"}},
+        "c1", "coarse", None, "finished", sweep_config(),
         {"name": "mnist-sample"}, {}, {}, 0.0, 9.0, 9.0, None, None, 8, 100, 100, 3, 0.9, None,
     )  # fmt: skip
 

@@ -16,6 +16,7 @@ from sweepjax.errors import ConfigError
 from sweepjax.flows.fine_space import fine_space
 from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord
 from sweepjax.search import boundary_flags, grid_points_per_axis, ranking, refine, sample
+from tests.helpers import sweep_config
 
 SPACE = SearchSpace(lr=Range(1e-4, 1.0), l2=Range(1e-6, 1e-2))
 
@@ -41,7 +42,16 @@ def synthetic(space: SearchSpace, lr, l2, acc, status=None) -> SweepResult:
         for i, (a, b, c, s) in enumerate(zip(lr, l2, acc, status, strict=True))
     ]
     return SweepResult(
-        "c1", "coarse", None, {}, space.as_dict(), {}, members, None, [], TimingRecord(0, 0, 0)
+        "c1",
+        "coarse",
+        None,
+        {},
+        space.as_dict(),
+        sweep_config(space=space),
+        members,
+        None,
+        [],
+        TimingRecord(0, 0, 0),
     )
 
 

@@ -9,12 +9,14 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import StoreError
 from sweepjax.results.records import BoundaryFlag, MemberRecord, SweepResult, TimingRecord, Winner
 from sweepjax.store import space
 from sweepjax.store.db import SCHEMA_VERSION, Store
+from tests.helpers import sweep_config
 
 
 def make_result(sid: str, m: int = 6, e: int = 4, seed: int = 0) -> SweepResult:
@@ -49,7 +51,7 @@ def make_result(sid: str, m: int = 6, e: int = 4, seed: int = 0) -> SweepResult:
         None,
         {"name": "toy", "sha256": "ab"},
         {"lr": [1e-3, 1e-1], "l2": [1e-6, 1e-2]},
-        {"trials": m},
+        sweep_config(trials=m),
         members,
         Winner(w.id, w.lr, w.l2, w.best_val_acc, 0.9),
         [BoundaryFlag("lr", "high", 0)],
@@ -123,7 +125,8 @@ def test_ids_names_and_parents(tmp_path):
             new_sweep(st, res, name="c2")
         with pytest.raises(StoreError, match="not valid"):
             new_sweep(st, res, name="bad name!")
-        f = st.create_sweep("fine", {}, {}, {"lr": [1e-2, 1e-1]}, 1, 10, parent="c1")
+        fine = sweep_config(kind="fine", parent="c1")
+        f = st.create_sweep("fine", fine, {}, {"lr": [1e-2, 1e-1]}, 1, 10, parent="c1")
         assert f == "f1"
         res.sweep_id, res.kind, res.parent = f, "fine", "c1"
         st.save_results(res)
@@ -342,7 +345,7 @@ def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
         # Now as 2 configs x 2 replicas (ids c * 2 + r).
         res2 = make_result("y", m=4)
         res2.dataset = res.dataset
-        res2.config = {**res2.config, "replicas": 2}
+        res2.config = dataclasses.replace(res2.config, replicas=2)
         res2.members = [
             dataclasses.replace(m, config=m.id // 2, replica=m.id % 2) for m in res2.members
         ]
@@ -366,12 +369,11 @@ def test_a_version_4_store_is_migrated_and_members_read_their_fixed_axes(tmp_pat
     no momentum for sgd). Members written afterwards round-trip their own values."""
     path = tmp_path / "v4.db"
     mlp = make_result("x", m=3)
-    mlp.config = {
-        "model": {"kind": "mlp", "hidden": 64},
-        "train": {"optimizer": "momentum", "momentum": 0.95},
-    }
+    mlp.config = sweep_config(
+        model=ModelConfig("mlp", hidden=64), train=TrainConfig(optimizer="momentum", momentum=0.95)
+    )
     soft = make_result("y", m=2)
-    soft.config = {"model": {"kind": "softmax", "hidden": 100}, "train": {"optimizer": "sgd"}}
+    soft.config = sweep_config(model=ModelConfig("softmax"), train=TrainConfig(optimizer="sgd"))
     with Store.open(path, create=True) as st:
         for res in (mlp, soft):
             res.sweep_id = new_sweep(st, res)

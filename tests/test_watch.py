@@ -24,8 +24,10 @@ import pytest
 
 from sweepjax.cli import main
 from sweepjax.cli.watch_server import Center, make_server
+from sweepjax.config import ModelConfig
 from sweepjax.store.db import Store
 from sweepjax.store.live import LiveWriter, progress
+from tests.helpers import sweep_config
 from tests.test_live import FakeClock, population, report
 from tests.test_store import make_result, new_sweep
 
@@ -120,8 +122,8 @@ def running_4096(tmp_path):
     curves, sched = population(m=4096, e=500)
     clock = FakeClock()
     with Store.open(db, create=True) as st:
-        sid = st.create_sweep("coarse", {"model": {"kind": "mlp"}}, {"name": "mnist"}, {},
-                              4096, 3000)  # fmt: skip
+        sid = st.create_sweep("coarse", sweep_config(model=ModelConfig("mlp")),
+                              {"name": "mnist"}, {}, 4096, 3000)  # fmt: skip
         w = LiveWriter(st, sid, clock=clock)
         for i in range(1, 41):
             w.update(report(25 * i, total=3000, elapsed=1.0 + 0.5 * i, best=0.5 + i / 100,

@@ -4,12 +4,14 @@ the widths measured and the reason's numbers."""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import json
 import random
 
 import pytest
 
+from sweepjax.budget import Budget
 from sweepjax.engine import width as width_mod
 from sweepjax.engine.width import (
     WidthChoice,
@@ -340,7 +342,7 @@ def test_asha_sweep_widens_for_a_long_time_budget(tmp_path, monkeypatch, budget,
     ds = toy_dataset()
     cfg = SweepConfig(
         "coarse", DataConfig(), ModelConfig(), TrainConfig(steps=2400), SearchSpace(), 4096,
-        schedule=ScheduleConfig("asha", budget=budget),
+        schedule=ScheduleConfig("asha", budget=None if budget is None else Budget.parse(budget)),
     )  # fmt: skip
     path = tmp_path / "width.json"
     monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(path))
@@ -393,7 +395,7 @@ def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, mo
 
     cfg = SweepConfig(
         "coarse", DataConfig(), ModelConfig(), TrainConfig(steps=2400, chunk_steps=2400),
-        SearchSpace(), 4096, schedule=ScheduleConfig("asha", rungs=2, budget="20s"),
+        SearchSpace(), 4096, schedule=ScheduleConfig("asha", rungs=2, budget=Budget.parse("20s")),
     )  # fmt: skip
     assert (anytime.REAL_OVER_PROBE, anytime.COMPILE_S, anytime.FIT_SHARE) == (2.0, 3.0, 0.5)
     same, note = anytime.fit_length(cfg, 0.040, 20.0)
@@ -414,5 +416,6 @@ def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, mo
     assert anytime.block_seconds(cfg, ds, SINGLE, 4) == 0.02
     assert anytime.block_seconds(cfg, ds, SINGLE, 3) == 0.02
     assert anytime.block_seconds(cfg, ds, SINGLE, 16) == pytest.approx(0.08)
-    assert anytime.with_length(cfg, {"train": {"steps": 999}}).train.steps == 999
-    assert anytime.with_length(cfg, {"train": {"steps": 2400}}) is cfg
+    stored = dataclasses.replace(cfg, train=cfg.train.replace(steps=999))
+    assert anytime.with_length(cfg, stored).train.steps == 999
+    assert anytime.with_length(cfg, cfg) is cfg

@@ -211,7 +211,7 @@ def diagnose_sweep(result, th: Thresholds = DEFAULT) -> dict[int, list[Diagnosis
     """
     k = result.dataset.get("num_classes") if isinstance(result.dataset, dict) else None
     ref = math.log(k) if k else None
-    horizon = (result.config or {}).get("train", {}).get("steps")
+    horizon = result.config.train.steps
     out: dict[int, list[Diagnosis]] = {}
     peers = _Peers.of(result)
     for row, m in enumerate(result.members):
@@ -334,13 +334,9 @@ def _against_the_scores(d: Diagnosis, row: int, result, pe: _Peers | None) -> Di
     k = int(np.argmax(diffs))  # the best of them (the first, in member order, on ties)
     diff, q, e = float(diffs[k]), int(peers[k]), int(last[k])
     p = float(np.clip(va[row, e], 0.01, 0.99))
-    n = int((result.config or {}).get("train", {}).get("val_subset") or 0)
-    n = (
-        min(n, int(result.dataset.get("n_val") or n))
-        if n
-        else int(result.dataset.get("n_val") or 0)
-    )
-    se = math.sqrt(p * (1 - p) / n) if n else 0.0
+    n = result.config.train.val_subset  # the fixed subset the curves measure
+    n = min(n, int(result.dataset.get("n_val") or n))
+    se = math.sqrt(p * (1 - p) / n)
     side = "lower" if high else "higher"
     step = int(result.curves.step[e])
     o = ms[q]

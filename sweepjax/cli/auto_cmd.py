@@ -70,14 +70,11 @@ def run(args: argparse.Namespace) -> int:
     def note(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    # Read like the sweep's options: a bad budget fails here, before the checks train.
     kw, cli = shared_values(args, SHARED)
     fmt = cli.get("format", "text")
     if isinstance(kw.get("hidden"), Range):
         raise ConfigError("`hidden` takes one width in auto (its rounds refine lr and l2)")
-    if kw.get("budget") is not None:  # a bad budget fails before the checks train
-        from sweepjax.budget import Budget
-
-        Budget.parse(kw["budget"])
     store = kw.pop("store", None) or default_path()
     out = auto(
         **kw,

@@ -17,6 +17,7 @@ from sweepjax.errors import size_text
 if TYPE_CHECKING:  # annotations only: both import the engine (jax), which --help skips
     from sweepjax.results.records import SweepResult
     from sweepjax.store.db import SweepRow
+    from sweepjax.sweep_config import SweepConfig
 
 TOP_ROWS = 15
 
@@ -142,10 +143,9 @@ def _schedule_name(result: SweepResult) -> str:
     return result.spec.schedule or "full"
 
 
-def _model_name(cfg: dict) -> str:
+def _model_name(cfg: SweepConfig) -> str:
     """``softmax`` / ``mlp`` or a custom model's ``package.module:Name``."""
-    m = cfg.get("model", {})
-    return m.get("spec") or m.get("kind", "?")
+    return cfg.model.spec or cfg.model.kind
 
 
 def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
@@ -154,18 +154,18 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     from sweepjax.analysis import ranking
 
     lines = []
-    cfg = result.config or {}
-    tr = cfg.get("train", {})
+    cfg = result.config
+    tr = cfg.train
     ds = result.dataset
     lines.append(
         f"{result.kind} sweep {result.sweep_id}"
         + (f" (refines {result.parent})" if result.parent else "")
-        + f": {len(result.members)} members x {tr.get('steps', '?')} steps, batch "
-        f"{tr.get('batch_size', '?')}, {tr.get('optimizer', '?')}, "
+        + f": {len(result.members)} members x {tr.steps} steps, batch "
+        f"{tr.batch_size}, {tr.optimizer}, "
         f"{_model_name(cfg)} on {ds.get('name')} "
         f"({ds.get('n_train')}/{ds.get('n_val')}/{ds.get('n_test')})"
     )
-    lines.append(f"box: {_box(result.space)}  ({_sampling(result.space, cfg.get('grid'))})")
+    lines.append(f"box: {_box(result.space)}  ({_sampling(result.space, cfg.grid)})")
     if result.refinement:
         lines.append(f"why: {result.refinement}")
     if result.status != "finished":
@@ -240,7 +240,7 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
             else f"try {w.id}"
         )
         if not w.finished:
-            who += f" (unfinished: {w.steps} of {result.config['train']['steps']} steps)"
+            who += f" (unfinished: {w.steps} of {result.config.train.steps} steps)"
         mean = "mean " if w.config is not None else ""
         lines.append(
             f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "
@@ -338,9 +338,8 @@ def _config_table(result: SweepResult, top: int) -> list[str]:
     from sweepjax.analysis import ranking  # deferred, as search above
 
     axes = _axis_columns(result)
-    cfg = result.config or {}
-    k = cfg.get("folds") or 0
-    what = f"{k}-fold cross-validation" if k else f"{cfg.get('replicas', '?')} replicas"
+    k = result.config.folds
+    what = f"{k}-fold cross-validation" if k else f"{result.config.replicas} replicas"
     tied = set(result.tied)
     out = [
         "",

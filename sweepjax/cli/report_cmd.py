@@ -65,7 +65,7 @@ def _data_for_pictures(result):
     from sweepjax.errors import SweepjaxError
 
     info = result.dataset or {}
-    cfg = result.config.get("data", {}) if isinstance(result.config, dict) else {}
+    cfg = result.config.data
     name = info.get("name")
     if not name:
         return None, None
@@ -73,9 +73,9 @@ def _data_for_pictures(result):
         ds = load_dataset(
             DataConfig(
                 dataset=name,
-                data_dir=cfg.get("data_dir"),
-                val_fraction=cfg.get("val_fraction", 0.1),
-                seed=cfg.get("seed", 0),
+                data_dir=cfg.data_dir,
+                val_fraction=cfg.val_fraction,
+                seed=cfg.seed,
                 download=False,
             )
         )

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from sweepjax.budget import Budget
+from sweepjax.budget import process_elapsed
 from sweepjax.data import Dataset
 from sweepjax.engine import active, program, width
 from sweepjax.engine.decisions import RungLog
@@ -92,11 +92,10 @@ def choose(cfg: SweepConfig, ds: Dataset, where: Placement, say) -> int:
 def block_limit(cfg: SweepConfig, probe_steps: int) -> float | None:
     """The probe's block time at which a member of the run's full length would train in
     :data:`FIRST_SHARE` of a time budget (None without one: the factor rule alone)."""
-    sc = cfg.schedule
-    seconds = Budget.parse(sc.budget).seconds if sc.budget is not None else None
-    if seconds is None:
+    budget = cfg.schedule.budget
+    if budget is None or budget.seconds is None:
         return None
-    return FIRST_SHARE * seconds * probe_steps / cfg.train.steps
+    return FIRST_SHARE * budget.seconds * probe_steps / cfg.train.steps
 
 
 PROBE_STEPS = 40
@@ -229,12 +228,8 @@ def fit_to_budget(cfg: SweepConfig, ds: Dataset, where: Placement, w: int, say) 
     """An anytime run with a time budget: members no longer than the budget has left once
     the sweep is set up (:func:`fit_length`; the budget counts the whole process), said
     in one line; any other run unchanged."""
-    if cfg.schedule.budget is None:
-        return cfg
-    from sweepjax.budget import process_elapsed
-
-    b = Budget.parse(cfg.schedule.budget)
-    if b.seconds is None:
+    b = cfg.schedule.budget
+    if b is None or b.seconds is None:
         return cfg
     block = block_seconds(cfg, ds, where, w)
     cfg, note = fit_length(cfg, block, b.seconds - process_elapsed())
@@ -243,10 +238,10 @@ def fit_to_budget(cfg: SweepConfig, ds: Dataset, where: Placement, w: int, say) 
     return cfg
 
 
-def with_length(cfg: SweepConfig, stored: dict) -> SweepConfig:
-    """``cfg`` with the members' length a stored run started with (a resumed run keeps
-    the length its budget gave it: the checkpoint's members are that long)."""
-    steps = int((stored.get("train") or {}).get("steps") or cfg.train.steps)
+def with_length(cfg: SweepConfig, stored: SweepConfig) -> SweepConfig:
+    """``cfg`` with the members' length the ``stored`` run started with (a resumed run
+    keeps the length its budget gave it: the checkpoint's members are that long)."""
+    steps = stored.train.steps
     if steps == cfg.train.steps:
         return cfg
     train = dataclasses.replace(
@@ -260,8 +255,7 @@ def train(
 ) -> PopulationResult:
     """Train an ASHA sweep of width ``w`` until its budget (or ``trials`` members) is
     spent."""
-    sc = cfg.schedule
-    budget = Budget.parse(sc.budget) if sc.budget is not None else None
+    budget = cfg.schedule.budget
     return train_refilling(
         ds,
         cfg.model,

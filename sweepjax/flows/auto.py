@@ -10,10 +10,13 @@ announced through ``Callbacks.note``; nothing here prints.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sweepjax.budget import Budget
 from sweepjax.config import MODELS, DataConfig, ModelConfig, TrainConfig
 from sweepjax.errors import ConfigError, SweepjaxError
 from sweepjax.spec import DEFAULT_BATCH, DEFAULT_STEPS, DEFAULT_TRIALS, MODEL_DEFAULTS
@@ -115,33 +118,92 @@ def _sweep_stage(kind: str, r: SweepResult) -> Stage:
     )
 
 
+@dataclass(frozen=True)
+class AutoOptions:
+    """What :func:`auto` runs: the data, the model, the coarse round's size and how the
+    search is spent. ``hidden`` / ``optimizer`` left None take the model's
+    (``MODEL_DEFAULTS``: :meth:`resolved`); ``budget`` (a :class:`~sweepjax.budget.Budget`,
+    or its text: ``"60s"``, ``"5M"``) is read once, here.
+
+    Example::
+
+      AutoOptions(dataset="mnist-sample", trials=32, steps=60).resolved().optimizer  # 'sgd'
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    model: str = "softmax"
+    hidden: int | None = None
+    optimizer: str | None = None
+    trials: int = DEFAULT_TRIALS
+    steps: int = DEFAULT_STEPS
+    batch_size: int = DEFAULT_BATCH
+    seed: int = 0
+    max_rounds: int = DEFAULT_MAX_ROUNDS
+    sampler: str | None = None
+    refit: bool = True
+    report: bool = True
+    store: str | os.PathLike | None = None
+    budget: Budget | None = None
+    optuna_storage: str | None = None
+
+    def __post_init__(self):
+        from sweepjax.flows.sweep_config import check_positive  # deferred: imports jax
+
+        check_positive("max-rounds", self.max_rounds)
+        check_positive("trials", self.trials)
+        check_positive("steps", self.steps)
+        if self.model not in MODEL_DEFAULTS:
+            raise ConfigError(f"auto runs the built-in models; choose one of {', '.join(MODELS)}")
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            object.__setattr__(self, "budget", Budget.parse(self.budget))  # frozen: read once
+
+    def resolved(self) -> AutoOptions:
+        """These options with the model's width and optimizer where they are None (what
+        every stage then reads)."""
+        defaults = MODEL_DEFAULTS[self.model]
+        return dataclasses.replace(
+            self,
+            hidden=defaults.hidden if self.hidden is None else self.hidden,
+            optimizer=self.optimizer or defaults.optimizer,
+        )
+
+    @property
+    def fine_steps(self) -> int:
+        """Steps of a fine round's members (and of the budgeted search's): the model's
+        ``fine_steps_factor`` times ``steps``, not compounding."""
+        return MODEL_DEFAULTS[self.model].fine_steps_factor * self.steps
+
+    def sweep_options(self, cb: Callbacks) -> dict:
+        """The options every round passes to ``coarse`` / ``fine``: the store, the hooks,
+        no report of its own, and each round's members in its own Optuna study."""
+        return dict(
+            store=self.store, callbacks=cb, report=False, optuna_storage=self.optuna_storage
+        )
+
+
+@dataclass
+class StageLog:
+    """The stages of an auto run so far, each announced in one line through ``say``."""
+
+    say: Callable[[str], None]
+    stages: list[Stage] = field(default_factory=list)
+
+    def add(self, s: Stage) -> None:
+        self.stages.append(s)
+        self.say(f"[{s.name}] {s.summary}")
+
+
 def auto(
-    *,
-    dataset: str = "mnist",
-    data_dir: str | None = None,
-    model: str = "softmax",
-    hidden: int | None = None,
-    optimizer: str | None = None,
-    trials: int = DEFAULT_TRIALS,
-    steps: int = DEFAULT_STEPS,
-    batch_size: int = DEFAULT_BATCH,
-    seed: int = 0,
-    max_rounds: int = DEFAULT_MAX_ROUNDS,
-    sampler: str | None = None,
-    refit: bool = True,
-    report: bool = True,
-    store: str | os.PathLike | None = None,
-    callbacks: Callbacks | None = None,
-    budget: str | float | None = None,
-    optuna_storage: str | None = None,
+    options: AutoOptions | None = None, /, *, callbacks: Callbacks | None = None, **given
 ) -> AutoResult:
     """Sanity -> lr range -> coarse -> fine rounds -> refit -> report (module docstring).
 
-    ``hidden`` / ``optimizer`` default to the model's (``MODEL_DEFAULTS``). Fine rounds
-    each train the model's ``fine_steps_factor * steps`` steps (not compounding). A round
-    ends the search when its model says the optimum is inside its box and its winner
-    beats the previous round's by at most one SE (the winner's own); ``max_rounds``
-    caps the rounds. The final sweep is the fine round with the best winner.
+    Takes an :class:`AutoOptions`, or its fields as keyword arguments (``given``, which
+    also override a given ``options``). Fine rounds each train :attr:`AutoOptions.fine_steps`
+    steps. A round ends the search when its model says the optimum is inside its box and
+    its winner beats the previous round's by at most one SE (the winner's own);
+    ``max_rounds`` caps the rounds. The final sweep is the fine round with the best winner.
 
     With ``budget`` (``"60s"``, ``"5M"``: :class:`sweepjax.budget.Budget`) the search is
     one ASHA run over the finder's box with the learning-rate decay searched too, its
@@ -157,32 +219,32 @@ def auto(
       out = sweepjax.auto(dataset="mnist-sample", trials=32, steps=60, store="a.db")
       out.final.winner.refit_test_acc
     """
-    # Deferred: they import jax; the CLI reads DEFAULT_MAX_ROUNDS for --help without it.
+    # Deferred: it imports jax; the CLI reads DEFAULT_MAX_ROUNDS for --help without it.
+    from sweepjax.flows.runner import Callbacks
+
+    opts = AutoOptions(**given) if options is None else dataclasses.replace(options, **given)
+    opts = opts.resolved()
+    cb = callbacks or Callbacks()
+    log = StageLog(cb.say)
+    box = finder_box(opts, log)
+    if opts.budget is not None:
+        final = budgeted_search(opts, box, cb, log)
+    else:
+        final = fine_rounds(opts, box, cb, log)
+    return finish(final, opts, cb, log)
+
+
+def finder_box(opts: AutoOptions, log: StageLog) -> tuple[float, float]:
+    """The sanity checks (SanityFailed at the first failure), then the learning-rate
+    finder's box ``(lo, hi)`` from the same run; both recorded as stages."""
     from sweepjax.analysis.sanity import LR_FINDER_N, finder_steps, lr_box, run_sanity
     from sweepjax.data import load_dataset
-    from sweepjax.flows import sweep as flows
-    from sweepjax.flows.runner import Callbacks
-    from sweepjax.flows.sweep_config import FINE_LR_DECAY, check_positive
-    from sweepjax.results.claims import settled
 
-    cb = callbacks or Callbacks()
-    check_positive("max-rounds", max_rounds)
-    check_positive("trials", trials)
-    check_positive("steps", steps)
-    stages: list[Stage] = []
-
-    def stage(s: Stage) -> None:
-        stages.append(s)
-        cb.say(f"[{s.name}] {s.summary}")
-
-    defaults = MODEL_DEFAULTS.get(model)
-    if defaults is None:
-        raise ConfigError(f"auto runs the built-in models; choose one of {', '.join(MODELS)}")
-    hidden = defaults.hidden if hidden is None else hidden
-    optimizer = optimizer or defaults.optimizer
-    model_cfg = ModelConfig(kind=model, hidden=hidden)
-    train_cfg = TrainConfig(optimizer=optimizer, steps=steps, batch_size=batch_size, seed=seed)
-    ds = load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, seed=seed))
+    model_cfg = ModelConfig(kind=opts.model, hidden=opts.hidden)
+    train_cfg = TrainConfig(
+        optimizer=opts.optimizer, steps=opts.steps, batch_size=opts.batch_size, seed=opts.seed
+    )
+    ds = load_dataset(DataConfig(dataset=opts.dataset, data_dir=opts.data_dir, seed=opts.seed))
     # The sanity run's learning-rate population is the finder's (``auto_lr_range``'s: the
     # coarse run's optimizer, batch and finder_steps), so the box comes from it.
     san = run_sanity(
@@ -190,10 +252,10 @@ def auto(
         model_cfg,
         train_cfg,
         finder_steps=finder_steps(train_cfg),
-        finder_rates=LR_FINDER_N if budget is None else BUDGET_FINDER_RATES,
+        finder_rates=LR_FINDER_N if opts.budget is None else BUDGET_FINDER_RATES,
     )
     failed = [c for c in san.checks if not c.passed]
-    stage(
+    log.add(
         Stage(
             "sanity",
             f"{len(san.checks) - len(failed)}/{len(san.checks)} checks passed",
@@ -206,54 +268,81 @@ def auto(
             + "; ".join(f"{c.name}: {c.detail}" for c in failed)
             + " (run `sweepjax sanity` for the details; searching would not fix this)"
         )
-    lo, hi = lr_box(san.lr_range, margin=0.0 if budget is None else BUDGET_BOX_MARGIN)
-    stage(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
+    lo, hi = lr_box(san.lr_range, margin=0.0 if opts.budget is None else BUDGET_BOX_MARGIN)
+    log.add(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
+    return lo, hi
 
-    # Every round's members go into its own Optuna study (named after the sweep).
-    common = dict(store=store, callbacks=cb, report=False, optuna_storage=optuna_storage)
-    data = dict(dataset=dataset, data_dir=data_dir, model=model, hidden=hidden)
-    if budget is not None:
-        from sweepjax.budget import Budget
 
-        b = Budget.parse(budget)
-        search = b if b.seconds is None else Budget(seconds=b.seconds * (1 - AFTER_SEARCH))
-        final = flows.coarse(
-            **common,
-            **data,
-            optimizer=optimizer,
-            trials=trials,
-            steps=defaults.fine_steps_factor * steps,
-            batch_size=batch_size,
-            seed=seed,
-            lr=(lo, hi),
-            lr_decay=FINE_LR_DECAY,
-            schedule="asha",
-            budget=str(search),
-        )
-        stage(_sweep_stage("asha", final))
-        return _finish(final, store, refit, report, stage, stages, cb)
-    prev = flows.coarse(
-        **common,
-        **data,
-        optimizer=optimizer,
-        trials=trials,
-        steps=steps,
-        batch_size=batch_size,
-        seed=seed,
-        lr=(lo, hi),
+def search_budget(budget: Budget) -> Budget:
+    """The search's share of ``budget``: all of a member-step budget; of a time budget,
+    all but :data:`AFTER_SEARCH` (left to the refit and the report)."""
+    if budget.seconds is None:
+        return budget
+    return Budget(seconds=budget.seconds * (1 - AFTER_SEARCH))
+
+
+def budgeted_search(
+    opts: AutoOptions, box: tuple[float, float], cb: Callbacks, log: StageLog
+) -> SweepResult:
+    """One ASHA run over the finder's ``box`` with the decay searched too, its members of
+    a fine round's length, until :func:`search_budget` is spent."""
+    from sweepjax.flows import sweep as flows
+    from sweepjax.flows.sweep_config import FINE_LR_DECAY
+
+    final = flows.coarse(
+        **opts.sweep_options(cb),
+        dataset=opts.dataset,
+        data_dir=opts.data_dir,
+        model=opts.model,
+        hidden=opts.hidden,
+        optimizer=opts.optimizer,
+        trials=opts.trials,
+        steps=opts.fine_steps,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        lr=box,
+        lr_decay=FINE_LR_DECAY,
+        schedule="asha",
+        budget=search_budget(opts.budget),
     )
-    stage(_sweep_stage("coarse", prev))
+    log.add(_sweep_stage("asha", final))
+    return final
+
+
+def fine_rounds(
+    opts: AutoOptions, box: tuple[float, float], cb: Callbacks, log: StageLog
+) -> SweepResult:
+    """Coarse over the finder's ``box``, then fine rounds until :func:`fine_rounds_done`
+    or :func:`~sweepjax.results.claims.settled` (at most ``max_rounds``); the round with
+    the best winner (the smaller SE on a tie)."""
+    from sweepjax.flows import sweep as flows
+    from sweepjax.results.claims import settled
+
+    prev = flows.coarse(
+        **opts.sweep_options(cb),
+        dataset=opts.dataset,
+        data_dir=opts.data_dir,
+        model=opts.model,
+        hidden=opts.hidden,
+        optimizer=opts.optimizer,
+        trials=opts.trials,
+        steps=opts.steps,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        lr=box,
+    )
+    log.add(_sweep_stage("coarse", prev))
     rounds: list[SweepResult] = []
-    for _ in range(max_rounds):
+    for _ in range(opts.max_rounds):
         cur = flows.fine(
-            **common,
+            **opts.sweep_options(cb),
             parent=prev.sweep_id,
-            steps=defaults.fine_steps_factor * steps,
-            sampler=sampler,
+            steps=opts.fine_steps,
+            sampler=opts.sampler,
             refit=False,
         )
         rounds.append(cur)
-        stage(_sweep_stage("fine", cur))
+        log.add(_sweep_stage("fine", cur))
         inside = cur.verdict is not None and cur.verdict.optimum_inside
         gain = cur.winner.val_acc - prev.winner.val_acc
         if fine_rounds_done(inside, gain, cur.winner.val_acc_se):
@@ -261,25 +350,22 @@ def auto(
         if settled(cur):  # every axis flat, most tied: another round cannot split them
             break
         prev = cur
-    final = max(rounds, key=lambda r: (r.winner.val_acc, -r.winner.val_acc_se))
-    return _finish(final, store, refit, report, stage, stages, cb)
+    return max(rounds, key=lambda r: (r.winner.val_acc, -r.winner.val_acc_se))
 
 
-def _finish(final: SweepResult, store, refit: bool, report: bool, stage, stages, cb):
-    """The refit of ``final``'s winner and the report; the stages recorded so far."""
+def finish(final: SweepResult, opts: AutoOptions, cb: Callbacks, log: StageLog) -> AutoResult:
+    """The refit of ``final``'s winner and the report (as ``opts`` ask); every stage."""
     from sweepjax.engine.distributed import SINGLE
     from sweepjax.flows.refit import refit_winner
     from sweepjax.flows.runner import Callbacks, load_inputs, open_store, write_report_hook
-    from sweepjax.flows.sweep_config import SweepConfig
 
-    with open_store(store, False, SINGLE) as st:
-        cfg = SweepConfig.from_dict(final.config)
-        ds_f = load_inputs(cfg.data, cb)
-        if refit:
-            final = refit_winner(final, cfg, ds_f, st, Callbacks(note=lambda m: None))
+    with open_store(opts.store, False, SINGLE) as st:
+        ds_f = load_inputs(final.config.data, cb)
+        if opts.refit:
+            final = refit_winner(final, final.config, ds_f, st, Callbacks(note=lambda m: None))
             w = final.winner
             if w.refit_test_acc is not None:
-                stage(
+                log.add(
                     Stage(
                         "refit",
                         f"{final.sweep_id}'s winner retrained on train + validation for "
@@ -292,9 +378,27 @@ def _finish(final: SweepResult, store, refit: bool, report: bool, stage, stages,
                         {"steps": w.refit_steps, "test_acc": w.refit_test_acc},
                     )
                 )
-        if report:
+        if opts.report:
             path = write_report_hook(final, st, ds_f)
             st.set_report(final.sweep_id, path)
             final = dataclasses.replace(final, report=path)
-            stage(Stage("report", f"report: {path}", {"path": path}))
-    return AutoResult(final, stages)
+            log.add(Stage("report", f"report: {path}", {"path": path}))
+    return AutoResult(final, log.stages)
+
+
+def _signature() -> inspect.Signature:
+    """``auto``'s keyword arguments as ``help`` shows them: :class:`AutoOptions`' fields
+    and ``callbacks``."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("options", inspect.Parameter.POSITIONAL_ONLY, default=None),
+        *(
+            inspect.Parameter(f.name, kw, default=f.default)
+            for f in dataclasses.fields(AutoOptions)
+        ),
+        inspect.Parameter("callbacks", kw, default=None),
+    ]
+    return inspect.Signature(params, return_annotation=AutoResult)
+
+
+auto.__signature__ = _signature()

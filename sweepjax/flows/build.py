@@ -80,7 +80,7 @@ def build_result(
         parent=cfg.parent,
         dataset=ds.info.as_dict(),
         space=cfg.space.as_dict(),
-        config=cfg.as_dict(),
+        config=cfg,
         members=members,
         winner=None,
         boundary=[],
@@ -207,7 +207,7 @@ def judge_result(
     result.configs = configs_of(result.members, result.config, result.dataset)
     if result.configs:  # the members' own SEs stay binomial (a fold member's on its
         # fold's rows); the configs carry the SEs of their means
-        k = int(result.config.get("folds", 0) or 0)
+        k = result.config.folds
         n_m = max(eval_rows(result.config, result.dataset) // k, 1) if k > 1 else n_val
         result.members = [
             dataclasses.replace(

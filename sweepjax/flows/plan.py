@@ -136,9 +136,9 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
             "or pass another `parent`"
         )
     par = st.load_sweep(parent, curves=True)
-    pcfg = SweepConfig.from_dict(par.config)
+    pcfg = par.config
     # Options the user did not give are the parent's (a searched axis: its refined box).
-    merged = spec.inherit(SweepSpec.from_dict(par.config.get("spec") or par.config))
+    merged = spec.inherit(par.spec)
     v = merged.value
     judged, _ = judge_sweep(
         par.members, par.configs, pcfg.space, par.dataset["n_val"], par.curves,

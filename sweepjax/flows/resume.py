@@ -36,7 +36,8 @@ def _pid_alive(row) -> bool:
 
 
 def find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) -> str:
-    """The unfinished sweep to continue (see the module docstring), or a ConfigError."""
+    """The unfinished sweep to continue (see the module docstring), or a ConfigError.
+    ``cfg`` is the new sweep's config in its stored form (``SweepConfig.as_dict``)."""
     if name is not None:
         if not st.exists(name):
             raise ConfigError(
@@ -55,11 +56,15 @@ def find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) 
                 f"no interrupted {kind} sweep in {st.path} to resume; "
                 "drop `resume` to start a new one"
             )
-        same = [r for r in rows if r.config == cfg]
+        # Compared as this version stores them (the typed row's as_dict), so a sweep
+        # stored by an older version matches the same flags now (a budget given as
+        # "4000 steps" is stored as 4k).
+        same = [r for r in rows if r.config.as_dict() == cfg]
         rows = same[:1] or rows[:1]
     row = rows[0]
-    diff = _config_diff(row.config, cfg)
-    old_spec, new_spec = row.config.get("spec"), cfg.get("spec")
+    old = row.config.as_dict()
+    diff = _config_diff(old, cfg)
+    old_spec, new_spec = old.get("spec"), cfg.get("spec")
     if diff and old_spec and new_spec:
         # Name the options that differ (the config's other entries follow from them).
         diff = _config_diff(old_spec, new_spec, quote="`") or diff

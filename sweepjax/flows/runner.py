@@ -206,7 +206,7 @@ def _run_sweep(
             check_new_study(url, name or st.next_id(cfg.kind))
         sid = st.create_sweep(
             cfg.kind,
-            cfg_dict,
+            cfg,
             info,
             cfg.space.as_dict(),
             hp.num_members,

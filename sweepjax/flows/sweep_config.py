@@ -1,27 +1,19 @@
-"""A sweep's resolved configuration and the checks that build it: defaults, ranges,
-train / schedule settings, seeds. Shared by the flows (``sweep.py``) and the runner."""
+"""The checks that build a sweep's resolved configuration: defaults, ranges, train /
+schedule settings, seeds. Shared by the flows (``sweep.py``) and the runner. The typed
+:class:`~sweepjax.sweep_config.SweepConfig` itself lives at the config layer (results
+carry it); it is re-exported here."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
-from dataclasses import dataclass
 
-from sweepjax import search
-from sweepjax.analysis import verdict
-from sweepjax.config import (
-    DEFAULT_TOP_K,
-    DataConfig,
-    ModelConfig,
-    Range,
-    ScheduleConfig,
-    SearchSpace,
-    TrainConfig,
-)
+from sweepjax.budget import Budget
+from sweepjax.config import Range, ScheduleConfig, SearchSpace, TrainConfig
 from sweepjax.errors import ConfigError
 from sweepjax.schedulers import rules as schedule
-from sweepjax.spec import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, MODEL_DEFAULTS, SweepSpec
+from sweepjax.spec import DEFAULT_SCHEDULE, MODEL_DEFAULTS
+from sweepjax.sweep_config import SweepConfig  # also re-exported: the flows' import path
 
 # A fine round trains a model's factor (MODEL_DEFAULTS) times the parent's steps, with the
 # learning-rate decay searched too (FINE_LR_DECAY: the multiplier reached at the end of the
@@ -29,100 +21,6 @@ from sweepjax.spec import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, MODEL_DEFAULTS, Swe
 # rates, but only a longer, annealed run converges.
 FINE_STEPS_FACTOR = MODEL_DEFAULTS["softmax"].fine_steps_factor
 FINE_LR_DECAY = Range(0.01, 1.0)
-
-
-# Train settings left out of the stored config while at their defaults (a sweep stored
-# before they existed resumes, and compares equal, with the same flags).
-UNSTORED_DEFAULTS = {"dropout": TrainConfig.dropout, "init_scale": TrainConfig.init_scale}
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything that determines a sweep's results (stored as its resolved config)."""
-
-    kind: str
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    space: SearchSpace
-    trials: int
-    grid: bool = False
-    parent: str | None = None
-    top_k: int = DEFAULT_TOP_K
-    margin: float = verdict.DEFAULT_MARGIN
-    band: float = verdict.DEFAULT_BAND
-    schedule: ScheduleConfig = ScheduleConfig()
-    sampler: str = DEFAULT_SAMPLER
-    # Seeds per sampled config (extra members of the same program) and K-fold
-    # cross-validation (folds > 1: replica r holds out fold r; replicas == folds).
-    replicas: int = 1
-    folds: int = 0
-    # The options as the sweep used them (stored; what a fine round inherits). None only
-    # for a config read back from a sweep stored before specs existed.
-    spec: SweepSpec | None = None
-
-    def __post_init__(self):
-        from sweepjax.models.custom import check_axes
-
-        check_axes(self.model, self.space.axes())
-
-    @property
-    def group(self) -> int:
-        """Members per config (1 without replicas or folds)."""
-        return max(self.replicas, self.folds, 1)
-
-    def fixed(self) -> dict[str, float]:
-        """The values of the per-member axes the space does not search (momentum, dropout,
-        init scale: ``TrainConfig``'s; the width: the network's, the HParams default)."""
-        t = self.train
-        return {"momentum": t.momentum, "dropout": t.dropout, "init_scale": t.init_scale}
-
-    def as_dict(self) -> dict:
-        train = dataclasses.asdict(self.train)
-        for name, default in UNSTORED_DEFAULTS.items():
-            if train[name] == default:  # configs stored before these settings compare equal
-                del train[name]
-        return {
-            "kind": self.kind,
-            "data": dataclasses.asdict(self.data),
-            "model": self.model.as_dict(),
-            "train": train,
-            "space": self.space.as_dict(),
-            "trials": self.trials,
-            "grid": self.grid,
-            "parent": self.parent,
-            "top_k": self.top_k,
-            "margin": self.margin,
-            "band": self.band,
-            "schedule": dataclasses.asdict(self.schedule),
-            "sampler": self.sampler,
-            # only when used, so configs stored before replicas compare equal on resume
-            **({"replicas": self.replicas} if self.replicas > 1 else {}),
-            **({"folds": self.folds} if self.folds > 1 else {}),
-            **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SweepConfig:
-        """The typed config of a stored sweep (:meth:`as_dict`'s form, any version)."""
-        return cls(
-            kind=d["kind"],
-            data=DataConfig(**d["data"]),
-            model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
-            space=search.as_space(d["space"]),
-            trials=d["trials"],
-            grid=d.get("grid", False),
-            parent=d.get("parent"),
-            top_k=d.get("top_k", DEFAULT_TOP_K),
-            margin=d.get("margin", verdict.DEFAULT_MARGIN),
-            band=d.get("band", verdict.DEFAULT_BAND),
-            schedule=ScheduleConfig(**d.get("schedule", {})),
-            sampler=d.get("sampler", DEFAULT_SAMPLER),
-            replicas=d.get("replicas", 1),
-            folds=d.get("folds", 0),
-            spec=SweepSpec.from_dict(d["spec"]) if "spec" in d else None,
-        )
 
 
 # --------------------------------------------------------------------------- seeds
@@ -198,7 +96,7 @@ ASHA_RUNGS = 2
 
 
 def schedule_config(
-    kind: str, name, eta, rungs, interval, steps: int, budget=None, width=None
+    kind: str, name, eta, rungs, interval, steps: int, budget: Budget | None = None, width=None
 ) -> ScheduleConfig:
     for n, v in (("eta", eta), ("rungs", rungs), ("pbt_interval", interval), ("width", width)):
         check_positive(n, v)
@@ -208,10 +106,6 @@ def schedule_config(
         if name != "asha":
             given = "budget" if budget is not None else "width"
             raise ConfigError(f"`{given}` is asha's; drop it or use `schedule` asha")
-    if budget is not None:
-        from sweepjax.budget import Budget
-
-        budget = str(Budget.parse(budget))  # checked now, stored in one spelling
     if name is None:  # the command's default adapts to short runs instead of failing
         name = DEFAULT_SCHEDULE[kind]
         if name in ("halving", "hyperband") and rungs is None:

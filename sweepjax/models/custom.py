@@ -68,9 +68,9 @@ from sweepjax.config import MODELS, ModelConfig
 from sweepjax.errors import ConfigError
 from sweepjax.models.custom_net import Custom, from_flax, has_field, input_shape_for, qualname
 
-# Axes of the built-in MLP only: a custom model has no width mask and no dropout hook.
-BUILTIN_ONLY_AXES = ("hidden", "dropout")
-
+# The MLP-only axes check lives with the typed sweep config (every config runs it);
+# re-exported for the flows and the engine, which check a model before building one.
+from sweepjax.sweep_config import check_axes  # noqa: F401
 
 # --------------------------------------------------------------------------- registry
 # spec -> the object passed through the Python API (this process).
@@ -129,19 +129,6 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
         _lookup(model)
         return ModelConfig(kind="custom", spec=model)
     return ModelConfig(kind="custom", spec=register(model, loss).spec)
-
-
-def check_axes(model: ModelConfig, axes) -> None:
-    """Refuse the built-in MLP's axes (hidden width, dropout) for a custom model."""
-    if model.kind != "custom":
-        return
-    bad = [a for a in axes if a in BUILTIN_ONLY_AXES]
-    if bad:
-        raise ConfigError(
-            f"{' and '.join(bad)} {'is an axis' if len(bad) == 1 else 'are axes'} of the "
-            f"built-in mlp; {model.spec} is your own model: sweep lr, l2, lr_decay, "
-            "init_scale or momentum (or give it the width as a field)"
-        )
 
 
 def resolve(spec: str, num_classes: int, sample_shape=None) -> Custom:

@@ -112,7 +112,7 @@ def _model(result):
     from sweepjax.search import as_space
 
     space = as_space(result.space)
-    seed = (result.config or {}).get("train", {}).get("seed", 0)
+    seed = result.config.train.seed
     a = judge_members(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
     return None if a.surface is None else (a, space)
 
@@ -315,7 +315,7 @@ def write_report(result, parents, out_dir, dataset_images=None, x_sample=None) -
     else:
         panels.append(Panel("Curves", [], note="this result holds no curves"))
 
-    own = (result.config or {}).get("model", {}).get("kind") == "custom"
+    own = result.config.model.kind == "custom"
     if result.winner_params is not None and own:  # the user's model: find its first layer
         w = custom_fig.first_layer_images(
             result.winner_params, (result.dataset or {}).get("input_shape")

@@ -156,10 +156,9 @@ def feature_rows(rows: np.ndarray) -> Figure:
 
 # --------------------------------------------------------------------------- search
 def sweep_band(result) -> float:
-    """The boundary band the sweep was flagged with (``--band``, in its resolved config);
-    the default for results stored without one."""
-    band = (result.config or {}).get("band")
-    return BAND_FRACTION if band is None else float(band)
+    """The boundary band the sweep was flagged with (``--band``, in its resolved config;
+    the default for results stored without one)."""
+    return float(result.config.band)
 
 
 def band_rects(space: dict, fraction: float = BAND_FRACTION) -> list[tuple[str, str, tuple]]:

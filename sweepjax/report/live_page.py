@@ -334,7 +334,7 @@ def sweep_body(
 ) -> str:
     """The part of a sweep's page the script refreshes."""
     r = card.row
-    model = (r.config.get("model") or {}).get("kind", "") if isinstance(r.config, dict) else ""
+    model = r.config.model.kind
     sub = f"{r.kind} sweep of {r.num_members} {model} members on {r.dataset.get('name', '?')}"
     pct = 100 * _done_share(card)
     end = member_counts(card, snap) if card.state == "done" else None

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sweepjax import search
+from sweepjax.sweep_config import SweepConfig
 
 
 class Groups(NamedTuple):
@@ -50,13 +51,12 @@ def member_groups(result) -> Groups:
     )
 
 
-def schedule_name(config: dict | None) -> str:
-    """The schedule a sweep of ``config`` ran under (``"full"`` when it names none)."""
-    s = (config or {}).get("schedule") or "full"
-    return str(s.get("name") or "full") if isinstance(s, dict) else str(s)
+def schedule_name(config: SweepConfig) -> str:
+    """The schedule a sweep of ``config`` ran under (``"full"``, ``"halving"``, ...)."""
+    return config.schedule.name
 
 
-def stopped_by(config: dict | None) -> str:
+def stopped_by(config: SweepConfig) -> str:
     """Who stops members early: the schedule's name (``"halving"``), or "the schedule"."""
     sched = schedule_name(config)
     return "the schedule" if sched == "full" else sched
@@ -183,23 +183,20 @@ SCHEDULE_SETTINGS = {
 PER_MEMBER = frozenset({"momentum", "dropout", "init_scale"})  # train.X: the unswept value
 
 
-def applies(key: str, config: dict) -> bool:
+def applies(key: str, config: SweepConfig) -> bool:
     """Whether the flattened setting ``key`` (e.g. ``"train.momentum"``) acts in a sweep
     of ``config``: ``hidden`` and ``dropout`` only for the built-in mlp, ``momentum`` only
     for the momentum and adam optimizers, each schedule's own settings only under it,
     and a fixed value of a per-member axis (``train.momentum``) only when not swept."""
-    config = config or {}
     section, _, name = key.rpartition(".")
-    model = (config.get("model") or {}).get("kind", "softmax")
-    optimizer = (config.get("train") or {}).get("optimizer", "sgd")
-    if name in MLP_ONLY and model != "mlp":
+    if name in MLP_ONLY and config.model.kind != "mlp":
         return False
-    if name == "momentum" and optimizer not in MOMENTUM_OPTIMIZERS:
+    if name == "momentum" and config.train.optimizer not in MOMENTUM_OPTIMIZERS:
         return False
-    if section == "train" and name in PER_MEMBER and name in (config.get("space") or {}):
+    if section == "train" and name in PER_MEMBER and name in config.space.axes():
         return False  # each member's own value applies (the members table shows it)
     if section in ("schedule", "spec") and name in SCHEDULE_SETTINGS:
-        return schedule_name(config) in SCHEDULE_SETTINGS[name]
+        return config.schedule.name in SCHEDULE_SETTINGS[name]
     return True
 
 
@@ -239,10 +236,11 @@ def data_used(rows: list[tuple[str, str]], dataset: dict) -> list[tuple[str, str
     return out
 
 
-def shared_settings(config: dict, dataset: dict | None = None) -> list[tuple[str, str]]:
-    """The "Shared configuration" rows: every stored setting that applies (:func:`applies`),
-    the data as really used when ``dataset`` (the result's) is given (:func:`data_used`)."""
-    rows = [(k, v) for k, v in flatten(config) if applies(k, config)]
+def shared_settings(config: SweepConfig, dataset: dict | None = None) -> list[tuple[str, str]]:
+    """The "Shared configuration" rows: every stored setting (``config.as_dict()``, as the
+    store keeps it) that applies (:func:`applies`), the data as really used when
+    ``dataset`` (the result's) is given (:func:`data_used`)."""
+    rows = [(k, v) for k, v in flatten(config.as_dict()) if applies(k, config)]
     return data_used(rows, dataset) if dataset else rows
 
 

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 def active_over_time(result) -> Figure:
     """Members still training at each step (stairs down at every rung), by outcome."""
-    total = int((result.config or {}).get("train", {}).get("steps") or 0)
+    total = result.config.train.steps
     stops = np.array([m.stopped_at for m in result.members if m.stopped_at is not None], float)
     steps = np.unique(np.concatenate([[0.0, float(total)], stops]))
     n = len(result.members)
@@ -23,7 +23,7 @@ def active_over_time(result) -> Figure:
     ax.set_ylabel("members training")
     ax.set_yscale("log")
     ax.set_title(
-        f"{(result.config or {}).get('schedule', {}).get('name', 'full')}: "
+        f"{result.config.schedule.name}: "
         f"{sum(m.status == 'ok' for m in result.members)} of {n} trained to the end"
     )
     return fig
@@ -32,7 +32,7 @@ def active_over_time(result) -> Figure:
 def hparam_schedules(result, max_members: int = 64) -> Figure:
     """PBT: each member's learning rate and lambda over the run (steps in the history),
     with a dot where it copied another member."""
-    total = int((result.config or {}).get("train", {}).get("steps") or 0)
+    total = result.config.train.steps
     by_member: dict[int, list[dict]] = {}
     for h in result.history:
         by_member.setdefault(h["member"], []).append(h)
@@ -88,7 +88,7 @@ def replica_spread(result, top: int = 12) -> Figure:
     ax.set_xticks(range(len(cfgs)), [str(c.id) for c in cfgs])
     ax.set_xlabel("config (best first)")
     ax.set_ylabel("best validation accuracy")
-    folds = int((result.config or {}).get("folds") or 0)
+    folds = result.config.folds
     what = f"{folds} folds" if folds > 1 else f"{len(cfgs[0].members) if cfgs else 0} replicas"
     ax.set_title(f"spread over {what}: dots = members, bar = mean +/- SD")
     return fig

@@ -16,9 +16,9 @@ import numpy as np
 from sweepjax.analysis.ranking import rank_order, status_group
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.engine.curves import Curves
-from sweepjax.engine.hparams import DEFAULT_MOMENTUM
 from sweepjax.results.verdict_records import BoundaryFlag, VerdictRecord  # noqa: F401
 from sweepjax.spec import SweepSpec
+from sweepjax.sweep_config import SweepConfig
 
 # The per-member axes a record carries beyond (lr, l2, lr_decay), named as their flags
 # (``--hidden``, ``--dropout``, ``--init-scale``, ``--momentum``) and their JSON keys.
@@ -90,26 +90,24 @@ class ConfigRecord:
         return dataclasses.asdict(self)
 
 
-def fixed_axes(config: dict) -> dict:
+def fixed_axes(config: SweepConfig) -> dict:
     """The :data:`EXTRA_AXES` values every member of a sweep trained with when it did not
-    search them, from the sweep's resolved ``config`` dict (``SweepConfig.as_dict``): the
-    MLP's full width (None without an MLP), ``train.dropout`` (0), ``train.init_scale``
-    (1), ``train.momentum`` (None with sgd). What members stored before these axes
-    existed are read as.
+    search them, from the sweep's resolved ``config``: the MLP's full width (None without
+    an MLP), ``train.dropout``, ``train.init_scale``, ``train.momentum`` (None with sgd).
+    What members stored before these axes existed are read as.
 
     Example::
 
-      fixed_axes({"model": {"kind": "mlp", "hidden": 100}, "train": {"optimizer": "adam"}})
-      # {'hidden': 100, 'dropout': 0.0, 'init_scale': 1.0, 'momentum': 0.9}
+      cfg = SweepConfig("coarse", DataConfig(), ModelConfig("mlp", hidden=100),
+                        TrainConfig(optimizer="adam"), SearchSpace(), trials=8)
+      fixed_axes(cfg)  # {'hidden': 100, 'dropout': 0.0, 'init_scale': 1.0, 'momentum': 0.9}
     """
-    model, train = config.get("model") or {}, config.get("train") or {}
-    mlp = model.get("kind") == "mlp" and model.get("hidden") is not None
-    sgd = train.get("optimizer", "sgd") == "sgd"
+    model, train = config.model, config.train
     return {
-        "hidden": int(model["hidden"]) if mlp else None,
-        "dropout": float(train.get("dropout", 0.0)),
-        "init_scale": float(train.get("init_scale", 1.0)),
-        "momentum": None if sgd else float(train.get("momentum", DEFAULT_MOMENTUM)),
+        "hidden": int(model.hidden) if model.kind == "mlp" else None,
+        "dropout": float(train.dropout),
+        "init_scale": float(train.init_scale),
+        "momentum": None if train.optimizer == "sgd" else float(train.momentum),
     }
 
 
@@ -132,19 +130,20 @@ def config_se(accs: np.ndarray, n_eval: int, folds: bool) -> float:
     return float(max(seed, b) if folds else np.hypot(seed, b))
 
 
-def eval_rows(config: dict, dataset: dict) -> int:
+def eval_rows(config: SweepConfig, dataset: dict) -> int:
     """Rows a config's replicas are scored on together: the validation set, or with
     folds every pooled (train + validation) row, each in the fold that holds it out."""
     n_val = int(dataset.get("n_val") or 0)
-    if int(config.get("folds", 0) or 0) > 1:
+    if config.folds > 1:
         return n_val + int(dataset.get("n_train") or 0)
     return n_val
 
 
-def configs_of(members: list[MemberRecord], config: dict, dataset: dict) -> list[ConfigRecord]:
-    """:func:`group_configs` with the sweep's resolved ``config`` and ``dataset`` dicts."""
-    folds = int(config.get("folds", 0) or 0) > 1
-    return group_configs(members, max(eval_rows(config, dataset), 1), folds)
+def configs_of(
+    members: list[MemberRecord], config: SweepConfig, dataset: dict
+) -> list[ConfigRecord]:
+    """:func:`group_configs` with the sweep's resolved ``config`` and ``dataset`` dict."""
+    return group_configs(members, max(eval_rows(config, dataset), 1), config.folds > 1)
 
 
 def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list[ConfigRecord]:
@@ -249,7 +248,8 @@ class SweepResult:
       parent: the sweep this one refined, or None.
       dataset: ``DatasetInfo.as_dict()`` of the data really used.
       space: searched box, ``{"lr": [lo, hi], "l2": [lo, hi], ...}`` in real units.
-      config: the resolved configuration (model, train, data, search settings).
+      config: the resolved configuration, typed (model, train, data, schedule, search
+        settings; :class:`~sweepjax.sweep_config.SweepConfig`).
       members: one record per member, in id order.
       winner: the member with the best validation accuracy, with its test accuracy.
       boundary: edges toward which the modelled score still rises significantly.
@@ -277,7 +277,7 @@ class SweepResult:
     parent: str | None
     dataset: dict
     space: dict[str, list[float]]
-    config: dict
+    config: SweepConfig
     members: list[MemberRecord]
     winner: Winner | None
     boundary: list[BoundaryFlag]
@@ -305,7 +305,7 @@ class SweepResult:
     def spec(self) -> SweepSpec:
         """The options the sweep ran with, typed (:class:`~sweepjax.spec.SweepSpec`; a
         sweep stored before specs existed is read from its config)."""
-        return SweepSpec.from_dict(self.config.get("spec") or self.config)
+        return self.config.options()
 
     def verdict_json(self) -> dict:
         """What the store keeps of the verdict (tied set and the model's decisions)."""

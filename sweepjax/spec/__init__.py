@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from sweepjax.budget import Budget
 from sweepjax.config import Range
 from sweepjax.errors import ConfigError
 from sweepjax.spec.opt import (
@@ -103,6 +104,8 @@ class SweepSpec(Options):
                 continue
             if isinstance(v, Range):
                 v = [v.lo, v.hi]
+            elif isinstance(v, Budget):
+                v = str(v)  # its one spelling; from_dict parses it back
             elif o.name == "model" and not isinstance(v, str):
                 continue  # a Python object: the stored model config names it
             out[o.name] = v

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sweepjax.budget import Budget
 from sweepjax.config import (
     DEFAULT_BAND,
     DEFAULT_L2,
@@ -219,10 +220,11 @@ class Options:
         group="budget: how the steps are spent",
         inherit=False,
     )
-    budget: str | None = opt(
+    budget: Budget | None = opt(
         "an anytime search: stop after this much wall time of the whole process (60s, "
         "2m) or this many member-steps (5M); the winner is the best member that "
         "finished. Implies --schedule asha (default: none: asha creates --trials members)",
+        kind="budget",
         metavar="TIME|STEPS",
         group="budget: how the steps are spent",
         inherit=False,

@@ -9,6 +9,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+from sweepjax.budget import Budget
 from sweepjax.config import AXES, Range
 from sweepjax.errors import ConfigError
 
@@ -109,6 +110,8 @@ def normalise(o: Opt, value, command: str = "coarse"):
         v = _number(name, value, o.kind)
         _check_range(name, o.kind, v)
         return v
+    if o.kind == "budget":  # read once here; it stays a Budget (a string where stored)
+        return Budget.parse(value)
     if o.kind == "path" and isinstance(value, os.PathLike):
         return os.fspath(value)
     if o.kind in ("str", "path") and not isinstance(value, str) and name != "model":

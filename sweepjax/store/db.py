@@ -26,8 +26,7 @@ from typing import Any, NamedTuple
 from sweepjax.engine.curves import Checkpoint
 from sweepjax.errors import StoreError
 from sweepjax.results.records import SweepResult
-from sweepjax.store import activations as store_activations
-from sweepjax.store import schema, space
+from sweepjax.store import activations, schema, space
 from sweepjax.store.codec import (
     CURVE_FIELDS,
     checkpoint_blob,
@@ -36,6 +35,7 @@ from sweepjax.store.codec import (
 )
 from sweepjax.store.result_rows import read_result, write_result
 from sweepjax.store.schema import APPLICATION_ID, SCHEMA_VERSION
+from sweepjax.sweep_config import SweepConfig
 
 DEFAULT_PATH = "sweepjax.db"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,7 +48,7 @@ class SweepRow(NamedTuple):
     kind: str
     parent: str | None
     status: str
-    config: dict
+    config: SweepConfig  # typed: a key an older version did not store has its default
     dataset: dict
     space: dict
     versions: dict
@@ -189,7 +189,7 @@ class Store:
     def create_sweep(
         self,
         kind: str,
-        config: dict,
+        config: SweepConfig,
         dataset: dict,
         space: dict,
         num_members: int,
@@ -222,7 +222,7 @@ class Store:
                     sweep_id,
                     kind,
                     parent,
-                    json.dumps(config, sort_keys=True),
+                    json.dumps(config.as_dict(), sort_keys=True),
                     json.dumps(dataset),
                     json.dumps(space),
                     json.dumps(library_versions()),
@@ -333,7 +333,7 @@ class Store:
             row["kind"],
             row["parent"],
             row["status"],
-            json.loads(row["config"]),
+            SweepConfig.from_dict(json.loads(row["config"])),
             json.loads(row["dataset"]),
             json.loads(row["space"]),
             json.loads(row["versions"]),
@@ -403,7 +403,7 @@ class Store:
 
     def load_activations(self, sweep_id: str) -> dict:
         """``{member id: ActivationStats}`` of a sweep's kept MLP members, winner first."""
-        return store_activations.read(self.conn, sweep_id)
+        return activations.read(self.conn, sweep_id)
 
 
 __all__ = [

@@ -244,7 +244,7 @@ def member_steps(result: SweepResult) -> dict[int, tuple[int, int]]:
     """``{member id: (first, last) global step}`` each member trained over: born at step 0,
     or at its first hyperparameter row (an ASHA refill's birth), for its own steps: the
     run's ``steps``, or up to where a scheduler stopped it or it diverged."""
-    steps = int((result.config or {}).get("train", {}).get("steps") or 0)
+    steps = result.config.train.steps
     born: dict[int, int] = {}
     for h in result.history:
         m, at = int(h["member"]), int(h["step"])

@@ -26,6 +26,7 @@ from sweepjax.store.codec import (
     verdict_fields,
 )
 from sweepjax.store.schema import MEMBER_COLUMNS
+from sweepjax.sweep_config import SweepConfig
 
 
 def write_result(c: sqlite3.Connection, result: SweepResult, params: dict[int, Any] | None) -> None:
@@ -96,7 +97,8 @@ def read_result(store, row: sqlite3.Row, curves: bool) -> SweepResult:
         )
     ]
     by_id = {m.id: m for m in members}
-    configs = configs_of(members, json.loads(row["config"]), json.loads(row["dataset"]))
+    config = SweepConfig.from_dict(json.loads(row["config"]))  # typed once, defaults filled
+    configs = configs_of(members, config, json.loads(row["dataset"]))
     winner = None
     if row["winner"] is not None and row["winner"] in by_id:
         w = by_id[row["winner"]]
@@ -152,7 +154,7 @@ def read_result(store, row: sqlite3.Row, curves: bool) -> SweepResult:
         parent=row["parent"],
         dataset=json.loads(row["dataset"]),
         space=json.loads(row["space"]),
-        config=json.loads(row["config"]),
+        config=config,
         members=members,
         winner=winner,
         boundary=[BoundaryFlag(**b) for b in json.loads(row["boundary"] or "[]")],

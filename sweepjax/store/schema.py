@@ -41,6 +41,7 @@ from pathlib import Path
 
 from sweepjax.errors import StoreError
 from sweepjax.results.records import EXTRA_AXES, fixed_axes
+from sweepjax.sweep_config import SweepConfig
 
 SCHEMA_VERSION = 6
 APPLICATION_ID = 0x53574A58  # "SWJX"
@@ -219,7 +220,7 @@ def _fill_fixed_axes(conn: sqlite3.Connection) -> None:
     those, so an old member reads as what it was."""
     sets = ", ".join(f"{n}=?" for n in EXTRA_AXES)
     for sid, config in conn.execute("SELECT id, config FROM sweeps").fetchall():
-        vals = fixed_axes(json.loads(config))
+        vals = fixed_axes(SweepConfig.from_dict(json.loads(config)))
         conn.execute(
             f"UPDATE members SET {sets} WHERE sweep=?", (*(vals[n] for n in EXTRA_AXES), sid)
         )

@@ -1,0 +1,165 @@
+"""A sweep's resolved configuration, typed: what the flows build, what the store keeps
+(as :meth:`SweepConfig.as_dict`) and what every result carries
+(``SweepResult.config``).
+
+It lives at the config layer so that results, analysis and the report read typed
+settings (``result.config.train.steps``) instead of walking stored dicts with their own
+fallback defaults: a key missing from a stored config (a sweep stored by an older
+version) takes its default in one place, :meth:`SweepConfig.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sweepjax.budget import Budget
+from sweepjax.config import (
+    AXES,
+    DEFAULT_BAND,
+    DEFAULT_MARGIN,
+    DEFAULT_TOP_K,
+    DataConfig,
+    ModelConfig,
+    ScheduleConfig,
+    SearchSpace,
+    TrainConfig,
+)
+from sweepjax.errors import ConfigError
+from sweepjax.spec import DEFAULT_SAMPLER, SweepSpec
+
+# Train settings left out of the stored config while at their defaults (a sweep stored
+# before they existed resumes, and compares equal, with the same flags).
+UNSTORED_DEFAULTS = {"dropout": TrainConfig.dropout, "init_scale": TrainConfig.init_scale}
+
+# Axes of the built-in MLP only: a custom model has no width mask and no dropout hook.
+BUILTIN_ONLY_AXES = ("hidden", "dropout")
+
+
+def check_axes(model: ModelConfig, axes: Iterable[str]) -> None:
+    """Refuse the built-in MLP's axes (hidden width, dropout) for a custom model."""
+    if model.kind != "custom":
+        return
+    bad = [a for a in axes if a in BUILTIN_ONLY_AXES]
+    if bad:
+        raise ConfigError(
+            f"{' and '.join(bad)} {'is an axis' if len(bad) == 1 else 'are axes'} of the "
+            f"built-in mlp; {model.spec} is your own model: sweep lr, l2, lr_decay, "
+            "init_scale or momentum (or give it the width as a field)"
+        )
+
+
+def space_from_dict(space: Mapping[str, list[float]]) -> SearchSpace:
+    """A :class:`SearchSpace` from its ``{"lr": [lo, hi], ...}`` stored form (each axis
+    on its scale in :data:`~sweepjax.config.AXES`: ``dropout`` and ``momentum`` linear,
+    the others log)."""
+    return SearchSpace(**{k: AXES[k].range(v[0], v[1]) for k, v in space.items()})
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines a sweep's results (stored as its resolved config).
+
+    Example::
+
+      cfg = SweepConfig("coarse", DataConfig("mnist-sample"), ModelConfig(), TrainConfig(),
+                        SearchSpace(), trials=64)
+      SweepConfig.from_dict(cfg.as_dict()) == cfg  # True
+    """
+
+    kind: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    space: SearchSpace
+    trials: int
+    grid: bool = False
+    parent: str | None = None
+    top_k: int = DEFAULT_TOP_K
+    margin: float = DEFAULT_MARGIN
+    band: float = DEFAULT_BAND
+    schedule: ScheduleConfig = ScheduleConfig()
+    sampler: str = DEFAULT_SAMPLER
+    # Seeds per sampled config (extra members of the same program) and K-fold
+    # cross-validation (folds > 1: replica r holds out fold r; replicas == folds).
+    replicas: int = 1
+    folds: int = 0
+    # The options as the sweep used them (stored; what a fine round inherits). None for a
+    # sweep stored before specs existed (and a config built in Python without one):
+    # :meth:`options` then reads them from the config.
+    spec: SweepSpec | None = None
+
+    def __post_init__(self):
+        check_axes(self.model, self.space.axes())
+
+    @property
+    def group(self) -> int:
+        """Members per config (1 without replicas or folds)."""
+        return max(self.replicas, self.folds, 1)
+
+    def fixed(self) -> dict[str, float]:
+        """The values of the per-member axes the space does not search (momentum, dropout,
+        init scale: ``TrainConfig``'s; the width: the network's, the HParams default)."""
+        t = self.train
+        return {"momentum": t.momentum, "dropout": t.dropout, "init_scale": t.init_scale}
+
+    def options(self) -> SweepSpec:
+        """The options the sweep ran with: :attr:`spec`, or without one (a sweep stored
+        before specs existed) the options that produce this config."""
+        return self.spec if self.spec is not None else SweepSpec.from_dict(self.as_dict())
+
+    def as_dict(self) -> dict:
+        """The stored form (JSON-able): :meth:`from_dict` reads it back."""
+        train = dataclasses.asdict(self.train)
+        for name, default in UNSTORED_DEFAULTS.items():
+            if train[name] == default:  # configs stored before these settings compare equal
+                del train[name]
+        schedule = dataclasses.asdict(self.schedule)
+        # The budget is stored in its one spelling (Budget.__str__), read back by parse.
+        schedule["budget"] = None if self.schedule.budget is None else str(self.schedule.budget)
+        return {
+            "kind": self.kind,
+            "data": dataclasses.asdict(self.data),
+            "model": self.model.as_dict(),
+            "train": train,
+            "space": self.space.as_dict(),
+            "trials": self.trials,
+            "grid": self.grid,
+            "parent": self.parent,
+            "top_k": self.top_k,
+            "margin": self.margin,
+            "band": self.band,
+            "schedule": schedule,
+            "sampler": self.sampler,
+            # only when used, so configs stored before replicas compare equal on resume
+            **({"replicas": self.replicas} if self.replicas > 1 else {}),
+            **({"folds": self.folds} if self.folds > 1 else {}),
+            **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SweepConfig:
+        """The typed config of a stored sweep (:meth:`as_dict`'s form, any version). The
+        one place a key an older version did not store takes its default."""
+        schedule = dict(d.get("schedule") or {})
+        if schedule.get("budget") is not None:
+            schedule["budget"] = Budget.parse(schedule["budget"])
+        return cls(
+            kind=d["kind"],
+            data=DataConfig(**d["data"]),
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
+            space=space_from_dict(d["space"]),
+            trials=d["trials"],
+            grid=d.get("grid", False),
+            parent=d.get("parent"),
+            top_k=d.get("top_k", DEFAULT_TOP_K),
+            margin=d.get("margin", DEFAULT_MARGIN),
+            band=d.get("band", DEFAULT_BAND),
+            schedule=ScheduleConfig(**schedule),
+            sampler=d.get("sampler", DEFAULT_SAMPLER),
+            replicas=d.get("replicas", 1),
+            folds=d.get("folds", 0),
+            spec=SweepSpec.from_dict(d["spec"]) if "spec" in d else None,
+        )
