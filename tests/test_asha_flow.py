@@ -103,7 +103,7 @@ def test_auto_with_a_budget_runs_one_asha_search_then_refits(tmp_path):
     names = [s.name for s in out.stages]
     assert names == ["sanity", "lr_range", "asha", "refit"]
     f = out.final
-    assert f.config["schedule"]["name"] == "asha" and f.config["train"]["steps"] == 240
+    assert f.config.schedule.name == "asha" and f.config.train.steps == 240
     assert "lr_decay" in f.space and f.progress
     assert np.isfinite(f.winner.refit_test_acc) and f.winner.refit_test_acc > 0.8
 

@@ -54,7 +54,7 @@ def test_auto_runs_the_stages_in_order(tmp_path, capsys):
     with Store.open(store) as st:
         assert [st.sweep_row(i).parent for i in ids] == [None, *ids[:-1]]
         for i in ids[1:]:  # fine rounds do not compound their steps: 8 x 60 each
-            assert st.sweep_row(i).config["train"]["steps"] == 480
+            assert st.sweep_row(i).config.train.steps == 480
     best = max(stages[3:-1], key=lambda s: s["winner"]["val_acc"])
     w = doc["winner"]
     assert doc["sweep_id"] == best["sweep_id"] and w["id"] == best["winner"]["id"]

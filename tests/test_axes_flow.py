@@ -341,7 +341,7 @@ def test_coarse_members_carry_every_axis(flow):
         np.testing.assert_array_equal([m[name] for m in c["members"]], getattr(hp, name))
     with Store.open(store) as st:
         back = st.load_sweep(c["sweep_id"], curves=False)
-        assert back.config["model"]["hidden"] == 32  # the widest member's width, compiled
+        assert back.config.model.hidden == 32  # the widest member's width, compiled
     assert json_clean([m.as_dict() for m in back.members]) == c["members"]  # round trip
 
 

@@ -342,7 +342,7 @@ def test_cnn_example_cli_coarse_fine_refit(cnn_sweeps):
     with Store.open(store) as st:
         c, f = st.load_sweep("c1"), st.load_sweep("f1")
     for r in (c, f):
-        assert r.config["model"] == {"kind": "custom", "hidden": 100, "spec": CNN}
+        assert r.config.model == ModelConfig("custom", hidden=100, spec=CNN)
         assert r.winner.val_acc > 0.9 and r.winner.test_acc > 0.9  # chance: 0.25
     assert f.parent == "c1" and f.winner.refit_test_acc > 0.9
     # the stored winner's params are the CNN's: a 3x3 conv on 1 channel, 8 filters
@@ -379,7 +379,7 @@ def test_own_model_script_coarse_then_fine_with_its_loss(npz, tmp_path):
 
     c, f = own_model.main(str(npz), str(tmp_path / "own.db"), trials=8, steps=60, classes=4)
     spec = c.config["model"]["spec"]
-    assert spec.startswith("examples.own_model:Net#") and f.config["model"]["spec"] == spec
+    assert spec.startswith("examples.own_model:Net#") and f.config.model.spec == spec
     floor = -(0.925 * np.log(0.925) + 3 * 0.025 * np.log(0.025))
     for r in (c, f):
         assert r.winner.val_acc > 0.9 and r.winner.test_acc > 0.9

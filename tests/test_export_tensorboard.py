@@ -198,7 +198,7 @@ def test_cli_writes_one_run_per_member_matching_the_store(sweep, tmp_path, capsy
         assert run.steps == sorted(run.steps)  # a step going back drops points in TensorBoard
         if m.status == "stopped":
             stopped += 1
-            assert run.scalars["val_acc"][-1][0] <= m.stopped_at < r.config["train"]["steps"]
+            assert run.scalars["val_acc"][-1][0] <= m.stopped_at < r.config.train.steps
     assert stopped >= 1, "halving stopped no member: the test sweep is too short"
 
 

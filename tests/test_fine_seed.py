@@ -50,10 +50,10 @@ def test_derived_seed_keeps_root_sweeps_and_separates_rounds():
 def test_chained_rounds_draw_fresh_coordinates(chains):
     a, _ = chains
     f1, f2 = a["f1"], a["f2"]
-    assert f1.config["train"]["seed"] != f2.config["train"]["seed"]
+    assert f1.config.train.seed != f2.config.train.seed
     # The data split stays the root seed's across the chain, so rounds compare.
-    assert {r.config["data"]["seed"] for r in a.values()} == {0}
-    assert a["c1"].config["train"]["seed"] == 0
+    assert {r.config.data.seed for r in a.values()} == {0}
+    assert a["c1"].config.train.seed == 0
     u1, u2 = _units(f1), _units(f2)
     assert u1.shape == u2.shape == (8, 3)  # lr, l2, lr_decay in both rounds
     # Fresh draws: no member of f2 sits at the unit coordinates of its f1 namesake.

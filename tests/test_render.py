@@ -95,5 +95,5 @@ def test_the_batch_shown_and_stored_is_the_batch_used(tmp_path):
     assert any(f"(batch {n}, sgd" in x for x in notes)  # the line as training starts
     with Store.open(store) as st:
         stored = st.load_sweep(res.sweep_id, curves=False)
-    assert stored.config["train"]["batch_size"] == n and stored.spec.batch_size == n
+    assert stored.config.train.batch_size == n and stored.spec.batch_size == n
     assert f"steps, batch {n}, " in render_result(stored, store).splitlines()[0]
