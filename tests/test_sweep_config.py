@@ -150,6 +150,9 @@ def test_a_budget_is_parsed_once_and_round_trips(monkeypatch):
 def test_a_schedule_takes_a_budget_not_its_text():
     with pytest.raises(ConfigError, match=r"give Budget.parse\('60s'\)"):
         ScheduleConfig("asha", budget="60s")
+    # An option's bare number is refused, as the flag's "60" is: seconds or member-steps?
+    with pytest.raises(ConfigError, match="`budget` takes a string with its unit"):
+        SweepSpec.create(budget=60)
 
 
 # --------------------------------------------------------------------------- auto

@@ -111,6 +111,8 @@ def normalise(o: Opt, value, command: str = "coarse"):
         _check_range(name, o.kind, v)
         return v
     if o.kind == "budget":  # read once here; it stays a Budget (a string where stored)
+        if not isinstance(value, str | Budget):  # a bare number: seconds or member-steps?
+            raise ConfigError(f"`{name}` takes a string with its unit (60s, 5M), got {value!r}")
         return Budget.parse(value)
     if o.kind == "path" and isinstance(value, os.PathLike):
         return os.fspath(value)
