@@ -63,7 +63,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Deferred to the run: they import jax, which --help skips.
-    from sweepjax.flows.auto import auto
+    from sweepjax.flows.auto import AutoOptions, auto
     from sweepjax.flows.runner import Callbacks
     from sweepjax.store import default_path
 
@@ -76,12 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(kw.get("hidden"), Range):
         raise ConfigError("`hidden` takes one width in auto (its rounds refine lr and l2)")
     store = kw.pop("store", None) or default_path()
-    out = auto(
-        **kw,
-        max_rounds=args.max_rounds,
-        store=store,
-        callbacks=Callbacks(note=note if fmt == "text" else _stage_only(note)),
-    )
+    opts = AutoOptions(**kw, max_rounds=args.max_rounds, store=store)
+    out = auto(opts, callbacks=Callbacks(note=note if fmt == "text" else _stage_only(note)))
     if fmt == "json":
         print(json.dumps(json_clean(out.to_json()), indent=2, allow_nan=False))
         return 0
