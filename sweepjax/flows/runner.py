@@ -218,13 +218,12 @@ def _run_sweep(
     run = {"devices": where.num_devices, "partial": True}
     st.set_timing(sid, {**prior, **run})
     scheduler = scheduler_for(cfg, num_configs)
+    ages = list(scheduler.plan().ages)
     if asha:
         budget = cfg.schedule.budget or f"{cfg.trials} members"
-        plan = f", asha at ages {scheduler.rungs()} until {budget}"
+        plan = f", asha at ages {ages} until {budget}"
     else:
-        plan = (
-            "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
-        )
+        plan = f", {scheduler.name} at steps {ages}" if ages else ""
     if cfg.folds > 1:
         plan += f", {cfg.folds}-fold cross-validation of {num_configs} configs"
     elif cfg.group > 1:

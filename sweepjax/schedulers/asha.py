@@ -32,7 +32,7 @@ from sweepjax.analysis.evidence import divergence_frontiers, frontier_limits
 from sweepjax.analysis.ranking import rank_order
 from sweepjax.analysis.surface import features, fit_surface, min_members, sample_coefs
 from sweepjax.config import SearchSpace
-from sweepjax.engine.decisions import DIVERGED_RUNG, RungLog
+from sweepjax.engine.decisions import DIVERGED_RUNG, Decision, Plan, RungLog, RungView
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 
@@ -80,8 +80,8 @@ def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.n
 
 
 class ASHA:
-    """The asynchronous scheduler the refilling trainer speaks to
-    (:class:`sweepjax.engine.decisions.Refills`).
+    """The asynchronous policy (:class:`sweepjax.engine.decisions.Policy`): a fixed-width
+    population whose stopped members' slots are refilled at once.
 
     Example::
 
@@ -125,8 +125,16 @@ class ASHA:
         values = {name: np.array([r.lo, r.hi]) for name, r in axes.items()}
         return search.hparams_from_values(self.space, values, self.fixed)
 
-    def decide(self, log: RungLog, rung: int, positions: np.ndarray) -> np.ndarray:
-        return promotions(log, rung, positions, self.eta)
+    def plan(self) -> Plan:
+        return Plan(tuple(self.rungs()), self.block(), refills=True)
+
+    def decide(self, view: RungView) -> Decision:
+        """The arrivals of ``view`` (the last entries of ``view.log``, all at ``view.age``)
+        that continue: :func:`promotions`."""
+        n = len(view.rows)
+        positions = np.arange(len(view.log.rung) - n, len(view.log.rung))
+        keep = np.flatnonzero(promotions(view.log, view.age, positions, self.eta))
+        return Decision(keep, np.asarray(view.rows)[keep], view.hparams.take(keep))
 
     # ---------------------------------------------------------------- new members
     def _surface(self, log: RungLog, hparams: HParams):
