@@ -22,7 +22,7 @@ from sweepjax.engine.distributed import Placement
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
 from sweepjax.engine.outcome import PopulationResult
-from sweepjax.engine.slots import Clock, Judged, Population, Run
+from sweepjax.engine.slots import Clock, Judged, Population, Run, carry_of
 
 
 def boundaries(total: int, every: int, chunk: int, decisions) -> list[int]:
@@ -168,7 +168,7 @@ def _host_rows(pop: Population, where: Placement, transfer: list):
 def checkpoint(pop: Population, where: Placement, transfer: list) -> Checkpoint:
     host = _host_rows(pop, where, transfer)
     size = pop.act.size if pop.act.on_device else 0
-    return Checkpoint(pop.step, host, pop.curves, pop.sched, size)
+    return Checkpoint(pop.step, carry_of(host, pop.slot_row), pop.curves, pop.sched, size)
 
 
 def result(setup: Run, pop: Population, clock: Clock, completed, transfer_s):
@@ -192,7 +192,7 @@ def result(setup: Run, pop: Population, clock: Clock, completed, transfer_s):
     ckpt = None
     if not completed:
         size = pop.act.size if pop.act.on_device else 0
-        ckpt = Checkpoint(pop.step, host, pop.curves, sched, size)
+        ckpt = Checkpoint(pop.step, carry_of(host, sched.active), pop.curves, sched, size)
     return PopulationResult.of(
         setup.member_ids,
         sched,

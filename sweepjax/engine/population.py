@@ -57,7 +57,8 @@ def train_population(
         A refilling policy (ASHA) trains with :func:`sweepjax.engine.refill.train_refilling`.
       on_chunk: called after every chunk with a :class:`ChunkReport`. Returning
         ``False`` stops training at that boundary.
-      resume: a checkpoint from an earlier, interrupted call with the same arguments.
+      resume: a checkpoint from an earlier, interrupted call with the same arguments
+        (its ``states``: a :class:`~sweepjax.engine.slots.Carry`).
       placement: devices to spread the members over (:func:`sweepjax.engine.distributed.placement`);
         default: one device. Results match the one-device run up to float rounding.
       folds: K-fold cross-validation (:func:`sweepjax.data.folds.pool`): member ``i`` holds
@@ -79,7 +80,7 @@ def train_population(
         raise ValueError(f"{policy.name} refills its slots: train it with `train_refilling`")
     where = SINGLE if placement is None else placement
     if resume is not None:
-        step, host_states = resume.step, resume.states
+        step, host_states = resume.step, resume.states.slots  # a slots.Carry
         curves, sched = resume.curves, resume.schedule
     else:
         step, curves, sched = 0, Curves.empty(m), ScheduleState.start(hparams)

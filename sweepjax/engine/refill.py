@@ -124,7 +124,7 @@ def _first(policy: Policy, config: TrainConfig, n_val: int, w: int, b: int, max_
 
 def _resumed(resume: Checkpoint, n_val: int):
     """The population and clock a refilling checkpoint holds."""
-    c: slots.RefillCarry = resume.states
+    c: slots.Carry = resume.states
     sched = resume.schedule
     curves = Curves(*(np.array(a) for a in resume.curves))  # written in place
     slot_row = np.array(c.slot_row, np.int64)

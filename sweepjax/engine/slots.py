@@ -27,9 +27,12 @@ from sweepjax.engine.setup import static as make_static
 KEEP = 16  # finished members whose parameters are kept (the best by validation)
 
 
-class RefillCarry(NamedTuple):
-    """Everything a refilling run carries between blocks besides the schedule state and
-    the curves (host arrays; the ``states`` of its :class:`Checkpoint`)."""
+class Carry(NamedTuple):
+    """The one checkpoint format of every schedule: everything the population carries
+    between blocks besides the schedule state and the curves (host arrays; the
+    ``states`` of its :class:`~sweepjax.engine.curves.Checkpoint`). A compacting
+    population (every member born at step 0) keeps no finished members' parameters, no
+    rung log and no progress (those arrays have 0 rows)."""
 
     slots: Any  # member states [W]
     slot_row: np.ndarray  # int64 [W] member row in each slot, -1 empty
@@ -105,7 +108,7 @@ class Clock(NamedTuple):
     member_steps: int = 0  # the whole run's (a refilling checkpoint carries it)
     trained_here: int = 0  # this call's
     prior_s: float = 0.0  # seconds of a refilling run's earlier parts
-    progress: tuple = ()  # refilling: best-so-far points (slots.RefillCarry.progress)
+    progress: tuple = ()  # refilling: best-so-far points (Carry.progress)
     quick_best: float = math.nan  # compacting: best subset accuracy so far
     finished: int = 0  # refilling: members that reached the full length
     in_flight: int = 0  # refilling: members the budget stopped
@@ -137,16 +140,25 @@ def blank(num_features: int, static: Static, width: int):
     return jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
 
 
-def carry_like(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, width: int):
-    """A :class:`RefillCarry` of the right structure (the store reads a checkpoint
-    against it)."""
-    s = blank(dataset.num_features, make_static(dataset, model_cfg, config), width)
-    params = jax.tree.map(lambda a: np.resize(a, (KEEP,) + a.shape[1:]), s.params)
+def carry_like(states) -> Carry:
+    """A :class:`Carry` of the right structure around member states ``states`` shaped like
+    a checkpoint's (the store reads a checkpoint against it; row counts may differ)."""
+    return carry_of(states, np.zeros(0, np.int64))
+
+
+def refill_like(dataset: Dataset, model_cfg: ModelConfig, config: TrainConfig, width: int):
+    """:func:`carry_like` for a refilling population of ``width`` slots."""
+    return carry_like(blank(dataset.num_features, make_static(dataset, model_cfg, config), width))
+
+
+def carry_of(states, rows: np.ndarray) -> Carry:
+    """The checkpoint of a compacting population: member states ``[A]`` of rows ``rows``,
+    all born at step 0 (nothing else carried)."""
     z = np.zeros
-    return RefillCarry(
-        s, z(width, np.int64), z(width, np.int64), z(KEEP, np.int64), params, params,
-        z((0, 5)), z((0, 4)), z(2),
-    )  # fmt: skip
+    rows = np.asarray(rows, np.int64)
+    none = jax.tree.map(lambda a: np.asarray(a)[:0], states.params)
+    return Carry(states, rows, z(len(rows), np.int64), z(0, np.int64), none, none,
+                 z((0, 5)), z((0, 4)), z(2))  # fmt: skip
 
 
 def grow(sched: ScheduleState, curves: Curves, hp: HParams, born: int):
@@ -291,7 +303,7 @@ def refill(act, fresh, slot_row, hp_slots, init_bits, dataset, static: Static, w
 def carry(act, slot_row, born, kept: Kept, log, progress, member_steps, prior_s, where):
     """What a checkpoint of a refilling run holds besides its schedule state and curves
     (the slots' states copied to the host)."""
-    return RefillCarry(
+    return Carry(
         jax.tree.map(np.array, to_host(act.states, where)),
         slot_row, born, kept.row, kept.best, kept.final, log.as_array(),
         np.asarray(progress, np.float64).reshape(-1, 4),
