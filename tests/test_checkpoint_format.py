@@ -71,10 +71,20 @@ def test_a_checkpoint_of_neither_form_is_refused_in_one_line(there):
     assert "does not match this configuration; run without `resume`" in str(e.value)
 
 
-@pytest.mark.parametrize("options", [old_store.FOLDS], ids=["full-3-folds"])
+@pytest.mark.parametrize(
+    "options",
+    [old_store.FOLDS, old_store.ASHA_FOLDS, old_store.ASHA_REPLICAS],
+    ids=["full-3-folds", "asha-3-folds", "asha-2-replicas"],
+)
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(there, options):
     with pytest.raises(SweepInterrupted):
-        sweepjax.coarse(**options, store="new.db", callbacks=old_store.stop_after(2))
+        sweepjax.coarse(**options, store="new.db", callbacks=old_store.stop_after(4))
     resumed = sweepjax.coarse(**options, store="new.db", resume=True)
     whole = sweepjax.coarse(**options, store="whole.db")
     assert_same(numbers(resumed), numbers(whole))
+    g = options.get("folds") or options.get("replicas") or 1
+    if g > 1:  # the winner is a config: its members' mean, with the SE of the mean
+        w = whole.winner
+        c = next(c for c in whole.configs if c.id == w.config)
+        assert w.config is not None and w.val_acc == c.mean_val_acc
+        assert sorted(c.members) == [w.config * g + r for r in range(g)]

@@ -56,11 +56,15 @@ class Plan(NamedTuple):
     judged age). ``refills``: the population keeps a fixed width, a stopped or diverged
     member's slot takes a new member at once and members are born at different steps
     (ASHA); otherwise every member is born at step 0 and the survivors are compacted.
+    ``group``: a refilling population's members per config (replicas or folds): a
+    config's members are born together in adjacent slots, judged together, and their
+    slots are freed together once every one of them has ended.
     """
 
     ages: tuple[int, ...]
     block: int = 0
     refills: bool = False
+    group: int = 1
 
 
 class Policy(Protocol):

@@ -21,6 +21,7 @@ import numpy as np
 from sweepjax.budget import Budget
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
+from sweepjax.data.folds import Folds
 from sweepjax.engine import active, loop, program, slots
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Policy, RungLog
@@ -43,6 +44,7 @@ def train_refilling(
     on_chunk: Callable[[ChunkReport], bool | None] | None = None,
     resume: Checkpoint | None = None,
     placement: Placement | None = None,
+    folds: Folds | None = None,
 ) -> PopulationResult:
     """Train a ``width``-slot population that refills itself until ``budget`` is spent
     (or ``max_members`` members have run). ``config.steps`` is the full length ``R``.
@@ -53,7 +55,10 @@ def train_refilling(
     (``stopped_at``: their age), ``diverged``. ``curves`` are indexed by age.
     ``params``/``best_params`` hold the best :data:`~sweepjax.engine.slots.KEEP`
     finished members (``finished`` order). ``progress`` holds the best-so-far points,
-    ``in_flight`` how many members the budget stopped.
+    ``in_flight`` how many members the budget stopped. With a policy whose plan groups
+    ``g`` members per config (replicas, or ``folds``: :func:`sweepjax.data.folds.pool`'d
+    data), slot ``j`` always holds replica ``j % g`` (holding out fold ``j % g``) and
+    member row ``i`` is replica ``i % g`` of config ``i // g``.
     """
     if budget is None and max_members is None:
         raise ValueError("give a `budget` or `max_members`: a refilling run never ends")
@@ -65,6 +70,8 @@ def train_refilling(
     total, b = int(config.steps), int(plan.block)
     if not plan.refills or total % b or any(r % b for r in plan.ages):
         raise ValueError(f"block {b} must divide the run ({total}) and every rung {plan.ages}")
+    if w % plan.group or (folds is not None and plan.group != folds.k):
+        raise ValueError(f"width {w} must hold whole configs of {plan.group} (one per fold)")
     n_val = int(dataset.x_val.shape[0])
     if resume is not None:
         pop, clock = _resumed(resume, n_val)
@@ -78,12 +85,12 @@ def train_refilling(
         plan=plan,
         total=total,
         ends=(),
-        data=program.device_data(dataset, config, where),
-        static=static(dataset, model_cfg, config, False, hp_static),
+        data=program.device_data(dataset, config, where, folds),
+        static=static(dataset, model_cfg, config, folds is not None, hp_static),
         where=where,
         key_bits=np.asarray(jax.random.key_data(data_key)),
         init_bits=np.asarray(jax.random.key_data(init_key)),
-        fold_of=np.full(w, -1, np.int32),
+        fold_of=(np.arange(w) % folds.k if folds else np.full(w, -1)).astype(np.int32),
         member_ids=None,
         sizes=(1, w),
         budget=budget,

@@ -54,22 +54,21 @@ def _measure(setup: Run, pop: Population, idx: np.ndarray, block: Ages):
     return secs
 
 
-def _judge_arrivals(setup: Run, pop: Population, block: Ages, occupied) -> RungLog:
-    """Each rung's arrivals judged by the policy (log entries added); the stopped
-    members' ages written into ``block.stop_age``."""
+def _judge_arrivals(setup: Run, pop: Population, block: Ages, div, at_rung) -> RungLog:
+    """Each rung's arrivals ``at_rung`` judged by the policy (log entries added); the
+    stopped members' ages written into ``block.stop_age``. ``div``: members found
+    diverged in this block."""
     log, alive = pop.log, block.small["alive"]
-    div = occupied & ~alive
     if div.any():  # logged (no decision reads it): the draws' model learns where
         k = int(div.sum())  # members diverge
         nan = np.full(k, np.nan)
         log = log.extend(DIVERGED_RUNG, block.slot_row[div], nan, nan, np.zeros(k, bool))
-    at_rung = occupied & alive & np.isin(block.age, list(setup.plan.ages))
     for r in sorted({int(a) for a in block.age[at_rung]}):
         pos = np.flatnonzero(at_rung & (block.age == r))
         rows = block.slot_row[pos]
-        log = log.extend(r, rows, block.loss[pos], block.acc[pos], np.ones(len(pos), bool))
-        view = RungView(pop.step, rows, block.loss[pos], block.acc[pos],
-                        np.ones(len(pos), bool), pop.slot_hp.take(pos), r, log)  # fmt: skip
+        log = log.extend(r, rows, block.loss[pos], block.acc[pos], alive[pos])
+        view = RungView(pop.step, rows, block.loss[pos], block.acc[pos], alive[pos],
+                        pop.slot_hp.take(pos), r, log)  # fmt: skip
         keep = np.isin(rows, setup.policy.decide(view).rows)
         block.stop_age[pos[~keep]] = r
     return log
@@ -93,13 +92,18 @@ def judge(setup: Run, pop: Population, clock: Clock):
     age = pop.step - pop.born
     block = Ages(pop.slot_row, age, small, np.full(w, np.nan), np.full(w, np.nan),
                        np.full(w, -1))  # fmt: skip
-    at_rung = occupied & alive & np.isin(age, list(setup.plan.ages))
+    g = setup.plan.group
+    dead = occupied & ~alive
+    # With a group, a dead member keeps its slot until its config ends: its death is
+    # recorded once, and it arrives at the rungs with its config (which has no score).
+    div = dead & pop.sched.alive[np.maximum(pop.slot_row, 0)]
+    at_rung = occupied & (alive | (g > 1)) & np.isin(age, list(setup.plan.ages))
     done = occupied & alive & (age >= setup.total)
-    measure = np.flatnonzero(at_rung | done)
+    measure = np.flatnonzero(at_rung & alive | done)
     clock = clock.add(eval_s=_measure(setup, pop, measure, block))
-    log = _judge_arrivals(setup, pop, block, occupied)
-    div, stopped = occupied & ~alive, block.stop_age >= 0
-    ended = div | stopped | done
+    log = _judge_arrivals(setup, pop, block, div, at_rung)
+    stopped = block.stop_age >= 0
+    ended = dead | stopped | done
     spent = _spent(setup, pop, clock, occupied & ~ended)
     caught = occupied & ~ended if spent else np.zeros(w, bool)
     if caught.any():  # the budget stops the members in flight: measure them too
@@ -124,6 +128,8 @@ def judge(setup: Run, pop: Population, clock: Clock):
     acc = block.acc
     best = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
     live = int(np.sum(alive & occupied))
+    if g > 1:  # a config's slots are freed together, once every member has ended
+        ended = np.repeat((ended | ~occupied).reshape(-1, g).all(axis=1), g) & occupied
     return pop, clock, Judged(bool(len(measure)), live, best, spent, ended)
 
 
@@ -134,7 +140,9 @@ def _finish(setup: Run, pop: Population, clock: Clock, done, age):
     for j in np.flatnonzero(done):
         row = int(pop.slot_row[j])
         finished += 1
-        kept = keep_finished(kept, pop.sched, row, j, int(age[j]), pop.act, setup.where)
+        kept = keep_finished(
+            kept, pop.sched, row, j, int(age[j]), pop.act, setup.where, setup.plan.group
+        )
         acc = pop.sched.best_val_acc[row]
         if not progress or acc > progress[-1][2]:
             progress.append((clock.elapsed(), float(clock.member_steps), float(acc), row))
@@ -184,7 +192,7 @@ def result(setup: Run, pop: Population, clock: Clock, completed: bool):
     sched, kept = pop.sched, pop.kept
     ckpt = None if completed else checkpoint(setup, pop, clock)
     full = np.flatnonzero(kept.row >= 0)
-    order = full[rank_kept(sched, kept.row[full])]
+    order = full[rank_kept(sched, kept.row[full], setup.plan.group)]
     return PopulationResult.of(
         np.arange(sched.stopped_at.shape[0], dtype=np.int64),
         sched,

@@ -245,12 +245,19 @@ def record_ended(sched: ScheduleState, block: Ages, div, finishing, best_acc) ->
     return sched._replace(**upd)
 
 
-def rank_kept(sched: ScheduleState, rows: np.ndarray) -> np.ndarray:
+def rank_kept(sched: ScheduleState, rows: np.ndarray, group: int = 1) -> np.ndarray:
     """Positions of ``rows`` best first: higher whole-validation accuracy, then lower
-    validation loss, then lower row (the winner rule's order)."""
+    validation loss, then lower row (the winner rule's order). With ``group`` members
+    per config, configs first, by their members' mean accuracy (a diverged member
+    counts as -1), so the winning config's members are kept."""
     acc = np.nan_to_num(sched.best_val_acc[rows], nan=-1.0)
     loss = np.nan_to_num(sched.val_loss[rows], nan=np.inf)
-    return np.lexsort((rows, loss, -acc))
+    if group <= 1:
+        return np.lexsort((rows, loss, -acc))
+    per = np.nan_to_num(np.asarray(sched.best_val_acc, np.float64), nan=-1.0)
+    first = np.asarray(rows, np.int64) // group * group
+    mean = per[first[:, None] + np.arange(group)].mean(axis=1)
+    return np.lexsort((rows, loss, -acc, -mean))
 
 
 def no_kept(params) -> Kept:
@@ -259,14 +266,17 @@ def no_kept(params) -> Kept:
     return Kept(np.full(KEEP, -1, np.int64), z, z)
 
 
-def keep_finished(kept: Kept, sched: ScheduleState, row: int, slot: int, age: int, act, where):
+def keep_finished(
+    kept: Kept, sched: ScheduleState, row: int, slot: int, age: int, act, where, group: int = 1
+) -> Kept:
     """Keep finished member ``row``'s parameters (in slot ``slot``, at ``age``) if it ranks
-    among the best :data:`KEEP` finished so far (replacing the worst kept)."""
+    among the best :data:`KEEP` finished so far (replacing the worst kept;
+    :func:`rank_kept`)."""
     full = np.flatnonzero(kept.row >= 0)
     if len(full) < KEEP:
         pos = int(np.flatnonzero(kept.row < 0)[0])
     else:
-        order = rank_kept(sched, np.concatenate([kept.row, [row]]))
+        order = rank_kept(sched, np.concatenate([kept.row, [row]]), group)
         if order[-1] == KEEP:  # the new member ranks last: not kept
             return kept
         pos = int(order[-1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sqlite3
 import tempfile
 import time
@@ -194,13 +195,14 @@ def _run_sweep(
 def _members(cfg: SweepConfig, ds: Dataset, where, draws, resume: bool, cb: Callbacks):
     """The sweep's members (and its config: a time budget sizes an ASHA member's length
     to what it has left)."""
-    w = 0
     if cfg.schedule.name == "asha":  # members are drawn as slots free up
-        w = anytime.choose(cfg, ds, where, cb.say)
-        hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
+        # Whole configs (replicas or folds) in adjacent slots, spread over the devices.
+        unit = math.lcm(cfg.group, where.num_devices)
+        w = max(unit, anytime.choose(cfg, ds, where, cb.say) // unit * unit)
         if not resume:
             cfg = anytime.fit_to_budget(cfg, ds, where, w, cb.say)
-    elif draws is None:
+        return cfg, Members(HParams.create(lr=np.ones(w), l2=0.0), np.arange(w), cfg.trials, w)
+    if draws is None:
         hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
     else:
         hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
@@ -213,7 +215,7 @@ def _members(cfg: SweepConfig, ds: Dataset, where, draws, resume: bool, cb: Call
             f"note: `grid` rounds {cfg.trials} trials to a {'x'.join([str(k)] * a)} grid of "
             f"{num_configs} configs"
         )
-    return cfg, Members(hp, ids, num_configs, w)
+    return cfg, Members(hp, ids, num_configs)
 
 
 def _created(cfg, ds, store: Store, members: Members, name, where, created) -> Part:
@@ -300,8 +302,9 @@ def _train(cfg, ds, store: Store, cb: Callbacks, members: Members, part: Part, p
     try:
         if members.width:
             res = anytime.train(
-                cfg, ds, members.width, on_chunk=on_chunk, resume=part.ckpt, where=where
-            )
+                cfg, train_ds, members.width, on_chunk=on_chunk, resume=part.ckpt, where=where,
+                folds=folds,
+            )  # fmt: skip
         else:
             res = train_population(
                 train_ds, members.hp, cfg.model, cfg.train, member_ids=members.ids,
@@ -411,9 +414,4 @@ def write_report_hook(result: SweepResult, store: Store, ds: Dataset | None = No
     )
 
 
-__all__ = [
-    "Callbacks",
-    "SweepInterrupted",
-    "report_dir",
-    "write_report_hook",
-]
+__all__ = ["Callbacks", "SweepInterrupted", "report_dir", "write_report_hook"]

@@ -30,7 +30,7 @@ from sweepjax.config import SCHEDULES, SearchSpace
 from sweepjax.engine.decisions import Decision, Full, Plan, Policy, RungView
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
-from sweepjax.schedulers.asha import ASHA
+from sweepjax.schedulers.asha import ASHA, GroupedRefills
 
 DEFAULT_ETA = 3
 PBT_FRACTION = 0.2
@@ -262,17 +262,15 @@ def make(
     ``num_members`` counts configs and the scheduler decides whole configs
     (:class:`Grouped`). ``"asha"`` refills freed slots
     (:class:`sweepjax.schedulers.asha.ASHA`, drawing its members with the values
-    ``fixed`` for the axes not searched); it judges single members only."""
+    ``fixed`` for the axes not searched; with replicas, whole configs:
+    :class:`~sweepjax.schedulers.asha.GroupedRefills`)."""
     if name not in SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if name == "full":
         return Full()
     if name == "asha":
-        if replicas > 1:
-            raise ConfigError(
-                "asha judges single members; drop `replicas` / `folds`, or use `schedule` halving"
-            )
-        return ASHA(space, total, eta, rungs, seed, fixed)
+        asha = ASHA(space, total, eta, rungs, seed, fixed)
+        return asha if replicas <= 1 else GroupedRefills(asha, replicas)
     if name == "halving":
         inner = Halving(rungs, eta, total)
     elif name == "hyperband":
