@@ -252,10 +252,11 @@ def _plan_line(cfg, ds, store: Store, sid: str, members: Members, policy) -> str
         plan = f", asha at ages {ages} until {budget}"
     else:
         plan = f", {policy.name} at steps {ages}" if ages else ""
+    of = "each config" if members.width else f"{members.num_configs} configs"  # ASHA: drawn
     if cfg.folds > 1:
-        plan += f", {cfg.folds}-fold cross-validation of {members.num_configs} configs"
+        plan += f", {cfg.folds}-fold cross-validation of {of}"
     elif cfg.group > 1:
-        plan += f", {cfg.group} replicas of {members.num_configs} configs"
+        plan += f", {cfg.group} replicas of {of}"
     size = f"width {members.width}" if members.width else f"{members.hp.num_members} members"
     return (
         f"{cfg.kind} sweep {sid}: {size} x {cfg.train.steps} steps "

@@ -112,7 +112,7 @@ class LiveWriter:
 
     def __init__(
         self,
-        st: Store,
+        store: Store,
         sweep_id: str,
         member_ids: np.ndarray | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -120,9 +120,9 @@ class LiveWriter:
         interval: float = LIVE_INTERVAL_S,
         share: float = LIVE_SHARE,
     ):
-        self.st, self.sid, self.clock, self.wall = st, sweep_id, clock, wall
+        self.store, self.sid, self.clock, self.wall = store, sweep_id, clock, wall
         self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
-        last = st.conn.execute(
+        last = store.conn.execute(
             "SELECT seq, elapsed_s FROM live WHERE sweep=? ORDER BY seq DESC LIMIT 1",
             (sweep_id,),
         ).fetchone()
@@ -212,7 +212,7 @@ class LiveWriter:
         t0 = self.clock()
         try:
             row, blob = self.row(rep), self.payload(rep)
-            with self.st.transaction(f"sweep {self.sid}'s live progress", len(blob)) as c:
+            with self.store.transaction(f"sweep {self.sid}'s live progress", len(blob)) as c:
                 c.execute(
                     "UPDATE live SET payload=NULL WHERE sweep=? AND payload IS NOT NULL",
                     (self.sid,),
