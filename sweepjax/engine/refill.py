@@ -106,8 +106,7 @@ def train_refilling(
     act = active.Active(put_members(states0, where), w, w, True)
     del states0
     if resume is None:
-        act, c = slots.refill(act, pop.slot_row >= 0, pop.slot_row, pop.slot_hp,
-                              setup.init_bits, dataset, setup.static, where)  # fmt: skip
+        act, c = slots.refill(setup, act, pop.slot_row >= 0, pop.slot_row, pop.slot_hp)
         clock = clock.add(compile_s=c)
     return loop.run(setup, pop._replace(act=act), clock, on_chunk)
 

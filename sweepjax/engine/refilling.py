@@ -112,9 +112,7 @@ def judge(setup: Run, pop: Population, clock: Clock):
         block.stop_age[idx] = age[idx]
         clock = clock._replace(in_flight=len(idx))
     finishing = np.flatnonzero((stopped | done | caught) & alive)
-    best_acc, secs = best_checkpoints(
-        pop.act, finishing, block, setup.data, setup.static, setup.where, setup.fold_of
-    )
+    best_acc, secs = best_checkpoints(setup, pop.act, finishing, block)
     sched = record_ended(pop.sched, block, div, finishing, best_acc)
     if done.any():
         # The finished members' final numbers join the log as the run's last "rung":
@@ -173,8 +171,7 @@ def refill_freed(setup: Run, pop: Population, clock: Clock, freed) -> tuple[Popu
         slot_hp = HParams(*(np.array(f) for f in slot_hp))
         for f, v in zip(slot_hp, hp_new, strict=True):
             f[fill] = v
-        act, c = refill(act, fresh, slot_row, slot_hp, setup.init_bits, setup.dataset,
-                              setup.static, setup.where)  # fmt: skip
+        act, c = refill(setup, act, fresh, slot_row, slot_hp)
         clock = clock.add(compile_s=c)
     sched = sched._replace(active=slot_row[slot_row >= 0].copy())
     pop = pop._replace(act=act, slot_row=slot_row, born=born, slot_hp=slot_hp, sched=sched,
@@ -183,8 +180,7 @@ def refill_freed(setup: Run, pop: Population, clock: Clock, freed) -> tuple[Popu
 
 
 def checkpoint(setup: Run, pop: Population, clock: Clock) -> Checkpoint:
-    held = carry(pop.act, pop.slot_row, pop.born, pop.kept, pop.log, clock.progress,
-                       clock.member_steps, clock.prior_s, setup.where)  # fmt: skip
+    held = carry(pop, clock, setup.where)
     return Checkpoint(pop.step, held, pop.curves, pop.sched, len(pop.slot_row))
 
 

@@ -204,7 +204,7 @@ def concat(a: HParams, b: HParams) -> HParams:
     )
 
 
-def best_checkpoints(act, idx, block: Ages, data, static: Static, where: Placement, no_fold):
+def best_checkpoints(setup: Run, act: Active, idx: np.ndarray, block: Ages):
     """Whole-validation accuracy ``[W]`` of the best parameters of slots ``idx`` (the
     current parameters' ``acc`` where the best checkpoint is this very step)."""
     best = block.acc.copy()
@@ -212,7 +212,7 @@ def best_checkpoints(act, idx, block: Ages, data, static: Static, where: Placeme
     secs = 0.0
     if len(stale):
         _, best[stale], secs = active.evaluate_members(
-            act, "best", stale, data, static, where, no_fold
+            act, "best", stale, setup.data, setup.static, setup.where, setup.fold_of
         )
     return best, secs
 
@@ -295,29 +295,31 @@ def keep_finished(
     return Kept(kept_row, jax.tree.map(put, kept.best, best), jax.tree.map(put, kept.final, final))
 
 
-def refill(act, fresh, slot_row, hp_slots, init_bits, dataset, static: Static, where):
-    """Slots ``fresh[W]`` take new members (ids ``slot_row``, values ``hp_slots``) in the
+def refill(setup: Run, act: Active, fresh: np.ndarray, slot_row: np.ndarray, slot_hp: HParams):
+    """Slots ``fresh[W]`` take new members (ids ``slot_row``, values ``slot_hp``) in the
     one refill program; returns the new active state and the compile seconds."""
+    where = setup.where
     ids = np.where(fresh, np.maximum(slot_row, 0), 0).astype(np.uint32)
     args = (
         act.states,
         put_members(np.asarray(fresh, bool), where),
         put_members(ids, where),
-        put_members(hp_slots, where),
-        init_bits,
+        put_members(slot_hp, where),
+        setup.init_bits,
     )
-    exe, c = program.compiled_refill(args, dataset.num_features, static, where)
+    exe, c = program.compiled_refill(args, setup.dataset.num_features, setup.static, where)
     return act._replace(states=exe(*args)), c
 
 
-def carry(act, slot_row, born, kept: Kept, log, progress, member_steps, prior_s, where):
+def carry(pop: Population, clock: Clock, where: Placement) -> Carry:
     """What a checkpoint of a refilling run holds besides its schedule state and curves
     (the slots' states copied to the host)."""
+    kept = pop.kept
     return Carry(
-        jax.tree.map(np.array, to_host(act.states, where)),
-        slot_row, born, kept.row, kept.best, kept.final, log.as_array(),
-        np.asarray(progress, np.float64).reshape(-1, 4),
-        np.array([member_steps, prior_s + process_elapsed()], np.float64),
+        jax.tree.map(np.array, to_host(pop.act.states, where)),
+        pop.slot_row, pop.born, kept.row, kept.best, kept.final, pop.log.as_array(),
+        np.asarray(clock.progress, np.float64).reshape(-1, 4),
+        np.array([clock.member_steps, clock.elapsed()], np.float64),
     )  # fmt: skip
 
 
