@@ -211,7 +211,7 @@ def test_stop_and_resume_equals_uninterrupted(ds, run):
         ds, SOFTMAX, CFG, asha(), width=WIDTH, budget=BUDGET, on_chunk=stop_at_17
     )
     assert not part.completed and part.checkpoint.step == 17 * 3
-    like = slots.carry_like(ds, SOFTMAX, CFG, WIDTH)
+    like = slots.refill_like(ds, SOFTMAX, CFG, WIDTH)
     ckpt = checkpoint_from_blob("a1", part.checkpoint.step, checkpoint_blob(part.checkpoint), like)
     rest = train_refilling(ds, SOFTMAX, CFG, asha(), width=WIDTH, budget=BUDGET, resume=ckpt)
     assert rest.completed

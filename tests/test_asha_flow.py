@@ -133,8 +133,6 @@ def test_budget_errors_are_one_line(tmp_path, capsys):
     _bad(tmp_path, capsys, ["coarse", *ms, "--budget", "soon"], "cannot read budget 'soon'")
     _bad(tmp_path, capsys, ["coarse", *ms, "--budget", "60s", "--schedule", "halving"],
          "--budget is asha's")  # fmt: skip
-    _bad(tmp_path, capsys, ["coarse", *ms, "--budget", "60s", "--replicas", "2"],
-         "asha judges single members")  # fmt: skip
     _bad(tmp_path, capsys, ["coarse", *ms, "--width", "0"], "--width must be")
 
 

@@ -130,7 +130,7 @@ def test_halving_in_the_trainer_keeps_the_members_a_numpy_ranking_picks(ds):
     # The same population, no scheduler, stopped at the first rung.
     part = engine.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 10)
     assert part.checkpoint.step == 10
-    acc, loss = _numpy_val_scores(part.checkpoint.states, ds)
+    acc, loss = _numpy_val_scores(part.checkpoint.states.slots, ds)
     want = np.sort(np.lexsort((np.arange(16), loss, -acc))[: math.ceil(16 / 3)])
     survivors = np.flatnonzero(res.stopped_at != 10)
     np.testing.assert_array_equal(survivors, want)
@@ -233,8 +233,8 @@ def test_pbt_exploit_copies_state_bit_for_bit(ds):
     plain = engine.train_population(ds, hp, SOFTMAX, CFG, on_chunk=lambda r: r.step < 30)
     lineage = seen["ckpt"].schedule.lineage
     assert len(lineage) == round(0.2 * 16) and (lineage[:, 0] == 30).all()
-    after = seen["ckpt"].states
-    before = plain.checkpoint.states
+    after = seen["ckpt"].states.slots
+    before = plain.checkpoint.states.slots
     for _, member, donor in lineage:
         for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True):
             np.testing.assert_array_equal(np.asarray(a)[member], np.asarray(b)[donor])

@@ -8,11 +8,15 @@
   groups, the gather a decision applies, the whole-validation-set evaluation);
 - :mod:`sweepjax.engine.programs`: the process's compiled programs (bounded, with counts:
   ``PROGRAMS.stats()``);
-- :mod:`sweepjax.engine.population`: ``train_population``, the host loop between chunks
-  that applies a scheduler's decisions (:mod:`sweepjax.schedulers.rules`);
+- :mod:`sweepjax.engine.loop`: the one host loop between chunks for every schedule, over
+  a typed population of slots (:mod:`sweepjax.engine.slots`), asking a policy
+  (:mod:`sweepjax.engine.decisions`) who continues; its steps for a compacting
+  population in :mod:`sweepjax.engine.compact`, for a refilling one (ASHA) in
+  :mod:`sweepjax.engine.refilling`;
+- :mod:`sweepjax.engine.population`: ``train_population``, every member born at step 0
+  (full, halving, Hyperband, PBT: :mod:`sweepjax.schedulers.rules`);
 - :mod:`sweepjax.engine.refill`: ``train_refilling``, a fixed-width population whose
-  stopped members' slots are refilled at once (ASHA, :mod:`sweepjax.schedulers.asha`),
-  with its slots' bookkeeping in :mod:`sweepjax.engine.slots`;
+  stopped members' slots are refilled at once (ASHA, :mod:`sweepjax.schedulers.asha`);
 - :mod:`sweepjax.engine.outcome`: what the trainers return and report.
 """
 

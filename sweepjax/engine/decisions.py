@@ -1,9 +1,11 @@
-"""The contract between the trainer and a scheduler (:mod:`sweepjax.schedulers`).
+"""The one contract between the host loop and every schedule (:mod:`sweepjax.schedulers`).
 
-At each of a scheduler's decision steps the trainer evaluates the active members on the
-whole validation set and hands it a :class:`RungView`; the scheduler answers with a
-:class:`Decision`, which the trainer applies as one gather on the member axis. The
-trainer needs only these types, so the engine never imports a scheduling rule.
+A schedule is a :class:`Policy`: its :class:`Plan` says at which ages members are judged
+and whether freed slots are refilled; at each judged age the loop measures the arriving
+members on the whole validation set and hands them over as a :class:`RungView`; the
+policy answers with a :class:`Decision` (continue, stop, copy), and a refilling policy
+draws the new members. The engine needs only these types, so it never imports a
+scheduling rule.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from sweepjax.engine.hparams import HParams
 
 
 class RungView(NamedTuple):
-    """The active members at a decision step (rows ``[A]``, in the trainer's order)."""
+    """The members judged at one age (rows ``[A]``, in the trainer's slot order).
+
+    A synchronous schedule (halving, Hyperband, PBT) is shown every member still
+    training at one of its decision steps (all were born together, so the step is their
+    age); ASHA is shown the members that reached one of its rung ages at this block,
+    and ``log`` then holds every judgement so far, these ones last."""
 
     step: int
     rows: np.ndarray  # member rows (positions in the original population)
@@ -24,24 +31,73 @@ class RungView(NamedTuple):
     val_acc: np.ndarray
     alive: np.ndarray
     hparams: HParams
+    age: int = -1  # the age judged at (-1: ``step``)
+    log: RungLog | None = None
 
 
 class Decision(NamedTuple):
     """What continues: slot ``j`` of the new population takes the state of view position
-    ``src[j]``, becomes member row ``rows[j]`` and trains with ``hparams`` row ``j``."""
+    ``src[j]``, becomes member row ``rows[j]`` and trains with ``hparams`` row ``j``. A
+    view row not in ``rows`` stops; ``rows[j] != view.rows[src[j]]`` is a copy (PBT's
+    exploit, with its perturbed values in ``hparams``). A compacting population applies
+    it as one gather on the member axis; a refilling one frees the stopped members'
+    slots and refills them with new members (:meth:`Policy.draw`)."""
 
     src: np.ndarray
     rows: np.ndarray
     hparams: HParams
 
 
-class Scheduler(Protocol):
+class Plan(NamedTuple):
+    """How a policy wants the population trained.
+
+    ``ages``: the ages (steps trained, each below the run's length) judged at.
+    ``block``: steps per compiled call (0: a call ends at each evaluation, chunk and
+    judged age). ``refills``: the population keeps a fixed width, a stopped or diverged
+    member's slot takes a new member at once and members are born at different steps
+    (ASHA); otherwise every member is born at step 0 and the survivors are compacted.
+    ``group``: a refilling population's members per config (replicas or folds): a
+    config's members are born together in adjacent slots, judged together, and their
+    slots are freed together once every one of them has ended.
+    """
+
+    ages: tuple[int, ...]
+    block: int = 0
+    refills: bool = False
+    group: int = 1
+
+
+class Policy(Protocol):
+    """A schedule as an ask/tell policy: the one protocol between the host loop
+    (:mod:`sweepjax.engine.loop`) and every schedule (:mod:`sweepjax.schedulers`)."""
+
     name: str
 
-    def decision_steps(self) -> list[int]:
-        """Steps (sorted, each below the run's total) at which :meth:`decide` is called."""
+    def plan(self) -> Plan: ...
 
-    def decide(self, view: RungView) -> Decision: ...
+    def decide(self, view: RungView) -> Decision:
+        """Who continues after the members of ``view`` reached a judged age."""
+
+    def draw(self, ids: np.ndarray, log: RungLog, hparams: HParams | None) -> HParams:
+        """Hyperparameters of new members ``ids`` for freed slots (``plan().refills``
+        only; ``hparams``: every member's so far, by row; None before the first)."""
+
+    def corners(self) -> HParams:
+        """Members at the box's extremes, so the compiled program covers every draw
+        (``plan().refills`` only)."""
+
+
+class Full:
+    """Every member trains the whole run: no judged age (the ``full`` schedule)."""
+
+    name = "full"
+
+    def plan(self) -> Plan:
+        return Plan(())
+
+    def decide(self, view: RungView) -> Decision:  # never called: no judged age
+        keep = np.arange(len(view.rows))
+        return Decision(keep, np.asarray(view.rows), view.hparams)
 
 
 # The rung a diverged member is logged at: no decision is made there (every decision reads
@@ -97,26 +153,3 @@ class RungLog(NamedTuple):
             a[:, 4].astype(bool),
             int(n_val),
         )
-
-
-class Refills(Protocol):
-    """An asynchronous scheduler: rungs by member age, a verdict per arrival, and the
-    draws that refill freed slots (:class:`sweepjax.schedulers.asha.ASHA`)."""
-
-    name: str
-
-    def rungs(self) -> list[int]:
-        """Ages (steps trained, sorted, each below the run's length) judged at."""
-
-    def block(self) -> int:
-        """Steps per compiled call; every rung and the run's length are multiples."""
-
-    def corners(self) -> HParams:
-        """Members at the box's extremes: the program is compiled to cover them."""
-
-    def decide(self, log: RungLog, rung: int, positions: np.ndarray) -> np.ndarray:
-        """Whether each log entry ``positions`` (just added, all at ``rung``) continues."""
-
-    def draw(self, ids: np.ndarray, log: RungLog, hparams: HParams | None) -> HParams:
-        """Hyperparameters of the new members ``ids`` (``hparams``: every member's so far,
-        by row; None before the first)."""

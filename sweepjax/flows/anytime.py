@@ -251,10 +251,10 @@ def with_length(cfg: SweepConfig, stored: SweepConfig) -> SweepConfig:
 
 
 def train(
-    cfg: SweepConfig, ds: Dataset, w: int, *, on_chunk, resume, where: Placement
+    cfg: SweepConfig, ds: Dataset, w: int, *, on_chunk, resume, where: Placement, folds=None
 ) -> PopulationResult:
-    """Train an ASHA sweep of width ``w`` until its budget (or ``trials`` members) is
-    spent."""
+    """Train an ASHA sweep of width ``w`` until its budget (or ``trials`` configs) is
+    spent (``folds``: ``ds`` pooled for K-fold cross-validation)."""
     budget = cfg.schedule.budget
     return train_refilling(
         ds,
@@ -263,8 +263,9 @@ def train(
         scheduler_for(cfg, cfg.trials),
         width=w,
         budget=budget,
-        max_members=None if budget is not None else cfg.trials,
+        max_members=None if budget is not None else cfg.trials * cfg.group,
         on_chunk=on_chunk,
         resume=resume,
         placement=where,
+        folds=folds,
     )

@@ -1,12 +1,27 @@
 """Which interrupted sweep ``resume`` continues, and why another one cannot be: the
-flags, the data and a still-running process are checked before anything trains."""
+flags, the data, the device count and a still-running process are checked before
+anything trains; and its checkpoint, in the one format
+(:class:`~sweepjax.engine.slots.Carry`) or the one a compacting sweep wrote before it
+(:func:`resumed_part`, for :mod:`sweepjax.flows.runner`)."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from sweepjax.errors import ConfigError
+import numpy as np
+
+from sweepjax.data import Dataset
+from sweepjax.engine.curves import Checkpoint
+from sweepjax.engine.hparams import HParams
+from sweepjax.engine.setup import init_states
+from sweepjax.engine.slots import Carry, carry_like, carry_of, refill_like
+from sweepjax.errors import ConfigError, StoreError
+from sweepjax.flows import anytime
+from sweepjax.flows.faults import check_room
+from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.store.db import Store
 
 
@@ -35,25 +50,25 @@ def _pid_alive(row) -> bool:
     return True
 
 
-def find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) -> str:
+def find_resumable(store: Store, cfg: dict, kind: str, name: str | None, sha: str) -> str:
     """The unfinished sweep to continue (see the module docstring), or a ConfigError.
     ``cfg`` is the new sweep's config in its stored form (``SweepConfig.as_dict``)."""
     if name is not None:
-        if not st.exists(name):
+        if not store.exists(name):
             raise ConfigError(
-                f"no sweep named {name!r} to resume in {st.path}; drop `resume` to start it"
+                f"no sweep named {name!r} to resume in {store.path}; drop `resume` to start it"
             )
-        rows = [st.sweep_row(name)]
+        rows = [store.sweep_row(name)]
         if rows[0].status == "finished":
             raise ConfigError(
                 f"sweep {name} already finished; nothing to resume "
                 "(drop `resume` and pick a new `name`)"
             )
     else:
-        rows = st.unfinished(kind)
+        rows = store.unfinished(kind)
         if not rows:
             raise ConfigError(
-                f"no interrupted {kind} sweep in {st.path} to resume; "
+                f"no interrupted {kind} sweep in {store.path} to resume; "
                 "drop `resume` to start a new one"
             )
         # Compared as this version stores them (the typed row's as_dict), so a sweep
@@ -83,3 +98,89 @@ def find_resumable(st: Store, cfg: dict, kind: str, name: str | None, sha: str) 
             f"sweep {row.id} is still running (pid {row.pid}); wait for it or stop it first"
         )
     return row.id
+
+
+def load_checkpoint(
+    store: Store, sweep_id: str, like: Carry, compacting: bool
+) -> Checkpoint | None:
+    """The sweep's checkpoint (None: it has none), read against ``like``
+    (:func:`~sweepjax.engine.slots.carry_like`). A compacting sweep's checkpoint written
+    before the one format holds the member states alone: it is read as such and carried
+    on (the rows it holds are its schedule's active ones; a refilling sweep's was a
+    :class:`Carry` already). A checkpoint of neither form raises the store's one-line
+    error."""
+    try:
+        return store.load_checkpoint(sweep_id, like)
+    except StoreError:
+        if not compacting:
+            raise
+        old: Any = store.load_checkpoint(sweep_id, like.slots)
+        if old is None:
+            return None
+        return old._replace(states=carry_of(old.states, old.schedule.active))
+
+
+class Members(NamedTuple):
+    """The population a sweep trains: ``hp`` / ``ids`` per member row, from
+    ``num_configs`` sampled configs. ASHA draws its members as slots free up: ``hp`` and
+    ``ids`` then stand for its ``width`` slots (0: a population born together)."""
+
+    hp: HParams
+    ids: np.ndarray
+    num_configs: int
+    width: int = 0
+
+
+class Part(NamedTuple):
+    """This part of a sweep: its id, the checkpoint it continues from (None: step 0),
+    and the timing of its earlier parts and of this one so far."""
+
+    sid: str
+    ckpt: Checkpoint | None
+    prior: dict
+    run: dict
+
+
+def resumed_part(
+    cfg: SweepConfig,
+    ds: Dataset,
+    store: Store,
+    say: Callable[[str], None],
+    members: Members,
+    name: str | None,
+    where,
+    created: list[str],
+) -> tuple[SweepConfig, Members, Part]:
+    """The interrupted sweep this one continues (its id appended to ``created``), its
+    checkpoint and earlier timing; an ASHA sweep keeps the members' length and width
+    it started with."""
+    sid = find_resumable(store, cfg.as_dict(), cfg.kind, name, ds.info.sha256)
+    created.append(sid)
+    if members.width:  # the members' length its budget gave it when it started
+        cfg = anytime.with_length(cfg, store.sweep_row(sid).config)
+    prior = {"compile_s": 0.0, "train_s": 0.0, **store.run_timing(sid)}
+    ran_on = prior.get("devices")
+    if ran_on is not None and ran_on != where.num_devices:
+        # Members split differently over devices round differently: refuse rather
+        # than continue to results that are only float-close to an uninterrupted run.
+        raise ConfigError(
+            f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
+            f"resume it with `devices` {ran_on} (results match exactly only then)"
+        )
+    if members.width:
+        like = refill_like(ds, cfg.model, cfg.train, members.width)
+    else:
+        like = carry_like(init_states(ds, members.hp, cfg.model, cfg.train, members.ids))
+    ckpt = load_checkpoint(store, sid, like, compacting=not members.width)
+    check_room(store, cfg, ds, members.hp.num_members, sid)
+    if members.width and ckpt is not None:
+        members = members._replace(width=ckpt.size)  # results match exactly only then
+    store.mark_running(sid)
+    at = ckpt.step if ckpt is not None else 0
+    say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
+    return cfg, members, Part(sid, ckpt, prior, this_run(where))
+
+
+def this_run(where) -> dict:
+    """The timing record of this part so far."""
+    return {"devices": where.num_devices, "partial": True}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sqlite3
 import tempfile
 import time
@@ -19,19 +20,18 @@ from sweepjax import search
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.data.folds import pool
-from sweepjax.engine import ChunkReport, distributed, init_states, train_population
+from sweepjax.engine import ChunkReport, distributed, train_population
 from sweepjax.engine.hparams import HParams
-from sweepjax.engine.slots import carry_like
-from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
+from sweepjax.errors import AllDivergedError, SweepjaxError
 from sweepjax.flows import anytime
 from sweepjax.flows.build import build_result
 from sweepjax.flows.faults import check_new_study, check_room, kept_on_full_disk, mark_interrupted
-from sweepjax.flows.resume import find_resumable
+from sweepjax.flows.resume import Members, Part, resumed_part, this_run
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.records import SweepResult
 from sweepjax.store import space
 from sweepjax.store.db import Store, default_path
-from sweepjax.store.live import LiveWriter
+from sweepjax.store.live import LiveWriter, Throttle
 from sweepjax.store.paths import report_dir
 
 log = logging.getLogger("sweepjax")
@@ -88,8 +88,8 @@ def open_store(path, create: bool, where: distributed.Placement):
     if where.process_count == 1 or where.process_index == 0:
         if where.process_count > 1:
             distributed.barrier("sweepjax-store-copied")
-        with Store.open(path, create=create) as st:
-            yield st
+        with Store.open(path, create=create) as store:
+            yield store
         return
     real = Path(path if path is not None else default_path())
     with tempfile.TemporaryDirectory(prefix="sweepjax-p") as tmp:
@@ -103,8 +103,8 @@ def open_store(path, create: bool, where: distributed.Placement):
                 src.close()
                 dst.close()
         distributed.barrier("sweepjax-store-copied")
-        with Store.open(copy, create=create, shown_path=real) as st:
-            yield st
+        with Store.open(copy, create=create, shown_path=real) as store:
+            yield store
 
 
 def load_inputs(cfg: DataConfig, cb: Callbacks) -> Dataset:
@@ -126,18 +126,18 @@ def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.nda
     return hp.take(rows), (np.asarray(ids, np.int64)[rows] * group + reps).astype(np.int64)
 
 
-def run_sweep(cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks, **kw) -> SweepResult:
+def run_sweep(cfg: SweepConfig, ds: Dataset, store: Store, cb: Callbacks, **kw) -> SweepResult:
     """Train, store and judge one sweep (the arguments: :func:`_run_sweep`'s). A full disk
     ends it in one line; a sweep that exists is kept for ``resume`` (:mod:`.faults`)."""
     created: list[str] = []  # the sweep's id, once its row exists
-    with kept_on_full_disk(st, created):
-        return _run_sweep(cfg, ds, st, cb, created=created, **kw)
+    with kept_on_full_disk(store, created):
+        return _run_sweep(cfg, ds, store, cb, created=created, **kw)
 
 
 def _run_sweep(
     cfg: SweepConfig,
     ds: Dataset,
-    st: Store,
+    store: Store,
     cb: Callbacks,
     *,
     name: str | None,
@@ -151,14 +151,58 @@ def _run_sweep(
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
     sampler's); by default they are ``search.sample`` of the config's box and seed. The
     sweep's id is appended to ``created`` once its row exists."""
-    asha = cfg.schedule.name == "asha"
+    cfg, members = _members(cfg, ds, where, draws, resume, cb)
+    if resume:
+        cfg, members, part = resumed_part(cfg, ds, store, cb.say, members, name, where, created)
+    else:
+        part = _created(cfg, ds, store, members, name, where, created)
+    store.set_timing(part.sid, {**part.prior, **part.run})
+    policy = scheduler_for(cfg, members.num_configs)
+    cb.say(_plan_line(cfg, ds, store, part.sid, members, policy))
     url = cfg.spec.optuna_storage if cfg.spec is not None else None
-    if asha:  # members are drawn as slots free up; the width stands for them here
-        w = anytime.choose(cfg, ds, where, cb.say)
-        hp, ids = HParams.create(lr=np.ones(w), l2=0.0), np.arange(w)
-        if not resume:  # a time budget sizes the members' length to what it has left
+    study = None
+    if url and where.process_index == 0:
+        from sweepjax.store.optuna_live import OptunaLive
+
+        try:
+            study = OptunaLive(url, part.sid, cfg.space.as_dict(), _row_ids(members), note=cb.say)
+        except BaseException:
+            mark_interrupted(store, part.sid)  # nothing trained; `resume` starts at step 0
+            raise
+    res, saver = _train(cfg, ds, store, cb, members, part, policy, where, study)
+    if resume:  # the timing of the whole sweep, not just of its last part (the rate is
+        # the last part's: under a scheduler the parts train different numbers of members)
+        total = _total_timing(part, res)
+        res = res._replace(
+            timing=res.timing._replace(compile_s=total["compile_s"], train_s=total["train_s"])
+        )
+    parent_spaces = []
+    if cfg.parent is not None:
+        par = store.load_sweep(cfg.parent, curves=False)
+        parent_spaces = [*par.parent_spaces, (par.sweep_id, par.space)]
+    result, params = build_result(part.sid, cfg, res, ds, refinement, parent_spaces)
+    result.timing = dataclasses.replace(
+        result.timing, checkpoint_s=saver.spent, checkpoints=saver.count
+    )
+    store.save_results(result, params)
+    if study is not None:
+        study.finish(result)
+    _report(result, store, ds, cb, report, where)
+    space.give_back(store.conn, store.path)  # the dropped checkpoint's pages, the WAL cut
+    return _checked(result, cfg, cb)
+
+
+def _members(cfg: SweepConfig, ds: Dataset, where, draws, resume: bool, cb: Callbacks):
+    """The sweep's members (and its config: a time budget sizes an ASHA member's length
+    to what it has left)."""
+    if cfg.schedule.name == "asha":  # members are drawn as slots free up
+        # Whole configs (replicas or folds) in adjacent slots, spread over the devices.
+        unit = math.lcm(cfg.group, where.num_devices)
+        w = max(unit, anytime.choose(cfg, ds, where, cb.say) // unit * unit)
+        if not resume:
             cfg = anytime.fit_to_budget(cfg, ds, where, w, cb.say)
-    elif draws is None:
+        return cfg, Members(HParams.create(lr=np.ones(w), l2=0.0), np.arange(w), cfg.trials, w)
+    if draws is None:
         hp, ids = search.sample(cfg.space, cfg.trials, cfg.train.seed, cfg.grid, cfg.fixed())
     else:
         hp, ids = draws, np.arange(draws.num_members, dtype=np.int64)
@@ -171,89 +215,77 @@ def _run_sweep(
             f"note: `grid` rounds {cfg.trials} trials to a {'x'.join([str(k)] * a)} grid of "
             f"{num_configs} configs"
         )
-    cfg_dict = cfg.as_dict()
-    info = ds.info.as_dict()
-    ckpt = None
-    prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
-    if resume:
-        sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
-        created.append(sid)
-        if asha:  # the members' length its budget gave it when it started
-            cfg = anytime.with_length(cfg, st.sweep_row(sid).config)
-        prior = {**prior, **st.run_timing(sid)}
-        ran_on = prior.get("devices")
-        if ran_on is not None and ran_on != where.num_devices:
-            # Members split differently over devices round differently: refuse rather
-            # than continue to results that are only float-close to an uninterrupted run.
-            raise ConfigError(
-                f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
-                f"resume it with `devices` {ran_on} (results match exactly only then)"
-            )
-        if asha:
-            like = carry_like(ds, cfg.model, cfg.train, hp.num_members)
-        else:
-            like = init_states(ds, hp, cfg.model, cfg.train, ids)
-        ckpt = st.load_checkpoint(sid, like)
-        check_room(st, cfg, ds, hp.num_members, sid)
-        if asha and ckpt is not None:
-            w = ckpt.size  # the width it ran at (results match exactly only then)
-        st.mark_running(sid)
-        at = ckpt.step if ckpt is not None else 0
-        cb.say(f"resuming {cfg.kind} sweep {sid} at step {at}/{cfg.train.steps}")
-    else:
-        check_room(st, cfg, ds, hp.num_members)
-        if url and where.process_index == 0:  # its study is named after the sweep
-            check_new_study(url, name or st.next_id(cfg.kind))
-        sid = st.create_sweep(
-            cfg.kind,
-            cfg,
-            info,
-            cfg.space.as_dict(),
-            hp.num_members,
-            cfg.train.steps,
-            parent=cfg.parent,
-            name=name,
-        )
-        created.append(sid)
-    run = {"devices": where.num_devices, "partial": True}
-    st.set_timing(sid, {**prior, **run})
-    scheduler = scheduler_for(cfg, num_configs)
-    if asha:
+    return cfg, Members(hp, ids, num_configs)
+
+
+def _created(cfg, ds, store: Store, members: Members, name, where, created) -> Part:
+    """A new sweep's row."""
+    check_room(store, cfg, ds, members.hp.num_members)
+    url = cfg.spec.optuna_storage if cfg.spec is not None else None
+    if url and where.process_index == 0:  # its study is named after the sweep
+        check_new_study(url, name or store.next_id(cfg.kind))
+    sid = store.create_sweep(
+        cfg.kind,
+        cfg,
+        ds.info.as_dict(),
+        cfg.space.as_dict(),
+        members.hp.num_members,
+        cfg.train.steps,
+        parent=cfg.parent,
+        name=name,
+    )
+    created.append(sid)
+    return Part(sid, None, {"compile_s": 0.0, "train_s": 0.0}, this_run(where))
+
+
+def _row_ids(members: Members):
+    """The member id of each result row: ASHA's rows are its ids (created as slots free
+    up), the others' are ``ids``."""
+    return None if members.width else members.ids
+
+
+def _plan_line(cfg, ds, store: Store, sid: str, members: Members, policy) -> str:
+    """The one line that says what the sweep trains."""
+    ages = list(policy.plan().ages)
+    if members.width:
         budget = cfg.schedule.budget or f"{cfg.trials} members"
-        plan = f", asha at ages {scheduler.rungs()} until {budget}"
+        plan = f", asha at ages {ages} until {budget}"
     else:
-        plan = (
-            "" if scheduler is None else f", {scheduler.name} at steps {scheduler.decision_steps()}"
-        )
+        plan = f", {policy.name} at steps {ages}" if ages else ""
+    of = "each config" if members.width else f"{members.num_configs} configs"  # ASHA: drawn
     if cfg.folds > 1:
-        plan += f", {cfg.folds}-fold cross-validation of {num_configs} configs"
+        plan += f", {cfg.folds}-fold cross-validation of {of}"
     elif cfg.group > 1:
-        plan += f", {cfg.group} replicas of {num_configs} configs"
-    cb.say(
-        f"{cfg.kind} sweep {sid}: {f'width {w}' if asha else f'{hp.num_members} members'} "
-        f"x {cfg.train.steps} steps "
+        plan += f", {cfg.group} replicas of {of}"
+    size = f"width {members.width}" if members.width else f"{members.hp.num_members} members"
+    return (
+        f"{cfg.kind} sweep {sid}: {size} x {cfg.train.steps} steps "
         f"(batch {cfg.train.batch_size}, {cfg.train.optimizer}, "
         f"{cfg.model.spec or cfg.model.kind}{plan}) on "
-        f"{ds.info.name}; results -> {str(st.shown_path)}"
+        f"{ds.info.name}; results -> {str(store.shown_path)}"
     )
-    saver = _CheckpointThrottle(st, sid)
-    # ASHA's rows are its member ids (created as slots free up); the others' are ``ids``.
-    row_ids = None if asha else ids
-    live = LiveWriter(st, sid, member_ids=row_ids)  # progress for `sweepjax watch`, ~1 row/s
-    study = None
-    if url and where.process_index == 0:
-        from sweepjax.store.optuna_live import OptunaLive
 
-        try:
-            study = OptunaLive(url, sid, cfg.space.as_dict(), row_ids, note=cb.say)
-        except BaseException:
-            mark_interrupted(st, sid)  # nothing trained; `resume` starts it from step 0
-            raise
+
+def _total_timing(part: Part, res) -> dict:
+    return {
+        **part.run,
+        "compile_s": part.prior["compile_s"] + res.timing.compile_s,
+        "train_s": part.prior["train_s"] + res.timing.train_s,
+    }
+
+
+def _train(cfg, ds, store: Store, cb: Callbacks, members: Members, part: Part, policy,
+           where, study):  # fmt: skip
+    """Train this part with checkpoints and live progress; an interrupted part stores
+    its checkpoint and raises :class:`SweepInterrupted`."""
+    sid, prior = part.sid, part.prior
+    saver = _CheckpointThrottle(store, sid)
+    live = LiveWriter(store, sid, member_ids=_row_ids(members))  # for `watch`, ~1 row/s
 
     def on_chunk(rep: ChunkReport) -> bool:
         # Until this part ends cleanly, its wall time so far (compile included) counts
         # as training: what a kill -9 leaves for the resumed sweep to add up.
-        so_far = {**prior, **run, "train_s": prior["train_s"] + rep.elapsed_s}
+        so_far = {**prior, **part.run, "train_s": prior["train_s"] + rep.elapsed_s}
         saver.maybe_save(rep, timing=so_far)
         live.update(rep)
         if study is not None:
@@ -262,83 +294,63 @@ def _run_sweep(
             cb.progress(sid, rep)
         return not (cb.stop is not None and cb.stop())
 
+    start = part.ckpt.step if part.ckpt is not None else 0
     if cb.begin is not None:
-        cb.begin(
-            sid,
-            ckpt.step if ckpt is not None else 0,
-            cfg.train.steps,
-            cfg.train.resolved_chunk_steps,
-        )
+        cb.begin(sid, start, cfg.train.steps, cfg.train.resolved_chunk_steps)
     train_ds, folds = ds, None
     if cfg.folds > 1:  # every pooled row in one fold; replica r holds out fold r
         train_ds, folds = pool(ds, cfg.folds, cfg.data.seed)
     try:
-        if asha:
-            res = anytime.train(cfg, ds, w, on_chunk=on_chunk, resume=ckpt, where=where)
+        if members.width:
+            res = anytime.train(
+                cfg, train_ds, members.width, on_chunk=on_chunk, resume=part.ckpt, where=where,
+                folds=folds,
+            )  # fmt: skip
         else:
             res = train_population(
-                train_ds,
-                hp,
-                cfg.model,
-                cfg.train,
-                member_ids=ids,
-                scheduler=scheduler,
-                on_chunk=on_chunk,
-                resume=ckpt,
-                placement=where,
+                train_ds, members.hp, cfg.model, cfg.train, member_ids=members.ids,
+                scheduler=policy, on_chunk=on_chunk, resume=part.ckpt, placement=where,
                 folds=folds,
-            )
+            )  # fmt: skip
     except BaseException:
-        mark_interrupted(st, sid)  # the last stored checkpoint stays resumable
+        mark_interrupted(store, sid)  # the last stored checkpoint stays resumable
         raise
     finally:
         live.flush()
         if live.error is not None:
             cb.say(f"note: {live.error}")
-    total = {
-        **run,
-        "compile_s": prior["compile_s"] + res.timing.compile_s,
-        "train_s": prior["train_s"] + res.timing.train_s,
-    }
     if not res.completed:
-        st.save_checkpoint(sid, res.checkpoint, timing=total)
-        st.mark_interrupted(sid)
+        store.save_checkpoint(sid, res.checkpoint, timing=_total_timing(part, res))
+        store.mark_interrupted(sid)
         raise SweepInterrupted(sid, res.checkpoint.step, cfg.train.steps, cfg.kind)
-    if resume:  # the timing of the whole sweep, not just of its last part (the rate is
-        # the last part's: under a scheduler the parts train different numbers of members)
-        res = res._replace(
-            timing=res.timing._replace(compile_s=total["compile_s"], train_s=total["train_s"])
-        )
+    return res, saver
 
-    parent_spaces = []
-    if cfg.parent is not None:
-        par = st.load_sweep(cfg.parent, curves=False)
-        parent_spaces = [*par.parent_spaces, (par.sweep_id, par.space)]
-    result, params = build_result(sid, cfg, res, ds, refinement, parent_spaces)
-    result.timing = dataclasses.replace(
-        result.timing, checkpoint_s=saver.spent, checkpoints=saver.count
-    )
-    st.save_results(result, params)
-    if study is not None:
-        study.finish(result)
+
+def _report(result: SweepResult, store: Store, ds: Dataset, cb: Callbacks, report: bool, where):
+    """Write the sweep's HTML report (process 0; the others name its path)."""
+    sid = result.sweep_id
     if report and where.process_index != 0:
-        # Process 0 writes the report; the others name the same path in their JSON.
-        result.report = str(report_dir(str(st.shown_path), sid) / "index.html")
-    elif report:
-        try:
-            result.report = write_report_hook(result, st, ds)
-        except ImportError as e:  # our own package or a dependency missing: a broken install
-            raise SweepjaxError(
-                f"the report module failed to import ({e}): the sweepjax install is broken, "
-                f"reinstall it; sweep {sid}'s results are stored, `sweepjax report {sid}` "
-                "writes its report once fixed"
-            ) from e
-        except Exception as e:  # the results are stored; a failed report must not lose them
-            cb.say(f"note: report not written ({type(e).__name__}: {e})")
-        if result.report is not None:
-            st.set_report(sid, result.report)
-    space.give_back(st.conn, st.path)  # the dropped checkpoint's pages, the WAL cut
-    w = result.winner
+        result.report = str(report_dir(str(store.shown_path), sid) / "index.html")
+        return
+    if not report:
+        return
+    try:
+        result.report = write_report_hook(result, store, ds)
+    except ImportError as e:  # our own package or a dependency missing: a broken install
+        raise SweepjaxError(
+            f"the report module failed to import ({e}): the sweepjax install is broken, "
+            f"reinstall it; sweep {sid}'s results are stored, `sweepjax report {sid}` "
+            "writes its report once fixed"
+        ) from e
+    except Exception as e:  # the results are stored; a failed report must not lose them
+        cb.say(f"note: report not written ({type(e).__name__}: {e})")
+    if result.report is not None:
+        store.set_report(sid, result.report)
+
+
+def _checked(result: SweepResult, cfg: SweepConfig, cb: Callbacks) -> SweepResult:
+    """The result, with a warning when no member finished, or an error when all diverged."""
+    sid, w = result.sweep_id, result.winner
     if w is not None and not w.finished:  # an anytime search always answers
         cb.say(
             f"warning: no member of sweep {sid} reached its {cfg.train.steps} steps within the "
@@ -356,54 +368,51 @@ def _run_sweep(
 
 class _CheckpointThrottle:
     """Stores a chunk's checkpoint only when it is due, so checkpoints take at most
-    ``CHECKPOINT_SHARE`` of the wall time: the gap since the last write must be at least
-    ``(1 - share) / share`` times what the last write cost (the first write's cost is
-    estimated from the state's size). A resume replays the chunks since the last write
-    exactly (same programs, same minibatches), so fewer writes lose nothing but time."""
+    ``CHECKPOINT_SHARE`` of the wall time (the rule of :class:`~sweepjax.store.live.Throttle`;
+    the first write's cost is estimated from the state's size, the gap counted from the
+    start). A resume replays the chunks since the last write exactly (same programs,
+    same minibatches), so fewer writes lose nothing but time."""
 
-    def __init__(self, st: Store, sid: str, clock: Callable[[], float] = time.perf_counter):
-        self.st, self.sid, self.clock = st, sid, clock
-        self.last_end = clock()
-        self.cost: float | None = None
-        self.spent = 0.0  # seconds spent writing checkpoints (copy to host included)
-        self.count = 0
+    def __init__(self, store: Store, sid: str, clock: Callable[[], float] = time.perf_counter):
+        self.store, self.sid, self.clock = store, sid, clock
+        self.throttle = Throttle(CHECKPOINT_SHARE, clock=clock, start=clock())
+
+    @property
+    def spent(self) -> float:
+        """Seconds spent writing checkpoints (copy to host included)."""
+        return self.throttle.spent
+
+    @property
+    def count(self) -> int:
+        return self.throttle.count
 
     def maybe_save(self, rep: ChunkReport, timing: dict | None = None) -> None:
-        cost = self.cost if self.cost is not None else rep.state_bytes / CHECKPOINT_BYTES_PER_S
-        if self.clock() - self.last_end < (1 - CHECKPOINT_SHARE) / CHECKPOINT_SHARE * cost:
+        if not self.throttle.due(first_cost=rep.state_bytes / CHECKPOINT_BYTES_PER_S):
             return
         t0 = self.clock()
-        self.st.save_checkpoint(self.sid, rep.checkpoint(), timing=timing)
-        self.last_end = self.clock()
-        self.cost = self.last_end - t0
-        self.spent += self.cost
-        self.count += 1
+        self.store.save_checkpoint(self.sid, rep.checkpoint(), timing=timing)
+        self.throttle.wrote(t0)
 
 
 # --------------------------------------------------------------------------- report hook
-def write_report_hook(result: SweepResult, st: Store, ds: Dataset | None = None) -> str:
+def write_report_hook(result: SweepResult, store: Store, ds: Dataset | None = None) -> str:
     """REPORT HOOK: write the HTML report with ``sweepjax.report.write_report``; returns
     its path. An ImportError (sweepjax.report is part of this package, so a broken
     install) propagates."""
     from sweepjax.report import write_report
 
-    parents = [st.load_sweep(pid) for pid, _ in result.parent_spaces]
+    parents = [store.load_sweep(pid) for pid, _ in result.parent_spaces]
     images = ds.raw_train_images if ds is not None else None
     sample = ds.x_val[:1000] if ds is not None else None
     return str(
         write_report(
             result,
             parents,
-            report_dir(st.path, result.sweep_id),
+            report_dir(store.path, result.sweep_id),
             dataset_images=images,
             x_sample=sample,
         )
     )
 
 
-__all__ = [
-    "Callbacks",
-    "SweepInterrupted",
-    "report_dir",
-    "write_report_hook",
-]
+__all__ = ["Callbacks", "SweepInterrupted", "report_dir", "write_report_hook"]

@@ -5,12 +5,13 @@ The rules (halving, Hyperband, PBT, grouped replicas) are in :mod:`.rules`.
 """
 
 from sweepjax.config import SCHEDULES
-from sweepjax.engine.decisions import Decision, RungView, Scheduler
+from sweepjax.engine.decisions import Decision, Plan, Policy, RungView
 from sweepjax.schedulers.rules import (
     DEFAULT_ETA,
     PBT,
     PBT_FACTORS,
     PBT_FRACTION,
+    Full,
     Grouped,
     Halving,
     Hyperband,
@@ -25,11 +26,13 @@ __all__ = [
     "PBT_FRACTION",
     "SCHEDULES",
     "Decision",
+    "Full",
     "Grouped",
     "Halving",
     "Hyperband",
+    "Plan",
+    "Policy",
     "RungView",
-    "Scheduler",
     "make",
     "rank",
 ]

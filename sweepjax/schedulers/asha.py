@@ -18,6 +18,10 @@ with a third still drawn uniformly so the model's blind spots keep being sampled
 members that diverged so far enter that model at its floor (divergence is evidence), and
 a model draw never lands past a region where most members diverged.
 
+With replicas or folds (:class:`GroupedRefills`) a config's members are born together,
+judged at each rung on the config's mean (:func:`config_log`) and freed and refilled
+together.
+
 Everything here is a pure function of the seed, the member ids and the rung log the
 trainer keeps (``RungLog``), so a resumed run draws and decides exactly as an
 uninterrupted one.
@@ -32,7 +36,7 @@ from sweepjax.analysis.evidence import divergence_frontiers, frontier_limits
 from sweepjax.analysis.ranking import rank_order
 from sweepjax.analysis.surface import features, fit_surface, min_members, sample_coefs
 from sweepjax.config import SearchSpace
-from sweepjax.engine.decisions import DIVERGED_RUNG, RungLog
+from sweepjax.engine.decisions import DIVERGED_RUNG, Decision, Plan, RungLog, RungView
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 
@@ -80,8 +84,8 @@ def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.n
 
 
 class ASHA:
-    """The asynchronous scheduler the refilling trainer speaks to
-    (:class:`sweepjax.engine.decisions.Refills`).
+    """The asynchronous policy (:class:`sweepjax.engine.decisions.Policy`): a fixed-width
+    population whose stopped members' slots are refilled at once.
 
     Example::
 
@@ -125,8 +129,16 @@ class ASHA:
         values = {name: np.array([r.lo, r.hi]) for name, r in axes.items()}
         return search.hparams_from_values(self.space, values, self.fixed)
 
-    def decide(self, log: RungLog, rung: int, positions: np.ndarray) -> np.ndarray:
-        return promotions(log, rung, positions, self.eta)
+    def plan(self) -> Plan:
+        return Plan(tuple(self.rungs()), self.block(), refills=True)
+
+    def decide(self, view: RungView) -> Decision:
+        """The arrivals of ``view`` (the last entries of ``view.log``, all at ``view.age``)
+        that continue: :func:`promotions`."""
+        n = len(view.rows)
+        positions = np.arange(len(view.log.rung) - n, len(view.log.rung))
+        keep = np.flatnonzero(promotions(view.log, view.age, positions, self.eta))
+        return Decision(keep, np.asarray(view.rows)[keep], view.hparams.take(keep))
 
     # ---------------------------------------------------------------- new members
     def _surface(self, log: RungLog, hparams: HParams):
@@ -194,3 +206,73 @@ class ASHA:
             units[j] = cand[int(np.argmax(val))]
         values = {name: r.from_unit(units[:, k]) for k, (name, r) in enumerate(axes.items())}
         return search.hparams_from_values(self.space, values, self.fixed)
+
+
+def config_log(log: RungLog, group: int) -> RungLog:
+    """The rung log of whole configs (member row ``// group``): one entry per (rung,
+    config), in the order its first member was logged, with the mean validation loss and
+    accuracy over its members, as :class:`~sweepjax.schedulers.rules.Grouped` scores a
+    config (a diverged member counts as infinite loss and leaves the config no
+    accuracy); alive while any member is."""
+    if group <= 1 or not len(log.rung):
+        return log
+    cfg = log.row // group
+    _, first, inv = np.unique(
+        np.stack([log.rung, cfg], axis=1), axis=0, return_index=True, return_inverse=True
+    )
+    order = np.argsort(first, kind="stable")  # configs in the order first logged
+    gid = np.empty(len(first), np.int64)
+    gid[order] = np.arange(len(first))
+    gid = gid[np.asarray(inv).reshape(-1)]
+    n = len(first)
+    count = np.bincount(gid, minlength=n)
+    loss = np.bincount(gid, np.where(np.isfinite(log.val_loss), log.val_loss, np.inf), n) / count
+    ok = np.isfinite(log.val_acc)
+    seen = np.bincount(gid, ok, n)
+    acc = np.bincount(gid, np.where(ok, log.val_acc, 0.0), n) / np.maximum(seen, 1)
+    acc = np.where((seen > 0) & np.isfinite(loss), acc, np.nan)
+    alive = np.bincount(gid, log.alive.astype(np.int64), n) > 0
+    at = first[order]
+    return RungLog(log.rung[at], cfg[at], loss, acc, alive, log.n_val)
+
+
+class GroupedRefills:
+    """ASHA over whole configs: member row ``i`` is replica ``i % replicas`` of config
+    ``i // replicas`` (with folds, replica ``r`` holds out fold ``r``). A config's
+    members are drawn together (config ``c``'s draw, as ASHA draws member ``c``), born
+    in adjacent slots, judged at each rung on the config's mean among every config that
+    reached the rung (:func:`config_log`, :func:`promotions`), and stopped, kept and
+    refilled together."""
+
+    def __init__(self, inner: ASHA, replicas: int):
+        self.inner, self.replicas = inner, int(replicas)
+        self.name = inner.name
+
+    def rungs(self) -> list[int]:
+        return self.inner.rungs()
+
+    def block(self) -> int:
+        return self.inner.block()
+
+    def corners(self) -> HParams:
+        return self.inner.corners()
+
+    def plan(self) -> Plan:
+        return self.inner.plan()._replace(group=self.replicas)
+
+    def decide(self, view: RungView) -> Decision:
+        g = self.replicas
+        log = config_log(view.log, g)
+        n = len(view.rows) // g  # the configs that just arrived: the last entries
+        positions = np.arange(len(log.rung) - n, len(log.rung))
+        keep_cfg = log.row[positions][promotions(log, view.age, positions, self.inner.eta)]
+        keep = np.flatnonzero(np.isin(np.asarray(view.rows) // g, keep_cfg))
+        return Decision(keep, np.asarray(view.rows)[keep], view.hparams.take(keep))
+
+    def draw(self, ids: np.ndarray, log: RungLog, hparams: HParams | None) -> HParams:
+        """Members ``ids`` (whole configs, in order): their configs' draws, repeated."""
+        g = self.replicas
+        configs = np.asarray(ids, np.int64)[::g] // g
+        by_config = None if hparams is None else hparams.take(np.arange(0, len(hparams.lr), g))
+        hp = self.inner.draw(configs, config_log(log, g), by_config)
+        return HParams(*(np.repeat(np.asarray(f), g) for f in hp))

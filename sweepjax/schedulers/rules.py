@@ -27,10 +27,10 @@ import numpy as np
 
 from sweepjax.analysis.ranking import rank_order
 from sweepjax.config import SCHEDULES, SearchSpace
-from sweepjax.engine.decisions import Decision, Refills, RungView, Scheduler
+from sweepjax.engine.decisions import Decision, Full, Plan, Policy, RungView
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
-from sweepjax.schedulers.asha import ASHA
+from sweepjax.schedulers.asha import ASHA, GroupedRefills
 
 DEFAULT_ETA = 3
 PBT_FRACTION = 0.2
@@ -80,6 +80,9 @@ class Halving:
     def decision_steps(self) -> list[int]:
         return [self.unit * self.eta**j for j in range(self.rungs)]
 
+    def plan(self) -> Plan:
+        return Plan(tuple(self.decision_steps()))
+
     def decide(self, view: RungView) -> Decision:
         order = rank(view)
         n = math.ceil(len(order) / self.eta)
@@ -117,6 +120,9 @@ class Hyperband:
 
     def decision_steps(self) -> list[int]:
         return sorted({r for s in range(self.s_max + 1) for r in self.rungs(s)})
+
+    def plan(self) -> Plan:
+        return Plan(tuple(self.decision_steps()))
 
     def decide(self, view: RungView) -> Decision:
         order = rank(view)
@@ -164,6 +170,9 @@ class PBT:
     def decision_steps(self) -> list[int]:
         return list(range(self.interval, self.total, self.interval))
 
+    def plan(self) -> Plan:
+        return Plan(tuple(self.decision_steps()))
+
     def decide(self, view: RungView) -> Decision:
         order = rank(view)
         a = len(order)
@@ -197,12 +206,15 @@ class Grouped:
     replica: replica ``r`` of a copied config takes the state of replica ``r`` of its donor.
     """
 
-    def __init__(self, inner: Scheduler, replicas: int):
+    def __init__(self, inner: Policy, replicas: int):
         self.inner, self.replicas = inner, int(replicas)
         self.name = inner.name
 
     def decision_steps(self) -> list[int]:
         return self.inner.decision_steps()
+
+    def plan(self) -> Plan:
+        return self.inner.plan()
 
     def decide(self, view: RungView) -> Decision:
         r = self.replicas
@@ -243,24 +255,22 @@ def make(
     interval: int | None = None,
     replicas: int = 1,
     fixed: dict | None = None,
-) -> Scheduler | Refills | None:
-    """The scheduler called ``name`` (``None`` for ``"full"``: every member trains the
+) -> Policy:
+    """The policy called ``name`` (:class:`Full` for ``"full"``: every member trains the
     whole run). ``rungs`` is halving's number of rungs (hyperband's largest bracket);
     PBT's ``interval`` defaults to a tenth of the run. With ``replicas > 1``,
     ``num_members`` counts configs and the scheduler decides whole configs
-    (:class:`Grouped`). ``"asha"`` is the refilling trainer's
+    (:class:`Grouped`). ``"asha"`` refills freed slots
     (:class:`sweepjax.schedulers.asha.ASHA`, drawing its members with the values
-    ``fixed`` for the axes not searched); it judges single members only."""
+    ``fixed`` for the axes not searched; with replicas, whole configs:
+    :class:`~sweepjax.schedulers.asha.GroupedRefills`)."""
     if name not in SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if name == "full":
-        return None
+        return Full()
     if name == "asha":
-        if replicas > 1:
-            raise ConfigError(
-                "asha judges single members; drop `replicas` / `folds`, or use `schedule` halving"
-            )
-        return ASHA(space, total, eta, rungs, seed, fixed)
+        asha = ASHA(space, total, eta, rungs, seed, fixed)
+        return asha if replicas <= 1 else GroupedRefills(asha, replicas)
     if name == "halving":
         inner = Halving(rungs, eta, total)
     elif name == "hyperband":

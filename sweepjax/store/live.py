@@ -43,6 +43,39 @@ LIVE_INTERVAL_S = 1.0
 PROGRESS_POINTS = 200
 
 
+class Throttle:
+    """The one write throttle (live progress, checkpoints): a write is due when the time
+    since the last one ended is at least ``interval`` and at least ``(1 - share) /
+    share`` times what the last write cost, so writes take at most ``share`` of the wall
+    time. Before the first write, ``first_cost`` (an estimate) stands for that cost, and
+    the gap counts from ``start`` (``-inf``: the first write is due at once)."""
+
+    def __init__(
+        self,
+        share: float,
+        interval: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+        start: float = -math.inf,
+    ):
+        self.share, self.interval, self.clock = share, interval, clock
+        self.last_end = start
+        self.cost: float | None = None
+        self.spent = 0.0  # seconds spent writing
+        self.count = 0
+
+    def due(self, first_cost: float = 0.0) -> bool:
+        cost = self.cost if self.cost is not None else first_cost
+        gap = max(self.interval, (1 - self.share) / self.share * cost)
+        return self.clock() - self.last_end >= gap
+
+    def wrote(self, t0: float) -> None:
+        """Record a write that started at ``t0`` (on ``clock``) and just ended."""
+        self.last_end = self.clock()
+        self.cost = self.last_end - t0
+        self.spent += self.cost
+        self.count += 1
+
+
 class LiveRow(NamedTuple):
     """One written chunk. ``elapsed_s`` counts the sweep's earlier parts (resume);
     ``eta_s`` is None until a rate is known; ``spent`` is the share of an anytime
@@ -75,11 +108,11 @@ class LiveWriter:
     last write is at least ``(1 - share) / share`` times what that write cost); the first
     chunk and the last one of a fixed-length sweep are always written. Live progress is
     a view: a failed write (e.g. a full disk) turns the writer off and keeps the sweep
-    going; ``error`` then says why."""
+    going; ``error`` then says why. The rule is :class:`Throttle`'s."""
 
     def __init__(
         self,
-        st: Store,
+        store: Store,
         sweep_id: str,
         member_ids: np.ndarray | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -87,10 +120,9 @@ class LiveWriter:
         interval: float = LIVE_INTERVAL_S,
         share: float = LIVE_SHARE,
     ):
-        self.st, self.sid, self.clock, self.wall = st, sweep_id, clock, wall
+        self.store, self.sid, self.clock, self.wall = store, sweep_id, clock, wall
         self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
-        self.interval, self.share = interval, share
-        last = st.conn.execute(
+        last = store.conn.execute(
             "SELECT seq, elapsed_s FROM live WHERE sweep=? ORDER BY seq DESC LIMIT 1",
             (sweep_id,),
         ).fetchone()
@@ -99,11 +131,17 @@ class LiveWriter:
         self.offset = 0.0 if last is None else float(last[1])
         self.first: ChunkReport | None = None  # this part's first report (the ETA's rate)
         self.pending: ChunkReport | None = None
-        self.last_end = -math.inf
-        self.cost = 0.0
-        self.spent = 0.0  # seconds spent building and writing rows
-        self.count = 0
+        self.throttle = Throttle(share, interval, clock)
         self.error: str | None = None
+
+    @property
+    def spent(self) -> float:
+        """Seconds spent building and writing rows."""
+        return self.throttle.spent
+
+    @property
+    def count(self) -> int:
+        return self.throttle.count
 
     def update(self, rep: ChunkReport) -> bool:
         """Record ``rep`` if a write is due (True when written)."""
@@ -113,8 +151,7 @@ class LiveWriter:
             self.first = rep
         self.pending = rep
         last = rep.anytime is None and rep.step >= rep.total_steps
-        gap = max(self.interval, (1 - self.share) / self.share * self.cost)
-        if self.count and not last and self.clock() - self.last_end < gap:
+        if not last and not self.throttle.due():
             return False
         return self._write(rep)
 
@@ -175,7 +212,7 @@ class LiveWriter:
         t0 = self.clock()
         try:
             row, blob = self.row(rep), self.payload(rep)
-            with self.st.transaction(f"sweep {self.sid}'s live progress", len(blob)) as c:
+            with self.store.transaction(f"sweep {self.sid}'s live progress", len(blob)) as c:
                 c.execute(
                     "UPDATE live SET payload=NULL WHERE sweep=? AND payload IS NOT NULL",
                     (self.sid,),
@@ -190,10 +227,7 @@ class LiveWriter:
             return False
         self.seq += 1
         self.pending = None
-        self.last_end = self.clock()
-        self.cost = self.last_end - t0
-        self.spent += self.cost
-        self.count += 1
+        self.throttle.wrote(t0)
         return True
 
 

@@ -1,0 +1,28 @@
+"""Every schedule gives bit for bit the results of the code before the one host loop
+(issue 26): the fixture was written by that code (see ``tests/loop_reference.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import loop_reference
+
+FIXTURE = Path(__file__).parent / "fixtures" / "loop_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return loop_reference.dataset()
+
+
+@pytest.mark.parametrize("case", loop_reference.CASES)
+def test_results_equal_the_code_before_the_one_loop(ds, case):
+    want = np.load(FIXTURE)
+    got = loop_reference.summary(loop_reference.run(case, ds))
+    keys = {k.split("/", 1)[1] for k in want.files if k.startswith(f"{case}/")}
+    assert keys == set(got)
+    for k in sorted(keys):
+        np.testing.assert_array_equal(got[k], want[f"{case}/{k}"], err_msg=f"{case}: {k}")
