@@ -103,8 +103,8 @@ class SweepSpec(Options):
                 continue
             if isinstance(v, Range):
                 v = [v.lo, v.hi]
-            elif o.name == "model" and not isinstance(v, str):
-                continue  # a Python object: the stored model config names it
+            elif o.name in ("model", "dataset") and not isinstance(v, str):
+                continue  # a Python object: the stored config names it
             out[o.name] = v
         return out
 
