@@ -54,7 +54,8 @@ class Dataset(NamedTuple):
       y_train: ``[n_train]`` int32 labels in ``[0, num_classes)``.
       x_val, y_val: the seeded validation split carved from the training set.
       x_test, y_test: the held-out test set (used only to report winners).
-      mean: ``[D]`` float32 training mean subtracted from every split.
+      mean: ``[D]`` training mean subtracted from every split (float32; float64 for
+        float64 data, whose small deviations float32 would round away).
       scale: what every split was divided by after centring: one scalar
         (``info.scaling`` global) or ``[D]`` float32, each feature's training std
         (``feature``).
