@@ -127,6 +127,11 @@ def test_coarse_from_arrays_is_stored_reopened_and_noted(tmp_path):
     assert back.dataset["scaling"] == "feature" and back.config["data"]["scaling"] == "feature"
     assert back.config["spec"]["scaling"] == "feature"  # what a fine round inherits
     assert sweepjax.load(store, a.sweep_id, curves=False).winner.id == a.winner.id
+    # a ready Dataset (what train_population takes) is the same sweep
+    c = sweepjax.coarse(dataset=Dataset.from_arrays(**arrays), store=str(store), **SMALL)
+    assert [m.final_val_loss for m in c.members] == [m.final_val_loss for m in a.members]
+    with pytest.raises(ConfigError, match="was scaled `scaling` feature, not global"):
+        sweepjax.coarse(dataset=Dataset.from_arrays(**arrays), scaling="global", **SMALL)
     # a fine round needs the arrays again: the store keeps results, not data
     with pytest.raises(DataError, match="pass them again") as e:
         sweepjax.fine(store=str(store), report=False)

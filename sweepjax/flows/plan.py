@@ -193,8 +193,8 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     # Sweeps stored before `scaling` was recorded scaled one way: globally.
     scaling = merged.scaling or par.dataset.get("scaling") or "global"
     data_cfg = dataclasses.replace(pcfg.data, data_dir=merged.data_dir, seed=root, scaling=scaling)
-    given = spec.dataset if spec.dataset is not None else used
-    data_cfg, ds = plan_data(given, data_cfg, spec.scaling, cb)
+    data_in = spec.dataset if spec.dataset is not None else used
+    data_cfg, ds = plan_data(data_in, data_cfg, spec.scaling, cb)
     merged = _data_recorded(merged, data_cfg)
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
     grid = v("grid")
