@@ -59,6 +59,9 @@ are for the 2-core CPU the results below were measured on.
   MLP with 256 members, and the default flow's own time split.
 - `bench_mlp_configs.py` (~4 min): single MLP configurations (width, epochs, optimizer,
   rate, dropout) on full Fashion-MNIST.
+- `bench_tabular.py` (~5 min; needs scikit-learn): test accuracy, not speed, on
+  scikit-learn's bundled wine, breast-cancer and digits passed to sweepjax as arrays,
+  against its LogisticRegression raw and standardised, on one fixed split.
 - `gpu_check.sh`, which runs `bench_gpu.py` (< 6 min, on a GPU): model-steps/s and the
   speedup over the sequential loop for M = 1 ... 65,536 on MNIST-shaped data, and the
   fraction of the GPU's float32 matmul rate; writes `$OUT/gpu-check.json`.
@@ -75,6 +78,7 @@ python benchmarks/bench_time_to_quality.py --model mlp --flows default \\
     --peers "optuna tpe+hyperband,optuna random" --budget-s 300  # adds the MLP section
 python benchmarks/bench_overheads.py          # -> results/overheads-cpu.{json,md}
 python benchmarks/bench_mlp_configs.py        # -> results/mlp-configs-cpu.{json,md}
+python benchmarks/bench_tabular.py            # -> results/tabular-cpu.{json,md}
 bash benchmarks/gpu_check.sh                  # on a GPU machine -> $OUT/gpu-check.json
 python benchmarks/make_readme.py              # then rebuild this page
 ```

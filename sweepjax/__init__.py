@@ -2,7 +2,8 @@
 
 Hundreds of (learning rate, L2 lambda, ...) softmax-regression or MLP members are trained
 at once as one jitted XLA program (``jax.vmap`` over members, ``lax.scan`` over steps).
-Your own flax module sweeps the same way: ``coarse(model=MyNet())`` (:mod:`sweepjax.models.custom`).
+Your own flax module sweeps the same way: ``coarse(model=MyNet())`` (:mod:`sweepjax.models.custom`),
+and your arrays too: ``coarse(x_train=X, y_train=y)``; ``load(store)`` reopens a sweep.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from sweepjax.engine import PopulationResult, compile_cache, train_population
     from sweepjax.engine.hparams import HParams
     from sweepjax.flows.auto import auto
-    from sweepjax.flows.sweep import coarse, fine
+    from sweepjax.flows.sweep import coarse, fine, load
     from sweepjax.models.custom import Custom, from_flax
     from sweepjax.results.records import SweepResult
 
@@ -51,6 +52,7 @@ _LAZY = {
     "auto": "sweepjax.flows.auto",
     "coarse": "sweepjax.flows.sweep",
     "fine": "sweepjax.flows.sweep",
+    "load": "sweepjax.flows.sweep",
     "Custom": "sweepjax.models.custom",
     "from_flax": "sweepjax.models.custom",
     "SweepResult": "sweepjax.results.records",
@@ -106,6 +108,7 @@ __all__ = [
     "compile_cache",
     "fine",
     "from_flax",
+    "load",
     "load_dataset",
     "train_population",
 ]

@@ -28,6 +28,8 @@ DEFAULT_TOP_K = 5
 
 MODELS = ("softmax", "mlp")
 OPTIMIZERS = ("sgd", "momentum", "adam")
+# How inputs are scaled after centring (DataConfig.scaling; the `scaling` option).
+SCALINGS = ("auto", "feature", "global")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class DataConfig:
       val_fraction: fraction of the training set carved out (seeded) for validation.
       seed: seed of the validation split.
       download: whether a missing ``mnist`` / ``fashion-mnist`` may be downloaded.
+      scaling: after centring, divide each feature by its own training std
+        (``feature``), or all by one std (``global``); ``auto``: ``feature`` for
+        ``[N, D]`` tabular data, ``global`` for images (:mod:`sweepjax.data.preprocess`).
     """
 
     dataset: str = "mnist"
@@ -47,10 +52,15 @@ class DataConfig:
     val_fraction: float = 0.1
     seed: int = 0
     download: bool = True
+    scaling: str = "auto"
 
     def __post_init__(self):
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}; try 0.1")
+        if self.scaling not in SCALINGS:
+            raise ConfigError(
+                f"`scaling` must be one of {', '.join(SCALINGS)}, got {self.scaling!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,8 @@ class SweepConfig:
             schedule["budget"] = Budget.parse(schedule["budget"])
         return cls(
             kind=d["kind"],
-            data=DataConfig(**d["data"]),
+            # Versions before `scaling` was recorded scaled every input by one std.
+            data=DataConfig(**{"scaling": "global", **d["data"]}),
             model=ModelConfig(**d["model"]),
             train=TrainConfig(**d["train"]),
             space=space_from_dict(d["space"]),
@@ -161,5 +162,11 @@ class SweepConfig:
             sampler=d.get("sampler", DEFAULT_SAMPLER),
             replicas=d.get("replicas", 1),
             folds=d.get("folds", 0),
-            spec=SweepSpec.from_dict(d["spec"]) if "spec" in d else None,
+            spec=_spec(d["spec"]) if "spec" in d else None,
         )
+
+
+def _spec(d: Mapping) -> SweepSpec:
+    """A stored spec; one written before `scaling` was recorded scaled globally (the
+    spec of a sweep stores the scaling it used, so a resume compares like with like)."""
+    return SweepSpec.from_dict({"scaling": "global", **d})

@@ -362,8 +362,8 @@ def test_fine_inherits_the_axes_inside_the_caps_and_applies_overrides(flow):
     with Store.open(store) as st:
         row = st.sweep_row(f["sweep_id"])
         back = st.load_sweep(f["sweep_id"], curves=False)
-    assert row.config["model"]["hidden"] == 24 and row.config["train"]["dropout"] == 0.1
-    assert row.config["train"]["init_scale"] == 0.7 and row.config["train"]["momentum"] == 0.9
+    assert row.config.model.hidden == 24 and row.config.train.dropout == 0.1
+    assert row.config.train.init_scale == 0.7 and row.config.train.momentum == 0.9
     assert "dropout: fixed at 0.1 by `dropout`" in back.refinement
     assert json_clean([m.as_dict() for m in back.members]) == f["members"]
 

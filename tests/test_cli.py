@@ -210,10 +210,10 @@ def test_fine_refines_an_interior_winner(swept):
     assert f["winner"]["refit_test_acc"] > 0.8
     with Store.open(store) as st:
         row = st.sweep_row("f1")
-        assert row.config["train"]["steps"] == sweepjax.flows.sweep.FINE_STEPS_FACTOR * 60
+        assert row.config.train.steps == sweepjax.flows.sweep.FINE_STEPS_FACTOR * 60
         # fine also searches the decay (the rate's final multiplier)
         assert f["space"]["lr_decay"] == [sweepjax.flows.sweep.FINE_LR_DECAY.lo, 1.0]
-        assert row.config["data"]["dataset"] == "mnist-sample"
+        assert row.config.data.dataset == "mnist-sample"
         res = st.load_sweep("f1")
         assert res.refinement and res.refinement.startswith("model box around the optimum")
         assert res.winner_params["out"]["kernel"].shape == (10, 784)

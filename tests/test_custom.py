@@ -378,7 +378,7 @@ def test_own_model_script_coarse_then_fine_with_its_loss(npz, tmp_path):
     from examples import own_model
 
     c, f = own_model.main(str(npz), str(tmp_path / "own.db"), trials=8, steps=60, classes=4)
-    spec = c.config["model"]["spec"]
+    spec = c.config.model.spec
     assert spec.startswith("examples.own_model:Net#") and f.config.model.spec == spec
     floor = -(0.925 * np.log(0.925) + 3 * 0.025 * np.log(0.025))
     for r in (c, f):

@@ -426,11 +426,13 @@ def test_split_depends_on_seed_test_does_not(npz_cfg):
     assert a.info.sha256 == c.info.sha256  # the hash is of the raw data, before the split
 
 
-def test_zero_variance_scale_guard(tmp_path):
+@pytest.mark.parametrize("scaling", ["global", "feature"])
+def test_zero_variance_scale_guard(tmp_path, scaling):
     p = tmp_path / "flat.npz"
     np.savez(p, x_train=np.full((20, 3), 5.0), y_train=np.arange(20) % 2)
-    ds = load_dataset(DataConfig(f"npz:{p}"))
-    assert ds.scale == 1.0 and np.all(ds.x_train == 0.0)
+    ds = load_dataset(DataConfig(f"npz:{p}", scaling=scaling))
+    assert np.all(np.asarray(ds.scale) == 1.0) and np.all(ds.x_train == 0.0)
+    assert ds.info.scaling == scaling
 
 
 def test_raw_sha256_is_over_arrays_in_order(tmp_path):

@@ -34,7 +34,8 @@ def test_every_flag_is_an_option_of_the_table_and_every_option_has_a_flag(comman
 @pytest.mark.parametrize("command", ["coarse", "fine"])
 def test_the_api_signature_is_the_table(command):
     params = inspect.signature(getattr(sweepjax, command)).parameters
-    assert set(params) == {o.name for o in options(command)} | {"callbacks"}
+    arrays = {"x_train", "y_train", "x_test", "y_test", "x_val", "y_val"}  # data from Python
+    assert set(params) == {o.name for o in options(command)} | {"callbacks"} | arrays
     if command == "coarse":
         assert params["trials"].default == 256 and params["lr"].default == Range(1e-4, 3.0)
     # and the generated docs name every option

@@ -77,6 +77,8 @@ def _data_for_pictures(result):
                 val_fraction=cfg.val_fraction,
                 seed=cfg.seed,
                 download=False,
+                # as trained; sweeps stored before it was recorded scaled globally
+                scaling=info.get("scaling") or "global",
             )
         )
     except SweepjaxError as e:

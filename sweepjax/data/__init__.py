@@ -1,38 +1,47 @@
 """The data layer: load, verify, split and preprocess a dataset.
 
-Public entry: :func:`load_dataset`. Sources: ``mnist`` (falls back to the bundled
+Public entries: :func:`load_dataset` (a named source) and :func:`from_arrays`, also
+``Dataset.from_arrays`` (arrays in memory). Sources: ``mnist`` (falls back to the bundled
 ``mnist-sample`` when offline, saying so in ``Dataset.info.note``), ``fashion-mnist``,
 ``mnist-sample`` and ``npz:PATH``.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from sweepjax.config import DataConfig
+from sweepjax.data.arrays import ARRAYS, from_arrays, raw_arrays
 from sweepjax.data.dataset import Dataset, DatasetInfo
 from sweepjax.data.download import Opener
-from sweepjax.data.preprocess import build_dataset
-from sweepjax.data.raw import RawData
+from sweepjax.data.preprocess import dataset_from_raw
+from sweepjax.data.raw import RawData, raw_sha256
 from sweepjax.data.sources import NAMES, load_raw
 
 SOURCES = NAMES
 
-__all__ = ["SOURCES", "Dataset", "DatasetInfo", "RawData", "load_dataset", "load_raw", "raw_sha256"]
+# ``Dataset.from_arrays(...)`` reads best in a notebook; it is attached here because
+# building a Dataset needs the preprocessing module, which imports Dataset itself.
+Dataset.from_arrays = staticmethod(from_arrays)
 
-
-def raw_sha256(raw: RawData) -> str:
-    """sha256 over train images, train labels, test images, test labels bytes, in order."""
-    h = hashlib.sha256()
-    for a in (raw.train_images, raw.train_labels, raw.test_images, raw.test_labels):
-        h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()
+__all__ = [
+    "ARRAYS",
+    "SOURCES",
+    "Dataset",
+    "DatasetInfo",
+    "RawData",
+    "dataset_from_raw",
+    "from_arrays",
+    "load_dataset",
+    "load_raw",
+    "raw_arrays",
+    "raw_sha256",
+]
 
 
 def load_dataset(cfg: DataConfig, opener: Opener | None = None) -> Dataset:
-    """Load ``cfg.dataset``, carve the seeded validation split, and preprocess.
+    """Load ``cfg.dataset``, carve the seeded validation split, and preprocess
+    (``cfg.scaling``; the one used is ``info.scaling``).
 
     Raises DataError (one actionable line) for missing, corrupt or inconsistent data.
     ``info.note`` carries a one-line remark for the user (e.g. the offline fallback to
@@ -45,14 +54,12 @@ def load_dataset(cfg: DataConfig, opener: Opener | None = None) -> Dataset:
     """
     global _LAST
     raw = load_raw(cfg.dataset, cfg.data_dir, cfg.download, opener=opener)
-    fixed = 10 if raw.name in ("mnist", "fashion-mnist", "mnist-sample") else None
     sha = raw_sha256(raw)
-    key = (sha, raw.name, raw.origin, raw.note, cfg.dataset, cfg.val_fraction, cfg.seed, fixed)
+    key = (sha, raw.name, raw.origin, raw.note, cfg.dataset, cfg.val_fraction, cfg.seed)
+    key += (cfg.scaling,)
     if _LAST is not None and _LAST[0] == key:
         return _LAST[1]
-    ds = build_dataset(
-        raw, cfg.val_fraction, cfg.seed, requested=cfg.dataset, sha256=sha, num_classes=fixed
-    )
+    ds = dataset_from_raw(raw, cfg, sha)
     for a in ds:  # shared by every later load of the same data: nobody may write into it
         if isinstance(a, np.ndarray):
             a.setflags(write=False)

@@ -22,6 +22,8 @@ class DatasetInfo(NamedTuple):
         set, remapped labels), or None.
       classes: the user's own label of each class id when their labels were not
         ``0..K-1`` and were remapped (e.g. ``(1, 2, 3)`` or ``("cat", "dog")``), else None.
+      scaling: how the centred features were scaled: ``feature`` (each by its own
+        training std) or ``global`` (all by one std).
     """
 
     name: str
@@ -35,6 +37,7 @@ class DatasetInfo(NamedTuple):
     sha256: str
     note: str | None = None
     classes: tuple | None = None
+    scaling: str = "global"
 
     def as_dict(self) -> dict:
         d = self._asdict()
@@ -51,8 +54,11 @@ class Dataset(NamedTuple):
       y_train: ``[n_train]`` int32 labels in ``[0, num_classes)``.
       x_val, y_val: the seeded validation split carved from the training set.
       x_test, y_test: the held-out test set (used only to report winners).
-      mean: ``[D]`` float32 training mean subtracted from every split.
-      scale: the scalar every split was divided by after centring.
+      mean: ``[D]`` training mean subtracted from every split (float32; float64 for
+        float64 data, whose small deviations float32 would round away).
+      scale: what every split was divided by after centring: one scalar
+        (``info.scaling`` global) or ``[D]`` float32, each feature's training std
+        (``feature``).
       info: :class:`DatasetInfo`.
       raw_train_images: a few raw training images ``[k, *input_shape]`` for pictures.
     """
@@ -64,7 +70,7 @@ class Dataset(NamedTuple):
     x_test: np.ndarray
     y_test: np.ndarray
     mean: np.ndarray
-    scale: float
+    scale: float | np.ndarray
     info: DatasetInfo
     raw_train_images: np.ndarray
 

@@ -31,6 +31,26 @@ def carve_test(
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def hold_out_test(x: np.ndarray, y: np.ndarray, where: str, what: str) -> tuple[dict, str]:
+    """The arrays ``x_train, y_train, x_test, y_test`` with a fixed 10% of ``x`` / ``y``
+    held out as the test set (:func:`carve_test`), and the note that says so; ``what``
+    names the source in the note, ``where`` in errors."""
+    if len(x) != len(y):
+        raise DataError(
+            f"{where}: x_train has {len(x)} rows but y_train has {len(y)}; "
+            f"{pairing(x)} and labels must pair up one to one"
+        )
+    if len(x) < 2:
+        raise DataError(f"{where}: need at least 2 training examples, got {len(x)}")
+    tr, te = carve_test(len(x))
+    arrays = {"x_train": x[tr], "y_train": y[tr], "x_test": x[te], "y_test": y[te]}
+    note = (
+        f"sweepjax: {what} has no x_test/y_test; holding out a fixed 10% of "
+        f"training ({len(te)} examples, seed {TEST_SPLIT_SEED}) as the test set."
+    )
+    return arrays, note
+
+
 def read_npz(
     path: str | Path,
     name: str | None = None,
@@ -94,20 +114,7 @@ def read_npz(
 
     note = None
     if "x_test" not in arrays:
-        x, y = arrays["x_train"], arrays["y_train"]
-        if len(x) != len(y):
-            raise DataError(
-                f"{path}: x_train has {len(x)} rows but y_train has {len(y)}; "
-                f"{pairing(x)} and labels must pair up one to one"
-            )
-        if len(x) < 2:
-            raise DataError(f"{path}: need at least 2 training examples, got {len(x)}")
-        tr, te = carve_test(len(x))
-        arrays = {"x_train": x[tr], "y_train": y[tr], "x_test": x[te], "y_test": y[te]}
-        note = (
-            f"sweepjax: {path.name} has no x_test/y_test; holding out a fixed 10% of "
-            f"training ({len(te)} examples, seed {TEST_SPLIT_SEED}) as the test set."
-        )
+        arrays, note = hold_out_test(arrays["x_train"], arrays["y_train"], str(path), path.name)
     raw = RawData(
         arrays["x_train"],
         arrays["y_train"],

@@ -7,6 +7,7 @@ place with one kind of message, whatever its format.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +33,8 @@ class RawData(NamedTuple):
         one line per remark), or None.
       classes: the user's own label of each class id, when their labels were remapped
         to ``0..K-1`` (:func:`remap_labels`), else None.
+      val_images, val_labels: a validation split the caller chose (arrays passed from
+        Python), used instead of a carved one; None (the readers) to carve it.
     """
 
     train_images: np.ndarray
@@ -42,6 +45,8 @@ class RawData(NamedTuple):
     origin: str
     note: str | None = None
     classes: tuple | None = None
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -157,7 +162,17 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
     xte = _features(raw.test_images, "x_test", where)
     ytr = _labels(raw.train_labels, "y_train", where)
     yte = _labels(raw.test_labels, "y_test", where)
-    for x, y, split in ((xtr, ytr, "train"), (xte, yte, "test")):
+    pairs = [(xtr, ytr, "train"), (xte, yte, "test")]
+    if raw.val_images is not None:
+        xva = _features(raw.val_images, "x_val", where)
+        yva = _labels(raw.val_labels, "y_val", where)
+        pairs.append((xva, yva, "val"))
+        if len(xva) == 0 or xva.shape[1:] != xtr.shape[1:]:
+            raise DataError(
+                f"{where}: x_val has shape {xva.shape}; it needs at least one row of the "
+                f"training examples' shape {xtr.shape[1:]}"
+            )
+    for x, y, split in pairs:
         if len(x) != len(y):
             raise DataError(
                 f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}; "
@@ -171,6 +186,9 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
             f"{xte.shape[1:]}; both splits must share one shape"
         )
     note, classes = raw.note, None
+    if raw.val_images is not None:
+        # Checked and remapped with the test labels: a class training lacks is refused.
+        yte = np.concatenate([yte, pairs[2][1]])
     if max_label is None:  # the user's own labels: class ids 0..K-1, remapped if need be
         ytr, yte, classes, remapped = remap_labels(ytr, yte, where)
         note = "\n".join(n for n in (note, remapped) if n) or None
@@ -188,6 +206,10 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
                 f"{where}: y_test has label {yte.max()} but y_train only goes up to "
                 f"{ytr.max()}; every test class must appear in training"
             )
+    val = {}
+    if raw.val_images is not None:  # split the test and validation labels again
+        val = {"val_images": pairs[2][0], "val_labels": yte[len(xte) :]}
+        yte = yte[: len(xte)]
     return raw._replace(
         train_images=xtr,
         train_labels=ytr,
@@ -195,9 +217,22 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
         test_labels=yte,
         note=note,
         classes=classes,
+        **val,
     )
 
 
 def pairing(x: np.ndarray) -> str:
     """What the rows of ``x`` are called in messages: images, or feature rows."""
     return "images" if np.ndim(x) >= 3 else "feature rows"
+
+
+def raw_sha256(raw: RawData) -> str:
+    """sha256 over train images, train labels, test images, test labels bytes, in order
+    (then validation images and labels, when the caller gave a validation split)."""
+    h = hashlib.sha256()
+    arrays = [raw.train_images, raw.train_labels, raw.test_images, raw.test_labels]
+    if raw.val_images is not None:
+        arrays += [raw.val_images, raw.val_labels]
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()

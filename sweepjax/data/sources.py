@@ -146,6 +146,12 @@ def load_raw(
     """
     if name == "mnist-sample":
         return load_sample()
+    if name == "arrays":  # the name recorded for arrays from Python (data.arrays.ARRAYS)
+        raise DataError(
+            "dataset 'arrays' names arrays passed from Python, which the store does not "
+            "keep; pass them again (x_train=..., y_train=...) or save them with np.savez "
+            "and pass npz:PATH"
+        )
     if name.startswith("npz:"):
         path = Path(name[4:]).expanduser()
         if not name[4:] or not path.is_file():

@@ -21,7 +21,8 @@ from sweepjax.engine import distributed
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError, StoreError
 from sweepjax.flows.fine_space import fine_space, model_draws
-from sweepjax.flows.runner import Callbacks, load_inputs
+from sweepjax.flows.inputs import plan_data
+from sweepjax.flows.runner import Callbacks
 from sweepjax.flows.sweep_config import (
     SweepConfig,
     check_dataset_name,
@@ -59,7 +60,8 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     ``lr="auto"`` settled by the learning-rate finder."""
     v = spec.value
     replicas, folds = group_shape(spec.replicas, spec.folds)
-    check_dataset_name(v("dataset"))
+    if isinstance(v("dataset"), str):
+        check_dataset_name(v("dataset"))
     extra = {n: getattr(spec, n) for n in EXTRA_AXES}
     searched = {n: a for n, a in extra.items() if isinstance(a, Range)}
     fixed = {n: a for n, a in extra.items() if not isinstance(a, Range)}
@@ -82,8 +84,9 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         spec.budget, spec.width,
     )  # fmt: skip
     where = distributed.placement(spec.devices)
-    data_cfg = DataConfig(dataset=v("dataset"), data_dir=spec.data_dir, seed=v("seed"))
-    ds = load_inputs(data_cfg, cb)
+    data_cfg = DataConfig(data_dir=spec.data_dir, seed=v("seed"), scaling=v("scaling"))
+    data_cfg, ds = plan_data(v("dataset"), data_cfg, spec.scaling, cb)
+    spec = _data_recorded(spec, data_cfg)
     prepare(model_cfg, ds)  # a custom model's shapes against the data, before anything runs
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
     lr = v("lr")
@@ -121,7 +124,7 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     the model's factor times the parent's, its training seed derived from the lineage."""
     if spec.loss is not None and spec.model is None:
         raise ConfigError("`loss` goes with `model`; pass the model again with its loss")
-    if spec.dataset is not None:
+    if isinstance(spec.dataset, str):
         check_dataset_name(spec.dataset)
     parent = spec.parent or st.newest("coarse")
     if parent is None:
@@ -187,10 +190,12 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
         spec.budget, spec.width,
     )  # fmt: skip
     train_cfg = _train(merged, optimizer, steps, seed, fixed)
-    data_cfg = dataclasses.replace(
-        pcfg.data, dataset=spec.dataset or used, data_dir=merged.data_dir, seed=root
-    )
-    ds = load_inputs(data_cfg, cb)
+    # Sweeps stored before `scaling` was recorded scaled one way: globally.
+    scaling = merged.scaling or par.dataset.get("scaling") or "global"
+    data_cfg = dataclasses.replace(pcfg.data, data_dir=merged.data_dir, seed=root, scaling=scaling)
+    data_in = spec.dataset if spec.dataset is not None else used
+    data_cfg, ds = plan_data(data_in, data_cfg, spec.scaling, cb)
+    merged = _data_recorded(merged, data_cfg)
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
     grid = v("grid")
     sampler = v("sampler")
@@ -263,6 +268,14 @@ def check_optuna_storage(url: str | None) -> None:
             f"cannot open the Optuna storage {url!r} ({type(e).__name__}); "
             "give an Optuna storage URL, e.g. `optuna_storage` sqlite:///optuna.db"
         ) from None
+
+
+def _data_recorded(spec: SweepSpec, data_cfg: DataConfig) -> SweepSpec:
+    """The spec with the scaling used and, for data given from Python, its name."""
+    named = isinstance(spec.dataset, str) or spec.dataset is None
+    return dataclasses.replace(
+        spec, scaling=data_cfg.scaling, **({} if named else {"dataset": data_cfg.dataset})
+    )
 
 
 def _train(spec: SweepSpec, optimizer, steps, seed, fixed):

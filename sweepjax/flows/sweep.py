@@ -22,8 +22,12 @@ by kill -9 counts its wall time up to its last checkpoint, compile included, as 
 from __future__ import annotations
 
 import inspect
+import os
 
+from sweepjax.data.arrays import ARRAY_NAMES, raw_arrays
+from sweepjax.data.checks import small_validation
 from sweepjax.engine import distributed
+from sweepjax.errors import ConfigError, StoreError
 from sweepjax.flows.build import PARAMS_KEPT, build_result
 from sweepjax.flows.plan import Plan, plan_coarse, plan_fine
 from sweepjax.flows.refit import refit_winner
@@ -50,6 +54,7 @@ from sweepjax.spec import (
     help_of,
     options,
 )
+from sweepjax.store import Store
 
 
 def coarse(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
@@ -66,6 +71,12 @@ def coarse(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
     ``model`` may be ``"softmax"``, ``"mlp"``, ``"package.module:Name"``, a flax module or
     a :class:`sweepjax.Custom` (with ``loss``). Every option: :class:`SweepSpec`.
 
+    Data: ``dataset`` names a source, or arrays come straight in: ``x_train``,
+    ``y_train`` (and optionally ``x_test``, ``y_test``: else a fixed 10% of training is
+    held out as for ``npz:PATH``; ``x_val``, ``y_val``: else a seeded 10% is carved),
+    recorded as dataset ``arrays``; ``[N, D]`` features are standardised per feature
+    (``scaling``).
+
     Returns the :class:`SweepResult` (also stored; ``result.sweep_id`` names it).
     Raises ConfigError / DataError / StoreError (nothing written), SweepInterrupted,
     AllDivergedError (after storing the results).
@@ -74,8 +85,10 @@ def coarse(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
 
       res = sweepjax.coarse(dataset="mnist-sample", trials=64, steps=200, store="s.db")
       res.winner.val_acc  # ~0.9
+      X, y = sklearn.datasets.load_wine(return_X_y=True)
+      res = sweepjax.coarse(x_train=X, y_train=y, store="wine.db")
     """
-    spec = SweepSpec.create("coarse", **options)
+    spec = SweepSpec.create("coarse", **with_arrays(options))
     cb = callbacks or Callbacks()
     plan = plan_coarse(spec, cb)
     with open_store(spec.store, True, plan.where) as st:
@@ -100,18 +113,63 @@ def fine(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
 
     ``seed`` is the root seed (default: the parent's): it fixes the validation split of
     the whole chain, and the round trains with :func:`derive_seed` of it and the lineage.
+    A parent trained on arrays from Python needs them again (``x_train=``, ...): the
+    store keeps results, not data.
     """
-    spec = SweepSpec.create("fine", **options)
+    spec = SweepSpec.create("fine", **with_arrays(options))
     cb = callbacks or Callbacks()
     where = distributed.placement(spec.devices)
     with open_store(spec.store, False, where) as st:
         return run(plan_fine(spec, st, cb, where), st, cb)
 
 
+def with_arrays(options: dict) -> dict:
+    """``options`` with the array keywords (``x_train``, ``y_train``, ...) turned into
+    the ``dataset`` option's value: the checked arrays (one-line DataError otherwise)."""
+    given = {k: options.pop(k) for k in ARRAY_NAMES if k in options}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return options
+    if options.get("dataset") is not None:
+        raise ConfigError("give `dataset` or arrays (x_train=, y_train=), not both")
+    return {**options, "dataset": raw_arrays(**{k: given.get(k) for k in ARRAY_NAMES})}
+
+
+def load(
+    store: str | os.PathLike | None = None, sweep_id: str | None = None, *, curves: bool = True
+) -> SweepResult:
+    """Reopen a stored sweep: the :class:`SweepResult` that ``coarse`` / ``fine``
+    returned (members, configs, winner, verdict, dataset, config), read back.
+
+    Args:
+      store: the store file (default: ``$SWEEPJAX_STORE`` or ``./sweepjax.db``).
+      sweep_id: e.g. ``"c1"`` (default: the newest finished sweep of any kind).
+      curves: also read every member's curves (False is faster on big sweeps).
+
+    Raises StoreError (one line) for a missing store, an unknown sweep, or an empty store.
+
+    Example::
+
+      res = sweepjax.load("wine.db")          # the newest finished sweep
+      res.winner.test_acc, res.dataset["scaling"]
+      c1 = sweepjax.load("wine.db", "c1", curves=False)
+    """
+    with Store.open(store) as st:
+        sid = sweep_id or st.newest()
+        if sid is None:
+            raise StoreError(
+                f"no finished sweep in {st.path}; pass `sweep_id` (see `sweepjax list`)"
+            )
+        return st.load_sweep(sid, curves=curves)
+
+
 def run(plan: Plan, st, cb: Callbacks) -> SweepResult:
     """Train, judge and store a planned sweep (its name, resume and report are options of
     the plan's spec, never stored), then refit a fine round's winner when asked."""
     spec = plan.spec
+    info = plan.data.info
+    if not plan.config.folds and (small := small_validation(info.n_val, info.n_train + info.n_val)):
+        cb.say(small)  # said once the plan holds, so a refused plan prints its error only
     result = run_sweep(
         plan.config,
         plan.data,
@@ -139,6 +197,9 @@ def _signature(command: str) -> inspect.Signature:
         )
         for o in options(command)
     ]
+    params += [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ARRAY_NAMES
+    ]
     params.append(inspect.Parameter("callbacks", inspect.Parameter.KEYWORD_ONLY, default=None))
     return inspect.Signature(params, return_annotation=SweepResult)
 
@@ -152,9 +213,17 @@ CALLBACKS_HELP = (
 )
 
 
+ARRAYS_HELP = (
+    "arrays in memory instead of `dataset`: features [N, D] or images [N, H, W(, C)] "
+    "and labels [N]; the test pair defaults to a fixed 10% of training (as npz:PATH), "
+    "the validation pair to a seeded 10%"
+)
+
+
 def _arguments_doc(command: str) -> str:
     lines = ["", "    Options (:class:`sweepjax.spec.SweepSpec`):", ""]
     lines += [f"      {o.name}: {help_of(o, command, python=True)}" for o in options(command)]
+    lines.append(f"      x_train, y_train, x_test, y_test, x_val, y_val: {ARRAYS_HELP}")
     lines.append(f"      callbacks: {CALLBACKS_HELP}")
     return "\n".join(lines) + "\n"
 
@@ -183,6 +252,7 @@ __all__ = [
     "coarse",
     "derive_seed",
     "fine",
+    "load",
     "report_dir",
     "run",
     "write_report_hook",

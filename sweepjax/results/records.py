@@ -337,7 +337,16 @@ class SweepResult:
             "parent": self.parent,
             "dataset": {
                 k: self.dataset.get(k)
-                for k in ("name", "n_train", "n_val", "n_test", "num_classes", "classes", "sha256")
+                for k in (
+                    "name",
+                    "n_train",
+                    "n_val",
+                    "n_test",
+                    "num_classes",
+                    "classes",
+                    "sha256",
+                    "scaling",
+                )
             },
             "space": self.space,
             "members": [m.as_dict() for m in self.members],

@@ -18,6 +18,7 @@ from sweepjax.config import (
     DEFAULT_TOP_K,
     DROPOUT_MAX,
     MOMENTUM_MAX,
+    SCALINGS,
     SCHEDULES,
     Range,
 )
@@ -42,9 +43,13 @@ class Options:
 
     command: str = "coarse"
     # data and model
-    dataset: str | None = opt(
+    dataset: Any = opt(
         "mnist | mnist-sample | fashion-mnist | npz:PATH (default: mnist; offline it falls "
-        "back to the bundled mnist-sample)",
+        "back to the bundled mnist-sample); from Python also a sweepjax.Dataset "
+        "(Dataset.from_arrays), or pass arrays as x_train=, y_train= (x_val, y_val, "
+        "x_test, y_test optional; docs/data.md)",
+        flag_help="mnist | mnist-sample | fashion-mnist | npz:PATH (default: mnist; offline it "
+        "falls back to the bundled mnist-sample)",
         default="mnist",
         metavar="NAME",
         group="data and model",
@@ -53,6 +58,17 @@ class Options:
     )
     data_dir: str | None = opt(
         "directory searched first for the data", kind="path", metavar="DIR", group="data and model"
+    )
+    scaling: str | None = opt(
+        "how features are scaled after centring with the training mean: feature divides "
+        "each by its own training std (standardisation, scikit-learn's StandardScaler), "
+        "global all by one std; auto: feature for [N, D] tabular data, global for images "
+        "(the one used is recorded with the results)",
+        kind="choice",
+        choices=SCALINGS,
+        default="auto",
+        group="data and model",
+        fine_help="feature | global | auto (default: the scaling the parent used)",
     )
     model: Any = opt(
         "softmax | mlp | package.module:Name, your own flax module (the working directory "

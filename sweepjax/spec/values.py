@@ -76,9 +76,38 @@ def _axis(name: str, value):
         raise ConfigError(f"`{name}`: {e}") from None
 
 
+def shown(value) -> str:
+    """``value`` for a one-line message: its repr when short, else its type (and shape):
+    an array passed by mistake must not fill the terminal."""
+    text = repr(value)
+    if len(text) <= 60 and "\n" not in text:
+        return text
+    shape = getattr(value, "shape", None)
+    kind = type(value).__name__
+    return f"a {kind} of shape {tuple(shape)}" if shape is not None else f"a {kind}"
+
+
+def _data(value):
+    """A ``dataset`` given from Python: a name, or a data container (a
+    :class:`sweepjax.Dataset` or the data layer's RawData), recognised by its fields
+    (the spec sits above the data layer)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "x_train") and hasattr(value, "info") or hasattr(value, "train_images"):
+        return value
+    what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, tuple) else shown(value)
+    raise ConfigError(
+        f"`dataset` takes a name (mnist, mnist-sample, fashion-mnist, npz:PATH) or a "
+        f"sweepjax.Dataset, got {what}; pass arrays as x_train=X, y_train=y (x_test, "
+        "y_test, x_val, y_val optional)"
+    )
+
+
 def _number(name: str, value, kind: str):
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"`{name}` takes a number, got {value!r}")
+        raise ConfigError(f"`{name}` takes a number, got {shown(value)}")
     try:
         v = float(value)
     except ValueError:
@@ -103,8 +132,8 @@ def normalise(o: Opt, value, command: str = "coarse"):
             raise ConfigError(f"`{name}` takes true or false, got {value!r}")
         return value
     if o.kind == "choice":
-        if value not in o.choices:
-            raise ConfigError(f"`{name}` must be one of {', '.join(o.choices)}, got {value!r}")
+        if not isinstance(value, str) or value not in o.choices:
+            raise ConfigError(f"`{name}` must be one of {', '.join(o.choices)}, got {shown(value)}")
         return value
     if o.kind in ("int", "float"):
         v = _number(name, value, o.kind)
@@ -112,12 +141,16 @@ def normalise(o: Opt, value, command: str = "coarse"):
         return v
     if o.kind == "budget":  # read once here; it stays a Budget (a string where stored)
         if not isinstance(value, str | Budget):  # a bare number: seconds or member-steps?
-            raise ConfigError(f"`{name}` takes a string with its unit (60s, 5M), got {value!r}")
+            raise ConfigError(
+                f"`{name}` takes a string with its unit (60s, 5M), got {shown(value)}"
+            )
         return Budget.parse(value)
+    if name == "dataset":
+        return _data(value)
     if o.kind == "path" and isinstance(value, os.PathLike):
         return os.fspath(value)
     if o.kind in ("str", "path") and not isinstance(value, str) and name != "model":
-        raise ConfigError(f"`{name}` takes a string, got {value!r}")
+        raise ConfigError(f"`{name}` takes a string, got {shown(value)}")
     return value
 
 
