@@ -6,8 +6,9 @@
 - :mod:`sweepjax.engine.setup`: static settings, root keys, initial state, memory sizing;
 - :mod:`sweepjax.engine.active`: the active members' state between chunks (placement,
   groups, the gather a decision applies, the whole-validation-set evaluation);
-- :mod:`sweepjax.engine.programs`: the process's compiled programs (bounded, with counts:
-  ``PROGRAMS.stats()``);
+- :mod:`sweepjax.engine.program_cache`: the process's compiled programs, held in memory
+  (bounded, with counts: ``PROGRAMS.stats()``); :mod:`sweepjax.engine.compile_cache` is
+  JAX's cache on disk, across processes;
 - :mod:`sweepjax.engine.population`: ``train_population``, the host loop between chunks
   that applies a scheduler's decisions (:mod:`sweepjax.schedulers.rules`);
 - :mod:`sweepjax.engine.refill`: ``train_refilling``, a fixed-width population whose
@@ -29,7 +30,7 @@ _HOME = {
     "outcome": ("AnytimeStatus", "ChunkReport", "PopulationResult", "Timing"),
     "population": ("accuracy", "member_params", "train_population"),
     "program": ("compile_counts",),
-    "programs": ("PROGRAMS", "CacheStats", "ProgramCache"),
+    "program_cache": ("PROGRAMS", "CacheStats", "ProgramCache"),
     "refill": ("train_refilling",),
     "setup": ("group_size", "init_states", "member_bytes", "num_params", "root_keys"),
 }
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
     from sweepjax.engine.population import accuracy, member_params, train_population
     from sweepjax.engine.program import compile_counts
-    from sweepjax.engine.programs import PROGRAMS, CacheStats, ProgramCache
+    from sweepjax.engine.program_cache import PROGRAMS, CacheStats, ProgramCache
     from sweepjax.engine.refill import train_refilling
     from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
 

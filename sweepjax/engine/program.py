@@ -26,7 +26,7 @@ from sweepjax.data.folds import Folds
 from sweepjax.engine import member
 from sweepjax.engine.distributed import AXIS, SINGLE, Placement, put_replicated
 from sweepjax.engine.member import Static
-from sweepjax.engine.programs import PROGRAMS
+from sweepjax.engine.program_cache import PROGRAMS
 
 
 class Slices(NamedTuple):
@@ -207,8 +207,8 @@ def compiled_refill(args, num_features: int, static: Static, where: Placement):
 # --------------------------------------------------------------------------- compile cache
 def compile_counts() -> dict[str, int]:
     """How many programs of each kind (``"chunk"``, ``"eval"``) were compiled in this
-    process (:data:`~sweepjax.engine.programs.PROGRAMS`). New hyperparameter VALUES never
-    add to it; new population sizes or chunk lengths do."""
+    process (:data:`~sweepjax.engine.program_cache.PROGRAMS`). New hyperparameter VALUES
+    never add to it; new population sizes or chunk lengths do."""
     return PROGRAMS.counts()
 
 
