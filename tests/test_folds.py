@@ -108,10 +108,11 @@ def test_the_weighted_step_is_the_mean_over_the_rows_a_member_may_see():
     w = np.random.default_rng(0).normal(size=(4, 20)).astype(np.float32)  # not ~0: spread
     s0 = s0._replace(params={"out": {**s0.params["out"], "kernel": w}})
     _, data_key = root_keys(CFG.seed)
-    _, loss, _, _ = member.step(
-        s0, hp.take(0), np.int32(2), np.int32(0), pooled.x_train, pooled.y_train, spec.train,
-        np.int32(0), np.int32(CFG.steps), data_key, st,
-    )  # fmt: skip
+    own = member.Own(s0, hp.take(0), np.int32(2), np.int32(0))
+    shared = member.Shared(
+        pooled.x_train, pooled.y_train, spec.train, np.int32(0), np.int32(CFG.steps), data_key
+    )
+    loss = member.step(own, shared, st).loss
     idx = np.asarray(member.minibatch_indices(data_key, 0, st.batch_size, 800))
     keep = spec.train[idx] != 2
     assert 0 < keep.sum() < len(idx)

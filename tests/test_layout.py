@@ -1,5 +1,6 @@
 """The package's shape: layers that import only downward, no cycles (deferred imports
-included), no private name crossing a module border, no module past ~400 lines.
+included), no private name crossing a module border, no module past ~400 lines, no function past
+100 lines.
 
 Read from the source with ``ast`` (nothing is imported), so a violation names the file
 and line to fix.
@@ -30,6 +31,7 @@ LAYERS = [
     ("cli", "__init__", "__main__"),
 ]
 MAX_LINES = 420
+MAX_FUNCTION_LINES = 100
 
 
 def _modules(root: pathlib.Path = ROOT) -> dict[str, pathlib.Path]:
@@ -154,6 +156,29 @@ def test_module_size(path):
     assert n <= MAX_LINES, f"{path.relative_to(ROOT.parent)} has {n} lines; split it along its seam"
 
 
+def _long_functions(path: pathlib.Path, root: pathlib.Path = ROOT):
+    """``(relative path, name, line, length)`` of every function or method in ``path``
+    longer than :data:`MAX_FUNCTION_LINES` (nested ones too; its decorators count)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            n = node.end_lineno - first + 1
+            if n > MAX_FUNCTION_LINES:
+                out.append((path.relative_to(root).as_posix(), node.name, node.lineno, n))
+    return out
+
+
+def test_no_function_is_longer_than_100_lines():
+    found = [f for p in sorted(ROOT.rglob("*.py")) for f in _long_functions(p)]
+    bad = [
+        f"sweepjax/{rel}:{line} {name} has {n} lines (> {MAX_FUNCTION_LINES}); split it along "
+        "its seams"
+        for rel, name, line, n in found
+    ]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_checks_catch_a_cycle_an_upward_import_and_a_private_name(tmp_path):
     """The checks above are not vacuous: a planted cycle, an upward import and a private
     import in a throwaway tree are all found."""
@@ -173,3 +198,13 @@ def test_the_checks_catch_a_cycle_an_upward_import_and_a_private_name(tmp_path):
     assert _layer("sweepjax.flows.b") > _layer("sweepjax.engine.a")
     names = [n for _, _, n in _imports(pkg / "engine" / "a.py", mods)]
     assert "_h" in names
+
+
+def test_the_length_rule_counts_a_function_from_its_decorator_to_its_last_line(tmp_path):
+    """A 101-line function (decorator included) is caught with its file, line and length;
+    a 100-line one and the 1-line module code around it are not."""
+    body = "".join(f"    x{i} = {i}\n" for i in range(98))
+    src = f"import functools\n\n\n@functools.cache\ndef long():\n{body}    return 0\n\n\n"
+    src += f"def short():\n{body}    return 0\n"
+    (tmp_path / "m.py").write_text(src)
+    assert _long_functions(tmp_path / "m.py", tmp_path) == [("m.py", "long", 5, 101)]

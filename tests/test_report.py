@@ -596,10 +596,10 @@ def judged(n_val: int = 400):
 def test_model_figure_contours_the_surface_and_rings_the_tied_set():
     """Ringed points are exactly the tied members; one importance bar per axis, lr first
     in importance (the synthetic accuracy depends on lr only); contours span the box."""
-    from sweepjax import report
+    from sweepjax.report import sections
 
     res = judged()
-    model = report._model(res)
+    model = sections.model_fit(res)
     assert model is not None
     fig = figures.model_surface(res, *model)
     ax, bx = fig.axes[0], fig.axes[1]  # (the colorbar is the third)
@@ -617,7 +617,7 @@ def test_model_figure_contours_the_surface_and_rings_the_tied_set():
     crosses = [c for c in ax.get_children() if c.get_gid() == "diverged"]
     n_div = sum(m.status == "diverged" for m in res.members)
     assert n_div >= 1 and sum(len(c.get_offsets()) for c in crosses) == n_div
-    words = report._optimum_words(res.verdict)
+    words = sections.optimum_words(res.verdict)
     v = res.verdict
     assert f"{v.optimum_value:.4f} +/- {v.optimum_sd:.4f}" in words
     assert f"Modelled optimum {v.optimum_where}" in words

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweepjax import report, search
+from sweepjax import search
 from sweepjax.config import DataConfig, ModelConfig, Range, ScheduleConfig, SearchSpace, TrainConfig
-from sweepjax.report import axes_fig, chosen_members, figures, members, write_report
+from sweepjax.report import axes_fig, chosen_members, figures, members, sections, write_report
 from sweepjax.spec import SweepSpec
 from tests.helpers import sweep_config
 from tests.test_report import M, many_axes, synthetic
@@ -122,7 +122,7 @@ def test_a_tie_in_accuracy_names_the_results_winner_everywhere():
     loss = figures.loss_curves(res, rows[:3])
     labels = [ln.get_label() for ln in loss.axes[0].get_lines()]
     assert labels[0].startswith(f"winner #{w} ") and labels[1].startswith("#2 ")
-    rings = figures.model_surface(res, *report._model(res))
+    rings = figures.model_surface(res, *sections.model_fit(res))
     tied = [c for c in rings.axes[0].collections if c.get_gid() == "tied"]
     assert len(tied[0].get_offsets()) == len(res.tied)  # the result's tied set, winner included
 

@@ -16,8 +16,8 @@ masked inside the widest network (:class:`sweepjax.models.network.BuiltIn`): its
 
 Example::
 
-    st = activation_stats(params, dataset.x_val[:1000], width=64)
-    st.dead_fraction, st.firing_rate  # float, [64]
+    stats = activation_stats(params, dataset.x_val[:1000], width=64)
+    stats.dead_fraction, stats.firing_rate  # float, [64]
 """
 
 from __future__ import annotations

@@ -115,9 +115,9 @@ def run_list(args) -> int:
     from sweepjax.store import space
     from sweepjax.store.db import Store  # deferred (like below): it imports the engine (jax)
 
-    with Store.open(args.store) as st:
-        rows = [r._replace(status=_status(r)) for r in st.list_sweeps()]
-        print(render_list(rows, space.sizes(st.conn)))
+    with Store.open(args.store) as store:
+        rows = [r._replace(status=_status(r)) for r in store.list_sweeps()]
+        print(render_list(rows, space.sizes(store.conn)))
     return 0
 
 
@@ -127,9 +127,9 @@ def run_show(args) -> int:
     from sweepjax.analysis.diagnose import diagnose_sweep
     from sweepjax.store.db import Store
 
-    with Store.open(args.store) as st:
-        res = st.load_sweep(args.sweep, curves=True)
-        row = st.sweep_row(args.sweep)
+    with Store.open(args.store) as store:
+        res = store.load_sweep(args.sweep, curves=True)
+        row = store.sweep_row(args.sweep)
     res = dataclasses.replace(res, status=_status(row))
     diags = diagnose_sweep(res) if res.status == "finished" else {}
     if args.format == "json":
@@ -137,7 +137,7 @@ def run_show(args) -> int:
         doc["diagnoses"] = {str(k): [d._asdict() for d in v] for k, v in diags.items() if v}
         print(json.dumps(json_clean(doc), indent=2))
         return 0
-    text = render_result(res, str(st.path), top=args.top)
+    text = render_result(res, str(store.path), top=args.top)
     if res.status != "finished":
         # An unfinished sweep has no member rows yet: say how many it trains, as `list`.
         text = text.replace(": 0 members x", f": {row.num_members} members x", 1)
@@ -173,16 +173,16 @@ def run_export(args) -> int:
         import_tensorboardx()
         check_logdir(args.logdir, args.sweep)
     times = clock = None
-    with Store.open(args.store) as st:
-        res = st.load_sweep(args.sweep, curves=optuna or tensorboard)
+    with Store.open(args.store) as store:
+        res = store.load_sweep(args.sweep, curves=optuna or tensorboard)
         if optuna:
             from sweepjax.store.optuna_export import member_times
 
-            times = member_times(st, res)
+            times = member_times(store, res)
         if tensorboard:
             from sweepjax.store.optuna_export import sweep_clock
 
-            clock = sweep_clock(st, res)
+            clock = sweep_clock(store, res)
     if optuna:
         from sweepjax.store.optuna_export import export_study
 

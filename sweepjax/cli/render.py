@@ -1,8 +1,7 @@
-"""The human-readable text of sweeps: the results table that ``coarse`` / ``fine`` /
-``show`` print (the lecture's ``Try i/N Best val accuracy: ..., lr: ..., Lambda: ...``
-lines, as a table sorted by best validation accuracy, or grouped by config), the lines
-below it (winner, tied set, model, verdicts, counts, timing), the diagnoses of
-``show``, and the ``list`` table."""
+"""The human-readable text of sweeps: what ``coarse`` / ``fine`` / ``show`` print (a
+header, the results table of :mod:`sweepjax.cli.tables`, the lines below it: winner,
+tied set, model, verdicts, counts, timing), the diagnoses of ``show``, and the ``list``
+table."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ import shlex
 import time
 from typing import TYPE_CHECKING
 
+from sweepjax.cli.tables import axis_columns, config_table, member_table, schedule_name
 from sweepjax.config import AXES
 from sweepjax.errors import size_text
 
@@ -32,33 +32,6 @@ def _sampling(space: dict, grid: bool) -> str:
     if not linear:
         return f"{how}, log-uniform" if not grid else how
     return f"{how}; {', '.join(linear)} linear, the rest log-uniform"
-
-
-# The table's columns for searched axes beyond (lr, l2): header, width, format.
-AXIS_COLUMNS = {
-    "lr_decay": ("decay", 6, "{:>6.3f}"),
-    "hidden": ("hidden", 6, "{:>6d}"),
-    "dropout": ("drop", 5, "{:>5.2f}"),
-    "init_scale": ("init", 6, "{:>6.3g}"),
-    "momentum": ("mom", 5, "{:>5.3f}"),
-}
-
-
-def _axis_columns(result: SweepResult) -> list[str]:
-    """The searched axes beyond (lr, l2) that get a column (only when searched)."""
-    return [a for a in AXIS_COLUMNS if a in result.space]
-
-
-def _axis_header(axes: list[str]) -> str:
-    return "".join(f"{AXIS_COLUMNS[a][0]:>{AXIS_COLUMNS[a][1]}}  " for a in axes)
-
-
-def _axis_cells(rec, axes: list[str]) -> str:
-    out = ""
-    for a in axes:
-        v, (_, width, fmt) = getattr(rec, a), AXIS_COLUMNS[a]
-        out += (fmt.format(v) if v is not None else f"{'-':>{width}}") + "  "
-    return out
 
 
 def store_args(store_path: str | None) -> str:
@@ -139,10 +112,6 @@ def _optimum_line(v) -> str:
     return line
 
 
-def _schedule_name(result: SweepResult) -> str:
-    return result.spec.schedule or "full"
-
-
 def _model_name(cfg: SweepConfig) -> str:
     """``softmax`` / ``mlp`` or a custom model's ``package.module:Name``."""
     return cfg.model.spec or cfg.model.kind
@@ -150,9 +119,6 @@ def _model_name(cfg: SweepConfig) -> str:
 
 def render_result(result: SweepResult, store_path: str | None = None, top: int = TOP_ROWS) -> str:
     """The human-readable summary of a sweep (table, winner, flags, timing, where)."""
-    from sweepjax import search  # deferred: it imports the engine (jax)
-    from sweepjax.analysis import ranking
-
     lines = []
     cfg = result.config
     tr = cfg.train
@@ -171,39 +137,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
     if result.status != "finished":
         lines.append(f"status: {result.status} (no results yet)")
         return "\n".join(lines)
-    if result.configs:
-        lines += _config_table(result, top)
-        return "\n".join(lines + _summary_lines(result, store_path))
-    order = search.ranking(result)
-    tied = set(result.tied)
-    lines += ["", ranking.ORDER_LINE]  # why a stopped 0.9100 sits below a finished 0.9075
-    axes = _axis_columns(result)  # a column per axis searched beyond (lr, l2)
-    lines.append(
-        f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'+/- se':>6}  {'tied':>4}  "
-        f"{'at step':>7}  "
-        f"{'lr':>9}  {'lambda (l2)':>11}  " + _axis_header(axes) + "status"
-    )
-    n = len(result.members)
-    for r, i in enumerate(order[:top]):
-        m = result.members[i]
-        status = {
-            "ok": "ok",
-            "stopped": f"stopped at step {m.stopped_at}",
-        }.get(m.status, f"diverged at step {m.diverged_at}")
-        se = f"{m.val_acc_se:.4f}" if m.val_acc_se is not None else "n/a"
-        mark = "*" if m.id in tied else ""
-        lines.append(
-            f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {se:>6}  {mark:>4}  "
-            f"{m.best_step:>7}  {m.lr:>9.3g}  {m.l2:>11.3g}  " + _axis_cells(m, axes) + status
-        )
-    if n > top:
-        rest = [result.members[i] for i in order[top:]]
-        d_rest = sum(m.status == "diverged" for m in rest)
-        s_rest = sum(m.status == "stopped" for m in rest)
-        lines.append(
-            f"   ... and {n - top} more ({d_rest} of them diverged"
-            + (f", {s_rest} stopped by the {_schedule_name(result)} schedule)" if s_rest else ")")
-        )
+    lines += config_table(result, top) if result.configs else member_table(result, top)
     return "\n".join(lines + _summary_lines(result, store_path))
 
 
@@ -225,70 +159,87 @@ def _axis_values(rec, axes: list[str]) -> str:
 
 def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
     """Everything below the table: winner, tied set, model, verdicts, counts, timing."""
-    lines: list[str] = []
-    n = len(result.members)
-    diverged = sum(m.status == "diverged" for m in result.members)
-    lines.append("")
-    w = result.winner
-    if w is not None:
-        test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
-        wm = next((m for m in result.members if m.id == w.id), None)
-        se = f" +/- {w.val_acc_se:.4f}" if w.val_acc_se is not None else ""
-        who = (
-            f"config {w.config} (best replica: try {w.id})"
-            if w.config is not None
-            else f"try {w.id}"
-        )
-        if not w.finished:
-            who += f" (unfinished: {w.steps} of {result.config.train.steps} steps)"
-        mean = "mean " if w.config is not None else ""
-        lines.append(
-            f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "
-            f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
-            + (_axis_values(wm, _axis_columns(result)) if wm is not None else "")
-        )
-        if w.refit_test_acc is not None:
-            lines.append(
-                f"refit: retrained on train + validation for {w.refit_steps} steps: "
-                f"test acc {w.refit_test_acc:.4f}"
-            )
-        if result.tied:
-            unit = "config(s)" if result.configs else "member(s)"
-            lines.append(
-                f"tied: {len(result.tied)} finished {unit} statistically tied with the "
-                "winner (* above; 95% subset selection on the validation SE)"
-            )
-    else:
-        lines.append("winner: none (every member diverged)")
     v = result.verdict
-    if v is not None:
-        imp = ", ".join(
-            f"{k} {val:.3f}" for k, val in sorted(v.importance.items(), key=lambda kv: -kv[1])
-        )
-        lines.append(_optimum_line(v))
-        if v.unsupported_value is not None and v.unsupported_value > v.optimum_value + v.tol:
-            lines.append(
-                f"model: its mean peaks at {v.unsupported_value:.4f} where members do not "
-                "support it (too far from them, or more than 3 SE above those nearby); "
-                "the optimum above is the best point they support"
-            )
-        if not v.optimum_supported:
-            lines.append(
-                "model: even that point sits more than 3 SE above every member near it; "
-                "read its value as an upper bound"
-            )
-        lines.append(f"model: importance (accuracy range): {imp}")
+    lines = ["", *_winner_lines(result), *([] if v is None else _model_lines(v))]
     verdicts = _verdict_lines(result, store_path)
     if verdicts:
         lines.append("verdict:")
         lines += verdicts
     elif v is not None:
         lines.append("verdict: the score rises toward no edge; no axis is flat")
-    lines.append(f"diverged: {diverged} of {n}")
+    lines += _count_lines(result)
+    t = result.timing
+    lines.append(
+        f"timing: compile {t.compile_s:.1f} s, train {t.train_s:.1f} s, "
+        f"{t.model_steps_per_s:,.0f} model-steps/s"
+    )
+    lines += _stored_lines(result, store_path)
+    if result.report:
+        lines.append(f"report: {result.report}")
+    return lines
+
+
+def _winner_lines(result: SweepResult) -> list[str]:
+    """The winner (a config's mean with replicas or folds), its refit, the tied set."""
+    w = result.winner
+    if w is None:
+        return ["winner: none (every member diverged)"]
+    test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
+    wm = next((m for m in result.members if m.id == w.id), None)
+    se = f" +/- {w.val_acc_se:.4f}" if w.val_acc_se is not None else ""
+    who = f"config {w.config} (best replica: try {w.id})" if w.config is not None else f"try {w.id}"
+    if not w.finished:
+        who += f" (unfinished: {w.steps} of {result.config.train.steps} steps)"
+    mean = "mean " if w.config is not None else ""
+    lines = [
+        f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "
+        f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
+        + (_axis_values(wm, axis_columns(result)) if wm is not None else "")
+    ]
+    if w.refit_test_acc is not None:
+        lines.append(
+            f"refit: retrained on train + validation for {w.refit_steps} steps: "
+            f"test acc {w.refit_test_acc:.4f}"
+        )
+    if result.tied:
+        unit = "config(s)" if result.configs else "member(s)"
+        lines.append(
+            f"tied: {len(result.tied)} finished {unit} statistically tied with the "
+            "winner (* above; 95% subset selection on the validation SE)"
+        )
+    return lines
+
+
+def _model_lines(v) -> list[str]:
+    """The response-surface model's optimum, where its support ends, and importance."""
+    lines = [_optimum_line(v)]
+    if v.unsupported_value is not None and v.unsupported_value > v.optimum_value + v.tol:
+        lines.append(
+            f"model: its mean peaks at {v.unsupported_value:.4f} where members do not "
+            "support it (too far from them, or more than 3 SE above those nearby); "
+            "the optimum above is the best point they support"
+        )
+    if not v.optimum_supported:
+        lines.append(
+            "model: even that point sits more than 3 SE above every member near it; "
+            "read its value as an upper bound"
+        )
+    imp = ", ".join(
+        f"{k} {val:.3f}" for k, val in sorted(v.importance.items(), key=lambda kv: -kv[1])
+    )
+    lines.append(f"model: importance (accuracy range): {imp}")
+    return lines
+
+
+def _count_lines(result: SweepResult) -> list[str]:
+    """Diverged and stopped members, an anytime run's progress, PBT's copies."""
+    n = len(result.members)
+    diverged = sum(m.status == "diverged" for m in result.members)
+    lines = [f"diverged: {diverged} of {n}"]
     stopped = sum(m.status == "stopped" for m in result.members)
     if stopped:
         caught = result.in_flight
-        by = f"by the {_schedule_name(result)} schedule" + (
+        by = f"by the {schedule_name(result)} schedule" + (
             f", {caught} of them still in flight when the budget ran out" if caught else ""
         )
         lines.append(
@@ -304,66 +255,30 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
         )
     if result.lineage:
         lines.append(f"pbt: {len(result.lineage)} copies (lineage in --format json and the report)")
-    t = result.timing
-    lines.append(
-        f"timing: compile {t.compile_s:.1f} s, train {t.train_s:.1f} s, "
-        f"{t.model_steps_per_s:,.0f} model-steps/s"
-    )
-    where = f" in {store_path}" if store_path else ""
-    opt = store_args(store_path)
-    from sweepjax.results.claims import settled
-
-    if settled(result):  # the data cannot split the winners: another fine would not
-        show = f"sweepjax show {result.sweep_id}{opt}"
-        lines.append(f"stored: sweep {result.sweep_id}{where} ({show})")
-        unit = "configs" if result.configs else "members"
-        lines.append(
-            f"next: every axis is flat and {len(result.tied)} {unit} are tied; another fine "
-            "will not separate them: measure them more precisely (a bigger validation set, "
-            "--replicas R or --folds K)"
-        )
-    else:
-        lines.append(
-            f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}{opt}; "
-            f"refine: sweepjax fine --from {result.sweep_id}{opt})"
-        )
-    if result.report:
-        lines.append(f"report: {result.report}")
     return lines
 
 
-def _config_table(result: SweepResult, top: int) -> list[str]:
-    """The table grouped by config (scikit-learn's ``cv_results_``): mean +/- std of the
-    replicas' best validation accuracy, the SE of the mean, rank, tied mark, members."""
-    from sweepjax.analysis import ranking  # deferred, as search above
+def _stored_lines(result: SweepResult, store_path: str | None) -> list[str]:
+    """Where the sweep is stored, and the next step: refine it, or, when another fine
+    round cannot separate the winners, measure them more precisely."""
+    from sweepjax.results.claims import settled
 
-    axes = _axis_columns(result)
-    k = result.config.folds
-    what = f"{k}-fold cross-validation" if k else f"{result.config.replicas} replicas"
-    tied = set(result.tied)
-    out = [
-        "",
-        f"{len(result.configs)} configs x {what}; mean +/- std over replicas, se = SE of the mean",
-        ranking.CONFIG_ORDER_LINE,
-        f"{'rank':>4}  {'config':>6}  {'mean val acc':>12}  {'+/- std':>7}  {'se':>6}  "
-        f"{'tied':>4}  {'lr':>9}  {'lambda (l2)':>11}  "
-        + _axis_header(axes)
-        + f"{'members':<12}  status",
+    where = f" in {store_path}" if store_path else ""
+    opt = store_args(store_path)
+    if not settled(result):
+        return [
+            f"stored: sweep {result.sweep_id}{where} (sweepjax show {result.sweep_id}{opt}; "
+            f"refine: sweepjax fine --from {result.sweep_id}{opt})"
+        ]
+    # The data cannot split the winners: another fine would not.
+    show = f"sweepjax show {result.sweep_id}{opt}"
+    unit = "configs" if result.configs else "members"
+    return [
+        f"stored: sweep {result.sweep_id}{where} ({show})",
+        f"next: every axis is flat and {len(result.tied)} {unit} are tied; another fine "
+        "will not separate them: measure them more precisely (a bigger validation set, "
+        "--replicas R or --folds K)",
     ]
-    order = sorted(result.configs, key=lambda c: c.rank_val_acc)
-    for c in order[:top]:
-        status = {"ok": "ok", "stopped": f"stopped at step {c.stopped_at}"}.get(
-            c.status, "diverged"
-        )
-        ids = ",".join(str(i) for i in c.members)
-        out.append(
-            f"{c.rank_val_acc:>4}  {c.id:>6}  {c.mean_val_acc:>12.4f}  {c.std_val_acc:>7.4f}  "
-            f"{c.val_acc_se:>6.4f}  {'*' if c.id in tied else '':>4}  {c.lr:>9.3g}  "
-            f"{c.l2:>11.3g}  " + _axis_cells(c, axes) + f"{ids:<12}  {status}"
-        )
-    if len(order) > top:
-        out.append(f"   ... and {len(order) - top} more configs")
-    return out
 
 
 def _when(t: float | None) -> str:

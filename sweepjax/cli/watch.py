@@ -76,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
     from sweepjax.cli.watch_server import Center, make_server  # deferred: the pages load lazily
     from sweepjax.store.db import Store, default_path
 
-    store = args.store or default_path()
-    with Store.open(store) as st:  # a missing store or unknown sweep: one line, exit 2
+    path = args.store or default_path()
+    with Store.open(path) as store:  # a missing store or unknown sweep: one line, exit 2
         if args.sweep is not None:
-            st.sweep_row(args.sweep)
-    server = make_server(Center(store, args.sweep), args.host, args.port, args.allow_host)
+            store.sweep_row(args.sweep)
+    server = make_server(Center(path, args.sweep), args.host, args.port, args.allow_host)
     host, port = server.server_address[:2]
     print(f"http://{host}:{port}/", flush=True)
-    print(f"sweepjax: serving the command center of {store}; Ctrl-C stops", file=sys.stderr)
+    print(f"sweepjax: serving the command center of {path}; Ctrl-C stops", file=sys.stderr)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -148,8 +148,8 @@ class Center:
     """The command center of one store: reads it per request and renders the pages.
     Finished sweeps' snapshots are kept (they no longer change)."""
 
-    def __init__(self, store: str | Path, sweep: str | None = None):
-        self.store = Path(store)
+    def __init__(self, path: str | Path, sweep: str | None = None):
+        self.path = Path(path)
         self.sweep = sweep
         # Finished sweeps' snapshots and (members, diverged), by (what, id, finished).
         self._finished: dict[tuple[str, str, float | None], object] = {}
@@ -158,7 +158,7 @@ class Center:
     def report_folder(self, sweep_id: str) -> Path | None:
         """The sweep's report folder, resolved; None when the id would leave
         ``<store>-reports/`` (a crafted store)."""
-        folder = report_dir(self.store.resolve(), sweep_id)
+        folder = report_dir(self.path.resolve(), sweep_id)
         root, real = folder.parent.resolve(), folder.resolve()
         return real if real.parent == root else None
 
@@ -174,7 +174,7 @@ class Center:
                 return real
         return None
 
-    def card(self, st: Store, row: SweepRow, newest: live.LiveRow | None) -> SweepCard:
+    def card(self, store: Store, row: SweepRow, newest: live.LiveRow | None) -> SweepCard:
         url = f"/report/{row.id}" if self.report_path(row) is not None else None
         state = live.sweep_state(row)
         final = None
@@ -183,16 +183,16 @@ class Center:
             with self._lock:
                 final = self._finished.get(key)
             if final is None:
-                final = live.member_statuses(st.conn, row.id)
+                final = live.member_statuses(store.conn, row.id)
                 with self._lock:
                     self._finished[key] = final
         return _live_page().SweepCard(row, state, newest, url, final)
 
-    def cards(self, st: Store) -> list[SweepCard]:
-        newest = live.newest_rows(st.conn)
-        return [self.card(st, r, newest.get(r.id)) for r in st.list_sweeps()]
+    def cards(self, store: Store) -> list[SweepCard]:
+        newest = live.newest_rows(store.conn)
+        return [self.card(store, r, newest.get(r.id)) for r in store.list_sweeps()]
 
-    def snapshot(self, st: Store, card: SweepCard, payload) -> live_snapshot.Snapshot | None:
+    def snapshot(self, store: Store, card: SweepCard, payload) -> live_snapshot.Snapshot | None:
         """The running sweep's newest snapshot; a finished one's from its stored result."""
         from sweepjax.store import live_snapshot
 
@@ -202,20 +202,20 @@ class Center:
         with self._lock:
             snap = self._finished.get(key)
         if snap is None:
-            snap = live_snapshot.of_result(st.load_sweep(card.row.id))
+            snap = live_snapshot.of_result(store.load_sweep(card.row.id))
             with self._lock:
                 self._finished[key] = snap
         return snap
 
-    def sweep_parts(self, st: Store, sid: str):
-        row = st.sweep_row(sid)  # StoreError for an unknown id
-        rows = live.progress(st.conn, sid)
-        card = self.card(st, row, rows[-1] if rows else None)
-        payload = live.newest_payload(st.conn, sid)
-        return card, rows, payload, self.snapshot(st, card, payload)
+    def sweep_parts(self, store: Store, sid: str):
+        row = store.sweep_row(sid)  # StoreError for an unknown id
+        rows = live.progress(store.conn, sid)
+        card = self.card(store, row, rows[-1] if rows else None)
+        payload = live.newest_payload(store.conn, sid)
+        return card, rows, payload, self.snapshot(store, card, payload)
 
-    def report(self, st: Store, sid: str) -> Response:
-        path = self.report_path(st.sweep_row(sid))
+    def report(self, store: Store, sid: str) -> Response:
+        path = self.report_path(store.sweep_row(sid))
         body = None if path is None else read_inside(path, self.report_folder(sid))
         if body is None:
             return _text(f"sweep {sid} has no report yet", HTTPStatus.NOT_FOUND)
@@ -230,16 +230,16 @@ class Center:
         if head not in ("/sweep", "/api/sweep", "/report") and route not in ALL_SWEEPS:
             return _text("no such page; the index is at /", HTTPStatus.NOT_FOUND)
         try:
-            with Store.open(self.store) as st:
+            with Store.open(self.path) as store:
                 if route in ALL_SWEEPS:
-                    return self.index(st, json_twin=route == "/api/sweeps")
-                if not st.exists(sid):
+                    return self.index(store, json_twin=route == "/api/sweeps")
+                if not store.exists(sid):
                     return _text(
                         f"no sweep {sid!r} in this store; the index is at /", HTTPStatus.NOT_FOUND
                     )
                 if head == "/report":
-                    return self.report(st, sid)
-                parts = self.sweep_parts(st, sid)
+                    return self.report(store, sid)
+                parts = self.sweep_parts(store, sid)
                 if head == "/sweep":
                     return _html(_live_page().sweep_html(*parts))
                 return _json(_live_page().sweep_json(*parts))
@@ -247,16 +247,16 @@ class Center:
             print(f"sweepjax: watch: {e}", file=sys.stderr)
             return _text("the store cannot be read now; see the terminal running watch", 503)
 
-    def index(self, st: Store, json_twin: bool) -> Response:
-        pages, cards = _live_page(), self.cards(st)
+    def index(self, store: Store, json_twin: bool) -> Response:
+        pages, cards = _live_page(), self.cards(store)
         if not json_twin:
-            return _html(pages.index_html(str(self.store), cards))
+            return _html(pages.index_html(str(self.path), cards))
         return _json(
             {
-                "title": f"sweepjax watch: {self.store}",
+                "title": f"sweepjax watch: {self.path}",
                 "state": "running",
                 "sweeps": [pages.card_json(c) for c in cards],
-                "html": pages.index_body(str(self.store), cards),
+                "html": pages.index_body(str(self.path), cards),
             }
         )
 

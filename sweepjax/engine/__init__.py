@@ -6,8 +6,9 @@
 - :mod:`sweepjax.engine.setup`: static settings, root keys, initial state, memory sizing;
 - :mod:`sweepjax.engine.active`: the active members' state between chunks (placement,
   groups, the gather a decision applies, the whole-validation-set evaluation);
-- :mod:`sweepjax.engine.programs`: the process's compiled programs (bounded, with counts:
-  ``PROGRAMS.stats()``);
+- :mod:`sweepjax.engine.program_cache`: the process's compiled programs, held in memory
+  (bounded, with counts: ``PROGRAMS.stats()``); :mod:`sweepjax.engine.compile_cache` is
+  JAX's cache on disk, across processes;
 - :mod:`sweepjax.engine.loop`: the one host loop between chunks for every schedule, over
   a typed population of slots (:mod:`sweepjax.engine.slots`), asking a policy
   (:mod:`sweepjax.engine.decisions`) who continues; its steps for a compacting
@@ -33,7 +34,7 @@ _HOME = {
     "outcome": ("AnytimeStatus", "ChunkReport", "PopulationResult", "Timing"),
     "population": ("accuracy", "member_params", "train_population"),
     "program": ("compile_counts",),
-    "programs": ("PROGRAMS", "CacheStats", "ProgramCache"),
+    "program_cache": ("PROGRAMS", "CacheStats", "ProgramCache"),
     "refill": ("train_refilling",),
     "setup": ("group_size", "init_states", "member_bytes", "num_params", "root_keys"),
 }
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult, Timing
     from sweepjax.engine.population import accuracy, member_params, train_population
     from sweepjax.engine.program import compile_counts
-    from sweepjax.engine.programs import PROGRAMS, CacheStats, ProgramCache
+    from sweepjax.engine.program_cache import PROGRAMS, CacheStats, ProgramCache
     from sweepjax.engine.refill import train_refilling
     from sweepjax.engine.setup import group_size, init_states, member_bytes, num_params, root_keys
 

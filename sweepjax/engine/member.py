@@ -143,13 +143,13 @@ def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = Non
     return ce_sum / n, correct / n
 
 
-def init(member_key, hp: HParams, num_features: int, st: Static) -> MemberState:
+def init(member_key, hp: HParams, num_features: int, static: Static) -> MemberState:
     """Initial state of one member: weights from ``member_key``, scaled by
     ``hp.init_scale`` (and masked to ``hp.hidden`` units) by the network."""
-    params = st.network.init(member_key, num_features, hp)
+    params = static.network.init(member_key, num_features, hp)
     return MemberState(
         params=params,
-        opt_state=direction(st.optimizer, hp.momentum).init(params),
+        opt_state=direction(static.optimizer, hp.momentum).init(params),
         health=Health(
             alive=jnp.array(True),
             diverged_at=jnp.array(-1, jnp.int32),
@@ -159,56 +159,74 @@ def init(member_key, hp: HParams, num_features: int, st: Static) -> MemberState:
     )
 
 
+class Own(NamedTuple):
+    """One member's own inputs to a step: ``program.over_members`` maps it (the
+    population stacks ``[M]`` on every leaf)."""
+
+    state: MemberState
+    hp: HParams
+    fold: jax.Array  # int32 held-out fold (ignored without folds)
+    born: jax.Array  # int32 global step at which the member started
+
+
+class Shared(NamedTuple):
+    """What every member's step shares: ``program.over_members`` closes over it."""
+
+    x_train: jax.Array  # [N, D]
+    y_train: jax.Array  # [N]
+    fold_train: jax.Array  # [N] int32 fold of each training row
+    t: jax.Array  # int32 global step
+    horizon: jax.Array  # int32 steps of the run (the learning-rate schedule's length)
+    data_key: jax.Array  # the minibatch and dropout key
+
+
+class StepMetrics(NamedTuple):
+    """One step of one member: minibatch objective and accuracy (0 once diverged), and
+    the update/weight ratio (0 unless measured)."""
+
+    loss: jax.Array
+    acc: jax.Array
+    update_ratio: jax.Array
+
+
 def step(
-    s: MemberState,
-    hp: HParams,
-    fold,
-    born,
-    x_train,
-    y_train,
-    fold_train,
-    t,
-    horizon,
-    data_key,
-    st: Static,
-    measure=False,
-):
-    """One SGD/momentum/Adam step of one member at global step ``t`` of a ``horizon``-step
-    run (the learning-rate schedule's length).
+    own: Own, shared: Shared, static: Static, measure: bool = False
+) -> tuple[MemberState, StepMetrics]:
+    """One SGD/momentum/Adam step of one member at global step ``shared.t`` of a
+    ``shared.horizon``-step run (the learning-rate schedule's length).
 
-    ``born`` (int32) is the global step at which the member started (0 for a population
-    that starts together; an ASHA refill starts later). Its schedule, its "original
-    cost" and its divergence step follow its own age ``t - born``; the minibatch follows
-    the global step, so it stays the population's.
+    ``own.born`` (int32) is the global step at which the member started (0 for a
+    population that starts together; an ASHA refill starts later). Its schedule, its
+    "original cost" and its divergence step follow its own age ``t - born``; the
+    minibatch follows the global step, so it stays the population's.
 
-    With ``st.folds`` the member holds out fold ``fold`` (int32): minibatch rows whose
-    ``fold_train`` equals it get weight 0 (the minibatch stays the population's).
+    With ``static.folds`` the member holds out fold ``own.fold`` (int32): minibatch rows
+    whose ``fold_train`` equals it get weight 0 (the minibatch stays the population's).
 
-    Returns ``(state, minibatch objective, minibatch accuracy, update/weight ratio)``
-    (objective and accuracy 0 once diverged). The ratio is measured only when
-    ``measure`` (the last step of an evaluation block): it needs the update tensor
-    materialised, which the ordinary step fuses away.
+    The update/weight ratio is measured only when ``measure`` (the last step of an
+    evaluation block): it needs the update tensor materialised, which the ordinary step
+    fuses away.
     """
-    net = st.network
-    tx = direction(st.optimizer, hp.momentum)
+    s, hp, t, data_key = own.state, own.hp, shared.t, shared.data_key
+    tx = direction(static.optimizer, hp.momentum)
     # Same indices for every member: t and data_key carry no member axis, so the gather
     # and the matmuls are shared across the population (so are the dropout draws).
-    idx = minibatch_indices(data_key, t, st.batch_size, x_train.shape[0])
-    x, y = x_train[idx], y_train[idx]
-    w = (fold_train[idx] != fold).astype(jnp.float32) if st.folds else None
+    idx = minibatch_indices(data_key, t, static.batch_size, shared.x_train.shape[0])
+    x, y = shared.x_train[idx], shared.y_train[idx]
+    w = (shared.fold_train[idx] != own.fold).astype(jnp.float32) if static.folds else None
     drop_key = jax.random.fold_in(jax.random.fold_in(data_key, DROPOUT_STREAM), t)
     (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
-        s.params, x, y, hp, net, w, drop_key
+        s.params, x, y, hp, static.network, w, drop_key
     )
     d, opt_state = tx.update(grads, s.opt_state, s.params)
-    age = t - born
-    lr_t = hp.lr * lr_multiplier(age, horizon, hp.lr_decay)
+    age = t - own.born
+    lr_t = hp.lr * lr_multiplier(age, shared.horizon, hp.lr_decay)
     updates = jax.tree.map(lambda g: -lr_t * g, d)
     new_params = optax.apply_updates(s.params, updates)
 
     h = s.health
     initial = jnp.where(age == 0, loss, h.initial_loss)
-    exploded = ~jnp.isfinite(loss) | (loss > st.explode_factor * initial)
+    exploded = ~jnp.isfinite(loss) | (loss > static.explode_factor * initial)
     alive = h.alive & ~exploded
     ratio = (
         optax.global_norm(updates) / (optax.global_norm(s.params) + 1e-12)
@@ -222,28 +240,45 @@ def step(
         opt_state=jax.tree.map(keep, opt_state, s.opt_state),
         health=Health(alive, jnp.where(h.alive & exploded, age, h.diverged_at), initial),
     )
-    return s, jnp.where(alive, loss, 0.0), jnp.where(alive, acc, 0.0), ratio
+    return s, StepMetrics(jnp.where(alive, loss, 0.0), jnp.where(alive, acc, 0.0), ratio)
 
 
-def fold_mask(ms, fs, fold, st: Static):
-    """The evaluation rows of one member: every real row, or with ``st.folds`` the rows
-    of its held-out fold (``fs == fold``)."""
-    return ms * (fs == fold).astype(ms.dtype) if st.folds else ms
+def fold_mask(ms, fs, fold, static: Static):
+    """The evaluation rows of one member: every real row, or with ``static.folds`` the
+    rows of its held-out fold (``fs == fold``)."""
+    return ms * (fs == fold).astype(ms.dtype) if static.folds else ms
+
+
+class Block(NamedTuple):
+    """One member at the end of an evaluation block: ``program.over_members`` maps it."""
+
+    own: Own  # its state after the block's last step
+    train_loss: jax.Array  # the block's running mean minibatch objective
+    train_acc: jax.Array  # the block's running mean minibatch accuracy
+    update_ratio: jax.Array  # measured at the block's last step
+
+
+class Evaluation(NamedTuple):
+    """What every member's evaluation shares: ``program.over_members`` closes over it."""
+
+    val: Any  # ``(xs, ys, ms, fs)`` validation slices (``program.Slices``)
+    end: jax.Array  # int32 global steps completed at the block's end
 
 
 def record_evaluation(
-    s: MemberState, hp: HParams, fold, train_loss, train_acc, ratio, done, val, st: Static
-):
-    """Evaluate one member after ``done`` steps on the validation subset ``val``
-    (``(xs, ys, ms, fs)``; with folds, its held-out fold's rows of it) and keep its best
-    parameters; ``train_loss`` / ``train_acc`` are the block's running means over its
-    minibatches.
+    block: Block, shared: Evaluation, static: Static
+) -> tuple[MemberState, EvalMetrics]:
+    """Evaluate one member after the block on the validation subset ``shared.val`` (with
+    folds, its held-out fold's rows of it) and keep its best parameters, with the steps
+    it has trained (``end - born``) as their step.
 
     Returns the new state and :class:`EvalMetrics` (NaN once diverged).
     """
-    xs, ys, ms, fs = val
+    s, hp, fold = block.own.state, block.own.hp, block.own.fold
+    done = shared.end - block.own.born
+    xs, ys, ms, fs = shared.val
     val_loss, val_acc = loss_and_accuracy(
-        s.params, xs, ys, fold_mask(ms, fs, fold, st), st.network, hp
+        s.params, xs, ys, fold_mask(ms, fs, fold, static), static.network, hp
     )
     better = s.health.alive & (val_acc > s.best.acc)
     s = s._replace(
@@ -257,7 +292,7 @@ def record_evaluation(
     metrics = EvalMetrics(
         *(
             jnp.where(s.health.alive, v, nan)
-            for v in (train_loss, val_loss, val_acc, train_acc, ratio)
+            for v in (block.train_loss, val_loss, val_acc, block.train_acc, block.update_ratio)
         )
     )
     return s, metrics

@@ -26,7 +26,7 @@ from sweepjax.data.folds import Folds
 from sweepjax.engine import member
 from sweepjax.engine.distributed import AXIS, SINGLE, Placement, put_replicated
 from sweepjax.engine.member import Static
-from sweepjax.engine.programs import PROGRAMS
+from sweepjax.engine.program_cache import PROGRAMS
 
 
 class Slices(NamedTuple):
@@ -51,25 +51,26 @@ class DeviceData(NamedTuple):
 
 
 # --------------------------------------------------------------------------- the member axis
-def over_members(fn, member_args: int, shared_args: int, member_batch: int = 0):
-    """THE place the member axis appears: ``fn``'s first ``member_args`` arguments carry a
-    leading member axis, the next ``shared_args`` (data, step index, keys) are shared by
-    every member.
+def over_members(fn, member_batch: int = 0):
+    """THE place the member axis appears: ``fn(own, shared)`` is written for one member;
+    the returned function takes ``own`` with a leading member axis on every leaf (a
+    container of per-member inputs: states, hyperparameters, folds, ...) and ``shared``
+    without one (data, step index, keys), and returns ``fn``'s outputs with the member
+    axis leading.
 
     ``member_batch`` is the layout (``Static.member_batch``, chosen by
     :func:`sweepjax.engine.setup.static`): 0 vmaps every member at once, so the
     population's matmuls run as one; ``k > 0`` loops over the members inside the same
     program, ``k`` at a time (a vmapped group of ``k``; ``k = 1`` a plain loop with no
-    vmap), the shared arguments closed over. The loop is for operations whose batched
-    form is slow: XLA:CPU runs a convolution vmapped over the members' kernels several
-    times slower inside the training loop than the members' own one after another."""
+    vmap), ``shared`` closed over. The loop is for operations whose batched form is
+    slow: XLA:CPU runs a convolution vmapped over the members' kernels several times
+    slower inside the training loop than the members' own one after another."""
     if member_batch <= 0:
-        return jax.vmap(fn, in_axes=(0,) * member_args + (None,) * shared_args)
+        return jax.vmap(fn, in_axes=(0, None))
 
-    def looped(*args):
-        members, shared = args[:member_args], args[member_args:]
+    def looped(own, shared):
         k = None if member_batch == 1 else member_batch  # lax.map: None is a plain scan
-        return jax.lax.map(lambda m: fn(*m, *shared), members, batch_size=k)
+        return jax.lax.map(lambda o: fn(o, shared), own, batch_size=k)
 
     return looped
 
@@ -98,43 +99,47 @@ def _population_block(
     """
     # The key travels as raw bits (a plain uint32 array) so every process can pass it.
     data_key = jax.random.wrap_key_data(key_bits)
-    st = static
-    step = over_members(functools.partial(member.step, st=st), 4, 6, st.member_batch)
-    measured = over_members(
-        functools.partial(member.step, st=st, measure=True), 4, 6, st.member_batch
+    mb = static.member_batch
+    step = over_members(functools.partial(member.step, static=static), mb)
+    measured = over_members(functools.partial(member.step, static=static, measure=True), mb)
+    evaluate = over_members(functools.partial(member.record_evaluation, static=static), mb)
+    shared = member.Shared(
+        data.x_train, data.y_train, data.fold_train, start_step, horizon, data_key
     )
-    evaluate = over_members(
-        functools.partial(member.record_evaluation, st=st), 7, 1, st.member_batch
-    )
-    shared = (data.x_train, data.y_train, data.fold_train)
+
+    def own(s):
+        return member.Own(s, hps, folds, born)
 
     def one_step(i, carry):
         s, loss_sum, acc_sum = carry
-        s, loss, acc, _ = step(s, hps, folds, born, *shared, start_step + i, horizon, data_key)
-        return s, loss_sum + loss, acc_sum + acc
+        s, m = step(own(s), shared._replace(t=start_step + i))
+        return s, loss_sum + m.loss, acc_sum + m.acc
 
     zeros = jnp.zeros(hps.lr.shape, jnp.float32)
     states, loss_sum, acc_sum = jax.lax.fori_loop(0, n_steps - 1, one_step, (states, zeros, zeros))
     last = start_step + n_steps - 1
     # Only the block's last step measures the update/weight ratio: the ratio needs the
     # update tensor materialised, which the ordinary step fuses away.
-    states, loss, acc, ratio = measured(states, hps, folds, born, *shared, last, horizon, data_key)
+    states, m = measured(own(states), shared._replace(t=last))
     n = n_steps.astype(jnp.float32)
-    mean_loss, mean_acc = (loss_sum + loss) / n, (acc_sum + acc) / n
-    age = last + 1 - born  # steps each member has trained (its best checkpoint's step)
-    return evaluate(states, hps, folds, mean_loss, mean_acc, ratio, age, data.quick)
+    block = member.Block(
+        own(states), (loss_sum + m.loss) / n, (acc_sum + m.acc) / n, m.update_ratio
+    )
+    # The best checkpoint's step is the steps each member has trained: last + 1 - born.
+    return evaluate(block, member.Evaluation(data.quick, last + 1))
 
 
 def _population_eval(params, folds, val: Slices, static: Static):
     """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val`` (with
     folds: each on the rows of its held-out fold ``folds[M]``)."""
-    net = static.network
 
-    def one(p, fold, xs, ys, ms, fs):
+    def one(own, val: Slices):
+        p, fold = own
         # No width mask needed: a member's units beyond its width hold exact zeros.
-        return member.loss_and_accuracy(p, xs, ys, member.fold_mask(ms, fs, fold, static), net)
+        rows = member.fold_mask(val.ms, val.fs, fold, static)
+        return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network)
 
-    return over_members(one, 2, 4, static.member_batch)(params, folds, *val)
+    return over_members(one, static.member_batch)((params, folds), val)
 
 
 def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
@@ -143,8 +148,12 @@ def _init_block(init_key_bits, ids, hps, num_features: int, static: Static):
     program serves any population size."""
     init_key = jax.random.wrap_key_data(init_key_bits)
     keys = jax.vmap(lambda i: jax.random.fold_in(init_key, i))(ids)
-    one = functools.partial(member.init, num_features=num_features, st=static)
-    return over_members(one, 2, 0, static.member_batch)(keys, hps)
+
+    def one(own, _):
+        key, hp = own
+        return member.init(key, hp, num_features, static)
+
+    return over_members(one, static.member_batch)((keys, hps), None)
 
 
 INIT_BLOCK = 64
@@ -207,8 +216,8 @@ def compiled_refill(args, num_features: int, static: Static, where: Placement):
 # --------------------------------------------------------------------------- compile cache
 def compile_counts() -> dict[str, int]:
     """How many programs of each kind (``"chunk"``, ``"eval"``) were compiled in this
-    process (:data:`~sweepjax.engine.programs.PROGRAMS`). New hyperparameter VALUES never
-    add to it; new population sizes or chunk lengths do."""
+    process (:data:`~sweepjax.engine.program_cache.PROGRAMS`). New hyperparameter VALUES
+    never add to it; new population sizes or chunk lengths do."""
     return PROGRAMS.counts()
 
 

@@ -43,11 +43,54 @@ def build_result(
 ) -> tuple[SweepResult, dict[int, Any]]:
     """The :class:`SweepResult` of a finished population, and ``{member id: params}`` of
     the best few surviving members (winner first)."""
+    t = res.timing
+    result = SweepResult(
+        sweep_id=sid,
+        kind=cfg.kind,
+        parent=cfg.parent,
+        dataset=ds.info.as_dict(),
+        space=cfg.space.as_dict(),
+        config=cfg,
+        members=member_records(res, cfg),
+        winner=None,
+        boundary=[],
+        timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s, t.eval_s, t.transfer_s),
+        curves=res.curves,
+        parent_spaces=parent_spaces or [],
+        refinement=refinement,
+        lineage=_lineage(res),
+        history=_history(res),
+    )
+    if res.progress is not None:  # an anytime run's best-so-far points (member ids)
+        result.progress = _progress(res)
+        result.in_flight = int(res.in_flight)
+    judge_result(
+        result,
+        cfg.space,
+        ds.info.n_val,
+        band=cfg.band,
+        margin=cfg.margin,
+        seed=cfg.train.seed,
+        surface=cfg.schedule.name != "pbt",
+    )
+    if result.winner is None and cfg.schedule.name == "asha":
+        result.winner = unfinished_winner(result)
+    top = _kept_rows(result)
+    params = {result.members[i].id: member_params(res, i) for i in top}
+    if top:
+        _test_the_winner(result, top[0], params, cfg, ds)
+    if cfg.model.kind == "mlp":  # the built-in MLP's layout (a user's model has its own)
+        widths = {result.members[i].id: res.hparams.hidden[i] for i in top}
+        result.activations = kept_activations(params, widths, ds)
+    return result, params
+
+
+def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord]:
+    """One :class:`MemberRecord` per row of ``res``, not yet judged (no SEs)."""
     hp = res.hparams
-    status = res.status
     g = cfg.group  # members per config: member id = config id * g + replica
     mlp, sgd = cfg.model.kind == "mlp", cfg.train.optimizer == "sgd"
-    members = [
+    return [
         MemberRecord(
             id=int(res.member_ids[i]),
             lr=float(hp.lr[i]),
@@ -58,7 +101,7 @@ def build_result(
             dropout=float(hp.dropout[i]),
             init_scale=float(hp.init_scale[i]),
             momentum=None if sgd else float(hp.momentum[i]),
-            status=status[i],
+            status=res.status[i],
             diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
             best_val_acc=float(res.best_val_acc[i]),
             best_step=int(res.best_step[i]),
@@ -72,83 +115,67 @@ def build_result(
         )
         for i in range(res.num_members)
     ]
+
+
+def _lineage(res: PopulationResult) -> list[dict]:
+    """PBT's copies ``(step, member, copied from)``, rows turned into member ids."""
     ids = res.member_ids
-    t = res.timing
-    result = SweepResult(
-        sweep_id=sid,
-        kind=cfg.kind,
-        parent=cfg.parent,
-        dataset=ds.info.as_dict(),
-        space=cfg.space.as_dict(),
-        config=cfg,
-        members=members,
-        winner=None,
-        boundary=[],
-        timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s, t.eval_s, t.transfer_s),
-        curves=res.curves,
-        parent_spaces=parent_spaces or [],
-        refinement=refinement,
-        lineage=[
-            {"step": int(a), "member": int(ids[b]), "copied_from": int(ids[c])}
-            for a, b, c in res.lineage
-        ],
-        history=[
-            {
-                "step": int(a),
-                "member": int(ids[int(b)]),
-                "lr": float(c),
-                "l2": float(d),
-                "lr_decay": float(e),
-            }
-            for a, b, c, d, e in res.history
-        ],
-    )
-    if res.progress is not None:  # an anytime run's best-so-far points (member ids)
-        result.progress = [
-            {
-                "elapsed_s": float(e),
-                "member_steps": int(n),
-                "best_val_acc": float(a),
-                "member": int(ids[int(r)]),
-            }
-            for e, n, a, r in res.progress
-        ]
-        result.in_flight = int(res.in_flight)
-    judge_result(
-        result,
-        cfg.space,
-        ds.info.n_val,
-        band=cfg.band,
-        margin=cfg.margin,
-        seed=cfg.train.seed,
-        surface=cfg.schedule.name != "pbt",
-    )
-    if result.winner is None and cfg.schedule.name == "asha":
-        result.winner = unfinished_winner(result)
+    return [
+        {"step": int(a), "member": int(ids[b]), "copied_from": int(ids[c])}
+        for a, b, c in res.lineage
+    ]
+
+
+def _history(res: PopulationResult) -> list[dict]:
+    """PBT's hyperparameter changes ``(step, member, lr, l2, lr_decay)``, by member id."""
+    ids = res.member_ids
+    return [
+        {
+            "step": int(a),
+            "member": int(ids[int(b)]),
+            "lr": float(c),
+            "l2": float(d),
+            "lr_decay": float(e),
+        }
+        for a, b, c, d, e in res.history
+    ]
+
+
+def _progress(res: PopulationResult) -> list[dict]:
+    """An anytime run's best-so-far points, by member id."""
+    ids = res.member_ids
+    return [
+        {
+            "elapsed_s": float(e),
+            "member_steps": int(n),
+            "best_val_acc": float(a),
+            "member": int(ids[int(r)]),
+        }
+        for e, n, a, r in res.progress
+    ]
+
+
+def _kept_rows(result: SweepResult) -> list[int]:
+    """Rows of the members whose weights are kept: the winner first when it finished
+    (an unfinished one has no weights), then the best others, :data:`PARAMS_KEPT` in
+    all."""
     members = result.members
     by_id = {m.id: i for i, m in enumerate(members)}
     top = [by_id[i] for i in ([result.winner.id] if result.winner else [])]
-    top = [i for i in top if members[i].status == "ok"]  # an unfinished one has no weights
+    top = [i for i in top if members[i].status == "ok"]
     top += [i for i in search.top_members(result, PARAMS_KEPT) if i not in top]
-    top = top[: max(PARAMS_KEPT, 1)]
-    params = {members[i].id: member_params(res, i) for i in top}
-    if top:
-        w = top[0]
-        test = accuracy(
-            params[members[w].id],
-            cfg.model,
-            ds.num_classes,
-            ds.x_test,
-            ds.y_test,
-            ds.info.input_shape,
-        )
-        members[w] = dataclasses.replace(members[w], test_acc=test)
-        result.winner = dataclasses.replace(result.winner, test_acc=test)
-        result.winner_params = params[members[w].id]
-    if cfg.model.kind == "mlp":  # the built-in MLP's layout (a user's model has its own)
-        widths = {members[i].id: hp.hidden[i] for i in top}
-        result.activations = kept_activations(params, widths, ds)
-    return result, params
+    return top[: max(PARAMS_KEPT, 1)]
+
+
+def _test_the_winner(result: SweepResult, w: int, params: dict, cfg: SweepConfig, ds: Dataset):
+    """Score row ``w`` (the first kept) on the test set; record it on its member and on
+    the winner, whose parameters it becomes (in place)."""
+    members = result.members
+    p = params[members[w].id]
+    test = accuracy(p, cfg.model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape)
+    members[w] = dataclasses.replace(members[w], test_acc=test)
+    result.winner = dataclasses.replace(result.winner, test_acc=test)
+    result.winner_params = p
 
 
 def unfinished_winner(result: SweepResult) -> Winner | None:

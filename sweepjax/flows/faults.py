@@ -36,26 +36,26 @@ def checkpoint_bytes(cfg: SweepConfig, ds: Dataset, num_members: int) -> tuple[i
     return n, f"{num_members} members x {p:,} params x {copies} copies x 4 bytes"
 
 
-def check_room(st: Store, cfg: SweepConfig, ds: Dataset, num_members: int, sid=None) -> None:
+def check_room(store: Store, cfg: SweepConfig, ds: Dataset, num_members: int, sid=None) -> None:
     """Refuse a sweep whose checkpoints would not fit the disk holding the store, before
     anything is written (a resumed sweep counts its stored checkpoint as room)."""
 
-    room = space.free_bytes(st.path)
+    room = space.free_bytes(store.path)
     if room is None:
         return
     one, how = checkpoint_bytes(cfg, ds, num_members)
     need = int(CHECKPOINT_DISK_FACTOR * one)
-    page = st.conn.execute("PRAGMA page_size").fetchone()[0]
-    room += st.conn.execute("PRAGMA freelist_count").fetchone()[0] * page
+    page = store.conn.execute("PRAGMA page_size").fetchone()[0]
+    room += store.conn.execute("PRAGMA freelist_count").fetchone()[0] * page
     if sid is not None:
-        row = st.conn.execute(
+        row = store.conn.execute(
             "SELECT LENGTH(blob) FROM checkpoints WHERE sweep=?", (sid,)
         ).fetchone()
         room += row[0] if row else 0
     if need > room:
         raise StoreError(
             f"this sweep's checkpoints need about {size_text(need)} on the disk holding "
-            f"store {st.shown_path} ({how}, {CHECKPOINT_DISK_FACTOR:g}x that while one "
+            f"store {store.shown_path} ({how}, {CHECKPOINT_DISK_FACTOR:g}x that while one "
             f"replaces the other), {size_text(room)} free; free space, pass another "
             "`store`, or train fewer `trials`"
         )
@@ -73,16 +73,16 @@ def check_new_study(url: str, study: str) -> None:
         )
 
 
-def mark_interrupted(st: Store, sid: str) -> None:
+def mark_interrupted(store: Store, sid: str) -> None:
     """Mark ``sid`` interrupted if the store can still be written. On a full disk even
     this small write may fail: the row then says ``running`` with this process's pid,
     which ``resume`` (and ``list`` once the process is gone) take as interrupted."""
     with suppress(StoreError, sqlite3.Error):
-        st.mark_interrupted(sid)
+        store.mark_interrupted(sid)
 
 
 @contextmanager
-def kept_on_full_disk(st: Store, created: list[str]) -> Iterator[None]:
+def kept_on_full_disk(store: Store, created: list[str]) -> Iterator[None]:
     """A full disk inside: once the sweep ``created[0]`` exists, its error says how to
     continue it (:func:`kept`)."""
     try:
@@ -90,16 +90,16 @@ def kept_on_full_disk(st: Store, created: list[str]) -> Iterator[None]:
     except DiskFullError as e:
         if not created:
             raise
-        raise kept(st, created[0], e) from None
+        raise kept(store, created[0], e) from None
 
 
-def kept(st: Store, sid: str, e: DiskFullError) -> DiskFullError:
+def kept(store: Store, sid: str, e: DiskFullError) -> DiskFullError:
     """``e`` with the next step for sweep ``sid``: marked interrupted (if the disk allows)
     at its last stored checkpoint, ``resume`` continues it once space is freed."""
-    row = st.sweep_row(sid)  # reads still work on a full disk
+    row = store.sweep_row(sid)  # reads still work on a full disk
     if row.status == "finished":
         return e.with_hint(f"sweep {sid}'s results are stored; free space before the next command")
-    mark_interrupted(st, sid)
+    mark_interrupted(store, sid)
     return e.with_hint(
         f"sweep {sid} is kept, interrupted at step {row.steps_done}/{row.total_steps} "
         "(its last checkpoint): free space, then rerun the same command with `resume`"

@@ -34,10 +34,10 @@ from sweepjax.flows.sweep_config import (
     train_config,
 )
 from sweepjax.models.custom import check_axes, model_config, prepare
-from sweepjax.results.appraise import judge_sweep
-from sweepjax.results.records import EXTRA_AXES
+from sweepjax.results.appraise import Appraisal, judge_sweep
+from sweepjax.results.records import EXTRA_AXES, SweepResult
 from sweepjax.spec import MODEL_DEFAULTS, SweepSpec
-from sweepjax.store import Store
+from sweepjax.store import Store, SweepRow
 
 
 class Plan(NamedTuple):
@@ -118,7 +118,25 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     return Plan(cfg, ds, where)
 
 
-def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
+class Parent(NamedTuple):
+    """The finished sweep a fine round refines, as the store holds it."""
+
+    id: str
+    row: SweepRow
+    result: SweepResult  # with its curves
+    config: SweepConfig
+
+
+class FineBox(NamedTuple):
+    """What the parent's results say about the fine round's search."""
+
+    judged: Appraisal  # the parent judged at the round's band and margin
+    space: SearchSpace  # the new box
+    why: str  # how the box was drawn (said, and stored as the refinement)
+    given: dict  # the extra axes as the user gave them now (None: not given)
+
+
+def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     """A fine round: the parent's stored spec under the user's options, its box from the
     parent's response surface (:func:`~sweepjax.flows.fine_space.fine_space`), its steps
     the model's factor times the parent's, its training seed derived from the lineage."""
@@ -126,62 +144,23 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
         raise ConfigError("`loss` goes with `model`; pass the model again with its loss")
     if isinstance(spec.dataset, str):
         check_dataset_name(spec.dataset)
-    parent = spec.parent or st.newest("coarse")
-    if parent is None:
-        raise StoreError(
-            f"no finished coarse sweep in {st.path} to refine; run `sweepjax coarse` first "
-            "or pass `parent`"
-        )
-    prow = st.sweep_row(parent)
-    if prow.status != "finished":
-        raise StoreError(
-            f"sweep {parent} is {prow.status}, not finished; resume it with `resume` first "
-            "or pass another `parent`"
-        )
-    par = st.load_sweep(parent, curves=True)
+    par = _parent(spec, store)
     pcfg = par.config
     # Options the user did not give are the parent's (a searched axis: its refined box).
-    merged = spec.inherit(par.spec)
+    merged = spec.inherit(par.result.spec)
     v = merged.value
-    judged, _ = judge_sweep(
-        par.members, par.configs, pcfg.space, par.dataset["n_val"], par.curves,
-        v("band"), v("margin"), pcfg.train.seed,
-    )  # fmt: skip
     # Replicas and folds go together: giving either replaces the parent's pair.
     own = spec.replicas is not None or spec.folds is not None
     replicas, folds = group_shape(
         *((spec if own else merged).replicas, (spec if own else merged).folds)
     )
-    given = {n: getattr(spec, n) for n in EXTRA_AXES}
-    given_fixed = {n: x for n, x in given.items() if x is not None and not isinstance(x, Range)}
-    decay_off = spec.lr_decay == "off"
-    space, why = fine_space(
-        judged,
-        par,
-        pcfg.space,
-        pbt_parent=pcfg.schedule.name == "pbt",
-        top_k=v("top_k"),
-        margin=v("margin"),
-        band=v("band"),
-        lr=spec.lr,
-        l2=spec.l2,
-        lr_decay=None if decay_off else spec.lr_decay,
-        decay_off=decay_off,
-        extra=given,
-    )
-    optimizer = v("optimizer")
-    # Fixed values, given now or the parent's; an axis the parent searched is in the box.
-    fixed = {n: None if isinstance(x := getattr(merged, n), Range) else x for n in EXTRA_AXES}
-    width = _width(space.hidden, fixed["hidden"] or pcfg.model.hidden)
-    model_cfg = model_config(v("model"), width, spec.loss)
-    check_axes(model_cfg, [*space.axes(), *(n for n, x in given_fixed.items() if x)])
-    check_fixed_axes(space, model_cfg.kind, optimizer, given_fixed)
-    # The data the parent really used (after any offline fallback), so rounds compare.
-    used = par.dataset.get("name") or pcfg.data.dataset
+    box = _fine_box(spec, merged, par)
+    model_cfg, fixed = _fine_model(spec, merged, box, pcfg)
     # The root seed (the data split's, shared by the whole chain) and, from it and the
     # lineage, this round's training seed: fresh draws each round, same per command.
     root = pcfg.data.seed if spec.seed is None else spec.seed
-    lineage = (*(st.sweep_row(p).kind for p, _ in par.parent_spaces), prow.kind, "fine")
+    ancestors = (store.sweep_row(p).kind for p, _ in par.result.parent_spaces)
+    lineage = (*ancestors, par.row.kind, "fine")
     seed = derive_seed(root, lineage)
     factor = MODEL_DEFAULTS.get(model_cfg.kind, MODEL_DEFAULTS["mlp"]).fine_steps_factor
     steps = spec.steps if spec.steps is not None else factor * pcfg.train.steps
@@ -189,9 +168,11 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
         "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps,
         spec.budget, spec.width,
     )  # fmt: skip
-    train_cfg = _train(merged, optimizer, steps, seed, fixed)
+    train_cfg = _train(merged, v("optimizer"), steps, seed, fixed)
+    # The data the parent really used (after any offline fallback), so rounds compare.
+    used = par.result.dataset.get("name") or pcfg.data.dataset
     # Sweeps stored before `scaling` was recorded scaled one way: globally.
-    scaling = merged.scaling or par.dataset.get("scaling") or "global"
+    scaling = merged.scaling or par.result.dataset.get("scaling") or "global"
     data_cfg = dataclasses.replace(pcfg.data, data_dir=merged.data_dir, seed=root, scaling=scaling)
     data_in = spec.dataset if spec.dataset is not None else used
     data_cfg, ds = plan_data(data_in, data_cfg, spec.scaling, cb)
@@ -202,18 +183,18 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     if grid and sampler != "uniform":
         raise ConfigError(f"`grid` draws a grid; drop it to use `sampler` {sampler}")
     resolved = _resolved(
-        dataclasses.replace(merged, parent=parent, seed=root),
-        model_cfg, train_cfg, sched_cfg, space, replicas, folds,
+        dataclasses.replace(merged, parent=par.id, seed=root),
+        model_cfg, train_cfg, sched_cfg, box.space, replicas, folds,
     )  # fmt: skip
     cfg = SweepConfig(
         kind="fine",
         data=data_cfg,
         model=model_cfg,
         train=train_cfg,
-        space=space,
+        space=box.space,
         trials=v("trials"),
         grid=grid,
-        parent=parent,
+        parent=par.id,
         top_k=v("top_k"),
         margin=v("margin"),
         band=v("band"),
@@ -225,18 +206,78 @@ def plan_fine(spec: SweepSpec, st: Store, cb: Callbacks, where) -> Plan:
     )
     scheduler_for(cfg, cfg.trials)
     replaced = spec.lr is not None or spec.l2 is not None
-    replaced |= any(given[n] is not None for n in given if n in pcfg.space.axes())
-    draws = model_draws(judged, pcfg.space, cfg, replaced=replaced)
+    replaced |= any(box.given[n] is not None for n in box.given if n in pcfg.space.axes())
+    draws = model_draws(box.judged, pcfg.space, cfg, replaced=replaced)
     prepare(cfg.model, ds)
-    if ds.info.sha256 != par.dataset.get("sha256"):
+    if ds.info.sha256 != par.result.dataset.get("sha256"):
         cb.say(
-            f"note: the data differs from parent {parent}'s "
-            f"({ds.info.name} vs {par.dataset.get('name')}); accuracies may not compare"
+            f"note: the data differs from parent {par.id}'s "
+            f"({ds.info.name} vs {par.result.dataset.get('name')}); accuracies may not compare"
         )
     check_optuna_storage(spec.optuna_storage)
-    cb.say(f"fine box from {parent}: {why}")
+    cb.say(f"fine box from {par.id}: {box.why}")
     cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
-    return Plan(cfg, ds, where, draws, why)
+    return Plan(cfg, ds, where, draws, box.why)
+
+
+def _parent(spec: SweepSpec, store: Store) -> Parent:
+    """The sweep named ``spec.parent`` (default: the newest coarse one), which must have
+    finished."""
+    parent = spec.parent or store.newest("coarse")
+    if parent is None:
+        raise StoreError(
+            f"no finished coarse sweep in {store.path} to refine; run `sweepjax coarse` "
+            "first or pass `parent`"
+        )
+    row = store.sweep_row(parent)
+    if row.status != "finished":
+        raise StoreError(
+            f"sweep {parent} is {row.status}, not finished; resume it with `resume` first "
+            "or pass another `parent`"
+        )
+    result = store.load_sweep(parent, curves=True)
+    return Parent(parent, row, result, SweepConfig.from_dict(result.config))
+
+
+def _fine_box(spec: SweepSpec, merged: SweepSpec, par: Parent) -> FineBox:
+    """The parent judged at the round's band and margin, and the new box from it."""
+    v, pcfg, res = merged.value, par.config, par.result
+    judged, _ = judge_sweep(
+        res.members, res.configs, pcfg.space, res.dataset["n_val"], res.curves,
+        v("band"), v("margin"), pcfg.train.seed,
+    )  # fmt: skip
+    given = {n: getattr(spec, n) for n in EXTRA_AXES}
+    decay_off = spec.lr_decay == "off"
+    space, why = fine_space(
+        judged,
+        res,
+        pcfg.space,
+        pbt_parent=pcfg.schedule.name == "pbt",
+        top_k=v("top_k"),
+        margin=v("margin"),
+        band=v("band"),
+        lr=spec.lr,
+        l2=spec.l2,
+        lr_decay=None if decay_off else spec.lr_decay,
+        decay_off=decay_off,
+        extra=given,
+    )
+    return FineBox(judged, space, why, given)
+
+
+def _fine_model(
+    spec: SweepSpec, merged: SweepSpec, box: FineBox, pcfg: SweepConfig
+) -> tuple[ModelConfig, dict]:
+    """The round's model (its width from the box or the fixed value) checked against
+    the axes, and the fixed values of the extra axes (None where the box searches it)."""
+    given_fixed = {n: x for n, x in box.given.items() if x is not None and not isinstance(x, Range)}
+    # Fixed values, given now or the parent's; an axis the parent searched is in the box.
+    fixed = {n: None if isinstance(x := getattr(merged, n), Range) else x for n in EXTRA_AXES}
+    width = _width(box.space.hidden, fixed["hidden"] or pcfg.model.hidden)
+    model_cfg = model_config(merged.value("model"), width, spec.loss)
+    check_axes(model_cfg, [*box.space.axes(), *(n for n, x in given_fixed.items() if x)])
+    check_fixed_axes(box.space, model_cfg.kind, merged.value("optimizer"), given_fixed)
+    return model_cfg, fixed
 
 
 def fit_batch(train_cfg, ds, folds: int, cb: Callbacks):

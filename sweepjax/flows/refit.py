@@ -101,7 +101,7 @@ def refit_member(
 
 
 def refit_winner(
-    result: SweepResult, cfg: SweepConfig, ds: Dataset, st: Store, cb: Callbacks
+    result: SweepResult, cfg: SweepConfig, ds: Dataset, store: Store, cb: Callbacks
 ) -> SweepResult:
     """Retrain ``result``'s winner on train + validation (:func:`refit_member`), store
     and return the result with ``winner.refit_test_acc`` / ``refit_steps``."""
@@ -113,7 +113,7 @@ def refit_winner(
     if not np.isfinite(r.test_acc):
         cb.say(f"note: the refit of member {m.id} on train + validation diverged; no refit")
         return result
-    st.set_refit(result.sweep_id, r.steps, r.test_acc)
+    store.set_refit(result.sweep_id, r.steps, r.test_acc)
     early = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a: it did not finish"
     cb.say(
         f"refit: member {m.id} retrained on train + validation for {r.steps} steps: "

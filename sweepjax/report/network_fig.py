@@ -135,13 +135,13 @@ def hidden_stats(
 ) -> Figure:
     """MLP hidden layer on a data sample: how often each of the member's own units fires
     (dead units never do) and the correlation between units (redundant units correlate)."""
-    act, st = hidden_activations(params, x_sample, width)
+    act, summary = hidden_activations(params, x_sample, width)
     fig = Figure(figsize=(9, 3.8), dpi=100)
     ax1 = fig.add_subplot(1, 2, 1)
-    ax1.hist(st["active_fraction"], bins=20, range=(0, 1), color="#1f77b4")
+    ax1.hist(summary["active_fraction"], bins=20, range=(0, 1), color="#1f77b4")
     ax1.set_xlabel("fraction of examples where the unit is active")
     ax1.set_ylabel("units")
-    ax1.set_title(f"dead units: {st['dead']} of {st['units']}", fontsize=10)
+    ax1.set_title(f"dead units: {summary['dead']} of {summary['units']}", fontsize=10)
     ax2 = fig.add_subplot(1, 2, 2)
     a = act[:, :max_units]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -172,19 +172,19 @@ def activation_histograms(stats: list, labels: list[str] | None = None) -> Figur
     n = max(len(stats), 1)
     labels = labels or [f"member {s.member}" for s in stats]
     fig = Figure(figsize=(2.9 * n + 0.4, 5.6), dpi=100)
-    for j, (st, label) in enumerate(zip(stats, labels, strict=True)):
+    for j, (s, label) in enumerate(zip(stats, labels, strict=True)):
         ax, bx = fig.add_subplot(2, n, j + 1), fig.add_subplot(2, n, n + j + 1)
-        le = np.log10(st.edges)
+        le = np.log10(s.edges)
         step = float(le[1] - le[0])
         x0 = float(le[0]) - 4 * step  # the zeros' bar, apart, left of the positive bins
         ax.set_yscale("log")
-        if st.zeros:
-            ax.bar([x0], [st.zeros], width=step * 2, align="edge", color="#999999", gid="act-zero")
-        nz = st.counts > 0
+        if s.zeros:
+            ax.bar([x0], [s.zeros], width=step * 2, align="edge", color="#999999", gid="act-zero")
+        nz = s.counts > 0
         if nz.any():
             ax.bar(
                 le[:-1][nz],
-                st.counts[nz],
+                s.counts[nz],
                 width=step,
                 align="edge",
                 color="#1f77b4",
@@ -193,18 +193,16 @@ def activation_histograms(stats: list, labels: list[str] | None = None) -> Figur
         decades = np.arange(np.ceil(le[0]), np.floor(le[-1]) + 1)
         ax.set_xticks([x0 + step, *decades], ["0", *(f"1e{int(d)}" for d in decades)], fontsize=7)
         ax.set_xlim(x0 - step, float(le[-1]) + step)
-        ax.set_ylim(0.5, max(float(st.zeros), float(st.counts.max(initial=0)), 1.0) * 3)
+        ax.set_ylim(0.5, max(float(s.zeros), float(s.counts.max(initial=0)), 1.0) * 3)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("activation (0, then log bins)", fontsize=8)
         if j == 0:
-            ax.set_ylabel(f"count (units x {st.rows} rows, log)", fontsize=8)
-        ax.set_title(
-            f"{label}\nwidth {st.width}, dead {st.dead_fraction:.2f} ({st.dead})", fontsize=9
-        )
-        rate = st.firing_rate
+            ax.set_ylabel(f"count (units x {s.rows} rows, log)", fontsize=8)
+        ax.set_title(f"{label}\nwidth {s.width}, dead {s.dead_fraction:.2f} ({s.dead})", fontsize=9)
+        rate = s.firing_rate
         live = rate[rate > 0]
-        if st.dead:
-            bx.bar([-0.05], [st.dead], width=0.05, align="edge", color="#d62728", gid="dead")
+        if s.dead:
+            bx.bar([-0.05], [s.dead], width=0.05, align="edge", color="#d62728", gid="dead")
         if live.size:
             counts, edges = np.histogram(live, bins=20, range=(0.0, 1.0))
             keep = counts > 0

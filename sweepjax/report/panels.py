@@ -31,8 +31,8 @@ def hidden_unit_stats(result, x_sample=None) -> tuple[dict, str | None]:
     w = result.winner.id
     m = next((m for m in result.members if m.id == w), None)
     x = np.asarray(x_sample)[: activations.SAMPLE_ROWS]
-    st = activations.activation_stats(params, x, width=getattr(m, "hidden", None), member=w)
-    return {w: st}, None
+    s = activations.activation_stats(params, x, width=getattr(m, "hidden", None), member=w)
+    return {w: s}, None
 
 
 def _winner_width(result, stats: dict) -> int | None:
@@ -51,8 +51,8 @@ def stat_columns(result, stats: dict) -> tuple[list, list[str]]:
     w = result.winner.id if result.winner is not None else None
     cols = list(stats.values())
     labels = [
-        f"winner (id {st.member})" if st.member == w else f"#{k + 1} (id {st.member})"
-        for k, st in enumerate(cols)
+        f"winner (id {s.member})" if s.member == w else f"#{k + 1} (id {s.member})"
+        for k, s in enumerate(cols)
     ]
     return cols, labels
 

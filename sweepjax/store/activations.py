@@ -39,8 +39,8 @@ def write(c: sqlite3.Connection, sweep_id: str, stats: dict[int, ActivationStats
     c.executemany(
         "INSERT INTO activations VALUES (?,?,?,?)",
         [
-            (sweep_id, int(mid), rank, json.dumps(st.as_dict()))
-            for rank, (mid, st) in enumerate(stats.items())
+            (sweep_id, int(mid), rank, json.dumps(s.as_dict()))
+            for rank, (mid, s) in enumerate(stats.items())
         ],
     )
 

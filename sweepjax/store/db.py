@@ -88,10 +88,10 @@ class Store:
 
     Example::
 
-      with Store.open("sweepjax.db") as st:
-          for row in st.list_sweeps():
+      with Store.open("sweepjax.db") as store:
+          for row in store.list_sweeps():
               print(row.id, row.status)
-          result = st.load_sweep("c1")
+          result = store.load_sweep("c1")
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, shown_path: Path | None = None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweepjax.engine.programs import ProgramCache
+from sweepjax.engine.program_cache import ProgramCache
 
 
 def test_a_hit_returns_the_same_executable_and_costs_nothing():

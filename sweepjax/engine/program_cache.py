@@ -1,4 +1,5 @@
-"""The compiled programs of this process: an owned, bounded cache with counts.
+"""The compiled programs of this process: an owned, bounded cache with counts, in
+memory (:mod:`sweepjax.engine.compile_cache` is JAX's cache on disk, across processes).
 
 Each (program kind, static settings, placement, argument shapes) compiles once; new
 hyperparameter VALUES never compile again (they are traced). The cache is bounded (least

@@ -1,0 +1,113 @@
+"""The results tables that ``coarse`` / ``fine`` / ``show`` print: one row per member
+in the one ranking order (the lecture's ``Try i/N Best val accuracy: ..., lr: ...,
+Lambda: ...`` lines, as a table), or one row per config with replicas or folds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: it imports the engine (jax), which --help skips
+    from sweepjax.results.records import SweepResult
+
+# The table's columns for searched axes beyond (lr, l2): header, width, format.
+AXIS_COLUMNS = {
+    "lr_decay": ("decay", 6, "{:>6.3f}"),
+    "hidden": ("hidden", 6, "{:>6d}"),
+    "dropout": ("drop", 5, "{:>5.2f}"),
+    "init_scale": ("init", 6, "{:>6.3g}"),
+    "momentum": ("mom", 5, "{:>5.3f}"),
+}
+
+
+def axis_columns(result: SweepResult) -> list[str]:
+    """The searched axes beyond (lr, l2) that get a column (only when searched)."""
+    return [a for a in AXIS_COLUMNS if a in result.space]
+
+
+def axis_header(axes: list[str]) -> str:
+    return "".join(f"{AXIS_COLUMNS[a][0]:>{AXIS_COLUMNS[a][1]}}  " for a in axes)
+
+
+def axis_cells(rec, axes: list[str]) -> str:
+    out = ""
+    for a in axes:
+        v, (_, width, fmt) = getattr(rec, a), AXIS_COLUMNS[a]
+        out += (fmt.format(v) if v is not None else f"{'-':>{width}}") + "  "
+    return out
+
+
+def schedule_name(result: SweepResult) -> str:
+    return result.spec.schedule or "full"
+
+
+def member_table(result: SweepResult, top: int) -> list[str]:
+    """The ranked members (the first ``top``), the ranking order said above them, and a
+    count of the rest."""
+    from sweepjax import search  # deferred: it imports the engine (jax)
+    from sweepjax.analysis import ranking
+
+    order = search.ranking(result)
+    tied = set(result.tied)
+    lines = ["", ranking.ORDER_LINE]  # why a stopped 0.9100 sits below a finished 0.9075
+    axes = axis_columns(result)  # a column per axis searched beyond (lr, l2)
+    lines.append(
+        f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'+/- se':>6}  {'tied':>4}  "
+        f"{'at step':>7}  "
+        f"{'lr':>9}  {'lambda (l2)':>11}  " + axis_header(axes) + "status"
+    )
+    n = len(result.members)
+    for r, i in enumerate(order[:top]):
+        m = result.members[i]
+        status = {
+            "ok": "ok",
+            "stopped": f"stopped at step {m.stopped_at}",
+        }.get(m.status, f"diverged at step {m.diverged_at}")
+        se = f"{m.val_acc_se:.4f}" if m.val_acc_se is not None else "n/a"
+        mark = "*" if m.id in tied else ""
+        lines.append(
+            f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {se:>6}  {mark:>4}  "
+            f"{m.best_step:>7}  {m.lr:>9.3g}  {m.l2:>11.3g}  " + axis_cells(m, axes) + status
+        )
+    if n > top:
+        rest = [result.members[i] for i in order[top:]]
+        d_rest = sum(m.status == "diverged" for m in rest)
+        s_rest = sum(m.status == "stopped" for m in rest)
+        lines.append(
+            f"   ... and {n - top} more ({d_rest} of them diverged"
+            + (f", {s_rest} stopped by the {schedule_name(result)} schedule)" if s_rest else ")")
+        )
+    return lines
+
+
+def config_table(result: SweepResult, top: int) -> list[str]:
+    """The table grouped by config (scikit-learn's ``cv_results_``): mean +/- std of the
+    replicas' best validation accuracy, the SE of the mean, rank, tied mark, members."""
+    from sweepjax.analysis import ranking  # deferred, as in member_table
+
+    axes = axis_columns(result)
+    k = result.config.folds
+    what = f"{k}-fold cross-validation" if k else f"{result.config.replicas} replicas"
+    tied = set(result.tied)
+    out = [
+        "",
+        f"{len(result.configs)} configs x {what}; mean +/- std over replicas, se = SE of the mean",
+        ranking.CONFIG_ORDER_LINE,
+        f"{'rank':>4}  {'config':>6}  {'mean val acc':>12}  {'+/- std':>7}  {'se':>6}  "
+        f"{'tied':>4}  {'lr':>9}  {'lambda (l2)':>11}  "
+        + axis_header(axes)
+        + f"{'members':<12}  status",
+    ]
+    order = sorted(result.configs, key=lambda c: c.rank_val_acc)
+    for c in order[:top]:
+        status = {"ok": "ok", "stopped": f"stopped at step {c.stopped_at}"}.get(
+            c.status, "diverged"
+        )
+        ids = ",".join(str(i) for i in c.members)
+        out.append(
+            f"{c.rank_val_acc:>4}  {c.id:>6}  {c.mean_val_acc:>12.4f}  {c.std_val_acc:>7.4f}  "
+            f"{c.val_acc_se:>6.4f}  {'*' if c.id in tied else '':>4}  {c.lr:>9.3g}  "
+            f"{c.l2:>11.3g}  " + axis_cells(c, axes) + f"{ids:<12}  {status}"
+        )
+    if len(order) > top:
+        out.append(f"   ... and {len(order) - top} more configs")
+    return out
