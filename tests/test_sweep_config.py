@@ -64,6 +64,8 @@ def test_a_config_stored_by_the_previous_version_loads_typed():
     # Stored again it is the same document, the spec's budget in its one spelling.
     want = copy.deepcopy(MAIN_STORED)
     want["spec"]["budget"] = "4k"
+    # and the scaling it used, which that version did not record: one std for every input
+    want["data"]["scaling"] = want["spec"]["scaling"] = "global"
     assert cfg.as_dict() == want
     assert SweepConfig.from_dict(cfg.as_dict()) == cfg
 

@@ -236,7 +236,7 @@ def _parent(spec: SweepSpec, store: Store) -> Parent:
             "or pass another `parent`"
         )
     result = store.load_sweep(parent, curves=True)
-    return Parent(parent, row, result, SweepConfig.from_dict(result.config))
+    return Parent(parent, row, result, result.config)
 
 
 def _fine_box(spec: SweepSpec, merged: SweepSpec, par: Parent) -> FineBox:
