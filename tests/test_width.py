@@ -416,3 +416,43 @@ def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, mo
     assert anytime.block_seconds(cfg, ds, SINGLE, 16) == pytest.approx(0.08)
     assert anytime.with_length(cfg, {"train": {"steps": 999}}).train.steps == 999
     assert anytime.with_length(cfg, {"train": {"steps": 2400}}) is cfg
+
+
+# --------------------------------------------------------------------------- the probe
+# Slow: the probe compiles the real chunk program at each width (~2 s each on 2 cores).
+@pytest.mark.slow
+def test_the_probe_of_a_custom_model_times_the_program_the_run_trains(tmp_path, monkeypatch):
+    """A user's model is probed with one block of the real chunk program at each width
+    (``flows.anytime``): the times the rule reads are that program's only if the run
+    then trains with the very program the probe compiled. So an ASHA sweep that measures
+    its width compiles one chunk program per measured width and none of its own: the
+    run at the chosen width reuses the probe's (same static settings, argument shapes
+    and dtypes, placement). Asserted on compile counts, never on seconds.
+
+    Two trials cap the width at 2, so the probe measures widths 1 and 2. (The built-in
+    models' probe is a stand-in of the same matmuls, compiled in a second; its relation
+    to the real program is ``flows.anytime.REAL_OVER_PROBE``.)"""
+    import numpy as np
+
+    import sweepjax
+    from sweepjax.engine import program
+    from tests.custom_models import TinyMLP
+
+    memo = tmp_path / "width.json"
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(memo))  # nothing remembered: measure
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    program.clear_cache()
+    res = sweepjax.coarse(
+        model=TinyMLP(num_classes=2, hidden=4), dataset=f"npz:{npz}", schedule="asha",
+        trials=2, steps=18, batch_size=16, rungs=2, store=str(tmp_path / "s.db"),
+        report=False,
+    )  # fmt: skip
+    [entry] = json.loads(memo.read_text())["entries"].values()
+    measured = sorted({w for w, _ in entry["table"]})
+    assert measured == [1, 2] and entry["width"] == 2
+    assert len(res.members) == 2 and {m.status for m in res.members} <= {"ok", "stopped"}
+    assert program.compile_counts()["chunk"] == len(measured)
