@@ -220,6 +220,27 @@ def test_full_disk_on_resume_and_on_the_interrupted_mark(tmp_path, capsys, fault
     finish(capsys, store, reference)
 
 
+def test_an_unexpected_crash_says_the_sweep_is_kept_and_resume_finishes_it(
+    tmp_path, capsys, faults, reference
+):
+    """A bug or a lost device mid-sweep (here: the second checkpoint's write raises a
+    RuntimeError) is no error of ours: it propagates with its traceback (exit 1 from the
+    CLI). The sweep is kept interrupted at its last checkpoint, the traceback's note says
+    so in one line, and resume finishes it to the uninterrupted members."""
+    store = tmp_path / "s.db"
+    faults("INSERT OR REPLACE INTO checkpoints", n=2, error=RuntimeError("device lost"))
+    with pytest.raises(RuntimeError, match="device lost") as e:
+        main([*ARGS, "--store", str(store)])
+    Faulty.faults = []
+    status, members, done = agree(capsys, store)
+    assert (status, members, done) == ("interrupted", 4, 3)  # the first checkpoint's step
+    assert e.value.__notes__ == [
+        "sweepjax: sweep c1 is kept, interrupted at step 3/12 (its last checkpoint); once "
+        "the cause is fixed, the same command with `resume` continues it"
+    ]
+    finish(capsys, store, reference)
+
+
 def test_full_disk_while_creating_the_store_leaves_no_file(tmp_path, capsys, faults, reference):
     store = tmp_path / "s.db"
     faults("CREATE TABLE sweeps")

@@ -4,10 +4,12 @@ the widths measured and the reason's numbers."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import doctest
 import json
 import random
+import re
 
 import pytest
 
@@ -419,3 +421,99 @@ def test_a_time_budget_sizes_the_members_length_to_what_it_has_left(tmp_path, mo
     stored = dataclasses.replace(cfg, train=cfg.train.replace(steps=999))
     assert anytime.with_length(cfg, stored).train.steps == 999
     assert anytime.with_length(cfg, cfg) is cfg
+
+
+# --------------------------------------------------------------------------- the probe
+# Slow: the probe compiles the real chunk program at each width (~2 s each on 2 cores).
+@pytest.mark.slow
+def test_the_probe_of_a_custom_model_times_the_program_the_run_trains(tmp_path, monkeypatch):
+    """A user's model is probed with one block of the real chunk program at each width
+    (``flows.anytime``): the times the rule reads are that program's only if the run
+    then trains with the very program the probe compiled. So an ASHA sweep that measures
+    its width compiles one chunk program per measured width and none of its own: the
+    run at the chosen width reuses the probe's (same static settings, argument shapes
+    and dtypes, placement). Asserted on compile counts, never on seconds.
+
+    Two trials cap the width at 2, so the probe measures widths 1 and 2. (The built-in
+    models' probe is a stand-in of the same matmuls, compiled in a second; its relation
+    to the real program is ``flows.anytime.REAL_OVER_PROBE``.)"""
+    import numpy as np
+
+    import sweepjax
+    from sweepjax.engine import program
+    from tests.custom_models import TinyMLP
+
+    memo = tmp_path / "width.json"
+    monkeypatch.setenv("SWEEPJAX_WIDTH_CACHE", str(memo))  # nothing remembered: measure
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    program.clear_cache()
+    res = sweepjax.coarse(
+        model=TinyMLP(num_classes=2, hidden=4), dataset=f"npz:{npz}", schedule="asha",
+        trials=2, steps=18, batch_size=16, rungs=2, store=str(tmp_path / "s.db"),
+        report=False,
+    )  # fmt: skip
+    [entry] = json.loads(memo.read_text())["entries"].values()
+    measured = sorted({w for w, _ in entry["table"]})
+    assert measured == [1, 2] and entry["width"] == 2
+    assert len(res.members) == 2 and {m.status for m in res.members} <= {"ok", "stopped"}
+    assert program.compile_counts()["chunk"] == len(measured)
+
+
+# Each dot in the loop over steps of a compiled program (its output shape and dimension
+# numbers): the matmul work of one training step, read from the optimised HLO.
+STEP_DOT = re.compile(
+    r"= (\w+\[[\d,]*\])\S* dot\(.*?\), (.*?), metadata=\{op_name=\"jit\([^)]*\)/while/body/"
+)
+
+
+def _step_dots(hlo: str) -> collections.Counter:
+    return collections.Counter(m.groups() for m in STEP_DOT.finditer(hlo))
+
+
+@pytest.mark.parametrize(("kind", "w", "batch"), [("mlp", 2, 64), ("softmax", 4, 1024)])
+def test_the_dense_probe_runs_the_real_steps_matmuls(monkeypatch, kind, w, batch):
+    """The built-in models' probe (``flows.anytime.dense_program``) is a stand-in that
+    compiles in a second; its block times stand for the real program's only if each of
+    its steps does the real step's matmuls. Compared on the compiled programs (the
+    dots inside the loop over steps: shapes and contractions, forward and backward),
+    never on seconds. The real program is the one a run trains at width ``w``
+    (``_program_probe``'s block, the run's own chunk program by the test above).
+    Batch 1024 on 600 training rows: the run trains on minibatches of 600 (the batch is
+    capped at the training rows), and so must the probe."""
+    import jax
+
+    from sweepjax.config import DataConfig, ModelConfig, ScheduleConfig, SearchSpace, TrainConfig
+    from sweepjax.engine.distributed import SINGLE
+    from sweepjax.engine.program_cache import PROGRAMS
+    from sweepjax.flows import anytime
+    from sweepjax.flows.sweep_config import SweepConfig
+    from tests.helpers import toy_dataset
+
+    ds = toy_dataset()  # 600 training rows, 20 features, 4 classes
+    cfg = SweepConfig(
+        "coarse", DataConfig(), ModelConfig(kind, hidden=32),
+        TrainConfig(steps=40, batch_size=batch), SearchSpace(), 8,
+        schedule=ScheduleConfig("asha"),
+    )  # fmt: skip
+    chunks = []
+    get = PROGRAMS.get
+
+    def spy(kind_, key, compile_):
+        exe, s = get(kind_, key, compile_)
+        chunks.extend([exe] if kind_ == "chunk" else [])
+        return exe, s
+
+    monkeypatch.setattr(PROGRAMS, "get", spy)
+    anytime._program_probe(cfg, ds, SINGLE)(w)
+    real = _step_dots(chunks[-1].as_text())
+    run, weights, x = anytime.dense_program(cfg, ds)
+    probe = _step_dots(run.lower(weights(w), x, jax.random.key(0)).compile().as_text())
+    # The members' forward and weight-gradient matmuls (and the MLP's hidden ones): B rows.
+    rows = min(batch, 600)
+    assert sum(f"{rows}]" in shape for shape, _ in real) >= 1
+    assert len(real) == (2 if kind == "softmax" else 5)
+    assert probe == real

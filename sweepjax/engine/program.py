@@ -208,7 +208,7 @@ def compiled_refill(args, num_features: int, static: Static, where: Placement):
 
     def make():
         fn = functools.partial(_refill, num_features=num_features, static=static)
-        return jax.jit(_sharded(fn, where, 4, 1, 1), donate_argnums=(0,))
+        return jax.jit(_sharded(fn, where, 4, 1), donate_argnums=(0,))
 
     return _compiled("refill", make, args, (static, num_features), where, _fast_compile_options())
 
@@ -226,9 +226,13 @@ def clear_cache() -> None:
     PROGRAMS.clear()
 
 
-def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: int):
+def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int):
     """Over a mesh, each device runs ``fn`` on its own slice of members (``shard_map``)
-    with everything else replicated: no communication inside the program."""
+    with everything else replicated: no communication inside the program.
+
+    Every output carries the member axis, so one spec covers the whole output, whatever
+    its structure: a tuple of results (chunk, eval) or a single state tree (refill). A
+    tuple of specs, one per output, would not fit a program that returns one tree."""
     if where.mesh is None:
         return fn
     m, s = PartitionSpec(AXIS), PartitionSpec()
@@ -236,7 +240,7 @@ def _sharded(fn, where: Placement, n_member_in: int, n_shared_in: int, n_out: in
         fn,
         mesh=where.mesh,
         in_specs=(m,) * n_member_in + (s,) * n_shared_in,
-        out_specs=(m,) * n_out,
+        out_specs=m,
         check_vma=False,
     )
 
@@ -260,7 +264,7 @@ def compiled_block(args, static: Static, where: Placement):
 
     def make():
         fn = functools.partial(_population_block, static=static)
-        return jax.jit(_sharded(fn, where, 4, 5, 2), donate_argnums=(0,))
+        return jax.jit(_sharded(fn, where, 4, 5), donate_argnums=(0,))
 
     return _compiled("chunk", make, args, static, where)
 
@@ -270,7 +274,7 @@ def compiled_eval(args, static: Static, where: Placement):
 
     def make():
         fn = functools.partial(_population_eval, static=static)
-        return jax.jit(_sharded(fn, where, 2, 1, 2))
+        return jax.jit(_sharded(fn, where, 2, 1))
 
     return _compiled("eval", make, args, static, where)
 

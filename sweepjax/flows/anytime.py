@@ -108,9 +108,31 @@ def _dense_probe(cfg: SweepConfig, ds: Dataset):
     the engine's networks run, so the members' first layers are one matmul): the work
     that grows with the width, in a program that compiles in about a second (the real
     one takes several)."""
+    run, weights, x = dense_program(cfg, ds)
+
+    def time_block(w: int) -> float:
+        ws, key = weights(w), jax.random.key(0)
+        ws = jax.block_until_ready(run(ws, x, key))  # compile and warm up
+        best = math.inf
+        for _ in range(PROBE_REPEATS):  # noise only adds time: keep the fastest
+            t0 = time.perf_counter()
+            ws = jax.block_until_ready(run(ws, x, key))
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    return time_block
+
+
+def dense_program(cfg: SweepConfig, ds: Dataset):
+    """The dense probe's program: ``(run, weights, x)``, ``run(weights(w), x, key)`` one
+    probe block of ``w`` members (jitted, weights donated), ``x[N, D]`` the stand-in
+    training rows. Each step's matmuls are those of the real program's training step
+    (tests/test_width.py compares the two programs)."""
     import jax.numpy as jnp
 
-    b, d, k = cfg.train.batch_size, ds.num_features, ds.num_classes
+    # The minibatch the run trains with: at most the training rows (setup.static's rule).
+    b = min(cfg.train.batch_size, ds.x_train.shape[0])
+    d, k = ds.num_features, ds.num_classes
     dims = [d, cfg.model.hidden, k] if cfg.model.kind == "mlp" else [d, k]
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((ds.x_train.shape[0], d)), jnp.float32)
@@ -130,21 +152,11 @@ def _dense_probe(cfg: SweepConfig, ds: Dataset):
 
         return jax.lax.fori_loop(0, PROBE_STEPS, one, ws)
 
-    run = jax.jit(block, donate_argnums=(0,))
+    def weights(w: int) -> list:
+        return [jnp.asarray(rng.standard_normal((w, n, m)) * 0.01, jnp.float32)
+                for m, n in zip(dims, dims[1:], strict=False)]  # fmt: skip
 
-    def time_block(w: int) -> float:
-        ws = [jnp.asarray(rng.standard_normal((w, n, m)) * 0.01, jnp.float32)
-              for m, n in zip(dims, dims[1:], strict=False)]  # fmt: skip
-        key = jax.random.key(0)
-        ws = jax.block_until_ready(run(ws, x, key))  # compile and warm up
-        best = math.inf
-        for _ in range(PROBE_REPEATS):  # noise only adds time: keep the fastest
-            t0 = time.perf_counter()
-            ws = jax.block_until_ready(run(ws, x, key))
-            best = min(best, time.perf_counter() - t0)
-        return best
-
-    return time_block
+    return jax.jit(block, donate_argnums=(0,)), weights, x
 
 
 def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):

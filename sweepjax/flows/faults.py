@@ -5,11 +5,12 @@ full disk ends it with, the sweep kept interrupted for ``resume`` (:func:`kept`)
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from sweepjax.data import Dataset
-from sweepjax.errors import ConfigError, DiskFullError, StoreError, size_text
+from sweepjax.errors import ConfigError, DiskFullError, StoreError, SweepjaxError, size_text
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.store import space
 from sweepjax.store.db import Store
@@ -76,9 +77,23 @@ def check_new_study(url: str, study: str) -> None:
 def mark_interrupted(store: Store, sid: str) -> None:
     """Mark ``sid`` interrupted if the store can still be written. On a full disk even
     this small write may fail: the row then says ``running`` with this process's pid,
-    which ``resume`` (and ``list`` once the process is gone) take as interrupted."""
+    which ``resume`` (and ``list`` once the process is gone) take as interrupted.
+
+    Called while an error is in flight: an unexpected one (a bug, a device out of
+    memory; not our one-line errors, not Ctrl-C) gets a note, so its traceback ends by
+    saying that the sweep is kept and how to continue it, instead of leaving an
+    ``interrupted`` row nothing explained."""
     with suppress(StoreError, sqlite3.Error):
         store.mark_interrupted(sid)
+    e = sys.exc_info()[1]
+    if isinstance(e, Exception) and not isinstance(e, SweepjaxError):
+        with suppress(StoreError, sqlite3.Error):
+            row = store.sweep_row(sid)
+            e.add_note(
+                f"sweepjax: sweep {sid} is kept, interrupted at step {row.steps_done}/"
+                f"{row.total_steps} (its last checkpoint); once the cause is fixed, the same "
+                "command with `resume` continues it"
+            )
 
 
 @contextmanager
