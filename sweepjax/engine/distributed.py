@@ -127,6 +127,18 @@ def _global(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
+def agreed(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (``flag`` itself in a single process). A
+    choice that leads to a collective, such as a checkpoint's copy of the state to the
+    host, must be the same on every process, and a choice by the clock is not: each
+    process's clock differs, and a copy one process skips leaves the other waiting."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
 def barrier(name: str) -> None:
     """Wait until every process reaches this point (no-op in a single process)."""
     if jax.process_count() > 1:

@@ -387,7 +387,8 @@ class _CheckpointThrottle:
         return self.throttle.count
 
     def maybe_save(self, rep: ChunkReport, timing: dict | None = None) -> None:
-        if not self.throttle.due(first_cost=rep.state_bytes / CHECKPOINT_BYTES_PER_S):
+        # The copy to the host is a collective: every process takes process 0's decision.
+        if not distributed.agreed(self.throttle.due(rep.state_bytes / CHECKPOINT_BYTES_PER_S)):
             return
         t0 = self.clock()
         self.store.save_checkpoint(self.sid, rep.checkpoint(), timing=timing)
