@@ -19,7 +19,7 @@ from sweepjax import search
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.data.folds import pool
-from sweepjax.engine import ChunkReport, distributed, init_states, train_population
+from sweepjax.engine import ChunkReport, distributed, footprint, init_states, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.slots import carry_like
 from sweepjax.errors import AllDivergedError, ConfigError, SweepjaxError
@@ -175,6 +175,8 @@ def _run_sweep(
     info = ds.info.as_dict()
     ckpt = None
     prior = {"compile_s": 0.0, "train_s": 0.0}  # the earlier parts of a resumed sweep
+    # Memory that fits, or one line before a sweep row is written (nothing compiled yet).
+    footprint.check(ds, cfg.model, cfg.train, hp.num_members)
     if resume:
         sid = find_resumable(st, cfg_dict, cfg.kind, name, ds.info.sha256)
         created.append(sid)
