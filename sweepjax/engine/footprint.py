@@ -44,8 +44,8 @@ from sweepjax.errors import ConfigError, size_text
 # the machine reports to skip the check at your own risk.
 MEMORY_ENV = "SWEEPJAX_MEMORY_LIMIT"
 # Python with JAX imported, XLA's runtime and a compile in flight: the peak resident size
-# of a 4-member softmax coarse sweep on the bundled sample is ~0.6 GB on the 2-core CPU
-# (benchmarks/bench_memory.py); rounded up.
+# of a whole 4-member softmax `coarse` on the bundled sample (/usr/bin/time -v) is 0.39
+# GB on the 2-core CPU; counted generously, so small sweeps stay bounded too.
 RUNTIME_BYTES = 2**30
 CURVE_SERIES = 5  # float32 values per member and evaluation in a checkpoint's curves
 # A checkpoint's msgpack keys and headers (measured: ~1 kB for an MLP's state)
