@@ -8,10 +8,13 @@
    for the same population: the issue's 4,096-member Adam MLP-256 on Fashion-MNIST
    (killed at 24.3 GB before: it must finish below the machine's memory or be refused in
    one line before a sweep row is written; the store is read afterwards), and 10-step
-   sweeps that fit: 256 members (one program) and 512 (host groups of 240).
+   sweeps that fit: 256 and 512 members (host groups of 240 under the default 2 GiB
+   program budget).
 2. Donation: one 10-step chunk of 256 Adam MLP-256 members, its state on the device,
-   compiled with the state donated and without, each in its own process: the resident
-   memory the chunk adds over what was resident before it (the state once, donated).
+   compiled with the state donated and without, each in its own process: XLA's memory
+   analysis of each program (bytes aliased, outputs, temporaries) and the resident
+   memory the chunk adds over what was resident before it (freed pages the allocator
+   reuses do not show in it, so it understates both).
 3. Dispatch: the host's time per ``exe(...)`` call (it returns before the block ends)
    against the block's own time, 64 Adam MLP-256 members, chunks of 10 steps chained
    through their donated state (3 blocks); and ``active.run_chunk``'s time per block
@@ -60,7 +63,11 @@ def time_v(cmd: list[str], env=None) -> dict:
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) * 1024
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", err).group(1)
     secs = sum(float(p) * 60**i for i, p in enumerate(reversed(wall.split(":"))))
-    own = err[: err.rfind("\tCommand being timed")].strip().splitlines()
+    own = [
+        ln
+        for ln in err[: err.rfind("\tCommand being timed")].strip().splitlines()
+        if not ln.startswith("Command exited with non-zero status")  # time's own line
+    ]
     return {
         "rc": out.returncode,
         "wall_s": secs,
@@ -119,6 +126,7 @@ def child_donation(dataset: str, members: int, donate: bool) -> dict:
     fn = functools.partial(program._population_block, static=st)
     jitted = jax.jit(fn, donate_argnums=(0,) if donate else ())
     exe = jitted.lower(states, *rest, data, *scalars).compile()
+    ma = exe.memory_analysis()
     before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     before = rss_now()
     out, met = exe(states, *rest, data, *scalars)
@@ -131,6 +139,10 @@ def child_donation(dataset: str, members: int, donate: bool) -> dict:
         "peak_before_chunk": before_peak,
         "peak_after_chunk": peak,
         "chunk_adds": peak - before,
+        "xla_alias_bytes": ma.alias_size_in_bytes,
+        "xla_output_bytes": ma.output_size_in_bytes,
+        "xla_temp_bytes": ma.temp_size_in_bytes,
+        "xla_new_bytes": ma.output_size_in_bytes - ma.alias_size_in_bytes + ma.temp_size_in_bytes,
         "input_deleted": all(a.is_deleted() for a in jax.tree.leaves(states)),
     }
 
@@ -198,12 +210,14 @@ def markdown(res: dict) -> str:
             f"{c['peak_rss'] / gb:.2f}",
             f"{c['estimate_total'] / gb:.2f}",
             c["sweep_rows_written"],
-            c["last_line"][:150].replace("|", "/") if c["rc"] else "finished",
+            "refused (below)" if c["rc"] == 2 else c["last_line"] if c["rc"] else "finished",
         ]
         for c in res["sweeps"]
     ]
     head = ["coarse", "exit", "wall s", "peak RSS GB", "estimate GB", "rows", "outcome"]
     lines += [common.md_table(head, rows), ""]
+    lines += [f"> {c['last_line']}" for c in res["sweeps"] if c["rc"] == 2]
+    lines += [""]
     d = {r["donated"]: r for r in res["donation"]}
     lines += [
         f"Donation, one 10-step chunk of {res['donation_members']} Adam MLP-256 members "
@@ -211,10 +225,20 @@ def markdown(res: dict) -> str:
         "chunk adds:",
         "",
         common.md_table(
-            ["state", "chunk adds GB", "peak before GB", "peak after GB", "input deleted"],
+            [
+                "state",
+                "XLA: aliased GB",
+                "XLA: new outputs + temps GB",
+                "RSS: chunk adds GB",
+                "peak before GB",
+                "peak after GB",
+                "input deleted",
+            ],
             [
                 [
                     "donated" if k else "kept",
+                    f"{r['xla_alias_bytes'] / gb:.2f}",
+                    f"{r['xla_new_bytes'] / gb:.2f}",
                     f"{r['chunk_adds'] / gb:.2f}",
                     f"{r['peak_before_chunk'] / gb:.2f}",
                     f"{r['peak_after_chunk'] / gb:.2f}",
@@ -255,6 +279,7 @@ def meminfo(key: str) -> int:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -274,7 +299,8 @@ def main(argv=None) -> None:
         footprint.check(ds, MLP, TrainConfig(optimizer="adam", steps=30), issue)
         fits = issue
     except ConfigError:
-        fits = footprint.most_that_fit(ds, MLP, TrainConfig(optimizer="adam"), avail, issue)
+        adam = TrainConfig(optimizer="adam", steps=30)
+        fits = footprint.most_that_fit(ds, MLP, adam, avail, issue)
     dm = 16 if quick else 256
     donation = [in_child("donation", dataset, dm, flag) for flag in (True, False)]
     dispatch = in_child("dispatch", dataset, 8 if quick else 64, 3)
@@ -289,8 +315,8 @@ def main(argv=None) -> None:
         "dispatch": dispatch,
     }
     name = f"memory-{jax.default_backend()}" + ("-quick" if quick else "")
-    common.write_json(common.RESULTS / f"{name}.json", res)
-    (common.RESULTS / f"{name}.md").write_text(markdown(res))
+    common.write_json(args.out / f"{name}.json", res)
+    (args.out / f"{name}.md").write_text(markdown(res))
     print(markdown(res))
 
 
