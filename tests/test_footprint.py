@@ -170,7 +170,7 @@ def block_inputs(ds, m: int, gsize: int):
 @pytest.mark.parametrize("gsize", [8, 3], ids=["one-program", "host-groups"])
 def test_a_training_block_makes_no_implicit_host_transfer(ds, gsize):
     """Under ``jax.transfer_guard("disallow")`` every implicit host<->device transfer
-    raises: the block (compile included) moves data only by explicit puts and gets."""
+    raises: the block moves data only by explicit puts and gets."""
     act, rest = block_inputs(ds, 8, gsize)
     with jax.transfer_guard("disallow"):
         act, met, _, _ = active.run_chunk(act, *rest)
