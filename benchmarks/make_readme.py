@@ -62,9 +62,15 @@ are for the 2-core CPU the results below were measured on.
 - `bench_tabular.py` (~5 min; needs scikit-learn): test accuracy, not speed, on
   scikit-learn's bundled wine, breast-cancer and digits passed to sweepjax as arrays,
   against its LogisticRegression raw and standardised, on one fixed split.
-- `gpu_check.sh`, which runs `bench_gpu.py` (< 6 min, on a GPU): model-steps/s and the
-  speedup over the sequential loop for M = 1 ... 65,536 on MNIST-shaped data, and the
-  fraction of the GPU's float32 matmul rate; writes `$OUT/gpu-check.json`.
+- `bench_memory.py` (~5 min quiet, 15 loaded): the 4,096-member Adam MLP refused in one
+  line before anything is written, and sweeps that fit, under `/usr/bin/time -v` against
+  the footprint estimate; a chunk's peak with and without donation; host dispatch time
+  against block time.
+- `gpu_check.sh` (< 8 min, on a GPU): `gpu_check.py` (members/s against a Python loop of
+  one jitted step at M = 1 ... 4,096 for softmax, MLP and CNN, the ASHA width chosen, the
+  default flow's wall; `$OUT/throughput-<backend>.*`), then `bench_gpu.py` (softmax up
+  to 65,536 members against one after another, the float32 matmul rate;
+  `$OUT/gpu-check.json`).
 
 ## Rerunning them
 
@@ -79,14 +85,15 @@ python benchmarks/bench_time_to_quality.py --model mlp --flows default \\
 python benchmarks/bench_overheads.py          # -> results/overheads-cpu.{json,md}
 python benchmarks/bench_mlp_configs.py        # -> results/mlp-configs-cpu.{json,md}
 python benchmarks/bench_tabular.py            # -> results/tabular-cpu.{json,md}
-bash benchmarks/gpu_check.sh                  # on a GPU machine -> $OUT/gpu-check.json
+python benchmarks/bench_memory.py             # -> results/memory-cpu.{json,md}
+bash benchmarks/gpu_check.sh                  # on a GPU -> $OUT/throughput-gpu.*, gpu-check.json
 python benchmarks/make_readme.py              # then rebuild this page
 ```
 
 Each results file gives the exact command that produced it. Every script takes `--quick`
 (tiny sizes, a smoke run that writes `*-quick.*`) and `--out DIR`. `gpu_check.sh` reads
-`OUT` (default `benchmarks/results`) and `SWEEPJAX_GPU_CHECK_QUICK=1` (tiny sizes, runs
-anywhere, including a CPU); `SWEEPJAX_GPU_PRECISION=default` measures the TF32 path
+`OUT` (default `benchmarks/results`) and `--quick` or `SWEEPJAX_GPU_CHECK_QUICK=1` (tiny
+sizes, runs anywhere, including a CPU); `SWEEPJAX_GPU_PRECISION=default` measures the TF32 path
 instead of true float32. The scripts import this checkout's `sweepjax` (not an installed
 copy); on the GPU machine `gpu_check.sh` sets `PYTHONPATH=.`. `gpu_check.sh` writes its
 JSON in under 6 minutes and needs nothing beyond jax, optax, flax, numpy and matplotlib;

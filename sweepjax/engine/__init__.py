@@ -18,7 +18,9 @@
   (full, halving, Hyperband, PBT: :mod:`sweepjax.schedulers.rules`);
 - :mod:`sweepjax.engine.refill`: ``train_refilling``, a fixed-width population whose
   stopped members' slots are refilled at once (ASHA, :mod:`sweepjax.schedulers.asha`);
-- :mod:`sweepjax.engine.outcome`: what the trainers return and report.
+- :mod:`sweepjax.engine.outcome`: what the trainers return and report;
+- :mod:`sweepjax.engine.footprint`: a sweep's whole memory, estimated before anything
+  compiles, against what the machine has (the one-line refusal).
 """
 
 from __future__ import annotations

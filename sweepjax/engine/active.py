@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from sweepjax.engine import program
-from sweepjax.engine.distributed import Placement, put_members, to_host
+from sweepjax.engine.distributed import Placement, put_members, put_replicated, to_host
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
 
@@ -55,10 +55,16 @@ def place(host_states, n: int, gsize: int, where: Placement, size: int | None = 
     """The active members' state where it trains: on the device padded to ``size`` rows
     (default: ``n`` rounded up to the device count), or on the host in groups."""
     ndev = where.num_devices
-    if n > gsize:
-        return Active(host_states, n, gsize, False)
+    if n > gsize:  # trained in place group by group (run_chunk): arrays of its own
+        return Active(jax.tree.map(owned, host_states), n, gsize, False)
     size = round_up(n, ndev) if size is None else size
     return Active(put_members(take_rows(host_states, pad_rows(n, size)), where), n, size, True)
+
+
+def owned(a) -> np.ndarray:
+    """``a`` as a writable host array: itself when it is one (no copy of a population
+    that may barely fit), else a copy (a checkpoint's read-only buffers)."""
+    return a if isinstance(a, np.ndarray) and a.flags.writeable else np.array(a)
 
 
 def to_host_rows(act: Active, where: Placement):
@@ -119,48 +125,59 @@ def run_chunk(
     """Train the active members ``n_steps`` steps and evaluate them once; returns
     (active, metrics ``[n]``, compile seconds, train seconds). ``fold_active[n]``: each
     member's held-out fold (-1: none); ``born_active[n]``: the global step each started
-    at (default 0: a population that starts together)."""
+    at (default 0: a population that starts together).
+
+    Every transfer is explicit (``put_members``/``put_replicated`` in, ``to_host`` out),
+    so a block runs under ``jax.transfer_guard("disallow")``; the state is donated to
+    the program (the input's buffers are reused, not copied). Nothing waits on the
+    device but the metrics: a group's program is dispatched before the previous group's
+    results are copied back, so the host stages one group while the device trains the
+    other. Train seconds run from the first dispatch to the last metrics on the host.
+    Host groups are written back in place into ``act.states`` (the arrays are the
+    Active's own, see :func:`place`): a second copy of a population that needs host
+    groups is what does not fit.
+    """
     if born_active is None:
         born_active = np.zeros(act.n, np.int32)
-    compile_s = train_s = 0.0
+    fold_active = np.asarray(fold_active, np.int32)
+    born_active = np.asarray(born_active, np.int32)
+    shared = put_replicated(
+        (np.int32(step), np.int32(n_steps), np.int32(horizon), np.asarray(key_bits)), where
+    )
+    compile_s, t0 = 0.0, None
     rows_out = []
-    states = act.states if act.on_device else jax.tree.map(np.array, act.states)
+    states = act.states
+    pending = None  # (metrics, new states, rows, real): dispatched, not yet on the host
     for rows, real in groups(act):
-        if act.on_device:
-            s_dev = states
-            take = pad_rows(act.n, act.size)
-        else:
-            s_dev = put_members(take_rows(states, rows), where)
-            take = rows
-        hp = put_members(hp_active.take(take), where)
-        fold = put_members(np.asarray(fold_active, np.int32)[take], where)
-        born = put_members(np.asarray(born_active, np.int32)[take], where)
-        args = (
-            s_dev,
-            hp,
-            fold,
-            born,
-            data,
-            np.int32(step),
-            np.int32(n_steps),
-            np.int32(horizon),
-            key_bits,
-        )
+        take = pad_rows(act.n, act.size) if act.on_device else rows
+        s_dev = states if act.on_device else put_members(take_rows(states, rows), where)
+        mine = put_members((hp_active.take(take), fold_active[take], born_active[take]), where)
+        args = (s_dev, *mine, data, *shared)
         exe, c = program.compiled_block(args, st, where)
         compile_s += c
-        t0 = time.perf_counter()
-        s_dev, met = exe(*args)
-        jax.block_until_ready(s_dev)
-        train_s += time.perf_counter() - t0
-        rows_out.append(jax.tree.map(lambda a, r=real: np.asarray(a)[:r], to_host(met, where)))
+        t0 = time.perf_counter() if t0 is None else t0
+        s_dev, met = exe(*args)  # dispatched: JAX returns before the program ends
+        if pending is not None:
+            rows_out.append(_collect(pending, states, where))
+        pending = (met, None if act.on_device else s_dev, rows, real)
         if act.on_device:
             states = s_dev
-        else:
-            host = to_host(s_dev, where)
-            for dst, src in zip(jax.tree.leaves(states), jax.tree.leaves(host), strict=True):
-                dst[rows[:real]] = np.asarray(src)[:real]
+    rows_out.append(_collect(pending, states, where))
+    train_s = time.perf_counter() - t0
     met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
     return act._replace(states=states), met, compile_s, train_s
+
+
+def _collect(pending, host_states, where: Placement):
+    """A dispatched group's metrics ``[real]`` on the host (waiting for its program), its
+    new state written into the host rows it came from (host groups)."""
+    met, s_dev, rows, real = pending
+    out = jax.tree.map(lambda a: np.asarray(a)[:real], to_host(met, where))
+    if s_dev is not None:
+        host = to_host(s_dev, where)
+        for dst, src in zip(jax.tree.leaves(host_states), jax.tree.leaves(host), strict=True):
+            dst[rows[:real]] = np.asarray(src)[:real]
+    return out
 
 
 def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_active):

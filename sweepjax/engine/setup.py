@@ -99,18 +99,26 @@ def init_states(
     n = math.ceil(m / blk) * blk
     padded = np.resize(ids, n).astype(np.uint32)
     hps = HParams(*(np.resize(np.asarray(f, np.float32), n) for f in hparams))
-    blocks = []
+    # Filled block by block into arrays allocated once: collecting the blocks and then
+    # concatenating them held the population's state twice (13 GB more for 4,096 Adam
+    # MLP-256 members, what the kernel killed in issue 29).
+    out = None
     with jax.default_device(jax.local_devices()[0]):  # local work, also multi-process
-        for start in range(0, len(padded), blk):
-            out = program.init_block(
+        for start in range(0, m, blk):
+            block = program.init_block(
                 bits,
                 padded[start : start + blk],
                 hps.take(slice(start, start + blk)),
                 num_features=dataset.num_features,
                 static=st,
             )
-            blocks.append(jax.device_get(out))
-    return jax.tree.map(lambda *b: np.concatenate(b)[:m], *blocks)
+            block = jax.device_get(block)
+            if out is None:
+                out = jax.tree.map(lambda b: np.empty((m,) + b.shape[1:], b.dtype), block)
+            rows = min(blk, m - start)
+            for dst, src in zip(jax.tree.leaves(out), jax.tree.leaves(block), strict=True):
+                dst[start : start + rows] = src[:rows]
+    return out
 
 
 def _custom_sizes(model_cfg: ModelConfig, num_features, num_classes, input_shape):
@@ -173,6 +181,23 @@ def member_bytes(
     return sum(_bytes(model_cfg, config, num_features, num_classes, input_shape))
 
 
+def program_bytes(
+    members: int,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    num_features: int,
+    num_classes: int,
+    input_shape=None,
+) -> int:
+    """Rough device bytes of one chunk program of ``members`` members beyond the shared
+    data (an upper bound of XLA's memory analysis, see :func:`_bytes`): vmapped members
+    (layout 0) each hold their own activations; members looped over ``k`` at a time
+    (:func:`member_batch`) share the activations of ``k``."""
+    state, acts = _bytes(model_cfg, config, num_features, num_classes, input_shape)
+    k = member_batch(model_cfg, num_features, num_classes, input_shape)
+    return members * (state + acts) if k == 0 else members * state + min(k, members) * acts
+
+
 def group_size(
     num_members: int,
     model_cfg: ModelConfig,
@@ -181,11 +206,8 @@ def group_size(
     num_classes: int,
     input_shape=None,
 ) -> int:
-    """Members per compiled program under ``config.memory_budget_mb``.
-
-    Vmapped members (layout 0) each hold their own activations; members looped over
-    ``k`` at a time (:func:`member_batch`) share the activations of ``k``, so only their
-    state grows with the group."""
+    """Members per compiled program under ``config.memory_budget_mb``
+    (:func:`program_bytes` of the group at most the budget; at least one member)."""
     state, acts = _bytes(model_cfg, config, num_features, num_classes, input_shape)
     budget = config.memory_budget_mb * 2**20
     k = member_batch(model_cfg, num_features, num_classes, input_shape)

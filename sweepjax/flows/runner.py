@@ -20,7 +20,7 @@ from sweepjax import search
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.data.folds import pool
-from sweepjax.engine import ChunkReport, distributed, train_population
+from sweepjax.engine import ChunkReport, distributed, footprint, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import AllDivergedError, SweepjaxError
 from sweepjax.flows import anytime
@@ -152,6 +152,7 @@ def _run_sweep(
     sampler's); by default they are ``search.sample`` of the config's box and seed. The
     sweep's id is appended to ``created`` once its row exists."""
     cfg, members = _members(cfg, ds, where, draws, resume, cb)
+    footprint.check(ds, cfg.model, cfg.train, members.hp.num_members)  # before any row
     if resume:
         cfg, members, part = resumed_part(cfg, ds, store, cb.say, members, name, where, created)
     else:
