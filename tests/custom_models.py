@@ -68,3 +68,19 @@ def _apply_w(p, x):
 def no_kernel():
     """A factory: a Custom whose weights are not named ``kernel``."""
     return sweepjax.Custom(_init_w, _apply_w)
+
+
+class BNDropMLP(nn.Module):
+    """The Flax examples' pattern: BatchNorm (running statistics in eval mode) and dropout,
+    switched by a ``train`` flag."""
+
+    num_classes: int = 4
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.reshape((x.shape[0], -1))
+        h = nn.Dense(self.hidden, name="hidden")(x)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(h)
+        h = nn.Dropout(0.2, deterministic=not train)(nn.relu(h))
+        return nn.Dense(self.num_classes, name="out")(h)

@@ -18,8 +18,12 @@ Contract, for ONE member (the trainer adds the member axis):
 - the l2 term ``sum(w**2) / 2`` and the init-scale axis act on the leaves named
   ``kernel`` (flax's ``Dense`` / ``Conv`` weights); biases and norm scales are neither
   regularised nor scaled. A model without such a leaf is refused.
-- a flax module may hold only ``params`` (no ``batch_stats``) and must be deterministic
-  (no ``rngs``): ``module.apply({"params": p}, x)``.
+- a flax module whose ``__call__`` takes a ``train`` (or ``deterministic``) flag may keep
+  state (``batch_stats``) and use dropout: it is trained with ``train=True``,
+  ``mutable=[its other collections]`` and ``rngs={"dropout": key}`` (one key stream per
+  member, from its id and the step), and evaluated with ``train=False``. Its statistics
+  travel with its weights (best checkpoint, store, resume, refit). Without such a flag a
+  module may hold only ``params``: ``module.apply({"params": p}, x)``.
 
 Names (the ``spec`` stored with a sweep): ``package.module:Name`` is imported with the
 working directory on ``sys.path`` (as ``python -m`` does). ``Name`` may be a flax
@@ -256,6 +260,10 @@ def check(net: Custom, num_features: int) -> None:
     try:
         params = jax.eval_shape(net.init_fn, jax.random.key(0), x1)
         logits = jax.eval_shape(net.apply_fn, params, x2)
+        if net.train_fn is not None:  # the training mode must give the same logits
+            trained, _ = jax.eval_shape(net.train_fn, params, x2, jax.random.key(0))
+            if getattr(trained, "shape", None) != getattr(logits, "shape", None):
+                logits = trained
     except ConfigError:
         raise
     except Exception as e:

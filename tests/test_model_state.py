@@ -1,0 +1,185 @@
+"""Models with state, as their libraries teach them: a flax linen module with BatchNorm
+(mutable ``batch_stats``), dropout and a ``train`` flag (tests/custom_models.py
+:class:`BNDropMLP`).
+
+The fast tests check one member's step against the Flax examples' own training step
+written out by hand, and the evaluation mode; the slow ones the guarantees of issue 28
+item 6: a member in the population equals it alone (params, BatchNorm statistics,
+curves), new values never recompile, ``resume`` is exact and ``fine`` inherits the
+model.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sweepjax
+from sweepjax import engine
+from sweepjax.config import ModelConfig
+from sweepjax.engine import member, program
+from sweepjax.engine.hparams import HParams
+from sweepjax.errors import ConfigError
+from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+from sweepjax.models import custom
+from sweepjax.models.custom_net import MEMBER_RNG
+from sweepjax.models.network import has_state
+from tests.custom_models import BNDropMLP, TinyMLP
+from tests.helpers import blobs, toy_dataset, toy_train_config
+
+BN = "tests.custom_models:BNDropMLP"
+
+
+def _static(net, folds=False):
+    return member.Static(net, "momentum", 8, 1e6, folds=folds)
+
+
+def test_a_step_is_the_flax_examples_training_step():
+    """``member.step`` of a BatchNorm + dropout module equals the Flax examples' step
+    written by hand: ``apply(train=True, mutable=["batch_stats"], rngs={"dropout": k})``
+    with ``k = fold_in(member key, t)``, momentum on ``params`` only, the new running
+    statistics kept. Evaluation uses the running statistics and no dropout."""
+    net = custom.resolve(BN, 4, (6,))
+    assert has_state(net) and not has_state(custom.resolve(custom.qualname(TinyMLP), 4, (6,)))
+    hp = HParams.create(lr=[0.3], l2=[1e-2], momentum=[0.9]).take(0)
+    key = jax.random.key(7)
+    # Everything jitted: eager flax runs one small program per operation (slow to compile).
+    state = jax.jit(member.init, static_argnums=(2, 3))(key, hp, 6, _static(net))
+    tree = state.params
+    assert set(tree) == {"params", "batch_stats", MEMBER_RNG}
+    # the optimizer's slots are the trained params' only (no slots for the statistics)
+    assert len(jax.tree.leaves(state.opt_state)) == len(jax.tree.leaves(tree["params"]))
+    rng = np.random.default_rng(0)
+    x_train = jnp.asarray(rng.normal(size=(40, 6)), jnp.float32)
+    y_train = jnp.asarray(rng.integers(0, 4, 40), jnp.int32)
+    data_key, t = jax.random.key(3), 5
+    shared = member.Shared(x_train, y_train, jnp.zeros(40, jnp.int32), t, 100, data_key)
+    own = member.Own(state, hp, jnp.int32(-1), jnp.int32(0))
+    new, metrics = jax.jit(member.step, static_argnums=2)(own, shared, _static(net))
+
+    module = BNDropMLP()
+    idx = np.asarray(member.minibatch_indices(data_key, t, 8, 40))
+    x, y = x_train[idx], y_train[idx]
+    drop = jax.random.fold_in(jax.random.wrap_key_data(tree[MEMBER_RNG]), t)
+
+    @jax.jit
+    def reference(p):
+        return jax.value_and_grad(loss_fn, has_aux=True)(p)
+
+    def loss_fn(p):
+        logits, upd = module.apply(
+            {"params": p, "batch_stats": tree["batch_stats"]},
+            x,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": drop},
+        )
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        l2 = sum(jnp.sum(p[n]["kernel"] ** 2) for n in ("hidden", "out")) / 2
+        return ce + hp.l2 * l2, upd
+
+    (loss, upd), g = reference(tree["params"])
+    lr = float(hp.lr * member.lr_multiplier(t, 100, hp.lr_decay))
+    want = jax.tree.map(lambda p, gi: np.asarray(p) - lr * np.asarray(gi), tree["params"], g)
+    np.testing.assert_allclose(metrics.loss, loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(new.params["params"]), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    stats = new.params["batch_stats"]["bn"]
+    np.testing.assert_allclose(stats["mean"], upd["batch_stats"]["bn"]["mean"], rtol=1e-5)
+    np.testing.assert_allclose(stats["var"], upd["batch_stats"]["bn"]["var"], rtol=1e-5)
+    assert not np.allclose(stats["mean"], tree["batch_stats"]["bn"]["mean"])  # they moved
+    np.testing.assert_array_equal(new.params[MEMBER_RNG], tree[MEMBER_RNG])
+    # Evaluation: running statistics, no dropout (deterministic), from the same tree.
+    inner = {k: v for k, v in new.params.items() if k != MEMBER_RNG}
+    logits_t = jax.jit(net.logits_t)(new.params, x.T, hp)
+    want = jax.jit(lambda v: module.apply(v, x, train=False))(inner)
+    np.testing.assert_allclose(logits_t.T, want, rtol=1e-5)
+    # Folds would let held-out rows into the batch statistics: refused, one line.
+    with pytest.raises(ConfigError, match="--folds cannot train a model with BatchNorm"):
+        jax.eval_shape(functools.partial(member.step, static=_static(net, folds=True)), own, shared)
+
+
+def test_each_member_has_its_own_dropout_stream():
+    """The dropout key comes from the member's own init key (its id), not the population:
+    two members get different keys, the same member the same key."""
+    net = custom.resolve(BN, 4, (6,))
+    init = jax.jit(lambda k: net.init(k, 6, None))
+    ks = [init(jax.random.fold_in(jax.random.key(0), i)) for i in (0, 1, 0)]
+    assert not np.array_equal(ks[0][MEMBER_RNG], ks[1][MEMBER_RNG])
+    np.testing.assert_array_equal(ks[0][MEMBER_RNG], ks[2][MEMBER_RNG])
+
+
+@pytest.mark.slow
+def test_member_in_population_equals_member_alone_with_batch_stats():
+    """Momentum, lr, l2, init_scale and momentum swept per member. Every leaf of the
+    final tree (params, BatchNorm statistics, dropout key) and the curves of a member
+    alone equal its row of the population within rtol 1e-4 / atol 1e-5 (measured: at
+    most 5e-7; the population's matmuls round differently). New values never
+    recompile."""
+    ds = toy_dataset()
+    cfg = toy_train_config().replace(optimizer="momentum")
+    model = ModelConfig(kind="custom", spec=BN)
+    hp = HParams.create(
+        lr=np.geomspace(1e-3, 0.3, 8),
+        l2=np.geomspace(1e-5, 1e-1, 8),
+        init_scale=np.linspace(0.5, 2.0, 8),
+        momentum=np.linspace(0.5, 0.95, 8),
+    )
+    pop = engine.train_population(ds, hp, model, cfg, member_ids=np.arange(8) + 100)
+    assert pop.alive.all() and pop.best_val_acc.max() > 0.7  # chance: 0.25
+    for i in (0, 5):
+        alone = engine.train_population(ds, hp.take([i]), model, cfg, member_ids=[100 + i])
+        for tree_a, tree_p in ((alone.params, pop.params), (alone.best_params, pop.best_params)):
+            for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_p), strict=True):
+                np.testing.assert_allclose(a[0], b[i], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(alone.curves.val_acc[0], pop.curves.val_acc[i], atol=1e-6)
+        np.testing.assert_allclose(alone.curves.train_loss[0], pop.curves.train_loss[i], rtol=1e-4)
+        assert alone.best_step[0] == pop.best_step[i]
+    before = program.compile_counts()
+    hp2 = HParams.create(lr=np.full(8, 0.05), l2=1e-4, init_scale=np.linspace(1, 3, 8))
+    engine.train_population(ds, hp2, model, cfg)
+    assert program.compile_counts() == before
+
+
+@pytest.mark.slow
+def test_resume_is_exact_and_fine_inherits_the_model(tmp_path):
+    """A BatchNorm + dropout sweep named as ``--model`` names it, stopped at a chunk
+    boundary and resumed in a "new process" (registry emptied): the members of an
+    uninterrupted run. ``fine`` then trains the same model (and its winner reaches the
+    accuracy of the coarse round's)."""
+    p = tmp_path / "blobs.npz"
+    (xtr, ytr), (xte, yte) = blobs(600, 0), blobs(200, 1)
+    np.savez(p, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    kw = dict(
+        dataset=f"npz:{p}",
+        model=BN,
+        optimizer="adam",
+        lr=(1e-3, 1e-1),
+        trials=8,
+        steps=60,
+        batch_size=32,
+        report=False,
+    )
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= 3
+
+    store = str(tmp_path / "r.db")
+    with pytest.raises(SweepInterrupted):
+        sweepjax.coarse(store=store, callbacks=Callbacks(stop=stop), **kw)
+    custom._OBJECTS.clear()
+    custom._BOUND.clear()
+    resumed = sweepjax.coarse(store=store, resume=True, **kw)
+    fresh = sweepjax.coarse(store=str(tmp_path / "f.db"), **kw)
+    assert resumed.members == fresh.members
+    assert resumed.winner.val_acc > 0.9 and resumed.winner.test_acc > 0.9
+    fine = sweepjax.fine(parent=resumed.sweep_id, store=store, steps=60, report=False)
+    assert fine.config.model.spec == BN
+    assert fine.winner.test_acc > 0.9
