@@ -5,6 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 import sweepjax
 
@@ -84,3 +85,23 @@ class BNDropMLP(nn.Module):
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(h)
         h = nn.Dropout(0.2, deterministic=not train)(nn.relu(h))
         return nn.Dense(self.num_classes, name="out")(h)
+
+
+class NNXBNDrop(nnx.Module):
+    """An NNX module as the Flax NNX docs write it: Linear -> BatchNorm -> ReLU ->
+    Dropout -> Linear, on flattened examples of ``features`` values."""
+
+    def __init__(self, features=20, num_classes=4, rate=0.2, *, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(features, 16, rngs=rngs)
+        self.bn = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
+        self.drop = nnx.Dropout(rate, rngs=rngs)
+        self.out = nnx.Linear(16, num_classes, rngs=rngs)
+
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], -1))
+        return self.out(self.drop(nnx.relu(self.bn(self.hidden(x)))))
+
+
+def nnx_blobs(rngs: nnx.Rngs):
+    """A factory taking ``rngs``: the NNX model for the 8x8 blobs (64 features)."""
+    return NNXBNDrop(64, 4, rngs=rngs)

@@ -11,6 +11,7 @@ model.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -29,10 +30,12 @@ from sweepjax.flows.sweep import Callbacks, SweepInterrupted
 from sweepjax.models import custom
 from sweepjax.models.custom_net import MEMBER_RNG
 from sweepjax.models.network import has_state
-from tests.custom_models import BNDropMLP, TinyMLP
+from sweepjax.models.nnx_net import from_nnx
+from tests.custom_models import BNDropMLP, NNXBNDrop, TinyMLP
 from tests.helpers import blobs, toy_dataset, toy_train_config
 
 BN = "tests.custom_models:BNDropMLP"
+NNX = "tests.custom_models:NNXBNDrop"
 
 
 def _static(net, folds=False):
@@ -114,8 +117,68 @@ def test_each_member_has_its_own_dropout_stream():
     np.testing.assert_array_equal(ks[0][MEMBER_RNG], ks[2][MEMBER_RNG])
 
 
+def test_nnx_init_step_and_eval_are_nnx_own():
+    """An NNX module: a member's weights are its constructor's with
+    ``rngs=nnx.Rngs(member key)``; a step equals ``model.train()`` + ``nnx.value_and_grad``
+    by hand (params and BatchNorm statistics; dropout rate 0 here, so the reference
+    needs no key); evaluation equals ``model.eval()``."""
+    from flax import nnx
+
+    def factory(rngs):
+        return NNXBNDrop(6, 4, rate=0.0, rngs=rngs)
+
+    net = dataclasses.replace(from_nnx(factory), num_classes=4, input_shape=(6,))
+    hp = HParams.create(lr=[0.3], l2=[1e-2], momentum=[0.9]).take(0)
+    key = jax.random.key(7)
+    state = jax.jit(member.init, static_argnums=(2, 3))(key, hp, 6, _static(net))
+    ref = factory(nnx.Rngs(key))
+    np.testing.assert_array_equal(
+        state.params["params"]["hidden"]["kernel"], ref.hidden.kernel[...]
+    )
+    rng = np.random.default_rng(0)
+    x_train = jnp.asarray(rng.normal(size=(40, 6)), jnp.float32)
+    y_train = jnp.asarray(rng.integers(0, 4, 40), jnp.int32)
+    shared = member.Shared(x_train, y_train, jnp.zeros(40, jnp.int32), 5, 100, jax.random.key(3))
+    own = member.Own(state, hp, jnp.int32(-1), jnp.int32(0))
+    new, metrics = jax.jit(member.step, static_argnums=2)(own, shared, _static(net))
+    idx = np.asarray(member.minibatch_indices(jax.random.key(3), 5, 8, 40))
+    x, y = x_train[idx], y_train[idx]
+
+    @nnx.jit
+    def reference(model):
+        def loss_fn(m):
+            ce = optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+            return (
+                ce
+                + hp.l2 * (jnp.sum(m.hidden.kernel[...] ** 2) + jnp.sum(m.out.kernel[...] ** 2)) / 2
+            )
+
+        model.train()
+        return nnx.value_and_grad(loss_fn)(model)
+
+    loss, g = reference(ref)  # updates ref's BatchNorm statistics in place
+    lr = float(hp.lr * member.lr_multiplier(5, 100, hp.lr_decay))
+    np.testing.assert_allclose(metrics.loss, loss, rtol=1e-5)
+    want = new.params["params"]["hidden"]["kernel"]
+    np.testing.assert_allclose(
+        want, ref.hidden.kernel[...] - lr * g["hidden"]["kernel"][...], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        new.params["state"]["bn"]["mean"], ref.bn.mean[...], rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(new.params["state"]["bn"]["var"], ref.bn.var[...], rtol=1e-5)
+    # evaluation: model.eval() with the member's new params (its statistics: checked above)
+    _, params_state, _ = nnx.split(ref, nnx.Param, ...)
+    nnx.replace_by_pure_dict(params_state, new.params["params"])
+    nnx.update(ref, params_state)
+    ref.eval()
+    logits_t = jax.jit(net.logits_t)(new.params, x.T, hp)
+    np.testing.assert_allclose(logits_t.T, nnx.jit(lambda m: m(x))(ref), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
-def test_member_in_population_equals_member_alone_with_batch_stats():
+@pytest.mark.parametrize("spec", [BN, NNX])
+def test_member_in_population_equals_member_alone_with_batch_stats(spec):
     """Momentum, lr, l2, init_scale and momentum swept per member. Every leaf of the
     final tree (params, BatchNorm statistics, dropout key) and the curves of a member
     alone equal its row of the population within rtol 1e-4 / atol 1e-5 (measured: at
@@ -123,7 +186,7 @@ def test_member_in_population_equals_member_alone_with_batch_stats():
     recompile."""
     ds = toy_dataset()
     cfg = toy_train_config().replace(optimizer="momentum")
-    model = ModelConfig(kind="custom", spec=BN)
+    model = ModelConfig(kind="custom", spec=spec)
     hp = HParams.create(
         lr=np.geomspace(1e-3, 0.3, 8),
         l2=np.geomspace(1e-5, 1e-1, 8),
@@ -147,7 +210,8 @@ def test_member_in_population_equals_member_alone_with_batch_stats():
 
 
 @pytest.mark.slow
-def test_resume_is_exact_and_fine_inherits_the_model(tmp_path):
+@pytest.mark.parametrize("spec", [BN, "tests.custom_models:nnx_blobs"])
+def test_resume_is_exact_and_fine_inherits_the_model(tmp_path, spec):
     """A BatchNorm + dropout sweep named as ``--model`` names it, stopped at a chunk
     boundary and resumed in a "new process" (registry emptied): the members of an
     uninterrupted run. ``fine`` then trains the same model (and its winner reaches the
@@ -157,7 +221,7 @@ def test_resume_is_exact_and_fine_inherits_the_model(tmp_path):
     np.savez(p, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     kw = dict(
         dataset=f"npz:{p}",
-        model=BN,
+        model=spec,
         optimizer="adam",
         lr=(1e-3, 1e-1),
         trials=8,
@@ -181,5 +245,27 @@ def test_resume_is_exact_and_fine_inherits_the_model(tmp_path):
     assert resumed.members == fresh.members
     assert resumed.winner.val_acc > 0.9 and resumed.winner.test_acc > 0.9
     fine = sweepjax.fine(parent=resumed.sweep_id, store=store, steps=60, report=False)
-    assert fine.config.model.spec == BN
+    assert fine.config.model.spec == spec
     assert fine.winner.test_acc > 0.9
+
+
+def test_nnx_names_a_class_by_name_and_a_ready_instance_with_a_note():
+    """An importable NNX class is stored by name (``fine`` / ``--resume`` re-import it
+    and build per-member weights); a ready instance is fingerprinted and the plan says
+    every member starts from its weights."""
+    from flax import nnx
+
+    from sweepjax.models.nnx_net import READY_NOTE
+
+    ds = toy_dataset()
+    assert custom.model_config(NNXBNDrop).spec == NNX
+    assert custom.prepare(custom.model_config(NNXBNDrop), ds) == []
+    ready = custom.model_config(NNXBNDrop(rngs=nnx.Rngs(0)))
+    assert ready.spec.startswith("tests.custom_models:NNXBNDrop#")
+    assert custom.prepare(ready, ds) == [READY_NOTE.format(spec=ready.spec)]
+    net = custom.resolve(ready.spec, 4, (20,))
+    init = jax.jit(lambda k: net.init(k, 20, None))
+    a, b = (init(jax.random.key(i)) for i in (0, 1))  # every member starts from its weights
+    np.testing.assert_array_equal(a["params"]["out"]["kernel"], b["params"]["out"]["kernel"])
+    with pytest.raises(ConfigError, match="takes no `rngs`"):
+        from_nnx(lambda: None)

@@ -71,6 +71,7 @@ import jax.numpy as jnp
 from sweepjax.config import MODELS, ModelConfig
 from sweepjax.errors import ConfigError
 from sweepjax.models.custom_net import Custom, from_flax, has_field, input_shape_for, qualname
+from sweepjax.models.nnx_net import READY_NOTE, from_nnx, is_nnx, takes
 
 # The MLP-only axes check lives with the typed sweep config (every config runs it);
 # re-exported for the flows and the engine, which check a model before building one.
@@ -91,12 +92,14 @@ def register(model, loss: Callable | None = None) -> Custom:
 
     if isinstance(model, nn.Module):
         c = from_flax(model, loss=loss)
+    elif is_nnx(model) or (callable(model) and takes(model, "rngs")):
+        c = from_nnx(model, loss=loss)
     elif isinstance(model, Custom):
         c = model if loss is None else dataclasses.replace(model, loss_fn=loss, spec=None)
     else:
         raise ConfigError(
             f"model must be 'softmax', 'mlp', 'package.module:Name', a flax nn.Module "
-            f"instance or a sweepjax.Custom, got {model!r}"
+            f"instance, a flax nnx.Module class or instance or a sweepjax.Custom, got {model!r}"
         )
     old = _OBJECTS.get(c.spec)
     if old is not None and old.same(c):
@@ -113,6 +116,8 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
 
     if isinstance(model, type) and issubclass(model, nn.Module):
         model = qualname(model)
+    elif _importable(model) and (is_nnx(model) or takes(model, "rngs")):
+        model = qualname(model)  # an NNX class or factory: built per member, by name
     if not (isinstance(model, str) and model in MODELS) and hidden != ModelConfig.hidden:
         raise ConfigError(
             f"hidden width {hidden} is the built-in mlp's; give your own model its width "
@@ -133,6 +138,15 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
         _lookup(model)
         return ModelConfig(kind="custom", spec=model)
     return ModelConfig(kind="custom", spec=register(model, loss).spec)
+
+
+def _importable(obj) -> bool:
+    """Whether ``obj`` is a class or function a new process re-imports by its name."""
+    if not (isinstance(obj, type) or inspect.isfunction(obj)) or "<locals>" in qualname(obj):
+        return False
+    mod = sys.modules.get(obj.__module__)
+    named = getattr(mod, obj.__name__, None) if mod is not None else None
+    return named is obj and obj.__module__ != "__main__"
 
 
 def resolve(spec: str, num_classes: int, sample_shape=None) -> Custom:
@@ -205,7 +219,12 @@ def _coerce(obj, spec: str, num_classes: int | None) -> Custom:
     """A :class:`Custom` named ``spec`` from what ``spec`` names."""
     import flax.linen as nn
 
-    what = "a flax nn.Module class or instance, a sweepjax.Custom, or a function returning one"
+    what = (
+        "a flax nn.Module or nnx.Module class or instance, a sweepjax.Custom, or a function "
+        "returning one"
+    )
+    if is_nnx(obj) or (inspect.isfunction(obj) and takes(obj, "rngs")):
+        return from_nnx(obj, spec=spec, num_classes=num_classes)
     if isinstance(obj, type) and issubclass(obj, nn.Module):
         kw = {"num_classes": int(num_classes)} if has_field(obj, "num_classes") else {}
         try:
@@ -230,6 +249,8 @@ def _coerce(obj, spec: str, num_classes: int | None) -> Custom:
             ) from None
     if isinstance(obj, nn.Module):
         obj = from_flax(obj)
+    elif is_nnx(obj):  # a function returned a ready instance
+        return from_nnx(obj, spec=spec)
     if not isinstance(obj, Custom):
         raise ConfigError(f"{spec} is a {type(obj).__name__}, not {what}")
     return dataclasses.replace(obj, spec=spec)
@@ -343,10 +364,14 @@ def _names(jaxpr) -> frozenset[str]:
     return frozenset(out)
 
 
-def prepare(model: ModelConfig, dataset) -> None:
+def prepare(model: ModelConfig, dataset) -> list[str]:
     """Resolve and check a custom ``model`` against ``dataset`` before anything is run or
-    stored (no-op for the built-ins). Raises ConfigError (one line)."""
+    stored (no-op for the built-ins). Raises ConfigError (one line). Returns the notes
+    for the user: a ready NNX instance gives every member the same initial weights."""
     if model.kind != "custom":
-        return
+        return []
     net = resolve(model.spec, dataset.num_classes, dataset.info.input_shape)
     check(net, dataset.num_features)
+    from flax import nnx
+
+    return [READY_NOTE.format(spec=net.spec)] if isinstance(net.module, nnx.Module) else []
