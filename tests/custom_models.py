@@ -105,3 +105,35 @@ class NNXBNDrop(nnx.Module):
 def nnx_blobs(rngs: nnx.Rngs):
     """A factory taking ``rngs``: the NNX model for the 8x8 blobs (64 features)."""
     return NNXBNDrop(64, 4, rngs=rngs)
+
+
+try:  # the optional `equinox` extra
+    import equinox as eqx
+except ImportError:  # pragma: no cover
+    eqx = EqxBNDrop = eqx_blobs = None
+
+if eqx is not None:
+
+    class EqxBNDrop(eqx.Module):
+        """An Equinox module as Equinox's docs write it, called on ONE example:
+        Linear -> BatchNorm (``eqx.nn.State``) -> ReLU -> Dropout (a ``key``) -> Linear."""
+
+        hidden: eqx.nn.Linear
+        bn: eqx.nn.BatchNorm
+        drop: eqx.nn.Dropout
+        out: eqx.nn.Linear
+
+        def __init__(self, features=20, num_classes=4, rate=0.2, *, key):
+            k1, k2 = jax.random.split(key)
+            self.hidden = eqx.nn.Linear(features, 16, key=k1)
+            self.bn = eqx.nn.BatchNorm(16, axis_name="batch", momentum=0.9, mode="ema")
+            self.drop = eqx.nn.Dropout(rate)
+            self.out = eqx.nn.Linear(16, num_classes, key=k2)
+
+        def __call__(self, x, state, *, key=None):
+            h, state = self.bn(self.hidden(jnp.ravel(x)), state)
+            return self.out(self.drop(jax.nn.relu(h), key=key)), state
+
+    def eqx_blobs(*, key):
+        """A factory taking ``key``: the Equinox model for the 8x8 blobs (64 features)."""
+        return EqxBNDrop(64, 4, key=key)

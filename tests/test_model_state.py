@@ -29,13 +29,15 @@ from sweepjax.errors import ConfigError
 from sweepjax.flows.sweep import Callbacks, SweepInterrupted
 from sweepjax.models import custom
 from sweepjax.models.custom_net import MEMBER_RNG
+from sweepjax.models.eqx_net import from_equinox
 from sweepjax.models.network import has_state
 from sweepjax.models.nnx_net import from_nnx
-from tests.custom_models import BNDropMLP, NNXBNDrop, TinyMLP
+from tests.custom_models import BNDropMLP, EqxBNDrop, NNXBNDrop, TinyMLP
 from tests.helpers import blobs, toy_dataset, toy_train_config
 
 BN = "tests.custom_models:BNDropMLP"
 NNX = "tests.custom_models:NNXBNDrop"
+EQX = "tests.custom_models:EqxBNDrop"
 
 
 def _static(net, folds=False):
@@ -176,14 +178,73 @@ def test_nnx_init_step_and_eval_are_nnx_own():
     np.testing.assert_allclose(logits_t.T, nnx.jit(lambda m: m(x))(ref), rtol=1e-5, atol=1e-6)
 
 
+def test_equinox_step_and_eval_are_equinox_own():
+    """An Equinox module called per example: a member's weights are the constructor's
+    with ``key=member key``; a step equals the Equinox docs' BatchNorm step by hand
+    (``jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))``,
+    ``eqx.filter_value_and_grad``; dropout rate 0, so no key is needed); evaluation
+    equals ``eqx.nn.inference_mode(model)``. L2 acts on the Linear weights only."""
+    eqx = pytest.importorskip("equinox")
+
+    def factory(*, key):
+        return EqxBNDrop(6, 4, rate=0.0, key=key)
+
+    net = dataclasses.replace(from_equinox(factory), num_classes=4, input_shape=(6,))
+    hp = HParams.create(lr=[0.3], l2=[1e-2], momentum=[0.9]).take(0)
+    key = jax.random.key(7)
+    state = jax.jit(member.init, static_argnums=(2, 3))(key, hp, 6, _static(net))
+    model, bn_state = eqx.filter_jit(lambda k: eqx.nn.make_with_state(factory)(key=k))(key)
+    kernels = [k for k in state.params["params"].values() if "kernel" in k]
+    assert len(kernels) == 2  # the two Linear weights; the BatchNorm weight is not one
+    np.testing.assert_array_equal(kernels[0]["kernel"], model.hidden.weight)
+    rng = np.random.default_rng(0)
+    x_train = jnp.asarray(rng.normal(size=(40, 6)), jnp.float32)
+    y_train = jnp.asarray(rng.integers(0, 4, 40), jnp.int32)
+    shared = member.Shared(x_train, y_train, jnp.zeros(40, jnp.int32), 5, 100, jax.random.key(3))
+    own = member.Own(state, hp, jnp.int32(-1), jnp.int32(0))
+    new, metrics = jax.jit(member.step, static_argnums=2)(own, shared, _static(net))
+    idx = np.asarray(member.minibatch_indices(jax.random.key(3), 5, 8, 40))
+    x, y = x_train[idx], y_train[idx]
+
+    @eqx.filter_jit
+    def reference(model, bn_state):
+        def loss_fn(m):
+            batched = jax.vmap(m, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+            logits, st = batched(x, bn_state)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return ce + hp.l2 * (jnp.sum(m.hidden.weight**2) + jnp.sum(m.out.weight**2)) / 2, st
+
+        return eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
+
+    (loss, new_bn), g = reference(model, bn_state)
+    lr = float(hp.lr * member.lr_multiplier(5, 100, hp.lr_decay))
+    np.testing.assert_allclose(metrics.loss, loss, rtol=1e-5)
+    got = [k for k in new.params["params"].values() if "kernel" in k][0]["kernel"]
+    want = model.hidden.weight - lr * g.hidden.weight
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    floats = [v for v in jax.tree.leaves(new_bn) if v.dtype == jnp.float32]
+    stored = [v for v in new.params["state"].values() if v.dtype == jnp.float32]
+    for a, b in zip(stored, floats, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # evaluation: inference mode (running statistics) on the member's values
+    logits_t = jax.jit(net.logits_t)(new.params, x.T, hp)
+    assert logits_t.shape == (4, 8)
+    first = jax.jit(net.logits_t)(state.params, x.T, hp)  # fresh statistics: mean 0, var 1
+    m0 = eqx.nn.inference_mode(model)
+    batched = jax.vmap(m0, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+    np.testing.assert_allclose(first.T, batched(x, bn_state)[0], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", [BN, NNX])
+@pytest.mark.parametrize("spec", [BN, NNX, EQX])
 def test_member_in_population_equals_member_alone_with_batch_stats(spec):
     """Momentum, lr, l2, init_scale and momentum swept per member. Every leaf of the
     final tree (params, BatchNorm statistics, dropout key) and the curves of a member
     alone equal its row of the population within rtol 1e-4 / atol 1e-5 (measured: at
     most 5e-7; the population's matmuls round differently). New values never
     recompile."""
+    if spec == EQX:
+        pytest.importorskip("equinox")
     ds = toy_dataset()
     cfg = toy_train_config().replace(optimizer="momentum")
     model = ModelConfig(kind="custom", spec=spec)
@@ -199,7 +260,7 @@ def test_member_in_population_equals_member_alone_with_batch_stats(spec):
         alone = engine.train_population(ds, hp.take([i]), model, cfg, member_ids=[100 + i])
         for tree_a, tree_p in ((alone.params, pop.params), (alone.best_params, pop.best_params)):
             for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_p), strict=True):
-                np.testing.assert_allclose(a[0], b[i], rtol=1e-4, atol=1e-5)
+                np.testing.assert_allclose(a[0], b[i], rtol=1e-4, atol=1e-5, strict=True)
         np.testing.assert_allclose(alone.curves.val_acc[0], pop.curves.val_acc[i], atol=1e-6)
         np.testing.assert_allclose(alone.curves.train_loss[0], pop.curves.train_loss[i], rtol=1e-4)
         assert alone.best_step[0] == pop.best_step[i]
@@ -210,8 +271,12 @@ def test_member_in_population_equals_member_alone_with_batch_stats(spec):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", [BN, "tests.custom_models:nnx_blobs"])
+@pytest.mark.parametrize(
+    "spec", [BN, "tests.custom_models:nnx_blobs", "tests.custom_models:eqx_blobs"]
+)
 def test_resume_is_exact_and_fine_inherits_the_model(tmp_path, spec):
+    if "eqx" in spec:
+        pytest.importorskip("equinox")
     """A BatchNorm + dropout sweep named as ``--model`` names it, stopped at a chunk
     boundary and resumed in a "new process" (registry emptied): the members of an
     uninterrupted run. ``fine`` then trains the same model (and its winner reaches the
@@ -269,3 +334,20 @@ def test_nnx_names_a_class_by_name_and_a_ready_instance_with_a_note():
     np.testing.assert_array_equal(a["params"]["out"]["kernel"], b["params"]["out"]["kernel"])
     with pytest.raises(ConfigError, match="takes no `rngs`"):
         from_nnx(lambda: None)
+
+
+def test_equinox_names_a_class_by_name_and_a_ready_instance_with_a_note():
+    """As for NNX: an importable Equinox class is stored by name; a ready instance is
+    fingerprinted and noted; a constructor without ``key`` is refused in one line."""
+    eqx = pytest.importorskip("equinox")
+    from sweepjax.models.eqx_net import READY_NOTE
+
+    ds = toy_dataset()
+    assert custom.model_config(EqxBNDrop).spec == EQX
+    assert custom.prepare(custom.model_config(EqxBNDrop), ds) == []
+    made = eqx.filter_jit(lambda k: EqxBNDrop(key=k))(jax.random.key(0))
+    ready = custom.model_config(made)
+    assert ready.spec.startswith(EQX + "#")
+    assert custom.prepare(ready, ds) == [READY_NOTE.format(spec=ready.spec)]
+    with pytest.raises(ConfigError, match="takes no `key`"):
+        from_equinox(lambda: None)

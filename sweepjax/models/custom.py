@@ -25,6 +25,12 @@ Contract, for ONE member (the trainer adds the member axis):
   travel with its weights (best checkpoint, store, resume, refit). Without such a flag a
   module may hold only ``params``: ``module.apply({"params": p}, x)``.
 
+Flax NNX modules (:mod:`sweepjax.models.nnx_net`) and Equinox modules
+(:mod:`sweepjax.models.eqx_net`) are adapted to the same contract: a class, or a factory
+taking ``rngs`` (NNX) or ``key`` (Equinox), is built per member from its key and named
+by ``package.module:Name``; a ready instance gives every member its weights (a note says
+so) and is named with a fingerprint of them.
+
 Names (the ``spec`` stored with a sweep): ``package.module:Name`` is imported with the
 working directory on ``sys.path`` (as ``python -m`` does). ``Name`` may be a flax
 ``Module`` class (instantiated with no arguments, or ``num_classes=K`` when it has that
@@ -71,6 +77,8 @@ import jax.numpy as jnp
 from sweepjax.config import MODELS, ModelConfig
 from sweepjax.errors import ConfigError
 from sweepjax.models.custom_net import Custom, from_flax, has_field, input_shape_for, qualname
+from sweepjax.models.eqx_net import READY_NOTE as EQX_READY
+from sweepjax.models.eqx_net import from_equinox, is_eqx, is_ready
 from sweepjax.models.nnx_net import READY_NOTE, from_nnx, is_nnx, takes
 
 # The MLP-only axes check lives with the typed sweep config (every config runs it);
@@ -94,6 +102,8 @@ def register(model, loss: Callable | None = None) -> Custom:
         c = from_flax(model, loss=loss)
     elif is_nnx(model) or (callable(model) and takes(model, "rngs")):
         c = from_nnx(model, loss=loss)
+    elif _eqx_like(model):
+        c = from_equinox(model, loss=loss)
     elif isinstance(model, Custom):
         c = model if loss is None else dataclasses.replace(model, loss_fn=loss, spec=None)
     else:
@@ -116,8 +126,8 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
 
     if isinstance(model, type) and issubclass(model, nn.Module):
         model = qualname(model)
-    elif _importable(model) and (is_nnx(model) or takes(model, "rngs")):
-        model = qualname(model)  # an NNX class or factory: built per member, by name
+    elif _importable(model) and (is_nnx(model) or takes(model, "rngs") or _eqx_like(model)):
+        model = qualname(model)  # an NNX / Equinox class or factory: built per member
     if not (isinstance(model, str) and model in MODELS) and hidden != ModelConfig.hidden:
         raise ConfigError(
             f"hidden width {hidden} is the built-in mlp's; give your own model its width "
@@ -138,6 +148,13 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
         _lookup(model)
         return ModelConfig(kind="custom", spec=model)
     return ModelConfig(kind="custom", spec=register(model, loss).spec)
+
+
+def _eqx_like(obj) -> bool:
+    """An Equinox module class or instance, or (equinox imported) a factory taking ``key``."""
+    return is_eqx(obj) or (
+        "equinox" in sys.modules and inspect.isfunction(obj) and takes(obj, "key")
+    )
 
 
 def _importable(obj) -> bool:
@@ -225,6 +242,8 @@ def _coerce(obj, spec: str, num_classes: int | None) -> Custom:
     )
     if is_nnx(obj) or (inspect.isfunction(obj) and takes(obj, "rngs")):
         return from_nnx(obj, spec=spec, num_classes=num_classes)
+    if _eqx_like(obj):
+        return from_equinox(obj, spec=spec, num_classes=num_classes)
     if isinstance(obj, type) and issubclass(obj, nn.Module):
         kw = {"num_classes": int(num_classes)} if has_field(obj, "num_classes") else {}
         try:
@@ -251,6 +270,8 @@ def _coerce(obj, spec: str, num_classes: int | None) -> Custom:
         obj = from_flax(obj)
     elif is_nnx(obj):  # a function returned a ready instance
         return from_nnx(obj, spec=spec)
+    elif is_eqx(obj):
+        return from_equinox(obj, spec=spec)
     if not isinstance(obj, Custom):
         raise ConfigError(f"{spec} is a {type(obj).__name__}, not {what}")
     return dataclasses.replace(obj, spec=spec)
@@ -374,4 +395,6 @@ def prepare(model: ModelConfig, dataset) -> list[str]:
     check(net, dataset.num_features)
     from flax import nnx
 
-    return [READY_NOTE.format(spec=net.spec)] if isinstance(net.module, nnx.Module) else []
+    if isinstance(net.module, nnx.Module):
+        return [READY_NOTE.format(spec=net.spec)]
+    return [EQX_READY.format(spec=net.spec)] if is_ready(net.module) else []
