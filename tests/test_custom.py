@@ -288,7 +288,7 @@ def test_conv_members_looped_equal_vmapped_and_alone():
         ("tests.custom_models:NeedsArgs", "cannot be built without arguments"),
         ("tests.custom_models:ThreeLogits", "must return logits [B, K] = [2, 4] (4 classes"),
         ("tests.custom_models:WrongShape", "cannot take the data's examples of shape [B, 8, 8, 1]"),
-        ("tests.custom_models:WithBatchNorm", "keeps variables ['batch_stats'] besides params"),
+        ("tests.custom_models:WithBatchNorm", "its __call__ takes no `train` flag"),
         ("tests.custom_models:no_kernel", "has no parameter named 'kernel'"),
         ("nocolon", "unknown model 'nocolon'; choose softmax, mlp or package.module:Name"),
     ],

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import optax
 
 from sweepjax.engine.hparams import HParams
-from sweepjax.models.network import DROPOUT_STREAM, Network
+from sweepjax.errors import ConfigError
+from sweepjax.models.network import DROPOUT_STREAM, Network, has_state
 
 
 class Health(NamedTuple):
@@ -35,7 +36,14 @@ class Best(NamedTuple):
 
 
 class MemberState(NamedTuple):
-    """The training state of one member (the trainer stacks ``[M]`` on every leaf)."""
+    """The training state of one member (the trainer stacks ``[M]`` on every leaf).
+
+    ``params`` is the member's whole model tree. For a model with state
+    (:func:`sweepjax.models.network.has_state`: a linen module's ``batch_stats``, the
+    member's dropout key) that is its variables, of which only ``net.trainable(params)``
+    is optimised; the state rides in the same tree so the best checkpoint, the store,
+    resume, compaction and the winner's test accuracy keep each weight with the
+    statistics it was trained with, with no second tree to keep in step."""
 
     params: Any
     opt_state: Any
@@ -127,6 +135,17 @@ def objective_and_accuracy(params, x, y, hp: HParams, net: Network, w=None, drop
     return jnp.sum(w * ce) / n + hp.l2 * net.penalty(params), jnp.sum(w * correct) / n
 
 
+def stateful_objective(trained, tree, x, y, hp: HParams, net: Network, t):
+    """:func:`objective_and_accuracy` of a model with state, differentiated in its
+    trained parameters ``trained`` only: the forward pass runs in training mode (batch
+    statistics, the member's dropout stream at step ``t``) and returns, beside the
+    accuracy, the member's ``tree`` with its state updated."""
+    logits_t, new_tree = net.train_logits_t(net.with_trainable(tree, trained), x.T, hp, t)
+    correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
+    loss = net.loss_t(logits_t, y).mean() + hp.l2 * net.penalty(trained)
+    return loss, (correct.mean(), jax.lax.stop_gradient(new_tree))
+
+
 def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = None):
     """Mean loss and accuracy of one member's ``params`` over sliced, masked data
     (``xs[S, D, rows]`` features-first, ``ys`` and ``ms`` ``[S, rows]``)."""
@@ -146,10 +165,12 @@ def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = Non
 def init(member_key, hp: HParams, num_features: int, static: Static) -> MemberState:
     """Initial state of one member: weights from ``member_key``, scaled by
     ``hp.init_scale`` (and masked to ``hp.hidden`` units) by the network."""
-    params = static.network.init(member_key, num_features, hp)
+    net = static.network
+    params = net.init(member_key, num_features, hp)
+    trained = net.trainable(params) if has_state(net) else params
     return MemberState(
         params=params,
-        opt_state=direction(static.optimizer, hp.momentum).init(params),
+        opt_state=direction(static.optimizer, hp.momentum).init(trained),
         health=Health(
             alive=jnp.array(True),
             diverged_at=jnp.array(-1, jnp.int32),
@@ -214,22 +235,36 @@ def step(
     idx = minibatch_indices(data_key, t, static.batch_size, shared.x_train.shape[0])
     x, y = shared.x_train[idx], shared.y_train[idx]
     w = (shared.fold_train[idx] != own.fold).astype(jnp.float32) if static.folds else None
-    drop_key = jax.random.fold_in(jax.random.fold_in(data_key, DROPOUT_STREAM), t)
-    (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
-        s.params, x, y, hp, static.network, w, drop_key
-    )
-    d, opt_state = tx.update(grads, s.opt_state, s.params)
+    net = static.network
+    if has_state(net):
+        if static.folds:
+            raise ConfigError(
+                "--folds cannot train a model with BatchNorm statistics (held-out rows "
+                "would enter the batch statistics); use a validation split instead"
+            )
+        trained = net.trainable(s.params)
+        (loss, (acc, tree)), grads = jax.value_and_grad(stateful_objective, has_aux=True)(
+            trained, s.params, x, y, hp, net, t
+        )
+    else:
+        trained = tree = s.params
+        drop_key = jax.random.fold_in(jax.random.fold_in(data_key, DROPOUT_STREAM), t)
+        (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
+            s.params, x, y, hp, net, w, drop_key
+        )
+    d, opt_state = tx.update(grads, s.opt_state, trained)
     age = t - own.born
     lr_t = hp.lr * lr_multiplier(age, shared.horizon, hp.lr_decay)
     updates = jax.tree.map(lambda g: -lr_t * g, d)
-    new_params = optax.apply_updates(s.params, updates)
+    new_trained = optax.apply_updates(trained, updates)
+    new_params = net.with_trainable(tree, new_trained) if has_state(net) else new_trained
 
     h = s.health
     initial = jnp.where(age == 0, loss, h.initial_loss)
     exploded = ~jnp.isfinite(loss) | (loss > static.explode_factor * initial)
     alive = h.alive & ~exploded
     ratio = (
-        optax.global_norm(updates) / (optax.global_norm(s.params) + 1e-12)
+        optax.global_norm(updates) / (optax.global_norm(trained) + 1e-12)
         if measure
         else jnp.zeros((), jnp.float32)
     )

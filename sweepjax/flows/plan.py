@@ -87,7 +87,8 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     data_cfg = DataConfig(data_dir=spec.data_dir, seed=v("seed"), scaling=v("scaling"))
     data_cfg, ds = plan_data(v("dataset"), data_cfg, spec.scaling, cb)
     spec = _data_recorded(spec, data_cfg)
-    prepare(model_cfg, ds)  # a custom model's shapes against the data, before anything runs
+    for line in prepare(model_cfg, ds):  # a custom model against the data, before any run
+        cb.say(line)
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
     lr = v("lr")
     if lr == "auto":
@@ -208,7 +209,8 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     replaced = spec.lr is not None or spec.l2 is not None
     replaced |= any(box.given[n] is not None for n in box.given if n in pcfg.space.axes())
     draws = model_draws(box.judged, pcfg.space, cfg, replaced=replaced)
-    prepare(cfg.model, ds)
+    for line in prepare(cfg.model, ds):
+        cb.say(line)
     if ds.info.sha256 != par.result.dataset.get("sha256"):
         cb.say(
             f"note: the data differs from parent {par.id}'s "

@@ -18,8 +18,18 @@ Contract, for ONE member (the trainer adds the member axis):
 - the l2 term ``sum(w**2) / 2`` and the init-scale axis act on the leaves named
   ``kernel`` (flax's ``Dense`` / ``Conv`` weights); biases and norm scales are neither
   regularised nor scaled. A model without such a leaf is refused.
-- a flax module may hold only ``params`` (no ``batch_stats``) and must be deterministic
-  (no ``rngs``): ``module.apply({"params": p}, x)``.
+- a flax module whose ``__call__`` takes a ``train`` (or ``deterministic``) flag may keep
+  state (``batch_stats``) and use dropout: it is trained with ``train=True``,
+  ``mutable=[its other collections]`` and ``rngs={"dropout": key}`` (one key stream per
+  member, from its id and the step), and evaluated with ``train=False``. Its statistics
+  travel with its weights (best checkpoint, store, resume, refit). Without such a flag a
+  module may hold only ``params``: ``module.apply({"params": p}, x)``.
+
+Flax NNX modules (:mod:`sweepjax.models.nnx_net`) and Equinox modules
+(:mod:`sweepjax.models.eqx_net`) are adapted to the same contract: a class, or a factory
+taking ``rngs`` (NNX) or ``key`` (Equinox), is built per member from its key and named
+by ``package.module:Name``; a ready instance gives every member its weights (a note says
+so) and is named with a fingerprint of them.
 
 Names (the ``spec`` stored with a sweep): ``package.module:Name`` is imported with the
 working directory on ``sys.path`` (as ``python -m`` does). ``Name`` may be a flax
@@ -67,6 +77,9 @@ import jax.numpy as jnp
 from sweepjax.config import MODELS, ModelConfig
 from sweepjax.errors import ConfigError
 from sweepjax.models.custom_net import Custom, from_flax, has_field, input_shape_for, qualname
+from sweepjax.models.eqx_net import READY_NOTE as EQX_READY
+from sweepjax.models.eqx_net import from_equinox, is_eqx, is_ready
+from sweepjax.models.nnx_net import READY_NOTE, from_nnx, is_nnx, takes
 
 # The MLP-only axes check lives with the typed sweep config (every config runs it);
 # re-exported for the flows and the engine, which check a model before building one.
@@ -87,12 +100,16 @@ def register(model, loss: Callable | None = None) -> Custom:
 
     if isinstance(model, nn.Module):
         c = from_flax(model, loss=loss)
+    elif is_nnx(model) or (callable(model) and takes(model, "rngs")):
+        c = from_nnx(model, loss=loss)
+    elif _eqx_like(model):
+        c = from_equinox(model, loss=loss)
     elif isinstance(model, Custom):
         c = model if loss is None else dataclasses.replace(model, loss_fn=loss, spec=None)
     else:
         raise ConfigError(
             f"model must be 'softmax', 'mlp', 'package.module:Name', a flax nn.Module "
-            f"instance or a sweepjax.Custom, got {model!r}"
+            f"instance, a flax nnx.Module class or instance or a sweepjax.Custom, got {model!r}"
         )
     old = _OBJECTS.get(c.spec)
     if old is not None and old.same(c):
@@ -109,6 +126,8 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
 
     if isinstance(model, type) and issubclass(model, nn.Module):
         model = qualname(model)
+    elif _importable(model) and (is_nnx(model) or takes(model, "rngs") or _eqx_like(model)):
+        model = qualname(model)  # an NNX / Equinox class or factory: built per member
     if not (isinstance(model, str) and model in MODELS) and hidden != ModelConfig.hidden:
         raise ConfigError(
             f"hidden width {hidden} is the built-in mlp's; give your own model its width "
@@ -129,6 +148,22 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
         _lookup(model)
         return ModelConfig(kind="custom", spec=model)
     return ModelConfig(kind="custom", spec=register(model, loss).spec)
+
+
+def _eqx_like(obj) -> bool:
+    """An Equinox module class or instance, or (equinox imported) a factory taking ``key``."""
+    return is_eqx(obj) or (
+        "equinox" in sys.modules and inspect.isfunction(obj) and takes(obj, "key")
+    )
+
+
+def _importable(obj) -> bool:
+    """Whether ``obj`` is a class or function a new process re-imports by its name."""
+    if not (isinstance(obj, type) or inspect.isfunction(obj)) or "<locals>" in qualname(obj):
+        return False
+    mod = sys.modules.get(obj.__module__)
+    named = getattr(mod, obj.__name__, None) if mod is not None else None
+    return named is obj and obj.__module__ != "__main__"
 
 
 def resolve(spec: str, num_classes: int, sample_shape=None) -> Custom:
@@ -201,7 +236,14 @@ def _coerce(obj, spec: str, num_classes: int | None) -> Custom:
     """A :class:`Custom` named ``spec`` from what ``spec`` names."""
     import flax.linen as nn
 
-    what = "a flax nn.Module class or instance, a sweepjax.Custom, or a function returning one"
+    what = (
+        "a flax nn.Module or nnx.Module class or instance, a sweepjax.Custom, or a function "
+        "returning one"
+    )
+    if is_nnx(obj) or (inspect.isfunction(obj) and takes(obj, "rngs")):
+        return from_nnx(obj, spec=spec, num_classes=num_classes)
+    if _eqx_like(obj):
+        return from_equinox(obj, spec=spec, num_classes=num_classes)
     if isinstance(obj, type) and issubclass(obj, nn.Module):
         kw = {"num_classes": int(num_classes)} if has_field(obj, "num_classes") else {}
         try:
@@ -226,6 +268,10 @@ def _coerce(obj, spec: str, num_classes: int | None) -> Custom:
             ) from None
     if isinstance(obj, nn.Module):
         obj = from_flax(obj)
+    elif is_nnx(obj):  # a function returned a ready instance
+        return from_nnx(obj, spec=spec)
+    elif is_eqx(obj):
+        return from_equinox(obj, spec=spec)
     if not isinstance(obj, Custom):
         raise ConfigError(f"{spec} is a {type(obj).__name__}, not {what}")
     return dataclasses.replace(obj, spec=spec)
@@ -256,6 +302,10 @@ def check(net: Custom, num_features: int) -> None:
     try:
         params = jax.eval_shape(net.init_fn, jax.random.key(0), x1)
         logits = jax.eval_shape(net.apply_fn, params, x2)
+        if net.train_fn is not None:  # the training mode must give the same logits
+            trained, _ = jax.eval_shape(net.train_fn, params, x2, jax.random.key(0))
+            if getattr(trained, "shape", None) != getattr(logits, "shape", None):
+                logits = trained
     except ConfigError:
         raise
     except Exception as e:
@@ -335,10 +385,16 @@ def _names(jaxpr) -> frozenset[str]:
     return frozenset(out)
 
 
-def prepare(model: ModelConfig, dataset) -> None:
+def prepare(model: ModelConfig, dataset) -> list[str]:
     """Resolve and check a custom ``model`` against ``dataset`` before anything is run or
-    stored (no-op for the built-ins). Raises ConfigError (one line)."""
+    stored (no-op for the built-ins). Raises ConfigError (one line). Returns the notes
+    for the user: a ready NNX instance gives every member the same initial weights."""
     if model.kind != "custom":
-        return
+        return []
     net = resolve(model.spec, dataset.num_classes, dataset.info.input_shape)
     check(net, dataset.num_features)
+    from flax import nnx
+
+    if isinstance(net.module, nnx.Module):
+        return [READY_NOTE.format(spec=net.spec)]
+    return [EQX_READY.format(spec=net.spec)] if is_ready(net.module) else []

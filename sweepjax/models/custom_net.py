@@ -9,16 +9,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from sweepjax.errors import ConfigError
 from sweepjax.models.builtin import l2_penalty
-from sweepjax.models.network import cross_entropy_t, scale_kernels
+from sweepjax.models.network import DROPOUT_STREAM, cross_entropy_t, scale_kernels
+
+# A model with state keeps its member's dropout key (raw key bits) beside its variables:
+# drawn once from the member's own init key, so a member's dropout masks depend on its id
+# and the step only, never on which members train with it (NNX keeps its RNG streams as
+# state the same way). Stored, checkpointed and resumed with the rest of the variables.
+MEMBER_RNG = "member_rng"
 
 
 def input_shape_for(sample_shape) -> tuple[int, ...]:
@@ -46,6 +54,13 @@ class Custom:
       input_shape: the example shape ``apply_fn`` takes (None: from the data).
       num_classes: ``K``, set by :func:`sweepjax.models.custom.resolve`.
       module: the flax module :func:`from_flax` wrapped (None for plain functions).
+      train_fn: for a model with state (BatchNorm statistics) or dropout:
+        ``train_fn(variables, x[B, ...], key) -> (logits[B, K], updated)`` in training
+        mode, where ``variables`` is what ``init_fn`` returns, a dict whose ``"params"``
+        entry is trained (the other entries are the model's state) and ``updated`` the
+        new values of some of the other entries (flax's ``mutable=`` output). With it,
+        ``apply_fn(variables, x)`` is the evaluation mode (running statistics, no
+        dropout). None: ``init_fn`` returns the trained parameters themselves.
 
     Example::
 
@@ -66,11 +81,14 @@ class Custom:
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
     module: Any = None
+    train_fn: Callable | None = None
 
     def __post_init__(self):
         for name in ("init_fn", "apply_fn"):
             if not callable(getattr(self, name)):
                 raise ConfigError(f"Custom needs a callable {name}, got {getattr(self, name)!r}")
+        if self.train_fn is not None and not callable(self.train_fn):
+            raise ConfigError(f"Custom needs a callable train_fn, got {self.train_fn!r}")
         if self.loss_fn is not None and not callable(self.loss_fn):
             raise ConfigError(f"loss must be callable, got {self.loss_fn!r}")
         if self.input_shape is not None:
@@ -83,15 +101,51 @@ class Custom:
         """The example shape ``apply_fn`` takes (``(num_features,)`` when unknown)."""
         return self.input_shape if self.input_shape is not None else (int(num_features),)
 
+    @property
+    def stateful(self) -> bool:
+        """Whether the member's tree holds model state beside its trained parameters
+        (then the trainer uses :meth:`trainable`, :meth:`with_trainable` and
+        :meth:`train_logits_t`)."""
+        return self.train_fn is not None
+
     def init(self, key, num_features: int, hp):
         x = jnp.zeros((1, *self.shape(num_features)), jnp.float32)
         params = self.init_fn(key, x)
-        return params if hp is None else scale_kernels(params, hp.init_scale)
+        if hp is not None:
+            params = scale_kernels(params, hp.init_scale)
+        if not self.stateful:
+            return params
+        bits = jax.random.fold_in(key, DROPOUT_STREAM)
+        if jnp.issubdtype(bits.dtype, jax.dtypes.prng_key):
+            bits = jax.random.key_data(bits)
+        return {**params, MEMBER_RNG: bits}
+
+    def _input(self, x_t):
+        d, b = x_t.shape
+        return jnp.reshape(x_t.T, (b, *self.shape(d)))
 
     def logits_t(self, params, x_t, hp, dropout_key=None):
-        d, b = x_t.shape
-        logits = self.apply_fn(params, jnp.reshape(x_t.T, (b, *self.shape(d))))
-        return logits.T
+        """Evaluation-mode logits ``[K, B]`` (a stateful model: running statistics, no
+        dropout; ``dropout_key`` is the built-ins' and unused here)."""
+        if self.stateful:
+            params = {k: v for k, v in params.items() if k != MEMBER_RNG}
+        return self.apply_fn(params, self._input(x_t)).T
+
+    def trainable(self, variables):
+        """The trained part of a stateful member's tree (its ``"params"``)."""
+        return variables["params"]
+
+    def with_trainable(self, variables, params):
+        return {**variables, "params": params}
+
+    def train_logits_t(self, variables, x_t, hp, t):
+        """Training-mode logits ``[K, B]`` at global step ``t`` and the member's tree with
+        its state updated (BatchNorm statistics). The dropout key is
+        ``fold_in(member key, t)``: the member's own stream."""
+        key = jax.random.fold_in(jax.random.wrap_key_data(variables[MEMBER_RNG]), t)
+        inner = {k: v for k, v in variables.items() if k != MEMBER_RNG}
+        logits, updated = self.train_fn(inner, self._input(x_t), key)
+        return logits.T, {**variables, **updated}
 
     def loss_t(self, logits_t, y):
         if self.loss_fn is None:
@@ -112,13 +166,33 @@ class Custom:
         return fns and self.init_fn is other.init_fn and self.apply_fn is other.apply_fn
 
 
+# The mode flags a linen ``__call__`` may take, with their training-mode value (the Flax
+# examples' ``train``; ``deterministic`` is nn.Dropout's own word).
+MODE_FLAGS = {"train": True, "deterministic": False}
+
+
+def _mode_flag(module) -> str | None:
+    try:
+        names = inspect.signature(module.__call__).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((f for f in MODE_FLAGS if f in names), None)
+
+
+def _mode(flag: str | None, training: bool) -> dict:
+    if flag is None:
+        return {}
+    return {flag: MODE_FLAGS[flag] if training else not MODE_FLAGS[flag]}
+
+
 def _flax_init(module, key, x):
     variables = module.init(key, x)
     extra = sorted(set(variables) - {"params"})
     if extra:
         raise ConfigError(
-            f"{type(module).__name__} keeps variables {extra} besides params; sweepjax "
-            "trains params only (use LayerNorm, or BatchNorm(use_running_average=True))"
+            f"{type(module).__name__} keeps variables {extra} besides params but its "
+            "__call__ takes no `train` flag; add `train: bool` and pass it on "
+            "(BatchNorm(use_running_average=not train)), as the Flax examples do"
         )
     if "params" not in variables:
         raise ConfigError(f"{type(module).__name__} has no parameters to train")
@@ -127,6 +201,29 @@ def _flax_init(module, key, x):
 
 def _flax_apply(module, params, x):
     return module.apply({"params": params}, x)
+
+
+def _flax_init_vars(module, flag, key, x):
+    """Every collection of ``module`` (``params``, ``batch_stats``, ...), built in
+    evaluation mode (no dropout key needed)."""
+    from flax.core import unfreeze
+
+    variables = unfreeze(module.init(key, x, **_mode(flag, False)))
+    if "params" not in variables:
+        raise ConfigError(f"{type(module).__name__} has no parameters to train")
+    return dict(variables)
+
+
+def _flax_apply_vars(module, flag, variables, x):
+    return module.apply(variables, x, **_mode(flag, False))
+
+
+def _flax_train(module, flag, variables, x, key):
+    mutable = [c for c in variables if c != "params"]
+    out = module.apply(
+        variables, x, **_mode(flag, True), mutable=mutable or False, rngs={"dropout": key}
+    )
+    return out if mutable else (out, {})
 
 
 def from_flax(
@@ -139,6 +236,11 @@ def from_flax(
     maps ``x[B, *input_shape]`` to logits ``[B, K]`` (see :mod:`sweepjax.models.custom` for the
     input shape, the loss and the regularised leaves).
 
+    A module whose ``__call__`` takes a ``train`` (or ``deterministic``) flag is trained
+    as the Flax examples do: ``apply({"params": p, "batch_stats": s}, x, train=True,
+    mutable=["batch_stats"], rngs={"dropout": key})`` at each step, with one dropout
+    stream per member, and evaluated with ``train=False`` (running statistics).
+
     Example::
 
       net = sweepjax.from_flax(MyCNN(), loss=my_per_example_loss)
@@ -148,6 +250,17 @@ def from_flax(
 
     if not isinstance(module, nn.Module):
         raise ConfigError(f"from_flax needs a flax nn.Module instance, got {module!r}")
+    flag = _mode_flag(module)
+    if flag is not None:  # a train/eval switch: BatchNorm statistics, dropout
+        return Custom(
+            init_fn=functools.partial(_flax_init_vars, module, flag),
+            apply_fn=functools.partial(_flax_apply_vars, module, flag),
+            loss_fn=loss,
+            spec=spec,
+            input_shape=input_shape,
+            module=module,
+            train_fn=functools.partial(_flax_train, module, flag),
+        )
     return Custom(
         init_fn=functools.partial(_flax_init, module),
         apply_fn=functools.partial(_flax_apply, module),

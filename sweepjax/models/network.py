@@ -45,6 +45,15 @@ class Network(Protocol):
         """The L2 term ``sum(w**2) / 2`` over the weights the network regularises."""
 
 
+def has_state(net) -> bool:
+    """Whether ``net`` keeps model state beside its trained parameters (BatchNorm
+    statistics, a member's dropout key): its member tree is then more than what the
+    optimizer trains, and it offers ``trainable(tree)``, ``with_trainable(tree, params)``
+    and ``train_logits_t(tree, x_t, hp, t) -> (logits_t, tree with new state)``
+    (see :class:`sweepjax.models.custom_net.Custom`). The built-ins keep none."""
+    return bool(getattr(net, "stateful", False))
+
+
 def cross_entropy_t(logits_t, y):
     """Per-example cross-entropy of features-first logits ``[K, B]`` and labels ``[B]``."""
     picked = jnp.take_along_axis(logits_t, y[None, :], axis=0)[0]
