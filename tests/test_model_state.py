@@ -31,7 +31,7 @@ from sweepjax.models import custom
 from sweepjax.models.custom_net import MEMBER_RNG
 from sweepjax.models.eqx_net import from_equinox
 from sweepjax.models.network import has_state
-from sweepjax.models.nnx_net import from_nnx
+from sweepjax.models.nnx_net import from_nnx, replace_by_pure
 from tests.custom_models import BNDropMLP, EqxBNDrop, NNXBNDrop, TinyMLP
 from tests.helpers import blobs, toy_dataset, toy_train_config
 
@@ -119,6 +119,15 @@ def test_each_member_has_its_own_dropout_stream():
     np.testing.assert_array_equal(ks[0][MEMBER_RNG], ks[2][MEMBER_RNG])
 
 
+def _val(v):
+    """A variable's array: ``v[...]`` (newer flax warns on ``.value``); flax 0.10.0's
+    VariableState (our floor) takes no index, only ``.value``."""
+    try:
+        return v[...]
+    except TypeError:
+        return v.value
+
+
 def test_nnx_init_step_and_eval_are_nnx_own():
     """An NNX module: a member's weights are its constructor's with
     ``rngs=nnx.Rngs(member key)``; a step equals ``model.train()`` + ``nnx.value_and_grad``
@@ -135,7 +144,7 @@ def test_nnx_init_step_and_eval_are_nnx_own():
     state = jax.jit(member.init, static_argnums=(2, 3))(key, hp, 6, _static(net))
     ref = factory(nnx.Rngs(key))
     np.testing.assert_array_equal(
-        state.params["params"]["hidden"]["kernel"], ref.hidden.kernel[...]
+        state.params["params"]["hidden"]["kernel"], _val(ref.hidden.kernel)
     )
     rng = np.random.default_rng(0)
     x_train = jnp.asarray(rng.normal(size=(40, 6)), jnp.float32)
@@ -152,7 +161,9 @@ def test_nnx_init_step_and_eval_are_nnx_own():
             ce = optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
             return (
                 ce
-                + hp.l2 * (jnp.sum(m.hidden.kernel[...] ** 2) + jnp.sum(m.out.kernel[...] ** 2)) / 2
+                + hp.l2
+                * (jnp.sum(_val(m.hidden.kernel) ** 2) + jnp.sum(_val(m.out.kernel) ** 2))
+                / 2
             )
 
         model.train()
@@ -163,15 +174,15 @@ def test_nnx_init_step_and_eval_are_nnx_own():
     np.testing.assert_allclose(metrics.loss, loss, rtol=1e-5)
     want = new.params["params"]["hidden"]["kernel"]
     np.testing.assert_allclose(
-        want, ref.hidden.kernel[...] - lr * g["hidden"]["kernel"][...], rtol=1e-5, atol=1e-6
+        want, _val(ref.hidden.kernel) - lr * _val(g["hidden"]["kernel"]), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_allclose(
-        new.params["state"]["bn"]["mean"], ref.bn.mean[...], rtol=1e-5, atol=1e-7
+        new.params["state"]["bn"]["mean"], _val(ref.bn.mean), rtol=1e-5, atol=1e-7
     )
-    np.testing.assert_allclose(new.params["state"]["bn"]["var"], ref.bn.var[...], rtol=1e-5)
+    np.testing.assert_allclose(new.params["state"]["bn"]["var"], _val(ref.bn.var), rtol=1e-5)
     # evaluation: model.eval() with the member's new params (its statistics: checked above)
     _, params_state, _ = nnx.split(ref, nnx.Param, ...)
-    nnx.replace_by_pure_dict(params_state, new.params["params"])
+    replace_by_pure(params_state, new.params["params"])
     nnx.update(ref, params_state)
     ref.eval()
     logits_t = jax.jit(net.logits_t)(new.params, x.T, hp)

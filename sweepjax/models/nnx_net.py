@@ -85,20 +85,40 @@ def _template(source, num_classes):
         ) from None
 
 
-def _filled(abstract, pure):
-    """A copy of the abstract nnx.State ``abstract`` holding the values of ``pure``."""
+def to_pure(state) -> dict:
+    """``state`` (an nnx.State) as a plain nested dict of arrays. A function of the
+    package from flax 0.10.4 (the method it replaces warns there); a method of the
+    State before (flax 0.10.0, our floor)."""
     from flax import nnx
 
+    fn = getattr(nnx, "to_pure_dict", None)
+    return fn(state) if fn is not None else state.to_pure_dict()
+
+
+def replace_by_pure(state, pure) -> None:
+    """Write the values of the plain dict ``pure`` into the nnx.State ``state``, in place
+    (as :func:`to_pure`: the package's function where it has one, else the method)."""
+    from flax import nnx
+
+    fn = getattr(nnx, "replace_by_pure_dict", None)
+    if fn is not None:
+        fn(state, pure)
+    else:
+        state.replace_by_pure_dict(pure)
+
+
+def _filled(abstract, pure):
+    """A copy of the abstract nnx.State ``abstract`` holding the values of ``pure``."""
+
     state = jax.tree.map(lambda a: a, abstract)
-    nnx.replace_by_pure_dict(state, pure)
+    replace_by_pure(state, pure)
     return state
 
 
 def _streams(abstract_rngs, key):
     """Every RNG stream of the model restarted at ``fold_in(key, i)``, count 0."""
-    from flax import nnx
 
-    pure = nnx.to_pure_dict(abstract_rngs)
+    pure = to_pure(abstract_rngs)
     flat, tree = jax.tree_util.tree_flatten_with_path(pure)
     new = [
         jax.random.fold_in(key, i)
@@ -117,7 +137,7 @@ def nnx_init(source, num_classes, key, x):
     make = _factory(source, num_classes)
     module = source if make is None else make(nnx.Rngs(key))
     _, params, _, rest = _parts(module)
-    return {"params": nnx.to_pure_dict(params), "state": nnx.to_pure_dict(rest)}
+    return {"params": to_pure(params), "state": to_pure(rest)}
 
 
 def _merged(source, num_classes, variables, key):
@@ -141,12 +161,11 @@ def nnx_apply(source, num_classes, variables, x):
 
 def nnx_train(source, num_classes, variables, x, key):
     """Training-mode logits (``model.train()``, dropout from ``key``) and the new state."""
-    from flax import nnx
 
     model = _merged(source, num_classes, variables, key)
     model.train()
     logits = model(x)
-    return logits, {"state": nnx.to_pure_dict(_parts(model)[3])}
+    return logits, {"state": to_pure(_parts(model)[3])}
 
 
 def nnx_spec(source) -> str:
@@ -158,7 +177,7 @@ def nnx_spec(source) -> str:
 
     if not isinstance(source, nnx.Module):
         return qualname(source)
-    leaves = jax.tree.leaves(nnx.to_pure_dict(_parts(source)[1]))
+    leaves = jax.tree.leaves(to_pure(_parts(source)[1]))
     digest = hashlib.sha256(b"".join(np.asarray(v).tobytes() for v in leaves)).hexdigest()
     return f"{qualname(type(source))}#{digest[:10]}"
 
