@@ -59,6 +59,7 @@ def test_values_are_normalised_once_from_any_source():
     [
         ({"trials": 0}, "`trials` must be a positive integer"),
         ({"lr": (1.0,)}, "`lr` takes two numbers LO HI or 'auto'"),
+        ({"l2": 0.0}, "`l2` takes two numbers LO HI, got '0.0'"),  # a bare number
         ({"lr_decay": (0.1, 2.0)}, "`lr_decay` upper bound must be <= 1"),
         ({"momentum": 2.0}, "`momentum` must be in [0, 0.999]"),
         ({"band": 0.9}, "`band` must be in [0, 0.5]"),

@@ -25,7 +25,8 @@ def _box(name: str, value, command: str):
     """``(lo, hi)`` / Range / 'auto' (coarse lr) / 'off' (fine lr_decay) -> Range or word."""
     if isinstance(value, Range):
         return value
-    vals = [value] if isinstance(value, str) else list(value)
+    # One number (l2=0.0) is not a box: said below in one line, not a TypeError.
+    vals = [value] if isinstance(value, str) or not hasattr(value, "__iter__") else list(value)
     word = BOX_WORDS.get((name, command))
     if word and len(vals) == 1 and str(vals[0]).lower() == word:
         return word
