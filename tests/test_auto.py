@@ -98,7 +98,7 @@ def test_auto_trains_the_finder_population_once(tmp_path, monkeypatch):
     def counting(dataset, model_cfg, config, lrs, l2, steps, **kw):
         calls.append((len(lrs), steps, config.batch_size, config.optimizer))
         out = real(dataset, model_cfg, config, lrs, l2, steps, **kw)
-        ranges.append(out[0])
+        ranges.append(out)
         return out
 
     monkeypatch.setattr(sweepjax.analysis.sanity, "_lr_population", counting)
