@@ -195,10 +195,8 @@ def _overfit_population(
         max(p, q) if p is not None and q is not None else math.inf
         for p, q in zip(perfect, low, strict=True)
     ]
-    if np.isfinite(min(done)):
-        i = int(np.argmin(done))
-    else:
-        i = int(np.nanargmin(res.final_val_loss[:k]))
+    reached = np.isfinite(min(done))  # else none got there: the lowest final loss
+    i = int(np.argmin(done)) if reached else int(np.nanargmin(res.final_val_loss[:k]))
     over = OverfitResult(
         n,
         float(lrs[i]),
