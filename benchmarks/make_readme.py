@@ -57,6 +57,10 @@ are for the 2-core CPU the results below were measured on.
 - `bench_overheads.py` (~4 min): what a sweep spends besides training: the per-block
   evaluation's share of a default coarse run, the checkpoint writes' share for the Adam
   MLP with 256 members, and the default flow's own time split.
+- `bench_fixed_costs.py` (~2-4 min; `--tree DIR` for another checkout): the default
+  `coarse` + `fine` on Fashion-MNIST as two processes, cold then warm (compile and
+  prepared-data caches): whole-process wall against the sweeps' training
+  (`train_s` + `refit_s`), and the share outside training.
 - `bench_mlp_configs.py` (~4 min): single MLP configurations (width, epochs, optimizer,
   rate, dropout) on full Fashion-MNIST.
 - `bench_tabular.py` (~5 min; needs scikit-learn): test accuracy, not speed, on

@@ -19,6 +19,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # The CLI keeps compiled programs in a persistent cache; tests must not write to the
 # user's home, and must measure what they claim without a warm cache.
 os.environ.setdefault("SWEEPJAX_COMPILE_CACHE", "0")
+# Likewise the prepared-data cache (tests that test it point it at a temporary directory).
+os.environ.setdefault("SWEEPJAX_DATA_CACHE", "0")
 
 # The workers of one run (pytest-xdist) share a compilation cache in a temporary
 # directory, so a program one worker compiled is loaded, not compiled again, by the

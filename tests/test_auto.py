@@ -62,6 +62,8 @@ def test_auto_runs_the_stages_in_order(tmp_path, capsys):
     assert doc["tied"][0] == w["id"]
     assert w["refit_test_acc"] > 0.85 and w["refit_steps"] == stages[-1]["steps"]
     assert doc["report"] is None
+    # Rounds, not an anytime search: no progress points; the refit's time is reported.
+    assert doc["progress"] == [] and doc["in_flight"] == 0 and doc["timing"]["refit_s"] > 0
 
 
 @pytest.mark.slow
@@ -96,7 +98,7 @@ def test_auto_trains_the_finder_population_once(tmp_path, monkeypatch):
     def counting(dataset, model_cfg, config, lrs, l2, steps, **kw):
         calls.append((len(lrs), steps, config.batch_size, config.optimizer))
         out = real(dataset, model_cfg, config, lrs, l2, steps, **kw)
-        ranges.append(out[0])
+        ranges.append(out)
         return out
 
     monkeypatch.setattr(sweepjax.analysis.sanity, "_lr_population", counting)
@@ -115,3 +117,12 @@ def test_auto_trains_the_finder_population_once(tmp_path, monkeypatch):
     box = sweepjax.analysis.sanity.lr_box(ranges[1], margin=0.5)
     assert box[0] < ranges[1].lo and box[1] > ranges[1].hi
     assert out.final.space["lr"] == pytest.approx(list(box))
+    # auto --budget's document carries the search's progress, as coarse --budget's does:
+    # best-so-far points, rising in time and accuracy, the stored sweep's own.
+    doc = out.to_json()
+    prog = doc["progress"]
+    assert prog and prog == out.final.progress and doc["in_flight"] == out.final.in_flight
+    for key in ("elapsed_s", "member_steps", "best_val_acc"):
+        assert [p[key] for p in prog] == sorted(p[key] for p in prog)
+    with Store.open(tmp_path / "b.db") as st:
+        assert st.load_sweep(doc["sweep_id"]).progress == prog

@@ -170,7 +170,9 @@ def test_coarse_json_document(swept):
         "transfer_s",
         "checkpoint_s",
         "checkpoints",
+        "refit_s",
     }
+    assert doc["timing"]["refit_s"] == 0.0  # a coarse sweep has no refit
     assert doc["report"] is None  # --no-report
 
 
@@ -208,7 +210,10 @@ def test_fine_refines_an_interior_winner(swept):
     wm = next(m for m in f["members"] if m["id"] == f["winner"]["id"])
     assert f["winner"]["refit_steps"] == round(wm["best_step"] * 4000 / 3600)
     assert f["winner"]["refit_test_acc"] > 0.8
+    # Its time is reported as training of its own, outside the sweep's train_s, and stored.
+    assert f["timing"]["refit_s"] > 0 and c["timing"]["refit_s"] == 0.0
     with Store.open(store) as st:
+        assert st.load_sweep("f1").timing.refit_s == f["timing"]["refit_s"]
         row = st.sweep_row("f1")
         assert row.config.train.steps == sweepjax.flows.sweep.FINE_STEPS_FACTOR * 60
         # fine also searches the decay (the rate's final multiplier)

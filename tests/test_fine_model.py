@@ -56,6 +56,7 @@ def test_fine_box_extends_past_the_edge_the_score_climbs_to(low_lr_store, capsys
     lo, hi = f["space"]["lr"]
     assert hi > 1e-4 * 1.2 and lo <= c["winner"]["lr"] <= hi
     assert f["winner"]["refit_test_acc"] is None  # --no-refit
+    assert f["timing"]["refit_s"] == 0.0
 
 
 @pytest.mark.parametrize("sampler", ["thompson", "ei"])

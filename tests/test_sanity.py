@@ -181,3 +181,35 @@ def test_sanity_says_the_data_notes_once_prefixed(report, monkeypatch, capsys, t
     assert len(err) == 2 and all(line.startswith("sweepjax: ") for line in err), err
     assert not any("sweepjax: note: sweepjax:" in line for line in err)
     assert "labels [1, 2, 3] are not class ids 0..2" in err[1]
+
+
+def test_the_probes_ride_in_the_overfit_run_not_the_finder(mnist, monkeypatch):
+    """sanity trains two populations: the finder's rates alone (no lr-0 probes paying for
+    its full length at the sweep's batch) and the overfit run's rates plus the two probes
+    (lr 0, lambda 0 and 1e3, one initialisation). The probes' first losses are the
+    initial-loss numbers: the penalty they differ by is 0.5 * 1e3 * sum(W^2) of that
+    initialisation, computed here from the weights a lr-0 member ends with."""
+    import sweepjax.analysis.sanity as sanity
+
+    real, seen = sanity.train_population, []
+
+    def spy(data, hp, model, cfg, **kw):
+        out = real(data, hp, model, cfg, **kw)
+        seen.append((np.asarray(hp.lr), np.asarray(hp.l2), cfg.steps, len(data.y_train), out))
+        return out
+
+    monkeypatch.setattr(sanity, "train_population", spy)
+    rep = sanity.run_sanity(mnist, ModelConfig(), TrainConfig(), finder_steps=30, finder_rates=8)
+    (lr_f, l2_f, steps_f, n_f, _), (lr_o, l2_o, steps_o, n_o, res) = seen
+    assert lr_f.tolist() == pytest.approx(np.geomspace(LR_FINDER_LO, LR_FINDER_HI, 8).tolist())
+    assert (lr_f > 0).all() and steps_f == 30 and n_f == len(mnist.y_train)
+    k = len(sanity.OVERFIT_LRS)
+    assert lr_o[k:].tolist() == [0.0, 0.0] and l2_o[k:].tolist() == [0.0, sanity.BIG_L2]
+    assert steps_o == sanity.OVERFIT_STEPS and n_o == sanity.OVERFIT_EXAMPLES
+    from sweepjax.engine import member_params
+
+    w = member_params(res, k + 1, best=False)  # lr 0: still the initial weights
+    penalty = 0.5 * sanity.BIG_L2 * sum(float(np.sum(np.square(v["kernel"]))) for v in w.values())
+    init = rep.initial
+    assert init.regularized - init.unregularized == pytest.approx(penalty, rel=1e-3)
+    assert abs(init.unregularized - math.log(10)) < sanity.INITIAL_LOSS_TOL

@@ -157,6 +157,17 @@ def overfit_small(
     Reports the learning rate (of ``lrs``, trained as one population) that first reaches
     both 100% training accuracy and a loss under ``OVERFIT_MAX_LOSS``.
     """
+    return _overfit_population(dataset, model_cfg, config, n, steps, lrs)[0]
+
+
+def _overfit_population(
+    dataset, model_cfg, config, n=OVERFIT_EXAMPLES, steps=OVERFIT_STEPS, lrs=OVERFIT_LRS
+) -> tuple[OverfitResult, InitialLosses]:
+    """The overfit run (:func:`overfit_small`) with two lr-0 probes riding along, at
+    lambda 0 and :data:`BIG_L2`, sharing one initialisation: their first losses are the
+    initial-loss checks'. Here they cost two members of a 20-example run; in the
+    finder's population they cost two of its members' full length (the width-256 MLP's
+    2 x 300 steps at the sweep's batch, ~6% of auto's checks)."""
     sub = small_subset(dataset, n, config.seed)
     cfg = config.replace(
         optimizer="sgd",
@@ -165,18 +176,28 @@ def overfit_small(
         chunk_steps=steps,
         batch_size=n,
     )
-    res = train_population(sub, HParams.create(lr=list(lrs), l2=0.0), model_cfg, cfg)
+    k = len(lrs)
+    # The probes carry the sweep's dropout and init scale (the initial loss depends on
+    # them); the overfit members keep the defaults, as the check always trained them.
+    hp = HParams.create(
+        lr=[*lrs, 0.0, 0.0],
+        l2=[0.0] * k + [0.0, BIG_L2],
+        dropout=[0.0] * k + [config.dropout] * 2,
+        init_scale=[1.0] * k + [config.init_scale] * 2,
+    )
+    res = train_population(sub, hp, model_cfg, cfg, member_ids=np.array([*range(k), k, k]))
     c = res.curves
     # Accuracy and loss after each step on the whole subset (val = train here), not the
     # pre-step minibatch means (a minibatch drawn with replacement misses examples).
-    perfect = [_first_step(c.step, c.val_acc[i] >= 1.0) for i in range(len(lrs))]
-    low = [_first_step(c.step, c.val_loss[i] < OVERFIT_MAX_LOSS) for i in range(len(lrs))]
+    perfect = [_first_step(c.step, c.val_acc[i] >= 1.0) for i in range(k)]
+    low = [_first_step(c.step, c.val_loss[i] < OVERFIT_MAX_LOSS) for i in range(k)]
     done = [
         max(p, q) if p is not None and q is not None else math.inf
         for p, q in zip(perfect, low, strict=True)
     ]
-    i = int(np.argmin(done)) if np.isfinite(min(done)) else int(np.nanargmin(res.final_val_loss))
-    return OverfitResult(
+    reached = np.isfinite(min(done))  # else none got there: the lowest final loss
+    i = int(np.argmin(done)) if reached else int(np.nanargmin(res.final_val_loss[:k]))
+    over = OverfitResult(
         n,
         float(lrs[i]),
         perfect[i],
@@ -184,6 +205,13 @@ def overfit_small(
         float(res.final_val_acc[i]),
         float(res.final_val_loss[i]),
     )
+    probes = InitialLosses(
+        float(res.initial_loss[k]),
+        float(res.initial_loss[k + 1]),
+        float(BIG_L2),
+        math.log(dataset.num_classes),
+    )
+    return over, probes
 
 
 def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_MIN_PROGRESS):
@@ -217,45 +245,32 @@ def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_
     return labels
 
 
-def _lr_population(dataset, model_cfg, config, lrs, l2, steps, probe_l2=BIG_L2):
-    """Train ``lrs`` at ``l2`` together with two lr-0 probes at lambda 0 and ``probe_l2``
-    sharing one initialisation. The probes give the initial-loss checks for free, and
-    keeping them in every finder run means ``sanity`` and ``auto_lr_range`` compile one
-    program shape. Returns ``(LrRange, InitialLosses)``."""
+def _lr_population(dataset, model_cfg, config, lrs, l2, steps) -> LrRange:
+    """Train ``lrs`` at ``l2`` together for ``steps`` steps in one chunk; label them."""
     n = len(lrs)
-    lr_all = [*lrs, 0.0, 0.0]
-    l2_all = [l2] * n + [0.0, probe_l2]
-    ids = [*range(n), n, n]
     cfg = config.replace(steps=steps, eval_every=None, chunk_steps=steps)
     # The sweep's fixed momentum, dropout and init scale (the finder ranks rates for them).
     hp = HParams.create(
-        lr=lr_all,
-        l2=l2_all,
+        lr=list(lrs),
+        l2=[l2] * n,
         momentum=config.momentum,
         dropout=config.dropout,
         init_scale=config.init_scale,
     )
-    res = train_population(dataset, hp, model_cfg, cfg, member_ids=np.asarray(ids))
-    labels = label_lrs(lrs, res.initial_loss[:n], res.final_train_loss[:n], ~res.alive[:n])
+    res = train_population(dataset, hp, model_cfg, cfg)
+    labels = label_lrs(lrs, res.initial_loss, res.final_train_loss, ~res.alive)
     good = np.asarray(lrs)[np.array(labels) == "good"]
-    lr_range = LrRange(
+    return LrRange(
         lo=float(good.min()) if good.size else None,
         hi=float(good.max()) if good.size else None,
         lrs=np.asarray(lrs),
         labels=labels,
-        initial_loss=np.asarray(res.initial_loss[:n]),
-        final_loss=np.asarray(res.final_train_loss[:n]),
-        diverged_at=np.asarray(res.diverged_at[:n]),
+        initial_loss=np.asarray(res.initial_loss),
+        final_loss=np.asarray(res.final_train_loss),
+        diverged_at=np.asarray(res.diverged_at),
         steps=steps,
         swept=(float(lrs[0]), float(lrs[-1])),
     )
-    probes = InitialLosses(
-        float(res.initial_loss[n]),
-        float(res.initial_loss[n + 1]),
-        float(probe_l2),
-        math.log(dataset.num_classes),
-    )
-    return lr_range, probes
 
 
 def find_lr_range(
@@ -279,7 +294,7 @@ def find_lr_range(
       r = find_lr_range(ds, ModelConfig(), TrainConfig())
       dict(zip(r.lrs, r.labels))  # {1e-06: 'too_low', ..., 100.0: 'too_high'}
     """
-    return _lr_population(dataset, model_cfg, config, np.geomspace(lo, hi, n), l2, steps)[0]
+    return _lr_population(dataset, model_cfg, config, np.geomspace(lo, hi, n), l2, steps)
 
 
 def auto_lr_range(
@@ -386,16 +401,16 @@ def run_sanity(
     finder_steps: int = LR_FINDER_STEPS,
     finder_rates: int = LR_FINDER_N,
 ) -> SanityReport:
-    """All four checks, in the lecture's order (two populations: the learning-rate sweep
-    with the initial-loss probes riding along, and the 20-example overfit run).
+    """All four checks, in the lecture's order (two populations: the learning-rate sweep,
+    and the 20-example overfit run with the initial-loss probes riding along).
 
     ``finder_steps`` / ``finder_rates``: the learning-rate population's length and size.
     Its ``lr_range`` is the finder's for ``config`` at that length, so a caller that
     needs the box too (``auto``) takes :func:`lr_box` of it instead of training the same
     population again (on a CPU the width-256 MLP's 34 x 300 steps take about 40 s)."""
     lrs = np.geomspace(LR_FINDER_LO, LR_FINDER_HI, finder_rates)
-    lr, init = _lr_population(dataset, model_cfg, config, lrs, LR_FINDER_L2, finder_steps)
-    over = overfit_small(dataset, model_cfg, config)
+    lr = _lr_population(dataset, model_cfg, config, lrs, LR_FINDER_L2, finder_steps)
+    over, init = _overfit_population(dataset, model_cfg, config)
     checks = [
         check_initial_loss(init),
         check_regularization(init),

@@ -28,7 +28,7 @@ from sweepjax.data import download as dl
 from sweepjax.data.idx import idx_header, read_idx
 from sweepjax.data.npz import read_npz
 from sweepjax.data.raw import RawData, validate_raw
-from sweepjax.data.sample import load_sample
+from sweepjax.data.sample import SAMPLE_PATH, load_sample
 from sweepjax.errors import DataError
 
 NAMES = ("mnist", "fashion-mnist", "mnist-sample", "npz:PATH")
@@ -99,6 +99,27 @@ def verify_known(name: str, raw: RawData, where: Path, npz_sha: str | None = Non
                 "mismatch); it is corrupt or another dataset: delete it and rerun "
                 "to re-download, or pass `data_dir` with the right files"
             )
+
+
+def source_files(name: str, data_dir: str | Path | None = None) -> list[Path] | None:
+    """The files :func:`load_raw` would read for ``name``, found as it finds them, or
+    None when it would not read files alone (absent: a download or the fallback next)."""
+    if name == "mnist-sample":
+        return [SAMPLE_PATH]
+    if name.startswith("npz:"):
+        path = Path(name[4:]).expanduser()
+        return [path] if name[4:] and path.is_file() else None
+    if name not in ("mnist", "fashion-mnist"):
+        return None
+    for d in search_dirs(name, data_dir):
+        if not d.is_dir():
+            continue
+        found = [_find_idx(d, stem, dim) for stem, dim, _ in _SPLITS]
+        if all(found):
+            return found
+        if (d / f"{name}.npz").is_file():
+            return [d / f"{name}.npz"]
+    return None
 
 
 def read_dir(name: str, d: Path) -> RawData | None:

@@ -90,6 +90,11 @@ class AutoResult:
             "winner": self.final.winner.as_dict() if self.final.winner else None,
             "tied": list(self.final.tied),
             "report": self.final.report,
+            # As ``coarse --budget``'s document: the budgeted search's best-so-far points
+            # (``[]`` for coarse -> fine rounds) and the members its budget left in flight.
+            "progress": list(self.final.progress),
+            "in_flight": int(self.final.in_flight),
+            "timing": self.final.timing.as_dict(),  # the final round's, refit_s included
         }
 
 

@@ -233,6 +233,9 @@ class TimingRecord:
     transfer_s: float = 0.0  # device -> host copies of the state (checkpoints, the end)
     checkpoint_s: float = 0.0  # writing checkpoints to the store (throttled to ~5%)
     checkpoints: int = 0  # how many were written
+    # The winner's retraining on train + validation (flows/refit.py): training too, but
+    # after the sweep, so it is not in ``train_s``; 0 when there was no refit.
+    refit_s: float = 0.0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
