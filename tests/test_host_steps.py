@@ -82,3 +82,22 @@ def test_new_values_blocks_and_steps_never_recompile():
     chunk(CNN, host, hp2, rows, ids, n_steps=2, start=11)
     assert program.compile_counts() == before
     assert before.get("step", 0) >= 2 and before.get("finish", 0) >= 1
+
+
+def test_host_driven_block_no_implicit_transfer_and_state_donated():
+    """Under ``jax.transfer_guard("disallow")`` the host-driven block moves data only by
+    explicit puts and gets, and the state passed in is donated (gone afterwards)."""
+    _, host = statics(DENSE)
+    ds = blob_dataset()
+    cfg = toy_train_config().replace(optimizer="momentum")
+    states = setup.init_states(ds, HP, DENSE, cfg)
+    act = active.Active(put_members(states, SINGLE), 3, 3, True)
+    data = program.device_data(ds, cfg)
+    key = np.asarray(jax.random.key_data(setup.root_keys(cfg.seed)[1]))
+    rest = (HP, np.full(3, -1, np.int32), data, 0, 5, 40, key, host, SINGLE)
+    before = jax.tree.leaves(act.states)
+    with jax.transfer_guard("disallow"):
+        act, met, _, _ = active.run_chunk(act, *rest)
+        act, met2, _, _ = active.run_chunk(act, *rest[:3], 5, *rest[4:])
+    assert all(a.is_deleted() for a in before)
+    assert np.isfinite(met2.train_loss).all() and (met2.train_loss < met.train_loss).any()
