@@ -41,8 +41,9 @@ are for the 2-core CPU the results below were measured on.
 - `bench_engine.py` (~3 min per case; `--case softmax` or `--case cnn`): model-steps/s
   for M = 1, 16, 64, 256, 1024 softmax members (batch 256, full Fashion-MNIST); the same
   engine run member after member; the float32 matmul rate (2048^2, and the step's exact
-  shapes). The CNN case: 16 `examples.my_cnn:SmallCNN` members against the user's plain
-  per-member loop on the bundled MNIST sample, and the population's layouts.
+  shapes). The CNN case: 16 `examples.my_cnn:SmallCNN` members against the user's Python
+  loop of one jitted step (and the same member in a `lax.scan`) on the bundled MNIST
+  sample, and the population's layouts (in-program or host-driven steps).
 - `bench_peers.py` (~6-8 min): sweepjax vs sequential JAX, a PyTorch loop, Optuna + JAX,
   scikit-learn's C grid (wall time, best val, winner's test accuracy); coarse + fine vs
   scikit-learn; model-steps/s and peak RSS for M = 1 ... 4096.

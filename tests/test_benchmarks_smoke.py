@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -100,15 +101,18 @@ def test_engine_bench_cnn_case_times_the_same_members_as_the_loop():
 
     rule = setup.member_batch
     res = bench_engine.bench_cnn(
-        blob_dataset(), members=3, steps=3, reps=1, n_seq=3, layouts=(0, 1), layout_steps=2,
+        blob_dataset(), members=3, steps=3, reps=1, n_seq=3, layouts=(1, "host"), layout_steps=2,
         progress=quiet,
     )  # fmt: skip
     assert setup.member_batch is rule
     assert res["settings"]["rule_member_batch"] == 1
+    assert res["settings"]["rule_host_steps"] == (jax.default_backend() == "cpu")
+    assert setup.host_steps(1) == res["settings"]["rule_host_steps"]  # the rule is back
     assert [r["members"] for r in res["rows"]] == [1, 3]
     assert all(r["num_groups"] == 1 and r["ms_per_member_step"] > 0 for r in res["rows"])
     assert res["user_loop"]["members"] == 3 and len(res["user_loop"]["train_s_all"]) == 1
-    assert [r["member_batch"] for r in res["layouts"]] == [0, 1]
+    assert [r["layout"] for r in res["layouts"]] == [1, "host"]
+    assert res["scan_loop"]["members"] == 3 and res["user_loop"]["ms_per_member_step"] > 0
     res = {"machine": {"backend": "cpu", "cpu": "x", "cpu_cores_usable": 2, "jax": "j",
                        "jaxlib": "j", "date": "d"}, **res}  # fmt: skip
     md = bench_engine.markdown_cnn(res, "cmd")

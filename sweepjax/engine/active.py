@@ -153,10 +153,13 @@ def run_chunk(
         s_dev = states if act.on_device else put_members(take_rows(states, rows), where)
         mine = put_members((hp_active.take(take), fold_active[take], born_active[take]), where)
         args = (s_dev, *mine, data, *shared)
-        exe, c = program.compiled_block(args, st, where)
+        by_steps = st.host_steps and where.mesh is None
+        compiled = program.compiled_steps if by_steps else program.compiled_block
+        exe, c = compiled(args, st, where)
         compile_s += c
         t0 = time.perf_counter() if t0 is None else t0
-        s_dev, met = exe(*args)  # dispatched: JAX returns before the program ends
+        # Dispatched: JAX returns before the program (or the last step) ends.
+        s_dev, met = _by_steps(exe, args, step, n_steps, real, where) if by_steps else exe(*args)
         if pending is not None:
             rows_out.append(_collect(pending, states, where))
         pending = (met, None if act.on_device else s_dev, rows, real)
@@ -166,6 +169,26 @@ def run_chunk(
     train_s = time.perf_counter() - t0
     met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
     return act._replace(states=states), met, compile_s, train_s
+
+
+def _by_steps(exe: program.Steps, args, first: int, n_steps: int, real: int, where: Placement):
+    """One block as host-driven steps (``Static.host_steps``, a convolutional model on a
+    CPU): member after member, as a user's loop trains them, ``n_steps`` calls of the
+    one-member step (the last one measured), then the evaluation; the padding rows
+    beyond ``real`` are not trained (their results are dropped). Nothing waits: every
+    call is queued behind the previous one, the state donated from call to call.
+    Returns what :func:`program.compiled_block`'s program returns."""
+    states, hps, folds, born, data, _, n_dev, horizon, key_bits = args
+    size = jax.tree.leaves(states)[0].shape[0]
+    # Every scalar the calls need, put on the device at once (explicit transfers).
+    ts = put_replicated([np.int32(first + k) for k in range(n_steps + 1)], where)
+    ids = put_replicated([np.int32(i) for i in range(real)], where)
+    sums = put_members(tuple(np.zeros(size, np.float32) for _ in range(3)), where)
+    for i in ids:
+        for k in range(n_steps):
+            call = exe.measured if k == n_steps - 1 else exe.step
+            states, sums = call(states, sums, hps, folds, born, data, i, ts[k], horizon, key_bits)
+    return exe.finish(states, sums, hps, folds, born, data, ts[n_steps], n_dev)
 
 
 def _collect(pending, host_states, where: Placement):

@@ -75,6 +75,9 @@ class Static(NamedTuple):
     # loops over the members k at a time inside the program (a convolutional custom
     # model: see setup.static).
     member_batch: int = 0
+    # The chunk as host-driven steps (program.compiled_steps): each step of each member is
+    # one call of one compiled program, dispatched without waiting (setup.static).
+    host_steps: bool = False
 
 
 def direction(optimizer: str, momentum) -> optax.GradientTransformation:

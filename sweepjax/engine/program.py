@@ -279,6 +279,64 @@ def compiled_eval(args, static: Static, where: Placement):
     return _compiled("eval", make, args, static, where)
 
 
+# --------------------------------------------------------------------------- host-driven steps
+def _member_step(states, sums, hps, folds, born, data, i, t, horizon, key_bits, static, measure):
+    """Step ``t`` of member ``i`` alone (``Static.host_steps``): the member's rows are
+    sliced out of the population ``[M]``, stepped with no loop and no member axis around
+    the step (XLA:CPU runs a convolution inside a loop 1.5-2.5x slower than alone), and
+    written back in place (the population is donated). ``sums`` (loss, accuracy, update
+    ratio ``[M]``) accumulate as :func:`_population_block`'s loop carry does."""
+    pick = lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False)  # noqa: E731
+    put = lambda a, b: jax.lax.dynamic_update_index_in_dim(a, b, i, 0)  # noqa: E731
+    own = jax.tree.map(pick, member.Own(states, hps, folds, born))
+    key = jax.random.wrap_key_data(key_bits)
+    shared = member.Shared(data.x_train, data.y_train, data.fold_train, t, horizon, key)
+    s, m = member.step(own, shared, static=static, measure=measure)
+    loss, acc, ratio = sums
+    sums = (put(loss, pick(loss) + m.loss), put(acc, pick(acc) + m.acc), put(ratio, m.update_ratio))
+    return jax.tree.map(put, states, s), sums
+
+
+def _population_finish(states, sums, hps, folds, born, data, end, n_steps, static: Static):
+    """The evaluation that ends a host-driven block of ``n_steps`` steps (global steps
+    completed ``end``): :func:`_population_block`'s last lines."""
+    evaluate = over_members(functools.partial(member.record_evaluation, static=static), 1)
+    n = n_steps.astype(jnp.float32)
+    block = member.Block(member.Own(states, hps, folds, born), sums[0] / n, sums[1] / n, sums[2])
+    return evaluate(block, member.Evaluation(data.quick, end))
+
+
+class Steps(NamedTuple):
+    """The host-driven form of one block (:func:`compiled_steps`)."""
+
+    step: object  # f(states, sums, hps, folds, born, data, i, t, horizon, key_bits)
+    measured: object  # the same, measuring the update/weight ratio (a block's last step)
+    finish: object  # f(states, sums, hps, folds, born, data, end, n_steps)
+
+
+def compiled_steps(args, static: Static, where: Placement):
+    """The programs of a host-driven block for ``args`` as :func:`compiled_block`'s, one
+    device only; returns ``(Steps, seconds spent compiling)``. Nothing in them depends on
+    a hyperparameter value, a step or a block length: each compiles once per population
+    size."""
+    states, hps, folds, born, data, _, n_steps, horizon, key_bits = args
+    sums = (hps.lr, hps.lr, hps.lr)  # three float32 [M]: only their shapes matter here
+    scalar = n_steps
+    step_args = (states, sums, hps, folds, born, data, scalar, scalar, horizon, key_bits)
+    out, secs = [], 0.0
+    for measure in (False, True):
+        fn = functools.partial(_member_step, static=static, measure=measure)
+        make = functools.partial(jax.jit, fn, donate_argnums=(0, 1))
+        exe, c = _compiled("step", make, step_args, (static, measure), where)
+        out.append(exe)
+        secs += c
+    fn = functools.partial(_population_finish, static=static)
+    make = functools.partial(jax.jit, fn, donate_argnums=(0,))
+    fin_args = (states, sums, hps, folds, born, data, scalar, scalar)
+    exe, c = _compiled("finish", make, fin_args, static, where)
+    return Steps(*out, exe), secs + c
+
+
 # --------------------------------------------------------------------------- data
 def _slices(x: np.ndarray, y: np.ndarray, rows: int, f: np.ndarray | None = None) -> Slices:
     """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a mask and

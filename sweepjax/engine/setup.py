@@ -34,13 +34,15 @@ def static(
         used = {"hidden": np.isfinite(hparams.hidden), "dropout": np.asarray(hparams.dropout) > 0}
         check_axes(model_cfg, [a for a, on in used.items() if np.any(on)])
     shape = dataset.info.input_shape
+    mb = member_batch(model_cfg, dataset.num_features, dataset.num_classes, shape)
     return Static(
         network=build_network(model_cfg, dataset.num_classes, width_mask, dropout, shape),
         optimizer=config.optimizer,
         batch_size=min(config.batch_size, dataset.x_train.shape[0]),
         explode_factor=float(config.explode_factor),
         folds=folds,
-        member_batch=member_batch(model_cfg, dataset.num_features, dataset.num_classes, shape),
+        member_batch=mb,
+        host_steps=host_steps(mb),
     )
 
 
@@ -59,7 +61,8 @@ def static(
 # table in results/engine-cnn-cpu.md; docs/performance.md): vmap 276 ms (0.20x the
 # loop), groups of 4 160 ms (0.41x), groups of 2 61 ms (0.64x), one at a time 56 ms
 # (1.12x); in the run's timed repetitions one at a time takes 35.9 ms to the loop's
-# 36.1 (1.01x). So k = 1: a plain loop (lax.map with no vmap).
+# 36.1 (1.01x). So k = 1: a plain loop (lax.map with no vmap). (That "loop" was a scan,
+# itself slow; against a Python loop of one jitted step, see host_steps below.)
 CONV = "conv_general_dilated"
 CONV_MEMBER_BATCH = 1
 
@@ -74,6 +77,21 @@ def member_batch(model_cfg: ModelConfig, num_features: int, num_classes: int, in
 
     net = build_network(model_cfg, num_classes, input_shape=input_shape)
     return CONV_MEMBER_BATCH if CONV in primitives(net, num_features) else 0
+
+
+def host_steps(member_batch_: int) -> bool:
+    """Whether a chunk runs as host-driven steps (``Static.host_steps``): for a model
+    whose members are looped over (a convolution) on a CPU, where XLA runs a convolution
+    inside a loop (``fori_loop``, ``scan``, ``lax.map``) 1.5-2.5x slower than the same
+    step called alone. Measured on 2 loaded CPU cores, SmallCNN, 16 members, SGD, batch
+    256, against a Python loop of one jitted step in the same run (benchmarks/
+    bench_engine.py --case cnn, results/engine-cnn-cpu.md, docs/performance.md):
+    host-driven 33.9 ms per member-step to the loop's 34.3 (1.07x; 0.88x in an earlier
+    run: parity within the load's noise), the in-program loop 0.44x. Dense models keep
+    the in-program loop (one vmapped step of every member is one wide matmul, far ahead
+    of any loop of single steps); so does a GPU (one small step per call would leave it
+    idle)."""
+    return member_batch_ > 0 and jax.default_backend() == "cpu"
 
 
 def root_keys(seed: int):
