@@ -50,7 +50,10 @@ def assert_same(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@pytest.mark.parametrize("sweep,options", [("c1", old_store.FOLDS), ("c2", old_store.ASHA)])
+@pytest.mark.parametrize(
+    "sweep,options",
+    [("c1", old_store.FOLDS), pytest.param("c2", old_store.ASHA, marks=pytest.mark.slow)],
+)
 def test_a_checkpoint_written_before_the_one_format_resumes_exactly(there, sweep, options):
     with Store.open("old.db") as store:
         assert store.sweep_row(sweep).status == "interrupted"
@@ -73,7 +76,11 @@ def test_a_checkpoint_of_neither_form_is_refused_in_one_line(there):
 
 @pytest.mark.parametrize(
     "options",
-    [old_store.FOLDS, old_store.ASHA_FOLDS, old_store.ASHA_REPLICAS],
+    [
+        pytest.param(old_store.FOLDS, marks=pytest.mark.slow),  # c1 above resumes K folds
+        old_store.ASHA_FOLDS,
+        pytest.param(old_store.ASHA_REPLICAS, marks=pytest.mark.slow),
+    ],
     ids=["full-3-folds", "asha-3-folds", "asha-2-replicas"],
 )
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(there, options):

@@ -229,6 +229,7 @@ def test_the_estimate_bounds_xla_for_a_conv_net_in_both_layouts():
     assert 8 * engine.member_bytes(mlp, cfg, 784, 10) >= chunk_program_bytes(wide, mlp, cfg, 8)
 
 
+@pytest.mark.slow  # ~7 s of conv compiles
 def test_conv_members_looped_equal_vmapped_and_alone():
     """A conv net's population runs its members one after another inside the program
     (``Static.member_batch = 1``: vmapping the convolution is several times slower on

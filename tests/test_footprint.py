@@ -81,7 +81,9 @@ def xla_program_bytes(ds, model, cfg, m: int) -> int:
 
 
 @pytest.mark.parametrize(
-    "model,opt", [(SOFTMAX, "sgd"), (MLP, "adam")], ids=["softmax-sgd", "mlp-adam"]
+    "model,opt",
+    [(SOFTMAX, "sgd"), pytest.param(MLP, "adam", marks=pytest.mark.slow)],
+    ids=["softmax-sgd", "mlp-adam"],
 )
 def test_program_estimate_bounds_xla_within_a_factor_of_four(ds, model, opt):
     """The program's share (state in the program plus its activations and temporaries)
@@ -167,7 +169,9 @@ def block_inputs(ds, m: int, gsize: int):
     return act, (hp, np.full(m, -1), data, 0, 10, CFG.steps, key_bits, st, SINGLE)
 
 
-@pytest.mark.parametrize("gsize", [8, 3], ids=["one-program", "host-groups"])
+@pytest.mark.parametrize(
+    "gsize", [8, pytest.param(3, marks=pytest.mark.slow)], ids=["one-program", "host-groups"]
+)
 def test_a_training_block_makes_no_implicit_host_transfer(ds, gsize):
     """Under ``jax.transfer_guard("disallow")`` every implicit host<->device transfer
     raises: the block moves data only by explicit puts and gets."""

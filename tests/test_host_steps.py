@@ -52,7 +52,9 @@ def test_the_rule_host_steps_for_a_conv_net_on_a_cpu_only():
         assert not setup.static(ds, other, cfg, hparams=HP).host_steps
 
 
-@pytest.mark.parametrize("model", [CNN, DENSE], ids=["cnn", "dense"])
+@pytest.mark.parametrize(
+    "model", [CNN, pytest.param(DENSE, marks=pytest.mark.slow)], ids=["cnn", "dense"]
+)
 def test_host_driven_equals_in_program_and_each_member_alone(model):
     """Params, optimizer state, best accuracy and every metric (train loss/accuracy as
     the block's mean, the last step's update ratio, the evaluation) agree with the
@@ -73,6 +75,7 @@ def test_host_driven_equals_in_program_and_each_member_alone(model):
         np.testing.assert_array_equal(x, y[order])
 
 
+@pytest.mark.slow  # CNN compiles, ~6 s
 def test_new_values_blocks_and_steps_never_recompile():
     _, host = statics(CNN)
     rows, ids = np.arange(3), np.arange(3)
@@ -84,6 +87,7 @@ def test_new_values_blocks_and_steps_never_recompile():
     assert before.get("step", 0) >= 2 and before.get("finish", 0) >= 1
 
 
+@pytest.mark.slow  # the in-program block's guard is in the default tier (test_footprint)
 def test_host_driven_block_no_implicit_transfer_and_state_donated():
     """Under ``jax.transfer_guard("disallow")`` the host-driven block moves data only by
     explicit puts and gets, and the state passed in is donated (gone afterwards)."""

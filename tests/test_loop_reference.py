@@ -18,7 +18,14 @@ def ds():
     return loop_reference.dataset()
 
 
-@pytest.mark.parametrize("case", loop_reference.CASES)
+# Full, halving and ASHA in the default tier; the other four cases in the slow one.
+FAST = ("full", "halving", "asha")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c if c in FAST else pytest.param(c, marks=pytest.mark.slow) for c in loop_reference.CASES],
+)
 def test_results_equal_the_code_before_the_one_loop(ds, case):
     want = np.load(FIXTURE)
     got = loop_reference.summary(loop_reference.run(case, ds))

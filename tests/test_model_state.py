@@ -189,6 +189,7 @@ def test_nnx_init_step_and_eval_are_nnx_own():
     np.testing.assert_allclose(logits_t.T, nnx.jit(lambda m: m(x))(ref), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # ~3 s; linen and NNX keep the default tier's claim
 def test_equinox_step_and_eval_are_equinox_own():
     """An Equinox module called per example: a member's weights are the constructor's
     with ``key=member key``; a step equals the Equinox docs' BatchNorm step by hand

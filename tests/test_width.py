@@ -474,7 +474,10 @@ def _step_dots(hlo: str) -> collections.Counter:
     return collections.Counter(m.groups() for m in STEP_DOT.finditer(hlo))
 
 
-@pytest.mark.parametrize(("kind", "w", "batch"), [("mlp", 2, 64), ("softmax", 4, 1024)])
+@pytest.mark.parametrize(
+    ("kind", "w", "batch"),
+    [pytest.param("mlp", 2, 64, marks=pytest.mark.slow), ("softmax", 4, 1024)],
+)
 def test_the_dense_probe_runs_the_real_steps_matmuls(monkeypatch, kind, w, batch):
     """The built-in models' probe (``flows.anytime.dense_program``) is a stand-in that
     compiles in a second; its block times stand for the real program's only if each of
