@@ -16,9 +16,10 @@ Run from the repository root (the working directory is importable)::
 
 Measured on 2 shared CPU cores: TwoLayerMLP's coarse winner 0.95 validation / 0.94 test
 accuracy in 35 s; ``--model examples.my_cnn:SmallCNN --trials 16`` 0.955 / 0.94 in 5 min
-(XLA on CPU runs convolutions several times slower inside the compiled training loop
-than alone; a GPU does not have that problem). tests/test_custom.py runs the SmallCNN
-command on a tiny generated npz.
+(timed before a CNN on the CPU trained as host-driven steps, one compiled step per member
+called from Python, now level with a user's own loop of a jitted step: see
+docs/performance.md). tests/test_custom.py runs the SmallCNN command on a tiny
+generated npz.
 """
 
 from __future__ import annotations
