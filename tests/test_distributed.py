@@ -87,9 +87,15 @@ def test_two_processes_match_one_process(one_device, tmp_path):
 # (54 steps: rungs at 6 and 18; a later flag overrides the base's).
 ASHA = ["--schedule", "asha", "--budget", "1500 steps", "--width", "8", "--rungs", "2"]
 ASHA += ["--steps", "54"]
+# The compacting schedules: Hyperband's brackets stop members at both rungs (gathers on
+# the sharded member axis), PBT copies states between members across processes.
+HYPERBAND = ["--schedule", "hyperband", "--rungs", "2", "--steps", "54"]
+PBT = ["--schedule", "pbt", "--pbt-interval", "10"]
 
 
-@pytest.mark.parametrize("schedule", [[], ASHA], ids=["full", "asha"])
+@pytest.mark.parametrize(
+    "schedule", [[], ASHA, HYPERBAND, PBT], ids=["full", "asha", "hyperband", "pbt"]
+)
 def test_cli_two_processes_print_the_same_json_and_only_process_0_writes(tmp_path, schedule):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,5 +169,10 @@ def test_cli_two_processes_print_the_same_json_and_only_process_0_writes(tmp_pat
         )  # fmt: skip
         if a["best_val_acc"] is not None:  # a member that diverged at once has none
             assert abs(a["best_val_acc"] - b["best_val_acc"]) <= 1e-6
-    if schedule:  # the run refilled slots and stopped members at its rungs
-        assert len(ref["members"]) > 8 and {m["stopped_at"] for m in ref["members"]} >= {6, 18}
+    stops = {m["stopped_at"] for m in ref["members"]}
+    if schedule is ASHA:  # the run refilled slots and stopped members at its rungs
+        assert len(ref["members"]) > 8 and stops >= {6, 18}
+    elif schedule is HYPERBAND:
+        assert stops >= {6, 18}
+    elif schedule is PBT:  # the same copies on two processes as on one
+        assert ref["lineage"] and docs[0]["lineage"] == ref["lineage"]
