@@ -32,6 +32,11 @@ from sweepjax.schedulers.asha import ASHA
 SOFTMAX = ModelConfig(kind="softmax")
 CFG = TrainConfig(steps=54, batch_size=32, eval_every=9, chunk_steps=27, seed=1)
 SPACE = SearchSpace(lr=Range(1e-3, 30.0), l2=Range(1e-6, 1e-1))
+# The jax/jaxlib the fixture was recorded with: bit-identity is a claim about one XLA
+# (another version rounds differently: at the dependency floors, jax 0.6.1, losses move
+# in the 7th digit).
+MADE_WITH_JAX = "0.10.2"
+
 CASES = ("full", "halving", "hyperband", "pbt", "halving_folds", "pbt_replicas", "asha")
 
 

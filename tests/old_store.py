@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The jax/jaxlib the stored checkpoints were written with: a resume under another XLA
+# continues with its own rounding (the 7th digit at the floors, jax 0.6.1).
+MADE_WITH_JAX = "0.10.2"
+
 COMMON = dict(
     dataset="npz:data.npz", trials=4, steps=40, batch_size=16, eval_every=10,
     chunk_steps=10, seed=0, report=False,

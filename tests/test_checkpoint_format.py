@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -44,10 +45,15 @@ def numbers(res) -> dict:
     }
 
 
-def assert_same(a: dict, b: dict) -> None:
+def assert_same(a: dict, b: dict, exact: bool = True) -> None:
+    """Equal; with ``exact=False`` (a checkpoint written under another XLA version, whose
+    rounding differs) the floats within 1e-5 and everything else equal."""
     assert a.keys() == b.keys()
     for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        if exact or not isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +66,7 @@ def test_a_checkpoint_written_before_the_one_format_resumes_exactly(there, sweep
     resumed = sweepjax.coarse(**options, store="old.db", name=sweep, resume=True)
     whole = sweepjax.coarse(**options, store="new.db")
     assert resumed.sweep_id == sweep
-    assert_same(numbers(resumed), numbers(whole))
+    assert_same(numbers(resumed), numbers(whole), exact=jax.__version__ == old_store.MADE_WITH_JAX)
 
 
 def test_a_checkpoint_of_neither_form_is_refused_in_one_line(there):
