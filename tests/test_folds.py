@@ -112,7 +112,8 @@ def test_the_weighted_step_is_the_mean_over_the_rows_a_member_may_see():
     shared = member.Shared(
         pooled.x_train, pooled.y_train, spec.train, np.int32(0), np.int32(CFG.steps), data_key
     )
-    loss = member.step(own, shared, st).loss
+    _, metrics = member.step(own, shared, st)
+    loss = metrics.loss
     idx = np.asarray(member.minibatch_indices(data_key, 0, st.batch_size, 800))
     keep = spec.train[idx] != 2
     assert 0 < keep.sum() < len(idx)

@@ -450,7 +450,8 @@ def test_the_probe_of_a_custom_model_times_the_program_the_run_trains(tmp_path, 
     y = (x[:, 0] > 0).astype(np.int64)
     npz = tmp_path / "d.npz"
     np.savez(npz, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
-    program.clear_cache()
+    program.clear_cache()  # nothing held: the probe compiles; the counts are the process's
+    before = program.compile_counts().get("chunk", 0)
     res = sweepjax.coarse(
         model=TinyMLP(num_classes=2, hidden=4), dataset=f"npz:{npz}", schedule="asha",
         trials=2, steps=18, batch_size=16, rungs=2, store=str(tmp_path / "s.db"),
@@ -460,7 +461,7 @@ def test_the_probe_of_a_custom_model_times_the_program_the_run_trains(tmp_path, 
     measured = sorted({w for w, _ in entry["table"]})
     assert measured == [1, 2] and entry["width"] == 2
     assert len(res.members) == 2 and {m.status for m in res.members} <= {"ok", "stopped"}
-    assert program.compile_counts()["chunk"] == len(measured)
+    assert program.compile_counts()["chunk"] - before == len(measured)
 
 
 # Each dot in the loop over steps of a compiled program (its output shape and dimension
