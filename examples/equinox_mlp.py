@@ -15,7 +15,6 @@ The measured results are in docs/custom-models.md.
 from __future__ import annotations
 
 import sys
-import time
 
 import equinox as eqx
 import jax
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import sweepjax
+from examples.compare import sweep_then_alone
 
 
 class EqxMLP(eqx.Module):
@@ -81,34 +80,8 @@ def train_alone(ds, lr: float, l2: float, steps: int, batch: int, seed: int = 0)
 
 
 def main(trials: int = 8, steps: int = 400, batch: int = 128, store: str = "eqx_mlp.db"):
-    t0 = time.perf_counter()
-    res = sweepjax.coarse(
-        dataset="mnist-sample",
-        model=EqxMLP,  # the class: each member built with key=its own key
-        optimizer="adam",
-        lr=(1e-4, 1e-2),
-        l2=(1e-6, 1e-3),
-        trials=trials,
-        steps=steps,
-        batch_size=batch,
-        store=store,
-        report=False,
-    )
-    swept = time.perf_counter() - t0
-    w = res.winner
-    from sweepjax.config import DataConfig
-    from sweepjax.data import load_dataset
-
-    ds = load_dataset(DataConfig(dataset="mnist-sample", seed=0))
-    t1 = time.perf_counter()
-    alone = train_alone(ds, w.lr, w.l2, steps, batch)
-    print(
-        f"population of {trials}: winner lr {w.lr:.2e} l2 {w.l2:.1e} val {w.val_acc:.3f} "
-        f"test {w.test_acc:.3f} ({swept:.0f} s); the same values alone, Equinox's own "
-        f"loop: test {alone:.3f} ({time.perf_counter() - t1:.0f} s)"
-    )
-    return res, alone
+    return sweep_then_alone(EqxMLP, train_alone, "Equinox's own loop", trials, steps, batch, store)
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    main(*(int(a) if a.isdigit() else a for a in sys.argv[1:]))

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sweepjax.flows.auto import auto
     from sweepjax.flows.sweep import coarse, fine, load
     from sweepjax.models.custom import Custom, from_flax
+    from sweepjax.models.eqx_net import from_equinox
+    from sweepjax.models.nnx_net import from_nnx
     from sweepjax.results.records import SweepResult
 
 __version__ = "0.1.0"
@@ -55,6 +57,8 @@ _LAZY = {
     "load": "sweepjax.flows.sweep",
     "Custom": "sweepjax.models.custom",
     "from_flax": "sweepjax.models.custom",
+    "from_nnx": "sweepjax.models.nnx_net",
+    "from_equinox": "sweepjax.models.eqx_net",
     "SweepResult": "sweepjax.results.records",
 }
 _MODULES = frozenset({"compile_cache"})  # public names that are modules themselves
@@ -107,7 +111,9 @@ __all__ = [
     "coarse",
     "compile_cache",
     "fine",
+    "from_equinox",
     "from_flax",
+    "from_nnx",
     "load",
     "load_dataset",
     "train_population",

@@ -316,3 +316,30 @@ def _auto_spec(c: Custom) -> str:
         return f"{base}#{_fingerprint(repr(c.module), _fn_name(c.loss_fn), c.input_shape)}"
     parts = (_fn_name(c.init_fn), _fn_name(c.apply_fn), _fn_name(c.loss_fn), c.input_shape)
     return f"{qualname(c.apply_fn)}#{_fingerprint(*parts)}"
+
+
+# --------------------------------------------------------------------------- adapters
+def adapted(source, num_classes, fns: tuple, loss, spec: str, input_shape) -> Custom:
+    """The :class:`Custom` of a library adapter (:mod:`~sweepjax.models.nnx_net`,
+    :mod:`~sweepjax.models.eqx_net`): ``fns`` is its ``(init, apply, train)`` written as
+    ``f(source, num_classes, ...)``, bound here to the user's class, factory or instance."""
+    init, apply, train = (functools.partial(f, source, num_classes) for f in fns)
+    return Custom(
+        init_fn=init,
+        apply_fn=apply,
+        train_fn=train,
+        loss_fn=loss,
+        spec=spec,
+        input_shape=input_shape,
+        module=source,
+    )
+
+
+def weights_spec(source, leaves) -> str:
+    """``module:QualName#digest`` of a ready instance: its class's name and a hash of its
+    weights ``leaves``, so two instances with other weights never share a name (a new
+    process needs the object again)."""
+    import numpy as np
+
+    digest = hashlib.sha256(b"".join(np.asarray(v).tobytes() for v in leaves)).hexdigest()
+    return f"{qualname(type(source))}#{digest[:10]}"

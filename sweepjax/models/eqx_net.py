@@ -22,8 +22,6 @@ plan's note says so).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import sys
 from collections.abc import Callable
 
@@ -162,15 +160,13 @@ def eqx_train(source, num_classes, variables, x, key):
 
 
 def eqx_spec(source) -> str:
-    from sweepjax.models.custom_net import qualname
+    from sweepjax.models.custom_net import qualname, weights_spec
 
     if not is_ready(source):
         return qualname(source)
     import equinox as eqx
 
-    leaves = jax.tree.leaves(eqx.filter(source, eqx.is_array))
-    digest = hashlib.sha256(b"".join(np.asarray(v).tobytes() for v in leaves)).hexdigest()
-    return f"{qualname(type(source))}#{digest[:10]}"
+    return weights_spec(source, jax.tree.leaves(eqx.filter(source, eqx.is_array)))
 
 
 def from_equinox(
@@ -194,20 +190,12 @@ def from_equinox(
 
       sweepjax.coarse(dataset="mnist-sample", model=MLP)
     """
-    from sweepjax.models.custom_net import Custom
+    from sweepjax.models.custom_net import adapted
 
     if not is_ready(source) and not takes(source, "key"):
         raise ConfigError(
             f"{getattr(source, '__qualname__', source)} takes no `key`; give its constructor "
             "`*, key` (as Equinox modules do), or pass a ready instance"
         )
-    bind = functools.partial
-    return Custom(
-        init_fn=bind(eqx_init, source, num_classes),
-        apply_fn=bind(eqx_apply, source, num_classes),
-        train_fn=bind(eqx_train, source, num_classes),
-        loss_fn=loss,
-        spec=spec or eqx_spec(source),
-        input_shape=input_shape,
-        module=source,
-    )
+    fns = (eqx_init, eqx_apply, eqx_train)
+    return adapted(source, num_classes, fns, loss, spec or eqx_spec(source), input_shape)

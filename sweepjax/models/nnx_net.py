@@ -18,13 +18,11 @@ its weights (the note :data:`READY_NOTE` says so).
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from sweepjax.errors import ConfigError
 
@@ -173,13 +171,11 @@ def nnx_spec(source) -> str:
     weights (a new process needs the object again)."""
     from flax import nnx
 
-    from sweepjax.models.custom_net import qualname
+    from sweepjax.models.custom_net import qualname, weights_spec
 
     if not isinstance(source, nnx.Module):
         return qualname(source)
-    leaves = jax.tree.leaves(to_pure(_parts(source)[1]))
-    digest = hashlib.sha256(b"".join(np.asarray(v).tobytes() for v in leaves)).hexdigest()
-    return f"{qualname(type(source))}#{digest[:10]}"
+    return weights_spec(source, jax.tree.leaves(to_pure(_parts(source)[1])))
 
 
 def from_nnx(source, loss: Callable | None = None, input_shape=None, spec=None, num_classes=None):
@@ -202,7 +198,7 @@ def from_nnx(source, loss: Callable | None = None, input_shape=None, spec=None, 
     """
     from flax import nnx
 
-    from sweepjax.models.custom_net import Custom
+    from sweepjax.models.custom_net import adapted
 
     if not (isinstance(source, nnx.Module) or callable(source)):
         raise ConfigError(f"from_nnx needs an NNX module class, factory or instance: {source!r}")
@@ -211,13 +207,5 @@ def from_nnx(source, loss: Callable | None = None, input_shape=None, spec=None, 
             f"{getattr(source, '__qualname__', source)} takes no `rngs`; give its "
             "constructor `*, rngs: nnx.Rngs` (as NNX modules do), or pass a ready instance"
         )
-    bind = functools.partial
-    return Custom(
-        init_fn=bind(nnx_init, source, num_classes),
-        apply_fn=bind(nnx_apply, source, num_classes),
-        train_fn=bind(nnx_train, source, num_classes),
-        loss_fn=loss,
-        spec=spec or nnx_spec(source),
-        input_shape=input_shape,
-        module=source,
-    )
+    fns = (nnx_init, nnx_apply, nnx_train)
+    return adapted(source, num_classes, fns, loss, spec or nnx_spec(source), input_shape)
