@@ -363,3 +363,20 @@ def test_equinox_names_a_class_by_name_and_a_ready_instance_with_a_note():
     assert custom.prepare(ready, ds) == [READY_NOTE.format(spec=ready.spec)]
     with pytest.raises(ConfigError, match="takes no `key`"):
         from_equinox(lambda: None)
+
+
+def test_equinox_first_layer_is_drawn_from_its_own_layout():
+    """Equinox keeps a Linear's weight as ``[out, in]`` (flax: ``[in, out]``): the report's
+    first-layer images read unit f from row f, for images and for tabular features."""
+    pytest.importorskip("equinox")
+    from tests.custom_models import eqx_blobs
+
+    from sweepjax.report import custom_fig
+
+    net = from_equinox(eqx_blobs, num_classes=4)
+    tree = net.init_fn(jax.random.key(3), jnp.zeros((1, 64)))
+    name, imgs = custom_fig.first_layer(tree, [8, 8])
+    w = next(v["kernel"] for k, v in tree["params"].items() if "hidden" in k)
+    assert w.shape == (16, 64) and "hidden" in name and imgs.shape == (16, 8, 8)
+    np.testing.assert_array_equal(imgs[5], np.asarray(w)[5].reshape(8, 8))
+    assert custom_fig.first_layer_images(tree, [64]) is not None  # per-feature chart

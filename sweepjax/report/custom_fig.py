@@ -4,7 +4,8 @@ The built-in models' weights have known names (:func:`figures.weight_images`); a
 model is searched for a first layer instead: a dense ``kernel [D, F]`` on the flattened
 example (``D`` its size), whose columns are drawn as ``F`` images, or a convolution
 ``kernel [kh, kw, C, F]`` on the data's ``C`` channels, drawn as ``F`` filters (averaged
-over channels). Anything else has no picture (``None``). Plain arrays in, a ``Figure``
+over channels). Equinox's layouts, ``[F, D]`` and ``[F, C, kh, kw]`` (its ``weight``
+leaves, named ``kernel`` by :mod:`sweepjax.models.eqx_net`), are read too. Anything else has no picture (``None``). Plain arrays in, a ``Figure``
 out, no pyplot; weight panels carry ``gid="weights"``.
 """
 
@@ -38,10 +39,14 @@ def first_layer(params, input_shape) -> tuple[str, np.ndarray] | None:
     h, w = (shape[0], d // shape[0]) if len(shape) >= 2 else _square(d)
     for path, k in _kernels(params):
         name = "/".join(path[:-1]) or "kernel"
-        if k.ndim == 2 and k.shape[0] == d:
+        if k.ndim == 2 and k.shape[0] == d:  # flax Dense: [D, F]
             return name, k.T.reshape(k.shape[1], h, w)
-        if k.ndim == 4 and k.shape[2] == channels:
+        if k.ndim == 2 and k.shape[1] == d:  # Equinox Linear: [F, D]
+            return name, k.reshape(k.shape[0], h, w)
+        if k.ndim == 4 and k.shape[2] == channels:  # flax Conv: [kh, kw, C, F]
             return name, np.moveaxis(k.mean(axis=2), -1, 0)
+        if k.ndim == 4 and k.shape[1] == channels:  # Equinox Conv2d: [F, C, kh, kw]
+            return name, k.mean(axis=1)
     return None
 
 
@@ -58,8 +63,8 @@ def first_layer_images(params, input_shape, max_units: int = 36) -> Figure | Non
     if is_tabular(input_shape):
         d = int(input_shape[0])
         for path, k in _kernels(params):
-            if k.ndim == 2 and k.shape[0] == d:
-                w = k.T[:max_units]
+            if k.ndim == 2 and d in k.shape:  # [D, F] (flax) or [F, D] (Equinox)
+                w = (k.T if k.shape[0] == d else k)[:max_units]
                 name = "/".join(path[:-1]) or "kernel"
                 return feature_weights(
                     w,
