@@ -369,9 +369,8 @@ def test_equinox_first_layer_is_drawn_from_its_own_layout():
     """Equinox keeps a Linear's weight as ``[out, in]`` (flax: ``[in, out]``): the report's
     first-layer images read unit f from row f, for images and for tabular features."""
     pytest.importorskip("equinox")
-    from tests.custom_models import eqx_blobs
-
     from sweepjax.report import custom_fig
+    from tests.custom_models import eqx_blobs
 
     net = from_equinox(eqx_blobs, num_classes=4)
     tree = net.init_fn(jax.random.key(3), jnp.zeros((1, 64)))

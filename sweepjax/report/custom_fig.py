@@ -5,7 +5,8 @@ model is searched for a first layer instead: a dense ``kernel [D, F]`` on the fl
 example (``D`` its size), whose columns are drawn as ``F`` images, or a convolution
 ``kernel [kh, kw, C, F]`` on the data's ``C`` channels, drawn as ``F`` filters (averaged
 over channels). Equinox's layouts, ``[F, D]`` and ``[F, C, kh, kw]`` (its ``weight``
-leaves, named ``kernel`` by :mod:`sweepjax.models.eqx_net`), are read too. Anything else has no picture (``None``). Plain arrays in, a ``Figure``
+leaves, named ``kernel`` by :mod:`sweepjax.models.eqx_net`), are read too. Anything
+else has no picture (``None``). Plain arrays in, a ``Figure``
 out, no pyplot; weight panels carry ``gid="weights"``.
 """
 
