@@ -898,3 +898,31 @@ def test_a_report_that_fails_leaves_no_folder(tmp_path, monkeypatch):
     with pytest.raises(TypeError):
         write_report(synthetic(), [], tmp_path / "r", dataset_images=np.zeros((4, 8)))
     assert not (tmp_path / "r").exists()
+
+
+def test_png_is_drawn_once_and_cut_as_savefig_tight_cuts_it():
+    """``report._png`` draws a figure once and crops it to its drawn extent plus the pad:
+    the same picture as ``savefig(bbox_inches="tight")`` (which draws it twice), within
+    a pixel of rounding per side, with no ink lost; a title wider than the canvas still
+    widens the page (savefig's way)."""
+    import io
+
+    import matplotlib.image as mpimg
+    from matplotlib.figure import Figure
+
+    from sweepjax.report import _png
+
+    ink = lambda im: int((im[..., :3].min(axis=-1) < 0.5).sum())  # noqa: E731
+    for title in ("loss curves: top members", "a title far wider than its figure " * 3):
+        fig = Figure(figsize=(5.0, 3.0), dpi=100)
+        ax = fig.add_subplot()
+        ax.plot(np.arange(10.0), np.arange(10.0) ** 2)
+        ax.set_title(title, fontsize=12)
+        ax.set_ylabel("a long y label (log)")
+        fig.text(0.01, 0.01, "corner note")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+        want = mpimg.imread(io.BytesIO(buf.getvalue()))
+        got = mpimg.imread(io.BytesIO(_png(fig)))
+        assert abs(got.shape[0] - want.shape[0]) <= 2 and abs(got.shape[1] - want.shape[1]) <= 2
+        assert ink(want) > 1000 and abs(ink(got) - ink(want)) <= 0.01 * ink(want)
