@@ -131,7 +131,7 @@ def objective_and_accuracy(params, x, y, hp: HParams, net: Network, w=None, drop
     """
     logits_t = net.logits_t(params, x.T, hp, dropout_key)
     correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    ce = net.loss_t(logits_t, y)
+    ce = training_loss(net, logits_t, y, hp)
     if w is None:
         return ce.mean() + hp.l2 * net.penalty(params), correct.mean()
     n = jnp.maximum(jnp.sum(w), 1.0)
@@ -145,8 +145,16 @@ def stateful_objective(trained, tree, x, y, hp: HParams, net: Network, t):
     accuracy, the member's ``tree`` with its state updated."""
     logits_t, new_tree = net.train_logits_t(net.with_trainable(tree, trained), x.T, hp, t)
     correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    loss = net.loss_t(logits_t, y).mean() + hp.l2 * net.penalty(trained)
+    loss = training_loss(net, logits_t, y, hp).mean() + hp.l2 * net.penalty(trained)
     return loss, (correct.mean(), jax.lax.stop_gradient(new_tree))
+
+
+def training_loss(net: Network, logits_t, y, hp: HParams):
+    """Per-example training loss ``[B]``: a user's loss that takes them gets the member's
+    own hyperparameters (``hp.user``); evaluation calls ``net.loss_t(logits_t, y)``."""
+    if getattr(net, "loss_takes_hp", ""):
+        return net.loss_t(logits_t, y, hp)
+    return net.loss_t(logits_t, y)
 
 
 def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = None):

@@ -116,7 +116,7 @@ def init_states(
     blk = program.INIT_BLOCK
     n = math.ceil(m / blk) * blk
     padded = np.resize(ids, n).astype(np.uint32)
-    hps = HParams(*(np.resize(np.asarray(f, np.float32), n) for f in hparams))
+    hps = hparams.map(lambda f: np.resize(np.asarray(f, np.float32), n))
     # Filled block by block into arrays allocated once: collecting the blocks and then
     # concatenating them held the population's state twice (13 GB more for 4,096 Adam
     # MLP-256 members, what the kernel killed in issue 29).

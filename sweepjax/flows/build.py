@@ -101,6 +101,7 @@ def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord
             dropout=float(hp.dropout[i]),
             init_scale=float(hp.init_scale[i]),
             momentum=None if sgd else float(hp.momentum[i]),
+            hparams={k: float(v[i]) for k, v in hp.user.items()},
             status=res.status[i],
             diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
             best_val_acc=float(res.best_val_acc[i]),

@@ -159,6 +159,20 @@ class Options:
         kind="axis",
         metavar="B | LO HI",
     )
+    hparams: tuple | None = opt(
+        "your own hyperparameter, read by your loss or model (docs/hyperparameters.md): "
+        "NAME=LO:HI:SCALE searches it (SCALE log or linear), NAME=VALUE fixes it; "
+        "repeatable. From Python and TOML a mapping {name: (lo, hi, scale) | value}. "
+        "Sampled, traced, searched, refined and reported like lr",
+        flag_help="your own hyperparameter, read by your loss or model "
+        "(docs/hyperparameters.md): NAME=LO:HI:SCALE searches it (SCALE log or linear), "
+        "NAME=VALUE fixes it; repeatable",
+        kind="hparams",
+        metavar="NAME=LO:HI:SCALE",
+        flag="--hparam",
+        fine_help="your own hyperparameter: NAME=LO:HI:SCALE replaces its box, NAME=VALUE "
+        "fixes it (default: the parent's refined box, or its fixed value); repeatable",
+    )
     grid: bool | None = opt(
         "evenly spaced grid in log space instead of random (trials rounded to a perfect square)",
         kind="bool",
