@@ -1,0 +1,154 @@
+"""The user's own hyperparameters (``hparams``): declared once (flags, TOML, Python),
+traced per member into the user's loss, sampled after the built-in axes, stored, read
+back, refined by ``fine``, exported to Optuna and explored by PBT.
+
+Data: the trainer tests' toy problem (20 features, 4 classes) and the blobs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sweepjax import engine, schedulers, search
+from sweepjax.cli import main
+from sweepjax.cli.options import read_toml
+from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace
+from sweepjax.engine import program
+from sweepjax.engine.curves import ScheduleState
+from sweepjax.engine.decisions import RungView
+from sweepjax.engine.hparams import HParams
+from sweepjax.errors import ConfigError
+from sweepjax.models.custom import register
+from sweepjax.spec import SweepSpec
+from sweepjax.sweep_config import SweepConfig
+from tests.custom_models import TinyMLP
+from tests.helpers import toy_dataset, toy_train_config
+
+LS = Range(0.0, 0.2, log=False)
+
+
+def smoothed(logits, labels, hp):
+    """Cross-entropy against labels smoothed by ``hp["label_smoothing"]`` (optax's rule)."""
+    k = logits.shape[-1]
+    eps = hp["label_smoothing"]
+    target = jax.nn.one_hot(labels, k) * (1.0 - eps) + eps / k
+    return -jnp.sum(target * jax.nn.log_softmax(logits), axis=-1)
+
+
+NET = register(TinyMLP(), loss=smoothed)
+
+
+# --------------------------------------------------------------------------- declaring
+def test_declared_from_flags_python_and_toml_alike(tmp_path):
+    flags = SweepSpec.create("coarse", hparams=["label_smoothing=0:0.2:linear", "w=0.5"])
+    py = SweepSpec.create("coarse", hparams={"label_smoothing": (0.0, 0.2, "linear"), "w": 0.5})
+    assert flags.hparams == py.hparams == (("label_smoothing", LS), ("w", 0.5))
+    assert SweepSpec.from_dict(py.to_dict()) == py  # the stored form reads back
+    assert py.to_dict()["hparams"] == {"label_smoothing": [0.0, 0.2, "linear"], "w": 0.5}
+    space = SearchSpace(user={"b": Range(1e-3, 1.0), "a": LS})
+    assert list(space.axes()) == ["lr", "l2", "a", "b"]  # after the built-ins, by name
+    assert space.scales() == {"a": "linear", "b": "log"}
+    cfg = SweepConfig("coarse", DataConfig(), ModelConfig(), toy_train_config(), space, trials=4)
+    assert SweepConfig.from_dict(cfg.as_dict()).space == space  # scales kept
+    toml = tmp_path / "s.toml"
+    toml.write_text('[hparams]\nlabel_smoothing = [0.0, 0.2, "linear"]\nw = 0.5\n')
+    assert SweepSpec.create("coarse", **read_toml(str(toml), "coarse")) == py
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (["lr=0:1:linear"], "'lr' is a built-in axis"),
+        (["ls=0:0.2"], "LO:HI:SCALE with SCALE log or linear"),
+        (["ls=0:0.2:log"], "log-scale range needs positive bounds"),
+        (["ls=0.3:0.2:linear"], "lower bound 0.3 must be below"),
+        (["ls"], "NAME=VALUE"),
+        (["1x=0.1"], "Python identifier"),
+        (["ls=abc"], "finite number"),
+    ],
+)
+def test_bad_declarations_are_one_line(value, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepSpec.create("coarse", hparams=value)
+
+
+def test_cli_refuses_a_clash_in_one_line(capsys, tmp_path):
+    code = main(["coarse", "--hparam", "momentum=0:1:linear", "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "built-in axis" in err[0]
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_sampling_keeps_existing_draws_and_appends_user_axes():
+    plain, _ = search.sample(SearchSpace(), 16, 3)
+    own, _ = search.sample(SearchSpace(user={"ls": LS}), 16, 3)
+    # the built-in columns of an [n, A] draw are its first A: lr's and l2's stay the same
+    rng = np.random.default_rng(3).random((16, 3))
+    np.testing.assert_allclose(own.user["ls"], np.float32(0.2 * rng[:, 2]), rtol=1e-6)
+    assert set(own.user) == {"ls"} and plain.user == {}
+    np.testing.assert_allclose(own.lr, np.float32(SearchSpace().lr.from_unit(rng[:, 0])))
+    fixed, _ = search.sample(SearchSpace(), 4, 0, fixed={"w": 0.5})
+    np.testing.assert_array_equal(fixed.user["w"], np.full(4, 0.5, np.float32))
+
+
+# --------------------------------------------------------------------------- the loss
+def test_loss_gets_the_members_values_against_numpy():
+    rng = np.random.default_rng(0)
+    logits, y = rng.normal(size=(5, 4)).astype(np.float32), np.array([0, 3, 1, 1, 2])
+    row = jax.tree.map(
+        lambda a: a[0], HParams.create(lr=[0.1], l2=0, user={"label_smoothing": 0.1})
+    )
+    got = np.asarray(engine.member.training_loss(NET, jnp.asarray(logits.T), jnp.asarray(y), row))
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    target = np.eye(4)[y] * 0.9 + 0.1 / 4
+    np.testing.assert_allclose(got, -(target * logp).sum(1), rtol=1e-5)
+    # evaluation scores every member on one scale: plain cross-entropy
+    ce = np.asarray(NET.loss_t(jnp.asarray(logits.T), jnp.asarray(y)))
+    np.testing.assert_allclose(ce, -logp[np.arange(5), y], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_member_in_population_equals_member_alone_and_new_values_do_not_recompile():
+    """Tolerance rtol 1e-4 / atol 1e-5, as tests/test_custom.py."""
+    ds, cfg = toy_dataset(), toy_train_config()
+    model = ModelConfig(kind="custom", spec=NET.spec)
+    hp = HParams.create(
+        lr=np.full(4, 0.1), l2=1e-4, user={"label_smoothing": [0.0, 0.05, 0.1, 0.2]}
+    )
+    pop = engine.train_population(ds, hp, model, cfg, member_ids=np.arange(4) + 10)
+    alone = engine.train_population(ds, hp.take([3]), model, cfg, member_ids=[13])
+    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(pop.params), strict=True):
+        np.testing.assert_allclose(a[0], b[3], rtol=1e-4, atol=1e-5)
+    # same lr and seed: only the smoothing differs, and it changes the training loss
+    assert len(set(np.round(pop.curves.train_loss[:, -1], 5))) == 4
+    np.testing.assert_allclose(alone.curves.train_loss[0], pop.curves.train_loss[3], rtol=1e-4)
+    before = program.compile_counts()
+    hp2 = hp._replace(user={"label_smoothing": np.full(4, 0.15, np.float32)})
+    engine.train_population(ds, hp2, model, cfg)
+    assert program.compile_counts() == before
+
+
+# --------------------------------------------------------------------------- the rest
+def test_checkpoint_columns_round_trip():
+    hp = HParams.create(lr=[0.1, 0.2], l2=0, user={"ls": [0.05, 0.1]})
+    back = ScheduleState.from_arrays(ScheduleState.start(hp).as_arrays()).hparams
+    np.testing.assert_array_equal(back.user["ls"], hp.user["ls"])
+    np.testing.assert_array_equal(back.lr, hp.lr)
+
+
+def test_pbt_explores_the_user_axis_inside_its_box():
+    space = SearchSpace(user={"ls": LS})
+    hp = HParams.create(lr=np.full(10, 0.1), l2=1e-3, user={"ls": np.linspace(0, 0.2, 10)})
+    acc = np.linspace(0.1, 0.9, 10)
+    view = RungView(30, np.arange(10), 1 - acc, acc, np.ones(10, bool), hp)
+    d = schedulers.PBT(interval=30, total=90, space=space, seed=0).decide(view)
+    copied = np.flatnonzero(d.src != np.arange(10))
+    assert len(copied) == 2
+    donor = hp.user["ls"][d.src[copied]]
+    got = d.hparams.user["ls"][copied]
+    moved = np.isclose(got, np.clip(donor * 0.8, 0, 0.2)) | np.isclose(
+        got, np.clip(donor * 1.2, 0, 0.2)
+    )
+    assert moved.all() and (got >= 0).all() and (got <= 0.2).all()
