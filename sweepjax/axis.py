@@ -1,6 +1,7 @@
-"""How one searched axis is drawn and bounded: :class:`Axis` (a row of
-:data:`sweepjax.config.AXES`, or the rule of a user's own hyperparameter,
-:func:`sweepjax.config.axis_of`)."""
+"""A search interval (:class:`Range`) and how one searched axis is drawn and bounded
+(:class:`Axis`: a row of :data:`sweepjax.config.AXES`, or the rule of a user's own
+hyperparameter, :func:`sweepjax.config.axis_of`). Both are re-exported by
+:mod:`sweepjax.config`, where they are documented for users."""
 
 from __future__ import annotations
 
@@ -8,6 +9,50 @@ import math
 from dataclasses import dataclass
 
 from sweepjax.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """A search interval in real units; ``log=True`` searches it log-uniformly."""
+
+    lo: float
+    hi: float
+    log: bool = True
+
+    def __post_init__(self):
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            raise ConfigError(f"range bounds must be finite numbers, got [{self.lo}, {self.hi}]")
+        if self.lo >= self.hi:
+            raise ConfigError(
+                f"range lower bound {self.lo:g} must be below upper bound {self.hi:g}; "
+                "swap them or widen the range"
+            )
+        if self.log and self.lo <= 0:
+            raise ConfigError(
+                f"log-scale range needs positive bounds, got [{self.lo:g}, {self.hi:g}]; "
+                "use e.g. 1e-6 instead of 0"
+            )
+
+    def to_unit(self, x):
+        """Map values in the range to [0, 1] (in log space when ``log``)."""
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float64)
+        if self.log:
+            return (np.log(x) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
+        return (x - self.lo) / (self.hi - self.lo)
+
+    def from_unit(self, u):
+        """Inverse of :meth:`to_unit`."""
+        import numpy as np
+
+        u = np.asarray(u, dtype=np.float64)
+        if self.log:
+            return np.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
+        return self.lo + u * (self.hi - self.lo)
+
+    def as_list(self) -> list[float]:
+        return [float(self.lo), float(self.hi)]
 
 
 @dataclass(frozen=True)
@@ -43,7 +88,7 @@ class Axis:
         hi = f"{self.ceiling:g}]" if self.ceiling is not None else "inf)"
         return f"{lo}, {hi}" + (" (whole numbers)" if self.integer else "")
 
-    def check(self, name: str, r) -> None:
+    def check(self, name: str, r: Range) -> None:
         """ConfigError unless ``r`` is searched on this axis's scale inside its caps."""
         if r.log != self.log:
             scale = "log" if self.log else "linear"
@@ -81,8 +126,6 @@ class Axis:
             hi = max(hi, lo + 1.0)
         return lo, hi, notes
 
-    def range(self, lo: float, hi: float):
-        """A :class:`~sweepjax.config.Range` on this axis's scale."""
-        from sweepjax.config import Range
-
+    def range(self, lo: float, hi: float) -> Range:
+        """A :class:`Range` on this axis's scale."""
         return Range(float(lo), float(hi), self.log)

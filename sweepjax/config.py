@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from sweepjax.axis import Axis
+from sweepjax.axis import Axis, Range
 from sweepjax.budget import Budget
 from sweepjax.errors import ConfigError
 
@@ -195,50 +195,6 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class Range:
-    """A search interval in real units; ``log=True`` searches it log-uniformly."""
-
-    lo: float
-    hi: float
-    log: bool = True
-
-    def __post_init__(self):
-        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
-            raise ConfigError(f"range bounds must be finite numbers, got [{self.lo}, {self.hi}]")
-        if self.lo >= self.hi:
-            raise ConfigError(
-                f"range lower bound {self.lo:g} must be below upper bound {self.hi:g}; "
-                "swap them or widen the range"
-            )
-        if self.log and self.lo <= 0:
-            raise ConfigError(
-                f"log-scale range needs positive bounds, got [{self.lo:g}, {self.hi:g}]; "
-                "use e.g. 1e-6 instead of 0"
-            )
-
-    def to_unit(self, x):
-        """Map values in the range to [0, 1] (in log space when ``log``)."""
-        import numpy as np
-
-        x = np.asarray(x, dtype=np.float64)
-        if self.log:
-            return (np.log(x) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
-        return (x - self.lo) / (self.hi - self.lo)
-
-    def from_unit(self, u):
-        """Inverse of :meth:`to_unit`."""
-        import numpy as np
-
-        u = np.asarray(u, dtype=np.float64)
-        if self.log:
-            return np.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
-        return self.lo + u * (self.hi - self.lo)
-
-    def as_list(self) -> list[float]:
-        return [float(self.lo), float(self.hi)]
 
 
 # Defaults chosen for sweepjax's preprocessing (features centred and scaled to unit

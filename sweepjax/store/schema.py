@@ -214,7 +214,9 @@ def migrate(conn: sqlite3.Connection, ver: int) -> None:
         if ver < 6:  # v6: live progress of running sweeps (``sweepjax watch``)
             conn.execute(LIVE_TABLE)
         if ver < 7:  # v7: the user's own hyperparameters per member (JSON; NULL: none)
-            conn.execute("ALTER TABLE members ADD COLUMN hparams TEXT")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(members)")}
+            if "hparams" not in have:
+                conn.execute("ALTER TABLE members ADD COLUMN hparams TEXT")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
