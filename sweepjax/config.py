@@ -107,7 +107,8 @@ class TrainConfig:
     """Static training settings shared by the whole population.
 
     Attributes:
-      optimizer: ``sgd`` (the lecture's default), ``momentum`` or ``adam``.
+      optimizer: ``sgd`` (the lecture's default), ``momentum``, ``adam`` or an optax
+        factory by name (``optax.adamw``, ``pkg.mod:fn``: :mod:`sweepjax.engine.optimizers`).
       momentum: the momentum coefficient (``momentum``: trace decay; ``adam``: ``b1``)
         of every member when the ``momentum`` axis is not searched.
       dropout: the MLP's dropout rate of every member when ``dropout`` is not searched.
@@ -156,9 +157,10 @@ class TrainConfig:
             if not math.isfinite(float(v)):
                 raise ConfigError(f"hyperparameter {name} must be a finite number, got {v}")
         object.__setattr__(self, "hparams", tuple((n, float(fixed[n])) for n in sorted(fixed)))
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer not in OPTIMIZERS and not is_factory_name(self.optimizer):
             raise ConfigError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)} "
+                "or an optax factory (optax.adamw, pkg.mod:fn)"
             )
         for name in (
             "steps",
@@ -351,6 +353,12 @@ def check_user_name(name) -> None:
             f"hyperparameter {name!r} is a built-in axis; give its own option (`{name}`) "
             "or another name"
         )
+
+
+def is_factory_name(name) -> bool:
+    """Whether optimizer ``name`` reads as a factory (``optax.adamw``, ``pkg.mod:fn``); it
+    is imported when a sweep is planned (:mod:`sweepjax.engine.optimizers`)."""
+    return isinstance(name, str) and ("." in name or ":" in name) and " " not in name
 
 
 # Names a user's hyperparameter may not take: the built-in axes and what a member record

@@ -176,7 +176,8 @@ def _bytes(model_cfg: ModelConfig, config: TrainConfig, num_features, num_classe
     and the sum counts both.
     """
     p = num_params(model_cfg, num_features, num_classes, input_shape)
-    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    # a user's optax factory: counted as Adam's two slots (most keep at most two)
+    slots = {"sgd": 0, "momentum": 1, "adam": 2}.get(config.optimizer, 2)
     if model_cfg.kind == "custom":
         sz = _custom_sizes(model_cfg, num_features, num_classes, input_shape)
         per_row = config.batch_size * sz.activations * 2 + config.eval_batch_size * sz.largest * 2

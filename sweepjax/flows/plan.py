@@ -80,6 +80,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     check_axes(model_cfg, [*searched, *(n for n, x in fixed.items() if x)])
     check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
     own_searched, own_fixed = user_hparams.split(spec.hparams)
+    fixed = user_hparams.factory_momentum(optimizer, searched.get("momentum"), fixed)
     train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed, own_fixed)
     sched_cfg = schedule_config(
         "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps,
@@ -173,6 +174,7 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
         "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps,
         spec.budget, spec.width,
     )  # fmt: skip
+    fixed = user_hparams.factory_momentum(v("optimizer"), box.space.momentum, fixed)
     train_cfg = _train(merged, v("optimizer"), steps, seed, fixed, own_fixed)
     # The data the parent really used (after any offline fallback), so rounds compare.
     used = par.result.dataset.get("name") or pcfg.data.dataset

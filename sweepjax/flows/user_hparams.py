@@ -6,6 +6,8 @@ coarse sweep and for a fine round over its parent's refined box."""
 from __future__ import annotations
 
 from sweepjax.config import Range, SearchSpace
+from sweepjax.engine import optimizers
+from sweepjax.errors import ConfigError
 
 
 def split(hparams) -> tuple[dict[str, Range], dict[str, float]]:
@@ -40,3 +42,25 @@ def resolved(space: SearchSpace, fixed: dict[str, float]) -> tuple | None:
     axes as their boxes, fixed ones as numbers; None when there is none."""
     out = {**dict(space.user), **fixed}
     return tuple(sorted(out.items())) or None
+
+
+def factory_momentum(optimizer: str, searched: Range | None, fixed: dict) -> dict:
+    """The fixed axes with an optax factory's momentum settled (built-in optimizers: as
+    they are). The factory is imported now (a bad name fails in one line before anything
+    runs). Its ``b1`` / ``momentum`` default becomes the fixed momentum unless the user
+    gave one, so an unswept factory trains at its own defaults; a factory whose momentum
+    is off by default (optax.sgd: None) or that has none refuses a given momentum."""
+    if not optimizers.is_factory(optimizer):
+        return fixed
+    optimizers.factory(optimizer)
+    arg, default = optimizers.momentum_arg(optimizer)
+    given = searched is not None or fixed.get("momentum") is not None
+    if given and default is None:
+        has = "has no b1 or momentum" if arg is None else f"has its {arg} off (None) by default"
+        raise ConfigError(
+            f"`momentum` drives an optax factory's b1 or momentum, but {optimizer} {has}; "
+            "drop `momentum`, or give a factory with a numeric default"
+        )
+    if not given and default is not None:
+        return {**fixed, "momentum": default}
+    return fixed

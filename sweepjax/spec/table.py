@@ -96,9 +96,13 @@ class Options:
     )
     optimizer: str | None = opt(
         "sgd | momentum | adam (default: sgd for softmax, momentum (0.9) for mlp and your "
-        "own models)",
-        kind="choice",
+        "own models), or any optax optimizer factory: optax.adamw, pkg.mod:fn (from Python "
+        "also the function), its float arguments traced per member: learning_rate the "
+        "member's scheduled lr, b1 / momentum the momentum axis, any other one (weight_decay, "
+        "b2, ...) your hyperparameter of that name (`hparams`; docs/hyperparameters.md)",
+        kind="optimizer",
         choices=OPTIMIZERS,
+        metavar="NAME",
         group="data and model",
     )
     # search

@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from sweepjax.budget import Budget
-from sweepjax.config import AXES, Range, check_user_name
+from sweepjax.config import AXES, Range, check_user_name, is_factory_name
 from sweepjax.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -75,6 +75,31 @@ def _axis(name: str, value):
         return ax.range(*nums)
     except ConfigError as e:
         raise ConfigError(f"`{name}`: {e}") from None
+
+
+def optimizer_name(value, builtin: tuple) -> str:
+    """A built-in optimizer's name, or an optax factory's (``optax.adamw``,
+    ``pkg.mod:fn``; a function from Python becomes its importable name). The factory is
+    imported when the sweep is planned."""
+    if callable(value) and not isinstance(value, str):
+        import optax
+
+        short = getattr(value, "__name__", "")
+        if getattr(optax, short, None) is value:
+            return f"optax.{short}"
+        qual = getattr(value, "__qualname__", short)
+        if "<" in qual or not getattr(value, "__module__", None):
+            raise ConfigError(
+                f"`optimizer` {value!r} has no importable name; define the factory at the top "
+                "level of a module and pass it (or its name, pkg.mod:fn)"
+            )
+        return f"{value.__module__}:{qual}"
+    if isinstance(value, str) and (value in builtin or is_factory_name(value)):
+        return value
+    raise ConfigError(
+        f"`optimizer` must be one of {', '.join(builtin)} or an optax factory such as "
+        f"optax.adamw or pkg.mod:fn, got {shown(value)}"
+    )
 
 
 SCALES = ("log", "linear")
@@ -205,6 +230,8 @@ def normalise(o: Opt, value, command: str = "coarse"):
         return _axis(name, value)
     if o.kind == "hparams":
         return hparams_value(value)
+    if o.kind == "optimizer":
+        return optimizer_name(value, o.choices)
     if o.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"`{name}` takes true or false, got {value!r}")
