@@ -152,3 +152,89 @@ def test_pbt_explores_the_user_axis_inside_its_box():
         got, np.clip(donor * 1.2, 0, 0.2)
     )
     assert moved.all() and (got >= 0).all() and (got <= 0.2).all()
+
+
+def test_refine_and_the_verdicts_treat_the_user_axis_like_lr():
+    """Ten members whose accuracy peaks at label smoothing 0.1: the top-3 span rule
+    narrows the axis around them, the edge rule reads it, the verdicts model it."""
+    import dataclasses
+
+    from sweepjax.results.appraise import judge_members
+    from tests.test_search import synthetic
+
+    space = SearchSpace(lr=Range(1e-4, 1.0), l2=Range(1e-6, 1e-2), user={"ls": LS})
+    ls = np.linspace(0.0, 0.2, 10)
+    acc = 0.9 - 20 * (ls - 0.1) ** 2
+    res = synthetic(space, np.full(10, 0.01), np.full(10, 1e-4), acc)
+    res.members[:] = [
+        dataclasses.replace(m, hparams={"ls": float(v)})
+        for m, v in zip(res.members, ls, strict=True)
+    ]
+    assert res.members[3].ls == pytest.approx(ls[3])  # reads as an attribute
+    new, why = search.refine(res, top_k=3)
+    r = dict(new.user)["ls"]
+    assert 0.0 < r.lo < 0.09 and 0.11 < r.hi < 0.2 and not r.log and "ls: top-3" in why
+    assert (
+        search.boundary_flags({"lr": [0.01], "l2": [1e-4], "ls": [0.199]}, space)[-1].param == "ls"
+    )
+    a = judge_members(res.members, space, 10_000)
+    assert a.axes == ("lr", "l2", "ls")
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def blobs_npz(tmp_path_factory):
+    from tests.helpers import blobs
+
+    p = tmp_path_factory.mktemp("blobs") / "blobs.npz"
+    (xtr, ytr), (xte, yte) = blobs(600, 0), blobs(200, 1)
+    np.savez(p, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return p
+
+
+@pytest.mark.slow
+def test_coarse_resume_fine_store_and_optuna_with_adamw(blobs_npz, tmp_path):
+    """Label smoothing searched and adamw's weight decay searched by name, from Python:
+    an interrupted sweep resumes to exactly the uninterrupted one; the store reads every
+    member's values back; fine narrows both user axes around the winners and inherits
+    the optimizer; Optuna gets FloatDistributions with their log flags."""
+    from sweepjax import coarse, fine
+    from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+    from sweepjax.store.db import Store
+    from sweepjax.store.optuna_export import param_axes
+
+    kw = dict(
+        dataset=f"npz:{blobs_npz}",
+        model=NET,
+        optimizer="optax.adamw",
+        lr=(1e-3, 1e-1),
+        trials=16,
+        steps=60,
+        batch_size=32,
+        schedule="full",
+        report=False,
+        hparams={"label_smoothing": (0.0, 0.2, "linear"), "weight_decay": (1e-4, 1e-1, "log")},
+    )
+    calls = []
+    store = str(tmp_path / "r.db")
+    with pytest.raises(SweepInterrupted):
+        coarse(
+            store=store, callbacks=Callbacks(stop=lambda: calls.append(1) or len(calls) >= 3), **kw
+        )
+    resumed = coarse(store=store, resume=True, **kw)
+    fresh = coarse(store=str(tmp_path / "f.db"), **kw)
+    assert resumed.members == fresh.members  # every value and score, exactly
+    assert {tuple(sorted(m.hparams)) for m in fresh.members} == {
+        ("label_smoothing", "weight_decay")
+    }
+    back = Store.open(store).load_sweep(resumed.sweep_id)
+    assert back.members == resumed.members and back.config.space == resumed.config.space
+    axes = param_axes(back)
+    assert axes["label_smoothing"].log is False and axes["weight_decay"].log is True
+    f = fine(parent=resumed.sweep_id, store=store, trials=8, steps=60, schedule="full", refit=False)
+    assert f.config.train.optimizer == "optax.adamw"
+    parent = dict(resumed.config.space.user)
+    for name, r in f.config.space.user:  # narrowed, or flat (every member ~1.0) and said so
+        narrower = r.hi - r.lo < parent[name].hi - parent[name].lo
+        assert narrower or f"{name}: [{r.lo:.3g}, {r.hi:.3g}] (100% of" in f.refinement
+    assert all(set(m.hparams) == {"label_smoothing", "weight_decay"} for m in f.members)
