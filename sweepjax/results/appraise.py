@@ -155,7 +155,7 @@ def judge_members(
 
     Example::
 
-      a = judge_members(result.members, as_space(result.space), result.dataset["n_val"])
+      a = judge_members(result.members, result.config.space, result.dataset["n_val"])
       [result.members[i].id for i in a.tied], a.verdict.flat
     """
     axes = tuple(space.axes())
