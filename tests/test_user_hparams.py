@@ -238,3 +238,28 @@ def test_coarse_resume_fine_store_and_optuna_with_adamw(blobs_npz, tmp_path):
         narrower = r.hi - r.lo < parent[name].hi - parent[name].lo
         assert narrower or f"{name}: [{r.lo:.3g}, {r.hi:.3g}] (100% of" in f.refinement
     assert all(set(m.hparams) == {"label_smoothing", "weight_decay"} for m in f.members)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["asha", "pbt"])
+def test_refilling_and_copying_schedules_carry_the_user_axis(schedule, blobs_npz, tmp_path):
+    """ASHA refills slots with fresh draws of the axis (and writes them live to Optuna);
+    PBT copies and perturbs it: every member ends with a value inside the box."""
+    import optuna
+
+    from sweepjax import coarse
+
+    url = f"sqlite:///{tmp_path / 'o.db'}" if schedule == "asha" else None
+    r = coarse(
+        dataset=f"npz:{blobs_npz}", model=NET, trials=27, steps=90, batch_size=32,
+        schedule=schedule, report=False, store=str(tmp_path / "s.db"),
+        hparams={"label_smoothing": (0.0, 0.2, "linear")}, optuna_storage=url,
+    )  # fmt: skip
+    vals = np.array([m.hparams["label_smoothing"] for m in r.members])
+    assert len(vals) == 27 and (vals >= 0).all() and (vals <= 0.2).all()
+    if schedule == "pbt":
+        assert r.lineage  # copies happened, with their perturbed values
+        return
+    study = optuna.load_study(study_name=r.sweep_id, storage=url)
+    dist = study.trials[0].distributions["label_smoothing"]
+    assert (dist.low, dist.high, dist.log) == (0.0, 0.2, False)

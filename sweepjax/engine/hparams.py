@@ -110,6 +110,10 @@ class HParams(NamedTuple):
         """Rows ``idx`` of every field (a sub-population)."""
         return self.map(lambda f: np.asarray(f)[idx])
 
+    def column(self, name: str) -> np.ndarray:
+        """The ``[M]`` values of axis ``name``: a built-in field or one of :attr:`user`."""
+        return self.user[name] if name in self.user else getattr(self, name)
+
     def map(self, fn) -> HParams:
         """``fn`` applied to every ``[M]`` column, the user's included."""
         builtin = (fn(f) for f in self[: len(BUILTIN_FIELDS)])

@@ -154,7 +154,7 @@ class ASHA:
 
         def unit(rows):
             return np.stack(
-                [r_.to_unit(np.asarray(getattr(hparams, a))[rows]) for a, r_ in axes.items()],
+                [r_.to_unit(np.asarray(hparams.column(a))[rows]) for a, r_ in axes.items()],
                 axis=1,
             ).reshape(len(rows), len(axes))
 

@@ -107,8 +107,7 @@ class OptunaLive:
                 state, value = ("FAIL", None) if state == "COMPLETE" else (state, None)
         params = {}
         for name in self.space:
-            col = sched.hparams.user.get(name)
-            v = float(np.asarray(getattr(sched.hparams, name) if col is None else col)[r])
+            v = float(np.asarray(sched.hparams.column(name))[r])
             params[name] = int(round(v)) if self.axes[name].integer else v
         row = np.asarray(curves.val_acc[r], np.float64)
         inter = {int(s): float(a) for s, a in zip(curves.step, row, strict=True) if np.isfinite(a)}
