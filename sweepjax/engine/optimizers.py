@@ -92,6 +92,17 @@ def momentum_arg(name: str) -> tuple[str | None, float | None]:
     return None, None
 
 
+def has_momentum(name: str) -> bool:
+    """Whether optimizer ``name`` uses the momentum axis (the built-in momentum and adam;
+    a factory whose b1 / momentum defaults to a number)."""
+    if not is_factory(name):
+        return name != "sgd"
+    try:
+        return momentum_arg(name)[1] is not None
+    except ConfigError:  # a stored sweep whose factory no longer imports
+        return True
+
+
 def _values(name: str, hp, lr) -> dict:
     """The member's values of the factory's wired arguments (see the module doc)."""
     params = _params(factory(name)) or {}

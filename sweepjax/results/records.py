@@ -15,6 +15,7 @@ import numpy as np
 
 from sweepjax.analysis.ranking import rank_order, status_group
 from sweepjax.analysis.surface import binomial_se
+from sweepjax.engine import optimizers
 from sweepjax.engine.curves import Curves
 from sweepjax.results.verdict_records import BoundaryFlag, VerdictRecord  # noqa: F401
 from sweepjax.spec import SweepSpec
@@ -127,7 +128,7 @@ def fixed_axes(config: SweepConfig) -> dict:
         "hidden": int(model.hidden) if model.kind == "mlp" else None,
         "dropout": float(train.dropout),
         "init_scale": float(train.init_scale),
-        "momentum": None if train.optimizer == "sgd" else float(train.momentum),
+        "momentum": float(train.momentum) if optimizers.has_momentum(train.optimizer) else None,
     }
 
 
