@@ -263,3 +263,22 @@ def test_refilling_and_copying_schedules_carry_the_user_axis(schedule, blobs_npz
     study = optuna.load_study(study_name=r.sweep_id, storage=url)
     dist = study.trials[0].distributions["label_smoothing"]
     assert (dist.low, dist.high, dist.log) == (0.0, 0.2, False)
+
+
+def test_live_snapshot_names_the_drawn_members_values():
+    from sweepjax.engine.curves import Curves
+    from sweepjax.store import live_snapshot
+
+    hp = HParams.create(lr=np.full(6, 0.1), l2=1e-3, user={"ls": np.linspace(0, 0.2, 6)})
+    curves = Curves.empty(6).append(
+        np.array([10]), [np.ones((6, 1), np.float32) * np.linspace(0.1, 0.6, 6)[:, None]] * 5
+    )
+    snap = live_snapshot.of_running(curves, ScheduleState.start(hp), np.arange(6), step=10)
+    best = snap.curves[0]
+    assert best.member == 5 and best.hparams == {"ls": pytest.approx(0.2)}
+    back = live_snapshot.Snapshot.from_json(snap.to_json())
+    assert back.curves[0].hparams == best.hparams
+    old = snap.to_json()
+    for c in old["curves"]:
+        del c["hparams"]  # a snapshot written before the user's axes existed
+    assert live_snapshot.Snapshot.from_json(old).curves[0].hparams == {}
