@@ -282,3 +282,37 @@ def test_live_snapshot_names_the_drawn_members_values():
     for c in old["curves"]:
         del c["hparams"]  # a snapshot written before the user's axes existed
     assert live_snapshot.Snapshot.from_json(old).curves[0].hparams == {}
+
+
+@pytest.mark.slow
+def test_nnx_and_equinox_models_get_hparams_at_training_steps():
+    """A model that scales its logits by ``hparams["temp"]``: at 0 the training loss is
+    exactly ln K (zero logits) and nothing learns; at 1 it trains. Evaluation calls it
+    without them (``hparams=None``)."""
+    import equinox as eqx
+    from flax import nnx
+
+    from sweepjax.models.custom import model_config
+
+    class Net(nnx.Module):
+        def __init__(self, num_classes=4, *, rngs):
+            self.lin = nnx.Linear(20, num_classes, rngs=rngs)
+
+        def __call__(self, x, hparams=None):
+            return self.lin(x) * (1.0 if hparams is None else hparams["temp"])
+
+    class Eqx(eqx.Module):
+        lin: eqx.nn.Linear
+
+        def __init__(self, num_classes=4, *, key):
+            self.lin = eqx.nn.Linear(20, num_classes, key=key)
+
+        def __call__(self, x, hparams=None):
+            return self.lin(x) * (1.0 if hparams is None else hparams["temp"])
+
+    ds, cfg = toy_dataset(), toy_train_config()
+    hp = HParams.create(lr=np.full(2, 0.1), l2=0.0, user={"temp": [0.0, 1.0]})
+    for source in (Net, Eqx):
+        r = engine.train_population(ds, hp, model_config(source), cfg)
+        assert r.final_train_loss[0] == pytest.approx(np.log(4), rel=1e-6)
+        assert r.final_train_loss[1] < 1.0 and r.best_val_acc[1] > 0.6

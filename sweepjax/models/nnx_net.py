@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.errors import ConfigError
+from sweepjax.models.user_hp import module_takes_hparams
 
 READY_NOTE = (
     "note: model {spec} is a ready NNX instance, so every member starts from its weights; "
@@ -159,12 +160,13 @@ def nnx_apply(source, num_classes, variables, x):
     return model(x)
 
 
-def nnx_train(source, num_classes, variables, x, key):
-    """Training-mode logits (``model.train()``, dropout from ``key``) and the new state."""
+def nnx_train(source, num_classes, variables, x, key, **kw):
+    """Training-mode logits (``model.train()``, dropout from ``key``) and the new state;
+    ``kw``: ``hparams=`` for a model that takes it."""
 
     model = _merged(source, num_classes, variables, key)
     model.train()
-    logits = model(x)
+    logits = model(x, **kw)
     return logits, {"state": to_pure(_parts(model)[3])}
 
 
@@ -220,4 +222,5 @@ def from_nnx(source, loss: Callable | None = None, input_shape=None, spec=None, 
         spec=spec or nnx_spec(source),
         input_shape=input_shape,
         module=source,
+        takes_hparams=module_takes_hparams(source),
     )

@@ -52,6 +52,17 @@ def takes_keyword(fn, name: str = MODEL_KEYWORD) -> bool:
     return bool(params) and any(p.name == name for p in params)
 
 
+def module_takes_hparams(source) -> bool:
+    """Whether an NNX / Equinox module class or instance is called with ``hparams=`` (its
+    ``__call__`` has it). A factory function is not inspected (its module is built
+    later): False."""
+    if isinstance(source, type):
+        return takes_keyword(source)
+    if callable(source) and not inspect.isfunction(source):
+        return takes_keyword(type(source))
+    return False
+
+
 def model_kw(values: Mapping | None) -> dict:
     """The keyword arguments a model that takes ``hparams`` is called with."""
     return {} if values is None else {MODEL_KEYWORD: dict(values)}
