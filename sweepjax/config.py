@@ -338,10 +338,13 @@ class SearchSpace:
 
 def axis_of(name: str, r: Range | None = None) -> Axis:
     """The rule of axis ``name``: its row of :data:`AXES`, or for the user's own
-    hyperparameter a plain axis on ``r``'s scale (no caps: the user's box is the law)."""
+    hyperparameter a plain axis on ``r``'s scale. Its one cap keeps the sign: a linear
+    box that starts at or above 0 (a smoothing, a weight) is never extended below 0 by
+    ``fine``; a log box stays positive by its scale."""
     if name in AXES:
         return AXES[name]
-    return Axis(log=True if r is None else r.log)
+    log = True if r is None else r.log
+    return Axis(log=log, floor=0.0 if (r is not None and not log and r.lo >= 0) else None)
 
 
 def check_user_name(name) -> None:

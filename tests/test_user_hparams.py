@@ -179,6 +179,14 @@ def test_refine_and_the_verdicts_treat_the_user_axis_like_lr():
     )
     a = judge_members(res.members, space, 10_000)
     assert a.axes == ("lr", "l2", "ls")
+    # a winner at the low edge extends the box below it, but never below 0
+    low = [
+        dataclasses.replace(m, best_val_acc=float(0.9 - v))
+        for m, v in zip(res.members, ls, strict=True)
+    ]
+    res.members[:] = low
+    new, why = search.refine(res, top_k=3)
+    assert dict(new.user)["ls"].lo == 0.0 and "floored at 0" in why
 
 
 # --------------------------------------------------------------------------- end to end
