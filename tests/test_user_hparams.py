@@ -324,3 +324,22 @@ def test_nnx_and_equinox_models_get_hparams_at_training_steps():
         r = engine.train_population(ds, hp, model_config(source), cfg)
         assert r.final_train_loss[0] == pytest.approx(np.log(4), rel=1e-6)
         assert r.final_train_loss[1] < 1.0 and r.best_val_acc[1] > 0.6
+
+
+@pytest.mark.slow
+def test_fine_keeps_the_parents_declarations_when_given_another(blobs_npz, tmp_path):
+    """A fixed smoothing from coarse survives a fine round that declares a new axis; the
+    next round refines that axis and keeps both."""
+    from sweepjax import coarse, fine
+
+    kw = dict(trials=4, steps=20, batch_size=32, schedule="full", report=False)
+    store = str(tmp_path / "s.db")
+    c = coarse(
+        dataset=f"npz:{blobs_npz}", model=NET, store=store, hparams={"label_smoothing": 0.1}, **kw
+    )
+    f1 = fine(parent=c.sweep_id, store=store, refit=False, hparams=["w=1e-3:1e-1:log"], **kw)
+    f2 = fine(parent=f1.sweep_id, store=store, refit=False, **kw)
+    for r in (c, f1, f2):
+        assert all(m.hparams["label_smoothing"] == pytest.approx(0.1) for m in r.members)
+    assert dict(f1.config.space.user)["w"] == Range(1e-3, 1e-1)
+    assert "w" in dict(f2.config.space.user) and f2.spec.hparams[0] == ("label_smoothing", 0.1)

@@ -159,7 +159,8 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
         *((spec if own else merged).replicas, (spec if own else merged).folds)
     )
     box = _fine_box(spec, merged, par)
-    space, own_fixed, own_why = user_hparams.fine_user(box.space, spec.hparams, merged.hparams)
+    inherited = par.result.spec.hparams  # the parent's declarations, each kept unless given
+    space, own_fixed, own_why = user_hparams.fine_user(box.space, spec.hparams, inherited)
     box = box._replace(space=space, why=box.why + own_why)
     model_cfg, fixed = _fine_model(spec, merged, box, pcfg)
     # The root seed (the data split's, shared by the whole chain) and, from it and the
