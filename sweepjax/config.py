@@ -14,6 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from sweepjax.axis import Axis, Range
 from sweepjax.budget import Budget
 from sweepjax.errors import ConfigError
 
@@ -106,7 +107,8 @@ class TrainConfig:
     """Static training settings shared by the whole population.
 
     Attributes:
-      optimizer: ``sgd`` (the lecture's default), ``momentum`` or ``adam``.
+      optimizer: ``sgd`` (the lecture's default), ``momentum``, ``adam`` or an optax
+        factory by name (``optax.adamw``, ``pkg.mod:fn``: :mod:`sweepjax.engine.optimizers`).
       momentum: the momentum coefficient (``momentum``: trace decay; ``adam``: ``b1``)
         of every member when the ``momentum`` axis is not searched.
       dropout: the MLP's dropout rate of every member when ``dropout`` is not searched.
@@ -128,6 +130,7 @@ class TrainConfig:
       memory_budget_mb: device memory one compiled program may use; a larger population
         is split into several groups trained one after another.
       seed: root seed; member ``i`` is initialised from ``fold_in(seed, id_i)``.
+      hparams: the user's own hyperparameters held fixed, ``((name, value), ...)``.
     """
 
     optimizer: str = "sgd"
@@ -143,11 +146,21 @@ class TrainConfig:
     eval_batch_size: int = 1000
     memory_budget_mb: int = 2048
     seed: int = 0
+    # The user's own hyperparameters fixed (``hparams`` name=value): ``((name, value),
+    # ...)`` sorted (a mapping is accepted); every member gets the value, traced.
+    hparams: tuple = ()
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
+        fixed = dict(self.hparams)
+        for name, v in fixed.items():
+            check_user_name(name)
+            if not math.isfinite(float(v)):
+                raise ConfigError(f"hyperparameter {name} must be a finite number, got {v}")
+        object.__setattr__(self, "hparams", tuple((n, float(fixed[n])) for n in sorted(fixed)))
+        if self.optimizer not in OPTIMIZERS and not is_factory_name(self.optimizer):
             raise ConfigError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)} "
+                "or an optax factory (optax.adamw, pkg.mod:fn)"
             )
         for name in (
             "steps",
@@ -184,50 +197,6 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class Range:
-    """A search interval in real units; ``log=True`` searches it log-uniformly."""
-
-    lo: float
-    hi: float
-    log: bool = True
-
-    def __post_init__(self):
-        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
-            raise ConfigError(f"range bounds must be finite numbers, got [{self.lo}, {self.hi}]")
-        if self.lo >= self.hi:
-            raise ConfigError(
-                f"range lower bound {self.lo:g} must be below upper bound {self.hi:g}; "
-                "swap them or widen the range"
-            )
-        if self.log and self.lo <= 0:
-            raise ConfigError(
-                f"log-scale range needs positive bounds, got [{self.lo:g}, {self.hi:g}]; "
-                "use e.g. 1e-6 instead of 0"
-            )
-
-    def to_unit(self, x):
-        """Map values in the range to [0, 1] (in log space when ``log``)."""
-        import numpy as np
-
-        x = np.asarray(x, dtype=np.float64)
-        if self.log:
-            return (np.log(x) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
-        return (x - self.lo) / (self.hi - self.lo)
-
-    def from_unit(self, u):
-        """Inverse of :meth:`to_unit`."""
-        import numpy as np
-
-        u = np.asarray(u, dtype=np.float64)
-        if self.log:
-            return np.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
-        return self.lo + u * (self.hi - self.lo)
-
-    def as_list(self) -> list[float]:
-        return [float(self.lo), float(self.hi)]
 
 
 # Defaults chosen for sweepjax's preprocessing (features centred and scaled to unit
@@ -281,82 +250,6 @@ DROPOUT_MAX = 0.95
 MOMENTUM_MAX = 0.999
 
 
-@dataclass(frozen=True)
-class Axis:
-    """How one searched axis is drawn and bounded (one row of :data:`AXES`).
-
-    Attributes:
-      log: drawn uniformly in log space (else uniformly on a linear scale).
-      integer: values are whole numbers (drawn on the axis's scale, then rounded).
-      floor, ceiling: hard caps, inclusive: no box, sample or refinement goes past them.
-      cap_note: why the ceiling exists (said when a refined box is cut at it).
-    """
-
-    log: bool = True
-    integer: bool = False
-    floor: float | None = None
-    ceiling: float | None = None
-    cap_note: str = ""
-
-    def admits(self, v: float) -> bool:
-        """``v`` is a legal value of the axis (inside the caps, positive on a log axis,
-        whole on an integer axis)."""
-        return (
-            math.isfinite(v)
-            and (not self.log or v > 0)
-            and (self.floor is None or v >= self.floor)
-            and (self.ceiling is None or v <= self.ceiling)
-            and (not self.integer or float(v).is_integer())
-        )
-
-    def bounds_text(self) -> str:
-        lo = f"[{self.floor:g}" if self.floor is not None else "(0" if self.log else "(-inf"
-        hi = f"{self.ceiling:g}]" if self.ceiling is not None else "inf)"
-        return f"{lo}, {hi}" + (" (whole numbers)" if self.integer else "")
-
-    def check(self, name: str, r: Range) -> None:
-        """ConfigError unless ``r`` is searched on this axis's scale inside its caps."""
-        if r.log != self.log:
-            scale = "log" if self.log else "linear"
-            raise ConfigError(
-                f"{name} is searched on a {scale} scale; give Range({r.lo:g}, {r.hi:g}, "
-                f"log={self.log})"
-            )
-        for v in (r.lo, r.hi):
-            if not self.admits(v):
-                raise ConfigError(
-                    f"{name} bounds must lie in {self.bounds_text()}, got [{r.lo:g}, {r.hi:g}]"
-                )
-
-    def clamp(self, lo: float, hi: float) -> tuple[float, float, list[str]]:
-        """A refined box ``[lo, hi]`` cut at the caps (whole bounds on an integer axis,
-        rounded outward, at least one unit wide), and a note per change made.
-
-        Example::
-
-          AXES["dropout"].clamp(-0.1, 0.99)  # (0.0, 0.95, ['floored at 0', 'capped at 0.95'])
-        """
-        notes = []
-        if self.ceiling is not None and hi > self.ceiling:
-            hi = self.ceiling
-            notes.append(
-                f"capped at {self.ceiling:g}" + (f" ({self.cap_note})" if self.cap_note else "")
-            )
-        if self.floor is not None and lo < self.floor:
-            lo = self.floor
-            notes.append(f"floored at {self.floor:g}")
-        if self.integer:
-            lo, hi = float(math.floor(lo + 1e-9)), float(math.ceil(hi - 1e-9))
-            if self.floor is not None:
-                lo = max(lo, self.floor)
-            hi = max(hi, lo + 1.0)
-        return lo, hi, notes
-
-    def range(self, lo: float, hi: float) -> Range:
-        """A :class:`Range` on this axis's scale."""
-        return Range(float(lo), float(hi), self.log)
-
-
 # Every per-member axis, in the column order of a sweep's draws (``SearchSpace.axes``):
 # a new axis goes at the end, so the members of existing spaces keep their draws.
 AXES: dict[str, Axis] = {
@@ -401,18 +294,76 @@ class SearchSpace:
     dropout: Range | None = None
     init_scale: Range | None = None
     momentum: Range | None = None
+    # The user's own hyperparameters searched (``hparams``): ``((name, Range), ...)``
+    # sorted by name (a mapping is accepted), drawn after the built-in axes.
+    user: tuple = ()
 
     def __post_init__(self):
+        user = dict(self.user)
+        for name in user:
+            check_user_name(name)
+        object.__setattr__(self, "user", tuple(sorted(user.items())))
         for name, r in self.axes().items():
-            AXES[name].check(name, r)
+            axis_of(name, r).check(name, r)
+
+    @classmethod
+    def of(cls, axes: dict[str, Range]) -> SearchSpace:
+        """The space of ``{name: Range}``, built-in axes and the user's alike."""
+        own = {n: r for n, r in axes.items() if n not in AXES}
+        return cls(**{n: r for n, r in axes.items() if n in AXES}, user=own)
+
+    def with_axis(self, name: str, r: Range | None) -> SearchSpace:
+        """A copy with axis ``name`` searched over ``r`` (None: not searched)."""
+        axes = {**self.axes(), name: r}
+        return SearchSpace.of({n: v for n, v in axes.items() if v is not None})
 
     def axes(self) -> dict[str, Range]:
-        """The searched axes, ``{name: Range}`` in :data:`AXES` order."""
-        return {n: getattr(self, n) for n in AXES if getattr(self, n) is not None}
+        """The searched axes, ``{name: Range}``: :data:`AXES` order, then the user's."""
+        out = {n: getattr(self, n) for n in AXES if getattr(self, n) is not None}
+        out.update(self.user)
+        return out
+
+    def scales(self) -> dict[str, str]:
+        """``{name: "log" | "linear"}`` of the user's axes (the built-ins' are in AXES)."""
+        return {n: "log" if r.log else "linear" for n, r in self.user}
 
     def as_dict(self) -> dict[str, list[float]]:
-        """``{"lr": [lo, hi], ...}`` of the searched axes (whole numbers as ints)."""
+        """``{"lr": [lo, hi], ...}`` of the searched axes (whole numbers as ints); the
+        user's axes' scales are :meth:`scales`."""
         return {
-            k: [int(r.lo), int(r.hi)] if AXES[k].integer else r.as_list()
+            k: [int(r.lo), int(r.hi)] if axis_of(k, r).integer else r.as_list()
             for k, r in self.axes().items()
         }
+
+
+def axis_of(name: str, r: Range | None = None) -> Axis:
+    """The rule of axis ``name``: its row of :data:`AXES`, or for the user's own
+    hyperparameter a plain axis on ``r``'s scale. Its one cap keeps the sign: a linear
+    box that starts at or above 0 (a smoothing, a weight) is never extended below 0 by
+    ``fine``; a log box stays positive by its scale."""
+    if name in AXES:
+        return AXES[name]
+    log = True if r is None else r.log
+    return Axis(log=log, floor=0.0 if (r is not None and not log and r.lo >= 0) else None)
+
+
+def check_user_name(name) -> None:
+    """ConfigError unless ``name`` can be the user's own hyperparameter."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"a hyperparameter's name is a Python identifier, got {name!r}")
+    if name in AXES or name in RESERVED_NAMES:
+        raise ConfigError(
+            f"hyperparameter {name!r} is a built-in axis; give its own option (`{name}`) "
+            "or another name"
+        )
+
+
+def is_factory_name(name) -> bool:
+    """Whether optimizer ``name`` reads as a factory (``optax.adamw``, ``pkg.mod:fn``); it
+    is imported when a sweep is planned (:mod:`sweepjax.engine.optimizers`)."""
+    return isinstance(name, str) and ("." in name or ":" in name) and " " not in name
+
+
+# Names a user's hyperparameter may not take: the built-in axes and what a member record
+# already calls something else.
+RESERVED_NAMES = frozenset({"id", "status", "config", "replica", "hparams", "user"})

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from sweepjax.analysis.ranking import rank_order, status_group
-from sweepjax.config import AXES, DEFAULT_BAND, DEFAULT_TOP_K, Range, SearchSpace
+from sweepjax.config import AXES, DEFAULT_BAND, DEFAULT_TOP_K, Range, SearchSpace, axis_of
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 from sweepjax.results.records import BoundaryFlag, SweepResult
@@ -101,7 +101,7 @@ def hparams_from_values(
     out = {}
     for name, r in axes.items():
         v = np.asarray(values[name], dtype=np.float64)
-        if AXES[name].integer:  # whole bounds: the rounded value stays inside
+        if axis_of(name, r).integer:  # whole bounds: the rounded value stays inside
             out[name] = np.clip(np.rint(v), math.ceil(r.lo), math.floor(r.hi)).astype(np.float32)
             continue
         v = v.astype(np.float32)
@@ -112,7 +112,9 @@ def hparams_from_values(
     for name, v in (fixed or {}).items():
         if name not in axes:
             out[name] = v
-    return HParams.create(**out)
+    # The user's own hyperparameters (searched or fixed) ride in HParams.user.
+    user = {n: out.pop(n) for n in [n for n in out if n not in AXES]}
+    return HParams.create(**out, user=user)
 
 
 # --------------------------------------------------------------------------- ranking
@@ -232,7 +234,7 @@ def refine(
             f"sweep {parent.sweep_id} has no surviving member to refine around; rerun "
             "coarse with a lower `lr` range"
         )
-    space = as_space(parent.space)
+    space = getattr(parent.config, "space", None) or as_space(parent.space)  # scales typed
     winner_flags = {(f.param, f.side) for f in boundary_flags(parent, space, 1, band)}
     new_axes, why = {}, []
     for name, rng in space.axes().items():
@@ -259,7 +261,7 @@ def refine(
         # Exact edges and members survive the exp/log round trip: keep them inside.
         lo = rng.lo if lo_u == 0.0 else min(lo, float(vals.min()))
         hi = rng.hi if hi_u == 1.0 else max(hi, float(vals.max()))
-        lo, hi, cut = AXES[name].clamp(lo, hi)  # never past a cap (lr_decay <= 1, ...)
+        lo, hi, cut = axis_of(name, rng).clamp(lo, hi)  # never past a cap (lr_decay <= 1)
         notes += cut
         if not (hi > lo and (lo > 0 or not rng.log) and math.isfinite(hi)):
             raise ConfigError(f"cannot refine {name}: degenerate box [{lo:g}, {hi:g}]")
@@ -270,4 +272,4 @@ def refine(
             f"+{margin:.0%} margin -> [{lo:.3g}, {hi:.3g}] ({ratio:.0%} of the parent's "
             f"{'log-' if rng.log else ''}width" + (f"; {', '.join(notes)}" if notes else "") + ")"
         )
-    return SearchSpace(**new_axes), "; ".join(why)
+    return SearchSpace.of(new_axes), "; ".join(why)

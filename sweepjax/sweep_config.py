@@ -22,6 +22,7 @@ from sweepjax.config import (
     DEFAULT_TOP_K,
     DataConfig,
     ModelConfig,
+    Range,
     ScheduleConfig,
     SearchSpace,
     TrainConfig,
@@ -31,7 +32,11 @@ from sweepjax.spec import DEFAULT_SAMPLER, SweepSpec
 
 # Train settings left out of the stored config while at their defaults (a sweep stored
 # before they existed resumes, and compares equal, with the same flags).
-UNSTORED_DEFAULTS = {"dropout": TrainConfig.dropout, "init_scale": TrainConfig.init_scale}
+UNSTORED_DEFAULTS = {
+    "dropout": TrainConfig.dropout,
+    "init_scale": TrainConfig.init_scale,
+    "hparams": TrainConfig.hparams,
+}
 
 # Axes of the built-in MLP only: a custom model has no width mask and no dropout hook.
 BUILTIN_ONLY_AXES = ("hidden", "dropout")
@@ -50,11 +55,22 @@ def check_axes(model: ModelConfig, axes: Iterable[str]) -> None:
         )
 
 
-def space_from_dict(space: Mapping[str, list[float]]) -> SearchSpace:
+def space_from_dict(
+    space: Mapping[str, list[float]], scales: Mapping[str, str] | None = None
+) -> SearchSpace:
     """A :class:`SearchSpace` from its ``{"lr": [lo, hi], ...}`` stored form (each axis
     on its scale in :data:`~sweepjax.config.AXES`: ``dropout`` and ``momentum`` linear,
-    the others log)."""
-    return SearchSpace(**{k: AXES[k].range(v[0], v[1]) for k, v in space.items()})
+    the others log; a user's hyperparameter on its scale in ``scales``, else log when
+    its bounds are positive)."""
+    scales = scales or {}
+    axes = {}
+    for k, v in space.items():
+        if k in AXES:
+            axes[k] = AXES[k].range(v[0], v[1])
+        else:
+            log = scales.get(k, "log" if v[0] > 0 else "linear") == "log"
+            axes[k] = Range(float(v[0]), float(v[1]), log)
+    return SearchSpace.of(axes)
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,8 @@ class SweepConfig:
         """The values of the per-member axes the space does not search (momentum, dropout,
         init scale: ``TrainConfig``'s; the width: the network's, the HParams default)."""
         t = self.train
-        return {"momentum": t.momentum, "dropout": t.dropout, "init_scale": t.init_scale}
+        own = {n: v for n, v in t.hparams if n not in self.space.axes()}
+        return {"momentum": t.momentum, "dropout": t.dropout, "init_scale": t.init_scale, **own}
 
     def options(self) -> SweepSpec:
         """The options the sweep ran with: :attr:`spec`, or without one (a sweep stored
@@ -124,6 +141,8 @@ class SweepConfig:
             "model": self.model.as_dict(),
             "train": train,
             "space": self.space.as_dict(),
+            # the scales of the user's own axes (only when searched: older configs equal)
+            **({"hparam_scales": self.space.scales()} if self.space.user else {}),
             "trials": self.trials,
             "grid": self.grid,
             "parent": self.parent,
@@ -151,7 +170,7 @@ class SweepConfig:
             data=DataConfig(**{"scaling": "global", **d["data"]}),
             model=ModelConfig(**d["model"]),
             train=TrainConfig(**d["train"]),
-            space=space_from_dict(d["space"]),
+            space=space_from_dict(d["space"], d.get("hparam_scales")),
             trials=d["trials"],
             grid=d.get("grid", False),
             parent=d.get("parent"),

@@ -92,7 +92,7 @@ def test_numpy_activations_equal_the_models_hidden_layer():
     params["hidden"]["bias"][:4] = rng.normal(size=4)
     x = sample(64, seed=3)
     net = BuiltIn("mlp", H, K, width_mask=True)
-    hp = HParams(*(f[0] for f in HParams.create(lr=0.1, l2=0.0, hidden=4.0)))
+    hp = HParams.create(lr=0.1, l2=0.0, hidden=4.0).map(lambda f: f[0])
     h_t = np.asarray(net.hidden_t(params, jnp.asarray(x.T), hp))  # [H, B]
     np.testing.assert_allclose(hidden_activations(params, x, 4), h_t[:4].T, rtol=1e-5, atol=1e-6)
     assert not h_t[4:].any()

@@ -308,7 +308,6 @@ def _sequential_search(seed: int, model: bool, n: int = 80, batch: int = 4) -> f
     narrow in lr): every member finishes at once with its accuracy measured on 6,000
     images and joins the log at the run's length. Returns the true regret of the member
     that looks best after ``n`` members."""
-    from sweepjax.engine.hparams import HParams
 
     space = SearchSpace(lr=Range(1e-4, 3.0), l2=Range(1e-6, 1.0), lr_decay=Range(0.01, 1.0))
     axes = space.axes()
@@ -319,7 +318,7 @@ def _sequential_search(seed: int, model: bool, n: int = 80, batch: int = 4) -> f
     for start in range(0, n, batch):
         ids = np.arange(start, start + batch)
         new = a.draw(ids, log, hp)
-        hp = new if hp is None else HParams(*(np.concatenate(p) for p in zip(hp, new, strict=True)))
+        hp = new if hp is None else jax.tree.map(lambda x, y: np.concatenate([x, y]), hp, new)
         u = np.stack([r.to_unit(np.asarray(getattr(new, k))) for k, r in axes.items()], 1)
         acc = 0.857 - 0.15 * np.sum(((u - opt) * scale) ** 2, axis=1)
         acc = acc + rng.normal(0.0, 0.0046, len(u))

@@ -286,7 +286,8 @@ def test_refit_retrains_the_member_with_every_axis(monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         refit_mod.refit_member(toy_dataset(), m, ModelConfig("mlp", 32), toy_train_config())
     hp = seen["hp"]
-    got = {n: float(getattr(hp, n)[0]) for n in hp._fields}
+    got = {n: float(getattr(hp, n)[0]) for n in hp._fields if n != "user"}
+    assert hp.user == {}  # no hyperparameter of the user's
     want = dict(lr=0.1, l2=1e-4, lr_decay=0.5, hidden=12, dropout=0.25, init_scale=2, momentum=0.8)
     assert got == pytest.approx(want, rel=1e-6)
 

@@ -240,7 +240,7 @@ def test_migration_from_v5_adds_the_live_table(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert progress(st.conn, res.sweep_id) == []  # the old sweep: no live rows
         assert st.load_sweep(res.sweep_id).members == res.members
         LiveWriter(st, res.sweep_id, clock=FakeClock()).update(report(10))

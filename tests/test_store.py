@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 from typing import NamedTuple
 
+import jax
 import numpy as np
 import pytest
 
@@ -164,8 +165,8 @@ def test_checkpoint_round_trip_exact_and_replaced(tmp_path):
         ck = st.load_checkpoint(sid, states)
         assert ck.step == 20 and st.sweep_row(sid).steps_done == 20
         for a, b in zip(ck.schedule, sched, strict=True):
-            for x, y in zip(np.atleast_1d(a), np.atleast_1d(b), strict=True):
-                np.testing.assert_array_equal(x, y)
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+                np.testing.assert_array_equal(x, y)  # HParams' fields, the user's included
         # A compacted population (fewer rows than members) loads too.
         few = State(states.w[:3], states.alive[:3], states.step[:3])
         st.save_checkpoint(sid, Checkpoint(30, few, curves, sched))
@@ -272,13 +273,15 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         back = st.load_sweep(res.sweep_id)
     assert [m.stopped_at for m in back.members] == [None, None, None]
     assert back.lineage == [] and [m.id for m in back.members] == [0, 1, 2]
 
 
-_V5_COLUMNS = tuple(("members", c) for c in ("hidden", "dropout", "init_scale", "momentum"))
+_V5_COLUMNS = tuple(
+    ("members", c) for c in ("hidden", "dropout", "init_scale", "momentum", "hparams")
+)
 _V4_COLUMNS = (("members", "config"), ("members", "replica"), *_V5_COLUMNS)
 _V3_COLUMNS = (
     ("members", "val_acc_se"),
@@ -385,7 +388,7 @@ def test_a_version_4_store_is_migrated_and_members_read_their_fixed_axes(tmp_pat
     conn.commit()
     conn.close()
     with Store.open(path) as st:
-        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         a, b = st.load_sweep(mlp.sweep_id), st.load_sweep(soft.sweep_id)
         axes = ("hidden", "dropout", "init_scale", "momentum")
         assert {tuple(getattr(m, n) for n in axes) for m in a.members} == {(64, 0.0, 1.0, 0.95)}

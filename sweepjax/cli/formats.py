@@ -57,10 +57,12 @@ CSV_COLUMNS = (
 def to_csv_text(result: SweepResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    own = sorted({n for m in result.members for n in m.hparams})  # the user's, last
+    w.writerow((*CSV_COLUMNS, *own))
     for m in result.members:
         d = json_clean({**m.as_dict(), "tied": int(m.id in result.tied)})
-        w.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
+        d.update(json_clean({n: m.hparams.get(n) for n in own}))
+        w.writerow(["" if d[c] is None else d[c] for c in (*CSV_COLUMNS, *own)])
     return buf.getvalue()
 
 

@@ -26,8 +26,9 @@ def _box(space: dict) -> str:
     return "  ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in space.items())
 
 
-def _sampling(space: dict, grid: bool) -> str:
+def _sampling(space: dict, grid: bool, scales: dict | None = None) -> str:
     linear = [k for k in space if k in AXES and not AXES[k].log]
+    linear += [k for k, s in (scales or {}).items() if s == "linear"]
     how = "grid" if grid else "random"
     if not linear:
         return f"{how}, log-uniform" if not grid else how
@@ -131,7 +132,9 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         f"{_model_name(cfg)} on {ds.get('name')} "
         f"({ds.get('n_train')}/{ds.get('n_val')}/{ds.get('n_test')})"
     )
-    lines.append(f"box: {_box(result.space)}  ({_sampling(result.space, cfg.grid)})")
+    lines.append(
+        f"box: {_box(result.space)}  ({_sampling(result.space, cfg.grid, cfg.space.scales())})"
+    )
     if result.refinement:
         lines.append(f"why: {result.refinement}")
     if result.status != "finished":

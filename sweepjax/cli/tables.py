@@ -20,18 +20,28 @@ AXIS_COLUMNS = {
 
 
 def axis_columns(result: SweepResult) -> list[str]:
-    """The searched axes beyond (lr, l2) that get a column (only when searched)."""
-    return [a for a in AXIS_COLUMNS if a in result.space]
+    """The searched axes beyond (lr, l2) that get a column (only when searched), the
+    user's own hyperparameters last."""
+    own = [a for a in result.space if a not in AXIS_COLUMNS and a not in ("lr", "l2")]
+    return [a for a in AXIS_COLUMNS if a in result.space] + own
+
+
+def _column(a: str) -> tuple[str, int, str]:
+    """An axis's (header, width, format); a user's: its name (cut to 12), ``.3g``."""
+    if a in AXIS_COLUMNS:
+        return AXIS_COLUMNS[a]
+    width = max(7, min(len(a), 12))
+    return a[:12], width, "{:>" + str(width) + ".3g}"
 
 
 def axis_header(axes: list[str]) -> str:
-    return "".join(f"{AXIS_COLUMNS[a][0]:>{AXIS_COLUMNS[a][1]}}  " for a in axes)
+    return "".join(f"{_column(a)[0]:>{_column(a)[1]}}  " for a in axes)
 
 
 def axis_cells(rec, axes: list[str]) -> str:
     out = ""
     for a in axes:
-        v, (_, width, fmt) = getattr(rec, a), AXIS_COLUMNS[a]
+        v, (_, width, fmt) = getattr(rec, a, None), _column(a)
         out += (fmt.format(v) if v is not None else f"{'-':>{width}}") + "  "
     return out
 

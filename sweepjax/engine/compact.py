@@ -19,7 +19,6 @@ from sweepjax.engine import active
 from sweepjax.engine.curves import HISTORY_FIELDS, Checkpoint, ScheduleState
 from sweepjax.engine.decisions import Decision, RungView
 from sweepjax.engine.distributed import Placement
-from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.slots import Clock, Judged, Population, Run, carry_of
@@ -86,7 +85,7 @@ def apply(sched: ScheduleState, decision: Decision, step: int) -> ScheduleState:
     stopped = np.setdiff1d(rows_before, decision.rows)
     stopped_at = sched.stopped_at.copy()
     stopped_at[stopped] = step
-    hp = HParams(*(np.array(f) for f in sched.hparams))
+    hp = sched.hparams.map(np.array)
     lineage, history = [sched.lineage], [sched.history]
     copied = rows_before[decision.src] != decision.rows
     if copied.any():
@@ -115,7 +114,7 @@ def apply(sched: ScheduleState, decision: Decision, step: int) -> ScheduleState:
                 axis=1,
             ).astype(np.float64)
         )
-    for f, v in zip(hp, decision.hparams, strict=True):
+    for f, v in zip(jax.tree.leaves(hp), jax.tree.leaves(decision.hparams), strict=True):
         f[decision.rows] = v
     return sched._replace(
         active=np.asarray(decision.rows, np.int64),

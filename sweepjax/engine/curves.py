@@ -11,7 +11,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sweepjax.engine.hparams import FIXED_DEFAULTS, HParams
+from sweepjax.engine.hparams import BUILTIN_FIELDS, FIXED_DEFAULTS, HParams
+
+# The checkpoint columns of the user's own hyperparameters: ``hpu_<name>``.
+USER_PREFIX = "hpu_"
 
 # The hyperparameters a member's schedule records (PBT explores lr and lambda; a copy's
 # other axes come from its donor and are told by the lineage).
@@ -127,6 +130,7 @@ class ScheduleState(NamedTuple):
         """Flat ``{name: array}`` form (for the store)."""
         out = {k: np.asarray(v) for k, v in self._asdict().items() if k != "hparams"}
         out.update({f"hp_{k}": v for k, v in self.hparams.as_columns().items()})
+        out.update({f"{USER_PREFIX}{k}": np.asarray(v) for k, v in self.hparams.user.items()})
         return out
 
     @classmethod
@@ -138,8 +142,13 @@ class ScheduleState(NamedTuple):
                 np.asarray(d[f"hp_{f}"], np.float32)
                 if f"hp_{f}" in d
                 else np.full(n, FIXED_DEFAULTS[f], np.float32)
-                for f in HParams._fields
-            )
+                for f in BUILTIN_FIELDS
+            ),
+            user={
+                k[len(USER_PREFIX) :]: np.asarray(v, np.float32)
+                for k, v in sorted(d.items())
+                if k.startswith(USER_PREFIX)
+            },
         )
         fields = {k: np.asarray(d[k]) for k in cls._fields if k != "hparams"}
         fields["lineage"] = fields["lineage"].reshape(-1, 3).astype(np.int64)

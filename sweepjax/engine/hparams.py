@@ -37,6 +37,9 @@ class HParams(NamedTuple):
         initialisation: He for hidden layers, N(0, 1e-3) for the read-out).
       momentum: the optimizer's momentum coefficient (``momentum``: the trace decay;
         ``adam``: ``b1``; unused by ``sgd``).
+      user: the user's own hyperparameters (``hparams``), ``{name: [num_members]}``
+        (a pytree leaf each, so the program maps and traces them like ``lr``; empty when
+        none is declared, which leaves the compiled program as it was).
 
     Example::
 
@@ -51,10 +54,19 @@ class HParams(NamedTuple):
     dropout: np.ndarray
     init_scale: np.ndarray
     momentum: np.ndarray
+    user: dict = {}  # noqa: RUF012 (never mutated: every method builds a new dict)
 
     @classmethod
     def create(
-        cls, lr, l2, lr_decay=None, hidden=None, dropout=None, init_scale=None, momentum=None
+        cls,
+        lr,
+        l2,
+        lr_decay=None,
+        hidden=None,
+        dropout=None,
+        init_scale=None,
+        momentum=None,
+        user=None,
     ) -> HParams:
         lr = np.atleast_1d(np.asarray(lr, dtype=np.float32))
 
@@ -65,7 +77,10 @@ class HParams(NamedTuple):
         given = dict(lr_decay=lr_decay, hidden=hidden, dropout=dropout)
         given.update(init_scale=init_scale, momentum=momentum)
         return cls(
-            lr=lr, l2=col(l2, 0.0), **{k: col(given[k], d) for k, d in FIXED_DEFAULTS.items()}
+            lr=lr,
+            l2=col(l2, 0.0),
+            **{k: col(given[k], d) for k, d in FIXED_DEFAULTS.items()},
+            user={k: col(v, np.nan) for k, v in sorted((user or {}).items())},
         )
 
     @classmethod
@@ -79,10 +94,12 @@ class HParams(NamedTuple):
             vals = [getattr(r, name, None) for r in records]
             return [default if v is None else v for v in vals]
 
+        names = sorted({n for r in records for n in (getattr(r, "hparams", None) or {})})
         return cls.create(
             lr=col("lr", np.nan),
             l2=col("l2", 0.0),
             **{name: col(name, d) for name, d in FIXED_DEFAULTS.items()},
+            user={n: [r.hparams.get(n, np.nan) for r in records] for n in names},
         )
 
     @property
@@ -91,7 +108,21 @@ class HParams(NamedTuple):
 
     def take(self, idx) -> HParams:
         """Rows ``idx`` of every field (a sub-population)."""
-        return HParams(*(np.asarray(f)[idx] for f in self))
+        return self.map(lambda f: np.asarray(f)[idx])
+
+    def column(self, name: str) -> np.ndarray:
+        """The ``[M]`` values of axis ``name``: a built-in field or one of :attr:`user`."""
+        return self.user[name] if name in self.user else getattr(self, name)
+
+    def map(self, fn) -> HParams:
+        """``fn`` applied to every ``[M]`` column, the user's included."""
+        builtin = (fn(f) for f in self[: len(BUILTIN_FIELDS)])
+        return HParams(*builtin, user={k: fn(v) for k, v in self.user.items()})
 
     def as_columns(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(v) for name, v in zip(self._fields, self, strict=True)}
+        """The built-in columns by name (the user's are :attr:`user`)."""
+        return {name: np.asarray(getattr(self, name)) for name in BUILTIN_FIELDS}
+
+
+# The fields holding one built-in axis each (every field but ``user``).
+BUILTIN_FIELDS = HParams._fields[:-1]

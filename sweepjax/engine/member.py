@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sweepjax.engine import optimizers
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 from sweepjax.models.network import DROPOUT_STREAM, Network, has_state
@@ -131,7 +132,7 @@ def objective_and_accuracy(params, x, y, hp: HParams, net: Network, w=None, drop
     """
     logits_t = net.logits_t(params, x.T, hp, dropout_key)
     correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    ce = net.loss_t(logits_t, y)
+    ce = training_loss(net, logits_t, y, hp)
     if w is None:
         return ce.mean() + hp.l2 * net.penalty(params), correct.mean()
     n = jnp.maximum(jnp.sum(w), 1.0)
@@ -145,8 +146,16 @@ def stateful_objective(trained, tree, x, y, hp: HParams, net: Network, t):
     accuracy, the member's ``tree`` with its state updated."""
     logits_t, new_tree = net.train_logits_t(net.with_trainable(tree, trained), x.T, hp, t)
     correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    loss = net.loss_t(logits_t, y).mean() + hp.l2 * net.penalty(trained)
+    loss = training_loss(net, logits_t, y, hp).mean() + hp.l2 * net.penalty(trained)
     return loss, (correct.mean(), jax.lax.stop_gradient(new_tree))
+
+
+def training_loss(net: Network, logits_t, y, hp: HParams):
+    """Per-example training loss ``[B]``: a user's loss that takes them gets the member's
+    own hyperparameters (``hp.user``); evaluation calls ``net.loss_t(logits_t, y)``."""
+    if getattr(net, "loss_takes_hp", ""):
+        return net.loss_t(logits_t, y, hp)
+    return net.loss_t(logits_t, y)
 
 
 def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = None):
@@ -171,9 +180,13 @@ def init(member_key, hp: HParams, num_features: int, static: Static) -> MemberSt
     net = static.network
     params = net.init(member_key, num_features, hp)
     trained = net.trainable(params) if has_state(net) else params
+    if optimizers.is_factory(static.optimizer):  # a user's optax factory, traced values
+        opt_state = optimizers.init(static.optimizer, hp, trained)
+    else:
+        opt_state = direction(static.optimizer, hp.momentum).init(trained)
     return MemberState(
         params=params,
-        opt_state=direction(static.optimizer, hp.momentum).init(trained),
+        opt_state=opt_state,
         health=Health(
             alive=jnp.array(True),
             diverged_at=jnp.array(-1, jnp.int32),
@@ -232,7 +245,6 @@ def step(
     fuses away.
     """
     s, hp, t, data_key = own.state, own.hp, shared.t, shared.data_key
-    tx = direction(static.optimizer, hp.momentum)
     # Same indices for every member: t and data_key carry no member axis, so the gather
     # and the matmuls are shared across the population (so are the dropout draws).
     idx = minibatch_indices(data_key, t, static.batch_size, shared.x_train.shape[0])
@@ -255,10 +267,18 @@ def step(
         (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
             s.params, x, y, hp, net, w, drop_key
         )
-    d, opt_state = tx.update(grads, s.opt_state, trained)
-    age = t - own.born
-    lr_t = hp.lr * lr_multiplier(age, shared.horizon, hp.lr_decay)
-    updates = jax.tree.map(lambda g: -lr_t * g, d)
+    if optimizers.is_factory(static.optimizer):  # the rate is one of its traced values
+        age = t - own.born
+        lr_t = hp.lr * lr_multiplier(age, shared.horizon, hp.lr_decay)
+        updates, opt_state = optimizers.update(
+            static.optimizer, hp, lr_t, grads, s.opt_state, trained
+        )
+    else:  # the built-ins, exactly as recorded (tests/test_loop_reference.py)
+        tx = direction(static.optimizer, hp.momentum)
+        d, opt_state = tx.update(grads, s.opt_state, trained)
+        age = t - own.born
+        lr_t = hp.lr * lr_multiplier(age, shared.horizon, hp.lr_decay)
+        updates = jax.tree.map(lambda g: -lr_t * g, d)
     new_trained = optax.apply_updates(trained, updates)
     new_params = net.with_trainable(tree, new_trained) if has_state(net) else new_trained
 

@@ -25,7 +25,6 @@ import numpy as np
 from sweepjax.engine import active
 from sweepjax.engine.curves import Checkpoint
 from sweepjax.engine.decisions import DIVERGED_RUNG, RungLog, RungView
-from sweepjax.engine.hparams import HParams
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.slots import (
     Ages,
@@ -168,8 +167,8 @@ def refill_freed(setup: Run, pop: Population, clock: Clock, freed) -> tuple[Popu
         born[fill] = pop.step
         fresh = np.zeros(len(slot_row), bool)
         fresh[fill] = True
-        slot_hp = HParams(*(np.array(f) for f in slot_hp))
-        for f, v in zip(slot_hp, hp_new, strict=True):
+        slot_hp = slot_hp.map(np.array)
+        for f, v in zip(jax.tree.leaves(slot_hp), jax.tree.leaves(hp_new), strict=True):
             f[fill] = v
         act, c = refill(setup, act, fresh, slot_row, slot_hp)
         clock = clock.add(compile_s=c)

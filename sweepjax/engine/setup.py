@@ -116,7 +116,7 @@ def init_states(
     blk = program.INIT_BLOCK
     n = math.ceil(m / blk) * blk
     padded = np.resize(ids, n).astype(np.uint32)
-    hps = HParams(*(np.resize(np.asarray(f, np.float32), n) for f in hparams))
+    hps = hparams.map(lambda f: np.resize(np.asarray(f, np.float32), n))
     # Filled block by block into arrays allocated once: collecting the blocks and then
     # concatenating them held the population's state twice (13 GB more for 4,096 Adam
     # MLP-256 members, what the kernel killed in issue 29).
@@ -176,7 +176,8 @@ def _bytes(model_cfg: ModelConfig, config: TrainConfig, num_features, num_classe
     and the sum counts both.
     """
     p = num_params(model_cfg, num_features, num_classes, input_shape)
-    slots = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    # a user's optax factory: counted as Adam's two slots (most keep at most two)
+    slots = {"sgd": 0, "momentum": 1, "adam": 2}.get(config.optimizer, 2)
     if model_cfg.kind == "custom":
         sz = _custom_sizes(model_cfg, num_features, num_classes, input_shape)
         per_row = config.batch_size * sz.activations * 2 + config.eval_batch_size * sz.largest * 2

@@ -199,9 +199,7 @@ def on_device_rows(tree, idx: np.ndarray, where: Placement):
 
 def concat(a: HParams, b: HParams) -> HParams:
     """The members of ``a`` then those of ``b``."""
-    return HParams(
-        *(np.concatenate([np.asarray(x), np.asarray(y)]) for x, y in zip(a, b, strict=True))
-    )
+    return jax.tree.map(lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)]), a, b)
 
 
 def best_checkpoints(setup: Run, act: Active, idx: np.ndarray, block: Ages):

@@ -12,7 +12,7 @@ from sweepjax.analysis import activations as act
 from sweepjax.analysis import verdict as vd
 from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
-from sweepjax.engine import PopulationResult, accuracy, member_params
+from sweepjax.engine import PopulationResult, accuracy, member_params, optimizers
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.results.appraise import Appraisal, judge_sweep
 from sweepjax.results.claims import boundary_records, verdict_record
@@ -89,7 +89,7 @@ def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord
     """One :class:`MemberRecord` per row of ``res``, not yet judged (no SEs)."""
     hp = res.hparams
     g = cfg.group  # members per config: member id = config id * g + replica
-    mlp, sgd = cfg.model.kind == "mlp", cfg.train.optimizer == "sgd"
+    mlp, sgd = cfg.model.kind == "mlp", not optimizers.has_momentum(cfg.train.optimizer)
     return [
         MemberRecord(
             id=int(res.member_ids[i]),
@@ -101,6 +101,7 @@ def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord
             dropout=float(hp.dropout[i]),
             init_scale=float(hp.init_scale[i]),
             momentum=None if sgd else float(hp.momentum[i]),
+            hparams={k: float(v[i]) for k, v in hp.user.items()},
             status=res.status[i],
             diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
             best_val_acc=float(res.best_val_acc[i]),

@@ -95,9 +95,9 @@ def _short_of_frontiers(
         bound = float(parent[name].from_unit(f.bound))
         r = ranges[name]
         if f.side == "high" and r.hi > bound > r.lo:
-            space = dataclasses.replace(space, **{name: Range(r.lo, bound, r.log)})
+            space = space.with_axis(name, Range(r.lo, bound, r.log))
         elif f.side == "low" and r.lo < bound < r.hi:
-            space = dataclasses.replace(space, **{name: Range(bound, r.hi, r.log)})
+            space = space.with_axis(name, Range(bound, r.hi, r.log))
         else:
             continue
         where = "above" if f.side == "high" else "below"

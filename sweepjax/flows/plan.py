@@ -20,6 +20,7 @@ from sweepjax.data.dataset import Dataset
 from sweepjax.engine import distributed
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError, StoreError
+from sweepjax.flows import user_hparams
 from sweepjax.flows.fine_space import fine_space, model_draws
 from sweepjax.flows.inputs import plan_data
 from sweepjax.flows.runner import Callbacks
@@ -78,7 +79,9 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     model_cfg = model_config(model, width, spec.loss)
     check_axes(model_cfg, [*searched, *(n for n, x in fixed.items() if x)])
     check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
-    train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed)
+    own_searched, own_fixed = user_hparams.split(spec.hparams)
+    fixed = user_hparams.factory_momentum(optimizer, searched.get("momentum"), fixed)
+    train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed, own_fixed)
     sched_cfg = schedule_config(
         "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps,
         spec.budget, spec.width,
@@ -97,7 +100,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         lo, hi = auto_lr_range(ds, model_cfg, train_cfg)
         cb.say(f"`lr` auto: the learning-rate finder suggests [{lo:.3g}, {hi:.3g}]")
         lr = Range(lo, hi)
-    space = SearchSpace(lr=lr, l2=v("l2"), lr_decay=spec.lr_decay, **searched)
+    space = SearchSpace(lr=lr, l2=v("l2"), lr_decay=spec.lr_decay, **searched, user=own_searched)
     resolved = _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds)
     cfg = SweepConfig(
         kind="coarse",
@@ -156,6 +159,9 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
         *((spec if own else merged).replicas, (spec if own else merged).folds)
     )
     box = _fine_box(spec, merged, par)
+    inherited = par.result.spec.hparams  # the parent's declarations, each kept unless given
+    space, own_fixed, own_why = user_hparams.fine_user(box.space, spec.hparams, inherited)
+    box = box._replace(space=space, why=box.why + own_why)
     model_cfg, fixed = _fine_model(spec, merged, box, pcfg)
     # The root seed (the data split's, shared by the whole chain) and, from it and the
     # lineage, this round's training seed: fresh draws each round, same per command.
@@ -169,7 +175,8 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
         "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps,
         spec.budget, spec.width,
     )  # fmt: skip
-    train_cfg = _train(merged, v("optimizer"), steps, seed, fixed)
+    fixed = user_hparams.factory_momentum(v("optimizer"), box.space.momentum, fixed)
+    train_cfg = _train(merged, v("optimizer"), steps, seed, fixed, own_fixed)
     # The data the parent really used (after any offline fallback), so rounds compare.
     used = par.result.dataset.get("name") or pcfg.data.dataset
     # Sweeps stored before `scaling` was recorded scaled one way: globally.
@@ -208,6 +215,7 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     scheduler_for(cfg, cfg.trials)
     replaced = spec.lr is not None or spec.l2 is not None
     replaced |= any(box.given[n] is not None for n in box.given if n in pcfg.space.axes())
+    replaced |= any(n in pcfg.space.axes() for n, _ in spec.hparams or ())
     draws = model_draws(box.judged, pcfg.space, cfg, replaced=replaced)
     for line in prepare(cfg.model, ds):
         cb.say(line)
@@ -321,7 +329,7 @@ def _data_recorded(spec: SweepSpec, data_cfg: DataConfig) -> SweepSpec:
     )
 
 
-def _train(spec: SweepSpec, optimizer, steps, seed, fixed):
+def _train(spec: SweepSpec, optimizer, steps, seed, fixed, own_fixed=None):
     return train_config(
         optimizer,
         steps,
@@ -332,6 +340,7 @@ def _train(spec: SweepSpec, optimizer, steps, seed, fixed):
         momentum=fixed.get("momentum"),
         dropout=fixed.get("dropout"),
         init_scale=fixed.get("init_scale"),
+        hparams=tuple(sorted((own_fixed or {}).items())) or None,
     )
 
 
@@ -360,6 +369,7 @@ def _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds) -> 
         schedule=sched_cfg.name,
         replicas=replicas if replicas > 1 and not folds else None,
         folds=folds or None,
+        hparams=user_hparams.resolved(space, dict(train_cfg.hparams)),
         **axes,
     )
 

@@ -80,6 +80,7 @@ from sweepjax.models.custom_net import Custom, from_flax, has_field, input_shape
 from sweepjax.models.eqx_net import READY_NOTE as EQX_READY
 from sweepjax.models.eqx_net import from_equinox, is_eqx, is_ready
 from sweepjax.models.nnx_net import READY_NOTE, from_nnx, is_nnx, takes
+from sweepjax.models.user_hp import probe_loss
 
 # The MLP-only axes check lives with the typed sweep config (every config runs it);
 # re-exported for the flows and the engine, which check a model before building one.
@@ -321,7 +322,8 @@ def check(net: Custom, num_features: int) -> None:
         )
     if net.loss_fn is not None:
         try:
-            loss = jax.eval_shape(net.loss_fn, logits, jax.ShapeDtypeStruct((2,), jnp.int32))
+            labels = jax.ShapeDtypeStruct((2,), jnp.int32)
+            loss = jax.eval_shape(probe_loss(net.loss_fn), logits, labels)
         except Exception as e:
             raise ConfigError(
                 f"the loss of model {name} fails on logits [2, {k}] and labels [2]: "

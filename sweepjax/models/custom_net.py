@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from sweepjax.errors import ConfigError
 from sweepjax.models.builtin import l2_penalty
 from sweepjax.models.network import DROPOUT_STREAM, cross_entropy_t, scale_kernels
+from sweepjax.models.user_hp import call_loss, loss_takes_hp, model_kw, takes_keyword
 
 # A model with state keeps its member's dropout key (raw key bits) beside its variables:
 # drawn once from the member's own init key, so a member's dropout masks depend on its id
@@ -54,6 +55,10 @@ class Custom:
       input_shape: the example shape ``apply_fn`` takes (None: from the data).
       num_classes: ``K``, set by :func:`sweepjax.models.custom.resolve`.
       module: the flax module :func:`from_flax` wrapped (None for plain functions).
+      takes_hparams: ``apply_fn`` (and ``train_fn``) take an ``hparams`` keyword: they
+        are called with this member's own hyperparameters ``{name: scalar}``
+        (:mod:`sweepjax.models.user_hp`; default: whether ``apply_fn`` has it). A
+        ``loss_fn`` with a third argument (or an ``hp`` keyword) receives them too.
       train_fn: for a model with state (BatchNorm statistics) or dropout:
         ``train_fn(variables, x[B, ...], key) -> (logits[B, K], updated)`` in training
         mode, where ``variables`` is what ``init_fn`` returns, a dict whose ``"params"``
@@ -82,8 +87,11 @@ class Custom:
     num_classes: int | None = None
     module: Any = None
     train_fn: Callable | None = None
+    takes_hparams: bool | None = None
 
     def __post_init__(self):
+        if self.takes_hparams is None:
+            object.__setattr__(self, "takes_hparams", takes_keyword(self.apply_fn))
         for name in ("init_fn", "apply_fn"):
             if not callable(getattr(self, name)):
                 raise ConfigError(f"Custom needs a callable {name}, got {getattr(self, name)!r}")
@@ -125,11 +133,25 @@ class Custom:
         return jnp.reshape(x_t.T, (b, *self.shape(d)))
 
     def logits_t(self, params, x_t, hp, dropout_key=None):
-        """Evaluation-mode logits ``[K, B]`` (a stateful model: running statistics, no
-        dropout; ``dropout_key`` is the built-ins' and unused here)."""
+        """Logits ``[K, B]`` in evaluation mode (a stateful model: running statistics, no
+        dropout). ``dropout_key`` is given at training steps only: a model that takes
+        ``hparams`` then gets the member's own values (at evaluation it is called
+        without them, as dropout is off: evaluation is the same for every value)."""
         if self.stateful:
             params = {k: v for k, v in params.items() if k != MEMBER_RNG}
-        return self.apply_fn(params, self._input(x_t)).T
+        kw = self._hp_kw(hp) if dropout_key is not None else {}
+        return self.apply_fn(params, self._input(x_t), **kw).T
+
+    def _hp_kw(self, hp) -> dict:
+        """``hparams=`` for a model that takes it, at a training step."""
+        if not self.takes_hparams or hp is None:
+            return {}
+        return model_kw(getattr(hp, "user", {}))
+
+    @property
+    def loss_takes_hp(self) -> str:
+        """How the loss receives the member's own hyperparameters (``""``: it does not)."""
+        return loss_takes_hp(self.loss_fn)
 
     def trainable(self, variables):
         """The trained part of a stateful member's tree (its ``"params"``)."""
@@ -144,13 +166,21 @@ class Custom:
         ``fold_in(member key, t)``: the member's own stream."""
         key = jax.random.fold_in(jax.random.wrap_key_data(variables[MEMBER_RNG]), t)
         inner = {k: v for k, v in variables.items() if k != MEMBER_RNG}
-        logits, updated = self.train_fn(inner, self._input(x_t), key)
+        logits, updated = self.train_fn(inner, self._input(x_t), key, **self._hp_kw(hp))
         return logits.T, {**variables, **updated}
 
-    def loss_t(self, logits_t, y):
+    def loss_t(self, logits_t, y, hp=None):
+        """Per-example loss ``[B]``. A loss that takes the member's own hyperparameters
+        gets ``hp.user`` at a training step (``hp`` given); evaluation (no ``hp``) scores
+        it as cross-entropy, so members trained with different values (a label smoothing)
+        compare on one scale."""
         if self.loss_fn is None:
             return cross_entropy_t(logits_t, y)
-        return self.loss_fn(logits_t.T, y)
+        how = self.loss_takes_hp
+        if how and hp is None:
+            return cross_entropy_t(logits_t, y)
+        values = None if hp is None else getattr(hp, "user", None)
+        return call_loss(self.loss_fn, how, logits_t.T, y, values)
 
     def penalty(self, params):
         return l2_penalty(params)
@@ -199,8 +229,8 @@ def _flax_init(module, key, x):
     return variables["params"]
 
 
-def _flax_apply(module, params, x):
-    return module.apply({"params": params}, x)
+def _flax_apply(module, params, x, **kw):
+    return module.apply({"params": params}, x, **kw)
 
 
 def _flax_init_vars(module, flag, key, x):
@@ -214,14 +244,14 @@ def _flax_init_vars(module, flag, key, x):
     return dict(variables)
 
 
-def _flax_apply_vars(module, flag, variables, x):
-    return module.apply(variables, x, **_mode(flag, False))
+def _flax_apply_vars(module, flag, variables, x, **kw):
+    return module.apply(variables, x, **_mode(flag, False), **kw)
 
 
-def _flax_train(module, flag, variables, x, key):
+def _flax_train(module, flag, variables, x, key, **kw):
     mutable = [c for c in variables if c != "params"]
     out = module.apply(
-        variables, x, **_mode(flag, True), mutable=mutable or False, rngs={"dropout": key}
+        variables, x, **_mode(flag, True), mutable=mutable or False, rngs={"dropout": key}, **kw
     )
     return out if mutable else (out, {})
 
@@ -260,6 +290,7 @@ def from_flax(
             input_shape=input_shape,
             module=module,
             train_fn=functools.partial(_flax_train, module, flag),
+            takes_hparams=takes_keyword(module.__call__),
         )
     return Custom(
         init_fn=functools.partial(_flax_init, module),
@@ -268,6 +299,7 @@ def from_flax(
         spec=spec,
         input_shape=input_shape,
         module=module,
+        takes_hparams=takes_keyword(module.__call__),
     )
 
 
@@ -319,10 +351,13 @@ def _auto_spec(c: Custom) -> str:
 
 
 # --------------------------------------------------------------------------- adapters
-def adapted(source, num_classes, fns: tuple, loss, spec: str, input_shape) -> Custom:
+def adapted(
+    source, num_classes, fns: tuple, loss, spec: str, input_shape, takes_hparams: bool = False
+) -> Custom:
     """The :class:`Custom` of a library adapter (:mod:`~sweepjax.models.nnx_net`,
     :mod:`~sweepjax.models.eqx_net`): ``fns`` is its ``(init, apply, train)`` written as
-    ``f(source, num_classes, ...)``, bound here to the user's class, factory or instance."""
+    ``f(source, num_classes, ...)``, bound here to the user's class, factory or instance;
+    ``takes_hparams``: its ``__call__`` takes the member's own values (``hparams=``)."""
     init, apply, train = (functools.partial(f, source, num_classes) for f in fns)
     return Custom(
         init_fn=init,
@@ -332,6 +367,7 @@ def adapted(source, num_classes, fns: tuple, loss, spec: str, input_shape) -> Cu
         spec=spec,
         input_shape=input_shape,
         module=source,
+        takes_hparams=takes_hparams,
     )
 
 

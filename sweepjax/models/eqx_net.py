@@ -31,6 +31,7 @@ import numpy as np
 
 from sweepjax.errors import ConfigError
 from sweepjax.models.nnx_net import takes
+from sweepjax.models.user_hp import module_takes_hparams
 
 READY_NOTE = (
     "note: model {spec} is a ready Equinox instance, so every member starts from its "
@@ -120,7 +121,7 @@ def eqx_init(source, num_classes, key, x):
     return _named(_template(source, num_classes), eqx.filter(model, eqx.is_inexact_array), state)
 
 
-def _forward(source, num_classes, variables, x, key, training: bool):
+def _forward(source, num_classes, variables, x, key, training: bool, extra=None):
     import equinox as eqx
 
     static, tree, names, state_tree, (uses_state, uses_key) = _template(source, num_classes)
@@ -133,7 +134,8 @@ def _forward(source, num_classes, variables, x, key, training: bool):
     if x.ndim == 4:  # [B, H, W, C] -> [B, C, H, W]: Equinox convolutions are channels-first
         x = jnp.moveaxis(x, -1, 1)
     keys = jax.random.split(key, x.shape[0]) if (uses_key and key is not None) else None
-    kw = lambda k: {"key": k} if uses_key else {}  # noqa: E731
+    extra = extra or {}  # hparams= at training steps, for a model that takes it
+    kw = lambda k: {"key": k, **extra} if uses_key else dict(extra)  # noqa: E731
     if uses_state:
         out, state = jax.vmap(
             lambda xi, ki: model(xi, state, **kw(ki)),
@@ -153,9 +155,9 @@ def eqx_apply(source, num_classes, variables, x):
     return _forward(source, num_classes, variables, x, None, False)[0]
 
 
-def eqx_train(source, num_classes, variables, x, key):
-    """Training-mode logits and the new ``eqx.nn.State``."""
-    logits, state = _forward(source, num_classes, variables, x, key, True)
+def eqx_train(source, num_classes, variables, x, key, **kw):
+    """Training-mode logits and the new ``eqx.nn.State`` (``kw``: ``hparams=``)."""
+    logits, state = _forward(source, num_classes, variables, x, key, True, kw)
     return logits, {"state": {f"{i:04d}": v for i, v in enumerate(jax.tree.leaves(state))}}
 
 
@@ -198,4 +200,6 @@ def from_equinox(
             "`*, key` (as Equinox modules do), or pass a ready instance"
         )
     fns = (eqx_init, eqx_apply, eqx_train)
-    return adapted(source, num_classes, fns, loss, spec or eqx_spec(source), input_shape)
+    spec = spec or eqx_spec(source)
+    hp = module_takes_hparams(source)
+    return adapted(source, num_classes, fns, loss, spec, input_shape, takes_hparams=hp)

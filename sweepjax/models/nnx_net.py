@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from sweepjax.errors import ConfigError
+from sweepjax.models.user_hp import module_takes_hparams
 
 READY_NOTE = (
     "note: model {spec} is a ready NNX instance, so every member starts from its weights; "
@@ -157,12 +158,13 @@ def nnx_apply(source, num_classes, variables, x):
     return model(x)
 
 
-def nnx_train(source, num_classes, variables, x, key):
-    """Training-mode logits (``model.train()``, dropout from ``key``) and the new state."""
+def nnx_train(source, num_classes, variables, x, key, **kw):
+    """Training-mode logits (``model.train()``, dropout from ``key``) and the new state;
+    ``kw``: ``hparams=`` for a model that takes it."""
 
     model = _merged(source, num_classes, variables, key)
     model.train()
-    logits = model(x)
+    logits = model(x, **kw)
     return logits, {"state": to_pure(_parts(model)[3])}
 
 
@@ -208,4 +210,6 @@ def from_nnx(source, loss: Callable | None = None, input_shape=None, spec=None, 
             "constructor `*, rngs: nnx.Rngs` (as NNX modules do), or pass a ready instance"
         )
     fns = (nnx_init, nnx_apply, nnx_train)
-    return adapted(source, num_classes, fns, loss, spec or nnx_spec(source), input_shape)
+    spec = spec or nnx_spec(source)
+    hp = module_takes_hparams(source)
+    return adapted(source, num_classes, fns, loss, spec, input_shape, takes_hparams=hp)

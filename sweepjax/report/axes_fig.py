@@ -97,6 +97,9 @@ def _search_scales(space: dict) -> dict[str, bool]:
 def swept_axes(result) -> list[Axis]:
     """The axes of ``result.space`` in its order, each with its scale."""
     known = _search_scales(result.space)
+    typed = getattr(getattr(result, "config", None), "space", None)
+    if typed is not None:  # the user's own axes' scales are the config's, not guessed
+        known.update({k: r.log for k, r in typed.axes().items()})
     out = []
     for name, (lo, hi) in result.space.items():
         lo, hi = float(lo), float(hi)

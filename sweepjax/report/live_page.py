@@ -246,6 +246,7 @@ def _curve_series(snap: Snapshot, metric: str) -> list[Series]:
     for i, c in enumerate(snap.curves):
         top = c.role == "top"
         name = f"#{c.member} lr {c.lr:.3g} l2 {c.l2:.3g}" if c.lr and c.l2 else f"#{c.member}"
+        name += "".join(f" {k} {v:.3g}" for k, v in c.hparams.items() if v is not None)
         out.append(
             Series(
                 name,

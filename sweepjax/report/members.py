@@ -16,6 +16,8 @@ from typing import NamedTuple
 import numpy as np
 
 from sweepjax import search
+from sweepjax.config import is_factory_name
+from sweepjax.engine.optimizers import has_momentum
 from sweepjax.sweep_config import SweepConfig
 
 
@@ -191,7 +193,10 @@ def applies(key: str, config: SweepConfig) -> bool:
     section, _, name = key.rpartition(".")
     if name in MLP_ONLY and config.model.kind != "mlp":
         return False
-    if name == "momentum" and config.train.optimizer not in MOMENTUM_OPTIMIZERS:
+    if name == "momentum" and not (
+        config.train.optimizer in MOMENTUM_OPTIMIZERS
+        or (is_factory_name(config.train.optimizer) and has_momentum(config.train.optimizer))
+    ):
         return False
     if section == "train" and name in PER_MEMBER and name in config.space.axes():
         return False  # each member's own value applies (the members table shows it)

@@ -121,7 +121,7 @@ def model_fit(result):
     from sweepjax.results.appraise import judge_members
     from sweepjax.search import as_space
 
-    space = as_space(result.space)
+    space = getattr(result.config, "space", None) or as_space(result.space)
     seed = result.config.train.seed
     a = judge_members(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
     return None if a.surface is None else (a, space)

@@ -35,7 +35,7 @@ import numpy as np
 from sweepjax.analysis import evidence as ev
 from sweepjax.analysis import verdict as vd
 from sweepjax.analysis.surface import Surface, fit_surface
-from sweepjax.config import AXES, SearchSpace
+from sweepjax.config import SearchSpace, axis_of
 from sweepjax.engine.curves import Curves
 from sweepjax.results.records import ConfigRecord, MemberRecord
 
@@ -85,12 +85,12 @@ def _reaches(v: float, cap: float | None, sign: float) -> bool:
 def caps_high(space: SearchSpace) -> np.ndarray:
     """``[A]`` high edges that are hard caps (:data:`~sweepjax.config.AXES`): the box
     reaches ``lr_decay`` 1 (a constant rate), or ``dropout`` / ``momentum`` their maxima."""
-    return np.array([_reaches(r.hi, AXES[n].ceiling, 1.0) for n, r in space.axes().items()])
+    return np.array([_reaches(r.hi, axis_of(n, r).ceiling, 1.0) for n, r in space.axes().items()])
 
 
 def caps_low(space: SearchSpace) -> np.ndarray:
     """``[A]`` low edges that are hard caps: ``dropout`` / ``momentum`` at 0, ``hidden`` 1."""
-    return np.array([_reaches(r.lo, AXES[n].floor, -1.0) for n, r in space.axes().items()])
+    return np.array([_reaches(r.lo, axis_of(n, r).floor, -1.0) for n, r in space.axes().items()])
 
 
 def stopped_offsets(
@@ -155,7 +155,7 @@ def judge_members(
 
     Example::
 
-      a = judge_members(result.members, as_space(result.space), result.dataset["n_val"])
+      a = judge_members(result.members, result.config.space, result.dataset["n_val"])
       [result.members[i].id for i in a.tied], a.verdict.flat
     """
     axes = tuple(space.axes())
@@ -228,6 +228,7 @@ def config_members(
             dropout=c.dropout,
             init_scale=c.init_scale,
             momentum=c.momentum,
+            hparams=dict(c.hparams),
             status=c.status,
             diverged_at=None,
             best_val_acc=c.mean_val_acc,

@@ -14,7 +14,7 @@ import numpy as np
 
 from sweepjax.analysis import evidence as ev
 from sweepjax.analysis import verdict as vd
-from sweepjax.config import AXES, Range, SearchSpace
+from sweepjax.config import Range, SearchSpace, axis_of
 from sweepjax.results.appraise import Appraisal
 from sweepjax.results.records import BoundaryFlag, VerdictRecord
 
@@ -132,7 +132,7 @@ def next_space(a: Appraisal, space: SearchSpace) -> tuple[SearchSpace, str]:
         lo, hi = (float(v) for v in r.from_unit([a.box.lo[j], a.box.hi[j]]))
         lo = r.lo if a.box.lo[j] == 0.0 else lo
         hi = r.hi if a.box.hi[j] == 1.0 else hi
-        lo, hi, notes = AXES[name].clamp(lo, hi)  # never past a cap; whole hidden units
+        lo, hi, notes = axis_of(name, r).clamp(lo, hi)  # never past a cap; whole hidden units
         for side in ("low", "high"):
             if (name, side) in flagged:
                 notes.append(f"score still rises toward the {side} edge: extended past it")
@@ -144,7 +144,7 @@ def next_space(a: Appraisal, space: SearchSpace) -> tuple[SearchSpace, str]:
             f"{name}: [{lo:.3g}, {hi:.3g}] ({width:.0%} of the parent's "
             f"{'log-' if r.log else ''}width" + (f"; {', '.join(notes)}" if notes else "") + ")"
         )
-    return SearchSpace(**out), "model box around the optimum and the tied set: " + "; ".join(why)
+    return SearchSpace.of(out), "model box around the optimum and the tied set: " + "; ".join(why)
 
 
 # "Most members tied": at least this share of the finished members (or configs) is tied

@@ -15,6 +15,7 @@ import numpy as np
 
 from sweepjax.analysis.ranking import rank_order, status_group
 from sweepjax.analysis.surface import binomial_se
+from sweepjax.engine import optimizers
 from sweepjax.engine.curves import Curves
 from sweepjax.results.verdict_records import BoundaryFlag, VerdictRecord  # noqa: F401
 from sweepjax.spec import SweepSpec
@@ -55,9 +56,25 @@ class MemberRecord:
     dropout: float | None = None
     init_scale: float | None = None
     momentum: float | None = None
+    # The user's own hyperparameters (``hparams``, searched or fixed): ``{name: value}``;
+    # each also reads as an attribute (``record.label_smoothing``), like the axes above.
+    hparams: dict = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        return user_value(self, name)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def user_value(record, name: str):
+    """The user's hyperparameter ``name`` of a record (its ``hparams``), else
+    AttributeError: what lets the verdicts, the box rules and the exports read a user's
+    axis as they read ``record.lr``."""
+    own = record.__dict__.get("hparams") if not name.startswith("__") else None
+    if own is not None and name in own:
+        return own[name]
+    raise AttributeError(f"{type(record).__name__} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,10 @@ class ConfigRecord:
     dropout: float | None = None
     init_scale: float | None = None
     momentum: float | None = None
+    hparams: dict = field(default_factory=dict)  # the user's own: see MemberRecord
+
+    def __getattr__(self, name: str):
+        return user_value(self, name)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,7 +128,7 @@ def fixed_axes(config: SweepConfig) -> dict:
         "hidden": int(model.hidden) if model.kind == "mlp" else None,
         "dropout": float(train.dropout),
         "init_scale": float(train.init_scale),
-        "momentum": None if train.optimizer == "sgd" else float(train.momentum),
+        "momentum": float(train.momentum) if optimizers.has_momentum(train.optimizer) else None,
     }
 
 
@@ -176,6 +197,7 @@ def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list
                 l2=reps[0].l2,
                 lr_decay=reps[0].lr_decay,
                 **{a: getattr(reps[0], a) for a in EXTRA_AXES},
+                hparams=dict(reps[0].hparams),
                 status=status,
                 mean_val_acc=float(fin.mean()) if fin.size else float("nan"),
                 std_val_acc=float(fin.std()) if fin.size else float("nan"),

@@ -154,7 +154,7 @@ class ASHA:
 
         def unit(rows):
             return np.stack(
-                [r_.to_unit(np.asarray(getattr(hparams, a))[rows]) for a, r_ in axes.items()],
+                [r_.to_unit(np.asarray(hparams.column(a))[rows]) for a, r_ in axes.items()],
                 axis=1,
             ).reshape(len(rows), len(axes))
 
@@ -275,4 +275,4 @@ class GroupedRefills:
         configs = np.asarray(ids, np.int64)[::g] // g
         by_config = None if hparams is None else hparams.take(np.arange(0, len(hparams.lr), g))
         hp = self.inner.draw(configs, config_log(log, g), by_config)
-        return HParams(*(np.repeat(np.asarray(f), g) for f in hp))
+        return hp.map(lambda f: np.repeat(np.asarray(f), g))

@@ -28,7 +28,6 @@ import numpy as np
 from sweepjax.analysis.ranking import rank_order
 from sweepjax.config import SCHEDULES, SearchSpace
 from sweepjax.engine.decisions import Decision, Full, Plan, Policy, RungView
-from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
 from sweepjax.schedulers.asha import ASHA, GroupedRefills
 
@@ -188,9 +187,28 @@ class PBT:
             lr[b] = np.clip(lr[d] * factors[j, 0], self.space.lr.lo, self.space.lr.hi)
             l2[b] = np.clip(l2[d] * factors[j, 1], self.space.l2.lo, self.space.l2.hi)
         # A copy takes its donor's weights with the donor's other axes (width, dropout,
-        # ...): only lr and lambda are explored.
+        # ...): lr, lambda and the user's own searched hyperparameters are explored.
         hp = view.hparams.take(src)._replace(lr=lr.astype(np.float32), l2=l2.astype(np.float32))
+        if self.space.user and q:  # drawn after lr's and lambda's: their draws stay
+            hp = hp._replace(user=self._explore_user(hp.user, bottom, rng))
         return Decision(src, view.rows.copy(), hp)
+
+    def _explore_user(self, user: dict, bottom, rng) -> dict:
+        """The copies' (rows ``bottom``) own hyperparameters times 0.8 or 1.2 each (kept
+        inside their box), as lr and lambda; a linear axis at 0 moves by a tenth of its
+        box instead (a product would keep it at 0)."""
+        box = dict(self.space.user)
+        names = [n for n in user if n in box]
+        factors = np.asarray(PBT_FACTORS)[rng.integers(0, 2, size=(len(bottom), len(names)))]
+        out = {n: np.array(v, np.float64) for n, v in user.items()}
+        for j, n in enumerate(names):
+            r, v = box[n], out[n][bottom]
+            moved = v * factors[:, j]
+            if not r.log:
+                nudge = np.where(factors[:, j] > 1, 1.0, -1.0) * 0.1 * (r.hi - r.lo)
+                moved = np.where(v == 0.0, v + nudge, moved)
+            out[n][bottom] = np.clip(moved, r.lo, r.hi)
+        return {n: v.astype(np.float32) for n, v in out.items()}
 
 
 class Grouped:
@@ -240,7 +258,7 @@ class Grouped:
         d = self.inner.decide(RungView(view.step, configs, loss, acc, alive, hp))
         src = positions[np.asarray(d.src, np.int64)].reshape(-1)
         rows = (np.asarray(d.rows, np.int64)[:, None] * r + np.arange(r)).reshape(-1)
-        return Decision(src, rows, HParams(*(np.repeat(np.asarray(f), r) for f in d.hparams)))
+        return Decision(src, rows, d.hparams.map(lambda f: np.repeat(np.asarray(f), r)))
 
 
 def make(

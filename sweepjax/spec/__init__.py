@@ -36,7 +36,7 @@ from sweepjax.spec.opt import (
     Opt,
 )
 from sweepjax.spec.table import Options
-from sweepjax.spec.values import BOX_WORDS, normalise
+from sweepjax.spec.values import BOX_WORDS, hparams_stored, normalise
 
 SPEC_VERSION = 1
 
@@ -106,6 +106,8 @@ class SweepSpec(Options):
                 v = [v.lo, v.hi]
             elif isinstance(v, Budget):
                 v = str(v)  # its one spelling; from_dict parses it back
+            elif o.kind == "hparams":
+                v = hparams_stored(v)
             elif o.name in ("model", "dataset") and not isinstance(v, str):
                 continue  # a Python object: the stored config names it
             out[o.name] = v

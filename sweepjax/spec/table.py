@@ -96,9 +96,13 @@ class Options:
     )
     optimizer: str | None = opt(
         "sgd | momentum | adam (default: sgd for softmax, momentum (0.9) for mlp and your "
-        "own models)",
-        kind="choice",
+        "own models), or any optax optimizer factory: optax.adamw, pkg.mod:fn (from Python "
+        "also the function), its float arguments traced per member: learning_rate the "
+        "member's scheduled lr, b1 / momentum the momentum axis, any other one (weight_decay, "
+        "b2, ...) your hyperparameter of that name (`hparams`; docs/hyperparameters.md)",
+        kind="optimizer",
         choices=OPTIMIZERS,
+        metavar="NAME",
         group="data and model",
     )
     # search
@@ -158,6 +162,20 @@ class Options:
         f"(default 0.9), LO HI searches it on a linear scale, within [0, {MOMENTUM_MAX:g}]",
         kind="axis",
         metavar="B | LO HI",
+    )
+    hparams: tuple | None = opt(
+        "your own hyperparameter, read by your loss or model (docs/hyperparameters.md): "
+        "NAME=LO:HI:SCALE searches it (SCALE log or linear), NAME=VALUE fixes it; "
+        "repeatable. From Python and TOML a mapping {name: (lo, hi, scale) | value}. "
+        "Sampled, traced, searched, refined and reported like lr",
+        flag_help="your own hyperparameter, read by your loss or model "
+        "(docs/hyperparameters.md): NAME=LO:HI:SCALE searches it (SCALE log or linear), "
+        "NAME=VALUE fixes it; repeatable",
+        kind="hparams",
+        metavar="NAME=LO:HI:SCALE",
+        flag="--hparam",
+        fine_help="your own hyperparameter: NAME=LO:HI:SCALE replaces its box, NAME=VALUE "
+        "fixes it (default: the parent's refined box, or its fixed value); repeatable",
     )
     grid: bool | None = opt(
         "evenly spaced grid in log space instead of random (trials rounded to a perfect square)",

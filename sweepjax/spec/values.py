@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from sweepjax.budget import Budget
-from sweepjax.config import AXES, Range
+from sweepjax.config import AXES, Range, check_user_name, is_factory_name
 from sweepjax.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -77,6 +77,106 @@ def _axis(name: str, value):
         raise ConfigError(f"`{name}`: {e}") from None
 
 
+def optimizer_name(value, builtin: tuple) -> str:
+    """A built-in optimizer's name, or an optax factory's (``optax.adamw``,
+    ``pkg.mod:fn``; a function from Python becomes its importable name). The factory is
+    imported when the sweep is planned."""
+    if callable(value) and not isinstance(value, str):
+        import optax
+
+        short = getattr(value, "__name__", "")
+        if getattr(optax, short, None) is value:
+            return f"optax.{short}"
+        qual = getattr(value, "__qualname__", short)
+        if "<" in qual or not getattr(value, "__module__", None):
+            raise ConfigError(
+                f"`optimizer` {value!r} has no importable name; define the factory at the top "
+                "level of a module and pass it (or its name, pkg.mod:fn)"
+            )
+        return f"{value.__module__}:{qual}"
+    if isinstance(value, str) and (value in builtin or is_factory_name(value)):
+        return value
+    raise ConfigError(
+        f"`optimizer` must be one of {', '.join(builtin)} or an optax factory such as "
+        f"optax.adamw or pkg.mod:fn, got {shown(value)}"
+    )
+
+
+SCALES = ("log", "linear")
+
+
+def _hparam(name: str, value):
+    """One user hyperparameter's value: a number fixes it; ``(lo, hi, scale)``, a Range or
+    ``"lo:hi:scale"`` (scale ``log`` | ``linear``) searches it."""
+    if isinstance(value, Range):
+        return value
+    if isinstance(value, str):
+        value = value.split(":") if ":" in value else [value]
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(vals) == 1:
+        try:
+            v = float(vals[0])
+        except (TypeError, ValueError):
+            v = math.nan
+        if isinstance(vals[0], bool) or not math.isfinite(v):
+            raise ConfigError(
+                f"`hparams` {name}: a fixed value is a finite number, got {vals[0]!r}"
+            )
+        return v
+    if len(vals) != 3 or str(vals[2]).strip() not in SCALES:
+        raise ConfigError(
+            f"`hparams` {name} takes a number (fixed) or LO:HI:SCALE with SCALE log or "
+            f"linear (searched), got {':'.join(map(str, vals))!r}; e.g. {name}=0:0.2:linear"
+        )
+    try:
+        lo, hi = float(vals[0]), float(vals[1])
+    except (TypeError, ValueError):
+        raise ConfigError(f"`hparams` {name}: bounds must be numbers, got {vals[:2]!r}") from None
+    try:
+        return Range(lo, hi, str(vals[2]).strip() == "log")
+    except ConfigError as e:
+        raise ConfigError(f"`hparams` {name}: {e}") from None
+
+
+def hparams_value(value) -> tuple:
+    """The ``hparams`` option read: ``((name, Range | float), ...)`` sorted by name, from a
+    mapping (Python, TOML, the stored form) or the command line's ``NAME=VALUE`` list."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        pairs = {}
+        for item in value:
+            name, eq, spec = item.partition("=")
+            if not eq:
+                raise ConfigError(
+                    f"`hparams` takes NAME=VALUE or NAME=LO:HI:SCALE, got {item!r}; "
+                    "e.g. label_smoothing=0:0.2:linear"
+                )
+            if name.strip() in pairs:
+                raise ConfigError(f"`hparams` {name.strip()} is given twice")
+            pairs[name.strip()] = spec
+        value = pairs
+    elif isinstance(value, tuple):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"`hparams` takes a mapping {{name: (lo, hi, scale) | value}}, got {shown(value)}"
+        )
+    out = {}
+    for name, v in value.items():
+        check_user_name(name)
+        out[name] = _hparam(name, v)
+    return tuple(sorted(out.items()))
+
+
+def hparams_stored(value: tuple) -> dict:
+    """The stored (JSON) form of the ``hparams`` option: ``{name: [lo, hi, scale] | value}``."""
+    return {
+        n: [v.lo, v.hi, "log" if v.log else "linear"] if isinstance(v, Range) else v
+        for n, v in value
+    }
+
+
 def shown(value) -> str:
     """``value`` for a one-line message: its repr when short, else its type (and shape):
     an array passed by mistake must not fill the terminal."""
@@ -128,6 +228,10 @@ def normalise(o: Opt, value, command: str = "coarse"):
         return _box(name, value, command)
     if o.kind == "axis":
         return _axis(name, value)
+    if o.kind == "hparams":
+        return hparams_value(value)
+    if o.kind == "optimizer":
+        return optimizer_name(value, o.choices)
     if o.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"`{name}` takes true or false, got {value!r}")

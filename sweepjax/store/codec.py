@@ -58,6 +58,7 @@ def member_row(sweep_id: str, m: MemberRecord) -> tuple:
     """The ``members`` row of ``m`` (values in :data:`MEMBER_COLUMNS` order; NaN -> NULL)."""
     d = m.as_dict()
     d["sweep"] = sweep_id
+    d["hparams"] = json.dumps(d["hparams"], sort_keys=True) if d["hparams"] else None
     return tuple(_f(d[c]) if c in _FLOATS else d[c] for c in MEMBER_COLUMNS)
 
 
@@ -72,6 +73,7 @@ def member_record(row: tuple, n_val: int | None) -> MemberRecord:
         d["val_acc_se"] = _binomial_se(row[MEMBER_COLUMNS.index("best_val_acc")], n_val)
     if d["hidden"] is not None:
         d["hidden"] = int(d["hidden"])
+    d["hparams"] = json.loads(d["hparams"]) if d["hparams"] else {}
     return MemberRecord(**d)
 
 

@@ -44,6 +44,9 @@ class MemberCurve(NamedTuple):
     acc: float | None
     val_acc: list[float | None]
     train_loss: list[float | None]
+    # the user's own hyperparameters (``hparams``) of the member; {} for none (and for
+    # snapshots written before they existed)
+    hparams: dict = {}  # noqa: RUF012 (never mutated)
 
 
 class Snapshot(NamedTuple):
@@ -144,6 +147,7 @@ def build(
     member_ids: np.ndarray,
     acc: np.ndarray,
     acc_label: str = "val acc now",
+    user: dict | None = None,
 ) -> Snapshot:
     """The snapshot of a population: ``steps[E]``, curves ``[M, E]``, the rest ``[M]``
     (``status``: the codes above)."""
@@ -161,6 +165,7 @@ def build(
             _num(acc[r]),
             _nums(np.asarray(val_acc[r])[cols]),
             _nums(np.asarray(train_loss[r])[cols]),
+            {k: _num(np.asarray(v)[r]) for k, v in (user or {}).items()},
         )
         for rows, role in ((top, "top"), (typical, "typical"))
         for r in rows
@@ -209,6 +214,7 @@ def of_running(
         running_status(curves, schedule),
         member_ids,
         curves.last_finite("val_acc"),
+        user=schedule.hparams.user,
     )
 
 
@@ -230,4 +236,11 @@ def of_result(result: SweepResult) -> Snapshot:
         np.array([mr.id for mr in result.members], np.int64),
         result.member_array("best_val_acc"),
         acc_label="best val acc",
+        user=_user_columns(result),
     )
+
+
+def _user_columns(result: SweepResult) -> dict[str, np.ndarray]:
+    """``{name: [M]}`` of the user's own hyperparameters (NaN where a member has none)."""
+    names = sorted({n for m in result.members for n in m.hparams})
+    return {n: np.array([m.hparams.get(n, np.nan) for m in result.members]) for n in names}

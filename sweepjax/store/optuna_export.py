@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from sweepjax.config import AXES
+from sweepjax.config import axis_of
 from sweepjax.errors import ConfigError
 from sweepjax.results.records import EXTRA_AXES
 
@@ -101,8 +101,10 @@ def param_axes(result: SweepResult) -> dict[str, ParamAxis]:
     widened to every member's value when one lies outside it (PBT explores past the box;
     a value must lie inside its distribution)."""
     out = {}
+    typed = getattr(result.config, "space", None)
+    typed = typed.axes() if typed is not None else {}
     for name, (lo, hi) in result.space.items():
-        axis = AXES[name]
+        axis = axis_of(name, typed.get(name))
         vals = [v for m in result.members if (v := finite_or_none(getattr(m, name))) is not None]
         lo, hi = min([float(lo), *vals]), max([float(hi), *vals])
         if axis.integer:
@@ -113,7 +115,7 @@ def param_axes(result: SweepResult) -> dict[str, ParamAxis]:
 
 def _fixed_attrs(m: MemberRecord, searched) -> dict[str, Any]:
     """The axes a member trained with that were not searched (user attributes)."""
-    names = ("lr", "l2", "lr_decay", *EXTRA_AXES)
+    names = ("lr", "l2", "lr_decay", *EXTRA_AXES, *m.hparams)
     return {
         n: finite_or_none(getattr(m, n))
         for n in names

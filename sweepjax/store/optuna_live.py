@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweepjax.config import AXES
+from sweepjax.config import SearchSpace, axis_of
 from sweepjax.store.optuna_export import (
     import_optuna,
     new_study,
@@ -27,6 +27,7 @@ from sweepjax.store.optuna_export import (
     trial_specs,
     winner_first,
 )
+from sweepjax.sweep_config import space_from_dict
 
 if TYPE_CHECKING:
     from sweepjax.engine import ChunkReport
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 
 class OptunaLive:
-    """Writes ended members of sweep ``sweep_id`` (searching ``space``, ``{axis: [lo,
-    hi]}``) as trials of a new study ``study`` (default: the sweep id) in ``url``.
+    """Writes ended members of sweep ``sweep_id`` (searching ``space``, a SearchSpace or
+    ``{axis: [lo, hi]}``) as trials of a new study ``study`` (default: the sweep id) in ``url``.
 
     ``member_ids[row]`` is each member row's id (None: the row itself, as in ASHA, whose
     rows grow as members are created)."""
@@ -54,7 +55,9 @@ class OptunaLive:
         self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
         self.note = note or (lambda m: None)
         self.written: set[int] = set()
-        self.space = {k: (float(v[0]), float(v[1])) for k, v in space.items()}
+        typed = space if isinstance(space, SearchSpace) else space_from_dict(space)
+        self.axes = {k: axis_of(k, r) for k, r in typed.axes().items()}
+        self.space = {k: (float(r.lo), float(r.hi)) for k, r in typed.axes().items()}
         self.study, _ = new_study(
             optuna, url, self.name, "`optuna_storage`", "remove it or write another store's sweep"
         )
@@ -62,7 +65,7 @@ class OptunaLive:
 
     # ------------------------------------------------------------------ during the run
     def _dist(self, name: str, value: float):
-        d, axis = self.optuna.distributions, AXES[name]
+        d, axis = self.optuna.distributions, self.axes[name]
         lo, hi = self.space[name]
         lo, hi = min(lo, value), max(hi, value)  # PBT explores past the box
         if axis.integer:
@@ -104,8 +107,8 @@ class OptunaLive:
                 state, value = ("FAIL", None) if state == "COMPLETE" else (state, None)
         params = {}
         for name in self.space:
-            v = float(np.asarray(getattr(sched.hparams, name))[r])
-            params[name] = int(round(v)) if AXES[name].integer else v
+            v = float(np.asarray(sched.hparams.column(name))[r])
+            params[name] = int(round(v)) if self.axes[name].integer else v
         row = np.asarray(curves.val_acc[r], np.float64)
         inter = {int(s): float(a) for s, a in zip(curves.step, row, strict=True) if np.isfinite(a)}
         attrs: dict[str, Any] = {"member": mid, "status": state.lower()}

@@ -11,7 +11,7 @@ Tables (schema version in ``PRAGMA user_version``, sweepjax files marked by
 - ``members``: one row per member: hyperparameters (every per-member axis: lr, l2,
   lr_decay; v5: hidden, dropout, init_scale, momentum), status, metrics (accuracy SE),
   test accuracy (winner only), the config it is a replica of (v4; NULL without replicas
-  or folds).
+  or folds); v7: the user's own hyperparameters (``hparams``, JSON; NULL: none).
 - ``curves``: one row per member; every evaluation as float32 blobs ``[E]`` (the
   evaluation steps are stored once per sweep). A 1000 x 50 sweep is ~1000 small rows.
 - ``params``: learned parameters (msgpack) of the winner and the next few members.
@@ -43,7 +43,7 @@ from sweepjax.errors import StoreError
 from sweepjax.results.records import EXTRA_AXES, fixed_axes
 from sweepjax.sweep_config import SweepConfig
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APPLICATION_ID = 0x53574A58  # "SWJX"
 
 # The members table's columns, in the order rows are written and read (by name, so a
@@ -68,6 +68,7 @@ MEMBER_COLUMNS = (
     "config",
     "replica",
     *EXTRA_AXES,
+    "hparams",
 )
 
 SCHEMA = """
@@ -113,6 +114,7 @@ CREATE TABLE members (
     config INTEGER,
     replica INTEGER,
     hidden INTEGER, dropout REAL, init_scale REAL, momentum REAL,
+    hparams TEXT,
     PRIMARY KEY (sweep, id)
 );
 CREATE TABLE curves (
@@ -211,6 +213,10 @@ def migrate(conn: sqlite3.Connection, ver: int) -> None:
             _fill_fixed_axes(conn)
         if ver < 6:  # v6: live progress of running sweeps (``sweepjax watch``)
             conn.execute(LIVE_TABLE)
+        if ver < 7:  # v7: the user's own hyperparameters per member (JSON; NULL: none)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(members)")}
+            if "hparams" not in have:
+                conn.execute("ALTER TABLE members ADD COLUMN hparams TEXT")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
