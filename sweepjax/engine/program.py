@@ -137,7 +137,7 @@ def _population_eval(params, folds, val: Slices, static: Static):
         p, fold = own
         # No width mask needed: a member's units beyond its width hold exact zeros.
         rows = member.fold_mask(val.ms, val.fs, fold, static)
-        return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network)
+        return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network, None, static.task)
 
     return over_members(one, static.member_batch)((params, folds), val)
 

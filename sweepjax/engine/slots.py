@@ -23,6 +23,7 @@ from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
 from sweepjax.engine.outcome import Timing
 from sweepjax.engine.setup import static as make_static
+from sweepjax.metric import ACCURACY, Metric
 
 KEEP = 16  # finished members whose parameters are kept (the best by validation)
 
@@ -217,8 +218,12 @@ def best_checkpoints(setup: Run, act: Active, idx: np.ndarray, block: Ages):
     return best, secs
 
 
-def record_ended(sched: ScheduleState, block: Ages, div, finishing, best_acc) -> ScheduleState:
-    """Write the ended members' final numbers into the schedule state."""
+def record_ended(
+    sched: ScheduleState, block: Ages, div, finishing, best_acc, metric: Metric = ACCURACY
+) -> ScheduleState:
+    """Write the ended members' final numbers into the schedule state (the best in
+    ``metric``'s direction)."""
+    orient = metric.orient
     upd = {
         k: np.array(getattr(sched, k))
         for k in ("alive", "diverged_at", "initial_loss", "stopped_at", "best_step",
@@ -237,24 +242,29 @@ def record_ended(sched: ScheduleState, block: Ages, div, finishing, best_acc) ->
         upd["initial_loss"][r] = small["initial_loss"][j]
         if block.stop_age[j] >= 0:
             upd["stopped_at"][r] = block.stop_age[j]
-        current_wins = block.acc[j] > best_acc[j]
+        current_wins = orient(block.acc[j]) > orient(best_acc[j])
         upd["best_step"][r] = block.age[j] if current_wins else small["best_step"][j]
-        upd["best_val_acc"][r] = max(block.acc[j], best_acc[j])
+        upd["best_val_acc"][r] = max(block.acc[j], best_acc[j], key=orient)
         upd["val_loss"][r] = block.loss[j]
         upd["val_acc"][r] = block.acc[j]
     return sched._replace(**upd)
 
 
-def rank_kept(sched: ScheduleState, rows: np.ndarray, group: int = 1) -> np.ndarray:
+def rank_kept(
+    sched: ScheduleState, rows: np.ndarray, group: int = 1, metric: Metric = ACCURACY
+) -> np.ndarray:
     """Positions of ``rows`` best first: higher whole-validation accuracy, then lower
     validation loss, then lower row (the winner rule's order). With ``group`` members
     per config, configs first, by their members' mean accuracy (a diverged member
-    counts as -1), so the winning config's members are kept."""
-    acc = np.nan_to_num(sched.best_val_acc[rows], nan=-1.0)
+    counts as -1; scores in ``metric``'s direction), so the winning config's members are
+    kept."""
+    worst = metric.worst()
+    acc = np.nan_to_num(metric.orient(sched.best_val_acc[rows]), nan=worst, neginf=worst)
     loss = np.nan_to_num(sched.val_loss[rows], nan=np.inf)
     if group <= 1:
         return np.lexsort((rows, loss, -acc))
-    per = np.nan_to_num(np.asarray(sched.best_val_acc, np.float64), nan=-1.0)
+    per = metric.orient(np.asarray(sched.best_val_acc, np.float64))
+    per = np.nan_to_num(per, nan=worst, neginf=worst)
     first = np.asarray(rows, np.int64) // group * group
     mean = per[first[:, None] + np.arange(group)].mean(axis=1)
     return np.lexsort((rows, loss, -acc, -mean))
@@ -267,7 +277,15 @@ def no_kept(params) -> Kept:
 
 
 def keep_finished(
-    kept: Kept, sched: ScheduleState, row: int, slot: int, age: int, act, where, group: int = 1
+    kept: Kept,
+    sched: ScheduleState,
+    row: int,
+    slot: int,
+    age: int,
+    act,
+    where,
+    group: int = 1,
+    metric: Metric = ACCURACY,
 ) -> Kept:
     """Keep finished member ``row``'s parameters (in slot ``slot``, at ``age``) if it ranks
     among the best :data:`KEEP` finished so far (replacing the worst kept;
@@ -276,7 +294,7 @@ def keep_finished(
     if len(full) < KEEP:
         pos = int(np.flatnonzero(kept.row < 0)[0])
     else:
-        order = rank_kept(sched, np.concatenate([kept.row, [row]]), group)
+        order = rank_kept(sched, np.concatenate([kept.row, [row]]), group, metric)
         if order[-1] == KEEP:  # the new member ranks last: not kept
             return kept
         pos = int(order[-1])

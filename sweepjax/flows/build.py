@@ -13,6 +13,7 @@ from sweepjax.analysis import verdict as vd
 from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
 from sweepjax.engine import PopulationResult, accuracy, member_params
+from sweepjax.engine.setup import task_of
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.results.appraise import Appraisal, judge_sweep
 from sweepjax.results.claims import boundary_records, verdict_record
@@ -172,7 +173,10 @@ def _test_the_winner(result: SweepResult, w: int, params: dict, cfg: SweepConfig
     the winner, whose parameters it becomes (in place)."""
     members = result.members
     p = params[members[w].id]
-    test = accuracy(p, cfg.model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape)
+    test = accuracy(
+        p, cfg.model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape,
+        task_of(ds, cfg.train),
+    )  # fmt: skip
     members[w] = dataclasses.replace(members[w], test_acc=test)
     result.winner = dataclasses.replace(result.winner, test_acc=test)
     result.winner_params = p
