@@ -88,6 +88,13 @@ class Metric:
         values are returned as they are (the same object)."""
         return values if self.higher_is_better else -values
 
+    def fmt(self, value, width: int = 0) -> str:
+        """``value`` as the tables print it: accuracy to 4 decimals, others to 4
+        significant digits (an MSE of 2,904 and of 0.0123 alike)."""
+        if value is None:
+            return f"{'n/a':>{width}}"
+        return f"{value:>{width}.4f}" if self.binomial else f"{value:>{width}.4g}"
+
     def best(self, values) -> float:
         """The best of ``values`` in the metric's direction, ignoring NaN (NaN if none)."""
         v = np.asarray(values, np.float64)

@@ -240,9 +240,13 @@ def judge_result(
         # fold's rows); the configs carry the SEs of their means
         k = result.config.folds
         n_m = max(eval_rows(result.config, result.dataset) // k, 1) if k > 1 else n_val
+        metric = result.config.metric
         result.members = [
             dataclasses.replace(
-                m, val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
+                m,
+                val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
+                if metric.binomial
+                else m.val_acc_se,
             )
             for m in result.members
         ]
@@ -255,6 +259,7 @@ def judge_result(
         band=band,
         margin=margin,
         seed=seed,
+        metric=result.config.metric,
     )
     if not surface:
         a = dataclasses.replace(a, surface=None, verdict=None, box=None)
@@ -272,7 +277,8 @@ def judge_result(
         if result.configs:  # the winning config; its best replica stands for it
             c = next(c for c in result.configs if c.id == w.id)
             reps = [m for m in result.members if m.id in c.members and m.status == "ok"]
-            best = max(reps, key=lambda m: np.nan_to_num(m.best_val_acc, nan=-1.0))
+            score = result.config.metric.orient
+            best = max(reps, key=lambda m: np.nan_to_num(score(m.best_val_acc), nan=-np.inf))
             result.winner = Winner(
                 best.id, c.lr, c.l2, c.mean_val_acc, best.test_acc, c.val_acc_se, config=c.id
             )

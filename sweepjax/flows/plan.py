@@ -261,7 +261,7 @@ def _fine_box(spec: SweepSpec, merged: SweepSpec, par: Parent) -> FineBox:
     v, pcfg, res = merged.value, par.config, par.result
     judged, _ = judge_sweep(
         res.members, res.configs, pcfg.space, res.dataset["n_val"], res.curves,
-        v("band"), v("margin"), pcfg.train.seed,
+        v("band"), v("margin"), pcfg.train.seed, pcfg.metric,
     )  # fmt: skip
     given = {n: getattr(spec, n) for n in EXTRA_AXES}
     decay_off = spec.lr_decay == "off"

@@ -168,7 +168,9 @@ def run(plan: Plan, st, cb: Callbacks) -> SweepResult:
     the plan's spec, never stored), then refit a fine round's winner when asked."""
     spec = plan.spec
     info = plan.data.info
-    if not plan.config.folds and (small := small_validation(info.n_val, info.n_train + info.n_val)):
+    if not plan.config.folds and (
+        small := small_validation(info.n_val, info.n_train + info.n_val, info.real)
+    ):
         cb.say(small)  # said once the plan holds, so a refused plan prints its error only
     result = run_sweep(
         plan.config,

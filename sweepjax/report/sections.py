@@ -123,7 +123,9 @@ def model_fit(result):
 
     space = as_space(result.space)
     seed = result.config.train.seed
-    a = judge_members(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
+    n_val = int(result.dataset["n_val"])
+    metric = result.config.metric
+    a = judge_members(result.members, space, n_val, result.curves, seed=seed, metric=metric)
     return None if a.surface is None else (a, space)
 
 
