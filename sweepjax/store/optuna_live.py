@@ -21,6 +21,7 @@ import numpy as np
 
 from sweepjax.config import AXES
 from sweepjax.store.optuna_export import (
+    direction_of,
     import_optuna,
     new_study,
     study_attrs,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 class OptunaLive:
     """Writes ended members of sweep ``sweep_id`` (searching ``space``, ``{axis: [lo,
-    hi]}``) as trials of a new study ``study`` (default: the sweep id) in ``url``.
+    hi]}``, or the sweep's ``SweepConfig``: its space, and its metric's direction) as
+    trials of a new study ``study`` (default: the sweep id) in ``url``.
 
     ``member_ids[row]`` is each member row's id (None: the row itself, as in ASHA, whose
     rows grow as members are created)."""
@@ -54,10 +56,14 @@ class OptunaLive:
         self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
         self.note = note or (lambda m: None)
         self.written: set[int] = set()
+        direction = "maximize"
+        if hasattr(space, "metric"):  # the sweep's config
+            space, direction = space.space.as_dict(), direction_of(space.metric)
         self.space = {k: (float(v[0]), float(v[1])) for k, v in space.items()}
         self.study, _ = new_study(
-            optuna, url, self.name, "`optuna_storage`", "remove it or write another store's sweep"
-        )
+            optuna, url, self.name, "`optuna_storage`", "remove it or write another store's sweep",
+            direction,
+        )  # fmt: skip
         self.on = True
 
     # ------------------------------------------------------------------ during the run
