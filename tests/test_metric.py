@@ -1,0 +1,173 @@
+"""Any metric, either direction: a regression scored by MSE (lower is better) on a
+linear target with known noise, against NumPy, and a user metric with its direction."""
+
+from __future__ import annotations
+
+from contextlib import redirect_stdout
+from io import StringIO
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sweepjax
+from sweepjax import engine
+from sweepjax.config import ModelConfig, TrainConfig
+from sweepjax.data import from_arrays
+from sweepjax.engine.hparams import HParams
+from sweepjax.engine.member import Task, loss_and_accuracy
+from sweepjax.errors import ConfigError
+from sweepjax.metric import MSE, Metric, metric_name, resolve
+from sweepjax.models import build_network
+
+NOISE = 0.5  # the target's noise SD: the best possible MSE is NOISE**2 = 0.25
+SOFTMAX = ModelConfig("softmax")  # with one output: linear regression
+
+
+def _linear(n=1000, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w = rng.normal(size=d)
+    return x, 2.0 + 3.0 * (x @ w) + rng.normal(scale=NOISE, size=n)
+
+
+@pytest.fixture(scope="module")
+def reg():
+    x, y = _linear()
+    return from_arrays(x, y, seed=0)  # non-integral floats: real targets
+
+
+def _cfg(metric="mse", steps=120):
+    return TrainConfig(steps=steps, batch_size=128, chunk_steps=steps, metric=metric, seed=3)
+
+
+def _hp():
+    return HParams.create(lr=np.geomspace(3e-3, 0.5, 6), l2=1e-6)
+
+
+@pytest.fixture(scope="module")
+def pop(reg):
+    return engine.train_population(reg, _hp(), SOFTMAX, _cfg())
+
+
+def _numpy_mse(params, ds):
+    """MSE of a one-output linear member in the targets' units: its output is the
+    standardised target, mapped back with the training mean and std."""
+    k, b = np.asarray(params["out"]["kernel"]), np.asarray(params["out"]["bias"])
+    z = ds.x_val.astype(np.float64) @ k.T[:, 0] + b[0]
+    pred = z * ds.info.target_scale + ds.info.target_mean
+    return float(np.mean((pred - ds.y_val) ** 2))
+
+
+def test_real_targets_are_a_one_output_regression(reg):
+    assert reg.info.real and reg.info.num_classes == 1 and reg.y_train.dtype == np.float32
+    np.testing.assert_allclose(reg.info.target_mean, reg.y_train.mean(), rtol=1e-5)
+    np.testing.assert_allclose(reg.info.target_scale, reg.y_train.std(), rtol=1e-5)
+
+
+def test_mse_best_checkpoint_is_the_lowest_and_matches_numpy(reg, pop):
+    for i in range(6):
+        best = engine.member_params(pop, i, best=True)
+        np.testing.assert_allclose(pop.best_val_acc[i], _numpy_mse(best, reg), rtol=2e-4)
+        # the best checkpoint is the LOWEST error seen (val_subset covers the whole split)
+        assert pop.best_val_acc[i] <= np.nanmin(pop.curves.val_acc[i]) * (1 + 1e-5)
+    # the winner fits the truth: its error is the noise variance, within its SE
+    win = float(np.nanmin(pop.best_val_acc))
+    assert abs(win - NOISE**2) < 4 * NOISE**2 * np.sqrt(2 / reg.info.n_val)
+
+
+def test_member_in_population_equals_member_alone(reg, pop):
+    i = 4
+    alone = engine.train_population(reg, _hp().take([i]), SOFTMAX, _cfg(), member_ids=[i])
+    np.testing.assert_allclose(alone.best_val_acc[0], pop.best_val_acc[i], rtol=1e-5)
+    np.testing.assert_allclose(alone.curves.val_acc[0], pop.curves.val_acc[i], rtol=1e-5)
+
+
+def test_evaluation_second_moment_and_se_against_numpy(reg, pop):
+    params = engine.member_params(pop, 2, best=True)
+    net = build_network(SOFTMAX, 1)
+    task = Task(MSE, (reg.info.target_mean, reg.info.target_scale))
+    xs = jnp.asarray(reg.x_val.T[None])
+    ys, ms = jnp.asarray(reg.y_val[None]), jnp.ones((1, reg.info.n_val))
+    _, mean, mean_sq = loss_and_accuracy(params, xs, ys, ms, net, None, task)
+    k, b = np.asarray(params["out"]["kernel"]), np.asarray(params["out"]["bias"])
+    pred = (reg.x_val @ k.T[:, 0] + b[0]) * reg.info.target_scale + reg.info.target_mean
+    e2 = (pred.astype(np.float64) - reg.y_val) ** 2
+    np.testing.assert_allclose(mean, e2.mean(), rtol=1e-4)
+    np.testing.assert_allclose(mean_sq, np.mean(e2**2), rtol=1e-4)
+    want = np.std(e2, ddof=1) / np.sqrt(len(e2))
+    np.testing.assert_allclose(MSE.se(e2.mean(), np.mean(e2**2), len(e2)), want, rtol=1e-9)
+
+
+def _neg_mse(out, y):
+    return -jnp.square(out[:, 0] - y)
+
+
+NEG_MSE = Metric("neg_mse", _neg_mse, higher_is_better=True, targets="real")
+
+
+def test_user_metric_with_its_direction_picks_the_same_checkpoints(reg, pop):
+    """-MSE, higher is better, keeps exactly the checkpoints MSE (lower is better) keeps."""
+    name = metric_name(NEG_MSE)
+    assert resolve(name) is NEG_MSE
+    neg = engine.train_population(reg, _hp(), SOFTMAX, _cfg(name))
+    np.testing.assert_array_equal(neg.best_step, pop.best_step)
+    np.testing.assert_allclose(neg.best_val_acc, -pop.best_val_acc, rtol=1e-6)
+
+
+def test_halving_keeps_the_lowest_errors_and_the_winner_is_the_lowest(tmp_path):
+    x, y = _linear(seed=1)
+    res = sweepjax.coarse(
+        x_train=x, y_train=y, trials=9, steps=90, schedule="halving", eta=3, rungs=1,
+        lr=[1e-3, 1.0], store=str(tmp_path / "s.db"), report=False, metric="mse",
+    )  # fmt: skip
+    mem = res.members
+    assert res.config.train.metric == "mse"
+    stopped = [m for m in mem if m.status == "stopped"]
+    kept = [m for m in mem if m.status == "ok"]
+    assert len(kept) == 3 and len(stopped) == 6
+    rung = stopped[0].stopped_at
+    col = int(np.flatnonzero(res.curves.step == rung)[0])
+    at = {m.id: res.curves.val_acc[i, col] for i, m in enumerate(mem)}
+    assert max(at[m.id] for m in kept) <= min(at[m.id] for m in stopped) * (1 + 1e-5)
+    assert res.winner.val_acc == min(m.best_val_acc for m in kept)
+    # the tied set is the best of the ranking: every tied member below every untied one
+    tied = [m.best_val_acc for m in kept if m.id in res.tied]
+    untied = [m.best_val_acc for m in kept if m.id not in res.tied]
+    assert res.winner.id in res.tied and (not untied or max(tied) <= min(untied))
+    # the member's SE is its per-example squared errors' SD / sqrt(n), not a binomial one
+    w = next(m for m in mem if m.id == res.winner.id)
+    assert 0 < w.val_acc_se < w.best_val_acc
+
+
+def test_cli_npz_with_float_targets(tmp_path):
+    x, y = _linear(n=600, seed=2)
+    path = tmp_path / "reg.npz"
+    np.savez(path, x_train=x.astype(np.float32), y_train=y.astype(np.float32))
+    argv = ["coarse", "--dataset", f"npz:{path}", "--metric", "mse", "--trials", "6"]
+    argv += ["--steps", "60", "--store", str(tmp_path / "s.db"), "--no-report"]
+    out = StringIO()
+    with redirect_stdout(out):
+        assert sweepjax.cli.main(argv) == 0
+    text = out.getvalue()
+    assert "best val mse" in text and "val mse (lowest first)" in text
+    assert "winner: try" in text and "test mse" in text
+
+
+def test_a_metric_that_does_not_fit_the_targets_is_refused(tmp_path):
+    x, y = _linear(n=200)
+    with pytest.raises(ConfigError, match="metric` accuracy scores class labels"):
+        sweepjax.coarse(
+            x_train=x, y_train=y, metric="accuracy", trials=2, steps=10,
+            store=str(tmp_path / "s.db"), report=False,
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown metric"):
+        resolve("rmse")
+
+
+def test_accuracy_stays_the_default_and_unstored():
+    from tests.helpers import sweep_config
+
+    cfg = sweep_config()
+    assert cfg.metric.name == "accuracy" and "metric" not in cfg.as_dict()["train"]
+    assert "targets" not in cfg.as_dict()["data"]
