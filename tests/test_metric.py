@@ -141,9 +141,14 @@ def test_halving_keeps_the_lowest_errors_and_the_winner_is_the_lowest(tmp_path):
     tied = [m.best_val_acc for m in kept if m.id in res.tied]
     untied = [m.best_val_acc for m in kept if m.id not in res.tied]
     assert res.winner.id in res.tied and (not untied or max(tied) <= min(untied))
-    # the member's SE is its per-example squared errors' SD / sqrt(n), not a binomial one
-    w = next(m for m in mem if m.id == res.winner.id)
-    assert 0 < w.val_acc_se < w.best_val_acc
+    # the winner's SE is its per-example squared errors' SD / sqrt(n), not a binomial one
+    ds = from_arrays(x, y, seed=0)  # the sweep's split (same seed)
+    k, b = (np.asarray(res.winner_params["out"][n], np.float64) for n in ("kernel", "bias"))
+    pred = (ds.x_val @ k.T[:, 0] + b[0]) * ds.info.target_scale + ds.info.target_mean
+    e2 = (pred - ds.y_val) ** 2
+    np.testing.assert_allclose(res.winner.val_acc, e2.mean(), rtol=1e-4)
+    want = np.std(e2, ddof=1) / np.sqrt(len(e2))
+    np.testing.assert_allclose(res.winner.val_acc_se, want, rtol=1e-3)
 
 
 @pytest.mark.slow

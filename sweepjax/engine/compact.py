@@ -51,15 +51,15 @@ def settle(
     """
     fold_active = folds[sched.active]
     small = active.small(act, where)
-    loss, acc, s1 = active.evaluate(act, "params", data, static, where, fold_active)
+    loss, acc, s1, sq = active.evaluate(act, "params", data, static, where, fold_active)
     # A member whose subset-best is this very step holds its current parameters as its
     # best checkpoint (record_evaluation copied them): its best accuracy is ``acc``. Only
     # the others' best checkpoints are measured (early in a run, most members are still
     # improving, so this halves a decision's evaluation).
-    best_acc, s2 = acc.copy(), 0.0
+    best_acc, best_sq, s2 = acc.copy(), sq.copy(), 0.0
     stale = np.flatnonzero(small["best_step"] != step)
     if len(stale):
-        _, best_acc[stale], s2 = active.evaluate_members(
+        _, best_acc[stale], s2, best_sq[stale] = active.evaluate_members(
             act, "best", stale, data, static, where, fold_active
         )
     rows = sched.active
@@ -76,6 +76,7 @@ def settle(
     upd["best_step"][rows] = np.where(current_wins, step, small["best_step"])
     # A member that never improved on its subset keeps its initial parameters as "best".
     upd["best_val_acc"][rows] = np.where(current_wins, acc, best_acc)
+    upd["best_val_sq"][rows] = np.where(current_wins, sq, best_sq)
     upd["val_loss"][rows] = np.where(small["alive"], loss, np.nan)
     upd["val_acc"][rows] = np.where(small["alive"], acc, np.nan)
     return sched._replace(**upd), loss, acc, current_wins, s1 + s2

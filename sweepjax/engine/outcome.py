@@ -95,6 +95,8 @@ class PopulationResult(NamedTuple):
     progress: np.ndarray | None = None
     in_flight: int = 0
     rung_log: np.ndarray | None = None  # [N, 5] every rung judgement (RungLog.as_array)
+    # [M] the metric's per-example mean square at ``best_val_acc`` (its SE; NaN unmeasured)
+    best_val_sq: np.ndarray | None = None
 
     @classmethod
     def of(cls, member_ids, sched: ScheduleState, curves: Curves, **rest) -> PopulationResult:
@@ -116,6 +118,7 @@ class PopulationResult(NamedTuple):
             final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
             curves=curves,
             history=sched.history,
+            best_val_sq=sched.best_val_sq,
             **rest,
         )
 

@@ -45,10 +45,10 @@ def _measure(setup: Run, pop: Population, idx: np.ndarray, block: Ages):
     """Slots ``idx``' current parameters on the whole validation set, into ``block``."""
     if not len(idx):
         return 0.0
-    lo, ac, secs = active.evaluate_members(
+    lo, ac, secs, sq = active.evaluate_members(
         pop.act, "params", idx, setup.data, setup.static, setup.where, setup.fold_of
     )
-    block.loss[idx], block.acc[idx] = lo, ac
+    block.loss[idx], block.acc[idx], block.sq[idx] = lo, ac, sq
     return secs
 
 
@@ -90,7 +90,7 @@ def judge(setup: Run, pop: Population, clock: Clock):
     alive = small["alive"]
     age = pop.step - pop.born
     block = Ages(pop.slot_row, age, small, np.full(w, np.nan), np.full(w, np.nan),
-                       np.full(w, -1))  # fmt: skip
+                       np.full(w, -1), np.full(w, np.nan))  # fmt: skip
     g = setup.plan.group
     dead = occupied & ~alive
     # With a group, a dead member keeps its slot until its config ends: its death is
@@ -111,8 +111,8 @@ def judge(setup: Run, pop: Population, clock: Clock):
         block.stop_age[idx] = age[idx]
         clock = clock._replace(in_flight=len(idx))
     finishing = np.flatnonzero((stopped | done | caught) & alive)
-    best_acc, secs = best_checkpoints(setup, pop.act, finishing, block)
-    sched = record_ended(pop.sched, block, div, finishing, best_acc, setup.static.metric)
+    best_acc, secs, best_sq = best_checkpoints(setup, pop.act, finishing, block)
+    sched = record_ended(pop.sched, block, div, finishing, best_acc, setup.static.metric, best_sq)
     if done.any():
         # The finished members' final numbers join the log as the run's last "rung":
         # once enough have finished, new members are drawn from a model of what

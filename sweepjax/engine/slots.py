@@ -63,6 +63,7 @@ class Ages(NamedTuple):
     loss: np.ndarray  # current parameters, whole validation set
     acc: np.ndarray
     stop_age: np.ndarray  # the age a member was stopped at, -1
+    sq: np.ndarray  # the metric's per-example mean square of ``acc`` (its SE)
 
 
 class Run(NamedTuple):
@@ -180,6 +181,7 @@ def grow(sched: ScheduleState, curves: Curves, hp: HParams, born: int):
         initial_loss=cat(sched.initial_loss, np.nan, np.float32),
         best_step=cat(sched.best_step, 0, np.int32),
         best_val_acc=cat(sched.best_val_acc, np.nan, np.float32),
+        best_val_sq=cat(sched.best_val_sq, np.nan, np.float32),
         val_loss=cat(sched.val_loss, np.nan, np.float32),
         val_acc=cat(sched.val_acc, np.nan, np.float32),
         history=np.concatenate([sched.history, hist]),
@@ -208,18 +210,24 @@ def concat(a: HParams, b: HParams) -> HParams:
 def best_checkpoints(setup: Run, act: Active, idx: np.ndarray, block: Ages):
     """Whole-validation accuracy ``[W]`` of the best parameters of slots ``idx`` (the
     current parameters' ``acc`` where the best checkpoint is this very step)."""
-    best = block.acc.copy()
+    best, best_sq = block.acc.copy(), block.sq.copy()
     stale = idx[block.small["best_step"][idx] != block.age[idx]]
     secs = 0.0
     if len(stale):
-        _, best[stale], secs = active.evaluate_members(
+        _, best[stale], secs, best_sq[stale] = active.evaluate_members(
             act, "best", stale, setup.data, setup.static, setup.where, setup.fold_of
         )
-    return best, secs
+    return best, secs, best_sq
 
 
 def record_ended(
-    sched: ScheduleState, block: Ages, div, finishing, best_acc, metric: Metric = ACCURACY
+    sched: ScheduleState,
+    block: Ages,
+    div,
+    finishing,
+    best_acc,
+    metric: Metric = ACCURACY,
+    best_sq=None,
 ) -> ScheduleState:
     """Write the ended members' final numbers into the schedule state (the best in
     ``metric``'s direction)."""
@@ -227,7 +235,7 @@ def record_ended(
     upd = {
         k: np.array(getattr(sched, k))
         for k in ("alive", "diverged_at", "initial_loss", "stopped_at", "best_step",
-                  "best_val_acc", "val_loss", "val_acc")
+                  "best_val_acc", "val_loss", "val_acc", "best_val_sq")
     }  # fmt: skip
     small, slot_row = block.small, block.slot_row
     for j in np.flatnonzero(div):
@@ -245,6 +253,8 @@ def record_ended(
         current_wins = orient(block.acc[j]) > orient(best_acc[j])
         upd["best_step"][r] = block.age[j] if current_wins else small["best_step"][j]
         upd["best_val_acc"][r] = max(block.acc[j], best_acc[j], key=orient)
+        if best_sq is not None:
+            upd["best_val_sq"][r] = block.sq[j] if current_wins else best_sq[j]
         upd["val_loss"][r] = block.loss[j]
         upd["val_acc"][r] = block.acc[j]
     return sched._replace(**upd)

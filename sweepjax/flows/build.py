@@ -52,7 +52,7 @@ def build_result(
         dataset=ds.info.as_dict(),
         space=cfg.space.as_dict(),
         config=cfg,
-        members=member_records(res, cfg),
+        members=member_records(res, cfg, _rows_scored(cfg, ds)),
         winner=None,
         boundary=[],
         timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s, t.eval_s, t.transfer_s),
@@ -86,9 +86,24 @@ def build_result(
     return result, params
 
 
-def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord]:
-    """One :class:`MemberRecord` per row of ``res``, not yet judged (no SEs)."""
+def _rows_scored(cfg: SweepConfig, ds: Dataset) -> int:
+    """The validation rows each member's score is a mean over (its fold's with folds)."""
+    n = eval_rows(cfg, ds.info.as_dict())
+    return max(n // cfg.folds if cfg.folds > 1 else n, 1)
+
+
+def member_records(res: PopulationResult, cfg: SweepConfig, n_val: int = 0) -> list[MemberRecord]:
+    """One :class:`MemberRecord` per row of ``res``, not yet judged: no SEs, except for a
+    metric other than accuracy, whose SE is its per-example values' SD / sqrt(``n_val``)
+    (:meth:`~sweepjax.metric.Metric.se` of the mean square the trainer measured)."""
     hp = res.hparams
+    metric, sq, acc = cfg.metric, res.best_val_sq, res.best_val_acc
+
+    def se(i: int) -> float | None:
+        if metric.binomial or sq is None or not (np.isfinite(sq[i]) and np.isfinite(acc[i])):
+            return None
+        return float(metric.se(acc[i], sq[i], n_val))
+
     g = cfg.group  # members per config: member id = config id * g + replica
     mlp, sgd = cfg.model.kind == "mlp", cfg.train.optimizer == "sgd"
     return [
@@ -113,6 +128,7 @@ def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord
             stopped_at=int(res.stopped_at[i]) if res.stopped_at[i] >= 0 else None,
             config=int(res.member_ids[i]) // g if g > 1 else None,
             replica=int(res.member_ids[i]) % g if g > 1 else None,
+            val_acc_se=se(i),
         )
         for i in range(res.num_members)
     ]
