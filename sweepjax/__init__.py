@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sweepjax.engine.hparams import HParams
     from sweepjax.flows.auto import auto
     from sweepjax.flows.sweep import coarse, fine, load
+    from sweepjax.metric import Metric
     from sweepjax.models.custom import Custom, from_flax
     from sweepjax.results.records import SweepResult
 
@@ -54,6 +55,7 @@ _LAZY = {
     "fine": "sweepjax.flows.sweep",
     "load": "sweepjax.flows.sweep",
     "Custom": "sweepjax.models.custom",
+    "Metric": "sweepjax.metric",
     "from_flax": "sweepjax.models.custom",
     "SweepResult": "sweepjax.results.records",
 }
@@ -94,6 +96,7 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "HParams",
+    "Metric",
     "ModelConfig",
     "PopulationResult",
     "Range",

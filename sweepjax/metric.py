@@ -18,7 +18,8 @@ Example::
   def mae(outputs, y):                      # [B, 1], [B] -> [B]
       return jnp.abs(outputs[:, 0] - y)
 
-  sweepjax.coarse(x_train=X, y_train=y, metric=sweepjax.Metric("mae", mae, False, targets="real"))
+  mae_metric = sweepjax.Metric("mae", mae, higher_is_better=False, targets="real")
+  sweepjax.coarse(x_train=X, y_train=y, metric=mae_metric)
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.errors import ConfigError
@@ -79,6 +79,8 @@ class Metric:
 
     def values_t(self, outputs_t, y):
         """Per-example values ``[B]`` of features-first outputs ``[K, B]``."""
+        import jax.numpy as jnp  # here: `import sweepjax` and --help stay free of jax
+
         if self.per_example_t is not None:
             return self.per_example_t(outputs_t, y)
         return jnp.asarray(self.per_example(outputs_t.T, y), jnp.float32).reshape(-1)
@@ -127,10 +129,14 @@ class Metric:
 
 
 def _accuracy_t(outputs_t, y):
+    import jax.numpy as jnp
+
     return (jnp.argmax(outputs_t, axis=0) == y).astype(jnp.float32)
 
 
 def _squared_error_t(outputs_t, y):
+    import jax.numpy as jnp
+
     return jnp.square(outputs_t[0] - y)
 
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sweepjax.analysis.diagnose import diagnose_sweep
-from sweepjax.analysis.ranking import ORDER_LINE
+from sweepjax.analysis.ranking import order_line
 from sweepjax.report import custom_fig, figures, schedule_fig
 from sweepjax.report.html import Panel, esc, table
 from sweepjax.report.members import (
@@ -55,6 +55,7 @@ def _summary_table(result, diagnoses) -> str:
     stopped = sum(m.status == "stopped" for m in result.members)
     w = result.winner
     ds = result.dataset or {}
+    metric = result.config.metric
     rows = [
         ["sweep", f"{result.sweep_id} ({result.kind}, {result.status})"],
         ["parent", result.parent or "-"],
@@ -76,8 +77,9 @@ def _summary_table(result, diagnoses) -> str:
             "winner",
             "-"
             if w is None
-            else f"id {w.id}: lr {w.lr:.3g}, lambda {w.l2:.3g}, val acc {w.val_acc:.4f}"
-            + ("" if w.test_acc is None else f", test acc {w.test_acc:.4f}"),
+            else f"id {w.id}: lr {w.lr:.3g}, lambda {w.l2:.3g}, val {metric.short} "
+            f"{metric.fmt(w.val_acc)}"
+            + ("" if w.test_acc is None else f", test {metric.short} {metric.fmt(w.test_acc)}"),
         ],
         [
             "timing",
@@ -312,7 +314,7 @@ def chosen(page: Page, fig: Fig) -> list[Panel]:
     header, rows, classes = chosen_members(result)
     shared = shared_settings(result.config, result.dataset)
     # The one ranking order, said once: why a stopped 0.9100 sits below a finished 0.9075.
-    order = f"{ORDER_LINE}; shown: the winner, then the next finished members"
+    order = f"{order_line(result.config.metric)}; shown: the winner, then the next finished members"
     html = f"<p>{esc(order)}</p>" + table(header, rows, classes=classes)
     if shared:
         html += "<p><b>Shared configuration</b></p>" + table(
