@@ -85,6 +85,20 @@ def test_member_in_population_equals_member_alone(reg, pop):
     np.testing.assert_allclose(alone.curves.val_acc[0], pop.curves.val_acc[i], rtol=1e-5)
 
 
+def test_npz_float_targets_read_as_a_regression(tmp_path):
+    from sweepjax.data.npz import read_npz
+
+    x, y = _linear(n=50)
+    path = tmp_path / "r.npz"
+    np.savez(path, x_train=x, y_train=y)
+    raw = read_npz(path)  # non-whole floats: real targets, not refused as labels
+    assert raw.train_labels.dtype == np.float32 and raw.classes is None
+    whole = tmp_path / "w.npz"
+    np.savez(whole, x_train=x, y_train=np.arange(50.0) % 3)
+    assert read_npz(whole).train_labels.dtype.kind == "i"  # whole numbers: class ids
+    assert read_npz(whole, targets="real").train_labels.dtype == np.float32  # --metric mse
+
+
 def test_evaluation_second_moment_and_se_against_numpy(reg):
     net = build_network(SOFTMAX, 1)
     rng = np.random.default_rng(5)

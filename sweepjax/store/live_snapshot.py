@@ -21,6 +21,7 @@ import numpy as np
 
 from sweepjax.analysis.ranking import rank_order
 from sweepjax.engine.curves import Curves, ScheduleState
+from sweepjax.metric import ACCURACY, Metric
 from sweepjax.results.records import SweepResult
 
 # Status codes of the surface points (index into STATUS).
@@ -144,14 +145,16 @@ def build(
     member_ids: np.ndarray,
     acc: np.ndarray,
     acc_label: str = "val acc now",
+    metric: Metric = ACCURACY,
 ) -> Snapshot:
     """The snapshot of a population: ``steps[E]``, curves ``[M, E]``, the rest ``[M]``
-    (``status``: the codes above)."""
+    (``status``: the codes above); the best picked in ``metric``'s direction."""
     acc = np.asarray(acc, np.float64)
     status = np.asarray(status, np.int64)
     ids = np.asarray(member_ids, np.int64)
     cols = _even(len(steps), CURVE_POINTS)
-    top, typical = pick_curves(acc, status, ids) if len(cols) else (ids[:0], ids[:0])
+    score = metric.orient(acc)
+    top, typical = pick_curves(score, status, ids) if len(cols) else (ids[:0], ids[:0])
     curves = [
         MemberCurve(
             int(ids[r]),
@@ -165,7 +168,7 @@ def build(
         for rows, role in ((top, "top"), (typical, "typical"))
         for r in rows
     ]
-    pts = pick_surface(acc)
+    pts = pick_surface(score)
     return Snapshot(
         step=int(step),
         num_members=len(acc),
@@ -229,5 +232,6 @@ def of_result(result: SweepResult) -> Snapshot:
         np.array([codes.get(mr.status, OK) for mr in result.members], np.int64),
         np.array([mr.id for mr in result.members], np.int64),
         result.member_array("best_val_acc"),
-        acc_label="best val acc",
+        acc_label=f"best val {result.config.metric.short}",
+        metric=result.config.metric,
     )
