@@ -58,9 +58,13 @@ def _verdict_lines(result: SweepResult, store_path: str | None = None) -> list[s
         if f.rise is None:  # a flag stored by the old band rule
             out.append(f"  {f.param} {f.side} edge: a top member in the band (old rule)")
             continue
+        m = result.config.metric  # the rise is the score's: accuracy's, or an MSE's fall
+        moves = "rises" if m.binomial else ("rises" if m.higher_is_better else "falls")
+        what = "accuracy" if m.binomial else f"val {m.short}"
         out.append(
-            f"  {f.param}: accuracy still rises toward the {f.side} edge {edge:.3g} "
-            f"(+{f.rise:.4f} +/- {f.rise_se:.4f} across the outer band, p={f.p_value:.1g}); "
+            f"  {f.param}: {what} still {moves} toward the {f.side} edge {edge:.3g} "
+            f"({'+' if m.higher_is_better else '-'}{m.fmt(f.rise)} +/- {m.fmt(f.rise_se)} "
+            f"across the outer band, p={f.p_value:.1g}); "
             f"the best {f.param} may lie {where} it"
         )
     if result.boundary:

@@ -131,16 +131,21 @@ def model_fit(result):
     return None if a.surface is None else (a, space)
 
 
-def _flag_item(b, band: float) -> str:
+def _flag_item(b, band: float, metric=None) -> str:
     if b.rise is None:  # a flag of the old band rule (stores written before the model)
         return (
             f'<li class="flag">member {b.member} lies in the {esc(b.side)} {band:.0%} of '
             f"{esc(b.param)}: the best value may be outside the box; widen it to the "
             f"{'lower' if b.side == 'low' else 'higher'} side</li>"
         )
+    what, way, rise, se = "accuracy still rises", "+", f"{b.rise:.4f}", f"{b.rise_se:.4f}"
+    if metric is not None and not metric.binomial:  # the rise is the score's
+        what = f"{esc(metric.short)} still {'rises' if metric.higher_is_better else 'falls'}"
+        way = "+" if metric.higher_is_better else "-"
+        rise, se = f"{b.rise:.4g}", f"{b.rise_se:.4g}"
     return (
-        f'<li class="flag">the modelled accuracy still rises toward the {esc(b.side)} edge '
-        f"of {esc(b.param)} (+{b.rise:.4f} +/- {b.rise_se:.4f}, p={b.p_value:.1g}): the "
+        f'<li class="flag">the modelled {what} toward the {esc(b.side)} edge '
+        f"of {esc(b.param)} ({way}{rise} +/- {se}, p={b.p_value:.1g}): the "
         f"best value may be outside the box; widen it to the "
         f"{'lower' if b.side == 'low' else 'higher'} side</li>"
     )
@@ -150,7 +155,7 @@ def _flags_and_diagnoses(result, diagnoses, rows) -> str:
     parts = []
     if result.boundary:
         band = figures.sweep_band(result)
-        items = "".join(_flag_item(b, band) for b in result.boundary)
+        items = "".join(_flag_item(b, band, result.config.metric) for b in result.boundary)
         parts.append(f"<p><b>Boundary flags</b></p><ul>{items}</ul>")
     else:
         parts.append("<p><b>Boundary flags</b>: none (the modelled score rises toward no edge)</p>")
