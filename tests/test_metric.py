@@ -122,6 +122,13 @@ def _neg_mse(out, y):
 
 
 NEG_MSE = Metric("neg_mse", _neg_mse, higher_is_better=True, targets="real")
+neg_mse = NEG_MSE  # importable by its name: --metric tests.test_metric:neg_mse
+
+
+def test_a_metric_by_its_importable_name():
+    m = resolve("tests.test_metric:neg_mse")
+    assert m.name == "neg_mse" and m.higher_is_better and m.real
+    assert metric_name("mse") == "mse" and metric_name(None) == "accuracy"
 
 
 @pytest.mark.slow
@@ -197,3 +204,25 @@ def test_accuracy_stays_the_default_and_unstored():
     cfg = sweep_config()
     assert cfg.metric.name == "accuracy" and "metric" not in cfg.as_dict()["train"]
     assert "targets" not in cfg.as_dict()["data"]
+
+
+@pytest.mark.slow
+def test_asha_and_fine_follow_the_stored_metric(tmp_path):
+    x, y = _linear(n=800, seed=4)
+    path = tmp_path / "r.npz"
+    np.savez(path, x_train=x, y_train=y)
+    store = str(tmp_path / "s.db")
+    c = sweepjax.coarse(
+        dataset=f"npz:{path}", trials=12, steps=90, schedule="asha", store=store,
+        report=False, lr=[1e-3, 1.0],
+    )  # fmt: skip
+    assert c.config.train.metric == "mse"  # non-whole float targets: a regression
+    ok = [m for m in c.members if m.status == "ok"]
+    assert c.winner.val_acc == min(m.best_val_acc for m in ok)
+    f = sweepjax.fine(parent=c.sweep_id, store=store, report=False, trials=6, steps=90)
+    assert f.config.train.metric == "mse" and f.spec.metric == "mse"
+    ok = [m for m in f.members if m.status == "ok"]
+    assert f.winner.val_acc == min(m.best_val_acc for m in ok)
+    assert f.winner.refit_test_acc < 2 * NOISE**2  # the refit's test MSE, in data units
+    back = sweepjax.load(store, f.sweep_id)
+    assert back.config.metric.name == "mse" and back.winner.val_acc == f.winner.val_acc
