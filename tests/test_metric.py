@@ -226,3 +226,28 @@ def test_asha_and_fine_follow_the_stored_metric(tmp_path):
     assert f.winner.refit_test_acc < 2 * NOISE**2  # the refit's test MSE, in data units
     back = sweepjax.load(store, f.sweep_id)
     assert back.config.metric.name == "mse" and back.winner.val_acc == f.winner.val_acc
+
+
+@pytest.mark.slow
+def test_an_interrupted_regression_resumes_exactly(tmp_path):
+    from sweepjax.flows.sweep import Callbacks, SweepInterrupted
+
+    x, y = _linear(n=600, seed=6)
+    path = tmp_path / "r.npz"
+    np.savez(path, x_train=x, y_train=y)
+    args = dict(dataset=f"npz:{path}", metric="mse", trials=9, steps=60, report=False)
+    whole = sweepjax.coarse(**args, store=str(tmp_path / "a.db"))
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= 3
+
+    store = str(tmp_path / "b.db")
+    with pytest.raises(SweepInterrupted):
+        sweepjax.coarse(**args, store=store, callbacks=Callbacks(stop=stop))
+    back = sweepjax.coarse(**args, store=store, resume=True)
+    assert back.config.train.metric == "mse"
+    assert [m.best_val_acc for m in back.members] == [m.best_val_acc for m in whole.members]
+    assert [m.val_acc_se for m in back.members] == [m.val_acc_se for m in whole.members]
+    assert back.winner.id == whole.winner.id
