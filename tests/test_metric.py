@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import redirect_stdout
 from io import StringIO
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -251,3 +252,28 @@ def test_an_interrupted_regression_resumes_exactly(tmp_path):
     assert [m.best_val_acc for m in back.members] == [m.best_val_acc for m in whole.members]
     assert [m.val_acc_se for m in back.members] == [m.val_acc_se for m in whole.members]
     assert back.winner.id == whole.winner.id
+
+
+class _Linear1(nn.Module):
+    @nn.compact
+    def __call__(self, x):  # [B, D] -> [B, 1]
+        return nn.Dense(1)(x)
+
+
+class _Linear0(nn.Module):
+    @nn.compact
+    def __call__(self, x):  # [B, D] -> [B]
+        return nn.Dense(1)(x)[:, 0]
+
+
+@pytest.mark.slow
+def test_your_model_with_one_output_as_b_or_b1(reg):
+    """A user's linen model returning ``[B, 1]`` or ``[B]`` is the same regression."""
+    from sweepjax.models.custom import model_config
+
+    got = [
+        engine.train_population(reg, _hp(), model_config(m()), _cfg(steps=60)).best_val_acc
+        for m in (_Linear1, _Linear0)
+    ]
+    np.testing.assert_array_equal(got[0], got[1])
+    assert np.nanmin(got[0]) < 4 * NOISE**2

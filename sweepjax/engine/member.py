@@ -116,6 +116,8 @@ def loss_and_values(net: Network, logits_t, y, task: Task | None):
     them), and the metric of the outputs mapped back to the targets' units."""
     if task is None:
         task = Task()
+    if logits_t.ndim == 1:  # a one-output model returning [B] (a regression's)
+        logits_t = logits_t[None, :]
     if task.target is None:
         return net.loss_t(logits_t, y), task.metric.values_t(logits_t, y)
     mean, scale = task.target
