@@ -277,3 +277,43 @@ def test_your_model_with_one_output_as_b_or_b1(reg):
     ]
     np.testing.assert_array_equal(got[0], got[1])
     assert np.nanmin(got[0]) < 4 * NOISE**2
+
+
+def test_tied_set_and_surface_with_lower_is_better():
+    """Judged by MSE, the winner is the lowest error, the tied set those within Gupta's
+    bound of it on their own SEs, and the verdict's optimum sits where errors are low:
+    exactly the judgement of the negated errors as accuracy-like scores."""
+    from sweepjax.analysis import verdict as vd
+    from sweepjax.config import Range, SearchSpace
+    from sweepjax.results.appraise import judge_members
+    from sweepjax.results.records import MemberRecord
+
+    space = SearchSpace(lr=Range(1e-3, 1.0), l2=Range(1e-6, 1e-2))
+    rng = np.random.default_rng(0)
+    u = rng.uniform(size=(40, 2))
+    mse = 1.0 + 4.0 * (u[:, 0] - 0.6) ** 2 + 0.02 * rng.normal(size=40)  # best near u = 0.6
+    se = 0.03 + 0.01 * rng.uniform(size=40)
+    recs = [
+        MemberRecord(
+            id=i,
+            lr=float(space.lr.from_unit(u[i, 0])),
+            l2=float(space.l2.from_unit(u[i, 1])),
+            lr_decay=1.0,
+            status="ok",
+            diverged_at=None,
+            best_val_acc=float(mse[i]),
+            best_step=10,
+            final_train_loss=None,
+            final_val_loss=float(mse[i]),
+            final_train_acc=None,
+            final_val_acc=None,
+            val_acc_se=float(se[i]),
+        )  # fmt: skip
+        for i in range(40)
+    ]
+    a = judge_members(recs, space, 200, metric=MSE)
+    assert a.winner == int(np.argmin(mse))
+    want = vd.tied_set(-mse, mse, np.ones(40, bool), 200, se, ids=np.arange(40))
+    np.testing.assert_array_equal(a.tied, want.tied)
+    np.testing.assert_allclose(a.se, se)
+    assert abs(a.verdict.optimum["lr"] - 0.6) < 0.2  # unit coordinates: the low-error region
