@@ -317,3 +317,20 @@ def test_tied_set_and_surface_with_lower_is_better():
     np.testing.assert_array_equal(a.tied, want.tied)
     np.testing.assert_allclose(a.se, se)
     assert abs(a.verdict.optimum["lr"] - 0.6) < 0.2  # unit coordinates: the low-error region
+
+
+@pytest.mark.slow
+def test_pbt_copies_the_lowest_errors(tmp_path):
+    x, y = _linear(seed=7)
+    res = sweepjax.coarse(
+        x_train=x, y_train=y, metric="mse", trials=10, steps=80, schedule="pbt",
+        pbt_interval=20, lr=[1e-4, 1.0], store=str(tmp_path / "s.db"), report=False,
+    )  # fmt: skip
+    assert res.lineage
+    row = {m.id: i for i, m in enumerate(res.members)}
+    for e in res.lineage:
+        col = int(np.flatnonzero(res.curves.step == e["step"])[0])
+        src = res.curves.val_acc[row[e["copied_from"]], col]
+        dst = res.curves.val_acc[row[e["member"]], col]  # measured before the decision
+        # the source (a top member) had the lower error when the bottom member copied it
+        assert src < dst or not np.isfinite(dst)
