@@ -97,7 +97,7 @@ def settle_metric(given: str | None, ds: Dataset) -> str:
     metric = resolve(name)
     if metric.real != ds.info.real:
         have = "real-valued targets" if ds.info.real else "class labels"
-        fix = "`metric` mse (--metric mse)" if ds.info.real else "`metric` accuracy"
+        fix = "`metric` mse" if ds.info.real else "`metric` accuracy"
         raise ConfigError(
             f"`metric` {name} scores {'real-valued targets' if metric.real else 'class labels'}"
             f" but the data has {have}; use {fix}"
