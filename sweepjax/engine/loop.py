@@ -127,4 +127,5 @@ def _report(setup: Run, pop: Population, clock: Clock, judged: Judged, wall_s, t
         anytime=anytime,
         curves=pop.curves,
         schedule=sched,
+        metric=setup.static.metric,
     )

@@ -9,6 +9,7 @@ import numpy as np
 
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.hparams import HParams
+from sweepjax.metric import ACCURACY, Metric
 
 
 class Timing(NamedTuple):
@@ -57,6 +58,7 @@ class ChunkReport(NamedTuple):
     # member's curves ``[M, E]`` and schedule state, for a live view. None: not given.
     curves: Curves | None = None
     schedule: ScheduleState | None = None
+    metric: Metric = ACCURACY  # what ``best_val_acc`` measures (an MSE: lower is better)
 
 
 class PopulationResult(NamedTuple):

@@ -199,9 +199,15 @@ def running_status(curves: Curves, schedule: ScheduleState) -> np.ndarray:
 
 
 def of_running(
-    curves: Curves, schedule: ScheduleState, member_ids: np.ndarray, step: int
+    curves: Curves,
+    schedule: ScheduleState,
+    member_ids: np.ndarray,
+    step: int,
+    metric: Metric | None = None,
 ) -> Snapshot:
-    """A training population's snapshot (the trainer's host records, read only)."""
+    """A training population's snapshot (the trainer's host records, read only); the
+    best members picked in ``metric``'s direction."""
+    metric = metric or ACCURACY
     return build(
         step,
         curves.step,
@@ -212,6 +218,8 @@ def of_running(
         running_status(curves, schedule),
         member_ids,
         curves.last_finite("val_acc"),
+        acc_label="val acc now" if metric is ACCURACY else f"val {metric.short} now",
+        metric=metric,
     )
 
 
