@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sweepjax.engine.hparams import HParams
     from sweepjax.flows.auto import auto
     from sweepjax.flows.sweep import coarse, fine, load
+    from sweepjax.metric import Metric
     from sweepjax.models.custom import Custom, from_flax
     from sweepjax.models.eqx_net import from_equinox
     from sweepjax.models.nnx_net import from_nnx
@@ -56,6 +57,7 @@ _LAZY = {
     "fine": "sweepjax.flows.sweep",
     "load": "sweepjax.flows.sweep",
     "Custom": "sweepjax.models.custom",
+    "Metric": "sweepjax.metric",
     "from_flax": "sweepjax.models.custom",
     "from_nnx": "sweepjax.models.nnx_net",
     "from_equinox": "sweepjax.models.eqx_net",
@@ -98,6 +100,7 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "HParams",
+    "Metric",
     "ModelConfig",
     "PopulationResult",
     "Range",

@@ -54,6 +54,7 @@ class DataConfig:
     seed: int = 0
     download: bool = True
     scaling: str = "auto"
+    targets: str = "auto"  # labels: classes | real (a regression) | auto (real: non-whole floats)
 
     def __post_init__(self):
         if not 0.0 < self.val_fraction < 1.0:
@@ -149,6 +150,7 @@ class TrainConfig:
     # The user's own hyperparameters fixed (``hparams`` name=value): ``((name, value),
     # ...)`` sorted (a mapping is accepted); every member gets the value, traced.
     hparams: tuple = ()
+    metric: str = "accuracy"  # what members are scored by: a sweepjax.metric.Metric's name
 
     def __post_init__(self):
         fixed = dict(self.hparams)

@@ -126,7 +126,7 @@ def ranking(result: SweepResult) -> np.ndarray:
     first (:func:`sweepjax.analysis.verdict.tied_set` ranks the finished ones alike)."""
     if not result.members:
         return np.zeros(0, np.int64)
-    acc = result.member_array("best_val_acc")
+    acc = result.config.metric.orient(result.member_array("best_val_acc"))  # the score
     loss = [np.nan if m.final_val_loss is None else m.final_val_loss for m in result.members]
     ids = np.array([m.id for m in result.members])
     group = status_group(m.status for m in result.members)

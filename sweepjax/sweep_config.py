@@ -28,6 +28,8 @@ from sweepjax.config import (
     TrainConfig,
 )
 from sweepjax.errors import ConfigError
+from sweepjax.metric import Metric
+from sweepjax.metric import resolve as resolve_metric
 from sweepjax.spec import DEFAULT_SAMPLER, SweepSpec
 
 # Train settings left out of the stored config while at their defaults (a sweep stored
@@ -36,6 +38,7 @@ UNSTORED_DEFAULTS = {
     "dropout": TrainConfig.dropout,
     "init_scale": TrainConfig.init_scale,
     "hparams": TrainConfig.hparams,
+    "metric": TrainConfig.metric,
 }
 
 # Axes of the built-in MLP only: a custom model has no width mask and no dropout hook.
@@ -114,6 +117,11 @@ class SweepConfig:
         """Members per config (1 without replicas or folds)."""
         return max(self.replicas, self.folds, 1)
 
+    @property
+    def metric(self) -> Metric:
+        """What members are scored and ranked by (:mod:`sweepjax.metric`)."""
+        return resolve_metric(self.train.metric)
+
     def fixed(self) -> dict[str, float]:
         """The values of the per-member axes the space does not search (momentum, dropout,
         init scale: ``TrainConfig``'s; the width: the network's, the HParams default)."""
@@ -132,12 +140,15 @@ class SweepConfig:
         for name, default in UNSTORED_DEFAULTS.items():
             if train[name] == default:  # configs stored before these settings compare equal
                 del train[name]
+        data = dataclasses.asdict(self.data)
+        if data["targets"] == DataConfig.targets:  # as stored before regression existed
+            del data["targets"]
         schedule = dataclasses.asdict(self.schedule)
         # The budget is stored in its one spelling (Budget.__str__), read back by parse.
         schedule["budget"] = None if self.schedule.budget is None else str(self.schedule.budget)
         return {
             "kind": self.kind,
-            "data": dataclasses.asdict(self.data),
+            "data": data,
             "model": self.model.as_dict(),
             "train": train,
             "space": self.space.as_dict(),

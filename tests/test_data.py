@@ -125,9 +125,10 @@ def _corrupt_cases():
             {"x_train": xtr, "y_train": ytr[:-1], "x_test": xte, "y_test": yte},
             "x_train has 60 rows but y_train has 59",
         ),
+        # (non-integral floats are a regression's targets: tests/test_metric.py)
         "non-integer labels": (
-            {"x_train": xtr, "y_train": ytr + 0.5, "x_test": xte, "y_test": yte},
-            "must be integer class ids or strings, got dtype float64 with values such as 0.5",
+            {"x_train": xtr, "y_train": ytr + 0.5j, "x_test": xte, "y_test": yte},
+            "must be integer class ids or strings, got dtype complex128",
         ),
         "single class": (
             {"x_train": xtr, "y_train": ytr * 0 + 3, "x_test": xte, "y_test": yte * 0 + 3},

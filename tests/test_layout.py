@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "sweepjax"
 # Bottom to top: a module may import its own layer and the layers before it.
 LAYERS = [
     ("errors",),
-    ("config", "axis", "budget", "spec", "sweep_config"),
+    ("config", "axis", "budget", "metric", "spec", "sweep_config"),
     ("data",),
     ("models",),
     ("engine",),

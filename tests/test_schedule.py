@@ -172,8 +172,8 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
     fast = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
 
     def everyone(act, which, idx, data, st, where, folds):
-        loss, acc, secs = active.evaluate(act, which, data, st, where, folds)
-        return loss[idx], acc[idx], secs
+        loss, acc, secs, sq = active.evaluate(act, which, data, st, where, folds)
+        return loss[idx], acc[idx], secs, sq[idx]
 
     monkeypatch.setattr(active, "evaluate_members", everyone)
     full = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sweepjax.analysis.surface import binomial_se
+from sweepjax.metric import ACCURACY, Metric
 
 DEFAULT_TIE_CONFIDENCE = 0.95
 
@@ -31,6 +32,19 @@ CONFIG_ORDER_LINE = (
     "order: finished configs first, then stopped, then diverged; "
     "each by mean val acc, then mean val loss, then id"
 )
+
+
+def order_line(metric: Metric = ACCURACY, configs: bool = False) -> str:
+    """The ranking order said above a table (:data:`ORDER_LINE` for accuracy), in the
+    metric's name and direction."""
+    if metric is ACCURACY:
+        return CONFIG_ORDER_LINE if configs else ORDER_LINE
+    what, mean = ("configs", "mean ") if configs else ("members", "")
+    way = "highest" if metric.higher_is_better else "lowest"
+    return (
+        f"order: finished {what} first, then stopped, then diverged; each by {mean}val "
+        f"{metric.short} ({way} first), then {mean}val loss, then id"
+    )
 
 
 def rank_order(

@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     train_cfg = TrainConfig(optimizer=o.get("optimizer", defaults.optimizer), seed=seed)
     data = DataConfig(dataset=o.get("dataset", "mnist"), data_dir=o.get("data_dir"), seed=seed)
     dataset = load_dataset(data)
+    if dataset.info.real:  # the checks are a classifier's (initial loss ln K, 100% overfit)
+        raise ConfigError("sanity checks classifiers; sweep a regression with coarse and fine")
     if dataset.info.note:  # each line already starts "sweepjax: ", as coarse prints it
         print(dataset.info.note, file=sys.stderr)
     report = run_sanity(dataset, model_cfg, train_cfg)

@@ -51,7 +51,7 @@ class Progress:
         a = rep.anytime
         spent = f"{_duration(a.elapsed_s)}" + (f" of {a.budget}" if a.budget else "")
         best = (
-            f"best val {rep.best_full_val_acc:.4f} (#{a.best_member})"
+            f"best val {_fmt(rep, rep.best_full_val_acc)} (#{a.best_member})"
             if a.best_member >= 0
             else "no member finished yet"
         )
@@ -68,7 +68,7 @@ class Progress:
         line = (
             f"{sweep_id}  step {rep.step}/{rep.total_steps}  ETA {bound}{_duration(eta)}  "
             f"training {rep.active}/{rep.num_members} (alive {rep.alive})  "
-            f"best val {rep.best_val_acc:.4f}"
+            f"best val {_fmt(rep, rep.best_val_acc)}"
         )
         return line
 
@@ -77,3 +77,10 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.width = 0
+
+
+def _fmt(rep, value) -> str:
+    """A progress value as the tables print it: accuracy to 4 decimals, an MSE to 4
+    significant digits."""
+    metric = getattr(rep, "metric", None)
+    return f"{value:.4f}" if metric is None else metric.fmt(value)

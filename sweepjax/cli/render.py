@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sweepjax.cli.tables import axis_columns, config_table, member_table, schedule_name
 from sweepjax.config import AXES
 from sweepjax.errors import size_text
+from sweepjax.metric import ACCURACY, Metric
 
 if TYPE_CHECKING:  # annotations only: both import the engine (jax), which --help skips
     from sweepjax.results.records import SweepResult
@@ -58,9 +59,13 @@ def _verdict_lines(result: SweepResult, store_path: str | None = None) -> list[s
         if f.rise is None:  # a flag stored by the old band rule
             out.append(f"  {f.param} {f.side} edge: a top member in the band (old rule)")
             continue
+        m = result.config.metric  # the rise is the score's: accuracy's, or an MSE's fall
+        moves = "rises" if m.binomial else ("rises" if m.higher_is_better else "falls")
+        what = "accuracy" if m.binomial else f"val {m.short}"
         out.append(
-            f"  {f.param}: accuracy still rises toward the {f.side} edge {edge:.3g} "
-            f"(+{f.rise:.4f} +/- {f.rise_se:.4f} across the outer band, p={f.p_value:.1g}); "
+            f"  {f.param}: {what} still {moves} toward the {f.side} edge {edge:.3g} "
+            f"({'+' if m.higher_is_better else '-'}{m.fmt(f.rise)} +/- {m.fmt(f.rise_se)} "
+            f"across the outer band, p={f.p_value:.1g}); "
             f"the best {f.param} may lie {where} it"
         )
     if result.boundary:
@@ -98,7 +103,7 @@ def _verdict_lines(result: SweepResult, store_path: str | None = None) -> list[s
     return out
 
 
-def _optimum_line(v) -> str:
+def _optimum_line(v, metric: Metric = ACCURACY) -> str:
     """The model's optimum in words that match its numbers: "inside" only at a confidence
     of at least 50%, else "not established" and the likeliest edge."""
     where = v.optimum_where
@@ -109,7 +114,8 @@ def _optimum_line(v) -> str:
     line = f"model: optimum {where} ({conf})"
     if v.optimum_sd is not None:
         at = ", ".join(f"{k} {x:.3g}" for k, x in v.optimum.items())
-        line += f"; modelled {v.optimum_value:.4f} +/- {v.optimum_sd:.4f} at {at}"
+        val = metric.orient(v.optimum_value)  # the verdict's scores: higher is better
+        line += f"; modelled {metric.fmt(val)} +/- {metric.fmt(v.optimum_sd)} at {at}"
     return line
 
 
@@ -163,7 +169,8 @@ def _axis_values(rec, axes: list[str]) -> str:
 def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
     """Everything below the table: winner, tied set, model, verdicts, counts, timing."""
     v = result.verdict
-    lines = ["", *_winner_lines(result), *([] if v is None else _model_lines(v))]
+    metric = result.config.metric
+    lines = ["", *_winner_lines(result), *([] if v is None else _model_lines(v, metric))]
     verdicts = _verdict_lines(result, store_path)
     if verdicts:
         lines.append("verdict:")
@@ -187,22 +194,24 @@ def _winner_lines(result: SweepResult) -> list[str]:
     w = result.winner
     if w is None:
         return ["winner: none (every member diverged)"]
-    test = f"{w.test_acc:.4f}" if w.test_acc is not None else "n/a"
+    metric = result.config.metric
+    test = metric.fmt(w.test_acc)
     wm = next((m for m in result.members if m.id == w.id), None)
-    se = f" +/- {w.val_acc_se:.4f}" if w.val_acc_se is not None else ""
+    se = f" +/- {metric.fmt(w.val_acc_se)}" if w.val_acc_se is not None else ""
     who = f"config {w.config} (best replica: try {w.id})" if w.config is not None else f"try {w.id}"
     if not w.finished:
         who += f" (unfinished: {w.steps} of {result.config.train.steps} steps)"
     mean = "mean " if w.config is not None else ""
     lines = [
-        f"winner: {who}  {mean}val acc {w.val_acc:.4f}{se}  test acc {test}  "
+        f"winner: {who}  {mean}val {metric.short} {metric.fmt(w.val_acc)}{se}  "
+        f"test {metric.short} {test}  "
         f"lr {w.lr:.3g}  lambda {w.l2:.3g}"
         + (_axis_values(wm, axis_columns(result)) if wm is not None else "")
     ]
     if w.refit_test_acc is not None:
         lines.append(
             f"refit: retrained on train + validation for {w.refit_steps} steps: "
-            f"test acc {w.refit_test_acc:.4f}"
+            f"test {metric.short} {metric.fmt(w.refit_test_acc)}"
         )
     if result.tied:
         unit = "config(s)" if result.configs else "member(s)"
@@ -213,12 +222,15 @@ def _winner_lines(result: SweepResult) -> list[str]:
     return lines
 
 
-def _model_lines(v) -> list[str]:
-    """The response-surface model's optimum, where its support ends, and importance."""
-    lines = [_optimum_line(v)]
+def _model_lines(v, metric: Metric = ACCURACY) -> list[str]:
+    """The response-surface model's optimum, where its support ends, and importance
+    (the verdict holds scores, higher is better: shown in the metric's own values)."""
+    lines = [_optimum_line(v, metric)]
     if v.unsupported_value is not None and v.unsupported_value > v.optimum_value + v.tol:
+        peak = "peaks" if metric.higher_is_better else "bottoms out"
         lines.append(
-            f"model: its mean peaks at {v.unsupported_value:.4f} where members do not "
+            f"model: its mean {peak} at {metric.fmt(metric.orient(v.unsupported_value))} "
+            "where members do not "
             "support it (too far from them, or more than 3 SE above those nearby); "
             "the optimum above is the best point they support"
         )
@@ -230,7 +242,8 @@ def _model_lines(v) -> list[str]:
     imp = ", ".join(
         f"{k} {val:.3f}" for k, val in sorted(v.importance.items(), key=lambda kv: -kv[1])
     )
-    lines.append(f"model: importance (accuracy range): {imp}")
+    what = "accuracy" if metric.binomial else metric.short
+    lines.append(f"model: importance ({what} range): {imp}")
     return lines
 
 

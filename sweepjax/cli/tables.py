@@ -58,10 +58,12 @@ def member_table(result: SweepResult, top: int) -> list[str]:
 
     order = search.ranking(result)
     tied = set(result.tied)
-    lines = ["", ranking.ORDER_LINE]  # why a stopped 0.9100 sits below a finished 0.9075
+    metric = result.config.metric
+    # why a stopped 0.9100 sits below a finished 0.9075
+    lines = ["", ranking.order_line(metric)]
     axes = axis_columns(result)  # a column per axis searched beyond (lr, l2)
     lines.append(
-        f"{'rank':>4}  {'try':>5}  {'best val acc':>12}  {'+/- se':>6}  {'tied':>4}  "
+        f"{'rank':>4}  {'try':>5}  {'best val ' + metric.short:>12}  {'+/- se':>6}  {'tied':>4}  "
         f"{'at step':>7}  "
         f"{'lr':>9}  {'lambda (l2)':>11}  " + axis_header(axes) + "status"
     )
@@ -72,10 +74,10 @@ def member_table(result: SweepResult, top: int) -> list[str]:
             "ok": "ok",
             "stopped": f"stopped at step {m.stopped_at}",
         }.get(m.status, f"diverged at step {m.diverged_at}")
-        se = f"{m.val_acc_se:.4f}" if m.val_acc_se is not None else "n/a"
+        se = metric.fmt(m.val_acc_se)
         mark = "*" if m.id in tied else ""
         lines.append(
-            f"{r + 1:>4}  {m.id:>5}  {m.best_val_acc:>12.4f}  {se:>6}  {mark:>4}  "
+            f"{r + 1:>4}  {m.id:>5}  {metric.fmt(m.best_val_acc, 12)}  {se:>6}  {mark:>4}  "
             f"{m.best_step:>7}  {m.lr:>9.3g}  {m.l2:>11.3g}  " + axis_cells(m, axes) + status
         )
     if n > top:
@@ -98,11 +100,12 @@ def config_table(result: SweepResult, top: int) -> list[str]:
     k = result.config.folds
     what = f"{k}-fold cross-validation" if k else f"{result.config.replicas} replicas"
     tied = set(result.tied)
+    metric = result.config.metric
     out = [
         "",
         f"{len(result.configs)} configs x {what}; mean +/- std over replicas, se = SE of the mean",
-        ranking.CONFIG_ORDER_LINE,
-        f"{'rank':>4}  {'config':>6}  {'mean val acc':>12}  {'+/- std':>7}  {'se':>6}  "
+        ranking.order_line(metric, configs=True),
+        f"{'rank':>4}  {'config':>6}  {'mean val ' + metric.short:>12}  {'+/- std':>7}  {'se':>6}  "
         f"{'tied':>4}  {'lr':>9}  {'lambda (l2)':>11}  "
         + axis_header(axes)
         + f"{'members':<12}  status",
@@ -114,8 +117,9 @@ def config_table(result: SweepResult, top: int) -> list[str]:
         )
         ids = ",".join(str(i) for i in c.members)
         out.append(
-            f"{c.rank_val_acc:>4}  {c.id:>6}  {c.mean_val_acc:>12.4f}  {c.std_val_acc:>7.4f}  "
-            f"{c.val_acc_se:>6.4f}  {'*' if c.id in tied else '':>4}  {c.lr:>9.3g}  "
+            f"{c.rank_val_acc:>4}  {c.id:>6}  {metric.fmt(c.mean_val_acc, 12)}  "
+            f"{metric.fmt(c.std_val_acc, 7)}  "
+            f"{metric.fmt(c.val_acc_se, 6)}  {'*' if c.id in tied else '':>4}  {c.lr:>9.3g}  "
             f"{c.l2:>11.3g}  " + axis_cells(c, axes) + f"{ids:<12}  {status}"
         )
     if len(order) > top:

@@ -61,11 +61,11 @@ def load_dataset(cfg: DataConfig, opener: Opener | None = None) -> Dataset:
         return _LAST[1]
     ds = read_prepared(key) if key is not None else None
     if ds is None:
-        raw = load_raw(cfg.dataset, cfg.data_dir, cfg.download, opener=opener)
+        raw = load_raw(cfg.dataset, cfg.data_dir, cfg.download, opener=opener, targets=cfg.targets)
         sha = raw_sha256(raw)
         if key is None:  # no files to name it by (a download, the fallback): the arrays
             key = (sha, raw.name, raw.origin, raw.note, cfg.dataset, cfg.val_fraction)
-            key += (cfg.seed, cfg.scaling)
+            key += (cfg.seed, cfg.scaling, cfg.targets)
             if _LAST is not None and _LAST[0] == key:
                 return _LAST[1]
         ds = dataset_from_raw(raw, cfg, sha)

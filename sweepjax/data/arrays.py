@@ -47,12 +47,16 @@ def _pair(x, y, split: str) -> tuple[np.ndarray, np.ndarray] | None:
     return as_array(x, f"x_{split}"), as_array(y, f"y_{split}")
 
 
-def raw_arrays(x_train, y_train, x_test=None, y_test=None, x_val=None, y_val=None) -> RawData:
+def raw_arrays(
+    x_train, y_train, x_test=None, y_test=None, x_val=None, y_val=None, targets: str = "auto"
+) -> RawData:
     """The caller's arrays as checked :class:`RawData` named ``arrays``.
 
     Args:
       x_train: ``[N, D]`` features or ``[N, H, W(, C)]`` images, any real dtype.
-      y_train: ``[N]`` labels: class ids, or any integers / strings (remapped, noted).
+      y_train: ``[N]`` labels: class ids, or any integers / strings (remapped, noted);
+        or real-valued targets for a regression (``targets="real"``, or ``auto`` and
+        floats that are not all whole numbers).
       x_test, y_test: the held-out test set; when not given, a fixed 10% of training
         (the same rows ``npz:PATH`` would hold out) is, and the note says so.
       x_val, y_val: the validation split; when not given it is carved from training
@@ -76,7 +80,7 @@ def raw_arrays(x_train, y_train, x_test=None, y_test=None, x_val=None, y_val=Non
         val_images=None if val is None else val[0],
         val_labels=None if val is None else val[1],
     )
-    return validate_raw(raw, ARRAYS)
+    return validate_raw(raw, ARRAYS, targets=targets)
 
 
 def from_arrays(
@@ -90,6 +94,7 @@ def from_arrays(
     scaling: str = "auto",
     val_fraction: float = 0.1,
     seed: int = 0,
+    targets: str = "auto",
 ) -> Dataset:
     """A ready :class:`Dataset` (what ``train_population`` takes) from arrays in memory:
     checked, split and preprocessed like every source (:func:`raw_arrays` for the
@@ -103,6 +108,8 @@ def from_arrays(
       ds = sweepjax.Dataset.from_arrays(X, y, seed=0)
       ds.x_train.shape, ds.info.scaling  # ((144, 13), 'feature'); 18 rows held out
     """
-    raw = raw_arrays(x_train, y_train, x_test, y_test, x_val, y_val)
-    cfg = DataConfig(dataset=ARRAYS, val_fraction=val_fraction, seed=seed, scaling=scaling)
+    raw = raw_arrays(x_train, y_train, x_test, y_test, x_val, y_val, targets=targets)
+    cfg = DataConfig(
+        dataset=ARRAYS, val_fraction=val_fraction, seed=seed, scaling=scaling, targets=targets
+    )
     return dataset_from_raw(raw, cfg)

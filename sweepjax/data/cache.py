@@ -76,6 +76,8 @@ def prepared_key(cfg: DataConfig, files: list[Path]) -> str:
         "val_fraction": float(cfg.val_fraction),
         "seed": int(cfg.seed),
         "scaling": cfg.scaling,
+        # only when not the default, so the prepared data of earlier versions stays keyed
+        **({"targets": cfg.targets} if cfg.targets != "auto" else {}),
         "files": [[str(p.resolve()), file_sha256(p)] for p in files],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

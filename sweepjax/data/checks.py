@@ -40,7 +40,7 @@ def spread_note(std: np.ndarray) -> str | None:
     )
 
 
-def small_validation(n_val: int, n_pool: int) -> str | None:
+def small_validation(n_val: int, n_pool: int, real: bool = False) -> str | None:
     """A line when the validation split is small (under ``SMALL_VAL`` rows): the SE of a
     validation accuracy it implies (at most ``sqrt(0.25 / n_val)``, at accuracy 0.5) and
     the cross-validation that uses all ``n_pool`` train + validation rows; else None.
@@ -52,6 +52,12 @@ def small_validation(n_val: int, n_pool: int) -> str | None:
     if n_val >= SMALL_VAL:
         return None
     k = 5 if n_pool >= 10 else 2
+    if real:  # a regression's targets: no accuracy to quote
+        return (
+            f"note: the validation split has only {n_val} rows: a validation error's SE is "
+            f"about {math.sqrt(2.0 / n_val):.2f} of its value, so closer members are not told "
+            f"apart; `folds` {k} scores every config on all {n_pool} train + validation rows"
+        )
     return (
         f"note: the validation split has only {n_val} rows: a validation accuracy moves "
         f"{1 / n_val:.3f} per row and its SE is up to {math.sqrt(0.25 / n_val):.3f}, so "

@@ -24,6 +24,11 @@ class DatasetInfo(NamedTuple):
         ``0..K-1`` and were remapped (e.g. ``(1, 2, 3)`` or ``("cat", "dog")``), else None.
       scaling: how the centred features were scaled: ``feature`` (each by its own
         training std) or ``global`` (all by one std).
+      targets: ``classes`` (integer labels) or ``real`` (a regression: float targets,
+        ``num_classes`` 1, the model's one output).
+      target_mean, target_scale: a regression's training-target mean and std: members
+        train on standardised targets ``(y - mean) / scale`` and are scored in the
+        targets' own units (``sweepjax.engine.member``).
     """
 
     name: str
@@ -38,9 +43,19 @@ class DatasetInfo(NamedTuple):
     note: str | None = None
     classes: tuple | None = None
     scaling: str = "global"
+    targets: str = "classes"
+    target_mean: float = 0.0
+    target_scale: float = 1.0
+
+    @property
+    def real(self) -> bool:
+        return self.targets == "real"
 
     def as_dict(self) -> dict:
         d = self._asdict()
+        if not self.real:  # a classifier's record reads as before regression existed
+            for k in ("targets", "target_mean", "target_scale"):
+                del d[k]
         d["input_shape"] = list(self.input_shape)
         d["classes"] = None if self.classes is None else list(self.classes)
         return d

@@ -56,6 +56,7 @@ def read_npz(
     name: str | None = None,
     max_label: int | None = None,
     require_test: bool = False,
+    targets: str = "auto",
 ) -> RawData:
     """Read and validate an npz dataset.
 
@@ -64,6 +65,7 @@ def read_npz(
       name: the source name recorded (default ``npz:PATH``).
       max_label: largest allowed label (9 for MNIST), None for any up to MAX_CLASSES-1.
       require_test: whether ``x_test`` / ``y_test`` must be present (keras files).
+      targets: ``auto`` | ``classes`` | ``real`` (:func:`~sweepjax.data.raw.wants_real`).
 
     Returns:
       RawData; ``note`` says when the test set was carved from training.
@@ -124,4 +126,4 @@ def read_npz(
         origin=str(path),
         note=note,
     )
-    return validate_raw(raw, str(path), max_label=max_label)
+    return validate_raw(raw, str(path), max_label=max_label, targets=targets)

@@ -146,7 +146,19 @@ def build_dataset(
     spread = None
     if used == "global" and len(raw.input_shape) == 1:  # tabular data the user kept unscaled
         spread = spread_note(feature_std(x_tr, mean))
-    k = int(num_classes if num_classes is not None else int(raw.train_labels.max()) + 1)
+    real = raw.train_labels.dtype.kind == "f"  # validate_raw read them as real targets
+    if real:
+        k = 1
+        ytr = raw.train_labels[tr].astype(np.float64)
+        target = {
+            "targets": "real",
+            "target_mean": float(ytr.mean()),
+            "target_scale": float(ytr.std()) if ytr.std() > 0 else 1.0,
+        }
+    else:
+        k = int(num_classes if num_classes is not None else int(raw.train_labels.max()) + 1)
+        target = {}
+    label_type = np.float32 if real else np.int32
     info = DatasetInfo(
         name=raw.name,
         requested=requested,
@@ -160,14 +172,15 @@ def build_dataset(
         note="\n".join(m for m in (raw.note, spread) if m) or None,
         classes=raw.classes,
         scaling=used,
+        **target,
     )
     return Dataset(
         x_train=apply_scaling(x_tr, mean, scale),
-        y_train=raw.train_labels[tr].astype(np.int32),
+        y_train=raw.train_labels[tr].astype(label_type),
         x_val=apply_scaling(x_va, mean, scale),
-        y_val=y_va.astype(np.int32),
+        y_val=y_va.astype(label_type),
         x_test=apply_scaling(raw.test_images.reshape(len(raw.test_images), -1), mean, scale),
-        y_test=raw.test_labels.astype(np.int32),
+        y_test=raw.test_labels.astype(label_type),
         mean=mean,
         scale=scale,
         info=info,

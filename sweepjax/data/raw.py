@@ -76,9 +76,39 @@ def _labels(y: np.ndarray, what: str, where: str) -> np.ndarray:
     example = f" such as {bad[0].item()!r}" if len(bad) else ""
     raise DataError(
         f"{where}: {what} must be integer class ids or strings, got dtype {y.dtype} "
-        f"with values{example}; sweepjax trains classifiers: save class labels, or bin "
-        "continuous targets into classes first (e.g. np.digitize)"
+        f"with values{example}; save class labels, or for a regression pass `metric` mse "
+        "(--metric mse) to read them as real targets"
     )
+
+
+def wants_real(y, targets: str) -> bool:
+    """Whether labels ``y`` are read as real-valued targets (a regression): ``targets``
+    ``real``, or ``auto`` and ``y`` is a float array with a value that is not a whole
+    number (a class id never is)."""
+    if targets == "real":
+        return True
+    y = np.asarray(y)
+    return (
+        targets == "auto"
+        and y.dtype.kind == "f"
+        and bool(np.any(np.isfinite(y) & (y != np.round(y))))
+    )
+
+
+def real_targets(y: np.ndarray, what: str, where: str) -> np.ndarray:
+    """``y`` as 1-D float32 regression targets, or DataError (not a number, not finite)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.dtype.kind not in "iufb":
+        raise DataError(
+            f"{where}: {what} must be 1-D [n] real targets for a regression, got shape "
+            f"{y.shape} dtype {y.dtype}"
+        )
+    y = y.astype(np.float32)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"{where}: {what} holds NaN or infinite targets; drop those rows")
+    return y
 
 
 def _label_values(values: np.ndarray, limit: int = 8) -> str:
@@ -148,8 +178,11 @@ def _features(x: np.ndarray, what: str, where: str) -> np.ndarray:
     return x
 
 
-def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawData:
-    """Check shapes, dtypes and label ranges; return the raw data with 1-D int labels.
+def validate_raw(
+    raw: RawData, where: str, max_label: int | None = None, targets: str = "auto"
+) -> RawData:
+    """Check shapes, dtypes and label ranges; return the raw data with 1-D int labels,
+    or 1-D float32 targets for a regression (:func:`wants_real` with ``targets``).
 
     Args:
       raw: as read from ``where``.
@@ -160,6 +193,8 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
     """
     xtr = _features(raw.train_images, "x_train", where)
     xte = _features(raw.test_images, "x_test", where)
+    if max_label is None and wants_real(raw.train_labels, targets):
+        return _validate_real(raw, xtr, xte, where)
     ytr = _labels(raw.train_labels, "y_train", where)
     yte = _labels(raw.test_labels, "y_test", where)
     pairs = [(xtr, ytr, "train"), (xte, yte, "test")]
@@ -217,6 +252,37 @@ def validate_raw(raw: RawData, where: str, max_label: int | None = None) -> RawD
         test_labels=yte,
         note=note,
         classes=classes,
+        **val,
+    )
+
+
+def _validate_real(raw: RawData, xtr, xte, where: str) -> RawData:
+    """:func:`validate_raw` for real-valued targets: float32, finite, paired with rows."""
+    ys = {"train": real_targets(raw.train_labels, "y_train", where)}
+    ys["test"] = real_targets(raw.test_labels, "y_test", where)
+    xs = {"train": xtr, "test": xte}
+    if raw.val_images is not None:
+        xs["val"] = _features(raw.val_images, "x_val", where)
+        ys["val"] = real_targets(raw.val_labels, "y_val", where)
+    for split, x in xs.items():
+        if len(x) != len(ys[split]):
+            raise DataError(
+                f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(ys[split])}; "
+                f"{pairing(x)} and targets must pair up one to one"
+            )
+        if x.shape[1:] != xtr.shape[1:]:
+            raise DataError(
+                f"{where}: x_{split} examples have shape {x.shape[1:]}, training's "
+                f"{xtr.shape[1:]}; every split must share one shape"
+            )
+    if len(xtr) < 2:
+        raise DataError(f"{where}: need at least 2 training examples, got {len(xtr)}")
+    val = {"val_images": xs["val"], "val_labels": ys["val"]} if "val" in xs else {}
+    return raw._replace(
+        train_images=xtr,
+        train_labels=ys["train"],
+        test_images=xte,
+        test_labels=ys["test"],
         **val,
     )
 

@@ -147,8 +147,10 @@ def load_raw(
     data_dir: str | Path | None = None,
     download: bool = True,
     opener: dl.Opener | None = None,
+    targets: str = "auto",
 ) -> RawData:
-    """Load the raw arrays of a named dataset.
+    """Load the raw arrays of a named dataset (an npz's labels read as ``targets``:
+    :func:`~sweepjax.data.raw.wants_real`).
 
     Args:
       name: ``mnist`` | ``fashion-mnist`` | ``mnist-sample`` | ``npz:PATH``.
@@ -180,7 +182,7 @@ def load_raw(
                 f"npz:{name[4:]}: no such file (searched {path.resolve()}); pass "
                 "npz:/path/to/file.npz with x_train, y_train [, x_test, y_test]"
             )
-        return read_npz(path, name=name)
+        return read_npz(path, name=name, targets=targets)
     if name not in ("mnist", "fashion-mnist"):
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
 

@@ -205,7 +205,8 @@ def _collect(pending, host_states, where: Placement):
 
 def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_active):
     """Whole-validation-set loss and accuracy ``[n]`` of the active members' current
-    (``which="params"``) or best (``"best"``) parameters (with folds: each on its fold)."""
+    (``which="params"``) or best (``"best"``) parameters (with folds: each on its fold),
+    the seconds, and the metric's per-example mean square ``[n]`` (its SE's moment)."""
     out = []
     secs = 0.0
     fold_active = np.asarray(fold_active, np.int32)
@@ -215,12 +216,13 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
         else:
             states, take = put_members(take_rows(act.states, rows), where), rows
         params = states.params if which == "params" else states.best.params
-        loss, acc, s = _eval_program(params, put_members(fold_active[take], where), data, st, where)
-        secs += s
-        out.append((loss[:real], acc[:real]))
-    loss = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.float32)
-    acc = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.float32)
-    return loss, acc, secs
+        got = _eval_program(params, put_members(fold_active[take], where), data, st, where)
+        secs += got[2]
+        out.append((got[0][:real], got[1][:real], got[3][:real]))
+    loss, acc, sq = (
+        np.concatenate([o[j] for o in out]) if out else np.zeros(0, np.float32) for j in range(3)
+    )
+    return loss, acc, secs, sq
 
 
 # Compiling a new evaluation program (~0.3 s on a CPU) is worth about this much forward
@@ -249,8 +251,8 @@ def evaluate_members(
     if len(idx) > size or saved < COMPILE_COST_FLOPS:
         # More than one program holds them, or the smaller program would cost more to
         # compile than it saves (a softmax): measure everyone in the current program.
-        loss, acc, secs = evaluate(act, which, data, st, where, fold_active)
-        return loss[idx], acc[idx], secs
+        loss, acc, secs, sq = evaluate(act, which, data, st, where, fold_active)
+        return loss[idx], acc[idx], secs, sq[idx]
     pad = np.concatenate([idx, np.full(size - len(idx), idx[0], np.int64)])
     if act.on_device:  # gathered on the device: no copy of the population's weights
         take = jax.device_put(pad)
@@ -258,18 +260,18 @@ def evaluate_members(
     else:
         sub = put_members(take_rows(tree, pad), where)
     folds = put_members(np.asarray(fold_active, np.int32)[pad], where)
-    loss, acc, secs = _eval_program(sub, folds, data, st, where)
-    return loss[: len(idx)], acc[: len(idx)], secs
+    loss, acc, secs, sq = _eval_program(sub, folds, data, st, where)
+    return loss[: len(idx)], acc[: len(idx)], secs, sq[: len(idx)]
 
 
 def _eval_program(params, folds, data, st: Static, where: Placement):
-    """Whole-validation-set ``(loss, acc, seconds)`` of placed ``params`` (the program
-    compiled for their row count; seconds include any compile)."""
+    """Whole-validation-set ``(loss, acc, seconds, mean square)`` of placed ``params``
+    (the program compiled for their row count; seconds include any compile)."""
     args = (params, folds, data.val)
     exe, c = program.compiled_eval(args, st, where)
     t0 = time.perf_counter()
-    loss, acc = to_host(exe(*args), where)
-    return np.asarray(loss), np.asarray(acc), time.perf_counter() - t0 + c
+    loss, acc, sq = to_host(exe(*args), where)
+    return np.asarray(loss), np.asarray(acc), time.perf_counter() - t0 + c, np.asarray(sq)
 
 
 def state_bytes(act: Active) -> int:

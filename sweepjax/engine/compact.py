@@ -50,15 +50,15 @@ def settle(
     """
     fold_active = folds[sched.active]
     small = active.small(act, where)
-    loss, acc, s1 = active.evaluate(act, "params", data, static, where, fold_active)
+    loss, acc, s1, sq = active.evaluate(act, "params", data, static, where, fold_active)
     # A member whose subset-best is this very step holds its current parameters as its
     # best checkpoint (record_evaluation copied them): its best accuracy is ``acc``. Only
     # the others' best checkpoints are measured (early in a run, most members are still
     # improving, so this halves a decision's evaluation).
-    best_acc, s2 = acc.copy(), 0.0
+    best_acc, best_sq, s2 = acc.copy(), sq.copy(), 0.0
     stale = np.flatnonzero(small["best_step"] != step)
     if len(stale):
-        _, best_acc[stale], s2 = active.evaluate_members(
+        _, best_acc[stale], s2, best_sq[stale] = active.evaluate_members(
             act, "best", stale, data, static, where, fold_active
         )
     rows = sched.active
@@ -70,10 +70,12 @@ def settle(
     upd["alive"][rows] = small["alive"]
     upd["diverged_at"][rows] = small["diverged_at"]
     upd["initial_loss"][rows] = small["initial_loss"]
-    current_wins = small["alive"] & (acc > best_acc)
+    orient = static.metric.orient
+    current_wins = small["alive"] & (orient(acc) > orient(best_acc))
     upd["best_step"][rows] = np.where(current_wins, step, small["best_step"])
     # A member that never improved on its subset keeps its initial parameters as "best".
     upd["best_val_acc"][rows] = np.where(current_wins, acc, best_acc)
+    upd["best_val_sq"][rows] = np.where(current_wins, sq, best_sq)
     upd["val_loss"][rows] = np.where(small["alive"], loss, np.nan)
     upd["val_acc"][rows] = np.where(small["alive"], acc, np.nan)
     return sched._replace(**upd), loss, acc, current_wins, s1 + s2
@@ -135,7 +137,8 @@ def judge(setup: Run, pop: Population, clock: Clock):
             sched, act, setup.data, setup.static, setup.where, step, setup.fold_of
         )
         clock = clock.add(eval_s=secs)
-        view = RungView(step, sched.active, loss, acc, sched.alive[sched.active], pop.slot_hp)
+        score = setup.static.metric.orient(acc)  # the policy reads scores: higher is better
+        view = RungView(step, sched.active, loss, score, sched.alive[sched.active], pop.slot_hp)
         decision = setup.policy.decide(view)
         sched = apply(sched, decision, step)
         nxt = min([d for d in setup.plan.ages if d > step] + [setup.total])
@@ -150,7 +153,8 @@ def judge(setup: Run, pop: Population, clock: Clock):
         )
     fin = pop.curves.val_acc[:, -1]  # this block's; NaN where a member diverged or stopped
     if np.isfinite(fin).any():
-        clock = clock._replace(quick_best=float(np.fmax(clock.quick_best, np.nanmax(fin))))
+        m = setup.static.metric
+        clock = clock._replace(quick_best=float(m.better_of(clock.quick_best, m.best(fin))))
     # After a decision (PBT may revive a slot) the settled health; otherwise the block's
     # metrics say it, with no extra transfer from the device.
     alive = sched.alive[sched.active] if decided else np.isfinite(fin[sched.active])

@@ -104,6 +104,10 @@ class ScheduleState(NamedTuple):
     val_acc: np.ndarray
     lineage: np.ndarray
     history: np.ndarray
+    # The metric's per-example mean square at ``best_val_acc`` (its SE for a metric that
+    # is not accuracy, :meth:`sweepjax.metric.Metric.se`); NaN where not measured (and in
+    # checkpoints written before it was kept).
+    best_val_sq: np.ndarray
 
     @classmethod
     def start(cls, hparams: HParams) -> ScheduleState:
@@ -124,6 +128,7 @@ class ScheduleState(NamedTuple):
             val_acc=np.full(m, np.nan, np.float32),
             lineage=np.zeros((0, 3), np.int64),
             history=hist.astype(np.float64),
+            best_val_sq=np.full(m, np.nan, np.float32),
         )
 
     def as_arrays(self) -> dict[str, np.ndarray]:
@@ -150,7 +155,8 @@ class ScheduleState(NamedTuple):
                 if k.startswith(USER_PREFIX)
             },
         )
-        fields = {k: np.asarray(d[k]) for k in cls._fields if k != "hparams"}
+        nan = np.full(n, np.nan, np.float32)  # a field written after the checkpoint
+        fields = {k: np.asarray(d[k]) if k in d else nan for k in cls._fields if k != "hparams"}
         fields["lineage"] = fields["lineage"].reshape(-1, 3).astype(np.int64)
         fields["history"] = fields["history"].reshape(-1, 5).astype(np.float64)
         return cls(hparams=hp, **fields)

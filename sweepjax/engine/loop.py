@@ -110,8 +110,7 @@ def _report(setup: Run, pop: Population, clock: Clock, judged: Judged, wall_s, t
         def checkpoint(pop=pop) -> Checkpoint:
             return compact.checkpoint(pop, setup.where, transfer)
 
-        full = sched.best_val_acc
-        best_full = float(np.nanmax(full)) if np.isfinite(full).any() else math.nan
+        best_full = setup.static.metric.best(sched.best_val_acc)
         anytime, live, members = None, len(sched.active), len(setup.member_ids)
     return ChunkReport(
         step=pop.step,
@@ -128,4 +127,5 @@ def _report(setup: Run, pop: Population, clock: Clock, judged: Judged, wall_s, t
         anytime=anytime,
         curves=pop.curves,
         schedule=sched,
+        metric=setup.static.metric,
     )

@@ -16,6 +16,7 @@ import optax
 from sweepjax.engine import optimizers
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError
+from sweepjax.metric import ACCURACY, Metric
 from sweepjax.models.network import DROPOUT_STREAM, Network, has_state
 
 
@@ -29,9 +30,10 @@ class Health(NamedTuple):
 
 class Best(NamedTuple):
     """The best-checkpoint choice: the parameters at the member's best validation
-    accuracy so far (measured on the trainer's validation subset)."""
+    score so far (measured on the trainer's validation subset), best in the metric's
+    direction (``Static.metric``)."""
 
-    acc: jax.Array  # float32
+    acc: jax.Array  # float32 the metric's value (accuracy, or an MSE: lower is better)
     step: jax.Array  # int32 steps completed when ``acc`` was reached
     params: Any
 
@@ -79,6 +81,64 @@ class Static(NamedTuple):
     # The chunk as host-driven steps (program.compiled_steps): each step of each member is
     # one call of one compiled program, dispatched without waiting (setup.static).
     host_steps: bool = False
+    # What members are scored by (sweepjax.metric) and, for real-valued targets (a
+    # regression), their training mean and std: the model learns the standardised
+    # targets (its loss is the squared error in those units, so the default boxes, the
+    # initial-loss checks and the divergence rule see unit-scale targets whatever the
+    # data's units) and is scored on ``mean + std * output``, in the data's units.
+    metric: Metric = ACCURACY
+    target: tuple[float, float] | None = None
+
+    @property
+    def task(self) -> Task:
+        return Task(self.metric, self.target)
+
+
+class Task(NamedTuple):
+    """What a member's outputs are scored against: the metric and, for real targets,
+    their ``(mean, std)`` (:class:`Static`)."""
+
+    metric: Metric = ACCURACY
+    target: tuple[float, float] | None = None
+
+    def first_best(self) -> float:
+        """The best checkpoint's score before any evaluation: accuracy's 0, else the
+        worst value in the metric's direction (so the first evaluation is better)."""
+        if self.metric.binomial:
+            return 0.0
+        return -jnp.inf if self.metric.higher_is_better else jnp.inf
+
+
+def loss_and_values(net: Network, logits_t, y, task: Task | None, hp: HParams | None = None):
+    """Per-example loss and metric values ``[B]`` of features-first outputs ``[K, B]``.
+
+    Classes: the network's loss (cross-entropy or the user's) and the metric. Real
+    targets: the squared error against the standardised targets (or the user's loss on
+    them), and the metric of the outputs mapped back to the targets' units. ``hp`` is
+    given at training steps: a user's loss that takes them gets the member's own
+    hyperparameters (:func:`training_loss`)."""
+    if task is None:
+        task = Task()
+    if logits_t.ndim == 1:  # a one-output model returning [B] (a regression's)
+        logits_t = logits_t[None, :]
+    if task.target is None:
+        return training_loss(net, logits_t, y, hp), task.metric.values_t(logits_t, y)
+    mean, scale = task.target
+    z = (y - mean) / scale
+    if getattr(net, "loss_fn", None) is not None:
+        loss = training_loss(net, logits_t, z, hp)
+    else:
+        loss = jnp.square(logits_t[0] - z)
+    return loss, task.metric.values_t(logits_t * scale + mean, y)
+
+
+def training_loss(net: Network, logits_t, y, hp: HParams | None = None):
+    """Per-example loss ``[B]``: at a training step (``hp`` given) a user's loss that
+    takes them gets the member's own hyperparameters (``hp.user``); evaluation calls
+    ``net.loss_t(logits_t, y)``."""
+    if hp is not None and getattr(net, "loss_takes_hp", ""):
+        return net.loss_t(logits_t, y, hp)
+    return net.loss_t(logits_t, y)
 
 
 def direction(optimizer: str, momentum) -> optax.GradientTransformation:
@@ -114,64 +174,62 @@ def minibatch_indices(data_key, t, batch_size: int, n_train: int) -> jax.Array:
     return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n_train)
 
 
-def objective(params, x, y, hp: HParams, net: Network, dropout_key=None):
+def objective(params, x, y, hp: HParams, net: Network, dropout_key=None, task=None):
     """Mean loss + ``hp.l2 * sum(w**2)/2`` for one member on a batch ``x[B, D]``.
 
     The network runs features-first (``x.T``, see :class:`sweepjax.models.builtin.Dense`): the
     transpose is of the shared minibatch, once per step, not of any member's weights.
     """
-    return objective_and_accuracy(params, x, y, hp, net, None, dropout_key)[0]
+    return objective_and_accuracy(params, x, y, hp, net, None, dropout_key, task)[0]
 
 
-def objective_and_accuracy(params, x, y, hp: HParams, net: Network, w=None, dropout_key=None):
+def objective_and_accuracy(
+    params, x, y, hp: HParams, net: Network, w=None, dropout_key=None, task: Task | None = None
+):
     """:func:`objective` and, as a free by-product of the same logits, the minibatch's
-    accuracy (what Keras reports as training accuracy: no extra pass over the data).
+    accuracy, or ``task``'s metric (what Keras reports as training accuracy: no extra
+    pass over the data).
 
     ``w[B]`` (0 or 1): the rows this member may see (folds); both means are then over
     those rows only, so a row of weight 0 contributes nothing to the loss or gradient.
     """
     logits_t = net.logits_t(params, x.T, hp, dropout_key)
-    correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    ce = training_loss(net, logits_t, y, hp)
+    ce, correct = loss_and_values(net, logits_t, y, task, hp)
     if w is None:
         return ce.mean() + hp.l2 * net.penalty(params), correct.mean()
     n = jnp.maximum(jnp.sum(w), 1.0)
     return jnp.sum(w * ce) / n + hp.l2 * net.penalty(params), jnp.sum(w * correct) / n
 
 
-def stateful_objective(trained, tree, x, y, hp: HParams, net: Network, t):
+def stateful_objective(trained, tree, x, y, hp: HParams, net: Network, t, task=None):
     """:func:`objective_and_accuracy` of a model with state, differentiated in its
     trained parameters ``trained`` only: the forward pass runs in training mode (batch
     statistics, the member's dropout stream at step ``t``) and returns, beside the
     accuracy, the member's ``tree`` with its state updated."""
     logits_t, new_tree = net.train_logits_t(net.with_trainable(tree, trained), x.T, hp, t)
-    correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-    loss = training_loss(net, logits_t, y, hp).mean() + hp.l2 * net.penalty(trained)
+    ce, correct = loss_and_values(net, logits_t, y, task, hp)
+    loss = ce.mean() + hp.l2 * net.penalty(trained)
     return loss, (correct.mean(), jax.lax.stop_gradient(new_tree))
 
 
-def training_loss(net: Network, logits_t, y, hp: HParams):
-    """Per-example training loss ``[B]``: a user's loss that takes them gets the member's
-    own hyperparameters (``hp.user``); evaluation calls ``net.loss_t(logits_t, y)``."""
-    if getattr(net, "loss_takes_hp", ""):
-        return net.loss_t(logits_t, y, hp)
-    return net.loss_t(logits_t, y)
-
-
-def loss_and_accuracy(params, xs, ys, ms, net: Network, hp: HParams | None = None):
-    """Mean loss and accuracy of one member's ``params`` over sliced, masked data
-    (``xs[S, D, rows]`` features-first, ``ys`` and ``ms`` ``[S, rows]``)."""
+def loss_and_accuracy(
+    params, xs, ys, ms, net: Network, hp: HParams | None = None, task: Task | None = None
+):
+    """Mean loss and accuracy (or ``task``'s metric) of one member's ``params`` over
+    sliced, masked data (``xs[S, D, rows]`` features-first, ``ys`` and ``ms``
+    ``[S, rows]``), and the metric's mean square (its SE's second moment; accuracy's
+    equals its mean)."""
 
     def body(acc, slc):
         x_t, y, m = slc
         logits_t = net.logits_t(params, x_t, hp)
-        ce = net.loss_t(logits_t, y)
-        correct = (jnp.argmax(logits_t, axis=0) == y).astype(jnp.float32)
-        return (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m)), None
+        ce, correct = loss_and_values(net, logits_t, y, task)
+        sums = (acc[0] + jnp.sum(ce * m), acc[1] + jnp.sum(correct * m))
+        return (*sums, acc[2] + jnp.sum(jnp.square(correct) * m)), None
 
-    (ce_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (xs, ys, ms))
+    (ce_sum, correct, sq), _ = jax.lax.scan(body, (0.0, 0.0, 0.0), (xs, ys, ms))
     n = jnp.maximum(jnp.sum(ms), 1.0)  # a member's fold may miss a small subset
-    return ce_sum / n, correct / n
+    return ce_sum / n, correct / n, sq / n
 
 
 def init(member_key, hp: HParams, num_features: int, static: Static) -> MemberState:
@@ -192,7 +250,11 @@ def init(member_key, hp: HParams, num_features: int, static: Static) -> MemberSt
             diverged_at=jnp.array(-1, jnp.int32),
             initial_loss=jnp.array(jnp.nan, jnp.float32),
         ),
-        best=Best(acc=jnp.array(0.0, jnp.float32), step=jnp.array(0, jnp.int32), params=params),
+        best=Best(
+            acc=jnp.array(static.task.first_best(), jnp.float32),
+            step=jnp.array(0, jnp.int32),
+            params=params,
+        ),
     )
 
 
@@ -259,13 +321,13 @@ def step(
             )
         trained = net.trainable(s.params)
         (loss, (acc, tree)), grads = jax.value_and_grad(stateful_objective, has_aux=True)(
-            trained, s.params, x, y, hp, net, t
+            trained, s.params, x, y, hp, net, t, static.task
         )
     else:
         trained = tree = s.params
         drop_key = jax.random.fold_in(jax.random.fold_in(data_key, DROPOUT_STREAM), t)
         (loss, acc), grads = jax.value_and_grad(objective_and_accuracy, has_aux=True)(
-            s.params, x, y, hp, net, w, drop_key
+            s.params, x, y, hp, net, w, drop_key, static.task
         )
     if optimizers.is_factory(static.optimizer):  # the rate is one of its traced values
         age = t - own.born
@@ -335,10 +397,11 @@ def record_evaluation(
     s, hp, fold = block.own.state, block.own.hp, block.own.fold
     done = shared.end - block.own.born
     xs, ys, ms, fs = shared.val
-    val_loss, val_acc = loss_and_accuracy(
-        s.params, xs, ys, fold_mask(ms, fs, fold, static), static.network, hp
+    val_loss, val_acc, _ = loss_and_accuracy(
+        s.params, xs, ys, fold_mask(ms, fs, fold, static), static.network, hp, static.task
     )
-    better = s.health.alive & (val_acc > s.best.acc)
+    orient = static.metric.orient  # the best in the metric's direction
+    better = s.health.alive & (orient(val_acc) > orient(s.best.acc))
     s = s._replace(
         best=Best(
             acc=jnp.where(better, val_acc, s.best.acc),

@@ -9,6 +9,7 @@ import numpy as np
 
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.hparams import HParams
+from sweepjax.metric import ACCURACY, Metric
 
 
 class Timing(NamedTuple):
@@ -57,6 +58,7 @@ class ChunkReport(NamedTuple):
     # member's curves ``[M, E]`` and schedule state, for a live view. None: not given.
     curves: Curves | None = None
     schedule: ScheduleState | None = None
+    metric: Metric = ACCURACY  # what ``best_val_acc`` measures (an MSE: lower is better)
 
 
 class PopulationResult(NamedTuple):
@@ -95,6 +97,8 @@ class PopulationResult(NamedTuple):
     progress: np.ndarray | None = None
     in_flight: int = 0
     rung_log: np.ndarray | None = None  # [N, 5] every rung judgement (RungLog.as_array)
+    # [M] the metric's per-example mean square at ``best_val_acc`` (its SE; NaN unmeasured)
+    best_val_sq: np.ndarray | None = None
 
     @classmethod
     def of(cls, member_ids, sched: ScheduleState, curves: Curves, **rest) -> PopulationResult:
@@ -116,6 +120,7 @@ class PopulationResult(NamedTuple):
             final_train_acc=np.where(diverged, np.nan, curves.last_finite("train_acc")),
             curves=curves,
             history=sched.history,
+            best_val_sq=sched.best_val_sq,
             **rest,
         )
 

@@ -25,9 +25,11 @@ from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Full, Policy, RungLog
 from sweepjax.engine.distributed import SINGLE, Placement
 from sweepjax.engine.hparams import HParams
+from sweepjax.engine.member import Task, loss_and_values
 from sweepjax.engine.outcome import ChunkReport, PopulationResult
 from sweepjax.engine.setup import group_size, init_states, root_keys, static
 from sweepjax.engine.slots import Clock, Population, Run
+from sweepjax.metric import ACCURACY
 from sweepjax.models import build_network
 
 
@@ -145,9 +147,13 @@ def accuracy(
     x: np.ndarray,
     y: np.ndarray,
     input_shape=None,
+    task: Task | None = None,
 ) -> float:
-    """Accuracy of ONE member's ``params`` on ``(x, y)`` (e.g. a winner on the test set);
-    ``input_shape``: the dataset's example shape (a custom model's input)."""
+    """Accuracy (or ``task``'s metric, in the targets' units) of ONE member's ``params``
+    on ``(x, y)`` (e.g. a winner on the test set); ``input_shape``: the dataset's example
+    shape (a custom model's input)."""
     net = build_network(model_cfg, num_classes, input_shape=input_shape)
     logits_t = jax.jit(lambda p, x: net.logits_t(p, x.T, None))(params, jnp.asarray(x))
+    if task is not None and (task.target is not None or task.metric is not ACCURACY):
+        return float(jnp.mean(loss_and_values(net, logits_t, jnp.asarray(y), task)[1]))
     return float(jnp.mean(jnp.argmax(logits_t, 0) == jnp.asarray(y)))

@@ -137,7 +137,7 @@ def _population_eval(params, folds, val: Slices, static: Static):
         p, fold = own
         # No width mask needed: a member's units beyond its width hold exact zeros.
         rows = member.fold_mask(val.ms, val.fs, fold, static)
-        return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network)
+        return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network, None, static.task)
 
     return over_members(one, static.member_batch)((params, folds), val)
 
@@ -348,10 +348,15 @@ def _slices(x: np.ndarray, y: np.ndarray, rows: int, f: np.ndarray | None = None
     pad = s * rows - n
     xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
     xs = np.ascontiguousarray(xs.transpose(0, 2, 1), dtype=np.float32)
-    ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(np.int32)
+    ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(label_dtype(y))
     ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
     fs = np.concatenate([f, np.full(pad, -1, np.int32)]).reshape(s, rows)
     return Slices(xs, ys, ms, fs)
+
+
+def label_dtype(y: np.ndarray):
+    """int32 class ids, or float32 real targets (a regression) as they are."""
+    return np.float32 if np.asarray(y).dtype.kind == "f" else np.int32
 
 
 def eval_rows(config: TrainConfig, n_val: int, k: int = 1) -> int:
@@ -387,7 +392,7 @@ def device_data(
     val = _slices(dataset.x_val, dataset.y_val, rows, fv)
     host = DeviceData(
         np.asarray(dataset.x_train, np.float32),  # no copy when already float32
-        np.asarray(dataset.y_train, np.int32),
+        np.asarray(dataset.y_train, label_dtype(dataset.y_train)),
         ft,
         val,
         val

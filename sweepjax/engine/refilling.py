@@ -17,8 +17,6 @@ blocks the host
 
 from __future__ import annotations
 
-import math
-
 import jax
 import numpy as np
 
@@ -46,10 +44,10 @@ def _measure(setup: Run, pop: Population, idx: np.ndarray, block: Ages):
     """Slots ``idx``' current parameters on the whole validation set, into ``block``."""
     if not len(idx):
         return 0.0
-    lo, ac, secs = active.evaluate_members(
+    lo, ac, secs, sq = active.evaluate_members(
         pop.act, "params", idx, setup.data, setup.static, setup.where, setup.fold_of
     )
-    block.loss[idx], block.acc[idx] = lo, ac
+    block.loss[idx], block.acc[idx], block.sq[idx] = lo, ac, sq
     return secs
 
 
@@ -58,6 +56,7 @@ def _judge_arrivals(setup: Run, pop: Population, block: Ages, div, at_rung) -> R
     stopped members' ages written into ``block.stop_age``. ``div``: members found
     diverged in this block."""
     log, alive = pop.log, block.small["alive"]
+    score = setup.static.metric.orient  # the policy reads scores: higher is better
     if div.any():  # logged (no decision reads it): the draws' model learns where
         k = int(div.sum())  # members diverge
         nan = np.full(k, np.nan)
@@ -65,8 +64,8 @@ def _judge_arrivals(setup: Run, pop: Population, block: Ages, div, at_rung) -> R
     for r in sorted({int(a) for a in block.age[at_rung]}):
         pos = np.flatnonzero(at_rung & (block.age == r))
         rows = block.slot_row[pos]
-        log = log.extend(r, rows, block.loss[pos], block.acc[pos], alive[pos])
-        view = RungView(pop.step, rows, block.loss[pos], block.acc[pos], alive[pos],
+        log = log.extend(r, rows, block.loss[pos], score(block.acc[pos]), alive[pos])
+        view = RungView(pop.step, rows, block.loss[pos], score(block.acc[pos]), alive[pos],
                         pop.slot_hp.take(pos), r, log)  # fmt: skip
         keep = np.isin(rows, setup.policy.decide(view).rows)
         block.stop_age[pos[~keep]] = r
@@ -90,7 +89,7 @@ def judge(setup: Run, pop: Population, clock: Clock):
     alive = small["alive"]
     age = pop.step - pop.born
     block = Ages(pop.slot_row, age, small, np.full(w, np.nan), np.full(w, np.nan),
-                       np.full(w, -1))  # fmt: skip
+                       np.full(w, -1), np.full(w, np.nan))  # fmt: skip
     g = setup.plan.group
     dead = occupied & ~alive
     # With a group, a dead member keeps its slot until its config ends: its death is
@@ -111,19 +110,19 @@ def judge(setup: Run, pop: Population, clock: Clock):
         block.stop_age[idx] = age[idx]
         clock = clock._replace(in_flight=len(idx))
     finishing = np.flatnonzero((stopped | done | caught) & alive)
-    best_acc, secs = best_checkpoints(setup, pop.act, finishing, block)
-    sched = record_ended(pop.sched, block, div, finishing, best_acc)
+    best_acc, secs, best_sq = best_checkpoints(setup, pop.act, finishing, block)
+    sched = record_ended(pop.sched, block, div, finishing, best_acc, setup.static.metric, best_sq)
     if done.any():
         # The finished members' final numbers join the log as the run's last "rung":
         # once enough have finished, new members are drawn from a model of what
         # decides the winner (full-length accuracy), not of a rung's early ranking.
         pos = np.flatnonzero(done)
-        log = log.extend(setup.total, pop.slot_row[pos], block.loss[pos], block.acc[pos],
+        score = setup.static.metric.orient(block.acc[pos])
+        log = log.extend(setup.total, pop.slot_row[pos], block.loss[pos], score,
                          np.ones(len(pos), bool))  # fmt: skip
     pop = pop._replace(sched=sched, log=log)
     pop, clock = _finish(setup, pop, clock._replace(eval_s=clock.eval_s + secs), done, age)
-    acc = block.acc
-    best = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
+    best = setup.static.metric.best(block.acc)
     live = int(np.sum(alive & occupied))
     if g > 1:  # a config's slots are freed together, once every member has ended
         ended = np.repeat((ended | ~occupied).reshape(-1, g).all(axis=1), g) & occupied
@@ -138,10 +137,12 @@ def _finish(setup: Run, pop: Population, clock: Clock, done, age):
         row = int(pop.slot_row[j])
         finished += 1
         kept = keep_finished(
-            kept, pop.sched, row, j, int(age[j]), pop.act, setup.where, setup.plan.group
-        )
+            kept, pop.sched, row, j, int(age[j]), pop.act, setup.where, setup.plan.group,
+            setup.static.metric,
+        )  # fmt: skip
         acc = pop.sched.best_val_acc[row]
-        if not progress or acc > progress[-1][2]:
+        orient = setup.static.metric.orient
+        if not progress or orient(acc) > orient(progress[-1][2]):
             progress.append((clock.elapsed(), float(clock.member_steps), float(acc), row))
     return pop._replace(kept=kept), clock._replace(progress=tuple(progress), finished=finished)
 
@@ -187,7 +188,7 @@ def result(setup: Run, pop: Population, clock: Clock, completed: bool):
     sched, kept = pop.sched, pop.kept
     ckpt = None if completed else checkpoint(setup, pop, clock)
     full = np.flatnonzero(kept.row >= 0)
-    order = full[rank_kept(sched, kept.row[full], setup.plan.group)]
+    order = full[rank_kept(sched, kept.row[full], setup.plan.group, setup.static.metric)]
     return PopulationResult.of(
         np.arange(sched.stopped_at.shape[0], dtype=np.int64),
         sched,

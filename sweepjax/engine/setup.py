@@ -11,7 +11,8 @@ from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import program
 from sweepjax.engine.hparams import HParams
-from sweepjax.engine.member import Static
+from sweepjax.engine.member import Static, Task
+from sweepjax.metric import resolve as resolve_metric
 from sweepjax.models import build_network
 
 
@@ -43,7 +44,22 @@ def static(
         folds=folds,
         member_batch=mb,
         host_steps=host_steps(mb),
+        metric=resolve_metric(config.metric),
+        target=target_of(dataset),
     )
+
+
+def task_of(dataset: Dataset, config: TrainConfig) -> Task:
+    """What a member's outputs are scored against on ``dataset`` (``Static.task``)."""
+    return Task(resolve_metric(config.metric), target_of(dataset))
+
+
+def target_of(dataset: Dataset) -> tuple[float, float] | None:
+    """A regression's training-target ``(mean, std)`` (``Static.target``), else None."""
+    info = dataset.info
+    if getattr(info, "targets", "classes") != "real":
+        return None
+    return (float(info.target_mean), float(info.target_scale))
 
 
 # The population's layout (Static.member_batch, program.over_members), a cost rule.

@@ -23,6 +23,7 @@ from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
 from sweepjax.engine.outcome import Timing
 from sweepjax.engine.setup import static as make_static
+from sweepjax.metric import ACCURACY, Metric
 
 KEEP = 16  # finished members whose parameters are kept (the best by validation)
 
@@ -62,6 +63,7 @@ class Ages(NamedTuple):
     loss: np.ndarray  # current parameters, whole validation set
     acc: np.ndarray
     stop_age: np.ndarray  # the age a member was stopped at, -1
+    sq: np.ndarray  # the metric's per-example mean square of ``acc`` (its SE)
 
 
 class Run(NamedTuple):
@@ -179,6 +181,7 @@ def grow(sched: ScheduleState, curves: Curves, hp: HParams, born: int):
         initial_loss=cat(sched.initial_loss, np.nan, np.float32),
         best_step=cat(sched.best_step, 0, np.int32),
         best_val_acc=cat(sched.best_val_acc, np.nan, np.float32),
+        best_val_sq=cat(sched.best_val_sq, np.nan, np.float32),
         val_loss=cat(sched.val_loss, np.nan, np.float32),
         val_acc=cat(sched.val_acc, np.nan, np.float32),
         history=np.concatenate([sched.history, hist]),
@@ -205,22 +208,32 @@ def concat(a: HParams, b: HParams) -> HParams:
 def best_checkpoints(setup: Run, act: Active, idx: np.ndarray, block: Ages):
     """Whole-validation accuracy ``[W]`` of the best parameters of slots ``idx`` (the
     current parameters' ``acc`` where the best checkpoint is this very step)."""
-    best = block.acc.copy()
+    best, best_sq = block.acc.copy(), block.sq.copy()
     stale = idx[block.small["best_step"][idx] != block.age[idx]]
     secs = 0.0
     if len(stale):
-        _, best[stale], secs = active.evaluate_members(
+        _, best[stale], secs, best_sq[stale] = active.evaluate_members(
             act, "best", stale, setup.data, setup.static, setup.where, setup.fold_of
         )
-    return best, secs
+    return best, secs, best_sq
 
 
-def record_ended(sched: ScheduleState, block: Ages, div, finishing, best_acc) -> ScheduleState:
-    """Write the ended members' final numbers into the schedule state."""
+def record_ended(
+    sched: ScheduleState,
+    block: Ages,
+    div,
+    finishing,
+    best_acc,
+    metric: Metric = ACCURACY,
+    best_sq=None,
+) -> ScheduleState:
+    """Write the ended members' final numbers into the schedule state (the best in
+    ``metric``'s direction)."""
+    orient = metric.orient
     upd = {
         k: np.array(getattr(sched, k))
         for k in ("alive", "diverged_at", "initial_loss", "stopped_at", "best_step",
-                  "best_val_acc", "val_loss", "val_acc")
+                  "best_val_acc", "val_loss", "val_acc", "best_val_sq")
     }  # fmt: skip
     small, slot_row = block.small, block.slot_row
     for j in np.flatnonzero(div):
@@ -235,24 +248,31 @@ def record_ended(sched: ScheduleState, block: Ages, div, finishing, best_acc) ->
         upd["initial_loss"][r] = small["initial_loss"][j]
         if block.stop_age[j] >= 0:
             upd["stopped_at"][r] = block.stop_age[j]
-        current_wins = block.acc[j] > best_acc[j]
+        current_wins = orient(block.acc[j]) > orient(best_acc[j])
         upd["best_step"][r] = block.age[j] if current_wins else small["best_step"][j]
-        upd["best_val_acc"][r] = max(block.acc[j], best_acc[j])
+        upd["best_val_acc"][r] = max(block.acc[j], best_acc[j], key=orient)
+        if best_sq is not None:
+            upd["best_val_sq"][r] = block.sq[j] if current_wins else best_sq[j]
         upd["val_loss"][r] = block.loss[j]
         upd["val_acc"][r] = block.acc[j]
     return sched._replace(**upd)
 
 
-def rank_kept(sched: ScheduleState, rows: np.ndarray, group: int = 1) -> np.ndarray:
+def rank_kept(
+    sched: ScheduleState, rows: np.ndarray, group: int = 1, metric: Metric = ACCURACY
+) -> np.ndarray:
     """Positions of ``rows`` best first: higher whole-validation accuracy, then lower
     validation loss, then lower row (the winner rule's order). With ``group`` members
     per config, configs first, by their members' mean accuracy (a diverged member
-    counts as -1), so the winning config's members are kept."""
-    acc = np.nan_to_num(sched.best_val_acc[rows], nan=-1.0)
+    counts as -1; scores in ``metric``'s direction), so the winning config's members are
+    kept."""
+    worst = metric.worst()
+    acc = np.nan_to_num(metric.orient(sched.best_val_acc[rows]), nan=worst, neginf=worst)
     loss = np.nan_to_num(sched.val_loss[rows], nan=np.inf)
     if group <= 1:
         return np.lexsort((rows, loss, -acc))
-    per = np.nan_to_num(np.asarray(sched.best_val_acc, np.float64), nan=-1.0)
+    per = metric.orient(np.asarray(sched.best_val_acc, np.float64))
+    per = np.nan_to_num(per, nan=worst, neginf=worst)
     first = np.asarray(rows, np.int64) // group * group
     mean = per[first[:, None] + np.arange(group)].mean(axis=1)
     return np.lexsort((rows, loss, -acc, -mean))
@@ -265,7 +285,15 @@ def no_kept(params) -> Kept:
 
 
 def keep_finished(
-    kept: Kept, sched: ScheduleState, row: int, slot: int, age: int, act, where, group: int = 1
+    kept: Kept,
+    sched: ScheduleState,
+    row: int,
+    slot: int,
+    age: int,
+    act,
+    where,
+    group: int = 1,
+    metric: Metric = ACCURACY,
 ) -> Kept:
     """Keep finished member ``row``'s parameters (in slot ``slot``, at ``age``) if it ranks
     among the best :data:`KEEP` finished so far (replacing the worst kept;
@@ -274,7 +302,7 @@ def keep_finished(
     if len(full) < KEEP:
         pos = int(np.flatnonzero(kept.row < 0)[0])
     else:
-        order = rank_kept(sched, np.concatenate([kept.row, [row]]), group)
+        order = rank_kept(sched, np.concatenate([kept.row, [row]]), group, metric)
         if order[-1] == KEEP:  # the new member ranks last: not kept
             return kept
         pos = int(order[-1])

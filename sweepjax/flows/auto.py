@@ -250,6 +250,8 @@ def finder_box(opts: AutoOptions, log: StageLog) -> tuple[float, float]:
         optimizer=opts.optimizer, steps=opts.steps, batch_size=opts.batch_size, seed=opts.seed
     )
     ds = load_dataset(DataConfig(dataset=opts.dataset, data_dir=opts.data_dir, seed=opts.seed))
+    if ds.info.real:  # its checks are a classifier's (initial loss ln K, overfit to 100%)
+        raise ConfigError("auto checks classifiers; sweep a regression with coarse and fine")
     # The sanity run's learning-rate population is the finder's (``auto_lr_range``'s: the
     # coarse run's optimizer, batch and finder_steps), so the box comes from it.
     san = run_sanity(

@@ -13,6 +13,7 @@ from sweepjax.analysis import verdict as vd
 from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
 from sweepjax.engine import PopulationResult, accuracy, member_params, optimizers
+from sweepjax.engine.setup import task_of
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.results.appraise import Appraisal, judge_sweep
 from sweepjax.results.claims import boundary_records, verdict_record
@@ -51,7 +52,7 @@ def build_result(
         dataset=ds.info.as_dict(),
         space=cfg.space.as_dict(),
         config=cfg,
-        members=member_records(res, cfg),
+        members=member_records(res, cfg, _rows_scored(cfg, ds)),
         winner=None,
         boundary=[],
         timing=TimingRecord(t.compile_s, t.train_s, t.model_steps_per_s, t.eval_s, t.transfer_s),
@@ -85,9 +86,24 @@ def build_result(
     return result, params
 
 
-def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord]:
-    """One :class:`MemberRecord` per row of ``res``, not yet judged (no SEs)."""
+def _rows_scored(cfg: SweepConfig, ds: Dataset) -> int:
+    """The validation rows each member's score is a mean over (its fold's with folds)."""
+    n = eval_rows(cfg, ds.info.as_dict())
+    return max(n // cfg.folds if cfg.folds > 1 else n, 1)
+
+
+def member_records(res: PopulationResult, cfg: SweepConfig, n_val: int = 0) -> list[MemberRecord]:
+    """One :class:`MemberRecord` per row of ``res``, not yet judged: no SEs, except for a
+    metric other than accuracy, whose SE is its per-example values' SD / sqrt(``n_val``)
+    (:meth:`~sweepjax.metric.Metric.se` of the mean square the trainer measured)."""
     hp = res.hparams
+    metric, sq, acc = cfg.metric, res.best_val_sq, res.best_val_acc
+
+    def se(i: int) -> float | None:
+        if metric.binomial or sq is None or not (np.isfinite(sq[i]) and np.isfinite(acc[i])):
+            return None
+        return float(metric.se(acc[i], sq[i], n_val))
+
     g = cfg.group  # members per config: member id = config id * g + replica
     mlp, sgd = cfg.model.kind == "mlp", not optimizers.has_momentum(cfg.train.optimizer)
     return [
@@ -113,6 +129,7 @@ def member_records(res: PopulationResult, cfg: SweepConfig) -> list[MemberRecord
             stopped_at=int(res.stopped_at[i]) if res.stopped_at[i] >= 0 else None,
             config=int(res.member_ids[i]) // g if g > 1 else None,
             replica=int(res.member_ids[i]) % g if g > 1 else None,
+            val_acc_se=se(i),
         )
         for i in range(res.num_members)
     ]
@@ -173,7 +190,10 @@ def _test_the_winner(result: SweepResult, w: int, params: dict, cfg: SweepConfig
     the winner, whose parameters it becomes (in place)."""
     members = result.members
     p = params[members[w].id]
-    test = accuracy(p, cfg.model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape)
+    test = accuracy(
+        p, cfg.model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape,
+        task_of(ds, cfg.train),
+    )  # fmt: skip
     members[w] = dataclasses.replace(members[w], test_acc=test)
     result.winner = dataclasses.replace(result.winner, test_acc=test)
     result.winner_params = p
@@ -237,9 +257,13 @@ def judge_result(
         # fold's rows); the configs carry the SEs of their means
         k = result.config.folds
         n_m = max(eval_rows(result.config, result.dataset) // k, 1) if k > 1 else n_val
+        metric = result.config.metric
         result.members = [
             dataclasses.replace(
-                m, val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
+                m,
+                val_acc_se=float(vd.accuracy_se(np.array([m.best_val_acc]), n_m)[0])
+                if metric.binomial
+                else m.val_acc_se,
             )
             for m in result.members
         ]
@@ -252,6 +276,7 @@ def judge_result(
         band=band,
         margin=margin,
         seed=seed,
+        metric=result.config.metric,
     )
     if not surface:
         a = dataclasses.replace(a, surface=None, verdict=None, box=None)
@@ -269,7 +294,8 @@ def judge_result(
         if result.configs:  # the winning config; its best replica stands for it
             c = next(c for c in result.configs if c.id == w.id)
             reps = [m for m in result.members if m.id in c.members and m.status == "ok"]
-            best = max(reps, key=lambda m: np.nan_to_num(m.best_val_acc, nan=-1.0))
+            score = result.config.metric.orient
+            best = max(reps, key=lambda m: np.nan_to_num(score(m.best_val_acc), nan=-np.inf))
             result.winner = Winner(
                 best.id, c.lr, c.l2, c.mean_val_acc, best.test_acc, c.val_acc_se, config=c.id
             )

@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
+
 from sweepjax.config import DataConfig
 from sweepjax.data import ARRAYS, Dataset, RawData, dataset_from_raw
 from sweepjax.errors import ConfigError
 from sweepjax.flows.runner import Callbacks, load_inputs
+from sweepjax.metric import DEFAULT, resolve
 
 log = logging.getLogger("sweepjax")
 
@@ -46,7 +49,7 @@ def plan_data(
         _warn(ds, cb)
     elif isinstance(given, RawData):
         cfg = dataclasses.replace(cfg, dataset=ARRAYS)
-        ds = dataset_from_raw(given, cfg)
+        ds = dataset_from_raw(_as_targets(given, cfg.targets), cfg)
         _warn(ds, cb)
     else:
         ds = load_inputs(dataclasses.replace(cfg, dataset=given), cb)
@@ -57,3 +60,46 @@ def plan_data(
 def _warn(ds: Dataset, cb: Callbacks) -> None:
     if ds.info.note:  # as load_inputs shows a loaded source's note
         (cb.note or log.warning)(ds.info.note)
+
+
+def _as_targets(raw: RawData, targets: str) -> RawData:
+    """Arrays read as class labels (whole numbers) that a regression's metric wants as
+    real targets (a fine round of an mse parent given its arrays again): the original
+    values back from the remapped ids (``raw.classes``), as float32."""
+    if targets != "real" or raw.train_labels.dtype.kind == "f":
+        return raw
+
+    def real(y):
+        y = np.asarray(y)
+        return (np.asarray(raw.classes)[y] if raw.classes is not None else y).astype(np.float32)
+
+    val = {} if raw.val_labels is None else {"val_labels": real(raw.val_labels)}
+    return raw._replace(
+        train_labels=real(raw.train_labels),
+        test_labels=real(raw.test_labels),
+        classes=None,
+        note=None if raw.classes is not None else raw.note,
+        **val,
+    )
+
+
+def data_targets(metric: str | None) -> str:
+    """How a sweep's data reads its labels for the ``metric`` option's value: ``real``
+    for a regression metric, else ``auto`` (real-valued floats are a regression)."""
+    return "real" if metric is not None and resolve(metric).real else "auto"
+
+
+def settle_metric(given: str | None, ds: Dataset) -> str:
+    """The metric a sweep uses: the one ``given``, else accuracy for class labels and
+    mse for real-valued targets. A metric that does not fit the targets is refused in one
+    line."""
+    name = given if given is not None else ("mse" if ds.info.real else DEFAULT)
+    metric = resolve(name)
+    if metric.real != ds.info.real:
+        have = "real-valued targets" if ds.info.real else "class labels"
+        fix = "`metric` mse" if ds.info.real else "`metric` accuracy"
+        raise ConfigError(
+            f"`metric` {name} scores {'real-valued targets' if metric.real else 'class labels'}"
+            f" but the data has {have}; use {fix}"
+        )
+    return name

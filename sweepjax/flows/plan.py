@@ -15,14 +15,14 @@ import dataclasses
 import math
 from typing import NamedTuple
 
-from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace
+from sweepjax.config import DataConfig, ModelConfig, Range, SearchSpace, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import distributed
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError, StoreError
 from sweepjax.flows import user_hparams
 from sweepjax.flows.fine_space import fine_space, model_draws
-from sweepjax.flows.inputs import plan_data
+from sweepjax.flows.inputs import data_targets, plan_data, settle_metric
 from sweepjax.flows.runner import Callbacks
 from sweepjax.flows.sweep_config import (
     SweepConfig,
@@ -87,9 +87,15 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         spec.budget, spec.width,
     )  # fmt: skip
     where = distributed.placement(spec.devices)
-    data_cfg = DataConfig(data_dir=spec.data_dir, seed=v("seed"), scaling=v("scaling"))
+    data_cfg = DataConfig(
+        data_dir=spec.data_dir,
+        seed=v("seed"),
+        scaling=v("scaling"),
+        targets=data_targets(spec.metric),
+    )
     data_cfg, ds = plan_data(v("dataset"), data_cfg, spec.scaling, cb)
     spec = _data_recorded(spec, data_cfg)
+    train_cfg = dataclasses.replace(train_cfg, metric=settle_metric(spec.metric, ds))
     for line in prepare(model_cfg, ds):  # a custom model against the data, before any run
         cb.say(line)
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
@@ -181,10 +187,19 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     used = par.result.dataset.get("name") or pcfg.data.dataset
     # Sweeps stored before `scaling` was recorded scaled one way: globally.
     scaling = merged.scaling or par.result.dataset.get("scaling") or "global"
-    data_cfg = dataclasses.replace(pcfg.data, data_dir=merged.data_dir, seed=root, scaling=scaling)
+    data_cfg = dataclasses.replace(
+        pcfg.data,
+        data_dir=merged.data_dir,
+        seed=root,
+        scaling=scaling,
+        targets=data_targets(merged.metric or pcfg.train.metric),
+    )
     data_in = spec.dataset if spec.dataset is not None else used
     data_cfg, ds = plan_data(data_in, data_cfg, spec.scaling, cb)
     merged = _data_recorded(merged, data_cfg)
+    train_cfg = dataclasses.replace(
+        train_cfg, metric=settle_metric(merged.metric or pcfg.train.metric, ds)
+    )
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
     grid = v("grid")
     sampler = v("sampler")
@@ -254,7 +269,7 @@ def _fine_box(spec: SweepSpec, merged: SweepSpec, par: Parent) -> FineBox:
     v, pcfg, res = merged.value, par.config, par.result
     judged, _ = judge_sweep(
         res.members, res.configs, pcfg.space, res.dataset["n_val"], res.curves,
-        v("band"), v("margin"), pcfg.train.seed,
+        v("band"), v("margin"), pcfg.train.seed, pcfg.metric,
     )  # fmt: skip
     given = {n: getattr(spec, n) for n in EXTRA_AXES}
     decay_off = spec.lr_decay == "off"
@@ -370,6 +385,8 @@ def _resolved(spec, model_cfg, train_cfg, sched_cfg, space, replicas, folds) -> 
         replicas=replicas if replicas > 1 and not folds else None,
         folds=folds or None,
         hparams=user_hparams.resolved(space, dict(train_cfg.hparams)),
+        # only when not accuracy, so specs stored before metrics compare equal on resume
+        metric=None if train_cfg.metric == TrainConfig.metric else train_cfg.metric,
         **axes,
     )
 

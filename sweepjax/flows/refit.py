@@ -30,6 +30,7 @@ from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data import Dataset
 from sweepjax.engine import accuracy, member_params, train_population
 from sweepjax.engine.hparams import HParams
+from sweepjax.engine.setup import task_of
 from sweepjax.results.records import MemberRecord, SweepResult
 
 if TYPE_CHECKING:  # annotations of refit_winner only; the flows import this module
@@ -97,7 +98,10 @@ def refit_member(
     if not bool(res.alive[0]) or len(res.finished) == 0:
         return Refit(steps, float("nan"), None)
     params = member_params(res, 0, best=False)
-    test = accuracy(params, model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape)
+    test = accuracy(
+        params, model, ds.num_classes, ds.x_test, ds.y_test, ds.info.input_shape,
+        task_of(ds, train),
+    )  # fmt: skip
     return Refit(steps, float(test), params)
 
 

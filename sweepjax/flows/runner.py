@@ -166,7 +166,7 @@ def _run_sweep(
         from sweepjax.store.optuna_live import OptunaLive
 
         try:
-            study = OptunaLive(url, part.sid, cfg.space, _row_ids(members), note=cb.say)
+            study = OptunaLive(url, part.sid, cfg, _row_ids(members), note=cb.say)
         except BaseException:
             mark_interrupted(store, part.sid)  # nothing trained; `resume` starts at step 0
             raise

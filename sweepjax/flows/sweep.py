@@ -29,6 +29,7 @@ from sweepjax.data.checks import small_validation
 from sweepjax.engine import distributed
 from sweepjax.errors import ConfigError, StoreError
 from sweepjax.flows.build import PARAMS_KEPT, build_result
+from sweepjax.flows.inputs import data_targets
 from sweepjax.flows.plan import Plan, plan_coarse, plan_fine
 from sweepjax.flows.refit import refit_winner
 from sweepjax.flows.runner import (
@@ -41,6 +42,7 @@ from sweepjax.flows.runner import (
     write_report_hook,
 )
 from sweepjax.flows.sweep_config import FINE_LR_DECAY, FINE_STEPS_FACTOR, SweepConfig, derive_seed
+from sweepjax.metric import Metric
 from sweepjax.results.records import SweepResult
 from sweepjax.spec import (
     DEFAULT_BATCH,
@@ -132,7 +134,11 @@ def with_arrays(options: dict) -> dict:
         return options
     if options.get("dataset") is not None:
         raise ConfigError("give `dataset` or arrays (x_train=, y_train=), not both")
-    return {**options, "dataset": raw_arrays(**{k: given.get(k) for k in ARRAY_NAMES})}
+    # A regression's metric reads the targets as real numbers (whole-number floats too).
+    m = options.get("metric")
+    real = m.real if isinstance(m, Metric) else data_targets(m) == "real"
+    arrays = {k: given.get(k) for k in ARRAY_NAMES}
+    return {**options, "dataset": raw_arrays(**arrays, targets="real" if real else "auto")}
 
 
 def load(
@@ -168,7 +174,9 @@ def run(plan: Plan, st, cb: Callbacks) -> SweepResult:
     the plan's spec, never stored), then refit a fine round's winner when asked."""
     spec = plan.spec
     info = plan.data.info
-    if not plan.config.folds and (small := small_validation(info.n_val, info.n_train + info.n_val)):
+    if not plan.config.folds and (
+        small := small_validation(info.n_val, info.n_train + info.n_val, info.real)
+    ):
         cb.say(small)  # said once the plan holds, so a refused plan prints its error only
     result = run_sweep(
         plan.config,

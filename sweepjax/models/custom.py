@@ -314,7 +314,7 @@ def check(net: Custom, num_features: int) -> None:
             f"model {name} cannot take the data's examples of shape [B, "
             f"{', '.join(map(str, shape))}]: {type(e).__name__}: {_first_line(e)}"
         ) from None
-    if getattr(logits, "shape", None) != (2, k):
+    if getattr(logits, "shape", None) not in ((2, k), *(((2,),) if k == 1 else ())):
         got = list(getattr(logits, "shape", [])) or type(logits).__name__
         raise ConfigError(
             f"model {name} maps a batch [2, {', '.join(map(str, shape))}] to {got}; "

@@ -23,7 +23,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from sweepjax.report.members import Groups, accuracy_range, member_groups, status_labels
+from sweepjax.report.members import (
+    Groups,
+    accuracy_range,
+    member_groups,
+    score_cmap,
+    score_label,
+    status_labels,
+)
 
 # Scales of axes the search module cannot tell (stored boxes are plain [lo, hi] lists):
 # these are searched linearly, every other positive axis in log space.
@@ -147,8 +154,13 @@ def parallel_coordinates(result) -> Figure:
     ok = g.ok[np.argsort(np.nan_to_num(acc[g.ok], nan=-1.0), kind="stable")]  # best on top
     layers = [
         (g.diverged, dict(colors=DIVERGED, linestyles="--", lw=0.7, alpha=0.6), "pc-diverged", 1),
-        (g.stopped, dict(cmap=CMAP, norm=norm, lw=0.7, alpha=0.25), "pc-stopped", 2),
-        (ok, dict(cmap=CMAP, norm=norm, lw=1.1, alpha=0.9), "pc-members", 3),
+        (
+            g.stopped,
+            dict(cmap=score_cmap(result, CMAP), norm=norm, lw=0.7, alpha=0.25),
+            "pc-stopped",
+            2,
+        ),
+        (ok, dict(cmap=score_cmap(result, CMAP), norm=norm, lw=1.1, alpha=0.9), "pc-members", 3),
         (g.tied, dict(colors=TIED, lw=1.8), "pc-tied", 4),
         (g.winner, dict(colors="black", lw=3.0), "pc-winner", 5),
     ]
@@ -173,7 +185,9 @@ def parallel_coordinates(result) -> Figure:
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     if mappable is not None and (len(g.ok) or len(g.stopped)):
-        fig.colorbar(mappable, ax=ax, label="best validation accuracy", pad=0.02)
+        fig.colorbar(
+            mappable, ax=ax, label=score_label(result, "best validation accuracy"), pad=0.02
+        )
     lab = status_labels(result, g)
     handles = [
         Line2D([], [], color="black", lw=3, label="winner"),
@@ -209,6 +223,7 @@ def pairwise_panels(result, max_axes: int = MAX_PAIR_AXES) -> Figure:
     u = unit_coords(result, axes)
     g = member_groups(result)
     acc, norm = _accuracy_norm(result, g)
+    cmap = score_cmap(result, CMAP)
     n = len(axes) - 1
     fig = Figure(figsize=(2.1 * n + 1.4, 2.1 * n + 0.6), dpi=100)
     fig.subplots_adjust(left=0.1, right=0.86, bottom=0.08, top=0.93, wspace=0.08, hspace=0.08)
@@ -221,9 +236,9 @@ def pairwise_panels(result, max_axes: int = MAX_PAIR_AXES) -> Figure:
             x, y = u[:, c], u[:, r + 1]
             ax.scatter(x[g.diverged], y[g.diverged], marker="x", s=12, c=DIVERGED, lw=0.8,
                        gid="pair-diverged")  # fmt: skip
-            ax.scatter(x[g.stopped], y[g.stopped], c=acc[g.stopped], cmap=CMAP, norm=norm,
+            ax.scatter(x[g.stopped], y[g.stopped], c=acc[g.stopped], cmap=cmap, norm=norm,
                        s=8, alpha=0.3, lw=0, gid="pair-stopped")  # fmt: skip
-            sc = ax.scatter(x[g.ok], y[g.ok], c=acc[g.ok], cmap=CMAP, norm=norm, s=14,
+            sc = ax.scatter(x[g.ok], y[g.ok], c=acc[g.ok], cmap=cmap, norm=norm, s=14,
                             edgecolors="k", linewidths=0.2, gid="pair-members")  # fmt: skip
             ax.scatter(x[g.tied], y[g.tied], s=55, facecolors="none", edgecolors=TIED, lw=1.2,
                        gid="pair-tied")  # fmt: skip
@@ -242,7 +257,8 @@ def pairwise_panels(result, max_axes: int = MAX_PAIR_AXES) -> Figure:
             ax.tick_params(labelsize=7, length=2)
             panels.append(ax)
     if sc is not None and (len(g.ok) or len(g.stopped)):  # the shared norm: both groups
-        fig.colorbar(sc, ax=panels, label="best validation accuracy", fraction=0.04)
+        label = score_label(result, "best validation accuracy")
+    fig.colorbar(sc, ax=panels, label=label, fraction=0.04)
     n_all = len(result.space)
     fig.suptitle(
         "every pair of swept axes"

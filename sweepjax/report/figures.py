@@ -31,6 +31,8 @@ from sweepjax.report.members import (
     chosen_rows,
     member_groups,
     rank_label,
+    score_cmap,
+    score_label,
     status_labels,
 )
 
@@ -219,7 +221,7 @@ def response_surface(result, parents=(), top: int = 3) -> Figure:
     lr, l2 = result.member_array("lr"), result.member_array("l2")
     acc = result.member_array("best_val_acc")
     g, labels = member_groups(result), status_labels(result)
-    norm, cmap = Normalize(*accuracy_range(result, g)), colormaps["viridis"]
+    norm, cmap = Normalize(*accuracy_range(result, g)), colormaps[score_cmap(result)]
     # Stopped by the schedule: hollow, ringed in the colour of the accuracy they reached.
     edge = cmap(norm(acc[g.stopped]))
     edge[~np.isfinite(acc[g.stopped])] = (0.5, 0.5, 0.5, 1.0)
@@ -239,7 +241,7 @@ def response_surface(result, parents=(), top: int = 3) -> Figure:
         fig.colorbar(
             ScalarMappable(norm, cmap),
             ax=ax,
-            label="best validation accuracy"
+            label=score_label(result, "best validation accuracy")
             + (" (filled: finished, ring: stopped)" if len(g.stopped) else ""),
         )
     flagged = {b.member for b in result.boundary}
@@ -354,10 +356,10 @@ def accuracy_gap(result, rows_top) -> Figure:
         _curve(ax, c.step, c.val_acc[r], f"val   {_label(m)}", color=color, lw=1.8)
         _curve(ax, c.step, c.train_acc[r], f"train {_label(m)}", color=color, lw=1.4, ls="--")
     ax.set_xlabel("step")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(score_label(result, "accuracy"))
     ax.set_title(
-        "training (dashed) vs validation (solid) accuracy: big gap -> raise "
-        "lambda; no gap -> more capacity",
+        score_label(result, "training (dashed) vs validation (solid) accuracy")
+        + ": big gap -> raise lambda; no gap -> more capacity",
         fontsize=9,
     )
     if ax.get_legend_handles_labels()[0]:

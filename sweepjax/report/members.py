@@ -75,6 +75,22 @@ def status_labels(result, g: Groups | None = None) -> dict[str, str]:
     }
 
 
+def score_label(result, text: str) -> str:
+    """``text`` about accuracy in the words of the sweep's metric (an MSE: "mse (lower
+    is better)"); accuracy's text as it is."""
+    m = result.config.metric
+    if m.binomial:
+        return text
+    way = "higher" if m.higher_is_better else "lower"
+    return text.replace("accuracy", f"{m.short} ({way} is better)")
+
+
+def score_cmap(result, name: str = "viridis") -> str:
+    """The colour map of the metric's values: its best end bright (reversed for a
+    metric where lower is better)."""
+    return name if result.config.metric.higher_is_better else f"{name}_r"
+
+
 def accuracy_range(result, g: Groups | None = None) -> tuple[float, float]:
     """``(lo, hi)`` of the colour scale: the best validation accuracies of every member
     drawn with a score (finished and stopped; diverged ones have none worth a colour)."""
@@ -252,6 +268,8 @@ def shared_settings(config: SweepConfig, dataset: dict | None = None) -> list[tu
 __all__ = [
     "Groups",
     "accuracy_range",
+    "score_cmap",
+    "score_label",
     "applies",
     "chosen_members",
     "chosen_rows",

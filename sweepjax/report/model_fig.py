@@ -37,7 +37,9 @@ def model_surface(result, appraisal, space, levels: int = 12, grid: int = 41) ->
     mean, sd = predict(s, pts)
     xs, ys = ranges[ax_x].from_unit(u), ranges[ax_y].from_unit(u)
     cs = ax.contourf(xs, ys, mean.reshape(grid, grid), levels=levels, cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="modelled val accuracy")
+    m = result.config.metric  # the model's values are scores: an MSE's negated
+    what = "val accuracy" if m.binomial else f"score ({'' if m.higher_is_better else '-'}{m.short})"
+    fig.colorbar(cs, ax=ax, label=f"modelled {what}")
     if s.x is not None:  # hatch where the model knows less than one member would tell
         alive = ~s.diverged
         ok_pts = supported_points(sd, s.noise_se[alive], s.dispersion)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from sweepjax.report.members import score_label
+
 
 def active_over_time(result) -> Figure:
     """Members still training at each step (stairs down at every rung), by outcome."""
@@ -87,7 +89,7 @@ def replica_spread(result, top: int = 12) -> Figure:
         )
     ax.set_xticks(range(len(cfgs)), [str(c.id) for c in cfgs])
     ax.set_xlabel("config (best first)")
-    ax.set_ylabel("best validation accuracy")
+    ax.set_ylabel(score_label(result, "best validation accuracy"))
     folds = result.config.folds
     what = f"{folds} folds" if folds > 1 else f"{len(cfgs[0].members) if cfgs else 0} replicas"
     ax.set_title(f"spread over {what}: dots = members, bar = mean +/- SD")

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sweepjax.analysis.diagnose import diagnose_sweep
-from sweepjax.analysis.ranking import ORDER_LINE
+from sweepjax.analysis.ranking import order_line
 from sweepjax.report import custom_fig, figures, schedule_fig
 from sweepjax.report.html import Panel, esc, table
 from sweepjax.report.members import (
@@ -55,6 +55,7 @@ def _summary_table(result, diagnoses) -> str:
     stopped = sum(m.status == "stopped" for m in result.members)
     w = result.winner
     ds = result.dataset or {}
+    metric = result.config.metric
     rows = [
         ["sweep", f"{result.sweep_id} ({result.kind}, {result.status})"],
         ["parent", result.parent or "-"],
@@ -76,8 +77,9 @@ def _summary_table(result, diagnoses) -> str:
             "winner",
             "-"
             if w is None
-            else f"id {w.id}: lr {w.lr:.3g}, lambda {w.l2:.3g}, val acc {w.val_acc:.4f}"
-            + ("" if w.test_acc is None else f", test acc {w.test_acc:.4f}"),
+            else f"id {w.id}: lr {w.lr:.3g}, lambda {w.l2:.3g}, val {metric.short} "
+            f"{metric.fmt(w.val_acc)}"
+            + ("" if w.test_acc is None else f", test {metric.short} {metric.fmt(w.test_acc)}"),
         ],
         [
             "timing",
@@ -123,20 +125,27 @@ def model_fit(result):
 
     space = getattr(result.config, "space", None) or as_space(result.space)
     seed = result.config.train.seed
-    a = judge_members(result.members, space, int(result.dataset["n_val"]), result.curves, seed=seed)
+    n_val = int(result.dataset["n_val"])
+    metric = result.config.metric
+    a = judge_members(result.members, space, n_val, result.curves, seed=seed, metric=metric)
     return None if a.surface is None else (a, space)
 
 
-def _flag_item(b, band: float) -> str:
+def _flag_item(b, band: float, metric=None) -> str:
     if b.rise is None:  # a flag of the old band rule (stores written before the model)
         return (
             f'<li class="flag">member {b.member} lies in the {esc(b.side)} {band:.0%} of '
             f"{esc(b.param)}: the best value may be outside the box; widen it to the "
             f"{'lower' if b.side == 'low' else 'higher'} side</li>"
         )
+    what, way, rise, se = "accuracy still rises", "+", f"{b.rise:.4f}", f"{b.rise_se:.4f}"
+    if metric is not None and not metric.binomial:  # the rise is the score's
+        what = f"{esc(metric.short)} still {'rises' if metric.higher_is_better else 'falls'}"
+        way = "+" if metric.higher_is_better else "-"
+        rise, se = f"{b.rise:.4g}", f"{b.rise_se:.4g}"
     return (
-        f'<li class="flag">the modelled accuracy still rises toward the {esc(b.side)} edge '
-        f"of {esc(b.param)} (+{b.rise:.4f} +/- {b.rise_se:.4f}, p={b.p_value:.1g}): the "
+        f'<li class="flag">the modelled {what} toward the {esc(b.side)} edge '
+        f"of {esc(b.param)} ({way}{rise} +/- {se}, p={b.p_value:.1g}): the "
         f"best value may be outside the box; widen it to the "
         f"{'lower' if b.side == 'low' else 'higher'} side</li>"
     )
@@ -146,7 +155,7 @@ def _flags_and_diagnoses(result, diagnoses, rows) -> str:
     parts = []
     if result.boundary:
         band = figures.sweep_band(result)
-        items = "".join(_flag_item(b, band) for b in result.boundary)
+        items = "".join(_flag_item(b, band, result.config.metric) for b in result.boundary)
         parts.append(f"<p><b>Boundary flags</b></p><ul>{items}</ul>")
     else:
         parts.append("<p><b>Boundary flags</b>: none (the modelled score rises toward no edge)</p>")
@@ -310,7 +319,7 @@ def chosen(page: Page, fig: Fig) -> list[Panel]:
     header, rows, classes = chosen_members(result)
     shared = shared_settings(result.config, result.dataset)
     # The one ranking order, said once: why a stopped 0.9100 sits below a finished 0.9075.
-    order = f"{ORDER_LINE}; shown: the winner, then the next finished members"
+    order = f"{order_line(result.config.metric)}; shown: the winner, then the next finished members"
     html = f"<p>{esc(order)}</p>" + table(header, rows, classes=classes)
     if shared:
         html += "<p><b>Shared configuration</b></p>" + table(

@@ -28,6 +28,7 @@ Which members count where (a scheduled sweep stops most members early):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from sweepjax.analysis import verdict as vd
 from sweepjax.analysis.surface import Surface, fit_surface
 from sweepjax.config import SearchSpace, axis_of
 from sweepjax.engine.curves import Curves
+from sweepjax.metric import ACCURACY, Metric
 from sweepjax.results.records import ConfigRecord, MemberRecord
 
 
@@ -140,8 +142,12 @@ def judge_members(
     margin: float = vd.DEFAULT_MARGIN,
     seed: int = 0,
     acc_se: np.ndarray | None = None,
+    metric: Metric = ACCURACY,
 ) -> Appraisal:
     """Judge a sweep: rank, tie, fit, decide, and propose the next box.
+
+    Every judgement reads scores, higher is better: a metric other than accuracy (an
+    MSE) is oriented first (:func:`oriented`), with its own SEs.
 
     Args:
       members: the sweep's records (any order; rows of the arrays returned).
@@ -152,12 +158,15 @@ def judge_members(
       seed: seed of the posterior draws behind the confidences.
       acc_se: optional ``[N]`` empirical SEs (configs averaged over replicas or folds:
         :func:`sweepjax.results.records.config_se`) used instead of the binomial ones.
+      metric: what ``best_val_acc`` measures (:class:`~sweepjax.metric.Metric`).
 
     Example::
 
       a = judge_members(result.members, result.config.space, result.dataset["n_val"])
       [result.members[i].id for i in a.tied], a.verdict.flat
     """
+    if metric is not ACCURACY:
+        members, curves, acc_se = oriented(members, curves, n_val, metric, acc_se)
     axes = tuple(space.axes())
     ranges = space.axes()
     n = len(members)
@@ -209,6 +218,31 @@ def judge_members(
         axes, se, rank.order, rank.winner, rank.tied, x, surface, verdict, box, cap_hi, note,
         cap_lo, frontiers, ok,
     )  # fmt: skip
+
+
+def oriented(
+    members: list[MemberRecord],
+    curves: Curves | None,
+    n_val: int,
+    metric: Metric,
+    acc_se: np.ndarray | None,
+) -> tuple[list[MemberRecord], Curves | None, np.ndarray]:
+    """The records and curves with the metric's values as scores (higher is better:
+    an MSE negated) and their ``[N]`` SEs: ``acc_se`` when given (config means), else
+    each member's own ``val_acc_se`` (the per-example SD / sqrt(n) the trainer measured),
+    else the metric's SE from its value alone (:meth:`~sweepjax.metric.Metric.se`)."""
+    vals = np.array([m.best_val_acc for m in members], np.float64)
+    if acc_se is None:
+        own = np.array([np.nan if m.val_acc_se is None else m.val_acc_se for m in members])
+        acc_se = np.where(np.isfinite(own), own, metric.se(vals, None, n_val))
+    recs = [
+        dataclasses.replace(m, best_val_acc=float(metric.orient(m.best_val_acc))) for m in members
+    ]
+    if curves is not None:
+        curves = curves._replace(
+            val_acc=metric.orient(curves.val_acc), train_acc=metric.orient(curves.train_acc)
+        )
+    return recs, curves, np.asarray(acc_se, np.float64)
 
 
 def config_members(
@@ -268,11 +302,14 @@ def judge_sweep(
     band: float = vd.DEFAULT_BAND,
     margin: float = vd.DEFAULT_MARGIN,
     seed: int = 0,
+    metric: Metric = ACCURACY,
 ) -> tuple[Appraisal, list[MemberRecord]]:
     """:func:`judge_members` of a sweep's members, or of its configs when it has replicas or
     folds (config means, their empirical SEs, replica-averaged curves). Returns the
-    appraisal and the records it judged (rows of its arrays)."""
+    appraisal and the records it judged (rows of its arrays; the metric's own values)."""
     if not configs:
-        return judge_members(members, space, n_val, curves, band, margin, seed), members
+        a = judge_members(members, space, n_val, curves, band, margin, seed, metric=metric)
+        return a, members
     recs, avg, se = config_members(members, configs, curves)
-    return judge_members(recs, space, n_val, avg, band, margin, seed, acc_se=se), recs
+    a = judge_members(recs, space, n_val, avg, band, margin, seed, acc_se=se, metric=metric)
+    return a, recs

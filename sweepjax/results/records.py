@@ -17,6 +17,7 @@ from sweepjax.analysis.ranking import rank_order, status_group
 from sweepjax.analysis.surface import binomial_se
 from sweepjax.engine import optimizers
 from sweepjax.engine.curves import Curves
+from sweepjax.metric import ACCURACY, Metric
 from sweepjax.results.verdict_records import BoundaryFlag, VerdictRecord  # noqa: F401
 from sweepjax.spec import SweepSpec
 from sweepjax.sweep_config import SweepConfig
@@ -164,10 +165,14 @@ def configs_of(
     members: list[MemberRecord], config: SweepConfig, dataset: dict
 ) -> list[ConfigRecord]:
     """:func:`group_configs` with the sweep's resolved ``config`` and ``dataset`` dict."""
-    return group_configs(members, max(eval_rows(config, dataset), 1), config.folds > 1)
+    return group_configs(
+        members, max(eval_rows(config, dataset), 1), config.folds > 1, config.metric
+    )
 
 
-def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list[ConfigRecord]:
+def group_configs(
+    members: list[MemberRecord], n_eval: int, folds: bool, metric: Metric = ACCURACY
+) -> list[ConfigRecord]:
     """The members grouped by ``config`` (empty when no member has one), in config order.
 
     A config is ``ok`` when any replica trained to the end, ``stopped`` when a scheduler
@@ -211,7 +216,7 @@ def group_configs(members: list[MemberRecord], n_eval: int, folds: bool) -> list
     # loss, id.
     loss = [np.nan if r["mean_val_loss"] is None else r["mean_val_loss"] for r in rows]
     order = rank_order(
-        np.array([r["mean_val_acc"] for r in rows], np.float64),
+        metric.orient(np.array([r["mean_val_acc"] for r in rows], np.float64)),
         np.array(loss, np.float64),
         np.array([r["id"] for r in rows], np.int64),
         status_group(r["status"] for r in rows),

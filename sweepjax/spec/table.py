@@ -85,6 +85,18 @@ class Options:
         group="data and model",
         stored=False,
     )
+    metric: Any = opt(
+        "what members are scored, ranked and stopped by: accuracy (higher is better), mse "
+        "(mean squared error of a regression on real-valued targets, lower is better) or "
+        "package.module:name of a sweepjax.Metric (its direction is its own); from Python "
+        "also a sweepjax.Metric (default: accuracy, mse for real-valued targets; "
+        "docs/metrics.md)",
+        flag_help="accuracy | mse | package.module:name (default: accuracy, mse for "
+        "real-valued targets; docs/metrics.md)",
+        metavar="NAME",
+        group="data and model",
+        fine_help="accuracy | mse | package.module:name (default: the parent's)",
+    )
     hidden: int | Range | None = opt(
         "MLP hidden width: N fixes it (default 256); LO HI searches whole widths "
         "log-uniformly, each member masked to its own inside one network HI wide "

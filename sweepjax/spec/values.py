@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from sweepjax.budget import Budget
 from sweepjax.config import AXES, Range, check_user_name, is_factory_name
 from sweepjax.errors import ConfigError
+from sweepjax.metric import metric_name
 
 if TYPE_CHECKING:
     from sweepjax.spec import Opt
@@ -252,6 +253,8 @@ def normalise(o: Opt, value, command: str = "coarse"):
         return Budget.parse(value)
     if name == "dataset":
         return _data(value)
+    if name == "metric":  # a Metric object becomes its stored name (remembered here)
+        return metric_name(value)
     if o.kind == "path" and isinstance(value, os.PathLike):
         return os.fspath(value)
     if o.kind in ("str", "path") and not isinstance(value, str) and name != "model":

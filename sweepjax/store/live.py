@@ -196,7 +196,7 @@ class LiveWriter:
             m = rep.curves.val_acc.shape[0]
             ids = self.ids if self.ids is not None and len(self.ids) == m else np.arange(m)
             doc["snapshot"] = live_snapshot.of_running(
-                rep.curves, rep.schedule, ids, rep.step
+                rep.curves, rep.schedule, ids, rep.step, getattr(rep, "metric", None)
             ).to_json()
         if rep.anytime is not None:
             a = rep.anytime

@@ -21,6 +21,7 @@ import numpy as np
 
 from sweepjax.analysis.ranking import rank_order
 from sweepjax.engine.curves import Curves, ScheduleState
+from sweepjax.metric import ACCURACY, Metric
 from sweepjax.results.records import SweepResult
 
 # Status codes of the surface points (index into STATUS).
@@ -148,14 +149,16 @@ def build(
     acc: np.ndarray,
     acc_label: str = "val acc now",
     user: dict | None = None,
+    metric: Metric = ACCURACY,
 ) -> Snapshot:
     """The snapshot of a population: ``steps[E]``, curves ``[M, E]``, the rest ``[M]``
-    (``status``: the codes above)."""
+    (``status``: the codes above); the best picked in ``metric``'s direction."""
     acc = np.asarray(acc, np.float64)
     status = np.asarray(status, np.int64)
     ids = np.asarray(member_ids, np.int64)
     cols = _even(len(steps), CURVE_POINTS)
-    top, typical = pick_curves(acc, status, ids) if len(cols) else (ids[:0], ids[:0])
+    score = metric.orient(acc)
+    top, typical = pick_curves(score, status, ids) if len(cols) else (ids[:0], ids[:0])
     curves = [
         MemberCurve(
             int(ids[r]),
@@ -170,7 +173,7 @@ def build(
         for rows, role in ((top, "top"), (typical, "typical"))
         for r in rows
     ]
-    pts = pick_surface(acc)
+    pts = pick_surface(score)
     return Snapshot(
         step=int(step),
         num_members=len(acc),
@@ -201,9 +204,15 @@ def running_status(curves: Curves, schedule: ScheduleState) -> np.ndarray:
 
 
 def of_running(
-    curves: Curves, schedule: ScheduleState, member_ids: np.ndarray, step: int
+    curves: Curves,
+    schedule: ScheduleState,
+    member_ids: np.ndarray,
+    step: int,
+    metric: Metric | None = None,
 ) -> Snapshot:
-    """A training population's snapshot (the trainer's host records, read only)."""
+    """A training population's snapshot (the trainer's host records, read only); the
+    best members picked in ``metric``'s direction."""
+    metric = metric or ACCURACY
     return build(
         step,
         curves.step,
@@ -215,6 +224,8 @@ def of_running(
         member_ids,
         curves.last_finite("val_acc"),
         user=schedule.hparams.user,
+        acc_label="val acc now" if metric is ACCURACY else f"val {metric.short} now",
+        metric=metric,
     )
 
 
@@ -235,8 +246,9 @@ def of_result(result: SweepResult) -> Snapshot:
         np.array([codes.get(mr.status, OK) for mr in result.members], np.int64),
         np.array([mr.id for mr in result.members], np.int64),
         result.member_array("best_val_acc"),
-        acc_label="best val acc",
+        acc_label=f"best val {result.config.metric.short}",
         user=_user_columns(result),
+        metric=result.config.metric,
     )
 
 

@@ -194,6 +194,12 @@ def winner_first(specs: list[TrialSpec], result: SweepResult) -> list[TrialSpec]
     return first + [t for t in specs if t.member != win.id]
 
 
+def direction_of(metric) -> str:
+    """The Optuna study direction of a :class:`~sweepjax.metric.Metric`: ``maximize``
+    for accuracy, ``minimize`` for an MSE (trial values are the metric's own)."""
+    return "maximize" if metric.higher_is_better else "minimize"
+
+
 def study_attrs(result: SweepResult) -> dict[str, Any]:
     """The study's user attributes: which sweep it is and who won."""
     win = result.winner
@@ -209,6 +215,8 @@ def study_attrs(result: SweepResult) -> dict[str, Any]:
         "winner_val_acc": None if win is None else finite_or_none(win.val_acc),
         "winner_test_acc": None if win is None else finite_or_none(win.test_acc),
     }
+    if result.config.train.metric != "accuracy":  # the values above are this metric's
+        attrs["metric"] = result.config.train.metric
     if win is not None and win.config is not None:
         attrs["winner_config"] = int(win.config)
     return attrs
@@ -221,8 +229,11 @@ def _distribution(optuna, ax: ParamAxis):
     return d.FloatDistribution(ax.low, ax.high, log=ax.log)
 
 
-def new_study(optuna, url: str, name: str, url_option: str, exists_fix: str):
-    """A new maximizing study ``name`` in the storage ``url``, and the storage; one-line
+def new_study(
+    optuna, url: str, name: str, url_option: str, exists_fix: str, direction: str = "maximize"
+):
+    """A new study ``name`` in the storage ``url`` (``direction``: the metric's,
+    :func:`direction_of`), and the storage; one-line
     ConfigErrors for a bad URL (naming ``url_option``) and an existing study (saying
     ``exists_fix``)."""
     try:
@@ -234,7 +245,7 @@ def new_study(optuna, url: str, name: str, url_option: str, exists_fix: str):
         ) from e
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction="maximize", load_if_exists=False
+            storage=storage, study_name=name, direction=direction, load_if_exists=False
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"study {name!r} already exists in {url}; {exists_fix}") from None
@@ -330,7 +341,8 @@ def export_study(
 ) -> StudyExport:
     """Write ``result`` as a new Optuna study ``study_name`` (default: the sweep id) in
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///optuna.db``), one trial per member
-    (:func:`trial_specs`), direction maximize, with :func:`study_attrs`. ``times``
+    (:func:`trial_specs`), direction the metric's (maximize accuracy, minimize an MSE),
+    with :func:`study_attrs`. ``times``
     (:func:`member_times`, what ``sweepjax export`` passes) stamps each trial with its
     member's start and end; without it Optuna stamps them all with the time of export.
 
@@ -360,7 +372,10 @@ def export_study(
         )
         for t in winner_first(trial_specs(result), result)
     ]
-    study, store = new_study(optuna, storage, name, "--storage", "name another with --study NAME")
+    study, store = new_study(
+        optuna, storage, name, "--storage", "name another with --study NAME",
+        direction_of(result.config.metric),
+    )  # fmt: skip
     try:
         for k, v in study_attrs(result).items():
             study.set_user_attr(k, v)

@@ -21,6 +21,7 @@ import numpy as np
 
 from sweepjax.config import SearchSpace, axis_of
 from sweepjax.store.optuna_export import (
+    direction_of,
     import_optuna,
     new_study,
     study_attrs,
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 
 
 class OptunaLive:
-    """Writes ended members of sweep ``sweep_id`` (searching ``space``, a SearchSpace or
-    ``{axis: [lo, hi]}``) as trials of a new study ``study`` (default: the sweep id) in ``url``.
+    """Writes ended members of sweep ``sweep_id`` (searching ``space``: a SearchSpace,
+    ``{axis: [lo, hi]}``, or the sweep's ``SweepConfig``: its space, and its metric's
+    direction) as trials of a new study ``study`` (default: the sweep id) in ``url``.
 
     ``member_ids[row]`` is each member row's id (None: the row itself, as in ASHA, whose
     rows grow as members are created)."""
@@ -55,12 +57,16 @@ class OptunaLive:
         self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
         self.note = note or (lambda m: None)
         self.written: set[int] = set()
+        direction = "maximize"
+        if hasattr(space, "metric"):  # the sweep's config
+            space, direction = space.space, direction_of(space.metric)
         typed = space if isinstance(space, SearchSpace) else space_from_dict(space)
         self.axes = {k: axis_of(k, r) for k, r in typed.axes().items()}
         self.space = {k: (float(r.lo), float(r.hi)) for k, r in typed.axes().items()}
         self.study, _ = new_study(
-            optuna, url, self.name, "`optuna_storage`", "remove it or write another store's sweep"
-        )
+            optuna, url, self.name, "`optuna_storage`", "remove it or write another store's sweep",
+            direction,
+        )  # fmt: skip
         self.on = True
 
     # ------------------------------------------------------------------ during the run

@@ -188,6 +188,19 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
     return out
 
 
+def metric_names(result: SweepResult) -> dict[str, tuple[str, str]]:
+    """:data:`METRICS` with the sweep's metric named (the tags stay ``val_acc`` ...: what
+    they hold is the metric's value, e.g. an MSE, lower is better)."""
+    metric = result.config.metric
+    if metric.binomial:
+        return METRICS
+    what = f"{metric.short} ({'higher' if metric.higher_is_better else 'lower'} is better)"
+    out = dict(METRICS)
+    for tag in (BEST, "val_acc", "train_acc"):
+        out[tag] = (METRICS[tag][0].replace("accuracy", what), METRICS[tag][1])
+    return out
+
+
 def description(result: SweepResult) -> str:
     """The experiment's one-line description: which sweep, on what, how."""
     n = len(result.members)
@@ -243,7 +256,7 @@ def experiment_summary(proto, result: SweepResult, created: float):
         ],
         metric_infos=[
             api.MetricInfo(name=api.MetricName(tag=tag), display_name=d, dataset_type=datasets[s])
-            for tag, (d, s) in METRICS.items()
+            for tag, (d, s) in metric_names(result).items()
         ],
     )
     return _summary(proto, EXPERIMENT_TAG, {"experiment": exp})
