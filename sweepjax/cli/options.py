@@ -108,6 +108,8 @@ def add_options(
                 kw["nargs"], kw["metavar"] = 2, ("LO", "HI")
             elif o.kind == "axis":
                 kw["nargs"] = "+"
+            elif o.kind == "choices":  # repeatable: --choice optimizer=sgd,adam
+                kw["action"] = "append"
         g.add_argument(flag_of(o.name), **kw)
 
 

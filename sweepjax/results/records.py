@@ -55,6 +55,9 @@ class MemberRecord:
     dropout: float | None = None
     init_scale: float | None = None
     momentum: float | None = None
+    # With categorical axes (``choices``): the values it trained with, e.g.
+    # {"optimizer": "adam"} (None without; derived from the config, so not a column).
+    choice: dict | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -368,4 +371,16 @@ class SweepResult:
             "progress": self.progress,
             "in_flight": self.in_flight,
             "report": self.report,
+            **({"choices": self.choices_json()} if self.config.choices else {}),
+        }
+
+    def choices_json(self) -> dict:
+        """The categorical axes, their values and each value judged (best member, its
+        score and SE, members, diverged share, verdict) with the one-line verdict."""
+        from sweepjax.results.choice_verdict import choice_line, choice_scores
+
+        return {
+            "axes": {n: list(v) for n, v in self.config.choices},
+            "values": [s.as_dict() for s in choice_scores(self.members, self.config)],
+            "verdict": choice_line(self.members, self.config),
         }
