@@ -16,12 +16,18 @@ AXIS_COLUMNS = {
     "dropout": ("drop", 5, "{:>5.2f}"),
     "init_scale": ("init", 6, "{:>6.3g}"),
     "momentum": ("mom", 5, "{:>5.3f}"),
+    "choice": ("choice", 10, "{:>10}"),  # categorical values (``choices``), e.g. adam
 }
 
 
 def axis_columns(result: SweepResult) -> list[str]:
-    """The searched axes beyond (lr, l2) that get a column (only when searched)."""
-    return [a for a in AXIS_COLUMNS if a in result.space]
+    """The searched axes beyond (lr, l2) that get a column (only when searched), and
+    the categorical values' column in a sweep with ``choices``."""
+    return [a for a in AXIS_COLUMNS if a in result.space or (a == "choice" and _choices(result))]
+
+
+def _choices(result) -> bool:
+    return bool(getattr(result.config, "choices", ()))
 
 
 def axis_header(axes: list[str]) -> str:
@@ -31,7 +37,9 @@ def axis_header(axes: list[str]) -> str:
 def axis_cells(rec, axes: list[str]) -> str:
     out = ""
     for a in axes:
-        v, (_, width, fmt) = getattr(rec, a), AXIS_COLUMNS[a]
+        v, (_, width, fmt) = getattr(rec, a, None), AXIS_COLUMNS[a]
+        if a == "choice" and v is not None:  # {"optimizer": "adam"} -> adam
+            v = "+".join(str(x) for x in v.values())
         out += (fmt.format(v) if v is not None else f"{'-':>{width}}") + "  "
     return out
 
