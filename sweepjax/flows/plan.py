@@ -71,7 +71,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     builtin = isinstance(model, str) and model in MODEL_DEFAULTS
     # A user's network takes the MLP's optimizer default (and no width: it has its own).
     defaults = MODEL_DEFAULTS[model if builtin else "mlp"]
-    optimizer = spec.optimizer or first_optimizer(spec) or defaults.optimizer
+    optimizer = first_optimizer(spec) or spec.optimizer or defaults.optimizer
     width = _width(
         searched.get("hidden"),
         fixed.get("hidden"),
