@@ -13,9 +13,11 @@ import json
 import jax
 import numpy as np
 import pytest
+from flax import serialization
 
 import sweepjax
 from sweepjax.analysis.choices import compare, verdict_line
+from sweepjax.cli import main
 from sweepjax.config import ModelConfig
 from sweepjax.engine import PROGRAMS, train_population
 from sweepjax.errors import ConfigError
@@ -135,6 +137,9 @@ def test_resume_inside_the_second_part_is_exact(ds, swept, tmp_path):
     kw = dict(dataset=ds, choices=OPT, lr=(1e-2, 0.5), store=store, **KW)
     with pytest.raises(SweepInterrupted, match="step 10/40"):
         sweepjax.coarse(callbacks=Callbacks(stop=stop), **kw)
+    with Store.open(store) as s:  # the second part's checkpoint carries the first part
+        (blob,) = s.conn.execute("SELECT blob FROM checkpoints").fetchone()
+    assert len(serialization.msgpack_restore(blob)["parts"]) == 1
     resumed = sweepjax.coarse(resume=True, **kw)
     assert resumed.members == res.members
     np.testing.assert_array_equal(resumed.curves.val_acc, res.curves.val_acc)
@@ -218,3 +223,23 @@ def test_the_mlps_activation_against_numpy(act):
     if act != "relu":
         with pytest.raises(ConfigError, match="built-in MLP's"):
             ModelConfig("softmax", activation=act)
+
+
+@pytest.mark.slow
+def test_the_cli_sweeps_two_optimizers_on_the_bundled_sample(tmp_path, capsys):
+    """``coarse --choice optimizer=sgd,adam --trials 16 --steps 60``: 8 members each, the
+    choice in every member's JSON, the values judged; `show` prints the column and line."""
+    store = str(tmp_path / "c.db")
+    argv = ["coarse", "--dataset", "mnist-sample", "--choice", "optimizer=sgd,adam"]
+    argv += ["--trials", "16", "--steps", "60", "--store", store, "--no-report"]
+    assert main([*argv, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [m["choice"]["optimizer"] for m in doc["members"]] == ["sgd", "adam"] * 8
+    values = {v["label"]: v for v in doc["choices"]["values"]}
+    assert values["sgd"]["members"] == values["adam"]["members"] == 8
+    assert {v["verdict"] for v in values.values()} <= {"best", "tied", "worse"}
+    assert doc["choices"]["verdict"].startswith("optimizer ")
+    assert doc["winner"]["val_acc"] > 0.8
+    assert main(["show", "c1", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "choice  status" in out and "choices: optimizer " in out
