@@ -8,7 +8,9 @@ keeps the tied values and drops the clearly worse; the MLP's activations against
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -22,12 +24,13 @@ from sweepjax.config import ModelConfig
 from sweepjax.engine import PROGRAMS, train_population
 from sweepjax.errors import ConfigError
 from sweepjax.flows.choices import kept_choices
-from sweepjax.flows.runner import Callbacks, SweepInterrupted
+from sweepjax.flows.runner import Callbacks, SweepInterrupted, write_report_hook
 from sweepjax.models import build_network
 from sweepjax.results.records import MemberRecord
 from sweepjax.spec import SweepSpec
 from sweepjax.spec.choices import combos, normalise_choices
 from sweepjax.store.db import Store
+from sweepjax.store.optuna_export import param_axes, trial_specs
 from tests.helpers import sweep_config, toy_dataset
 
 OPT = {"optimizer": ["sgd", "adam"]}
@@ -122,6 +125,8 @@ def test_the_choice_is_stored_and_read_back(swept):
     doc = json.loads(json.dumps(back.to_json()))
     assert doc["choices"]["axes"] == OPT and len(doc["choices"]["values"]) == 2
     assert doc["members"][1]["choice"] == {"optimizer": "adam"}
+    html = Path(write_report_hook(back, Store.open(store))).read_text()
+    assert "Categorical values: optimizer" in html and "best val acc ± SE" in html
 
 
 @pytest.mark.slow
@@ -204,6 +209,22 @@ def test_fine_keeps_the_tied_values_and_drops_the_clearly_worse():
     assert note.startswith("fine choices from c1: drops sgd (sgd worse; momentum tied; adam best")
     given = SweepSpec.create("fine", choices={"optimizer": ["sgd"]})
     assert kept_choices(given, given, parent) == (given, None)
+
+
+def test_the_optuna_export_writes_the_choice_as_a_categorical_parameter():
+    cfg = sweep_config(trials=2, choices=normalise_choices(OPT))
+    members = [
+        dataclasses.replace(_member(i, a), choice=cfg.member_choice(i))
+        for i, a in enumerate([0.9, 0.8])
+    ]
+    res = sweepjax.SweepResult(
+        "c1", "coarse", None, {}, {"lr": [1e-3, 1.0], "l2": [1e-6, 1.0]}, cfg, members,
+        None, [], None,
+    )  # fmt: skip
+    assert param_axes(res)["optimizer"].choices == ("sgd", "adam")
+    specs = trial_specs(res)
+    assert [t.params["optimizer"] for t in specs] == ["sgd", "adam"]
+    assert "optimizer" not in specs[0].user_attrs
 
 
 # ----------------------------------------------------------------------- activations
