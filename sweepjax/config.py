@@ -28,8 +28,7 @@ DEFAULT_TOP_K = 5
 
 MODELS = ("softmax", "mlp")
 OPTIMIZERS = ("sgd", "momentum", "adam")
-# The built-in MLP's hidden activation (ModelConfig.activation; a categorical axis).
-ACTIVATIONS = ("relu", "gelu", "tanh")
+ACTIVATIONS = ("relu", "gelu", "tanh")  # the built-in MLP's (ModelConfig.activation)
 # How inputs are scaled after centring (DataConfig.scaling; the `scaling` option).
 SCALINGS = ("auto", "feature", "global")
 
@@ -74,14 +73,12 @@ class ModelConfig:
         or ``custom`` (the user's own model, named by ``spec``; :mod:`sweepjax.models.custom`).
       hidden: hidden width of the MLP (static: a new width compiles a new program).
       spec: the custom model's ``package.module:Name`` (only with ``kind="custom"``).
-      activation: the MLP's hidden activation, ``relu`` | ``gelu`` | ``tanh`` (static:
-        a categorical axis, ``choices``).
     """
 
     kind: str = "softmax"
     hidden: int = 100
     spec: str | None = None
-    activation: str = "relu"
+    activation: str = "relu"  # the MLP's hidden activation (static: a `choices` axis)
 
     def __post_init__(self):
         if self.kind == "custom":
@@ -96,22 +93,13 @@ class ModelConfig:
             raise ConfigError(f"spec {self.spec!r} goes with kind='custom', not {self.kind!r}")
         if self.hidden < 1:
             raise ConfigError(f"hidden width must be >= 1, got {self.hidden}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-            )
-        if self.activation != "relu" and self.kind != "mlp":
-            raise ConfigError(f"`activation` is the built-in MLP's, not {self.kind!r}'s")
+        if self.activation not in (ok := ACTIVATIONS if self.kind == "mlp" else ("relu",)):
+            raise ConfigError(f"{self.kind} takes activation {'|'.join(ok)}, not {self.activation}")
 
     def as_dict(self) -> dict:
-        """The stored form: ``spec`` only when set, the activation only when not relu, so
-        configs stored before custom models and activations compare equal on resume."""
-        d = dataclasses.asdict(self)
-        if d["spec"] is None:
-            del d["spec"]
-        if d["activation"] == "relu":
-            del d["activation"]
-        return d
+        """The stored form: ``spec`` / ``activation`` only when set (so older configs match)."""
+        unset = {"spec": None, "activation": "relu"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if unset.get(k, ...) != v}
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,7 @@ def test_the_mlps_activation_against_numpy(act):
     want = np.asarray(p["out"]["kernel"]) @ f(h) + np.asarray(p["out"]["bias"])[:, None]
     np.testing.assert_allclose(np.asarray(net.logits_t(p, x, None)), want, rtol=1e-5, atol=1e-6)
     if act != "relu":
-        with pytest.raises(ConfigError, match="built-in MLP's"):
+        with pytest.raises(ConfigError, match=f"softmax takes activation relu, not {act}"):
             ModelConfig("softmax", activation=act)
 
 
