@@ -192,7 +192,7 @@ class SweepConfig:
             replicas=d.get("replicas", 1),
             folds=d.get("folds", 0),
             spec=_spec(d["spec"]) if "spec" in d else None,
-            choices=normalise_choices(d.get("choices") or {}),
+            choices=normalise_choices(d.get("choices") or []),
         )
 
 

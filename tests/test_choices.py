@@ -65,7 +65,12 @@ def test_choices_are_read_the_same_from_a_flag_toml_and_python():
         == py.choices
         == (("optimizer", ("sgd", "adam")), ("activation", ("relu", "gelu")))
     )
-    assert SweepSpec.from_dict(py.to_dict()).choices == py.choices
+    # stored as a list of pairs: the declared order survives JSON with sorted keys
+    stored = json.loads(json.dumps(py.to_dict(), sort_keys=True))
+    assert SweepSpec.from_dict(stored).choices == py.choices
+    cfg = sweep_config(choices=py.choices)
+    back = type(cfg).from_dict(json.loads(json.dumps(cfg.as_dict(), sort_keys=True)))
+    assert back.choices == py.choices and back.member_choice(1) == cfg.member_choice(1)
     assert combos(py.choices)[1] == {"optimizer": "sgd", "activation": "gelu"}
     assert normalise_choices({"hidden": ["32", 64]}) == (("hidden", (32, 64)),)
 

@@ -106,8 +106,8 @@ class SweepSpec(Options):
                 v = [v.lo, v.hi]
             elif isinstance(v, Budget):
                 v = str(v)  # its one spelling; from_dict parses it back
-            elif o.kind == "choices":
-                v = {n: list(vals) for n, vals in v}
+            elif o.kind == "choices":  # a list of pairs: the order survives sorted keys
+                v = [[n, list(vals)] for n, vals in v]
             elif o.name in ("model", "dataset") and not isinstance(v, str):
                 continue  # a Python object: the stored config names it
             out[o.name] = v

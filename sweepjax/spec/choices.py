@@ -93,9 +93,11 @@ def normalise_choices(value) -> Choices:
     return tuple(out.items())
 
 
-def as_stored(choices: Choices) -> dict:
-    """The JSON form: ``{"optimizer": ["sgd", "adam"]}`` (:func:`normalise_choices` reads it)."""
-    return {n: list(v) for n, v in choices}
+def as_stored(choices: Choices) -> list:
+    """The JSON form, ``[["optimizer", ["sgd", "adam"]], ...]``: a list, so the declared
+    order (which combination a member trains with) survives a store that sorts keys
+    (:func:`normalise_choices` reads it)."""
+    return [[n, list(v)] for n, v in choices]
 
 
 def combos(choices: Choices) -> list[dict]:
