@@ -169,10 +169,14 @@ def train(
             if on_chunk is None:
                 return None
             with_parts = tuple(done)
+            # The part's own rows: the live views (watch, Optuna) get progress only, and
+            # the members at the end (their rows are not the sweep's until merged).
             return on_chunk(
                 rep._replace(
                     elapsed_s=offset + rep.elapsed_s,
                     checkpoint=lambda rep=rep: rep.checkpoint()._replace(parts=with_parts),
+                    curves=None,
+                    schedule=None,
                 )
             )
 
