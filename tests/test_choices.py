@@ -269,3 +269,20 @@ def test_the_cli_sweeps_two_optimizers_on_the_bundled_sample(tmp_path, capsys):
     assert main(["show", "c1", "--store", store]) == 0
     out = capsys.readouterr().out
     assert "choice  status" in out and "choices: optimizer " in out
+
+
+@pytest.mark.slow
+def test_widths_and_activations_under_halving_then_fine(ds, tmp_path):
+    """Four programs (two compiled widths x two activations) under halving inside each
+    part: a part that ends early merges with NaN columns; each member's width is its
+    choice; the winner is scored and refit with its own network; fine runs on."""
+    store = str(tmp_path / "w.db")
+    ch = {"hidden": [4, 8], "activation": ["relu", "tanh"]}
+    kw = {**KW, "schedule": "halving", "trials": 8}
+    c = sweepjax.coarse(dataset=ds, model="mlp", choices=ch, store=store, **kw)
+    assert all(m.hidden == m.choice["hidden"] for m in c.members)
+    assert np.isfinite(c.winner.test_acc) and len(c.choices_json()["values"]) == 4
+    f = sweepjax.fine(dataset=ds, store=store, steps=40, report=False)
+    kept = dict(f.config.choices)
+    assert set(kept) == {"hidden", "activation"} and all(kept.values())
+    assert np.isfinite(f.winner.refit_test_acc)

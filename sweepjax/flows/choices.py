@@ -207,10 +207,16 @@ def merge(results: list[PopulationResult], rows: list[np.ndarray], m: int) -> Po
     def cat(get):
         return np.concatenate([np.asarray(get(r)) for r in results])[inv]
 
-    steps = results[0].curves.step
-    if any(not np.array_equal(r.curves.step, steps) for r in results):
-        raise RuntimeError("the parts evaluated at different steps")
-    curves = Curves(steps, *(cat(lambda r, f=f: getattr(r.curves, f)) for f in Curves._fields[1:]))
+    # A part whose members all stopped or diverged early has fewer columns: NaN there.
+    steps = np.unique(np.concatenate([np.asarray(r.curves.step, np.int64) for r in results]))
+
+    def col(r, f):
+        a = np.asarray(getattr(r.curves, f), np.float32)
+        out = np.full((a.shape[0], len(steps)), np.nan, np.float32)
+        out[:, np.searchsorted(steps, np.asarray(r.curves.step, np.int64))] = a
+        return out
+
+    curves = Curves(steps, *(cat(lambda r, f=f: col(r, f)) for f in Curves._fields[1:]))
     finished, params, best, lineage, history = [], [], [], [], []
     for r, rw in zip(results, rows, strict=True):
         for j, row in enumerate(np.asarray(r.finished)):
