@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from sweepjax.data import Dataset
-from sweepjax.engine import ChunkReport, PopulationResult, train_population
+from sweepjax.engine import ChunkReport, PopulationResult, footprint, train_population
 from sweepjax.engine.curves import Checkpoint, Curves
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.outcome import Timing
@@ -109,6 +109,19 @@ def split(cfg: SweepConfig, hp: HParams, ids: np.ndarray) -> list[ChoicePart]:
         rows = np.flatnonzero(which == k)
         out.append(ChoicePart(combo, rows, hp.take(rows), ids[rows], len(rows) // cfg.group))
     return out
+
+
+def check_footprint(cfg: SweepConfig, ds: Dataset, hp: HParams, ids) -> None:
+    """The memory check before any row (:func:`sweepjax.engine.footprint.check`): of the
+    whole population, or with choices of each part with its own optimizer and network
+    (the parts train one after another)."""
+    if not cfg.choices:
+        footprint.check(ds, cfg.model, cfg.train, hp.num_members)
+        return
+    for part in split(cfg, hp, ids):
+        if len(part.rows):
+            pcfg = cfg.with_combo(part.combo)
+            footprint.check(ds, pcfg.model, pcfg.train, len(part.rows))
 
 
 def plan_text(cfg: SweepConfig, hp: HParams, ids) -> str:

@@ -20,7 +20,7 @@ from sweepjax import search
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.data.folds import pool
-from sweepjax.engine import ChunkReport, distributed, footprint, train_population
+from sweepjax.engine import ChunkReport, distributed, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import AllDivergedError, SweepjaxError
 from sweepjax.flows import anytime, choices
@@ -150,7 +150,7 @@ def _run_sweep(
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
     sampler's; default: ``search.sample``); ``created`` gets the sweep's id once it exists."""
     cfg, members = _members(cfg, ds, where, draws, resume, cb)
-    footprint.check(ds, cfg.model, cfg.train, members.hp.num_members)  # before any row
+    choices.check_footprint(cfg, ds, members.hp, members.ids)  # before any row (each part)
     if resume:
         cfg, members, part = resumed_part(cfg, ds, store, cb.say, members, name, where, created)
     else:
