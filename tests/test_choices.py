@@ -214,6 +214,9 @@ def test_fine_keeps_the_tied_values_and_drops_the_clearly_worse():
     assert note.startswith("fine choices from c1: drops sgd (sgd worse; momentum tied; adam best")
     given = SweepSpec.create("fine", choices={"optimizer": ["sgd"]})
     assert kept_choices(given, given, parent) == (given, None)
+    fixed = SweepSpec.create("fine", optimizer="adam")  # an optimizer given fixes it
+    out, note = kept_choices(fixed, fixed.replace(choices=merged.choices), parent)
+    assert out.choices is None and note == "fine choices: none (optimizer given)"
 
 
 def test_the_optuna_export_writes_the_choice_as_a_categorical_parameter():

@@ -81,6 +81,14 @@ def kept_choices(spec: SweepSpec, merged: SweepSpec, parent) -> tuple[SweepSpec,
     pc = parent.config
     if spec.choices is not None or not merged.choices or not pc.choices:
         return merged, None
+    # An optimizer or width given to the round fixes it: that choice is not inherited
+    # (the parent's values are still judged as the parent assigned them).
+    fixed = [n for n in ("optimizer", "hidden") if getattr(spec, n) is not None]
+    if fixed:
+        left = tuple((n, v) for n, v in merged.choices if n not in fixed)
+        merged = dataclasses.replace(merged, choices=left or None)
+        if not left:
+            return merged, f"fine choices: none ({', '.join(fixed)} given)"
     scores = choice_scores(parent.members, pc)
     kept_combos = [c for c, s in zip(pc.combos(), scores, strict=True) if s.verdict in KEEP]
     if not kept_combos:  # nothing to judge (every member diverged): keep them all
