@@ -248,7 +248,8 @@ def test_the_mlps_activation_against_numpy(act):
         "gelu": lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3))),
     }[act]
     want = np.asarray(p["out"]["kernel"]) @ f(h) + np.asarray(p["out"]["bias"])[:, None]
-    np.testing.assert_allclose(np.asarray(net.logits_t(p, x, None)), want, rtol=1e-5, atol=1e-6)
+    got = jax.jit(lambda p, x: net.logits_t(p, x, None))(p, x)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
     if act != "relu":
         with pytest.raises(ConfigError, match=f"softmax takes activation relu, not {act}"):
             ModelConfig("softmax", activation=act)
