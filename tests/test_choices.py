@@ -20,6 +20,7 @@ from flax import serialization
 import sweepjax
 from sweepjax.analysis.choices import compare, verdict_line
 from sweepjax.cli import main
+from sweepjax.cli.formats import to_csv_text
 from sweepjax.config import ModelConfig
 from sweepjax.engine import PROGRAMS, train_population
 from sweepjax.errors import ConfigError
@@ -31,6 +32,7 @@ from sweepjax.spec import SweepSpec
 from sweepjax.spec.choices import combos, normalise_choices
 from sweepjax.store.db import Store
 from sweepjax.store.optuna_export import param_axes, trial_specs
+from sweepjax.store.tensorboard_export import hparam_axes, run_specs
 from tests.helpers import sweep_config, toy_dataset
 
 OPT = {"optimizer": ["sgd", "adam"]}
@@ -233,6 +235,11 @@ def test_the_optuna_export_writes_the_choice_as_a_categorical_parameter():
     specs = trial_specs(res)
     assert [t.params["optimizer"] for t in specs] == ["sgd", "adam"]
     assert "optimizer" not in specs[0].user_attrs
+    # TensorBoard: a string hparam, not an interval; the CSV: a column per axis
+    assert [r.hparams["optimizer"] for r in run_specs(res)] == ["sgd", "adam"]
+    assert [a.name for a in hparam_axes(res)] == ["lr", "l2"]
+    rows = to_csv_text(res).splitlines()
+    assert rows[0].endswith(",optimizer") and rows[2].endswith(",adam")
 
 
 # ----------------------------------------------------------------------- activations

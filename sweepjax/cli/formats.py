@@ -57,10 +57,13 @@ CSV_COLUMNS = (
 def to_csv_text(result: SweepResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    names = [n for n, _ in result.config.choices]  # a column per categorical axis
+    w.writerow([*CSV_COLUMNS, *names])
     for m in result.members:
         d = json_clean({**m.as_dict(), "tied": int(m.id in result.tied)})
-        w.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
+        w.writerow(
+            ["" if d[c] is None else d[c] for c in CSV_COLUMNS] + [m.choice[n] for n in names]
+        )
     return buf.getvalue()
 
 
