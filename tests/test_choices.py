@@ -98,6 +98,8 @@ def test_asha_an_activation_of_the_softmax_and_optimizer_twice_are_refused(ds, t
         (dict(schedule="asha"), "ASHA and `budget` refill one program"),
         (dict(choices={"activation": ["relu", "gelu"]}), "built-in MLP's; add `model` mlp"),
         (dict(optimizer="adam"), "drop one"),
+        (dict(model="mlp", hidden=32, choices={"hidden": [16, 64]}), "drop `hidden`"),
+        (dict(momentum=(0.5, 0.9)), "sgd has no momentum"),
     ]:
         kw = {**KW, "choices": OPT, **extra}
         with pytest.raises(ConfigError, match=says):

@@ -80,7 +80,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     model_cfg = model_config(model, width, spec.loss)
     check_axes(model_cfg, [*searched, *(n for n, x in fixed.items() if x)])
     check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
-    check_choices(spec.choices or (), model_cfg, "hidden" in searched, _momentum(spec))
+    check_choices(spec.choices or (), model_cfg, spec.hidden is not None, _momentum(spec))
     train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed)
     sched_cfg = schedule_config(
         "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps,

@@ -131,16 +131,14 @@ def applied(model: ModelConfig, train: TrainConfig, combo: Mapping):
 
 
 def check(choices: Choices, model: ModelConfig, searched_hidden: bool, momentum: bool) -> None:
-    """Choices that fit the sweep: activation and width are the built-in MLP's (a
-    searched width already masks each member inside one program); sgd has no momentum
-    (``momentum``: the axis is searched or fixed by the user)."""
+    """Choices that fit the sweep: activation and width are the built-in MLP's; a width
+    choice goes without the `hidden` option (``searched_hidden``: given, or searched in
+    a fine box); sgd has no momentum (``momentum``: searched or fixed by the user)."""
     names = dict(choices)
     for n in ("activation", "hidden"):
         if n in names and model.kind != "mlp":
             raise ConfigError(f"`choices` {n} is the built-in MLP's; add `model` mlp")
     if "hidden" in names and searched_hidden:
-        raise ConfigError(
-            "`choices` hidden compiles one width per value; drop the searched `hidden` box"
-        )
+        raise ConfigError("`choices` hidden compiles one width per value; drop `hidden`")
     if momentum and "sgd" in names.get("optimizer", ()):
         raise ConfigError("`momentum` needs `optimizer` momentum or adam (sgd has no momentum)")
