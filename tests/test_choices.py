@@ -157,6 +157,25 @@ def test_resume_inside_the_second_part_is_exact(ds, swept, tmp_path):
     resumed = sweepjax.coarse(resume=True, **kw)
     assert resumed.members == res.members
     np.testing.assert_array_equal(resumed.curves.val_acc, res.curves.val_acc)
+    # A kill right after the first part's last checkpoint (stored at its end, before the
+    # second part wrote one): resume rebuilds the first part from it and trains the second.
+    first = serialization.msgpack_restore(serialization.msgpack_restore(blob)["parts"][0])
+    with pytest.raises(SweepInterrupted):
+        sweepjax.coarse(callbacks=Callbacks(stop=lambda: True), name="k", **kw)
+    with Store.open(store) as s:  # the first part's end, as its own throttled save wrote it
+        s.conn.execute(
+            "UPDATE checkpoints SET step=?, blob=? WHERE sweep='k'",
+            (first["step"], first["checkpoint"]),
+        )
+    again = sweepjax.coarse(resume=True, name="k", **kw)
+    assert again.members == res.members
+    # Interrupted inside the first part: it continues, and the second trains from scratch.
+    calls.clear()
+    with pytest.raises(SweepInterrupted, match="step 30/40"):
+        sweepjax.coarse(
+            callbacks=Callbacks(stop=lambda: len(calls) == 2 or calls.append(1)), name="p", **kw
+        )
+    assert sweepjax.coarse(resume=True, name="p", **kw).members == res.members
 
 
 # ---------------------------------------------------------------------------- verdicts

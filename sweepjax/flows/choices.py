@@ -173,13 +173,14 @@ def train(
     an interrupted part's result whose checkpoint carries the finished parts."""
     parts = [p for p in split(cfg, hp, ids) if len(p.rows)]
     done = list(resume.parts) if resume is not None else []
+    current = len(done)  # the part the resume checkpoint is of (the next after those)
     results, offset = [], 0.0
     for k, part in enumerate(parts):
         pcfg = cfg.with_combo(part.combo)
         ckpt = None
-        if k < len(done):  # finished before the interruption: rebuilt from its end
+        if k < current:  # finished before the interruption: rebuilt from its end
             ckpt = stored_parts.part_checkpoint(done[k], _like(ds, pcfg, part))
-        elif k == len(done) and resume is not None:
+        elif k == current and resume is not None:
             ckpt = resume._replace(parts=())
         final: list = []
 
@@ -208,10 +209,11 @@ def train(
         )  # fmt: skip
         if not res.completed:
             return res._replace(checkpoint=res.checkpoint._replace(parts=tuple(done)))
-        if k >= len(done):
-            if not final:
+        if k >= current:  # its end: the last report's, or a checkpoint stored there
+            end = final[0] if final else ckpt
+            if end is None:
                 raise RuntimeError("a choice part ended without its final report")
-            done.append(stored_parts.blob(final[0]))
+            done.append(stored_parts.blob(end))
         offset += res.timing.train_s + res.timing.compile_s
         results.append(res)
     return merge(results, [p.rows for p in parts], len(ids))
