@@ -32,7 +32,7 @@ from sweepjax.engine.hparams import HParams
 from sweepjax.engine.outcome import Timing
 from sweepjax.engine.setup import init_states
 from sweepjax.engine.slots import carry_like
-from sweepjax.errors import ConfigError
+from sweepjax.errors import ConfigError, StoreError
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 from sweepjax.results.choice_verdict import choice_scores
 from sweepjax.spec import SweepSpec
@@ -182,6 +182,10 @@ def train(
             ckpt = stored_parts.part_checkpoint(done[k], _like(ds, pcfg, part))
         elif k == current and resume is not None:
             ckpt = resume._replace(parts=())
+        if ckpt is not None and ckpt.schedule.hparams.num_members != len(part.rows):
+            raise StoreError(
+                "the stored checkpoint does not match this configuration; run without `resume`"
+            )
         final: list = []
 
         def hook(rep: ChunkReport, final=final, offset=offset) -> bool | None:
