@@ -318,3 +318,13 @@ def test_widths_and_activations_under_halving_then_fine(ds, tmp_path):
     kept = dict(f.config.choices)
     assert set(kept) == {"hidden", "activation"} and all(kept.values())
     assert np.isfinite(f.winner.refit_test_acc)
+
+
+@pytest.mark.slow
+def test_the_worked_example_runs(tmp_path, capsys):
+    """examples/categorical.py, shortened: four programs in each round, fine keeps tied."""
+    from examples import categorical
+
+    c, f = categorical.main(str(tmp_path / "e.db"), trials=8, steps=30, fine_steps=30)
+    assert len(c.choices_json()["values"]) == 4 and f.parent == c.sweep_id
+    assert "optimizer+activation" in capsys.readouterr().out
