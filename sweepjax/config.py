@@ -29,6 +29,7 @@ DEFAULT_TOP_K = 5
 
 MODELS = ("softmax", "mlp")
 OPTIMIZERS = ("sgd", "momentum", "adam")
+ACTIVATIONS = ("relu", "gelu", "tanh")  # the built-in MLP's (ModelConfig.activation)
 # How inputs are scaled after centring (DataConfig.scaling; the `scaling` option).
 SCALINGS = ("auto", "feature", "global")
 
@@ -79,6 +80,7 @@ class ModelConfig:
     kind: str = "softmax"
     hidden: int = 100
     spec: str | None = None
+    activation: str = "relu"  # the MLP's hidden activation (static: a `choices` axis)
 
     def __post_init__(self):
         if self.kind == "custom":
@@ -93,14 +95,13 @@ class ModelConfig:
             raise ConfigError(f"spec {self.spec!r} goes with kind='custom', not {self.kind!r}")
         if self.hidden < 1:
             raise ConfigError(f"hidden width must be >= 1, got {self.hidden}")
+        if self.activation not in (ok := ACTIVATIONS if self.kind == "mlp" else ("relu",)):
+            raise ConfigError(f"{self.kind} takes activation {'|'.join(ok)}, not {self.activation}")
 
     def as_dict(self) -> dict:
-        """The stored form: ``spec`` only when set, so configs stored before custom
-        models compare equal on resume."""
-        d = dataclasses.asdict(self)
-        if d["spec"] is None:
-            del d["spec"]
-        return d
+        """The stored form: ``spec`` / ``activation`` only when set (so older configs match)."""
+        unset = {"spec": None, "activation": "relu"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if unset.get(k, ...) != v}
 
 
 @dataclass(frozen=True)

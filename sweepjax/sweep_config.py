@@ -31,6 +31,8 @@ from sweepjax.errors import ConfigError
 from sweepjax.metric import Metric
 from sweepjax.metric import resolve as resolve_metric
 from sweepjax.spec import DEFAULT_SAMPLER, SweepSpec
+from sweepjax.spec.choices import applied, as_stored, combo_index, normalise_choices
+from sweepjax.spec.choices import combos as choice_combos
 
 # Train settings left out of the stored config while at their defaults (a sweep stored
 # before they existed resumes, and compares equal, with the same flags).
@@ -108,9 +110,35 @@ class SweepConfig:
     # sweep stored before specs existed (and a config built in Python without one):
     # :meth:`options` then reads them from the config.
     spec: SweepSpec | None = None
+    # Categorical axes, ``((name, (value, ...)), ...)`` (:mod:`sweepjax.spec.choices`):
+    # one part of the population, with its own program, per combination of values.
+    choices: tuple = ()
 
     def __post_init__(self):
         check_axes(self.model, self.space.axes())
+
+    def combos(self) -> list[dict]:
+        """The combinations of the categorical values (``[{}]`` without choices)."""
+        return choice_combos(self.choices)
+
+    def member_choice(self, member_id: int) -> dict | None:
+        """The categorical values member ``member_id`` trained with (None: no choices);
+        config ``c`` (member id // group) trains with combination ``c % n``."""
+        if not self.choices:
+            return None
+        return self.combos()[combo_index(int(member_id) // self.group, self.choices)]
+
+    def member_config(self, member_id: int) -> SweepConfig:
+        """This config as member ``member_id`` trained with it: its optimizer, activation
+        and width (itself without choices)."""
+        return self.with_combo(self.member_choice(member_id) or {})
+
+    def with_combo(self, combo: Mapping) -> SweepConfig:
+        """The config of the part that trains with ``combo`` (no choices left)."""
+        if not combo:
+            return self
+        model, train = applied(self.model, self.train, combo)
+        return dataclasses.replace(self, model=model, train=train, choices=())
 
     @property
     def group(self) -> int:
@@ -166,6 +194,7 @@ class SweepConfig:
             **({"replicas": self.replicas} if self.replicas > 1 else {}),
             **({"folds": self.folds} if self.folds > 1 else {}),
             **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
+            **({"choices": as_stored(self.choices)} if self.choices else {}),
         }
 
     @classmethod
@@ -193,6 +222,7 @@ class SweepConfig:
             replicas=d.get("replicas", 1),
             folds=d.get("folds", 0),
             spec=_spec(d["spec"]) if "spec" in d else None,
+            choices=normalise_choices(d.get("choices") or []),
         )
 
 

@@ -57,12 +57,16 @@ CSV_COLUMNS = (
 def to_csv_text(result: SweepResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    own = sorted({n for m in result.members for n in m.hparams})  # the user's, last
-    w.writerow((*CSV_COLUMNS, *own))
+    own = sorted({n for m in result.members for n in m.hparams})  # the user's own
+    names = [n for n, _ in result.config.choices]  # a column per categorical axis
+    w.writerow((*CSV_COLUMNS, *own, *names))
     for m in result.members:
         d = json_clean({**m.as_dict(), "tied": int(m.id in result.tied)})
         d.update(json_clean({n: m.hparams.get(n) for n in own}))
-        w.writerow(["" if d[c] is None else d[c] for c in (*CSV_COLUMNS, *own)])
+        w.writerow(
+            ["" if d[c] is None else d[c] for c in (*CSV_COLUMNS, *own)]
+            + [m.choice[n] for n in names]
+        )
     return buf.getvalue()
 
 

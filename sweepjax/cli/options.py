@@ -108,7 +108,7 @@ def add_options(
                 kw["nargs"], kw["metavar"] = 2, ("LO", "HI")
             elif o.kind == "axis":
                 kw["nargs"] = "+"
-            elif o.kind == "hparams":
+            elif o.kind in ("hparams", "choices"):  # repeatable: --choice optimizer=sgd,adam
                 kw["action"] = "append"
         g.add_argument(flag_of(o.name), **kw)
 

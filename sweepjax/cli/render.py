@@ -134,7 +134,7 @@ def render_result(result: SweepResult, store_path: str | None = None, top: int =
         f"{result.kind} sweep {result.sweep_id}"
         + (f" (refines {result.parent})" if result.parent else "")
         + f": {len(result.members)} members x {tr.steps} steps, batch "
-        f"{tr.batch_size}, {tr.optimizer}, "
+        f"{tr.batch_size}, {'|'.join(dict(cfg.choices).get('optimizer', [tr.optimizer]))}, "
         f"{_model_name(cfg)} on {ds.get('name')} "
         f"({ds.get('n_train')}/{ds.get('n_val')}/{ds.get('n_test')})"
     )
@@ -161,6 +161,8 @@ def _axis_values(rec, axes: list[str]) -> str:
             out += f"  final lr x{v:.3f}"
         elif a == "hidden":
             out += f"  hidden {v}"
+        elif a == "choice":  # its categorical values, e.g. optimizer adam
+            out += "".join(f"  {k} {x}" for k, x in v.items())
         else:
             out += f"  {a} {v:.3g}"
     return out
@@ -171,6 +173,8 @@ def _summary_lines(result: SweepResult, store_path: str | None) -> list[str]:
     v = result.verdict
     metric = result.config.metric
     lines = ["", *_winner_lines(result), *([] if v is None else _model_lines(v, metric))]
+    if result.config.choices:  # the categorical values compared, with their SEs
+        lines.append(f"choices: {result.choices_json()['verdict']}")
     verdicts = _verdict_lines(result, store_path)
     if verdicts:
         lines.append("verdict:")

@@ -16,14 +16,21 @@ AXIS_COLUMNS = {
     "dropout": ("drop", 5, "{:>5.2f}"),
     "init_scale": ("init", 6, "{:>6.3g}"),
     "momentum": ("mom", 5, "{:>5.3f}"),
+    "choice": ("choice", 10, "{:>10}"),  # categorical values (``choices``), e.g. adam
 }
 
 
 def axis_columns(result: SweepResult) -> list[str]:
     """The searched axes beyond (lr, l2) that get a column (only when searched), the
-    user's own hyperparameters last."""
+    user's own hyperparameters, and the categorical values' column in a sweep with
+    ``choices``."""
     own = [a for a in result.space if a not in AXIS_COLUMNS and a not in ("lr", "l2")]
-    return [a for a in AXIS_COLUMNS if a in result.space] + own
+    built_in = [a for a in AXIS_COLUMNS if a in result.space and a != "choice"]
+    return built_in + own + (["choice"] if _choices(result) else [])
+
+
+def _choices(result) -> bool:
+    return bool(getattr(result.config, "choices", ()))
 
 
 def _column(a: str) -> tuple[str, int, str]:
@@ -42,6 +49,8 @@ def axis_cells(rec, axes: list[str]) -> str:
     out = ""
     for a in axes:
         v, (_, width, fmt) = getattr(rec, a, None), _column(a)
+        if a == "choice" and v is not None:  # {"optimizer": "adam"} -> adam
+            v = "+".join(str(x) for x in v.values())
         out += (fmt.format(v) if v is not None else f"{'-':>{width}}") + "  "
     return out
 

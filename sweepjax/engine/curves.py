@@ -176,3 +176,6 @@ class Checkpoint(NamedTuple):
     curves: Curves
     schedule: ScheduleState
     size: int = 0
+    # A sweep with categorical axes trains its parts one after another: the stored
+    # final checkpoints of the parts already finished (:mod:`sweepjax.flows.choices`).
+    parts: tuple = ()

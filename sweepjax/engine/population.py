@@ -137,6 +137,8 @@ def member_params(result: PopulationResult, i: int, *, best: bool = True):
     if not len(pos):
         raise ValueError(f"member row {i} did not train to the end: no parameters kept")
     tree = result.best_params if best else result.params
+    if isinstance(tree, list):  # one tree per finished member (a choice sweep's parts)
+        return tree[int(pos[0])]
     return jax.tree.map(lambda a: np.asarray(a)[int(pos[0])], tree)
 
 

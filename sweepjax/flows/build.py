@@ -78,8 +78,8 @@ def build_result(
         result.winner = unfinished_winner(result)
     top = _kept_rows(result)
     params = {result.members[i].id: member_params(res, i) for i in top}
-    if top:
-        _test_the_winner(result, top[0], params, cfg, ds)
+    if top:  # scored with its own model (a categorical width or activation)
+        _test_the_winner(result, top[0], params, cfg.member_config(result.members[top[0]].id), ds)
     if cfg.model.kind == "mlp":  # the built-in MLP's layout (a user's model has its own)
         widths = {result.members[i].id: res.hparams.hidden[i] for i in top}
         result.activations = kept_activations(params, widths, ds)
@@ -105,7 +105,14 @@ def member_records(res: PopulationResult, cfg: SweepConfig, n_val: int = 0) -> l
         return float(metric.se(acc[i], sq[i], n_val))
 
     g = cfg.group  # members per config: member id = config id * g + replica
-    mlp, sgd = cfg.model.kind == "mlp", not optimizers.has_momentum(cfg.train.optimizer)
+    mlp = cfg.model.kind == "mlp"
+    # With categorical axes each member's own optimizer / width (cfg.member_config).
+    own = [cfg.member_config(int(i)) for i in res.member_ids] if cfg.choices else None
+    sgd = [
+        not optimizers.has_momentum((own[i] if own else cfg).train.optimizer)
+        for i in range(res.num_members)
+    ]
+    width = [(own[i] if own else cfg).model.hidden for i in range(res.num_members)]
     return [
         MemberRecord(
             id=int(res.member_ids[i]),
@@ -113,11 +120,12 @@ def member_records(res: PopulationResult, cfg: SweepConfig, n_val: int = 0) -> l
             l2=float(hp.l2[i]),
             lr_decay=float(hp.lr_decay[i]),
             # the width it trained at: its own inside the network's (inf = the full width)
-            hidden=int(min(hp.hidden[i], cfg.model.hidden)) if mlp else None,
+            hidden=int(min(hp.hidden[i], width[i])) if mlp else None,
             dropout=float(hp.dropout[i]),
             init_scale=float(hp.init_scale[i]),
-            momentum=None if sgd else float(hp.momentum[i]),
+            momentum=None if sgd[i] else float(hp.momentum[i]),
             hparams={k: float(v[i]) for k, v in hp.user.items()},
+            choice=cfg.member_choice(int(res.member_ids[i])),
             status=res.status[i],
             diverged_at=None if res.alive[i] else int(res.diverged_at[i]),
             best_val_acc=float(res.best_val_acc[i]),

@@ -21,6 +21,7 @@ from sweepjax.engine import distributed
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import ConfigError, StoreError
 from sweepjax.flows import user_hparams
+from sweepjax.flows.choices import check_schedule, first_optimizer, kept_choices
 from sweepjax.flows.fine_space import fine_space, model_draws
 from sweepjax.flows.inputs import data_targets, plan_data, settle_metric
 from sweepjax.flows.runner import Callbacks
@@ -38,6 +39,7 @@ from sweepjax.models.custom import check_axes, model_config, prepare
 from sweepjax.results.appraise import Appraisal, judge_sweep
 from sweepjax.results.records import EXTRA_AXES, SweepResult
 from sweepjax.spec import MODEL_DEFAULTS, SweepSpec
+from sweepjax.spec.choices import check as check_choices
 from sweepjax.store import Store, SweepRow
 
 
@@ -70,7 +72,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     builtin = isinstance(model, str) and model in MODEL_DEFAULTS
     # A user's network takes the MLP's optimizer default (and no width: it has its own).
     defaults = MODEL_DEFAULTS[model if builtin else "mlp"]
-    optimizer = spec.optimizer or defaults.optimizer
+    optimizer = first_optimizer(spec) or spec.optimizer or defaults.optimizer
     width = _width(
         searched.get("hidden"),
         fixed.get("hidden"),
@@ -79,6 +81,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     model_cfg = model_config(model, width, spec.loss)
     check_axes(model_cfg, [*searched, *(n for n, x in fixed.items() if x)])
     check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
+    check_choices(spec.choices or (), model_cfg, spec.hidden is not None, _momentum(spec))
     own_searched, own_fixed = user_hparams.split(spec.hparams)
     fixed = user_hparams.factory_momentum(optimizer, searched.get("momentum"), fixed)
     train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed, own_fixed)
@@ -122,8 +125,10 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
         replicas=replicas,
         folds=folds,
         spec=resolved,
+        choices=spec.choices or (),
     )
     scheduler_for(cfg, cfg.trials)  # a schedule that does not fit the run fails now
+    check_schedule(cfg)
     check_optuna_storage(spec.optuna_storage)
     return Plan(cfg, ds, where)
 
@@ -168,6 +173,7 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     inherited = par.result.spec.hparams  # the parent's declarations, each kept unless given
     space, own_fixed, own_why = user_hparams.fine_user(box.space, spec.hparams, inherited)
     box = box._replace(space=space, why=box.why + own_why)
+    merged, kept_note = kept_choices(spec, merged, par.result)
     model_cfg, fixed = _fine_model(spec, merged, box, pcfg)
     # The root seed (the data split's, shared by the whole chain) and, from it and the
     # lineage, this round's training seed: fresh draws each round, same per command.
@@ -226,8 +232,10 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
         replicas=replicas,
         folds=folds,
         spec=resolved,
+        choices=merged.choices or (),
     )
     scheduler_for(cfg, cfg.trials)
+    check_schedule(cfg)
     replaced = spec.lr is not None or spec.l2 is not None
     replaced |= any(box.given[n] is not None for n in box.given if n in pcfg.space.axes())
     replaced |= any(n in pcfg.space.axes() for n, _ in spec.hparams or ())
@@ -241,6 +249,8 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
         )
     check_optuna_storage(spec.optuna_storage)
     cb.say(f"fine box from {par.id}: {box.why}")
+    if kept_note:
+        cb.say(kept_note)
     cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
     return Plan(cfg, ds, where, draws, box.why)
 
@@ -302,7 +312,13 @@ def _fine_model(
     model_cfg = model_config(merged.value("model"), width, spec.loss)
     check_axes(model_cfg, [*box.space.axes(), *(n for n, x in given_fixed.items() if x)])
     check_fixed_axes(box.space, model_cfg.kind, merged.value("optimizer"), given_fixed)
+    check_choices(merged.choices or (), model_cfg, box.space.hidden is not None, _momentum(spec))
     return model_cfg, fixed
+
+
+def _momentum(spec: SweepSpec) -> bool:
+    """Momentum given (fixed or searched) by the user: sgd has none."""
+    return spec.momentum is not None
 
 
 def fit_batch(train_cfg, ds, folds: int, cb: Callbacks):

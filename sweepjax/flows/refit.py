@@ -116,7 +116,8 @@ def refit_winner(
         return result
     m = next(m for m in result.members if m.id == w.id)
     t0 = time.perf_counter()
-    r = refit_member(ds, m, cfg.model, cfg.train)
+    own = cfg.member_config(m.id)  # its optimizer, activation, width (categorical axes)
+    r = refit_member(ds, m, own.model, own.train)
     # The refit is training the user asked for: counted, and kept apart from train_s so
     # the sweep's own throughput stays the sweep's (a diverged refit took its time too).
     result.timing = dataclasses.replace(result.timing, refit_s=time.perf_counter() - t0)

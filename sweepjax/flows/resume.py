@@ -19,7 +19,7 @@ from sweepjax.engine.hparams import HParams
 from sweepjax.engine.setup import init_states
 from sweepjax.engine.slots import Carry, carry_like, carry_of, refill_like
 from sweepjax.errors import ConfigError, StoreError
-from sweepjax.flows import anytime
+from sweepjax.flows import anytime, choices
 from sweepjax.flows.faults import check_room
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.store.db import Store
@@ -167,11 +167,14 @@ def resumed_part(
             f"sweep {sid} ran on {ran_on} device(s), this run has {where.num_devices}; "
             f"resume it with `devices` {ran_on} (results match exactly only then)"
         )
-    if members.width:
-        like = refill_like(ds, cfg.model, cfg.train, members.width)
+    if cfg.choices:  # the current part's, carrying the parts already finished
+        ckpt = choices.load_checkpoint(store, sid, cfg, ds, members.hp, members.ids)
     else:
-        like = carry_like(init_states(ds, members.hp, cfg.model, cfg.train, members.ids))
-    ckpt = load_checkpoint(store, sid, like, compacting=not members.width)
+        if members.width:
+            like = refill_like(ds, cfg.model, cfg.train, members.width)
+        else:
+            like = carry_like(init_states(ds, members.hp, cfg.model, cfg.train, members.ids))
+        ckpt = load_checkpoint(store, sid, like, compacting=not members.width)
     check_room(store, cfg, ds, members.hp.num_members, sid)
     if members.width and ckpt is not None:
         members = members._replace(width=ckpt.size)  # results match exactly only then

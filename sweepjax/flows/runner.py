@@ -20,10 +20,10 @@ from sweepjax import search
 from sweepjax.config import DataConfig
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.data.folds import pool
-from sweepjax.engine import ChunkReport, distributed, footprint, train_population
+from sweepjax.engine import ChunkReport, distributed, train_population
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import AllDivergedError, SweepjaxError
-from sweepjax.flows import anytime
+from sweepjax.flows import anytime, choices
 from sweepjax.flows.build import build_result
 from sweepjax.flows.faults import check_new_study, check_room, kept_on_full_disk, mark_interrupted
 from sweepjax.flows.resume import Members, Part, resumed_part, this_run
@@ -108,8 +108,7 @@ def open_store(path, create: bool, where: distributed.Placement):
 
 
 def load_inputs(cfg: DataConfig, cb: Callbacks) -> Dataset:
-    ds = load_dataset(cfg)
-    if ds.info.note:
+    if (ds := load_dataset(cfg)).info.note:
         (cb.note or log.warning)(ds.info.note)
     return ds
 
@@ -127,8 +126,8 @@ def replicate(hp: HParams, ids: np.ndarray, group: int) -> tuple[HParams, np.nda
 
 
 def run_sweep(cfg: SweepConfig, ds: Dataset, store: Store, cb: Callbacks, **kw) -> SweepResult:
-    """Train, store and judge one sweep (the arguments: :func:`_run_sweep`'s). A full disk
-    ends it in one line; a sweep that exists is kept for ``resume`` (:mod:`.faults`)."""
+    """Train, store and judge one sweep (:func:`_run_sweep`); a full disk ends it in one
+    line, a sweep that exists is kept for ``resume`` (:mod:`.faults`)."""
     created: list[str] = []  # the sweep's id, once its row exists
     with kept_on_full_disk(store, created):
         return _run_sweep(cfg, ds, store, cb, created=created, **kw)
@@ -149,10 +148,9 @@ def _run_sweep(
     created: list[str],
 ) -> SweepResult:
     """Train, store and judge one sweep. ``draws`` are the members to train (a model-based
-    sampler's); by default they are ``search.sample`` of the config's box and seed. The
-    sweep's id is appended to ``created`` once its row exists."""
+    sampler's; default: ``search.sample``); ``created`` gets the sweep's id once it exists."""
     cfg, members = _members(cfg, ds, where, draws, resume, cb)
-    footprint.check(ds, cfg.model, cfg.train, members.hp.num_members)  # before any row
+    choices.check_footprint(cfg, ds, members.hp, members.ids)  # before any row (each part)
     if resume:
         cfg, members, part = resumed_part(cfg, ds, store, cb.say, members, name, where, created)
     else:
@@ -240,8 +238,7 @@ def _created(cfg, ds, store: Store, members: Members, name, where, created) -> P
 
 
 def _row_ids(members: Members):
-    """The member id of each result row: ASHA's rows are its ids (created as slots free
-    up), the others' are ``ids``."""
+    """Each result row's member id: ASHA's are its rows (slots refilled), others' ``ids``."""
     return None if members.width else members.ids
 
 
@@ -258,6 +255,7 @@ def _plan_line(cfg, ds, store: Store, sid: str, members: Members, policy) -> str
         plan += f", {cfg.folds}-fold cross-validation of {of}"
     elif cfg.group > 1:
         plan += f", {cfg.group} replicas of {of}"
+    plan += choices.plan_text(cfg, members.hp, members.ids) if cfg.choices else ""
     size = f"width {members.width}" if members.width else f"{members.hp.num_members} members"
     return (
         f"{cfg.kind} sweep {sid}: {size} x {cfg.train.steps} steps "
@@ -307,6 +305,9 @@ def _train(cfg, ds, store: Store, cb: Callbacks, members: Members, part: Part, p
                 cfg, train_ds, members.width, on_chunk=on_chunk, resume=part.ckpt, where=where,
                 folds=folds,
             )  # fmt: skip
+        elif cfg.choices:  # one population per categorical value, one after another
+            res = choices.train(cfg, train_ds, members.hp, members.ids, on_chunk=on_chunk,
+                                resume=part.ckpt, where=where, folds=folds)  # fmt: skip
         else:
             res = train_population(
                 train_ds, members.hp, cfg.model, cfg.train, member_ids=members.ids,
@@ -379,8 +380,7 @@ class _CheckpointThrottle:
         self.throttle = Throttle(CHECKPOINT_SHARE, clock=clock, start=clock())
 
     @property
-    def spent(self) -> float:
-        """Seconds spent writing checkpoints (copy to host included)."""
+    def spent(self) -> float:  # seconds spent writing checkpoints (copy to host included)
         return self.throttle.spent
 
     @property

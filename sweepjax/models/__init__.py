@@ -16,7 +16,9 @@ def build_network(
     """The :class:`Network` for ``cfg``; ``input_shape`` (the dataset's example shape)
     is what a custom model reshapes each example to (see :mod:`sweepjax.models.custom`)."""
     if cfg.kind in ("softmax", "mlp"):
-        return BuiltIn(cfg.kind, cfg.hidden, num_classes, bool(width_mask), bool(dropout))
+        return BuiltIn(
+            cfg.kind, cfg.hidden, num_classes, bool(width_mask), bool(dropout), cfg.activation
+        )
     return resolve(cfg.spec, num_classes, input_shape)
 
 

@@ -98,6 +98,10 @@ class Softmax(nn.Module):
         )(x, features_first)
 
 
+# The MLP's hidden activations by name (flax's gelu is the tanh approximation).
+ACTIVATION_FNS = {"relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh}
+
+
 class MLP(nn.Module):
     """One hidden ReLU layer (He-initialised), then a small-init linear read-out.
 
@@ -112,6 +116,7 @@ class MLP(nn.Module):
 
     hidden: int
     num_classes: int
+    activation: str = "relu"  # relu | gelu | tanh (ModelConfig.activation)
 
     @nn.compact
     def __call__(
@@ -124,7 +129,8 @@ class MLP(nn.Module):
         dropout=None,
         keep_u=None,
     ):
-        h = nn.relu(Dense(self.hidden, kernel_init=HIDDEN_INIT, name="hidden")(x, features_first))
+        act = ACTIVATION_FNS[self.activation]
+        h = act(Dense(self.hidden, kernel_init=HIDDEN_INIT, name="hidden")(x, features_first))
         unit_axis = 0 if features_first else h.ndim - 1
         shape = [1] * h.ndim
         shape[unit_axis] = self.hidden
@@ -141,7 +147,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     """The flax module for ``cfg``; ``apply(params, x[D]) -> logits[K]`` for one member."""
     if cfg.kind == "softmax":
         return Softmax(num_classes=num_classes)
-    return MLP(hidden=cfg.hidden, num_classes=num_classes)
+    return MLP(hidden=cfg.hidden, num_classes=num_classes, activation=cfg.activation)
 
 
 def init_params(model: nn.Module, key: jax.Array, num_features: int):

@@ -98,11 +98,12 @@ class BuiltIn:
     num_classes: int
     width_mask: bool = False
     dropout: bool = False
+    activation: str = "relu"  # the MLP's hidden activation (a static choice)
 
     def module(self):
         if self.kind == "softmax":
             return Softmax(num_classes=self.num_classes)
-        return MLP(hidden=self.hidden, num_classes=self.num_classes)
+        return MLP(hidden=self.hidden, num_classes=self.num_classes, activation=self.activation)
 
     def init(self, key, num_features: int, hp):
         params = scale_kernels(init_params(self.module(), key, num_features), hp.init_scale)

@@ -207,6 +207,8 @@ def applies(key: str, config: SweepConfig) -> bool:
     for the momentum and adam optimizers, each schedule's own settings only under it,
     and a fixed value of a per-member axis (``train.momentum``) only when not swept."""
     section, _, name = key.rpartition(".")
+    if section in ("train", "model", "spec") and name in dict(config.choices):
+        return False  # a categorical axis: each member's own value (the choice column)
     if name in MLP_ONLY and config.model.kind != "mlp":
         return False
     if name == "momentum" and not (

@@ -15,6 +15,7 @@ import numpy as np
 from sweepjax.analysis.diagnose import diagnose_sweep
 from sweepjax.analysis.ranking import order_line
 from sweepjax.report import custom_fig, figures, schedule_fig
+from sweepjax.report.choices_fig import categorical
 from sweepjax.report.html import Panel, esc, table
 from sweepjax.report.members import (
     NUM_CHOSEN,
@@ -340,6 +341,7 @@ SECTIONS = (
     data_check,
     response_surface,
     surface_model,
+    categorical,
     every_axis,
     schedule,
     spread,

@@ -60,6 +60,9 @@ class MemberRecord:
     # The user's own hyperparameters (``hparams``, searched or fixed): ``{name: value}``;
     # each also reads as an attribute (``record.label_smoothing``), like the axes above.
     hparams: dict = field(default_factory=dict)
+    # With categorical axes (``choices``): the values it trained with, e.g.
+    # {"optimizer": "adam"} (None without; derived from the config, so not a column).
+    choice: dict | None = None
 
     def __getattr__(self, name: str):
         return user_value(self, name)
@@ -395,4 +398,16 @@ class SweepResult:
             "progress": self.progress,
             "in_flight": self.in_flight,
             "report": self.report,
+            **({"choices": self.choices_json()} if self.config.choices else {}),
+        }
+
+    def choices_json(self) -> dict:
+        """The categorical axes, their values and each value judged (best member, its
+        score and SE, members, diverged share, verdict) with the one-line verdict."""
+        from sweepjax.results.choice_verdict import choice_line, choice_scores
+
+        return {
+            "axes": {n: list(v) for n, v in self.config.choices},
+            "values": [s.as_dict() for s in choice_scores(self.members, self.config)],
+            "verdict": choice_line(self.members, self.config),
         }

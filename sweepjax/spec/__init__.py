@@ -108,6 +108,8 @@ class SweepSpec(Options):
                 v = str(v)  # its one spelling; from_dict parses it back
             elif o.kind == "hparams":
                 v = hparams_stored(v)
+            elif o.kind == "choices":  # a list of pairs: the order survives sorted keys
+                v = [[n, list(vals)] for n, vals in v]
             elif o.name in ("model", "dataset") and not isinstance(v, str):
                 continue  # a Python object: the stored config names it
             out[o.name] = v

@@ -117,6 +117,20 @@ class Options:
         metavar="NAME",
         group="data and model",
     )
+    choices: Any = opt(
+        "categorical axes, values that change the compiled program: optimizer (sgd, "
+        "momentum, adam), activation (relu, gelu, tanh; `model` mlp) or hidden (whole "
+        "widths; `model` mlp), as NAME=V1,V2; repeatable (several: every combination). "
+        "The members are spread evenly over the values, each value's trained as one "
+        "population with its own program, one after another, in one sweep; from Python "
+        "a dict, e.g. {'optimizer': ['sgd', 'adam']} (docs/workflow.md#categorical-axes)",
+        kind="choices",
+        flag="--choice",
+        metavar="NAME=V1,V2",
+        group="data and model",
+        fine_help="categorical axes NAME=V1,V2 (default: the parent's values tied with its "
+        "best, the clearly worse ones dropped)",
+    )
     # search
     trials: int | None = opt(
         "members trained at once", kind="int", default=DEFAULT_TRIALS, metavar="N"

@@ -245,6 +245,10 @@ def normalise(o: Opt, value, command: str = "coarse"):
         v = _number(name, value, o.kind)
         _check_range(name, o.kind, v)
         return v
+    if o.kind == "choices":  # categorical axes: ((name, (values)), ...)
+        from sweepjax.spec.choices import normalise_choices
+
+        return normalise_choices(value)
     if o.kind == "budget":  # read once here; it stays a Budget (a string where stored)
         if not isinstance(value, str | Budget):  # a bare number: seconds or member-steps?
             raise ConfigError(

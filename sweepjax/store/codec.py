@@ -136,6 +136,7 @@ def checkpoint_blob(ckpt: Checkpoint) -> bytes:
             },
             "schedule": ckpt.schedule.as_arrays(),
             "size": np.int64(ckpt.size),
+            **({"parts": list(ckpt.parts)} if ckpt.parts else {}),
         }
     )
 
@@ -154,7 +155,9 @@ def checkpoint_from_blob(sweep_id: str, step: int, blob: bytes, like_states: Any
             "run without `resume`"
         )
     sched = ScheduleState.from_arrays(d["schedule"])
-    return Checkpoint(int(step), states, curves, sched, int(d.get("size", 0)))
+    parts = d.get("parts") or ()  # finished parts of a choice sweep (msgpack: a list)
+    parts = tuple(parts.values() if isinstance(parts, dict) else parts)
+    return Checkpoint(int(step), states, curves, sched, int(d.get("size", 0)), parts)
 
 
 # --------------------------------------------------------------------- JSON summaries

@@ -51,6 +51,7 @@ class ParamAxis(NamedTuple):
     high: float
     log: bool
     integer: bool
+    choices: tuple = ()  # a categorical axis (``choices``): CategoricalDistribution
 
 
 class TrialSpec(NamedTuple):
@@ -110,6 +111,8 @@ def param_axes(result: SweepResult) -> dict[str, ParamAxis]:
         if axis.integer:
             lo, hi = float(math.floor(lo)), float(math.ceil(hi))
         out[name] = ParamAxis(name, lo, hi, axis.log, axis.integer)
+    for name, values in result.config.choices:  # categorical axes, after the floats
+        out[name] = ParamAxis(name, 0.0, 0.0, False, False, tuple(values))
     return out
 
 
@@ -167,6 +170,10 @@ def trial_specs(result: SweepResult) -> list[TrialSpec]:
                 )
         params = {}
         for name, ax in axes.items():
+            if ax.choices:  # the member's categorical value
+                if m.choice is not None:
+                    params[name] = m.choice[name]
+                continue
             v = finite_or_none(getattr(m, name))
             if v is not None:
                 params[name] = int(round(v)) if ax.integer else v
@@ -224,6 +231,8 @@ def study_attrs(result: SweepResult) -> dict[str, Any]:
 
 def _distribution(optuna, ax: ParamAxis):
     d = optuna.distributions
+    if ax.choices:
+        return d.CategoricalDistribution(list(ax.choices))
     if ax.integer:
         return d.IntDistribution(int(ax.low), int(ax.high), log=ax.log)
     return d.FloatDistribution(ax.low, ax.high, log=ax.log)

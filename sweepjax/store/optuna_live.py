@@ -143,10 +143,16 @@ class OptunaLive:
         try:
             # The winner first of those left, so Optuna's best trial is the winner on
             # ties (unless a member of equal accuracy was written mid-run: ASHA).
+            cats = dict(result.config.choices)  # categorical axes (``choices``)
             for t in winner_first(trial_specs(result), result):
                 if t.member in self.written:  # the study's attributes name the winner
                     continue
-                dists = {n: self._dist(n, float(v)) for n, v in t.params.items()}
+                dists = {
+                    n: optuna.distributions.CategoricalDistribution(list(cats[n]))
+                    if n in cats
+                    else self._dist(n, float(v))
+                    for n, v in t.params.items()
+                }
                 self.study.add_trial(
                     optuna.trial.create_trial(
                         state=getattr(optuna.trial.TrialState, t.state),

@@ -98,6 +98,8 @@ def read_result(store, row: sqlite3.Row, curves: bool) -> SweepResult:
     ]
     by_id = {m.id: m for m in members}
     config = SweepConfig.from_dict(json.loads(row["config"]))  # typed once, defaults filled
+    if config.choices:  # a member's categorical values follow from its id
+        members = [dataclasses.replace(m, choice=config.member_choice(m.id)) for m in members]
     configs = configs_of(members, config, json.loads(row["dataset"]))
     winner = None
     if row["winner"] is not None and row["winner"] in by_id:

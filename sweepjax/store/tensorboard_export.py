@@ -123,7 +123,8 @@ def run_name(member: int, width: int = 4) -> str:
 def hparam_axes(result: SweepResult) -> list[HParamAxis]:
     """The searched axes (``result.space``, in its order) with their boxes, widened to every
     member's value (as :func:`sweepjax.store.optuna_export.param_axes`)."""
-    return [HParamAxis(a.name, a.low, a.high) for a in param_axes(result).values()]
+    axes = param_axes(result).values()  # a categorical axis is a string hparam (run_specs)
+    return [HParamAxis(a.name, a.low, a.high) for a in axes if not a.choices]
 
 
 def run_specs(result: SweepResult) -> list[RunSpec]:
@@ -156,6 +157,7 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
     out = []
     for i, m in enumerate(result.members):
         hp = {n: v for n in names if (v := finite_or_none(getattr(m, n))) is not None}
+        hp.update(m.choice or {})  # categorical values (``choices``), as strings
         status = STATUSES.get(m.status, "STATUS_UNKNOWN")
         if m.status == "ok" and result.status != "finished":
             status = unfinished
@@ -283,7 +285,10 @@ def _write_run(proto, folder: Path, run: RunSpec, wall) -> None:
     last = run.points[-1][0] if run.points else run.span[1]
     ssi = hp.SessionStartInfo(group_name=run.group, start_time_secs=start)
     for k, v in run.hparams.items():
-        ssi.hparams[k].number_value = v
+        if isinstance(v, str):  # a categorical value
+            ssi.hparams[k].string_value = v
+        else:
+            ssi.hparams[k].number_value = v
     sei = hp.SessionEndInfo(status=api.Status.Value(run.status), end_time_secs=end)
     events = [
         Event(
