@@ -154,7 +154,7 @@ class FineBox(NamedTuple):
 def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     """A fine round: the parent's stored spec under the user's options, its box from the
     parent's response surface (:func:`~sweepjax.flows.fine_space.fine_space`), its steps
-    the model's factor times the parent's, its training seed derived from the lineage."""
+    the model's factor times the parent's, its seed derived from the lineage."""
     if spec.loss is not None and spec.model is None:
         raise ConfigError("`loss` goes with `model`; pass the model again with its loss")
     if isinstance(spec.dataset, str):
@@ -189,26 +189,13 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     )  # fmt: skip
     fixed = user_hparams.factory_momentum(v("optimizer"), box.space.momentum, fixed)
     train_cfg = _train(merged, v("optimizer"), steps, seed, fixed, own_fixed)
-    # The data the parent really used (after any offline fallback), so rounds compare.
-    used = par.result.dataset.get("name") or pcfg.data.dataset
-    # Sweeps stored before `scaling` was recorded scaled one way: globally.
-    scaling = merged.scaling or par.result.dataset.get("scaling") or "global"
-    data_cfg = dataclasses.replace(
-        pcfg.data,
-        data_dir=merged.data_dir,
-        seed=root,
-        scaling=scaling,
-        targets=data_targets(merged.metric or pcfg.train.metric),
-    )
-    data_in = spec.dataset if spec.dataset is not None else used
-    data_cfg, ds = plan_data(data_in, data_cfg, spec.scaling, cb)
+    data_cfg, ds = _fine_data(spec, merged, par, root, cb)
     merged = _data_recorded(merged, data_cfg)
     train_cfg = dataclasses.replace(
         train_cfg, metric=settle_metric(merged.metric or pcfg.train.metric, ds)
     )
     train_cfg = fit_batch(train_cfg, ds, folds, cb)
-    grid = v("grid")
-    sampler = v("sampler")
+    grid, sampler = v("grid"), v("sampler")
     if grid and sampler != "uniform":
         raise ConfigError(f"`grid` draws a grid; drop it to use `sampler` {sampler}")
     resolved = _resolved(
@@ -243,16 +230,31 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     for line in prepare(cfg.model, ds):
         cb.say(line)
     if ds.info.sha256 != par.result.dataset.get("sha256"):
-        cb.say(
-            f"note: the data differs from parent {par.id}'s "
-            f"({ds.info.name} vs {par.result.dataset.get('name')}); accuracies may not compare"
-        )
+        was = par.result.dataset.get("name")
+        cb.say(f"note: the data differs from parent {par.id}'s ({ds.info.name} vs {was}); "
+               "accuracies may not compare")  # fmt: skip
     check_optuna_storage(spec.optuna_storage)
     cb.say(f"fine box from {par.id}: {box.why}")
-    if kept_note:
+    if kept_note:  # the categorical values kept and dropped
         cb.say(kept_note)
     cb.say(f"fine seed {seed}: from root seed {root} and lineage {'/'.join(lineage)}")
     return Plan(cfg, ds, where, draws, box.why)
+
+
+def _fine_data(spec: SweepSpec, merged: SweepSpec, par: Parent, root: int, cb: Callbacks):
+    """``(DataConfig, Dataset)`` of a fine round: the data the parent really used (after
+    any offline fallback), so rounds compare; a sweep stored before ``scaling`` was
+    recorded scaled one way, globally."""
+    pcfg = par.config
+    data_cfg = dataclasses.replace(
+        pcfg.data,
+        data_dir=merged.data_dir,
+        seed=root,
+        scaling=merged.scaling or par.result.dataset.get("scaling") or "global",
+        targets=data_targets(merged.metric or pcfg.train.metric),
+    )
+    used = par.result.dataset.get("name") or pcfg.data.dataset
+    return plan_data(spec.dataset if spec.dataset is not None else used, data_cfg, spec.scaling, cb)
 
 
 def _parent(spec: SweepSpec, store: Store) -> Parent:
