@@ -242,6 +242,26 @@ def test_fine_keeps_the_tied_values_and_drops_the_clearly_worse():
     assert out.choices is None and note == "fine choices: none (optimizer given)"
 
 
+def test_values_compared_by_a_lower_is_better_metric_keep_its_direction_and_units():
+    """With ``metric="mse"`` the value whose best member has the LOWEST error is best,
+    and the line shows the errors in their own units (not negated)."""
+    from sweepjax.config import TrainConfig
+    from sweepjax.results.choice_verdict import choice_line, choice_scores
+
+    ch = normalise_choices({"optimizer": ["sgd", "adam"]})
+    cfg = sweep_config(trials=4, choices=ch, train=TrainConfig(metric="mse"))
+    errs = [30.0, 21.0, 32.0, 25.0]  # ids 0, 2 sgd (best 30); 1, 3 adam (best 21)
+    members = [_member(i, e) for i, e in enumerate(errs)]
+    scores = choice_scores(members, cfg)
+    assert [(s.label, s.verdict, s.acc) for s in scores] == [
+        ("sgd", "worse", 30.0),
+        ("adam", "best", 21.0),
+    ]
+    assert choice_line(members, cfg) == (
+        "optimizer adam vs sgd: adam better by 9.000 (21.000 ± 0.005 vs 30.000 ± 0.005)"
+    )
+
+
 def test_the_optuna_export_writes_the_choice_as_a_categorical_parameter():
     cfg = sweep_config(trials=2, choices=normalise_choices(OPT))
     members = [

@@ -116,7 +116,8 @@ def verdict_line(name: str, scores: list[ValueScore]) -> str:
         if b.verdict == "none":
             lost = f"every {b.label} member diverged"
             return f"{name} {a.label} vs {b.label}: {a.label} ({_score(a)}); {lost}"
-        return f"{name} {a.label} vs {b.label}: {a.label} better by {a.acc - b.acc:.3f} {both}"
+        by = abs(a.acc - b.acc)  # in the metric's units, whichever way is better
+        return f"{name} {a.label} vs {b.label}: {a.label} better by {by:.3f} {both}"
     parts = []
     for what in ("best", "tied", "worse", "none"):
         these = [f"{s.label} ({_score(s)})" for s in ranked if s.verdict == what]

@@ -27,15 +27,18 @@ def choice_scores(members, config: SweepConfig) -> list[ValueScore]:
     def col(name, missing=np.nan):
         return np.array([missing if (v := getattr(m, name)) is None else v for m in members])
 
-    return compare(
+    # Compared as scores (higher is better: an MSE negated), shown in the metric's units.
+    orient = config.metric.orient
+    scores = compare(
         [label(c) for c in config.combos()],
         value_of,
-        col("best_val_acc").astype(np.float64),
+        orient(col("best_val_acc").astype(np.float64)),
         col("final_val_loss").astype(np.float64),
         col("val_acc_se").astype(np.float64),
         [m.status for m in members],
         np.array([m.id for m in members], np.int64),
     )
+    return [s._replace(acc=float(orient(s.acc))) for s in scores]
 
 
 def choice_line(members, config: SweepConfig) -> str | None:
