@@ -348,3 +348,26 @@ def test_the_worked_example_runs(tmp_path, capsys):
     c, f = categorical.main(str(tmp_path / "e.db"), trials=8, steps=30, fine_steps=30)
     assert len(c.choices_json()["values"]) == 4 and f.parent == c.sweep_id
     assert "optimizer+activation" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_choice_sweep_carries_own_hyperparameters_and_a_regressions_se(tmp_path):
+    """The parts merge every column a member has: a user's own hyperparameter, and for
+    a regression the per-example SE of each member's MSE; the winner is the lowest
+    error of the finished members."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (x @ np.arange(1.0, 6.0) + rng.normal(0.0, 0.5, 400)).astype(np.float32)
+    res = sweepjax.coarse(
+        x_train=x, y_train=y, metric="mse", choices={"optimizer": ["sgd", "adam"]},
+        hparams={"temper": (0.5, 2.0, "log")}, trials=8, steps=40, lr=(1e-3, 1e-1),
+        store=str(tmp_path / "s.db"), report=False, schedule="full",
+    )  # fmt: skip
+    ms = res.members
+    assert sorted({m.choice["optimizer"] for m in ms}) == ["adam", "sgd"]
+    assert all(0.5 <= m.hparams["temper"] <= 2.0 for m in ms)
+    done = [m for m in ms if m.status == "ok"]
+    assert all(m.val_acc_se is not None and m.val_acc_se > 0 for m in done)
+    assert res.winner.val_acc == min(m.best_val_acc for m in done)
+    back = sweepjax.load(str(tmp_path / "s.db"), res.sweep_id)
+    assert [m.hparams for m in back.members] == [m.hparams for m in ms]

@@ -28,7 +28,7 @@ import numpy as np
 from sweepjax.data import Dataset
 from sweepjax.engine import ChunkReport, PopulationResult, footprint, train_population
 from sweepjax.engine.curves import Checkpoint, Curves
-from sweepjax.engine.hparams import HParams
+from sweepjax.engine.hparams import BUILTIN_FIELDS, HParams
 from sweepjax.engine.outcome import Timing
 from sweepjax.engine.setup import init_states
 from sweepjax.engine.slots import carry_like
@@ -262,7 +262,13 @@ def merge(results: list[PopulationResult], rows: list[np.ndarray], m: int) -> Po
         sum(x.transfer_s for x in t), member_steps / train_s if train_s > 0 else 0.0,
         sum(x.num_groups for x in t), max(x.group_size for x in t),
     )  # fmt: skip
-    hp = HParams(*(cat(lambda r, f=f: getattr(r.hparams, f)) for f in HParams._fields))
+    hp = HParams(
+        *(cat(lambda r, f=f: getattr(r.hparams, f)) for f in BUILTIN_FIELDS),
+        user={n: cat(lambda r, n=n: r.hparams.user[n]) for n in results[0].hparams.user},
+    )
+    sq = None  # the metric's mean squares (an MSE's SE), where every part measured them
+    if all(r.best_val_sq is not None for r in results):
+        sq = cat(lambda r: r.best_val_sq)
     return PopulationResult(
         member_ids=cat(lambda r: r.member_ids),
         hparams=hp,
@@ -285,4 +291,5 @@ def merge(results: list[PopulationResult], rows: list[np.ndarray], m: int) -> Po
         timing=timing,
         completed=True,
         checkpoint=None,
+        best_val_sq=sq,
     )
