@@ -334,3 +334,15 @@ def test_pbt_copies_the_lowest_errors(tmp_path):
         dst = res.curves.val_acc[row[e["member"]], col]  # measured before the decision
         # the source (a top member) had the lower error when the bottom member copied it
         assert src < dst or not np.isfinite(dst)
+
+
+def test_config_se_of_a_regression_takes_the_replicas_per_example_ses():
+    from sweepjax.results.records import config_se
+
+    mse, own = np.array([1.0, 1.2, 1.1]), np.array([0.10, 0.12, 0.11])
+    seed = np.std(mse, ddof=1) / np.sqrt(3)
+    # replicas share the validation rows: their per-example SE adds in quadrature
+    np.testing.assert_allclose(config_se(mse, 100, False, MSE, own), np.hypot(seed, 0.11))
+    # folds score disjoint rows: the pooled SE (R times the rows) is only a floor
+    np.testing.assert_allclose(config_se(mse, 300, True, MSE, own), max(seed, 0.11 / np.sqrt(3)))
+    assert np.isfinite(config_se(np.array([25.0, 30.0]), 50, False, MSE))  # no binomial NaN
