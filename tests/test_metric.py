@@ -346,3 +346,8 @@ def test_config_se_of_a_regression_takes_the_replicas_per_example_ses():
     # folds score disjoint rows: the pooled SE (R times the rows) is only a floor
     np.testing.assert_allclose(config_se(mse, 300, True, MSE, own), max(seed, 0.11 / np.sqrt(3)))
     assert np.isfinite(config_se(np.array([25.0, 30.0]), 50, False, MSE))  # no binomial NaN
+
+
+def test_the_engine_refuses_a_metric_that_does_not_fit(reg):
+    with pytest.raises(ConfigError, match=r"metric accuracy does not fit .*metric='mse'"):
+        engine.train_population(reg, _hp(), SOFTMAX, TrainConfig(steps=5))
