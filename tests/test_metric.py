@@ -171,6 +171,15 @@ def test_halving_keeps_the_lowest_errors_and_the_winner_is_the_lowest(tmp_path):
     np.testing.assert_allclose(res.winner.val_acc, e2.mean(), rtol=1e-4)
     want = np.std(e2, ddof=1) / np.sqrt(len(e2))
     np.testing.assert_allclose(res.winner.val_acc_se, want, rtol=1e-3)
+    # Optuna minimizes it, and its best trial is the winner
+    optuna = pytest.importorskip("optuna")
+    from sweepjax.store.optuna_export import export_study
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    export_study(res, url, "reg")
+    study = optuna.load_study(study_name="reg", storage=url)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.best_trial.value == pytest.approx(res.winner.val_acc)
 
 
 @pytest.mark.slow
