@@ -171,6 +171,15 @@ def test_halving_keeps_the_lowest_errors_and_the_winner_is_the_lowest(tmp_path):
     np.testing.assert_allclose(res.winner.val_acc, e2.mean(), rtol=1e-4)
     want = np.std(e2, ddof=1) / np.sqrt(len(e2))
     np.testing.assert_allclose(res.winner.val_acc_se, want, rtol=1e-3)
+    # Optuna minimizes it, and its best trial is the winner
+    optuna = pytest.importorskip("optuna")
+    from sweepjax.store.optuna_export import export_study
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    export_study(res, url, "reg")
+    study = optuna.load_study(study_name="reg", storage=url)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.best_trial.value == pytest.approx(res.winner.val_acc)
 
 
 @pytest.mark.slow
@@ -334,3 +343,20 @@ def test_pbt_copies_the_lowest_errors(tmp_path):
         dst = res.curves.val_acc[row[e["member"]], col]  # measured before the decision
         # the source (a top member) had the lower error when the bottom member copied it
         assert src < dst or not np.isfinite(dst)
+
+
+def test_config_se_of_a_regression_takes_the_replicas_per_example_ses():
+    from sweepjax.results.records import config_se
+
+    mse, own = np.array([1.0, 1.2, 1.1]), np.array([0.10, 0.12, 0.11])
+    seed = np.std(mse, ddof=1) / np.sqrt(3)
+    # replicas share the validation rows: their per-example SE adds in quadrature
+    np.testing.assert_allclose(config_se(mse, 100, False, MSE, own), np.hypot(seed, 0.11))
+    # folds score disjoint rows: the pooled SE (R times the rows) is only a floor
+    np.testing.assert_allclose(config_se(mse, 300, True, MSE, own), max(seed, 0.11 / np.sqrt(3)))
+    assert np.isfinite(config_se(np.array([25.0, 30.0]), 50, False, MSE))  # no binomial NaN
+
+
+def test_the_engine_refuses_a_metric_that_does_not_fit(reg):
+    with pytest.raises(ConfigError, match=r"metric accuracy does not fit .*metric='mse'"):
+        engine.train_population(reg, _hp(), SOFTMAX, TrainConfig(steps=5))

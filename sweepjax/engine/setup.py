@@ -12,6 +12,7 @@ from sweepjax.data.dataset import Dataset
 from sweepjax.engine import program
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static, Task
+from sweepjax.errors import ConfigError
 from sweepjax.metric import resolve as resolve_metric
 from sweepjax.models import build_network
 
@@ -44,9 +45,22 @@ def static(
         folds=folds,
         member_batch=mb,
         host_steps=host_steps(mb),
-        metric=resolve_metric(config.metric),
+        metric=checked_metric(config, dataset),
         target=target_of(dataset),
     )
+
+
+def checked_metric(config: TrainConfig, dataset: Dataset):
+    """``config.metric``'s Metric, refused in one line when it does not fit the data's
+    targets (accuracy on a regression's real targets, an MSE on class labels)."""
+    metric = resolve_metric(config.metric)
+    if metric.real != (target_of(dataset) is not None):
+        have = "real-valued targets" if metric.real is False else "class labels"
+        raise ConfigError(
+            f"metric {metric.name} does not fit the data's {have}; pass "
+            f"TrainConfig(metric={'mse' if not metric.real else 'accuracy'!r})"
+        )
+    return metric
 
 
 def task_of(dataset: Dataset, config: TrainConfig) -> Task:

@@ -170,7 +170,7 @@ def chosen_members(
         else None
         for m in members
     ]
-    rows.append(["train - val acc"] + [fmt(g) for g in gap])
+    rows.append([f"train - val {result.config.metric.short}"] + [fmt(g) for g in gap])
     classes.append([""] * (len(members) + 1))
     stats = getattr(result, "activations", None) or {}
     if stats:

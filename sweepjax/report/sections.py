@@ -21,6 +21,7 @@ from sweepjax.report.members import (
     NUM_CHOSEN,
     chosen_members,
     schedule_name,
+    score_label,
     shared_settings,
     status_labels,
     stopped_by,
@@ -209,8 +210,9 @@ def response_surface(page: Page, fig: Fig) -> list[Panel]:
     png = fig("response_surface.png", figures.response_surface(result, page.parents))
     stopped = any(m.status == "stopped" for m in result.members)
     what = (
-        "every member at its (lr, lambda), colored by best validation "
-        "accuracy (filled = finished"
+        "every member at its (lr, lambda), colored by "
+        + score_label(result, "best validation accuracy")
+        + " (filled = finished"
         + (f", hollow = {status_labels(result)['stopped']}, on the same scale" if stopped else "")
         + "); red x = diverged; solid box = this search, dashed = "
         "ancestors; shaded = outer "
@@ -234,7 +236,9 @@ def surface_model(page: Page, fig: Fig) -> list[Panel]:
     v = result.verdict
     flat = ", ".join(v.flat) if v and v.flat else "none"
     what = (
-        "left: the model's mean accuracy over the two most important axes "
+        "left: the model's mean "
+        + ("accuracy" if result.config.metric.binomial else "score")
+        + " over the two most important axes "
         "(the others at the modelled optimum), red rings = members "
         "statistically tied with the winner, star = modelled optimum; "
         "right: importance of each axis with its posterior SD (flat axes: "
@@ -291,7 +295,7 @@ def curves(page: Page, fig: Fig) -> list[Panel]:
         ),
         (
             fig("accuracy.png", figures.accuracy_gap(result, top)),
-            "training vs validation accuracy of the top members",
+            score_label(result, "training vs validation accuracy of the top members"),
         ),
         (
             fig("update_ratio.png", figures.update_ratio(result, top, fails)),

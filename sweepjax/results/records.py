@@ -136,7 +136,13 @@ def fixed_axes(config: SweepConfig) -> dict:
     }
 
 
-def config_se(accs: np.ndarray, n_eval: int, folds: bool) -> float:
+def config_se(
+    accs: np.ndarray,
+    n_eval: int,
+    folds: bool,
+    metric: Metric = ACCURACY,
+    member_se: np.ndarray | None = None,
+) -> float:
     """SE of a config's mean accuracy over its ``R`` replicas ``accs[R]``.
 
     The replicas' sample SD over ``sqrt(R)`` measures the seed (and, with folds, the
@@ -144,13 +150,22 @@ def config_se(accs: np.ndarray, n_eval: int, folds: bool) -> float:
     the binomial SE of that one set is added in quadrature (it does not shrink with R).
     Folds score on disjoint rows: their SD already holds it; the binomial SE of all
     ``n_eval`` pooled rows is then only a floor (two identical folds still carry noise).
+    A metric other than accuracy takes, instead of the binomial SE, its replicas' own
+    per-example SEs ``member_se[R]`` (averaged; for folds, over ``sqrt(R)``: R times the
+    rows), or without them :meth:`~sweepjax.metric.Metric.se` of the mean alone.
     """
     a = np.asarray(accs, np.float64)
     a = a[np.isfinite(a)]
     if a.size == 0:
         return float("nan")
     sd = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
-    b = float(binomial_se(np.array([a.mean()]), n_eval)[0])
+    if metric.binomial:
+        b = float(binomial_se(np.array([a.mean()]), n_eval)[0])
+    else:
+        own = np.asarray([] if member_se is None else member_se, np.float64)
+        own = own[np.isfinite(own)]
+        b = float(own.mean()) / (np.sqrt(own.size) if folds else 1.0) if own.size else 0.0
+        b = b or float(metric.se(np.array([a.mean()]), None, n_eval)[0])
     seed = sd / np.sqrt(a.size)
     return float(max(seed, b) if folds else np.hypot(seed, b))
 
@@ -209,7 +224,13 @@ def group_configs(
                 status=status,
                 mean_val_acc=float(fin.mean()) if fin.size else float("nan"),
                 std_val_acc=float(fin.std()) if fin.size else float("nan"),
-                val_acc_se=config_se(acc, n_eval, folds),
+                val_acc_se=config_se(
+                    acc,
+                    n_eval,
+                    folds,
+                    metric,
+                    np.array([np.nan if m.val_acc_se is None else m.val_acc_se for m in reps]),
+                ),  # fmt: skip
                 mean_val_loss=float(np.mean(loss)) if len(loss) == len(reps) else None,
                 members=[int(m.id) for m in reps],
                 stopped_at=min(stops) if stops else None,
