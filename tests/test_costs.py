@@ -46,6 +46,7 @@ def test_refit_time_is_reported_and_stored_apart_from_the_sweeps_training(monkey
         timing=TimingRecord(1.0, 4.0, 100.0),
     )
     cfg = types.SimpleNamespace(model=None, train=None)
+    cfg.member_config = lambda i: cfg  # no categorical axes: every member trains as cfg
     st = _Store()
     cb = types.SimpleNamespace(say=lambda m: None)
     out = refit_mod.refit_winner(result, cfg, None, st, cb)

@@ -14,7 +14,8 @@ from sweepjax.cli import main
 from sweepjax.config import ModelConfig, SearchSpace
 from sweepjax.engine.hparams import HParams
 from sweepjax.flows.runner import replicate
-from sweepjax.results.records import MemberRecord, config_se, group_configs
+from sweepjax.results.config_groups import config_se, group_configs
+from sweepjax.results.records import MemberRecord
 from sweepjax.schedulers import rules as schedule
 from tests.helpers import toy_dataset, toy_train_config
 

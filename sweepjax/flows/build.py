@@ -17,14 +17,8 @@ from sweepjax.engine.setup import task_of
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.results.appraise import Appraisal, judge_sweep
 from sweepjax.results.claims import boundary_records, verdict_record
-from sweepjax.results.records import (
-    MemberRecord,
-    SweepResult,
-    TimingRecord,
-    Winner,
-    configs_of,
-    eval_rows,
-)
+from sweepjax.results.config_groups import configs_of, eval_rows
+from sweepjax.results.records import MemberRecord, SweepResult, TimingRecord, Winner
 
 PARAMS_KEPT = 5  # members whose learned weights are stored (winner first)
 

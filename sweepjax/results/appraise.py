@@ -157,7 +157,7 @@ def judge_members(
       band, margin: see :func:`sweepjax.analysis.verdict.judge_surface` / :func:`refine_box`.
       seed: seed of the posterior draws behind the confidences.
       acc_se: optional ``[N]`` empirical SEs (configs averaged over replicas or folds:
-        :func:`sweepjax.results.records.config_se`) used instead of the binomial ones.
+        :func:`sweepjax.results.config_groups.config_se`) used instead of the binomial ones.
       metric: what ``best_val_acc`` measures (:class:`~sweepjax.metric.Metric`).
 
     Example::

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from sweepjax.engine.curves import Curves
-from sweepjax.results.records import BoundaryFlag, SweepResult, TimingRecord, Winner, configs_of
+from sweepjax.results.config_groups import configs_of
+from sweepjax.results.records import BoundaryFlag, SweepResult, TimingRecord, Winner
 from sweepjax.store import activations as store_activations
 from sweepjax.store.codec import (
     CURVE_FIELDS,
