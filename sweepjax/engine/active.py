@@ -90,12 +90,16 @@ def groups(act: Active):
 COMPILE_COST_MEMBER_STEPS = 10_000
 
 
-def gather(act: Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int) -> Active:
+def gather(
+    act: Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int, moves=None
+) -> Active:
     """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``.
 
     The survivors move to a smaller program only when the compute it saves before the
     next decision (``steps_left`` steps) outweighs compiling it; otherwise they keep the
-    current program, padded (the padding rows' results are dropped).
+    current program, padded (the padding rows' results are dropped). ``moves(size,
+    new)`` decides it (:func:`sweepjax.engine.recompile.pays` on this run's measured
+    costs); default: a compile weighed as :data:`COMPILE_COST_MEMBER_STEPS`.
     """
     n = len(src)
     host = take_rows(to_host_rows(act, where), src)
@@ -104,8 +108,11 @@ def gather(act: Active, src: np.ndarray, gsize: int, where: Placement, steps_lef
     if not act.on_device or n > gsize:
         return place(host, n, gsize, where)
     new = bucket(n, gsize, where.num_devices)
-    saved = (act.size - new) * steps_left
-    size = new if new >= act.size or saved > COMPILE_COST_MEMBER_STEPS else act.size
+    if moves is None:
+        ok = new >= act.size or (act.size - new) * steps_left > COMPILE_COST_MEMBER_STEPS
+    else:
+        ok = moves(act.size, new)
+    size = new if ok else act.size
     return place(host, n, gsize, where, size)
 
 

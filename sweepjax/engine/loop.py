@@ -75,7 +75,10 @@ def _train_block(setup: Run, pop: Population, clock: Clock) -> tuple[Population,
         setup.static, setup.where, pop.born,
     )  # fmt: skip
     step += n
-    clock = clock.add(compile_s=c, train_s=t, member_steps=act.n * n, trained_here=act.n * n)
+    rows = act.size if act.on_device else act.n
+    clock = clock.add(compile_s=c, train_s=t, member_steps=act.n * n, trained_here=act.n * n,
+                      row_steps=rows * n)  # fmt: skip
+    clock = clock._replace(slowest_compile_s=max(clock.slowest_compile_s, c))
     curves = pop.curves
     if setup.plan.refills:  # written in place: the columns are every block's age
         occ = np.flatnonzero(pop.slot_row >= 0)

@@ -112,6 +112,8 @@ class Clock(NamedTuple):
     quick_best: float = math.nan  # compacting: best subset accuracy so far
     finished: int = 0  # refilling: members that reached the full length
     in_flight: int = 0  # refilling: members the budget stopped
+    row_steps: int = 0  # this call's program rows x steps (padding included)
+    slowest_compile_s: float = 0.0  # this call's slowest chunk compile (or load)
 
     def add(self, **kw) -> Clock:
         return self._replace(**{k: getattr(self, k) + v for k, v in kw.items()})
