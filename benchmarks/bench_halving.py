@@ -2,6 +2,7 @@
 
     python benchmarks/bench_halving.py                 # ~4-6 min on 2 shared cores
     python benchmarks/bench_halving.py --reps 1 --trials 16 --steps 90 --dataset mnist-sample
+    python benchmarks/bench_halving.py --tree OLD_CHECKOUT --tag before
 
 ``coarse(dataset=..., trials=128, steps=1000, schedule=...)`` through the public API,
 full and halving alternated in one process (the order swapped every repetition), the
@@ -62,6 +63,7 @@ def one(schedule: str, a, store: Path) -> dict:
 
 def worker(a) -> dict:
     """Every repetition of both schedules in this process (``a.worker``: cold or warm)."""
+    sys.path.insert(0, a.tree)  # the checkout whose sweepjax runs
     with tempfile.TemporaryDirectory() as d:
         if a.worker == "warm":
             from sweepjax.engine import compile_cache
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--modes", default="cold,warm")
     ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--tree", default=str(common.RESULTS.parents[1]), help="the checkout to run")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     ap.add_argument("--result", default="", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -107,8 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
         Path(a.result).write_text(json.dumps(worker(a)))
         return {}
     m = common.machine()
-    out = {"machine": m, "command": common.command_line(__file__, argv), "modes": {}}
-    base = [f"--{k}={getattr(a, k)}" for k in ("dataset", "trials", "steps", "reps")]
+    out = {"machine": m, "command": common.command_line(__file__, argv), "tree": a.tree}
+    out["modes"] = {}
+    base = [f"--{k}={getattr(a, k)}" for k in ("dataset", "trials", "steps", "reps", "tree")]
     for mode in a.modes.split(","):
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
             before = list(os.getloadavg())
