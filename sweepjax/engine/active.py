@@ -159,14 +159,9 @@ def run_chunk(
         take = pad_rows(act.n, act.size) if act.on_device else rows
         s_dev = states if act.on_device else put_members(take_rows(states, rows), where)
         mine = put_members((hp_active.take(take), fold_active[take], born_active[take]), where)
-        args = (s_dev, *mine, data, *shared)
-        by_steps = st.host_steps and where.mesh is None
-        compiled = program.compiled_steps if by_steps else program.compiled_block
-        exe, c = compiled(args, st, where)
+        s_dev, met, c, t = launch((s_dev, *mine, data, *shared), st, where, real, step, n_steps)
         compile_s += c
-        t0 = time.perf_counter() if t0 is None else t0
-        # Dispatched: JAX returns before the program (or the last step) ends.
-        s_dev, met = _by_steps(exe, args, step, n_steps, real, where) if by_steps else exe(*args)
+        t0 = t if t0 is None else t0
         if pending is not None:
             rows_out.append(_collect(pending, states, where))
         pending = (met, None if act.on_device else s_dev, rows, real)
@@ -176,6 +171,20 @@ def run_chunk(
     train_s = time.perf_counter() - t0
     met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
     return act._replace(states=states), met, compile_s, train_s
+
+
+def launch(args, st: Static, where: Placement, real: int, step: int, n_steps: int):
+    """Dispatch one program call of a block (``args`` as
+    :func:`program.compiled_block`'s, on the device; ``step``/``n_steps`` its first
+    global step and length); returns its new states and metrics (device arrays: JAX
+    returns before the program, or the last step, ends), the compile seconds and the
+    time it was dispatched."""
+    by_steps = st.host_steps and where.mesh is None
+    compiled = program.compiled_steps if by_steps else program.compiled_block
+    exe, c = compiled(args, st, where)
+    t0 = time.perf_counter()
+    s_dev, met = _by_steps(exe, args, step, n_steps, real, where) if by_steps else exe(*args)
+    return s_dev, met, c, t0
 
 
 def _by_steps(exe: program.Steps, args, first: int, n_steps: int, real: int, where: Placement):
