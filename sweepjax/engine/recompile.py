@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from sweepjax.engine import program
+from sweepjax.engine import distributed, program
 
 # Before anything was measured (a resumed run at its first decision), a compile is
 # taken to cost this many member-steps of training (the rule before measured costs).
@@ -78,7 +78,8 @@ def held(states, hp, n: int, data, key_bits, static, where) -> bool:
 def mover(setup, act, hp, clock, steps_left: int):
     """``moves(size, new)`` for :func:`sweepjax.engine.active.gather` after a decision
     of the run ``setup`` (a :class:`~sweepjax.engine.slots.Run`) whose population
-    ``act`` trained with ``hp`` and spent what ``clock`` says. Host-driven steps train
+    ``act`` trained with ``hp`` and spent what ``clock`` says (process 0's measurements
+    decide on every process: each process's clock differs). Host-driven steps train
     only the real members whatever the program's rows: a smaller program saves nothing
     there, so they keep theirs."""
     measured = costs(clock.train_s, clock.row_steps, clock.slowest_compile_s)
@@ -91,6 +92,7 @@ def mover(setup, act, hp, clock, steps_left: int):
         have = act.on_device and held(
             act.states, hp, new, setup.data, setup.key_bits, setup.static, setup.where
         )
-        return pays(size, new, steps_left, measured, have)
+        # Process 0's choice on every process: the sizes decide the collectives.
+        return distributed.agreed(pays(size, new, steps_left, measured, have))
 
     return moves
