@@ -78,6 +78,19 @@ def test_the_usual_finder_trains_half_the_grid_in_two_stages():
     assert labels[0] == "too_low" and labels[-1] == "too_high" and "good" in labels
 
 
+def test_a_grid_of_at_most_two_stages_trains_at_once():
+    # auto --budget's 16 rates: staging would train 16 rows too, one after the other.
+    init, final, div = _curve(peak=10, width=3.0, diverge=13, floor=0.01)
+    calls = []
+
+    def train(pos):
+        calls.append(len(pos))
+        return init[pos], final[pos], div[pos]
+
+    trained, labels = finder.staged(GRID[::2], train)
+    assert calls == [16] and trained.trained.all()
+
+
 def test_nothing_good_in_the_first_stage_trains_every_rate():
     # Every first-stage rate made the loss worse; two rates between them are good.
     init = np.full(32, 2.3)

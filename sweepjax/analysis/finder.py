@@ -126,10 +126,11 @@ def staged(
 ) -> tuple[Trained, list[str]]:
     """Train the grid ``lrs`` in stages (module docstring). ``train(positions)`` trains
     exactly ``width`` grid positions (padded with repeats) as one population and returns
-    their ``(initial_loss, final_loss, diverged_at)``. Returns what trained and every
-    grid rate's label."""
+    their ``(initial_loss, final_loss, diverged_at)``; a grid of at most ``2 * width``
+    rates trains as one population. Returns what trained and every grid rate's label."""
     n = len(lrs)
-    width = min(width, n)
+    # Two stages train 2 x width rows: a grid no larger trains at once (auto --budget's 16).
+    width = n if n <= 2 * width else width
     init, final = np.full(n, np.nan), np.full(n, np.nan)
     div, done = np.full(n, -1, np.int64), np.zeros(n, bool)
     labels = np.array(["too_low"] * n, dtype=object)
