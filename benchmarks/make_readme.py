@@ -62,6 +62,16 @@ are for the 2-core CPU the results below were measured on.
   `coarse` + `fine` on Fashion-MNIST as two processes, cold then warm (compile and
   prepared-data caches): whole-process wall against the sweeps' training
   (`train_s` + `refit_s`), and the share outside training.
+- `bench_halving.py` (~5-10 min; `--tree DIR` for another checkout): `coarse
+  --schedule halving` against `--schedule full` (128 members x 1,000 steps), alternated
+  in one process with its compiled programs dropped before each call, cold and warm
+  compile cache: wall, compile, training, evaluation, and the winner of each.
+- `bench_auto_start.py` (~1 min): seconds from a process's start to `auto --model
+  mlp`'s first search, split into imports, data, the learning-rate finder and the other
+  sanity run.
+- `bench_overlap.py` (~1-2 min): blocks queued ahead against one block at a time
+  (`train_population` without and with a callback): wall, block time and the host's gap
+  per block (`Timing.host_gap_s`).
 - `bench_mlp_configs.py` (~4 min): single MLP configurations (width, epochs, optimizer,
   rate, dropout) on full Fashion-MNIST.
 - `bench_tabular.py` (~5 min; needs scikit-learn): test accuracy, not speed, on
@@ -91,6 +101,9 @@ python benchmarks/bench_overheads.py          # -> results/overheads-cpu.{json,m
 python benchmarks/bench_mlp_configs.py        # -> results/mlp-configs-cpu.{json,md}
 python benchmarks/bench_tabular.py            # -> results/tabular-cpu.{json,md}
 python benchmarks/bench_memory.py             # -> results/memory-cpu.{json,md}
+python benchmarks/bench_halving.py            # -> results/halving-cpu.{json,md}
+python benchmarks/bench_auto_start.py         # -> results/auto-start-cpu.{json,md}
+python benchmarks/bench_overlap.py            # -> results/overlap-cpu.{json,md}
 bash benchmarks/gpu_check.sh                  # on a GPU -> $OUT/throughput-gpu.*, gpu-check.json
 python benchmarks/make_readme.py              # then rebuild this page
 ```

@@ -73,7 +73,9 @@ def test_lr_range_inside_sweep_and_labels_ordered(report):
     # The lecture's picture for unit-scale MNIST with plain SGD: 1e-6 barely moves,
     # 100 explodes at once, and the good range contains 1e-2..1.
     assert r.lo < 1e-2 and r.hi > 1.0
-    assert np.all(r.diverged_at[np.array(r.labels) == "too_high"] >= 0)
+    # Every trained too-high rate diverged (the finder trains about half the grid).
+    high = (np.array(r.labels) == "too_high") & r.trained
+    assert high.any() and np.all(r.diverged_at[high] >= 0)
 
 
 def test_small_subset_is_train_val_and_test(mnist):

@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sweepjax.analysis import finder
+from sweepjax.analysis.finder import LR_MIN_PROGRESS, label_lrs  # noqa: F401 (public here too)
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import train_population
@@ -52,10 +54,6 @@ OVERFIT_MAX_LOSS = 0.05
 LR_FINDER_LO, LR_FINDER_HI, LR_FINDER_N = 1e-6, 1e2, 32
 LR_FINDER_STEPS = 300
 LR_FINDER_L2 = 1e-6
-# A non-diverged rate is "good" when its loss fell by at least this fraction of the
-# best rate's fall in the same number of steps; otherwise it barely moved (below the
-# best rate: too low) or thrashed without exploding (above it: too high).
-LR_MIN_PROGRESS = 0.5
 
 
 class Check(NamedTuple):
@@ -106,6 +104,7 @@ class LrRange(NamedTuple):
     diverged_at: np.ndarray  # step, -1 if not diverged
     steps: int
     swept: tuple[float, float]
+    trained: np.ndarray | None = None  # bool [N]: the rates trained (None: all)
 
 
 class SanityReport(NamedTuple):
@@ -214,63 +213,27 @@ def _overfit_population(
     return over, probes
 
 
-def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_MIN_PROGRESS):
-    """Label each learning rate ``too_low`` / ``good`` / ``too_high``.
-
-    Args:
-      lrs, initial_loss, final_loss, diverged: ``[N]``; ``final_loss`` may be NaN where
-        ``diverged``.
-      min_progress: a rate is good when its relative loss decrease is at least this
-        fraction of the best rate's.
-
-    Diverged rates are too high. A rate that made too little progress is too low when it
-    lies below the best rate and too high (oscillating without exploding) above it.
-    """
-    lrs = np.asarray(lrs, float)
-    dec = (np.asarray(initial_loss, float) - np.asarray(final_loss, float)) / np.asarray(
-        initial_loss, float
-    )
-    dec = np.where(np.asarray(diverged, bool) | ~np.isfinite(dec), -np.inf, dec)
-    if not np.isfinite(dec).any():
-        return ["too_high"] * len(lrs)
-    best = int(np.argmax(dec))
-    labels = []
-    for i, d in enumerate(dec):
-        if d == -np.inf:
-            labels.append("too_high")
-        elif d >= min_progress * dec[best] and dec[best] > 0:
-            labels.append("good")
-        else:
-            labels.append("too_low" if lrs[i] < lrs[best] else "too_high")
-    return labels
-
-
-def _lr_population(dataset, model_cfg, config, lrs, l2, steps) -> LrRange:
-    """Train ``lrs`` at ``l2`` together for ``steps`` steps in one chunk; label them."""
-    n = len(lrs)
+def _lr_population(
+    dataset, model_cfg, config, lrs, l2, steps, width: int = finder.STAGE_WIDTH
+) -> LrRange:
+    """Train ``lrs`` at ``l2`` for ``steps`` steps, in stages where a label can change
+    (:mod:`sweepjax.analysis.finder`: one program, about half the rates); label them."""
+    lrs = np.asarray(lrs, np.float64)
     cfg = config.replace(steps=steps, eval_every=None, chunk_steps=steps)
-    # The sweep's fixed momentum, dropout and init scale (the finder ranks rates for them).
-    hp = HParams.create(
-        lr=list(lrs),
-        l2=[l2] * n,
-        momentum=config.momentum,
-        dropout=config.dropout,
-        init_scale=config.init_scale,
-    )
-    res = train_population(dataset, hp, model_cfg, cfg)
-    labels = label_lrs(lrs, res.initial_loss, res.final_train_loss, ~res.alive)
-    good = np.asarray(lrs)[np.array(labels) == "good"]
-    return LrRange(
-        lo=float(good.min()) if good.size else None,
-        hi=float(good.max()) if good.size else None,
-        lrs=np.asarray(lrs),
-        labels=labels,
-        initial_loss=np.asarray(res.initial_loss),
-        final_loss=np.asarray(res.final_train_loss),
-        diverged_at=np.asarray(res.diverged_at),
-        steps=steps,
-        swept=(float(lrs[0]), float(lrs[-1])),
-    )
+
+    def train(pos):
+        # The sweep's fixed momentum, dropout and init scale (the finder ranks rates for
+        # them); each rate's grid position is its member id (its initial weights).
+        hp = HParams.create(lr=lrs[pos], l2=l2, momentum=config.momentum,
+                            dropout=config.dropout, init_scale=config.init_scale)  # fmt: skip
+        res = train_population(dataset, hp, model_cfg, cfg, member_ids=pos)
+        return res.initial_loss, res.final_train_loss, res.diverged_at
+
+    t, labels = finder.staged(lrs, train, width=width)
+    good = lrs[np.array(labels) == "good"]
+    lo, hi = (float(good.min()), float(good.max())) if good.size else (None, None)
+    return LrRange(lo, hi, lrs, labels, t.initial_loss, t.final_loss, t.diverged_at, steps,
+                   (float(lrs[0]), float(lrs[-1])), t.trained)  # fmt: skip
 
 
 def find_lr_range(
@@ -283,8 +246,10 @@ def find_lr_range(
     n: int = LR_FINDER_N,
     steps: int = LR_FINDER_STEPS,
     l2: float = LR_FINDER_L2,
+    width: int = finder.STAGE_WIDTH,
 ) -> LrRange:
-    """Train ``n`` log-spaced learning rates in ``[lo, hi]`` at once for ``steps`` steps.
+    """Train ``n`` log-spaced learning rates in ``[lo, hi]`` for ``steps`` steps, in
+    populations of ``width`` where a label can change (``width >= n``: all at once).
 
     Uses ``config``'s optimizer, batch size, seed and explode rule. Returns an
     :class:`LrRange`; its ``lo``/``hi`` bracket the good rates.
@@ -294,7 +259,7 @@ def find_lr_range(
       r = find_lr_range(ds, ModelConfig(), TrainConfig())
       dict(zip(r.lrs, r.labels))  # {1e-06: 'too_low', ..., 100.0: 'too_high'}
     """
-    return _lr_population(dataset, model_cfg, config, np.geomspace(lo, hi, n), l2, steps)
+    return _lr_population(dataset, model_cfg, config, np.geomspace(lo, hi, n), l2, steps, width)
 
 
 def auto_lr_range(

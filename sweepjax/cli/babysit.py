@@ -74,11 +74,16 @@ def _print_text(report, dataset_name: str, model_cfg) -> None:
     for c in report.checks:
         print(f"  {'PASS' if c.passed else 'FAIL'}  {c.name:<28} {c.detail}")
     r = report.lr_range
-    print(f"\nlearning-rate sweep ({len(r.lrs)} rates, {r.steps} steps, one population):")
-    for lr, label, l0, l1, d in zip(
-        r.lrs, r.labels, r.initial_loss, r.final_loss, r.diverged_at, strict=True
+    trained = [True] * len(r.lrs) if r.trained is None else [bool(t) for t in r.trained]
+    print(
+        f"\nlearning-rate sweep ({len(r.lrs)} rates, {sum(trained)} trained where a "
+        f"label could change, {r.steps} steps):"
+    )
+    for lr, label, l0, l1, d, t in zip(
+        r.lrs, r.labels, r.initial_loss, r.final_loss, r.diverged_at, trained, strict=True
     ):
         end = f"diverged at step {d}" if d >= 0 else f"{l0:.3f} -> {l1:.3f}"
+        end = end if t else "not trained (its trained neighbours' label)"
         print(f"  lr {lr:9.2e}  {label.replace('_', ' '):<8}  loss {end}")
     if r.lo is not None:
         print(f"\nrange worth cross-validating: lr in [{r.lo:.2g}, {r.hi:.2g}]")

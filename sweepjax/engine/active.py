@@ -90,12 +90,16 @@ def groups(act: Active):
 COMPILE_COST_MEMBER_STEPS = 10_000
 
 
-def gather(act: Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int) -> Active:
+def gather(
+    act: Active, src: np.ndarray, gsize: int, where: Placement, steps_left: int, moves=None
+) -> Active:
     """One gather on the member axis: slot ``j`` takes the state of row ``src[j]``.
 
     The survivors move to a smaller program only when the compute it saves before the
     next decision (``steps_left`` steps) outweighs compiling it; otherwise they keep the
-    current program, padded (the padding rows' results are dropped).
+    current program, padded (the padding rows' results are dropped). ``moves(size,
+    new)`` decides it (:func:`sweepjax.engine.recompile.pays` on this run's measured
+    costs); default: a compile weighed as :data:`COMPILE_COST_MEMBER_STEPS`.
     """
     n = len(src)
     host = take_rows(to_host_rows(act, where), src)
@@ -104,8 +108,11 @@ def gather(act: Active, src: np.ndarray, gsize: int, where: Placement, steps_lef
     if not act.on_device or n > gsize:
         return place(host, n, gsize, where)
     new = bucket(n, gsize, where.num_devices)
-    saved = (act.size - new) * steps_left
-    size = new if new >= act.size or saved > COMPILE_COST_MEMBER_STEPS else act.size
+    if moves is None:
+        ok = new >= act.size or (act.size - new) * steps_left > COMPILE_COST_MEMBER_STEPS
+    else:
+        ok = moves(act.size, new)
+    size = new if ok else act.size
     return place(host, n, gsize, where, size)
 
 
@@ -152,14 +159,9 @@ def run_chunk(
         take = pad_rows(act.n, act.size) if act.on_device else rows
         s_dev = states if act.on_device else put_members(take_rows(states, rows), where)
         mine = put_members((hp_active.take(take), fold_active[take], born_active[take]), where)
-        args = (s_dev, *mine, data, *shared)
-        by_steps = st.host_steps and where.mesh is None
-        compiled = program.compiled_steps if by_steps else program.compiled_block
-        exe, c = compiled(args, st, where)
+        s_dev, met, c, t = launch((s_dev, *mine, data, *shared), st, where, real, step, n_steps)
         compile_s += c
-        t0 = time.perf_counter() if t0 is None else t0
-        # Dispatched: JAX returns before the program (or the last step) ends.
-        s_dev, met = _by_steps(exe, args, step, n_steps, real, where) if by_steps else exe(*args)
+        t0 = t if t0 is None else t0
         if pending is not None:
             rows_out.append(_collect(pending, states, where))
         pending = (met, None if act.on_device else s_dev, rows, real)
@@ -169,6 +171,20 @@ def run_chunk(
     train_s = time.perf_counter() - t0
     met = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:, None], *rows_out)
     return act._replace(states=states), met, compile_s, train_s
+
+
+def launch(args, st: Static, where: Placement, real: int, step: int, n_steps: int):
+    """Dispatch one program call of a block (``args`` as
+    :func:`program.compiled_block`'s, on the device; ``step``/``n_steps`` its first
+    global step and length); returns its new states and metrics (device arrays: JAX
+    returns before the program, or the last step, ends), the compile seconds and the
+    time it was dispatched."""
+    by_steps = st.host_steps and where.mesh is None
+    compiled = program.compiled_steps if by_steps else program.compiled_block
+    exe, c = compiled(args, st, where)
+    t0 = time.perf_counter()
+    s_dev, met = _by_steps(exe, args, step, n_steps, real, where) if by_steps else exe(*args)
+    return s_dev, met, c, t0
 
 
 def _by_steps(exe: program.Steps, args, first: int, n_steps: int, real: int, where: Placement):

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from sweepjax.engine import active
+from sweepjax.engine import active, recompile
 from sweepjax.engine.curves import HISTORY_FIELDS, Checkpoint, ScheduleState
 from sweepjax.engine.decisions import Decision, RungView
 from sweepjax.engine.distributed import Placement
@@ -143,7 +143,8 @@ def judge(setup: Run, pop: Population, clock: Clock):
         sched = apply(sched, decision, step)
         nxt = min([d for d in setup.plan.ages if d > step] + [setup.total])
         src = np.asarray(decision.src, np.int64)
-        act = active.gather(act, src, setup.sizes[1], setup.where, nxt - step)
+        moves = recompile.mover(setup, act, pop.slot_hp, clock, nxt - step)
+        act = active.gather(act, src, setup.sizes[1], setup.where, nxt - step, moves)
         pop = pop._replace(
             act=act,
             slot_row=sched.active,

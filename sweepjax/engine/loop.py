@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sweepjax.engine import active, compact, refilling, slots
+from sweepjax.engine import active, compact, overlap, refilling, slots
 from sweepjax.engine.curves import Checkpoint, Curves
 from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult
 from sweepjax.engine.slots import Clock, Judged, Population, Run
@@ -45,8 +45,14 @@ def run(
     transfer = [0.0]  # seconds of device -> host copies (checkpoints, the end)
     t_start = time.perf_counter()
     completed = True
+    # Without a callback nothing reads a block before the next decision: the next block
+    # is dispatched before the previous one's metrics are fetched (engine/overlap.py).
+    ahead = on_chunk is None and not refills
     while refills or (pop.step < setup.total and len(pop.slot_row)):
-        pop, clock = _train_block(setup, pop, clock)
+        if ahead and overlap.applies(setup, pop):
+            pop, clock = overlap.train_through(setup, pop, clock)
+        else:
+            pop, clock = _train_block(setup, pop, clock)
         if refills:
             pop, clock, judged = refilling.judge(setup, pop, clock)
             if judged.spent:
@@ -75,7 +81,11 @@ def _train_block(setup: Run, pop: Population, clock: Clock) -> tuple[Population,
         setup.static, setup.where, pop.born,
     )  # fmt: skip
     step += n
-    clock = clock.add(compile_s=c, train_s=t, member_steps=act.n * n, trained_here=act.n * n)
+    clock = overlap.gap(clock, t, decided=setup.plan.refills or pop.step in setup.plan.ages)
+    rows = act.size if act.on_device else act.n
+    clock = clock.add(compile_s=c, train_s=t, member_steps=act.n * n, trained_here=act.n * n,
+                      row_steps=rows * n)  # fmt: skip
+    clock = clock._replace(slowest_compile_s=max(clock.slowest_compile_s, c))
     curves = pop.curves
     if setup.plan.refills:  # written in place: the columns are every block's age
         occ = np.flatnonzero(pop.slot_row >= 0)

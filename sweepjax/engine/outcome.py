@@ -20,6 +20,11 @@ class Timing(NamedTuple):
     model_steps_per_s: float  # member-steps trained / train_s
     num_groups: int  # programs the first population was split into (memory budget)
     group_size: int
+    # Between blocks no decision needs: seconds the device had nothing queued (from a
+    # block's metrics on the host to the next block's dispatch), and how many such gaps.
+    # With the next block dispatched first (no ``on_chunk``: engine/overlap.py) ~0.
+    host_gap_s: float = 0.0
+    gaps: int = 0
 
 
 class AnytimeStatus(NamedTuple):

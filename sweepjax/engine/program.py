@@ -249,13 +249,23 @@ def _compiled(kind: str, make, args, static_key, where: Placement, options=None)
     """Ahead-of-time compiled program, cached by (kind, static settings, placement,
     argument shapes); returns ``(executable, seconds spent compiling)``. ``options``:
     XLA compiler options for this program only."""
-    leaves, tree = jax.tree.flatten(args)
-    shapes = (tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
     return PROGRAMS.get(
         kind,
-        (static_key, where.key, shapes),
+        _key(args, static_key, where),
         lambda: make().lower(*args).compile(compiler_options=options),
     )
+
+
+def _key(args, static_key, where: Placement):
+    leaves, tree = jax.tree.flatten(args)
+    shapes = (tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
+    return (static_key, where.key, shapes)
+
+
+def held(kind: str, args, static_key, where: Placement) -> bool:
+    """Whether the program of ``kind`` for ``args`` (arrays or ``jax.ShapeDtypeStruct``)
+    is compiled and held already (calling it would not compile)."""
+    return PROGRAMS.holds(kind, _key(args, static_key, where))
 
 
 def compiled_block(args, static: Static, where: Placement):

@@ -65,6 +65,10 @@ class ProgramCache:
             self._evicted += 1
         return exe, spent
 
+    def holds(self, kind: str, key: Hashable) -> bool:
+        """Whether ``(kind, key)`` is held (a :meth:`get` would not compile)."""
+        return (kind, key) in self._held
+
     def counts(self) -> dict[str, int]:
         """Programs compiled per kind (``"chunk"``, ``"eval"``, ...)."""
         return dict(self._compiled)

@@ -114,6 +114,11 @@ class Clock(NamedTuple):
     quick_best: float = math.nan  # compacting: best subset accuracy so far
     finished: int = 0  # refilling: members that reached the full length
     in_flight: int = 0  # refilling: members the budget stopped
+    row_steps: int = 0  # this call's program rows x steps (padding included)
+    slowest_compile_s: float = 0.0  # this call's slowest chunk compile (or load)
+    host_gap_s: float = 0.0  # device idle between blocks no decision needs (Timing)
+    gaps: int = 0
+    arrived: float = math.nan  # perf_counter when the last block's metrics were on the host
 
     def add(self, **kw) -> Clock:
         return self._replace(**{k: getattr(self, k) + v for k, v in kw.items()})
@@ -123,7 +128,8 @@ class Clock(NamedTuple):
 
     def timing(self, sizes: tuple[int, int], transfer_s: float) -> Timing:
         rate = self.trained_here / self.train_s if self.train_s else 0.0
-        return Timing(self.compile_s, self.train_s, self.eval_s, transfer_s, rate, *sizes)
+        return Timing(self.compile_s, self.train_s, self.eval_s, transfer_s, rate, *sizes,
+                      self.host_gap_s, self.gaps)  # fmt: skip
 
 
 class Judged(NamedTuple):

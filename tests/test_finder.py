@@ -1,0 +1,112 @@
+"""The learning-rate finder in stages: the labels of the whole grid from about half its
+rates, each stage one population of the same width."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sweepjax.analysis import finder
+from sweepjax.analysis.sanity import LR_FINDER_HI, LR_FINDER_LO, find_lr_range
+from sweepjax.config import DataConfig, ModelConfig, TrainConfig
+from sweepjax.data import load_dataset
+
+GRID = np.geomspace(LR_FINDER_LO, LR_FINDER_HI, 32)
+
+
+def _curve(peak: int, width: float, diverge: int, floor: float):
+    """A unimodal loss fall over the grid (largest at ``peak``), diverged from
+    ``diverge`` on: ``(initial, final, diverged_at)`` per position."""
+    i = np.arange(32)
+    fall = floor + (0.9 - floor) * np.exp(-(((i - peak) / width) ** 2))
+    init = np.full(32, 2.3)
+    final = np.where(i >= diverge, np.nan, init * (1 - fall))
+    return init, final, np.where(i >= diverge, 3, -1)
+
+
+def _staged(curve):
+    init, final, div = curve
+    calls = []
+
+    def train(pos):
+        calls.append(np.asarray(pos).copy())
+        return init[pos], final[pos], div[pos]
+
+    trained, labels = finder.staged(GRID, train)
+    return trained, labels, calls
+
+
+def _good(labels):
+    idx = [i for i, x in enumerate(labels) if x == "good"]
+    return (min(idx), max(idx)) if idx else None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(4, 27), st.floats(1.0, 8.0), st.integers(0, 6), st.floats(0.0, 0.3))
+def test_staged_good_range_holds_the_whole_grids_for_a_unimodal_fall(peak, width, after, floor):
+    curve = _curve(peak, width, min(31, peak + 1 + after), floor)
+    trained, labels, calls = _staged(curve)
+    init, final, div = curve
+    whole = finder.label_lrs(GRID, init, final, div >= 0)
+    (lo, hi), (wlo, whi) = _good(labels), _good(whole)
+    assert lo <= wlo and hi >= whi  # never narrower
+    if trained.trained[peak]:  # the bar is the whole grid's: the same labels
+        assert labels == whole
+    # Every call is one population of the stage width; the trained rates' numbers are theirs.
+    assert all(len(c) == finder.STAGE_WIDTH for c in calls)
+    np.testing.assert_array_equal(trained.final_loss[trained.trained], final[trained.trained])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(6, 31), st.floats(0.0, 0.3), st.floats(0.5, 3.0))
+def test_a_fall_growing_up_to_divergence_gives_the_whole_grids_labels(diverge, floor, power):
+    i = np.arange(32)
+    fall = floor + (0.9 - floor) * (i / 31) ** power
+    init, div = np.full(32, 2.3), np.where(i >= diverge, 2, -1)
+    final = np.where(div >= 0, np.nan, init * (1 - fall))
+    _, labels, calls = _staged((init, final, div))
+    assert labels == finder.label_lrs(GRID, init, final, div >= 0)
+    assert len(calls) <= 3
+
+
+def test_the_usual_finder_trains_half_the_grid_in_two_stages():
+    # Good from about 1e-3 to 1 (the MNIST softmax's picture), diverged above 3.
+    trained, labels, calls = _staged(_curve(peak=20, width=5.0, diverge=24, floor=0.01))
+    assert [len(c) for c in calls] == [8, 8] and trained.trained.sum() <= 16
+    assert labels[0] == "too_low" and labels[-1] == "too_high" and "good" in labels
+
+
+def test_a_grid_of_at_most_two_stages_trains_at_once():
+    # auto --budget's 16 rates: staging would train 16 rows too, one after the other.
+    init, final, div = _curve(peak=10, width=3.0, diverge=13, floor=0.01)
+    calls = []
+
+    def train(pos):
+        calls.append(len(pos))
+        return init[pos], final[pos], div[pos]
+
+    trained, labels = finder.staged(GRID[::2], train)
+    assert calls == [16] and trained.trained.all()
+
+
+def test_nothing_good_in_the_first_stage_trains_every_rate():
+    # Every first-stage rate made the loss worse; two rates between them are good.
+    init = np.full(32, 2.3)
+    final = np.where(np.isin(np.arange(32), [11, 12]), 0.5, 2.31)
+    div = np.where(np.arange(32) >= 26, 2, -1)
+    trained, labels, _ = _staged((init, np.where(div >= 0, np.nan, final), div))
+    assert trained.trained.all() and [i for i, x in enumerate(labels) if x == "good"] == [11, 12]
+
+
+@pytest.mark.slow  # ~10 s: two finder runs of the softmax on the sample
+def test_the_staged_finder_trains_each_rate_as_the_whole_grid_does():
+    ds = load_dataset(DataConfig(dataset="mnist-sample"))
+    cfg = TrainConfig()
+    staged = find_lr_range(ds, ModelConfig(), cfg, steps=60)
+    whole = find_lr_range(ds, ModelConfig(), cfg, steps=60, width=32)
+    assert staged.trained.sum() < 32 and staged.labels == whole.labels
+    assert (staged.lo, staged.hi) == (whole.lo, whole.hi)
+    t = staged.trained
+    np.testing.assert_allclose(staged.final_loss[t], whole.final_loss[t], rtol=1e-5)
