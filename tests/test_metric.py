@@ -346,7 +346,7 @@ def test_pbt_copies_the_lowest_errors(tmp_path):
 
 
 def test_config_se_of_a_regression_takes_the_replicas_per_example_ses():
-    from sweepjax.results.records import config_se
+    from sweepjax.results.config_groups import config_se
 
     mse, own = np.array([1.0, 1.2, 1.1]), np.array([0.10, 0.12, 0.11])
     seed = np.std(mse, ddof=1) / np.sqrt(3)

@@ -102,7 +102,7 @@ def test_the_table_says_its_order_above_its_header():
 def test_configs_rank_in_the_one_order_mean_loss_breaks_a_mean_accuracy_tie():
     """Replicas: the config table ranks configs alike (finished first, mean accuracy, mean
     loss, id); before, a tie on the mean accuracy went to the lower id."""
-    from sweepjax.results.records import group_configs
+    from sweepjax.results.config_groups import group_configs
 
     base = synthetic(SPACE, [1e-2] * 6, [1e-4] * 6, [0.625, 0.875, 0.75, 0.75, 0.9, 0.9]).members
     loss = [0.6, 0.6, 0.5, 0.5, 0.4, 0.4]  # configs 0 and 1: mean acc 0.75; loss 0.6, 0.5

@@ -329,7 +329,7 @@ def test_a_version_3_store_is_migrated_and_replicas_reload_grouped(tmp_path):
     """A v3 store (before replicas) opens as v4 with no configs; a sweep with replicas
     round-trips its grouping: the configs reloaded (mean, std, rank, member ids) equal
     those computed from the records before storing, and the winner is its config's mean."""
-    from sweepjax.results.records import configs_of
+    from sweepjax.results.config_groups import configs_of
 
     path = tmp_path / "v3.db"
     res = make_result("x", m=3)
