@@ -85,7 +85,8 @@ class ConfigRecord:
     ``mean_val_acc`` / ``std_val_acc`` (population SD, ``ddof=0`` as scikit-learn) over
     the replicas' best validation accuracies (with folds: each on its own held-out fold);
     ``rank_val_acc`` 1 for the best config (finished before stopped before diverged, then
-    by mean); ``val_acc_se`` the SE of the mean (:func:`~sweepjax.results.config_groups.config_se`)."""
+    by mean); ``val_acc_se`` the SE of the mean
+    (:func:`~sweepjax.results.config_groups.config_se`)."""
 
     id: int
     lr: float

@@ -51,8 +51,9 @@ class Opt:
       kind: how a value is read: ``str``, ``path`` (a str or os.PathLike), ``int``,
         ``float``, ``bool`` (a switch), ``choice``, ``box`` (LO HI), ``axis`` (one number
         fixes, LO HI searches), ``budget`` (a :class:`~sweepjax.budget.Budget`, parsed
-        once), ``choices`` (categorical axes NAME=V1,V2, repeatable) or ``object``
-        (Python only).
+        once), ``choices`` (categorical axes NAME=V1,V2, repeatable), ``hparams`` (the
+        user's own hyperparameters, ``NAME=LO:HI:SCALE`` or ``NAME=VALUE``, repeatable),
+        ``optimizer`` (a choice or an optax factory's name) or ``object`` (Python only).
       default: what ``coarse`` uses when the option is not given (None: the flow decides,
         said in the help).
       flag: the command-line flag (default ``--name-with-dashes``; "" = Python only).
