@@ -17,7 +17,6 @@ import numpy as np
 
 from sweepjax import search
 from sweepjax.config import is_factory_name
-from sweepjax.engine.optimizers import has_momentum
 from sweepjax.sweep_config import SweepConfig
 
 
@@ -213,7 +212,7 @@ def applies(key: str, config: SweepConfig) -> bool:
         return False
     if name == "momentum" and not (
         config.train.optimizer in MOMENTUM_OPTIMIZERS
-        or (is_factory_name(config.train.optimizer) and has_momentum(config.train.optimizer))
+        or (is_factory_name(config.train.optimizer) and _factory_momentum(config.train.optimizer))
     ):
         return False
     if section == "train" and name in PER_MEMBER and name in config.space.axes():
@@ -282,3 +281,11 @@ __all__ = [
     "status_labels",
     "stopped_by",
 ]
+
+
+def _factory_momentum(name: str) -> bool:
+    """Whether an optax factory has a momentum axis (deferred: it imports optax and jax,
+    which the live page's index never needs)."""
+    from sweepjax.engine.optimizers import has_momentum
+
+    return has_momentum(name)

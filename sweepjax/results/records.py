@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.engine import optimizers
 from sweepjax.engine.curves import Curves
 from sweepjax.results.verdict_records import BoundaryFlag, VerdictRecord  # noqa: F401
 from sweepjax.spec import SweepSpec
@@ -113,6 +112,16 @@ class ConfigRecord:
         return dataclasses.asdict(self)
 
 
+def _uses_momentum(optimizer: str) -> bool:
+    """Whether ``optimizer`` has a momentum axis. The built-in names are known without
+    importing optax: `watch` reads records before (and without) jax."""
+    if optimizer in ("sgd", "momentum", "adam"):
+        return optimizer != "sgd"
+    from sweepjax.engine.optimizers import has_momentum  # an optax factory's name
+
+    return has_momentum(optimizer)
+
+
 def fixed_axes(config: SweepConfig) -> dict:
     """The :data:`EXTRA_AXES` values every member of a sweep trained with when it did not
     search them, from the sweep's resolved ``config``: the MLP's full width (None without
@@ -130,7 +139,7 @@ def fixed_axes(config: SweepConfig) -> dict:
         "hidden": int(model.hidden) if model.kind == "mlp" else None,
         "dropout": float(train.dropout),
         "init_scale": float(train.init_scale),
-        "momentum": float(train.momentum) if optimizers.has_momentum(train.optimizer) else None,
+        "momentum": float(train.momentum) if _uses_momentum(train.optimizer) else None,
     }
 
 
