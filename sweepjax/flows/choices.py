@@ -188,21 +188,21 @@ def train(
             )
         final: list = []
 
-        def hook(rep: ChunkReport, final=final, offset=offset) -> bool | None:
+        def hook(rep: ChunkReport, final=final, offset=offset, part=part) -> bool | None:
             # The part's end (or the last member gone) is kept to rebuild it on resume.
             if rep.step >= rep.total_steps or rep.active == 0:
                 final[:] = [rep.checkpoint()]
             if on_chunk is None:
                 return None
             with_parts = tuple(done)
-            # The part's own rows: the live views (watch, Optuna) get progress only, and
-            # the members at the end (their rows are not the sweep's until merged).
+            # The part's rows under the sweep's member ids (and its categorical values):
+            # the live views (watch, Optuna) show them as the merged sweep will.
             return on_chunk(
                 rep._replace(
                     elapsed_s=offset + rep.elapsed_s,
                     checkpoint=lambda rep=rep: rep.checkpoint()._replace(parts=with_parts),
-                    curves=None,
-                    schedule=None,
+                    member_ids=part.ids,
+                    choice=part.combo,
                 )
             )
 
