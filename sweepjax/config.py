@@ -75,12 +75,16 @@ class ModelConfig:
         or ``custom`` (the user's own model, named by ``spec``; :mod:`sweepjax.models.custom`).
       hidden: hidden width of the MLP (static: a new width compiles a new program).
       spec: the custom model's ``package.module:Name`` (only with ``kind="custom"``).
+      loss: the stored name of the user's loss for a built-in network
+        (:mod:`sweepjax.models.loss_ref`; None: cross-entropy). A custom model's loss is
+        part of its ``spec``.
     """
 
     kind: str = "softmax"
     hidden: int = 100
     spec: str | None = None
     activation: str = "relu"  # the MLP's hidden activation (static: a `choices` axis)
+    loss: str | None = None
 
     def __post_init__(self):
         if self.kind == "custom":
@@ -100,7 +104,7 @@ class ModelConfig:
 
     def as_dict(self) -> dict:
         """The stored form: ``spec`` / ``activation`` only when set (so older configs match)."""
-        unset = {"spec": None, "activation": "relu"}
+        unset = {"spec": None, "activation": "relu", "loss": None}
         return {k: v for k, v in dataclasses.asdict(self).items() if unset.get(k, ...) != v}
 
 

@@ -371,3 +371,47 @@ def test_a_choice_sweep_carries_own_hyperparameters_and_a_regressions_se(tmp_pat
     assert res.winner.val_acc == min(m.best_val_acc for m in done)
     back = sweepjax.load(str(tmp_path / "s.db"), res.sweep_id)
     assert [m.hparams for m in back.members] == [m.hparams for m in ms]
+
+
+@pytest.mark.slow
+def test_live_views_show_each_parts_members_under_the_sweeps_ids(ds, tmp_path):
+    """While a choice sweep (sgd, adam; halving) runs, watch's snapshot names the
+    running part's members by the sweep's ids with their own lr, and the live Optuna
+    study gets each pruned member as it is stopped, with its categorical value: the
+    rows the finished sweep stores."""
+    import sqlite3
+
+    from sweepjax.store.live import newest_payload
+
+    optuna = pytest.importorskip("optuna")
+    store, url = tmp_path / "s.db", f"sqlite:///{tmp_path / 'o.db'}"
+    seen, studied = [], []
+
+    def progress(sid, rep):
+        with sqlite3.connect(store) as conn:
+            snap = newest_payload(conn, sid).snapshot
+        seen.append((snap.member, snap.lr, [c.member for c in snap.curves]))
+        studied.extend(optuna.load_study(study_name=sid, storage=url).get_trials())
+
+    kw = {**KW, "schedule": "halving", "trials": 8}
+    res = sweepjax.coarse(
+        dataset=ds, choices=OPT, lr=(1e-2, 0.5), store=store, optuna_storage=url,
+        callbacks=Callbacks(progress=progress), **kw,
+    )  # fmt: skip
+    by_id = {m.id: m for m in res.members}
+    parts = []  # each snapshot: one part's members (one optimizer), their lr (4 digits)
+    for ids, lrs, drawn in seen:
+        assert ids and set(drawn) <= set(ids)
+        parts.append({by_id[i].choice["optimizer"] for i in ids})
+        for i, lr in zip(ids, lrs, strict=True):
+            assert lr == pytest.approx(by_id[i].lr, rel=1e-3)
+    assert sorted(parts[0] | parts[-1]) == ["adam", "sgd"] and all(len(p) == 1 for p in parts)
+    # written live: pruned members of both parts, as the finished sweep has them
+    live = {t.user_attrs["member"]: t for t in studied}
+    assert {by_id[i].choice["optimizer"] for i in live} == {"sgd", "adam"}
+    for i, t in live.items():
+        assert by_id[i].status == "stopped" and t.state.name == "PRUNED"
+        assert t.params["optimizer"] == by_id[i].choice["optimizer"]
+        assert t.params["lr"] == pytest.approx(by_id[i].lr, rel=1e-6)
+    final = optuna.load_study(study_name=res.sweep_id, storage=url).get_trials()
+    assert sorted(t.user_attrs["member"] for t in final) == sorted(by_id)

@@ -35,13 +35,19 @@ TINY = dict(dataset="mnist-sample", steps=30, batch_size=64, report=False)
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory):
     """``full`` (every member to the end), ``halving`` (stopped members) and
-    ``replicas`` (4 configs x 2 replicas), stored in one store, read back with curves."""
+    ``replicas`` (4 configs x 2 replicas, a user axis), stored in one store, read back
+    with curves."""
     store = str(tmp_path_factory.mktemp("optuna") / "s.db")
     ids = {
         "full": sweepjax.coarse(trials=8, schedule="full", store=store, **TINY).sweep_id,
         "halving": sweepjax.coarse(trials=8, schedule="halving", store=store, **TINY).sweep_id,
-        "replicas": sweepjax.coarse(
-            trials=4, replicas=2, schedule="full", store=store, **TINY
+        "replicas": sweepjax.coarse(  # with a user axis (nothing reads it): its CSV column
+            trials=4,
+            replicas=2,
+            schedule="full",
+            store=store,
+            hparams={"w": (0.1, 1, "log")},
+            **TINY,
         ).sweep_id,
     }
     with Store.open(store) as st:
@@ -229,6 +235,8 @@ def test_cv_results_csv_matches_the_stored_configs(sweeps, capsys):
     for row, c in zip(rows, r.configs, strict=True):
         assert int(row["config"]) == c.id and row["status"] == c.status
         assert float(row["param_lr"]) == pytest.approx(c.lr, rel=1e-12)
+        assert float(row["param_w"]) == pytest.approx(by_id[c.members[0]].hparams["w"])
+        assert by_id[c.members[1]].hparams["w"] == by_id[c.members[0]].hparams["w"]
         assert float(row["mean_test_score"]) == pytest.approx(c.mean_val_acc)
         assert float(row["std_test_score"]) == pytest.approx(c.std_val_acc)
         assert int(row["rank_test_score"]) == c.rank_val_acc

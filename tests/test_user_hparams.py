@@ -154,6 +154,30 @@ def test_pbt_explores_the_user_axis_inside_its_box():
     assert moved.all() and (got >= 0).all() and (got <= 0.2).all()
 
 
+def test_pbt_history_records_the_user_axis_and_old_checkpoints_read():
+    """A copy whose smoothing PBT perturbed is a history row with the new value, like
+    lr's; a checkpoint written before (5 columns) reads with NaN in the user's column."""
+    from sweepjax.engine.compact import apply
+    from sweepjax.engine.decisions import Decision
+
+    hp = HParams.create(lr=[0.1, 0.2, 0.3], l2=0, user={"ls": [0.0, 0.1, 0.2]})
+    sched = ScheduleState.start(hp)
+    assert sched.history.shape == (3, 6) and list(sched.history[:, 5]) == pytest.approx(
+        [0, 0.1, 0.2]
+    )
+    new = hp.map(np.array)
+    new.user["ls"][0] = 0.24  # row 0 copies row 2, its smoothing x 1.2 (lr kept)
+    new.lr[0] = 0.3
+    after = apply(sched, Decision(np.array([2, 1, 2]), np.arange(3), new), 30)
+    np.testing.assert_allclose(after.history[3], [30, 0, 0.3, 0, 1.0, 0.24], rtol=1e-6)
+    assert len(after.history) == 4  # rows 1 and 2 unchanged: no row
+    back = ScheduleState.from_arrays(after.as_arrays())
+    np.testing.assert_array_equal(back.history, after.history)
+    old = {**after.as_arrays(), "history": after.history[:, :5]}
+    read = ScheduleState.from_arrays(old).history
+    assert read.shape == (4, 6) and np.isnan(read[:, 5]).all()
+
+
 def test_refine_and_the_verdicts_treat_the_user_axis_like_lr():
     """Ten members whose accuracy peaks at label smoothing 0.1: the top-3 span rule
     narrows the axis around them, the edge rule reads it, the verdicts model it."""
@@ -267,10 +291,33 @@ def test_refilling_and_copying_schedules_carry_the_user_axis(schedule, blobs_npz
     assert len(vals) == 27 and (vals >= 0).all() and (vals <= 0.2).all()
     if schedule == "pbt":
         assert r.lineage  # copies happened, with their perturbed values
+        _pbt_schedule_has_the_user_axis(r, tmp_path / "s.db")
         return
     study = optuna.load_study(study_name=r.sweep_id, storage=url)
     dist = study.trials[0].distributions["label_smoothing"]
     assert (dist.low, dist.high, dist.log) == (0.0, 0.2, False)
+
+
+def _pbt_schedule_has_the_user_axis(r, store):
+    """A perturbed smoothing is in the member's schedule like lr: stored, read back, in
+    the JSON document and in the report's PBT panel (a third axis)."""
+    import json
+
+    from sweepjax.report.schedule_fig import hparam_schedules
+    from sweepjax.store.db import Store
+
+    copied = {c["member"] for c in r.lineage}
+    for m in r.members:
+        sched = r.hparam_schedule(m.id)
+        assert all("label_smoothing" in h for h in sched)
+        if m.id in copied:  # its last change is the value it ended with
+            last = max(sched, key=lambda h: h["step"])
+            assert last["label_smoothing"] == pytest.approx(m.hparams["label_smoothing"], rel=1e-6)
+            assert last["lr"] == pytest.approx(m.lr, rel=1e-6)
+    assert Store.open(store).load_sweep(r.sweep_id).history == r.history
+    doc = json.loads(json.dumps(r.to_json()))
+    assert doc["history"] == r.history and "label_smoothing" in doc["history"][-1]
+    assert len(hparam_schedules(r).axes) == 3
 
 
 def test_live_snapshot_names_the_drawn_members_values():

@@ -80,12 +80,15 @@ def to_cv_results_text(result: SweepResult) -> str:
     scikit-learn's ``cv_results_`` shape: ``config``, ``param_<axis>``, ``status``,
     ``split<r>_test_score`` (replica r's best validation accuracy), ``mean_test_score``,
     ``std_test_score`` (ddof 0), ``rank_test_score``, then ``val_acc_se``,
-    ``mean_val_loss``, ``stopped_at`` and ``members`` (ids joined by spaces)."""
+    ``mean_val_loss``, ``stopped_at`` and ``members`` (ids joined by spaces). The
+    user's own hyperparameters follow the built-in ``param_`` columns, by name (a
+    config's replicas share its values: its first member's)."""
     by_id = {m.id: m for m in result.members}
+    own = sorted({n for m in result.members for n in m.hparams})
     splits = max((len(c.members) for c in result.configs), default=0)
     cols = (
         "config",
-        *(f"param_{p}" for p in CV_PARAMS),
+        *(f"param_{p}" for p in (*CV_PARAMS, *own)),
         "status",
         *(f"split{r}_test_score" for r in range(splits)),
         "mean_test_score",
@@ -105,6 +108,7 @@ def to_cv_results_text(result: SweepResult) -> str:
             [
                 c.id,
                 *(getattr(c, p) for p in CV_PARAMS),
+                *(by_id[c.members[0]].hparams.get(n) for n in own),
                 c.status,
                 *accs,
                 *([None] * (splits - len(accs))),

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from sweepjax.engine import active, recompile
-from sweepjax.engine.curves import HISTORY_FIELDS, Checkpoint, ScheduleState
+from sweepjax.engine.curves import Checkpoint, ScheduleState, history_values
 from sweepjax.engine.decisions import Decision, RungView
 from sweepjax.engine.distributed import Placement
 from sweepjax.engine.member import Static
@@ -101,10 +101,8 @@ def apply(sched: ScheduleState, decision: Decision, step: int) -> ScheduleState:
                 axis=1,
             ).astype(np.int64)
         )
-    new_vals = np.stack(
-        [np.asarray(getattr(decision.hparams, f), np.float32) for f in HISTORY_FIELDS], axis=1
-    )
-    old_vals = np.stack([np.asarray(getattr(hp, f))[decision.rows] for f in HISTORY_FIELDS], axis=1)
+    new_vals = np.stack(history_values(decision.hparams), axis=1).astype(np.float32)
+    old_vals = np.stack(history_values(hp), axis=1).astype(np.float32)[decision.rows]
     changed = (new_vals != old_vals).any(axis=1)
     if changed.any():
         history.append(

@@ -17,8 +17,32 @@ from sweepjax.engine.hparams import BUILTIN_FIELDS, FIXED_DEFAULTS, HParams
 USER_PREFIX = "hpu_"
 
 # The hyperparameters a member's schedule records (PBT explores lr and lambda; a copy's
-# other axes come from its donor and are told by the lineage).
+# other axes come from its donor and are told by the lineage), then the user's own
+# (``HParams.user``, by name), which PBT perturbs like lr.
 HISTORY_FIELDS = ("lr", "l2", "lr_decay")
+
+
+def history_values(hp: HParams) -> list[np.ndarray]:
+    """The ``[M]`` columns a history row records after ``(step, member row)``:
+    :data:`HISTORY_FIELDS`, then the user's own hyperparameters by name."""
+    cols = [np.asarray(getattr(hp, f), np.float64) for f in HISTORY_FIELDS]
+    return cols + [np.asarray(v, np.float64) for _, v in sorted(hp.user.items())]
+
+
+def history_names(hp: HParams) -> tuple[str, ...]:
+    """The names of :func:`history_values`' columns."""
+    return (*HISTORY_FIELDS, *sorted(hp.user))
+
+
+def history_rows(history, hp: HParams) -> np.ndarray:
+    """``history`` as ``[H, 2 + len(history_names(hp))]`` float64; rows written before the
+    user's columns were recorded (5 wide) get NaN there."""
+    width = 2 + len(history_names(hp))
+    h = np.asarray(history, np.float64)
+    h = h.reshape(-1, h.shape[1] if h.ndim == 2 and h.size else width)
+    if h.shape[1] < width:
+        h = np.concatenate([h, np.full((h.shape[0], width - h.shape[1]), np.nan)], axis=1)
+    return h
 
 
 class Curves(NamedTuple):
@@ -88,7 +112,8 @@ class ScheduleState(NamedTuple):
       val_loss, val_acc: its current parameters on the whole validation set when it
         stopped or the run ended (NaN before).
       lineage: ``[L, 3]`` int64 rows ``(step, member row, copied-from row)`` (PBT).
-      history: ``[H, 5]`` float64 rows ``(step, member row, lr, l2, lr_decay)``: each
+      history: ``[H, 5 + U]`` float64 rows ``(step, member row, lr, l2, lr_decay, *user)``
+        (the user's own hyperparameters by name, :func:`history_names`): each
         member's hyperparameter schedule, one row per change (PBT).
     """
 
@@ -113,8 +138,7 @@ class ScheduleState(NamedTuple):
     def start(cls, hparams: HParams) -> ScheduleState:
         m = hparams.num_members
         rows = np.arange(m, dtype=np.int64)
-        vals = (np.asarray(getattr(hparams, f), np.float64) for f in HISTORY_FIELDS)
-        hist = np.stack([np.zeros(m), rows, *vals], axis=1)
+        hist = np.stack([np.zeros(m), rows, *history_values(hparams)], axis=1)
         return cls(
             active=rows,
             hparams=hparams,
@@ -158,7 +182,7 @@ class ScheduleState(NamedTuple):
         nan = np.full(n, np.nan, np.float32)  # a field written after the checkpoint
         fields = {k: np.asarray(d[k]) if k in d else nan for k in cls._fields if k != "hparams"}
         fields["lineage"] = fields["lineage"].reshape(-1, 3).astype(np.int64)
-        fields["history"] = fields["history"].reshape(-1, 5).astype(np.float64)
+        fields["history"] = history_rows(fields["history"], hp)
         return cls(hparams=hp, **fields)
 
 

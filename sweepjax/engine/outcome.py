@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,6 +64,10 @@ class ChunkReport(NamedTuple):
     curves: Curves | None = None
     schedule: ScheduleState | None = None
     metric: Metric = ACCURACY  # what ``best_val_acc`` measures (an MSE: lower is better)
+    # A choice sweep's part: the sweep's member ids of the rows of ``curves`` /
+    # ``schedule`` and the part's categorical values. None: the run's own rows, no choice.
+    member_ids: np.ndarray | None = None
+    choice: Mapping[str, str] | None = None
 
 
 class PopulationResult(NamedTuple):
@@ -92,7 +96,7 @@ class PopulationResult(NamedTuple):
     params: Any
     best_params: Any
     lineage: np.ndarray  # [L, 3] (step, member row, copied-from row)
-    history: np.ndarray  # [H, 5] (step, member row, lr, l2, lr_decay)
+    history: np.ndarray  # [H, 5 + U] (step, member row, lr, l2, lr_decay, *user by name)
     timing: Timing
     completed: bool  # False when on_chunk asked to stop early
     checkpoint: Checkpoint | None

@@ -16,7 +16,7 @@ from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import active, program
 from sweepjax.engine.active import Active
-from sweepjax.engine.curves import HISTORY_FIELDS, Curves, ScheduleState
+from sweepjax.engine.curves import Curves, ScheduleState, history_values
 from sweepjax.engine.decisions import Plan, Policy, RungLog
 from sweepjax.engine.distributed import Placement, put_members, to_host
 from sweepjax.engine.hparams import HParams
@@ -177,7 +177,7 @@ def grow(sched: ScheduleState, curves: Curves, hp: HParams, born: int):
     def cat(a, fill, dtype):
         return np.concatenate([np.asarray(a), np.full(n, fill, dtype)])
 
-    vals = [np.asarray(getattr(hp, f), np.float64) for f in HISTORY_FIELDS]
+    vals = history_values(hp)
     hist = np.stack([np.full(n, float(born)), rows.astype(np.float64), *vals], axis=1)
     sched = sched._replace(
         hparams=concat(sched.hparams, hp),

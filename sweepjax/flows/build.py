@@ -13,6 +13,7 @@ from sweepjax.analysis import verdict as vd
 from sweepjax.config import SearchSpace
 from sweepjax.data import Dataset
 from sweepjax.engine import PopulationResult, accuracy, member_params, optimizers
+from sweepjax.engine.curves import history_names, history_rows
 from sweepjax.engine.setup import task_of
 from sweepjax.flows.sweep_config import SweepConfig
 from sweepjax.results.appraise import Appraisal, judge_sweep
@@ -147,18 +148,15 @@ def _lineage(res: PopulationResult) -> list[dict]:
 
 
 def _history(res: PopulationResult) -> list[dict]:
-    """PBT's hyperparameter changes ``(step, member, lr, l2, lr_decay)``, by member id."""
-    ids = res.member_ids
-    return [
-        {
-            "step": int(a),
-            "member": int(ids[int(b)]),
-            "lr": float(c),
-            "l2": float(d),
-            "lr_decay": float(e),
-        }
-        for a, b, c, d, e in res.history
-    ]
+    """PBT's hyperparameter changes ``(step, member, lr, l2, lr_decay, *user)``, by member
+    id (a user's axis where recorded: not in rows of checkpoints written before)."""
+    ids, names = res.member_ids, history_names(res.hparams)
+    out = []
+    for row in history_rows(res.history, res.hparams):
+        h = {"step": int(row[0]), "member": int(ids[int(row[1])])}
+        h.update((n, float(v)) for n, v in zip(names, row[2:], strict=True) if np.isfinite(v))
+        out.append(h)
+    return out
 
 
 def _progress(res: PopulationResult) -> list[dict]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from sweepjax.data import Dataset
 from sweepjax.engine import ChunkReport, PopulationResult, footprint, train_population
-from sweepjax.engine.curves import Checkpoint, Curves
+from sweepjax.engine.curves import Checkpoint, Curves, history_rows
 from sweepjax.engine.hparams import BUILTIN_FIELDS, HParams
 from sweepjax.engine.outcome import Timing
 from sweepjax.engine.setup import init_states
@@ -188,21 +188,21 @@ def train(
             )
         final: list = []
 
-        def hook(rep: ChunkReport, final=final, offset=offset) -> bool | None:
+        def hook(rep: ChunkReport, final=final, offset=offset, part=part) -> bool | None:
             # The part's end (or the last member gone) is kept to rebuild it on resume.
             if rep.step >= rep.total_steps or rep.active == 0:
                 final[:] = [rep.checkpoint()]
             if on_chunk is None:
                 return None
             with_parts = tuple(done)
-            # The part's own rows: the live views (watch, Optuna) get progress only, and
-            # the members at the end (their rows are not the sweep's until merged).
+            # The part's rows under the sweep's member ids (and its categorical values):
+            # the live views (watch, Optuna) show them as the merged sweep will.
             return on_chunk(
                 rep._replace(
                     elapsed_s=offset + rep.elapsed_s,
                     checkpoint=lambda rep=rep: rep.checkpoint()._replace(parts=with_parts),
-                    curves=None,
-                    schedule=None,
+                    member_ids=part.ids,
+                    choice=part.combo,
                 )
             )
 
@@ -252,7 +252,7 @@ def merge(results: list[PopulationResult], rows: list[np.ndarray], m: int) -> Po
             best.append(jax.tree.map(lambda a, j=j: np.asarray(a)[j], r.best_params))
         for a in np.asarray(r.lineage).reshape(-1, 3):
             lineage.append([a[0], rw[int(a[1])], rw[int(a[2])]])
-        for a in np.asarray(r.history).reshape(-1, 5):
+        for a in history_rows(r.history, r.hparams):
             history.append([a[0], rw[int(a[1])], *a[2:]])
     t = [r.timing for r in results]
     train_s = sum(x.train_s for x in t)
@@ -287,7 +287,7 @@ def merge(results: list[PopulationResult], rows: list[np.ndarray], m: int) -> Po
         params=params,
         best_params=best,
         lineage=np.asarray(lineage, np.int64).reshape(-1, 3),
-        history=np.asarray(history, np.float64).reshape(-1, 5),
+        history=history_rows(np.asarray(history, np.float64), hp),
         timing=timing,
         completed=True,
         checkpoint=None,

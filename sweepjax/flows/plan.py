@@ -81,7 +81,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     model_cfg = model_config(model, width, spec.loss)
     check_axes(model_cfg, [*searched, *(n for n, x in fixed.items() if x)])
     check_fixed_axes(SearchSpace(**searched), model_cfg.kind, optimizer, fixed)
-    check_choices(spec.choices or (), model_cfg, spec.hidden is not None, _momentum(spec))
+    check_choices(spec.choices or (), model_cfg, spec.hidden is not None, spec.momentum is not None)
     own_searched, own_fixed = user_hparams.split(spec.hparams)
     fixed = user_hparams.factory_momentum(optimizer, searched.get("momentum"), fixed)
     train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed, own_fixed)
@@ -311,16 +311,15 @@ def _fine_model(
     # Fixed values, given now or the parent's; an axis the parent searched is in the box.
     fixed = {n: None if isinstance(x := getattr(merged, n), Range) else x for n in EXTRA_AXES}
     width = _width(box.space.hidden, fixed["hidden"] or pcfg.model.hidden)
-    model_cfg = model_config(merged.value("model"), width, spec.loss)
+    # A built-in's loss is the parent's (by its stored name) unless the model is given.
+    loss = spec.loss if spec.model is not None else pcfg.model.loss
+    model_cfg = model_config(merged.value("model"), width, loss)
     check_axes(model_cfg, [*box.space.axes(), *(n for n, x in given_fixed.items() if x)])
     check_fixed_axes(box.space, model_cfg.kind, merged.value("optimizer"), given_fixed)
-    check_choices(merged.choices or (), model_cfg, box.space.hidden is not None, _momentum(spec))
+    check_choices(
+        merged.choices or (), model_cfg, box.space.hidden is not None, spec.momentum is not None
+    )
     return model_cfg, fixed
-
-
-def _momentum(spec: SweepSpec) -> bool:
-    """Momentum given (fixed or searched) by the user: sgd has none."""
-    return spec.momentum is not None
 
 
 def fit_batch(train_cfg, ds, folds: int, cb: Callbacks):

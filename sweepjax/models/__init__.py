@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sweepjax.config import ModelConfig
 from sweepjax.models.custom import resolve
+from sweepjax.models.loss_ref import resolve_loss
 from sweepjax.models.network import BuiltIn, Network
 
 
@@ -17,7 +18,13 @@ def build_network(
     is what a custom model reshapes each example to (see :mod:`sweepjax.models.custom`)."""
     if cfg.kind in ("softmax", "mlp"):
         return BuiltIn(
-            cfg.kind, cfg.hidden, num_classes, bool(width_mask), bool(dropout), cfg.activation
+            cfg.kind,
+            cfg.hidden,
+            num_classes,
+            bool(width_mask),
+            bool(dropout),
+            cfg.activation,
+            resolve_loss(cfg.loss),
         )
     return resolve(cfg.spec, num_classes, input_shape)
 

@@ -79,8 +79,8 @@ from sweepjax.errors import ConfigError
 from sweepjax.models.custom_net import Custom, from_flax, has_field, input_shape_for, qualname
 from sweepjax.models.eqx_net import READY_NOTE as EQX_READY
 from sweepjax.models.eqx_net import from_equinox, is_eqx, is_ready
+from sweepjax.models.loss_ref import check_loss, loss_name, resolve_loss
 from sweepjax.models.nnx_net import READY_NOTE, from_nnx, is_nnx, takes
-from sweepjax.models.user_hp import probe_loss
 
 # The MLP-only axes check lives with the typed sweep config (every config runs it);
 # re-exported for the flows and the engine, which check a model before building one.
@@ -135,12 +135,9 @@ def model_config(model, hidden: int = 100, loss: Callable | None = None) -> Mode
             "as a field of the module instead"
         )
     if isinstance(model, str):
-        if model in MODELS:
-            if loss is not None:
-                raise ConfigError(
-                    f"loss= applies to your own model; the built-in {model} uses cross-entropy"
-                )
-            return ModelConfig(kind=model, hidden=hidden)
+        if model in MODELS:  # a loss by its stored name (fine's parent) or the function
+            name = loss if isinstance(loss, str) or loss is None else loss_name(loss)
+            return ModelConfig(kind=model, hidden=hidden, loss=name)
         if loss is not None:
             raise ConfigError(
                 f"loss= goes with a model object; for {model} export "
@@ -321,19 +318,7 @@ def check(net: Custom, num_features: int) -> None:
             f"it must return logits [B, K] = [2, {k}] ({k} classes in the data)"
         )
     if net.loss_fn is not None:
-        try:
-            labels = jax.ShapeDtypeStruct((2,), jnp.int32)
-            loss = jax.eval_shape(probe_loss(net.loss_fn), logits, labels)
-        except Exception as e:
-            raise ConfigError(
-                f"the loss of model {name} fails on logits [2, {k}] and labels [2]: "
-                f"{type(e).__name__}: {_first_line(e)}"
-            ) from None
-        if getattr(loss, "shape", None) != (2,):
-            raise ConfigError(
-                f"the loss of model {name} returns shape {list(getattr(loss, 'shape', []))} "
-                "for a batch of 2; it must return one loss per example, [B]"
-            )
+        check_loss(net.loss_fn, logits, f"the loss of model {name}")
     paths = jax.tree_util.tree_leaves_with_path(params)
     if not any(getattr(p[-1], "key", None) == "kernel" for p, _ in paths):
         raise ConfigError(
@@ -388,10 +373,14 @@ def _names(jaxpr) -> frozenset[str]:
 
 
 def prepare(model: ModelConfig, dataset) -> list[str]:
-    """Resolve and check a custom ``model`` against ``dataset`` before anything is run or
-    stored (no-op for the built-ins). Raises ConfigError (one line). Returns the notes
+    """Resolve and check a custom ``model`` (a built-in's: its loss) against ``dataset``
+    before anything is run or stored. Raises ConfigError (one line). Returns the notes
     for the user: a ready NNX instance gives every member the same initial weights."""
     if model.kind != "custom":
+        if model.loss is not None:
+            k = dataset.num_classes
+            logits = jax.ShapeDtypeStruct((2, k), jnp.float32)
+            check_loss(resolve_loss(model.loss), logits, f"loss {model.loss}")
         return []
     net = resolve(model.spec, dataset.num_classes, dataset.info.input_shape)
     check(net, dataset.num_features)

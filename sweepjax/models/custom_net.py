@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from sweepjax.errors import ConfigError
 from sweepjax.models.builtin import l2_penalty
-from sweepjax.models.network import DROPOUT_STREAM, cross_entropy_t, scale_kernels
-from sweepjax.models.user_hp import call_loss, loss_takes_hp, model_kw, takes_keyword
+from sweepjax.models.network import DROPOUT_STREAM, scale_kernels, user_loss_t
+from sweepjax.models.user_hp import loss_takes_hp, model_kw, takes_keyword
 
 # A model with state keeps its member's dropout key (raw key bits) beside its variables:
 # drawn once from the member's own init key, so a member's dropout masks depend on its id
@@ -170,17 +170,8 @@ class Custom:
         return logits.T, {**variables, **updated}
 
     def loss_t(self, logits_t, y, hp=None):
-        """Per-example loss ``[B]``. A loss that takes the member's own hyperparameters
-        gets ``hp.user`` at a training step (``hp`` given); evaluation (no ``hp``) scores
-        it as cross-entropy, so members trained with different values (a label smoothing)
-        compare on one scale."""
-        if self.loss_fn is None:
-            return cross_entropy_t(logits_t, y)
-        how = self.loss_takes_hp
-        if how and hp is None:
-            return cross_entropy_t(logits_t, y)
-        values = None if hp is None else getattr(hp, "user", None)
-        return call_loss(self.loss_fn, how, logits_t.T, y, values)
+        """Per-example loss ``[B]`` (:func:`~sweepjax.models.network.user_loss_t`)."""
+        return user_loss_t(self.loss_fn, logits_t, y, hp)
 
     def penalty(self, params):
         return l2_penalty(params)

@@ -12,6 +12,7 @@ hashed by value, a user's model by identity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from sweepjax.models.builtin import MLP, Softmax, init_params, l2_penalty
+from sweepjax.models.user_hp import call_loss, loss_takes_hp
 
 # The dropout masks of a step come from this stream of the data key (the minibatch rows
 # come from ``fold_in(data_key, t)``): shared by every member, like the minibatch.
@@ -60,6 +62,21 @@ def cross_entropy_t(logits_t, y):
     return jax.nn.logsumexp(logits_t, axis=0) - picked
 
 
+def user_loss_t(loss_fn, logits_t, y, hp=None):
+    """Per-example loss ``[B]`` of a network whose loss may be the user's ``loss_fn``
+    (None: cross-entropy). A loss that takes the member's own hyperparameters gets
+    ``hp.user`` at a training step (``hp`` given); evaluation (no ``hp``) scores it as
+    cross-entropy, so members trained with different values (a label smoothing) compare
+    on one scale."""
+    if loss_fn is None:
+        return cross_entropy_t(logits_t, y)
+    how = loss_takes_hp(loss_fn)
+    if how and hp is None:
+        return cross_entropy_t(logits_t, y)
+    values = None if hp is None else getattr(hp, "user", None)
+    return call_loss(loss_fn, how, logits_t.T, y, values)
+
+
 def scale_kernels(params, scale):
     """Multiply every leaf named ``kernel`` (flax's weight matrices and filters) by
     ``scale``: the init-scale axis (biases start at zero and stay unscaled)."""
@@ -91,6 +108,8 @@ class BuiltIn:
         ``j >= hp.hidden`` are masked at every step and start (and stay) at zero.
       dropout: apply inverted dropout of rate ``hp.dropout`` to the hidden units at
         training steps.
+      loss_fn: the user's per-example loss ``(logits[B, K], labels[B]) -> [B]`` in place
+        of cross-entropy (:mod:`sweepjax.models.loss_ref`), as a custom model's.
     """
 
     kind: str
@@ -99,6 +118,7 @@ class BuiltIn:
     width_mask: bool = False
     dropout: bool = False
     activation: str = "relu"  # the MLP's hidden activation (a static choice)
+    loss_fn: Callable | None = None
 
     def module(self):
         if self.kind == "softmax":
@@ -137,8 +157,13 @@ class BuiltIn:
         kw = {"width": hp.hidden} if (self.width_mask and hp is not None) else {}
         return self.module().apply({"params": params}, x_t, True, return_hidden=True, **kw)[1]
 
-    def loss_t(self, logits_t, y):
-        return cross_entropy_t(logits_t, y)
+    @property
+    def loss_takes_hp(self) -> str:
+        """How the loss receives the member's own hyperparameters (``""``: it does not)."""
+        return loss_takes_hp(self.loss_fn)
+
+    def loss_t(self, logits_t, y, hp=None):
+        return user_loss_t(self.loss_fn, logits_t, y, hp)
 
     def penalty(self, params):
         return l2_penalty(params)

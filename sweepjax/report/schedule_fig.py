@@ -33,18 +33,29 @@ def active_over_time(result) -> Figure:
 
 def hparam_schedules(result, max_members: int = 64) -> Figure:
     """PBT: each member's learning rate and lambda over the run (steps in the history),
-    with a dot where it copied another member."""
+    and each of the user's own axes that PBT perturbed, with a dot where it copied
+    another member."""
     total = result.config.train.steps
     by_member: dict[int, list[dict]] = {}
     for h in result.history:
         by_member.setdefault(h["member"], []).append(h)
     copies = {(c["member"], c["step"]) for c in result.lineage}
     winner = result.winner.id if result.winner is not None else None
-    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, name, label in ((axes[0], "lr", "learning rate"), (axes[1], "l2", "lambda (L2)")):
+    panels = [("lr", "learning rate", True), ("l2", "lambda (L2)", True)]
+    space = getattr(result.config, "space", None)
+    scales = space.scales() if space is not None else {}
+    own = {k for h in result.history for k in h} - {"step", "member", "lr", "l2", "lr_decay"}
+    for name in sorted(own):
+        if name in scales and len({h[name] for h in result.history if name in h}) > 1:
+            panels.append((name, name, scales[name] == "log"))  # a user axis PBT perturbed
+    fig = Figure(figsize=(4.5 * len(panels), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    for ax, (name, label, log) in zip(axes, panels, strict=True):
         for mid, rows in list(by_member.items())[:max_members]:
             rows = sorted(rows, key=lambda h: h["step"])
+            rows = [h for h in rows if name in h]  # (a user axis: rows that record it)
+            if not rows:
+                continue
             xs = [h["step"] for h in rows] + [total]
             ys = [h[name] for h in rows] + [rows[-1][name]]
             hot = mid == winner
@@ -60,7 +71,7 @@ def hparam_schedules(result, max_members: int = 64) -> Figure:
             for h in rows:
                 if (mid, h["step"]) in copies:
                     ax.plot(h["step"], h[name], ".", color="k", ms=3, gid="copy")
-        ax.set_yscale("log")
+        ax.set_yscale("log" if log else "linear")
         ax.set_xlabel("step")
         ax.set_ylabel(label)
     axes[0].set_title(f"PBT: {len(result.lineage)} copies; red = the winner's schedule")

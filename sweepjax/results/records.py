@@ -211,7 +211,8 @@ class SweepResult:
       report: path of the HTML report, or None.
       lineage: PBT's copies, ``{"step", "member", "copied_from"}`` (member ids).
       history: each hyperparameter change, ``{"step", "member", "lr", "l2",
-        "lr_decay"}``; a member's schedule is its rows in step order (PBT).
+        "lr_decay", *the user's own}``; a member's schedule is its rows in step order
+        (PBT). A user's axis is absent from rows of sweeps stored before it was recorded.
       configs: with ``replicas`` / ``folds``, the members grouped by sampled config
         (:class:`ConfigRecord`, scikit-learn's ``cv_results_``); empty otherwise.
       activations: MLP only: ``{member id: ActivationStats}`` of the kept members
@@ -309,6 +310,7 @@ class SweepResult:
             "timing": self.timing.as_dict(),
             "schedule": self.spec.schedule or "full",
             "lineage": self.lineage,
+            "history": self.history,
             "progress": self.progress,
             "in_flight": self.in_flight,
             "report": self.report,

@@ -79,7 +79,8 @@ class Options:
         group="data and model",
     )
     loss: Callable | None = opt(
-        "loss(logits[B, K], labels[B]) -> [B] replacing your model's cross-entropy",
+        "loss(logits[B, K], labels[B]) -> [B] replacing the cross-entropy of your model or "
+        "the built-in softmax or mlp (stored by its importable name)",
         kind="object",
         flag="",
         group="data and model",

@@ -195,6 +195,7 @@ class LiveWriter:
         if rep.curves is not None and rep.schedule is not None:
             m = rep.curves.val_acc.shape[0]
             ids = self.ids if self.ids is not None and len(self.ids) == m else np.arange(m)
+            ids = ids if getattr(rep, "member_ids", None) is None else rep.member_ids
             doc["snapshot"] = live_snapshot.of_running(
                 rep.curves, rep.schedule, ids, rep.step, getattr(rep, "metric", None)
             ).to_json()

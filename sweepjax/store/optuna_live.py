@@ -57,8 +57,9 @@ class OptunaLive:
         self.ids = None if member_ids is None else np.asarray(member_ids, np.int64)
         self.note = note or (lambda m: None)
         self.written: set[int] = set()
-        direction = "maximize"
+        direction, self.cats = "maximize", {}
         if hasattr(space, "metric"):  # the sweep's config
+            self.cats = dict(space.choices)  # categorical axes (``choices``)
             space, direction = space.space, direction_of(space.metric)
         typed = space if isinstance(space, SearchSpace) else space_from_dict(space)
         self.axes = {k: axis_of(k, r) for k, r in typed.axes().items()}
@@ -78,6 +79,10 @@ class OptunaLive:
             return d.IntDistribution(math.floor(lo), math.ceil(hi), log=axis.log)
         return d.FloatDistribution(lo, hi, log=axis.log)
 
+    def _categorical(self, name: str):
+        """A categorical axis's distribution (its values as the sweep declares them)."""
+        return self.optuna.distributions.CategoricalDistribution(list(self.cats[name]))
+
     def update(self, rep: ChunkReport) -> None:
         """Write the members whose fate became known by this chunk."""
         sched, curves = rep.schedule, rep.curves
@@ -88,12 +93,14 @@ class OptunaLive:
         active[np.asarray(sched.active, np.int64)] = True
         stopped = sched.stopped_at >= 0
         ended = stopped | ~sched.alive | (rep.anytime is not None and ~active)
-        rows = [r for r in np.flatnonzero(ended) if self._id(r) not in self.written]
+        ids = getattr(rep, "member_ids", None)  # a choice part's rows: the sweep's ids
+        ids = np.asarray([self._id(r) for r in range(n)] if ids is None else ids, np.int64)
+        rows = [r for r in np.flatnonzero(ended) if int(ids[r]) not in self.written]
         if not rows:
             return
         try:
             for r in rows:
-                self._write_row(int(r), sched, curves)
+                self._write_row(int(r), int(ids[r]), sched, curves, rep.choice or {})
         except Exception as e:  # never stop a sweep for its side channel
             self.on = False
             self.note(f"note: Optuna live writes stopped ({type(e).__name__}: {e})")
@@ -101,9 +108,8 @@ class OptunaLive:
     def _id(self, row: int) -> int:
         return int(row if self.ids is None else self.ids[row])
 
-    def _write_row(self, r: int, sched, curves) -> None:
+    def _write_row(self, r: int, mid: int, sched, curves, choice) -> None:
         optuna = self.optuna
-        mid = self._id(r)
         if not sched.alive[r]:
             state, value = "FAIL", None
         else:
@@ -125,8 +131,11 @@ class OptunaLive:
             optuna.trial.create_trial(
                 state=getattr(optuna.trial.TrialState, state),
                 value=value,
-                params=params,
-                distributions={n: self._dist(n, v) for n, v in params.items()},
+                params={**params, **choice},
+                distributions={
+                    **{n: self._dist(n, v) for n, v in params.items()},
+                    **{n: self._categorical(n) for n in choice},
+                },
                 intermediate_values=inter,
                 user_attrs=attrs,
             )

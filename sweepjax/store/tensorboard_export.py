@@ -173,7 +173,8 @@ def run_specs(result: SweepResult) -> list[RunSpec]:
             at = np.array([int(h["step"]) for h in sched])
             for step, vals in points:
                 h = sched[max(int(np.searchsorted(at, step, side="left")) - 1, 0)]
-                vals.update({f"schedule/{k}": float(h[k]) for k in SCHEDULED if k in h})
+                own = [k for k in h if k not in ("step", "member", *SCHEDULED)]  # user axes
+                vals.update({f"schedule/{k}": float(h[k]) for k in (*SCHEDULED, *own) if k in h})
         group = "" if m.config is None else f"{result.sweep_id}/config-{int(m.config):0{width}d}"
         out.append(
             RunSpec(
