@@ -2,6 +2,7 @@
 
     python benchmarks/bench_fixed_costs.py                  # ~2-4 min on 2 cores
     python benchmarks/bench_fixed_costs.py --tree OLD_TREE  # the same, for another checkout
+    python benchmarks/bench_fixed_costs.py --report         # the HTML reports written too
 
 Each command runs as its own process (``python -m sweepjax ...``), as a user runs it,
 twice: cold (empty compile and prepared-data caches) and warm (the caches the cold run
@@ -9,6 +10,9 @@ filled, a new store). Wall is the processes' whole time, imports included; train
 what the sweeps' JSON reports as ``timing.train_s`` (the training calls, the per-block
 evaluation of the validation subset inside them) plus ``timing.refit_s`` (the winner's
 retraining on train + validation, where the tree reports it). Outside = 1 - training / wall.
+
+``--report`` drops ``--no-report`` (each command writes its HTML report, as a user's
+run does by default); its rows go to their own files (``-report`` in the name).
 
 Writes ``results/fixed-costs-<backend>.json`` and ``.md`` (``--tag`` names a variant).
 """
@@ -31,12 +35,14 @@ import common  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(args: list[str], env: dict) -> tuple[float, dict]:
+def run_cli(args: list[str], env: dict, report: bool = False) -> tuple[float, dict]:
     """``(wall seconds, JSON document)`` of one ``python -m sweepjax`` process, run in
-    ``env["PYTHONPATH"]`` (``-m`` puts the working directory first on the path)."""
+    ``env["PYTHONPATH"]`` (``-m`` puts the working directory first on the path); with
+    ``report`` the process writes its HTML report as well."""
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "sweepjax", *args, "--format", "json", "--no-report"],
+        [sys.executable, "-m", "sweepjax", *args, "--format", "json"]
+        + ([] if report else ["--no-report"]),
         env=env,
         cwd=env["PYTHONPATH"],
         capture_output=True,
@@ -46,11 +52,11 @@ def run_cli(args: list[str], env: dict) -> tuple[float, dict]:
     return time.perf_counter() - t0, json.loads(out.stdout)
 
 
-def flow(dataset: str, env: dict, store: Path, extra: list[str]) -> dict:
+def flow(dataset: str, env: dict, store: Path, extra: list[str], report: bool) -> dict:
     """Coarse then fine (the defaults) in one store: wall, training and outside share."""
     rows = {}
     for cmd in (["coarse", "--dataset", dataset, *extra], ["fine"]):
-        wall, doc = run_cli([*cmd, "--store", str(store)], env)
+        wall, doc = run_cli([*cmd, "--store", str(store)], env, report)
         t = doc["timing"]
         rows[cmd[0]] = {
             "wall_s": wall,
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tree", default=str(ROOT), help="the checkout whose sweepjax runs")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--extra", nargs="*", default=[], help="more coarse flags")
+    ap.add_argument("--report", action="store_true", help="write the HTML reports too")
     a = ap.parse_args(argv)
     m = common.machine()
     out = {"machine": m, "command": common.command_line(__file__, argv), "tree": a.tree}
@@ -78,11 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
         env = dict(os.environ, PYTHONPATH=a.tree)
         env.update(SWEEPJAX_COMPILE_CACHE=f"{d}/xla", SWEEPJAX_DATA_CACHE=f"{d}/prepared")
         for kind in ("cold", "warm"):
-            out[kind] = flow(a.dataset, env, Path(d) / f"{kind}.db", a.extra)
+            out[kind] = flow(a.dataset, env, Path(d) / f"{kind}.db", a.extra, a.report)
             out[kind]["load_avg_after"] = list(os.getloadavg())
     out["load_avg_at_end"] = list(os.getloadavg())
     backend = m["backend"]
-    name = f"fixed-costs-{backend}{'-' + a.tag if a.tag else ''}"
+    out["report"] = a.report
+    name = f"fixed-costs-{backend}{'-report' if a.report else ''}{'-' + a.tag if a.tag else ''}"
     common.write_json(common.RESULTS / f"{name}.json", out)
     rows = [
         [kind, c, out[kind][c]["wall_s"], out[kind][c]["train_s"], out[kind][c]["refit_s"] or 0.0]
@@ -91,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
         for c in ("coarse", "fine")
     ]
     md = [
-        f"# Fixed costs: default coarse + fine on {a.dataset}\n",
+        f"# Fixed costs: default coarse + fine on {a.dataset}"
+        f"{' (HTML reports written)' if a.report else ' (--no-report)'}\n",
         f"Machine: {common.machine_line(m)}; load average at end "
         f"{out['load_avg_at_end'][0]:.2f}.\n",
         f"Reproduce: `{out['command']}` (tree {a.tree}).\n",

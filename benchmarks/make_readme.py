@@ -61,7 +61,8 @@ are for the 2-core CPU the results below were measured on.
 - `bench_fixed_costs.py` (~2-4 min; `--tree DIR` for another checkout): the default
   `coarse` + `fine` on Fashion-MNIST as two processes, cold then warm (compile and
   prepared-data caches): whole-process wall against the sweeps' training
-  (`train_s` + `refit_s`), and the share outside training.
+  (`train_s` + `refit_s`), and the share outside training; `--report` writes the HTML
+  reports as well (its own result files, `fixed-costs-<backend>-report.*`).
 - `bench_halving.py` (~5-10 min; `--tree DIR` for another checkout): `coarse
   --schedule halving` against `--schedule full` (128 members x 1,000 steps), alternated
   in one process with its compiled programs dropped before each call, cold and warm

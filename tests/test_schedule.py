@@ -151,7 +151,9 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
     parameters as its best checkpoint, so only the other members' best checkpoints are
     measured on the whole validation set. The results equal those of measuring every
     member's best checkpoint (the old way), and the finished members' best accuracy is
-    the whole-set accuracy of their kept best parameters (NumPy)."""
+    the whole-set accuracy of their kept best parameters (NumPy). The current
+    parameters of every active member go through the same path (a smaller program
+    where the current one is mostly padding) with the same results."""
     from sweepjax.engine import active
 
     # Up to lr 30: the fastest members stall or diverge (their best checkpoints are
@@ -162,7 +164,7 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
     real = active.evaluate_members
 
     def spy(act, which, idx, *a):
-        calls.append((act.n, len(idx)))
+        calls.append((which, act.n, act.size, len(idx)))
         return real(act, which, idx, *a)
 
     monkeypatch.setattr(active, "evaluate_members", spy)
@@ -177,7 +179,10 @@ def test_decisions_measure_only_stale_best_checkpoints_with_the_same_results(ds,
 
     monkeypatch.setattr(active, "evaluate_members", everyone)
     full = engine.train_population(ds, hp, SOFTMAX, CFG, scheduler=sch())
-    assert calls and all(k < n for n, k in calls)  # some members were skipped
+    best = [(n, k) for which, n, _, k in calls if which == "best"]
+    assert best and all(k < n for n, k in best)  # some members were skipped
+    # The current parameters: every active member, also where the program is padding.
+    assert all(k == n <= size for which, n, size, k in calls if which == "params")
     np.testing.assert_array_equal(fast.best_val_acc, full.best_val_acc)
     np.testing.assert_array_equal(fast.best_step, full.best_step)
     np.testing.assert_array_equal(fast.stopped_at, full.stopped_at)

@@ -243,8 +243,10 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
 
 # Compiling a new evaluation program (~0.3 s on a CPU) is worth about this much forward
 # computation (FLOPs); a fixed number, so the same members are measured the same way on
-# every run and on resume.
-COMPILE_COST_FLOPS = 5e10
+# every run and on resume. Measured on the 2-core CPU (default coarse on Fashion-MNIST):
+# a 256-softmax evaluation of 6,000 rows (2.4e10 FLOPs) takes ~0.6 s, so 0.3 s of
+# compiling is worth ~1e10 (5e10 re-measured every member for a quarter of them).
+COMPILE_COST_FLOPS = 1e10
 
 
 def member_params_count(tree) -> int:

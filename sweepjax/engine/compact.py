@@ -50,7 +50,12 @@ def settle(
     """
     fold_active = folds[sched.active]
     small = active.small(act, where)
-    loss, acc, s1, sq = active.evaluate(act, "params", data, static, where, fold_active)
+    # Every active member, in a smaller program when the current one is mostly padding
+    # (halving keeps its program across a rung when recompiling does not pay).
+    every = np.arange(act.n)
+    loss, acc, s1, sq = active.evaluate_members(
+        act, "params", every, data, static, where, fold_active
+    )
     # A member whose subset-best is this very step holds its current parameters as its
     # best checkpoint (record_evaluation copied them): its best accuracy is ``acc``. Only
     # the others' best checkpoints are measured (early in a run, most members are still
