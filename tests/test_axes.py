@@ -54,15 +54,16 @@ def populations(ds):
     return get
 
 
-# Each member alone compiles a program of its own width: by default member 1 (width 9,
-# off its default on every axis: dropout 0.3, init scale 0.5, momentum 0.5, decay 0.5);
-# the other three (4 without dropout, 16 unmasked, 11) in the slow run.
+# Each member alone compiles a program of its own width: member 1 (width 9, off its
+# default on every axis: dropout 0.3, init scale 0.5, momentum 0.5, decay 0.5) and the
+# other three (4 without dropout, 16 unmasked, 11), all in the slow run (~10 s a case).
 @pytest.mark.parametrize(
     "members", [(1,), pytest.param((0, 2, 3), marks=pytest.mark.slow)], ids=["9", "4-16-11"]
 )
 # Adam by default (it uses the momentum axis too, as b1); the momentum optimizer in the
 # slow run (each optimizer's step against optax: tests/test_optimizer_reference.py).
 @pytest.mark.parametrize("optimizer", [pytest.param("momentum", marks=pytest.mark.slow), "adam"])
+@pytest.mark.slow  # ~10 s: each member alone compiles its own width (default tier budget)
 def test_member_masked_in_the_population_equals_it_alone_at_its_width(
     ds, populations, optimizer, members
 ):

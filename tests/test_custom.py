@@ -183,6 +183,7 @@ def chunk_program_bytes(ds, model: ModelConfig, cfg, m: int, member_batch=None) 
     return ma.temp_size_in_bytes + ma.argument_size_in_bytes - shared
 
 
+@pytest.mark.slow  # ~3 s of compiling (default tier budget)
 def test_sixteen_small_cnns_are_one_group_and_the_mlp_estimate_is_an_upper_bound():
     """The issue's sweep: 16 examples.my_cnn:SmallCNN on MNIST shapes under the default
     2 GiB budget were split into 3 groups of 7 (272 MiB a member: every intermediate x4

@@ -365,6 +365,7 @@ def test_equinox_names_a_class_by_name_and_a_ready_instance_with_a_note():
         from_equinox(lambda: None)
 
 
+@pytest.mark.slow  # ~1.5 s: builds and inits an Equinox model (default tier budget)
 def test_equinox_first_layer_is_drawn_from_its_own_layout():
     """Equinox keeps a Linear's weight as ``[out, in]`` (flax: ``[in, out]``): the report's
     first-layer images read unit f from row f, for images and for tabular features."""

@@ -74,16 +74,10 @@ def _reference(ds, optimizer: str, momentum: float):
     return params
 
 
-# Adam (whose b1 was once ignored) by default; sgd (also checked against NumPy in
-# tests/test_train.py) and momentum in the slow run.
-@pytest.mark.parametrize(
-    "optimizer",
-    [
-        pytest.param("sgd", marks=pytest.mark.slow),
-        pytest.param("momentum", marks=pytest.mark.slow),
-        "adam",
-    ],
-)
+# Every optimizer in the slow run (~5 s each); the default tier keeps Adam's b1 guard
+# (test_momentum_axis_changes_the_trajectory) and sgd against NumPy (tests/test_train.py).
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_optimizer_matches_optax_with_every_axis_off_default(ds, optimizer):
     cfg = CFG.replace(optimizer=optimizer)
     got = engine.train_population(ds, _hp(), SOFTMAX, cfg).params

@@ -24,7 +24,8 @@ def ds():
     return toy_dataset(n_train=600, n_val=200, n_test=200, d=20, k=4, seed=0)
 
 
-@pytest.mark.parametrize("schedule", ["full", "halving"])
+# Halving (blocks between rungs, a gather) by default; full in the slow run.
+@pytest.mark.parametrize("schedule", [pytest.param("full", marks=pytest.mark.slow), "halving"])
 def test_blocks_queued_ahead_give_the_one_block_at_a_time_results(ds, schedule):
     hp = HParams.create(lr=np.geomspace(2e-3, 2.0, 16), l2=1e-4)
 
