@@ -49,10 +49,17 @@ def _png(fig) -> bytes:
         buf = io.BytesIO()  # ink past the canvas (a long title): savefig widens the page
         fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=PAD_INCHES)
         return buf.getvalue()
-    box = drawn.padded(PAD_INCHES)
-    x0, x1 = max(int(box.x0 * fig.dpi), 0), min(math.ceil(box.x1 * fig.dpi), w)
-    y0, y1 = max(int(box.y0 * fig.dpi), 0), min(math.ceil(box.y1 * fig.dpi), h)
-    pixels = np.asarray(canvas.buffer_rgba())[h - y1 : h - y0, x0:x1]  # rows top down
+    box, dpi = drawn.padded(PAD_INCHES), fig.dpi
+    x0, x1 = math.floor(box.x0 * dpi), math.ceil(box.x1 * dpi)
+    y0, y1 = math.floor(box.y0 * dpi), math.ceil(box.y1 * dpi)
+    # The pad may reach past the canvas (ink at its edge): that margin is the figure's
+    # face colour, as savefig makes it. Canvas rows run top down (row r is y = h - r).
+    face = np.round(np.asarray(fig.get_facecolor()) * 255).astype(np.uint8)
+    pixels = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
+    pixels[...] = face
+    cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
+    canvas_px = np.asarray(canvas.buffer_rgba())
+    pixels[y1 - cy1 : y1 - cy0, cx0 - x0 : cx1 - x0] = canvas_px[h - cy1 : h - cy0, cx0:cx1]
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="png")
     return buf.getvalue()
