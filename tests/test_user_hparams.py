@@ -113,7 +113,8 @@ def test_loss_gets_the_members_values_against_numpy():
 def test_member_in_population_equals_member_alone_and_new_values_do_not_recompile():
     """Tolerance rtol 1e-4 / atol 1e-5, as tests/test_custom.py."""
     ds, cfg = toy_dataset(), toy_train_config()
-    model = ModelConfig(kind="custom", spec=NET.spec)
+    # Registered again here: other tests in this worker may have cleared the registry.
+    model = ModelConfig(kind="custom", spec=register(TinyMLP(), loss=smoothed).spec)
     hp = HParams.create(
         lr=np.full(4, 0.1), l2=1e-4, user={"label_smoothing": [0.0, 0.05, 0.1, 0.2]}
     )
