@@ -13,6 +13,7 @@ if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -50,3 +51,11 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     for d in _OWNED:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def blobs_npz(tmp_path_factory):
+    """The 8x8 blobs as an npz, one per test module (tests/helpers.blobs_npz_file)."""
+    from tests.helpers import blobs_npz_file
+
+    return blobs_npz_file(tmp_path_factory.mktemp("blobs"))

@@ -123,3 +123,14 @@ def sweep_config(trials: int = 8, **changes):
         trials=trials,
     )
     return SweepConfig(**{**base, **changes})
+
+
+def blobs_npz_file(directory) -> Path:
+    """The 8x8 blobs (:func:`blobs`) as an npz in ``directory``: 600 training and 200
+    test rows, for end-to-end sweeps by name (``npz:PATH``)."""
+    from pathlib import Path
+
+    p = Path(directory) / "blobs.npz"
+    (xtr, ytr), (xte, yte) = blobs(600, 0), blobs(200, 1)
+    np.savez(p, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return p

@@ -139,16 +139,6 @@ def test_member_in_population_equals_member_alone():
     assert len(set(np.round(pop.curves.train_loss[:, -1], 5))) == 4
 
 
-@pytest.fixture(scope="module")
-def blobs_npz(tmp_path_factory):
-    from tests.helpers import blobs
-
-    p = tmp_path_factory.mktemp("blobs") / "blobs.npz"
-    (xtr, ytr), (xte, yte) = blobs(600, 0), blobs(200, 1)
-    np.savez(p, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
-    return p
-
-
 @pytest.mark.slow
 def test_coarse_and_fine_keep_the_loss(blobs_npz, tmp_path):
     """From Python: a smoothing of 0 trains the built-in softmax exactly as its own

@@ -215,16 +215,6 @@ def test_refine_and_the_verdicts_treat_the_user_axis_like_lr():
 
 
 # --------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def blobs_npz(tmp_path_factory):
-    from tests.helpers import blobs
-
-    p = tmp_path_factory.mktemp("blobs") / "blobs.npz"
-    (xtr, ytr), (xte, yte) = blobs(600, 0), blobs(200, 1)
-    np.savez(p, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
-    return p
-
-
 @pytest.mark.slow
 def test_coarse_resume_fine_store_and_optuna_with_adamw(blobs_npz, tmp_path):
     """Label smoothing searched and adamw's weight decay searched by name, from Python:
