@@ -12,7 +12,6 @@ and serves coarse and fine rounds alike.
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -20,34 +19,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from sweepjax.config import TrainConfig
-from sweepjax.data.dataset import Dataset
-from sweepjax.data.folds import Folds
 from sweepjax.engine import member
-from sweepjax.engine.distributed import AXIS, SINGLE, Placement, put_replicated
+from sweepjax.engine.device_data import DeviceData, Slices, device_data  # noqa: F401 - re-exported
+from sweepjax.engine.distributed import AXIS, Placement
 from sweepjax.engine.member import Static
 from sweepjax.engine.program_cache import PROGRAMS
 
 
-class Slices(NamedTuple):
-    """Evaluation rows in features-first slices: ``xs[S, D, rows]``, ``ys``/``ms``/``fs``
-    ``[S, rows]`` (``ms`` is 1 for real rows, 0 for padding; ``fs`` each row's fold
-    under cross-validation, -1 for padding, 0 without folds)."""
-
-    xs: jax.Array
-    ys: jax.Array
-    ms: jax.Array
-    fs: jax.Array
-
-
-class DeviceData(NamedTuple):
-    """Data shared by every member, resident on the device."""
-
-    x_train: jax.Array  # [N, D]
-    y_train: jax.Array  # [N]
-    fold_train: jax.Array  # [N] int32 fold of each training row (0 without folds)
-    val: Slices  # the whole validation set (decisions, the final best accuracy)
-    quick: Slices  # a fixed validation subset (every evaluation block)
+@functools.lru_cache(maxsize=64)
+def _traced_once(fn, static: Static, measure: bool | None = None):
+    """``fn(own, shared, static[, measure])``, the body written for one member, as a
+    jitted function held per static settings. Called inside the population programs it
+    is traced once per process and member shape: JAX keeps a jitted callee's traced body,
+    so the 2-10 programs of a flow (one per population width, two call sites each) stop
+    tracing the model again (~0.2 s each for the built-in softmax on a CPU, more for a
+    flax network); XLA inlines the call, so the compiled program computes the same."""
+    kw = {} if measure is None else {"measure": measure}
+    return jax.jit(functools.partial(fn, static=static, **kw))
 
 
 # --------------------------------------------------------------------------- the member axis
@@ -100,9 +88,9 @@ def _population_block(
     # The key travels as raw bits (a plain uint32 array) so every process can pass it.
     data_key = jax.random.wrap_key_data(key_bits)
     mb = static.member_batch
-    step = over_members(functools.partial(member.step, static=static), mb)
-    measured = over_members(functools.partial(member.step, static=static, measure=True), mb)
-    evaluate = over_members(functools.partial(member.record_evaluation, static=static), mb)
+    step = over_members(_traced_once(member.step, static), mb)
+    measured = over_members(_traced_once(member.step, static, True), mb)
+    evaluate = over_members(_traced_once(member.record_evaluation, static), mb)
     shared = member.Shared(
         data.x_train, data.y_train, data.fold_train, start_step, horizon, data_key
     )
@@ -129,16 +117,18 @@ def _population_block(
     return evaluate(block, member.Evaluation(data.quick, last + 1))
 
 
+def _member_eval(own, val: Slices, static: Static):
+    """One member's validation loss and accuracy: ``own = (params, fold)``."""
+    p, fold = own
+    # No width mask needed: a member's units beyond its width hold exact zeros.
+    rows = member.fold_mask(val.ms, val.fs, fold, static)
+    return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network, None, static.task)
+
+
 def _population_eval(params, folds, val: Slices, static: Static):
     """Validation loss and accuracy ``[M]`` of every member's ``params`` on ``val`` (with
     folds: each on the rows of its held-out fold ``folds[M]``)."""
-
-    def one(own, val: Slices):
-        p, fold = own
-        # No width mask needed: a member's units beyond its width hold exact zeros.
-        rows = member.fold_mask(val.ms, val.fs, fold, static)
-        return member.loss_and_accuracy(p, val.xs, val.ys, rows, static.network, None, static.task)
-
+    one = _traced_once(_member_eval, static)
     return over_members(one, static.member_batch)((params, folds), val)
 
 
@@ -268,15 +258,25 @@ def held(kind: str, args, static_key, where: Placement) -> bool:
     return PROGRAMS.holds(kind, _key(args, static_key, where))
 
 
+def _block_jit(static: Static, where: Placement):
+    fn = functools.partial(_population_block, static=static)
+    return jax.jit(_sharded(fn, where, 4, 5), donate_argnums=(0,))
+
+
 def compiled_block(args, static: Static, where: Placement):
     """The training program for ``args = (states, hparams, folds, born, data,
     start_step, n_steps, horizon, key_bits)``: one evaluation block of any length."""
+    return _compiled("chunk", lambda: _block_jit(static, where), args, static, where)
 
-    def make():
-        fn = functools.partial(_population_block, static=static)
-        return jax.jit(_sharded(fn, where, 4, 5), donate_argnums=(0,))
 
-    return _compiled("chunk", make, args, static, where)
+def start_block(args, static: Static, where: Placement) -> bool:
+    """Start compiling :func:`compiled_block`'s program for ``args`` (arrays or
+    ``jax.ShapeDtypeStruct``) on a background thread; False if held or started."""
+    return PROGRAMS.start(
+        "chunk",
+        _key(args, static, where),
+        lambda: _block_jit(static, where).lower(*args).compile(),
+    )
 
 
 def compiled_eval(args, static: Static, where: Placement):
@@ -310,7 +310,7 @@ def _member_step(states, sums, hps, folds, born, data, i, t, horizon, key_bits, 
 def _population_finish(states, sums, hps, folds, born, data, end, n_steps, static: Static):
     """The evaluation that ends a host-driven block of ``n_steps`` steps (global steps
     completed ``end``): :func:`_population_block`'s last lines."""
-    evaluate = over_members(functools.partial(member.record_evaluation, static=static), 1)
+    evaluate = over_members(_traced_once(member.record_evaluation, static), 1)
     n = n_steps.astype(jnp.float32)
     block = member.Block(member.Own(states, hps, folds, born), sums[0] / n, sums[1] / n, sums[2])
     return evaluate(block, member.Evaluation(data.quick, end))
@@ -345,68 +345,3 @@ def compiled_steps(args, static: Static, where: Placement):
     fin_args = (states, sums, hps, folds, born, data, scalar, scalar)
     exe, c = _compiled("finish", make, fin_args, static, where)
     return Steps(*out, exe), secs + c
-
-
-# --------------------------------------------------------------------------- data
-def _slices(x: np.ndarray, y: np.ndarray, rows: int, f: np.ndarray | None = None) -> Slices:
-    """``[n, D]`` -> features-first slices ``[S, D, rows]`` zero-padded, with a mask and
-    the rows' folds ``f[n]`` (default 0)."""
-    n = x.shape[0]
-    f = np.zeros(n, np.int32) if f is None else np.asarray(f, np.int32)
-    rows = max(1, min(rows, n))
-    s = math.ceil(n / rows)
-    pad = s * rows - n
-    xs = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]).reshape(s, rows, -1)
-    xs = np.ascontiguousarray(xs.transpose(0, 2, 1), dtype=np.float32)
-    ys = np.concatenate([y, np.zeros((pad,), y.dtype)]).reshape(s, rows).astype(label_dtype(y))
-    ms = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(s, rows)
-    fs = np.concatenate([f, np.full(pad, -1, np.int32)]).reshape(s, rows)
-    return Slices(xs, ys, ms, fs)
-
-
-def label_dtype(y: np.ndarray):
-    """int32 class ids, or float32 real targets (a regression) as they are."""
-    return np.float32 if np.asarray(y).dtype.kind == "f" else np.int32
-
-
-def eval_rows(config: TrainConfig, n_val: int, k: int = 1) -> int:
-    """Rows of the fixed validation subset evaluated every block.
-
-    A fixed size (not tied to the block length), so coarse and fine rounds share their
-    compiled programs. An evaluation row costs about half a training row (a forward pass
-    only; training accuracy comes free from the minibatches): at the default 20
-    evaluations per run and batch 256, 512 rows cost under a tenth of a 300-step run's
-    training and far less of longer runs (``benchmarks/bench_overheads.py``).
-    With ``k`` folds a member is scored on its own fold only, so the subset is ``k``
-    times larger (about ``val_subset`` rows of each fold; every member still evaluates
-    all of them, masked: ``k`` times the evaluation cost of a plain member).
-    """
-    return min(config.val_subset * k, n_val)
-
-
-def device_data(
-    dataset: Dataset, config: TrainConfig, where: Placement = SINGLE, folds: Folds | None = None
-) -> DeviceData:
-    """Put the shared data on the device once (sliced for evaluation)."""
-    rng = np.random.default_rng(config.seed)
-    n_all = dataset.x_val.shape[0]
-    n_val = eval_rows(config, n_all, folds.k if folds is not None else 1)
-    quick = np.sort(rng.permutation(n_all)[:n_val])
-    rows = config.eval_batch_size
-    fv = np.zeros(n_all, np.int32) if folds is None else np.asarray(folds.val, np.int32)
-    ft = (
-        np.zeros(dataset.x_train.shape[0], np.int32)
-        if folds is None
-        else np.asarray(folds.train, np.int32)
-    )
-    val = _slices(dataset.x_val, dataset.y_val, rows, fv)
-    host = DeviceData(
-        np.asarray(dataset.x_train, np.float32),  # no copy when already float32
-        np.asarray(dataset.y_train, label_dtype(dataset.y_train)),
-        ft,
-        val,
-        val
-        if n_val == n_all
-        else _slices(dataset.x_val[quick], dataset.y_val[quick], rows, fv[quick]),
-    )
-    return put_replicated(host, where)
