@@ -36,3 +36,35 @@ def test_clear_drops_programs_but_keeps_the_counts():
     assert len(cache) == 0 and cache.counts() == {"chunk": 1}
     with pytest.raises(ValueError, match="capacity"):
         ProgramCache(capacity=0)
+
+
+def test_a_program_started_in_the_background_is_waited_for_not_compiled_again():
+    import threading
+
+    cache = ProgramCache(capacity=4, clock=lambda: 0.0)
+    release, built = threading.Event(), []
+
+    def slow():
+        release.wait(5)
+        built.append(1)
+        return "exe"
+
+    assert cache.start("chunk", 8, slow)
+    assert cache.holds("chunk", 8) and not cache.start("chunk", 8, slow)  # once
+    release.set()
+    exe, _ = cache.get("chunk", 8, lambda: built.append(2) or "again")
+    assert exe == "exe" and built == [1] and cache.counts() == {"chunk": 1}
+    assert cache.get("chunk", 8, object)[0] == "exe"  # held now
+
+
+def test_a_failed_background_compile_is_compiled_again_where_it_is_needed():
+    cache = ProgramCache(capacity=4, clock=lambda: 0.0)
+
+    def broken():
+        raise RuntimeError("out of memory while compiling")
+
+    assert cache.start("chunk", 8, broken)
+    assert cache.get("chunk", 8, lambda: "exe")[0] == "exe"
+    cache.start("eval", 1, broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        cache.get("eval", 1, broken)  # the error surfaces in the caller's thread

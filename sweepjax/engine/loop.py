@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sweepjax.engine import active, compact, overlap, refilling, slots
+from sweepjax.engine import active, compact, overlap, prefetch, refilling, slots
 from sweepjax.engine.curves import Checkpoint, Curves
 from sweepjax.engine.outcome import AnytimeStatus, ChunkReport, PopulationResult
 from sweepjax.engine.slots import Clock, Judged, Population, Run
@@ -52,6 +52,7 @@ def run(
         if ahead and overlap.applies(setup, pop):
             pop, clock = overlap.train_through(setup, pop, clock)
         else:
+            prefetch.start_next(setup, pop, clock)
             pop, clock = _train_block(setup, pop, clock)
         if refills:
             pop, clock, judged = refilling.judge(setup, pop, clock)

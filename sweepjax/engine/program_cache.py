@@ -13,6 +13,8 @@ shapes does not keep every executable alive, and its counts are a public debug A
 from __future__ import annotations
 
 import collections
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
@@ -46,16 +48,20 @@ class ProgramCache:
         self._compiled: collections.Counter[str] = collections.Counter()
         self._evicted = 0
         self._seconds = 0.0
+        self._pending: dict[Hashable, tuple[threading.Thread, list]] = {}
 
     def get(self, kind: str, key: Hashable, compile_: Callable[[], Any]) -> tuple[Any, float]:
         """The executable for ``(kind, key)``, compiled by ``compile_()`` on a miss;
-        returns it and the seconds spent compiling (0 on a hit)."""
+        returns it and the seconds spent compiling (0 on a hit). A program compiling in
+        the background (:meth:`start`) is waited for: the seconds are the wait."""
         full = (kind, key)
         if full in self._held:
             self._held.move_to_end(full)
             return self._held[full], 0.0
         t0 = self._clock()
-        exe = compile_()
+        exe = self._join(full)
+        if exe is None:  # not started, or its background compile failed: compile here
+            exe = compile_()
         spent = self._clock() - t0
         self._held[full] = exe
         self._compiled[kind] += 1
@@ -65,9 +71,35 @@ class ProgramCache:
             self._evicted += 1
         return exe, spent
 
+    def start(self, kind: str, key: Hashable, compile_: Callable[[], Any]) -> bool:
+        """Compile ``(kind, key)`` on a background thread (XLA compiles without holding
+        Python's lock) so that a later :meth:`get` finds it ready; False when it is held
+        or started already. Tracing runs on that thread too."""
+        full = (kind, key)
+        if full in self._held or full in self._pending:
+            return False
+        box: list = []
+
+        def work():
+            # A failure leaves the box empty: get() compiles again and raises there.
+            with contextlib.suppress(Exception):
+                box.append(compile_())
+
+        thread = threading.Thread(target=work, name=f"sweepjax-compile-{kind}", daemon=True)
+        self._pending[full] = (thread, box)
+        thread.start()
+        return True
+
+    def _join(self, full) -> Any | None:
+        thread, box = self._pending.pop(full, (None, []))
+        if thread is not None:
+            thread.join()
+        return box[0] if box else None
+
     def holds(self, kind: str, key: Hashable) -> bool:
-        """Whether ``(kind, key)`` is held (a :meth:`get` would not compile)."""
-        return (kind, key) in self._held
+        """Whether ``(kind, key)`` is held or compiling in the background (a :meth:`get`
+        would not start a compile)."""
+        return (kind, key) in self._held or (kind, key) in self._pending
 
     def counts(self) -> dict[str, int]:
         """Programs compiled per kind (``"chunk"``, ``"eval"``, ...)."""
@@ -80,6 +112,8 @@ class ProgramCache:
 
     def clear(self) -> None:
         """Drop every held executable (the next call of each shape compiles again)."""
+        for full in list(self._pending):
+            self._join(full)
         self._held.clear()
 
     def __len__(self) -> int:

@@ -65,14 +65,19 @@ def _resized(tree, n: int):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct((n, *np.shape(a)[1:]), a.dtype), tree)
 
 
-def held(states, hp, n: int, data, key_bits, static, where) -> bool:
-    """Whether this process holds the training program for ``n`` rows already (the
-    shapes :func:`sweepjax.engine.active.run_chunk` would call it with)."""
+def chunk_args(states, hp, n: int, data, key_bits) -> tuple:
+    """The training program's arguments for ``n`` rows, as shapes (the ones
+    :func:`sweepjax.engine.active.run_chunk` calls it with)."""
     scalar = jax.ShapeDtypeStruct((), np.int32)
     i32 = jax.ShapeDtypeStruct((n,), np.int32)
     bits = jax.ShapeDtypeStruct(np.shape(key_bits), np.asarray(key_bits).dtype)
-    args = (_resized(states, n), _resized(hp, n), i32, i32, data, scalar, scalar, scalar, bits)
-    return program.held("chunk", args, static, where)
+    return (_resized(states, n), _resized(hp, n), i32, i32, data, scalar, scalar, scalar, bits)
+
+
+def held(states, hp, n: int, data, key_bits, static, where) -> bool:
+    """Whether this process holds the training program for ``n`` rows already, or is
+    compiling it in the background (:mod:`sweepjax.engine.prefetch`)."""
+    return program.held("chunk", chunk_args(states, hp, n, data, key_bits), static, where)
 
 
 def mover(setup, act, hp, clock, steps_left: int):

@@ -1,0 +1,61 @@
+"""Compiling the next decision's program while the block before it trains.
+
+After a halving or Hyperband rung the survivors move to a smaller program when the
+compute it saves pays for compiling it (:mod:`sweepjax.engine.recompile`); compiled at
+the decision, that compile stalls the run (about 2 s per program on a 2-core CPU with a
+cold cache, 0.1-0.5 s to trace and load from a warm one). How many survive depends only
+on how many are active (a policy keeps its best ``1/eta``; only divergence can make it
+fewer), so the program is known a block ahead: it is compiled on a background thread
+(XLA compiles without Python's lock) while the device trains, and the decision finds it
+ready. The same rule decides as at the decision, so nothing is compiled that the run
+would not use unless members diverge in this very block; what the run trains, and so
+every result, is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sweepjax.engine import active, program, recompile
+from sweepjax.engine.decisions import RungView
+from sweepjax.engine.slots import Clock, Population, Run
+
+
+def survivors(setup: Run, pop: Population, step: int) -> int:
+    """How many members the decision at ``step`` keeps if every active one is alive:
+    the policy asked about a made-up rung (its answer's size does not depend on the
+    scores; a policy's ``decide`` has no side effects)."""
+    rows = np.asarray(pop.sched.active, np.int64)
+    a = len(rows)
+    view = RungView(
+        step,
+        rows,
+        np.zeros(a, np.float32),
+        np.linspace(1.0, 0.0, a, dtype=np.float32),
+        np.ones(a, bool),
+        pop.slot_hp,
+    )
+    return len(setup.policy.decide(view).src)
+
+
+def start_next(setup: Run, pop: Population, clock: Clock) -> bool:
+    """Start compiling, on a background thread, the program the survivors of the
+    decision that ends the coming block will move to, when the run would move there;
+    True if a compile started."""
+    act, step = pop.act, pop.step
+    if setup.plan.refills or not act.on_device or setup.where.mesh is not None:
+        return False
+    if setup.static.host_steps:  # host-driven steps keep their program (recompile.mover)
+        return False
+    end = step + (setup.plan.block or next(e for e in setup.ends if e > step) - step)
+    if end not in setup.plan.ages or end >= setup.total:
+        return False
+    new = active.bucket(survivors(setup, pop, end), setup.sizes[1], setup.where.num_devices)
+    if new >= act.size:
+        return False
+    nxt = min([d for d in setup.plan.ages if d > end] + [setup.total])
+    measured = recompile.costs(clock.train_s, clock.row_steps, clock.slowest_compile_s)
+    if not recompile.pays(act.size, new, nxt - end, measured, held=False):
+        return False
+    args = recompile.chunk_args(act.states, pop.slot_hp, new, setup.data, setup.key_bits)
+    return program.start_block(args, setup.static, setup.where)
