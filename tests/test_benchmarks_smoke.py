@@ -370,3 +370,21 @@ def test_verdicts_bench_quick_run_reports_what_the_flow_judged(tmp_path):
     md = (tmp_path / "verdicts-cpu-quick.md").read_text()
     assert "softmax halving seed 3" in md
     assert "Reproduce: `python benchmarks/bench_verdicts.py --quick`" in md
+
+
+def test_default_vs_optuna_reads_who_got_there_first_from_the_events():
+    import bench_default_vs_optuna as dvo
+
+    def row(name, final, wall, events):
+        return {"approach": name, "final_val": final, "wall_s": wall, "events": events}
+
+    ev = [{"t": 10.0, "val": 0.80}, {"t": 30.0, "val": 0.86}, {"t": 50.0, "val": 0.87}]
+    doc = {"models": {"softmax": {"rows": [row("sweepjax default", 0.855, 20.0, []),
+                                           row(dvo.PEER, 0.87, 60.0, ev)]}}}  # fmt: skip
+    r = dvo.seed_row(doc)
+    se = (0.855 * 0.145 / 6000) ** 0.5
+    assert r["optuna_at_default_end"] == 0.80 and r["optuna_reach_default_s"] == 30.0
+    assert r["not_later"] and not r["within_one_se"]  # 0.015 apart is 3.3 SE
+    assert r["default_minus_optuna_final_se"] == pytest.approx(-0.015 / se)
+    doc["models"]["softmax"]["rows"][0]["wall_s"] = 40.0  # Optuna was there first
+    assert not dvo.seed_row(doc)["not_later"]
