@@ -60,19 +60,23 @@ def test_a_prefetched_program_trains_exactly_as_one_compiled_at_the_decision(mon
         monkeypatch.setattr(
             prefetch, "start_next", lambda *a: started.append(real(*a)) if ahead else None
         )
-        sizes = []
+        sizes, before = [], program.compile_counts()
         res = engine.train_population(
             ds, hp, ModelConfig("softmax"), cfg, scheduler=rules.Halving(rungs=1, eta=2, total=40),
             on_chunk=lambda r: sizes.append(r.checkpoint().size),
         )  # fmt: skip
-        return res, sizes, started
+        after = program.compile_counts()
+        return res, sizes, started, {k: after[k] - before.get(k, 0) for k in after}
 
     traced.clear()
-    plain, sizes, _ = run(False)
+    plain, sizes, _, compiled = run(False)
     # Two widths (8 rows, then 4), each with a plain and a measured step: traced twice.
     assert sizes == [8, 4, 4, 4] and sorted(traced) == [False, True]
-    ahead, sizes_ahead, started = run(True)
+    ahead, sizes_ahead, started, compiled_ahead = run(True)
     assert sizes_ahead == sizes and started.count(True) == 1  # the 4-row program, once
+    # Whatever started in the background (the first program, the rung's evaluations) was
+    # the program the run then used: nothing compiled twice.
+    assert compiled_ahead == compiled and compiled["chunk"] == 2
     for a, b in zip(jax.tree.leaves(ahead.params), jax.tree.leaves(plain.params), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ahead.best_val_acc, plain.best_val_acc)

@@ -49,10 +49,11 @@ def run(
     # is dispatched before the previous one's metrics are fetched (engine/overlap.py).
     ahead = on_chunk is None and not refills
     while refills or (pop.step < setup.total and len(pop.slot_row)):
-        if ahead and overlap.applies(setup, pop):
+        through = ahead and overlap.applies(setup, pop)
+        prefetch.start_next(setup, pop, clock, through)
+        if through:
             pop, clock = overlap.train_through(setup, pop, clock)
         else:
-            prefetch.start_next(setup, pop, clock)
             pop, clock = _train_block(setup, pop, clock)
         if refills:
             pop, clock, judged = refilling.judge(setup, pop, clock)

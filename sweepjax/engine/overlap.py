@@ -42,7 +42,7 @@ def gap(clock: Clock, train_s: float, decided: bool) -> Clock:
     return clock._replace(arrived=now)
 
 
-def _stop(setup: Run, step: int) -> int:
+def next_stop(setup: Run, step: int) -> int:
     """The first block end after ``step`` at which the policy decides, or the run's end."""
     return next(e for e in setup.ends if e > step and (e in setup.plan.ages or e == setup.total))
 
@@ -56,7 +56,7 @@ def train_through(setup: Run, pop: Population, clock: Clock) -> tuple[Population
     fold = setup.fold_of[pop.slot_row]
     mine = (pop.slot_hp.take(take), fold[take].astype(np.int32), pop.born[take].astype(np.int32))
     mine = put_members(mine, where)  # not donated: one copy serves every block
-    states, step, stop, inflight = act.states, pop.step, _stop(setup, pop.step), None
+    states, step, stop, inflight = act.states, pop.step, next_stop(setup, pop.step), None
     while step < stop:
         n = next(e for e in setup.ends if e > step) - step
         shared = put_replicated(

@@ -19,7 +19,7 @@ import numpy as np
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.data.folds import Folds
-from sweepjax.engine import active, loop, program
+from sweepjax.engine import active, loop, prefetch, program
 from sweepjax.engine.compact import boundaries
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Full, Policy, RungLog
@@ -81,21 +81,22 @@ def train_population(
     if policy.plan().refills:
         raise ValueError(f"{policy.name} refills its slots: train it with `train_refilling`")
     where = SINGLE if placement is None else placement
+    gsize = group_size(
+        m, model_cfg, config, dataset.num_features, dataset.num_classes, dataset.info.input_shape
+    )
+    gsize = active.round_up(gsize, where.num_devices)
+    setup = _setup(dataset, config, policy, where, folds, ids, model_cfg, hparams)
     if resume is not None:
         step, host_states = resume.step, resume.states.slots  # a slots.Carry
         curves, sched = resume.curves, resume.schedule
     else:
         step, curves, sched = 0, Curves.empty(m), ScheduleState.start(hparams)
+        prefetch.start_first(setup, hparams, m, gsize)  # compiles while weights are drawn
         host_states = init_states(dataset, hparams, model_cfg, config, ids)
-    gsize = group_size(
-        m, model_cfg, config, dataset.num_features, dataset.num_classes, dataset.info.input_shape
-    )
-    gsize = active.round_up(gsize, where.num_devices)
     # A resumed population continues in the program size it had (results match bit for bit).
     size0 = resume.size if resume is not None and resume.size else None
     act = active.place(host_states, len(sched.active), gsize, where, size0)
     del host_states
-    setup = _setup(dataset, config, policy, where, folds, ids, model_cfg, hparams)
     setup = setup._replace(sizes=(math.ceil(len(sched.active) / gsize), gsize))
     a = sched.active
     pop = Population(step, act, a, np.zeros(len(a), np.int64), sched.hparams.take(a), sched,

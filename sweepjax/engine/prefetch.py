@@ -14,11 +14,25 @@ every result, is unchanged.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
-from sweepjax.engine import active, program, recompile
+from sweepjax.engine import active, overlap, program, recompile
 from sweepjax.engine.decisions import RungView
 from sweepjax.engine.slots import Clock, Population, Run
+
+
+def start_first(setup: Run, hparams, n: int, gsize: int) -> bool:
+    """Start compiling the first block's training program (``n`` members on the device,
+    ``hparams`` theirs) while the members' initial weights are drawn."""
+    ndev = setup.where.num_devices
+    if n > gsize or setup.where.mesh is not None or setup.static.host_steps or n == 0:
+        return False
+    size = active.round_up(n, ndev)
+    hp = hparams.take(active.pad_rows(n, size))
+    shapes = program.init_shapes(setup.dataset.num_features, setup.static, hp)
+    args = recompile.chunk_args(shapes, hp, size, setup.data, setup.key_bits)
+    return program.start_block(args, setup.static, setup.where)
 
 
 def survivors(setup: Run, pop: Population, step: int) -> int:
@@ -38,16 +52,25 @@ def survivors(setup: Run, pop: Population, step: int) -> int:
     return len(setup.policy.decide(view).src)
 
 
-def start_next(setup: Run, pop: Population, clock: Clock) -> bool:
-    """Start compiling, on a background thread, the program the survivors of the
-    decision that ends the coming block will move to, when the run would move there;
-    True if a compile started."""
+def start_next(setup: Run, pop: Population, clock: Clock, through: bool = False) -> bool:
+    """Start compiling, on background threads, what the decision (or the end) after the
+    coming block will need: the evaluation program that measures every active member on
+    the whole validation set, and the program the survivors will move to when the run
+    would move there (``through``: the coming blocks run through to the next decision,
+    :func:`sweepjax.engine.overlap.train_through`). True if a training program started."""
     act, step = pop.act, pop.step
     if setup.plan.refills or not act.on_device or setup.where.mesh is not None:
         return False
+    if through:
+        end = overlap.next_stop(setup, step)
+    else:
+        end = step + (setup.plan.block or next(e for e in setup.ends if e > step) - step)
+    if end in setup.plan.ages or end >= setup.total:
+        folds = jax.ShapeDtypeStruct((act.size,), np.int32)
+        params = recompile.resized(act.states.params, act.size)
+        program.start_eval((params, folds, setup.data.val), setup.static, setup.where)
     if setup.static.host_steps:  # host-driven steps keep their program (recompile.mover)
         return False
-    end = step + (setup.plan.block or next(e for e in setup.ends if e > step) - step)
     if end not in setup.plan.ages or end >= setup.total:
         return False
     new = active.bucket(survivors(setup, pop, end), setup.sizes[1], setup.where.num_devices)

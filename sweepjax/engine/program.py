@@ -279,14 +279,19 @@ def start_block(args, static: Static, where: Placement) -> bool:
     )
 
 
+def _eval_jit(static: Static, where: Placement):
+    return jax.jit(_sharded(functools.partial(_population_eval, static=static), where, 2, 1))
+
+
 def compiled_eval(args, static: Static, where: Placement):
     """The full-evaluation program for ``args = (params, folds, val slices)``."""
+    return _compiled("eval", lambda: _eval_jit(static, where), args, static, where)
 
-    def make():
-        fn = functools.partial(_population_eval, static=static)
-        return jax.jit(_sharded(fn, where, 2, 1))
 
-    return _compiled("eval", make, args, static, where)
+def start_eval(args, static: Static, where: Placement) -> bool:
+    """:func:`start_block` for :func:`compiled_eval`'s program."""
+    make = lambda: _eval_jit(static, where).lower(*args).compile()  # noqa: E731
+    return PROGRAMS.start("eval", _key(args, static, where), make)
 
 
 # --------------------------------------------------------------------------- host-driven steps

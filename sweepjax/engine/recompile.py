@@ -61,7 +61,8 @@ def pays(size: int, new: int, steps_left: int, measured: Costs, held: bool) -> b
     return saved * per > compile_s
 
 
-def _resized(tree, n: int):
+def resized(tree, n: int):
+    """``tree``'s leaves as shapes with ``n`` rows (their leading, member axis)."""
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct((n, *np.shape(a)[1:]), a.dtype), tree)
 
 
@@ -71,7 +72,7 @@ def chunk_args(states, hp, n: int, data, key_bits) -> tuple:
     scalar = jax.ShapeDtypeStruct((), np.int32)
     i32 = jax.ShapeDtypeStruct((n,), np.int32)
     bits = jax.ShapeDtypeStruct(np.shape(key_bits), np.asarray(key_bits).dtype)
-    return (_resized(states, n), _resized(hp, n), i32, i32, data, scalar, scalar, scalar, bits)
+    return (resized(states, n), resized(hp, n), i32, i32, data, scalar, scalar, scalar, bits)
 
 
 def held(states, hp, n: int, data, key_bits, static, where) -> bool:
