@@ -24,6 +24,14 @@ from tests.helpers import toy_dataset, toy_train_config
     [rules.Halving(rungs=2, eta=3, total=90), rules.Hyperband(40, total=270, eta=3)],
     ids=["halving", "hyperband"],
 )
+def test_prefetching_is_on_for_an_accelerator_and_decided_by_the_environment(monkeypatch):
+    monkeypatch.delenv("SWEEPJAX_PREFETCH", raising=False)
+    assert prefetch.enabled() == (jax.default_backend() != "cpu")
+    for value, on in (("1", True), ("0", False), ("off", False), ("yes", True)):
+        monkeypatch.setenv("SWEEPJAX_PREFETCH", value)
+        assert prefetch.enabled() is on
+
+
 def test_survivors_are_what_the_policy_keeps_when_nobody_diverged(policy):
     rng = np.random.default_rng(0)
     for active in (np.arange(40), np.sort(rng.choice(40, 23, replace=False))):
@@ -42,6 +50,7 @@ def test_a_prefetched_program_trains_exactly_as_one_compiled_at_the_decision(mon
     cfg = toy_train_config().replace(steps=40, eval_every=10, chunk_steps=40)
     hp = HParams.create(lr=np.geomspace(1e-2, 1.0, 8), l2=1e-4)
     monkeypatch.setattr(recompile, "pays", lambda *a, **k: True)  # every move pays
+    monkeypatch.setenv("SWEEPJAX_PREFETCH", "1")  # on a CPU it is off by default
     traced = []
 
     def counted(*a, **k):
