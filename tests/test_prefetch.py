@@ -19,11 +19,6 @@ from sweepjax.schedulers import rules
 from tests.helpers import toy_dataset, toy_train_config
 
 
-@pytest.mark.parametrize(
-    "policy",
-    [rules.Halving(rungs=2, eta=3, total=90), rules.Hyperband(40, total=270, eta=3)],
-    ids=["halving", "hyperband"],
-)
 def test_prefetching_is_on_for_an_accelerator_and_decided_by_the_environment(monkeypatch):
     monkeypatch.delenv("SWEEPJAX_PREFETCH", raising=False)
     assert prefetch.enabled() == (jax.default_backend() != "cpu")
@@ -32,6 +27,11 @@ def test_prefetching_is_on_for_an_accelerator_and_decided_by_the_environment(mon
         assert prefetch.enabled() is on
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [rules.Halving(rungs=2, eta=3, total=90), rules.Hyperband(40, total=270, eta=3)],
+    ids=["halving", "hyperband"],
+)
 def test_survivors_are_what_the_policy_keeps_when_nobody_diverged(policy):
     rng = np.random.default_rng(0)
     for active in (np.arange(40), np.sort(rng.choice(40, 23, replace=False))):
