@@ -63,6 +63,10 @@ are for the 2-core CPU the results below were measured on.
   prepared-data caches): whole-process wall against the sweeps' training
   (`train_s` + `refit_s`), and the share outside training; `--report` writes the HTML
   reports as well (its own result files, `fixed-costs-<backend>-report.*`).
+- `bench_default_vs_optuna.py` (~8 min for 5 seeds): the default flow (`coarse` then
+  `fine`) against Optuna TPE + Hyperband on the softmax, whole processes, each seed
+  another split and search for both: whether Optuna had reached the default's winner
+  when the default flow ended, and the gap to Optuna's best after its budget in SEs.
 - `bench_halving.py` (~5-10 min; `--tree DIR` for another checkout): `coarse
   --schedule halving` against `--schedule full` (128 members x 1,000 steps), alternated
   in one process with its compiled programs dropped before each call, cold and warm
@@ -103,6 +107,7 @@ python benchmarks/bench_mlp_configs.py        # -> results/mlp-configs-cpu.{json
 python benchmarks/bench_tabular.py            # -> results/tabular-cpu.{json,md}
 python benchmarks/bench_memory.py             # -> results/memory-cpu.{json,md}
 python benchmarks/bench_halving.py            # -> results/halving-cpu.{json,md}
+python benchmarks/bench_default_vs_optuna.py  # -> results/default-vs-optuna-cpu.{json,md}
 python benchmarks/bench_auto_start.py         # -> results/auto-start-cpu.{json,md}
 python benchmarks/bench_overlap.py            # -> results/overlap-cpu.{json,md}
 bash benchmarks/gpu_check.sh                  # on a GPU -> $OUT/throughput-gpu.*, gpu-check.json
