@@ -700,7 +700,7 @@ def bench_cnn(
     # Engine runs: (members, lanes): the lanes the CLI's process gets (request_lanes at
     # main's start) and one lane (SWEEPJAX_LANES=1), so both are rows of the same run.
     lanes = max(1, len(distributed.lane_devices()))
-    runs = [(members, lanes)] + ([(members, 1)] if lanes > 1 else []) + [(1, 1)]
+    runs = [(1, 1), (members, lanes)] + ([(members, 1)] if lanes > 1 else [])
     engine = {r: {"compile_s": 0.0, "train_s": [], "groups": None} for r in runs}
     loop_s, scan_s = [], []
     python_loop(step_exe, params0, x_dev, y_dev, hp_loop, 1, 2)  # warm-up
