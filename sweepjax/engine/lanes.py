@@ -22,11 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.engine import program
-from sweepjax.engine.distributed import Placement, lane_devices, put_members, put_replicated
+from sweepjax.engine.distributed import (
+    SINGLE,
+    Placement,
+    lane_devices,
+    put_members,
+    put_replicated,
+)
 from sweepjax.engine.member import Static
 
 # The data's copy on each lane device, made once per data set (a run's blocks share it):
-# (the data on device 0, {device id: its copy}). One entry: a new data set replaces it.
+# (the data on device 0, {device id: its copy}). One entry, owned here: a new data set
+# replaces it; the last run's copies stay until then (a CPU host's memory).
 _DATA: list = [None, {}]
 
 
@@ -55,7 +62,7 @@ def compiled(args, st: Static, devices: tuple):
         states, hps, folds, born, data, *rest = args
         mine = jax.device_put((states, hps, folds, born, *rest), d)
         args_d = (*mine[:4], data_on(data, d), *mine[4:])
-        exe, c = program.compiled_steps(args_d, st, Placement(None, 1, 0, 1), lane=d.id)
+        exe, c = program.compiled_steps(args_d, st, SINGLE, lane=d.id)
         out.append((exe, args_d))
         secs += c
     return out, secs
