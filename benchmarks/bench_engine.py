@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import functools
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from sweepjax import (  # noqa: E402
     load_dataset,
     train_population,
 )
+from sweepjax.engine import distributed  # noqa: E402
 
 BATCH = 256
 EVAL_ROWS = 256  # validation rows kept for the throughput runs (see throughput_dataset)
@@ -695,20 +697,30 @@ def bench_cnn(
     hp_loop = population(n_seq)
     exe, params0, loop_compile = user_cnn_trainer(x_dev.shape[0], shape, k, steps)
     step_exe, step_compile = user_cnn_step(x_dev.shape[0], shape, k)
-    engine = {m: {"compile_s": 0.0, "train_s": [], "groups": None} for m in (1, members)}
+    # Engine runs: (members, lanes): the lanes the CLI's process gets (request_lanes at
+    # main's start) and one lane (SWEEPJAX_LANES=1), so both are rows of the same run.
+    lanes = max(1, len(distributed.lane_devices()))
+    runs = [(1, 1), (members, lanes)] + ([(members, 1)] if lanes > 1 else [])
+    engine = {r: {"compile_s": 0.0, "train_s": [], "groups": None} for r in runs}
     loop_s, scan_s = [], []
     python_loop(step_exe, params0, x_dev, y_dev, hp_loop, 1, 2)  # warm-up
-    for m in engine:  # warm-up: compile
-        res = train_population(ds, population(m), model, train_config(1))
-        engine[m]["compile_s"] += res.timing.compile_s
-        progress(f"[warm-up] CNN M={m}: compile {res.timing.compile_s:.2f}s")
 
-    def engine_run(m, rep):
-        res = train_population(ds, population(m), model, cfg)
-        engine[m]["train_s"].append(res.timing.train_s)
-        engine[m]["groups"] = (res.timing.num_groups, res.timing.group_size)
+    def engine_train(m, n_lanes, config):
+        with lanes_env(n_lanes):
+            return train_population(ds, population(m), model, config)
+
+    for m, n_lanes in engine:  # warm-up: compile
+        res = engine_train(m, n_lanes, train_config(1))
+        engine[m, n_lanes]["compile_s"] += res.timing.compile_s
+        progress(f"[warm-up] CNN M={m}, {n_lanes} lane(s): compile {res.timing.compile_s:.2f}s")
+
+    def engine_run(m, rep, n_lanes=1):
+        res = engine_train(m, n_lanes, cfg)
+        engine[m, n_lanes]["train_s"].append(res.timing.train_s)
+        engine[m, n_lanes]["groups"] = (res.timing.num_groups, res.timing.group_size)
         progress(
-            f"[rep {rep}/{reps}] CNN M={m} x {steps} steps: {res.timing.train_s:.2f}s, "
+            f"[rep {rep}/{reps}] CNN M={m}, {n_lanes} lane(s) x {steps} steps: "
+            f"{res.timing.train_s:.2f}s, "
             f"{1e3 * res.timing.train_s / (m * steps):.1f} ms per member-step"
         )
 
@@ -730,17 +742,22 @@ def bench_cnn(
         # The population and the loops do the same work (n_seq = members), back to back,
         # in alternating order, so a neighbour's load drifting within a repetition
         # favours neither.
-        for which in ("engine", "loop") if rep % 2 else ("loop", "engine"):
-            engine_run(members, rep) if which == "engine" else loop_run(rep)
+        order = ["engine", "loop"] + (["one lane"] if lanes > 1 else [])
+        for which in order if rep % 2 else order[::-1]:
+            if which == "loop":
+                loop_run(rep)
+            else:
+                engine_run(members, rep, lanes if which == "engine" else 1)
         engine_run(1, rep)
     loop_ms = [1e3 * t / (n_seq * steps) for t in loop_s]
     scan_ms = [1e3 * t / (n_seq * steps) for t in scan_s]
     rows = []
-    for m, e in engine.items():
+    for (m, n_lanes), e in engine.items():
         ms = [1e3 * t / (m * steps) for t in e["train_s"]]
         rows.append(
             {
                 "members": m,
+                "lanes": n_lanes,
                 "steps": steps,
                 "member_batch": rule,
                 "host_steps": host_rule,
@@ -762,7 +779,7 @@ def bench_cnn(
         )
     lay = []
     for k_ in layouts:
-        with forced_layout(k_):
+        with forced_layout(k_), lanes_env(lanes if k_ == "host" else 1):
             warm = train_population(ds, population(members), model, train_config(1))
             res = train_population(ds, population(members), model, train_config(layout_steps))
         near_s = python_loop(step_exe, params0, x_dev, y_dev, hp_loop, 2, layout_steps)
@@ -797,6 +814,7 @@ def bench_cnn(
             "reps": reps,
             "rule_member_batch": rule,
             "rule_host_steps": host_rule,
+            "lanes": lanes,
             "member_bytes_estimate": setup.member_bytes(model, cfg, d, k, ds.info.input_shape),
         },
         "user_loop": {
@@ -823,6 +841,20 @@ def bench_cnn(
     }
 
 
+@contextlib.contextmanager
+def lanes_env(n: int):
+    """Train over at most ``n`` lanes (``$SWEEPJAX_LANES``, read at each block)."""
+    old = os.environ.get(distributed.LANES_ENV)
+    os.environ[distributed.LANES_ENV] = str(n)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[distributed.LANES_ENV]
+        else:
+            os.environ[distributed.LANES_ENV] = old
+
+
 def _layout_name(k) -> str:
     if k == "host":
         return "host-driven steps (one member per call)"
@@ -831,7 +863,7 @@ def _layout_name(k) -> str:
 
 def markdown_cnn(res: dict, cmd: str) -> str:
     mach, st, loop, scan = res["machine"], res["settings"], res["user_loop"], res["scan_loop"]
-    pop = next(r for r in res["rows"] if r["members"] == st["members"])
+    pop = next(r for r in res["rows"] if r["members"] == st["members"])  # most lanes first
     rule = "host" if st["rule_host_steps"] else st["rule_member_batch"]
     lines = [
         f"# Engine throughput, a user's CNN ({mach['backend']})",
@@ -851,7 +883,12 @@ def markdown_cnn(res: dict, cmd: str) -> str:
         "jitted SGD step (parameters donated, minibatch drawn on the device, no wait "
         "until the end), as the Flax examples teach; the `scan` loop is the same member's "
         "steps inside one compiled `lax.scan`. The engine's layout (its rule, "
-        f"`setup.member_batch` and `setup.host_steps`): {_layout_name(rule)}.",
+        f"`setup.member_batch` and `setup.host_steps`): {_layout_name(rule)}, over "
+        f"{st.get('lanes', 1)} lane(s): the CPU devices the command line's process asks "
+        "JAX for (`distributed.request_lanes`, called here at the start), each lane "
+        "stepping its members on its own device concurrently (docs/performance.md); the "
+        "'1 lane(s)' row is the same population with `SWEEPJAX_LANES=1`. The user loops "
+        "run on device 0 alone, as a user's process does.",
         "",
         common.md_table(
             ["run", "compile s", "ms per member-step (median)", "x user loop", "groups"],
@@ -882,7 +919,7 @@ def markdown_cnn(res: dict, cmd: str) -> str:
             ]  # fmt: skip
             + [
                 [
-                    f"engine, M={r['members']}",
+                    f"engine, M={r['members']}, {r.get('lanes', 1)} lane(s)",
                     r["compile_s"],
                     r["ms_per_member_step"],
                     r["speedup_vs_user_loop"],
@@ -953,6 +990,9 @@ def main(argv=None) -> int:
     )
     p.add_argument("--cnn-dataset", default="mnist-sample")
     a = p.parse_args(argv)
+    # The CPU devices the command line's process asks for (lanes for a CNN's host-driven
+    # steps), before JAX's backend starts; the user loops run on device 0 alone.
+    distributed.request_lanes()
     mach = common.machine()
     cmd = common.command_line(__file__, argv)
     if a.case in ("all", "cnn"):

@@ -43,7 +43,11 @@ are for the 2-core CPU the results below were measured on.
   engine run member after member; the float32 matmul rate (2048^2, and the step's exact
   shapes). The CNN case: 16 `examples.my_cnn:SmallCNN` members against the user's Python
   loop of one jitted step (and the same member in a `lax.scan`) on the bundled MNIST
-  sample, and the population's layouts (in-program or host-driven steps).
+  sample, and the population's layouts (in-program or host-driven steps); the CNN
+  population over lanes (the CPU devices the command line asks for) and over one lane.
+- `bench_lanes_dense.py` (~2-3 min): `coarse` (softmax) on the bundled sample with the
+  lanes' extra CPU devices present and without (`SWEEPJAX_LANES=1`), alternated: a
+  dense model must not use them nor slow down.
 - `bench_peers.py` (~6-8 min): sweepjax vs sequential JAX, a PyTorch loop, Optuna + JAX,
   scikit-learn's C grid (wall time, best val, winner's test accuracy); coarse + fine vs
   scikit-learn; model-steps/s and peak RSS for M = 1 ... 4096.

@@ -75,6 +75,11 @@ def _closed_pipe() -> int:
     return 128 + 13  # SIGPIPE
 
 
+def _multi_process(args: argparse.Namespace) -> bool:
+    keys = ("coordinator", "num_processes", "process_id", "distributed")
+    return any(getattr(args, k, None) not in (None, False) for k in keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_dash_values(list(sys.argv[1:] if argv is None else argv)))
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # Reruns load their compiled programs from disk (SWEEPJAX_COMPILE_CACHE=0 turns it off).
     if getattr(args, "compiles", True):  # `watch` only reads the store: no jax (~2 s)
+        if argv is None and not _multi_process(args):  # our own process: lanes
+            from sweepjax.engine import distributed
+
+            distributed.request_lanes()  # CPU devices for a CNN's steps (SWEEPJAX_LANES=1: off)
         compile_cache.enable()
     try:
         code = int(args.func(args) or 0)

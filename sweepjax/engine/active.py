@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from sweepjax.engine import program
+from sweepjax.engine import lanes, program
 from sweepjax.engine.distributed import Placement, put_members, put_replicated, to_host
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
@@ -178,33 +178,19 @@ def launch(args, st: Static, where: Placement, real: int, step: int, n_steps: in
     :func:`program.compiled_block`'s, on the device; ``step``/``n_steps`` its first
     global step and length); returns its new states and metrics (device arrays: JAX
     returns before the program, or the last step, ends), the compile seconds and the
-    time it was dispatched."""
+    time it was dispatched. Host-driven steps run over the lanes (:mod:`lanes`)."""
     by_steps = st.host_steps and where.mesh is None
     compiled = program.compiled_steps if by_steps else program.compiled_block
     exe, c = compiled(args, st, where)
+    others, c_lanes = (
+        lanes.compiled(args, st, lanes.lanes_for(real, where)) if by_steps else ((), 0)
+    )
     t0 = time.perf_counter()
-    s_dev, met = _by_steps(exe, args, step, n_steps, real, where) if by_steps else exe(*args)
-    return s_dev, met, c, t0
-
-
-def _by_steps(exe: program.Steps, args, first: int, n_steps: int, real: int, where: Placement):
-    """One block as host-driven steps (``Static.host_steps``, a convolutional model on a
-    CPU): member after member, as a user's loop trains them, ``n_steps`` calls of the
-    one-member step (the last one measured), then the evaluation; the padding rows
-    beyond ``real`` are not trained (their results are dropped). Nothing waits: every
-    call is queued behind the previous one, the state donated from call to call.
-    Returns what :func:`program.compiled_block`'s program returns."""
-    states, hps, folds, born, data, _, n_dev, horizon, key_bits = args
-    size = jax.tree.leaves(states)[0].shape[0]
-    # Every scalar the calls need, put on the device at once (explicit transfers).
-    ts = put_replicated([np.int32(first + k) for k in range(n_steps + 1)], where)
-    ids = put_replicated([np.int32(i) for i in range(real)], where)
-    sums = put_members(tuple(np.zeros(size, np.float32) for _ in range(3)), where)
-    for i in ids:
-        for k in range(n_steps):
-            call = exe.measured if k == n_steps - 1 else exe.step
-            states, sums = call(states, sums, hps, folds, born, data, i, ts[k], horizon, key_bits)
-    return exe.finish(states, sums, hps, folds, born, data, ts[n_steps], n_dev)
+    if by_steps:
+        s_dev, met = lanes.by_steps(exe, others, args, step, n_steps, real, where)
+    else:
+        s_dev, met = exe(*args)
+    return s_dev, met, c + c_lanes, t0
 
 
 def _collect(pending, host_states, where: Placement):

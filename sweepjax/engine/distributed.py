@@ -25,6 +25,14 @@ from sweepjax.errors import ConfigError
 
 AXIS = "members"
 
+# Host-driven steps (a convolutional model on a CPU) use one core per program and the CPU
+# backend runs one device's programs one after another; with several CPU devices the
+# members train over "lanes", one per device, concurrently (sweepjax.engine.lanes).
+# The command line asks JAX for them (request_lanes); this is the one record of it.
+LANES_ENV = "SWEEPJAX_LANES"  # "1", "0" or "off": one lane; a number N: at most N lanes
+MAX_LANES = 8
+_ADDED = 0  # CPU devices request_lanes asked JAX for (0: none); owned by this module
+
 
 class Placement(NamedTuple):
     """Where the population runs. ``mesh`` is None for a single device."""
@@ -56,6 +64,7 @@ def initialize(
     With no arguments, ``jax.distributed.initialize()`` auto-detects Slurm / TPU / MPI
     environments. On CPU hosts the cross-process collectives go through gloo.
     """
+    _drop_lanes()  # a multi-process run contributes its devices as they are
     if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
         # Harmless on GPU/TPU; needed for CPU-only processes to exchange results.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -74,9 +83,10 @@ def initialize(
 
 
 def placement(devices: int | None = None) -> Placement:
-    """A 1-D mesh over ``devices`` devices (default: every device of every process)."""
+    """A 1-D mesh over ``devices`` devices (default: every device of every process;
+    one device when the CPU devices are the ones :func:`request_lanes` added)."""
     all_devices = jax.devices()
-    n = len(all_devices) if devices is None else devices
+    n = (1 if _ADDED else len(all_devices)) if devices is None else devices
     if n < 1 or n > len(all_devices):
         raise ConfigError(
             f"`devices` {n} is not available: this run sees {len(all_devices)} device(s) "
@@ -92,6 +102,73 @@ def placement(devices: int | None = None) -> Placement:
 
 
 SINGLE = Placement(None, 1, 0, 1)
+
+
+def lanes_cap() -> int:
+    """The most lanes ``$SWEEPJAX_LANES`` allows: ``1``/``0``/``off``: one (lanes off);
+    a number N: N; unset: :data:`MAX_LANES`."""
+    env = os.environ.get(LANES_ENV, "").strip().lower()
+    if env in ("", "on", "yes", "true"):
+        return MAX_LANES
+    if env in ("0", "off", "no", "false"):
+        return 1
+    try:
+        return max(1, int(env))
+    except ValueError:
+        raise ConfigError(f"{LANES_ENV}={env!r}: use 1 or off (one lane) or a number") from None
+
+
+def request_lanes(n: int | None = None) -> int:
+    """Ask JAX for ``n`` CPU devices (default ``min(os.cpu_count(), 8)``) for lanes, before
+    its backend starts; returns the count asked for (0: none). Nothing is asked when the
+    user configured the CPU devices (``--xla_force_host_platform_device_count`` in
+    ``XLA_FLAGS``, ``jax_num_cpu_devices``), when an accelerator may be present, when
+    ``$SWEEPJAX_LANES`` turns lanes off, or once JAX's backend has started. The devices
+    added change nothing else: :func:`placement`'s default stays one device."""
+    global _ADDED
+    n = min(os.cpu_count() or 1, MAX_LANES) if n is None else n
+    n = min(n, lanes_cap())
+    if n < 2 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return 0
+    if jax.config.jax_num_cpu_devices != -1 or not _cpu_only():
+        return 0
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backend has started: its devices are what they are
+        return 0
+    _ADDED = n
+    return n
+
+
+def _cpu_only() -> bool:
+    """Whether this process can only run on the CPU (no GPU/TPU plugin installed, or
+    ``JAX_PLATFORMS=cpu``), judged without starting JAX's backend."""
+    import importlib.metadata
+    import importlib.util
+
+    platforms = os.environ.get("JAX_PLATFORMS", jax.config.jax_platforms or "")
+    if platforms:
+        return platforms.strip().lower() == "cpu"
+    if any(importlib.util.find_spec(m) for m in ("jax_plugins", "libtpu", "jax_cuda12_plugin")):
+        return False
+    return not importlib.metadata.entry_points(group="jax_plugins")
+
+
+def _drop_lanes() -> None:
+    global _ADDED
+    if _ADDED:
+        jax.config.update("jax_num_cpu_devices", -1)
+        _ADDED = 0
+
+
+def lane_devices() -> tuple:
+    """The CPU devices host-driven steps spread members over, device 0 first: those
+    :func:`request_lanes` added, capped by ``$SWEEPJAX_LANES``; ``()`` when fewer than two
+    (lanes off). Devices the user configured are never used as lanes: a mesh is theirs."""
+    n = min(_ADDED, lanes_cap())
+    if n < 2 or jax.process_count() > 1 or jax.default_backend() != "cpu":
+        return ()
+    return tuple(jax.local_devices()[:n])
 
 
 def put_members(tree: Any, where: Placement) -> Any:

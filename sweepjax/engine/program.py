@@ -329,11 +329,11 @@ class Steps(NamedTuple):
     finish: object  # f(states, sums, hps, folds, born, data, end, n_steps)
 
 
-def compiled_steps(args, static: Static, where: Placement):
+def compiled_steps(args, static: Static, where: Placement, lane: int | None = None):
     """The programs of a host-driven block for ``args`` as :func:`compiled_block`'s, one
     device only; returns ``(Steps, seconds spent compiling)``. Nothing in them depends on
     a hyperparameter value, a step or a block length: each compiles once per population
-    size."""
+    size. ``lane``: the id of the device ``args`` are on (a lane's: steps only)."""
     states, hps, folds, born, data, _, n_steps, horizon, key_bits = args
     sums = (hps.lr, hps.lr, hps.lr)  # three float32 [M]: only their shapes matter here
     scalar = n_steps
@@ -342,9 +342,11 @@ def compiled_steps(args, static: Static, where: Placement):
     for measure in (False, True):
         fn = functools.partial(_member_step, static=static, measure=measure)
         make = functools.partial(jax.jit, fn, donate_argnums=(0, 1))
-        exe, c = _compiled("step", make, step_args, (static, measure), where)
+        exe, c = _compiled("step", make, step_args, (static, measure, lane), where)
         out.append(exe)
         secs += c
+    if lane is not None:
+        return Steps(*out, None), secs
     fn = functools.partial(_population_finish, static=static)
     make = functools.partial(jax.jit, fn, donate_argnums=(0,))
     fin_args = (states, sums, hps, folds, born, data, scalar, scalar)
