@@ -107,3 +107,21 @@ def test_two_lanes_equal_one_lane_bit_for_bit():
         [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0 and "LANES-OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_only_the_command_lines_own_single_process_asks_for_lanes(monkeypatch, tmp_path):
+    """``main()`` as the entry points call it (no argv) asks; ``main([...])`` from a
+    caller's process, a multi-process run and ``watch`` (no JAX) do not."""
+    import argparse
+
+    from sweepjax import cli
+
+    asked = []
+    monkeypatch.setattr(distributed, "request_lanes", lambda *a: asked.append(1) or 0)
+    store = str(tmp_path / "none.db")  # `show` on a missing store: exit 2, nothing trains
+    monkeypatch.setattr(sys, "argv", ["sweepjax", "show", "c1", "--store", store])
+    assert cli.main() == 2 and asked == [1]
+    assert cli.main(["show", "c1", "--store", store]) == 2 and asked == [1]
+    assert cli._multi_process(argparse.Namespace(coordinator="host:1234"))
+    assert cli._multi_process(argparse.Namespace(distributed=True))
+    assert not cli._multi_process(argparse.Namespace(coordinator=None, distributed=False))

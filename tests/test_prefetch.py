@@ -42,6 +42,9 @@ def test_survivors_are_what_the_policy_keeps_when_nobody_diverged(policy):
             scores = rng.random(len(active)).astype(np.float32)
             view = RungView(step, active, -scores, scores, np.ones(len(active), bool), hp)
             assert got == len(policy.decide(view).src)
+    # A policy of the user's own is never asked ahead: its decide may keep state.
+    mine = SimpleNamespace(decide=lambda view: 1 / 0)
+    assert prefetch.survivors(SimpleNamespace(policy=mine), pop, 1) is None
 
 
 @pytest.mark.slow  # ~6 s: two halving runs, two program widths each, on a 2-core CPU

@@ -53,10 +53,13 @@ def start_first(setup: Run, hparams, n: int, gsize: int) -> bool:
     return program.start_block(args, setup.static, setup.where)
 
 
-def survivors(setup: Run, pop: Population, step: int) -> int:
+def survivors(setup: Run, pop: Population, step: int) -> int | None:
     """How many members the decision at ``step`` keeps if every active one is alive:
     the policy asked about a made-up rung (its answer's size does not depend on the
-    scores; a policy's ``decide`` has no side effects)."""
+    scores). Only a policy that says its ``decide`` has no side effects
+    (``pure_decide``: the built-in ones) is asked; None for any other, or if it fails."""
+    if not getattr(setup.policy, "pure_decide", False):
+        return None
     rows = np.asarray(pop.sched.active, np.int64)
     a = len(rows)
     view = RungView(
@@ -67,7 +70,10 @@ def survivors(setup: Run, pop: Population, step: int) -> int:
         np.ones(a, bool),
         pop.slot_hp,
     )
-    return len(setup.policy.decide(view).src)
+    try:
+        return len(setup.policy.decide(view).src)
+    except Exception:  # noqa: BLE001 - a guess gone wrong must not stop the run
+        return None
 
 
 def start_next(setup: Run, pop: Population, clock: Clock, through: bool = False) -> bool:
@@ -91,7 +97,10 @@ def start_next(setup: Run, pop: Population, clock: Clock, through: bool = False)
         return False
     if end not in setup.plan.ages or end >= setup.total:
         return False
-    new = active.bucket(survivors(setup, pop, end), setup.sizes[1], setup.where.num_devices)
+    kept = survivors(setup, pop, end)
+    if not kept:
+        return False
+    new = active.bucket(kept, setup.sizes[1], setup.where.num_devices)
     if new >= act.size:
         return False
     nxt = min([d for d in setup.plan.ages if d > end] + [setup.total])

@@ -64,6 +64,7 @@ class Halving:
     """
 
     name = "halving"
+    pure_decide = True  # decide() has no side effects: engine/prefetch.py may ask it
 
     def __init__(self, rungs: int, eta: int, total: int):
         if eta < 2:
@@ -101,6 +102,7 @@ class Hyperband:
     """
 
     name = "hyperband"
+    pure_decide = True  # decide() has no side effects: engine/prefetch.py may ask it
 
     def __init__(self, num_members: int, total: int, eta: int = DEFAULT_ETA, s_max: int = 3):
         if eta < 2:
@@ -147,6 +149,7 @@ class PBT:
     """
 
     name = "pbt"
+    pure_decide = True  # decide() has no side effects: engine/prefetch.py may ask it
 
     def __init__(
         self,
@@ -227,6 +230,7 @@ class Grouped:
     def __init__(self, inner: Policy, replicas: int):
         self.inner, self.replicas = inner, int(replicas)
         self.name = inner.name
+        self.pure_decide = getattr(inner, "pure_decide", False)
 
     def decision_steps(self) -> list[int]:
         return self.inner.decision_steps()
