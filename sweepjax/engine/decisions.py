@@ -69,7 +69,11 @@ class Plan(NamedTuple):
 
 class Policy(Protocol):
     """A schedule as an ask/tell policy: the one protocol between the host loop
-    (:mod:`sweepjax.engine.loop`) and every schedule (:mod:`sweepjax.schedulers`)."""
+    (:mod:`sweepjax.engine.loop`) and every schedule (:mod:`sweepjax.schedulers`).
+
+    A policy may also set ``pure_decide = True`` when its ``decide`` has no side
+    effects: :mod:`sweepjax.engine.prefetch` then asks it about a made-up rung, one
+    block ahead, to compile the survivors' program early."""
 
     name: str
 
