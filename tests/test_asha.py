@@ -264,6 +264,26 @@ def test_draws_are_uniform_until_a_rung_can_be_modelled_then_follow_the_model():
     np.testing.assert_array_equal(again.lr[::-1], drawn.lr)
 
 
+def test_a_rung_of_negated_errors_guides_the_draws_like_accuracies():
+    """An MSE sweep's log holds negated errors (the policy reads higher-is-better): the
+    surface gets SEs for them (not a binomial SE of a negative 'accuracy', which was a
+    NaN), and draws still gather around the optimum."""
+    from sweepjax.engine.hparams import HParams
+    from sweepjax.schedulers.asha import score_se
+
+    rng = np.random.default_rng(2)
+    n, a = 60, asha()
+    x = rng.random((n, 2))
+    mse = 1.0 + 5.0 * ((x[:, 0] - 0.7) ** 2 + (x[:, 1] - 0.2) ** 2)
+    hp = HParams.create(lr=SPACE.lr.from_unit(x[:, 0]), l2=SPACE.l2.from_unit(x[:, 1]))
+    log = RungLog.empty(72).extend(3, np.arange(n), mse, -mse, np.ones(n, bool))
+    drawn = a.draw(np.arange(1000, 1300), log, hp)  # warnings are errors here
+    ux = SPACE.lr.to_unit(drawn.lr), SPACE.l2.to_unit(drawn.l2)
+    assert np.median(np.hypot(ux[0] - 0.7, ux[1] - 0.2)) < 0.3
+    np.testing.assert_allclose(score_se(-mse, 2, 72)[:n], mse * np.sqrt(2 / 72))
+    assert np.isnan(score_se(-mse, 2, 72)[n:]).all() and score_se(mse / 9, 0, 72) is None
+
+
 def test_budget_parsing():
     assert Budget.parse("60s").seconds == 60
     assert Budget.parse("2m").seconds == 120

@@ -83,6 +83,18 @@ def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.n
     )
 
 
+def score_se(scores: np.ndarray, n_dead: int, n_val: int) -> np.ndarray | None:
+    """SEs of a rung's scores for the surface that guides the draws: None (binomial, the
+    surface's own) for accuracies; for scores outside [0, 1] (a negated mean square
+    error, the log's orientation), that of a mean square over ``n_val`` rows with
+    Gaussian residuals, ``|score| sqrt(2 / n_val)``; NaN for the ``n_dead`` diverged."""
+    s = np.asarray(scores, np.float64)
+    if np.all((s[np.isfinite(s)] >= 0.0) & (s[np.isfinite(s)] <= 1.0)):
+        return None
+    se = np.maximum(np.abs(s) * np.sqrt(2.0 / max(n_val, 1)), 1e-12)
+    return np.concatenate([se, np.full(n_dead, np.nan)])
+
+
 class ASHA:
     """The asynchronous policy (:class:`sweepjax.engine.decisions.Policy`): a fixed-width
     population whose stopped members' slots are refilled at once.
@@ -171,7 +183,8 @@ class ASHA:
             try:
                 surf = fit_surface(
                     x_all, np.concatenate([acc, np.full(len(x_div), np.nan)]), ~dead,
-                    log.n_val, list(axes), diverged=dead,
+                    log.n_val, list(axes), acc_se=score_se(acc, len(x_div), log.n_val),
+                    diverged=dead,
                 )  # fmt: skip
             except (ValueError, np.linalg.LinAlgError):
                 break
