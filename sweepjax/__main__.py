@@ -1,8 +1,7 @@
 """``python -m sweepjax``: the command line."""
 
-import sys
-
 from sweepjax.cli import main
+from sweepjax.cli.fast_exit import exit
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit(main())

@@ -13,13 +13,14 @@ import os
 from pathlib import Path
 
 ENV_DIR = "SWEEPJAX_COMPILE_CACHE"  # a directory, or "0" / "off" to disable
+OFF = ("0", "off", "no", "false", "")
 
 
 def default_dir() -> Path | None:
     """``$SWEEPJAX_COMPILE_CACHE``, or ``$XDG_CACHE_HOME/sweepjax/xla`` (default
     ``~/.cache/sweepjax/xla``); None when the variable says ``0`` or ``off``."""
     env = os.environ.get(ENV_DIR)
-    if env is not None and env.strip().lower() in ("0", "off", "no", "false", ""):
+    if env is not None and env.strip().lower() in OFF:
         return None
     if env:
         return Path(env).expanduser()
@@ -39,6 +40,8 @@ def enable(path: str | os.PathLike | None = None) -> Path | None:
     """
     import jax
 
+    from sweepjax.engine import saved_programs
+
     d = Path(path).expanduser() if path is not None else default_dir()
     if d is None:
         return None
@@ -48,4 +51,8 @@ def enable(path: str | os.PathLike | None = None) -> Path | None:
         return None
     jax.config.update("jax_compilation_cache_dir", str(d))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # The population programs are also kept whole (traced, lowered and compiled), in a
+    # folder of their own inside this one, unless $SWEEPJAX_SAVED_PROGRAMS says 0 / off.
+    keep = os.environ.get(saved_programs.ENV, "1").strip().lower() not in OFF
+    saved_programs.enable(d / saved_programs.FOLDER if keep else None)
     return d

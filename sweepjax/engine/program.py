@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from sweepjax.engine import member
+from sweepjax.engine import member, saved_programs
 from sweepjax.engine.device_data import DeviceData, Slices, device_data  # noqa: F401 - re-exported
 from sweepjax.engine.distributed import AXIS, Placement
 from sweepjax.engine.member import Static
@@ -242,8 +242,19 @@ def _compiled(kind: str, make, args, static_key, where: Placement, options=None)
     return PROGRAMS.get(
         kind,
         _key(args, static_key, where),
-        lambda: make().lower(*args).compile(compiler_options=options),
+        _build(kind, make, args, (static_key, where.key), options),
     )
+
+
+def _build(kind: str, make, args, static_key, options=None):
+    """The compile of a program not held in memory: loaded whole from disk where it was
+    saved before (:mod:`~sweepjax.engine.saved_programs`), else traced, lowered and
+    compiled (and saved)."""
+
+    def compile_(opts):
+        return make().lower(*args).compile(compiler_options=opts)
+
+    return lambda: saved_programs.load_or_compile(kind, static_key, args, options, compile_)
 
 
 def _key(args, static_key, where: Placement):
@@ -272,11 +283,9 @@ def compiled_block(args, static: Static, where: Placement):
 def start_block(args, static: Static, where: Placement) -> bool:
     """Start compiling :func:`compiled_block`'s program for ``args`` (arrays or
     ``jax.ShapeDtypeStruct``) on a background thread; False if held or started."""
-    return PROGRAMS.start(
-        "chunk",
-        _key(args, static, where),
-        lambda: _block_jit(static, where).lower(*args).compile(),
-    )
+    make = functools.partial(_block_jit, static, where)
+    build = _build("chunk", make, args, (static, where.key))
+    return PROGRAMS.start("chunk", _key(args, static, where), build)
 
 
 def _eval_jit(static: Static, where: Placement):
@@ -290,8 +299,9 @@ def compiled_eval(args, static: Static, where: Placement):
 
 def start_eval(args, static: Static, where: Placement) -> bool:
     """:func:`start_block` for :func:`compiled_eval`'s program."""
-    make = lambda: _eval_jit(static, where).lower(*args).compile()  # noqa: E731
-    return PROGRAMS.start("eval", _key(args, static, where), make)
+    make = functools.partial(_eval_jit, static, where)
+    build = _build("eval", make, args, (static, where.key))
+    return PROGRAMS.start("eval", _key(args, static, where), build)
 
 
 # --------------------------------------------------------------------------- host-driven steps

@@ -1,0 +1,306 @@
+"""Whole compiled programs saved on disk, so a warm run neither traces, lowers nor compiles.
+
+JAX's persistent cache (:mod:`sweepjax.engine.compile_cache`) skips only XLA's compile:
+its key is the lowered program, so every process still traces each program and lowers it
+to StableHLO first: ~0.3 s per training program and ~0.1 s per evaluation program on the
+2-core CPU, 1-2.5 s of each warm ``coarse`` or ``fine``. Here the executable itself is
+kept (``jax.experimental.serialize_executable``), under a fingerprint of everything that
+decides what the program computes, and a warm run loads it in 10-130 ms:
+
+- sweepjax's own source (a hash of the package's files: any edit is a new key);
+- the jax and jaxlib versions, the backend, its devices, JAX's configuration and
+  ``XLA_FLAGS``;
+- the program's kind, compiler options and static settings (model, optimizer, batch,
+  metric, layout) written out field by field, and its arguments' shapes, dtypes, weak
+  types and shardings.
+
+Only settings sweepjax can write out deterministically get a fingerprint: numbers,
+strings, sweepjax's own dataclasses and module-level functions, and functions of jax,
+flax, optax or numpy (their versions are in the key). A user's model, loss or metric is
+code this module cannot hash, so its programs take the ordinary path (traced, lowered,
+compiled through JAX's cache): nothing is loaded for a program it might not be.
+
+The files live in ``<compile cache>/sweepjax-programs`` (the command line turns the
+cache on; ``SWEEPJAX_SAVED_PROGRAMS=0`` keeps JAX's cache only). Like JAX's cache they
+are executables: load only your own. A file that cannot be read or loaded (corrupt,
+cut short, from another jaxlib) is compiled again and rewritten; one that cannot be
+written (a full disk) is skipped; past :data:`MAX_FILES` the least recently used go.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import os
+import pickle
+import tempfile
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT = 1  # the files' layout; a new layout is a new key
+ENV = "SWEEPJAX_SAVED_PROGRAMS"  # "0" / "off": compile as before (JAX's cache only)
+FOLDER = "sweepjax-programs"  # inside the compile cache's directory
+MAX_FILES = 512  # past this, the least recently used programs are deleted
+_DIR: Path | None = None  # set by enable(); None: programs are not saved
+# What happened to the programs this process asked for (a debug API, as PROGRAMS.stats()):
+# loaded, saved, unreadable (a corrupt or foreign file, compiled again), unkeyable (a
+# user's code: compiled the ordinary way).
+COUNTS: collections.Counter[str] = collections.Counter()
+
+# Functions of these packages are keyed by name: their versions are in the key.
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy")
+
+
+class Unkeyable(Exception):
+    """A setting this module cannot write out deterministically (a user's code)."""
+
+
+def enable(directory: str | os.PathLike | None) -> Path | None:
+    """Save and load programs under ``directory`` (None: off); returns the directory."""
+    global _DIR
+    _DIR = None if directory is None else Path(directory)
+    return _DIR
+
+
+def directory() -> Path | None:
+    return _DIR
+
+
+# --------------------------------------------------------------------------- the fingerprint
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """A hash of every Python file of the installed sweepjax package (path and bytes)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _function(fn) -> str:
+    mod = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "")
+    top = mod.split(".")[0]
+    if top in _VERSIONED:
+        return f"fn:{mod}.{name}"
+    if top != "sweepjax" or not isinstance(fn, types.FunctionType):
+        raise Unkeyable(f"{mod}.{name}")
+    # sweepjax's source is in the key; the line tells two lambdas of one module apart,
+    # and whatever a closure or a default holds is written out as well.
+    code = fn.__code__
+    cells = tuple(c.cell_contents for c in fn.__closure__ or ())
+    rest = (cells, fn.__defaults__, fn.__kwdefaults__)
+    return f"fn:{mod}.{name}@{code.co_firstlineno}{form(rest)}"
+
+
+def form(obj: Any) -> str:
+    """``obj`` written out deterministically (the same text in every process), or
+    :class:`Unkeyable`."""
+    if obj is None or isinstance(obj, (bool, int, str, bytes)):
+        return repr(obj)
+    if isinstance(obj, float):
+        return obj.hex()
+    if isinstance(obj, (np.dtype, np.generic)):
+        return f"{type(obj).__name__}:{obj!r}"
+    if isinstance(obj, type):
+        return f"type:{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+        return f"{form(type(obj))}({','.join(form(v) for v in obj)})"
+    if isinstance(obj, (tuple, list)):
+        return f"{type(obj).__name__}({','.join(form(v) for v in obj)})"
+    if isinstance(obj, dict):
+        items = sorted((form(k), form(v)) for k, v in obj.items())
+        return "dict(" + ",".join(f"{k}:{v}" for k, v in items) + ")"
+    if isinstance(obj, (set, frozenset)):
+        return "set(" + ",".join(sorted(form(v) for v in obj)) + ")"
+    if isinstance(obj, functools.partial):
+        return f"partial({_function(obj.func)},{form(obj.args)},{form(obj.keywords)})"
+    if isinstance(obj, jax.tree_util.PyTreeDef):
+        return f"tree:{obj}"
+    if dataclasses.is_dataclass(obj) and type(obj).__module__.split(".")[0] == "sweepjax":
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return f"{form(type(obj))}{form(fields)}"
+    if callable(obj):
+        return _function(obj)
+    raise Unkeyable(type(obj).__qualname__)
+
+
+def _leaf(a) -> tuple:
+    """One argument's shape, dtype, weak type and sharding."""
+    sharding = getattr(a, "sharding", None)
+    weak = getattr(a, "weak_type", isinstance(a, (bool, int, float)))
+    return (np.shape(a), str(getattr(a, "dtype", type(a).__name__)), weak, repr(sharding))
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> str:
+    import jaxlib
+
+    devices = jax.devices()
+    config = {k: repr(v) for k, v in jax.config.values.items()}
+    return form(
+        (
+            FORMAT,
+            source_hash(),
+            jax.__version__,
+            jaxlib.__version__,
+            jax.default_backend(),
+            [(d.platform, d.device_kind, d.id) for d in devices],
+            jax.process_count(),
+            config,
+            os.environ.get("XLA_FLAGS", ""),
+        )
+    )
+
+
+def fingerprint(kind: str, static_key: Any, args: Any, options: dict | None) -> str:
+    """The file name of a program (raises :class:`Unkeyable` for a user's code)."""
+    leaves, tree = jax.tree.flatten(args)
+    text = form((kind, static_key, options, tree, [_leaf(a) for a in leaves]))
+    return hashlib.sha256((_environment() + text).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- load and save
+def load_or_compile(
+    kind: str,
+    static_key: Any,
+    args: Any,
+    options: dict | None,
+    compile_: Callable[[dict | None], Any],
+):
+    """The program saved for these settings, else ``compile_(options)`` (then saved)."""
+    d = _DIR
+    if d is None:
+        return compile_(options)
+    try:
+        name = fingerprint(kind, static_key, args, options)
+    except Unkeyable:
+        COUNTS["unkeyable"] += 1
+        return compile_(options)
+    path = d / f"{name}.exe"
+    exe = _load(path)
+    if exe is None:
+        exe, fresh = _compile_here(compile_, options)
+        if fresh:
+            _save(path, exe)
+    return exe
+
+
+# --------------------------------------------------------------------------- a fresh compile
+_LOCAL = threading.local()  # the JAX cache hits seen by this thread's compile
+_LISTENING: list = []
+_HIT = "/jax/compilation_cache/cache_hits"
+# A debug option at its default value: it changes JAX's cache key, not the program.
+_UNCACHED = {"xla_embed_ir_in_executable": False}
+
+
+def _on_event(event: str, *_, **__) -> None:
+    seen = getattr(_LOCAL, "hits", None)
+    if event == _HIT and seen is not None:
+        seen.append(event)
+
+
+def _compile_here(compile_: Callable[[dict | None], Any], options: dict | None):
+    """``(executable, saveable)``: ``compile_(options)``, and where JAX's persistent cache
+    answered it, the same program compiled once more by XLA itself. XLA:CPU cannot
+    serialize again an executable it deserialized: the copy fails at its first run
+    ("Function bitcast_add_fusion.4 not found", jaxlib 0.10.2; a test ran into it). The
+    second compile (once per program, as a cold run's) adds an option JAX's cache key
+    keeps (it drops the dump options) and is not written to JAX's cache; if JAX's cache
+    answers that too, or it fails, the cached executable is used and nothing saved."""
+    from jax._src import config as jax_config
+
+    if not _LISTENING:
+        jax.monitoring.register_event_listener(_on_event)
+        _LISTENING.append(True)
+
+    def counted(opts):
+        _LOCAL.hits = []
+        try:
+            return compile_(opts), not _LOCAL.hits
+        finally:
+            _LOCAL.hits = None
+
+    exe, fresh = counted(options)
+    if fresh:
+        return exe, True
+    COUNTS["recompiled"] += 1
+    try:
+        with jax_config.persistent_cache_min_compile_time_secs(float("inf")):
+            again, fresh = counted({**(options or {}), **_UNCACHED})
+    except Exception:  # noqa: BLE001 - an option this backend refuses: keep JAX's copy
+        return exe, False
+    return (again, True) if fresh else (exe, False)
+
+
+def _load(path: Path):
+    from jax.experimental.serialize_executable import deserialize_and_load
+
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        fmt, payload, in_tree, out_tree, ids = pickle.loads(blob)
+        if fmt != FORMAT:
+            raise ValueError(f"format {fmt}")
+        by_id = {d.id: d for d in jax.devices()}
+        # The devices it was compiled for, in order (by default JAX would load it onto
+        # every device: a one-device program then expects one shard per device).
+        devices = [by_id[i] for i in ids]
+        exe = deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
+    except Exception:  # noqa: BLE001 - a corrupt or foreign file: compile again
+        COUNTS["unreadable"] += 1
+        path.unlink(missing_ok=True)
+        return None
+    COUNTS["loaded"] += 1
+    # Touch it: the least recently used files are the ones pruned.
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return exe
+
+
+def _save(path: Path, exe) -> None:
+    from jax.experimental.serialize_executable import serialize
+
+    try:
+        payload, in_tree, out_tree = serialize(exe)
+        ids = [d.id for d in exe._executable._unloaded_executable.device_list]
+        blob = pickle.dumps((FORMAT, payload, in_tree, out_tree, ids))
+    except Exception:  # noqa: BLE001 - a backend that cannot serialize: nothing saved
+        return
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole, then renamed: a reader sees the old file or the new one.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+        tmp = None
+        COUNTS["saved"] += 1
+        _prune(path.parent)
+    except OSError:  # a full or read-only disk: the program is simply not kept
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _prune(d: Path, keep: int = MAX_FILES) -> None:
+    files = list(d.glob("*.exe"))
+    if len(files) <= keep:
+        return
+    files.sort(key=lambda f: f.stat().st_mtime)
+    for f in files[: len(files) - keep]:
+        f.unlink(missing_ok=True)
