@@ -91,7 +91,7 @@ def _digest(tree) -> str:
 
 
 def summary(res) -> dict[str, np.ndarray]:
-    """The numbers compared (bit for bit)."""
+    """The numbers compared (bit for bit; the final validation loss to the last bit)."""
     status = np.array([{"ok": 0, "stopped": 1, "diverged": 2}[s] for s in res.status])
     out = {
         "best_val_acc": res.best_val_acc,

@@ -36,4 +36,10 @@ def test_results_equal_the_code_before_the_one_loop(ds, case):
     keys = {k.split("/", 1)[1] for k in want.files if k.startswith(f"{case}/")}
     assert keys == set(got)
     for k in sorted(keys):
+        if k == "final_val_loss":
+            # Whole-validation evaluations run in 32-row calls of one program now
+            # (engine/active.py EVAL_ROWS), not one program per population width: a
+            # float sum over another program's layout may differ in the last bit.
+            np.testing.assert_allclose(got[k], want[f"{case}/{k}"], rtol=4e-7, err_msg=k)
+            continue
         np.testing.assert_array_equal(got[k], want[f"{case}/{k}"], err_msg=f"{case}: {k}")

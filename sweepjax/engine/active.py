@@ -218,7 +218,8 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
         else:
             states, take = put_members(take_rows(act.states, rows), where), rows
         params = states.params if which == "params" else states.best.params
-        got = _eval_program(params, put_members(fold_active[take], where), data, st, where)
+        folds = put_members(fold_active[take], where)
+        got = _eval_program(params, folds, data, st, where, np.arange(real))
         secs += got[2]
         out.append((got[0][:real], got[1][:real], got[3][:real]))
     loss, acc, sq = (
@@ -232,7 +233,14 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
 # every run and on resume. Measured on the 2-core CPU (default coarse on Fashion-MNIST):
 # a 256-softmax evaluation of 6,000 rows (2.4e10 FLOPs) takes ~0.6 s, so 0.3 s of
 # compiling is worth ~1e10 (5e10 re-measured every member for a quarter of them).
+# (Over a mesh only: on one device every evaluation runs in EVAL_ROWS-row calls.)
 COMPILE_COST_FLOPS = 1e10
+# On one device, members are evaluated EVAL_ROWS at a time by one program, whatever the
+# population's size: a flow compiled an evaluation program per size (coarse 5, fine 5;
+# ~0.35 s each cold on the 2-core CPU) and now compiles one. A call of 32 softmax
+# members over Fashion-MNIST's 6,000 validation rows is ~3e9 FLOPs (~30 ms), so the
+# per-call cost is small; a population of fewer rows is padded (at most 31 rows' work).
+EVAL_ROWS = 32
 
 
 def member_params_count(tree) -> int:
@@ -244,12 +252,16 @@ def member_params_count(tree) -> int:
 def evaluate_members(
     act: Active, which: str, idx: np.ndarray, data, st: Static, where: Placement, fold_active
 ):
-    """:func:`evaluate` for the active members ``idx`` only (positions ``0..n-1``), in a
-    program of the next power-of-two size (at most the current program's): a decision
-    that needs a few members' best checkpoints measured does not pay for all of them."""
+    """:func:`evaluate` for the active members ``idx`` only (positions ``0..n-1``): on one
+    device in :data:`EVAL_ROWS`-row calls of the rows ``idx``; over a mesh in a program
+    of the next power-of-two size (at most the current program's). A decision that needs
+    a few members' best checkpoints measured does not pay for all of them."""
     idx = np.asarray(idx, np.int64)
-    size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
     tree = act.states.params if which == "params" else act.states.best.params
+    if where.mesh is None and act.on_device:
+        folds = put_members(np.asarray(fold_active, np.int32)[pad_rows(act.n, act.size)], where)
+        return _eval_program(tree, folds, data, st, where, idx)
+    size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
     rows = int(np.prod(np.shape(data.val.ms)))
     saved = 2.0 * (act.size - size) * rows * member_params_count(tree)
     if len(idx) > size or saved < COMPILE_COST_FLOPS:
@@ -268,9 +280,37 @@ def evaluate_members(
     return loss[: len(idx)], acc[: len(idx)], secs, sq[: len(idx)]
 
 
-def _eval_program(params, folds, data, st: Static, where: Placement):
+@jax.jit
+def _gather_rows(tree, idx):
+    """Rows ``idx`` of every leaf (one small program per population size)."""
+    return jax.tree.map(lambda a: a[idx], tree)
+
+
+def _eval_program(params, folds, data, st: Static, where: Placement, rows=None):
     """Whole-validation-set ``(loss, acc, seconds, mean square)`` of placed ``params``
-    (the program compiled for their row count; seconds include any compile)."""
+    (seconds include any compile). On one device: of the rows ``rows`` (default: all),
+    :data:`EVAL_ROWS` at a time through one program; over a mesh: of every row, in the
+    program compiled for their row count."""
+    if where.mesh is not None:
+        return _eval_call(params, folds, data, st, where)
+    n = len(jax.tree.leaves(params)[0])
+    rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+    if not len(rows):
+        return (np.zeros(0, np.float32),) * 2 + (0.0, np.zeros(0, np.float32))
+    parts, secs = [], 0.0
+    for at in range(0, len(rows), EVAL_ROWS):
+        part = rows[at : at + EVAL_ROWS]
+        pad = np.concatenate([part, np.full(EVAL_ROWS - len(part), part[0])])
+        sub, f = _gather_rows((params, folds), jax.device_put(pad.astype(np.int32)))
+        got = _eval_call(sub, f, data, st, where)
+        secs += got[2]
+        parts.append([np.asarray(g)[: len(part)] for g in (got[0], got[1], got[3])])
+    loss, acc, sq = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    return loss, acc, secs, sq
+
+
+def _eval_call(params, folds, data, st: Static, where: Placement):
+    """One call of the evaluation program compiled for ``params``' row count."""
     args = (params, folds, data.val)
     exe, c = program.compiled_eval(args, st, where)
     t0 = time.perf_counter()
