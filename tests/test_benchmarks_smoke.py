@@ -388,3 +388,6 @@ def test_default_vs_optuna_reads_who_got_there_first_from_the_events():
     assert r["default_minus_optuna_final_se"] == pytest.approx(-0.015 / se)
     doc["models"]["softmax"]["rows"][0]["wall_s"] = 40.0  # Optuna was there first
     assert not dvo.seed_row(doc)["not_later"]
+    # --warm reads the warm-cache flow's row.
+    doc["models"]["softmax"]["rows"][0]["approach"] = "sweepjax warm-cache"
+    assert dvo.seed_row(doc, "warm-cache")["default_end_s"] == 40.0
