@@ -391,3 +391,12 @@ def test_default_vs_optuna_reads_who_got_there_first_from_the_events():
     # --warm reads the warm-cache flow's row.
     doc["models"]["softmax"]["rows"][0]["approach"] = "sweepjax warm-cache"
     assert dvo.seed_row(doc, "warm-cache")["default_end_s"] == 40.0
+
+
+def test_import_bench_times_a_fresh_process_and_names_the_ml_dtypes_it_loaded():
+    import importlib.metadata
+
+    import bench_imports
+
+    secs, version = bench_imports.once("json", None)
+    assert 0 < secs < 5 and version == importlib.metadata.version("ml_dtypes")

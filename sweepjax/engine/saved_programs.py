@@ -275,7 +275,7 @@ def _save(path: Path, exe) -> None:
 
     try:
         payload, in_tree, out_tree = serialize(exe)
-        ids = [d.id for d in exe._executable._unloaded_executable.device_list]
+        ids = _device_ids(exe)
         blob = pickle.dumps((FORMAT, payload, in_tree, out_tree, ids))
     except Exception:  # noqa: BLE001 - a backend that cannot serialize: nothing saved
         return
@@ -295,6 +295,16 @@ def _save(path: Path, exe) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _device_ids(exe) -> list[int]:
+    """The ids of the devices ``exe`` was compiled for, in order (``device_list`` in
+    jax 0.10, ``device_assignment`` at the 0.6.1 floor)."""
+    unloaded = exe._executable._unloaded_executable
+    devices = getattr(unloaded, "device_list", None)
+    if devices is None:
+        devices = unloaded.device_assignment
+    return [d.id for d in devices]
 
 
 def _prune(d: Path, keep: int = MAX_FILES) -> None:
