@@ -81,6 +81,10 @@ def test_the_fingerprint_is_the_same_in_another_process():
     assert saved_programs.fingerprint("chunk", (_static(), ()), other, None) != base
     assert saved_programs.fingerprint("eval", (_static(), ()), args, None) != base
     assert saved_programs.fingerprint("chunk", (_static(), ()), args, {"o": 0}) != base
+    # A setting that changes the traced program, set for a block of a notebook's code.
+    with jax.default_matmul_precision("highest"):
+        assert saved_programs.fingerprint("chunk", (_static(), ()), args, None) != base
+    assert saved_programs.fingerprint("chunk", (_static(), ()), args, None) == base
 
 
 def _train():

@@ -8,8 +8,8 @@ kept (``jax.experimental.serialize_executable``), under a fingerprint of everyth
 decides what the program computes, and a warm run loads it in 10-130 ms:
 
 - sweepjax's own source (a hash of the package's files: any edit is a new key);
-- the jax and jaxlib versions, the backend, its devices, JAX's configuration and
-  ``XLA_FLAGS``;
+- the jax and jaxlib versions, the backend, its devices, ``XLA_FLAGS``, and JAX's
+  configuration as the program is traced (global values and the tracing context);
 - the program's kind, compiler options and static settings (model, optimizer, batch,
   metric, layout) written out field by field, and its arguments' shapes, dtypes, weak
   types and shardings.
@@ -147,7 +147,6 @@ def _environment() -> str:
     import jaxlib
 
     devices = jax.devices()
-    config = {k: repr(v) for k, v in jax.config.values.items()}
     return form(
         (
             FORMAT,
@@ -157,17 +156,40 @@ def _environment() -> str:
             jax.default_backend(),
             [(d.platform, d.device_kind, d.id) for d in devices],
             jax.process_count(),
-            config,
             os.environ.get("XLA_FLAGS", ""),
         )
     )
+
+
+def _configuration() -> str:
+    """JAX's configuration as this thread traces now: every global value and the
+    tracing context (a ``with jax.default_matmul_precision(...)`` block among it), read
+    at each fingerprint, since a notebook may change it between two sweeps."""
+    from jax._src import config as jax_config
+
+    values = sorted((k, repr(v)) for k, v in jax.config.values.items())
+    trace = getattr(jax_config, "trace_context", tuple)()
+    text = repr((values, [_state(v) for v in trace]))
+    if " at 0x" in text:  # an object without a stable text: no key, the ordinary path
+        raise Unkeyable("a configuration value holding an object")
+    return text
+
+
+def _state(v) -> str:
+    """A context value's text; an object that prints its address (JAX's axis
+    environment) is written as its slots' values."""
+    text = repr(v)
+    slots = [n for n in getattr(type(v), "__slots__", ()) if not n.startswith("__")]
+    if " at 0x" in text and slots:
+        return f"{type(v).__qualname__}({[(n, repr(getattr(v, n, None))) for n in slots]})"
+    return text
 
 
 def fingerprint(kind: str, static_key: Any, args: Any, options: dict | None) -> str:
     """The file name of a program (raises :class:`Unkeyable` for a user's code)."""
     leaves, tree = jax.tree.flatten(args)
     text = form((kind, static_key, options, tree, [_leaf(a) for a in leaves]))
-    return hashlib.sha256((_environment() + text).encode()).hexdigest()
+    return hashlib.sha256((_environment() + _configuration() + text).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- load and save
