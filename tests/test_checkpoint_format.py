@@ -50,7 +50,12 @@ def assert_same(a: dict, b: dict, exact: bool = True) -> None:
     rounding differs) the floats within 1e-5 and everything else equal."""
     assert a.keys() == b.keys()
     for k in a:
-        if exact or not isinstance(a[k], np.ndarray):
+        if exact and k == "final_val_loss":
+            # Members that finished before the stop carry the losses the old code's
+            # evaluation measured; evaluations now run in 32-row blocks of one program
+            # (engine/active.py), whose sums may round differently in the last bit.
+            np.testing.assert_allclose(a[k], b[k], rtol=4e-7, err_msg=k)
+        elif exact or not isinstance(a[k], np.ndarray):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
         else:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)

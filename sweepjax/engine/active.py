@@ -235,11 +235,11 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
 # compiling is worth ~1e10 (5e10 re-measured every member for a quarter of them).
 # (Over a mesh only: on one device every evaluation runs in EVAL_ROWS-row calls.)
 COMPILE_COST_FLOPS = 1e10
-# On one device, members are evaluated EVAL_ROWS at a time by one program, whatever the
-# population's size: a flow compiled an evaluation program per size (coarse 5, fine 5;
-# ~0.35 s each cold on the 2-core CPU) and now compiles one. A call of 32 softmax
-# members over Fashion-MNIST's 6,000 validation rows is ~3e9 FLOPs (~30 ms), so the
-# per-call cost is small; a population of fewer rows is padded (at most 31 rows' work).
+# On one device, members are evaluated in blocks of EVAL_ROWS rows by one program,
+# whatever the population's size: a flow compiled an evaluation program per size
+# (coarse 5, fine 5; ~0.35 s each cold on the 2-core CPU) and now compiles one. A call
+# of 32 softmax members over Fashion-MNIST's 6,000 validation rows is ~3e9 FLOPs
+# (~30 ms), so the per-call cost is small; a block past the last row is padded.
 EVAL_ROWS = 32
 
 
@@ -295,18 +295,23 @@ def _eval_program(params, folds, data, st: Static, where: Placement, rows=None):
         return _eval_call(params, folds, data, st, where)
     n = len(jax.tree.leaves(params)[0])
     rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
-    if not len(rows):
-        return (np.zeros(0, np.float32),) * 2 + (0.0, np.zeros(0, np.float32))
-    parts, secs = [], 0.0
-    for at in range(0, len(rows), EVAL_ROWS):
-        part = rows[at : at + EVAL_ROWS]
-        pad = np.concatenate([part, np.full(EVAL_ROWS - len(part), part[0])])
-        sub, f = _gather_rows((params, folds), jax.device_put(pad.astype(np.int32)))
+    loss, acc, sq = (np.zeros(n, np.float32) for _ in range(3))
+    secs = 0.0
+    # Row r is always evaluated at position r % EVAL_ROWS of the block of rows
+    # r // EVAL_ROWS (past the last row: row 0 again), whichever rows were asked for: a
+    # member's numbers do not depend on who else a decision measures (a vectorised sum
+    # may round differently at another position), so a resumed run measures as the
+    # whole run did.
+    for b in np.unique(rows // EVAL_ROWS):
+        block = np.arange(b * EVAL_ROWS, (b + 1) * EVAL_ROWS)
+        take = np.where(block < n, block, 0).astype(np.int32)
+        sub, f = _gather_rows((params, folds), jax.device_put(take))
         got = _eval_call(sub, f, data, st, where)
         secs += got[2]
-        parts.append([np.asarray(g)[: len(part)] for g in (got[0], got[1], got[3])])
-    loss, acc, sq = (np.concatenate([p[j] for p in parts]) for j in range(3))
-    return loss, acc, secs, sq
+        real = block < n
+        for out, g in zip((loss, acc, sq), (got[0], got[1], got[3]), strict=True):
+            out[block[real]] = np.asarray(g)[real]
+    return loss[rows], acc[rows], secs, sq[rows]
 
 
 def _eval_call(params, folds, data, st: Static, where: Placement):
