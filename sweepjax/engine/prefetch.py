@@ -90,8 +90,11 @@ def start_next(setup: Run, pop: Population, clock: Clock, through: bool = False)
     else:
         end = step + (setup.plan.block or next(e for e in setup.ends if e > step) - step)
     if end in setup.plan.ages or end >= setup.total:
-        folds = jax.ShapeDtypeStruct((act.size,), np.int32)
-        params = recompile.resized(act.states.params, act.size)
+        # On one device (the only place this runs) every evaluation is a call of the
+        # EVAL_ROWS-row program (active._eval_program), whatever the population's size.
+        rows = active.EVAL_ROWS
+        folds = jax.ShapeDtypeStruct((rows,), np.int32)
+        params = recompile.resized(act.states.params, rows)
         program.start_eval((params, folds, setup.data.val), setup.static, setup.where)
     if setup.static.host_steps:  # host-driven steps keep their program (recompile.mover)
         return False
