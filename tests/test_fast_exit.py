@@ -27,9 +27,6 @@ def test_the_fast_exit_is_refused_where_something_could_be_lost(monkeypatch):
         stop.set()
         worker.join()
     assert fast_exit.allowed()
-    monkeypatch.setattr(fast_exit, "_ORDINARY", [True])  # `watch`: the ordinary exit
-    assert not fast_exit.allowed()
-    monkeypatch.setattr(fast_exit, "_ORDINARY", [])
     daemon = threading.Thread(target=stop.wait, daemon=True)
     daemon.start()
     assert fast_exit.allowed()  # a daemon thread would be killed at any exit

@@ -87,10 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     from sweepjax.engine import compile_cache
 
     # Reruns load their compiled programs from disk (SWEEPJAX_COMPILE_CACHE=0 turns it off).
-    if not getattr(args, "compiles", True):
-        from sweepjax.cli import fast_exit
-
-        fast_exit.ordinary()  # nothing to tear down: the ordinary exit
     if getattr(args, "compiles", True):  # `watch` only reads the store: no jax (~2 s)
         if argv is None and not _multi_process(args):  # our own process: lanes
             from sweepjax.engine import distributed

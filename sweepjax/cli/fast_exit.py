@@ -24,18 +24,11 @@ import sys
 import threading
 
 ENV = "SWEEPJAX_FAST_EXIT"
-_ORDINARY: list = []  # set by ordinary(): this process exits the ordinary way
-
-
-def ordinary() -> None:
-    """This process keeps the ordinary exit (a command that never started JAX, such as
-    ``watch``: no teardown worth skipping, and its server's threads end as they did)."""
-    _ORDINARY.append(True)
 
 
 def allowed() -> bool:
     """Whether ending the process now skips nothing but the teardown."""
-    if _ORDINARY or os.environ.get(ENV, "1").strip().lower() in ("0", "off", "no", "false"):
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "off", "no", "false"):
         return False
     if sys.getprofile() is not None or sys.gettrace() is not None:
         return False
