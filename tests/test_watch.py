@@ -255,13 +255,19 @@ def test_chromium_watches_a_sweep_train_in_another_process(tmp_path):
         assert progress(st.conn, "c1")[-1].step >= steps[1]
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_server_process(finished):
     db, _ = finished
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "sweepjax", "watch", "--store", str(db), "--port", "0"]
+    # Ctrl-C as at a terminal: a test run started in the background (`cmd &` without job
+    # control) hands its children SIGINT ignored, and Python then installs no handler.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+                            env=env, preexec_fn=_default_sigint)  # fmt: skip
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
