@@ -71,10 +71,6 @@ def enable(directory: str | os.PathLike | None) -> Path | None:
     return _DIR
 
 
-def directory() -> Path | None:
-    return _DIR
-
-
 # --------------------------------------------------------------------------- the fingerprint
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
