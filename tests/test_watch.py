@@ -255,8 +255,17 @@ def test_chromium_watches_a_sweep_train_in_another_process(tmp_path):
         assert progress(st.conn, "c1")[-1].step >= steps[1]
 
 
-def _default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _sigint_handled():
+    """Installs a Python handler for SIGINT around a spawn. A handler, unlike an ignored
+    signal, is reset to the default at exec, so the child then gets Python's own
+    KeyboardInterrupt handler (a ``preexec_fn`` would do it too, but forks a
+    multithreaded process: JAX warns, and pytest counts the warning as a failure)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 @pytest.mark.slow
@@ -266,8 +275,9 @@ def test_ctrl_c_stops_the_server_process(finished):
     cmd = [sys.executable, "-m", "sweepjax", "watch", "--store", str(db), "--port", "0"]
     # Ctrl-C as at a terminal: a test run started in the background (`cmd &` without job
     # control) hands its children SIGINT ignored, and Python then installs no handler.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, preexec_fn=_default_sigint)  # fmt: skip
+    with _sigint_handled():
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)  # fmt: skip
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
