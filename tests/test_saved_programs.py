@@ -121,6 +121,35 @@ def test_a_loaded_program_trains_exactly_as_a_compiled_one(store):
     _same(again, plain)
 
 
+_HELD_BY_JAX = """
+import sys, jax, numpy as np
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+from sweepjax.engine import program, saved_programs
+from tests.test_saved_programs import _train, _same
+plain = _train()            # compiled, and written to JAX's persistent cache
+jax.clear_caches()
+_train()                    # read back from it: JAX now holds deserialized executables
+saved_programs.enable(sys.argv[2])
+_train()                    # to be saved: compiled afresh, not JAX's deserialized copy
+again = _train()            # loaded from the saved files: each must run
+_same(again, plain)
+assert saved_programs.COUNTS["loaded"] == saved_programs.COUNTS["saved"] > 0
+print("ok")
+"""
+
+
+@pytest.mark.slow  # ~15 s: a process of its own
+def test_a_program_jax_holds_deserialized_is_compiled_afresh_before_it_is_saved(tmp_path):
+    # XLA:CPU cannot serialize again an executable it deserialized, and JAX's cache in
+    # memory hands one out with no event (this failed: "Function ... not found").
+    # Its own process: JAX's persistent cache is set once per process.
+    args = [str(tmp_path / "jax"), str(tmp_path / "saved")]
+    out = subprocess.run([sys.executable, "-c", _HELD_BY_JAX, *args], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_a_corrupt_file_is_compiled_again_and_a_full_disk_saves_nothing(store, monkeypatch):
     plain = _train()
     files = sorted(store.glob("*.exe"))

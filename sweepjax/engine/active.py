@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from sweepjax.engine import lanes, program
+from sweepjax.engine import aot, lanes, program
 from sweepjax.engine.distributed import Placement, put_members, put_replicated, to_host
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static
@@ -280,10 +280,13 @@ def evaluate_members(
     return loss[: len(idx)], acc[: len(idx)], secs, sq[: len(idx)]
 
 
-@jax.jit
+def _rows(tree, idx):
+    return jax.tree.map(lambda a: a[idx], tree)
+
+
 def _gather_rows(tree, idx):
     """Rows ``idx`` of every leaf (one small program per population size)."""
-    return jax.tree.map(lambda a: a[idx], tree)
+    return aot.call("gather", _rows, (tree, idx))
 
 
 def _eval_program(params, folds, data, st: Static, where: Placement, rows=None):

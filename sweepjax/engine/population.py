@@ -9,6 +9,7 @@ a decision are bucketed to powers of two, so only a few shapes ever compile.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -19,7 +20,7 @@ import numpy as np
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.data.folds import Folds
-from sweepjax.engine import active, loop, prefetch, program
+from sweepjax.engine import active, aot, loop, prefetch, program
 from sweepjax.engine.compact import boundaries
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Full, Policy, RungLog
@@ -27,7 +28,7 @@ from sweepjax.engine.distributed import SINGLE, Placement
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Task, loss_and_values
 from sweepjax.engine.outcome import ChunkReport, PopulationResult
-from sweepjax.engine.setup import group_size, init_states, root_keys, static
+from sweepjax.engine.setup import group_size, init_states, root_bits, static
 from sweepjax.engine.slots import Clock, Population, Run
 from sweepjax.metric import ACCURACY
 from sweepjax.models import build_network
@@ -109,7 +110,7 @@ def _setup(dataset, config, policy, where, folds, ids, model_cfg, hparams) -> Ru
     plan = policy.plan()
     total = config.steps
     ends = boundaries(total, config.resolved_eval_every, config.resolved_chunk_steps, plan.ages)
-    init_key, data_key = root_keys(config.seed)
+    init_bits, key_bits = root_bits(config.seed)
     # Each member row's held-out fold (a row keeps it through a policy's gathers: PBT
     # copies replica r of a config into replica r of another).
     fold_of = (ids % folds.k if folds is not None else np.full(len(ids), -1)).astype(np.int32)
@@ -122,8 +123,8 @@ def _setup(dataset, config, policy, where, folds, ids, model_cfg, hparams) -> Ru
         data=program.device_data(dataset, config, where, folds),
         static=static(dataset, model_cfg, config, folds is not None, hparams),
         where=where,
-        key_bits=np.asarray(jax.random.key_data(data_key)),
-        init_bits=np.asarray(jax.random.key_data(init_key)),
+        key_bits=key_bits,
+        init_bits=init_bits,
         fold_of=fold_of,
         member_ids=ids,
         sizes=(1, 1),
@@ -156,7 +157,15 @@ def accuracy(
     on ``(x, y)`` (e.g. a winner on the test set); ``input_shape``: the dataset's example
     shape (a custom model's input)."""
     net = build_network(model_cfg, num_classes, input_shape=input_shape)
-    logits_t = jax.jit(lambda p, x: net.logits_t(p, x.T, None))(params, jnp.asarray(x))
+    fn = functools.partial(_logits_t, net=net)
+    logits_t = aot.call("logits", fn, (params, np.asarray(x)), net)
     if task is not None and (task.target is not None or task.metric is not ACCURACY):
         return float(jnp.mean(loss_and_values(net, logits_t, jnp.asarray(y), task)[1]))
-    return float(jnp.mean(jnp.argmax(logits_t, 0) == jnp.asarray(y)))
+    # On the host: eager jax.numpy calls would each be a program of their own. The
+    # count / n in float32, as jnp.mean computes it.
+    hits = np.count_nonzero(np.argmax(np.asarray(logits_t), 0) == np.asarray(y))
+    return float(np.float32(hits) / np.float32(len(y)))
+
+
+def _logits_t(params, x, net):
+    return net.logits_t(params, x.T, None)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from sweepjax.engine import member, saved_programs
+from sweepjax.engine import aot, member
 from sweepjax.engine.device_data import DeviceData, Slices, device_data  # noqa: F401 - re-exported
 from sweepjax.engine.distributed import AXIS, Placement
 from sweepjax.engine.member import Static
@@ -157,20 +157,11 @@ def _fast_compile_options() -> dict | None:
     return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
 
 
-class _LazyJit:
-    """``jax.jit`` created on first call (the backend, and so the options, are known only
-    once JAX has started)."""
-
-    def __init__(self, fn, **kw):
-        self.fn, self.kw, self.jitted = fn, kw, None
-
-    def __call__(self, *a, **k):
-        if self.jitted is None:
-            self.jitted = jax.jit(self.fn, compiler_options=_fast_compile_options(), **self.kw)
-        return self.jitted(*a, **k)
-
-
-init_block = _LazyJit(_init_block, static_argnames=("num_features", "static"))
+def init_block(init_key_bits, ids, hps, num_features: int, static: Static):
+    """:func:`_init_block`, compiled once per block size and static settings."""
+    fn = functools.partial(_init_block, num_features=num_features, static=static)
+    args = (init_key_bits, ids, hps)
+    return aot.call("init", fn, args, (static, num_features), _fast_compile_options())
 
 
 def init_shapes(num_features: int, static: Static, hps):
@@ -242,19 +233,8 @@ def _compiled(kind: str, make, args, static_key, where: Placement, options=None)
     return PROGRAMS.get(
         kind,
         _key(args, static_key, where),
-        _build(kind, make, args, (static_key, where.key), options),
+        aot.build(kind, make, args, (static_key, where.key), options),
     )
-
-
-def _build(kind: str, make, args, static_key, options=None):
-    """The compile of a program not held in memory: loaded whole from disk where it was
-    saved before (:mod:`~sweepjax.engine.saved_programs`), else traced, lowered and
-    compiled (and saved)."""
-
-    def compile_(opts):
-        return make().lower(*args).compile(compiler_options=opts)
-
-    return lambda: saved_programs.load_or_compile(kind, static_key, args, options, compile_)
 
 
 def _key(args, static_key, where: Placement):
@@ -284,7 +264,7 @@ def start_block(args, static: Static, where: Placement) -> bool:
     """Start compiling :func:`compiled_block`'s program for ``args`` (arrays or
     ``jax.ShapeDtypeStruct``) on a background thread; False if held or started."""
     make = functools.partial(_block_jit, static, where)
-    build = _build("chunk", make, args, (static, where.key))
+    build = aot.build("chunk", make, args, (static, where.key))
     return PROGRAMS.start("chunk", _key(args, static, where), build)
 
 
@@ -300,7 +280,7 @@ def compiled_eval(args, static: Static, where: Placement):
 def start_eval(args, static: Static, where: Placement) -> bool:
     """:func:`start_block` for :func:`compiled_eval`'s program."""
     make = functools.partial(_eval_jit, static, where)
-    build = _build("eval", make, args, (static, where.key))
+    build = aot.build("eval", make, args, (static, where.key))
     return PROGRAMS.start("eval", _key(args, static, where), build)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import numpy as np
 
 from sweepjax.budget import Budget
@@ -27,7 +26,7 @@ from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Policy, RungLog
 from sweepjax.engine.distributed import SINGLE, Placement, put_members
 from sweepjax.engine.outcome import ChunkReport, PopulationResult
-from sweepjax.engine.setup import root_keys, static
+from sweepjax.engine.setup import root_bits, static
 
 PROGRESS_FIELDS = ("elapsed_s", "member_steps", "best_val_acc", "member")
 
@@ -78,7 +77,7 @@ def train_refilling(
     else:
         pop, clock = _first(scheduler, config, n_val, w, b, max_members)
     hp_static = slots.concat(pop.sched.hparams, scheduler.corners())
-    init_key, data_key = root_keys(config.seed)
+    init_bits, key_bits = root_bits(config.seed)
     setup = slots.Run(
         dataset=dataset,
         policy=scheduler,
@@ -88,8 +87,8 @@ def train_refilling(
         data=program.device_data(dataset, config, where, folds),
         static=static(dataset, model_cfg, config, folds is not None, hp_static),
         where=where,
-        key_bits=np.asarray(jax.random.key_data(data_key)),
-        init_bits=np.asarray(jax.random.key_data(init_key)),
+        key_bits=key_bits,
+        init_bits=init_bits,
         fold_of=(np.arange(w) % folds.k if folds else np.full(w, -1)).astype(np.int32),
         member_ids=None,
         sizes=(1, w),

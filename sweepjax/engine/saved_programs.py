@@ -53,7 +53,8 @@ MAX_FILES = 512  # past this, the least recently used programs are deleted
 _DIR: Path | None = None  # set by enable(); None: programs are not saved
 # What happened to the programs this process asked for (a debug API, as PROGRAMS.stats()):
 # loaded, saved, unreadable (a corrupt or foreign file, compiled again), unkeyable (a
-# user's code: compiled the ordinary way).
+# user's code: compiled the ordinary way), refused (the backend refused the option a
+# program to save is compiled with: compiled the ordinary way, not saved).
 COUNTS: collections.Counter[str] = collections.Counter()
 
 # Functions of these packages are keyed by name: their versions are in the key.
@@ -157,13 +158,19 @@ def _environment() -> str:
     )
 
 
+# What JAX prints, not what it compiles: `JAX_LOG_COMPILES=1` loads the same programs.
+_LOGGING = frozenset(
+    ("jax_log_compiles", "jax_explain_cache_misses", "jax_debug_log_modules", "jax_logging_level")
+)
+
+
 def _configuration() -> str:
     """JAX's configuration as this thread traces now: every global value and the
     tracing context (a ``with jax.default_matmul_precision(...)`` block among it), read
     at each fingerprint, since a notebook may change it between two sweeps."""
     from jax._src import config as jax_config
 
-    values = sorted((k, repr(v)) for k, v in jax.config.values.items())
+    values = sorted((k, repr(v)) for k, v in jax.config.values.items() if k not in _LOGGING)
     trace = getattr(jax_config, "trace_context", tuple)()
     text = repr((values, [_state(v) for v in trace]))
     if " at 0x" in text:  # an object without a stable text: no key, the ordinary path
@@ -229,36 +236,34 @@ def _on_event(event: str, *_, **__) -> None:
 
 
 def _compile_here(compile_: Callable[[dict | None], Any], options: dict | None):
-    """``(executable, saveable)``: ``compile_(options)``, and where JAX's persistent cache
-    answered it, the same program compiled once more by XLA itself. XLA:CPU cannot
-    serialize again an executable it deserialized: the copy fails at its first run
-    ("Function bitcast_add_fusion.4 not found", jaxlib 0.10.2; a test ran into it). The
-    second compile (once per program, as a cold run's) adds an option JAX's cache key
-    keeps (it drops the dump options) and is not written to JAX's cache; if JAX's cache
-    answers that too, or it fails, the cached executable is used and nothing saved."""
+    """``(executable, saveable)``: the program as XLA itself compiles it, never an
+    executable out of one of JAX's caches. XLA:CPU cannot serialize again an executable
+    it deserialized: the copy fails at its first run ("Function bitcast_add_fusion.4 not
+    found", jaxlib 0.10.2). JAX hands out such executables from its persistent cache (a
+    program an earlier run compiled) and from its cache in memory as well (the same
+    program compiled before in this process, e.g. after :func:`program.clear_cache`),
+    with no event for the latter: the tests ran into both. So a program to save is
+    compiled with an option at its default value that JAX's cache key keeps (it drops
+    the dump options), and is not written to JAX's persistent cache: none of JAX's
+    caches ever holds such a program deserialized. The saved file takes the place of
+    JAX's entry. Should JAX's cache answer even so, or the backend refuse the option,
+    the program is used and nothing saved."""
     from jax._src import config as jax_config
 
     if not _LISTENING:
         jax.monitoring.register_event_listener(_on_event)
         _LISTENING.append(True)
-
-    def counted(opts):
-        _LOCAL.hits = []
-        try:
-            return compile_(opts), not _LOCAL.hits
-        finally:
-            _LOCAL.hits = None
-
-    exe, fresh = counted(options)
-    if fresh:
-        return exe, True
-    COUNTS["recompiled"] += 1
+    _LOCAL.hits = []
     try:
         with jax_config.persistent_cache_min_compile_time_secs(float("inf")):
-            again, fresh = counted({**(options or {}), **_UNCACHED})
-    except Exception:  # noqa: BLE001 - an option this backend refuses: keep JAX's copy
-        return exe, False
-    return (again, True) if fresh else (exe, False)
+            exe = compile_({**(options or {}), **_UNCACHED})
+        fresh = not _LOCAL.hits
+    except Exception:  # noqa: BLE001 - an option this backend refuses: JAX's own path
+        COUNTS["refused"] += 1
+        return compile_(options), False
+    finally:
+        _LOCAL.hits = None
+    return exe, fresh
 
 
 def _load(path: Path):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
-from sweepjax.engine import program
+from sweepjax.engine import aot, program
 from sweepjax.engine.hparams import HParams
 from sweepjax.engine.member import Static, Task
 from sweepjax.errors import ConfigError
@@ -125,9 +126,25 @@ def host_steps(member_batch_: int) -> bool:
 
 
 def root_keys(seed: int):
-    """(init key, data key) derived from the one root seed."""
+    """(init key, data key) derived from the one root seed (typed keys; the engine
+    itself takes their bits from :func:`root_bits`)."""
     root = jax.random.key(seed)
     return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
+def _root_bits(seed):
+    root = jax.random.key(seed)
+    return jnp.stack([jax.random.key_data(jax.random.fold_in(root, i)) for i in (0, 1)])
+
+
+def root_bits(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The raw bits (uint32) of the (init key, data key) derived from the one root seed:
+    ``fold_in(key(seed), 0)`` and ``fold_in(key(seed), 1)``, as one compiled program
+    (eagerly, four small programs per process). The seed becomes an array as
+    ``jax.random.key`` makes it of a Python int (int64, then JAX's integer type)."""
+    seed_arr = np.asarray(np.int64(seed)).astype(jax.dtypes.canonicalize_dtype(np.int64))
+    bits = np.asarray(aot.call("keys", _root_bits, (seed_arr,)))
+    return bits[0], bits[1]
 
 
 def init_block_size(m: int) -> int:
@@ -150,8 +167,7 @@ def init_states(
     """
     m = hparams.num_members
     ids = np.arange(m) if member_ids is None else np.asarray(member_ids)
-    init_key, _ = root_keys(config.seed)
-    bits = np.asarray(jax.random.key_data(init_key))
+    bits, _ = root_bits(config.seed)
     st = static(dataset, model_cfg, config, hparams=hparams)
     blk = init_block_size(m)
     n = math.ceil(m / blk) * blk

@@ -25,7 +25,7 @@ from sweepjax.engine.decisions import RungLog
 from sweepjax.engine.distributed import Placement, put_members
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.refill import train_refilling
-from sweepjax.engine.setup import group_size, init_states, num_params, root_keys, static
+from sweepjax.engine.setup import group_size, init_states, num_params, root_bits, static
 from sweepjax.errors import ConfigError
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 
@@ -165,8 +165,7 @@ def _program_probe(cfg: SweepConfig, ds: Dataset, where: Placement):
     scheduler = scheduler_for(cfg, cfg.trials)
     st = static(ds, cfg.model, cfg.train, False, scheduler.corners())
     data = program.device_data(ds, cfg.train, where)
-    _, data_key = root_keys(cfg.train.seed)
-    key_bits = np.asarray(jax.random.key_data(data_key))
+    _, key_bits = root_bits(cfg.train.seed)
     b, total = scheduler.block(), cfg.train.steps
 
     def time_block(w: int) -> float:
