@@ -26,9 +26,10 @@ from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Full, Policy, RungLog
 from sweepjax.engine.distributed import SINGLE, Placement
 from sweepjax.engine.hparams import HParams
+from sweepjax.engine.keys import root_bits
 from sweepjax.engine.member import Task, loss_and_values
 from sweepjax.engine.outcome import ChunkReport, PopulationResult
-from sweepjax.engine.setup import group_size, init_states, root_bits, static
+from sweepjax.engine.setup import group_size, init_states, static
 from sweepjax.engine.slots import Clock, Population, Run
 from sweepjax.metric import ACCURACY
 from sweepjax.models import build_network

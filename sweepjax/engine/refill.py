@@ -25,8 +25,9 @@ from sweepjax.engine import active, loop, program, slots
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Policy, RungLog
 from sweepjax.engine.distributed import SINGLE, Placement, put_members
+from sweepjax.engine.keys import root_bits
 from sweepjax.engine.outcome import ChunkReport, PopulationResult
-from sweepjax.engine.setup import root_bits, static
+from sweepjax.engine.setup import static
 
 PROGRESS_FIELDS = ("elapsed_s", "member_steps", "best_val_acc", "member")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
-from sweepjax.engine import aot, program
+from sweepjax.engine import program
 from sweepjax.engine.hparams import HParams
+from sweepjax.engine.keys import root_bits
 from sweepjax.engine.member import Static, Task
 from sweepjax.errors import ConfigError
 from sweepjax.metric import resolve as resolve_metric
@@ -130,21 +130,6 @@ def root_keys(seed: int):
     itself takes their bits from :func:`root_bits`)."""
     root = jax.random.key(seed)
     return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
-
-
-def _root_bits(seed):
-    root = jax.random.key(seed)
-    return jnp.stack([jax.random.key_data(jax.random.fold_in(root, i)) for i in (0, 1)])
-
-
-def root_bits(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The raw bits (uint32) of the (init key, data key) derived from the one root seed:
-    ``fold_in(key(seed), 0)`` and ``fold_in(key(seed), 1)``, as one compiled program
-    (eagerly, four small programs per process). The seed becomes an array as
-    ``jax.random.key`` makes it of a Python int (int64, then JAX's integer type)."""
-    seed_arr = np.asarray(np.int64(seed)).astype(jax.dtypes.canonicalize_dtype(np.int64))
-    bits = np.asarray(aot.call("keys", _root_bits, (seed_arr,)))
-    return bits[0], bits[1]
 
 
 def init_block_size(m: int) -> int:

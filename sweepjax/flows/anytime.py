@@ -23,9 +23,10 @@ from sweepjax.data import Dataset
 from sweepjax.engine import active, program, width
 from sweepjax.engine.decisions import RungLog
 from sweepjax.engine.distributed import Placement, put_members
+from sweepjax.engine.keys import root_bits
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.refill import train_refilling
-from sweepjax.engine.setup import group_size, init_states, num_params, root_bits, static
+from sweepjax.engine.setup import group_size, init_states, num_params, static
 from sweepjax.errors import ConfigError
 from sweepjax.flows.sweep_config import SweepConfig, scheduler_for
 
