@@ -99,6 +99,7 @@ def main(argv=None) -> dict:
     )
     a = ap.parse_args(argv)
     m = common.machine()
+    common.installed_bytecode(HERE.parent)  # sweepjax as installed (Optuna's is)
     flow = "warm-cache" if a.warm else "default"
     base = "default-vs-optuna" + ("-warm" if a.warm else "")
     out_dir = common.RESULTS / base

@@ -6,10 +6,12 @@
 
 Each command runs as its own process (``python -m sweepjax ...``), as a user runs it,
 twice: cold (empty compile and prepared-data caches) and warm (the caches the cold run
-filled, a new store). Wall is the processes' whole time, imports included; training is
-what the sweeps' JSON reports as ``timing.train_s`` (the training calls, the per-block
-evaluation of the validation subset inside them) plus ``timing.refit_s`` (the winner's
-retraining on train + validation, where the tree reports it). Outside = 1 - training / wall.
+filled, a new store), with the tree's bytecode compiled as an installed package has it
+(:func:`common.installed_bytecode`). Wall is the processes' whole time, imports
+included; training is what the sweeps' JSON reports as ``timing.train_s`` (the training
+calls, the per-block evaluation of the validation subset inside them) plus
+``timing.refit_s`` (the winner's retraining on train + validation, where the tree reports
+it). Outside = 1 - training / wall.
 
 ``--report`` drops ``--no-report`` (each command writes its HTML report, as a user's
 run does by default); its rows go to their own files (``-report`` in the name).
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--report", action="store_true", help="write the HTML reports too")
     a = ap.parse_args(argv)
     m = common.machine()
+    common.installed_bytecode(a.tree)
     out = {"machine": m, "command": common.command_line(__file__, argv), "tree": a.tree}
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, PYTHONPATH=a.tree)

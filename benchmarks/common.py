@@ -25,6 +25,17 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def installed_bytecode(tree: str | Path) -> None:
+    """Compile ``tree``'s sweepjax to bytecode, as an installed package has it (pip writes
+    it at install; Python itself on a checkout's first import). A whole-process
+    benchmark measures what a user's process does: this machine's environment sets
+    ``PYTHONDONTWRITEBYTECODE=1``, which left every process compiling sweepjax's sources
+    again (~0.15 s of each process's imports, 2-core CPU, measured with ``-X importtime``)."""
+    import compileall
+
+    compileall.compile_dir(str(Path(tree) / "sweepjax"), quiet=1)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

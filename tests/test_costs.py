@@ -89,6 +89,21 @@ def test_the_cached_dataset_is_the_freshly_prepared_one_bit_for_bit(cache, scali
     _same(again, fresh)
 
 
+def test_the_scaling_auto_chose_is_served_from_auto_s_entry(cache):
+    """``coarse`` asks for ``auto``, its ``fine`` for the scaling ``auto`` chose: one
+    entry serves both, the same arrays bit for bit; another scaling is prepared anew."""
+    auto = data.load_dataset(DataConfig(dataset="mnist-sample", seed=3))
+    assert auto.info.scaling == "global" and len(list(cache.iterdir())) == 1
+    data._LAST = None
+    chosen = data.load_dataset(DataConfig(dataset="mnist-sample", seed=3, scaling="global"))
+    assert isinstance(chosen.x_train.base, np.memmap) and len(list(cache.iterdir())) == 1
+    _same(chosen, auto)
+    data._LAST = None
+    other = data.load_dataset(DataConfig(dataset="mnist-sample", seed=3, scaling="feature"))
+    assert other.info.scaling == "feature" and len(list(cache.iterdir())) == 2
+    assert not np.array_equal(other.x_train, auto.x_train)
+
+
 def test_a_changed_setting_or_file_misses(cache, tmp_path):
     """Each of seed, val_fraction, scaling and the source file's bytes changes the key; a
     changed npz is prepared anew from its new contents, never served stale."""

@@ -8,6 +8,8 @@ Public entries: :func:`load_dataset` (a named source) and :func:`from_arrays`, a
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from sweepjax.config import DataConfig
@@ -60,6 +62,8 @@ def load_dataset(cfg: DataConfig, opener: Opener | None = None) -> Dataset:
     if key is not None and _LAST is not None and _LAST[0] == key:
         return _LAST[1]
     ds = read_prepared(key) if key is not None else None
+    if ds is None and key is not None and cfg.scaling != "auto":
+        ds = _prepared_as_auto(cfg, files)
     if ds is None:
         raw = load_raw(cfg.dataset, cfg.data_dir, cfg.download, opener=opener, targets=cfg.targets)
         sha = raw_sha256(raw)
@@ -76,6 +80,16 @@ def load_dataset(cfg: DataConfig, opener: Opener | None = None) -> Dataset:
             a.setflags(write=False)
     _LAST = (key, ds)
     return ds
+
+
+def _prepared_as_auto(cfg: DataConfig, files) -> Dataset | None:
+    """The entry prepared for ``scaling="auto"`` where ``auto`` came to ``cfg.scaling``:
+    the same arrays. ``coarse`` asks for ``auto`` and its ``fine`` for the scaling it
+    used, so without this every ``fine`` after a first ``coarse`` split and scaled the
+    data again and stored a second copy (Fashion-MNIST: 1.3 s of the cold flow on the
+    2-core CPU, 210 MB)."""
+    ds = read_prepared(prepared_key(dataclasses.replace(cfg, scaling="auto"), files))
+    return ds if ds is not None and ds.info.scaling == cfg.scaling else None
 
 
 # The last dataset built in this process, under everything it depends on (the source
