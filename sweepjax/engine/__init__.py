@@ -9,7 +9,9 @@
 - :mod:`sweepjax.engine.program_cache`: the process's compiled programs, held in memory
   (bounded, with counts: ``PROGRAMS.stats()``); :mod:`sweepjax.engine.compile_cache` is
   JAX's cache on disk, across processes, and :mod:`sweepjax.engine.saved_programs` the
-  population programs kept whole beside it (a warm process neither traces nor lowers);
+  programs kept whole beside it (a warm process neither traces nor lowers);
+  :mod:`sweepjax.engine.aot` builds every program through both, the small ones around
+  the population's included; :mod:`sweepjax.engine.keys` the root keys' bits, on the host;
 - :mod:`sweepjax.engine.loop`: the one host loop between chunks for every schedule, over
   a typed population of slots (:mod:`sweepjax.engine.slots`), asking a policy
   (:mod:`sweepjax.engine.decisions`) who continues; its steps for a compacting
