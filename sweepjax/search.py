@@ -106,8 +106,11 @@ def hparams_from_values(
             continue
         v = v.astype(np.float32)
         lo, hi = np.float32(r.lo), np.float32(r.hi)
-        lo = np.nextafter(lo, np.float32(np.inf)) if lo < r.lo else lo
-        hi = np.nextafter(hi, np.float32(-np.inf)) if hi > r.hi else hi
+        # Compared as float64: numpy 2 would compare a float32 with a Python float in
+        # float32, where float32(0.2) > 0.2 reads False (an ASHA draw at the box's top
+        # then ended at 0.2000000030, outside [0, 0.2]).
+        lo = np.nextafter(lo, np.float32(np.inf)) if float(lo) < r.lo else lo
+        hi = np.nextafter(hi, np.float32(-np.inf)) if float(hi) > r.hi else hi
         out[name] = np.clip(v, lo, hi)
     for name, v in (fixed or {}).items():
         if name not in axes:

@@ -257,3 +257,20 @@ def test_refine_caps_the_lr_decay_axis_at_one():
     new, why = refine(parent, top_k=1)
     assert new.lr_decay.hi == 1.0 and new.lr_decay.lo < 0.99
     assert "capped at 1" in why
+
+
+def test_values_at_the_box_edges_stay_inside_it_once_rounded_to_float32():
+    # float32(1.2) = 1.2000000477, float32(0.7) = 0.6999999881 and float32(0.2) =
+    # 0.2000000030 fall outside their boxes; under numpy 2 a float32 compared with a
+    # Python float is compared in float32, which once let an ASHA draw at the box's top
+    # end at float32(0.2) > 0.2.
+    from sweepjax.search import hparams_from_values
+
+    boxes = {"lr": (0.7, 1.2), "l2": (1e-6, 0.2)}
+    space = SearchSpace(lr=Range(*boxes["lr"]), l2=Range(*boxes["l2"]))
+    hp = hparams_from_values(space, {k: np.array(v) for k, v in boxes.items()})
+    for name, (lo, hi) in boxes.items():
+        got = np.asarray(getattr(hp, name), np.float64)
+        assert lo <= got.min() and got.max() <= hi, name
+        assert got.max() - got.min() > 0.999 * (hi - lo)  # the edges, one ulp in
+    assert float(hp.lr[0]) == float(np.nextafter(np.float32(0.7), np.float32(1)))
