@@ -42,4 +42,13 @@ def test_results_equal_the_code_before_the_one_loop(ds, case):
             # float sum over another program's layout may differ in the last bit.
             np.testing.assert_allclose(got[k], want[f"{case}/{k}"], rtol=4e-7, err_msg=k)
             continue
+        if k == "history":
+            # A draw at a box's edge is now kept one float32 ulp inside the box
+            # (search.hparams_from_values compares in float64 since 40def30): ASHA's
+            # draw at l2's lower edge was recorded as float32(1e-6) = 9.99999997e-07,
+            # below the box, and is 1.00000011e-06 now. Everything else is exact.
+            got_h, want_h = got[k], want[f"{case}/{k}"]
+            np.testing.assert_allclose(got_h, want_h, rtol=1.2e-7, atol=0, err_msg=k)
+            assert (got_h != want_h).sum() <= 1, f"{case}: history"
+            continue
         np.testing.assert_array_equal(got[k], want[f"{case}/{k}"], err_msg=f"{case}: {k}")
