@@ -42,9 +42,15 @@ def threefry2x32(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
 def seed_bits(seed: int) -> tuple[int, int]:
     """``jax.random.key(seed)``'s bits: the seed as JAX's integer type (int32 unless
     64-bit mode), its high and low 32 bits (high: 0 for a 32-bit seed)."""
-    s = int(np.asarray(np.int64(seed)).astype(jax.dtypes.canonicalize_dtype(np.int64)))
-    wide = jax.dtypes.canonicalize_dtype(np.int64).itemsize == 8
-    return ((s >> 32) & _MASK if wide else 0), s & _MASK
+    arr = _seed_array(seed)
+    s = int(arr)
+    return ((s >> 32) & _MASK if arr.dtype.itemsize == 8 else 0), s & _MASK
+
+
+def _seed_array(seed: int) -> np.ndarray:
+    """The seed as ``jax.random.key`` makes an array of a Python int: int64, then JAX's
+    integer type (int32 unless 64-bit mode)."""
+    return np.asarray(np.int64(seed)).astype(jax.dtypes.canonicalize_dtype(np.int64))
 
 
 def fold_in_bits(key: tuple[int, int], data: int) -> tuple[int, int]:
@@ -69,6 +75,5 @@ def root_bits(seed: int) -> tuple[np.ndarray, np.ndarray]:
     if _on_host():
         root = seed_bits(seed)
         return tuple(np.array(fold_in_bits(root, i), np.uint32) for i in (0, 1))
-    seed_arr = np.asarray(np.int64(seed)).astype(jax.dtypes.canonicalize_dtype(np.int64))
-    bits = np.asarray(aot.call("keys", _jax_root_bits, (seed_arr,)))
+    bits = np.asarray(aot.call("keys", _jax_root_bits, (_seed_array(seed),)))
     return bits[0], bits[1]
