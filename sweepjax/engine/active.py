@@ -105,14 +105,17 @@ def gather(
     host = take_rows(to_host_rows(act, where), src)
     if n == 0:  # nobody continues (every member diverged): nothing left to train
         return Active(host, 0, 0, False)
-    if not act.on_device or n > gsize:
+    if n > gsize:
         return place(host, n, gsize, where)
+    # Members trained in host groups were in the group's program (``gsize`` rows): the
+    # survivors that fit it keep it unless a smaller one pays.
+    now = act.size if act.on_device else gsize
     new = bucket(n, gsize, where.num_devices)
     if moves is None:
-        ok = new >= act.size or (act.size - new) * steps_left > COMPILE_COST_MEMBER_STEPS
+        ok = new >= now or (now - new) * steps_left > COMPILE_COST_MEMBER_STEPS
     else:
-        ok = moves(act.size, new)
-    size = new if ok else act.size
+        ok = moves(now, new)
+    size = new if ok else now
     return place(host, n, gsize, where, size)
 
 

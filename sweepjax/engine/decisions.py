@@ -104,6 +104,24 @@ class Full:
         return Decision(keep, np.asarray(view.rows), view.hparams)
 
 
+def ask_ahead(policy, age: int, rows, hparams: HParams) -> Decision | None:
+    """What ``policy`` would decide at ``age`` if every member ``rows`` were alive,
+    ranked in row order: a made-up rung. Only a policy that says its ``decide`` has no
+    side effects (``pure_decide``: the built-in halving, Hyperband, PBT) is asked, and its
+    answer's size does not depend on the scores; None for any other, or if it fails
+    (a guess gone wrong must not stop a run)."""
+    if not getattr(policy, "pure_decide", False):
+        return None
+    rows = np.asarray(rows, np.int64)
+    a = len(rows)
+    scores = np.linspace(1.0, 0.0, a, dtype=np.float32)
+    view = RungView(age, rows, np.zeros(a, np.float32), scores, np.ones(a, bool), hparams)
+    try:
+        return policy.decide(view)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 # The rung a diverged member is logged at: no decision is made there (every decision reads
 # one rung), but the draws' model reads these entries as evidence that the region is bad.
 DIVERGED_RUNG = -1

@@ -20,7 +20,7 @@ import numpy as np
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.data.folds import Folds
-from sweepjax.engine import active, aot, loop, prefetch, program
+from sweepjax.engine import active, aot, group_width, loop, prefetch, program
 from sweepjax.engine.compact import boundaries
 from sweepjax.engine.curves import Checkpoint, Curves, ScheduleState
 from sweepjax.engine.decisions import Full, Policy, RungLog
@@ -88,6 +88,9 @@ def train_population(
     )
     gsize = active.round_up(gsize, where.num_devices)
     setup = _setup(dataset, config, policy, where, folds, ids, model_cfg, hparams)
+    # A resumed run keeps the program size it was checkpointed at (bit for bit).
+    if resume is None or not resume.size:
+        gsize = group_width.width(policy, hparams, m, gsize, setup.static, where)
     if resume is not None:
         step, host_states = resume.step, resume.states.slots  # a slots.Carry
         curves, sched = resume.curves, resume.schedule

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from sweepjax.engine import active, overlap, program, recompile
-from sweepjax.engine.decisions import RungView
+from sweepjax.engine.decisions import ask_ahead
 from sweepjax.engine.slots import Clock, Population, Run
 
 
@@ -54,26 +54,11 @@ def start_first(setup: Run, hparams, n: int, gsize: int) -> bool:
 
 
 def survivors(setup: Run, pop: Population, step: int) -> int | None:
-    """How many members the decision at ``step`` keeps if every active one is alive:
-    the policy asked about a made-up rung (its answer's size does not depend on the
-    scores). Only a policy that says its ``decide`` has no side effects
-    (``pure_decide``: the built-in ones) is asked; None for any other, or if it fails."""
-    if not getattr(setup.policy, "pure_decide", False):
-        return None
-    rows = np.asarray(pop.sched.active, np.int64)
-    a = len(rows)
-    view = RungView(
-        step,
-        rows,
-        np.zeros(a, np.float32),
-        np.linspace(1.0, 0.0, a, dtype=np.float32),
-        np.ones(a, bool),
-        pop.slot_hp,
-    )
-    try:
-        return len(setup.policy.decide(view).src)
-    except Exception:  # noqa: BLE001 - a guess gone wrong must not stop the run
-        return None
+    """How many members the decision at ``step`` keeps if every active one is alive
+    (:func:`~sweepjax.engine.decisions.ask_ahead`); None when the policy cannot be
+    asked."""
+    d = ask_ahead(setup.policy, step, pop.sched.active, pop.slot_hp)
+    return None if d is None else len(d.src)
 
 
 def start_next(setup: Run, pop: Population, clock: Clock, through: bool = False) -> bool:

@@ -1,0 +1,104 @@
+"""A shrinking population on a CPU trains in groups of the width its survivors need
+(engine/group_width.py): one program serves every rung, and what it trains is what one
+program of the whole population trains."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+import pytest
+
+from sweepjax import engine
+from sweepjax.config import ModelConfig
+from sweepjax.engine import group_width, program, recompile
+from sweepjax.engine.decisions import Decision, Full
+from sweepjax.engine.hparams import HParams
+from sweepjax.schedulers import rules
+from tests.helpers import toy_dataset, toy_train_config
+
+ONE_DEVICE = SimpleNamespace(mesh=None)
+# A policy that decides (as PBT does) but keeps every member.
+KEEPS_ALL = SimpleNamespace(
+    pure_decide=True,
+    plan=rules.Halving(1, 2, 100).plan,
+    decide=lambda v: Decision(np.arange(len(v.rows)), v.rows, v.hparams),
+)
+DENSE = SimpleNamespace(host_steps=False)
+
+
+def _hp(n: int) -> HParams:
+    return HParams.create(lr=np.geomspace(1e-2, 1.0, n), l2=1e-4)
+
+
+def test_survivors_follow_the_policy_rung_after_rung():
+    assert group_width.survivors(rules.Halving(3, 3, 1000), _hp(128), 128) == [43, 15, 5]
+    assert group_width.survivors(rules.Halving(1, 2, 100), _hp(40), 40) == [20]
+    assert group_width.survivors(KEEPS_ALL, _hp(32), 32) == [32]
+    assert group_width.survivors(Full(), _hp(32), 32) == []
+    # A policy of the user's own is never asked ahead: its decide may keep state.
+    mine = SimpleNamespace(plan=rules.Halving(1, 2, 100).plan, decide=lambda view: 1 / 0)
+    assert group_width.survivors(mine, _hp(32), 32) == []
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is the CPU's")
+def test_the_width_is_the_power_of_two_the_last_survivors_fill():
+    def width(policy, n=128, gsize=128, static=DENSE, where=ONE_DEVICE):
+        return group_width.width(policy, _hp(n), n, gsize, static, where)
+
+    assert width(rules.Halving(3, 3, 1000)) == 16  # 128 -> 43 -> 15 -> 5: at least 16
+    assert width(rules.Halving(1, 2, 1000)) == 64  # 128 -> 64
+    assert width(rules.Halving(2, 2, 1000), n=96) == 32  # 96 -> 48 -> 24
+    assert width(rules.Halving(3, 3, 1000), gsize=8) == 8  # never past the memory's group
+    hb = rules.Hyperband(128, total=1000, eta=3)
+    last = group_width.survivors(hb, _hp(128), 128)[-1]
+    assert width(hb) == max(16, 2 ** int(np.ceil(np.log2(last)))) < 128
+    # Nothing to gain: no decision, no member dropped, a population already this small.
+    assert width(Full()) == 128
+    assert width(KEEPS_ALL) == 128
+    assert width(rules.Halving(3, 3, 1000), n=16, gsize=16) == 16
+    # Host-driven steps train only the real members; a mesh splits them already.
+    assert width(rules.Halving(3, 3, 1000), static=SimpleNamespace(host_steps=True)) == 128
+    assert width(rules.Halving(3, 3, 1000), where=SimpleNamespace(mesh=object())) == 128
+
+
+def test_an_accelerator_keeps_one_program_of_the_whole_population(monkeypatch):
+    monkeypatch.setattr(group_width.jax, "default_backend", lambda: "gpu")
+    hp = _hp(128)
+    assert group_width.width(rules.Halving(3, 3, 1000), hp, 128, 128, DENSE, ONE_DEVICE) == 128
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is the CPU's")
+def test_groups_of_the_survivors_width_train_what_one_program_trains(monkeypatch):
+    """64 members halved at eta 4 (64 -> 16): in groups of 16 from the first step the run
+    compiles one training program, where one program of 64 rows needs a second for its
+    survivors (a move made to pay here); every member's stops and scores are the same,
+    its weights up to float rounding (a program of another width vectorises its sums
+    differently: 1e-7 relative)."""
+    ds = toy_dataset(n_train=400, n_val=100, n_test=100, d=12, k=3, seed=2)
+    cfg = toy_train_config().replace(steps=48, eval_every=3, chunk_steps=48)
+    hp = HParams.create(lr=np.geomspace(1e-3, 3.0, 64), l2=1e-4)
+    monkeypatch.setattr(recompile, "pays", lambda *a, **k: True)  # every move pays
+
+    def run(narrow: bool):
+        if not narrow:
+            monkeypatch.setattr(group_width, "width", lambda policy, hp, n, gsize, *a: gsize)
+        program.clear_cache()
+        before, sizes = program.compile_counts(), []
+        res = engine.train_population(
+            ds, hp, ModelConfig("softmax"), cfg, scheduler=rules.Halving(1, 4, 48),
+            on_chunk=lambda r: sizes.append(r.checkpoint().size),
+        )  # fmt: skip
+        after = program.compile_counts()
+        return res, sizes, after.get("chunk", 0) - before.get("chunk", 0)
+
+    narrow, sizes_narrow, chunks_narrow = run(True)
+    wide, sizes_wide, chunks_wide = run(False)
+    assert sizes_wide[0] == 64 and max(sizes_narrow) == 16
+    assert (chunks_narrow, chunks_wide) == (1, 2)
+    np.testing.assert_array_equal(narrow.stopped_at, wide.stopped_at)
+    np.testing.assert_array_equal(narrow.finished, wide.finished)
+    np.testing.assert_allclose(narrow.best_val_acc, wide.best_val_acc, rtol=0, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(narrow.params), jax.tree.leaves(wide.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
