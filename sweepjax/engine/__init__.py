@@ -4,6 +4,7 @@
 - :mod:`sweepjax.engine.program`: the member axis (``over_members``), the compiled chunk
   and evaluation programs, the device data;
 - :mod:`sweepjax.engine.setup`: static settings, root keys, initial state, memory sizing;
+  :mod:`sweepjax.engine.group_width` the width a shrinking population trains at on a CPU;
 - :mod:`sweepjax.engine.active`: the active members' state between chunks (placement,
   groups, the gather a decision applies, the whole-validation-set evaluation);
 - :mod:`sweepjax.engine.program_cache`: the process's compiled programs, held in memory
