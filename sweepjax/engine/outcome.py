@@ -18,7 +18,8 @@ class Timing(NamedTuple):
     eval_s: float  # whole-validation-set evaluations (decisions and the end)
     transfer_s: float  # device -> host copies of the whole state (checkpoints, the end)
     model_steps_per_s: float  # member-steps trained / train_s
-    num_groups: int  # programs the first population was split into (memory budget)
+    num_groups: int  # program calls the first population was split into (memory budget;
+    # on a CPU a shrinking population's groups of its survivors' width: engine/group_width)
     group_size: int
     # Between blocks no decision needs: seconds the device had nothing queued (from a
     # block's metrics on the host to the next block's dispatch), and how many such gaps.
