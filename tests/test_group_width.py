@@ -102,3 +102,34 @@ def test_groups_of_the_survivors_width_train_what_one_program_trains(monkeypatch
     np.testing.assert_allclose(narrow.best_val_acc, wide.best_val_acc, rtol=0, atol=1e-6)
     for a, b in zip(jax.tree.leaves(narrow.params), jax.tree.leaves(wide.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_host_groups_are_evaluated_as_one_program_of_the_population_is(monkeypatch):
+    """40 members in host groups of 16 are evaluated 32 rows a call over all 40 (two
+    calls, not one padded call per group), each at the position it has in one program
+    of 40 rows: the numbers are the same bit for bit, for every member and for a few."""
+    from sweepjax.config import TrainConfig
+    from sweepjax.engine import active, setup
+    from sweepjax.engine.distributed import SINGLE
+
+    ds = toy_dataset(n_train=200, n_val=100, n_test=50, d=12, k=3, seed=4)
+    cfg = TrainConfig(steps=10, batch_size=32, eval_batch_size=50)
+    hp = HParams.create(lr=np.geomspace(1e-3, 1.0, 40), l2=1e-4)
+    st = setup.static(ds, ModelConfig("softmax"), cfg, hparams=hp)
+    states = setup.init_states(ds, hp, ModelConfig("softmax"), cfg)
+    data, folds = program.device_data(ds, cfg), np.full(40, -1)
+    calls = []
+    real = active._eval_call
+    monkeypatch.setattr(active, "_eval_call", lambda *a: calls.append(1) or real(*a))
+    grouped = active.place(states, 40, 16, SINGLE)
+    whole = active.place(states, 40, 64, SINGLE)
+    assert not grouped.on_device and whole.on_device
+    got = active.evaluate(grouped, "params", data, st, SINGLE, folds)
+    assert len(calls) == 2
+    want = active.evaluate(whole, "params", data, st, SINGLE, folds)
+    for g, w in zip((got[0], got[1], got[3]), (want[0], want[1], want[3]), strict=True):
+        np.testing.assert_array_equal(g, w)
+    few = np.array([3, 17, 39])
+    sub = active.evaluate_members(grouped, "best", few, data, st, SINGLE, folds)
+    ref = active.evaluate(whole, "best", data, st, SINGLE, folds)
+    np.testing.assert_array_equal(sub[1], ref[1][few])

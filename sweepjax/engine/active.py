@@ -212,9 +212,12 @@ def evaluate(act: Active, which: str, data, st: Static, where: Placement, fold_a
     """Whole-validation-set loss and accuracy ``[n]`` of the active members' current
     (``which="params"``) or best (``"best"``) parameters (with folds: each on its fold),
     the seconds, and the metric's per-example mean square ``[n]`` (its SE's moment)."""
+    fold_active = np.asarray(fold_active, np.int32)
+    if where.mesh is None and not act.on_device:  # host groups: EVAL_ROWS rows a call
+        tree = act.states.params if which == "params" else act.states.best.params
+        return _eval_program(tree, fold_active, data, st, where)
     out = []
     secs = 0.0
-    fold_active = np.asarray(fold_active, np.int32)
     for rows, real in groups(act):
         if act.on_device:
             states, take = act.states, pad_rows(act.n, act.size)
@@ -261,8 +264,10 @@ def evaluate_members(
     a few members' best checkpoints measured does not pay for all of them."""
     idx = np.asarray(idx, np.int64)
     tree = act.states.params if which == "params" else act.states.best.params
-    if where.mesh is None and act.on_device:
-        folds = put_members(np.asarray(fold_active, np.int32)[pad_rows(act.n, act.size)], where)
+    if where.mesh is None:
+        folds = np.asarray(fold_active, np.int32)
+        if act.on_device:
+            folds = put_members(folds[pad_rows(act.n, act.size)], where)
         return _eval_program(tree, folds, data, st, where, idx)
     size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
     rows = int(np.prod(np.shape(data.val.ms)))
@@ -324,6 +329,8 @@ def _eval_program(params, folds, data, st: Static, where: Placement, rows=None):
         block = np.arange(b * EVAL_ROWS, (b + 1) * EVAL_ROWS)
         take = np.where(block < n, block, 0).astype(np.int32)
         sub, f = take_rows_of(take)
+        if not isinstance(f, jax.Array):  # host groups' rows: placed explicitly
+            sub, f = put_members((sub, f), where)
         got = _eval_call(sub, f, data, st, where)
         secs += got[2]
         real = block < n
