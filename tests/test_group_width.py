@@ -18,7 +18,8 @@ from sweepjax.engine.hparams import HParams
 from sweepjax.schedulers import rules
 from tests.helpers import toy_dataset, toy_train_config
 
-ONE_DEVICE = SimpleNamespace(mesh=None)
+ONE_DEVICE = SimpleNamespace(mesh=None, num_devices=1)
+A_MESH = SimpleNamespace(mesh=object(), num_devices=1)
 # A policy that decides (as PBT does) but keeps every member.
 KEEPS_ALL = SimpleNamespace(
     pure_decide=True,
@@ -60,7 +61,7 @@ def test_the_width_is_the_power_of_two_the_last_survivors_fill():
     assert width(rules.Halving(3, 3, 1000), n=16, gsize=16) == 16
     # Host-driven steps train only the real members; a mesh splits them already.
     assert width(rules.Halving(3, 3, 1000), static=SimpleNamespace(host_steps=True)) == 128
-    assert width(rules.Halving(3, 3, 1000), where=SimpleNamespace(mesh=object())) == 128
+    assert width(rules.Halving(3, 3, 1000), where=A_MESH) == 128
 
 
 def test_an_accelerator_keeps_one_program_of_the_whole_population(monkeypatch):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from sweepjax.engine import active
 from sweepjax.engine.decisions import ask_ahead
 
 # Narrower than this, a CPU's throughput falls off (the softmax's member-steps per second
@@ -58,5 +59,5 @@ def width(policy, hparams, n: int, gsize: int, static, where) -> int:
     counts = survivors(policy, hparams, n)
     if not counts or min(counts) >= n:
         return gsize
-    last = max(min(counts), 1)
-    return int(min(gsize, max(MIN_WIDTH, 2 ** int(np.ceil(np.log2(last))))))
+    # The program size the last survivors would move to (at most the group).
+    return active.bucket(max(min(counts), MIN_WIDTH), gsize, where.num_devices)
