@@ -84,12 +84,18 @@ FLOWS: dict[str, tuple[dict, dict]] = {
     # the anytime search (issue 17): one ASHA run over the box with lr_decay searched,
     # members of the peer's full length, stopped at the peer's budget (--budget-s)
     "sweepjax asha": ({"schedule": "asha", "lr_decay": SPACE["lr_decay"]}, None),
+    # the same, as asynchronous Hyperband: three brackets (first judged at rung 0, 1 and
+    # never), members spread over them in Hyperband's proportions
+    "sweepjax asha-hb": (
+        {"schedule": "asha", "brackets": 3, "lr_decay": SPACE["lr_decay"]},
+        None,
+    ),
     # `python -m sweepjax auto --budget`: sanity checks, the learning-rate finder's box, one
     # ASHA run over it (members of the peer's length: the model's fine round), the refit
     # of its winner on train + validation, all inside the peer's budget (--budget-s)
     "sweepjax auto": ({}, None),
 }
-ANYTIME = {"sweepjax asha"}
+ANYTIME = {"sweepjax asha", "sweepjax asha-hb"}
 AUTO = {"sweepjax auto"}
 CHECKPOINTS_S = (5, 10, 20, 40, 80, 160)  # the table of best-so-far at these times
 WARM = {"sweepjax warm-cache"}
@@ -185,12 +191,15 @@ def worker_sweepjax(args) -> dict:
             # The winner's val is its best evaluation, the same number progress reports.
             # When progress already showed it, the winner's test accuracy joins that event.
             last = tl.events[-1] if tl.events else {}
+            # No test accuracy: a budget that ended before any member finished leaves the
+            # best one in flight as the winner.
+            test = None if w.test_acc is None else float(w.test_acc)
             if (
-                not tl.offer(float(w.val_acc), float(w.test_acc), t=t1, stage=len(stages))
+                not tl.offer(float(w.val_acc), test, t=t1, stage=len(stages))
                 and last.get("val") == w.val_acc
                 and last.get("test") is None
             ):
-                last["test"] = float(w.test_acc)
+                last["test"] = test
             stages.append(
                 {
                     "stage": kind,
@@ -346,6 +355,9 @@ def worker_optuna(args) -> dict:
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     tl = Timeline()  # completed-or-pruned trials' best reported value
     any_report = Timeline()  # every reported value (an upper bound on what a user sees)
+    # What Optuna itself answers: ``study.best_value`` counts completed trials only (a
+    # pruned trial is never ``best_trial``), as sweepjax's winner is a finished member.
+    complete = Timeline()
     counts = {"complete": 0, "pruned": 0, "nonfinite": 0, "chunks": 0}
 
     def objective(trial):
@@ -378,6 +390,9 @@ def worker_optuna(args) -> dict:
             tl.excluded_s += now() - t_ex
             any_report.excluded_s = tl.excluded_s
             tl.offer(best, test, t=t, trial=trial.number, outcome=outcome, params=trial.params)
+        complete.excluded_s = tl.excluded_s
+        if outcome == "complete":
+            complete.offer(best, None, trial=trial.number)
         counts["complete" if outcome == "complete" else "pruned"] += 1
         if outcome != "complete":
             raise optuna.TrialPruned()
@@ -389,6 +404,7 @@ def worker_optuna(args) -> dict:
     return {
         "events": tl.events,
         "events_any_report": any_report.events,
+        "events_complete": complete.events,
         "final_val": tl.best,
         "final_test": tl.events[-1]["test"] if tl.events else None,
         "trials": len(study.trials),
@@ -730,7 +746,9 @@ def markdown(res: dict) -> str:
         "before the timeout finish). A trial's value is its best reported accuracy "
         "(a best-checkpoint rule, as sweepjax's winner); the timeline is updated when a "
         "completed or pruned trial beats the best so far (`events_any_report` in the JSON "
-        "has the upper bound over every report). A non-finite loss prunes the trial. "
+        "has the upper bound over every report; `events_complete` what Optuna itself "
+        "answers, `study.best_value`, over completed trials only). A non-finite loss "
+        "prunes the trial. "
         "TPE+Hyperband: `TPESampler(seed)`, `HyperbandPruner(min_resource=1, "
         "max_resource=reports per trial, reduction_factor=3)`; random: `RandomSampler(seed)`, "
         "no pruner.",
@@ -804,6 +822,11 @@ def parse(argv=None):
     ap.add_argument("--targets", type=float, nargs="+", default=None)
     ap.add_argument("--quick", action="store_true", help="mnist-sample, tiny budgets")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the other approaches' rows of the model from the results already there",
+    )
     ap.add_argument("--dataset", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -880,6 +903,11 @@ def main(argv=None) -> dict | None:
                     m.setdefault("command", prev.get("command"))
                     m.setdefault("machine", prev.get("machine"))
                     res["models"][name] = m
+                elif args.add:  # this run's rows beside the earlier run's other ones
+                    ran = {r["approach"] for r in res["models"][name]["rows"]}
+                    kept = [r for r in m["rows"] if r["approach"] not in ran]
+                    res["models"][name]["rows"][:0] = kept
+                    res["models"][name]["command"] += f" (added to: {m.get('command')})"
         except (OSError, ValueError):
             pass
     common.write_json(out / f"{stem}.json", res)

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import common
 
-OURS = ("sweepjax asha", "sweepjax auto")  # each compared with PEER where a seed ran it
+# Each compared with PEER where a seed ran it.
+OURS = ("sweepjax asha", "sweepjax asha-hb", "sweepjax auto")
+N_VAL = 6000  # Fashion-MNIST's validation split: one SE is sqrt(p (1 - p) / N_VAL)
 PEER = "optuna tpe+hyperband"
 STEM = "time-to-quality-cpu"
 
@@ -67,6 +69,9 @@ def compare(docs: dict[int, dict], model: str, ours: str) -> dict | None:
             seeds[seed] = {
                 "ours": a["best_at"],
                 "peer": b["best_at"],
+                # Optuna's own answer (study.best_value: completed trials only), where
+                # the run recorded it
+                "peer_complete": complete_at(b, list(a["best_at"])),
                 "test": {
                     "ours": a.get("final_test"),
                     "refit": a.get("final_refit_test"),
@@ -84,8 +89,29 @@ def compare(docs: dict[int, dict], model: str, ours: str) -> dict | None:
             if s["ours"][t] is not None and s["peer"][t] is not None
         ]
         ahead = sum(1 for s in seeds.values() if s["ours"][t] is not None and s["peer"][t] is None)
+        # The issue's target: ours within one SE of the peer (the SE of the peer's value).
+        within = sum(
+            1
+            for s in seeds.values()
+            if s["peer"][t] is None
+            or (s["ours"][t] is not None and s["ours"][t] >= s["peer"][t] - se(s["peer"][t]))
+        )
+        done = [s for s in seeds.values() if s["peer_complete"] is not None]
+        within_c = sum(
+            1
+            for s in done
+            if s["peer_complete"][t] is None
+            or (
+                s["ours"][t] is not None
+                and s["ours"][t] >= s["peer_complete"][t] - se(s["peer_complete"][t])
+            )
+        )
         diffs[t] = {
             "n": len(d),
+            "within_one_se": within,
+            "within_one_se_of_complete": within_c,
+            "seeds_complete": len(done),
+            "seeds": len(seeds),
             "median": statistics.median(d) if d else None,
             "min": min(d) if d else None,
             "max": max(d) if d else None,
@@ -102,6 +128,23 @@ def summarize(docs: dict[int, dict]) -> dict:
         if per:
             out[model] = per
     return out
+
+
+def complete_at(peer_row: dict, times: list) -> dict | None:
+    """The peer's best completed trial at each time (``events_complete``; None where
+    the run predates that record)."""
+    ev = peer_row.get("events_complete")
+    if ev is None:
+        return None
+    out = {}
+    for t in times:
+        vals = [e["val"] for e in ev if e["t"] <= float(t)]
+        out[t] = max(vals) if vals else None
+    return out
+
+
+def se(p: float) -> float:
+    return (p * (1 - p) / N_VAL) ** 0.5
 
 
 def _section(model: str, ours: str, m: dict) -> list[str]:
@@ -125,7 +168,20 @@ def _section(model: str, ours: str, m: dict) -> list[str]:
         if d["only_ours"]:
             cell += f" (+{d['only_ours']} seed(s) where only sweepjax had one)"
         cells.append(cell)
-    return [*lines, "| difference | " + " | ".join(cells) + " |", ""]
+    d = m["diffs"]
+    within = [f"{d[t]['within_one_se']} of {d[t]['seeds']}" for t in times]
+    rows = [
+        "| difference | " + " | ".join(cells) + " |",
+        "| within one SE of the peer (or the peer had none) | " + " | ".join(within) + " |",
+    ]
+    if d[times[0]]["seeds_complete"]:
+        c = [f"{d[t]['within_one_se_of_complete']} of {d[t]['seeds_complete']}" for t in times]
+        rows.append(
+            "| within one SE of the peer's `study.best_value` (completed trials only) | "
+            + " | ".join(c)
+            + " |"
+        )
+    return [*lines, *rows, ""]
 
 
 def markdown(summary: dict, docs: dict[int, dict]) -> str:

@@ -227,6 +227,8 @@ class ScheduleConfig:
         ``Budget.parse("5M")`` (member-steps); ``None``: the run creates ``trials``
         members and ends when they have.
       width: ASHA's population width (``None``: measured, :mod:`sweepjax.engine.width`).
+      brackets: ASHA's brackets (``> 1``: asynchronous Hyperband,
+        :mod:`sweepjax.schedulers.asha`); 1 to ``rungs + 1``.
     """
 
     name: str = "full"
@@ -235,6 +237,7 @@ class ScheduleConfig:
     interval: int | None = None
     budget: Budget | None = None
     width: int | None = None
+    brackets: int = 1
 
     def __post_init__(self):
         if self.name not in SCHEDULES:
@@ -245,6 +248,11 @@ class ScheduleConfig:
             raise ConfigError(f"eta must be >= 2, got {self.eta}; try 3")
         if self.rungs < 1:
             raise ConfigError(f"rungs must be >= 1, got {self.rungs}; try 3")
+        if self.name == "asha" and not 1 <= self.brackets <= self.rungs + 1:
+            raise ConfigError(
+                f"asha with {self.rungs} rungs has 1 to {self.rungs + 1} brackets, got "
+                f"{self.brackets}; try {self.rungs + 1}"
+            )
         if self.interval is not None and self.interval < 1:
             raise ConfigError(f"the PBT interval must be >= 1 step, got {self.interval}")
         if self.budget is not None and not isinstance(self.budget, Budget):  # parsed once

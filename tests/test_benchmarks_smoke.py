@@ -306,13 +306,16 @@ def test_ttq_peer_trains_the_model_of_sweepjax_default_flow():
 def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     import summarize_seeds as ss
 
-    asha, auto = ss.OURS
+    asha, auto = "sweepjax asha", "sweepjax auto"
+    assert {asha, auto} <= set(ss.OURS)
 
-    def doc(seed, ours, peer, with_auto=False):
+    def doc(seed, ours, peer, with_auto=False, complete=None):
         rows = [
             {"approach": asha, "best_at": {"20": ours[0], "40": ours[1]}, "final_test": 0.84},
             {"approach": ss.PEER, "best_at": {"20": peer[0], "40": peer[1]}, "final_test": 0.83},
         ]
+        if complete is not None:  # Optuna's completed trials (study.best_value)
+            rows[1]["events_complete"] = complete
         if with_auto:  # a later flow, run on one seed only
             rows.append(
                 {
@@ -331,7 +334,9 @@ def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     (tmp_path / "seeds" / "seed1").mkdir(parents=True)
     (tmp_path / f"{ss.STEM}.json").write_text(json.dumps(doc(0, [0.85, 0.856], [None, 0.857])))
     (tmp_path / "seeds" / "seed1" / f"{ss.STEM}.json").write_text(
-        json.dumps(doc(1, [0.84, 0.852], [0.83, 0.850], with_auto=True))
+        json.dumps(
+            doc(1, [0.84, 0.852], [0.83, 0.850], with_auto=True, complete=[{"t": 30, "val": 0.87}])
+        )
     )
     docs = ss.runs(tmp_path)
     assert sorted(docs) == [0, 1]
@@ -343,6 +348,13 @@ def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     # at 40 s: -0.001 and +0.002
     assert d["40"]["median"] == pytest.approx(0.0005)
     assert d["40"]["min"] == pytest.approx(-0.001) and d["40"]["max"] == pytest.approx(0.002)
+    # Within one SE of the peer (0.0046 near 0.85) on both seeds at both times (seed 0
+    # at 20 s: the peer had nothing); against the completed trials (seed 1 only):
+    # nothing yet at 20 s, then 0.852 is 4 SE below 0.87 at 40 s.
+    assert ss.se(0.85) == pytest.approx(0.00461, abs=1e-5)
+    assert [d[t]["within_one_se"] for t in ("20", "40")] == [2, 2]
+    assert [d[t]["within_one_se_of_complete"] for t in ("20", "40")] == [1, 0]
+    assert d["40"]["seeds_complete"] == 1
     # auto ran on seed 1 only: compared there alone, nothing yet at 20 s
     a = summary[auto]
     assert list(a["seeds"]) == [1] and a["diffs"]["20"]["n"] == 0
@@ -351,6 +363,8 @@ def test_summarize_seeds_reports_each_seed_and_the_differences(tmp_path):
     assert "| 0 | 0.8500 / - | 0.8560 / 0.8570 | 0.8400 / 0.8300 |" in md
     assert "+0.0005 [-0.0010, +0.0020]" in md and "(+1 seed(s) where only sweepjax had one)" in md
     assert "| 1 | - / 0.8300 | 0.8600 / 0.8500 | 0.8500 (refit 0.8520) / 0.8300 |" in md
+    assert "| within one SE of the peer (or the peer had none) | 2 of 2 | 2 of 2 |" in md
+    assert "(completed trials only) | 1 of 1 | 0 of 1 |" in md
 
 
 @pytest.mark.slow

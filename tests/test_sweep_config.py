@@ -66,6 +66,8 @@ def test_a_config_stored_by_the_previous_version_loads_typed():
     want["spec"]["budget"] = "4k"
     # and the scaling it used, which that version did not record: one std for every input
     want["data"]["scaling"] = want["spec"]["scaling"] = "global"
+    # and asha's brackets, which that version did not have: one (plain asha)
+    want["schedule"]["brackets"] = 1
     assert cfg.as_dict() == want
     assert SweepConfig.from_dict(cfg.as_dict()) == cfg
 

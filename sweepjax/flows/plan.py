@@ -87,7 +87,7 @@ def plan_coarse(spec: SweepSpec, cb: Callbacks) -> Plan:
     train_cfg = _train(spec, optimizer, v("steps"), v("seed"), fixed, own_fixed)
     sched_cfg = schedule_config(
         "coarse", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, train_cfg.steps,
-        spec.budget, spec.width,
+        spec.budget, spec.width, spec.brackets,
     )  # fmt: skip
     where = distributed.placement(spec.devices)
     data_cfg = DataConfig(
@@ -185,7 +185,7 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     steps = spec.steps if spec.steps is not None else factor * pcfg.train.steps
     sched_cfg = schedule_config(
         "fine", spec.schedule, spec.eta, spec.rungs, spec.pbt_interval, steps,
-        spec.budget, spec.width,
+        spec.budget, spec.width, spec.brackets,
     )  # fmt: skip
     fixed = user_hparams.factory_momentum(v("optimizer"), box.space.momentum, fixed)
     train_cfg = _train(merged, v("optimizer"), steps, seed, fixed, own_fixed)

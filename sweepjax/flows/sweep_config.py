@@ -96,16 +96,25 @@ ASHA_RUNGS = 2
 
 
 def schedule_config(
-    kind: str, name, eta, rungs, interval, steps: int, budget: Budget | None = None, width=None
+    kind: str,
+    name,
+    eta,
+    rungs,
+    interval,
+    steps: int,
+    budget: Budget | None = None,
+    width=None,
+    brackets=None,
 ) -> ScheduleConfig:
-    for n, v in (("eta", eta), ("rungs", rungs), ("pbt_interval", interval), ("width", width)):
+    asha_only = (("budget", budget), ("width", width), ("brackets", brackets))
+    for n, v in (("eta", eta), ("rungs", rungs), ("pbt_interval", interval), *asha_only[1:]):
         check_positive(n, v)
     eta = eta or ScheduleConfig.eta
-    if budget is not None or width is not None:
+    given = [n for n, v in asha_only if v is not None]
+    if given:
         name = name or "asha"  # a budget is an anytime search
         if name != "asha":
-            given = "budget" if budget is not None else "width"
-            raise ConfigError(f"`{given}` is asha's; drop it or use `schedule` asha")
+            raise ConfigError(f"`{given[0]}` is asha's; drop it or use `schedule` asha")
     if name is None:  # the command's default adapts to short runs instead of failing
         name = DEFAULT_SCHEDULE[kind]
         if name in ("halving", "hyperband") and rungs is None:
@@ -120,6 +129,7 @@ def schedule_config(
         interval=interval,
         budget=budget,
         width=width,
+        brackets=brackets or 1,
     )
 
 
@@ -138,6 +148,7 @@ def scheduler_for(cfg: SweepConfig, num_configs: int):
         interval=sc.interval,
         replicas=cfg.group,
         fixed=cfg.fixed(),
+        brackets=sc.brackets,
     )
 
 

@@ -196,6 +196,7 @@ SCHEDULE_SETTINGS = {
     "pbt_interval": {"pbt"},
     "budget": {"asha"},
     "width": {"asha"},
+    "brackets": {"asha"},
 }
 PER_MEMBER = frozenset({"momentum", "dropout", "init_scale"})  # train.X: the unswept value
 

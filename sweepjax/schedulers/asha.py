@@ -18,6 +18,15 @@ with a third still drawn uniformly so the model's blind spots keep being sampled
 members that diverged so far enter that model at its floor (divergence is evidence), and
 a model draw never lands past a region where most members diverged.
 
+With ``brackets = B > 1`` it is asynchronous Hyperband (Li et al. 2020, section 3.3):
+each new member joins one of ``B`` brackets of ASHA, bracket ``b`` first judged at rung
+``b`` (bracket 0 at every rung; bracket ``rungs`` trains every member the whole run), and
+ranked only against its own bracket. A member's bracket is drawn from its id in
+Hyperband's proportions (:func:`bracket_shares`), so each bracket spends about the same
+member-steps, as Hyperband's synchronous brackets do. The later brackets hedge against
+rungs that misjudge members whose curves cross (a low learning rate that is slow early
+and best at the end).
+
 With replicas or folds (:class:`GroupedRefills`) a config's members are born together,
 judged at each rung on the config's mean (:func:`config_log`) and freed and refilled
 together.
@@ -48,6 +57,7 @@ CANDIDATES = 256  # uniform candidates per Thompson draw
 # configs does).
 TOP = 4
 LOCAL_SD = 0.06
+BRACKET_STREAM = 0xB4A  # a member's bracket draw: rng([seed, id, BRACKET_STREAM])
 
 
 def rung_unit(total: int, eta: int, rungs: int) -> int:
@@ -62,7 +72,24 @@ def rung_unit(total: int, eta: int, rungs: int) -> int:
     return max(d for d in range(1, cap + 1) if total % d == 0)
 
 
-def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.ndarray:
+def bracket_shares(rungs: int, brackets: int, eta: int) -> np.ndarray:
+    """The share of new members each bracket gets: bracket ``b`` judges ``j = rungs - b``
+    rungs, and Hyperband gives such a bracket ``eta**j / (j + 1)`` configs per unit of
+    budget (Li et al. 2018: ``n = ceil((s_max + 1) / (s + 1) * eta**s)``), so that every
+    bracket costs about the same member-steps.
+
+    Example::
+
+      bracket_shares(2, 3, 3)  # [0.545, 0.273, 0.182]: 9/3, 3/2, 1/1 normalised
+    """
+    j = rungs - np.arange(brackets)
+    w = float(eta) ** j / (j + 1)
+    return w / w.sum()
+
+
+def promotions(
+    log: RungLog, rung: int, positions: np.ndarray, eta: int, pool: np.ndarray | None = None
+) -> np.ndarray:
     """ASHA's rule: for the log entries ``positions`` (all at ``rung``), whether each
     continues. Ranked among every entry at that rung so far (itself included): alive
     first, then higher validation accuracy (the objective the winner is chosen by),
@@ -70,8 +97,11 @@ def promotions(log: RungLog, rung: int, positions: np.ndarray, eta: int) -> np.n
     :func:`~sweepjax.analysis.ranking.rank_order`); the top ``max(1, n // eta)`` continue, if
     alive. Accuracy first, as the winner rule and Optuna's pruners rank: validation loss
     can rise while accuracy still climbs (an overconfident, weakly regularised model), and
-    such a member may be the winner at full length."""
-    at = np.flatnonzero(log.rung == rung)
+    such a member may be the winner at full length.
+
+    ``pool`` (bool over the log's entries): rank only among these (a Hyperband bracket's
+    own members); ``positions`` must be in it."""
+    at = np.flatnonzero((log.rung == rung) & (True if pool is None else pool))
     dead = (~log.alive[at].astype(bool)).astype(np.int64)
     order = rank_order(log.val_acc[at], log.val_loss[at], log.row[at], dead)
     places = max(1, len(at) // eta)
@@ -103,6 +133,8 @@ class ASHA:
 
       a = ASHA(SearchSpace(), total=900, eta=3, rungs=3, seed=0)
       a.rungs()  # [30, 90, 270]: 30 is the largest divisor of 900 up to 900 / 27
+
+    ``brackets > 1``: asynchronous Hyperband (see the module's docstring).
     """
 
     name = "asha"
@@ -116,14 +148,22 @@ class ASHA:
         seed: int = 0,
         fixed: dict | None = None,
         model: bool = True,
+        brackets: int = 1,
     ):
         if eta < 2:
             raise ConfigError(f"asha needs eta >= 2, got {eta}; try 3")
+        if not 1 <= brackets <= rungs + 1:
+            raise ConfigError(
+                f"asha with {rungs} rungs has 1 to {rungs + 1} brackets, got {brackets}; "
+                f"try {rungs + 1} (the last one trains every member the whole run)"
+            )
         self.space, self.total, self.eta, self.seed = space, int(total), int(eta), int(seed)
         self.fixed = dict(fixed or {})
         self.unit = rung_unit(self.total, self.eta, int(rungs))
         self.num_rungs = int(rungs)
         self.model = bool(model)
+        self.brackets = int(brackets)
+        self._bracket_of: dict[int, int] = {}  # every decision looks up the whole log's
         self._fit_key: tuple | None = None
         self._fit = None
 
@@ -144,12 +184,42 @@ class ASHA:
     def plan(self) -> Plan:
         return Plan(tuple(self.rungs()), self.block(), refills=True)
 
+    def bracket(self, ids) -> np.ndarray:
+        """Each member's bracket (0 with one bracket), a function of the seed and its id
+        only, so a resumed run puts every member where the uninterrupted one did."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if self.brackets == 1:
+            return np.zeros(len(ids), np.int64)
+        edges = np.cumsum(bracket_shares(self.num_rungs, self.brackets, self.eta))[:-1]
+        memo = self._bracket_of
+        for i in set(ids.tolist()) - memo.keys():
+            u = np.random.default_rng([self.seed, i, BRACKET_STREAM]).random()
+            memo[i] = int(np.searchsorted(edges, u, side="right"))
+        return np.array([memo[i] for i in ids.tolist()], np.int64)
+
+    def continues(self, log: RungLog, age: int, positions: np.ndarray) -> np.ndarray:
+        """Whether each log entry at ``positions`` (arrivals at rung ``age``) continues:
+        :func:`promotions` within its bracket; a member whose bracket starts at a later
+        rung continues unjudged, if alive."""
+        positions = np.asarray(positions, np.int64)
+        if self.brackets == 1:
+            return promotions(log, age, positions, self.eta)
+        k = self.rungs().index(int(age))
+        b_log = self.bracket(log.row)
+        keep = log.alive[positions].astype(bool)
+        for b in np.unique(b_log[positions]):
+            if b > k:
+                continue  # not judged before its bracket's first rung
+            mine = b_log[positions] == b
+            keep[mine] = promotions(log, age, positions[mine], self.eta, pool=b_log == b)
+        return keep
+
     def decide(self, view: RungView) -> Decision:
         """The arrivals of ``view`` (the last entries of ``view.log``, all at ``view.age``)
-        that continue: :func:`promotions`."""
+        that continue: :meth:`continues`."""
         n = len(view.rows)
         positions = np.arange(len(view.log.rung) - n, len(view.log.rung))
-        keep = np.flatnonzero(promotions(view.log, view.age, positions, self.eta))
+        keep = np.flatnonzero(self.continues(view.log, view.age, positions))
         return Decision(keep, np.asarray(view.rows)[keep], view.hparams.take(keep))
 
     # ---------------------------------------------------------------- new members
@@ -278,7 +348,7 @@ class GroupedRefills:
         log = config_log(view.log, g)
         n = len(view.rows) // g  # the configs that just arrived: the last entries
         positions = np.arange(len(log.rung) - n, len(log.rung))
-        keep_cfg = log.row[positions][promotions(log, view.age, positions, self.inner.eta)]
+        keep_cfg = log.row[positions][self.inner.continues(log, view.age, positions)]
         keep = np.flatnonzero(np.isin(np.asarray(view.rows) // g, keep_cfg))
         return Decision(keep, np.asarray(view.rows)[keep], view.hparams.take(keep))
 

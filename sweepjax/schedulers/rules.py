@@ -277,6 +277,7 @@ def make(
     interval: int | None = None,
     replicas: int = 1,
     fixed: dict | None = None,
+    brackets: int = 1,
 ) -> Policy:
     """The policy called ``name`` (:class:`Full` for ``"full"``: every member trains the
     whole run). ``rungs`` is halving's number of rungs (hyperband's largest bracket);
@@ -285,13 +286,14 @@ def make(
     (:class:`Grouped`). ``"asha"`` refills freed slots
     (:class:`sweepjax.schedulers.asha.ASHA`, drawing its members with the values
     ``fixed`` for the axes not searched; with replicas, whole configs:
-    :class:`~sweepjax.schedulers.asha.GroupedRefills`)."""
+    :class:`~sweepjax.schedulers.asha.GroupedRefills`; ``brackets > 1``: asynchronous
+    Hyperband)."""
     if name not in SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if name == "full":
         return Full()
     if name == "asha":
-        asha = ASHA(space, total, eta, rungs, seed, fixed)
+        asha = ASHA(space, total, eta, rungs, seed, fixed, brackets=brackets)
         return asha if replicas <= 1 else GroupedRefills(asha, replicas)
     if name == "halving":
         inner = Halving(rungs, eta, total)

@@ -300,6 +300,15 @@ class Options:
         group="budget: how the steps are spent",
         inherit=False,
     )
+    brackets: int | None = opt(
+        "asha as asynchronous Hyperband: N brackets, bracket b first judged at rung b (the "
+        "last, at N = rungs + 1, trains its members the whole run), new members spread "
+        "over them in Hyperband's proportions (default 1: plain asha)",
+        kind="int",
+        metavar="N",
+        group="budget: how the steps are spent",
+        inherit=False,
+    )
     # fine only: the parent and how its surface becomes the new box
     parent: str | None = opt(
         "parent sweep id (default: the newest finished coarse sweep)",
