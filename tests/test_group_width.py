@@ -134,3 +134,40 @@ def test_host_groups_are_evaluated_as_one_program_of_the_population_is(monkeypat
     sub = active.evaluate_members(grouped, "best", few, data, st, SINGLE, folds)
     ref = active.evaluate(whole, "best", data, st, SINGLE, folds)
     np.testing.assert_array_equal(sub[1], ref[1][few])
+
+
+def test_a_narrow_population_of_a_big_model_is_evaluated_without_padding(monkeypatch):
+    """A population narrower than the 32-row evaluation call is evaluated in a call of
+    its own power of two when padding it would cost more than a compile (a width-1
+    MLP-256 spent 15 of a 60-s ASHA run evaluating 32 copies of itself); a softmax keeps
+    the one 32-row program. The numbers equal the padded call's."""
+    from sweepjax.config import TrainConfig
+    from sweepjax.engine import active, setup
+    from sweepjax.engine.distributed import SINGLE
+
+    assert active.eval_block(1, 6000, 7_850) == 32  # softmax: 3e9 FLOPs of padding
+    assert active.eval_block(1, 6000, 203_530) == 1  # MLP-256: 8e13
+    assert active.eval_block(5, 6000, 203_530) == 8
+    assert active.eval_block(20, 6000, 203_530) == 32  # the next power of two is 32
+    assert active.eval_block(64, 6000, 203_530) == 32
+
+    ds = toy_dataset(n_train=200, n_val=100, n_test=50, d=12, k=3, seed=4)
+    cfg = TrainConfig(steps=10, batch_size=32, eval_batch_size=50)
+    mlp = ModelConfig("mlp", hidden=64)
+    hp = HParams.create(lr=np.geomspace(1e-3, 1.0, 3), l2=1e-4)
+    st = setup.static(ds, mlp, cfg, hparams=hp)
+    states = setup.init_states(ds, hp, mlp, cfg)
+    data, folds = program.device_data(ds, cfg), np.full(3, -1)
+    widths = []
+    real = active._eval_call
+    monkeypatch.setattr(
+        active, "_eval_call", lambda p, *a: widths.append(len(jax.tree.leaves(p)[0])) or real(p, *a)
+    )
+    # 2 x 28 x 100 rows x 1,027 parameters of padding: under a compile's cost
+    monkeypatch.setattr(active, "COMPILE_COST_FLOPS", 1e10)
+    padded = active.evaluate(active.place(states, 3, 4, SINGLE), "params", data, st, SINGLE, folds)
+    monkeypatch.setattr(active, "COMPILE_COST_FLOPS", 1e3)  # now padding costs more
+    own = active.evaluate(active.place(states, 3, 4, SINGLE), "params", data, st, SINGLE, folds)
+    assert widths == [32, 4]
+    for g, w in zip((own[0], own[1], own[3]), (padded[0], padded[1], padded[3]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-6)

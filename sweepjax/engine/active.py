@@ -245,7 +245,10 @@ COMPILE_COST_FLOPS = 1e10
 # whatever the population's size: a flow compiled an evaluation program per size
 # (coarse 5, fine 5; ~0.35 s each cold on the 2-core CPU) and now compiles one. A call
 # of 32 softmax members over Fashion-MNIST's 6,000 validation rows is ~3e9 FLOPs
-# (~30 ms), so the per-call cost is small; a block past the last row is padded.
+# (~30 ms), so the per-call cost is small; a block past the last row is padded. A
+# population narrower than that of a model whose padding costs more than a compile
+# (eval_block) is evaluated in blocks of its own power of two: a width-1 MLP-256 (ASHA's
+# width on this CPU) spent 15 of 60 s evaluating 32 copies of itself.
 EVAL_ROWS = 32
 
 
@@ -253,6 +256,22 @@ def member_params_count(tree) -> int:
     """Parameters of one member (the leaves' leading axis is the program's rows)."""
     leaves = jax.tree.leaves(tree)
     return sum(int(np.prod(np.shape(a)[1:])) for a in leaves)
+
+
+def eval_block(n: int, rows: int, params: int) -> int:
+    """Rows per evaluation call for a population of ``n`` rows of ``params`` parameters
+    over ``rows`` validation rows: :data:`EVAL_ROWS`, or, for fewer rows whose padding
+    would cost more than a compile (:data:`COMPILE_COST_FLOPS`), the power of two that
+    holds them.
+
+    Example::
+
+      eval_block(1, 6000, 7_850)  # 32: a softmax's padding is cheaper than a compile
+      eval_block(1, 6000, 203_530)  # 1: an MLP-256's is not
+    """
+    size = min(EVAL_ROWS, 2 ** math.ceil(math.log2(max(n, 1))))
+    saved = 2.0 * (EVAL_ROWS - size) * rows * params
+    return EVAL_ROWS if saved < COMPILE_COST_FLOPS else size
 
 
 def evaluate_members(
@@ -320,13 +339,13 @@ def _eval_program(params, folds, data, st: Static, where: Placement, rows=None):
     loss, acc, sq = (np.zeros(n, np.float32) for _ in range(3))
     secs = 0.0
     take_rows_of = _row_taker((params, folds))
-    # Row r is always evaluated at position r % EVAL_ROWS of the block of rows
-    # r // EVAL_ROWS (past the last row: row 0 again), whichever rows were asked for: a
-    # member's numbers do not depend on who else a decision measures (a vectorised sum
-    # may round differently at another position), so a resumed run measures as the
-    # whole run did.
-    for b in np.unique(rows // EVAL_ROWS):
-        block = np.arange(b * EVAL_ROWS, (b + 1) * EVAL_ROWS)
+    k = eval_block(n, int(np.prod(np.shape(data.val.ms))), member_params_count(params))
+    # Row r is always evaluated at position r % k of the block of rows r // k (past the
+    # last row: row 0 again), whichever rows were asked for: a member's numbers do not
+    # depend on who else a decision measures (a vectorised sum may round differently at
+    # another position), so a resumed run measures as the whole run did.
+    for b in np.unique(rows // k):
+        block = np.arange(b * k, (b + 1) * k)
         take = np.where(block < n, block, 0).astype(np.int32)
         sub, f = take_rows_of(take)
         if not isinstance(f, jax.Array):  # host groups' rows: placed explicitly
