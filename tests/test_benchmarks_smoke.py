@@ -414,3 +414,25 @@ def test_import_bench_times_a_fresh_process_and_names_the_ml_dtypes_it_loaded():
 
     secs, version = bench_imports.once("json", None)
     assert 0 < secs < 5 and version == importlib.metadata.version("ml_dtypes")
+
+
+@pytest.mark.slow
+def test_fine_trials_bench_pairs_the_rounds_of_one_parent(tmp_path):
+    """Both rounds refine the same parent; the smaller one's members are the first of the
+    larger's (so the same winner, whenever it is among them); the summary's paired numbers
+    are the rows' own."""
+    import bench_fine_trials as bft
+
+    res = bft.main(["--quick", "--dataset", "mnist-sample", "--seeds", "0", "1"]
+                   + ["--trials", "32", "16", "--out", str(tmp_path)])  # fmt: skip
+    assert [r["seed"] for r in res["rows"]] == [0, 1]
+    s, rows = res["summary"]["16"], [r["runs"] for r in res["rows"]]
+    for r in rows:  # the same member is the same hyperparameters in both rounds
+        assert r[16]["winner"] < 16 and r[32]["winner"] < 32
+        if r[16]["winner"] == r[32]["winner"]:
+            assert (r[16]["lr"], r[16]["l2"]) == (r[32]["lr"], r[32]["l2"])
+    assert s["same_winner"] == sum(r[16]["winner"] == r[32]["winner"] for r in rows)
+    d = [(r[16]["val_acc"] - r[32]["val_acc"]) / r[32]["val_se"] for r in rows]
+    assert s["val_diff_se_mean"] == pytest.approx(sum(d) / 2)
+    md = (tmp_path / "fine-trials-softmax-cpu.md").read_text()
+    assert "Reproduce: `python benchmarks/bench_fine_trials.py --quick" in md
