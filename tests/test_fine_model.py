@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+import sweepjax
 import sweepjax.flows.refit as refit_mod
 from sweepjax.cli import main
 from sweepjax.config import ModelConfig
@@ -57,6 +58,18 @@ def test_fine_box_extends_past_the_edge_the_score_climbs_to(low_lr_store, capsys
     assert hi > 1e-4 * 1.2 and lo <= c["winner"]["lr"] <= hi
     assert f["winner"]["refit_test_acc"] is None  # --no-refit
     assert f["timing"]["refit_s"] == 0.0
+
+
+def test_fine_draws_half_its_parents_members_unless_told(low_lr_store, capsys):
+    """With no --trials a fine round trains half its 128-member parent's, and stores that
+    count (a fine of it starts from 64); --trials still decides when given."""
+    store, c = low_lr_store
+    fine = ["fine", "--from", c["sweep_id"], "--store", store, "--steps", "10"]
+    f = _json(capsys, [*fine, "--no-report", "--no-refit"])
+    assert len(c["members"]) == 128 and len(f["members"]) == 64
+    assert sweepjax.load(store, f["sweep_id"], curves=False).spec.trials == 64
+    f = _json(capsys, [*fine, "--trials", "100", "--no-report", "--no-refit"])
+    assert len(f["members"]) == 100
 
 
 @pytest.mark.parametrize("sampler", ["thompson", "ei"])

@@ -12,7 +12,7 @@ from sweepjax.cli import build_parser
 from sweepjax.cli.options import CLI_OPTIONS, cli_message, read_toml, resolve
 from sweepjax.config import Range
 from sweepjax.errors import ConfigError
-from sweepjax.spec import OPTS, SPEC_VERSION, SweepSpec, flag_of, migrate, options
+from sweepjax.spec import OPTS, SPEC_VERSION, SweepSpec, fine_trials, flag_of, migrate, options
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:
@@ -135,6 +135,11 @@ def test_fine_inherits_only_what_the_table_says():
     # the round's own: box, steps, band, schedule are not the parent's
     assert child.lr is None and child.steps is None and child.band is None
     assert child.schedule is None
+    # nor its members: a fine round draws half its parent's (plan_fine), at least 64
+    assert SweepSpec.create("fine").inherit(parent).trials is None
+    assert [fine_trials(n) for n in (256, 1000, 129, 128, 100, 64, 16)] == [
+        128, 500, 64, 64, 64, 64, 16
+    ]  # fmt: skip
 
 
 def test_toml_keys_are_the_option_names_and_old_flag_spellings(tmp_path):

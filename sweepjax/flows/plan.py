@@ -38,7 +38,7 @@ from sweepjax.flows.sweep_config import (
 from sweepjax.models.custom import check_axes, model_config, prepare
 from sweepjax.results.appraise import Appraisal, judge_sweep
 from sweepjax.results.records import EXTRA_AXES, SweepResult
-from sweepjax.spec import MODEL_DEFAULTS, SweepSpec
+from sweepjax.spec import MODEL_DEFAULTS, SweepSpec, fine_trials
 from sweepjax.spec.choices import check as check_choices
 from sweepjax.store import Store, SweepRow
 
@@ -162,7 +162,8 @@ def plan_fine(spec: SweepSpec, store: Store, cb: Callbacks, where) -> Plan:
     par = _parent(spec, store)
     pcfg = par.config
     # Options the user did not give are the parent's (a searched axis: its refined box).
-    merged = spec.inherit(par.result.spec)
+    # A smaller box than the parent's: fewer members cover it (spec.opt.fine_trials).
+    merged = spec.inherit(par.result.spec, trials=fine_trials(pcfg.trials))
     v = merged.value
     # Replicas and folds go together: giving either replaces the parent's pair.
     own = spec.replicas is not None or spec.folds is not None

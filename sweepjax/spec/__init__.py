@@ -34,6 +34,7 @@ from sweepjax.spec.opt import (
     SAMPLERS,
     ModelDefaults,
     Opt,
+    fine_trials,
 )
 from sweepjax.spec.table import Options
 from sweepjax.spec.values import BOX_WORDS, hparams_stored, normalise
@@ -83,14 +84,16 @@ class SweepSpec(Options):
         unset = {k: None for k, v in changes.items() if v is None}
         return dataclasses.replace(self, **_normalised(changes, self.command), **unset)
 
-    def inherit(self, parent: SweepSpec) -> SweepSpec:
+    def inherit(self, parent: SweepSpec, **derived) -> SweepSpec:
         """This (fine) spec with every inheritable option it does not give taken from
-        ``parent`` (a stored, resolved spec)."""
+        ``parent`` (a stored, resolved spec), and each of ``derived`` (a value the round
+        derives from its parent's) where it does not give that."""
         taken = {
             o.name: getattr(parent, o.name)
             for o in options(self.command)
             if o.inherit and getattr(self, o.name) is None and getattr(parent, o.name) is not None
         }
+        taken |= {k: v for k, v in derived.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **taken)
 
     # ---------------------------------------------------------------- stored form
@@ -221,6 +224,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_TRIALS",
     "MODEL_DEFAULTS",
+    "fine_trials",
     "OPTIMIZERS",
     "OPTS",
     "SAMPLERS",

@@ -29,6 +29,7 @@ from sweepjax.spec.opt import (
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
     DEFAULT_TRIALS,
+    FINE_MIN_TRIALS,
     MODEL_DEFAULTS,
     OPTIMIZERS,
     SAMPLERS,
@@ -134,8 +135,9 @@ class Options:
     )
     # search
     trials: int | None = opt(
-        "members trained at once", kind="int", default=DEFAULT_TRIALS, metavar="N"
-    )
+        "members trained at once", kind="int", default=DEFAULT_TRIALS, metavar="N", inherit=False,
+        fine_help=f"members (default: half the parent's, at least min({FINE_MIN_TRIALS}, its))",
+    )  # fmt: skip
     steps: int | None = opt(
         "optimizer steps per member",
         kind="int",
