@@ -210,6 +210,7 @@ def worker_sweepjax(args) -> dict:
                     "wall_s": t1 - t0,
                     "compile_s": res.timing.compile_s,
                     "train_s": res.timing.train_s,
+                    "refit_s": res.timing.refit_s,
                     "members": len(res.members),
                     "progress": res.progress,
                     "in_flight": res.in_flight,

@@ -400,8 +400,13 @@ def test_default_vs_optuna_reads_who_got_there_first_from_the_events():
     assert r["optuna_at_default_end"] == 0.80 and r["optuna_reach_default_s"] == 30.0
     assert r["not_later"] and not r["within_one_se"]  # 0.015 apart is 3.3 SE
     assert r["default_minus_optuna_final_se"] == pytest.approx(-0.015 / se)
+    assert r["default_winner_known_s"] is None  # a record with no stages
     doc["models"]["softmax"]["rows"][0]["wall_s"] = 40.0  # Optuna was there first
     assert not dvo.seed_row(doc)["not_later"]
+    # ... unless the flow is counted done when its winner is known, before a 12-s refit
+    doc["models"]["softmax"]["rows"][0]["stages"] = [{"refit_s": 0.0}, {"refit_s": 12.0}]
+    r = dvo.seed_row(doc)
+    assert r["default_winner_known_s"] == 28.0 and r["not_later_winner_known"]
     # --warm reads the warm-cache flow's row.
     doc["models"]["softmax"]["rows"][0]["approach"] = "sweepjax warm-cache"
     assert dvo.seed_row(doc, "warm-cache")["default_end_s"] == 40.0
