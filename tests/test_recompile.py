@@ -10,7 +10,7 @@ import pytest
 
 from sweepjax import engine
 from sweepjax.config import ModelConfig
-from sweepjax.engine import program, recompile
+from sweepjax.engine import program, recompile, saved_programs
 from sweepjax.engine.hparams import HParams
 from sweepjax.schedulers import rules
 from tests.helpers import toy_dataset, toy_train_config
@@ -40,6 +40,23 @@ def test_a_smaller_program_pays_when_the_measured_saving_beats_the_measured_comp
     c = recompile.costs(train_s=1.0, row_steps=10_000, slowest_compile_s=0.0)
     assert math.isnan(c.compile_s) and c.member_step_s == pytest.approx(1e-4)
     assert recompile.pays(128, 16, 100, c, held=False) and not recompile.pays(8, 4, 100, c, False)
+
+
+def test_a_move_is_weighed_by_a_real_compile_not_by_the_loads_the_run_measured(monkeypatch):
+    """A fine round of 128 softmax members whose programs were all held or loaded
+    measured 0.2 s of "compiling"; its last 4 members would move from 16 rows to 8 for
+    1,608 steps (1.5 s of training at 0.12 ms a row-step) by a program it must compile:
+    2.4 s, as this process (or this machine, before) measured a compile. It stays."""
+    run = recompile.Costs(member_step_s=1.2e-4, compile_s=0.2)
+    assert recompile.pays(16, 8, 1608, run, held=False)  # taking the loads for a compile
+    monkeypatch.setattr(saved_programs, "COMPILE_S", {"chunk": 2.4})
+    real = recompile.compile_costs(run)
+    assert real == recompile.Costs(1.2e-4, 2.4) and not recompile.pays(16, 8, 1608, real, False)
+    # 128 -> 16 rows for 889 steps saves 12 s: worth the same compile.
+    assert recompile.pays(128, 16, 889, real, held=False)
+    monkeypatch.setattr(saved_programs, "COMPILE_S", {})
+    monkeypatch.setattr(saved_programs, "_DIR", None)
+    assert recompile.compile_costs(run) == run  # no compile known: what the run measured
 
 
 def _sizes(ds, hp):

@@ -160,7 +160,7 @@ def test_a_corrupt_file_is_compiled_again_and_a_full_disk_saves_nothing(store, m
     assert saved_programs.COUNTS["unreadable"] == 2 and saved_programs.COUNTS["saved"] == 2
     assert all(f.stat().st_size > 1000 for f in store.glob("*.exe"))  # rewritten whole
 
-    for f in store.glob("*.exe"):
+    for f in store.iterdir():  # the programs and the compile seconds beside them
         f.unlink()
 
     def full(*a, **k):
@@ -169,6 +169,24 @@ def test_a_corrupt_file_is_compiled_again_and_a_full_disk_saves_nothing(store, m
     monkeypatch.setattr(tempfile, "mkstemp", full)
     _same(_train(), plain)
     assert not list(store.iterdir())  # nothing written, not even a partial file
+
+
+def test_a_fresh_compile_is_timed_and_recorded_for_the_next_process(store, monkeypatch):
+    """What a compile of each kind took is kept (this process's slowest, and beside the
+    files for the next process); a program loaded from a file is no compile."""
+    monkeypatch.setattr(saved_programs, "COMPILE_S", {})
+    program.clear_cache()
+    _train()
+    secs = saved_programs.COMPILE_S["chunk"]
+    assert secs > 0 and saved_programs.compile_seconds("chunk") == secs
+    monkeypatch.setattr(saved_programs, "COMPILE_S", {})  # another process, same machine
+    assert saved_programs.compile_seconds("chunk") == pytest.approx(secs)
+    assert saved_programs.compile_seconds("never-compiled") is None
+    program.clear_cache()
+    _train()  # every program loaded from its file: nothing compiled, nothing timed
+    assert saved_programs.COMPILE_S == {}
+    (store / saved_programs.SECONDS).write_text("{not json")  # a broken record: unknown
+    assert saved_programs.compile_seconds("chunk") is None
 
 
 def test_the_least_recently_used_files_go_past_the_limit(tmp_path):

@@ -92,7 +92,9 @@ def start_next(setup: Run, pop: Population, clock: Clock, through: bool = False)
     if new >= act.size:
         return False
     nxt = min([d for d in setup.plan.ages if d > end] + [setup.total])
-    measured = recompile.costs(clock.train_s, clock.row_steps, clock.slowest_compile_s)
+    measured = recompile.compile_costs(
+        recompile.costs(clock.train_s, clock.row_steps, clock.slowest_compile_s)
+    )
     if not recompile.pays(act.size, new, nxt - end, measured, held=False):
         return False
     args = recompile.chunk_args(act.states, pop.slot_hp, new, setup.data, setup.key_bits)

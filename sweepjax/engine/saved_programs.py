@@ -34,10 +34,12 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import pickle
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +58,12 @@ _DIR: Path | None = None  # set by enable(); None: programs are not saved
 # user's code: compiled the ordinary way), refused (the backend refused the option a
 # program to save is compiled with: compiled the ordinary way, not saved).
 COUNTS: collections.Counter[str] = collections.Counter()
+
+# The slowest fresh compile of each kind of program, in seconds: this process's, and the
+# machine's as the last processes recorded it beside the saved files (SECONDS). A
+# decision weighs moving to a program it would compile by it (engine.recompile).
+COMPILE_S: dict[str, float] = {}
+SECONDS = "compile-seconds.json"
 
 # Functions of these packages are keyed by name: their versions are in the key.
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy")
@@ -206,19 +214,74 @@ def load_or_compile(
     """The program saved for these settings, else ``compile_(options)`` (then saved)."""
     d = _DIR
     if d is None:
-        return compile_(options)
+        return _timed(kind, lambda: (compile_(options), True))[0]
     try:
         name = fingerprint(kind, static_key, args, options)
     except Unkeyable:
         COUNTS["unkeyable"] += 1
-        return compile_(options)
+        return _timed(kind, lambda: (compile_(options), True))[0]
     path = d / f"{name}.exe"
     exe = _load(path)
     if exe is None:
-        exe, fresh = _compile_here(compile_, options)
+        exe, fresh = _timed(kind, lambda: _compile_here(compile_, options))
         if fresh:
             _save(path, exe)
     return exe
+
+
+def saved(kind: str, static_key: Any, args: Any, options: dict | None = None) -> bool:
+    """Whether the program for these settings is saved on disk (loading it costs 10-130 ms,
+    not a compile)."""
+    if _DIR is None:
+        return False
+    try:
+        return (_DIR / f"{fingerprint(kind, static_key, args, options)}.exe").is_file()
+    except Unkeyable:
+        return False
+
+
+def compile_seconds(kind: str) -> float | None:
+    """The slowest fresh compile of ``kind`` measured in this process, else the one the
+    saved files' directory records from earlier processes on this machine; None if
+    neither has one."""
+    if kind in COMPILE_S:
+        return COMPILE_S[kind]
+    with contextlib.suppress(OSError, ValueError, TypeError, LookupError):
+        if _DIR is not None:
+            return float(json.loads((_DIR / SECONDS).read_text())[kind])
+    return None
+
+
+def _timed(kind: str, compile_: Callable[[], tuple[Any, bool]]) -> tuple[Any, bool]:
+    """``compile_()``, its seconds kept as ``kind``'s when it was a fresh compile (the
+    slowest this process has seen, also written beside the saved files)."""
+    t0 = time.perf_counter()
+    exe, fresh = compile_()
+    secs = time.perf_counter() - t0
+    if fresh and secs > COMPILE_S.get(kind, 0.0):
+        COMPILE_S[kind] = secs
+        _record(kind, secs)
+    return exe, fresh
+
+
+def _record(kind: str, secs: float) -> None:
+    if _DIR is None:
+        return
+    path = _DIR / SECONDS
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        known[kind] = secs
+        _DIR.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=_DIR, suffix=".part")
+        try:  # written whole, then renamed, as the programs are
+            with os.fdopen(fd, "w") as f:
+                json.dump(known, f)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- a fresh compile
