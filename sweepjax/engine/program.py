@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from sweepjax.engine import aot, member, saved_programs
+from sweepjax.engine import aot, member
 from sweepjax.engine.device_data import DeviceData, Slices, device_data  # noqa: F401 - re-exported
 from sweepjax.engine.distributed import AXIS, Placement
 from sweepjax.engine.member import Static
@@ -247,12 +247,6 @@ def held(kind: str, args, static_key, where: Placement) -> bool:
     """Whether the program of ``kind`` for ``args`` (arrays or ``jax.ShapeDtypeStruct``)
     is compiled and held already (calling it would not compile)."""
     return PROGRAMS.holds(kind, _key(args, static_key, where))
-
-
-def saved(kind: str, args, static_key, where: Placement) -> bool:
-    """Whether the program of ``kind`` for ``args`` is saved on disk (a load, not a
-    compile, would bring it: :mod:`sweepjax.engine.saved_programs`)."""
-    return saved_programs.saved(kind, (static_key, where.key), args)
 
 
 def _block_jit(static: Static, where: Placement):

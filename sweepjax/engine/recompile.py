@@ -77,10 +77,8 @@ def chunk_args(states, hp, n: int, data, key_bits) -> tuple:
 
 def held(states, hp, n: int, data, key_bits, static, where) -> bool:
     """Whether this process holds the training program for ``n`` rows already, or is
-    compiling it in the background (:mod:`sweepjax.engine.prefetch`), or can load it
-    whole from disk (:mod:`sweepjax.engine.saved_programs`: 10-130 ms, not a compile)."""
-    args = chunk_args(states, hp, n, data, key_bits)
-    return program.held("chunk", args, static, where) or program.saved("chunk", args, static, where)
+    compiling it in the background (:mod:`sweepjax.engine.prefetch`)."""
+    return program.held("chunk", chunk_args(states, hp, n, data, key_bits), static, where)
 
 
 def compile_costs(measured: Costs) -> Costs:

@@ -229,17 +229,6 @@ def load_or_compile(
     return exe
 
 
-def saved(kind: str, static_key: Any, args: Any, options: dict | None = None) -> bool:
-    """Whether the program for these settings is saved on disk (loading it costs 10-130 ms,
-    not a compile)."""
-    if _DIR is None:
-        return False
-    try:
-        return (_DIR / f"{fingerprint(kind, static_key, args, options)}.exe").is_file()
-    except Unkeyable:
-        return False
-
-
 def compile_seconds(kind: str) -> float | None:
     """The slowest fresh compile of ``kind`` measured in this process, else the one the
     saved files' directory records from earlier processes on this machine; None if
