@@ -51,6 +51,7 @@ from sweepjax.engine import (  # noqa: E402
     accuracy,
     init_states,
     member_params,
+    minibatch_indices,
     train_population,
 )
 from sweepjax.models.builtin import build_model, init_params, l2_penalty  # noqa: E402
@@ -92,8 +93,9 @@ def jax_trainer(ds, steps: int, seed: int = 0):
     """One member's SGD training, jitted once: ``f(member_id, lr, l2) -> (params, val_acc)``.
 
     It draws the same initial weights (``fold_in(init_key, id)``) and the same minibatches
-    (``fold_in(data_key, t)``) as sweepjax, with the same objective, so a member that did
-    not diverge ends where sweepjax's copy of it ends. Returns ``(executable, compile_s)``.
+    (``minibatch_indices(data_key, t, ...)``) as sweepjax, with the same objective, so a
+    member that did not diverge ends where sweepjax's copy of it ends. Returns
+    ``(executable, compile_s)``.
     """
     model = build_model(ModelConfig(), ds.num_classes)
     init_key, data_key = root_keys(seed)
@@ -105,7 +107,7 @@ def jax_trainer(ds, steps: int, seed: int = 0):
         params = init_params(model, jax.random.fold_in(init_key, member_id), ds.num_features)
 
         def step(p, t):
-            idx = jax.random.randint(jax.random.fold_in(data_key, t), (BATCH,), 0, n)
+            idx = minibatch_indices(data_key, t, BATCH, n)
             g = jax.grad(objective)(p, x_tr[idx], y_tr[idx], l2, model)
             return jax.tree.map(lambda a, b: a - lr * b, p, g), None
 

@@ -29,6 +29,8 @@ DEFAULT_TOP_K = 5
 
 MODELS = ("softmax", "mlp")
 OPTIMIZERS = ("sgd", "momentum", "adam")
+# How a step draws its minibatch (sweepjax.engine.minibatch): the first is the default.
+MINIBATCH_DRAWS = ("hash", "threefry")
 ACTIVATIONS = ("relu", "gelu", "tanh")  # the built-in MLP's (ModelConfig.activation)
 # How inputs are scaled after centring (DataConfig.scaling; the `scaling` option).
 SCALINGS = ("auto", "feature", "global")
@@ -137,6 +139,9 @@ class TrainConfig:
         is split into several groups trained one after another.
       seed: root seed; member ``i`` is initialised from ``fold_in(seed, id_i)``.
       hparams: the user's own hyperparameters held fixed, ``((name, value), ...)``.
+      minibatch: how each step's rows are drawn (:mod:`sweepjax.engine.minibatch`):
+        ``hash`` (counter-based, cheap to compile), or ``threefry`` (``jax.random``),
+        which sweeps stored before ``hash`` existed resume with.
     """
 
     optimizer: str = "sgd"
@@ -156,6 +161,7 @@ class TrainConfig:
     # ...)`` sorted (a mapping is accepted); every member gets the value, traced.
     hparams: tuple = ()
     metric: str = "accuracy"  # what members are scored by: a sweepjax.metric.Metric's name
+    minibatch: str = "hash"
 
     def __post_init__(self):
         fixed = dict(self.hparams)
@@ -179,6 +185,10 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.minibatch not in MINIBATCH_DRAWS:
+            raise ConfigError(
+                f"unknown minibatch draw {self.minibatch!r}; choose {' or '.join(MINIBATCH_DRAWS)}"
+            )
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
         if not self.explode_factor > 1.0:

@@ -209,7 +209,8 @@ class SweepConfig:
             # Versions before `scaling` was recorded scaled every input by one std.
             data=DataConfig(**{"scaling": "global", **d["data"]}),
             model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
+            # Versions before the hash draw drew every minibatch with threefry.
+            train=TrainConfig(**{"minibatch": "threefry", **d["train"]}),
             space=space_from_dict(d["space"], d.get("hparam_scales")),
             trials=d["trials"],
             grid=d.get("grid", False),

@@ -4,6 +4,7 @@ end exactly as an uninterrupted sweep; a checkpoint of neither form says so in o
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 import sweepjax
+import sweepjax.flows.sweep_config
+from sweepjax.config import TrainConfig
 from sweepjax.errors import StoreError
 from sweepjax.flows.sweep import SweepInterrupted
 from sweepjax.store.db import Store
@@ -65,10 +68,16 @@ def assert_same(a: dict, b: dict, exact: bool = True) -> None:
     "sweep,options",
     [("c1", old_store.FOLDS), pytest.param("c2", old_store.ASHA, marks=pytest.mark.slow)],
 )
-def test_a_checkpoint_written_before_the_one_format_resumes_exactly(there, sweep, options):
+def test_a_checkpoint_written_before_the_one_format_resumes_exactly(
+    there, sweep, options, monkeypatch
+):
     with Store.open("old.db") as store:
         assert store.sweep_row(sweep).status == "interrupted"
     resumed = sweepjax.coarse(**options, store="old.db", name=sweep, resume=True)
+    assert resumed.config.train.minibatch == "threefry"  # the draw it started with
+    # The uninterrupted sweep draws as the old code did (threefry), as a new sweep does not.
+    threefry = functools.partial(TrainConfig, minibatch="threefry")
+    monkeypatch.setattr(sweepjax.flows.sweep_config, "TrainConfig", threefry)
     whole = sweepjax.coarse(**options, store="new.db")
     assert resumed.sweep_id == sweep
     assert_same(numbers(resumed), numbers(whole), exact=jax.__version__ == old_store.MADE_WITH_JAX)

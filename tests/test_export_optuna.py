@@ -187,8 +187,11 @@ def test_replicas_carry_config_and_replica(sweeps, tmp_path):
     r = res["replicas"]
     export_study(r, url(tmp_path))
     study = load(url(tmp_path), r.sweep_id)
-    got = [(t.user_attrs["config"], t.user_attrs["replica"]) for t in study.trials]
-    assert got == [(m.config, m.replica) for m in r.members]
+    # the winner's trial comes first, the others in member order: compare by member
+    got = {t.user_attrs["member"]: (t.user_attrs["config"], t.user_attrs["replica"])
+           for t in study.trials}  # fmt: skip
+    assert got == {m.id: (m.config, m.replica) for m in r.members}
+    assert len(study.trials) == len(r.members)
     assert study.user_attrs["winner_config"] == r.winner.config
 
 

@@ -68,6 +68,8 @@ def test_a_config_stored_by_the_previous_version_loads_typed():
     want["data"]["scaling"] = want["spec"]["scaling"] = "global"
     # and asha's brackets, which that version did not have: one (plain asha)
     want["schedule"]["brackets"] = 1
+    # and the minibatch draw, which that version did not record: threefry
+    want["train"]["minibatch"] = "threefry"
     assert cfg.as_dict() == want
     assert SweepConfig.from_dict(cfg.as_dict()) == cfg
 

@@ -15,6 +15,7 @@ import optax
 
 from sweepjax.engine import optimizers
 from sweepjax.engine.hparams import HParams
+from sweepjax.engine.minibatch import minibatch_indices
 from sweepjax.errors import ConfigError
 from sweepjax.metric import ACCURACY, Metric
 from sweepjax.models.network import DROPOUT_STREAM, Network, has_state
@@ -88,6 +89,7 @@ class Static(NamedTuple):
     # data's units) and is scored on ``mean + std * output``, in the data's units.
     metric: Metric = ACCURACY
     target: tuple[float, float] | None = None
+    minibatch: str = "hash"  # how a step draws its rows (sweepjax.engine.minibatch)
 
     @property
     def task(self) -> Task:
@@ -164,14 +166,6 @@ def lr_multiplier(t, horizon, floor):
         jnp.asarray(t, jnp.float32) / jnp.maximum(jnp.asarray(horizon, jnp.float32), 1.0), 1.0
     )
     return floor + (1.0 - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-
-
-def minibatch_indices(data_key, t, batch_size: int, n_train: int) -> jax.Array:
-    """Rows of the minibatch at global step ``t``: drawn with replacement, as the
-    lecture's ``np.random.choice(num_train, batch_size)``, from ``fold_in(data_key, t)``
-    so they depend only on the seed and the step (not on chunking, population or
-    which members a scheduler kept)."""
-    return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n_train)
 
 
 def objective(params, x, y, hp: HParams, net: Network, dropout_key=None, task=None):
@@ -309,7 +303,8 @@ def step(
     s, hp, t, data_key = own.state, own.hp, shared.t, shared.data_key
     # Same indices for every member: t and data_key carry no member axis, so the gather
     # and the matmuls are shared across the population (so are the dropout draws).
-    idx = minibatch_indices(data_key, t, static.batch_size, shared.x_train.shape[0])
+    n_train = shared.x_train.shape[0]
+    idx = minibatch_indices(data_key, t, static.batch_size, n_train, static.minibatch)
     x, y = shared.x_train[idx], shared.y_train[idx]
     w = (shared.fold_train[idx] != own.fold).astype(jnp.float32) if static.folds else None
     net = static.network

@@ -48,6 +48,7 @@ def static(
         host_steps=host_steps(mb),
         metric=checked_metric(config, dataset),
         target=target_of(dataset),
+        minibatch=config.minibatch,
     )
 
 

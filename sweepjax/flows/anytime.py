@@ -131,6 +131,8 @@ def dense_program(cfg: SweepConfig, ds: Dataset):
     (tests/test_width.py compares the two programs)."""
     import jax.numpy as jnp
 
+    from sweepjax.engine.minibatch import minibatch_indices
+
     # The minibatch the run trains with: at most the training rows (setup.static's rule).
     b = min(cfg.train.batch_size, ds.x_train.shape[0])
     d, k = ds.num_features, ds.num_classes
@@ -147,7 +149,7 @@ def dense_program(cfg: SweepConfig, ds: Dataset):
 
     def block(ws, x, key):
         def one(i, ws):
-            idx = jax.random.randint(jax.random.fold_in(key, i), (b,), 0, x.shape[0])
+            idx = minibatch_indices(key, i, b, x.shape[0])
             grads = jax.vmap(jax.grad(loss), in_axes=(0, None))(ws, x[idx].T)
             return [w - 1e-3 * g for w, g in zip(ws, grads, strict=True)]
 

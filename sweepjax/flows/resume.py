@@ -6,6 +6,7 @@ anything trains; and its checkpoint, in the one format
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -36,6 +37,13 @@ def _config_diff(old: dict, new: dict, prefix: str = "", quote: str = "") -> lis
         elif a != b:
             out.append(f"{quote}{prefix}{k}{quote}: {a} -> {b}")
     return out
+
+
+def _drawless(d: dict) -> dict:
+    """A stored config without its minibatch draw: a sweep resumes with the draw it
+    started with (one stored before the hash draw: threefry), so the draw alone never
+    makes the flags differ."""
+    return {**d, "train": {k: v for k, v in d["train"].items() if k != "minibatch"}}
 
 
 def _pid_alive(row) -> bool:
@@ -74,11 +82,11 @@ def find_resumable(store: Store, cfg: dict, kind: str, name: str | None, sha: st
         # Compared as this version stores them (the typed row's as_dict), so a sweep
         # stored by an older version matches the same flags now (a budget given as
         # "4000 steps" is stored as 4k).
-        same = [r for r in rows if r.config.as_dict() == cfg]
+        same = [r for r in rows if _drawless(r.config.as_dict()) == _drawless(cfg)]
         rows = same[:1] or rows[:1]
     row = rows[0]
     old = row.config.as_dict()
-    diff = _config_diff(old, cfg)
+    diff = _config_diff(_drawless(old), _drawless(cfg))
     old_spec, new_spec = old.get("spec"), cfg.get("spec")
     if diff and old_spec and new_spec:
         # Name the options that differ (the config's other entries follow from them).
@@ -156,6 +164,8 @@ def resumed_part(
     it started with."""
     sid = find_resumable(store, cfg.as_dict(), cfg.kind, name, ds.info.sha256)
     created.append(sid)
+    draw = store.sweep_row(sid).config.train.minibatch
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, minibatch=draw))
     if members.width:  # the members' length its budget gave it when it started
         cfg = anytime.with_length(cfg, store.sweep_row(sid).config)
     prior = {"compile_s": 0.0, "train_s": 0.0, **store.run_timing(sid)}
