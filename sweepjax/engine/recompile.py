@@ -85,9 +85,10 @@ def compile_costs(measured: Costs) -> Costs:
     """``measured`` with its compile the slowest fresh compile of a training program
     this process or, before it, this machine has seen, where one is known: a run whose
     programs were all held or loaded measured only those (0-0.5 s), while the program a
-    decision would move to is compiled (2.4-3.1 s for the softmax on a 2-core CPU, which
-    the loads had been taken for: a fine round of 128 members moved its last 4 from 16
-    rows to 8 to save about 2 s of training, and compiled for 2.4 s)."""
+    decision would move to is compiled (2.4-3.1 s for the softmax on a 2-core CPU with
+    the threefry draw, which the loads had been taken for: a fine round of 128 members
+    moved its last 4 from 16 rows to 8 to save about 1.3 s of training, and compiled
+    for 2.4 s)."""
     known = saved_programs.compile_seconds("chunk")
     if known is None:
         return measured

@@ -257,20 +257,13 @@ def _record(kind: str, secs: float) -> None:
     if _DIR is None:
         return
     path = _DIR / SECONDS
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    with contextlib.suppress(OSError, TypeError):  # a full disk: nothing recorded
         known[kind] = secs
-        _DIR.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=_DIR, suffix=".part")
-        try:  # written whole, then renamed, as the programs are
-            with os.fdopen(fd, "w") as f:
-                json.dump(known, f)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        _write_whole(path, json.dumps(known).encode())
 
 
 # --------------------------------------------------------------------------- a fresh compile
@@ -354,22 +347,26 @@ def _save(path: Path, exe) -> None:
         blob = pickle.dumps((FORMAT, payload, in_tree, out_tree, ids))
     except Exception:  # noqa: BLE001 - a backend that cannot serialize: nothing saved
         return
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole, then renamed: a reader sees the old file or the new one.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-        tmp = None
+        _write_whole(path, blob)
         COUNTS["saved"] += 1
         _prune(path.parent)
     except OSError:  # a full or read-only disk: the program is simply not kept
         pass
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """``data`` written to a temporary file beside ``path``, then renamed over it: a
+    reader sees the old file or the new one, never a part (raises ``OSError``; the
+    temporary file is removed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
     finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _device_ids(exe) -> list[int]:
