@@ -38,9 +38,6 @@ if TYPE_CHECKING:  # annotations of refit_winner only; the flows import this mod
     from sweepjax.flows.sweep_config import SweepConfig
     from sweepjax.store.db import Store
 
-DUMMY_VAL = 64  # examples of the (unused) validation set the trainer still evaluates
-
-
 class Refit(NamedTuple):
     """The refit of one member: ``steps`` trained on ``n_train + n_val`` examples, its
     final parameters' ``test_acc`` (NaN when the run diverged)."""
@@ -62,19 +59,20 @@ def refit_steps(best_step: int, n_train: int, n_val: int) -> int:
 
 
 def train_plus_val(ds: Dataset) -> Dataset:
-    """``ds`` with train + validation as its training set, a small slice of it as a
-    stand-in validation set, and the test set blanked (NaN) so the run cannot read it."""
+    """``ds`` with train + validation as its training set and the test set blanked (NaN)
+    so the run cannot read it.
+
+    The trainer still evaluates a validation set, which the refit ignores (it keeps the
+    final parameters). It is the sweep's own, of the same shape, so the sweep's compiled
+    evaluation program serves it: a 64-row stand-in compiled a program of its own, 0.4 s
+    of a cold refit's 4.5 (softmax, Fashion-MNIST, 2-core CPU)."""
     x = np.concatenate([np.asarray(ds.x_train), np.asarray(ds.x_val)])
     y = np.concatenate([np.asarray(ds.y_train), np.asarray(ds.y_val)])
-    k = min(DUMMY_VAL, len(y))
-    info = ds.info._replace(n_train=len(y), n_val=k)
     return ds._replace(
         x_train=x,
         y_train=y,
-        x_val=x[:k],
-        y_val=y[:k],
         x_test=np.full_like(np.asarray(ds.x_test), np.nan),
-        info=info,
+        info=ds.info._replace(n_train=len(y)),
     )
 
 
