@@ -5,7 +5,9 @@
 Each tree's own ``benchmarks/bench_auto_start.py`` runs as its own process (``auto
 --model mlp`` to its first search, with the compile and data caches the CLI uses):
 first once each with ``--steps 10`` (untimed: the finder's programs into the compile
-cache, so both are warm), then ``--reps`` rounds, the order swapped every round. The
+cache, so both are warm), then ``--reps`` rounds, the order swapped every round.
+``--cold``: no warming run, and every run gets empty compile (saved programs included)
+and width caches of its own (a user's first ``auto``; the prepared data stays cached). The
 row each run writes to its tree's ``results/auto-start-<backend>.json`` is collected.
 Ratios are this tree's over the other's, paired within a round.
 
@@ -19,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
@@ -29,12 +32,18 @@ HERE = Path(__file__).resolve().parents[1]
 FIELDS = ("first_search_s", "finder_s", "overfit_and_probes_s", "compile_s", "imports_s")
 
 
-def one(tree: Path, extra: list[str], backend: str) -> dict:
-    subprocess.run(
-        [sys.executable, str(tree / "benchmarks" / "bench_auto_start.py"), *extra],
-        check=True,
-        capture_output=True,
-    )
+def one(tree: Path, extra: list[str], backend: str, cold: bool = False) -> dict:
+    with tempfile.TemporaryDirectory(prefix="sweepjax-cold-") as tmp:
+        env = dict(os.environ)
+        if cold:  # JAX's cache and the saved programs (a folder inside it), the widths
+            env["SWEEPJAX_COMPILE_CACHE"] = str(Path(tmp) / "xla")
+            env["SWEEPJAX_WIDTH_CACHE"] = str(Path(tmp) / "width.json")
+        subprocess.run(
+            [sys.executable, str(tree / "benchmarks" / "bench_auto_start.py"), *extra],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
     row = json.loads((tree / "benchmarks" / "results" / f"auto-start-{backend}.json").read_text())
     return {k: row[k] for k in FIELDS} | {"load": os.getloadavg()[0]}
 
@@ -43,15 +52,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", required=True, help="the other checkout")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cold", action="store_true", help="empty caches for every run")
     a = ap.parse_args(argv)
     trees = {"this": HERE, "other": Path(a.against).resolve()}
     m = common.machine()
-    for t in trees.values():  # warm the compile cache
+    for t in trees.values() if not a.cold else ():  # warm the compile cache
         one(t, ["--model", "mlp", "--steps", "10"], m["backend"])
     rounds = []
     for r in range(a.reps):
         order = list(trees) if r % 2 == 0 else list(trees)[::-1]
-        rounds.append({k: one(trees[k], [], m["backend"]) for k in order})
+        rounds.append({k: one(trees[k], [], m["backend"], a.cold) for k in order})
     out = {"machine": m, "command": common.command_line(__file__, argv), "trees": {}}
     out["trees"] = {k: str(v) for k, v in trees.items()}
     out["rounds"] = rounds
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             "",
         ]
     )
-    name = f"auto-start-ab-{m['backend']}"
+    name = f"auto-start-ab-{m['backend']}{'-cold' if a.cold else ''}"
     common.write_json(common.RESULTS / f"{name}.json", out)
     (common.RESULTS / f"{name}.md").write_text(md)
     print(md)
