@@ -67,6 +67,9 @@ are for the 2-core CPU the results below were measured on.
   prepared-data caches): whole-process wall against the sweeps' training
   (`train_s` + `refit_s`), and the share outside training; `--report` writes the HTML
   reports as well (its own result files, `fixed-costs-<backend>-report.*`).
+- `bench_cold_flow.py` (~5 min for 5 seeds; `--trees BEFORE AFTER`): the default
+  `coarse` + `fine` of two checkouts, cold, one process per run, the trees alternated
+  seed by seed: wall, coarse's compile and training, fine's training, the refit.
 - `bench_default_vs_optuna.py` (~8 min for 5 seeds): the default flow (`coarse` then
   `fine`) against Optuna TPE + Hyperband on the softmax, whole processes, each seed
   another split and search for both: whether Optuna had reached the default's winner
