@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # annotations of refit_winner only; the flows import this mod
     from sweepjax.flows.sweep_config import SweepConfig
     from sweepjax.store.db import Store
 
+
 class Refit(NamedTuple):
     """The refit of one member: ``steps`` trained on ``n_train + n_val`` examples, its
     final parameters' ``test_acc`` (NaN when the run diverged)."""
