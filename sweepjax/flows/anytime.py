@@ -149,7 +149,7 @@ def dense_program(cfg: SweepConfig, ds: Dataset):
 
     def block(ws, x, key):
         def one(i, ws):
-            idx = minibatch_indices(key, i, b, x.shape[0])
+            idx = minibatch_indices(key, i, b, x.shape[0], cfg.train.minibatch)
             grads = jax.vmap(jax.grad(loss), in_axes=(0, None))(ws, x[idx].T)
             return [w - 1e-3 * g for w, g in zip(ws, grads, strict=True)]
 

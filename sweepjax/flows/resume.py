@@ -164,10 +164,11 @@ def resumed_part(
     it started with."""
     sid = find_resumable(store, cfg.as_dict(), cfg.kind, name, ds.info.sha256)
     created.append(sid)
-    draw = store.sweep_row(sid).config.train.minibatch
+    stored = store.sweep_row(sid).config
+    draw = stored.train.minibatch  # the minibatches it started on
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, minibatch=draw))
     if members.width:  # the members' length its budget gave it when it started
-        cfg = anytime.with_length(cfg, store.sweep_row(sid).config)
+        cfg = anytime.with_length(cfg, stored)
     prior = {"compile_s": 0.0, "train_s": 0.0, **store.run_timing(sid)}
     ran_on = prior.get("devices")
     if ran_on is not None and ran_on != where.num_devices:
