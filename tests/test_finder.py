@@ -9,9 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweepjax.analysis import finder
-from sweepjax.analysis.sanity import LR_FINDER_HI, LR_FINDER_LO, find_lr_range
+from sweepjax.analysis.sanity import LR_FINDER_HI, LR_FINDER_LO, find_lr_range, finder_config
 from sweepjax.config import DataConfig, ModelConfig, TrainConfig
 from sweepjax.data import load_dataset
+from sweepjax.engine import train_population
+from sweepjax.engine.compact import boundaries
+from sweepjax.engine.hparams import HParams
 
 GRID = np.geomspace(LR_FINDER_LO, LR_FINDER_HI, 32)
 
@@ -110,3 +113,29 @@ def test_the_staged_finder_trains_each_rate_as_the_whole_grid_does():
     assert (staged.lo, staged.hi) == (whole.lo, whole.hi)
     t = staged.trained
     np.testing.assert_allclose(staged.final_loss[t], whole.final_loss[t], rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 20, 130, 300, 301])
+def test_the_finders_last_block_is_an_ordinary_runs_last_block(steps):
+    # A rate's final loss is its last block's mean: that block must not change length.
+    cfg = TrainConfig(steps=steps)
+    ordinary = boundaries(steps, cfg.resolved_eval_every, cfg.resolved_chunk_steps, ())
+    f = finder_config(TrainConfig(), steps)
+    ends = boundaries(steps, f.resolved_eval_every, f.resolved_chunk_steps, ())
+    assert f.steps == steps and ends[-1] == steps and len(ends) <= 2
+    assert ends[-2:] == ordinary[-2:] if len(ordinary) > 1 else ends == ordinary
+
+
+def test_the_finders_two_blocks_train_each_rate_as_twenty_blocks_do():
+    ds = load_dataset(DataConfig(dataset="mnist-sample"))
+    cfg = TrainConfig()
+    pos = finder.first_stage(32)
+    hp = HParams.create(lr=GRID[pos], l2=1e-6)
+    two = train_population(ds, hp, ModelConfig(), finder_config(cfg, 60), member_ids=pos)
+    twenty = cfg.replace(steps=60, eval_every=None, chunk_steps=60)
+    ref = train_population(ds, hp, ModelConfig(), twenty, member_ids=pos)
+    assert len(two.curves.step) == 2 and len(ref.curves.step) == 20
+    np.testing.assert_array_equal(two.diverged_at >= 0, ref.diverged_at >= 0)
+    assert (ref.diverged_at >= 0).any() and (ref.diverged_at < 0).sum() >= 3
+    np.testing.assert_array_equal(two.initial_loss, ref.initial_loss)
+    np.testing.assert_allclose(two.final_train_loss, ref.final_train_loss, rtol=1e-5)
