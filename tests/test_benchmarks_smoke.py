@@ -264,6 +264,26 @@ def test_ttq_quick_run_writes_sane_timelines(tmp_path):
     assert (tmp_path / "time-to-quality-cpu-quick.png").stat().st_size > 0
 
 
+def test_ttq_remembers_the_width_table_before_any_timed_anytime_flow(monkeypatch):
+    # The first anytime flow must not pay the width probe alone: an untimed 5-s ASHA
+    # worker runs first, and its row is not among the results.
+    calls = []
+
+    def fake(name, model, args, progress=print):
+        calls.append((name, args.budget_s))
+        return {"approach": name, "events": [], "wall_s": 1.0}
+
+    monkeypatch.setattr(ttq, "run_worker", fake)
+    monkeypatch.setattr(ttq, "summarize", lambda rows, targets: {})
+    args = ttq.parse(["--model", "softmax", "--flows", "default,auto", "--peers", "none"])
+    out = ttq.bench(args)
+    assert calls == [("sweepjax asha", 5.0), ("sweepjax default", 120.0), ("sweepjax auto", 120.0)]
+    assert [r["approach"] for r in out["softmax"]["rows"]] == ["sweepjax default", "sweepjax auto"]
+    calls.clear()
+    ttq.bench(ttq.parse(["--model", "softmax", "--flows", "default", "--peers", "none"]))
+    assert calls == [("sweepjax default", 120.0)]
+
+
 def test_ttq_variant_without_the_argument_is_skipped_with_the_reason(monkeypatch):
 
     monkeypatch.setitem(ttq.FLOWS, "sweepjax bogus", ({"no_such_argument": 1}, {}))
