@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--against", required=True, help="the other checkout")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cold", action="store_true", help="empty caches for every run")
+    ap.add_argument("--tag", default="", help="results/auto-start-ab-<backend>[-cold]-<tag>.*")
     a = ap.parse_args(argv)
     trees = {"this": HERE, "other": Path(a.against).resolve()}
     m = common.machine()
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         ]
     )
     name = f"auto-start-ab-{m['backend']}{'-cold' if a.cold else ''}"
+    name += f"-{a.tag}" if a.tag else ""
     common.write_json(common.RESULTS / f"{name}.json", out)
     (common.RESULTS / f"{name}.md").write_text(md)
     print(md)
