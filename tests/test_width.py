@@ -459,7 +459,10 @@ def test_the_probe_of_a_custom_model_times_the_program_the_run_trains(tmp_path, 
     )  # fmt: skip
     [entry] = json.loads(memo.read_text())["entries"].values()
     measured = sorted({w for w, _ in entry["table"]})
-    assert measured == [1, 2] and entry["width"] == 2
+    # Which width the rule picks is the machine's timing (a busy CPU can make 2 members
+    # gain less than 1.1x over 1): the claim holds for either, the run's program is the
+    # probe's at that width.
+    assert measured == [1, 2] and entry["width"] in measured
     assert len(res.members) == 2 and {m.status for m in res.members} <= {"ok", "stopped"}
     assert program.compile_counts()["chunk"] - before == len(measured)
 
