@@ -927,11 +927,11 @@ def main(argv=None) -> dict | None:
                     res["models"][name]["command"] += f" (added to: {m.get('command')})"
             # The settings name every variant and peer whose rows the file keeps.
             ps, rs = prev.get("settings", {}), res["settings"]
-            kept = {r["approach"] for m in res["models"].values() for r in m["rows"]}
+            present = {r["approach"] for m in res["models"].values() for r in m["rows"]}
             flows = {**ps.get("flows", {}), **rs["flows"]}
-            rs["flows"] = {k: v for k, v in flows.items() if k in kept}
+            rs["flows"] = {k: v for k, v in flows.items() if k in present}
             peers = dict.fromkeys([*ps.get("peers", []), *rs["peers"]])
-            rs["peers"] = [p for p in peers if p in kept]
+            rs["peers"] = [p for p in peers if p in present]
         except (OSError, ValueError):
             pass
     common.write_json(out / f"{stem}.json", res)

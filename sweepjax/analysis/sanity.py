@@ -33,6 +33,7 @@ from sweepjax.analysis.finder import LR_MIN_PROGRESS, label_lrs  # noqa: F401 (p
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
 from sweepjax.engine import train_population
+from sweepjax.engine.compact import boundaries
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import SweepjaxError
 
@@ -247,8 +248,9 @@ def finder_config(config: TrainConfig, steps: int) -> TrainConfig:
     stage of about 7.5 s took 0.43 s less, the median of 10 alternated pairs, less in 9;
     2-core CPU)."""
     every = config.replace(steps=steps, eval_every=None).resolved_eval_every
-    last_start = (steps - 1) // every * every  # where the ordinary cadence's last block starts
-    return config.replace(steps=steps, eval_every=steps, chunk_steps=last_start or steps)
+    ordinary = boundaries(steps, every, steps, ())  # where the ordinary cadence's blocks end
+    last_start = ordinary[-2] if len(ordinary) > 1 else steps
+    return config.replace(steps=steps, eval_every=steps, chunk_steps=last_start)
 
 
 def find_lr_range(
