@@ -10,7 +10,12 @@ stopping form (Optuna's ``SuccessiveHalvingPruner``, Ray Tune's ``ASHAScheduler`
   first members to arrive always continue, so full-length members appear early);
   otherwise it stops, and the trainer refills its slot at once with a new member.
 
-New members are drawn uniformly in the box (unit coordinates, log-uniform on log axes)
+The first member (id 0) sits at the box's centre: unit coordinate 1/2 on every axis, the
+geometric mean of a log axis's ends (Vizier's default designer seeds its search the same
+way, Golovin et al. 2017). It is the first to train the whole run, so it sets the
+search's quality until the second finisher; a box drawn around the plausible values has
+them in its middle, where a uniform first draw lands only by luck. The others are drawn
+uniformly in the box (unit coordinates, log-uniform on log axes)
 until a rung has enough judged members for the response-surface model
 (:func:`sweepjax.analysis.surface.fit_surface`); then, as BOHB does (Falkner et al.
 2018), they come from the model fitted on the highest such rung, by Thompson sampling,
@@ -265,14 +270,17 @@ class ASHA:
         return self._fit
 
     def draw(self, ids: np.ndarray, log: RungLog, hparams: HParams | None) -> HParams:
-        """Hyperparameters of new members ``ids``: uniform, or (once a rung can be
-        modelled) Thompson draws from the model with a uniform third. Member ``id``'s
-        draw depends only on the seed, its id and the log."""
+        """Hyperparameters of new members ``ids``: member 0 at the box's centre, the others
+        uniform, or (once a rung can be modelled) Thompson draws from the model with a
+        uniform third. Member ``id``'s draw depends only on the seed, its id and the log."""
         axes = self.space.axes()
         a = len(axes)
         fit = self._surface(log, hparams) if (self.model and hparams is not None) else None
         units = np.empty((len(ids), a))
         for j, mid in enumerate(np.asarray(ids, np.int64)):
+            if mid == 0:  # the box's centre (module docstring); no model exists yet
+                units[j] = 0.5
+                continue
             rng = np.random.default_rng([self.seed, int(mid)])
             if fit is None or rng.random() < UNIFORM_SHARE:
                 units[j] = rng.random(a)
