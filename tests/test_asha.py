@@ -264,6 +264,25 @@ def test_draws_are_uniform_until_a_rung_can_be_modelled_then_follow_the_model():
     np.testing.assert_array_equal(again.lr[::-1], drawn.lr)
 
 
+def test_the_first_member_sits_at_the_boxs_centre_and_the_rest_are_drawn_as_before():
+    """Member 0 is the box's centre on every axis (the geometric mean of a log axis's
+    ends), whatever the seed; the other members' draws do not move."""
+    log = RungLog.empty(1000)
+    for seed in (0, 7):
+        a = ASHA(SPACE, CFG.steps, eta=3, rungs=2, seed=seed)
+        hp = a.draw(np.arange(5), log, None)
+        np.testing.assert_allclose(hp.lr[0], np.sqrt(1e-3 * 30.0), rtol=1e-6)
+        np.testing.assert_allclose(hp.l2[0], np.sqrt(1e-6 * 1e-1), rtol=1e-6)
+        rest = a.draw(np.arange(1, 5), log, None)
+        np.testing.assert_array_equal(rest.lr, hp.lr[1:])
+        u = np.random.default_rng([seed, 3]).random(2)  # member 3's uniform draw
+        np.testing.assert_allclose(hp.lr[3], SPACE.lr.from_unit(u[0]), rtol=1e-6)
+    # A linear axis's centre is its midpoint.
+    lin = SearchSpace(lr=Range(1e-3, 1.0), l2=Range(0.0, 0.5, log=False))
+    hp = ASHA(lin, CFG.steps, eta=3, rungs=2).draw(np.arange(1), log, None)
+    np.testing.assert_allclose(hp.l2[0], 0.25, rtol=1e-6)
+
+
 def test_a_rung_of_negated_errors_guides_the_draws_like_accuracies():
     """An MSE sweep's log holds negated errors (the policy reads higher-is-better): the
     surface gets SEs for them (not a binomial SE of a negative 'accuracy', which was a

@@ -11,11 +11,11 @@ stopping form (Optuna's ``SuccessiveHalvingPruner``, Ray Tune's ``ASHAScheduler`
   otherwise it stops, and the trainer refills its slot at once with a new member.
 
 The first member (id 0) sits at the box's centre: unit coordinate 1/2 on every axis, the
-geometric mean of a log axis's ends (Vizier's default designer seeds its search the same
-way, Golovin et al. 2017). It is the first to train the whole run, so it sets the
-search's quality until the second finisher; a box drawn around the plausible values has
-them in its middle, where a uniform first draw lands only by luck. The others are drawn
-uniformly in the box (unit coordinates, log-uniform on log axes)
+geometric mean of a log axis's ends, as Open Source Vizier's GP-bandit designer takes its
+first seed trial at the search space's centre. It is the first to train the whole run, so
+it sets the search's quality until the second finisher; a box drawn around the plausible
+values has them in its middle, where a uniform first draw lands only by luck. The others
+are drawn uniformly in the box (unit coordinates, log-uniform on log axes)
 until a rung has enough judged members for the response-surface model
 (:func:`sweepjax.analysis.surface.fit_surface`); then, as BOHB does (Falkner et al.
 2018), they come from the model fitted on the highest such rung, by Thompson sampling,
