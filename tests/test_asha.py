@@ -278,9 +278,11 @@ def test_the_first_member_sits_at_the_boxs_centre_and_the_rest_are_drawn_as_befo
         u = np.random.default_rng([seed, 3]).random(2)  # member 3's uniform draw
         np.testing.assert_allclose(hp.lr[3], SPACE.lr.from_unit(u[0]), rtol=1e-6)
     # A linear axis's centre is its midpoint.
-    lin = SearchSpace(lr=Range(1e-3, 1.0), l2=Range(0.0, 0.5, log=False))
+    lin = SearchSpace(
+        lr=Range(1e-3, 1.0), l2=Range(1e-4, 1e-2), momentum=Range(0.5, 0.9, log=False)
+    )
     hp = ASHA(lin, CFG.steps, eta=3, rungs=2).draw(np.arange(1), log, None)
-    np.testing.assert_allclose(hp.l2[0], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(hp.column("momentum")[0], 0.7, rtol=1e-6)
 
 
 def test_a_rung_of_negated_errors_guides_the_draws_like_accuracies():
