@@ -14,6 +14,7 @@ import pytest
 
 import sweepjax
 import sweepjax.flows.sweep_config
+import sweepjax.schedulers.asha
 from sweepjax.config import TrainConfig
 from sweepjax.errors import StoreError
 from sweepjax.flows.sweep import SweepInterrupted
@@ -78,6 +79,9 @@ def test_a_checkpoint_written_before_the_one_format_resumes_exactly(
     # The uninterrupted sweep draws as the old code did (threefry), as a new sweep does not.
     threefry = functools.partial(TrainConfig, minibatch="threefry")
     monkeypatch.setattr(sweepjax.flows.sweep_config, "TrainConfig", threefry)
+    # ... and puts ASHA's member 0 where the old code drew it (the resumed sweep has it
+    # stored): uniformly, not at the box's centre.
+    monkeypatch.setattr(sweepjax.schedulers.asha, "CENTRE_FIRST", False)
     whole = sweepjax.coarse(**options, store="new.db")
     assert resumed.sweep_id == sweep
     assert_same(numbers(resumed), numbers(whole), exact=jax.__version__ == old_store.MADE_WITH_JAX)
