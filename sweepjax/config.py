@@ -239,6 +239,9 @@ class ScheduleConfig:
       width: ASHA's population width (``None``: measured, :mod:`sweepjax.engine.width`).
       brackets: ASHA's brackets (``> 1``: asynchronous Hyperband,
         :mod:`sweepjax.schedulers.asha`); 1 to ``rungs + 1``.
+      start: ASHA's first member, ``((axis, value), ...)``: those axes at those values,
+        the others at the box's centre (``()``: all at the centre). ``auto`` puts the
+        learning rate at its finder's best.
     """
 
     name: str = "full"
@@ -248,6 +251,7 @@ class ScheduleConfig:
     budget: Budget | None = None
     width: int | None = None
     brackets: int = 1
+    start: tuple = ()
 
     def __post_init__(self):
         if self.name not in SCHEDULES:
@@ -267,6 +271,11 @@ class ScheduleConfig:
             raise ConfigError(f"the PBT interval must be >= 1 step, got {self.interval}")
         if self.budget is not None and not isinstance(self.budget, Budget):  # parsed once
             raise ConfigError(f"budget is a Budget; give Budget.parse({self.budget!r})")
+        if self.start and self.name != "asha":
+            raise ConfigError(f"`start` places asha's first member; schedule {self.name} has none")
+        # One form whatever it came as (a dict, stored [name, value] lists): sorted pairs.
+        pairs = self.start.items() if isinstance(self.start, dict) else self.start
+        object.__setattr__(self, "start", tuple(sorted((str(n), float(v)) for n, v in pairs)))
 
 
 # Hard caps of the per-member axes (inclusive): a dropout rate of 1 drops every unit and a

@@ -174,6 +174,8 @@ class SweepConfig:
         schedule = dataclasses.asdict(self.schedule)
         # The budget is stored in its one spelling (Budget.__str__), read back by parse.
         schedule["budget"] = None if self.schedule.budget is None else str(self.schedule.budget)
+        if not schedule["start"]:  # only when set, so configs stored before it compare equal
+            del schedule["start"]
         return {
             "kind": self.kind,
             "data": data,

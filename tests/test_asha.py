@@ -3,6 +3,8 @@ refills against the member trained alone, budgets, stop/resume, one compiled pro
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -283,6 +285,45 @@ def test_the_first_member_sits_at_the_boxs_centre_and_the_rest_are_drawn_as_befo
     )
     hp = ASHA(lin, CFG.steps, eta=3, rungs=2).draw(np.arange(1), log, None)
     np.testing.assert_allclose(hp.column("momentum")[0], 0.7, rtol=1e-6)
+
+
+def test_start_places_the_first_member_and_is_checked_against_the_box():
+    """``start`` moves member 0 on the axes it names (the others stay at the centre) and
+    nobody else; an axis not searched, or a value outside its box, is a ConfigError when
+    the scheduler is built (a plan builds it before anything is written)."""
+    log = RungLog.empty(1000)
+    plain = ASHA(SPACE, CFG.steps, eta=3, rungs=2, seed=4).draw(np.arange(6), log, None)
+    a = ASHA(SPACE, CFG.steps, eta=3, rungs=2, seed=4, start={"lr": 0.2})
+    hp = a.draw(np.arange(6), log, None)
+    np.testing.assert_allclose(hp.lr[0], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(hp.l2[0], np.sqrt(1e-6 * 1e-1), rtol=1e-6)
+    np.testing.assert_array_equal(hp.lr[1:], plain.lr[1:])
+    np.testing.assert_array_equal(hp.l2[1:], plain.l2[1:])
+    with pytest.raises(ConfigError, match=r"lr at 50, outside its box \[0.001, 30\]"):
+        ASHA(SPACE, CFG.steps, eta=3, rungs=2, start={"lr": 50.0})
+    with pytest.raises(ConfigError, match="'momentum', which this sweep does not search"):
+        ASHA(SPACE, CFG.steps, eta=3, rungs=2, start={"momentum": 0.9})
+
+
+def test_start_is_asha_s_and_stored_only_when_set():
+    """A schedule without a first member refuses ``start``; a dict becomes sorted pairs;
+    the stored config round-trips it and omits it when unset (configs stored before it
+    compare equal)."""
+    from sweepjax.config import DataConfig, ScheduleConfig
+    from sweepjax.sweep_config import SweepConfig
+
+    with pytest.raises(ConfigError, match="schedule halving has none"):
+        ScheduleConfig(name="halving", start={"lr": 0.1})
+    sc = ScheduleConfig(name="asha", start={"l2": 1e-3, "lr": 0.1})
+    assert sc.start == (("l2", 1e-3), ("lr", 0.1))
+    base = dict(kind="coarse", data=DataConfig(), model=ModelConfig(), train=CFG, trials=8)
+    cfg = SweepConfig(**base, space=SPACE, schedule=sc)
+    d = json.loads(json.dumps(cfg.as_dict()))  # as the store writes and reads it
+    assert d["schedule"]["start"] == [["l2", 1e-3], ["lr", 0.1]]
+    assert SweepConfig.from_dict(d) == cfg
+    plain = SweepConfig(**base, space=SPACE, schedule=ScheduleConfig(name="asha"))
+    assert "start" not in plain.as_dict()["schedule"]
+    assert SweepConfig.from_dict(plain.as_dict()) == plain
 
 
 def test_a_rung_of_negated_errors_guides_the_draws_like_accuracies():

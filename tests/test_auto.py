@@ -126,3 +126,13 @@ def test_auto_trains_the_finder_population_once(tmp_path, monkeypatch):
         assert [p[key] for p in prog] == sorted(p[key] for p in prog)
     with Store.open(tmp_path / "b.db") as st:
         assert st.load_sweep(doc["sweep_id"]).progress == prog
+        stored = st.sweep_row(doc["sweep_id"]).config.schedule.start
+    # ASHA's first member trains at the finder's fastest-training rate (inside the box),
+    # the other axes at the box's centre; stored with the sweep, so a resume draws it too.
+    best = ranges[1].best
+    assert box[0] < best < box[1] and out.stages[1].data["best"] == best
+    first = next(m for m in out.final.members if m.id == 0)
+    l2 = out.final.space["l2"]
+    assert first.lr == pytest.approx(best, rel=1e-5)
+    assert first.l2 == pytest.approx((l2[0] * l2[1]) ** 0.5, rel=1e-5)
+    assert stored == (("lr", best),)

@@ -139,3 +139,27 @@ def test_the_finders_two_blocks_train_each_rate_as_twenty_blocks_do():
     assert (ref.diverged_at >= 0).any() and (ref.diverged_at < 0).sum() >= 3
     np.testing.assert_array_equal(two.initial_loss, ref.initial_loss)
     np.testing.assert_allclose(two.final_train_loss, ref.final_train_loss, rtol=1e-5)
+
+
+def test_the_best_rate_is_the_largest_relative_fall_among_trained_live_rates():
+    """``LrRange.best`` (where auto's ASHA starts): the peak of the fall, never a rate
+    that diverged or was not trained (NaN), and None when every trained rate diverged."""
+    from sweepjax.analysis.sanity import LrRange
+
+    init, final, div = _curve(peak=12, width=3.0, diverge=20, floor=0.1)
+    final = final.copy()
+    final[21] = 0.0  # a diverged rate's finite loss must not win
+    div = div.copy()
+    div[21] = 5
+    final[13] = np.nan  # untrained: no loss at all
+
+    def rng(i, f, d):
+        return LrRange(None, None, GRID, ["good"] * 32, i, f, d, 300, (GRID[0], GRID[-1]))
+
+    assert rng(init, final, div).best == GRID[12]
+    init[12] = 1.0  # the same absolute fall from a lower start is a larger relative one
+    final[12] = 1.0 * (1 - 0.95)
+    assert rng(init, final, div).best == GRID[12]
+    final[11] = init[11] * 0.01  # 99% beats 95%
+    assert rng(init, final, div).best == GRID[11]
+    assert rng(init, final, np.full(32, 3)).best is None

@@ -58,10 +58,7 @@ def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_
     lies below the best rate and too high (oscillating without exploding) above it.
     """
     lrs = np.asarray(lrs, float)
-    dec = (np.asarray(initial_loss, float) - np.asarray(final_loss, float)) / np.asarray(
-        initial_loss, float
-    )
-    dec = np.where(np.asarray(diverged, bool) | ~np.isfinite(dec), -np.inf, dec)
+    dec = relative_fall(initial_loss, final_loss, diverged)
     if not np.isfinite(dec).any():
         return ["too_high"] * len(lrs)
     best = int(np.argmax(dec))
@@ -74,6 +71,14 @@ def label_lrs(lrs, initial_loss, final_loss, diverged, min_progress: float = LR_
         else:
             labels.append("too_low" if lrs[i] < lrs[best] else "too_high")
     return labels
+
+
+def relative_fall(initial_loss, final_loss, diverged) -> np.ndarray:
+    """Each rate's loss fall as a fraction of its initial loss; -inf where it diverged or
+    was not trained (NaN)."""
+    init = np.asarray(initial_loss, float)
+    dec = (init - np.asarray(final_loss, float)) / init
+    return np.where(np.asarray(diverged, bool) | ~np.isfinite(dec), -np.inf, dec)
 
 
 def first_stage(n: int, width: int = STAGE_WIDTH) -> np.ndarray:

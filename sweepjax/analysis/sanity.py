@@ -107,6 +107,13 @@ class LrRange(NamedTuple):
     swept: tuple[float, float]
     trained: np.ndarray | None = None  # bool [N]: the rates trained (None: all)
 
+    @property
+    def best(self) -> float | None:
+        """The rate whose loss fell most, relative to its start, in the finder's steps
+        (None when none trained without diverging): the finder's fastest-training rate."""
+        fall = finder.relative_fall(self.initial_loss, self.final_loss, self.diverged_at >= 0)
+        return float(self.lrs[int(np.argmax(fall))]) if np.isfinite(fall).any() else None
+
 
 class SanityReport(NamedTuple):
     checks: list[Check]

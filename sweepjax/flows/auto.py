@@ -231,17 +231,18 @@ def auto(
     opts = opts.resolved()
     cb = callbacks or Callbacks()
     log = StageLog(cb.say)
-    box = finder_box(opts, log)
+    lo, hi, best = finder_box(opts, log)
     if opts.budget is not None:
-        final = budgeted_search(opts, box, cb, log)
+        final = budgeted_search(opts, (lo, hi), cb, log, best)
     else:
-        final = fine_rounds(opts, box, cb, log)
+        final = fine_rounds(opts, (lo, hi), cb, log)
     return finish(final, opts, cb, log)
 
 
-def finder_box(opts: AutoOptions, log: StageLog) -> tuple[float, float]:
+def finder_box(opts: AutoOptions, log: StageLog) -> tuple[float, float, float]:
     """The sanity checks (SanityFailed at the first failure), then the learning-rate
-    finder's box ``(lo, hi)`` from the same run; both recorded as stages."""
+    finder's box ``(lo, hi)`` and its fastest-training rate (inside the box) from the same
+    run; both recorded as stages."""
     from sweepjax.analysis.sanity import LR_FINDER_N, finder_steps, lr_box, run_sanity
     from sweepjax.data import load_dataset
 
@@ -276,8 +277,10 @@ def finder_box(opts: AutoOptions, log: StageLog) -> tuple[float, float]:
             + " (run `sweepjax sanity` for the details; searching would not fix this)"
         )
     lo, hi = lr_box(san.lr_range, margin=0.0 if opts.budget is None else BUDGET_BOX_MARGIN)
-    log.add(Stage("lr_range", f"the finder's box: lr [{lo:.3g}, {hi:.3g}]", {"lr": [lo, hi]}))
-    return lo, hi
+    best = san.lr_range.best  # a good rate exists (lr_box raised otherwise): the fastest
+    say = f"the finder's box: lr [{lo:.3g}, {hi:.3g}], fastest-training rate {best:.3g}"
+    log.add(Stage("lr_range", say, {"lr": [lo, hi], "best": best}))
+    return lo, hi, best
 
 
 def search_budget(budget: Budget) -> Budget:
@@ -289,14 +292,18 @@ def search_budget(budget: Budget) -> Budget:
 
 
 def budgeted_search(
-    opts: AutoOptions, box: tuple[float, float], cb: Callbacks, log: StageLog
+    opts: AutoOptions, box: tuple[float, float], cb: Callbacks, log: StageLog, best: float
 ) -> SweepResult:
     """One ASHA run over the finder's ``box`` with the decay searched too, its members of
-    a fine round's length, until :func:`search_budget` is spent."""
+    a fine round's length, until :func:`search_budget` is spent. Its first member trains
+    at the finder's fastest-training rate ``best`` (the other axes at the box's centre):
+    it finishes first (the MLP trains a member at a time on a CPU), and there the box's
+    centre, pulled low by the finder's 300-step too-low edge, trained worse."""
     from sweepjax.flows import sweep as flows
     from sweepjax.flows.sweep_config import FINE_LR_DECAY
 
-    final = flows.coarse(
+    final = flows.coarse_from(
+        {"lr": best},
         **opts.sweep_options(cb),
         dataset=opts.dataset,
         data_dir=opts.data_dir,

@@ -41,7 +41,13 @@ from sweepjax.flows.runner import (
     run_sweep,
     write_report_hook,
 )
-from sweepjax.flows.sweep_config import FINE_LR_DECAY, FINE_STEPS_FACTOR, SweepConfig, derive_seed
+from sweepjax.flows.sweep_config import (
+    FINE_LR_DECAY,
+    FINE_STEPS_FACTOR,
+    SweepConfig,
+    derive_seed,
+    with_start,
+)
 from sweepjax.metric import Metric
 from sweepjax.results.records import SweepResult
 from sweepjax.spec import (
@@ -90,9 +96,17 @@ def coarse(*, callbacks: Callbacks | None = None, **options) -> SweepResult:
       X, y = sklearn.datasets.load_wine(return_X_y=True)
       res = sweepjax.coarse(x_train=X, y_train=y, store="wine.db")
     """
+    return coarse_from({}, callbacks=callbacks, **options)
+
+
+def coarse_from(start: dict, *, callbacks: Callbacks | None = None, **options) -> SweepResult:
+    """:func:`coarse` with an ASHA sweep's first member at ``start`` (``{axis: value}``,
+    the other axes at the box's centre; ``{}``: all of them): ``auto`` starts its search
+    at its learning-rate finder's best rate."""
     spec = SweepSpec.create("coarse", **with_arrays(options))
     cb = callbacks or Callbacks()
     plan = plan_coarse(spec, cb)
+    plan = plan._replace(config=with_start(plan.config, start))
     with open_store(spec.store, True, plan.where) as st:
         return run(plan, st, cb)
 

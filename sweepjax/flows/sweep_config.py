@@ -5,6 +5,7 @@ carry it); it is re-exported here."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -149,7 +150,19 @@ def scheduler_for(cfg: SweepConfig, num_configs: int):
         replicas=cfg.group,
         fixed=cfg.fixed(),
         brackets=sc.brackets,
+        start=sc.start,
     )
+
+
+def with_start(cfg: SweepConfig, start: dict) -> SweepConfig:
+    """``cfg`` with ASHA's first member at ``start`` (``{axis: value}``), checked now (the
+    scheduler is built: an axis not searched, or a value outside its box, is a
+    ConfigError before anything is written); ``cfg`` itself when ``start`` is empty."""
+    if not start:
+        return cfg
+    cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, start=start))
+    scheduler_for(cfg, cfg.trials)
+    return cfg
 
 
 def group_shape(replicas: int | None, folds: int | None) -> tuple[int, int]:

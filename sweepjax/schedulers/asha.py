@@ -160,6 +160,7 @@ class ASHA:
         fixed: dict | None = None,
         model: bool = True,
         brackets: int = 1,
+        start: dict | None = None,
     ):
         if eta < 2:
             raise ConfigError(f"asha needs eta >= 2, got {eta}; try 3")
@@ -174,6 +175,7 @@ class ASHA:
         self.num_rungs = int(rungs)
         self.model = bool(model)
         self.brackets = int(brackets)
+        self.start = _start_units(space, dict(start or {}))
         self._bracket_of: dict[int, int] = {}  # every decision looks up the whole log's
         self._fit_key: tuple | None = None
         self._fit = None
@@ -284,8 +286,8 @@ class ASHA:
         fit = self._surface(log, hparams) if (self.model and hparams is not None) else None
         units = np.empty((len(ids), a))
         for j, mid in enumerate(np.asarray(ids, np.int64)):
-            if mid == 0 and CENTRE_FIRST:  # the box's centre; no model exists yet
-                units[j] = 0.5
+            if mid == 0 and CENTRE_FIRST:  # the box's centre or `start`; no model exists yet
+                units[j] = self.start
                 continue
             rng = np.random.default_rng([self.seed, int(mid)])
             if fit is None or rng.random() < UNIFORM_SHARE:
@@ -303,6 +305,27 @@ class ASHA:
             units[j] = cand[int(np.argmax(val))]
         values = {name: r.from_unit(units[:, k]) for k, (name, r) in enumerate(axes.items())}
         return search.hparams_from_values(self.space, values, self.fixed)
+
+
+def _start_units(space: SearchSpace, start: dict) -> np.ndarray:
+    """The first member's unit coordinates: 1/2 on every axis but those ``start`` names,
+    which must be searched and inside the box (ConfigError otherwise)."""
+    axes = space.axes()
+    out = np.full(len(axes), 0.5)
+    for name, value in start.items():
+        if name not in axes:
+            raise ConfigError(
+                f"asha's `start` names {name!r}, which this sweep does not search; "
+                f"name one of {', '.join(axes)}"
+            )
+        r = axes[name]
+        if not r.lo <= value <= r.hi:
+            raise ConfigError(
+                f"asha's `start` puts {name} at {value:g}, outside its box "
+                f"[{r.lo:g}, {r.hi:g}]; move it inside or widen the box"
+            )
+        out[list(axes).index(name)] = float(r.to_unit(value))
+    return out
 
 
 def config_log(log: RungLog, group: int) -> RungLog:

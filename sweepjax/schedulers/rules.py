@@ -278,6 +278,7 @@ def make(
     replicas: int = 1,
     fixed: dict | None = None,
     brackets: int = 1,
+    start: tuple = (),
 ) -> Policy:
     """The policy called ``name`` (:class:`Full` for ``"full"``: every member trains the
     whole run). ``rungs`` is halving's number of rungs (hyperband's largest bracket);
@@ -287,13 +288,13 @@ def make(
     (:class:`sweepjax.schedulers.asha.ASHA`, drawing its members with the values
     ``fixed`` for the axes not searched; with replicas, whole configs:
     :class:`~sweepjax.schedulers.asha.GroupedRefills`; ``brackets > 1``: asynchronous
-    Hyperband)."""
+    Hyperband; ``start``: its first member's ``(axis, value)`` pairs)."""
     if name not in SCHEDULES:
         raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if name == "full":
         return Full()
     if name == "asha":
-        asha = ASHA(space, total, eta, rungs, seed, fixed, brackets=brackets)
+        asha = ASHA(space, total, eta, rungs, seed, fixed, brackets=brackets, start=dict(start))
         return asha if replicas <= 1 else GroupedRefills(asha, replicas)
     if name == "halving":
         inner = Halving(rungs, eta, total)
