@@ -57,8 +57,10 @@ def test_staged_good_range_holds_the_whole_grids_for_a_unimodal_fall(peak, width
     assert lo <= wlo and hi >= whi  # never narrower
     if trained.trained[peak]:  # the bar is the whole grid's: the same labels
         assert labels == whole
-    # Every call is one population of the stage width; the trained rates' numbers are theirs.
-    assert all(len(c) == finder.STAGE_WIDTH for c in calls)
+    # Every call is one population of at most the stage width, each rate trained once;
+    # the trained rates' numbers are theirs.
+    assert all(1 <= len(c) <= finder.STAGE_WIDTH for c in calls)
+    assert sum(len(c) for c in calls) == trained.trained.sum()
     np.testing.assert_array_equal(trained.final_loss[trained.trained], final[trained.trained])
 
 
@@ -77,13 +79,16 @@ def test_a_fall_growing_up_to_divergence_gives_the_whole_grids_labels(diverge, f
 def test_the_usual_finder_trains_half_the_grid_in_two_stages():
     # Good from about 1e-3 to 1 (the MNIST softmax's picture), diverged above 3.
     trained, labels, calls = _staged(_curve(peak=20, width=5.0, diverge=24, floor=0.01))
-    assert [len(c) for c in calls] == [8, 8] and trained.trained.sum() <= 16
+    assert len(calls) == 2 and len(calls[0]) == 8 and len(calls[1]) <= 8
+    assert trained.trained.sum() == 8 + len(calls[1]) <= 16
     assert labels[0] == "too_low" and labels[-1] == "too_high" and "good" in labels
 
 
-def test_a_grid_of_at_most_two_stages_trains_at_once():
-    # auto --budget's 16 rates: staging would train 16 rows too, one after the other.
+def test_a_sixteen_rate_grid_trains_ten_rates_with_the_whole_grids_labels():
+    # auto --budget's 16 rates: every other one, then the untrained ones next to the good
+    # range's edges (between its outermost good rates and their trained neighbours).
     init, final, div = _curve(peak=10, width=3.0, diverge=13, floor=0.01)
+    init, final, div = init[::2], final[::2], div[::2]
     calls = []
 
     def train(pos):
@@ -91,7 +96,29 @@ def test_a_grid_of_at_most_two_stages_trains_at_once():
         return init[pos], final[pos], div[pos]
 
     trained, labels = finder.staged(GRID[::2], train)
-    assert calls == [16] and trained.trained.all()
+    whole = finder.label_lrs(GRID[::2], init, final, div >= 0)
+    assert calls[0] == 8 and 2 <= calls[1] <= 4 and len(calls) == 2
+    assert trained.trained.sum() == sum(calls) and labels == whole
+
+
+@pytest.mark.parametrize(
+    "n, held, per_step, compile_s, rows",
+    [
+        (8, set(), np.nan, np.nan, 8),  # nothing held: the power of two at or above n
+        (2, {8}, 2.7e-3, 2.7, 2),  # the MLP, cold: 6 x 300 padding rows are 4.9 s > 2.7 s
+        (2, {8}, 1e-4, 1.9, 8),  # the softmax, cold: 0.18 s of padding < a 1.9-s compile
+        (2, {8}, 1e-4, 0.05, 2),  # warm: loading the small program is cheaper still
+        (3, {8, 4}, 1e-4, 1.9, 4),  # a held program of the right size is free
+        (5, {4}, 1e-4, 1.9, 8),  # no held program has room
+        (20, set(), np.nan, np.nan, 8),  # never wider than a stage
+    ],
+)
+def test_a_stage_trains_in_the_smallest_program_unless_padding_a_held_one_is_cheaper(
+    n, held, per_step, compile_s, rows
+):
+    from sweepjax.engine.recompile import Costs
+
+    assert finder.stage_rows(n, held, Costs(per_step, compile_s), 300) == rows
 
 
 def test_nothing_good_in_the_first_stage_trains_every_rate():

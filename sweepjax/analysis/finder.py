@@ -3,14 +3,15 @@
 The finder's verdict is the smallest and largest ``good`` rate of a log grid. Far
 below the good range every rate barely moves the loss and far above it every rate
 diverges; only the two edges need the grid's resolution. So the rates train in
-populations of :data:`STAGE_WIDTH`: first every few grid points across the whole grid,
-then every untrained point between the lowest good rate and its trained neighbour
+populations of at most :data:`STAGE_WIDTH`: first every few grid points across the whole
+grid, then every untrained point between the lowest good rate and its trained neighbour
 below, and between the highest and its trained neighbour above, until those are trained
-(two stages, 16 of 32 rates, in the usual case). The bar for "good" is half the largest
-loss fall among the trained rates: where the fall peaks between two trained rates it
-can be a little lower than the whole grid's, and the good range then a little wider,
-never narrower; where the fall grows with the rate up to divergence (plain SGD's usual
-picture) the labels are the whole grid's exactly (both tested). Each rate keeps
+(two stages, 16 of 32 rates, in the usual case; ``auto --budget``'s 16-rate grid: every
+other rate, then the 2-4 next to the good range's edges, 10-12 of 16). The bar for "good" is
+half the largest loss fall among the trained rates: where the fall peaks between two
+trained rates it can be a little lower than the whole grid's, and the good range then a
+little wider, never narrower; where the fall grows with the rate up to divergence (plain
+SGD's usual picture) the labels are the whole grid's exactly (both tested). Each rate keeps
 its grid position as its member id, so it trains as it would in the whole grid's
 population (the same initial weights and minibatches). The labels are
 :func:`label_lrs`'s over the trained rates; an untrained rate takes its trained
@@ -18,7 +19,12 @@ neighbours' label (:func:`fill`).
 
 On a 2-core CPU the width-256 MLP's finder is most of ``auto``'s first minute: a member
 fills the cores, so time is proportional to member-steps, and half the rates is half
-the time. Every stage has one width, so the program compiles once.
+the time. A stage trains in a population of :func:`stage_rows` rows: the power of two at
+or above its rate count, or a larger program the finder already holds when its padding
+rows cost less than compiling the smaller one (measured by the stages before). The
+width-256 MLP's second stage of 2-4 rates then costs those rates' steps (padded to 8 it
+cost as much as the first stage, so the 16-rate grid used to train all 16 at once); the
+softmax's, a fraction of a compile, stays in the first stage's program.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+
+from sweepjax.engine import recompile
 
 STAGE_WIDTH = 8  # rates per stage: one program for every stage
 # A non-diverged rate is "good" when its loss fell by at least this fraction of the
@@ -123,6 +131,18 @@ def fill(labels: np.ndarray, done: np.ndarray) -> list[str]:
     return out
 
 
+def stage_rows(n: int, held, costs: recompile.Costs, steps: int, width: int = STAGE_WIDTH) -> int:
+    """Rows of the population that trains a stage of ``n`` rates: the power of two at or
+    above ``n`` (at most ``width``), unless a program the finder ``held`` (their row
+    counts) has room for them and its padding rows' ``steps`` cost less than compiling
+    the smaller one (:func:`sweepjax.engine.recompile.pays` on the stages' ``costs``)."""
+    new = min(width, 1 << max(int(n) - 1, 0).bit_length())
+    room = sorted(r for r in held if r >= n)
+    if new in held or not room:
+        return new
+    return new if recompile.pays(room[0], new, steps, costs, held=False) else room[0]
+
+
 def staged(
     lrs: np.ndarray,
     train: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -130,20 +150,17 @@ def staged(
     width: int = STAGE_WIDTH,
 ) -> tuple[Trained, list[str]]:
     """Train the grid ``lrs`` in stages (module docstring). ``train(positions)`` trains
-    exactly ``width`` grid positions (padded with repeats) as one population and returns
-    their ``(initial_loss, final_loss, diverged_at)``; a grid of at most ``2 * width``
-    rates trains as one population. Returns what trained and every grid rate's label."""
+    those grid positions (at most ``width``) as one population and returns their
+    ``(initial_loss, final_loss, diverged_at)``. Returns what trained and every grid
+    rate's label."""
     n = len(lrs)
-    # Two stages train 2 x width rows: a grid no larger trains at once (auto --budget's 16).
-    width = n if n <= 2 * width else width
     init, final = np.full(n, np.nan), np.full(n, np.nan)
     div, done = np.full(n, -1, np.int64), np.zeros(n, bool)
     labels = np.array(["too_low"] * n, dtype=object)
     todo = first_stage(n, width)
     while len(todo):
         for part in np.array_split(todo, -(-len(todo) // width)):
-            pad = np.r_[part, np.full(width - len(part), part[-1])]
-            i0, f, d = (np.asarray(v)[: len(part)] for v in train(pad))
+            i0, f, d = (np.asarray(v)[: len(part)] for v in train(part))
             init[part], final[part], div[part], done[part] = i0, f, d, True
         ev = np.flatnonzero(done)
         labels[ev] = label_lrs(lrs[ev], init[ev], final[ev], div[ev] >= 0, min_progress)

@@ -32,7 +32,7 @@ from sweepjax.analysis import finder
 from sweepjax.analysis.finder import LR_MIN_PROGRESS, label_lrs  # noqa: F401 (public here too)
 from sweepjax.config import ModelConfig, TrainConfig
 from sweepjax.data.dataset import Dataset
-from sweepjax.engine import train_population
+from sweepjax.engine import recompile, train_population
 from sweepjax.engine.compact import boundaries
 from sweepjax.engine.hparams import HParams
 from sweepjax.errors import SweepjaxError
@@ -225,16 +225,22 @@ def _lr_population(
     dataset, model_cfg, config, lrs, l2, steps, width: int = finder.STAGE_WIDTH
 ) -> LrRange:
     """Train ``lrs`` at ``l2`` for ``steps`` steps, in stages where a label can change
-    (:mod:`sweepjax.analysis.finder`: one program, about half the rates); label them."""
+    (:mod:`sweepjax.analysis.finder`: about half the rates); label them."""
     lrs = np.asarray(lrs, np.float64)
     cfg = finder_config(config, steps)
+    held, costs = set(), recompile.Costs()  # the stages' program sizes, measured costs
 
-    def train(pos):
+    def train(part):
+        nonlocal costs
+        rows = finder.stage_rows(len(part), held, costs, steps, width)
+        pos = np.r_[part, np.full(rows - len(part), part[-1])]  # padded with repeats
         # The sweep's fixed momentum, dropout and init scale (the finder ranks rates for
         # them); each rate's grid position is its member id (its initial weights).
         hp = HParams.create(lr=lrs[pos], l2=l2, momentum=config.momentum,
                             dropout=config.dropout, init_scale=config.init_scale)  # fmt: skip
         res = train_population(dataset, hp, model_cfg, cfg, member_ids=pos)
+        held.add(rows)
+        costs = recompile.costs(res.timing.train_s, rows * steps, res.timing.compile_s)
         return res.initial_loss, res.final_train_loss, res.diverged_at
 
     t, labels = finder.staged(lrs, train, width=width)
