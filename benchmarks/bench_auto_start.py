@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
     for mod, name in ((data, "load_dataset"), (san, "_lr_population"), (san, "train_population")):
         _timed(mod, name, parts)
 
-    def first_search(**kw):
+    def first_search(*a, **kw):
         raise _Started
 
-    flows.coarse = first_search
+    flows.coarse = flows.coarse_from = first_search  # auto's first coarse (or ASHA) search
     with contextlib.suppress(_Started):
         cli(["auto", *(argv or ["--model", "mlp"]), "--no-report"])
     total = time.perf_counter() - T0

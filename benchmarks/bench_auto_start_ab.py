@@ -1,9 +1,11 @@
 """``bench_auto_start.py`` of this checkout against another's, alternated.
 
     python benchmarks/bench_auto_start_ab.py --against OLD_CHECKOUT   # ~10 min loaded
+    python benchmarks/bench_auto_start_ab.py --against OLD --auto "--model mlp --budget 160s"
 
 Each tree's own ``benchmarks/bench_auto_start.py`` runs as its own process (``auto
---model mlp`` to its first search, with the compile and data caches the CLI uses):
+--model mlp``, or ``--auto``'s arguments, to its first search, with the compile and data
+caches the CLI uses):
 first once each with ``--steps 10`` (untimed: the finder's programs into the compile
 cache, so both are warm), then ``--reps`` rounds, the order swapped every round.
 ``--cold``: no warming run, and every run gets empty compile (saved programs included)
@@ -54,15 +56,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cold", action="store_true", help="empty caches for every run")
     ap.add_argument("--tag", default="", help="results/auto-start-ab-<backend>[-cold]-<tag>.*")
+    ap.add_argument("--auto", default="", help="auto's arguments (default: --model mlp)")
     a = ap.parse_args(argv)
     trees = {"this": HERE, "other": Path(a.against).resolve()}
     m = common.machine()
+    args = a.auto.split() or ["--model", "mlp"]
     for t in trees.values() if not a.cold else ():  # warm the compile cache
-        one(t, ["--model", "mlp", "--steps", "10"], m["backend"])
+        one(t, args if a.auto else [*args, "--steps", "10"], m["backend"])
     rounds = []
     for r in range(a.reps):
         order = list(trees) if r % 2 == 0 else list(trees)[::-1]
-        rounds.append({k: one(trees[k], [], m["backend"], a.cold) for k in order})
+        rounds.append({k: one(trees[k], args, m["backend"], a.cold) for k in order})
     out = {"machine": m, "command": common.command_line(__file__, argv), "trees": {}}
     out["trees"] = {k: str(v) for k, v in trees.items()}
     out["rounds"] = rounds
