@@ -24,7 +24,8 @@ or above its rate count, or a larger program the finder already holds when its p
 rows cost less than compiling the smaller one (measured by the stages before). The
 width-256 MLP's second stage of 2-4 rates then costs those rates' steps (padded to 8 it
 cost as much as the first stage, so the 16-rate grid used to train all 16 at once); the
-softmax's, a fraction of a compile, stays in the first stage's program.
+softmax's, a fraction of a cold compile, stays in the first stage's program (warm, where
+loading the small program may cost less, it moves).
 """
 
 from __future__ import annotations
