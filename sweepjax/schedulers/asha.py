@@ -12,12 +12,14 @@ stopping form (Optuna's ``SuccessiveHalvingPruner``, Ray Tune's ``ASHAScheduler`
 
 The first member (id 0) sits at the box's centre: unit coordinate 1/2 on every axis, the
 geometric mean of a log axis's ends, as Open Source Vizier's GP-bandit designer takes its
-first seed trial at the search space's centre. Where members train one at a time (the
-MLP on a 2-core CPU) it arrives first at every rung, so it always continues: it is the
-first to finish and sets the search's best until the second does. A box drawn around the
-plausible values has them in its middle, where a uniform draw lands only by luck. The others
-are drawn uniformly in the box (unit coordinates, log-uniform on log axes)
-until a rung has enough judged members for the response-surface model
+first seed trial at the search space's centre (``start`` moves it on the axes it names:
+``auto --budget`` puts the learning rate at its finder's fastest-training rate). Where
+members train one at a time (the MLP on a 2-core CPU) it arrives first at every rung, so
+it always continues: it is the first to finish and sets the search's best until the
+second does. A box drawn around the plausible values has them in its middle, where a
+uniform draw lands only by luck. The others are drawn uniformly in the box (unit
+coordinates, log-uniform on log axes) until a rung has enough judged members for the
+response-surface model
 (:func:`sweepjax.analysis.surface.fit_surface`); then, as BOHB does (Falkner et al.
 2018), they come from the model fitted on the highest such rung, by Thompson sampling,
 with a third still drawn uniformly so the model's blind spots keep being sampled. The
