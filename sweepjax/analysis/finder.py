@@ -37,7 +37,7 @@ import numpy as np
 
 from sweepjax.engine import recompile
 
-STAGE_WIDTH = 8  # rates per stage: one program for every stage
+STAGE_WIDTH = 8  # the most rates a stage trains at once (stage_rows: its program rows)
 # A non-diverged rate is "good" when its loss fell by at least this fraction of the
 # best rate's fall in the same number of steps; otherwise it barely moved (below the
 # best rate: too low) or thrashed without exploding (above it: too high).

@@ -277,7 +277,7 @@ def finder_box(opts: AutoOptions, log: StageLog) -> tuple[float, float, float]:
             + " (run `sweepjax sanity` for the details; searching would not fix this)"
         )
     lo, hi = lr_box(san.lr_range, margin=0.0 if opts.budget is None else BUDGET_BOX_MARGIN)
-    best = san.lr_range.best  # a good rate exists (lr_box raised otherwise): the fastest
+    best = san.lr_range.best  # some rate trained (lr_box raised otherwise): the fastest
     say = f"the finder's box: lr [{lo:.3g}, {hi:.3g}], fastest-training rate {best:.3g}"
     log.add(Stage("lr_range", say, {"lr": [lo, hi], "best": best}))
     return lo, hi, best
