@@ -6,8 +6,9 @@
 Each tree's own ``benchmarks/bench_auto_start.py`` runs as its own process (``auto
 --model mlp``, or ``--auto``'s arguments, to its first search, with the compile and data
 caches the CLI uses):
-first once each with ``--steps 10`` (untimed: the finder's programs into the compile
-cache, so both are warm), then ``--reps`` rounds, the order swapped every round.
+first once each with ``--steps 10`` (``--auto``: with its own arguments; untimed: the
+finder's programs into the compile cache, so both are warm), then ``--reps`` rounds, the
+order swapped every round.
 ``--cold``: no warming run, and every run gets empty compile (saved programs included)
 and width caches of its own (a user's first ``auto``; the prepared data stays cached). The
 row each run writes to its tree's ``results/auto-start-<backend>.json`` is collected.

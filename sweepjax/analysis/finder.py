@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sweepjax.engine import recompile
+from sweepjax.engine import active, recompile
 
 STAGE_WIDTH = 8  # the most rates a stage trains at once (stage_rows: its program rows)
 # A non-diverged rate is "good" when its loss fell by at least this fraction of the
@@ -137,7 +137,7 @@ def stage_rows(n: int, held, costs: recompile.Costs, steps: int, width: int = ST
     above ``n`` (at most ``width``), unless a program the finder ``held`` (their row
     counts) has room for them and its padding rows' ``steps`` cost less than compiling
     the smaller one (:func:`sweepjax.engine.recompile.pays` on the stages' ``costs``)."""
-    new = min(width, 1 << max(int(n) - 1, 0).bit_length())
+    new = active.bucket(n, width, 1)  # the sizes a shrinking population compiles
     room = sorted(r for r in held if r >= n)
     if new in held or not room:
         return new
