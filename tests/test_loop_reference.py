@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from sweepjax.engine import compact
 from sweepjax.schedulers import asha
 from tests import loop_reference
 
@@ -32,8 +33,10 @@ FAST = ("full", "halving")
 def test_results_equal_the_code_before_the_one_loop(ds, case, monkeypatch):
     if jax.__version__ != loop_reference.MADE_WITH_JAX:
         pytest.skip(f"the reference was recorded with jax {loop_reference.MADE_WITH_JAX}")
-    # That code drew ASHA's member 0 uniformly, as the others.
+    # That code drew ASHA's member 0 uniformly, as the others, and stopped every member
+    # below a halving cut (tests/test_riders.py: the same numbers but the riders').
     monkeypatch.setattr(asha, "CENTRE_FIRST", False)
+    monkeypatch.setattr(compact, "RIDERS", False)
     want = np.load(FIXTURE)
     got = loop_reference.summary(loop_reference.run(case, ds))
     keys = {k.split("/", 1)[1] for k in want.files if k.startswith(f"{case}/")}

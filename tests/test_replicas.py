@@ -12,6 +12,7 @@ import pytest
 from sweepjax import engine
 from sweepjax.cli import main
 from sweepjax.config import ModelConfig, SearchSpace
+from sweepjax.engine import compact
 from sweepjax.engine.hparams import HParams
 from sweepjax.flows.runner import replicate
 from sweepjax.results.config_groups import config_se, group_configs
@@ -221,10 +222,12 @@ def test_cli_replicas_json_and_grouped_show(tmp_path, capsys):
     assert len(child["members"]) == 12 and [len(c["members"]) for c in child["configs"]] == [3] * 4
 
 
-def test_trainer_with_grouped_halving_stops_configs_whole(ds):
+def test_trainer_with_grouped_halving_stops_configs_whole(ds, monkeypatch):
     """train_population under Grouped(Halving) over 6 configs x 2 replicas: at the rung
     the best ceil(6/3) = 2 configs by mean whole-validation loss continue, both replicas
-    each; every replica of a stopped config has the same stopped_at."""
+    each; every replica of a stopped config has the same stopped_at. (The policy's cut
+    alone: no riders in the spare rows, tests/test_riders.py.)"""
+    monkeypatch.setattr(compact, "RIDERS", False)
     hp = HParams.create(lr=np.geomspace(1e-3, 1.0, 6), l2=1e-4)
     rep, ids = replicate(hp, np.arange(6), 2)
     sched = schedule.make(

@@ -107,6 +107,14 @@ def gather(
         return Active(host, 0, 0, False)
     if n > gsize:
         return place(host, n, gsize, where)
+    return place(host, n, gsize, where, rows_for(act, n, gsize, where, steps_left, moves))
+
+
+def rows_for(act: Active, n: int, gsize: int, where: Placement, steps_left: int, moves=None):
+    """The program rows ``n`` survivors of ``act`` train in after a decision (see
+    :func:`gather`): whole groups of ``gsize`` when they do not fit one."""
+    if n > gsize:
+        return math.ceil(n / gsize) * gsize
     # Members trained in host groups were in the group's program (``gsize`` rows): the
     # survivors that fit it keep it unless a smaller one pays.
     now = act.size if act.on_device else gsize
@@ -115,8 +123,7 @@ def gather(
         ok = new >= now or (now - new) * steps_left > COMPILE_COST_MEMBER_STEPS
     else:
         ok = moves(now, new)
-    size = new if ok else now
-    return place(host, n, gsize, where, size)
+    return new if ok else now
 
 
 def run_chunk(

@@ -17,11 +17,16 @@ import numpy as np
 
 from sweepjax.engine import active, recompile
 from sweepjax.engine.curves import Checkpoint, ScheduleState, history_values
-from sweepjax.engine.decisions import Decision, RungView
+from sweepjax.engine.decisions import Decision, RungView, ride
 from sweepjax.engine.distributed import Placement
 from sweepjax.engine.member import Static
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.slots import Clock, Judged, Population, Run, carry_of
+
+# At the last decision the next-best members ride in the survivors' program's spare rows
+# (decisions.ride): they cost no training there. False stops every member below the cut,
+# as the engine did before (tests/test_loop_reference.py compares with that code).
+RIDERS = True
 
 
 def boundaries(total: int, every: int, chunk: int, decisions) -> list[int]:
@@ -143,10 +148,15 @@ def judge(setup: Run, pop: Population, clock: Clock):
         score = setup.static.metric.orient(acc)  # the policy reads scores: higher is better
         view = RungView(step, sched.active, loss, score, sched.alive[sched.active], pop.slot_hp)
         decision = setup.policy.decide(view)
-        sched = apply(sched, decision, step)
         nxt = min([d for d in setup.plan.ages if d > step] + [setup.total])
-        src = np.asarray(decision.src, np.int64)
         moves = recompile.mover(setup, act, pop.slot_hp, clock, nxt - step)
+        if RIDERS and nxt == setup.total:  # the last decision: spare rows are free
+            rows = active.rows_for(
+                act, len(decision.src), setup.sizes[1], setup.where, nxt - step, moves
+            )
+            decision = ride(decision, view, rows - len(decision.src))
+        sched = apply(sched, decision, step)
+        src = np.asarray(decision.src, np.int64)
         act = active.gather(act, src, setup.sizes[1], setup.where, nxt - step, moves)
         pop = pop._replace(
             act=act,

@@ -87,7 +87,10 @@ class Halving:
         order = rank(view)
         n = math.ceil(len(order) / self.eta)
         alive = view.alive[order].astype(bool)
-        return _keep(view, order[:n][alive[:n]])
+        # The alive members below the cut, best first: at the last rung they train on in
+        # the survivors' program's spare rows (engine.decisions.ride).
+        rest = order[n:][alive[n:]]
+        return _keep(view, order[:n][alive[:n]])._replace(next_best=rest[:, None])
 
 
 class Hyperband:
@@ -262,7 +265,11 @@ class Grouped:
         d = self.inner.decide(RungView(view.step, configs, loss, acc, alive, hp))
         src = positions[np.asarray(d.src, np.int64)].reshape(-1)
         rows = (np.asarray(d.rows, np.int64)[:, None] * r + np.arange(r)).reshape(-1)
-        return Decision(src, rows, d.hparams.map(lambda f: np.repeat(np.asarray(f), r)))
+        nb = None  # the inner's next-best configs, as their replicas' positions
+        if d.next_best is not None:
+            nb = positions[np.asarray(d.next_best, np.int64).reshape(-1)]
+        hp = d.hparams.map(lambda f: np.repeat(np.asarray(f), r))
+        return Decision(src, rows, hp, nb)
 
 
 def make(
