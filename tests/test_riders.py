@@ -125,3 +125,18 @@ def test_halving_names_the_alive_members_below_its_cut_best_first():
     d = rules.Halving(rungs=1, eta=3, total=9).decide(view)
     np.testing.assert_array_equal(d.src, [0, 1, 2])  # ceil(7 / 3): the three best
     np.testing.assert_array_equal(d.next_best[:, 0], [4, 5, 6])  # position 3 diverged
+
+
+def test_hyperband_names_the_alive_members_its_rungs_cut_best_first():
+    hb = rules.Hyperband(num_members=12, total=27, eta=3, s_max=2)
+    rows = np.arange(12)
+    step = hb.rungs(2)[1]  # 9: the broadest bracket's second rung, bracket 1's first
+    view = _view(12)._replace(rows=rows, step=step)
+    view = view._replace(alive=np.arange(12) != 11)
+    d = hb.decide(view)
+    judged = [s for s in range(3) if step in hb.rungs(s)]
+    cut = np.setdiff1d(rows[np.isin(hb.bracket, judged)], d.rows)
+    alive_cut = cut[view.alive[cut]]
+    # Scores fall with the row (_view), so best first is row order.
+    np.testing.assert_array_equal(d.next_best[:, 0], np.sort(alive_cut))
+    assert len(alive_cut) >= 1 and 11 not in d.next_best

@@ -56,7 +56,9 @@ class Halving:
     """Successive halving with ``rungs`` rungs at ``u, u*eta, ..., u*eta**(rungs-1)``
     steps, ``u = total // eta**rungs``; at each rung the best ``ceil(n / eta)`` of the
     ``n`` running members continue (alive ones only). The rungs are multiples of ``u``,
-    so every chunk between them has one length.
+    so every chunk between them has one length. The alive members below the cut are
+    named, best first, as ``next_best``: after the last rung the engine lets as many as
+    the survivors' program has spare rows train on (:func:`sweepjax.engine.decisions.ride`).
 
     Example::
 
@@ -130,15 +132,20 @@ class Hyperband:
 
     def decide(self, view: RungView) -> Decision:
         order = rank(view)
-        keep = []
+        keep, cut = [], np.zeros(len(order), bool)
         brackets = self.bracket[view.rows]
+        alive = view.alive.astype(bool)
         for s in np.unique(brackets):
             mine = order[brackets[order] == s]
             if view.step in self.rungs(int(s)):
                 n = math.ceil(len(mine) / self.eta)
-                mine = mine[:n][view.alive[mine[:n]].astype(bool)]
+                cut[mine[n:][alive[mine[n:]]]] = True
+                mine = mine[:n][alive[mine[:n]]]
             keep.append(mine)
-        return _keep(view, np.concatenate(keep) if keep else np.zeros(0, np.int64))
+        d = _keep(view, np.concatenate(keep) if keep else np.zeros(0, np.int64))
+        # The alive members the rungs cut, best first over every bracket: at the last
+        # decision they train on in spare rows (engine.decisions.ride).
+        return d._replace(next_best=order[cut[order]][:, None])
 
 
 class PBT:
