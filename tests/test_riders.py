@@ -3,7 +3,8 @@ program's spare rows (engine.decisions.ride), which the program computes anyway.
 
 What must hold: every other member's numbers are those of a run without riders, bit for
 bit; the riders are the best-ranked members below the cut, whole configs only; their
-curves up to the decision are the ones they had; nothing more compiles."""
+curves up to the decision are the ones they had; nothing more compiles; and who rides
+does not depend on the programs the process holds (nor on the times it measured)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def _hp(m: int) -> HParams:
 
 
 def _run(ds, hp, ids=None, replicas=1, riders=True, monkeypatch=None):
+    """One halving rung at step 18 of 54 (eta 3): the best third go on."""
     monkeypatch.setattr(compact, "RIDERS", riders)
     m = hp.num_members // replicas
     sched = rules.make("halving", num_members=m, total=CFG.steps, space=SPACE, seed=0,
-                       rungs=2, replicas=replicas)  # fmt: skip
+                       rungs=1, replicas=replicas)  # fmt: skip
     before = dict(PROGRAMS.counts())
     res = train_population(ds, hp, loop_reference.SOFTMAX, CFG, member_ids=ids, scheduler=sched)
     after = PROGRAMS.counts()
@@ -44,14 +46,15 @@ def _run(ds, hp, ids=None, replicas=1, riders=True, monkeypatch=None):
 
 
 def test_riders_train_on_in_spare_rows_and_change_nobody_else(ds, monkeypatch):
-    hp = _hp(12)
+    # 14 members: 5 go on and fill an 8-row program, so 3 of those below the cut ride.
+    hp = _hp(14)
     with_, _ = _run(ds, hp, riders=True, monkeypatch=monkeypatch)
     without, _ = _run(ds, hp, riders=False, monkeypatch=monkeypatch)
-    last = CFG.steps // 3  # the second rung: 54 // 9 * 3 = 18
+    last = CFG.steps // 3  # the rung: 18
     stopped_last = np.flatnonzero(without.stopped_at == last)
     riders = np.flatnonzero((with_.stopped_at == -1) & (without.stopped_at == last))
     survivors = np.flatnonzero(without.stopped_at == -1)
-    assert len(riders) >= 1
+    assert len(riders) == 8 - len(survivors) == 3
     # The riders are the best-ranked alive members below the cut, by the accuracy they
     # had at the decision (their whole-validation numbers when the run without riders
     # stopped them there), ties to the lower row.
@@ -62,7 +65,7 @@ def test_riders_train_on_in_spare_rows_and_change_nobody_else(ds, monkeypatch):
     assert set(riders) <= set(with_.finished.tolist())
     assert (with_.best_val_acc[riders] >= without.best_val_acc[riders]).all()
     # Everyone else: the same numbers, bit for bit.
-    others = np.setdiff1d(np.arange(12), riders)
+    others = np.setdiff1d(np.arange(14), riders)
     for f in ("best_val_acc", "best_step", "stopped_at", "final_val_acc", "final_val_loss"):
         np.testing.assert_array_equal(
             getattr(with_, f)[others], getattr(without, f)[others], err_msg=f
@@ -77,7 +80,7 @@ def test_riders_train_on_in_spare_rows_and_change_nobody_else(ds, monkeypatch):
 
 
 def test_riders_compile_nothing_more(ds, monkeypatch):
-    hp = _hp(12)
+    hp = _hp(14)
     PROGRAMS.clear()
     _, compiled_without = _run(ds, hp, riders=False, monkeypatch=monkeypatch)
     PROGRAMS.clear()
@@ -86,6 +89,7 @@ def test_riders_compile_nothing_more(ds, monkeypatch):
 
 
 def test_replicas_ride_as_whole_configs(ds, monkeypatch):
+    # 8 configs x 2 replicas: 3 configs go on (6 rows of an 8-row program): one rides.
     hp1 = _hp(8)
     rows = np.repeat(np.arange(8), 2)
     hp = hp1.take(rows)
@@ -95,8 +99,25 @@ def test_replicas_ride_as_whole_configs(ds, monkeypatch):
     riders = np.flatnonzero((with_.stopped_at == -1) & (without.stopped_at != -1))
     # Replica rows 2c and 2c + 1 of config c: a config rides with both or not at all.
     cfg = riders // 2
-    assert len(riders) >= 2 and len(riders) % 2 == 0
+    assert len(riders) == 2
     np.testing.assert_array_equal(np.bincount(cfg)[np.unique(cfg)], 2)
+
+
+def test_who_rides_does_not_depend_on_the_programs_the_process_holds(ds, monkeypatch):
+    """8 members, one rung keeping 3 (eta 3): they fill a 4-row program, one rider. Nothing
+    held, the toy's survivors stay in their 8-row program (a compile never pays); with the
+    4-row program held they move there. The same member rides both times."""
+    hp = _hp(8)
+    monkeypatch.setattr(compact, "RIDERS", True)
+    sched = rules.Halving(rungs=1, eta=3, total=CFG.steps)
+    PROGRAMS.clear()
+    stay = train_population(ds, hp, loop_reference.SOFTMAX, CFG, scheduler=sched)
+    train_population(ds, hp.take(np.arange(4)), loop_reference.SOFTMAX, CFG)  # 4 rows held
+    move = train_population(ds, hp, loop_reference.SOFTMAX, CFG, scheduler=sched)
+    alive = int(np.sum(stay.alive))
+    assert len(stay.finished) == min(4, alive) and alive > 4
+    np.testing.assert_array_equal(move.finished, stay.finished)
+    np.testing.assert_array_equal(move.stopped_at, stay.stopped_at)
 
 
 def _view(n: int) -> RungView:

@@ -51,6 +51,18 @@ def bucket(n: int, gsize: int, ndev: int) -> int:
     return round_up(min(2 ** math.ceil(math.log2(max(n, 1))), round_up(gsize, ndev)), ndev)
 
 
+def least_rows(n: int, gsize: int, ndev: int) -> int:
+    """The program rows ``n`` members train in after a decision, at the least: whole
+    groups of ``gsize`` when they do not fit one, else the power of two at or above ``n``
+    (:func:`bucket`). Whatever program :func:`gather` then picks (it may keep a larger
+    one that is held, or whose compile a smaller one would not pay for) has at least
+    these rows; the count depends only on ``n`` and the sizes, not on what a process
+    holds or measured."""
+    if n > gsize:
+        return math.ceil(n / gsize) * gsize
+    return bucket(n, gsize, ndev)
+
+
 def place(host_states, n: int, gsize: int, where: Placement, size: int | None = None) -> Active:
     """The active members' state where it trains: on the device padded to ``size`` rows
     (default: ``n`` rounded up to the device count), or on the host in groups."""
@@ -107,14 +119,6 @@ def gather(
         return Active(host, 0, 0, False)
     if n > gsize:
         return place(host, n, gsize, where)
-    return place(host, n, gsize, where, rows_for(act, n, gsize, where, steps_left, moves))
-
-
-def rows_for(act: Active, n: int, gsize: int, where: Placement, steps_left: int, moves=None):
-    """The program rows ``n`` survivors of ``act`` train in after a decision (see
-    :func:`gather`): whole groups of ``gsize`` when they do not fit one."""
-    if n > gsize:
-        return math.ceil(n / gsize) * gsize
     # Members trained in host groups were in the group's program (``gsize`` rows): the
     # survivors that fit it keep it unless a smaller one pays.
     now = act.size if act.on_device else gsize
@@ -123,7 +127,8 @@ def rows_for(act: Active, n: int, gsize: int, where: Placement, steps_left: int,
         ok = new >= now or (now - new) * steps_left > COMPILE_COST_MEMBER_STEPS
     else:
         ok = moves(now, new)
-    return new if ok else now
+    size = new if ok else now
+    return place(host, n, gsize, where, size)
 
 
 def run_chunk(

@@ -23,8 +23,10 @@ from sweepjax.engine.member import Static
 from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.slots import Clock, Judged, Population, Run, carry_of
 
-# At the last decision the next-best members ride in the survivors' program's spare rows
-# (decisions.ride): they cost no training there. False stops every member below the cut,
+# At the last decision the next-best members ride in the rows the survivors' program has
+# to spare whatever program it is (active.least_rows; decisions.ride): rows computed as
+# padding anyway, and which members finish depends on neither the programs a process
+# holds nor the times it measured. False stops every member below the cut,
 # as the engine did before (tests/test_loop_reference.py compares with that code).
 RIDERS = True
 
@@ -151,10 +153,9 @@ def judge(setup: Run, pop: Population, clock: Clock):
         nxt = min([d for d in setup.plan.ages if d > step] + [setup.total])
         moves = recompile.mover(setup, act, pop.slot_hp, clock, nxt - step)
         if RIDERS and nxt == setup.total:  # the last decision: spare rows are free
-            rows = active.rows_for(
-                act, len(decision.src), setup.sizes[1], setup.where, nxt - step, moves
-            )
-            decision = ride(decision, view, rows - len(decision.src))
+            n = len(decision.src)
+            rows = active.least_rows(n, setup.sizes[1], setup.where.num_devices)
+            decision = ride(decision, view, rows - n)
         sched = apply(sched, decision, step)
         src = np.asarray(decision.src, np.int64)
         act = active.gather(act, src, setup.sizes[1], setup.where, nxt - step, moves)
