@@ -114,13 +114,14 @@ def ride(decision: Decision, view: RungView, spare: int) -> Decision:
     """``decision`` with as many of its ``next_best`` configs as ``spare`` program rows
     hold, whole configs only, added in the population's order (stable slots).
 
-    Used at a compacting run's last decision: the survivors train to the end in a program
-    of a fixed number of rows (a power of two, or the one they were in when a smaller one
-    does not pay for its compile: :mod:`sweepjax.engine.recompile`), and its spare rows
-    are computed as padding anyway. The next-best members train there for nothing, and the
-    winner is chosen among more members trained the whole run: on the softmax's default
-    fine round (2-core CPU) 15 members finish instead of 5, in the same 16-row program.
-    A decision that copies members (PBT) or names no ``next_best`` is returned as it is."""
+    Used at a compacting run's last decision: the survivors train to the end in at least
+    the power of two of rows they fill (:func:`sweepjax.engine.active.least_rows`: the
+    program they move to, or a larger one they keep when a smaller one does not pay for
+    its compile), and its spare rows are computed as padding either way. The next-best
+    members train there for nothing, and the winner is chosen among more members trained
+    the whole run: the softmax's default ``coarse`` finishes 16 members instead of 10,
+    its ``fine`` 8 instead of 5, in the same programs. A decision that copies members
+    (PBT) or names no ``next_best`` is returned as it is."""
     nb = decision.next_best
     if nb is None or spare <= 0 or not np.size(nb):
         return decision
