@@ -28,7 +28,9 @@ best".
 
 Cold (the default) runs the flow with no compile cache, as a user's first run; ``--warm``
 runs ``--flows warm-cache`` (a first, untimed run fills a fresh compile cache, which the
-timed run loads its programs from, as every later run of a user's does).
+timed run loads its programs from, as every later run of a user's does). Optuna's
+process runs without JAX's persistent compilation cache in both: the cache is opt-in and
+Optuna's documentation does not turn it on, where sweepjax's command line does.
 
 Writes ``results/default-vs-optuna[-warm]-<backend>.{json,md}``; each seed's full record
 stays in ``results/default-vs-optuna[-warm]/seed<N>/``.

@@ -173,6 +173,8 @@ def test_cli_two_processes_print_the_same_json_and_only_process_0_writes(tmp_pat
     if schedule is ASHA:  # the run refilled slots and stopped members at its rungs
         assert len(ref["members"]) > 8 and stops >= {6, 18}
     elif schedule is HYPERBAND:
-        assert stops >= {6, 18}
+        # Its first rung stops members; those its last rung (18) cuts ride to the end
+        # when the survivors' program has rows to spare (engine.decisions.ride).
+        assert 6 in stops
     elif schedule is PBT:  # the same copies on two processes as on one
         assert ref["lineage"] and docs[0]["lineage"] == ref["lineage"]

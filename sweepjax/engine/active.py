@@ -51,16 +51,21 @@ def bucket(n: int, gsize: int, ndev: int) -> int:
     return round_up(min(2 ** math.ceil(math.log2(max(n, 1))), round_up(gsize, ndev)), ndev)
 
 
-def least_rows(n: int, gsize: int, ndev: int) -> int:
-    """The program rows ``n`` members train in after a decision, at the least: whole
-    groups of ``gsize`` when they do not fit one, else the power of two at or above ``n``
-    (:func:`bucket`). Whatever program :func:`gather` then picks (it may keep a larger
-    one that is held, or whose compile a smaller one would not pay for) has at least
-    these rows; the count depends only on ``n`` and the sizes, not on what a process
-    holds or measured."""
-    if n > gsize:
-        return math.ceil(n / gsize) * gsize
-    return bucket(n, gsize, ndev)
+# Riders (engine/compact.py) fill at most this many rows: a CPU's narrowest group
+# (group_width.MIN_WIDTH), so one device and a mesh of several train them alike.
+RIDE_ROWS = 16
+
+
+def ride_rows(n: int, gsize: int) -> int:
+    """The rows ``n`` survivors of a last decision train in on every placement, at the
+    least: the power of two at or above ``n`` when it fits :data:`RIDE_ROWS` and the
+    group, else ``n``. A program for ``n`` members has at least those rows whatever
+    :func:`gather` picks (a larger one held, or kept because a smaller one does not pay
+    for its compile) and however many devices share it (multiples of their count), so
+    the spare ones are computed as padding anyway; the count depends only on ``n``, not
+    on what a process holds, measured or runs on."""
+    p = 1 << max(int(n) - 1, 0).bit_length()
+    return p if p <= min(RIDE_ROWS, gsize) else n
 
 
 def place(host_states, n: int, gsize: int, where: Placement, size: int | None = None) -> Active:

@@ -24,10 +24,11 @@ from sweepjax.engine.outcome import PopulationResult
 from sweepjax.engine.slots import Clock, Judged, Population, Run, carry_of
 
 # At the last decision the next-best members ride in the rows the survivors' program has
-# to spare whatever program it is (active.least_rows; decisions.ride): rows computed as
-# padding anyway, and which members finish depends on neither the programs a process
-# holds nor the times it measured. False stops every member below the cut,
-# as the engine did before (tests/test_loop_reference.py compares with that code).
+# to spare whatever program and placement it is (active.ride_rows; decisions.ride):
+# rows computed as padding anyway, and which members finish depends on neither the
+# programs a process holds, the times it measured nor the devices it runs on. False
+# stops every member below the cut, as the engine did before (tests/test_loop_reference.py
+# compares with that code).
 RIDERS = True
 
 
@@ -152,10 +153,11 @@ def judge(setup: Run, pop: Population, clock: Clock):
         decision = setup.policy.decide(view)
         nxt = min([d for d in setup.plan.ages if d > step] + [setup.total])
         moves = recompile.mover(setup, act, pop.slot_hp, clock, nxt - step)
-        if RIDERS and nxt == setup.total:  # the last decision: spare rows are free
+        # The last decision: spare rows are free (not for host-driven steps, whose
+        # programs step each real member on its own).
+        if RIDERS and nxt == setup.total and not setup.static.host_steps:
             n = len(decision.src)
-            rows = active.least_rows(n, setup.sizes[1], setup.where.num_devices)
-            decision = ride(decision, view, rows - n)
+            decision = ride(decision, view, active.ride_rows(n, setup.sizes[1]) - n)
         sched = apply(sched, decision, step)
         src = np.asarray(decision.src, np.int64)
         act = active.gather(act, src, setup.sizes[1], setup.where, nxt - step, moves)

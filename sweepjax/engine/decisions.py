@@ -115,7 +115,7 @@ def ride(decision: Decision, view: RungView, spare: int) -> Decision:
     hold, whole configs only, added in the population's order (stable slots).
 
     Used at a compacting run's last decision: the survivors train to the end in at least
-    the power of two of rows they fill (:func:`sweepjax.engine.active.least_rows`: the
+    the power of two of rows they fill (:func:`sweepjax.engine.active.ride_rows`: the
     program they move to, or a larger one they keep when a smaller one does not pay for
     its compile), and its spare rows are computed as padding either way. The next-best
     members train there for nothing, and the winner is chosen among more members trained
