@@ -8,7 +8,6 @@ axis; the survivors move to a smaller program only when that saves more than a c
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, NamedTuple
 
@@ -48,24 +47,24 @@ def take_rows(tree, idx):
 def bucket(n: int, gsize: int, ndev: int) -> int:
     """The program size for ``n`` members after a decision: the next power of two (so few
     shapes ever compile), at most the group size, a multiple of the device count."""
-    return round_up(min(2 ** math.ceil(math.log2(max(n, 1))), round_up(gsize, ndev)), ndev)
+    return round_up(min(pow2_at_least(n), round_up(gsize, ndev)), ndev)
 
 
-# Riders (engine/compact.py) fill at most this many rows: a CPU's narrowest group
-# (group_width.MIN_WIDTH), so one device and a mesh of several train them alike.
-RIDE_ROWS = 16
+def pow2_at_least(n: int) -> int:
+    """The power of two at or above ``n`` (1 for ``n <= 1``): the program sizes."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
-def ride_rows(n: int, gsize: int) -> int:
+def ride_rows(n: int, gsize: int, cap: int) -> int:
     """The rows ``n`` survivors of a last decision train in on every placement, at the
-    least: the power of two at or above ``n`` when it fits :data:`RIDE_ROWS` and the
-    group, else ``n``. A program for ``n`` members has at least those rows whatever
-    :func:`gather` picks (a larger one held, or kept because a smaller one does not pay
-    for its compile) and however many devices share it (multiples of their count), so
-    the spare ones are computed as padding anyway; the count depends only on ``n``, not
-    on what a process holds, measured or runs on."""
-    p = 1 << max(int(n) - 1, 0).bit_length()
-    return p if p <= min(RIDE_ROWS, gsize) else n
+    least: the power of two at or above ``n`` when it fits ``cap`` and the group, else
+    ``n``. A program for ``n`` members has at least those rows whatever :func:`gather`
+    picks (a larger one held, or kept because a smaller one does not pay for its
+    compile) and however many devices share it (multiples of their count), so the spare
+    ones are computed as padding anyway; the count depends only on ``n``, not on what a
+    process holds, measured or runs on."""
+    p = pow2_at_least(n)
+    return p if p <= min(cap, gsize) else n
 
 
 def place(host_states, n: int, gsize: int, where: Placement, size: int | None = None) -> Active:
@@ -286,7 +285,7 @@ def eval_block(n: int, rows: int, params: int) -> int:
       eval_block(1, 6000, 7_850)  # 32: a softmax's padding is cheaper than a compile
       eval_block(1, 6000, 203_530)  # 1: an MLP-256's is not
     """
-    size = min(EVAL_ROWS, 2 ** math.ceil(math.log2(max(n, 1))))
+    size = min(EVAL_ROWS, pow2_at_least(n))
     saved = 2.0 * (EVAL_ROWS - size) * rows * params
     return EVAL_ROWS if saved < COMPILE_COST_FLOPS else size
 
@@ -305,7 +304,7 @@ def evaluate_members(
         if act.on_device:
             folds = put_members(folds[pad_rows(act.n, act.size)], where)
         return _eval_program(tree, folds, data, st, where, idx)
-    size = round_up(min(2 ** math.ceil(math.log2(max(len(idx), 1))), act.size), where.num_devices)
+    size = round_up(min(pow2_at_least(len(idx)), act.size), where.num_devices)
     rows = int(np.prod(np.shape(data.val.ms)))
     saved = 2.0 * (act.size - size) * rows * member_params_count(tree)
     if len(idx) > size or saved < COMPILE_COST_FLOPS:

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from sweepjax.engine import active, recompile
+from sweepjax.engine import active, group_width, recompile
 from sweepjax.engine.curves import Checkpoint, ScheduleState, history_values
 from sweepjax.engine.decisions import Decision, RungView, ride
 from sweepjax.engine.distributed import Placement
@@ -157,7 +157,9 @@ def judge(setup: Run, pop: Population, clock: Clock):
         # programs step each real member on its own).
         if RIDERS and nxt == setup.total and not setup.static.host_steps:
             n = len(decision.src)
-            decision = ride(decision, view, active.ride_rows(n, setup.sizes[1]) - n)
+            # At most a CPU's narrowest group: one device and a mesh ride alike.
+            rows = active.ride_rows(n, setup.sizes[1], group_width.MIN_WIDTH)
+            decision = ride(decision, view, rows - n)
         sched = apply(sched, decision, step)
         src = np.asarray(decision.src, np.int64)
         act = active.gather(act, src, setup.sizes[1], setup.where, nxt - step, moves)
